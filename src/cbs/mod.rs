@@ -1,0 +1,3 @@
+//! Talking to the AhsayCBS backup server.
+
+pub mod model;

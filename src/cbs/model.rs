@@ -1,0 +1,717 @@
+//! The restore-job model and its tolerant decoder.
+//!
+//! `ListRestoreJobStatus.do` replies differ from the vendor's table in many small ways (see
+//! `shared/reference/ahsay-api.md`): alternative key spellings, numbers as strings, two time
+//! formats, `Data` as an array, one object or nothing, duplicate keys. The decoder therefore
+//! reads the reply as a loose JSON tree first (where a duplicate key simply keeps its last
+//! value) and then picks each field out by any of its known spellings, case-insensitively.
+//! One malformed item is reported and skipped; the rest of the reply still counts.
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// How long a raw snippet of a bad reply or item may be in logs and errors (characters).
+pub const SNIPPET_MAX_CHARS: usize = 200;
+
+/// The identity of a restore job: the job ID repeats across users and backup sets, so the
+/// key is (server, login, backup set, job ID).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobKey {
+    pub server: String,
+    pub login_name: String,
+    pub backup_set_id: String,
+    pub job_id: String,
+}
+
+/// What a raw status code means to an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusClass {
+    Success,
+    Warning,
+    PartialFailure,
+    Failure,
+    Cancelled,
+    Running,
+    Unknown,
+}
+
+impl StatusClass {
+    /// Every class, in the order reports list them.
+    pub const ALL: [StatusClass; 7] = [
+        StatusClass::Success,
+        StatusClass::Warning,
+        StatusClass::PartialFailure,
+        StatusClass::Failure,
+        StatusClass::Cancelled,
+        StatusClass::Running,
+        StatusClass::Unknown,
+    ];
+
+    /// Classifies a raw status code. `has_end_time` matters only for an empty code.
+    pub fn from_raw(raw: &str) -> StatusClass {
+        let code = raw.trim().to_ascii_uppercase();
+        match code.as_str() {
+            "" => StatusClass::Running,
+            "RESTORE_STOP_SUCCESS" => StatusClass::Success,
+            "RESTORE_STOP_SUCCESS_WITH_WARNING" => StatusClass::Warning,
+            "RESTORE_STOP_SUCCESS_WITH_ERROR" => StatusClass::PartialFailure,
+            "RESTORE_STOP_BY_USER" => StatusClass::Cancelled,
+            "RESTORE_STOP_BY_ERROR" => StatusClass::Failure,
+            c if c.ends_with("_RUNNING") || c.ends_with("_NOT_FINISHED") => StatusClass::Running,
+            _ => StatusClass::Unknown,
+        }
+    }
+
+    /// Whether a job in this class has ended.
+    pub fn is_finished(self) -> bool {
+        self != StatusClass::Running
+    }
+
+    /// The configuration and command spelling (`partial_failure`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Success => "success",
+            StatusClass::Warning => "warning",
+            StatusClass::PartialFailure => "partial_failure",
+            StatusClass::Failure => "failure",
+            StatusClass::Cancelled => "cancelled",
+            StatusClass::Running => "running",
+            StatusClass::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the configuration spelling.
+    pub fn parse_name(name: &str) -> Option<StatusClass> {
+        StatusClass::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// A human label (`partial failure`).
+    pub fn label(self) -> &'static str {
+        match self {
+            StatusClass::PartialFailure => "partial failure",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for StatusClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A time reported by the backup server, in the server's configured zone.
+pub type ServerTime = DateTime<Tz>;
+
+/// One restore job as the backup server reported it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreJob {
+    /// The configured name of the backup server (not sent by the CBS).
+    pub server: String,
+    pub login_name: String,
+    pub owner: String,
+    pub user_id: String,
+    pub backup_set_id: String,
+    pub backup_set_name: String,
+    pub job_id: String,
+    #[serde(with = "server_time_opt")]
+    pub start_time: Option<ServerTime>,
+    #[serde(with = "server_time_opt")]
+    pub end_time: Option<ServerTime>,
+    pub restore_size_bytes: u64,
+    pub client_version: Option<String>,
+    pub destination_id: Option<String>,
+    pub success_databases: Vec<String>,
+    pub missed_databases: Vec<String>,
+    pub success_virtual_machines: Vec<String>,
+    pub missed_virtual_machines: Vec<String>,
+    pub success_public_folders: Vec<String>,
+    pub missed_public_folders: Vec<String>,
+    /// The status code exactly as the server sent it (empty while running).
+    pub raw_status: String,
+    pub class: StatusClass,
+}
+
+impl RestoreJob {
+    pub fn key(&self) -> JobKey {
+        JobKey {
+            server: self.server.clone(),
+            login_name: self.login_name.clone(),
+            backup_set_id: self.backup_set_id.clone(),
+            job_id: self.job_id.clone(),
+        }
+    }
+
+    /// The backup-set name, or its ID when the server sent no name.
+    pub fn backup_set_label(&self) -> &str {
+        if self.backup_set_name.is_empty() {
+            &self.backup_set_id
+        } else {
+            &self.backup_set_name
+        }
+    }
+
+    /// Seconds between start and end, when both are known.
+    pub fn duration_secs(&self) -> Option<i64> {
+        match (self.start_time, self.end_time) {
+            (Some(s), Some(e)) => Some((e - s).num_seconds().max(0)),
+            _ => None,
+        }
+    }
+}
+
+/// Serde for `Option<DateTime<Tz>>`: stored as RFC 3339 plus the zone name, so a record
+/// read back is in the same zone it was written in.
+mod server_time_opt {
+    use super::ServerTime;
+    use chrono::DateTime;
+    use chrono_tz::Tz;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Stored {
+        at: String,
+        tz: String,
+    }
+
+    pub fn serialize<S: Serializer>(t: &Option<ServerTime>, s: S) -> Result<S::Ok, S::Error> {
+        t.map(|t| Stored {
+            at: t.to_rfc3339(),
+            tz: t.timezone().name().to_owned(),
+        })
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ServerTime>, D::Error> {
+        let Some(stored) = Option::<Stored>::deserialize(d)? else {
+            return Ok(None);
+        };
+        let tz: Tz = stored.tz.parse().map_err(serde::de::Error::custom)?;
+        let at = DateTime::parse_from_rfc3339(&stored.at).map_err(serde::de::Error::custom)?;
+        Ok(Some(at.with_timezone(&tz)))
+    }
+}
+
+/// A reply item that could not be read, kept for the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SkippedItem {
+    pub reason: String,
+    /// The item's raw JSON, cut to [`SNIPPET_MAX_CHARS`].
+    pub raw: String,
+}
+
+/// A decoded `ListRestoreJobStatus` reply with `Status: OK`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobList {
+    pub jobs: Vec<RestoreJob>,
+    pub skipped: Vec<SkippedItem>,
+}
+
+/// Why a reply body could not be used at all.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplyError {
+    /// `Status: Error` with the server's Message and ExptType.
+    Api {
+        message: String,
+        expt_type: Option<String>,
+    },
+    /// Not the documented envelope; `snippet` is the start of the body.
+    Malformed { reason: String, snippet: String },
+}
+
+/// What the decoder needs to know that the reply does not say.
+#[derive(Clone, Debug)]
+pub struct DecodeContext<'a> {
+    pub server: &'a str,
+    pub tz: Tz,
+    /// The LoginName asked for: used when an item omits it.
+    pub login_name: &'a str,
+    /// The Owner asked for: used when an item omits it.
+    pub owner: &'a str,
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut with `…`.
+pub fn snippet(text: &str, max: usize) -> String {
+    let mut chars = text.chars();
+    let cut: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// Decodes a whole reply body.
+pub fn decode_reply(body: &str, cx: &DecodeContext<'_>) -> Result<JobList, ReplyError> {
+    let malformed = |reason: String| ReplyError::Malformed {
+        reason,
+        snippet: snippet(body, SNIPPET_MAX_CHARS),
+    };
+    let root: Value =
+        serde_json::from_str(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let Value::Object(envelope) = root else {
+        return Err(malformed("the reply is not a JSON object".into()));
+    };
+    let status = get(&envelope, &["Status"])
+        .and_then(as_text)
+        .unwrap_or_default();
+    if status.eq_ignore_ascii_case("error") {
+        return Err(ReplyError::Api {
+            message: get(&envelope, &["Message"])
+                .and_then(as_text)
+                .unwrap_or_else(|| "(no message)".into()),
+            expt_type: get(&envelope, &["ExptType"]).and_then(as_text),
+        });
+    }
+    if !status.eq_ignore_ascii_case("ok") {
+        return Err(malformed(format!(
+            "envelope Status is {status:?}, not OK or Error"
+        )));
+    }
+    let items: Vec<&Value> = match get(&envelope, &["Data"]) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        Some(other) => {
+            return Err(malformed(format!(
+                "Data is neither a list nor an object: {}",
+                snippet(&other.to_string(), 40)
+            )))
+        }
+    };
+    let mut list = JobList::default();
+    for item in items {
+        match decode_item(item, cx) {
+            Ok(job) => list.jobs.push(job),
+            Err(reason) => list.skipped.push(SkippedItem {
+                reason,
+                raw: snippet(&item.to_string(), SNIPPET_MAX_CHARS),
+            }),
+        }
+    }
+    Ok(list)
+}
+
+fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, String> {
+    let Value::Object(map) = item else {
+        return Err("the item is not a JSON object".into());
+    };
+    let text = |keys: &[&str]| get(map, keys).and_then(as_text);
+    let job_id = text(&["ID"]).filter(|s| !s.is_empty()).ok_or("no job ID")?;
+    let backup_set_id = text(&["BackupSetID", "BackupSetId"])
+        .filter(|s| !s.is_empty())
+        .ok_or("no BackupSetID")?;
+    let raw_status = text(&["RestoreJobStatus", "Status"]).unwrap_or_default();
+    let time = |keys: &[&str]| -> Result<Option<ServerTime>, String> {
+        match text(keys).filter(|s| !s.trim().is_empty()) {
+            None => Ok(None),
+            Some(s) => parse_server_time(&s, cx.tz)
+                .map(Some)
+                .ok_or_else(|| format!("{} is not a time: {s:?}", keys[0])),
+        }
+    };
+    let start_time = match time(&["StartTime"])? {
+        Some(t) => Some(t),
+        // The job ID is the start timestamp: use it when StartTime is missing.
+        None => parse_server_time(&job_id, cx.tz),
+    };
+    let end_time = time(&["EndTime"])?;
+    let restore_size_bytes = match get(map, &["RestoreSize"]) {
+        None | Some(Value::Null) => 0,
+        Some(v) => as_size(v).ok_or_else(|| format!("RestoreSize is not a size: {v}"))?,
+    };
+    let list = |keys: &[&str]| get(map, keys).map(as_list).unwrap_or_default();
+    Ok(RestoreJob {
+        server: cx.server.to_owned(),
+        login_name: text(&["LoginName"])
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| cx.login_name.to_owned()),
+        owner: text(&["Owner"]).unwrap_or_else(|| cx.owner.to_owned()),
+        user_id: text(&["UserID", "UserId"]).unwrap_or_default(),
+        backup_set_id,
+        backup_set_name: text(&["BackupSetName"]).unwrap_or_default(),
+        job_id,
+        start_time,
+        end_time,
+        restore_size_bytes,
+        client_version: text(&["RunVersion"]).filter(|s| !s.is_empty()),
+        destination_id: text(&["DestinationID", "DestinationId"]).filter(|s| !s.is_empty()),
+        success_databases: list(&["SuccessDatabase"]),
+        missed_databases: list(&["MissedDatabase"]),
+        success_virtual_machines: list(&["SuccessVirtualMachine"]),
+        missed_virtual_machines: list(&["MissedVirtualMachine"]),
+        success_public_folders: list(&["SuccessPublicFolder"]),
+        missed_public_folders: list(&["MissedPublicFolder"]),
+        class: StatusClass::from_raw(&raw_status),
+        raw_status,
+    })
+}
+
+/// Looks a field up by any of its spellings, ignoring ASCII case; earlier spellings win.
+fn get<'v>(map: &'v Map<String, Value>, keys: &[&str]) -> Option<&'v Value> {
+    keys.iter().find_map(|want| {
+        map.get(*want).or_else(|| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(want))
+                .map(|(_, v)| v)
+        })
+    })
+}
+
+/// A scalar as text: strings as they are, numbers and booleans written out.
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A byte count from a number or a numeric string.
+fn as_size(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::String(s) if s.trim().is_empty() => Some(0),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<u64>().ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|f| *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A database/VM/folder list: a JSON list, or one string (empty means none).
+fn as_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(as_text)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        other => as_text(other)
+            .filter(|s| !s.is_empty())
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Parses `yyyy-MM-dd HH:mm:ss` or `yyyy-MM-dd-HH-mm-ss` as a local time in `tz`.
+/// A time that falls in a daylight-saving gap is read an hour later; an ambiguous one
+/// as its earlier instance.
+pub fn parse_server_time(s: &str, tz: Tz) -> Option<ServerTime> {
+    let s = s.trim();
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d-%H-%M-%S"))
+        .ok()?;
+    local_in(tz, naive)
+}
+
+/// Places a local wall-clock time in `tz` (gap: an hour later; fold: the earlier one).
+pub fn local_in(tz: Tz, naive: NaiveDateTime) -> Option<ServerTime> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Some(t),
+        LocalResult::Ambiguous(early, _) => Some(early),
+        LocalResult::None => tz
+            .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .earliest(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, Timelike};
+
+    const BERLIN: Tz = chrono_tz::Europe::Berlin;
+
+    fn cx() -> DecodeContext<'static> {
+        DecodeContext {
+            server: "cbs1",
+            tz: BERLIN,
+            login_name: "obm",
+            owner: "",
+        }
+    }
+
+    fn one(item: &str) -> RestoreJob {
+        let body = format!(r#"{{"Status":"OK","Data":[{item}]}}"#);
+        let list = decode_reply(&body, &cx()).expect("reply decodes");
+        assert!(list.skipped.is_empty(), "skipped: {:?}", list.skipped);
+        assert_eq!(list.jobs.len(), 1);
+        list.jobs.into_iter().next().unwrap()
+    }
+
+    const BASE: &str =
+        r#""ID":"2024-06-26-13-25-13","BackupSetID":"1687755057644","LoginName":"obm""#;
+
+    /// The vendor's OUTPUT example, byte for byte.
+    const VENDOR_OUTPUT: &str = "{\n\"Status\":\"OK\",\n\"Data\":[\n{\n\"Status\":\"RESTORE_STOP_SUCCESS\",\n\"BackupSetName\":\"default-backup-set-name-1\",\n\"LoginName\":\"obm\",\n\"Owner\":\"\",\n\"EndTime\":\"2024-06-26 13:25:21\",\n\"UserId\":\"obm\",\n\"RunVersion\":\"9.11.0.0\",\n\"StartTime\":\"2024-06-26 13:25:14\",\n\"ID\":\"2024-06-26-13-25-13\",\n\"BackupSetID\":\"1687755057644\",\n\"RestoreSize\":0,\n\"DestinationID\":\"1687755083984\"\n}\n]\n}";
+
+    #[test]
+    fn vendor_example_decodes_every_field() {
+        let list = decode_reply(VENDOR_OUTPUT, &cx()).unwrap();
+        assert!(list.skipped.is_empty());
+        let job = &list.jobs[0];
+        assert_eq!(list.jobs.len(), 1);
+        assert_eq!(job.server, "cbs1");
+        assert_eq!(job.login_name, "obm");
+        assert_eq!(job.owner, "");
+        assert_eq!(job.user_id, "obm");
+        assert_eq!(job.backup_set_id, "1687755057644");
+        assert_eq!(job.backup_set_name, "default-backup-set-name-1");
+        assert_eq!(job.job_id, "2024-06-26-13-25-13");
+        let start = job.start_time.unwrap();
+        assert_eq!(start.timezone(), BERLIN);
+        assert_eq!(start.naive_local().to_string(), "2024-06-26 13:25:14");
+        assert_eq!(start.to_rfc3339(), "2024-06-26T13:25:14+02:00");
+        assert_eq!(
+            job.end_time.unwrap().naive_local().to_string(),
+            "2024-06-26 13:25:21"
+        );
+        assert_eq!(job.duration_secs(), Some(7));
+        assert_eq!(job.restore_size_bytes, 0);
+        assert_eq!(job.client_version.as_deref(), Some("9.11.0.0"));
+        assert_eq!(job.destination_id.as_deref(), Some("1687755083984"));
+        assert_eq!(job.raw_status, "RESTORE_STOP_SUCCESS");
+        assert_eq!(job.class, StatusClass::Success);
+        assert!(job.missed_databases.is_empty() && job.success_virtual_machines.is_empty());
+    }
+
+    #[test]
+    fn status_under_restore_job_status_key() {
+        let job = one(&format!(
+            r#"{{{BASE},"RestoreJobStatus":"RESTORE_STOP_BY_ERROR"}}"#
+        ));
+        assert_eq!(job.class, StatusClass::Failure);
+        assert_eq!(job.raw_status, "RESTORE_STOP_BY_ERROR");
+    }
+
+    #[test]
+    fn user_id_in_either_spelling() {
+        assert_eq!(one(&format!(r#"{{{BASE},"UserID":"u1"}}"#)).user_id, "u1");
+        assert_eq!(one(&format!(r#"{{{BASE},"UserId":"u2"}}"#)).user_id, "u2");
+    }
+
+    #[test]
+    fn restore_size_as_number_or_numeric_string() {
+        let n = one(&format!(r#"{{{BASE},"RestoreSize":1048576}}"#));
+        assert_eq!(n.restore_size_bytes, 1_048_576);
+        let s = one(&format!(r#"{{{BASE},"RestoreSize":"2048"}}"#));
+        assert_eq!(s.restore_size_bytes, 2048);
+    }
+
+    #[test]
+    fn times_in_both_formats() {
+        let job = one(&format!(
+            r#"{{{BASE},"StartTime":"2024-06-26-13-25-14","EndTime":"2024-06-26 14:00:00"}}"#
+        ));
+        let start = job.start_time.unwrap();
+        assert_eq!((start.hour(), start.minute(), start.second()), (13, 25, 14));
+        assert_eq!(job.end_time.unwrap().hour(), 14);
+        assert_eq!(job.duration_secs(), Some(34 * 60 + 46));
+    }
+
+    #[test]
+    fn backup_set_name_as_bool_or_string() {
+        assert_eq!(
+            one(&format!(r#"{{{BASE},"BackupSetName":true}}"#)).backup_set_name,
+            "true"
+        );
+        assert_eq!(
+            one(&format!(r#"{{{BASE},"BackupSetName":"Files"}}"#)).backup_set_name,
+            "Files"
+        );
+    }
+
+    #[test]
+    fn data_as_single_object() {
+        let body =
+            format!(r#"{{"Status":"OK","Data":{{{BASE},"Status":"RESTORE_STOP_SUCCESS"}}}}"#);
+        assert_eq!(decode_reply(&body, &cx()).unwrap().jobs.len(), 1);
+    }
+
+    #[test]
+    fn data_absent_or_null_means_no_jobs() {
+        for body in [
+            r#"{"Status":"OK"}"#,
+            r#"{"Status":"OK","Data":null}"#,
+            r#"{"Status":"OK","Data":[]}"#,
+        ] {
+            let list = decode_reply(body, &cx()).unwrap();
+            assert!(list.jobs.is_empty() && list.skipped.is_empty(), "{body}");
+        }
+    }
+
+    #[test]
+    fn owner_empty_string_is_no_owner() {
+        assert_eq!(one(&format!(r#"{{{BASE},"Owner":""}}"#)).owner, "");
+        assert_eq!(
+            one(&format!(r#"{{{BASE},"Owner":"reseller-a"}}"#)).owner,
+            "reseller-a"
+        );
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent() {
+        let job = one(&format!("{{{BASE}}}"));
+        assert_eq!(job.class, StatusClass::Running);
+        assert_eq!(job.client_version, None);
+        assert_eq!(job.destination_id, None);
+        assert_eq!(job.end_time, None);
+        // The ID is the start timestamp.
+        assert_eq!(
+            job.start_time.unwrap().naive_local().to_string(),
+            "2024-06-26 13:25:13"
+        );
+    }
+
+    #[test]
+    fn database_vm_and_folder_lists() {
+        let job = one(&format!(
+            r#"{{{BASE},"SuccessDatabase":"db1","MissedDatabase":["db2","db3"],
+               "SuccessVirtualMachine":"","MissedVirtualMachine":"vm9",
+               "SuccessPublicFolder":["pf1"],"MissedPublicFolder":"pf2"}}"#
+        ));
+        assert_eq!(job.success_databases, ["db1"]);
+        assert_eq!(job.missed_databases, ["db2", "db3"]);
+        assert!(job.success_virtual_machines.is_empty());
+        assert_eq!(job.missed_virtual_machines, ["vm9"]);
+        assert_eq!(job.success_public_folders, ["pf1"]);
+        assert_eq!(job.missed_public_folders, ["pf2"]);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let job = one(&format!(
+            r#"{{{BASE},"Foo":{{"x":[1,2]}},"Status":"RESTORE_STOP_SUCCESS"}}"#
+        ));
+        assert_eq!(job.class, StatusClass::Success);
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last_value() {
+        let job = one(&format!(
+            r#"{{{BASE},"Status":"RESTORE_STOP_SUCCESS","Status":"RESTORE_STOP_BY_ERROR","RestoreSize":1,"RestoreSize":"5"}}"#
+        ));
+        assert_eq!(job.class, StatusClass::Failure);
+        assert_eq!(job.restore_size_bytes, 5);
+    }
+
+    #[test]
+    fn a_malformed_item_is_skipped_and_the_others_count() {
+        let body = format!(
+            r#"{{"Status":"OK","Data":[{{{BASE},"Status":"RESTORE_STOP_SUCCESS"}},
+                {{"ID":"x","BackupSetID":"1","StartTime":"yesterday-ish"}},
+                {{"BackupSetID":"2"}}, 42,
+                {{"ID":"2024-06-26-15-00-00","BackupSetID":"9","Status":"RESTORE_STOP_BY_ERROR"}}]}}"#
+        );
+        let list = decode_reply(&body, &cx()).unwrap();
+        assert_eq!(list.jobs.len(), 2);
+        assert_eq!(list.jobs[1].backup_set_id, "9");
+        assert_eq!(list.skipped.len(), 3);
+        assert!(
+            list.skipped[0].reason.contains("StartTime"),
+            "{:?}",
+            list.skipped[0]
+        );
+        assert!(list.skipped[0].raw.contains("yesterday-ish"));
+        assert!(list.skipped[1].reason.contains("ID"));
+    }
+
+    #[test]
+    fn a_long_malformed_item_is_cut_short() {
+        let long = "x".repeat(5000);
+        let body = format!(
+            r#"{{"Status":"OK","Data":[{{"ID":"{long}","BackupSetID":"1","EndTime":"bad"}}]}}"#
+        );
+        let list = decode_reply(&body, &cx()).unwrap();
+        assert!(list.skipped[0].raw.chars().count() <= SNIPPET_MAX_CHARS + 1);
+    }
+
+    #[test]
+    fn unknown_status_code_is_unknown_and_kept() {
+        let job = one(&format!(
+            r#"{{{BASE},"Status":"RESTORE_STOP_BY_QUOTA_EXCEEDED"}}"#
+        ));
+        assert_eq!(job.class, StatusClass::Unknown);
+        assert_eq!(job.raw_status, "RESTORE_STOP_BY_QUOTA_EXCEEDED");
+    }
+
+    #[test]
+    fn empty_status_is_running() {
+        let job = one(&format!(r#"{{{BASE},"Status":"","EndTime":""}}"#));
+        assert_eq!(job.class, StatusClass::Running);
+        assert_eq!(job.end_time, None);
+        assert!(!job.class.is_finished());
+    }
+
+    #[test]
+    fn classes_of_documented_codes() {
+        use StatusClass::*;
+        for (raw, class) in [
+            ("RESTORE_STOP_SUCCESS", Success),
+            ("RESTORE_STOP_SUCCESS_WITH_WARNING", Warning),
+            ("RESTORE_STOP_SUCCESS_WITH_ERROR", PartialFailure),
+            ("RESTORE_STOP_BY_USER", Cancelled),
+            ("RESTORE_STOP_BY_ERROR", Failure),
+            ("RESTORE_STILL_RUNNING", Running),
+            ("RESTORE_NOT_FINISHED", Running),
+            ("SOMETHING_ELSE", Unknown),
+        ] {
+            assert_eq!(StatusClass::from_raw(raw), class, "{raw}");
+        }
+    }
+
+    #[test]
+    fn error_envelope_is_an_api_error() {
+        let body = r#"{"Status":"Error","Message":"Incorrect system username/password","ExptType":"com.ahsay.obs.core.dbs.c"}"#;
+        assert_eq!(
+            decode_reply(body, &cx()),
+            Err(ReplyError::Api {
+                message: "Incorrect system username/password".into(),
+                expt_type: Some("com.ahsay.obs.core.dbs.c".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn non_json_is_malformed_with_a_snippet() {
+        let Err(ReplyError::Malformed { snippet, .. }) = decode_reply("<html>oops</html>", &cx())
+        else {
+            panic!("expected malformed");
+        };
+        assert_eq!(snippet, "<html>oops</html>");
+    }
+
+    #[test]
+    fn dst_gap_and_fold_times_parse() {
+        // 2024-03-31 02:30 does not exist in Berlin; 2024-10-27 02:30 happens twice.
+        let gap = parse_server_time("2024-03-31 02:30:00", BERLIN).unwrap();
+        assert_eq!(gap.hour(), 3);
+        let fold = parse_server_time("2024-10-27-02-30-00", BERLIN).unwrap();
+        assert_eq!(fold.to_rfc3339(), "2024-10-27T02:30:00+02:00");
+        assert_eq!(fold.day(), 27);
+    }
+
+    #[test]
+    fn job_round_trips_through_serde_in_its_zone() {
+        let job = one(&format!(r#"{{{BASE},"EndTime":"2024-06-26 14:00:00"}}"#));
+        let back: RestoreJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+        assert_eq!(back, job);
+        assert_eq!(back.end_time.unwrap().timezone(), BERLIN);
+    }
+}

@@ -1,0 +1,98 @@
+//! Events: what the poller (and the digest) has to tell the chat.
+//!
+//! An event is written to the store's outbox in the same transaction as the job record that
+//! caused it, and leaves the outbox only after a sink accepted it. Events are plain data;
+//! sinks decide how they look.
+
+use crate::cbs::model::{RestoreJob, StatusClass};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Job counts per status class.
+pub type ClassCounts = BTreeMap<StatusClass, u32>;
+
+/// One thing to tell the chat.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Outbox order: increases with every event queued.
+    pub id: u64,
+    pub created_at: DateTime<Utc>,
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The backup-user owner (sub-admin/reseller) the event belongs to, for routing.
+    pub fn owner(&self) -> Option<&str> {
+        match &self.kind {
+            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => Some(&job.owner),
+            EventKind::Baseline { owner, .. } => Some(owner),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A job in an alerting class ended.
+    JobFinished { job: RestoreJob },
+    /// A job has been running longer than `poll.stuck_after`.
+    JobStuck { job: RestoreJob, running_secs: i64 },
+    /// The first cycle for a user found these finished jobs; recorded, not alerted.
+    Baseline {
+        login_name: String,
+        owner: String,
+        counts: ClassCounts,
+    },
+    /// What one poll cycle saw, queued when anything changed.
+    CycleSummary(CycleSummary),
+    /// The backup server stopped answering (or refuses our credentials).
+    CbsUnreachable {
+        since: DateTime<Utc>,
+        reason: OutageReason,
+        error: String,
+    },
+    /// The backup server answers again.
+    CbsRecovered {
+        down_since: DateTime<Utc>,
+        recovered_at: DateTime<Utc>,
+    },
+}
+
+/// Why the backup server counts as down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageReason {
+    /// Connection, timeout, HTTP 5xx or an unreadable reply.
+    Unreachable,
+    /// The API refuses the system user's password.
+    AuthFailed,
+    /// The system user's password has expired (since CBS 8.3.4).
+    PasswordExpired,
+}
+
+/// A poll cycle in numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CycleSummary {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub users_polled: u32,
+    pub requests: u32,
+    /// Jobs that ended since the last cycle, by class (baselines excluded).
+    pub finished: ClassCounts,
+    /// Jobs first seen running this cycle.
+    pub started_running: u32,
+    /// Alerts queued (job finished in an alerting class, or stuck).
+    pub alerts: u32,
+    /// Requests that failed: who, which date, what went wrong.
+    pub errors: Vec<PollError>,
+}
+
+/// A failed CBS request, as shown to people.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PollError {
+    pub login_name: String,
+    pub date: NaiveDate,
+    pub message: String,
+}
