@@ -1,0 +1,635 @@
+//! The sled store: every job seen, the outbox of events to deliver, the dynamic watch list
+//! and the poller's health, kept across restarts.
+//!
+//! A job's new state and the event it causes are written in one sled transaction, so a
+//! crash leaves both or neither. Events leave the outbox only when a sink acknowledges
+//! them. Job records are indexed by listing date so that pruning past the retention
+//! horizon is a range scan and the database stops growing.
+
+use crate::cbs::model::{JobKey, RestoreJob, StatusClass};
+use crate::event::{Event, EventKind, OutageReason};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Store failures: sled itself, or a record that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store: record {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What the store knows about one job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub job: RestoreJob,
+    /// The `RestoreDate` the job was listed under.
+    pub date: NaiveDate,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// Recorded by a user's first cycle without an alert.
+    pub baseline: bool,
+    /// A "stuck" notice was queued for this job.
+    pub stuck_alerted: bool,
+    /// An alert for this job was queued (or held back by a mute).
+    pub alerted: bool,
+}
+
+/// Per-user poll state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserState {
+    /// The first cycle for this user has recorded its baseline.
+    pub baselined: bool,
+    /// The start of the last cycle in which every request for this user succeeded.
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_error: Option<(DateTime<Utc>, String)>,
+}
+
+/// A user added to the watch list from chat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynamicWatch {
+    pub login: String,
+    pub owner: String,
+    pub added_by: String,
+    pub added_at: DateTime<Utc>,
+}
+
+/// The last poll cycle, for `/status` and the digest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub users: u32,
+    pub requests: u32,
+    pub errors: u32,
+}
+
+/// Poller health for one calendar day (server zone), for the digest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DayHealth {
+    pub cycles: u32,
+    pub request_errors: u32,
+    /// Seconds during which the backup server counted as down.
+    pub outage_secs: i64,
+}
+
+/// The backup server's state as the poller last saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outage {
+    pub since: DateTime<Utc>,
+    pub reason: OutageReason,
+    pub error: String,
+}
+
+/// What to do with a job the poller just saw; decided by [`decide`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub record: JobRecord,
+    /// `None`: nothing to tell.
+    pub event: Option<EventKind>,
+    pub change: Change,
+}
+
+/// How a job changed since the store last saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// First seen, still running.
+    NewRunning,
+    /// First seen or seen running before, and now ended.
+    Finished(StatusClass),
+    /// Recorded in a user's first cycle, not alerted.
+    Baseline(StatusClass),
+    /// Running past the stuck threshold: one notice.
+    Stuck,
+    Unchanged,
+}
+
+/// The rules that turn a sighting into a record and maybe an event (pure; see DESIGN.md).
+pub struct Policy<'a> {
+    pub now: DateTime<Utc>,
+    pub alert_classes: &'a BTreeSet<StatusClass>,
+    pub stuck_after: chrono::Duration,
+    /// The user's first cycle: record finished jobs as a baseline, alert nothing.
+    pub baseline: bool,
+}
+
+/// Decides what a sighting of `job` (listed under `date`) means, given what was known.
+pub fn decide(
+    known: Option<&JobRecord>,
+    job: &RestoreJob,
+    date: NaiveDate,
+    policy: &Policy<'_>,
+) -> Observation {
+    let mut record = match known {
+        Some(k) => JobRecord {
+            job: job.clone(),
+            last_seen: policy.now,
+            ..k.clone()
+        },
+        None => JobRecord {
+            job: job.clone(),
+            date,
+            first_seen: policy.now,
+            last_seen: policy.now,
+            baseline: false,
+            stuck_alerted: false,
+            alerted: false,
+        },
+    };
+    let was_finished = known.is_some_and(|k| k.job.class.is_finished());
+    let (event, change) = if was_finished {
+        // Once ended, a job's outcome is settled; later sightings change nothing.
+        record.job = known.map(|k| k.job.clone()).unwrap_or_else(|| job.clone());
+        (None, Change::Unchanged)
+    } else if job.class.is_finished() {
+        if policy.baseline && known.is_none() {
+            record.baseline = true;
+            (None, Change::Baseline(job.class))
+        } else if policy.alert_classes.contains(&job.class) {
+            record.alerted = true;
+            let event = EventKind::JobFinished { job: job.clone() };
+            (Some(event), Change::Finished(job.class))
+        } else {
+            (None, Change::Finished(job.class))
+        }
+    } else {
+        let since = job.start_time.map(|t| t.to_utc()).unwrap_or(record.first_seen);
+        let running = policy.now - since;
+        if !record.stuck_alerted && !policy.baseline && running > policy.stuck_after {
+            record.stuck_alerted = true;
+            let event = EventKind::JobStuck {
+                job: job.clone(),
+                running_secs: running.num_seconds(),
+            };
+            (Some(event), Change::Stuck)
+        } else if known.is_none() {
+            (None, Change::NewRunning)
+        } else {
+            (None, Change::Unchanged)
+        }
+    };
+    Observation {
+        record,
+        event,
+        change,
+    }
+}
+
+/// The sled database and its trees.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    jobs: sled::Tree,
+    /// `date \0 jobkey` → (): job records by listing date, for pruning and the digest.
+    by_day: sled::Tree,
+    /// jobkey → date: jobs last seen running.
+    running: sled::Tree,
+    /// event id (u64 big-endian) → Event.
+    outbox: sled::Tree,
+    /// login → UserState.
+    users: sled::Tree,
+    /// login → DynamicWatch.
+    watch: sled::Tree,
+    /// date → DayHealth, and single values under fixed names.
+    meta: sled::Tree,
+}
+
+const META_LAST_CYCLE: &str = "last_cycle";
+const META_OUTAGE: &str = "outage";
+const META_ERROR_LOGINS: &str = "error_logins";
+const META_DAY_PREFIX: &str = "day:";
+
+fn job_key_bytes(key: &JobKey) -> Vec<u8> {
+    [
+        key.server.as_str(),
+        &key.login_name,
+        &key.backup_set_id,
+        &key.job_id,
+    ]
+    .join("\0")
+    .into_bytes()
+}
+
+fn day_key(date: NaiveDate, job_key: &[u8]) -> Vec<u8> {
+    let mut k = date.format("%Y-%m-%d").to_string().into_bytes();
+    k.push(0);
+    k.extend_from_slice(job_key);
+    k
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our own plain data types always serialize.
+    serde_json::to_vec(value).expect("store records serialize to JSON")
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).replace('\0', "/"),
+        reason: e.to_string(),
+    })
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn tx_result<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    })
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(Store {
+            jobs: db.open_tree("jobs")?,
+            by_day: db.open_tree("by_day")?,
+            running: db.open_tree("running")?,
+            outbox: db.open_tree("outbox")?,
+            users: db.open_tree("users")?,
+            watch: db.open_tree("watch")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Writes everything to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    pub fn job(&self, key: &JobKey) -> Result<Option<JobRecord>> {
+        let k = job_key_bytes(key);
+        self.jobs.get(&k)?.map(|v| decode(&k, &v)).transpose()
+    }
+
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Applies the policy to a sighting and records the outcome, with its event, atomically.
+    pub fn observe(
+        &self,
+        job: &RestoreJob,
+        date: NaiveDate,
+        policy: &Policy<'_>,
+    ) -> Result<Observation> {
+        let key = job_key_bytes(&job.key());
+        let result = (&self.jobs, &self.by_day, &self.running, &self.outbox).transaction(
+            |(jobs, by_day, running, outbox)| {
+                let known: Option<JobRecord> = match jobs.get(&key)? {
+                    Some(v) => Some(decode(&key, &v).map_err(abort)?),
+                    None => None,
+                };
+                let obs = decide(known.as_ref(), job, date, policy);
+                if obs.change == Change::Unchanged {
+                    // Nothing new to remember: no write, so a steady state costs only reads.
+                    return Ok(obs);
+                }
+                jobs.insert(key.as_slice(), encode(&obs.record))?;
+                if known.is_none() {
+                    by_day.insert(day_key(obs.record.date, &key), &[])?;
+                }
+                if obs.record.job.class.is_finished() {
+                    running.remove(key.as_slice())?;
+                } else {
+                    running.insert(key.as_slice(), encode(&obs.record.date))?;
+                }
+                if let Some(kind) = &obs.event {
+                    let event = Event {
+                        id: outbox.generate_id()?,
+                        created_at: policy.now,
+                        kind: kind.clone(),
+                    };
+                    outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+                }
+                Ok(obs)
+            },
+        );
+        tx_result(result)
+    }
+
+    /// Queues an event that no job record goes with (summaries, notices).
+    pub fn push_event(&self, kind: EventKind, now: DateTime<Utc>) -> Result<Event> {
+        let event = Event {
+            id: self.db.generate_id()?,
+            created_at: now,
+            kind,
+        };
+        self.outbox
+            .insert(event.id.to_be_bytes(), encode(&event))?;
+        Ok(event)
+    }
+
+    /// Up to `limit` undelivered events, oldest first.
+    pub fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
+        self.outbox
+            .iter()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Removes delivered events from the outbox.
+    pub fn ack(&self, ids: &[u64]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(&id.to_be_bytes());
+        }
+        self.outbox.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The listing dates of `login`'s jobs last seen running.
+    pub fn running_dates(&self, server: &str, login: &str) -> Result<BTreeSet<NaiveDate>> {
+        let prefix = format!("{server}\0{login}\0");
+        self.running
+            .scan_prefix(prefix.as_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Every job record listed under `date`.
+    pub fn jobs_on(&self, date: NaiveDate) -> Result<Vec<JobRecord>> {
+        let mut prefix = date.format("%Y-%m-%d").to_string().into_bytes();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for kv in self.by_day.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            let job_key = &k[prefix.len()..];
+            if let Some(v) = self.jobs.get(job_key)? {
+                out.push(decode(job_key, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every job record listed on `from..=to`, newest date first.
+    pub fn jobs_between(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::new();
+        for date in from.iter_days().take_while(|d| *d <= to) {
+            out.extend(self.jobs_on(date)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Removes job records (and day health) listed before `cutoff`; returns how many jobs.
+    pub fn prune_before(&self, cutoff: NaiveDate) -> Result<usize> {
+        let end = cutoff.format("%Y-%m-%d").to_string().into_bytes();
+        let mut pruned = 0;
+        for kv in self.by_day.range(..end) {
+            let (k, _) = kv?;
+            let Some(sep) = k.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let job_key = &k[sep + 1..];
+            self.jobs.remove(job_key)?;
+            self.running.remove(job_key)?;
+            self.by_day.remove(&k)?;
+            pruned += 1;
+        }
+        let day_start = format!("{META_DAY_PREFIX}");
+        let day_end = format!("{META_DAY_PREFIX}{}", cutoff.format("%Y-%m-%d"));
+        for kv in self.meta.range(day_start.as_bytes()..day_end.as_bytes()) {
+            let (k, _) = kv?;
+            self.meta.remove(k)?;
+        }
+        Ok(pruned)
+    }
+
+    pub fn user_state(&self, login: &str) -> Result<UserState> {
+        Ok(self
+            .users
+            .get(login)?
+            .map(|v| decode(login.as_bytes(), &v))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    pub fn set_user_state(&self, login: &str, state: &UserState) -> Result<()> {
+        self.users.insert(login, encode(state))?;
+        Ok(())
+    }
+
+    /// Users added from chat, by login.
+    pub fn dynamic_watches(&self) -> Result<Vec<DynamicWatch>> {
+        self.watch
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// Adds a user to the dynamic watch list; `false` when it was already there.
+    pub fn add_watch(&self, watch: &DynamicWatch) -> Result<bool> {
+        let old = self
+            .watch
+            .compare_and_swap(&watch.login, None as Option<&[u8]>, Some(encode(watch)))?;
+        self.watch.flush()?;
+        Ok(old.is_ok())
+    }
+
+    /// Removes a user from the dynamic watch list; `false` when it was not there.
+    pub fn remove_watch(&self, login: &str) -> Result<bool> {
+        let removed = self.watch.remove(login)?.is_some();
+        self.watch.flush()?;
+        Ok(removed)
+    }
+
+    fn meta_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.meta
+            .get(key)?
+            .map(|v| decode(key.as_bytes(), &v))
+            .transpose()
+    }
+
+    fn meta_put<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.meta.insert(key, encode(value))?;
+        Ok(())
+    }
+
+    pub fn last_cycle(&self) -> Result<Option<CycleRecord>> {
+        self.meta_get(META_LAST_CYCLE)
+    }
+
+    /// Records a finished cycle and adds it to its day's health.
+    pub fn record_cycle(&self, cycle: &CycleRecord, day: NaiveDate, outage_secs: i64) -> Result<()> {
+        self.meta_put(META_LAST_CYCLE, cycle)?;
+        let key = format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d"));
+        let mut health: DayHealth = self.meta_get(&key)?.unwrap_or_default();
+        health.cycles += 1;
+        health.request_errors += cycle.errors;
+        health.outage_secs += outage_secs;
+        self.meta_put(&key, &health)
+    }
+
+    pub fn day_health(&self, day: NaiveDate) -> Result<DayHealth> {
+        let key = format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d"));
+        Ok(self.meta_get(&key)?.unwrap_or_default())
+    }
+
+    pub fn outage(&self) -> Result<Option<Outage>> {
+        self.meta_get(META_OUTAGE)
+    }
+
+    pub fn set_outage(&self, outage: Option<&Outage>) -> Result<()> {
+        match outage {
+            Some(o) => self.meta_put(META_OUTAGE, o),
+            None => {
+                self.meta.remove(META_OUTAGE)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The logins whose requests failed in the last cycle.
+    pub fn error_logins(&self) -> Result<BTreeSet<String>> {
+        Ok(self.meta_get(META_ERROR_LOGINS)?.unwrap_or_default())
+    }
+
+    pub fn set_error_logins(&self, logins: &BTreeSet<String>) -> Result<()> {
+        self.meta_put(META_ERROR_LOGINS, logins)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cbs::model::parse_server_time;
+    use chrono::TimeZone;
+
+    fn job(id: &str, raw: &str, end: Option<&str>) -> RestoreJob {
+        let tz = chrono_tz::UTC;
+        RestoreJob {
+            server: "cbs".into(),
+            login_name: "obm".into(),
+            owner: String::new(),
+            user_id: "obm".into(),
+            backup_set_id: "1".into(),
+            backup_set_name: "Files".into(),
+            job_id: id.into(),
+            start_time: parse_server_time(id, tz),
+            end_time: end.and_then(|e| parse_server_time(e, tz)),
+            restore_size_bytes: 0,
+            client_version: None,
+            destination_id: None,
+            success_databases: vec![],
+            missed_databases: vec![],
+            success_virtual_machines: vec![],
+            missed_virtual_machines: vec![],
+            success_public_folders: vec![],
+            missed_public_folders: vec![],
+            raw_status: raw.into(),
+            class: StatusClass::from_raw(raw),
+        }
+    }
+
+    fn classes() -> BTreeSet<StatusClass> {
+        [StatusClass::Failure, StatusClass::PartialFailure, StatusClass::Unknown].into()
+    }
+
+    fn policy(classes: &BTreeSet<StatusClass>, hour: u32, baseline: bool) -> Policy<'_> {
+        Policy {
+            now: Utc.with_ymd_and_hms(2024, 6, 26, hour, 0, 0).unwrap(),
+            alert_classes: classes,
+            stuck_after: chrono::Duration::hours(12),
+            baseline,
+        }
+    }
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()
+    }
+
+    #[test]
+    fn new_failure_alerts_new_success_does_not() {
+        let c = classes();
+        let p = policy(&c, 14, false);
+        let fail = decide(None, &job("2024-06-26-13-00-00", "RESTORE_STOP_BY_ERROR", Some("2024-06-26 13:10:00")), day(), &p);
+        assert_eq!(fail.change, Change::Finished(StatusClass::Failure));
+        assert!(matches!(fail.event, Some(EventKind::JobFinished { .. })));
+        let ok = decide(None, &job("2024-06-26-13-00-00", "RESTORE_STOP_SUCCESS", Some("2024-06-26 13:10:00")), day(), &p);
+        assert_eq!((ok.change, ok.event), (Change::Finished(StatusClass::Success), None));
+    }
+
+    #[test]
+    fn baseline_records_without_alerting() {
+        let c = classes();
+        let obs = decide(None, &job("2024-06-26-13-00-00", "RESTORE_STOP_BY_ERROR", Some("2024-06-26 13:10:00")), day(), &policy(&c, 14, true));
+        assert_eq!(obs.change, Change::Baseline(StatusClass::Failure));
+        assert!(obs.event.is_none() && obs.record.baseline);
+    }
+
+    #[test]
+    fn running_then_finished_then_unchanged() {
+        let c = classes();
+        let running = decide(None, &job("2024-06-26-13-00-00", "", None), day(), &policy(&c, 14, false));
+        assert_eq!(running.change, Change::NewRunning);
+        let done_job = job("2024-06-26-13-00-00", "RESTORE_STOP_BY_ERROR", Some("2024-06-26 15:00:00"));
+        let done = decide(Some(&running.record), &done_job, day(), &policy(&c, 15, false));
+        assert_eq!(done.change, Change::Finished(StatusClass::Failure));
+        assert!(done.event.is_some());
+        assert_eq!(done.record.first_seen, running.record.first_seen);
+        let again = decide(Some(&done.record), &done_job, day(), &policy(&c, 16, false));
+        assert_eq!((again.change, again.event), (Change::Unchanged, None));
+    }
+
+    #[test]
+    fn stuck_once() {
+        let c = classes();
+        let j = job("2024-06-26-01-00-00", "", None);
+        let first = decide(None, &j, day(), &policy(&c, 2, false));
+        let stuck = decide(Some(&first.record), &j, day(), &policy(&c, 14, false));
+        assert_eq!(stuck.change, Change::Stuck);
+        assert!(matches!(stuck.event, Some(EventKind::JobStuck { running_secs: 46800, .. })));
+        let later = decide(Some(&stuck.record), &j, day(), &policy(&c, 15, false));
+        assert_eq!((later.change, later.event), (Change::Unchanged, None));
+    }
+
+    #[test]
+    fn observe_writes_record_and_event_together_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = classes();
+        let j = job("2024-06-26-13-00-00", "RESTORE_STOP_BY_ERROR", Some("2024-06-26 13:10:00"));
+        store.observe(&j, day(), &policy(&c, 14, false)).unwrap();
+        assert_eq!(store.outbox_len(), 1);
+        assert!(store.job(&j.key()).unwrap().is_some());
+        store.observe(&j, day(), &policy(&c, 15, false)).unwrap();
+        assert_eq!(store.outbox_len(), 1, "a job seen again queues nothing");
+        assert_eq!(store.jobs_on(day()).unwrap().len(), 1);
+        assert_eq!(store.prune_before(day()).unwrap(), 0);
+        assert_eq!(store.prune_before(day().succ_opt().unwrap()).unwrap(), 1);
+        assert!(store.job(&j.key()).unwrap().is_none());
+        assert!(store.jobs_on(day()).unwrap().is_empty());
+    }
+}
