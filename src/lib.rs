@@ -5,7 +5,9 @@
 //! - [`simulator`]: a stand-in CBS for tests, the demo and `restorewatch simulate`.
 //! - [`event`]: what the poller has to tell the chat.
 //! - [`clock`]: "now", injectable.
+//! - [`render`]: how events look in the chat (embeds, packing, plain text), as pure functions.
 
 pub mod cbs;
 pub mod clock;
 pub mod event;
+pub mod render;
