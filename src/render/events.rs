@@ -831,4 +831,18 @@ mod tests {
         ));
         assert_eq!(e.colour, COLOUR_SUCCESS);
     }
+
+    #[test]
+    fn a_rendered_failure_reads_well_as_text() {
+        let mut job = failed_job();
+        job.backup_set_name = "Files_[2024]".into();
+        let embeds = render_event(&event(EventKind::JobFinished { job }), &opts());
+        let packed = crate::render::pack(vec![(true, embeds)], &opts());
+        let text = crate::render::to_text(&packed[0].message);
+        assert!(text.starts_with("@role:42 1 alert\n\n== Restore failed: obm / Files_[2024] ==\n"));
+        assert!(text.contains("\nOwner: reseller-a\n"));
+        assert!(text.contains("\nMissed databases (2):\n  • hr\n  • payroll\n"));
+        assert!(text.ends_with("\n-- cbs-main"));
+        assert!(!text.contains('\\'), "{text}");
+    }
 }
