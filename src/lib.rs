@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //! - [`cbs`]: the backup-server client and its tolerant job model.
-//! - [`simulator`]: a stand-in CBS for tests, the demo and `restorewatch simulate`.
 //! - [`event`]: what the poller has to tell the chat.
+//! - [`store`]: the sled store: jobs seen, the outbox, the watch list, health.
+//! - [`render`]: events as Discord-limit-safe embeds and plain-text cards.
 //! - [`clock`]: "now", injectable.
 
 pub mod cbs;
 pub mod clock;
 pub mod event;
+pub mod render;
 pub mod store;

@@ -1,0 +1,848 @@
+//! How each [`Event`] looks in the chat: one embed per event, built from plain data.
+//!
+//! Strings from the backup server are escaped here, at the one place they enter markdown;
+//! the embed is then fitted to Discord's limits ([`Embed::fit`]).
+
+use super::embed::{Embed, EmbedField, EMBED_FIELD_VALUE_MAX_CHARS};
+use super::text::{
+    code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
+    plural, DASH,
+};
+use super::RenderOptions;
+use crate::cbs::model::{RestoreJob, ServerTime, StatusClass};
+use crate::event::{ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError};
+use chrono::{DateTime, Utc};
+
+/// Embed colours (`0xRRGGBB`), Discord's own palette where it has one.
+pub const COLOUR_FAILURE: u32 = 0xED4245;
+pub const COLOUR_PARTIAL_FAILURE: u32 = 0xE67E22;
+pub const COLOUR_UNKNOWN: u32 = 0x9B59B6;
+pub const COLOUR_WARNING: u32 = 0xFEE75C;
+pub const COLOUR_CANCELLED: u32 = 0x95A5A6;
+pub const COLOUR_SUCCESS: u32 = 0x57F287;
+pub const COLOUR_RUNNING: u32 = 0x3498DB;
+/// A job running far too long: darker than partial failure, it is not an outcome yet.
+pub const COLOUR_STUCK: u32 = 0xA84300;
+/// Notices about the bot's own work (baselines, summaries without errors).
+pub const COLOUR_INFO: u32 = 0x5865F2;
+
+/// One database/VM/folder name in a list (characters); the rest of a long name is cut.
+const LIST_ITEM_MAX_CHARS: usize = 200;
+/// One poll error's message in the summary (characters).
+const POLL_ERROR_MESSAGE_MAX_CHARS: usize = 300;
+
+/// The embeds that show `event` (one today; a list so an event may need more later).
+pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
+    let embed = match &event.kind {
+        EventKind::JobFinished { job } => job_finished(job, event.created_at),
+        EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
+        EventKind::Baseline {
+            login_name,
+            owner,
+            counts,
+        } => baseline(login_name, owner, counts, event.created_at),
+        EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
+        EventKind::CbsUnreachable {
+            since,
+            reason,
+            error,
+        } => cbs_unreachable(*since, *reason, error, opts),
+        EventKind::CbsRecovered {
+            down_since,
+            recovered_at,
+        } => cbs_recovered(*down_since, *recovered_at, opts),
+    };
+    vec![embed.fit()]
+}
+
+/// Whether the event should ping the on-call role: failed, unknown and stuck jobs and an
+/// unreachable backup server need a person; summaries, baselines, recoveries and jobs that
+/// ended well enough (success, warning, cancelled) do not.
+pub fn wants_ping(event: &Event) -> bool {
+    match &event.kind {
+        EventKind::JobFinished { job } => matches!(
+            job.class,
+            StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown
+        ),
+        EventKind::JobStuck { .. } | EventKind::CbsUnreachable { .. } => true,
+        EventKind::Baseline { .. }
+        | EventKind::CycleSummary(_)
+        | EventKind::CbsRecovered { .. } => false,
+    }
+}
+
+/// The colour of a job's class.
+pub fn class_colour(class: StatusClass) -> u32 {
+    match class {
+        StatusClass::Failure => COLOUR_FAILURE,
+        StatusClass::PartialFailure => COLOUR_PARTIAL_FAILURE,
+        StatusClass::Unknown => COLOUR_UNKNOWN,
+        StatusClass::Warning => COLOUR_WARNING,
+        StatusClass::Cancelled => COLOUR_CANCELLED,
+        StatusClass::Success => COLOUR_SUCCESS,
+        StatusClass::Running => COLOUR_RUNNING,
+    }
+}
+
+/// The title's opening words for a job that ended in `class`.
+fn headline(class: StatusClass) -> &'static str {
+    match class {
+        StatusClass::Failure => "Restore failed",
+        StatusClass::PartialFailure => "Restore partly failed",
+        StatusClass::Unknown => "Restore ended with an unknown status",
+        StatusClass::Warning => "Restore finished with warnings",
+        StatusClass::Cancelled => "Restore cancelled",
+        StatusClass::Success => "Restore succeeded",
+        StatusClass::Running => "Restore running",
+    }
+}
+
+/// `obm / Files`, escaped.
+fn user_and_set(job: &RestoreJob) -> String {
+    format!(
+        "{} / {}",
+        escape_markdown(&job.login_name),
+        escape_markdown(job.backup_set_label())
+    )
+}
+
+fn time_or_dash(at: Option<ServerTime>) -> String {
+    at.map_or_else(|| DASH.to_owned(), |t| format_time(&t))
+}
+
+/// `failure (`RESTORE_STOP_BY_ERROR`)`: the label people read and the code to search for.
+fn status_value(job: &RestoreJob) -> String {
+    if job.raw_status.trim().is_empty() {
+        job.class.label().to_owned()
+    } else {
+        format!("{} ({})", job.class.label(), code_span(&job.raw_status))
+    }
+}
+
+/// `2024-06-26-13-25-13 (backup set 1687755057644)`: with the set ID, the job is
+/// identifiable (the job ID alone repeats across sets).
+fn job_value(job: &RestoreJob) -> String {
+    format!(
+        "{} (backup set {})",
+        escape_markdown(&job.job_id),
+        escape_markdown(&job.backup_set_id)
+    )
+}
+
+fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
+    let mut fields = vec![
+        EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
+        EmbedField::new("Status", status_value(job), true),
+        EmbedField::new(
+            "Duration",
+            job.duration_secs()
+                .map_or_else(|| DASH.to_owned(), format_duration),
+            true,
+        ),
+        EmbedField::new("Started", time_or_dash(job.start_time), true),
+        EmbedField::new("Ended", time_or_dash(job.end_time), true),
+        EmbedField::new("Restore size", format_size(job.restore_size_bytes), true),
+        EmbedField::new(
+            "Client version",
+            escaped_or_dash(job.client_version.as_deref()),
+            true,
+        ),
+        EmbedField::new(
+            "Destination",
+            escaped_or_dash(job.destination_id.as_deref()),
+            true,
+        ),
+        EmbedField::new("Job", job_value(job), true),
+    ];
+    // What was missed matters most, so those lists come first and keep their room when
+    // the embed has to shrink.
+    let lists = [
+        ("Missed databases", &job.missed_databases),
+        ("Missed virtual machines", &job.missed_virtual_machines),
+        ("Missed public folders", &job.missed_public_folders),
+        ("Restored databases", &job.success_databases),
+        ("Restored virtual machines", &job.success_virtual_machines),
+        ("Restored public folders", &job.success_public_folders),
+    ];
+    for (name, items) in lists {
+        if !items.is_empty() {
+            fields.push(EmbedField::new(
+                format!("{name} ({})", items.len()),
+                bullet_list(items, EMBED_FIELD_VALUE_MAX_CHARS),
+                false,
+            ));
+        }
+    }
+    let description = if job.class == StatusClass::Unknown {
+        "The backup server reported a status code restorewatch does not know. \
+         Treat it as a failure until someone has looked at the job."
+            .to_owned()
+    } else {
+        String::new()
+    };
+    Embed {
+        title: format!("{}: {}", headline(job.class), user_and_set(job)),
+        description,
+        colour: class_colour(job.class),
+        fields,
+        footer: Some(job.server.clone()),
+        timestamp: Some(job.end_time.map_or(created_at, |t| t.with_timezone(&Utc))),
+    }
+}
+
+fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
+    let running = format_duration(running_secs);
+    Embed {
+        title: format!(
+            "Restore still running after {running}: {}",
+            user_and_set(job)
+        ),
+        description: "The job has not ended yet. restorewatch reports it again once it ends."
+            .to_owned(),
+        colour: COLOUR_STUCK,
+        fields: vec![
+            EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
+            EmbedField::new("Started", time_or_dash(job.start_time), true),
+            EmbedField::new("Running for", running, true),
+            EmbedField::new(
+                "Client version",
+                escaped_or_dash(job.client_version.as_deref()),
+                true,
+            ),
+            EmbedField::new(
+                "Destination",
+                escaped_or_dash(job.destination_id.as_deref()),
+                true,
+            ),
+            EmbedField::new("Job", job_value(job), true),
+        ],
+        footer: Some(job.server.clone()),
+        timestamp: Some(event.created_at),
+    }
+}
+
+/// Counts as `10 success, 2 failure` in report order, or `none`.
+fn counts_line(counts: &ClassCounts) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(class, n)| format!("{n} {}", class.label()))
+        .collect();
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// A single line, however many jobs the first look found: a baseline must not flood.
+fn baseline(login_name: &str, owner: &str, counts: &ClassCounts, at: DateTime<Utc>) -> Embed {
+    let total: u64 = counts.values().map(|n| u64::from(*n)).sum();
+    let owner = if owner.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" (owner {})", escape_markdown(owner))
+    };
+    let recorded = if total == 0 {
+        "no earlier jobs recorded".to_owned()
+    } else {
+        format!(
+            "{} recorded: {}",
+            plural(total, "earlier job", "earlier jobs"),
+            counts_line(counts)
+        )
+    };
+    Embed {
+        description: format!(
+            "Now watching {}{owner}: {recorded}",
+            escape_markdown(login_name)
+        ),
+        colour: COLOUR_INFO,
+        timestamp: Some(at),
+        ..Embed::default()
+    }
+}
+
+fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
+    let finished: u64 = s.finished.values().map(|n| u64::from(*n)).sum();
+    let took = (s.finished_at - s.started_at).num_seconds();
+    let description = format!(
+        "Polled {} with {} in {}. {} finished, {} started running, {} queued.",
+        plural(s.users_polled.into(), "user", "users"),
+        plural(s.requests.into(), "request", "requests"),
+        format_duration(took),
+        plural(finished, "job", "jobs"),
+        s.started_running,
+        plural(s.alerts.into(), "alert", "alerts"),
+    );
+    let mut fields = vec![EmbedField::new("Finished", counts_line(&s.finished), false)];
+    if !s.errors.is_empty() {
+        fields.push(EmbedField::new(
+            format!("Errors ({})", s.errors.len()),
+            error_list(&s.errors, EMBED_FIELD_VALUE_MAX_CHARS),
+            false,
+        ));
+    }
+    Embed {
+        title: "Poll cycle summary".to_owned(),
+        description,
+        colour: if s.errors.is_empty() {
+            COLOUR_INFO
+        } else {
+            COLOUR_WARNING
+        },
+        fields,
+        footer: Some(format!(
+            "Cycle started {}",
+            format_time(&s.started_at.with_timezone(&opts.timezone))
+        )),
+        timestamp: Some(s.finished_at),
+    }
+}
+
+fn cbs_unreachable(
+    since: DateTime<Utc>,
+    reason: OutageReason,
+    error: &str,
+    opts: &RenderOptions,
+) -> Embed {
+    let since_text = format_time(&since.with_timezone(&opts.timezone));
+    let (title, advice) = match reason {
+        OutageReason::Unreachable => (
+            "Backup server unreachable",
+            "restorewatch keeps trying every cycle and posts once it answers again. \
+             Jobs that end meanwhile are reported then.",
+        ),
+        OutageReason::AuthFailed => (
+            "Backup server rejects the API password",
+            "Check the API (system) user name and password restorewatch is configured with, \
+             and that the user has the Admin, API or Read-Only API role in CBS.",
+        ),
+        OutageReason::PasswordExpired => (
+            "Backup server API password expired",
+            "The API user's password has expired in CBS, so no restore jobs can be checked. \
+             Change the API user's password in CBS (web console, system users), then put \
+             the new password into restorewatch's configuration.",
+        ),
+    };
+    Embed {
+        title: title.to_owned(),
+        description: format!("Since {since_text}. {advice}"),
+        colour: COLOUR_FAILURE,
+        fields: vec![EmbedField::new(
+            "Error",
+            escaped_or_dash(Some(error)),
+            false,
+        )],
+        footer: None,
+        timestamp: Some(since),
+    }
+}
+
+fn cbs_recovered(
+    down_since: DateTime<Utc>,
+    recovered_at: DateTime<Utc>,
+    opts: &RenderOptions,
+) -> Embed {
+    let zone = |at: DateTime<Utc>| format_time(&at.with_timezone(&opts.timezone));
+    Embed {
+        title: "Backup server answers again".to_owned(),
+        description: format!(
+            "It was unreachable for {}, from {} to {}. Jobs that ended meanwhile are \
+             reported as the next cycles pick them up.",
+            format_duration((recovered_at - down_since).num_seconds()),
+            zone(down_since),
+            zone(recovered_at),
+        ),
+        colour: COLOUR_SUCCESS,
+        timestamp: Some(recovered_at),
+        ..Embed::default()
+    }
+}
+
+/// `• name` lines within `max_chars`; what does not fit becomes `… and N more`.
+fn bullet_list(items: &[String], max_chars: usize) -> String {
+    let lines: Vec<String> = items
+        .iter()
+        .map(|item| format!("• {}", cut(&escape_markdown(item), LIST_ITEM_MAX_CHARS)))
+        .collect();
+    lines_within(&lines, max_chars)
+}
+
+/// `• obm, 2024-06-26: message` lines within `max_chars`.
+fn error_list(errors: &[PollError], max_chars: usize) -> String {
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "• {}, {}: {}",
+                cut(&escape_markdown(&e.login_name), LIST_ITEM_MAX_CHARS),
+                e.date.format("%Y-%m-%d"),
+                cut(&escape_markdown(&e.message), POLL_ERROR_MESSAGE_MAX_CHARS),
+            )
+        })
+        .collect();
+    lines_within(&lines, max_chars)
+}
+
+/// Joins whole lines while they fit in `max_chars`, keeping room for the closing
+/// `… and N more` line that says how many were left out.
+fn lines_within(lines: &[String], max_chars: usize) -> String {
+    let more = |left: usize| format!("… and {left} more");
+    let mut out = String::new();
+    let mut used = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let sep = usize::from(i > 0);
+        let left_after = lines.len() - i - 1;
+        let tail = if left_after > 0 {
+            1 + more(left_after).chars().count()
+        } else {
+            0
+        };
+        let len = line.chars().count();
+        if used + sep + len + tail > max_chars {
+            let tail = more(lines.len() - i);
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&tail);
+            // Only when even the first line did not fit can this be over: cut it then.
+            return cut(&out, max_chars);
+        }
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(line);
+        used += sep + len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cbs::model::parse_server_time;
+    use crate::render::embed::{
+        EMBED_FIELDS_MAX, EMBED_FIELD_NAME_MAX_CHARS, EMBED_TITLE_MAX_CHARS,
+        MESSAGE_EMBED_TOTAL_MAX_CHARS,
+    };
+    use crate::render::text::unescape_markdown;
+    use chrono::{NaiveDate, TimeZone};
+    use chrono_tz::Tz;
+
+    const BERLIN: Tz = chrono_tz::Europe::Berlin;
+
+    fn opts() -> RenderOptions {
+        RenderOptions {
+            mention_role: Some(42),
+            timezone: BERLIN,
+        }
+    }
+
+    fn utc(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 6, 26, h, m, s).unwrap()
+    }
+
+    /// A failed restore as a CBS in Berlin reports it.
+    fn failed_job() -> RestoreJob {
+        RestoreJob {
+            server: "cbs-main".into(),
+            login_name: "obm".into(),
+            owner: "reseller-a".into(),
+            user_id: "obm".into(),
+            backup_set_id: "1687755057644".into(),
+            backup_set_name: "Files".into(),
+            job_id: "2024-06-26-12-23-12".into(),
+            start_time: parse_server_time("2024-06-26 12:23:12", BERLIN),
+            end_time: parse_server_time("2024-06-26 13:25:14", BERLIN),
+            restore_size_bytes: 1_610_612_736,
+            client_version: Some("9.11.0.0".into()),
+            destination_id: Some("1687755083984".into()),
+            success_databases: vec!["sales".into()],
+            missed_databases: vec!["hr".into(), "payroll".into()],
+            success_virtual_machines: vec![],
+            missed_virtual_machines: vec![],
+            success_public_folders: vec![],
+            missed_public_folders: vec![],
+            raw_status: "RESTORE_STOP_BY_ERROR".into(),
+            class: StatusClass::Failure,
+        }
+    }
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            id: 7,
+            created_at: utc(11, 30, 0),
+            kind,
+        }
+    }
+
+    fn one(kind: EventKind) -> Embed {
+        let mut embeds = render_event(&event(kind), &opts());
+        assert_eq!(embeds.len(), 1);
+        embeds.remove(0)
+    }
+
+    fn value<'e>(embed: &'e Embed, name: &str) -> &'e str {
+        &embed
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no field {name:?} in {:#?}", embed.fields))
+            .value
+    }
+
+    #[test]
+    fn failure_embed_has_every_field() {
+        let e = one(EventKind::JobFinished { job: failed_job() });
+        assert_eq!(e.title, "Restore failed: obm / Files");
+        assert_eq!(e.colour, COLOUR_FAILURE);
+        assert_eq!(e.description, "");
+        let names: Vec<&str> = e.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Owner",
+                "Status",
+                "Duration",
+                "Started",
+                "Ended",
+                "Restore size",
+                "Client version",
+                "Destination",
+                "Job",
+                "Missed databases (2)",
+                "Restored databases (1)",
+            ]
+        );
+        assert_eq!(value(&e, "Owner"), "reseller-a");
+        assert_eq!(value(&e, "Status"), "failure (`RESTORE_STOP_BY_ERROR`)");
+        assert_eq!(value(&e, "Duration"), "1h 02m");
+        assert_eq!(value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
+        assert_eq!(value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
+        assert_eq!(value(&e, "Restore size"), "1.50 GiB");
+        assert_eq!(value(&e, "Client version"), "9.11.0.0");
+        assert_eq!(value(&e, "Destination"), "1687755083984");
+        assert_eq!(
+            value(&e, "Job"),
+            "2024-06-26-12-23-12 (backup set 1687755057644)"
+        );
+        assert_eq!(value(&e, "Missed databases (2)"), "• hr\n• payroll");
+        assert_eq!(value(&e, "Restored databases (1)"), "• sales");
+        assert_eq!(e.footer.as_deref(), Some("cbs-main"));
+        // The job's end, 13:25:14 in Berlin summer time.
+        assert_eq!(e.timestamp, Some(utc(11, 25, 14)));
+        assert!(e.fields[..9].iter().all(|f| f.inline));
+    }
+
+    #[test]
+    fn missing_values_show_a_dash() {
+        let mut job = failed_job();
+        job.owner = String::new();
+        job.client_version = None;
+        job.destination_id = None;
+        job.end_time = None;
+        job.missed_databases.clear();
+        job.success_databases.clear();
+        let e = one(EventKind::JobFinished { job });
+        for name in [
+            "Owner",
+            "Client version",
+            "Destination",
+            "Ended",
+            "Duration",
+        ] {
+            assert_eq!(value(&e, name), DASH, "{name}");
+        }
+        assert_eq!(e.fields.len(), 9, "no empty lists");
+        assert_eq!(e.timestamp, Some(utc(11, 30, 0)), "falls back to the event");
+    }
+
+    #[test]
+    fn hostile_names_are_escaped_everywhere() {
+        const HOSTILE: &str = "@everyone **x** <@&1> [a](http://evil)";
+        let mut job = failed_job();
+        job.login_name = HOSTILE.into();
+        job.owner = HOSTILE.into();
+        job.backup_set_name = HOSTILE.into();
+        job.client_version = Some(HOSTILE.into());
+        job.destination_id = Some(HOSTILE.into());
+        job.raw_status = HOSTILE.into();
+        job.class = StatusClass::Unknown;
+        job.job_id = HOSTILE.into();
+        job.missed_virtual_machines = vec![HOSTILE.into()];
+        let e = one(EventKind::JobFinished { job });
+        let texts = std::iter::once(e.title.as_str()).chain(
+            e.fields
+                .iter()
+                .flat_map(|f| [f.name.as_str(), f.value.as_str()]),
+        );
+        for text in texts {
+            assert!(!text.contains("@everyone"), "{text}");
+            assert!(!text.contains("<@&"), "{text}");
+            // Outside the status code span, markdown is escaped.
+            if !text.contains('`') {
+                assert!(!text.contains("**"), "{text}");
+                assert!(!text.contains("[a]("), "{text}");
+            }
+        }
+        assert_eq!(
+            unescape_markdown(&e.title),
+            format!("Restore ended with an unknown status: {HOSTILE} / {HOSTILE}")
+        );
+    }
+
+    #[test]
+    fn huge_names_and_lists_stay_within_every_limit() {
+        let mut job = failed_job();
+        job.backup_set_name = "*".repeat(5000);
+        job.login_name = "_".repeat(300);
+        job.raw_status = "X".repeat(5000);
+        job.missed_databases = (0..2000).map(|i| format!("db_{i:04}")).collect();
+        job.missed_virtual_machines = (0..2000).map(|i| "v".repeat(i % 300)).collect();
+        job.missed_public_folders = job.missed_databases.clone();
+        job.success_databases = job.missed_databases.clone();
+        job.success_virtual_machines = job.missed_databases.clone();
+        job.success_public_folders = job.missed_databases.clone();
+        let e = one(EventKind::JobFinished { job });
+        assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
+        assert!(e.fields.len() <= EMBED_FIELDS_MAX);
+        for f in &e.fields {
+            assert!(f.name.chars().count() <= EMBED_FIELD_NAME_MAX_CHARS);
+            assert!(f.value.chars().count() <= EMBED_FIELD_VALUE_MAX_CHARS);
+        }
+        assert!(e.char_count() <= MESSAGE_EMBED_TOTAL_MAX_CHARS);
+        let title_body = e.title.trim_end_matches('…');
+        assert_eq!(
+            title_body.chars().rev().take_while(|&c| c == '\\').count() % 2,
+            0
+        );
+        // Every field survived; the status and times are untouched.
+        assert_eq!(e.fields.len(), 15);
+        assert_eq!(value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
+        let missed = &e.fields[9];
+        assert_eq!(missed.name, "Missed databases (2000)");
+        assert!(missed.value.starts_with("• db\\_0000\n• db\\_0001\n"));
+    }
+
+    #[test]
+    fn a_long_list_alone_ends_with_how_many_were_left_out() {
+        let items: Vec<String> = (0..2000).map(|i| format!("db{i:04}")).collect();
+        let list = bullet_list(&items, EMBED_FIELD_VALUE_MAX_CHARS);
+        assert!(list.chars().count() <= EMBED_FIELD_VALUE_MAX_CHARS);
+        let shown = list.lines().filter(|l| l.starts_with("• ")).count();
+        assert_eq!(
+            list.lines().last().unwrap(),
+            format!("… and {} more", 2000 - shown)
+        );
+        assert_eq!(bullet_list(&items[..2], 1024), "• db0000\n• db0001");
+    }
+
+    #[test]
+    fn colours_by_class() {
+        for (class, colour) in [
+            (StatusClass::Failure, 0xED4245),
+            (StatusClass::PartialFailure, 0xE67E22),
+            (StatusClass::Unknown, 0x9B59B6),
+            (StatusClass::Warning, 0xFEE75C),
+            (StatusClass::Cancelled, 0x95A5A6),
+            (StatusClass::Success, 0x57F287),
+        ] {
+            let mut job = failed_job();
+            job.class = class;
+            assert_eq!(
+                one(EventKind::JobFinished { job }).colour,
+                colour,
+                "{class}"
+            );
+        }
+    }
+
+    #[test]
+    fn pings_only_for_what_needs_a_person() {
+        let finished = |class| {
+            let mut job = failed_job();
+            job.class = class;
+            event(EventKind::JobFinished { job })
+        };
+        assert!(wants_ping(&finished(StatusClass::Failure)));
+        assert!(wants_ping(&finished(StatusClass::PartialFailure)));
+        assert!(wants_ping(&finished(StatusClass::Unknown)));
+        assert!(!wants_ping(&finished(StatusClass::Warning)));
+        assert!(!wants_ping(&finished(StatusClass::Success)));
+        assert!(wants_ping(&event(EventKind::JobStuck {
+            job: failed_job(),
+            running_secs: 13 * 3600,
+        })));
+        assert!(wants_ping(&event(EventKind::CbsUnreachable {
+            since: utc(10, 0, 0),
+            reason: OutageReason::Unreachable,
+            error: "timeout".into(),
+        })));
+        assert!(!wants_ping(&event(EventKind::CbsRecovered {
+            down_since: utc(10, 0, 0),
+            recovered_at: utc(11, 0, 0),
+        })));
+        assert!(!wants_ping(&event(EventKind::CycleSummary(
+            CycleSummary::default()
+        ))));
+        assert!(!wants_ping(&event(EventKind::Baseline {
+            login_name: "obm".into(),
+            owner: String::new(),
+            counts: ClassCounts::new(),
+        })));
+    }
+
+    #[test]
+    fn stuck_notice_says_how_long() {
+        let mut job = failed_job();
+        job.end_time = None;
+        job.raw_status = String::new();
+        job.class = StatusClass::Running;
+        let e = one(EventKind::JobStuck {
+            job,
+            running_secs: 13 * 3600,
+        });
+        assert_eq!(e.title, "Restore still running after 13h: obm / Files");
+        assert_eq!(e.colour, COLOUR_STUCK);
+        assert_eq!(value(&e, "Running for"), "13h");
+        assert_eq!(value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
+    }
+
+    #[test]
+    fn baseline_is_one_line() {
+        let counts = ClassCounts::from([(StatusClass::Success, 10), (StatusClass::Failure, 2)]);
+        let e = one(EventKind::Baseline {
+            login_name: "obm".into(),
+            owner: String::new(),
+            counts,
+        });
+        assert_eq!(
+            e.description,
+            "Now watching obm: 12 earlier jobs recorded: 10 success, 2 failure"
+        );
+        assert!(e.fields.is_empty() && e.title.is_empty());
+        let empty = one(EventKind::Baseline {
+            login_name: "new_user".into(),
+            owner: "res".into(),
+            counts: ClassCounts::new(),
+        });
+        assert_eq!(
+            empty.description,
+            "Now watching new\\_user (owner res): no earlier jobs recorded"
+        );
+    }
+
+    #[test]
+    fn summary_lists_counts_and_errors() {
+        let summary = CycleSummary {
+            started_at: utc(11, 0, 0),
+            finished_at: utc(11, 0, 3),
+            users_polled: 5,
+            requests: 7,
+            finished: ClassCounts::from([
+                (StatusClass::Failure, 1),
+                (StatusClass::Success, 3),
+                (StatusClass::Warning, 0),
+            ]),
+            started_running: 2,
+            alerts: 1,
+            errors: vec![
+                PollError {
+                    login_name: "obm".into(),
+                    date: NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
+                    message: "HTTP 502 Bad Gateway".into(),
+                },
+                PollError {
+                    login_name: "acme_1".into(),
+                    date: NaiveDate::from_ymd_opt(2024, 6, 25).unwrap(),
+                    message: "reply is not JSON: <html>".into(),
+                },
+            ],
+        };
+        let e = one(EventKind::CycleSummary(summary));
+        assert_eq!(e.title, "Poll cycle summary");
+        assert_eq!(
+            e.description,
+            "Polled 5 users with 7 requests in 3s. 4 jobs finished, 2 started running, \
+             1 alert queued."
+        );
+        assert_eq!(value(&e, "Finished"), "3 success, 1 failure");
+        assert_eq!(
+            value(&e, "Errors (2)"),
+            "• obm, 2024-06-26: HTTP 502 Bad Gateway\n\
+             • acme\\_1, 2024-06-25: reply is not JSON: \\<html\\>"
+        );
+        assert_eq!(e.colour, COLOUR_WARNING);
+        assert_eq!(
+            e.footer.as_deref(),
+            Some("Cycle started 2024-06-26 13:00:00 (CEST)")
+        );
+    }
+
+    #[test]
+    fn expired_password_says_what_to_do() {
+        let e = one(EventKind::CbsUnreachable {
+            since: utc(6, 0, 0),
+            reason: OutageReason::PasswordExpired,
+            error: "Your password has expired".into(),
+        });
+        assert_eq!(e.title, "Backup server API password expired");
+        assert!(e
+            .description
+            .starts_with("Since 2024-06-26 08:00:00 (CEST). "));
+        assert!(e
+            .description
+            .contains("Change the API user's password in CBS"));
+        assert_eq!(value(&e, "Error"), "Your password has expired");
+        assert_eq!(e.colour, COLOUR_FAILURE);
+    }
+
+    #[test]
+    fn outage_reasons_have_their_own_titles() {
+        let title = |reason| {
+            one(EventKind::CbsUnreachable {
+                since: utc(6, 0, 0),
+                reason,
+                error: "x".into(),
+            })
+            .title
+        };
+        assert_eq!(
+            title(OutageReason::Unreachable),
+            "Backup server unreachable"
+        );
+        assert_eq!(
+            title(OutageReason::AuthFailed),
+            "Backup server rejects the API password"
+        );
+    }
+
+    #[test]
+    fn recovered_notice_tells_the_outage_length() {
+        let e = one(EventKind::CbsRecovered {
+            down_since: utc(9, 58, 0),
+            recovered_at: utc(11, 0, 0),
+        });
+        assert_eq!(e.title, "Backup server answers again");
+        assert!(e.description.starts_with(
+            "It was unreachable for 1h 02m, from 2024-06-26 11:58:00 (CEST) to \
+             2024-06-26 13:00:00 (CEST)."
+        ));
+        assert_eq!(e.colour, COLOUR_SUCCESS);
+    }
+
+    #[test]
+    fn a_rendered_failure_reads_well_as_text() {
+        let mut job = failed_job();
+        job.backup_set_name = "Files_[2024]".into();
+        let embeds = render_event(&event(EventKind::JobFinished { job }), &opts());
+        let packed = crate::render::pack(vec![(true, embeds)], &opts());
+        let text = crate::render::to_text(&packed[0].message);
+        assert!(text.starts_with("@role:42 1 alert\n\n== Restore failed: obm / Files_[2024] ==\n"));
+        assert!(text.contains("\nOwner: reseller-a\n"));
+        assert!(text.contains("\nMissed databases (2):\n  • hr\n  • payroll\n"));
+        assert!(text.ends_with("\n-- cbs-main"));
+        assert!(!text.contains('\\'), "{text}");
+    }
+}

@@ -1,0 +1,37 @@
+//! Rendering: turns events into chat messages, as plain data.
+//!
+//! Pure functions only (no network, no clock): [`render_event`] makes the embeds of one
+//! event, [`pack`] groups the embeds of consecutive events into messages within Discord's
+//! limits and adds the role ping, [`to_text`] shows a message as plain text for the
+//! console sink. The delivery step converts with [`Embed::to_serenity`] at the edge.
+//!
+//! Safety rules kept here: every string from the backup server is escaped
+//! ([`escape_markdown`]) so it cannot format, link or mention; every part of an embed is
+//! cut to Discord's limits in characters ([`Embed::fit`]); the role mention only ever goes
+//! into `content`, the one place where a mention pings.
+
+mod embed;
+mod events;
+mod pack;
+mod text;
+
+pub use embed::{
+    Embed, EmbedField, OutMessage, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELDS_MAX,
+    EMBED_FIELD_NAME_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS, EMBED_FOOTER_MAX_CHARS,
+    EMBED_TITLE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
+};
+pub use events::{class_colour, render_event, wants_ping};
+pub use pack::{pack, to_text, Packed, MESSAGE_CONTENT_MAX_CHARS, MESSAGE_EMBEDS_MAX};
+pub use text::{escape_markdown, format_duration, format_size, unescape_markdown};
+
+use chrono_tz::Tz;
+
+/// What rendering needs to know from the configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderOptions {
+    /// The role to ping for alerts; `None` posts without pinging.
+    pub mention_role: Option<u64>,
+    /// The zone for times the bot itself measured (outages, cycles). Job times keep the
+    /// backup server's zone they were reported in.
+    pub timezone: Tz,
+}
