@@ -4,6 +4,7 @@
 //! - [`cbs`]: the backup-server client and its tolerant job model.
 //! - [`event`]: what the poller has to tell the chat.
 //! - [`store`]: the sled store: jobs seen, the outbox, the watch list, health.
+//! - [`sink`]: the `Sink` trait, the console sink and the outbox drain.
 //! - [`render`]: events as Discord-limit-safe embeds and plain-text cards.
 //! - [`clock`]: "now", injectable.
 
@@ -11,4 +12,5 @@ pub mod cbs;
 pub mod clock;
 pub mod event;
 pub mod render;
+pub mod sink;
 pub mod store;

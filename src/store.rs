@@ -160,7 +160,10 @@ pub fn decide(
             (None, Change::Finished(job.class))
         }
     } else {
-        let since = job.start_time.map(|t| t.to_utc()).unwrap_or(record.first_seen);
+        let since = job
+            .start_time
+            .map(|t| t.to_utc())
+            .unwrap_or(record.first_seen);
         let running = policy.now - since;
         if !record.stuck_alerted && !policy.baseline && running > policy.stuck_after {
             record.stuck_alerted = true;
@@ -332,8 +335,7 @@ impl Store {
             created_at: now,
             kind,
         };
-        self.outbox
-            .insert(event.id.to_be_bytes(), encode(&event))?;
+        self.outbox.insert(event.id.to_be_bytes(), encode(&event))?;
         Ok(event)
     }
 
@@ -415,9 +417,11 @@ impl Store {
             self.by_day.remove(&k)?;
             pruned += 1;
         }
-        let day_start = format!("{META_DAY_PREFIX}");
         let day_end = format!("{META_DAY_PREFIX}{}", cutoff.format("%Y-%m-%d"));
-        for kv in self.meta.range(day_start.as_bytes()..day_end.as_bytes()) {
+        for kv in self
+            .meta
+            .range(META_DAY_PREFIX.as_bytes()..day_end.as_bytes())
+        {
             let (k, _) = kv?;
             self.meta.remove(k)?;
         }
@@ -451,9 +455,11 @@ impl Store {
 
     /// Adds a user to the dynamic watch list; `false` when it was already there.
     pub fn add_watch(&self, watch: &DynamicWatch) -> Result<bool> {
-        let old = self
-            .watch
-            .compare_and_swap(&watch.login, None as Option<&[u8]>, Some(encode(watch)))?;
+        let old = self.watch.compare_and_swap(
+            &watch.login,
+            None as Option<&[u8]>,
+            Some(encode(watch)),
+        )?;
         self.watch.flush()?;
         Ok(old.is_ok())
     }
@@ -482,7 +488,12 @@ impl Store {
     }
 
     /// Records a finished cycle and adds it to its day's health.
-    pub fn record_cycle(&self, cycle: &CycleRecord, day: NaiveDate, outage_secs: i64) -> Result<()> {
+    pub fn record_cycle(
+        &self,
+        cycle: &CycleRecord,
+        day: NaiveDate,
+        outage_secs: i64,
+    ) -> Result<()> {
         self.meta_put(META_LAST_CYCLE, cycle)?;
         let key = format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d"));
         let mut health: DayHealth = self.meta_get(&key)?.unwrap_or_default();
@@ -554,7 +565,12 @@ mod tests {
     }
 
     fn classes() -> BTreeSet<StatusClass> {
-        [StatusClass::Failure, StatusClass::PartialFailure, StatusClass::Unknown].into()
+        [
+            StatusClass::Failure,
+            StatusClass::PartialFailure,
+            StatusClass::Unknown,
+        ]
+        .into()
     }
 
     fn policy(classes: &BTreeSet<StatusClass>, hour: u32, baseline: bool) -> Policy<'_> {
@@ -574,17 +590,47 @@ mod tests {
     fn new_failure_alerts_new_success_does_not() {
         let c = classes();
         let p = policy(&c, 14, false);
-        let fail = decide(None, &job("2024-06-26-13-00-00", "RESTORE_STOP_BY_ERROR", Some("2024-06-26 13:10:00")), day(), &p);
+        let fail = decide(
+            None,
+            &job(
+                "2024-06-26-13-00-00",
+                "RESTORE_STOP_BY_ERROR",
+                Some("2024-06-26 13:10:00"),
+            ),
+            day(),
+            &p,
+        );
         assert_eq!(fail.change, Change::Finished(StatusClass::Failure));
         assert!(matches!(fail.event, Some(EventKind::JobFinished { .. })));
-        let ok = decide(None, &job("2024-06-26-13-00-00", "RESTORE_STOP_SUCCESS", Some("2024-06-26 13:10:00")), day(), &p);
-        assert_eq!((ok.change, ok.event), (Change::Finished(StatusClass::Success), None));
+        let ok = decide(
+            None,
+            &job(
+                "2024-06-26-13-00-00",
+                "RESTORE_STOP_SUCCESS",
+                Some("2024-06-26 13:10:00"),
+            ),
+            day(),
+            &p,
+        );
+        assert_eq!(
+            (ok.change, ok.event),
+            (Change::Finished(StatusClass::Success), None)
+        );
     }
 
     #[test]
     fn baseline_records_without_alerting() {
         let c = classes();
-        let obs = decide(None, &job("2024-06-26-13-00-00", "RESTORE_STOP_BY_ERROR", Some("2024-06-26 13:10:00")), day(), &policy(&c, 14, true));
+        let obs = decide(
+            None,
+            &job(
+                "2024-06-26-13-00-00",
+                "RESTORE_STOP_BY_ERROR",
+                Some("2024-06-26 13:10:00"),
+            ),
+            day(),
+            &policy(&c, 14, true),
+        );
         assert_eq!(obs.change, Change::Baseline(StatusClass::Failure));
         assert!(obs.event.is_none() && obs.record.baseline);
     }
@@ -592,10 +638,24 @@ mod tests {
     #[test]
     fn running_then_finished_then_unchanged() {
         let c = classes();
-        let running = decide(None, &job("2024-06-26-13-00-00", "", None), day(), &policy(&c, 14, false));
+        let running = decide(
+            None,
+            &job("2024-06-26-13-00-00", "", None),
+            day(),
+            &policy(&c, 14, false),
+        );
         assert_eq!(running.change, Change::NewRunning);
-        let done_job = job("2024-06-26-13-00-00", "RESTORE_STOP_BY_ERROR", Some("2024-06-26 15:00:00"));
-        let done = decide(Some(&running.record), &done_job, day(), &policy(&c, 15, false));
+        let done_job = job(
+            "2024-06-26-13-00-00",
+            "RESTORE_STOP_BY_ERROR",
+            Some("2024-06-26 15:00:00"),
+        );
+        let done = decide(
+            Some(&running.record),
+            &done_job,
+            day(),
+            &policy(&c, 15, false),
+        );
         assert_eq!(done.change, Change::Finished(StatusClass::Failure));
         assert!(done.event.is_some());
         assert_eq!(done.record.first_seen, running.record.first_seen);
@@ -610,7 +670,13 @@ mod tests {
         let first = decide(None, &j, day(), &policy(&c, 2, false));
         let stuck = decide(Some(&first.record), &j, day(), &policy(&c, 14, false));
         assert_eq!(stuck.change, Change::Stuck);
-        assert!(matches!(stuck.event, Some(EventKind::JobStuck { running_secs: 46800, .. })));
+        assert!(matches!(
+            stuck.event,
+            Some(EventKind::JobStuck {
+                running_secs: 46800,
+                ..
+            })
+        ));
         let later = decide(Some(&stuck.record), &j, day(), &policy(&c, 15, false));
         assert_eq!((later.change, later.event), (Change::Unchanged, None));
     }
@@ -620,7 +686,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let c = classes();
-        let j = job("2024-06-26-13-00-00", "RESTORE_STOP_BY_ERROR", Some("2024-06-26 13:10:00"));
+        let j = job(
+            "2024-06-26-13-00-00",
+            "RESTORE_STOP_BY_ERROR",
+            Some("2024-06-26 13:10:00"),
+        );
         store.observe(&j, day(), &policy(&c, 14, false)).unwrap();
         assert_eq!(store.outbox_len(), 1);
         assert!(store.job(&j.key()).unwrap().is_some());

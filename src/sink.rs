@@ -1,0 +1,109 @@
+//! Sinks deliver events; the delivery step drains the outbox into one.
+//!
+//! An event leaves the outbox only after the sink accepted it, so a crash or a failing
+//! sink loses nothing: the next drain offers the same events again, in the same order.
+
+use crate::event::Event;
+use crate::render::{pack, render_event, to_text, RenderOptions};
+use crate::store::{Store, StoreError};
+use std::future::Future;
+use std::io::Write;
+use std::sync::Mutex;
+
+/// How many outbox events one drain offers a sink at a time.
+pub const DRAIN_BATCH_EVENTS: usize = 256;
+
+/// Why a sink could not take (all of) the events it was offered.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Something that shows events to people.
+pub trait Sink: Send + Sync {
+    /// Delivers `events` (oldest first) and returns the ids it accepted. Events it did not
+    /// accept stay queued; an `Err` means it accepted none of them.
+    fn deliver(&self, events: &[Event])
+        -> impl Future<Output = Result<Vec<u64>, SinkError>> + Send;
+}
+
+/// What one drain did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    pub delivered: usize,
+    /// Events still queued after the drain.
+    pub pending: usize,
+    /// The sink's last error, if it refused something.
+    pub error: Option<String>,
+}
+
+/// Offers every queued event to `sink`, removing each one it accepts.
+pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, StoreError> {
+    let mut report = DrainReport::default();
+    let mut skip = 0;
+    loop {
+        let batch = store.pending_events(skip + DRAIN_BATCH_EVENTS)?;
+        let batch = &batch[skip.min(batch.len())..];
+        if batch.is_empty() {
+            break;
+        }
+        match sink.deliver(batch).await {
+            Ok(accepted) => {
+                store.ack(&accepted)?;
+                report.delivered += accepted.len();
+                if accepted.len() < batch.len() {
+                    // Some events wait (say, a channel that refuses us): leave them queued
+                    // and look at the events behind them, which may go elsewhere.
+                    skip += batch.len() - accepted.len();
+                    report
+                        .error
+                        .get_or_insert_with(|| "some events were not accepted".into());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "delivery failed; events stay queued");
+                report.error = Some(e.0);
+                break;
+            }
+        }
+    }
+    report.pending = store.outbox_len();
+    Ok(report)
+}
+
+/// Prints each event as a plain-text card: what a person would see in Discord.
+pub struct ConsoleSink {
+    options: RenderOptions,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl ConsoleSink {
+    /// A console sink writing to standard output.
+    pub fn stdout(options: RenderOptions) -> Self {
+        Self::new(options, Box::new(std::io::stdout()))
+    }
+
+    pub fn new(options: RenderOptions, out: Box<dyn Write + Send>) -> Self {
+        ConsoleSink {
+            options,
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl Sink for ConsoleSink {
+    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut accepted = Vec::with_capacity(events.len());
+        for event in events {
+            let item = (false, render_event(event, &self.options));
+            for packed in pack(vec![item], &self.options) {
+                writeln!(out, "{}", to_text(&packed.message))
+                    .map_err(|e| SinkError(format!("writing to the console: {e}")))?;
+            }
+            accepted.push(event.id);
+        }
+        out.flush()
+            .map_err(|e| SinkError(format!("writing to the console: {e}")))?;
+        Ok(accepted)
+    }
+}
