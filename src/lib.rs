@@ -9,3 +9,4 @@
 pub mod cbs;
 pub mod clock;
 pub mod event;
+pub mod simulator;
