@@ -14,3 +14,4 @@ pub mod event;
 pub mod render;
 pub mod sink;
 pub mod store;
+pub mod simulator;

@@ -1,0 +1,478 @@
+//! The HTTP client for the AhsayCBS JSON API: one call, `ListRestoreJobStatus.do`.
+//!
+//! It turns transport trouble, HTTP errors and `Status: Error` replies into one
+//! [`CbsError`] whose [`CbsError::outage_reason`] tells the poller whether the whole server
+//! is in trouble or only one user's request failed. Decoding itself is
+//! [`model::decode_reply`]'s job. The system password lives in a [`SecretString`] and is
+//! exposed only to build the request body; no error or `Debug` output carries it.
+
+use super::model::{self, DecodeContext, JobList, ReplyError, SNIPPET_MAX_CHARS};
+use crate::event::OutageReason;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The call's path below the base URL.
+const LIST_RESTORE_JOB_STATUS: &str = "obs/api/json/ListRestoreJobStatus.do";
+
+/// Replies larger than this are refused (bytes); a day of restores for one user is far less.
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the client needs to know about one backup server.
+#[derive(Clone, Debug)]
+pub struct CbsClientConfig {
+    /// Base URL; `/obs/api/json/...` is appended (a path prefix is kept).
+    pub url: reqwest::Url,
+    /// Name of the server in job identities and messages.
+    pub server_name: String,
+    pub sys_user: String,
+    pub sys_pwd: SecretString,
+    /// The server's zone: `RestoreDate` and job times are in it.
+    pub timezone: Tz,
+    /// Bound on one whole request, connecting to reading the last byte.
+    pub request_timeout: Duration,
+    /// Extra CA certificate(s) to trust (PEM), for servers with a self-signed certificate.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Why a request to the backup server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CbsError {
+    /// No connection, or it broke before a reply arrived.
+    #[error("cannot reach {server}: {detail}")]
+    Connect { server: String, detail: String },
+    /// No complete reply within the configured bound.
+    #[error("{server} did not answer within {}s", .after.as_secs_f64())]
+    Timeout { server: String, after: Duration },
+    /// A reply that is not HTTP 2xx.
+    #[error("{server} answered HTTP {status}: {snippet}")]
+    Http {
+        server: String,
+        status: StatusCode,
+        snippet: String,
+    },
+    /// The API answered `Status: Error`.
+    #[error("{server} refused the request: {message}{}", expt_suffix(.expt_type))]
+    Api {
+        server: String,
+        message: String,
+        expt_type: Option<String>,
+    },
+    /// The system user's password has expired; every call fails until it is changed.
+    #[error("the API password of {server} has expired: {message}")]
+    PasswordExpired { server: String, message: String },
+    /// A reply that is not the documented envelope.
+    #[error("{server} sent an unreadable reply ({reason}): {snippet}")]
+    Decode {
+        server: String,
+        reason: String,
+        snippet: String,
+    },
+    /// The client could not be built (CA file, URL).
+    #[error("cannot set up the CBS client: {0}")]
+    Setup(String),
+}
+
+fn expt_suffix(expt_type: &Option<String>) -> String {
+    expt_type
+        .as_deref()
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default()
+}
+
+impl CbsError {
+    /// Whether this failure means the server as a whole is in trouble, and why. `None`: a
+    /// problem of this one request (e.g. an unknown user), not an outage.
+    pub fn outage_reason(&self) -> Option<OutageReason> {
+        match self {
+            CbsError::Connect { .. } | CbsError::Timeout { .. } | CbsError::Decode { .. } => {
+                Some(OutageReason::Unreachable)
+            }
+            CbsError::Http { status, .. } if status.is_server_error() => {
+                Some(OutageReason::Unreachable)
+            }
+            CbsError::Http { .. } => None,
+            CbsError::Api { message, .. } if is_credentials_refusal(message) => {
+                Some(OutageReason::AuthFailed)
+            }
+            CbsError::Api { .. } => None,
+            CbsError::PasswordExpired { .. } => Some(OutageReason::PasswordExpired),
+            CbsError::Setup(_) => None,
+        }
+    }
+}
+
+/// Whether an API message refuses the system user's credentials (the vendor's
+/// "Incorrect system username/password" and close variants).
+fn is_credentials_refusal(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("username/password")
+        || ((m.contains("incorrect") || m.contains("invalid")) && m.contains("password"))
+}
+
+/// Whether an API message says the system password has expired (CBS 8.3.4+).
+fn is_password_expired(message: &str) -> bool {
+    message
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("your password has expired")
+}
+
+/// A client for one backup server. Cheap to clone; clones share connections, so a poller
+/// can run many requests at once.
+#[derive(Clone)]
+pub struct CbsClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    server_name: String,
+    sys_user: String,
+    sys_pwd: SecretString,
+    timezone: Tz,
+    request_timeout: Duration,
+}
+
+impl fmt::Debug for CbsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("CbsClient")
+            .field("server_name", &i.server_name)
+            .field("endpoint", &i.endpoint.as_str())
+            .field("sys_user", &i.sys_user)
+            .field("sys_pwd", &"[REDACTED]")
+            .field("timezone", &i.timezone)
+            .field("request_timeout", &i.request_timeout)
+            .finish()
+    }
+}
+
+/// The request body, as the vendor documents it.
+#[derive(serde::Serialize)]
+struct ListRequest<'a> {
+    #[serde(rename = "SysUser")]
+    sys_user: &'a str,
+    #[serde(rename = "SysPwd")]
+    sys_pwd: &'a str,
+    #[serde(rename = "Owner")]
+    owner: &'a str,
+    #[serde(rename = "LoginName")]
+    login_name: &'a str,
+    #[serde(rename = "RestoreDate")]
+    restore_date: String,
+}
+
+impl CbsClient {
+    pub fn new(cfg: CbsClientConfig) -> Result<CbsClient, CbsError> {
+        let endpoint = endpoint(&cfg.url)?;
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.request_timeout)
+            .user_agent(concat!("restorewatch/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &cfg.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                CbsError::Setup(format!(
+                    "cannot read CA certificate {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                CbsError::Setup(format!("bad CA certificate {}: {e}", path.display()))
+            })?;
+            if certs.is_empty() {
+                return Err(CbsError::Setup(format!(
+                    "no PEM certificate in CA file {}",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| CbsError::Setup(format!("cannot build the HTTP client: {}", chain(&e))))?;
+        Ok(CbsClient {
+            inner: Arc::new(Inner {
+                http,
+                endpoint,
+                server_name: cfg.server_name,
+                sys_user: cfg.sys_user,
+                sys_pwd: cfg.sys_pwd,
+                timezone: cfg.timezone,
+                request_timeout: cfg.request_timeout,
+            }),
+        })
+    }
+
+    pub fn server_name(&self) -> &str {
+        &self.inner.server_name
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.inner.timezone
+    }
+
+    /// The full URL of `ListRestoreJobStatus.do`.
+    pub fn endpoint(&self) -> &reqwest::Url {
+        &self.inner.endpoint
+    }
+
+    /// The restore jobs of `login` (owned by `owner`, `""` for none) that started on `date`
+    /// in the server zone.
+    pub async fn list_restore_jobs(
+        &self,
+        login: &str,
+        owner: &str,
+        date: NaiveDate,
+    ) -> Result<JobList, CbsError> {
+        let i = &self.inner;
+        let body = ListRequest {
+            sys_user: &i.sys_user,
+            sys_pwd: i.sys_pwd.expose_secret(),
+            owner,
+            login_name: login,
+            restore_date: date.format("%Y-%m-%d").to_string(),
+        };
+        let response = i
+            .http
+            .post(i.endpoint.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let text = self.read_body(response).await?;
+        if !status.is_success() {
+            return Err(CbsError::Http {
+                server: i.server_name.clone(),
+                status,
+                snippet: model::snippet(text.trim(), SNIPPET_MAX_CHARS),
+            });
+        }
+        let cx = DecodeContext {
+            server: &i.server_name,
+            tz: i.timezone,
+            login_name: login,
+            owner,
+        };
+        model::decode_reply(&text, &cx).map_err(|e| match e {
+            ReplyError::Api { message, .. } if is_password_expired(&message) => {
+                CbsError::PasswordExpired {
+                    server: i.server_name.clone(),
+                    message,
+                }
+            }
+            ReplyError::Api { message, expt_type } => CbsError::Api {
+                server: i.server_name.clone(),
+                message,
+                expt_type,
+            },
+            ReplyError::Malformed { reason, snippet } => CbsError::Decode {
+                server: i.server_name.clone(),
+                reason,
+                snippet,
+            },
+        })
+    }
+
+    /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<String, CbsError> {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(CbsError::Decode {
+                    server: self.inner.server_name.clone(),
+                    reason: format!("reply larger than {MAX_REPLY_BYTES} bytes"),
+                    snippet: model::snippet(&String::from_utf8_lossy(&bytes), SNIPPET_MAX_CHARS),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        // The CBS sends UTF-8; a stray bad byte should not hide the rest of the reply.
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> CbsError {
+        let server = self.inner.server_name.clone();
+        if e.is_timeout() {
+            CbsError::Timeout {
+                server,
+                after: self.inner.request_timeout,
+            }
+        } else {
+            CbsError::Connect {
+                server,
+                detail: chain(&e.without_url()),
+            }
+        }
+    }
+}
+
+/// The error and its causes, `: `-joined (reqwest's own message alone says little).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// `{base}/obs/api/json/ListRestoreJobStatus.do`, keeping a path prefix, tolerating a
+/// trailing slash and a base that already ends in `/obs/api/json`.
+fn endpoint(base: &reqwest::Url) -> Result<reqwest::Url, CbsError> {
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        return Err(CbsError::Setup(format!(
+            "the CBS URL must be http(s)://host[:port][/prefix], not {:?}",
+            base.scheme()
+        )));
+    }
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    let prefix = url.path().trim_end_matches('/').to_owned();
+    let prefix = prefix.strip_suffix("/obs/api/json").unwrap_or(&prefix);
+    url.set_path(&format!("{prefix}/{LIST_RESTORE_JOB_STATUS}"));
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint_of(base: &str) -> String {
+        endpoint(&reqwest::Url::parse(base).unwrap())
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn endpoint_from_any_base() {
+        let want = "https://cbs.example.com/obs/api/json/ListRestoreJobStatus.do";
+        for base in [
+            "https://cbs.example.com",
+            "https://cbs.example.com/",
+            "https://cbs.example.com/obs/api/json",
+            "https://cbs.example.com/obs/api/json/",
+            "https://cbs.example.com/?x=1#y",
+        ] {
+            assert_eq!(endpoint_of(base), want, "{base}");
+        }
+        assert_eq!(
+            endpoint_of("http://10.0.0.5:8080/backup/"),
+            "http://10.0.0.5:8080/backup/obs/api/json/ListRestoreJobStatus.do"
+        );
+        assert!(matches!(
+            endpoint(&reqwest::Url::parse("ftp://cbs.example.com").unwrap()),
+            Err(CbsError::Setup(_))
+        ));
+        assert!(matches!(
+            endpoint(&reqwest::Url::parse("mailto:ops@example.com").unwrap()),
+            Err(CbsError::Setup(_))
+        ));
+    }
+
+    #[test]
+    fn credential_and_expiry_messages() {
+        assert!(is_credentials_refusal("Incorrect system username/password"));
+        assert!(is_credentials_refusal("Invalid password for system user"));
+        assert!(!is_credentials_refusal("User \"bob\" not found"));
+        assert!(!is_credentials_refusal(
+            "Your password has expired. Please change your password."
+        ));
+        assert!(is_password_expired(
+            "Your password has expired. Please change your password."
+        ));
+        assert!(!is_password_expired("Incorrect system username/password"));
+    }
+
+    #[test]
+    fn outage_reasons() {
+        let s = || "cbs1".to_owned();
+        let api = |m: &str| CbsError::Api {
+            server: s(),
+            message: m.into(),
+            expt_type: None,
+        };
+        let http = |code: u16| CbsError::Http {
+            server: s(),
+            status: StatusCode::from_u16(code).unwrap(),
+            snippet: String::new(),
+        };
+        use OutageReason::*;
+        for (err, want) in [
+            (
+                CbsError::Connect {
+                    server: s(),
+                    detail: "refused".into(),
+                },
+                Some(Unreachable),
+            ),
+            (
+                CbsError::Timeout {
+                    server: s(),
+                    after: Duration::from_secs(1),
+                },
+                Some(Unreachable),
+            ),
+            (http(500), Some(Unreachable)),
+            (http(503), Some(Unreachable)),
+            (http(404), None),
+            (
+                CbsError::Decode {
+                    server: s(),
+                    reason: "x".into(),
+                    snippet: "y".into(),
+                },
+                Some(Unreachable),
+            ),
+            (api("Incorrect system username/password"), Some(AuthFailed)),
+            (api("User \"bob\" not found"), None),
+            (
+                CbsError::PasswordExpired {
+                    server: s(),
+                    message: "Your password has expired".into(),
+                },
+                Some(PasswordExpired),
+            ),
+            (CbsError::Setup("x".into()), None),
+        ] {
+            assert_eq!(err.outage_reason(), want, "{err}");
+        }
+    }
+
+    #[test]
+    fn messages_are_short_and_name_the_server() {
+        let e = CbsError::Api {
+            server: "cbs1".into(),
+            message: "Incorrect system username/password".into(),
+            expt_type: Some("com.ahsay.obs.core.dbs.c".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cbs1 refused the request: Incorrect system username/password (com.ahsay.obs.core.dbs.c)"
+        );
+        let t = CbsError::Timeout {
+            server: "cbs1".into(),
+            after: Duration::from_millis(1500),
+        };
+        assert_eq!(t.to_string(), "cbs1 did not answer within 1.5s");
+    }
+}

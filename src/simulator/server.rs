@@ -1,0 +1,475 @@
+//! The simulator's HTTP side: the `ListRestoreJobStatus.do` handler, its shared state and
+//! statistics, and a listener that can be switched off and on.
+//!
+//! "Down" must look like a dead server to a client, not like an error reply: the listening
+//! socket is closed (new connections are refused) and every open connection is cut, so a
+//! pooled keep-alive connection cannot sneak a request through. Each accepted connection
+//! is wrapped in [`SimConn`], which fails its reads and writes once the current "epoch"
+//! token is cancelled; going down cancels the epoch and starts a new one.
+
+use super::faults::{FaultDice, Faults, Injected, LoginFault, MALFORMED_BODIES};
+use super::job::{write_object, Phase, SimJob, SimUser};
+use crate::clock::SharedClock;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// The one call the simulator implements.
+pub const LIST_RESTORE_JOB_STATUS_PATH: &str = "/obs/api/json/ListRestoreJobStatus.do";
+
+/// The vendor's documented reply to bad system credentials.
+pub const INCORRECT_CREDENTIALS_MESSAGE: &str = "Incorrect system username/password";
+
+/// What CBS 8.3.4+ answers to every call once the system user's password has expired.
+pub const PASSWORD_EXPIRED_MESSAGE: &str =
+    "Your password has expired. Please change your password.";
+
+/// Pause before accepting again after an accept error (e.g. out of file descriptors).
+const ACCEPT_RETRY_MS: u64 = 50;
+
+/// State shared by the handler, the listener and every [`super::SimHandle`].
+pub(crate) struct Shared {
+    pub sys_user: String,
+    pub sys_pwd: String,
+    pub tz: Tz,
+    pub clock: SharedClock,
+    pub world: Mutex<World>,
+    pub stats: Stats,
+    /// Cancelled when the simulator stops.
+    pub shutdown: CancellationToken,
+    /// Cancelled when the simulator goes down: cuts the connections of this epoch.
+    epoch: Mutex<CancellationToken>,
+}
+
+/// The simulated server's data and knobs.
+pub(crate) struct World {
+    pub users: BTreeMap<String, SimUser>,
+    pub jobs: Vec<SimJob>,
+    pub login_faults: HashMap<String, LoginFault>,
+    pub dice: FaultDice,
+    pub password_expired: bool,
+}
+
+impl World {
+    pub fn new(faults: Faults) -> Self {
+        Self {
+            users: BTreeMap::new(),
+            jobs: Vec::new(),
+            login_faults: HashMap::new(),
+            dice: FaultDice::new(faults),
+            password_expired: false,
+        }
+    }
+
+    /// Adds a job, registering its user when the server does not know it yet.
+    pub fn add_job(&mut self, job: SimJob) {
+        self.users
+            .entry(job.login.clone())
+            .or_insert_with(|| SimUser {
+                login: job.login.clone(),
+                owner: job.owner.clone(),
+                user_id: job.user_id.clone(),
+            });
+        self.jobs.push(job);
+    }
+}
+
+/// Request counters.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub received: AtomicU64,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+    /// Requests per (LoginName, RestoreDate), for requests that named both readably.
+    pub per_user_date: Mutex<HashMap<(String, NaiveDate), u64>>,
+}
+
+/// Counts a request as in flight for as long as it lives.
+struct InFlight<'a>(&'a Stats);
+
+impl<'a> InFlight<'a> {
+    fn enter(stats: &'a Stats) -> Self {
+        let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        stats.received.fetch_add(1, Ordering::SeqCst);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Locks a mutex, carrying on if a panicking thread poisoned it: the data is plain and a
+/// half-done update is no worse than a lost one in a simulator.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub fn new(
+        sys_user: String,
+        sys_pwd: String,
+        tz: Tz,
+        clock: SharedClock,
+        world: World,
+    ) -> Self {
+        let shutdown = CancellationToken::new();
+        Self {
+            sys_user,
+            sys_pwd,
+            tz,
+            clock,
+            world: Mutex::new(world),
+            stats: Stats::default(),
+            epoch: Mutex::new(shutdown.child_token()),
+            shutdown,
+        }
+    }
+
+    fn current_epoch(&self) -> CancellationToken {
+        lock(&self.epoch).clone()
+    }
+
+    /// Cuts every open connection and starts a new epoch for the ones accepted later.
+    fn cut_connections(&self) {
+        let mut epoch = lock(&self.epoch);
+        epoch.cancel();
+        *epoch = self.shutdown.child_token();
+    }
+}
+
+/// The request body, read leniently: the real server ignores what it does not know, and a
+/// missing field is simply empty.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct ListRequest {
+    #[serde(rename = "SysUser")]
+    sys_user: String,
+    #[serde(rename = "SysPwd")]
+    sys_pwd: String,
+    #[serde(rename = "Owner")]
+    owner: String,
+    #[serde(rename = "LoginName")]
+    login_name: String,
+    #[serde(rename = "RestoreDate")]
+    restore_date: String,
+}
+
+/// `POST /obs/api/json/ListRestoreJobStatus.do`.
+pub(crate) async fn list_restore_job_status(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Response {
+    let _in_flight = InFlight::enter(&shared.stats);
+    let epoch = shared.current_epoch();
+    let request: Result<ListRequest, _> = serde_json::from_slice(&body);
+    if let Ok(req) = &request {
+        if let Ok(date) = NaiveDate::parse_from_str(&req.restore_date, "%Y-%m-%d") {
+            *lock(&shared.stats.per_user_date)
+                .entry((req.login_name.clone(), date))
+                .or_default() += 1;
+        }
+    }
+    // Dice are rolled on arrival, so the fault sequence follows the request order.
+    let (latency, injected) = {
+        let mut world = lock(&shared.world);
+        let latency = world.dice.faults().latency;
+        (latency, world.dice.roll())
+    };
+    if !latency.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(latency) => {}
+            // Going down or stopping ends the wait; the cut connection carries no answer.
+            () = epoch.cancelled() => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
+    match injected {
+        Injected::None => {}
+        Injected::Http500 => return http_500(),
+        Injected::Malformed(i) => {
+            return json_response(MALFORMED_BODIES[i % MALFORMED_BODIES.len()].to_owned())
+        }
+        Injected::ApiError => {
+            return api_error(
+                "Unexpected error, please try again later",
+                "com.ahsay.obs.core.ae",
+            )
+        }
+    }
+    let Ok(req) = request else {
+        return api_error(
+            "Invalid request: the body is not JSON",
+            "com.ahsay.obs.core.q",
+        );
+    };
+    if req.sys_user != shared.sys_user || req.sys_pwd != shared.sys_pwd {
+        return api_error(INCORRECT_CREDENTIALS_MESSAGE, "com.ahsay.obs.core.dbs.c");
+    }
+    let now = shared.clock.now();
+    let world = lock(&shared.world);
+    if world.password_expired {
+        return api_error(PASSWORD_EXPIRED_MESSAGE, "com.ahsay.obs.core.dbs.p");
+    }
+    let Ok(date) = NaiveDate::parse_from_str(&req.restore_date, "%Y-%m-%d") else {
+        return api_error(
+            &format!(
+                "Invalid RestoreDate \"{}\", expected yyyy-MM-dd",
+                req.restore_date
+            ),
+            "com.ahsay.obs.core.q",
+        );
+    };
+    let not_found = || {
+        api_error(
+            &format!("User \"{}\" not found", req.login_name),
+            "com.ahsay.obs.core.dbs.d",
+        )
+    };
+    match world.login_faults.get(&req.login_name) {
+        None => {}
+        Some(LoginFault::Http500) => return http_500(),
+        Some(LoginFault::NotFound) => return not_found(),
+        Some(LoginFault::ApiError(message)) => return api_error(message, "com.ahsay.obs.core.x"),
+    }
+    let Some(user) = world.users.get(&req.login_name) else {
+        return not_found();
+    };
+    // An empty Owner means "any": a system user sees every backup user.
+    if !req.owner.is_empty() && req.owner != user.owner {
+        return not_found();
+    }
+    let mut listed: Vec<&SimJob> = world
+        .jobs
+        .iter()
+        .filter(|j| j.login == req.login_name && j.listed_on(shared.tz) == date)
+        .filter(|j| j.phase(now) != Phase::NotStarted)
+        .collect();
+    listed.sort_by(|a, b| {
+        a.start
+            .cmp(&b.start)
+            .then(a.backup_set_id.cmp(&b.backup_set_id))
+    });
+    let items: Vec<String> = listed
+        .iter()
+        .map(|j| write_object(&j.render(shared.tz, now)))
+        .collect();
+    json_response(format!(
+        "{{\"Status\":\"OK\",\"Data\":[{}]}}",
+        items.join(",")
+    ))
+}
+
+/// Anything else: what a Tomcat answers for an unknown path.
+pub(crate) async fn not_found_page() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/html;charset=utf-8")],
+        "<html><body><h1>HTTP Status 404 - Not Found</h1></body></html>",
+    )
+        .into_response()
+}
+
+fn json_response(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn api_error(message: &str, expt_type: &str) -> Response {
+    let body: Value = json!({"Status": "Error", "Message": message, "ExptType": expt_type});
+    json_response(body.to_string())
+}
+
+fn http_500() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/html;charset=utf-8")],
+        "<html><body><h1>HTTP Status 500 - Internal Server Error</h1></body></html>",
+    )
+        .into_response()
+}
+
+/// Orders for the listener.
+pub(crate) enum ListenCmd {
+    /// Close the listening socket, cut every connection, then acknowledge.
+    Down(oneshot::Sender<()>),
+    /// Listen on this socket again, then acknowledge.
+    Up(TcpListener, oneshot::Sender<()>),
+}
+
+/// An axum listener that can stop listening and start again on command.
+pub(crate) struct SimListener {
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
+    cmds: mpsc::UnboundedReceiver<ListenCmd>,
+    cmds_open: bool,
+    shared: Arc<Shared>,
+}
+
+impl SimListener {
+    pub fn new(
+        listener: TcpListener,
+        cmds: mpsc::UnboundedReceiver<ListenCmd>,
+        shared: Arc<Shared>,
+    ) -> io::Result<Self> {
+        Ok(Self {
+            addr: listener.local_addr()?,
+            listener: Some(listener),
+            cmds,
+            cmds_open: true,
+            shared,
+        })
+    }
+
+    fn apply(&mut self, cmd: ListenCmd) {
+        match cmd {
+            ListenCmd::Down(ack) => {
+                self.listener = None;
+                self.shared.cut_connections();
+                tracing::info!(addr = %self.addr, "simulator down: refusing connections");
+                // The caller may have given up waiting; nothing to do then.
+                let _ = ack.send(());
+            }
+            ListenCmd::Up(listener, ack) => {
+                self.listener = Some(listener);
+                tracing::info!(addr = %self.addr, "simulator up again");
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// The next order, or never once every handle is gone.
+async fn next_cmd(cmds: &mut mpsc::UnboundedReceiver<ListenCmd>, open: bool) -> Option<ListenCmd> {
+    if open {
+        cmds.recv().await
+    } else {
+        std::future::pending().await
+    }
+}
+
+impl axum::serve::Listener for SimListener {
+    type Io = SimConn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (SimConn, SocketAddr) {
+        loop {
+            let cmd = match &self.listener {
+                Some(listener) => tokio::select! {
+                    cmd = next_cmd(&mut self.cmds, self.cmds_open) => cmd,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            return (SimConn::new(stream, self.shared.current_epoch()), peer)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "simulator accept failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+                            continue;
+                        }
+                    },
+                },
+                None => next_cmd(&mut self.cmds, self.cmds_open).await,
+            };
+            match cmd {
+                Some(cmd) => self.apply(cmd),
+                None => self.cmds_open = false,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
+/// A TCP connection that breaks when its epoch is cancelled.
+pub(crate) struct SimConn {
+    stream: TcpStream,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    broken: bool,
+}
+
+impl SimConn {
+    fn new(stream: TcpStream, epoch: CancellationToken) -> Self {
+        Self {
+            stream,
+            cut: Box::pin(epoch.cancelled_owned()),
+            broken: false,
+        }
+    }
+
+    /// Fails once the epoch is over; registers the waker so an idle connection notices.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.broken && self.cut.as_mut().poll(cx).is_ready() {
+            self.broken = true;
+        }
+        if self.broken {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "the simulator went down",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsyncRead for SimConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Err(e) = self.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SimConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Err(e) = self.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Err(e) = self.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
