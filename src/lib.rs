@@ -5,7 +5,9 @@
 //! - [`simulator`]: a stand-in CBS for tests, the demo and `restorewatch simulate`.
 //! - [`event`]: what the poller has to tell the chat.
 //! - [`clock`]: "now", injectable.
+//! - [`schedule`]: cron schedules in the backup server's time zone.
 
 pub mod cbs;
 pub mod clock;
 pub mod event;
+pub mod schedule;
