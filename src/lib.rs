@@ -7,6 +7,7 @@
 //! - [`sink`]: the `Sink` trait, the console sink and the outbox drain.
 //! - [`render`]: events as Discord-limit-safe embeds and plain-text cards.
 //! - [`clock`]: "now", injectable.
+//! - [`schedule`]: cron schedules in the backup server's time zone.
 
 pub mod cbs;
 pub mod clock;
@@ -15,3 +16,4 @@ pub mod render;
 pub mod sink;
 pub mod store;
 pub mod simulator;
+pub mod schedule;

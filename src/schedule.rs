@@ -1,0 +1,327 @@
+//! Cron schedules in the backup server's time zone: when the poller and the digest fire.
+//!
+//! [`CronSchedule`] wraps the `cron` crate and takes the forms an operator knows:
+//! - 5 fields, as in crontab: `min hour day-of-month month day-of-week` (seconds are 0);
+//! - 6 fields, with seconds first: `sec min hour day-of-month month day-of-week`.
+//!
+//! Differences from the `cron` crate, so that a line copied from a crontab means the same:
+//! - **Day-of-week numbers use crontab numbering**: 0 and 7 are Sunday, 1 is Monday, ...,
+//!   6 is Saturday (the `cron` crate counts 1 = Sunday ... 7 = Saturday, so `1-5` would
+//!   silently mean Sunday to Thursday). Numbers, lists, ranges and steps (`1-5`, `5-7`,
+//!   `0,3`, `*/2`) are translated in both forms; names (`Mon-Fri`, `SUN`) pass through.
+//!
+//! Left as the `cron` crate does it, and worth knowing:
+//! - When both day-of-month and day-of-week are restricted, a day must match **both**
+//!   (crontab fires when either matches).
+//!
+//! Times are wall-clock times in the configured zone ("0 8 * * *" is 08:00 local all year).
+//! Across DST changes every matching wall-clock time fires once: a time that occurs twice
+//! (the repeated hour in autumn) fires at its first occurrence, so a `*/5` poll pauses for
+//! the repeated hour; a time that does not occur (the skipped hour in spring, e.g. 02:30 in
+//! Europe/Berlin) does not fire that day.
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+/// A checked cron schedule in a time zone; shows as the expression it was written as.
+#[derive(Clone)]
+pub struct CronSchedule {
+    /// As written, for `/status` and logs.
+    expr: String,
+    tz: Tz,
+    /// Always 6 fields, day-of-week already in the `cron` crate's numbering.
+    schedule: cron::Schedule,
+}
+
+/// An expression that is not a schedule; says which and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{expr:?} is not a cron schedule (5 fields, or 6 with seconds): {reason}")]
+pub struct ScheduleError {
+    expr: String,
+    reason: String,
+}
+
+impl CronSchedule {
+    /// Parses a 5-field crontab line or a 6-field line with seconds; see the module docs for
+    /// how day-of-week numbers are read.
+    pub fn parse(expr: &str, tz: Tz) -> Result<Self, ScheduleError> {
+        let error = |reason: String| ScheduleError {
+            expr: expr.to_owned(),
+            reason,
+        };
+        let mut fields: Vec<&str> = expr.split_whitespace().collect();
+        match fields.len() {
+            5 => fields.insert(0, "0"),
+            6 => {}
+            n => return Err(error(format!("found {n} fields"))),
+        }
+        let day_of_week = translate_day_of_week(fields[5]).map_err(error)?;
+        fields[5] = &day_of_week;
+        let schedule =
+            cron::Schedule::from_str(&fields.join(" ")).map_err(|e| error(e.to_string()))?;
+        Ok(CronSchedule {
+            expr: expr.to_owned(),
+            tz,
+            schedule,
+        })
+    }
+
+    /// The first fire time strictly after `t`, or `None` when the schedule never fires
+    /// again (a day that does not exist, such as 31 February).
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // The `cron` crate walks wall-clock times; it is given them as if they were UTC so
+        // that it sees every wall-clock time once, and the zone maps each to its instant
+        // here. That mapping (first occurrence, nothing for a skipped time) never goes
+        // backwards, so the first instant after `t` is the answer. Wall-clock times after
+        // `t`'s own can still map to instants before `t` when `t` lies in a repeated hour:
+        // those are skipped, at most one hour's worth.
+        let wall_now = t.with_timezone(&self.tz).naive_local();
+        self.schedule
+            .after(&Utc.from_utc_datetime(&wall_now))
+            .filter_map(|wall| self.tz.from_local_datetime(&wall.naive_utc()).earliest())
+            .map(|local| local.with_timezone(&Utc))
+            .find(|&fire| fire > t)
+    }
+}
+
+impl fmt::Display for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.expr)
+    }
+}
+
+impl fmt::Debug for CronSchedule {
+    // The parsed `cron::Schedule` is a long dump of ordinal sets; the expression says it all.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CronSchedule({:?} in {})", self.expr, self.tz.name())
+    }
+}
+
+/// Rewrites the numeric parts of a crontab day-of-week field (0 or 7 = Sunday) into the
+/// `cron` crate's numbering (1 = Sunday). Numeric items become an explicit list, since a
+/// crontab range such as `5-7` (Friday to Sunday) has no contiguous equivalent.
+fn translate_day_of_week(field: &str) -> Result<String, String> {
+    let mut items = Vec::new();
+    for item in field.split(',') {
+        if item == "*" || item == "?" || item.chars().any(|c| c.is_ascii_alphabetic()) {
+            // Wildcards and names mean the same in both numberings.
+            items.push(item.to_owned());
+            continue;
+        }
+        let days = crontab_days(item)
+            .map_err(|why| format!("day of week {item:?}: {why} (0-7, 0 and 7 are Sunday)"))?;
+        items.extend(days.iter().map(|d| (d % 7 + 1).to_string()));
+    }
+    Ok(items.join(","))
+}
+
+/// The crontab days (0..=7) one numeric day-of-week item selects: `n`, `a-b`, `*/s`,
+/// `a-b/s` or `a/s`.
+fn crontab_days(item: &str) -> Result<BTreeSet<u32>, String> {
+    let number = |s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| format!("{s:?} is not a number"))
+    };
+    let (range, step) = match item.split_once('/') {
+        Some((range, step)) => (range, Some(number(step)?)),
+        None => (item, None),
+    };
+    let (first, last) = match (range, range.split_once('-')) {
+        ("*", _) => (0, 7),
+        (_, Some((a, b))) => (number(a)?, number(b)?),
+        // `a/s` runs from `a` to the end, a bare `a` is one day.
+        (a, None) => (number(a)?, if step.is_some() { 7 } else { number(a)? }),
+    };
+    if last > 7 {
+        return Err(format!("{last} is out of range"));
+    }
+    if first > last {
+        return Err(format!("range {first}-{last} runs backwards"));
+    }
+    let step = match step {
+        Some(0) => return Err("a step of 0".to_owned()),
+        Some(s) => s as usize,
+        None => 1,
+    };
+    Ok((first..=last).step_by(step).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, Weekday};
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn next(expr: &str, tz: Tz, after: &str) -> DateTime<Utc> {
+        CronSchedule::parse(expr, tz)
+            .unwrap()
+            .next_after(utc(after))
+            .unwrap()
+    }
+
+    /// The next `n` fire times after `after`, each computed from the previous one as the
+    /// scheduler loop does.
+    fn fires(expr: &str, tz: Tz, after: &str, n: usize) -> Vec<DateTime<Utc>> {
+        let schedule = CronSchedule::parse(expr, tz).unwrap();
+        let mut t = utc(after);
+        (0..n)
+            .map(|_| {
+                t = schedule.next_after(t).unwrap();
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn five_fields_fire_on_whole_minutes() {
+        assert_eq!(
+            next("*/5 * * * *", Tz::UTC, "2024-05-01T10:02:30Z"),
+            utc("2024-05-01T10:05:00Z")
+        );
+        // Strictly after: a fire time is not returned again.
+        assert_eq!(
+            next("*/5 * * * *", Tz::UTC, "2024-05-01T10:05:00Z"),
+            utc("2024-05-01T10:10:00Z")
+        );
+    }
+
+    #[test]
+    fn six_fields_have_seconds_first() {
+        assert_eq!(
+            next("30 */5 * * * *", Tz::UTC, "2024-05-01T10:05:31Z"),
+            utc("2024-05-01T10:10:30Z")
+        );
+    }
+
+    #[test]
+    fn times_are_in_the_configured_zone() {
+        let berlin = next("0 8 * * *", Tz::Europe__Berlin, "2024-05-01T00:00:00Z");
+        assert_eq!(berlin, utc("2024-05-01T06:00:00Z"), "08:00 CEST");
+        let winter = next("0 8 * * *", Tz::Europe__Berlin, "2024-01-10T00:00:00Z");
+        assert_eq!(winter, utc("2024-01-10T07:00:00Z"), "08:00 CET");
+        let plain = next("0 8 * * *", Tz::UTC, "2024-05-01T00:00:00Z");
+        assert_eq!(plain, utc("2024-05-01T08:00:00Z"));
+    }
+
+    #[test]
+    fn daily_time_stays_local_across_spring_forward() {
+        // Europe/Berlin goes from CET to CEST at 01:00 UTC on 2024-03-31.
+        let days = fires("0 8 * * *", Tz::Europe__Berlin, "2024-03-30T00:00:00Z", 3);
+        assert_eq!(
+            days,
+            [
+                utc("2024-03-30T07:00:00Z"),
+                utc("2024-03-31T06:00:00Z"),
+                utc("2024-04-01T06:00:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn skipped_hour_does_not_fire_and_the_poll_goes_on() {
+        // 01:55 CET, then the clock jumps from 02:00 to 03:00.
+        let polls = fires("*/5 * * * *", Tz::Europe__Berlin, "2024-03-31T00:50:00Z", 3);
+        assert_eq!(
+            polls,
+            [
+                utc("2024-03-31T00:55:00Z"),
+                utc("2024-03-31T01:00:00Z"), // 03:00 CEST
+                utc("2024-03-31T01:05:00Z"),
+            ]
+        );
+        // 02:30 does not exist on that day in Berlin: the next one is the day after.
+        assert_eq!(
+            next("30 2 * * *", Tz::Europe__Berlin, "2024-03-30T12:00:00Z"),
+            utc("2024-04-01T00:30:00Z")
+        );
+    }
+
+    #[test]
+    fn repeated_hour_fires_once_and_never_goes_back() {
+        // 2024-10-27: 03:00 CEST becomes 02:00 CET at 01:00 UTC, so 02:xx occurs twice.
+        let daily = fires("30 2 * * *", Tz::Europe__Berlin, "2024-10-26T12:00:00Z", 2);
+        assert_eq!(
+            daily,
+            [utc("2024-10-27T00:30:00Z"), utc("2024-10-28T01:30:00Z")],
+            "once, at the first 02:30"
+        );
+        // From inside the repeated hour: nothing earlier than now, no hot loop.
+        assert_eq!(
+            next("*/5 * * * *", Tz::Europe__Berlin, "2024-10-27T01:10:00Z"),
+            utc("2024-10-27T02:00:00Z"),
+            "03:00 CET"
+        );
+    }
+
+    #[test]
+    fn day_of_week_numbers_are_crontab_numbers() {
+        // 2024-05-05 is a Sunday.
+        let weekday = next("0 9 * * 1-5", Tz::UTC, "2024-05-04T12:00:00Z");
+        assert_eq!(weekday, utc("2024-05-06T09:00:00Z"));
+        assert_eq!(weekday.weekday(), Weekday::Mon);
+        for sunday in ["0", "7"] {
+            let t = next(
+                &format!("0 9 * * {sunday}"),
+                Tz::UTC,
+                "2024-05-01T00:00:00Z",
+            );
+            assert_eq!(t, utc("2024-05-05T09:00:00Z"), "{sunday}");
+        }
+        // Friday to Sunday, written with 7.
+        let weekend = fires("0 9 * * 5-7", Tz::UTC, "2024-05-01T00:00:00Z", 4);
+        let days: Vec<Weekday> = weekend.iter().map(|t| t.weekday()).collect();
+        assert_eq!(
+            days,
+            [Weekday::Fri, Weekday::Sat, Weekday::Sun, Weekday::Fri]
+        );
+        // Six fields are translated too.
+        let with_seconds = next("0 0 9 * * 6", Tz::UTC, "2024-05-01T00:00:00Z");
+        assert_eq!(with_seconds.weekday(), Weekday::Sat);
+        // Names pass through.
+        let named = next("0 9 * * Mon-Fri", Tz::UTC, "2024-05-04T12:00:00Z");
+        assert_eq!(named.weekday(), Weekday::Mon);
+    }
+
+    #[test]
+    fn day_of_week_lists_and_steps() {
+        assert_eq!(translate_day_of_week("1-5").unwrap(), "2,3,4,5,6");
+        assert_eq!(translate_day_of_week("0,3").unwrap(), "1,4");
+        assert_eq!(translate_day_of_week("*/2").unwrap(), "1,3,5,7");
+        assert_eq!(translate_day_of_week("1-5/2").unwrap(), "2,4,6");
+        assert_eq!(translate_day_of_week("Mon,3").unwrap(), "Mon,4");
+        assert_eq!(translate_day_of_week("*").unwrap(), "*");
+    }
+
+    #[test]
+    fn keeps_the_expression_for_display() {
+        let s = CronSchedule::parse("0 9 * * 1-5", Tz::Europe__Berlin).unwrap();
+        assert_eq!(s.to_string(), "0 9 * * 1-5");
+        assert_eq!(
+            format!("{s:?}"),
+            r#"CronSchedule("0 9 * * 1-5" in Europe/Berlin)"#
+        );
+    }
+
+    #[test]
+    fn bad_expressions_are_rejected_with_the_reason() {
+        let err = |expr: &str| CronSchedule::parse(expr, Tz::UTC).unwrap_err().to_string();
+        assert_eq!(
+            err("*/5 * *"),
+            r#""*/5 * *" is not a cron schedule (5 fields, or 6 with seconds): found 3 fields"#
+        );
+        assert!(err("").contains("found 0 fields"));
+        assert!(err("0 0 9 * * * 2024").contains("found 7 fields"));
+        assert!(err("61 * * * *").starts_with(r#""61 * * * *" is not a cron schedule"#));
+        assert!(err("0 25 * * *").contains("is not a cron schedule"));
+        assert!(err("0 9 * * 8").contains(r#"day of week "8": 8 is out of range"#));
+        assert!(err("0 9 * * 5-1").contains("runs backwards"));
+        assert!(err("0 9 * * */0").contains("a step of 0"));
+        assert!(err("0 9 * * Someday").contains("is not a cron schedule"));
+    }
+}
