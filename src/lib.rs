@@ -9,11 +9,14 @@
 //! - [`clock`]: "now", injectable.
 //! - [`schedule`]: cron schedules in the backup server's time zone.
 
+pub mod app;
 pub mod cbs;
 pub mod clock;
+pub mod config;
 pub mod event;
+pub mod poller;
 pub mod render;
+pub mod schedule;
+pub mod simulator;
 pub mod sink;
 pub mod store;
-pub mod simulator;
-pub mod schedule;

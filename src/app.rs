@@ -1,0 +1,127 @@
+//! The running program: builds the parts from [`Settings`] and drives them on schedule.
+//!
+//! `run` takes its shutdown token (STYLE.md 2): production passes Ctrl-C/SIGTERM, tests and
+//! the demo pass their own. Every wait `select!`s on the token; on shutdown the loop stops
+//! taking work, finishes nothing half-way and flushes the store.
+
+use crate::cbs::{CbsClient, CbsClientConfig};
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::poller::{CycleReport, Poller, PollerConfig};
+use crate::sink::{drain, DrainReport, Sink};
+use crate::store::Store;
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+/// The long-lived parts, built once from the settings.
+pub struct App {
+    pub settings: Settings,
+    pub poller: Poller,
+    pub store: Store,
+    pub clock: SharedClock,
+}
+
+impl App {
+    /// Opens the store and builds the CBS client.
+    pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+        std::fs::create_dir_all(&settings.state.path).with_context(|| {
+            format!(
+                "creating the state directory {}",
+                settings.state.path.display()
+            )
+        })?;
+        let store = Store::open(&settings.state.path).with_context(|| {
+            format!(
+                "opening the state store in {}",
+                settings.state.path.display()
+            )
+        })?;
+        let client = cbs_client(&settings)?;
+        let poller = Poller::new(
+            client,
+            store.clone(),
+            PollerConfig {
+                poll: settings.poll.clone(),
+                watch: settings.watch.clone(),
+                max_concurrency: settings.cbs.max_concurrency,
+                retention_days: settings.state.retention_days,
+            },
+            clock.clone(),
+        );
+        Ok(App {
+            settings,
+            poller,
+            store,
+            clock,
+        })
+    }
+
+    /// One poll cycle followed by one delivery.
+    pub async fn cycle_and_deliver<S: Sink>(
+        &self,
+        sink: &S,
+    ) -> anyhow::Result<(CycleReport, DrainReport)> {
+        let report = self.poller.cycle().await.context("poll cycle")?;
+        let drained = drain(&self.store, sink).await.context("delivery")?;
+        Ok((report, drained))
+    }
+
+    /// Polls on `poll.schedule` until `shutdown`, delivering after every cycle.
+    pub async fn run_loop<S: Sink>(
+        &self,
+        sink: &S,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        // Deliver whatever an earlier run left queued before waiting for the first tick.
+        if let Err(e) = drain(&self.store, sink).await {
+            tracing::error!(error = %e, "delivery of queued events failed");
+        }
+        loop {
+            let now = self.clock.now();
+            let Some(next) = self.settings.poll.schedule.next_after(now) else {
+                tracing::warn!(schedule = %self.settings.poll.schedule, "the poll schedule never fires again");
+                break;
+            };
+            tracing::debug!(%next, "next poll cycle");
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(until(now, next)) => {}
+            }
+            match self.cycle_and_deliver(sink).await {
+                Ok((report, drained)) => tracing::info!(
+                    users = report.summary.users_polled,
+                    requests = report.summary.requests,
+                    errors = report.summary.errors.len(),
+                    alerts = report.summary.alerts,
+                    delivered = drained.delivered,
+                    pending = drained.pending,
+                    "poll cycle done"
+                ),
+                Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
+            }
+        }
+        self.store.flush().context("flushing the state store")?;
+        Ok(())
+    }
+}
+
+/// Real time to wait from `now` until `next` (zero if it has passed).
+fn until(now: DateTime<Utc>, next: DateTime<Utc>) -> std::time::Duration {
+    (next - now).to_std().unwrap_or_default()
+}
+
+/// The CBS client the settings describe.
+pub fn cbs_client(settings: &Settings) -> anyhow::Result<CbsClient> {
+    let cbs = &settings.cbs;
+    CbsClient::new(CbsClientConfig {
+        url: cbs.url.clone(),
+        server_name: cbs.server_name.clone(),
+        sys_user: cbs.sys_user.clone(),
+        sys_pwd: cbs.sys_pwd.clone(),
+        timezone: cbs.timezone,
+        request_timeout: cbs.request_timeout,
+        ca_cert: cbs.ca_cert.clone(),
+    })
+    .context("setting up the CBS client")
+}

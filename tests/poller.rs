@@ -1,0 +1,567 @@
+//! The poller against the CBS simulator over loopback, with a manual clock and a sled store
+//! in a temporary directory: dedup, running → finished, midnight, catch-up, stuck, baseline,
+//! failing users, the concurrency bound, retention, and delivery that survives a crash.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use restorewatch::cbs::model::StatusClass;
+use restorewatch::cbs::{CbsClient, CbsClientConfig};
+use restorewatch::clock::ManualClock;
+use restorewatch::config::{PollSettings, WatchEntry};
+use restorewatch::event::{Event, EventKind};
+use restorewatch::poller::{Poller, PollerConfig};
+use restorewatch::schedule::CronSchedule;
+use restorewatch::simulator::{
+    Faults, LoginFault, Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator,
+};
+use restorewatch::sink::{drain, Sink, SinkError};
+use restorewatch::store::Store;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tempfile::TempDir;
+
+const SERVER: &str = "cbs-test";
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+/// A simulated job: `set` is the backup set id; `end: None` runs forever.
+fn job(
+    login: &str,
+    set: &str,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    status: &str,
+) -> SimJob {
+    SimJob {
+        login: login.into(),
+        owner: String::new(),
+        user_id: login.into(),
+        backup_set_id: set.into(),
+        backup_set_name: format!("set {set}"),
+        start,
+        end,
+        final_status: status.into(),
+        size_bytes: 1024,
+        client_version: "10.1.0.0".into(),
+        destination_id: Some("dest-1".into()),
+        success_databases: vec![],
+        missed_databases: vec![],
+        success_virtual_machines: vec![],
+        missed_virtual_machines: vec![],
+        success_public_folders: vec![],
+        missed_public_folders: vec![],
+        quirks: Quirks::default(),
+    }
+}
+
+struct Harness {
+    sim: SimHandle,
+    clock: ManualClock,
+    dir: TempDir,
+    users: Vec<&'static str>,
+    max_concurrency: usize,
+    retention_days: u32,
+}
+
+impl Harness {
+    async fn start(users: &[&'static str], now: DateTime<Utc>) -> Harness {
+        let clock = ManualClock::new(now);
+        let sim = Simulator::new(SimConfig::with_clock(Arc::new(clock.clone())))
+            .start()
+            .await
+            .expect("simulator starts");
+        for login in users {
+            sim.add_user(SimUser {
+                login: (*login).into(),
+                owner: String::new(),
+                user_id: (*login).into(),
+            });
+        }
+        Harness {
+            sim,
+            clock,
+            dir: tempfile::tempdir().unwrap(),
+            users: users.to_vec(),
+            max_concurrency: 8,
+            retention_days: 35,
+        }
+    }
+
+    /// A poller over a freshly opened store: dropping it and calling this again is a restart.
+    fn poller(&self) -> Poller {
+        let client = CbsClient::new(CbsClientConfig {
+            url: self.sim.url(),
+            server_name: SERVER.into(),
+            sys_user: self.sim.sys_user().into(),
+            sys_pwd: self.sim.sys_pwd().to_owned().into(),
+            timezone: self.sim.timezone(),
+            request_timeout: std::time::Duration::from_secs(10),
+            ca_cert: None,
+        })
+        .unwrap();
+        let store = Store::open(self.dir.path()).unwrap();
+        let config = PollerConfig {
+            poll: PollSettings {
+                schedule: CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
+                midnight_grace: std::time::Duration::from_secs(6 * 3600),
+                max_catch_up_days: 7,
+                stuck_after: std::time::Duration::from_secs(12 * 3600),
+                alert_classes: [
+                    StatusClass::PartialFailure,
+                    StatusClass::Failure,
+                    StatusClass::Unknown,
+                ]
+                .into(),
+            },
+            watch: self
+                .users
+                .iter()
+                .map(|u| WatchEntry {
+                    login: (*u).into(),
+                    owner: String::new(),
+                })
+                .collect(),
+            max_concurrency: self.max_concurrency,
+            retention_days: self.retention_days,
+        };
+        Poller::new(client, store, config, Arc::new(self.clock.clone()))
+    }
+}
+
+/// A sink that keeps what it is given; fails from the `fail_after`-th event on.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<Event>>,
+    fail_after: Option<usize>,
+    calls: AtomicUsize,
+}
+
+impl Sink for Recorder {
+    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut got = self.events.lock().unwrap();
+        let mut accepted = Vec::new();
+        for e in events {
+            if self.fail_after.is_some_and(|k| got.len() >= k) {
+                if accepted.is_empty() {
+                    return Err(SinkError("sink is down".into()));
+                }
+                return Ok(accepted);
+            }
+            got.push(e.clone());
+            accepted.push(e.id);
+        }
+        Ok(accepted)
+    }
+}
+
+impl Recorder {
+    fn alerts(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::JobFinished { .. } | EventKind::JobStuck { .. }
+                )
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+fn finished_ids(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::JobFinished { job } => Some(format!(
+                "{}/{}/{}",
+                job.login_name, job.backup_set_id, job.job_id
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn running_then_finished_alerts_exactly_once_and_a_restart_posts_nothing_again() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    // The first cycle is the baseline: nothing there yet.
+    {
+        let p = h.poller();
+        p.cycle().await.unwrap();
+    }
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 26, 9, 10),
+        Some(at(2024, 6, 26, 9, 40)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    let sink = Recorder::default();
+
+    h.clock.set(at(2024, 6, 26, 9, 15));
+    let p = h.poller();
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.started_running, 1);
+    assert_eq!(
+        r.summary.alerts, 0,
+        "a running job is recorded, not alerted"
+    );
+    drain(p.store(), &sink).await.unwrap();
+    assert!(sink.alerts().is_empty());
+
+    h.clock.set(at(2024, 6, 26, 9, 45));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 1);
+    assert_eq!(r.summary.finished.get(&StatusClass::Failure), Some(&1));
+    drain(p.store(), &sink).await.unwrap();
+
+    h.clock.set(at(2024, 6, 26, 9, 50));
+    p.cycle().await.unwrap();
+    drain(p.store(), &sink).await.unwrap();
+    p.store().flush().unwrap();
+    drop(p);
+
+    // Restart: a new store handle on the same directory knows the job.
+    h.clock.set(at(2024, 6, 26, 9, 55));
+    let p = h.poller();
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 0);
+    drain(p.store(), &sink).await.unwrap();
+    assert_eq!(finished_ids(&sink.alerts()), ["obm/1/2024-06-26-09-10-00"]);
+}
+
+#[tokio::test]
+async fn a_success_alerts_nothing() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 26, 9, 10),
+        Some(at(2024, 6, 26, 9, 20)),
+        "RESTORE_STOP_SUCCESS",
+    ));
+    h.clock.set(at(2024, 6, 26, 9, 30));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.finished.get(&StatusClass::Success), Some(&1));
+    assert_eq!(r.summary.alerts, 0);
+}
+
+#[tokio::test]
+async fn a_job_across_midnight_is_found_under_its_start_date() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 23, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 26, 23, 30),
+        Some(at(2024, 6, 27, 0, 40)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(2024, 6, 26, 23, 45));
+    assert_eq!(p.cycle().await.unwrap().summary.started_running, 1);
+    // After midnight the job is still listed under the 26th, and has ended.
+    h.clock.set(at(2024, 6, 27, 0, 45));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 1);
+    assert_eq!(h.sim.requests_for("obm", day("2024-06-26")), 3);
+}
+
+#[tokio::test]
+async fn a_job_found_only_after_midnight_is_caught_by_the_grace_window() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 22, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    // Starts and fails between two cycles that straddle midnight.
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 26, 23, 50),
+        Some(at(2024, 6, 26, 23, 58)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(2024, 6, 27, 0, 5));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 1);
+}
+
+#[tokio::test]
+async fn catch_up_after_downtime_finds_the_missed_dates_failure() {
+    let h = Harness::start(&["obm"], at(2024, 6, 24, 10, 0)).await;
+    {
+        let p = h.poller();
+        p.cycle().await.unwrap();
+        p.store().flush().unwrap();
+    }
+    // The bot is down for two days; a restore fails on the day in between.
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 25, 14, 0),
+        Some(at(2024, 6, 25, 14, 30)),
+        "RESTORE_STOP_SUCCESS_WITH_ERROR",
+    ));
+    h.clock.set(at(2024, 6, 26, 15, 0));
+    let p = h.poller();
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 1);
+    assert_eq!(h.sim.requests_for("obm", day("2024-06-25")), 1);
+    assert_eq!(h.sim.requests_for("obm", day("2024-06-24")), 2);
+}
+
+#[tokio::test]
+async fn catch_up_is_bounded() {
+    let mut h = Harness::start(&["obm"], at(2024, 6, 1, 10, 0)).await;
+    h.max_concurrency = 2;
+    h.poller().cycle().await.unwrap();
+    h.clock.set(at(2024, 6, 26, 15, 0));
+    let r = h.poller().cycle().await.unwrap();
+    // Today plus seven days back.
+    assert_eq!(r.summary.requests, 8);
+    assert_eq!(h.sim.requests_for("obm", day("2024-06-18")), 0);
+}
+
+#[tokio::test]
+async fn a_stuck_job_is_reported_once_and_then_its_end() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 1, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 26, 1, 30),
+        Some(at(2024, 6, 27, 9, 0)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    let sink = Recorder::default();
+    for hour in [2, 10, 14, 15, 20] {
+        h.clock.set(at(2024, 6, 26, hour, 0));
+        p.cycle().await.unwrap();
+    }
+    // Past midnight the job's date is still polled because the store knows it is running.
+    h.clock.set(at(2024, 6, 27, 9, 30));
+    p.cycle().await.unwrap();
+    drain(p.store(), &sink).await.unwrap();
+    let kinds: Vec<&str> = sink
+        .alerts()
+        .iter()
+        .map(|e| match e.kind {
+            EventKind::JobStuck { .. } => "stuck",
+            _ => "finished",
+        })
+        .collect();
+    assert_eq!(kinds, ["stuck", "finished"]);
+}
+
+#[tokio::test]
+async fn the_first_cycle_is_a_baseline_not_a_flood() {
+    let h = Harness::start(&["obm", "alice"], at(2024, 6, 26, 18, 0)).await;
+    let mut jobs = Vec::new();
+    for i in 0..12 {
+        let start = at(2024, 6, 26, 8, 0) + Duration::minutes(20 * i);
+        let status = if i % 3 == 0 {
+            "RESTORE_STOP_BY_ERROR"
+        } else {
+            "RESTORE_STOP_SUCCESS"
+        };
+        jobs.push(job(
+            "obm",
+            "1",
+            start,
+            Some(start + Duration::minutes(5)),
+            status,
+        ));
+    }
+    h.sim.set_jobs(jobs);
+    let p = h.poller();
+    let sink = Recorder::default();
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.baselined, 12);
+    assert_eq!(r.summary.alerts, 0);
+    drain(p.store(), &sink).await.unwrap();
+    assert!(sink.alerts().is_empty());
+    let events = sink.events.lock().unwrap().clone();
+    let baselines: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Baseline {
+                login_name, counts, ..
+            } => Some((login_name.clone(), counts.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(baselines.len(), 2, "one line per user: {baselines:?}");
+    let obm = &baselines.iter().find(|(l, _)| l == "obm").unwrap().1;
+    assert_eq!(obm.get(&StatusClass::Failure), Some(&4));
+    assert_eq!(obm.get(&StatusClass::Success), Some(&8));
+
+    // Later failures alert normally, whatever their timestamps.
+    h.sim.add_job(job(
+        "obm",
+        "2",
+        at(2024, 6, 26, 7, 0),
+        Some(at(2024, 6, 26, 7, 30)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(2024, 6, 26, 18, 5));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 1);
+}
+
+#[tokio::test]
+async fn a_failing_user_does_not_stop_the_others() {
+    let h = Harness::start(&["alice", "bob", "carol"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.set_login_fault("bob", Some(LoginFault::Http500));
+    for login in ["alice", "carol"] {
+        h.sim.add_job(job(
+            login,
+            "1",
+            at(2024, 6, 26, 9, 1),
+            Some(at(2024, 6, 26, 9, 2)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    h.clock.set(at(2024, 6, 26, 9, 5));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 2);
+    assert_eq!(r.summary.errors.len(), 1);
+    assert_eq!(r.summary.errors[0].login_name, "bob");
+    assert!(!r.ok());
+    let bob = p.store().user_state("bob").unwrap();
+    assert!(bob.last_error.is_some());
+    assert!(
+        p.store().outage().unwrap().is_none(),
+        "one failing user is no outage"
+    );
+}
+
+#[tokio::test]
+async fn concurrency_never_exceeds_the_configured_bound() {
+    let users: Vec<&'static str> = (0..24)
+        .map(|i| &*Box::leak(format!("user{i:02}").into_boxed_str()))
+        .collect();
+    let mut h = Harness::start(&users, at(2024, 6, 26, 9, 0)).await;
+    h.max_concurrency = 3;
+    h.sim.set_faults(Faults {
+        latency: std::time::Duration::from_millis(30),
+        ..Faults::default()
+    });
+    let r = h.poller().cycle().await.unwrap();
+    assert_eq!(r.summary.requests, 24);
+    assert_eq!(h.sim.requests_served(), 24);
+    assert_eq!(
+        h.sim.max_in_flight(),
+        3,
+        "the bound is used and never exceeded"
+    );
+}
+
+#[tokio::test]
+async fn a_down_server_is_one_outage_notice_and_one_recovery() {
+    let h = Harness::start(&["alice", "bob"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.set_down(true).await.unwrap();
+    for min in [5, 10, 15] {
+        h.clock.set(at(2024, 6, 26, 9, min));
+        p.cycle().await.unwrap();
+    }
+    h.sim.set_down(false).await.unwrap();
+    h.clock.set(at(2024, 6, 26, 9, 20));
+    p.cycle().await.unwrap();
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let events = sink.events.lock().unwrap().clone();
+    let down = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::CbsUnreachable { .. }))
+        .count();
+    let up = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::CbsRecovered { .. }))
+        .count();
+    assert_eq!((down, up), (1, 1));
+    assert_eq!(
+        p.store().day_health(day("2024-06-26")).unwrap().outage_secs,
+        15 * 60
+    );
+}
+
+#[tokio::test]
+async fn retention_prunes_old_records_and_the_store_stops_growing() {
+    let mut h = Harness::start(&["obm"], at(2024, 6, 1, 12, 0)).await;
+    h.retention_days = 3;
+    let p = h.poller();
+    for d in 1..=10 {
+        h.sim.add_job(job(
+            "obm",
+            "1",
+            at(2024, 6, d, 8, 0),
+            Some(at(2024, 6, d, 8, 30)),
+            "RESTORE_STOP_SUCCESS",
+        ));
+        h.clock.set(at(2024, 6, d, 12, 0));
+        p.cycle().await.unwrap();
+        // Records before the horizon are gone; at most retention_days + 1 dates remain.
+        assert!(
+            p.store().job_count() <= 4,
+            "day {d}: {}",
+            p.store().job_count()
+        );
+    }
+    assert!(p.store().jobs_on(day("2024-06-06")).unwrap().is_empty());
+    assert_eq!(p.store().jobs_on(day("2024-06-10")).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_crash_during_delivery_loses_nothing_and_repeats_nothing() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    for i in 0..6 {
+        let start = at(2024, 6, 26, 9, 1) + Duration::minutes(i);
+        h.sim.add_job(job(
+            "obm",
+            &format!("{i}"),
+            start,
+            Some(start + Duration::seconds(30)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    h.clock.set(at(2024, 6, 26, 9, 30));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 6);
+    // The sink takes the first events (baseline and two alerts), then fails.
+    let first = Recorder {
+        fail_after: Some(3),
+        ..Recorder::default()
+    };
+    let report = drain(p.store(), &first).await.unwrap();
+    assert_eq!(report.delivered, 3);
+    assert!(report.error.is_some());
+    p.store().flush().unwrap();
+    drop(p);
+
+    let p = h.poller();
+    let second = Recorder::default();
+    let report = drain(p.store(), &second).await.unwrap();
+    assert_eq!(report.pending, 0);
+    let mut all = first.alerts();
+    all.extend(second.alerts());
+    let mut ids = finished_ids(&all);
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "every alert exactly once");
+}
