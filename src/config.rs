@@ -1,14 +1,48 @@
 //! Configuration: a TOML file layered with environment variables, checked once at start-up
 //! into typed [`Settings`]. A bad value stops the start with one message naming the key.
+//!
+//! # Where values come from, later ones winning
+//! 1. Built-in defaults (see `config/restorewatch.example.toml`, which documents every key).
+//! 2. The TOML file: `--config PATH`, else `$RESTOREWATCH_CONFIG`, else
+//!    `config/restorewatch.toml` (see [`config_path`]).
+//! 3. Environment variables `RESTOREWATCH_<SECTION>_<KEY>` for every key of the single
+//!    sections `[cbs]`, `[poll]`, `[state]`, `[discord]` and `[digest]`, e.g.
+//!    `RESTOREWATCH_CBS_URL`, `RESTOREWATCH_POLL_SCHEDULE`,
+//!    `RESTOREWATCH_DISCORD_ALERT_CHANNEL`. Lists (`poll.alert_classes`) are comma-separated.
+//!    An empty variable counts as unset. Setting any `RESTOREWATCH_DISCORD_*` key other than
+//!    the token turns the Discord section on; the token alone does not, so a token exported
+//!    in a shell does not change a console-only setup. `[[watch]]` and `[[route]]` come
+//!    from the file only.
+//!
+//! # Secrets
+//! The CBS password and the Discord token come from, first found wins: the environment
+//! (`RESTOREWATCH_CBS_SYS_PWD`, `RESTOREWATCH_DISCORD_TOKEN`), then the secret file
+//! (`cbs.sys_pwd_file`, `discord.token_file`; content trimmed), then the key in the TOML file.
+//! They are held as [`SecretString`] and never appear in `Debug` output or error messages.
+//!
+//! Relative paths (`sys_pwd_file`, `ca_cert`, `state.path`, ...) are relative to the working
+//! directory, not to the config file.
 
 use crate::cbs::model::StatusClass;
 use crate::schedule::CronSchedule;
 use chrono_tz::Tz;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
 use serenity::all::{ChannelId, GuildId, RoleId};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The config file used when neither `--config` nor [`CONFIG_PATH_ENV`] names one.
+pub const DEFAULT_CONFIG_PATH: &str = "config/restorewatch.toml";
+/// The environment variable naming the config file.
+pub const CONFIG_PATH_ENV: &str = "RESTOREWATCH_CONFIG";
+/// The CBS password from the environment.
+pub const CBS_SYS_PWD_ENV: &str = "RESTOREWATCH_CBS_SYS_PWD";
+/// The Discord bot token from the environment.
+pub const DISCORD_TOKEN_ENV: &str = "RESTOREWATCH_DISCORD_TOKEN";
 
 /// Everything restorewatch needs to run, checked.
 #[derive(Clone, Debug)]
@@ -86,4 +120,773 @@ pub struct Route {
 #[derive(Clone, Debug)]
 pub struct DigestSettings {
     pub schedule: CronSchedule,
+}
+
+/// A config that cannot be used. Its `Display` is one line; for a bad value it names the
+/// key (and the environment variable, when the value came from one).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("config error: cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file is not TOML.
+    #[error("config error: {location}: not valid TOML: {message}")]
+    Syntax { location: String, message: String },
+    /// A key is unknown, missing or has a bad value.
+    #[error("config error: {key}: {message}")]
+    Key { key: String, message: String },
+}
+
+impl ConfigError {
+    /// The offending key (`poll.schedule`, `watch[2].login`), when one is to blame.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Key { key, .. } => Some(key),
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+        }
+    }
+
+    /// Puts the file name in front of a syntax error's line and column.
+    fn in_file(self, path: &Path) -> ConfigError {
+        match self {
+            ConfigError::Syntax { location, message } => ConfigError::Syntax {
+                location: format!("{} {location}", path.display()),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// The config file to read: `arg` (from `--config`), else the one named by
+/// [`CONFIG_PATH_ENV`], else [`DEFAULT_CONFIG_PATH`].
+pub fn config_path(arg: Option<&Path>, env: &impl Fn(&str) -> Option<String>) -> PathBuf {
+    match arg {
+        Some(path) => path.to_owned(),
+        None => env(CONFIG_PATH_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH), PathBuf::from),
+    }
+}
+
+impl Settings {
+    /// Reads the config file found by [`config_path`] and layers the process environment
+    /// over it.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        let path = config_path(path, &env);
+        let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
+            path: path.clone(),
+            error,
+        })?;
+        Settings::from_toml_str(&text, &env).map_err(|e| e.in_file(&path))
+    }
+
+    /// Checks a config file's text, with `env` standing in for the environment (tests pass a
+    /// map instead of changing the process environment).
+    pub fn from_toml_str(
+        text: &str,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        let check = Checker {
+            from_env: apply_env(&mut table, &env)?,
+        };
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| check.fail(&e.path().to_string(), e.inner().message()))?;
+        check.settings(raw, &env)
+    }
+}
+
+fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let location = match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}")
+        }
+        None => "the file".to_owned(),
+    };
+    ConfigError::Syntax {
+        location,
+        // Keep it on one line: toml's messages may span several.
+        message: error.message().trim().replace('\n', "; "),
+    }
+}
+
+/// How an environment variable's text becomes a TOML value.
+#[derive(Clone, Copy)]
+enum EnvKind {
+    Text,
+    Integer,
+    Flag,
+    /// Comma-separated.
+    List,
+}
+
+/// The keys environment variables can set (the secrets are read separately, see
+/// [`Checker::secret`]). A unit test keeps this in step with the `Raw*` structs.
+const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
+    ("cbs", "url", EnvKind::Text),
+    ("cbs", "server_name", EnvKind::Text),
+    ("cbs", "sys_user", EnvKind::Text),
+    ("cbs", "sys_pwd_file", EnvKind::Text),
+    ("cbs", "timezone", EnvKind::Text),
+    ("cbs", "request_timeout", EnvKind::Text),
+    ("cbs", "max_concurrency", EnvKind::Integer),
+    ("cbs", "ca_cert", EnvKind::Text),
+    ("poll", "schedule", EnvKind::Text),
+    ("poll", "midnight_grace", EnvKind::Text),
+    ("poll", "max_catch_up_days", EnvKind::Integer),
+    ("poll", "stuck_after", EnvKind::Text),
+    ("poll", "alert_classes", EnvKind::List),
+    ("state", "path", EnvKind::Text),
+    ("state", "retention_days", EnvKind::Integer),
+    ("discord", "token_file", EnvKind::Text),
+    ("discord", "alert_channel", EnvKind::Text),
+    ("discord", "digest_channel", EnvKind::Text),
+    ("discord", "mention_role", EnvKind::Text),
+    ("discord", "api_base", EnvKind::Text),
+    ("discord", "guild_id", EnvKind::Text),
+    ("discord", "admin_role", EnvKind::Text),
+    ("discord", "public_lookups", EnvKind::Flag),
+    ("digest", "schedule", EnvKind::Text),
+];
+
+/// `RESTOREWATCH_POLL_SCHEDULE` for `poll.schedule`.
+fn env_name(key: &str) -> String {
+    format!(
+        "RESTOREWATCH_{}",
+        key.replace('.', "_").to_ascii_uppercase()
+    )
+}
+
+/// Writes the environment's values over the file's; returns the keys it set.
+fn apply_env(
+    table: &mut toml::Table,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<BTreeSet<String>, ConfigError> {
+    let mut set = BTreeSet::new();
+    for &(section, name, kind) in ENV_KEYS {
+        let key = format!("{section}.{name}");
+        let var = env_name(&key);
+        let Some(text) = env(&var) else { continue };
+        let value = match kind {
+            EnvKind::Text => toml::Value::String(text),
+            EnvKind::Integer => {
+                text.trim()
+                    .parse()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| ConfigError::Key {
+                        key: key.clone(),
+                        message: format!("{var}: {text:?} is not a whole number"),
+                    })?
+            }
+            EnvKind::Flag => match text.trim().to_ascii_lowercase().as_str() {
+                "true" => toml::Value::Boolean(true),
+                "false" => toml::Value::Boolean(false),
+                _ => {
+                    return Err(ConfigError::Key {
+                        key,
+                        message: format!("{var}: {text:?} is neither true nor false"),
+                    })
+                }
+            },
+            EnvKind::List => toml::Value::Array(
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| toml::Value::String(item.to_owned()))
+                    .collect(),
+            ),
+        };
+        let section_table = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        // A section that is not a table is reported by the typed pass below.
+        if let toml::Value::Table(section_table) = section_table {
+            section_table.insert(name.to_owned(), value);
+            set.insert(key);
+        }
+    }
+    Ok(set)
+}
+
+// The file as written: every key optional here, so that a missing one is reported by
+// name in the checks below rather than as a bare serde "missing field".
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    cbs: RawCbs,
+    #[serde(default)]
+    watch: Vec<RawWatch>,
+    #[serde(default)]
+    poll: RawPoll,
+    #[serde(default)]
+    state: RawState,
+    discord: Option<RawDiscord>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+    #[serde(default)]
+    digest: RawDigest,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [cbs] table")]
+struct RawCbs {
+    url: Option<String>,
+    server_name: Option<String>,
+    sys_user: Option<String>,
+    sys_pwd: Option<RawSecret>,
+    sys_pwd_file: Option<PathBuf>,
+    timezone: Option<String>,
+    request_timeout: Option<String>,
+    max_concurrency: Option<i64>,
+    ca_cert: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[watch]] table")]
+struct RawWatch {
+    login: Option<String>,
+    owner: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [poll] table")]
+struct RawPoll {
+    schedule: Option<String>,
+    midnight_grace: Option<String>,
+    max_catch_up_days: Option<i64>,
+    stuck_after: Option<String>,
+    alert_classes: Option<Vec<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [state] table")]
+struct RawState {
+    path: Option<PathBuf>,
+    retention_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [discord] table")]
+struct RawDiscord {
+    token: Option<RawSecret>,
+    token_file: Option<PathBuf>,
+    /// Ids are strings or integers: both spellings are common for snowflakes.
+    alert_channel: Option<toml::Value>,
+    digest_channel: Option<toml::Value>,
+    mention_role: Option<toml::Value>,
+    api_base: Option<String>,
+    guild_id: Option<toml::Value>,
+    admin_role: Option<toml::Value>,
+    public_lookups: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[route]] table")]
+struct RawRoute {
+    owner: Option<String>,
+    channel: Option<toml::Value>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [digest] table")]
+struct RawDigest {
+    schedule: Option<String>,
+}
+
+/// A secret as written in the file. Its own deserializer, because serde's type errors quote
+/// the value ("invalid type: integer `1234`") and that would put the secret in the message.
+struct RawSecret(SecretString);
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)
+            .map(|s| RawSecret(SecretString::from(s)))
+            .map_err(|_| serde::de::Error::custom("must be a string"))
+    }
+}
+
+const DEFAULT_TIMEZONE: Tz = Tz::UTC;
+const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
+const DEFAULT_MAX_CONCURRENCY: i64 = 8;
+const MAX_CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=64;
+const DEFAULT_POLL_SCHEDULE: &str = "*/5 * * * *";
+const DEFAULT_MIDNIGHT_GRACE: &str = "6h";
+const DEFAULT_MAX_CATCH_UP_DAYS: i64 = 7;
+const MAX_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 0..=31;
+const DEFAULT_STUCK_AFTER: &str = "12h";
+const DEFAULT_ALERT_CLASSES: [StatusClass; 3] = [
+    StatusClass::PartialFailure,
+    StatusClass::Failure,
+    StatusClass::Unknown,
+];
+const DEFAULT_STATE_PATH: &str = "state";
+const DEFAULT_RETENTION_DAYS: i64 = 35;
+/// Yesterday's jobs are still looked at after midnight, so fewer days would prune them.
+const RETENTION_DAYS_RANGE: RangeInclusive<i64> = 2..=u32::MAX as i64;
+const DEFAULT_DIGEST_SCHEDULE: &str = "0 8 * * *";
+/// The midnight grace is a part of the day after midnight.
+const MIDNIGHT_GRACE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Turns the raw file into [`Settings`], one key at a time.
+struct Checker {
+    /// Keys whose value came from the environment, to say so in errors.
+    from_env: BTreeSet<String>,
+}
+
+impl Checker {
+    fn fail(&self, key: &str, message: impl fmt::Display) -> ConfigError {
+        let message = if self.from_env.contains(key) {
+            format!("{message} (set by {})", env_name(key))
+        } else {
+            message.to_string()
+        };
+        ConfigError::Key {
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    fn settings(
+        &self,
+        raw: RawConfig,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let cbs = self.cbs(raw.cbs, env)?;
+        let discord = match raw.discord {
+            Some(discord) => Some(self.discord(discord, raw.route, env)?),
+            None if !raw.route.is_empty() => {
+                return Err(self.fail("route", "[[route]] needs a [discord] section"))
+            }
+            None => None,
+        };
+        Ok(Settings {
+            watch: self.watch(raw.watch)?,
+            poll: self.poll(raw.poll, cbs.timezone)?,
+            state: self.state(raw.state)?,
+            discord,
+            digest: DigestSettings {
+                schedule: self.schedule(
+                    "digest.schedule",
+                    raw.digest.schedule,
+                    DEFAULT_DIGEST_SCHEDULE,
+                    cbs.timezone,
+                )?,
+            },
+            cbs,
+        })
+    }
+
+    fn cbs(
+        &self,
+        raw: RawCbs,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<CbsSettings, ConfigError> {
+        let url = self.url("cbs.url", self.required("cbs.url", raw.url)?)?;
+        let server_name = match raw.server_name {
+            Some(name) => self.non_empty("cbs.server_name", name)?,
+            // `url` checked that there is a host.
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        let timezone = match raw.timezone {
+            Some(name) => name.trim().parse::<Tz>().map_err(|_| {
+                self.fail(
+                    "cbs.timezone",
+                    format!("{name:?} is not an IANA time zone name (like \"Europe/Berlin\" or \"UTC\")"),
+                )
+            })?,
+            None => DEFAULT_TIMEZONE,
+        };
+        if let Some(ca_cert) = &raw.ca_cert {
+            if !ca_cert.is_file() {
+                return Err(self.fail(
+                    "cbs.ca_cert",
+                    format!("{} is not a file", ca_cert.display()),
+                ));
+            }
+        }
+        Ok(CbsSettings {
+            sys_user: self
+                .non_empty("cbs.sys_user", self.required("cbs.sys_user", raw.sys_user)?)?,
+            sys_pwd: self.secret("cbs.sys_pwd", raw.sys_pwd, raw.sys_pwd_file, env)?,
+            request_timeout: self.positive_duration(
+                "cbs.request_timeout",
+                raw.request_timeout,
+                DEFAULT_REQUEST_TIMEOUT,
+            )?,
+            max_concurrency: self.int_in(
+                "cbs.max_concurrency",
+                raw.max_concurrency,
+                DEFAULT_MAX_CONCURRENCY,
+                MAX_CONCURRENCY_RANGE,
+            )? as usize,
+            url,
+            server_name,
+            timezone,
+            ca_cert: raw.ca_cert,
+        })
+    }
+
+    fn watch(&self, raw: Vec<RawWatch>) -> Result<Vec<WatchEntry>, ConfigError> {
+        let mut seen = BTreeSet::new();
+        let mut entries = Vec::with_capacity(raw.len());
+        for (i, item) in raw.into_iter().enumerate() {
+            let key = format!("watch[{i}].login");
+            let login = self.non_empty(&key, self.required(&key, item.login)?)?;
+            if !seen.insert(login.clone()) {
+                return Err(self.fail(&key, format!("{login:?} is listed twice")));
+            }
+            entries.push(WatchEntry {
+                login,
+                owner: item.owner.unwrap_or_default(),
+            });
+        }
+        Ok(entries)
+    }
+
+    fn poll(&self, raw: RawPoll, tz: Tz) -> Result<PollSettings, ConfigError> {
+        let midnight_grace = self.duration(
+            "poll.midnight_grace",
+            raw.midnight_grace,
+            DEFAULT_MIDNIGHT_GRACE,
+        )?;
+        if midnight_grace > MIDNIGHT_GRACE_MAX {
+            return Err(self.fail("poll.midnight_grace", "must be at most 24h"));
+        }
+        let alert_classes = match raw.alert_classes {
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    StatusClass::parse_name(name).ok_or_else(|| {
+                        let known: Vec<&str> =
+                            StatusClass::ALL.iter().map(|c| c.as_str()).collect();
+                        self.fail(
+                            "poll.alert_classes",
+                            format!(
+                                "{name:?} is not a status class (one of {})",
+                                known.join(", ")
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            None => DEFAULT_ALERT_CLASSES.into_iter().collect(),
+        };
+        Ok(PollSettings {
+            schedule: self.schedule("poll.schedule", raw.schedule, DEFAULT_POLL_SCHEDULE, tz)?,
+            midnight_grace,
+            max_catch_up_days: self.int_in(
+                "poll.max_catch_up_days",
+                raw.max_catch_up_days,
+                DEFAULT_MAX_CATCH_UP_DAYS,
+                MAX_CATCH_UP_DAYS_RANGE,
+            )? as u32,
+            stuck_after: self.positive_duration(
+                "poll.stuck_after",
+                raw.stuck_after,
+                DEFAULT_STUCK_AFTER,
+            )?,
+            alert_classes,
+        })
+    }
+
+    fn state(&self, raw: RawState) -> Result<StateSettings, ConfigError> {
+        Ok(StateSettings {
+            path: raw
+                .path
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
+            retention_days: self.int_in(
+                "state.retention_days",
+                raw.retention_days,
+                DEFAULT_RETENTION_DAYS,
+                RETENTION_DAYS_RANGE,
+            )? as u32,
+        })
+    }
+
+    fn discord(
+        &self,
+        raw: RawDiscord,
+        routes: Vec<RawRoute>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<DiscordSettings, ConfigError> {
+        let alert_channel = ChannelId::new(self.id(
+            "discord.alert_channel",
+            self.required("discord.alert_channel", raw.alert_channel)?,
+        )?);
+        let optional_id = |key: &str, value: Option<toml::Value>| match value {
+            Some(value) => self.id(key, value).map(Some),
+            None => Ok(None),
+        };
+        let mut owners = BTreeSet::new();
+        let mut checked_routes = Vec::with_capacity(routes.len());
+        for (i, route) in routes.into_iter().enumerate() {
+            let owner_key = format!("route[{i}].owner");
+            let owner = self.non_empty(&owner_key, self.required(&owner_key, route.owner)?)?;
+            if !owners.insert(owner.clone()) {
+                return Err(self.fail(&owner_key, format!("{owner:?} has a route already")));
+            }
+            let channel_key = format!("route[{i}].channel");
+            let channel = self.id(&channel_key, self.required(&channel_key, route.channel)?)?;
+            checked_routes.push(Route {
+                owner,
+                channel: ChannelId::new(channel),
+            });
+        }
+        Ok(DiscordSettings {
+            token: self.secret("discord.token", raw.token, raw.token_file, env)?,
+            alert_channel,
+            digest_channel: optional_id("discord.digest_channel", raw.digest_channel)?
+                .map_or(alert_channel, ChannelId::new),
+            mention_role: optional_id("discord.mention_role", raw.mention_role)?.map(RoleId::new),
+            api_base: match raw.api_base {
+                Some(text) => Some(self.url("discord.api_base", text)?),
+                None => None,
+            },
+            guild_id: optional_id("discord.guild_id", raw.guild_id)?.map(GuildId::new),
+            admin_role: optional_id("discord.admin_role", raw.admin_role)?.map(RoleId::new),
+            public_lookups: raw.public_lookups.unwrap_or(false),
+            routes: checked_routes,
+        })
+    }
+
+    fn required<T>(&self, key: &str, value: Option<T>) -> Result<T, ConfigError> {
+        value.ok_or_else(|| self.fail(key, "is required"))
+    }
+
+    fn non_empty(&self, key: &str, value: String) -> Result<String, ConfigError> {
+        if value.trim().is_empty() {
+            Err(self.fail(key, "is empty"))
+        } else {
+            Ok(value)
+        }
+    }
+
+    /// An http(s) URL with a host and no password in it (the URL shows up in logs).
+    fn url(&self, key: &str, text: String) -> Result<reqwest::Url, ConfigError> {
+        let url = reqwest::Url::parse(text.trim())
+            .map_err(|e| self.fail(key, format!("{text:?} is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(self.fail(key, format!("{text:?} is not an http or https URL")));
+        }
+        if url.password().is_some() {
+            // Not echoed: the point is that it holds a password.
+            return Err(self.fail(key, "must not contain a password"));
+        }
+        Ok(url)
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        text: Option<String>,
+        default: &str,
+    ) -> Result<Duration, ConfigError> {
+        let text = text.as_deref().unwrap_or(default);
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            self.fail(
+                key,
+                format!("{text:?} is not a duration (like \"30s\", \"6h\" or \"3d\"): {e}"),
+            )
+        })
+    }
+
+    fn positive_duration(
+        &self,
+        key: &str,
+        text: Option<String>,
+        default: &str,
+    ) -> Result<Duration, ConfigError> {
+        let duration = self.duration(key, text, default)?;
+        if duration.is_zero() {
+            return Err(self.fail(key, "must be longer than 0s"));
+        }
+        Ok(duration)
+    }
+
+    fn int_in(
+        &self,
+        key: &str,
+        value: Option<i64>,
+        default: i64,
+        range: RangeInclusive<i64>,
+    ) -> Result<i64, ConfigError> {
+        let value = value.unwrap_or(default);
+        if range.contains(&value) {
+            return Ok(value);
+        }
+        let (low, high) = (*range.start(), *range.end());
+        Err(self.fail(
+            key,
+            if high >= i64::from(u32::MAX) {
+                format!("must be at least {low}, got {value}")
+            } else {
+                format!("must be between {low} and {high}, got {value}")
+            },
+        ))
+    }
+
+    fn schedule(
+        &self,
+        key: &str,
+        text: Option<String>,
+        default: &str,
+        tz: Tz,
+    ) -> Result<CronSchedule, ConfigError> {
+        CronSchedule::parse(text.as_deref().unwrap_or(default), tz).map_err(|e| self.fail(key, e))
+    }
+
+    /// A Discord id (snowflake), written as a string or an integer.
+    fn id(&self, key: &str, value: toml::Value) -> Result<u64, ConfigError> {
+        let id = match &value {
+            toml::Value::String(text) => text.trim().parse::<u64>().ok(),
+            toml::Value::Integer(n) => u64::try_from(*n).ok(),
+            _ => None,
+        };
+        // Zero is no id, and serenity's id types panic on it.
+        id.filter(|&id| id != 0).ok_or_else(|| {
+            self.fail(
+                key,
+                format!("{value} is not a Discord id (a number like \"123456789012345678\")"),
+            )
+        })
+    }
+
+    /// A secret from the environment, else its file, else the TOML key; `key` is the TOML
+    /// key (`cbs.sys_pwd`), the file key is `key` + `_file`.
+    fn secret(
+        &self,
+        key: &str,
+        inline: Option<RawSecret>,
+        file: Option<PathBuf>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<SecretString, ConfigError> {
+        let file_key = format!("{key}_file");
+        let var = env_name(key);
+        if let Some(value) = env(&var) {
+            return Ok(SecretString::from(value));
+        }
+        if let Some(path) = file {
+            // The io error names the path, never the content.
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                self.fail(&file_key, format!("cannot read {}: {e}", path.display()))
+            })?;
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                return Err(self.fail(&file_key, format!("{} is empty", path.display())));
+            }
+            return Ok(SecretString::from(trimmed.to_owned()));
+        }
+        match inline {
+            Some(RawSecret(secret)) if secret.expose_secret().trim().is_empty() => {
+                Err(self.fail(key, "is empty"))
+            }
+            Some(RawSecret(secret)) => Ok(secret),
+            None => Err(self.fail(key, format!("missing: set {var}, or {file_key}, or {key}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[cbs]\nurl = \"https://cbs.example.com\"\nsys_user = \"api\"\n";
+
+    fn with_env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn every_env_key_is_a_key_of_the_file() {
+        for &(section, name, kind) in ENV_KEYS {
+            let var = env_name(&format!("{section}.{name}"));
+            let value = match kind {
+                EnvKind::Text => "x",
+                EnvKind::Integer => "1",
+                EnvKind::Flag => "true",
+                EnvKind::List => "failure",
+            };
+            let vars = [(CBS_SYS_PWD_ENV, "pw"), (var.as_str(), value)];
+            let result = Settings::from_toml_str(MINIMAL, &with_env(&vars));
+            if let Err(e) = result {
+                assert!(!e.to_string().contains("unknown field"), "{var}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_of_the_example_can_come_from_the_environment() {
+        let example: toml::Table =
+            toml::from_str(include_str!("../config/restorewatch.example.toml")).unwrap();
+        for (section, value) in &example {
+            // Arrays of tables ([[watch]], [[route]]) come from the file only.
+            let toml::Value::Table(keys) = value else {
+                continue;
+            };
+            for name in keys.keys() {
+                let key = format!("{section}.{name}");
+                let known = ENV_KEYS.iter().any(|&(s, n, _)| (s, n) == (section, name));
+                let secret = [CBS_SYS_PWD_ENV, DISCORD_TOKEN_ENV].contains(&&*env_name(&key));
+                assert!(known || secret, "{key} has no environment variable");
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let s = Settings::from_toml_str(MINIMAL, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).unwrap();
+        assert_eq!(s.cbs.server_name, "cbs.example.com");
+        assert_eq!(s.cbs.timezone, Tz::UTC);
+        assert_eq!(s.cbs.request_timeout, Duration::from_secs(30));
+        assert_eq!(s.cbs.max_concurrency, 8);
+        assert_eq!(s.poll.schedule.to_string(), "*/5 * * * *");
+        assert_eq!(s.poll.midnight_grace, Duration::from_secs(6 * 3600));
+        assert_eq!(s.poll.max_catch_up_days, 7);
+        assert_eq!(s.poll.stuck_after, Duration::from_secs(12 * 3600));
+        assert_eq!(s.poll.alert_classes, BTreeSet::from(DEFAULT_ALERT_CLASSES));
+        assert_eq!(s.state.path, PathBuf::from("state"));
+        assert_eq!(s.state.retention_days, 35);
+        assert!(s.discord.is_none());
+        assert!(s.watch.is_empty());
+        assert_eq!(s.digest.schedule.to_string(), "0 8 * * *");
+    }
+
+    #[test]
+    fn config_path_prefers_the_argument_then_the_environment() {
+        let env = [(CONFIG_PATH_ENV, "/etc/rw.toml")];
+        let arg = Path::new("mine.toml");
+        assert_eq!(config_path(Some(arg), &with_env(&env)), arg);
+        assert_eq!(
+            config_path(None, &with_env(&env)),
+            Path::new("/etc/rw.toml")
+        );
+        assert_eq!(
+            config_path(None, &with_env(&[])),
+            Path::new(DEFAULT_CONFIG_PATH)
+        );
+    }
+
+    #[test]
+    fn syntax_errors_give_line_and_column_on_one_line() {
+        let err = Settings::from_toml_str("[cbs]\nurl = \n", &with_env(&[])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("config error: line 2, column"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        assert_eq!(err.key(), None);
+    }
 }

@@ -7,6 +7,7 @@
 //! - [`sink`]: the `Sink` trait, the console sink and the outbox drain.
 //! - [`render`]: events as Discord-limit-safe embeds and plain-text cards.
 //! - [`clock`]: "now", injectable.
+//! - [`config`]: the TOML file and environment, checked into typed [`config::Settings`].
 //! - [`schedule`]: cron schedules in the backup server's time zone.
 
 pub mod app;

@@ -60,8 +60,21 @@ impl CronSchedule {
         }
         let day_of_week = translate_day_of_week(fields[5]).map_err(error)?;
         fields[5] = &day_of_week;
-        let schedule =
-            cron::Schedule::from_str(&fields.join(" ")).map_err(|e| error(e.to_string()))?;
+        let schedule = cron::Schedule::from_str(&fields.join(" ")).map_err(|e| {
+            // The crate's parse errors are the rewritten expression, a caret line and a
+            // message that may be empty; only the message belongs in a one-line error.
+            let text = e.to_string();
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            let message = match lines.iter().position(|l| l.starts_with('^')) {
+                Some(caret) => lines[caret + 1..].join(" "),
+                None => lines.join(" "),
+            };
+            error(if message.trim().is_empty() {
+                "syntax not understood".to_owned()
+            } else {
+                message.trim().to_owned()
+            })
+        })?;
         Ok(CronSchedule {
             expr: expr.to_owned(),
             tz,
@@ -317,11 +330,19 @@ mod tests {
         );
         assert!(err("").contains("found 0 fields"));
         assert!(err("0 0 9 * * * 2024").contains("found 7 fields"));
-        assert!(err("61 * * * *").starts_with(r#""61 * * * *" is not a cron schedule"#));
+        assert_eq!(
+            err("61 * * * *"),
+            r#""61 * * * *" is not a cron schedule (5 fields, or 6 with seconds): Minutes must be less than 59. ('61' specified.)"#
+        );
         assert!(err("0 25 * * *").contains("is not a cron schedule"));
         assert!(err("0 9 * * 8").contains(r#"day of week "8": 8 is out of range"#));
         assert!(err("0 9 * * 5-1").contains("runs backwards"));
         assert!(err("0 9 * * */0").contains("a step of 0"));
-        assert!(err("0 9 * * Someday").contains("is not a cron schedule"));
+        assert!(err("0 9 * * Mon-").ends_with("seconds): syntax not understood"));
+        for expr in ["0 9 * * Someday", "a b c d e", "0 9 * 13 *", "0 9 32 * *"] {
+            let message = err(expr);
+            assert!(message.contains("is not a cron schedule"), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
     }
 }

@@ -1,0 +1,438 @@
+//! Loading configuration: the committed config files, every way a config can be wrong
+//! (each must name its key), environment layering and secrets.
+
+use restorewatch::cbs::model::StatusClass;
+use restorewatch::config::{ConfigError, Settings};
+use secrecy::ExposeSecret;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const PASSWORD_ENV: &str = "RESTOREWATCH_CBS_SYS_PWD";
+const TOKEN_ENV: &str = "RESTOREWATCH_DISCORD_TOKEN";
+
+/// A stand-in environment: tests must not change the process's.
+fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+fn repo_file(path: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A valid config without secrets, to break one key at a time.
+const BASE: &str = r#"
+[cbs]
+url = "https://cbs.example.com"
+sys_user = "api"
+timezone = "Europe/Berlin"
+
+[poll]
+schedule = "*/5 * * * *"
+
+[discord]
+alert_channel = "123456789012345678"
+"#;
+
+const SECRETS: [(&str, &str); 2] = [(PASSWORD_ENV, "pw"), (TOKEN_ENV, "tok")];
+
+fn load(text: &str) -> Result<Settings, ConfigError> {
+    Settings::from_toml_str(text, &env(&SECRETS))
+}
+
+/// Fails with an error naming `key`, on one line that says `key: ...`.
+fn fails_naming(text: &str, key: &str) -> String {
+    let err = load(text).expect_err("config should be rejected");
+    let message = err.to_string();
+    assert_eq!(err.key(), Some(key), "{message}");
+    assert!(
+        message.starts_with(&format!("config error: {key}: ")),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "{message}");
+    message
+}
+
+#[test]
+fn the_example_loads_with_its_values() {
+    let s = Settings::from_toml_str(
+        &repo_file("config/restorewatch.example.toml"),
+        &env(&SECRETS),
+    )
+    .unwrap();
+    assert_eq!(s.cbs.url.as_str(), "https://cbs.example.com/");
+    assert_eq!(s.cbs.server_name, "cbs1");
+    assert_eq!(s.cbs.sys_user, "api-user");
+    assert_eq!(s.cbs.sys_pwd.expose_secret(), "pw");
+    assert_eq!(s.cbs.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(s.cbs.request_timeout, Duration::from_secs(30));
+    assert_eq!(s.cbs.max_concurrency, 8);
+    assert_eq!(s.cbs.ca_cert, None);
+    let logins: Vec<(&str, &str)> = s
+        .watch
+        .iter()
+        .map(|w| (w.login.as_str(), w.owner.as_str()))
+        .collect();
+    assert_eq!(logins, [("obm", ""), ("shop-backup", "reseller-a")]);
+    assert_eq!(s.poll.schedule.to_string(), "*/5 * * * *");
+    assert_eq!(s.poll.midnight_grace, Duration::from_secs(6 * 3600));
+    assert_eq!(s.poll.max_catch_up_days, 7);
+    assert_eq!(s.poll.stuck_after, Duration::from_secs(12 * 3600));
+    assert_eq!(
+        s.poll.alert_classes,
+        BTreeSet::from([
+            StatusClass::PartialFailure,
+            StatusClass::Failure,
+            StatusClass::Unknown
+        ])
+    );
+    assert_eq!(s.state.path, PathBuf::from("state"));
+    assert_eq!(s.state.retention_days, 35);
+    let d = s.discord.expect("the example has a [discord] section");
+    assert_eq!(d.token.expose_secret(), "tok");
+    assert_eq!(d.alert_channel.get(), 123456789012345678);
+    assert_eq!(d.digest_channel.get(), 123456789012345679);
+    assert_eq!(d.mention_role.map(|r| r.get()), Some(223456789012345678));
+    assert_eq!(d.api_base, None);
+    assert_eq!(d.guild_id.map(|g| g.get()), Some(323456789012345678));
+    assert_eq!(d.admin_role.map(|r| r.get()), Some(423456789012345678));
+    assert!(!d.public_lookups);
+    assert_eq!(d.routes.len(), 1);
+    assert_eq!(d.routes[0].owner, "reseller-a");
+    assert_eq!(d.routes[0].channel.get(), 523456789012345678);
+    assert_eq!(s.digest.schedule.to_string(), "0 8 * * *");
+}
+
+#[test]
+fn the_local_config_loads() {
+    let s = Settings::from_toml_str(
+        &repo_file("config/restorewatch.toml"),
+        &env(&[(PASSWORD_ENV, "pw")]),
+    )
+    .unwrap();
+    assert_eq!(s.cbs.url.as_str(), "http://127.0.0.1:8620/");
+    assert_eq!(s.cbs.sys_user, "api");
+    assert!(s.discord.is_none(), "local runs print to the console");
+}
+
+#[test]
+fn load_reads_the_named_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rw.toml");
+    std::fs::write(
+        &path,
+        "[cbs]\nurl = \"http://127.0.0.1:1\"\nsys_user = \"u\"\nsys_pwd = \"inline\"\n",
+    )
+    .unwrap();
+    let s = Settings::load(Some(&path)).unwrap();
+    assert_eq!(s.cbs.server_name, "127.0.0.1");
+
+    let missing = dir.path().join("nope.toml");
+    let err = Settings::load(Some(&missing)).unwrap_err().to_string();
+    assert!(err.starts_with("config error: cannot read "), "{err}");
+    assert!(err.contains("nope.toml"), "{err}");
+
+    std::fs::write(&path, "[cbs\n").unwrap();
+    let err = Settings::load(Some(&path)).unwrap_err().to_string();
+    assert!(err.contains("rw.toml line 1, column"), "{err}");
+}
+
+#[test]
+fn bad_cron_names_poll_schedule() {
+    let message = fails_naming(
+        &BASE.replace(r#"schedule = "*/5 * * * *""#, r#"schedule = "*/5 * *""#),
+        "poll.schedule",
+    );
+    assert!(
+        message.contains(r#""*/5 * *" is not a cron schedule (5 fields, or 6 with seconds)"#),
+        "{message}"
+    );
+    fails_naming(
+        &format!("{BASE}[digest]\nschedule = \"0 8 * * 9\"\n"),
+        "digest.schedule",
+    );
+}
+
+#[test]
+fn bad_zone_names_cbs_timezone() {
+    let message = fails_naming(
+        &BASE.replace("Europe/Berlin", "Europe/Berln"),
+        "cbs.timezone",
+    );
+    assert!(message.contains("\"Europe/Berln\""), "{message}");
+}
+
+#[test]
+fn missing_url_names_cbs_url() {
+    fails_naming(
+        &BASE.replace(r#"url = "https://cbs.example.com""#, ""),
+        "cbs.url",
+    );
+    fails_naming(&BASE.replace("https://", "ftp://"), "cbs.url");
+    fails_naming(
+        &BASE.replace("https://cbs.example.com", "not a url"),
+        "cbs.url",
+    );
+}
+
+#[test]
+fn missing_sys_user_names_it() {
+    fails_naming(&BASE.replace(r#"sys_user = "api""#, ""), "cbs.sys_user");
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let message = fails_naming(&BASE.replace("schedule = ", "shedule = "), "poll.shedule");
+    assert!(message.contains("unknown field `shedule`"), "{message}");
+    fails_naming(&format!("{BASE}[pol]\nx = 1\n"), "pol");
+    fails_naming(
+        &format!("{BASE}[[watch]]\nlogin = \"a\"\nowner = \"\"\nlogn = \"b\"\n"),
+        "watch[0].logn",
+    );
+}
+
+#[test]
+fn missing_password_names_cbs_sys_pwd() {
+    let err = Settings::from_toml_str(BASE, &env(&[(TOKEN_ENV, "tok")])).unwrap_err();
+    assert_eq!(err.key(), Some("cbs.sys_pwd"));
+    assert!(
+        err.to_string().contains("RESTOREWATCH_CBS_SYS_PWD"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_token_names_discord_token() {
+    let err = Settings::from_toml_str(BASE, &env(&[(PASSWORD_ENV, "pw")])).unwrap_err();
+    assert_eq!(err.key(), Some("discord.token"));
+}
+
+#[test]
+fn bad_channel_ids_are_named() {
+    for bad in [r#""general""#, "0", "-5", "1.5", r#""""#] {
+        let text = BASE.replace(r#""123456789012345678""#, bad);
+        fails_naming(&text, "discord.alert_channel");
+    }
+    // An integer works as well as a string.
+    let s = load(&BASE.replace(r#""123456789012345678""#, "123456789012345678")).unwrap();
+    assert_eq!(s.discord.unwrap().alert_channel.get(), 123456789012345678);
+    fails_naming(
+        &format!("{BASE}[[route]]\nowner = \"r\"\nchannel = \"x\"\n"),
+        "route[0].channel",
+    );
+}
+
+#[test]
+fn bad_durations_are_named() {
+    let message = fails_naming(
+        &BASE.replace("[poll]\n", "[poll]\nstuck_after = \"12 parsecs\"\n"),
+        "poll.stuck_after",
+    );
+    assert!(
+        message.contains("\"12 parsecs\" is not a duration"),
+        "{message}"
+    );
+    fails_naming(
+        &BASE.replace("[poll]\n", "[poll]\nmidnight_grace = \"2d\"\n"),
+        "poll.midnight_grace",
+    );
+    fails_naming(
+        &BASE.replace("[cbs]\n", "[cbs]\nrequest_timeout = \"0s\"\n"),
+        "cbs.request_timeout",
+    );
+}
+
+#[test]
+fn out_of_range_numbers_are_named() {
+    let message = fails_naming(
+        &BASE.replace("[cbs]\n", "[cbs]\nmax_concurrency = 0\n"),
+        "cbs.max_concurrency",
+    );
+    assert!(message.contains("between 1 and 64, got 0"), "{message}");
+    fails_naming(
+        &BASE.replace("[poll]\n", "[poll]\nmax_catch_up_days = 32\n"),
+        "poll.max_catch_up_days",
+    );
+    fails_naming(
+        &format!("{BASE}[state]\nretention_days = 1\n"),
+        "state.retention_days",
+    );
+    fails_naming(
+        &BASE.replace("[cbs]\n", "[cbs]\nmax_concurrency = \"8\"\n"),
+        "cbs.max_concurrency",
+    );
+}
+
+#[test]
+fn other_bad_values_are_named() {
+    fails_naming(
+        &BASE.replace("[poll]\n", "[poll]\nalert_classes = [\"failed\"]\n"),
+        "poll.alert_classes",
+    );
+    fails_naming(
+        &format!("{BASE}[[watch]]\nlogin = \"a\"\n[[watch]]\nlogin = \"a\"\n"),
+        "watch[1].login",
+    );
+    fails_naming(
+        &format!("{BASE}[[watch]]\nowner = \"x\"\n"),
+        "watch[0].login",
+    );
+    fails_naming(
+        &BASE.replace("[cbs]\n", "[cbs]\nca_cert = \"/nonexistent/ca.pem\"\n"),
+        "cbs.ca_cert",
+    );
+    let no_discord = BASE.replace("[discord]\nalert_channel = \"123456789012345678\"\n", "");
+    fails_naming(
+        &format!("{no_discord}[[route]]\nowner = \"r\"\nchannel = \"1\"\n"),
+        "route",
+    );
+}
+
+#[test]
+fn environment_beats_the_file() {
+    let vars = [
+        SECRETS[0],
+        SECRETS[1],
+        ("RESTOREWATCH_CBS_URL", "http://10.0.0.9:8080"),
+        ("RESTOREWATCH_POLL_SCHEDULE", "0 * * * *"),
+        ("RESTOREWATCH_POLL_ALERT_CLASSES", "failure, warning"),
+        ("RESTOREWATCH_CBS_MAX_CONCURRENCY", "3"),
+        ("RESTOREWATCH_DISCORD_ALERT_CHANNEL", "42"),
+        ("RESTOREWATCH_DISCORD_PUBLIC_LOOKUPS", "true"),
+        // Empty counts as unset.
+        ("RESTOREWATCH_CBS_TIMEZONE", ""),
+    ];
+    let s = Settings::from_toml_str(BASE, &env(&vars)).unwrap();
+    assert_eq!(s.cbs.url.as_str(), "http://10.0.0.9:8080/");
+    assert_eq!(s.cbs.server_name, "10.0.0.9");
+    assert_eq!(s.cbs.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(s.cbs.max_concurrency, 3);
+    assert_eq!(s.poll.schedule.to_string(), "0 * * * *");
+    assert_eq!(
+        s.poll.alert_classes,
+        BTreeSet::from([StatusClass::Failure, StatusClass::Warning])
+    );
+    let d = s.discord.unwrap();
+    assert_eq!(d.alert_channel.get(), 42);
+    assert!(d.public_lookups);
+}
+
+#[test]
+fn environment_alone_can_turn_discord_on_but_not_with_the_token() {
+    let no_discord = BASE.replace("[discord]\nalert_channel = \"123456789012345678\"\n", "");
+    let s = Settings::from_toml_str(&no_discord, &env(&SECRETS)).unwrap();
+    assert!(s.discord.is_none(), "a token alone keeps the console");
+    let vars = [
+        SECRETS[0],
+        SECRETS[1],
+        ("RESTOREWATCH_DISCORD_ALERT_CHANNEL", "7"),
+    ];
+    let s = Settings::from_toml_str(&no_discord, &env(&vars)).unwrap();
+    assert_eq!(s.discord.unwrap().alert_channel.get(), 7);
+}
+
+#[test]
+fn bad_environment_values_name_key_and_variable() {
+    let vars = [
+        SECRETS[0],
+        SECRETS[1],
+        ("RESTOREWATCH_POLL_SCHEDULE", "often"),
+    ];
+    let err = Settings::from_toml_str(BASE, &env(&vars)).unwrap_err();
+    assert_eq!(err.key(), Some("poll.schedule"));
+    assert!(
+        err.to_string()
+            .ends_with("(set by RESTOREWATCH_POLL_SCHEDULE)"),
+        "{err}"
+    );
+    let vars = [
+        SECRETS[0],
+        SECRETS[1],
+        ("RESTOREWATCH_STATE_RETENTION_DAYS", "a month"),
+    ];
+    let err = Settings::from_toml_str(BASE, &env(&vars)).unwrap_err();
+    assert_eq!(err.key(), Some("state.retention_days"));
+    assert!(
+        err.to_string()
+            .contains("RESTOREWATCH_STATE_RETENTION_DAYS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_come_from_files_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pwd = dir.path().join("pwd");
+    let token = dir.path().join("token");
+    std::fs::write(&pwd, "from-file\n").unwrap();
+    std::fs::write(&token, "  token-from-file  \n").unwrap();
+    let text = BASE
+        .replace(
+            "[cbs]\n",
+            &format!("[cbs]\nsys_pwd_file = {:?}\nsys_pwd = \"inline\"\n", pwd),
+        )
+        .replace(
+            "[discord]\n",
+            &format!("[discord]\ntoken_file = {:?}\n", token),
+        );
+    let s = Settings::from_toml_str(&text, &env(&[])).unwrap();
+    assert_eq!(
+        s.cbs.sys_pwd.expose_secret(),
+        "from-file",
+        "the file beats the key"
+    );
+    assert_eq!(s.discord.unwrap().token.expose_secret(), "token-from-file");
+    // The environment beats the file.
+    let s = Settings::from_toml_str(&text, &env(&[(PASSWORD_ENV, "from-env")])).unwrap();
+    assert_eq!(s.cbs.sys_pwd.expose_secret(), "from-env");
+}
+
+#[test]
+fn secrets_never_show_in_debug_or_errors() {
+    const PASSWORD: &str = "hunter2-Xq9!zz";
+    let s = Settings::from_toml_str(
+        BASE,
+        &env(&[(PASSWORD_ENV, PASSWORD), (TOKEN_ENV, "tok-Zr7Yk")]),
+    )
+    .unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains(PASSWORD), "{debug}");
+    assert!(!debug.contains("tok-Zr7Yk"), "{debug}");
+
+    // A secret file that cannot be used: the error names the key and the path, not the content.
+    let dir = tempfile::tempdir().unwrap();
+    let not_utf8 = dir.path().join("pwd");
+    let mut content = PASSWORD.as_bytes().to_vec();
+    content.push(0xff);
+    std::fs::write(&not_utf8, content).unwrap();
+    for path in [not_utf8, dir.path().join("missing")] {
+        let text = BASE.replace("[cbs]\n", &format!("[cbs]\nsys_pwd_file = {:?}\n", path));
+        let err = Settings::from_toml_str(&text, &env(&[(TOKEN_ENV, "t")])).unwrap_err();
+        assert_eq!(err.key(), Some("cbs.sys_pwd_file"));
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
+    }
+
+    // A password of the wrong type is not quoted back.
+    let text = BASE.replace("[cbs]\n", "[cbs]\nsys_pwd = 987654321\n");
+    let err = Settings::from_toml_str(&text, &env(&[(TOKEN_ENV, "t")])).unwrap_err();
+    assert_eq!(err.key(), Some("cbs.sys_pwd"));
+    assert!(!err.to_string().contains("987654321"), "{err}");
+
+    // Nor is a password inside the URL.
+    let text = BASE.replace("https://cbs", "https://u:s3cr3t-pw@cbs");
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.key(), Some("cbs.url"));
+    assert!(!err.to_string().contains("s3cr3t-pw"), "{err}");
+}
+
+#[test]
+fn a_section_of_the_wrong_type_is_named() {
+    let message = fails_naming("cbs = 5\n", "cbs");
+    assert!(message.contains("expected the [cbs] table"), "{message}");
+}
