@@ -275,6 +275,10 @@ async fn an_unknown_route_is_404_and_recorded_as_unexpected() {
     assert_eq!(unexpected[0].path, format!("/api/v10/channels/{ALERTS}"));
 }
 
+// Gateway tests run on the real clock: under `start_paused` the shard runner's 500 ms read
+// timeout lets tokio jump the paused clock at every idle moment, and an injected event was
+// never read before a 10 s `timeout` expired. They need no sleeps, so real time costs nothing.
+
 // ----- gateway + poise -----------------------------------------------------------------
 
 struct Data;
@@ -291,36 +295,85 @@ async fn ping(ctx: Context<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-#[tokio::test]
-async fn poise_registers_and_answers_a_slash_command_through_the_fake_gateway() {
-    let fake = FakeDiscord::start().await;
-    let framework = poise::Framework::builder()
-        .options(poise::FrameworkOptions {
-            commands: vec![ping()],
-            ..Default::default()
-        })
-        .setup(|ctx, _ready, framework| {
-            Box::pin(async move {
-                let commands = &framework.options().commands;
-                poise::builtins::register_in_guild(ctx, commands, GuildId::new(GUILD_ID)).await?;
-                Ok(Data)
+/// Silences alerts (a parent: only its subcommands run).
+#[poise::command(slash_command, subcommands("silence_add"))]
+async fn silence(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Silences one job for some hours.
+#[poise::command(slash_command, rename = "add")]
+async fn silence_add(
+    ctx: Context<'_>,
+    #[autocomplete = "complete_job"] job: String,
+    hours: u32,
+) -> Result<(), Error> {
+    ctx.say(format!("silenced {job} for {hours}h")).await?;
+    ctx.say("second reply").await?;
+    Ok(())
+}
+
+async fn complete_job(_ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
+    let job = format!("{partial}-nightly");
+    serenity::CreateAutocompleteResponse::new().add_string_choice(job.clone(), job)
+}
+
+/// A running bot: the shard manager to stop it and the task running the client.
+struct Bot {
+    shard_manager: std::sync::Arc<serenity::ShardManager>,
+    running: tokio::task::JoinHandle<serenity::Result<()>>,
+}
+
+impl Bot {
+    /// Starts serenity + poise against `fake`, registering the commands in [`GUILD_ID`].
+    async fn start(fake: &FakeDiscord) -> Bot {
+        let framework = poise::Framework::builder()
+            .options(poise::FrameworkOptions {
+                commands: vec![ping(), silence()],
+                ..Default::default()
             })
-        })
-        .build();
-    let mut client =
-        serenity::ClientBuilder::new_with_http(http_for(&fake), GatewayIntents::non_privileged())
+            .setup(|ctx, _ready, framework| {
+                Box::pin(async move {
+                    let commands = &framework.options().commands;
+                    let guild = GuildId::new(GUILD_ID);
+                    poise::builtins::register_in_guild(ctx, commands, guild).await?;
+                    Ok(Data)
+                })
+            })
+            .build();
+        let intents = GatewayIntents::non_privileged();
+        let mut client = serenity::ClientBuilder::new_with_http(http_for(fake), intents)
             .framework(framework)
             .await
             .expect("client");
-    let shard_manager = client.shard_manager.clone();
-    let running = tokio::spawn(async move { client.start().await });
+        let shard_manager = client.shard_manager.clone();
+        let running = tokio::spawn(async move { client.start().await });
+        timeout(WAIT, fake.identified()).await.expect("READY sent");
+        timeout(WAIT, fake.wait_for_commands(Some(GUILD_ID)))
+            .await
+            .expect("commands registered");
+        Bot {
+            shard_manager,
+            running,
+        }
+    }
 
-    timeout(WAIT, fake.identified()).await.expect("READY sent");
-    let commands = timeout(WAIT, fake.wait_for_commands(Some(GUILD_ID)))
-        .await
-        .expect("commands registered");
-    assert_eq!(commands.len(), 1);
-    assert_eq!(commands[0]["name"], "ping");
+    /// Closes the gateway session and waits for the client to return.
+    async fn stop(self) {
+        self.shard_manager.shutdown_all().await;
+        let ended = timeout(WAIT, self.running).await.expect("client stops");
+        ended.expect("client task").expect("client ends cleanly");
+    }
+}
+
+#[tokio::test]
+async fn poise_registers_and_answers_a_slash_command_through_the_fake_gateway() {
+    let fake = FakeDiscord::start().await;
+    let bot = Bot::start(&fake).await;
+
+    let commands = fake.registered_commands(Some(GUILD_ID));
+    let names: Vec<_> = commands.iter().map(|c| c["name"].clone()).collect();
+    assert_eq!(names, [json!("ping"), json!("silence")]);
     let put = fake
         .requests()
         .into_iter()
@@ -345,8 +398,41 @@ async fn poise_registers_and_answers_a_slash_command_through_the_fake_gateway() 
         .expect("original");
     assert_eq!(original["channel_id"], CHANNEL_ID.to_string());
 
-    shard_manager.shutdown_all().await;
-    let ended = timeout(WAIT, running).await.expect("client stops");
-    ended.expect("client task").expect("client ends cleanly");
+    bot.stop().await;
+    assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
+}
+
+#[tokio::test]
+async fn subcommands_options_autocomplete_and_follow_ups_reach_poise() {
+    let fake = FakeDiscord::start().await;
+    let bot = Bot::start(&fake).await;
+
+    let typing = SlashCommand::new("silence")
+        .autocomplete("job", "db")
+        .subcommand("add")
+        .build();
+    let autocomplete = fake.inject_interaction(typing);
+    let choices = timeout(WAIT, fake.wait_for_callback(autocomplete.id))
+        .await
+        .expect("autocomplete answered");
+    assert_eq!(choices["type"], 8);
+    assert_eq!(choices["data"]["choices"][0]["value"], "db-nightly");
+
+    let invoke = SlashCommand::new("silence")
+        .option("job", "db-nightly")
+        .option("hours", 4)
+        .subcommand("add")
+        .build();
+    let interaction = fake.inject_interaction(invoke);
+    let callback = timeout(WAIT, fake.wait_for_callback(interaction.id))
+        .await
+        .expect("poise answered");
+    assert_eq!(callback["data"]["content"], "silenced db-nightly for 4h");
+    let followups = timeout(WAIT, fake.wait_for_followups(&interaction.token, 1))
+        .await
+        .expect("follow-up sent");
+    assert_eq!(followups[0]["content"], "second reply");
+
+    bot.stop().await;
     assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
 }
