@@ -1,0 +1,1273 @@
+//! A fake Discord on loopback, so tests drive the real serenity and poise without the internet.
+//!
+//! [`FakeDiscord::start`] binds two servers on `127.0.0.1:0`: a REST API (axum) that answers
+//! the handful of routes the bot uses the way Discord does, and a websocket gateway
+//! (tokio-tungstenite) that says HELLO, answers IDENTIFY with READY, acknowledges heartbeats
+//! and lets a test inject dispatch events such as `INTERACTION_CREATE`. Point serenity at it
+//! with `HttpBuilder::new(token).proxy(fake.api_base()).ratelimiter_disabled(true)`; the
+//! client then learns the gateway address from `GET /api/v10/gateway`.
+//!
+//! Everything is recorded (requests, created messages, registered commands, interaction
+//! callbacks) and every request the fake has no route for is answered 404 and kept in
+//! [`FakeDiscord::unexpected`], so a test can assert that the bot asked nothing odd. Tests wait
+//! for things with the `wait_for_*` methods, which wake on a change notification rather than
+//! polling; wrap them in `tokio::time::timeout`. Failures are scripted per channel with
+//! [`FakeDiscord::script`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+
+/// The application id READY announces unless [`FakeDiscord::start_with_application_id`] says
+/// otherwise; serenity uses it for command registration and interaction follow-ups.
+pub const DEFAULT_APPLICATION_ID: u64 = 2_000_000_000_000_000_001;
+/// The bot's own user id (message author, READY `user`).
+pub const BOT_USER_ID: u64 = 2_000_000_000_000_000_002;
+/// The owner reported by `GET /oauth2/applications/@me`.
+pub const OWNER_USER_ID: u64 = 2_000_000_000_000_000_003;
+/// The guild interactions come from unless the builder says otherwise.
+pub const GUILD_ID: u64 = 3_000_000_000_000_000_001;
+/// The channel interactions come from unless the builder says otherwise.
+pub const CHANNEL_ID: u64 = 3_000_000_000_000_000_002;
+/// The member who invokes commands unless the builder says otherwise.
+pub const MEMBER_USER_ID: u64 = 3_000_000_000_000_000_003;
+
+/// The heartbeat interval HELLO announces; long, so no heartbeat falls inside a test.
+const HEARTBEAT_INTERVAL_MS: u64 = 45_000;
+/// First snowflake handed out; later ones count up from it, so ids sort by creation.
+const FIRST_SNOWFLAKE: u64 = 1_300_000_000_000_000_000;
+/// Discord's limits on a message (characters, not bytes).
+const MAX_CONTENT_CHARS: usize = 2000;
+const MAX_EMBEDS: usize = 10;
+const MAX_EMBED_TOTAL_CHARS: usize = 6000;
+const MAX_EMBED_TITLE_CHARS: usize = 256;
+const MAX_EMBED_DESCRIPTION_CHARS: usize = 4096;
+const MAX_EMBED_FIELDS: usize = 25;
+const MAX_FIELD_NAME_CHARS: usize = 256;
+const MAX_FIELD_VALUE_CHARS: usize = 1024;
+const MAX_FOOTER_CHARS: usize = 2048;
+const MAX_AUTHOR_NAME_CHARS: usize = 256;
+
+/// A canned answer to the next `POST /channels/{id}/messages` of one channel, given instead
+/// of the normal handling (queue them with [`FakeDiscord::script`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scripted {
+    /// 429 with Discord's body `{"message":"You are being rate limited.","retry_after":X,
+    /// "global":G}` and the `Retry-After`, `X-RateLimit-Scope` (and, if global,
+    /// `X-RateLimit-Global`) headers.
+    TooManyRequests {
+        /// Seconds the client must wait, as Discord's `retry_after`.
+        retry_after_secs: f64,
+        /// Whether this is the global limit rather than the route's.
+        global: bool,
+    },
+    /// A 5xx with `{"message":"500: Internal Server Error","code":0}`.
+    ServerError(u16),
+    /// Any other status with the error body Discord sends for it (403 Missing Access,
+    /// 404 Unknown Channel, 401 Unauthorized, ...).
+    Status(u16),
+    /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
+    /// normally) or the fake is dropped (then it gets a 503).
+    Hang,
+}
+
+/// One HTTP request the REST fake received.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path, e.g. `/api/v10/channels/1/messages`.
+    pub path: String,
+    /// The raw query string, if any.
+    pub query: Option<String>,
+    /// The JSON body; `Value::Null` when there was none or it was not JSON.
+    pub body: Value,
+    /// All request headers.
+    pub headers: HeaderMap,
+    /// When the request arrived, on tokio's clock (so paused-time tests can compare).
+    pub at: Instant,
+}
+
+impl RecordedRequest {
+    /// A header's value as text, if present and printable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An interaction injected through the gateway: what a test needs to find its answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InjectedInteraction {
+    /// The interaction id (the `{id}` of its callback URL).
+    pub id: u64,
+    /// The interaction token (the `{token}` of its callback and webhook URLs).
+    pub token: String,
+}
+
+/// A running fake Discord. Dropping it stops both servers.
+pub struct FakeDiscord {
+    shared: Arc<Shared>,
+    rest_addr: SocketAddr,
+    ws_addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+/// State shared between the handle, the REST handlers and the gateway sessions.
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Bumped after every change to `inner`; waiters subscribe and re-check.
+    changed: watch::Sender<u64>,
+    application_id: u64,
+    gateway_url: String,
+    /// Cancelled by [`FakeDiscord::release_hangs`].
+    release: Mutex<CancellationToken>,
+    shutdown: CancellationToken,
+}
+
+/// Everything recorded, behind one lock that is never held across an await.
+#[derive(Default)]
+struct Inner {
+    next_snowflake: u64,
+    requests: Vec<RecordedRequest>,
+    unexpected: Vec<RecordedRequest>,
+    /// Messages in creation order, with their channel.
+    messages: Vec<(u64, Value)>,
+    scripts: HashMap<u64, VecDeque<Scripted>>,
+    forbidden: HashSet<u64>,
+    /// Registered commands by guild (`None`: global).
+    commands: HashMap<Option<u64>, Vec<Value>>,
+    interactions: Vec<InteractionRecord>,
+    /// Senders to identified gateway sessions, newest last.
+    shards: Vec<mpsc::UnboundedSender<Dispatch>>,
+    identified: usize,
+    gateway_received: Vec<Value>,
+}
+
+/// What became of one injected interaction.
+struct InteractionRecord {
+    id: u64,
+    token: String,
+    channel_id: u64,
+    callback: Option<Value>,
+    original: Option<Value>,
+    followups: Vec<Value>,
+}
+
+/// A dispatch event to be sent on a gateway session (which numbers it).
+struct Dispatch {
+    event: String,
+    data: Value,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panicking test thread must not hide the state from the other tests' asserts.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a change and wakes every waiter.
+    fn update<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let out = f(&mut self.lock());
+        self.changed.send_modify(|v| *v += 1);
+        out
+    }
+
+    fn bot_user(&self) -> Value {
+        json!({
+            "id": BOT_USER_ID.to_string(),
+            "username": "restorewatch-test",
+            "discriminator": "0000",
+            "global_name": null,
+            "avatar": null,
+            "bot": true,
+        })
+    }
+}
+
+impl Inner {
+    fn snowflake(&mut self) -> u64 {
+        let id = FIRST_SNOWFLAKE + self.next_snowflake;
+        self.next_snowflake += 1;
+        id
+    }
+}
+
+impl FakeDiscord {
+    /// Starts the REST and gateway servers with [`DEFAULT_APPLICATION_ID`].
+    pub async fn start() -> FakeDiscord {
+        Self::start_with_application_id(DEFAULT_APPLICATION_ID).await
+    }
+
+    /// Starts the REST and gateway servers; READY announces `application_id`.
+    pub async fn start_with_application_id(application_id: u64) -> FakeDiscord {
+        let rest = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind REST listener");
+        let ws = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway listener");
+        let rest_addr = rest.local_addr().expect("REST address");
+        let ws_addr = ws.local_addr().expect("gateway address");
+        let shutdown = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            changed: watch::Sender::new(0),
+            application_id,
+            gateway_url: format!("ws://{ws_addr}"),
+            release: Mutex::new(CancellationToken::new()),
+            shutdown: shutdown.clone(),
+        });
+
+        let router = Router::new()
+            .fallback(handle_rest)
+            .with_state(Arc::clone(&shared));
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(rest, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        tokio::spawn(serve_gateway(ws, Arc::clone(&shared)));
+
+        FakeDiscord {
+            shared,
+            rest_addr,
+            ws_addr,
+            shutdown,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`: what serenity's `HttpBuilder::proxy` and our config's
+    /// `discord.api_base` take.
+    pub fn api_base(&self) -> String {
+        format!("http://{}", self.rest_addr)
+    }
+
+    /// `ws://127.0.0.1:PORT`, the gateway `GET /api/v10/gateway` hands out.
+    pub fn gateway_url(&self) -> String {
+        format!("ws://{}", self.ws_addr)
+    }
+
+    /// The application id READY announces.
+    pub fn application_id(&self) -> u64 {
+        self.shared.application_id
+    }
+
+    // ----- scripting -------------------------------------------------------------------
+
+    /// Queues canned answers for the next message POSTs to `channel_id`, one per request.
+    pub fn script(&self, channel_id: u64, replies: impl IntoIterator<Item = Scripted>) {
+        self.shared.update(|inner| {
+            inner.scripts.entry(channel_id).or_default().extend(replies);
+        });
+    }
+
+    /// While `forbidden`, every message POST to `channel_id` gets 403 Missing Access.
+    pub fn set_channel_forbidden(&self, channel_id: u64, forbidden: bool) {
+        self.shared.update(|inner| {
+            if forbidden {
+                inner.forbidden.insert(channel_id);
+            } else {
+                inner.forbidden.remove(&channel_id);
+            }
+        });
+    }
+
+    /// Lets every request held by [`Scripted::Hang`] proceed (handled normally).
+    pub fn release_hangs(&self) {
+        let mut release = self
+            .shared
+            .release
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        release.cancel();
+        *release = CancellationToken::new();
+    }
+
+    // ----- what was recorded -----------------------------------------------------------
+
+    /// Every REST request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// REST requests the fake has no route for (answered 404); tests assert this is empty.
+    pub fn unexpected(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().unexpected.clone()
+    }
+
+    /// Messages created in `channel_id`, oldest first, as the message objects returned.
+    pub fn messages(&self, channel_id: u64) -> Vec<Value> {
+        messages_in(&self.shared.lock(), channel_id)
+    }
+
+    /// Messages created in any channel, oldest first.
+    pub fn all_messages(&self) -> Vec<Value> {
+        let inner = self.shared.lock();
+        inner.messages.iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    /// Commands registered for `guild` (`None`: global), as echoed back with their ids.
+    pub fn registered_commands(&self, guild: Option<u64>) -> Vec<Value> {
+        let inner = self.shared.lock();
+        inner.commands.get(&guild).cloned().unwrap_or_default()
+    }
+
+    /// The callback body of an interaction, if it was answered.
+    pub fn callback(&self, interaction_id: u64) -> Option<Value> {
+        let inner = self.shared.lock();
+        let record = inner.interactions.iter().find(|i| i.id == interaction_id);
+        record.and_then(|i| i.callback.clone())
+    }
+
+    /// The follow-up messages sent for an interaction token, oldest first.
+    pub fn followups(&self, token: &str) -> Vec<Value> {
+        let inner = self.shared.lock();
+        let record = inner.interactions.iter().find(|i| i.token == token);
+        record.map(|i| i.followups.clone()).unwrap_or_default()
+    }
+
+    /// The original response message of an interaction (after any edits), if there is one.
+    pub fn original_response(&self, token: &str) -> Option<Value> {
+        let inner = self.shared.lock();
+        let record = inner.interactions.iter().find(|i| i.token == token);
+        record.and_then(|i| i.original.clone())
+    }
+
+    /// Every JSON payload the gateway received from clients (IDENTIFY, heartbeats, ...).
+    pub fn gateway_received(&self) -> Vec<Value> {
+        self.shared.lock().gateway_received.clone()
+    }
+
+    // ----- waiting ---------------------------------------------------------------------
+
+    /// Waits until `check` returns `Some`, re-checking after every change. Never sleeps;
+    /// bound it with `tokio::time::timeout`.
+    async fn wait_until<T>(&self, mut check: impl FnMut(&Inner) -> Option<T>) -> T {
+        // Subscribing before the first check means no change can slip between the two.
+        let mut changes = self.shared.changed.subscribe();
+        loop {
+            if let Some(found) = check(&self.shared.lock()) {
+                return found;
+            }
+            // The sender lives in `shared`, which `self` keeps alive: this cannot fail.
+            let _ = changes.changed().await;
+        }
+    }
+
+    /// Waits until `channel_id` holds at least `n` messages; returns them all.
+    pub async fn wait_for_messages(&self, channel_id: u64, n: usize) -> Vec<Value> {
+        self.wait_until(|inner| {
+            let messages = messages_in(inner, channel_id);
+            (messages.len() >= n).then_some(messages)
+        })
+        .await
+    }
+
+    /// Waits for the first request matching `pred` (including ones already received).
+    pub async fn wait_for_request(
+        &self,
+        pred: impl Fn(&RecordedRequest) -> bool,
+    ) -> RecordedRequest {
+        self.wait_until(|inner| inner.requests.iter().find(|r| pred(r)).cloned())
+            .await
+    }
+
+    /// Waits until at least `n` requests match `pred`; returns all that match.
+    pub async fn wait_for_requests(
+        &self,
+        n: usize,
+        pred: impl Fn(&RecordedRequest) -> bool,
+    ) -> Vec<RecordedRequest> {
+        self.wait_until(|inner| {
+            let found: Vec<_> = inner.requests.iter().filter(|r| pred(r)).cloned().collect();
+            (found.len() >= n).then_some(found)
+        })
+        .await
+    }
+
+    /// Waits until a gateway session has been sent READY (or RESUMED).
+    pub async fn identified(&self) {
+        self.wait_until(|inner| (inner.identified > 0).then_some(()))
+            .await
+    }
+
+    /// Waits until commands are registered for `guild` (`None`: global); returns them.
+    pub async fn wait_for_commands(&self, guild: Option<u64>) -> Vec<Value> {
+        self.wait_until(|inner| inner.commands.get(&guild).cloned())
+            .await
+    }
+
+    /// Waits for the callback (`POST /interactions/{id}/{token}/callback`) body.
+    pub async fn wait_for_callback(&self, interaction_id: u64) -> Value {
+        self.wait_until(|inner| {
+            let record = inner.interactions.iter().find(|i| i.id == interaction_id);
+            record.and_then(|i| i.callback.clone())
+        })
+        .await
+    }
+
+    /// Waits until the interaction with `token` has at least `n` follow-up messages.
+    pub async fn wait_for_followups(&self, token: &str, n: usize) -> Vec<Value> {
+        self.wait_until(|inner| {
+            let record = inner.interactions.iter().find(|i| i.token == token)?;
+            (record.followups.len() >= n).then(|| record.followups.clone())
+        })
+        .await
+    }
+
+    // ----- gateway ---------------------------------------------------------------------
+
+    /// Sends a dispatch event (`op` 0, next sequence number) on the newest identified
+    /// gateway session.
+    ///
+    /// # Panics
+    /// If no session is identified yet: `await` [`FakeDiscord::identified`] first.
+    pub fn dispatch(&self, event: &str, data: Value) {
+        let inner = self.shared.lock();
+        let shard = inner
+            .shards
+            .iter()
+            .rev()
+            .find(|s| !s.is_closed())
+            .expect("no identified gateway session: await identified() first");
+        shard
+            .send(Dispatch {
+                event: event.to_owned(),
+                data,
+            })
+            .expect("gateway session closed");
+    }
+
+    /// Sends `INTERACTION_CREATE` with `payload` (from [`SlashCommand::build`] or hand-made),
+    /// filling in `id`, `token` and `application_id` when absent.
+    pub fn inject_interaction(&self, mut payload: Value) -> InjectedInteraction {
+        let interaction = self.shared.update(|inner| {
+            let id = match payload.get("id").and_then(Value::as_str) {
+                Some(id) => id.parse().expect("interaction id is a snowflake"),
+                None => inner.snowflake(),
+            };
+            let token = match payload.get("token").and_then(Value::as_str) {
+                Some(token) => token.to_owned(),
+                None => format!("interaction-token-{id}"),
+            };
+            let channel_id = payload
+                .get("channel_id")
+                .and_then(Value::as_str)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(CHANNEL_ID);
+            inner.interactions.push(InteractionRecord {
+                id,
+                token: token.clone(),
+                channel_id,
+                callback: None,
+                original: None,
+                followups: Vec::new(),
+            });
+            InjectedInteraction { id, token }
+        });
+        let object = payload
+            .as_object_mut()
+            .expect("interaction is a JSON object");
+        object.insert("id".into(), json!(interaction.id.to_string()));
+        object.insert("token".into(), json!(interaction.token));
+        object
+            .entry("application_id")
+            .or_insert_with(|| json!(self.shared.application_id.to_string()));
+        self.dispatch("INTERACTION_CREATE", payload);
+        interaction
+    }
+
+    /// A slash-command interaction payload from the default member in the default guild and
+    /// channel; `options` is Discord's `data.options` array, `member_permissions` the
+    /// member's permission bits, `roles` their role ids.
+    pub fn slash_command(
+        name: &str,
+        options: Value,
+        member_permissions: u64,
+        roles: &[u64],
+    ) -> Value {
+        SlashCommand::new(name)
+            .raw_options(options)
+            .permissions(member_permissions)
+            .roles(roles)
+            .build()
+    }
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Builds the `d` of an `INTERACTION_CREATE` for a slash command (type 2) or its
+/// autocomplete (type 4), with every field serenity and poise need.
+#[derive(Clone, Debug)]
+pub struct SlashCommand {
+    name: String,
+    options: Vec<Value>,
+    kind: u8,
+    member_permissions: u64,
+    roles: Vec<u64>,
+    guild_id: u64,
+    channel_id: u64,
+    user_id: u64,
+}
+
+impl SlashCommand {
+    /// `/name` with no options, from [`MEMBER_USER_ID`] in [`GUILD_ID`]/[`CHANNEL_ID`], who has
+    /// no roles and only VIEW_CHANNEL | SEND_MESSAGES.
+    pub fn new(name: &str) -> Self {
+        SlashCommand {
+            name: name.to_owned(),
+            options: Vec::new(),
+            kind: 2,
+            member_permissions: (1 << 10) | (1 << 11),
+            roles: Vec::new(),
+            guild_id: GUILD_ID,
+            channel_id: CHANNEL_ID,
+            user_id: MEMBER_USER_ID,
+        }
+    }
+
+    /// Adds an option; its type follows the JSON value (string 3, integer 4, boolean 5,
+    /// number 10).
+    pub fn option(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.options.push(option_value(name, value.into(), false));
+        self
+    }
+
+    /// Makes this an autocomplete interaction (type 4) with `name` the focused option,
+    /// typed so far as `partial`.
+    pub fn autocomplete(mut self, name: &str, partial: &str) -> Self {
+        self.kind = 4;
+        self.options.push(option_value(name, json!(partial), true));
+        self
+    }
+
+    /// Wraps the options given so far into subcommand `name` (type 1); call it after the
+    /// subcommand's own options.
+    pub fn subcommand(mut self, name: &str) -> Self {
+        let options = std::mem::take(&mut self.options);
+        self.options = vec![json!({"name": name, "type": 1, "options": options})];
+        self
+    }
+
+    /// Wraps the options given so far (a subcommand) into subcommand group `name` (type 2).
+    pub fn subcommand_group(mut self, name: &str) -> Self {
+        let options = std::mem::take(&mut self.options);
+        self.options = vec![json!({"name": name, "type": 2, "options": options})];
+        self
+    }
+
+    /// Replaces the options with Discord's raw `data.options` array.
+    pub fn raw_options(mut self, options: Value) -> Self {
+        self.options = match options {
+            Value::Array(options) => options,
+            Value::Null => Vec::new(),
+            other => panic!("options must be a JSON array, got {other}"),
+        };
+        self
+    }
+
+    /// The invoking member's permission bits (what poise checks `required_permissions`
+    /// against).
+    pub fn permissions(mut self, bits: u64) -> Self {
+        self.member_permissions = bits;
+        self
+    }
+
+    /// The invoking member's role ids.
+    pub fn roles(mut self, roles: &[u64]) -> Self {
+        self.roles = roles.to_vec();
+        self
+    }
+
+    /// The invoking user's id.
+    pub fn user(mut self, user_id: u64) -> Self {
+        self.user_id = user_id;
+        self
+    }
+
+    /// Where the command is invoked.
+    pub fn in_channel(mut self, guild_id: u64, channel_id: u64) -> Self {
+        self.guild_id = guild_id;
+        self.channel_id = channel_id;
+        self
+    }
+
+    /// The payload; `id`, `token` and `application_id` are filled by
+    /// [`FakeDiscord::inject_interaction`].
+    pub fn build(self) -> Value {
+        json!({
+            "type": self.kind,
+            "version": 1,
+            "guild_id": self.guild_id.to_string(),
+            "channel_id": self.channel_id.to_string(),
+            "channel": {"id": self.channel_id.to_string(), "type": 0, "name": "restores"},
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": 8_388_608,
+            "authorizing_integration_owners": {"0": self.guild_id.to_string()},
+            "context": 0,
+            // All permissions: the bot itself is never what a test is checking.
+            "app_permissions": "2251799813685247",
+            "data": {
+                "id": FIRST_SNOWFLAKE.to_string(),
+                "name": self.name,
+                "type": 1,
+                "guild_id": self.guild_id.to_string(),
+                "options": self.options,
+            },
+            "member": {
+                "user": {
+                    "id": self.user_id.to_string(),
+                    "username": "operator",
+                    "discriminator": "0",
+                    "global_name": "Operator",
+                    "avatar": null,
+                },
+                "roles": self.roles.iter().map(u64::to_string).collect::<Vec<_>>(),
+                "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                "deaf": false,
+                "mute": false,
+                "flags": 0,
+                "pending": false,
+                "nick": null,
+                "avatar": null,
+                "premium_since": null,
+                "communication_disabled_until": null,
+                "permissions": self.member_permissions.to_string(),
+            },
+        })
+    }
+}
+
+fn option_value(name: &str, value: Value, focused: bool) -> Value {
+    let kind = match &value {
+        Value::String(_) => 3,
+        Value::Bool(_) => 5,
+        Value::Number(n) if n.is_i64() || n.is_u64() => 4,
+        Value::Number(_) => 10,
+        other => panic!("option {name}: unsupported value {other}"),
+    };
+    let mut option = json!({"name": name, "type": kind, "value": value});
+    if focused {
+        option["focused"] = json!(true);
+    }
+    option
+}
+
+fn messages_in(inner: &Inner, channel_id: u64) -> Vec<Value> {
+    let in_channel = inner.messages.iter().filter(|(c, _)| *c == channel_id);
+    in_channel.map(|(_, m)| m.clone()).collect()
+}
+
+// ----- REST --------------------------------------------------------------------------------
+
+/// Discord's error body for a status, with its usual code.
+fn error_body(status: u16) -> Value {
+    match status {
+        401 => json!({"message": "401: Unauthorized", "code": 0}),
+        403 => json!({"message": "Missing Access", "code": 50001}),
+        404 => json!({"message": "Unknown Channel", "code": 10003}),
+        500..=599 => json!({"message": format!("{status}: Internal Server Error"), "code": 0}),
+        _ => json!({"message": format!("{status}: Error"), "code": 0}),
+    }
+}
+
+/// An error answer (status and Discord's JSON body), small enough to pass around in `Result`.
+struct Rejection {
+    status: u16,
+    body: Value,
+}
+
+impl Rejection {
+    fn new(status: u16, message: &str, code: u32) -> Self {
+        let body = json!({"message": message, "code": code});
+        Rejection { status, body }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        json_response(self.status, self.body)
+    }
+}
+
+fn json_response(status: u16, body: Value) -> Response {
+    let status = StatusCode::from_u16(status).expect("valid status");
+    (status, axum::Json(body)).into_response()
+}
+
+fn error_response(status: u16, message: &str, code: u32) -> Response {
+    json_response(status, json!({"message": message, "code": code}))
+}
+
+fn too_many_requests(retry_after_secs: f64, global: bool) -> Response {
+    let body = json!({
+        "message": "You are being rate limited.",
+        "retry_after": retry_after_secs,
+        "global": global,
+    });
+    let mut response = json_response(429, body);
+    let headers = response.headers_mut();
+    let retry_after_whole = retry_after_secs.ceil() as u64;
+    headers.insert("retry-after", HeaderValue::from(retry_after_whole));
+    let scope = if global { "global" } else { "user" };
+    headers.insert("x-ratelimit-scope", HeaderValue::from_static(scope));
+    if global {
+        headers.insert("x-ratelimit-global", HeaderValue::from_static("true"));
+    } else {
+        headers.insert("x-ratelimit-limit", HeaderValue::from_static("5"));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        let reset_after = format!("{retry_after_secs:.3}");
+        let reset_after = HeaderValue::from_str(&reset_after).expect("ascii number");
+        headers.insert("x-ratelimit-reset-after", reset_after);
+    }
+    response
+}
+
+fn scripted_response(reply: &Scripted) -> Response {
+    match reply {
+        Scripted::TooManyRequests {
+            retry_after_secs,
+            global,
+        } => too_many_requests(*retry_after_secs, *global),
+        Scripted::ServerError(status) | Scripted::Status(status) => {
+            json_response(*status, error_body(*status))
+        }
+        Scripted::Hang => unreachable!("Hang is handled by the caller"),
+    }
+}
+
+/// The one REST handler: records the request, then routes on method and path segments.
+async fn handle_rest(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = RecordedRequest {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        headers,
+        at: Instant::now(),
+    };
+    shared.update(|inner| inner.requests.push(request.clone()));
+
+    let Some(rest) = request.path.strip_prefix("/api/v10/") else {
+        return unexpected(&shared, request);
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let needs_bot_token = !matches!(segments[0], "gateway" | "interactions" | "webhooks");
+    let has_bot_token = request
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Bot "));
+    if needs_bot_token && !has_bot_token {
+        return json_response(401, error_body(401));
+    }
+
+    let app = shared.application_id.to_string();
+    match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["gateway"]) => json_response(200, json!({"url": shared.gateway_url})),
+        ("GET", ["gateway", "bot"]) => json_response(
+            200,
+            json!({
+                "url": shared.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1
+                },
+            }),
+        ),
+        ("GET", ["oauth2", "applications", "@me"]) => {
+            json_response(200, application_object(shared.application_id))
+        }
+        ("GET", ["users", "@me"]) => json_response(200, shared.bot_user()),
+        ("POST", ["channels", channel, "messages"]) => match channel.parse::<u64>() {
+            Ok(channel_id) => post_message(&shared, channel_id, &request.body).await,
+            Err(_) => json_response(404, error_body(404)),
+        },
+        ("PUT", ["applications", a, "commands"]) if *a == app => {
+            put_commands(&shared, None, &request.body)
+        }
+        ("PUT", ["applications", a, "guilds", guild, "commands"]) if *a == app => {
+            match guild.parse::<u64>() {
+                Ok(guild_id) => put_commands(&shared, Some(guild_id), &request.body),
+                Err(_) => error_response(404, "Unknown Guild", 10004),
+            }
+        }
+        ("GET", ["applications", a, "commands"]) if *a == app => {
+            json_response(200, json!(shared.lock().commands.get(&None)))
+        }
+        ("GET", ["applications", a, "guilds", guild, "commands"]) if *a == app => {
+            let guild_id = guild.parse::<u64>().ok();
+            json_response(200, json!(shared.lock().commands.get(&guild_id)))
+        }
+        ("POST", ["interactions", id, token, "callback"]) => {
+            interaction_callback(&shared, id, token, &request.body)
+        }
+        ("POST", ["webhooks", a, token]) if *a == app => followup(&shared, token, &request.body),
+        ("PATCH", ["webhooks", a, token, "messages", "@original"]) if *a == app => {
+            edit_original(&shared, token, &request.body)
+        }
+        ("GET", ["webhooks", a, token, "messages", "@original"]) if *a == app => {
+            let inner = shared.lock();
+            let record = inner.interactions.iter().find(|i| i.token == *token);
+            match record.and_then(|i| i.original.clone()) {
+                Some(original) => json_response(200, original),
+                None => error_response(404, "Unknown Message", 10008),
+            }
+        }
+        _ => unexpected(&shared, request),
+    }
+}
+
+fn unexpected(shared: &Shared, request: RecordedRequest) -> Response {
+    shared.update(|inner| inner.unexpected.push(request));
+    json_response(404, json!({"message": "404: Not Found", "code": 0}))
+}
+
+fn application_object(application_id: u64) -> Value {
+    json!({
+        "id": application_id.to_string(),
+        "name": "restorewatch-test",
+        "icon": null,
+        "description": "",
+        "bot_public": false,
+        "bot_require_code_grant": false,
+        "verify_key": "0000",
+        "flags": 0,
+        "team": null,
+        "owner": {
+            "id": OWNER_USER_ID.to_string(),
+            "username": "owner",
+            "discriminator": "0",
+            "global_name": null,
+            "avatar": null,
+        },
+    })
+}
+
+async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Response {
+    let (scripted, forbidden) = {
+        let mut inner = shared.lock();
+        let scripted = inner
+            .scripts
+            .get_mut(&channel_id)
+            .and_then(VecDeque::pop_front);
+        (scripted, inner.forbidden.contains(&channel_id))
+    };
+    match scripted {
+        Some(Scripted::Hang) => {
+            let release = shared
+                .release
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            tokio::select! {
+                _ = release.cancelled() => {}
+                _ = shared.shutdown.cancelled() => {
+                    return json_response(503, error_body(503));
+                }
+            }
+        }
+        Some(reply) => return scripted_response(&reply),
+        None => {}
+    }
+    if forbidden {
+        return json_response(403, error_body(403));
+    }
+    if let Err(error) = validate_message(body) {
+        return error.into_response();
+    }
+
+    let nonce = body.get("nonce").filter(|n| !n.is_null()).cloned();
+    let enforce_nonce = body.get("enforce_nonce") == Some(&Value::Bool(true));
+    let message = shared.update(|inner| {
+        if let (true, Some(nonce)) = (enforce_nonce, &nonce) {
+            let earlier = inner
+                .messages
+                .iter()
+                .find(|(c, m)| *c == channel_id && m.get("nonce") == Some(nonce));
+            if let Some((_, earlier)) = earlier {
+                return earlier.clone();
+            }
+        }
+        let id = inner.snowflake();
+        let mut message = message_object(shared, id, channel_id, body);
+        if let Some(nonce) = nonce {
+            message["nonce"] = nonce;
+        }
+        inner.messages.push((channel_id, message.clone()));
+        message
+    });
+    json_response(200, message)
+}
+
+/// A message object as Discord returns it, built from a create-message style body.
+fn message_object(shared: &Shared, id: u64, channel_id: u64, body: &Value) -> Value {
+    let field = |name: &str, default: Value| body.get(name).cloned().unwrap_or(default);
+    json!({
+        "id": id.to_string(),
+        "channel_id": channel_id.to_string(),
+        "author": shared.bot_user(),
+        "content": field("content", json!("")),
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "edited_timestamp": null,
+        "tts": field("tts", json!(false)),
+        "mention_everyone": false,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": field("embeds", json!([])),
+        "components": field("components", json!([])),
+        "pinned": false,
+        "type": 0,
+        "flags": field("flags", json!(0)),
+    })
+}
+
+/// Discord's 400 `Invalid Form Body` for a field, in its nested `errors` shape.
+fn invalid_form_body(path: &[&str], message: &str) -> Rejection {
+    let mut errors = json!({"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": message}]});
+    for key in path.iter().rev() {
+        let mut level = serde_json::Map::new();
+        level.insert((*key).to_owned(), errors);
+        errors = Value::Object(level);
+    }
+    let body = json!({"message": "Invalid Form Body", "code": 50035, "errors": errors});
+    Rejection { status: 400, body }
+}
+
+fn chars(value: Option<&Value>) -> usize {
+    value
+        .and_then(Value::as_str)
+        .map_or(0, |s| s.chars().count())
+}
+
+/// Checks Discord's length limits on a message body; the 400 Discord would send otherwise.
+fn validate_message(body: &Value) -> Result<(), Rejection> {
+    let content = chars(body.get("content"));
+    if content > MAX_CONTENT_CHARS {
+        return Err(invalid_form_body(
+            &["content"],
+            "Must be 2000 or fewer in length.",
+        ));
+    }
+    let no_embeds = Vec::new();
+    let embeds = body
+        .get("embeds")
+        .and_then(Value::as_array)
+        .unwrap_or(&no_embeds);
+    let empty = ["attachments", "components", "sticker_ids", "poll"]
+        .iter()
+        .all(|k| {
+            body.get(*k)
+                .is_none_or(|v| v.as_array().is_some_and(Vec::is_empty))
+        });
+    if content == 0 && embeds.is_empty() && empty {
+        return Err(Rejection::new(400, "Cannot send an empty message", 50006));
+    }
+    if embeds.len() > MAX_EMBEDS {
+        return Err(invalid_form_body(
+            &["embeds"],
+            "Must be 10 or fewer in length.",
+        ));
+    }
+    let mut total = 0;
+    for (i, embed) in embeds.iter().enumerate() {
+        let i = i.to_string();
+        let limits = [
+            (embed.get("title"), MAX_EMBED_TITLE_CHARS, "title"),
+            (
+                embed.get("description"),
+                MAX_EMBED_DESCRIPTION_CHARS,
+                "description",
+            ),
+            (
+                embed.pointer("/footer/text"),
+                MAX_FOOTER_CHARS,
+                "footer.text",
+            ),
+            (
+                embed.pointer("/author/name"),
+                MAX_AUTHOR_NAME_CHARS,
+                "author.name",
+            ),
+        ];
+        for (value, max, name) in limits {
+            let n = chars(value);
+            if n > max {
+                let message = format!("Must be {max} or fewer in length.");
+                return Err(invalid_form_body(&["embeds", &i, name], &message));
+            }
+            total += n;
+        }
+        let fields = embed.get("fields").and_then(Value::as_array);
+        let fields = fields.map_or(&[][..], Vec::as_slice);
+        if fields.len() > MAX_EMBED_FIELDS {
+            let message = "Must be 25 or fewer in length.";
+            return Err(invalid_form_body(&["embeds", &i, "fields"], message));
+        }
+        for (j, field) in fields.iter().enumerate() {
+            let j = j.to_string();
+            for (key, max) in [
+                ("name", MAX_FIELD_NAME_CHARS),
+                ("value", MAX_FIELD_VALUE_CHARS),
+            ] {
+                let n = chars(field.get(key));
+                if n > max {
+                    let message = format!("Must be {max} or fewer in length.");
+                    let path = ["embeds", &i, "fields", &j, key];
+                    return Err(invalid_form_body(&path, &message));
+                }
+                total += n;
+            }
+        }
+    }
+    if total > MAX_EMBED_TOTAL_CHARS {
+        let message = "Embed size exceeds maximum size of 6000";
+        return Err(invalid_form_body(&["embeds"], message));
+    }
+    Ok(())
+}
+
+fn put_commands(shared: &Shared, guild: Option<u64>, body: &Value) -> Response {
+    let Some(commands) = body.as_array() else {
+        return error_response(400, "Invalid Form Body", 50035);
+    };
+    let echoed = shared.update(|inner| {
+        let previous = inner.commands.get(&guild).cloned().unwrap_or_default();
+        let mut echoed = Vec::new();
+        for command in commands {
+            let mut command = command.clone();
+            // A bulk overwrite keeps the id of a command with the same name, as Discord does.
+            let same = previous
+                .iter()
+                .find(|p| p.get("name") == command.get("name"));
+            let id = match same.and_then(|p| p.get("id")).cloned() {
+                Some(id) => id,
+                None => json!(inner.snowflake().to_string()),
+            };
+            let version = json!(inner.snowflake().to_string());
+            let object = command.as_object_mut().expect("command is an object");
+            object.insert("id".into(), id);
+            object.insert("version".into(), version);
+            object.insert(
+                "application_id".into(),
+                json!(shared.application_id.to_string()),
+            );
+            object.insert("guild_id".into(), json!(guild.map(|g| g.to_string())));
+            object.entry("type").or_insert(json!(1));
+            object.entry("description").or_insert(json!(""));
+            object
+                .entry("default_member_permissions")
+                .or_insert(Value::Null);
+            object.entry("nsfw").or_insert(json!(false));
+            echoed.push(command);
+        }
+        inner.commands.insert(guild, echoed.clone());
+        echoed
+    });
+    json_response(200, json!(echoed))
+}
+
+fn interaction_callback(shared: &Shared, id: &str, token: &str, body: &Value) -> Response {
+    let kind = body.get("type").and_then(Value::as_u64).unwrap_or(0);
+    let data = body.get("data").cloned().unwrap_or(json!({}));
+    if kind == 4 {
+        if let Err(error) = validate_message(&data) {
+            return error.into_response();
+        }
+    }
+    let outcome = shared.update(|inner| {
+        let message_id = inner.snowflake();
+        let record = inner
+            .interactions
+            .iter_mut()
+            .find(|i| i.id.to_string() == id && i.token == token);
+        let Some(record) = record else {
+            return Err(Rejection::new(404, "Unknown interaction", 10062));
+        };
+        if record.callback.is_some() {
+            let message = "Interaction has already been acknowledged.";
+            return Err(Rejection::new(400, message, 40060));
+        }
+        record.callback = Some(body.clone());
+        // 4: reply now; 5: "thinking…", edited later. Both leave an original message.
+        let content = match kind {
+            4 => Some(data),
+            5 => Some(json!({"flags": data.get("flags").cloned().unwrap_or(json!(0))})),
+            _ => None,
+        };
+        if let Some(content) = content {
+            let mut original = message_object(shared, message_id, record.channel_id, &content);
+            original["type"] = json!(20);
+            original["webhook_id"] = json!(shared.application_id.to_string());
+            original["application_id"] = json!(shared.application_id.to_string());
+            record.original = Some(original);
+        }
+        Ok(())
+    });
+    match outcome {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn followup(shared: &Shared, token: &str, body: &Value) -> Response {
+    if let Err(error) = validate_message(body) {
+        return error.into_response();
+    }
+    let outcome = shared.update(|inner| {
+        let message_id = inner.snowflake();
+        let record = inner.interactions.iter_mut().find(|i| i.token == token)?;
+        let mut message = message_object(shared, message_id, record.channel_id, body);
+        message["webhook_id"] = json!(shared.application_id.to_string());
+        message["application_id"] = json!(shared.application_id.to_string());
+        record.followups.push(message.clone());
+        Some(message)
+    });
+    match outcome {
+        Some(message) => json_response(200, message),
+        None => error_response(404, "Unknown Webhook", 10015),
+    }
+}
+
+fn edit_original(shared: &Shared, token: &str, body: &Value) -> Response {
+    let outcome = shared.update(|inner| {
+        let record = inner.interactions.iter_mut().find(|i| i.token == token)?;
+        let original = record.original.as_mut()?;
+        for key in ["content", "embeds", "components", "flags"] {
+            if let Some(value) = body.get(key) {
+                original[key] = value.clone();
+            }
+        }
+        original["edited_timestamp"] = json!(chrono::Utc::now().to_rfc3339());
+        Some(original.clone())
+    });
+    match outcome {
+        Some(message) => match validate_message(&message) {
+            Ok(()) => json_response(200, message),
+            Err(error) => error.into_response(),
+        },
+        None => error_response(404, "Unknown Message", 10008),
+    }
+}
+
+// ----- gateway -----------------------------------------------------------------------------
+
+async fn serve_gateway(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(gateway_session(stream, Arc::clone(&shared)));
+                }
+            }
+        }
+    }
+}
+
+/// One websocket connection: HELLO, then READY on IDENTIFY, RESUMED on RESUME, heartbeat
+/// acks, and the dispatch events a test injects.
+async fn gateway_session(stream: TcpStream, shared: Arc<Shared>) {
+    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Dispatch>();
+    let mut seq: u64 = 0;
+    let hello = json!({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}});
+    if sink.send(WsMessage::Text(hello.to_string())).await.is_err() {
+        return;
+    }
+    loop {
+        let outgoing = tokio::select! {
+            _ = shared.shutdown.cancelled() => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                return;
+            }
+            Some(dispatch) = rx.recv() => {
+                seq += 1;
+                json!({"op": 0, "s": seq, "t": dispatch.event, "d": dispatch.data})
+            }
+            frame = source.next() => match frame {
+                Some(Ok(WsMessage::Text(text))) => {
+                    let payload: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    shared.update(|inner| inner.gateway_received.push(payload.clone()));
+                    match payload.get("op").and_then(Value::as_u64) {
+                        Some(1) => json!({"op": 11}),
+                        Some(2) => {
+                            seq += 1;
+                            let ready = ready_payload(&shared, &payload, seq);
+                            shared.update(|inner| {
+                                inner.shards.push(tx.clone());
+                                inner.identified += 1;
+                            });
+                            ready
+                        }
+                        Some(6) => {
+                            seq = payload.pointer("/d/seq").and_then(Value::as_u64).unwrap_or(seq);
+                            seq += 1;
+                            shared.update(|inner| {
+                                inner.shards.push(tx.clone());
+                                inner.identified += 1;
+                            });
+                            json!({"op": 0, "s": seq, "t": "RESUMED", "d": {}})
+                        }
+                        _ => continue,
+                    }
+                }
+                Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        if sink
+            .send(WsMessage::Text(outgoing.to_string()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn ready_payload(shared: &Shared, identify: &Value, seq: u64) -> Value {
+    let session_id = format!("fake-session-{seq}");
+    json!({
+        "op": 0,
+        "s": seq,
+        "t": "READY",
+        "d": {
+            "v": 10,
+            "user": shared.bot_user(),
+            "guilds": [],
+            "session_id": session_id,
+            "resume_gateway_url": shared.gateway_url,
+            "shard": identify.pointer("/d/shard").cloned().unwrap_or(json!([0, 1])),
+            "application": {"id": shared.application_id.to_string(), "flags": 0},
+        },
+    })
+}

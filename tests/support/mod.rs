@@ -1,0 +1,7 @@
+//! Test support shared by the integration tests.
+//!
+//! Each integration test binary compiles this module on its own and uses only part of it,
+//! hence the crate-wide `dead_code` allowance below (the one place it is allowed).
+#![allow(dead_code)]
+
+pub mod fake_discord;
