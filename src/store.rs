@@ -266,6 +266,12 @@ impl Store {
         })
     }
 
+    /// Another tree in the same database, for parts that keep state of their own
+    /// (Discord delivery, mutes).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
     /// Writes everything to disk.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
