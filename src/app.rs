@@ -125,3 +125,64 @@ pub fn cbs_client(settings: &Settings) -> anyhow::Result<CbsClient> {
     })
     .context("setting up the CBS client")
 }
+
+/// `restorewatch check`: asks the CBS once per watched user for today and prints what it
+/// found. Returns whether every call succeeded.
+pub async fn check(
+    settings: &Settings,
+    clock: SharedClock,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<bool> {
+    let client = cbs_client(settings)?;
+    let today = clock
+        .now()
+        .with_timezone(&settings.cbs.timezone)
+        .date_naive();
+    writeln!(
+        out,
+        "config OK; asking {} ({}) for {today} ({})",
+        settings.cbs.server_name, settings.cbs.url, settings.cbs.timezone
+    )?;
+    if settings.watch.is_empty() {
+        writeln!(
+            out,
+            "no [[watch]] users in the config (users added from chat live in the store)"
+        )?;
+    }
+    let mut all_ok = true;
+    for user in &settings.watch {
+        match client
+            .list_restore_jobs(&user.login, &user.owner, today)
+            .await
+        {
+            Ok(list) => {
+                let mut counts = crate::event::ClassCounts::new();
+                for job in &list.jobs {
+                    *counts.entry(job.class).or_default() += 1;
+                }
+                let counts: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
+                writeln!(
+                    out,
+                    "  {}: {} job(s){}{}",
+                    user.login,
+                    list.jobs.len(),
+                    if counts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", counts.join(", "))
+                    },
+                    if list.skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} unreadable item(s) skipped)", list.skipped.len())
+                    },
+                )?;
+            }
+            Err(e) => {
+                all_ok = false;
+                writeln!(out, "  {}: FAILED: {e}", user.login)?;
+            }
+        }
+    }
+    Ok(all_ok)
+}

@@ -425,7 +425,7 @@ const DEFAULT_MIDNIGHT_GRACE: &str = "6h";
 const DEFAULT_MAX_CATCH_UP_DAYS: i64 = 7;
 const MAX_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 0..=31;
 const DEFAULT_STUCK_AFTER: &str = "12h";
-const DEFAULT_ALERT_CLASSES: [StatusClass; 3] = [
+pub const DEFAULT_ALERT_CLASSES: [StatusClass; 3] = [
     StatusClass::PartialFailure,
     StatusClass::Failure,
     StatusClass::Unknown,

@@ -14,6 +14,7 @@ pub mod app;
 pub mod cbs;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod event;
 pub mod poller;
 pub mod render;

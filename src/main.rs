@@ -1,1 +1,253 @@
-fn main() {}
+//! The `restorewatch` binary: parses the command line, sets up logging, loads the
+//! configuration and hands over to the library.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use restorewatch::app::{self, App};
+use restorewatch::clock::{SharedClock, SystemClock};
+use restorewatch::config::Settings;
+use restorewatch::demo::{run_demo, DemoOptions};
+use restorewatch::render::RenderOptions;
+use restorewatch::simulator::{serve, Pace, SimulateArgs, WorkloadSource};
+use restorewatch::sink::ConsoleSink;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a configuration that does not load.
+const EXIT_CONFIG: u8 = 2;
+
+/// Watches AhsayCBS restore jobs and tells the team in Discord when one fails.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (else $RESTOREWATCH_CONFIG, else config/restorewatch.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Poll on schedule and deliver until SIGINT/SIGTERM (the default).
+    Run,
+    /// One poll cycle and delivery, then exit (1 if a CBS call or the delivery failed).
+    Once,
+    /// Check the configuration and ask the CBS about each watched user for today.
+    Check,
+    /// Run the CBS simulator as a server of its own.
+    Simulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8620")]
+        listen: SocketAddr,
+        /// Serve the jobs of this scenario file (see config/scenario.example.toml).
+        #[arg(long, conflicts_with_all = ["users", "seed"])]
+        scenario: Option<PathBuf>,
+        /// Generate a workload for this many users.
+        #[arg(long, default_value_t = 20)]
+        users: usize,
+        /// Seed of the generated workload.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The simulated server's time zone.
+        #[arg(long, default_value = "UTC")]
+        timezone: chrono_tz::Tz,
+    },
+    /// Show restorewatch at work against a built-in simulator, no CBS or Discord needed.
+    Demo {
+        /// Stop after this long at the latest (e.g. 90s, 2m).
+        #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Simulated backup users.
+        #[arg(long, default_value_t = 6)]
+        users: usize,
+        /// Seed of the simulated workload.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RESTOREWATCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the settings, or prints the one-line reason and picks the config exit code.
+fn settings(cli_config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
+    Settings::load(cli_config).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let config = cli.config.as_deref();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let settings = match settings(config) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let shutdown = shutdown_on_signal();
+            let app = App::build(settings, clock)?;
+            let sink = console_sink(&app.settings);
+            tracing::info!(schedule = %app.settings.poll.schedule, "restorewatch running");
+            app.run_loop(&sink, shutdown).await?;
+            tracing::info!("restorewatch stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Once => {
+            let settings = match settings(config) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let app = App::build(settings, clock)?;
+            let sink = console_sink(&app.settings);
+            let (cycle, drained) = app.cycle_and_deliver(&sink).await?;
+            app.store.flush()?;
+            let s = &cycle.summary;
+            eprintln!(
+                "cycle done: {} users, {} requests, {} errors, {} alerts; {} events delivered, {} pending",
+                s.users_polled, s.requests, s.errors.len(), s.alerts, drained.delivered, drained.pending
+            );
+            if let Some(e) = &drained.error {
+                eprintln!("error: delivery failed: {e}");
+            }
+            for e in &s.errors {
+                eprintln!("error: {} on {}: {}", e.login_name, e.date, e.message);
+            }
+            Ok(if cycle.ok() && drained.error.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Check => {
+            let settings = match settings(config) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let ok = app::check(&settings, clock, &mut std::io::stdout()).await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Simulate {
+            listen,
+            scenario,
+            users,
+            seed,
+            timezone,
+        } => {
+            let source = match scenario {
+                Some(path) => WorkloadSource::Scenario(path),
+                None => WorkloadSource::Generated {
+                    users,
+                    seed,
+                    pace: Pace::Realistic,
+                },
+            };
+            let args = SimulateArgs {
+                timezone,
+                ..SimulateArgs::new(listen, source)
+            };
+            serve(args, shutdown_on_signal())
+                .await
+                .context("simulator")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            duration,
+            users,
+            seed,
+        } => {
+            let options = DemoOptions {
+                max_duration: duration,
+                users,
+                seed,
+            };
+            let report =
+                run_demo(options, Box::new(std::io::stdout()), shutdown_on_signal()).await?;
+            println!(
+                "demo finished: {} poll cycles, {} jobs recorded, {} alerts, {} events shown{}",
+                report.cycles,
+                report.jobs_recorded,
+                report.alerts,
+                report.events_delivered,
+                if report.completed {
+                    ""
+                } else {
+                    " (stopped before every job ended)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn console_sink(settings: &Settings) -> ConsoleSink {
+    ConsoleSink::stdout(RenderOptions {
+        mention_role: None,
+        timezone: settings.cbs.timezone,
+    })
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,157 @@
+//! `restorewatch demo`: the whole loop on a fresh machine, with no CBS and no Discord.
+//!
+//! Starts the CBS simulator in-process with a compressed generated workload (jobs start
+//! within half a minute and run for seconds), keeps state in a temporary directory, polls
+//! every [`DEMO_POLL_EVERY_SECS`] seconds and prints every event as the card Discord would
+//! show. It stops by itself once every simulated job has ended and its news was shown, or
+//! when the time limit or Ctrl-C comes first.
+
+use crate::app::App;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{
+    CbsSettings, DigestSettings, PollSettings, Settings, StateSettings, WatchEntry,
+    DEFAULT_ALERT_CLASSES,
+};
+use crate::render::RenderOptions;
+use crate::schedule::CronSchedule;
+use crate::simulator::{generate, GenParams, Pace, SimConfig, Simulator};
+use crate::sink::ConsoleSink;
+use anyhow::Context as _;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Seconds between demo poll cycles.
+pub const DEMO_POLL_EVERY_SECS: u32 = 2;
+
+/// What the demo runs.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Upper bound on the demo's length.
+    pub max_duration: Duration,
+    pub users: usize,
+    pub seed: u64,
+}
+
+/// What the demo did, for its closing line and for tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DemoReport {
+    pub cycles: u32,
+    pub jobs_recorded: usize,
+    pub alerts: u32,
+    pub events_delivered: usize,
+    /// Every simulated job had ended and been seen before the demo stopped.
+    pub completed: bool,
+}
+
+/// Runs the demo, printing cards to `out`, until done, `max_duration`, or `shutdown`.
+pub async fn run_demo(
+    options: DemoOptions,
+    out: Box<dyn Write + Send>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<DemoReport> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let tz = chrono_tz::UTC;
+    let workload = generate(&GenParams {
+        users: options.users,
+        seed: options.seed,
+        anchor: clock.now(),
+        pace: Pace::Compressed,
+        timezone: tz,
+    });
+    let last_end = workload.jobs.iter().filter_map(|j| j.end).max();
+    let watch = workload
+        .users
+        .iter()
+        .map(|u| WatchEntry {
+            login: u.login.clone(),
+            owner: u.owner.clone(),
+        })
+        .collect();
+    let sim_config = SimConfig {
+        timezone: tz,
+        ..SimConfig::with_clock(clock.clone())
+    };
+    let (sys_user, sys_pwd) = (sim_config.sys_user.clone(), sim_config.sys_pwd.clone());
+    let sim = Simulator::new(sim_config)
+        .with_workload(workload)
+        .start()
+        .await
+        .context("starting the CBS simulator")?;
+    let state = tempfile::tempdir().context("creating a temporary state directory")?;
+    let every = format!("*/{DEMO_POLL_EVERY_SECS} * * * * *");
+    let settings = Settings {
+        cbs: CbsSettings {
+            url: sim.url(),
+            server_name: "demo-cbs".into(),
+            sys_user,
+            sys_pwd: sys_pwd.into(),
+            timezone: tz,
+            request_timeout: Duration::from_secs(5),
+            max_concurrency: 8,
+            ca_cert: None,
+        },
+        watch,
+        poll: PollSettings {
+            schedule: CronSchedule::parse(&every, tz)?,
+            midnight_grace: Duration::from_secs(6 * 3600),
+            max_catch_up_days: 7,
+            stuck_after: Duration::from_secs(12 * 3600),
+            alert_classes: DEFAULT_ALERT_CLASSES.into(),
+        },
+        state: StateSettings {
+            path: state.path().to_owned(),
+            retention_days: 35,
+        },
+        discord: None,
+        digest: DigestSettings {
+            schedule: CronSchedule::parse("0 8 * * *", tz)?,
+        },
+    };
+    let mut out = out;
+    writeln!(
+        out,
+        "restorewatch demo: CBS simulator at {} with {} users; polling every {DEMO_POLL_EVERY_SECS}s \
+         (state in {}). Alerts and summaries appear below as they would in Discord.\n",
+        sim.url(),
+        options.users,
+        state.path().display()
+    )?;
+    let sink = ConsoleSink::new(
+        RenderOptions {
+            mention_role: None,
+            timezone: tz,
+        },
+        out,
+    );
+    let app = App::build(settings, clock.clone())?;
+    let deadline = tokio::time::Instant::now() + options.max_duration;
+    let mut report = DemoReport::default();
+    loop {
+        let now = clock.now();
+        let Some(next) = app.settings.poll.schedule.next_after(now) else {
+            break;
+        };
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let cycle_start = clock.now();
+        let (cycle, drained) = app.cycle_and_deliver(&sink).await?;
+        report.cycles += 1;
+        report.alerts += cycle.summary.alerts;
+        report.events_delivered += drained.delivered;
+        // Done once a cycle that began after the last job ended has been shown.
+        if last_end.is_none_or(|end| cycle_start > end) && drained.pending == 0 {
+            report.completed = true;
+            break;
+        }
+    }
+    report.jobs_recorded = app.store.job_count();
+    app.store.flush()?;
+    sim.shutdown().await;
+    Ok(report)
+}
