@@ -22,7 +22,7 @@ pub use scenario::{Scenario, ScenarioError};
 pub use server::{
     INCORRECT_CREDENTIALS_MESSAGE, LIST_RESTORE_JOB_STATUS_PATH, PASSWORD_EXPIRED_MESSAGE,
 };
-pub use standalone::{serve, SimulateArgs, WorkloadSource};
+pub use standalone::{serve, serve_on, SimulateArgs, WorkloadSource};
 pub use workload::{generate, GenParams, Pace, Workload};
 
 use crate::cbs::model::RestoreJob;

@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Where the standalone simulator's jobs come from.
@@ -46,8 +47,20 @@ impl SimulateArgs {
     }
 }
 
-/// Runs the simulator until `shutdown` is cancelled.
+/// Listens on `args.listen` and runs the simulator until `shutdown` is cancelled.
 pub async fn serve(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    serve_on(listener, args, shutdown).await
+}
+
+/// Like [`serve`] on a listener the caller bound (`args.listen` is not used).
+pub async fn serve_on(
+    listener: TcpListener,
+    args: SimulateArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     let now = clock.now();
     let (timezone, workload): (Tz, Workload) = match &args.source {
@@ -66,9 +79,6 @@ pub async fn serve(args: SimulateArgs, shutdown: CancellationToken) -> anyhow::R
             (args.timezone, generate(&params))
         }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let config = SimConfig {
         sys_user: args.sys_user.clone(),
         sys_pwd: args.sys_pwd.clone(),

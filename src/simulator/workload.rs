@@ -49,6 +49,21 @@ pub enum Pace {
     Compressed,
 }
 
+impl std::str::FromStr for Pace {
+    type Err = String;
+
+    /// `realistic` or `compressed` (for the command line).
+    fn from_str(s: &str) -> Result<Pace, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "realistic" => Ok(Pace::Realistic),
+            "compressed" => Ok(Pace::Compressed),
+            other => Err(format!(
+                "pace {other:?} is neither \"realistic\" nor \"compressed\""
+            )),
+        }
+    }
+}
+
 /// What to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GenParams {
@@ -280,6 +295,13 @@ mod tests {
             pace,
             timezone: chrono_tz::Europe::Berlin,
         }
+    }
+
+    #[test]
+    fn pace_from_the_command_line() {
+        assert_eq!("compressed".parse(), Ok(Pace::Compressed));
+        assert_eq!("Realistic".parse(), Ok(Pace::Realistic));
+        assert!("fast".parse::<Pace>().unwrap_err().contains("\"fast\""));
     }
 
     #[test]

@@ -1,0 +1,484 @@
+//! The CBS client against the simulator on loopback: decoding, every error kind, the
+//! timeout bound, and that the system password never leaks into messages.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use restorewatch::cbs::model::StatusClass;
+use restorewatch::cbs::{CbsClient, CbsClientConfig, CbsError};
+use restorewatch::clock::ManualClock;
+use restorewatch::event::OutageReason;
+use restorewatch::simulator::faults::MALFORMED_BODIES;
+use restorewatch::simulator::{
+    Faults, LoginFault, Quirks, SimConfig, SimHandle, SimJob, Simulator,
+    INCORRECT_CREDENTIALS_MESSAGE, PASSWORD_EXPIRED_MESSAGE,
+};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Distinctive, so a leak anywhere in a message is found by a substring search.
+const PASSWORD: &str = "Pw-q7Zx3-NEVER-PRINT-ME-81kd";
+const BERLIN: Tz = chrono_tz::Europe::Berlin;
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn now() -> DateTime<Utc> {
+    // 2024-06-26 14:00 in Berlin.
+    Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap()
+}
+
+fn date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()
+}
+
+async fn sim() -> SimHandle {
+    let config = SimConfig {
+        sys_pwd: PASSWORD.to_owned(),
+        timezone: BERLIN,
+        ..SimConfig::with_clock(Arc::new(ManualClock::new(now())))
+    };
+    Simulator::new(config)
+        .start()
+        .await
+        .expect("simulator starts")
+}
+
+fn config(url: reqwest::Url, pwd: &str) -> CbsClientConfig {
+    CbsClientConfig {
+        url,
+        server_name: "cbs-test".to_owned(),
+        sys_user: "api".to_owned(),
+        sys_pwd: pwd.to_owned().into(),
+        timezone: BERLIN,
+        request_timeout: TIMEOUT,
+        ca_cert: None,
+    }
+}
+
+fn client(sim: &SimHandle) -> CbsClient {
+    CbsClient::new(config(sim.url(), PASSWORD)).expect("client builds")
+}
+
+/// A finished job of `obm` on 2024-06-26, 13:25:13 to 13:25:21 Berlin time.
+fn job() -> SimJob {
+    SimJob {
+        login: "obm".into(),
+        owner: "".into(),
+        user_id: "1687755000001".into(),
+        backup_set_id: "1687755057644".into(),
+        backup_set_name: "default-backup-set-name-1".into(),
+        start: Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 13).unwrap(),
+        end: Some(Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 21).unwrap()),
+        final_status: "RESTORE_STOP_SUCCESS_WITH_ERROR".into(),
+        size_bytes: 7_340_032,
+        client_version: "9.11.0.0".into(),
+        destination_id: Some("1687755083984".into()),
+        success_databases: vec!["master".into()],
+        missed_databases: vec!["sales".into(), "crm".into()],
+        success_virtual_machines: vec![],
+        missed_virtual_machines: vec![],
+        success_public_folders: vec![],
+        missed_public_folders: vec![],
+        quirks: Quirks::default(),
+    }
+}
+
+/// Every message and debug form of an error, to search for the password.
+fn all_forms<T: std::fmt::Debug>(value: &T) -> String {
+    format!("{value:?}\n{value:#?}")
+}
+
+fn assert_no_password(text: &str) {
+    assert!(!text.contains(PASSWORD), "password leaked: {text}");
+    assert!(!text.contains("NEVER-PRINT"), "password leaked: {text}");
+}
+
+#[tokio::test]
+async fn success_decodes_every_field() {
+    let sim = sim().await;
+    sim.add_job(job());
+    let list = client(&sim)
+        .list_restore_jobs("obm", "", date())
+        .await
+        .expect("request succeeds");
+    assert!(list.skipped.is_empty(), "{:?}", list.skipped);
+    assert_eq!(list.jobs, sim.expected("cbs-test", "obm", date()));
+    let got = &list.jobs[0];
+    assert_eq!(got.server, "cbs-test");
+    assert_eq!(got.login_name, "obm");
+    assert_eq!(got.user_id, "1687755000001");
+    assert_eq!(got.backup_set_id, "1687755057644");
+    assert_eq!(got.backup_set_name, "default-backup-set-name-1");
+    assert_eq!(got.job_id, "2024-06-26-13-25-13");
+    assert_eq!(
+        got.start_time.unwrap().to_rfc3339(),
+        "2024-06-26T13:25:13+02:00"
+    );
+    assert_eq!(got.duration_secs(), Some(8));
+    assert_eq!(got.restore_size_bytes, 7_340_032);
+    assert_eq!(got.raw_status, "RESTORE_STOP_SUCCESS_WITH_ERROR");
+    assert_eq!(got.class, StatusClass::PartialFailure);
+    assert_eq!(got.client_version.as_deref(), Some("9.11.0.0"));
+    assert_eq!(got.destination_id.as_deref(), Some("1687755083984"));
+    assert_eq!(got.success_databases, ["master"]);
+    assert_eq!(got.missed_databases, ["sales", "crm"]);
+    // Another date lists nothing.
+    let other = client(&sim)
+        .list_restore_jobs("obm", "", date().succ_opt().unwrap())
+        .await
+        .unwrap();
+    assert!(other.jobs.is_empty());
+}
+
+#[tokio::test]
+async fn wrong_password_is_an_api_error_with_the_vendor_message() {
+    let sim = sim().await;
+    sim.add_job(job());
+    let wrong = CbsClient::new(config(sim.url(), "not-the-password")).unwrap();
+    let err = wrong
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    let CbsError::Api {
+        message, expt_type, ..
+    } = &err
+    else {
+        panic!("expected an API error, got {err:?}");
+    };
+    assert_eq!(message, INCORRECT_CREDENTIALS_MESSAGE);
+    assert_eq!(expt_type.as_deref(), Some("com.ahsay.obs.core.dbs.c"));
+    assert_eq!(err.outage_reason(), Some(OutageReason::AuthFailed));
+    assert!(err
+        .to_string()
+        .contains("Incorrect system username/password"));
+}
+
+#[tokio::test]
+async fn expired_password_is_its_own_error() {
+    let sim = sim().await;
+    sim.add_job(job());
+    sim.set_password_expired(true);
+    let err = client(&sim)
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    let CbsError::PasswordExpired { message, .. } = &err else {
+        panic!("expected PasswordExpired, got {err:?}");
+    };
+    assert_eq!(message, PASSWORD_EXPIRED_MESSAGE);
+    assert_eq!(err.outage_reason(), Some(OutageReason::PasswordExpired));
+    sim.set_password_expired(false);
+    assert!(client(&sim)
+        .list_restore_jobs("obm", "", date())
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn http_500_is_an_http_error() {
+    let sim = sim().await;
+    sim.add_job(job());
+    sim.set_faults(Faults {
+        http_500_ratio: 1.0,
+        ..Faults::default()
+    });
+    let err = client(&sim)
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    let CbsError::Http {
+        status, snippet, ..
+    } = &err
+    else {
+        panic!("expected Http, got {err:?}");
+    };
+    assert_eq!(status.as_u16(), 500);
+    assert!(snippet.contains("Internal Server Error"), "{snippet}");
+    assert_eq!(err.outage_reason(), Some(OutageReason::Unreachable));
+}
+
+#[tokio::test]
+async fn malformed_body_is_a_decode_error_with_a_snippet() {
+    let sim = sim().await;
+    sim.add_job(job());
+    sim.set_faults(Faults {
+        malformed_ratio: 1.0,
+        seed: 3,
+        ..Faults::default()
+    });
+    let client = client(&sim);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let err = client
+            .list_restore_jobs("obm", "", date())
+            .await
+            .unwrap_err();
+        let CbsError::Decode {
+            reason, snippet, ..
+        } = &err
+        else {
+            panic!("expected Decode, got {err:?}");
+        };
+        assert!(!reason.is_empty());
+        assert!(MALFORMED_BODIES.contains(&snippet.as_str()), "{snippet:?}");
+        seen.insert(snippet.clone());
+        assert_eq!(err.outage_reason(), Some(OutageReason::Unreachable));
+    }
+    assert!(seen.len() >= 2, "the bad bodies should vary: {seen:?}");
+}
+
+#[tokio::test]
+async fn unknown_user_is_a_per_user_error_not_an_outage() {
+    let sim = sim().await;
+    sim.add_job(job());
+    let client = client(&sim);
+    let err = client
+        .list_restore_jobs("nobody", "", date())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CbsError::Api { message, .. } if message.contains("not found")),
+        "{err:?}"
+    );
+    assert_eq!(err.outage_reason(), None);
+    // The wrong owner is "not found" too; the right one works.
+    assert!(client
+        .list_restore_jobs("obm", "reseller-x", date())
+        .await
+        .is_err());
+    sim.set_login_fault(
+        "obm",
+        Some(LoginFault::ApiError("Backup user is suspended".into())),
+    );
+    let err = client
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Backup user is suspended"),
+        "{err}"
+    );
+    assert_eq!(err.outage_reason(), None);
+}
+
+#[tokio::test]
+async fn timeout_ends_within_the_configured_bound() {
+    let sim = sim().await;
+    sim.add_job(job());
+    sim.set_faults(Faults {
+        latency: std::time::Duration::from_secs(60),
+        ..Faults::default()
+    });
+    let bound = std::time::Duration::from_millis(300);
+    let client = CbsClient::new(CbsClientConfig {
+        request_timeout: bound,
+        ..config(sim.url(), PASSWORD)
+    })
+    .unwrap();
+    let started = Instant::now();
+    let err = client
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(err, CbsError::Timeout { .. }), "{err:?}");
+    assert!(elapsed >= bound, "gave up early: {elapsed:?}");
+    assert!(
+        elapsed < bound + std::time::Duration::from_secs(2),
+        "took {elapsed:?}"
+    );
+    assert_eq!(err.outage_reason(), Some(OutageReason::Unreachable));
+    assert!(err.to_string().contains("0.3s"), "{err}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url = reqwest::Url::parse(&format!("http://{addr}")).unwrap();
+    let err = CbsClient::new(config(url, PASSWORD))
+        .unwrap()
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CbsError::Connect { .. }), "{err:?}");
+    assert_eq!(err.outage_reason(), Some(OutageReason::Unreachable));
+    assert!(
+        err.to_string().starts_with("cannot reach cbs-test"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn base_url_may_carry_the_api_path_or_a_wrong_prefix_shows_as_404() {
+    let sim = sim().await;
+    sim.add_job(job());
+    let with_api_path = sim.url().join("obs/api/json/").unwrap();
+    let list = CbsClient::new(config(with_api_path, PASSWORD))
+        .unwrap()
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap();
+    assert_eq!(list.jobs.len(), 1);
+    let wrong_prefix = sim.url().join("cbs/").unwrap();
+    let err = CbsClient::new(config(wrong_prefix, PASSWORD))
+        .unwrap()
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CbsError::Http { status, .. } if status.as_u16() == 404),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_ca_file_is_a_setup_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.pem");
+    let garbage = dir.path().join("garbage-ca.pem");
+    std::fs::write(&garbage, "this is not a certificate\n").unwrap();
+    for path in [missing, garbage] {
+        let url = reqwest::Url::parse("https://cbs.example.com").unwrap();
+        let err = CbsClient::new(CbsClientConfig {
+            ca_cert: Some(path.clone()),
+            ..config(url, PASSWORD)
+        })
+        .unwrap_err();
+        assert!(matches!(err, CbsError::Setup(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert_no_password(&all_forms(&err));
+    }
+}
+
+#[tokio::test]
+async fn the_password_never_shows_in_debug_or_display() {
+    let sim = sim().await;
+    sim.add_job(job());
+    let cfg = config(sim.url(), PASSWORD);
+    assert_no_password(&all_forms(&cfg));
+    let client = CbsClient::new(cfg).unwrap();
+    assert_no_password(&all_forms(&client));
+
+    let mut errors = Vec::new();
+    let ask = |c: CbsClient| async move { c.list_restore_jobs("obm", "", date()).await };
+    // Api: a simulator with another password refuses ours.
+    let other = Simulator::new(SimConfig::with_clock(Arc::new(ManualClock::new(now()))))
+        .start()
+        .await
+        .unwrap();
+    errors.push(
+        ask(CbsClient::new(config(other.url(), PASSWORD)).unwrap())
+            .await
+            .unwrap_err(),
+    );
+    sim.set_password_expired(true);
+    errors.push(ask(client.clone()).await.unwrap_err());
+    sim.set_password_expired(false);
+    for faults in [
+        Faults {
+            http_500_ratio: 1.0,
+            ..Faults::default()
+        },
+        Faults {
+            malformed_ratio: 1.0,
+            ..Faults::default()
+        },
+    ] {
+        sim.set_faults(faults);
+        errors.push(ask(client.clone()).await.unwrap_err());
+    }
+    sim.set_faults(Faults {
+        latency: std::time::Duration::from_secs(60),
+        ..Faults::default()
+    });
+    let impatient = CbsClient::new(CbsClientConfig {
+        request_timeout: std::time::Duration::from_millis(100),
+        ..config(sim.url(), PASSWORD)
+    })
+    .unwrap();
+    errors.push(ask(impatient).await.unwrap_err());
+    sim.set_faults(Faults::default());
+    sim.set_down(true).await.unwrap();
+    errors.push(ask(client.clone()).await.unwrap_err());
+    errors.push(
+        CbsClient::new(CbsClientConfig {
+            ca_cert: Some("/nonexistent/ca.pem".into()),
+            ..config(sim.url(), PASSWORD)
+        })
+        .unwrap_err(),
+    );
+
+    let kinds: Vec<&str> = errors
+        .iter()
+        .map(|e| match e {
+            CbsError::Connect { .. } => "connect",
+            CbsError::Timeout { .. } => "timeout",
+            CbsError::Http { .. } => "http",
+            CbsError::Api { .. } => "api",
+            CbsError::PasswordExpired { .. } => "expired",
+            CbsError::Decode { .. } => "decode",
+            CbsError::Setup(_) => "setup",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["api", "expired", "http", "decode", "timeout", "connect", "setup"]
+    );
+    for e in &errors {
+        assert_no_password(&format!("{e}\n{e:#}"));
+        assert_no_password(&all_forms(e));
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_quirk_spelling_decodes_back_to_the_same_job() {
+    let sim = sim().await;
+    let day_start = Utc.with_ymd_and_hms(2024, 6, 26, 4, 0, 0).unwrap();
+    // Each quirk combination twice: once finished at "now", once still running.
+    for bits in 0..(1u32 << Quirks::COUNT) {
+        for running in [false, true] {
+            let start = day_start + Duration::minutes(i64::from(bits * 2 + u32::from(running)));
+            assert!(start < now());
+            let end = if running {
+                now() + Duration::hours(1)
+            } else {
+                start + Duration::seconds(30)
+            };
+            sim.add_job(SimJob {
+                start,
+                end: Some(end),
+                quirks: Quirks::from_bits(bits),
+                destination_id: (bits % 3 != 0).then(|| format!("dest-{bits}")),
+                client_version: if bits % 5 == 0 {
+                    String::new()
+                } else {
+                    "10.1.0.0".into()
+                },
+                size_bytes: u64::from(bits) * 1_000_003,
+                ..job()
+            });
+        }
+    }
+    let list = client(&sim)
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap();
+    assert!(list.skipped.is_empty(), "{:?}", list.skipped);
+    let expected = sim.expected("cbs-test", "obm", date());
+    assert_eq!(expected.len(), 2 << Quirks::COUNT);
+    assert_eq!(list.jobs.len(), expected.len());
+    for (got, want) in list.jobs.iter().zip(&expected) {
+        assert_eq!(got, want);
+    }
+    let running = list
+        .jobs
+        .iter()
+        .filter(|j| j.class == StatusClass::Running)
+        .count();
+    assert_eq!(running, 1 << Quirks::COUNT);
+}
