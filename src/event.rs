@@ -5,6 +5,7 @@
 //! sinks decide how they look.
 
 use crate::cbs::model::{RestoreJob, StatusClass};
+use crate::digest::Digest;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -58,6 +59,8 @@ pub enum EventKind {
         down_since: DateTime<Utc>,
         recovered_at: DateTime<Utc>,
     },
+    /// One day of restore jobs, built on the digest schedule.
+    Digest(Digest),
 }
 
 /// Why the backup server counts as down.

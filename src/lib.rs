@@ -5,16 +5,22 @@
 //! - [`event`]: what the poller has to tell the chat.
 //! - [`store`]: the sled store: jobs seen, the outbox, the watch list, health.
 //! - [`sink`]: the `Sink` trait, the console sink and the outbox drain.
+//! - [`digest`]: the daily digest of one day's jobs, computed from the store, and its cards.
 //! - [`render`]: events as Discord-limit-safe embeds and plain-text cards.
 //! - [`clock`]: "now", injectable.
 //! - [`config`]: the TOML file and environment, checked into typed [`config::Settings`].
 //! - [`schedule`]: cron schedules in the backup server's time zone.
+//! - [`simulator`]: a stand-in CBS for tests, the demo and `restorewatch simulate`.
+//! - [`poller`]: one poll cycle: which users and dates, what changed, which events.
+//! - [`app`]: the running program: parts built from the settings, the schedule loop.
+//! - [`demo`]: `restorewatch demo`, the whole loop against the built-in simulator.
 
 pub mod app;
 pub mod cbs;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod digest;
 pub mod event;
 pub mod poller;
 pub mod render;

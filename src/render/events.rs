@@ -10,6 +10,7 @@ use super::text::{
 };
 use super::RenderOptions;
 use crate::cbs::model::{RestoreJob, ServerTime, StatusClass};
+use crate::digest::render_digest;
 use crate::event::{ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError};
 use chrono::{DateTime, Utc};
 
@@ -31,9 +32,16 @@ const LIST_ITEM_MAX_CHARS: usize = 200;
 /// One poll error's message in the summary (characters).
 const POLL_ERROR_MESSAGE_MAX_CHARS: usize = 300;
 
-/// The embeds that show `event` (one today; a list so an event may need more later).
+/// The embeds that show `event`: one, except a digest, whose lists may need several.
 pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
     let embed = match &event.kind {
+        EventKind::Digest(digest) => {
+            let mut embeds = render_digest(digest);
+            if let Some(summary) = embeds.first_mut() {
+                summary.timestamp = Some(event.created_at);
+            }
+            return embeds;
+        }
         EventKind::JobFinished { job } => job_finished(job, event.created_at),
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
         EventKind::Baseline {
@@ -56,8 +64,9 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
 }
 
 /// Whether the event should ping the on-call role: failed, unknown and stuck jobs and an
-/// unreachable backup server need a person; summaries, baselines, recoveries and jobs that
-/// ended well enough (success, warning, cancelled) do not.
+/// unreachable backup server need a person; summaries, digests, baselines, recoveries and
+/// jobs that ended well enough (success, warning, cancelled) do not (a digest's failures
+/// were each alerted when they happened).
 pub fn wants_ping(event: &Event) -> bool {
     match &event.kind {
         EventKind::JobFinished { job } => matches!(
@@ -67,7 +76,8 @@ pub fn wants_ping(event: &Event) -> bool {
         EventKind::JobStuck { .. } | EventKind::CbsUnreachable { .. } => true,
         EventKind::Baseline { .. }
         | EventKind::CycleSummary(_)
-        | EventKind::CbsRecovered { .. } => false,
+        | EventKind::CbsRecovered { .. }
+        | EventKind::Digest(_) => false,
     }
 }
 

@@ -1,0 +1,1015 @@
+//! The daily digest: one day of restore jobs (a calendar day in the backup server's zone)
+//! in numbers, with every failure, the jobs still running or stuck, a per-owner breakdown,
+//! the poller's health and what still waits in the outbox.
+//!
+//! [`Digest::compute`] is a pure function over job records, unit-tested without sled;
+//! [`Digest::from_store`] feeds it from the store. The result is plain serde data because it
+//! travels through the outbox as JSON inside [`EventKind::Digest`], like any other event, so
+//! a digest is delivered exactly once and survives a Discord outage. [`render_digest`] turns
+//! it into embeds: a summary card first, then one card per list, where a long list
+//! continues over as many cards as it needs instead of being cut; the ordinary
+//! [`pack`](crate::render::pack) spreads those cards over messages.
+
+use crate::cbs::model::StatusClass;
+use crate::event::{ClassCounts, Event, EventKind};
+use crate::render::{
+    class_colour, code_span, cut, escape_markdown, pack, plural, to_text, Embed, EmbedField,
+    RenderOptions, COLOUR_INFO, COLOUR_STUCK, EMBED_DESCRIPTION_MAX_CHARS,
+};
+use crate::store::{DayHealth, JobRecord, Store, StoreError};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How the job list shows a job whose owner field is empty (a sub-admin's own user).
+pub const NO_OWNER_LABEL: &str = "(no owner)";
+
+/// A login, owner or backup-set name in a list line, after escaping (characters): one
+/// absurdly long name must not push the rest of the list out of a card.
+const LIST_NAME_MAX_CHARS: usize = 80;
+
+/// One day of restore jobs, ready to tell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Digest {
+    /// The calendar day, in the backup server's zone.
+    pub date: NaiveDate,
+    /// The backup server's zone name (`Europe/Berlin`).
+    pub timezone: String,
+    /// Jobs per class; classes without jobs are left out.
+    pub totals: ClassCounts,
+    /// Successes and warnings over finished jobs, 0.0 to 1.0; `None` without finished jobs.
+    pub success_rate: Option<f64>,
+    /// Failures, partial failures and unknown outcomes, by time (end, else start).
+    pub failures: Vec<DigestJob>,
+    /// Jobs still running, no stuck notice sent, by start time.
+    pub running: Vec<DigestJob>,
+    /// Jobs still running that were reported as stuck, by start time.
+    pub stuck: Vec<DigestJob>,
+    /// Jobs per class for each owner; the empty owner is a user without one.
+    pub owners: BTreeMap<String, ClassCounts>,
+    pub health: DigestHealth,
+    /// Events in the outbox when the digest was built (the digest itself not included).
+    pub undelivered: usize,
+    /// Channels Discord refuses to let the bot post in, as the sink names them.
+    pub refused_channels: Vec<String>,
+}
+
+/// One job as the digest lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DigestJob {
+    pub login_name: String,
+    pub owner: String,
+    /// The backup-set name, or its ID when the server sent no name.
+    pub backup_set: String,
+    /// The status code exactly as the server sent it.
+    pub raw_status: String,
+    pub class: StatusClass,
+    /// Wall-clock times as the server reported them (its offset kept).
+    pub start_time: Option<DateTime<FixedOffset>>,
+    pub end_time: Option<DateTime<FixedOffset>>,
+}
+
+/// The poller's day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestHealth {
+    pub cycles: u32,
+    pub request_errors: u32,
+    /// Minutes the backup server counted as down, a started minute counted in full so a
+    /// short outage does not read as none.
+    pub outage_minutes: i64,
+}
+
+impl DigestJob {
+    fn from_record(record: &JobRecord) -> DigestJob {
+        let job = &record.job;
+        DigestJob {
+            login_name: job.login_name.clone(),
+            owner: job.owner.clone(),
+            backup_set: job.backup_set_label().to_owned(),
+            raw_status: job.raw_status.clone(),
+            class: job.class,
+            start_time: job.start_time.map(|t| t.fixed_offset()),
+            end_time: job.end_time.map(|t| t.fixed_offset()),
+        }
+    }
+}
+
+impl Digest {
+    /// Builds the digest of `date` from the job records listed under it.
+    pub fn compute(
+        date: NaiveDate,
+        tz: Tz,
+        records: &[JobRecord],
+        health: &DayHealth,
+        undelivered: usize,
+        refused_channels: Vec<String>,
+    ) -> Digest {
+        let mut totals = ClassCounts::new();
+        let mut owners: BTreeMap<String, ClassCounts> = BTreeMap::new();
+        let mut failures = Vec::new();
+        let mut running = Vec::new();
+        let mut stuck = Vec::new();
+        for record in records {
+            let class = record.job.class;
+            *totals.entry(class).or_default() += 1;
+            *owners
+                .entry(record.job.owner.clone())
+                .or_default()
+                .entry(class)
+                .or_default() += 1;
+            match class {
+                StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown => {
+                    failures.push(DigestJob::from_record(record));
+                }
+                StatusClass::Running if record.stuck_alerted => {
+                    stuck.push(DigestJob::from_record(record));
+                }
+                StatusClass::Running => running.push(DigestJob::from_record(record)),
+                StatusClass::Success | StatusClass::Warning | StatusClass::Cancelled => {}
+            }
+        }
+        // Names and set break ties so the order does not depend on the store's key order.
+        let tie = |j: &DigestJob| (j.login_name.clone(), j.backup_set.clone());
+        failures.sort_by_key(|j| (j.end_time.or(j.start_time), tie(j)));
+        running.sort_by_key(|j| (j.start_time, tie(j)));
+        stuck.sort_by_key(|j| (j.start_time, tie(j)));
+
+        let mut digest = Digest {
+            date,
+            timezone: tz.name().to_owned(),
+            totals,
+            success_rate: None,
+            failures,
+            running,
+            stuck,
+            owners,
+            health: DigestHealth {
+                cycles: health.cycles,
+                request_errors: health.request_errors,
+                outage_minutes: (health.outage_secs.max(0) + 59) / 60,
+            },
+            undelivered,
+            refused_channels,
+        };
+        let finished = digest.finished_jobs();
+        digest.success_rate =
+            (finished > 0).then(|| digest.succeeded_jobs() as f64 / finished as f64);
+        digest
+    }
+
+    /// Builds the digest of `date` from what the store knows now.
+    pub fn from_store(
+        store: &Store,
+        date: NaiveDate,
+        tz: Tz,
+        refused_channels: Vec<String>,
+    ) -> Result<Digest, StoreError> {
+        Ok(Digest::compute(
+            date,
+            tz,
+            &store.jobs_on(date)?,
+            &store.day_health(date)?,
+            store.outbox_len(),
+            refused_channels,
+        ))
+    }
+
+    /// Every job of the day.
+    pub fn total_jobs(&self) -> u64 {
+        self.totals.values().map(|n| u64::from(*n)).sum()
+    }
+
+    /// Jobs that ended in success or with warnings: the restore did its work.
+    pub fn succeeded_jobs(&self) -> u64 {
+        [StatusClass::Success, StatusClass::Warning]
+            .iter()
+            .filter_map(|class| self.totals.get(class))
+            .map(|n| u64::from(*n))
+            .sum()
+    }
+
+    /// Jobs that have ended (all but the running ones).
+    pub fn finished_jobs(&self) -> u64 {
+        self.totals
+            .iter()
+            .filter(|(class, _)| class.is_finished())
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+}
+
+/// Builds the digest of `date` and queues it in the outbox, so it is delivered like any
+/// other event (and not lost while Discord is down).
+pub fn queue_digest(
+    store: &Store,
+    date: NaiveDate,
+    tz: Tz,
+    refused_channels: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<Event, StoreError> {
+    let digest = Digest::from_store(store, date, tz, refused_channels)?;
+    store.push_event(EventKind::Digest(digest), now)
+}
+
+/// The day before today in the backup server's zone: the day a digest sent now is about.
+pub fn previous_day(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
+    let today = now.with_timezone(&tz).date_naive();
+    // Only the first representable day has no predecessor; no clock reads that.
+    today.pred_opt().unwrap_or(today)
+}
+
+/// The digest's cards: the summary first, then failures, stuck jobs, running jobs and the
+/// per-owner breakdown, each list over as many cards as it needs. Every card is within
+/// Discord's limits for one embed.
+pub fn render_digest(digest: &Digest) -> Vec<Embed> {
+    let mut embeds = vec![summary(digest)];
+    let failure_lines: Vec<String> = digest
+        .failures
+        .iter()
+        .map(|j| failure_line(j, digest.date))
+        .collect();
+    let stuck_lines: Vec<String> = digest
+        .stuck
+        .iter()
+        .map(|j| running_line(j, digest.date))
+        .collect();
+    let running_lines: Vec<String> = digest
+        .running
+        .iter()
+        .map(|j| running_line(j, digest.date))
+        .collect();
+    let owner_lines: Vec<String> = digest
+        .owners
+        .iter()
+        .map(|(owner, counts)| owner_line(owner, counts))
+        .collect();
+    let lists = [
+        (
+            "Failures",
+            failure_lines,
+            class_colour(StatusClass::Failure),
+        ),
+        ("Stuck", stuck_lines, COLOUR_STUCK),
+        (
+            "Still running",
+            running_lines,
+            class_colour(StatusClass::Running),
+        ),
+        ("By owner", owner_lines, COLOUR_INFO),
+    ];
+    for (name, lines, colour) in lists {
+        embeds.extend(list_cards(name, &lines, colour));
+    }
+    embeds.into_iter().map(Embed::fit).collect()
+}
+
+/// The digest as plain text, as `restorewatch digest --print` shows it.
+pub fn digest_text(digest: &Digest) -> String {
+    let opts = RenderOptions {
+        mention_role: None,
+        // Packing does not read the zone; the digest's times already carry theirs.
+        timezone: chrono_tz::UTC,
+    };
+    pack(vec![(false, render_digest(digest))], &opts)
+        .iter()
+        .map(|p| to_text(&p.message))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn summary(d: &Digest) -> Embed {
+    let date = d.date.format("%Y-%m-%d");
+    let total = d.total_jobs();
+    let description = if total == 0 {
+        format!("No restore jobs on {date}.")
+    } else {
+        format!(
+            "{} on {date}: {}.",
+            plural(total, "restore job", "restore jobs"),
+            class_counts(&d.totals)
+        )
+    };
+    let mut fields = Vec::new();
+    if total > 0 {
+        let rate = match d.success_rate {
+            Some(rate) => format!(
+                "{} ({} of {} finished jobs succeeded)",
+                percent(rate),
+                d.succeeded_jobs(),
+                d.finished_jobs()
+            ),
+            None => "— (no job finished)".to_owned(),
+        };
+        fields.push(EmbedField::new("Success rate", rate, true));
+        fields.push(EmbedField::new(
+            "Failures",
+            d.failures.len().to_string(),
+            true,
+        ));
+        fields.push(EmbedField::new(
+            "Running / stuck",
+            format!("{} / {}", d.running.len(), d.stuck.len()),
+            true,
+        ));
+    }
+    let outage = if d.health.outage_minutes == 0 {
+        "no CBS outage".to_owned()
+    } else {
+        format!("CBS down {} min", d.health.outage_minutes)
+    };
+    fields.push(EmbedField::new(
+        "Poller",
+        format!(
+            "{}, {}, {outage}",
+            plural(d.health.cycles.into(), "cycle", "cycles"),
+            plural(
+                d.health.request_errors.into(),
+                "request error",
+                "request errors"
+            ),
+        ),
+        true,
+    ));
+    fields.push(EmbedField::new(
+        "Undelivered events",
+        d.undelivered.to_string(),
+        true,
+    ));
+    if !d.refused_channels.is_empty() {
+        let channels: Vec<String> = d
+            .refused_channels
+            .iter()
+            .map(|c| cut(&escape_markdown(c), LIST_NAME_MAX_CHARS))
+            .collect();
+        fields.push(EmbedField::new(
+            "Channels refusing the bot",
+            channels.join(", "),
+            false,
+        ));
+    }
+    let colour = if !d.failures.is_empty() {
+        class_colour(StatusClass::Failure)
+    } else if !d.stuck.is_empty() || !d.refused_channels.is_empty() {
+        COLOUR_STUCK
+    } else if total == 0 {
+        COLOUR_INFO
+    } else {
+        class_colour(StatusClass::Success)
+    };
+    Embed {
+        title: format!("Restore digest for {date} ({})", d.timezone),
+        description,
+        colour,
+        fields,
+        footer: None,
+        timestamp: None,
+    }
+}
+
+/// `92.7%`, rounded down: a day with a failure must never read as 100%.
+fn percent(rate: f64) -> String {
+    format!("{:.1}%", (rate * 1000.0).floor() / 10.0)
+}
+
+/// `38 success, 1 warning, 2 failure` in report order.
+fn class_counts(counts: &ClassCounts) -> String {
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(class, n)| format!("{n} {}", class.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A name from the backup server, escaped and kept short.
+fn list_name(text: &str) -> String {
+    cut(&escape_markdown(text), LIST_NAME_MAX_CHARS)
+}
+
+/// `13:25` on the digest's day, `2024-06-27 01:10` on another, `?` when unknown.
+fn clock(at: Option<DateTime<FixedOffset>>, date: NaiveDate) -> String {
+    match at {
+        Some(t) if t.date_naive() == date => t.format("%H:%M").to_string(),
+        Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
+        None => "?".to_owned(),
+    }
+}
+
+/// `obm / Files, owner reseller-a` (the owner only when there is one).
+fn who(job: &DigestJob) -> String {
+    let owner = if job.owner.is_empty() {
+        String::new()
+    } else {
+        format!(", owner {}", list_name(&job.owner))
+    };
+    format!(
+        "{} / {}{owner}",
+        list_name(&job.login_name),
+        list_name(&job.backup_set)
+    )
+}
+
+/// `• 12:23–13:25 failure `RESTORE_STOP_BY_ERROR`: obm / Files, owner reseller-a`
+fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
+    let code = if job.raw_status.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" {}", code_span(&job.raw_status))
+    };
+    format!(
+        "• {}–{} {}{code}: {}",
+        clock(job.start_time, date),
+        clock(job.end_time, date),
+        job.class.label(),
+        who(job)
+    )
+}
+
+/// `• since 12:23: obm / Files`
+fn running_line(job: &DigestJob, date: NaiveDate) -> String {
+    format!("• since {}: {}", clock(job.start_time, date), who(job))
+}
+
+/// `• reseller-a: 12 jobs (10 success, 2 failure)`
+fn owner_line(owner: &str, counts: &ClassCounts) -> String {
+    let owner = if owner.is_empty() {
+        NO_OWNER_LABEL.to_owned()
+    } else {
+        list_name(owner)
+    };
+    let total: u64 = counts.values().map(|n| u64::from(*n)).sum();
+    format!(
+        "• {owner}: {} ({})",
+        plural(total, "job", "jobs"),
+        class_counts(counts)
+    )
+}
+
+/// A list as cards of whole lines, each description within Discord's limit; titled
+/// `Failures (300)` and, when it takes several, `Failures (300), part 2 of 8`.
+fn list_cards(name: &str, lines: &[String], colour: u32) -> Vec<Embed> {
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    let mut chunks: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut current_chars = 0;
+    for line in lines {
+        // Lines are short by construction; the cut only guards the card's limit.
+        let line = cut(line, EMBED_DESCRIPTION_MAX_CHARS);
+        let len = line.chars().count();
+        if !current.is_empty() && current_chars + 1 + len > EMBED_DESCRIPTION_MAX_CHARS {
+            chunks.push(std::mem::take(&mut current));
+            current_chars = 0;
+        }
+        if !current.is_empty() {
+            current.push('\n');
+            current_chars += 1;
+        }
+        current.push_str(&line);
+        current_chars += len;
+    }
+    chunks.push(current);
+    let parts = chunks.len();
+    let title = format!("{name} ({})", lines.len());
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, description)| Embed {
+            title: if parts == 1 {
+                title.clone()
+            } else {
+                format!("{title}, part {} of {parts}", i + 1)
+            },
+            description,
+            colour,
+            ..Embed::default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cbs::model::{parse_server_time, RestoreJob};
+    use crate::render::{
+        render_event, wants_ping, EMBED_FIELDS_MAX, EMBED_FIELD_NAME_MAX_CHARS,
+        EMBED_FIELD_VALUE_MAX_CHARS, EMBED_TITLE_MAX_CHARS, MESSAGE_EMBEDS_MAX,
+        MESSAGE_EMBED_TOTAL_MAX_CHARS,
+    };
+    use crate::store::{CycleRecord, Policy};
+    use chrono::TimeZone;
+    use std::collections::BTreeSet;
+
+    const BERLIN: Tz = chrono_tz::Europe::Berlin;
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()
+    }
+
+    /// A job of a Berlin server; times are `yyyy-MM-dd HH:mm:ss` local, `raw` its code.
+    fn job(
+        login: &str,
+        owner: &str,
+        set: &str,
+        start: &str,
+        end: Option<&str>,
+        raw: &str,
+    ) -> RestoreJob {
+        RestoreJob {
+            server: "cbs".into(),
+            login_name: login.into(),
+            owner: owner.into(),
+            user_id: login.into(),
+            backup_set_id: format!("id-{set}"),
+            backup_set_name: set.into(),
+            job_id: start.replace([' ', ':'], "-"),
+            start_time: parse_server_time(start, BERLIN),
+            end_time: end.and_then(|e| parse_server_time(e, BERLIN)),
+            restore_size_bytes: 0,
+            client_version: None,
+            destination_id: None,
+            success_databases: vec![],
+            missed_databases: vec![],
+            success_virtual_machines: vec![],
+            missed_virtual_machines: vec![],
+            success_public_folders: vec![],
+            missed_public_folders: vec![],
+            raw_status: raw.into(),
+            class: StatusClass::from_raw(raw),
+        }
+    }
+
+    /// A job that ended on the test day: started `hh:00`, ended half an hour later.
+    fn ended(login: &str, owner: &str, hour: u32, raw: &str) -> RestoreJob {
+        job(
+            login,
+            owner,
+            &format!("set-{login}"),
+            &format!("2024-06-26 {hour:02}:00:00"),
+            Some(&format!("2024-06-26 {hour:02}:30:00")),
+            raw,
+        )
+    }
+
+    fn running(login: &str, hour: u32) -> RestoreJob {
+        let start = format!("2024-06-26 {hour:02}:00:00");
+        job(login, "", &format!("set-{login}"), &start, None, "")
+    }
+
+    fn record(job: RestoreJob, stuck_alerted: bool) -> JobRecord {
+        let seen = Utc.with_ymd_and_hms(2024, 6, 26, 22, 0, 0).unwrap();
+        JobRecord {
+            job,
+            date: day(),
+            first_seen: seen,
+            last_seen: seen,
+            baseline: false,
+            stuck_alerted,
+            alerted: false,
+        }
+    }
+
+    /// A varied day: 3 success, 1 warning, 1 cancelled, one failure of each failing kind
+    /// (out of time order), two running and one stuck job.
+    fn records() -> Vec<JobRecord> {
+        vec![
+            record(ended("s1", "res-a", 1, "RESTORE_STOP_SUCCESS"), false),
+            record(ended("fail", "res-b", 15, "RESTORE_STOP_BY_ERROR"), false),
+            record(ended("s2", "res-a", 2, "RESTORE_STOP_SUCCESS"), false),
+            record(running("late", 20), false),
+            record(ended("unk", "", 12, "RESTORE_STOP_WEIRD"), false),
+            record(ended("s3", "", 3, "RESTORE_STOP_SUCCESS"), false),
+            record(running("stuck", 1), true),
+            record(
+                ended("warn", "res-b", 4, "RESTORE_STOP_SUCCESS_WITH_WARNING"),
+                false,
+            ),
+            record(
+                ended("part", "res-a", 9, "RESTORE_STOP_SUCCESS_WITH_ERROR"),
+                false,
+            ),
+            record(running("early", 18), false),
+            record(ended("cxl", "res-b", 5, "RESTORE_STOP_BY_USER"), false),
+        ]
+    }
+
+    fn health(outage_secs: i64) -> DayHealth {
+        DayHealth {
+            cycles: 288,
+            request_errors: 3,
+            outage_secs,
+        }
+    }
+
+    fn logins(jobs: &[DigestJob]) -> Vec<&str> {
+        jobs.iter().map(|j| j.login_name.as_str()).collect()
+    }
+
+    fn within_embed_limits(e: &Embed) {
+        assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
+        assert!(e.description.chars().count() <= EMBED_DESCRIPTION_MAX_CHARS);
+        assert!(e.fields.len() <= EMBED_FIELDS_MAX);
+        for f in &e.fields {
+            assert!(f.name.chars().count() <= EMBED_FIELD_NAME_MAX_CHARS);
+            assert!(f.value.chars().count() <= EMBED_FIELD_VALUE_MAX_CHARS);
+        }
+        assert!(e.char_count() <= MESSAGE_EMBED_TOTAL_MAX_CHARS);
+        assert_eq!(e, &e.clone().fit(), "fitting must not have to cut anything");
+    }
+
+    fn value<'e>(embed: &'e Embed, name: &str) -> &'e str {
+        &embed
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no field {name:?} in {:#?}", embed.fields))
+            .value
+    }
+
+    #[test]
+    fn compute_counts_every_class_and_lists_in_time_order() {
+        let d = Digest::compute(day(), BERLIN, &records(), &health(61), 4, vec![]);
+        assert_eq!(d.date, day());
+        assert_eq!(d.timezone, "Europe/Berlin");
+        assert_eq!(
+            d.totals,
+            ClassCounts::from([
+                (StatusClass::Success, 3),
+                (StatusClass::Warning, 1),
+                (StatusClass::PartialFailure, 1),
+                (StatusClass::Failure, 1),
+                (StatusClass::Cancelled, 1),
+                (StatusClass::Running, 3),
+                (StatusClass::Unknown, 1),
+            ])
+        );
+        assert_eq!(
+            (d.total_jobs(), d.finished_jobs(), d.succeeded_jobs()),
+            (11, 8, 4)
+        );
+        // 3 success + 1 warning over 8 finished: cancelled jobs count as finished.
+        assert_eq!(d.success_rate, Some(0.5));
+        assert_eq!(logins(&d.failures), ["part", "unk", "fail"]);
+        let unk = &d.failures[1];
+        assert_eq!(
+            (unk.raw_status.as_str(), unk.class, unk.backup_set.as_str()),
+            ("RESTORE_STOP_WEIRD", StatusClass::Unknown, "set-unk")
+        );
+        assert_eq!(
+            unk.end_time.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2024-06-26T12:30:00+02:00")
+        );
+        assert_eq!(logins(&d.running), ["early", "late"]);
+        assert_eq!(logins(&d.stuck), ["stuck"]);
+        assert_eq!(
+            d.owners,
+            BTreeMap::from([
+                (
+                    String::new(),
+                    ClassCounts::from([
+                        (StatusClass::Success, 1),
+                        (StatusClass::Running, 3),
+                        (StatusClass::Unknown, 1),
+                    ])
+                ),
+                (
+                    "res-a".to_owned(),
+                    ClassCounts::from([
+                        (StatusClass::Success, 2),
+                        (StatusClass::PartialFailure, 1),
+                    ])
+                ),
+                (
+                    "res-b".to_owned(),
+                    ClassCounts::from([
+                        (StatusClass::Warning, 1),
+                        (StatusClass::Failure, 1),
+                        (StatusClass::Cancelled, 1),
+                    ])
+                ),
+            ])
+        );
+        assert_eq!(
+            d.health,
+            DigestHealth {
+                cycles: 288,
+                request_errors: 3,
+                outage_minutes: 2,
+            }
+        );
+        assert_eq!(d.undelivered, 4);
+    }
+
+    #[test]
+    fn no_finished_job_has_no_success_rate_and_outage_minutes_round_up() {
+        let only_running = [record(running("r", 8), false)];
+        let d = Digest::compute(day(), BERLIN, &only_running, &health(0), 0, vec![]);
+        assert_eq!(d.success_rate, None);
+        assert_eq!(d.health.outage_minutes, 0);
+        let empty = Digest::compute(day(), BERLIN, &[], &health(1), 0, vec![]);
+        assert_eq!((empty.total_jobs(), empty.success_rate), (0, None));
+        assert_eq!(empty.health.outage_minutes, 1);
+        assert_eq!(
+            Digest::compute(day(), BERLIN, &[], &health(120), 0, vec![])
+                .health
+                .outage_minutes,
+            2
+        );
+    }
+
+    #[test]
+    fn previous_day_is_taken_in_the_server_zone() {
+        let now = Utc.with_ymd_and_hms(2024, 6, 26, 23, 30, 0).unwrap();
+        // 01:30 on the 27th in Berlin already: yesterday there is the 26th.
+        assert_eq!(previous_day(now, BERLIN), day());
+        assert_eq!(previous_day(now, chrono_tz::UTC), day().pred_opt().unwrap());
+    }
+
+    #[test]
+    fn success_rate_rounds_down() {
+        assert_eq!(percent(0.9996), "99.9%");
+        assert_eq!(percent(1.0), "100.0%");
+        assert_eq!(percent(0.5), "50.0%");
+        assert_eq!(percent(0.0), "0.0%");
+    }
+
+    #[test]
+    fn summary_and_lists_read_at_a_glance() {
+        let mut recs = records();
+        recs.push(record(
+            job(
+                "**x**",
+                "[evil](http://e)",
+                "@everyone",
+                "2024-06-26 23:00:00",
+                Some("2024-06-27 00:10:00"),
+                "RESTORE_STOP_BY_ERROR",
+            ),
+            false,
+        ));
+        let d = Digest::compute(
+            day(),
+            BERLIN,
+            &recs,
+            &health(600),
+            2,
+            vec!["#alerts".into()],
+        );
+        let embeds = render_digest(&d);
+        embeds.iter().for_each(within_embed_limits);
+        let titles: Vec<&str> = embeds.iter().map(|e| e.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "Restore digest for 2024-06-26 (Europe/Berlin)",
+                "Failures (4)",
+                "Stuck (1)",
+                "Still running (2)",
+                "By owner (4)",
+            ]
+        );
+        let s = &embeds[0];
+        assert_eq!(
+            s.description,
+            "12 restore jobs on 2024-06-26: 3 success, 1 warning, 1 partial failure, \
+             2 failure, 1 cancelled, 3 running, 1 unknown."
+        );
+        assert_eq!(
+            value(s, "Success rate"),
+            "44.4% (4 of 9 finished jobs succeeded)"
+        );
+        assert_eq!(value(s, "Failures"), "4");
+        assert_eq!(value(s, "Running / stuck"), "2 / 1");
+        assert_eq!(
+            value(s, "Poller"),
+            "288 cycles, 3 request errors, CBS down 10 min"
+        );
+        assert_eq!(value(s, "Undelivered events"), "2");
+        assert_eq!(value(s, "Channels refusing the bot"), "\\#alerts");
+        assert_eq!(s.colour, class_colour(StatusClass::Failure));
+        assert_eq!(
+            embeds[1].description,
+            "• 09:00–09:30 partial failure `RESTORE_STOP_SUCCESS_WITH_ERROR`: part / set-part, \
+             owner res-a\n\
+             • 12:00–12:30 unknown `RESTORE_STOP_WEIRD`: unk / set-unk\n\
+             • 15:00–15:30 failure `RESTORE_STOP_BY_ERROR`: fail / set-fail, owner res-b\n\
+             • 23:00–2024-06-27 00:10 failure `RESTORE_STOP_BY_ERROR`: \\*\\*x\\*\\* / \
+             @\u{200B}everyone, owner \\[evil\\]\\(http://e\\)"
+        );
+        assert_eq!(embeds[2].description, "• since 01:00: stuck / set-stuck");
+        assert_eq!(
+            embeds[3].description,
+            "• since 18:00: early / set-early\n• since 20:00: late / set-late"
+        );
+        assert_eq!(
+            embeds[4].description,
+            "• (no owner): 5 jobs (1 success, 3 running, 1 unknown)\n\
+             • \\[evil\\]\\(http://e\\): 1 job (1 failure)\n\
+             • res-a: 3 jobs (2 success, 1 partial failure)\n\
+             • res-b: 3 jobs (1 warning, 1 failure, 1 cancelled)"
+        );
+    }
+
+    #[test]
+    fn a_day_without_jobs_says_so() {
+        let d = Digest::compute(day(), BERLIN, &[], &health(0), 0, vec![]);
+        let embeds = render_digest(&d);
+        assert_eq!(embeds.len(), 1);
+        assert_eq!(embeds[0].description, "No restore jobs on 2024-06-26.");
+        assert_eq!(
+            embeds[0]
+                .fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>(),
+            ["Poller", "Undelivered events"]
+        );
+        assert_eq!(
+            digest_text(&d),
+            "== Restore digest for 2024-06-26 (Europe/Berlin) ==\n\
+             No restore jobs on 2024-06-26.\n\
+             Poller: 288 cycles, 3 request errors, no CBS outage\n\
+             Undelivered events: 0"
+        );
+    }
+
+    #[test]
+    fn the_digest_event_renders_through_render_event_without_a_ping() {
+        let d = Digest::compute(day(), BERLIN, &records(), &health(0), 0, vec![]);
+        let at = Utc.with_ymd_and_hms(2024, 6, 27, 6, 0, 0).unwrap();
+        let event = Event {
+            id: 1,
+            created_at: at,
+            kind: EventKind::Digest(d.clone()),
+        };
+        let embeds = render_event(
+            &event,
+            &RenderOptions {
+                mention_role: Some(42),
+                timezone: BERLIN,
+            },
+        );
+        assert_eq!(embeds.len(), render_digest(&d).len());
+        assert_eq!(embeds[0].timestamp, Some(at));
+        assert!(!wants_ping(&event));
+    }
+
+    #[test]
+    fn three_hundred_failures_continue_over_cards_and_messages() {
+        let recs: Vec<JobRecord> = (0..300)
+            .map(|i| {
+                let start = format!("2024-06-26 {:02}:{:02}:00", i / 60 % 24, i % 60);
+                record(
+                    job(
+                        &format!("customer-login-{i:03}"),
+                        &format!("reseller_{}", i % 7),
+                        &format!("Mail & Files backup set {i:03}"),
+                        &start,
+                        Some(&start),
+                        "RESTORE_STOP_BY_ERROR",
+                    ),
+                    false,
+                )
+            })
+            .collect();
+        let d = Digest::compute(day(), BERLIN, &recs, &health(0), 0, vec![]);
+        let embeds = render_digest(&d);
+        embeds.iter().for_each(within_embed_limits);
+        let failure_cards = embeds
+            .iter()
+            .filter(|e| e.title.starts_with("Failures (300)"))
+            .count();
+        assert!(failure_cards > 1, "300 failures need more than one card");
+        assert_eq!(
+            embeds[1].title,
+            format!("Failures (300), part 1 of {failure_cards}")
+        );
+
+        let opts = RenderOptions {
+            mention_role: None,
+            timezone: BERLIN,
+        };
+        let packed = pack(vec![(false, embeds)], &opts);
+        assert!(packed.len() > 1);
+        let mut failure_lines = Vec::new();
+        for p in &packed {
+            let m = &p.message;
+            assert!(m.embeds.len() <= MESSAGE_EMBEDS_MAX);
+            let chars: usize = m.embeds.iter().map(Embed::char_count).sum();
+            assert!(chars <= MESSAGE_EMBED_TOTAL_MAX_CHARS, "{chars}");
+            m.embeds.iter().for_each(within_embed_limits);
+            for e in m.embeds.iter().filter(|e| e.title.starts_with("Failures")) {
+                failure_lines.extend(e.description.lines().map(str::to_owned));
+            }
+        }
+        assert_eq!(failure_lines.len(), 300);
+        for (i, line) in failure_lines.iter().enumerate() {
+            assert!(line.starts_with("• "), "{line}");
+            assert!(
+                line.contains(&format!(
+                    "customer-login-{i:03} / Mail & Files backup set {i:03}"
+                )),
+                "failure {i} missing or out of order: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn from_store_counts_only_the_days_jobs_across_the_zone_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let alert: BTreeSet<StatusClass> = [StatusClass::Failure].into();
+        let observe = |j: &RestoreJob, date: NaiveDate, now: DateTime<Utc>| {
+            let policy = Policy {
+                now,
+                alert_classes: &alert,
+                stuck_after: chrono::Duration::hours(12),
+                baseline: false,
+            };
+            store.observe(j, date, &policy).unwrap();
+        };
+        let next_day = day().succ_opt().unwrap();
+        // 22:40 UTC on the 26th is 00:40 on the 27th in Berlin.
+        let now = Utc.with_ymd_and_hms(2024, 6, 26, 22, 40, 0).unwrap();
+        let late_failure = job(
+            "obm",
+            "res",
+            "Files",
+            "2024-06-26 23:30:00",
+            Some("2024-06-26 23:50:00"),
+            "RESTORE_STOP_BY_ERROR",
+        );
+        let morning = ended("ok", "", 10, "RESTORE_STOP_SUCCESS");
+        let stuck = running("slow", 8);
+        // Started 00:30 on the 27th in Berlin, still the 26th in UTC: not the 26th's job.
+        let after_midnight = job(
+            "obm",
+            "res",
+            "Files",
+            "2024-06-27 00:30:00",
+            Some("2024-06-27 00:35:00"),
+            "RESTORE_STOP_BY_ERROR",
+        );
+        observe(&morning, day(), now);
+        observe(&stuck, day(), now - chrono::Duration::hours(12));
+        observe(&stuck, day(), now);
+        observe(&late_failure, day(), now);
+        observe(&after_midnight, next_day, now);
+        let cycle = CycleRecord {
+            started_at: now,
+            finished_at: now,
+            users: 3,
+            requests: 4,
+            errors: 1,
+        };
+        store.record_cycle(&cycle, day(), 90).unwrap();
+        store.record_cycle(&cycle, day(), 0).unwrap();
+        store.record_cycle(&cycle, next_day, 600).unwrap();
+        assert_eq!(
+            store.outbox_len(),
+            3,
+            "two failure alerts and a stuck notice"
+        );
+
+        let d = Digest::from_store(&store, day(), BERLIN, vec!["#ops".into()]).unwrap();
+        assert_eq!(d.total_jobs(), 3);
+        assert_eq!(
+            d.totals,
+            ClassCounts::from([
+                (StatusClass::Success, 1),
+                (StatusClass::Failure, 1),
+                (StatusClass::Running, 1),
+            ])
+        );
+        assert_eq!(d.failures.len(), 1);
+        assert_eq!(
+            d.failures[0].start_time.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2024-06-26T23:30:00+02:00")
+        );
+        assert_eq!(logins(&d.stuck), ["slow"]);
+        assert!(d.running.is_empty());
+        assert_eq!(
+            d.health,
+            DigestHealth {
+                cycles: 2,
+                request_errors: 2,
+                outage_minutes: 2,
+            }
+        );
+        assert_eq!(d.undelivered, 3);
+        assert_eq!(d.refused_channels, ["#ops"]);
+        let later = Digest::from_store(&store, next_day, BERLIN, vec![]).unwrap();
+        assert_eq!((later.total_jobs(), later.failures.len()), (1, 1));
+
+        // Queued, the digest goes through the outbox as JSON and reads the same after.
+        queue_digest(&store, day(), BERLIN, vec!["#ops".into()], now).unwrap();
+        let pending = store.pending_events(10).unwrap();
+        assert_eq!(pending.len(), 4);
+        let EventKind::Digest(queued) = &pending[3].kind else {
+            panic!("the last queued event is not the digest: {:?}", pending[3]);
+        };
+        assert_eq!(digest_text(queued), digest_text(&d));
+    }
+}
