@@ -335,7 +335,12 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
         owner: text(&["Owner"]).unwrap_or_else(|| cx.owner.to_owned()),
         user_id: text(&["UserID", "UserId"]).unwrap_or_default(),
         backup_set_id,
-        backup_set_name: text(&["BackupSetName"]).unwrap_or_default(),
+        // The doc types the name as Boolean; a boolean carries no name, so the set ID
+        // stands in for it (see `RestoreJob::backup_set_label`).
+        backup_set_name: get(map, &["BackupSetName"])
+            .filter(|v| !v.is_boolean())
+            .and_then(as_text)
+            .unwrap_or_default(),
         job_id,
         start_time,
         end_time,
@@ -527,10 +532,9 @@ mod tests {
 
     #[test]
     fn backup_set_name_as_bool_or_string() {
-        assert_eq!(
-            one(&format!(r#"{{{BASE},"BackupSetName":true}}"#)).backup_set_name,
-            "true"
-        );
+        let unnamed = one(&format!(r#"{{{BASE},"BackupSetName":true}}"#));
+        assert_eq!(unnamed.backup_set_name, "");
+        assert_eq!(unnamed.backup_set_label(), "1687755057644");
         assert_eq!(
             one(&format!(r#"{{{BASE},"BackupSetName":"Files"}}"#)).backup_set_name,
             "Files"

@@ -251,8 +251,9 @@ impl SimJob {
             owner: self.owner.clone(),
             user_id: self.user_id.clone(),
             backup_set_id: self.backup_set_id.clone(),
+            // A boolean carries no name: the client falls back to the set ID.
             backup_set_name: if self.quirks.set_name_as_bool {
-                "true".to_owned()
+                String::new()
             } else {
                 self.backup_set_name.clone()
             },
