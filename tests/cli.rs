@@ -1,0 +1,199 @@
+//! The `restorewatch` binary itself: exit codes for bad configs, `once` against the
+//! simulator, and the demo from start to its own end.
+
+use restorewatch::simulator::{LoginFault, SimConfig, SimHandle, SimUser, Simulator};
+use std::path::Path;
+use std::process::Output;
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_restorewatch");
+
+/// The binary with a clean environment: no RESTOREWATCH_* from the caller leaks in.
+fn restorewatch(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("RESTOREWATCH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const GOOD: &str = r#"
+[cbs]
+url = "http://127.0.0.1:9"
+sys_user = "api"
+[[watch]]
+login = "obm"
+[poll]
+schedule = "*/5 * * * *"
+"#;
+
+async fn check_with(config: &str, dir: &Path, with_password: bool) -> Output {
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = restorewatch(&["check", "--config", path.to_str().unwrap()]);
+    if with_password {
+        cmd.env("RESTOREWATCH_CBS_SYS_PWD", "pw-Zq81");
+    }
+    cmd.output().await.unwrap()
+}
+
+#[tokio::test]
+async fn bad_configs_stop_the_start_with_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, String, bool); 6] = [
+        (
+            "poll.schedule",
+            GOOD.replace("*/5 * * * *", "*/5 * *"),
+            true,
+        ),
+        (
+            "cbs.timezone",
+            GOOD.replace(
+                "sys_user = \"api\"",
+                "sys_user = \"api\"\ntimezone = \"Mars/Olympus\"",
+            ),
+            true,
+        ),
+        (
+            "cbs.url",
+            GOOD.replace("url = \"http://127.0.0.1:9\"\n", ""),
+            true,
+        ),
+        (
+            "poll.shedule",
+            GOOD.replace("schedule =", "shedule ="),
+            true,
+        ),
+        ("cbs.sys_pwd", GOOD.to_owned(), false),
+        (
+            "state.retention_days",
+            format!("{GOOD}[state]\nretention_days = \"a month\"\n"),
+            true,
+        ),
+    ];
+    for (key, config, with_password) in cases {
+        let out = check_with(&config, dir.path(), with_password).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {stderr}");
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(!stderr.contains("pw-Zq81"));
+    }
+}
+
+async fn simulator_with(users: &[&str]) -> SimHandle {
+    let sim = Simulator::new(SimConfig::default()).start().await.unwrap();
+    for login in users {
+        sim.add_user(SimUser {
+            login: (*login).into(),
+            owner: String::new(),
+            user_id: (*login).into(),
+        });
+    }
+    sim
+}
+
+fn config_for(sim: &SimHandle, state: &Path) -> String {
+    format!(
+        "[cbs]\nurl = \"{}\"\nsys_user = \"{}\"\nserver_name = \"sim\"\n\
+         [[watch]]\nlogin = \"alice\"\n[[watch]]\nlogin = \"bob\"\n\
+         [state]\npath = \"{}\"\n",
+        sim.url(),
+        sim.sys_user(),
+        state.display()
+    )
+}
+
+#[tokio::test]
+async fn once_exits_0_when_all_is_well_and_1_with_a_clear_message_when_a_call_fails() {
+    let sim = simulator_with(&["alice", "bob"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rw.toml");
+    std::fs::write(&config, config_for(&sim, &dir.path().join("state"))).unwrap();
+    let run = || {
+        let mut cmd = restorewatch(&["once", "--config", config.to_str().unwrap()]);
+        cmd.env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd());
+        cmd.output()
+    };
+
+    let out = run().await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("Now watching alice"), "{stdout}");
+    assert!(stdout.contains("Now watching bob"), "{stdout}");
+    assert_eq!(sim.requests_served(), 2);
+
+    sim.set_login_fault("bob", Some(LoginFault::Http500));
+    let out = run().await.unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: bob on "), "{stderr}");
+    assert!(stderr.contains("HTTP 500"), "{stderr}");
+    assert!(!stderr.contains(sim.sys_pwd()), "the password never shows");
+}
+
+#[tokio::test]
+async fn check_reports_each_watched_user() {
+    let sim = simulator_with(&["alice"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rw.toml");
+    std::fs::write(&config, config_for(&sim, &dir.path().join("state"))).unwrap();
+    let out = restorewatch(&["check", "--config", config.to_str().unwrap()])
+        .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bob is unknown to the simulator: {stdout}"
+    );
+    assert!(stdout.contains("alice: 0 job(s)"), "{stdout}");
+    assert!(stdout.contains("bob: FAILED"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_exits_0() {
+    let out = restorewatch(&["demo", "--users", "3", "--duration", "100s"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("restorewatch demo: CBS simulator at http://127.0.0.1:"));
+    assert_eq!(stdout.matches("Now watching user").count(), 3, "{stdout}");
+    assert!(stdout.contains("Poll cycle summary"));
+    assert!(stdout.contains("started running"));
+    let finished_line = stdout
+        .lines()
+        .any(|l| l.contains("Finished: ") && !l.contains("none"));
+    assert!(finished_line, "{stdout}");
+    // Every failure is alerted, each job once.
+    let alerted: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Job: ")).collect();
+    assert!(
+        !alerted.is_empty(),
+        "the demo workload always has a failure: {stdout}"
+    );
+    let mut unique = alerted.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        alerted.len(),
+        "no job alerted twice: {alerted:?}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with("demo finished: "), "{last}");
+    assert!(
+        !last.contains("stopped before"),
+        "the demo ran to its own end: {last}"
+    );
+}
