@@ -7,11 +7,12 @@
 use crate::cbs::{CbsClient, CbsClientConfig};
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::digest;
 use crate::poller::{CycleReport, Poller, PollerConfig};
 use crate::sink::{drain, DrainReport, Sink};
 use crate::store::Store;
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio_util::sync::CancellationToken;
 
 /// The long-lived parts, built once from the settings.
@@ -67,7 +68,21 @@ impl App {
         Ok((report, drained))
     }
 
-    /// Polls on `poll.schedule` until `shutdown`, delivering after every cycle.
+    /// Builds the digest of `date` and queues it for delivery.
+    pub fn queue_digest<S: Sink>(&self, sink: &S, date: NaiveDate) -> anyhow::Result<()> {
+        digest::queue_digest(
+            &self.store,
+            date,
+            self.settings.cbs.timezone,
+            sink.refused_destinations(),
+            self.clock.now(),
+        )
+        .with_context(|| format!("building the digest for {date}"))?;
+        Ok(())
+    }
+
+    /// Polls on `poll.schedule` and sends the digest of the previous day on
+    /// `digest.schedule`, delivering after each, until `shutdown`.
     pub async fn run_loop<S: Sink>(
         &self,
         sink: &S,
@@ -79,26 +94,39 @@ impl App {
         }
         loop {
             let now = self.clock.now();
-            let Some(next) = self.settings.poll.schedule.next_after(now) else {
-                tracing::warn!(schedule = %self.settings.poll.schedule, "the poll schedule never fires again");
+            let next_poll = self.settings.poll.schedule.next_after(now);
+            let next_digest = self.settings.digest.schedule.next_after(now);
+            let Some(next) = next_poll.into_iter().chain(next_digest).min() else {
+                tracing::warn!("neither schedule fires again");
                 break;
             };
-            tracing::debug!(%next, "next poll cycle");
+            tracing::debug!(%next, "next tick");
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(until(now, next)) => {}
             }
-            match self.cycle_and_deliver(sink).await {
-                Ok((report, drained)) => tracing::info!(
-                    users = report.summary.users_polled,
-                    requests = report.summary.requests,
-                    errors = report.summary.errors.len(),
-                    alerts = report.summary.alerts,
-                    delivered = drained.delivered,
-                    pending = drained.pending,
-                    "poll cycle done"
-                ),
-                Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
+            if next_poll.is_some_and(|t| t <= next) {
+                match self.cycle_and_deliver(sink).await {
+                    Ok((report, drained)) => tracing::info!(
+                        users = report.summary.users_polled,
+                        requests = report.summary.requests,
+                        errors = report.summary.errors.len(),
+                        alerts = report.summary.alerts,
+                        delivered = drained.delivered,
+                        pending = drained.pending,
+                        "poll cycle done"
+                    ),
+                    Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
+                }
+            }
+            if next_digest.is_some_and(|t| t <= next) {
+                let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
+                let queued = self.queue_digest(sink, day);
+                if let Err(e) = queued {
+                    tracing::error!(error = format!("{e:#}"), "daily digest failed");
+                } else if let Err(e) = drain(&self.store, sink).await {
+                    tracing::error!(error = %e, "delivery of the digest failed");
+                }
             }
         }
         self.store.flush().context("flushing the state store")?;

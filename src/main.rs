@@ -7,9 +7,10 @@ use restorewatch::app::{self, App};
 use restorewatch::clock::{SharedClock, SystemClock};
 use restorewatch::config::Settings;
 use restorewatch::demo::{run_demo, DemoOptions};
+use restorewatch::digest::{digest_text, previous_day, Digest};
 use restorewatch::render::RenderOptions;
 use restorewatch::simulator::{serve, Pace, SimulateArgs, WorkloadSource};
-use restorewatch::sink::ConsoleSink;
+use restorewatch::sink::{drain, ConsoleSink};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,15 @@ enum Command {
     Once,
     /// Check the configuration and ask the CBS about each watched user for today.
     Check,
+    /// Build the daily digest now and deliver it (or only print it).
+    Digest {
+        /// The day (YYYY-MM-DD, server zone); default: yesterday.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        /// Print it here instead of delivering it.
+        #[arg(long)]
+        print: bool,
+    },
     /// Run the CBS simulator as a server of its own.
     Simulate {
         /// Address to listen on.
@@ -156,6 +166,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            })
+        }
+        Command::Digest { date, print } => {
+            let settings = match settings(config) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let app = App::build(settings, clock.clone())?;
+            let tz = app.settings.cbs.timezone;
+            let date = date.unwrap_or_else(|| previous_day(clock.now(), tz));
+            if print {
+                let digest = Digest::from_store(&app.store, date, tz, Vec::new())?;
+                print!("{}", digest_text(&digest));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let sink = console_sink(&app.settings);
+            app.queue_digest(&sink, date)?;
+            let drained = drain(&app.store, &sink).await?;
+            app.store.flush()?;
+            Ok(match drained.error {
+                None => ExitCode::SUCCESS,
+                Some(e) => {
+                    eprintln!("error: delivery failed: {e}");
+                    ExitCode::FAILURE
+                }
             })
         }
         Command::Simulate {

@@ -197,3 +197,53 @@ async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_ex
         "the demo ran to its own end: {last}"
     );
 }
+
+#[tokio::test]
+async fn digest_print_shows_the_days_failures_from_the_store() {
+    use chrono::{Duration, SubsecRound, Utc};
+    use restorewatch::simulator::{Quirks, SimJob};
+    let sim = simulator_with(&["alice", "bob"]).await;
+    let start = (Utc::now() - Duration::minutes(3)).trunc_subsecs(0);
+    sim.add_job(SimJob {
+        login: "alice".into(),
+        owner: String::new(),
+        user_id: "alice".into(),
+        backup_set_id: "77".into(),
+        backup_set_name: "Ledger DB".into(),
+        start,
+        end: Some(start + Duration::minutes(1)),
+        final_status: "RESTORE_STOP_BY_ERROR".into(),
+        size_bytes: 0,
+        client_version: "10.1.0.0".into(),
+        destination_id: None,
+        success_databases: vec![],
+        missed_databases: vec!["ledger".into()],
+        success_virtual_machines: vec![],
+        missed_virtual_machines: vec![],
+        success_public_folders: vec![],
+        missed_public_folders: vec![],
+        quirks: Quirks::default(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rw.toml");
+    std::fs::write(&config, config_for(&sim, &dir.path().join("state"))).unwrap();
+    let config = config.to_str().unwrap();
+    let out = restorewatch(&["once", "--config", config])
+        .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let date = start.date_naive().to_string();
+    let out = restorewatch(&["digest", "--config", config, "--date", &date, "--print"])
+        .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains(&format!("Restore digest for {date}")), "{stdout}");
+    assert!(stdout.contains("alice"), "{stdout}");
+    assert!(stdout.contains("Ledger DB"), "{stdout}");
+    assert!(stdout.contains("RESTORE_STOP_BY_ERROR"), "{stdout}");
+}
