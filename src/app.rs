@@ -64,6 +64,9 @@ impl App {
         sink: &S,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
         let report = self.poller.cycle().await.context("poll cycle")?;
+        // What the cycle recorded must be on disk before anything is delivered: a crash
+        // after delivery must not forget the job and alert about it again.
+        self.store.flush().context("flushing the state store")?;
         let drained = drain(&self.store, sink).await.context("delivery")?;
         Ok((report, drained))
     }

@@ -87,6 +87,9 @@ pub struct PollSettings {
     pub max_catch_up_days: u32,
     pub stuck_after: Duration,
     pub alert_classes: BTreeSet<StatusClass>,
+    /// A user's first cycle records the jobs it finds as one baseline line instead of
+    /// alerting each (no flood on install).
+    pub baseline_first_cycle: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -245,6 +248,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("poll", "max_catch_up_days", EnvKind::Integer),
     ("poll", "stuck_after", EnvKind::Text),
     ("poll", "alert_classes", EnvKind::List),
+    ("poll", "baseline_first_cycle", EnvKind::Flag),
     ("state", "path", EnvKind::Text),
     ("state", "retention_days", EnvKind::Integer),
     ("discord", "token_file", EnvKind::Text),
@@ -367,6 +371,7 @@ struct RawPoll {
     max_catch_up_days: Option<i64>,
     stuck_after: Option<String>,
     alert_classes: Option<Vec<String>>,
+    baseline_first_cycle: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -597,6 +602,7 @@ impl Checker {
                 DEFAULT_STUCK_AFTER,
             )?,
             alert_classes,
+            baseline_first_cycle: raw.baseline_first_cycle.unwrap_or(true),
         })
     }
 

@@ -99,6 +99,7 @@ pub async fn run_demo(
             max_catch_up_days: 7,
             stuck_after: Duration::from_secs(12 * 3600),
             alert_classes: DEFAULT_ALERT_CLASSES.into(),
+            baseline_first_cycle: true,
         },
         state: StateSettings {
             path: state.path().to_owned(),

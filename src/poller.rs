@@ -182,7 +182,7 @@ impl Poller {
                         now: self.clock.now(),
                         alert_classes: &self.config.poll.alert_classes,
                         stuck_after,
-                        baseline: !state.baselined,
+                        baseline: self.config.poll.baseline_first_cycle && !state.baselined,
                     };
                     for job in &list.jobs {
                         let obs = self.store.observe(job, date, &policy)?;

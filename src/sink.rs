@@ -71,6 +71,9 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
             }
         }
     }
+    // Acknowledgements are flushed so a restart does not offer delivered events again
+    // (if it does after a crash, Discord's nonce still makes the resend a no-op).
+    store.flush()?;
     report.pending = store.outbox_len();
     Ok(report)
 }

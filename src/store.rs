@@ -204,6 +204,11 @@ pub struct Store {
     meta: sled::Tree,
 }
 
+/// How long [`Store::open`] waits for another handle to release the directory (ms).
+pub const OPEN_LOCK_WAIT_MS: u64 = 5_000;
+/// Pause between attempts to open a locked store (ms).
+const OPEN_LOCK_RETRY_MS: u64 = 20;
+
 const META_LAST_CYCLE: &str = "last_cycle";
 const META_OUTAGE: &str = "outage";
 const META_ERROR_LOGINS: &str = "error_logins";
@@ -252,8 +257,26 @@ fn tx_result<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Resu
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
+    ///
+    /// sled holds an exclusive lock on the directory. A process that is still shutting
+    /// down (a container restart) or a handle whose background I/O is still finishing
+    /// holds it a little longer, so a locked store is retried for up to
+    /// [`OPEN_LOCK_WAIT_MS`] before giving up.
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new().path(dir).open()?;
+        let config = sled::Config::new().path(dir);
+        let mut waited_ms = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && waited_ms < OPEN_LOCK_WAIT_MS =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(OPEN_LOCK_RETRY_MS));
+                    waited_ms += OPEN_LOCK_RETRY_MS;
+                }
+                other => break other?,
+            }
+        };
         Ok(Store {
             jobs: db.open_tree("jobs")?,
             by_day: db.open_tree("by_day")?,

@@ -242,7 +242,10 @@ async fn digest_print_shows_the_days_failures_from_the_store() {
         .unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(stdout.contains(&format!("Restore digest for {date}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Restore digest for {date}")),
+        "{stdout}"
+    );
     assert!(stdout.contains("alice"), "{stdout}");
     assert!(stdout.contains("Ledger DB"), "{stdout}");
     assert!(stdout.contains("RESTORE_STOP_BY_ERROR"), "{stdout}");

@@ -66,6 +66,7 @@ struct Harness {
     users: Vec<&'static str>,
     max_concurrency: usize,
     retention_days: u32,
+    baseline_first_cycle: bool,
 }
 
 impl Harness {
@@ -89,6 +90,7 @@ impl Harness {
             users: users.to_vec(),
             max_concurrency: 8,
             retention_days: 35,
+            baseline_first_cycle: true,
         }
     }
 
@@ -117,6 +119,7 @@ impl Harness {
                     StatusClass::Unknown,
                 ]
                 .into(),
+                baseline_first_cycle: self.baseline_first_cycle,
             },
             watch: self
                 .users
@@ -564,4 +567,22 @@ async fn a_crash_during_delivery_loses_nothing_and_repeats_nothing() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 6, "every alert exactly once");
+}
+
+#[tokio::test]
+async fn without_the_baseline_the_first_cycle_alerts_every_failure() {
+    let mut h = Harness::start(&["obm"], at(2024, 6, 26, 18, 0)).await;
+    h.baseline_first_cycle = false;
+    for i in 0..3 {
+        let start = at(2024, 6, 26, 8, 0) + Duration::hours(i);
+        h.sim.add_job(job(
+            "obm",
+            "1",
+            start,
+            Some(start + Duration::minutes(5)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    let r = h.poller().cycle().await.unwrap();
+    assert_eq!((r.baselined, r.summary.alerts), (0, 3));
 }
