@@ -9,12 +9,14 @@
 //! - [`clock`]: "now", injectable.
 //! - [`config`]: the TOML file and environment, checked into typed [`config::Settings`].
 //! - [`schedule`]: cron schedules in the backup server's time zone.
+//! - [`mutes`]: alert mutes set from chat.
 
 pub mod app;
 pub mod cbs;
 pub mod clock;
 pub mod config;
 pub mod event;
+pub mod mutes;
 pub mod poller;
 pub mod render;
 pub mod schedule;
