@@ -9,11 +9,13 @@
 //! - [`clock`]: "now", injectable.
 //! - [`config`]: the TOML file and environment, checked into typed [`config::Settings`].
 //! - [`schedule`]: cron schedules in the backup server's time zone.
+//! - [`commands`]: what the slash commands do, as plain functions.
 //! - [`mutes`]: alert mutes set from chat.
 
 pub mod app;
 pub mod cbs;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod event;
 pub mod mutes;
