@@ -10,9 +10,11 @@
 //! - [`config`]: the TOML file and environment, checked into typed [`config::Settings`].
 //! - [`schedule`]: cron schedules in the backup server's time zone.
 //! - [`commands`]: what the slash commands do, as plain functions.
+//! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
 //! - [`mutes`]: alert mutes set from chat.
 
 pub mod app;
+pub mod bot;
 pub mod cbs;
 pub mod clock;
 pub mod commands;

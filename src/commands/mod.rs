@@ -288,6 +288,8 @@ pub(crate) mod test_support {
     //! Builders for job records and a store in a temporary directory.
 
     use crate::cbs::model::{parse_server_time, RestoreJob, StatusClass};
+    use crate::cbs::{CbsClient, CbsClientConfig};
+    use crate::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
     use crate::store::{Policy, Store};
     use chrono::{DateTime, NaiveDate, TimeZone, Utc};
     use std::collections::BTreeSet;
@@ -350,6 +352,57 @@ pub(crate) mod test_support {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         (dir, store)
+    }
+
+    /// The CBS simulator at 2024-06-26 12:00 UTC with user `obm` and a failed and a
+    /// successful restore on the 25th, and a client for it (server name `cbs`).
+    pub async fn simulator() -> (SimHandle, CbsClient) {
+        let clock = crate::clock::ManualClock::new(at(26, 12));
+        let sim = Simulator::new(SimConfig::with_clock(std::sync::Arc::new(clock)))
+            .start()
+            .await
+            .unwrap();
+        sim.add_user(SimUser {
+            login: "obm".into(),
+            owner: String::new(),
+            user_id: "obm".into(),
+        });
+        for (set, hour, status) in [
+            (1, 9, "RESTORE_STOP_BY_ERROR"),
+            (2, 11, "RESTORE_STOP_SUCCESS"),
+        ] {
+            sim.add_job(SimJob {
+                login: "obm".into(),
+                owner: String::new(),
+                user_id: "obm".into(),
+                backup_set_id: set.to_string(),
+                backup_set_name: format!("Set {set}"),
+                start: at(25, hour),
+                end: Some(at(25, hour + 1)),
+                final_status: status.into(),
+                size_bytes: 2048,
+                client_version: "10.1.0.0".into(),
+                destination_id: None,
+                success_databases: vec![],
+                missed_databases: vec![],
+                success_virtual_machines: vec![],
+                missed_virtual_machines: vec![],
+                success_public_folders: vec![],
+                missed_public_folders: vec![],
+                quirks: Quirks::default(),
+            });
+        }
+        let client = CbsClient::new(CbsClientConfig {
+            url: sim.url(),
+            server_name: "cbs".into(),
+            sys_user: sim.sys_user().into(),
+            sys_pwd: sim.sys_pwd().to_owned().into(),
+            timezone: sim.timezone(),
+            request_timeout: std::time::Duration::from_secs(5),
+            ca_cert: None,
+        })
+        .unwrap();
+        (sim, client)
     }
 }
 

@@ -107,3 +107,53 @@ fn severity(class: StatusClass) -> u8 {
         StatusClass::Failure => 6,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn live_answer_then_the_store_when_the_cbs_is_down() {
+        let (sim, client) = simulator().await;
+        let (_dir, store) = store();
+        let args = RestoresArgs::parse(
+            " obm",
+            Some("2024-06-25"),
+            at(26, 12),
+            chrono_tz::UTC,
+            &store,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(args.date, day(25));
+        let live = restores(&client, &store, &args, false).await.unwrap();
+        assert!(live.ephemeral);
+        let embed = &live.embeds[0];
+        assert_eq!(embed.footer.as_deref(), Some("live from cbs"));
+        assert_eq!(embed.colour, class_colour(StatusClass::Failure));
+        let lines: Vec<&str> = embed.description.lines().collect();
+        assert!(lines[0].starts_with("**Set 2** · success · 11:00–12:00 · 2 KiB"));
+        assert!(lines[1].starts_with("**Set 1** · failure"));
+
+        record(&store, &sim.expected("cbs", "obm", day(25))[..1]);
+        sim.set_down(true).await.unwrap();
+        let stored = restores(&client, &store, &args, true).await.unwrap();
+        assert!(!stored.ephemeral);
+        let footer = stored.embeds[0].footer.clone().unwrap();
+        assert!(footer.starts_with("cbs is unreachable"), "{footer}");
+        assert_eq!(stored.embeds[0].description.lines().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_a_usage_error() {
+        let (_sim, client) = simulator().await;
+        let (_dir, store) = store();
+        let args =
+            RestoresArgs::parse("ghost", None, at(26, 12), chrono_tz::UTC, &store, &[]).unwrap();
+        assert_eq!(args.date, day(26), "today by default");
+        let e = restores(&client, &store, &args, false).await.unwrap_err();
+        assert!(matches!(e, CommandError::Usage(_)));
+        assert!(e.to_string().contains("refused `ghost`"), "{e}");
+    }
+}

@@ -182,6 +182,37 @@ mod tests {
         assert!(store.add_watch(&w).unwrap());
     }
 
+    #[tokio::test]
+    async fn add_checks_the_user_with_the_cbs_and_refuses_duplicates() {
+        let (sim, client) = simulator().await;
+        let (_dir, store) = store();
+        let now = at(26, 12);
+        let added = add(&store, &client, &config(), "obm", None, "op (1)", now).await;
+        assert!(added.unwrap().content.starts_with("Now watching `obm`."));
+        let again = add(&store, &client, &config(), "obm", None, "op (1)", now).await;
+        assert!(again.unwrap_err().to_string().contains("already watched"));
+        let cfg = add(&store, &client, &config(), "cfg", None, "op (1)", now).await;
+        assert!(cfg.unwrap_err().to_string().contains("already watched"));
+        let ghost = add(&store, &client, &config(), "ghost", None, "op (1)", now).await;
+        assert!(ghost
+            .unwrap_err()
+            .to_string()
+            .contains("does not accept `ghost`"));
+        assert_eq!(store.dynamic_watches().unwrap().len(), 1);
+
+        sim.set_down(true).await.unwrap();
+        let unchecked = add(&store, &client, &config(), "later", Some("res"), "op", now).await;
+        let text = unchecked.unwrap().content;
+        assert!(
+            text.contains("(owner `res`) (the backup server did not answer"),
+            "{text}"
+        );
+        assert_eq!(
+            owner_of(&store, &[], "later").unwrap().as_deref(),
+            Some("res")
+        );
+    }
+
     #[test]
     fn remove_refuses_config_entries_and_unknown_users() {
         let (_dir, store) = store();
