@@ -14,14 +14,20 @@
 //! - [`poller`]: one poll cycle: which users and dates, what changed, which events.
 //! - [`app`]: the running program: parts built from the settings, the schedule loop.
 //! - [`demo`]: `restorewatch demo`, the whole loop against the built-in simulator.
+//! - [`commands`]: what the slash commands do, as plain functions.
+//! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
+//! - [`mutes`]: alert mutes set from chat.
 
 pub mod app;
+pub mod bot;
 pub mod cbs;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod digest;
 pub mod event;
+pub mod mutes;
 pub mod poller;
 pub mod render;
 pub mod schedule;

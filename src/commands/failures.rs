@@ -1,0 +1,134 @@
+//! `/failures [days] [user]`: the failed restores the store knows of (failure, partial
+//! failure, unknown), newest first.
+
+use super::restores::LIST_COLOUR;
+use super::{job_line, list_embed, parse_days, parse_login, quote};
+use super::{CommandError, CommandResult, Reply};
+use crate::cbs::model::StatusClass;
+use crate::render::{class_colour, escape_markdown};
+use crate::store::Store;
+use chrono::{Days, NaiveDate};
+use std::collections::BTreeSet;
+
+/// The classes `/failures` lists.
+pub const FAILED_CLASSES: [StatusClass; 3] = [
+    StatusClass::Failure,
+    StatusClass::PartialFailure,
+    StatusClass::Unknown,
+];
+
+/// Failures listed on the last `days` dates up to `today` (server zone), of `user` if
+/// given; `known_users` (see [`super::known_users`]) tells an unknown user from a quiet one.
+pub fn failures(
+    store: &Store,
+    days: Option<i64>,
+    user: Option<&str>,
+    known_users: &BTreeSet<String>,
+    today: NaiveDate,
+    public: bool,
+) -> CommandResult {
+    let days = parse_days(days)?;
+    let user = user.map(parse_login).transpose()?;
+    if let Some(user) = &user {
+        if !known_users.contains(user) {
+            return Err(CommandError::Usage(format!(
+                "user: `{}` is neither watched nor seen lately; expected a user from the list.",
+                quote(user)
+            )));
+        }
+    }
+    let from = today
+        .checked_sub_days(Days::new(u64::from(days) - 1))
+        .unwrap_or(today);
+    let mut records: Vec<_> = store
+        .jobs_between(from, today)?
+        .into_iter()
+        .filter(|r| FAILED_CLASSES.contains(&r.job.class))
+        .filter(|r| user.as_ref().is_none_or(|u| &r.job.login_name == u))
+        .collect();
+    records.sort_by_key(|r| std::cmp::Reverse((r.date, r.job.start_time)));
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} · `{}` · {}",
+                r.date,
+                escape_markdown(&r.job.login_name),
+                job_line(&r.job)
+            )
+        })
+        .collect();
+    let span = if days == 1 {
+        format!("on {today}")
+    } else {
+        format!("from {from} to {today}")
+    };
+    let whose = user
+        .as_ref()
+        .map(|u| format!(" of {}", quote(u)))
+        .unwrap_or_default();
+    let title = format!("Failed restores{whose} {span}");
+    let mut embed = list_embed(title, &lines, LIST_COLOUR, None);
+    if records.is_empty() {
+        embed.description = "None.".into();
+        embed.colour = class_colour(StatusClass::Success);
+    } else {
+        embed.colour = class_colour(StatusClass::Failure);
+    }
+    Ok(Reply::embed(embed, !public))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    fn users() -> BTreeSet<String> {
+        ["obm", "shop"].map(String::from).into()
+    }
+
+    #[test]
+    fn lists_failures_newest_first_within_the_window() {
+        let (_dir, store) = store();
+        record(
+            &store,
+            &[
+                job("obm", "1", 24, 9, "RESTORE_STOP_BY_ERROR"),
+                job("obm", "1", 26, 8, "RESTORE_STOP_SUCCESS_WITH_ERROR"),
+                job("obm", "2", 26, 10, "SOMETHING_NEW"),
+                job("shop", "1", 26, 9, "RESTORE_STOP_SUCCESS"),
+                job("shop", "1", 20, 9, "RESTORE_STOP_BY_ERROR"),
+            ],
+        );
+        let reply = failures(&store, Some(3), None, &users(), day(26), false).unwrap();
+        assert!(reply.ephemeral);
+        let embed = &reply.embeds[0];
+        assert_eq!(embed.title, "Failed restores from 2024-06-24 to 2024-06-26");
+        let lines: Vec<&str> = embed.description.lines().collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with("2024-06-26 · `obm` · **Set 2** · unknown · 10:00"));
+        assert!(lines[0].ends_with("code SOMETHING\\_NEW"), "{}", lines[0]);
+        assert!(lines[1].contains("partial failure · 08:00–09:00"));
+        assert!(lines[2].starts_with("2024-06-24"));
+
+        let today = failures(&store, None, Some("shop"), &users(), day(26), true).unwrap();
+        assert!(!today.ephemeral);
+        assert_eq!(
+            today.embeds[0].title,
+            "Failed restores of shop on 2024-06-26"
+        );
+        assert_eq!(today.embeds[0].description, "None.");
+    }
+
+    #[test]
+    fn bad_days_and_unknown_users_are_refused() {
+        let (_dir, store) = store();
+        let zero = failures(&store, Some(0), None, &users(), day(26), false).unwrap_err();
+        assert_eq!(
+            zero.to_string(),
+            "days: expected a whole number from 1 to 30."
+        );
+        let unknown = failures(&store, None, Some("ghost"), &users(), day(26), false);
+        assert!(unknown.unwrap_err().to_string().contains("neither watched"));
+    }
+}

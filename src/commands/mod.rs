@@ -1,0 +1,571 @@
+//! What the slash commands do, as plain functions over plain data: the store, the CBS
+//! client, "now", and the arguments as Discord delivered them. Each returns a [`Reply`]
+//! (text and embeds, ephemeral or not) or a [`CommandError`] whose `Display` is what the
+//! Discord user reads. The poise wiring in [`crate::bot`] only parses, calls and sends,
+//! so everything here is unit-tested without a gateway.
+//!
+//! Argument checks live here too ([`parse_login`], [`parse_date`], [`parse_days`],
+//! [`parse_mute_duration`]) so a bad argument always gets the same short message saying
+//! what is expected, and nothing changes.
+//!
+//! - [`restores`] answers `/restores`, live from the CBS with the store as fallback.
+//! - [`failures`] answers `/failures` from the store.
+//! - [`watch`] answers `/watch add|remove|list`.
+//! - [`mute`] answers `/mute` and `/unmute`.
+//! - [`digest`] answers `/digest` (a per-class count until the real digest lands).
+//! - [`status`] answers `/status`.
+
+pub mod digest;
+pub mod failures;
+pub mod mute;
+pub mod restores;
+pub mod status;
+pub mod watch;
+
+use crate::cbs::model::RestoreJob;
+use crate::config::WatchEntry;
+use crate::render::{escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS};
+use crate::store::{Store, StoreError};
+use chrono::{Days, NaiveDate};
+use serenity::all::{Permissions, RoleId};
+use std::collections::BTreeSet;
+
+/// What a command answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// Plain text above the embeds; may be empty when there are embeds.
+    pub content: String,
+    pub embeds: Vec<Embed>,
+    /// Shown only to the invoking user.
+    pub ephemeral: bool,
+}
+
+impl Reply {
+    pub fn text(content: impl Into<String>, ephemeral: bool) -> Reply {
+        Reply {
+            content: content.into(),
+            embeds: Vec::new(),
+            ephemeral,
+        }
+    }
+
+    pub fn embed(embed: Embed, ephemeral: bool) -> Reply {
+        Reply {
+            content: String::new(),
+            embeds: vec![embed],
+            ephemeral,
+        }
+    }
+}
+
+/// Why a command did nothing; the `Display` is the message the user gets (ephemerally).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A bad argument: says what is expected.
+    #[error("{0}")]
+    Usage(String),
+    /// The invoking member may not do this.
+    #[error("{0}")]
+    Refused(String),
+    /// Our own store failed; the details go to the log, not to the chat.
+    #[error("The bot's state store failed; the error was logged.")]
+    Store(#[from] StoreError),
+}
+
+impl CommandError {
+    /// The ephemeral answer for this error.
+    pub fn to_reply(&self) -> Reply {
+        Reply::text(self.to_string(), true)
+    }
+}
+
+pub type CommandResult = Result<Reply, CommandError>;
+
+/// The longest login name accepted; AhsayCBS names are far shorter.
+pub const LOGIN_MAX_CHARS: usize = 128;
+/// How far back `/failures` may look, in days.
+pub const FAILURES_MAX_DAYS: i64 = 30;
+/// Discord shows at most this many autocomplete choices.
+pub const AUTOCOMPLETE_MAX_CHOICES: usize = 25;
+/// Users seen in the store within this many days are offered by autocomplete.
+pub const RECENT_USER_DAYS: u64 = 7;
+
+/// User text quoted back in a message: escaped and cut, so it can neither format nor
+/// flood the reply.
+fn quote(text: &str) -> String {
+    const QUOTE_MAX_CHARS: usize = 64;
+    let short: String = text.chars().take(QUOTE_MAX_CHARS).collect();
+    escape_markdown(&short)
+}
+
+/// A login name argument: trimmed, not empty, no control characters, not absurdly long.
+pub fn parse_login(arg: &str) -> Result<String, CommandError> {
+    let login = arg.trim();
+    if login.is_empty()
+        || login.chars().count() > LOGIN_MAX_CHARS
+        || login.chars().any(char::is_control)
+    {
+        return Err(CommandError::Usage(format!(
+            "user: expected a backup user's login name (1 to {LOGIN_MAX_CHARS} characters)."
+        )));
+    }
+    Ok(login.to_owned())
+}
+
+/// A `YYYY-MM-DD` argument, `today` (in the server zone) when absent; not in the future.
+pub fn parse_date(arg: Option<&str>, today: NaiveDate) -> Result<NaiveDate, CommandError> {
+    let Some(text) = arg.map(str::trim) else {
+        return Ok(today);
+    };
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        CommandError::Usage(format!(
+            "date: expected YYYY-MM-DD, e.g. {today}; got `{}`.",
+            quote(text)
+        ))
+    })?;
+    if date > today {
+        return Err(CommandError::Usage(format!(
+            "date: {date} is in the future; expected {today} or earlier."
+        )));
+    }
+    Ok(date)
+}
+
+/// The `days` argument of `/failures`: 1 to [`FAILURES_MAX_DAYS`], 1 when absent.
+pub fn parse_days(arg: Option<i64>) -> Result<u32, CommandError> {
+    match arg.unwrap_or(1) {
+        // Within 1..=30, so the cast is exact.
+        days @ 1..=FAILURES_MAX_DAYS => Ok(days as u32),
+        _ => Err(CommandError::Usage(format!(
+            "days: expected a whole number from 1 to {FAILURES_MAX_DAYS}."
+        ))),
+    }
+}
+
+/// The longest mute accepted: longer than this and it is forgotten, not muted.
+pub const MUTE_MAX: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// A mute duration such as `2h`, `3d` or `1h 30m`: more than zero, at most [`MUTE_MAX`].
+pub fn parse_mute_duration(arg: &str) -> Result<chrono::Duration, CommandError> {
+    let usage = || {
+        CommandError::Usage(format!(
+            "duration: expected a time span such as 30m, 2h or 3d (at most {}d); got `{}`.",
+            MUTE_MAX.as_secs() / 86_400,
+            quote(arg.trim())
+        ))
+    };
+    let duration = humantime::parse_duration(arg.trim()).map_err(|_| usage())?;
+    if duration.is_zero() || duration > MUTE_MAX {
+        return Err(usage());
+    }
+    chrono::Duration::from_std(duration).map_err(|_| usage())
+}
+
+/// Whether a member may change state (watch list, mutes): Manage Server (or
+/// Administrator), or the configured admin role. `permissions` is `None` outside a guild,
+/// where nobody may.
+pub fn may_change_state(
+    permissions: Option<Permissions>,
+    roles: &[RoleId],
+    admin_role: Option<RoleId>,
+) -> bool {
+    let by_permission = permissions
+        .is_some_and(|p| p.intersects(Permissions::MANAGE_GUILD | Permissions::ADMINISTRATOR));
+    let by_role = admin_role.is_some_and(|r| roles.contains(&r));
+    by_permission || by_role
+}
+
+/// [`may_change_state`] as a refusal the user reads.
+pub fn require_admin(
+    permissions: Option<Permissions>,
+    roles: &[RoleId],
+    admin_role: Option<RoleId>,
+) -> Result<(), CommandError> {
+    if may_change_state(permissions, roles, admin_role) {
+        return Ok(());
+    }
+    let who = match admin_role {
+        Some(_) => "the Manage Server permission or the bot's admin role",
+        None => "the Manage Server permission",
+    };
+    Err(CommandError::Refused(format!(
+        "This changes what the bot does and needs {who}; nothing was changed."
+    )))
+}
+
+/// The users autocomplete offers and lookups know: the watch list (config and chat) and
+/// everyone with a job in the store in the last [`RECENT_USER_DAYS`] days.
+pub fn known_users(
+    store: &Store,
+    config_watch: &[WatchEntry],
+    today: NaiveDate,
+) -> Result<BTreeSet<String>, StoreError> {
+    let mut users: BTreeSet<String> = config_watch.iter().map(|w| w.login.clone()).collect();
+    users.extend(store.dynamic_watches()?.into_iter().map(|w| w.login));
+    let from = today
+        .checked_sub_days(Days::new(RECENT_USER_DAYS))
+        .unwrap_or(today);
+    users.extend(
+        store
+            .jobs_between(from, today)?
+            .into_iter()
+            .map(|r| r.job.login_name),
+    );
+    Ok(users)
+}
+
+/// The autocomplete choices for `partial`: case-insensitive, names starting with it first,
+/// then names containing it, each group sorted, at most [`AUTOCOMPLETE_MAX_CHOICES`].
+pub fn matching_users(candidates: &BTreeSet<String>, partial: &str) -> Vec<String> {
+    let needle = partial.trim().to_lowercase();
+    let (mut starts, mut contains) = (Vec::new(), Vec::new());
+    for user in candidates {
+        let lower = user.to_lowercase();
+        if lower.starts_with(&needle) {
+            starts.push(user.clone());
+        } else if lower.contains(&needle) {
+            contains.push(user.clone());
+        }
+    }
+    starts.extend(contains);
+    starts.truncate(AUTOCOMPLETE_MAX_CHOICES);
+    starts
+}
+
+/// One job as a line of a list: set, class, times, size, and the raw code when the class
+/// is unknown. Backup-server text is escaped.
+pub fn job_line(job: &RestoreJob) -> String {
+    let time = |t: Option<crate::cbs::model::ServerTime>| {
+        t.map_or_else(|| "…".to_owned(), |t| t.format("%H:%M").to_string())
+    };
+    let mut line = format!(
+        "**{}** · {} · {}–{} · {}",
+        escape_markdown(job.backup_set_label()),
+        job.class.label(),
+        time(job.start_time),
+        time(job.end_time),
+        format_size(job.restore_size_bytes)
+    );
+    if job.class == crate::cbs::model::StatusClass::Unknown {
+        line.push_str(&format!(" · code {}", quote(&job.raw_status)));
+    }
+    line
+}
+
+/// An embed listing `lines` in its description, as many as fit, then how many were left
+/// out.
+pub fn list_embed(title: String, lines: &[String], colour: u32, footer: Option<String>) -> Embed {
+    // Room for the "…and N more" line.
+    const MORE_LINE_CHARS: usize = 32;
+    let budget = EMBED_DESCRIPTION_MAX_CHARS - MORE_LINE_CHARS;
+    let mut description = String::new();
+    let mut shown = 0;
+    for line in lines {
+        let needed = description.chars().count() + line.chars().count() + 1;
+        if needed > budget {
+            break;
+        }
+        description.push_str(line);
+        description.push('\n');
+        shown += 1;
+    }
+    if shown < lines.len() {
+        description.push_str(&format!("…and {} more", lines.len() - shown));
+    }
+    Embed {
+        title,
+        description: description.trim_end().to_owned(),
+        colour,
+        fields: Vec::new(),
+        footer,
+        timestamp: None,
+    }
+    .fit()
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Builders for job records and a store in a temporary directory.
+
+    use crate::cbs::model::{parse_server_time, RestoreJob, StatusClass};
+    use crate::cbs::{CbsClient, CbsClientConfig};
+    use crate::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+    use crate::store::{Policy, Store};
+    use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+    use std::collections::BTreeSet;
+
+    pub fn at(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 6, d, h, 0, 0).unwrap()
+    }
+
+    pub fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 6, d).unwrap()
+    }
+
+    /// A job of `login`, set `set`, started at 2024-06-`d` `h`:00 UTC, ended an hour later
+    /// with `raw` (empty: still running).
+    pub fn job(login: &str, set: &str, d: u32, h: u32, raw: &str) -> RestoreJob {
+        let start = format!("2024-06-{d:02}-{h:02}-00-00");
+        let end = format!("2024-06-{d:02} {:02}:00:00", h + 1);
+        RestoreJob {
+            server: "cbs".into(),
+            login_name: login.into(),
+            owner: String::new(),
+            user_id: login.into(),
+            backup_set_id: set.into(),
+            backup_set_name: format!("Set {set}"),
+            job_id: start.clone(),
+            start_time: parse_server_time(&start, chrono_tz::UTC),
+            end_time: (!raw.is_empty())
+                .then(|| parse_server_time(&end, chrono_tz::UTC))
+                .flatten(),
+            restore_size_bytes: 2048,
+            client_version: None,
+            destination_id: None,
+            success_databases: vec![],
+            missed_databases: vec![],
+            success_virtual_machines: vec![],
+            missed_virtual_machines: vec![],
+            success_public_folders: vec![],
+            missed_public_folders: vec![],
+            raw_status: raw.into(),
+            class: StatusClass::from_raw(raw),
+        }
+    }
+
+    /// Records `jobs` in `store` as seen (not baseline) at the end of their day.
+    pub fn record(store: &Store, jobs: &[RestoreJob]) {
+        let classes = BTreeSet::new();
+        for j in jobs {
+            let date = j.start_time.unwrap().date_naive();
+            let policy = Policy {
+                now: at(date.format("%d").to_string().parse().unwrap(), 23),
+                alert_classes: &classes,
+                stuck_after: chrono::Duration::days(1),
+                baseline: false,
+            };
+            store.observe(j, date, &policy).unwrap();
+        }
+    }
+
+    pub fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    /// The CBS simulator at 2024-06-26 12:00 UTC with user `obm` and a failed and a
+    /// successful restore on the 25th, and a client for it (server name `cbs`).
+    pub async fn simulator() -> (SimHandle, CbsClient) {
+        let clock = crate::clock::ManualClock::new(at(26, 12));
+        let sim = Simulator::new(SimConfig::with_clock(std::sync::Arc::new(clock)))
+            .start()
+            .await
+            .unwrap();
+        sim.add_user(SimUser {
+            login: "obm".into(),
+            owner: String::new(),
+            user_id: "obm".into(),
+        });
+        for (set, hour, status) in [
+            (1, 9, "RESTORE_STOP_BY_ERROR"),
+            (2, 11, "RESTORE_STOP_SUCCESS"),
+        ] {
+            sim.add_job(SimJob {
+                login: "obm".into(),
+                owner: String::new(),
+                user_id: "obm".into(),
+                backup_set_id: set.to_string(),
+                backup_set_name: format!("Set {set}"),
+                start: at(25, hour),
+                end: Some(at(25, hour + 1)),
+                final_status: status.into(),
+                size_bytes: 2048,
+                client_version: "10.1.0.0".into(),
+                destination_id: None,
+                success_databases: vec![],
+                missed_databases: vec![],
+                success_virtual_machines: vec![],
+                missed_virtual_machines: vec![],
+                success_public_folders: vec![],
+                missed_public_folders: vec![],
+                quirks: Quirks::default(),
+            });
+        }
+        let client = CbsClient::new(CbsClientConfig {
+            url: sim.url(),
+            server_name: "cbs".into(),
+            sys_user: sim.sys_user().into(),
+            sys_pwd: sim.sys_pwd().to_owned().into(),
+            timezone: sim.timezone(),
+            request_timeout: std::time::Duration::from_secs(5),
+            ca_cert: None,
+        })
+        .unwrap();
+        (sim, client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn dates_default_to_today_and_refuse_junk_and_the_future() {
+        assert_eq!(parse_date(None, day(26)).unwrap(), day(26));
+        assert_eq!(parse_date(Some(" 2024-06-20 "), day(26)).unwrap(), day(20));
+        let junk = parse_date(Some("20/06/2024"), day(26)).unwrap_err();
+        assert_eq!(
+            junk.to_string(),
+            "date: expected YYYY-MM-DD, e.g. 2024-06-26; got `20/06/2024`."
+        );
+        let future = parse_date(Some("2024-06-27"), day(26)).unwrap_err();
+        assert!(future.to_string().contains("in the future"), "{future}");
+        assert!(matches!(
+            parse_date(Some("2024-02-30"), day(26)),
+            Err(CommandError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn quoted_input_cannot_format_or_mention() {
+        let e = parse_date(Some("**@everyone**"), day(26)).unwrap_err();
+        assert!(
+            e.to_string().contains("\\*\\*@\u{200B}everyone\\*\\*"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn days_are_one_to_thirty() {
+        assert_eq!(parse_days(None).unwrap(), 1);
+        assert_eq!(parse_days(Some(30)).unwrap(), 30);
+        for bad in [0, -1, 31] {
+            let e = parse_days(Some(bad)).unwrap_err();
+            assert_eq!(e.to_string(), "days: expected a whole number from 1 to 30.");
+        }
+    }
+
+    #[test]
+    fn logins_are_trimmed_and_checked() {
+        assert_eq!(parse_login("  obm ").unwrap(), "obm");
+        for bad in ["", "   ", "a\nb", &"x".repeat(LOGIN_MAX_CHARS + 1)] {
+            assert!(matches!(parse_login(bad), Err(CommandError::Usage(_))));
+        }
+    }
+
+    #[test]
+    fn mute_durations() {
+        assert_eq!(
+            parse_mute_duration("2h").unwrap(),
+            chrono::Duration::hours(2)
+        );
+        assert_eq!(
+            parse_mute_duration("1h 30m").unwrap(),
+            chrono::Duration::minutes(90)
+        );
+        assert_eq!(
+            parse_mute_duration("3d").unwrap(),
+            chrono::Duration::days(3)
+        );
+        for bad in ["", "0s", "soon", "31d", "-2h"] {
+            let e = parse_mute_duration(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("duration: expected a time span"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn state_changes_need_manage_server_administrator_or_the_admin_role() {
+        let admin = RoleId::new(7);
+        let plain = Permissions::SEND_MESSAGES | Permissions::VIEW_CHANNEL;
+        assert!(may_change_state(Some(Permissions::MANAGE_GUILD), &[], None));
+        assert!(may_change_state(
+            Some(Permissions::ADMINISTRATOR),
+            &[],
+            Some(admin)
+        ));
+        assert!(may_change_state(Some(plain), &[admin], Some(admin)));
+        assert!(!may_change_state(
+            Some(plain),
+            &[RoleId::new(8)],
+            Some(admin)
+        ));
+        assert!(!may_change_state(Some(plain), &[admin], None));
+        assert!(!may_change_state(None, &[], None), "outside a guild");
+        let refused = require_admin(Some(plain), &[], Some(admin)).unwrap_err();
+        assert!(matches!(refused, CommandError::Refused(_)));
+        assert!(refused.to_reply().ephemeral);
+        assert!(refused.to_string().contains("nothing was changed"));
+    }
+
+    #[test]
+    fn autocomplete_prefers_prefixes_ignores_case_and_caps_the_list() {
+        let users: BTreeSet<String> = ["obm", "Office-Backup", "shop-backup", "db01"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            matching_users(&users, "ob"),
+            ["obm"].map(String::from).to_vec()
+        );
+        assert_eq!(
+            matching_users(&users, "BACK"),
+            ["Office-Backup", "shop-backup"].map(String::from).to_vec()
+        );
+        assert_eq!(
+            matching_users(&users, "o"),
+            ["Office-Backup", "obm", "shop-backup"]
+                .map(String::from)
+                .to_vec()
+        );
+        assert_eq!(matching_users(&users, "").len(), 4);
+        let many: BTreeSet<String> = (0..40).map(|i| format!("user{i:02}")).collect();
+        assert_eq!(
+            matching_users(&many, "user").len(),
+            AUTOCOMPLETE_MAX_CHOICES
+        );
+    }
+
+    #[test]
+    fn known_users_are_the_watch_list_and_recent_jobs() {
+        let (_dir, store) = store();
+        record(
+            &store,
+            &[
+                job("recent", "1", 25, 9, "RESTORE_STOP_SUCCESS"),
+                job("old", "1", 1, 9, "RESTORE_STOP_SUCCESS"),
+            ],
+        );
+        store
+            .add_watch(&crate::store::DynamicWatch {
+                login: "chat".into(),
+                owner: String::new(),
+                added_by: "op".into(),
+                added_at: at(26, 9),
+            })
+            .unwrap();
+        let config = [WatchEntry {
+            login: "config".into(),
+            owner: String::new(),
+        }];
+        let users = known_users(&store, &config, day(26)).unwrap();
+        let want: BTreeSet<String> = ["chat", "config", "recent"].map(String::from).into();
+        assert_eq!(users, want);
+    }
+
+    #[test]
+    fn a_long_list_says_how_many_were_left_out() {
+        let lines: Vec<String> = (0..500)
+            .map(|i| format!("line {i:03} {}", "x".repeat(40)))
+            .collect();
+        let embed = list_embed("t".into(), &lines, 0, None);
+        assert!(embed.description.chars().count() <= EMBED_DESCRIPTION_MAX_CHARS);
+        assert!(embed.description.ends_with("more"), "{}", embed.description);
+        let short = list_embed("t".into(), &lines[..2], 0, None);
+        assert_eq!(short.description.lines().count(), 2);
+    }
+}

@@ -1,0 +1,142 @@
+//! `/mute user [backup_set] duration` and `/unmute user [backup_set]`: hold back the alerts
+//! of a user (or one backup set) for a while. The alerts are still recorded and appear in
+//! the digest; see [`crate::mutes`].
+
+use super::{parse_login, parse_mute_duration, quote, CommandError, CommandResult, Reply};
+use crate::mutes::{Mute, Mutes};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+
+/// The scope a mute names: the user, and maybe one backup set ID.
+fn parse_scope(
+    login: &str,
+    backup_set: Option<&str>,
+    watched: &BTreeSet<String>,
+) -> Result<(String, Option<String>), CommandError> {
+    let login = parse_login(login)?;
+    if !watched.contains(&login) {
+        return Err(CommandError::Usage(format!(
+            "user: `{}` is not watched; expected a user from `/watch list`.",
+            quote(&login)
+        )));
+    }
+    let set = backup_set.map(str::trim).filter(|s| !s.is_empty());
+    if let Some(set) = set {
+        if set.chars().any(char::is_control) || set.chars().count() > super::LOGIN_MAX_CHARS {
+            return Err(CommandError::Usage(
+                "backup_set: expected a backup set ID, or leave it out to mute every set.".into(),
+            ));
+        }
+    }
+    Ok((login, set.map(str::to_owned)))
+}
+
+fn scope_text(login: &str, set: Option<&str>) -> String {
+    match set {
+        Some(set) => format!("`{}` (backup set `{}`)", quote(login), quote(set)),
+        None => format!("`{}` (every backup set)", quote(login)),
+    }
+}
+
+/// Mutes `login` (or one set) for `duration` from `now`; `watched` is the merged watch list.
+pub fn mute(
+    mutes: &Mutes,
+    watched: &BTreeSet<String>,
+    login: &str,
+    backup_set: Option<&str>,
+    duration: &str,
+    muted_by: &str,
+    now: DateTime<Utc>,
+) -> CommandResult {
+    let (login, set) = parse_scope(login, backup_set, watched)?;
+    let duration = parse_mute_duration(duration)?;
+    let until = now + duration;
+    mutes.mute(&Mute {
+        login: login.clone(),
+        backup_set_id: set.clone(),
+        until,
+        muted_by: muted_by.to_owned(),
+        muted_at: now,
+    })?;
+    Ok(Reply::text(
+        format!(
+            "Muted alerts of {} until <t:{}:f> (<t:{}:R>). They are still recorded and shown \
+             in the digest.",
+            scope_text(&login, set.as_deref()),
+            until.timestamp(),
+            until.timestamp()
+        ),
+        false,
+    ))
+}
+
+/// Lifts the mute of exactly this scope.
+pub fn unmute(
+    mutes: &Mutes,
+    watched: &BTreeSet<String>,
+    login: &str,
+    backup_set: Option<&str>,
+) -> CommandResult {
+    let (login, set) = parse_scope(login, backup_set, watched)?;
+    if !mutes.unmute(&login, set.as_deref())? {
+        return Err(CommandError::Usage(format!(
+            "There is no mute for {}; nothing was changed.",
+            scope_text(&login, set.as_deref())
+        )));
+    }
+    Ok(Reply::text(
+        format!(
+            "Alerts of {} are posted again.",
+            scope_text(&login, set.as_deref())
+        ),
+        false,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use chrono::Duration;
+
+    fn watched() -> BTreeSet<String> {
+        ["obm".to_owned()].into()
+    }
+
+    #[test]
+    fn mute_holds_until_it_expires_and_unmute_lifts_it() {
+        let (_dir, store) = store();
+        let mutes = Mutes::open(&store).unwrap();
+        let now = at(26, 9);
+        let reply = mute(&mutes, &watched(), "obm", None, "2h", "op (1)", now).unwrap();
+        assert!(!reply.ephemeral);
+        let until = (now + Duration::hours(2)).timestamp();
+        assert!(
+            reply.content.contains(&format!("until <t:{until}:f>")),
+            "{}",
+            reply.content
+        );
+        assert!(mutes.is_muted("obm", "5", now + Duration::minutes(119)));
+        assert!(!mutes.is_muted("obm", "5", now + Duration::hours(2)));
+
+        mute(&mutes, &watched(), "obm", Some("5"), "1d", "op (1)", now).unwrap();
+        assert!(mutes.is_muted("obm", "5", now + Duration::hours(3)));
+        assert!(!mutes.is_muted("obm", "6", now + Duration::hours(3)));
+        unmute(&mutes, &watched(), "obm", Some("5")).unwrap();
+        assert!(!mutes.is_muted("obm", "5", now + Duration::hours(3)));
+        let again = unmute(&mutes, &watched(), "obm", Some("5")).unwrap_err();
+        assert!(again.to_string().starts_with("There is no mute"));
+    }
+
+    #[test]
+    fn bad_mutes_change_nothing() {
+        let (_dir, store) = store();
+        let mutes = Mutes::open(&store).unwrap();
+        let now = at(26, 9);
+        let bad = mute(&mutes, &watched(), "obm", None, "forever", "op", now).unwrap_err();
+        assert!(bad.to_string().starts_with("duration: expected"));
+        let unknown = mute(&mutes, &watched(), "ghost", None, "2h", "op", now).unwrap_err();
+        assert!(unknown.to_string().contains("not watched"));
+        assert!(mutes.active(now).unwrap().is_empty());
+    }
+}

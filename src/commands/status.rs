@@ -1,0 +1,141 @@
+//! `/status`: is the bot healthy? The last poll cycle, the next one, the CBS's health,
+//! what waits in the outbox, the store's size, the version and the uptime.
+
+use super::restores::LIST_COLOUR;
+use super::{quote, CommandResult, Reply};
+use crate::cbs::model::StatusClass;
+use crate::render::{class_colour, format_duration, format_size, Embed, EmbedField};
+use crate::schedule::CronSchedule;
+use crate::store::{CycleRecord, Outage, Store};
+use chrono::{DateTime, Utc};
+
+/// Everything `/status` shows, gathered at one instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusReport {
+    pub now: DateTime<Utc>,
+    pub last_cycle: Option<CycleRecord>,
+    pub next_cycle: Option<DateTime<Utc>>,
+    pub outage: Option<Outage>,
+    pub outbox_len: usize,
+    pub store_bytes: u64,
+    pub version: &'static str,
+    pub started_at: DateTime<Utc>,
+}
+
+impl StatusReport {
+    /// Reads the store's health and the schedule at `now`.
+    pub fn gather(
+        store: &Store,
+        schedule: &CronSchedule,
+        now: DateTime<Utc>,
+        started_at: DateTime<Utc>,
+    ) -> Result<StatusReport, crate::store::StoreError> {
+        Ok(StatusReport {
+            now,
+            last_cycle: store.last_cycle()?,
+            next_cycle: schedule.next_after(now),
+            outage: store.outage()?,
+            outbox_len: store.outbox_len(),
+            store_bytes: store.size_on_disk()?,
+            version: env!("CARGO_PKG_VERSION"),
+            started_at,
+        })
+    }
+}
+
+/// A Discord timestamp tag: shown in each reader's own zone.
+fn when(at: DateTime<Utc>) -> String {
+    format!("<t:{}:f> (<t:{}:R>)", at.timestamp(), at.timestamp())
+}
+
+/// The status embed.
+pub fn status(report: &StatusReport, public: bool) -> CommandResult {
+    let last = match &report.last_cycle {
+        Some(c) => format!(
+            "{}\ntook {}, {} users, {} requests, {} errors",
+            when(c.started_at),
+            format_duration((c.finished_at - c.started_at).num_seconds()),
+            c.users,
+            c.requests,
+            c.errors
+        ),
+        None => "none yet".to_owned(),
+    };
+    let next = report
+        .next_cycle
+        .map_or_else(|| "never (the schedule has no next time)".to_owned(), when);
+    let (cbs, colour) = match &report.outage {
+        Some(o) => (
+            format!("unreachable since {}: {}", when(o.since), quote(&o.error)),
+            class_colour(StatusClass::Failure),
+        ),
+        None => ("answering".to_owned(), LIST_COLOUR),
+    };
+    let uptime = format_duration((report.now - report.started_at).num_seconds());
+    let embed = Embed {
+        title: "restorewatch status".into(),
+        description: String::new(),
+        colour,
+        fields: vec![
+            EmbedField::new("Last cycle", last, false),
+            EmbedField::new("Next cycle", next, false),
+            EmbedField::new("Backup server", cbs, false),
+            EmbedField::new("Outbox", format!("{} waiting", report.outbox_len), true),
+            EmbedField::new("Store", format_size(report.store_bytes), true),
+            EmbedField::new("Version", report.version, true),
+            EmbedField::new("Uptime", uptime, true),
+        ],
+        footer: None,
+        timestamp: Some(report.now),
+    }
+    .fit();
+    Ok(Reply::embed(embed, !public))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use crate::event::OutageReason;
+
+    #[test]
+    fn shows_cycles_health_and_uptime() {
+        let (_dir, store) = store();
+        let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+        let now = at(26, 12) + chrono::Duration::minutes(2);
+        let started = at(26, 9);
+        let fresh = StatusReport::gather(&store, &schedule, now, started).unwrap();
+        let reply = status(&fresh, false).unwrap();
+        assert!(reply.ephemeral);
+        let field = |r: &Reply, name: &str| {
+            let f = r.embeds[0].fields.iter().find(|f| f.name == name).unwrap();
+            f.value.clone()
+        };
+        assert_eq!(field(&reply, "Last cycle"), "none yet");
+        let next = (at(26, 12) + chrono::Duration::minutes(5)).timestamp();
+        assert!(field(&reply, "Next cycle").starts_with(&format!("<t:{next}:f>")));
+        assert_eq!(field(&reply, "Backup server"), "answering");
+        assert_eq!(field(&reply, "Uptime"), "3h 02m");
+        assert_eq!(field(&reply, "Version"), env!("CARGO_PKG_VERSION"));
+
+        let cycle = CycleRecord {
+            started_at: at(26, 12),
+            finished_at: at(26, 12) + chrono::Duration::seconds(3),
+            users: 4,
+            requests: 5,
+            errors: 1,
+        };
+        store.record_cycle(&cycle, day(26), 0).unwrap();
+        let outage = Outage {
+            since: at(26, 11),
+            reason: OutageReason::Unreachable,
+            error: "cannot reach cbs: refused".into(),
+        };
+        store.set_outage(Some(&outage)).unwrap();
+        let report = StatusReport::gather(&store, &schedule, now, started).unwrap();
+        let reply = status(&report, true).unwrap();
+        assert!(!reply.ephemeral);
+        assert!(field(&reply, "Last cycle").ends_with("took 3s, 4 users, 5 requests, 1 errors"));
+        assert!(field(&reply, "Backup server").starts_with("unreachable since"));
+    }
+}

@@ -1,0 +1,262 @@
+//! `/watch add|remove|list`: the users added from chat (kept in the store) next to those
+//! of the config file. Config entries are listed but can only be changed in the file.
+//!
+//! A user added here is polled from the next cycle on; the poller records their first
+//! cycle as a baseline, so old failures are not re-alerted.
+
+use super::restores::LIST_COLOUR;
+use super::{list_embed, parse_login, quote, CommandError, CommandResult, Reply};
+use crate::cbs::CbsClient;
+use crate::config::WatchEntry;
+use crate::store::{DynamicWatch, Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// How long `/watch add` waits for the CBS to confirm the user exists. It stays well
+/// inside Discord's 3 s to answer, so the command needs no deferral.
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The owner of a watched `login`: the config's, else the one added from chat.
+pub fn owner_of(
+    store: &Store,
+    config_watch: &[WatchEntry],
+    login: &str,
+) -> Result<Option<String>, StoreError> {
+    if let Some(w) = config_watch.iter().find(|w| w.login == login) {
+        return Ok(Some(w.owner.clone()));
+    }
+    Ok(store
+        .dynamic_watches()?
+        .into_iter()
+        .find(|w| w.login == login)
+        .map(|w| w.owner))
+}
+
+/// Who ran a command, for the record: `name (id)`.
+pub fn invoker_label(name: &str, id: u64) -> String {
+    format!("{name} ({id})")
+}
+
+/// Adds `login` (owned by `owner`) to the chat watch list, after asking the CBS whether it
+/// knows the user. An unreachable CBS does not block the add (the poller will tell).
+pub async fn add(
+    store: &Store,
+    client: &CbsClient,
+    config_watch: &[WatchEntry],
+    login: &str,
+    owner: Option<&str>,
+    added_by: &str,
+    now: DateTime<Utc>,
+) -> CommandResult {
+    let login = parse_login(login)?;
+    let owner = match owner.map(str::trim).filter(|o| !o.is_empty()) {
+        Some(o) => parse_login(o).map_err(|_| {
+            CommandError::Usage("owner: expected the owner's login name, or leave it out.".into())
+        })?,
+        None => String::new(),
+    };
+    if owner_of(store, config_watch, &login)?.is_some() {
+        return Err(CommandError::Usage(format!(
+            "user: `{}` is already watched; expected a user not on the watch list.",
+            quote(&login)
+        )));
+    }
+    let today = now.with_timezone(&client.timezone()).date_naive();
+    let check = tokio::time::timeout(
+        VERIFY_TIMEOUT,
+        client.list_restore_jobs(&login, &owner, today),
+    )
+    .await;
+    let note = match check {
+        Ok(Ok(_)) => "",
+        Ok(Err(error)) if error.outage_reason().is_none() => {
+            return Err(CommandError::Usage(format!(
+                "user: the backup server does not accept `{}`: {}. Expected a login name \
+                 (and owner) it knows; nothing was changed.",
+                quote(&login),
+                quote(&error.to_string())
+            )))
+        }
+        Ok(Err(_)) | Err(_) => " (the backup server did not answer, so the name is unchecked)",
+    };
+    let watch = DynamicWatch {
+        login: login.clone(),
+        owner: owner.clone(),
+        added_by: added_by.to_owned(),
+        added_at: now,
+    };
+    if !store.add_watch(&watch)? {
+        // Another `/watch add` of the same user won the race.
+        return Err(CommandError::Usage(format!(
+            "user: `{}` is already watched.",
+            quote(&login)
+        )));
+    }
+    let owned = if owner.is_empty() {
+        String::new()
+    } else {
+        format!(" (owner `{}`)", quote(&owner))
+    };
+    Ok(Reply::text(
+        format!(
+            "Now watching `{}`{owned}{note}. Its first cycle records a baseline; alerts start after that.",
+            quote(&login)
+        ),
+        false,
+    ))
+}
+
+/// Removes `login` from the chat watch list; config entries stay and say so.
+pub fn remove(store: &Store, config_watch: &[WatchEntry], login: &str) -> CommandResult {
+    let login = parse_login(login)?;
+    if config_watch.iter().any(|w| w.login == login) {
+        return Err(CommandError::Usage(format!(
+            "user: `{}` is watched by the config file and can only be removed there; \
+             nothing was changed.",
+            quote(&login)
+        )));
+    }
+    if !store.remove_watch(&login)? {
+        return Err(CommandError::Usage(format!(
+            "user: `{}` is not on the watch list; expected one of `/watch list`.",
+            quote(&login)
+        )));
+    }
+    Ok(Reply::text(
+        format!("Stopped watching `{}`.", quote(&login)),
+        false,
+    ))
+}
+
+/// The merged watch list: config entries marked as such, chat entries with who added them.
+pub fn list(store: &Store, config_watch: &[WatchEntry], public: bool) -> CommandResult {
+    let owner = |o: &str| {
+        if o.is_empty() {
+            String::new()
+        } else {
+            format!(" (owner `{}`)", quote(o))
+        }
+    };
+    let mut lines: Vec<String> = config_watch
+        .iter()
+        .map(|w| format!("`{}`{} · config file", quote(&w.login), owner(&w.owner)))
+        .collect();
+    for w in store.dynamic_watches()? {
+        if config_watch.iter().any(|c| c.login == w.login) {
+            continue;
+        }
+        lines.push(format!(
+            "`{}`{} · added by {} on {}",
+            quote(&w.login),
+            owner(&w.owner),
+            quote(&w.added_by),
+            w.added_at.format("%Y-%m-%d")
+        ));
+    }
+    let mut embed = list_embed("Watched users".into(), &lines, LIST_COLOUR, None);
+    if lines.is_empty() {
+        embed.description = "Nobody is watched yet; add a user with `/watch add`.".into();
+    }
+    Ok(Reply::embed(embed, !public))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    fn config() -> Vec<WatchEntry> {
+        vec![WatchEntry {
+            login: "cfg".into(),
+            owner: "reseller".into(),
+        }]
+    }
+
+    fn chat_watch(store: &Store, login: &str) {
+        let w = DynamicWatch {
+            login: login.into(),
+            owner: String::new(),
+            added_by: "op (1)".into(),
+            added_at: at(26, 9),
+        };
+        assert!(store.add_watch(&w).unwrap());
+    }
+
+    #[tokio::test]
+    async fn add_checks_the_user_with_the_cbs_and_refuses_duplicates() {
+        let (sim, client) = simulator().await;
+        let (_dir, store) = store();
+        let now = at(26, 12);
+        let added = add(&store, &client, &config(), "obm", None, "op (1)", now).await;
+        assert!(added.unwrap().content.starts_with("Now watching `obm`."));
+        let again = add(&store, &client, &config(), "obm", None, "op (1)", now).await;
+        assert!(again.unwrap_err().to_string().contains("already watched"));
+        let cfg = add(&store, &client, &config(), "cfg", None, "op (1)", now).await;
+        assert!(cfg.unwrap_err().to_string().contains("already watched"));
+        let ghost = add(&store, &client, &config(), "ghost", None, "op (1)", now).await;
+        assert!(ghost
+            .unwrap_err()
+            .to_string()
+            .contains("does not accept `ghost`"));
+        assert_eq!(store.dynamic_watches().unwrap().len(), 1);
+
+        sim.set_down(true).await.unwrap();
+        let unchecked = add(&store, &client, &config(), "later", Some("res"), "op", now).await;
+        let text = unchecked.unwrap().content;
+        assert!(
+            text.contains("(owner `res`) (the backup server did not answer"),
+            "{text}"
+        );
+        assert_eq!(
+            owner_of(&store, &[], "later").unwrap().as_deref(),
+            Some("res")
+        );
+    }
+
+    #[test]
+    fn remove_refuses_config_entries_and_unknown_users() {
+        let (_dir, store) = store();
+        chat_watch(&store, "chat");
+        let cfg = remove(&store, &config(), "cfg").unwrap_err();
+        assert!(cfg.to_string().contains("config file"), "{cfg}");
+        let unknown = remove(&store, &config(), "nobody").unwrap_err();
+        assert!(unknown.to_string().contains("not on the watch list"));
+        let done = remove(&store, &config(), " chat ").unwrap();
+        assert_eq!(done.content, "Stopped watching `chat`.");
+        assert!(!done.ephemeral, "the team sees changes");
+        assert!(store.dynamic_watches().unwrap().is_empty());
+    }
+
+    #[test]
+    fn list_merges_and_marks_config_entries() {
+        let (_dir, store) = store();
+        chat_watch(&store, "chat");
+        let reply = list(&store, &config(), false).unwrap();
+        assert!(reply.ephemeral);
+        let text = &reply.embeds[0].description;
+        assert!(
+            text.contains("`cfg` (owner `reseller`) · config file"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`chat` · added by op \\(1\\) on 2024-06-26"),
+            "{text}"
+        );
+        assert!(!list(&store, &[], true).unwrap().ephemeral);
+    }
+
+    #[test]
+    fn owners_come_from_the_config_first() {
+        let (_dir, store) = store();
+        chat_watch(&store, "chat");
+        assert_eq!(
+            owner_of(&store, &config(), "cfg").unwrap().as_deref(),
+            Some("reseller")
+        );
+        assert_eq!(
+            owner_of(&store, &config(), "chat").unwrap().as_deref(),
+            Some("")
+        );
+        assert_eq!(owner_of(&store, &config(), "x").unwrap(), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! Mutes set from chat: "don't post alerts for this user (or one of their backup sets)
+//! until then".
+//!
+//! Mutes live in a sled tree of their own (`mutes`) in the same database as everything
+//! else, so they survive restarts. A muted alert is still recorded and counted in the
+//! digest; only posting it waits. The poller/delivery asks [`Mutes::is_muted`] at posting
+//! time; `/mute` and `/unmute` write through [`Mutes::mute`] and [`Mutes::unmute`].
+//! A mute ends by itself at its `until` time: nothing has to run for it to expire.
+
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The name of the sled tree holding the mutes.
+const TREE: &str = "mutes";
+
+/// One mute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mute {
+    pub login: String,
+    /// `None`: every backup set of the user.
+    pub backup_set_id: Option<String>,
+    /// The mute ends at this instant.
+    pub until: DateTime<Utc>,
+    /// Who set it (Discord name and id), for the record.
+    pub muted_by: String,
+    pub muted_at: DateTime<Utc>,
+}
+
+impl Mute {
+    /// Whether the mute still holds at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        now < self.until
+    }
+}
+
+/// The mute store.
+#[derive(Clone)]
+pub struct Mutes {
+    tree: sled::Tree,
+}
+
+/// `login \0 backup_set_id` (an empty set id for "every set"): one mute per scope, so a
+/// new `/mute` for the same scope replaces the old one.
+fn key(login: &str, backup_set_id: Option<&str>) -> Vec<u8> {
+    let mut k = login.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(backup_set_id.unwrap_or("").as_bytes());
+    k
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<Mute, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).replace('\0', "/"),
+        reason: e.to_string(),
+    })
+}
+
+impl Mutes {
+    /// Opens the mutes of `store` (its own tree in the same database).
+    pub fn open(store: &Store) -> Result<Mutes, StoreError> {
+        Ok(Mutes {
+            tree: store.tree(TREE)?,
+        })
+    }
+
+    /// Sets (or replaces) the mute for its scope. Expired mutes are dropped on the way, so
+    /// the tree never grows past the mutes that matter.
+    pub fn mute(&self, mute: &Mute) -> Result<(), StoreError> {
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            if !decode(&k, &v)?.is_active(mute.muted_at) {
+                self.tree.remove(k)?;
+            }
+        }
+        // Our own plain data always serializes.
+        let value = serde_json::to_vec(mute).expect("a mute serializes to JSON");
+        self.tree
+            .insert(key(&mute.login, mute.backup_set_id.as_deref()), value)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Removes the mute of exactly this scope; `false` when there was none.
+    pub fn unmute(&self, login: &str, backup_set_id: Option<&str>) -> Result<bool, StoreError> {
+        let removed = self.tree.remove(key(login, backup_set_id))?.is_some();
+        self.tree.flush()?;
+        Ok(removed)
+    }
+
+    /// Whether an alert for `login`'s backup set `backup_set_id` is muted at `now`: by a
+    /// mute of the whole user or of that set.
+    ///
+    /// A store failure counts as "not muted" (and is logged): posting an alert that should
+    /// have waited is better than losing one.
+    pub fn is_muted(&self, login: &str, backup_set_id: &str, now: DateTime<Utc>) -> bool {
+        [None, Some(backup_set_id)].into_iter().any(|set| {
+            let k = key(login, set);
+            match self.tree.get(&k) {
+                Ok(Some(v)) => match decode(&k, &v) {
+                    Ok(mute) => mute.is_active(now),
+                    Err(error) => {
+                        tracing::warn!(%error, "unreadable mute; alerting as if unmuted");
+                        false
+                    }
+                },
+                Ok(None) => false,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read mutes; alerting as if unmuted");
+                    false
+                }
+            }
+        })
+    }
+
+    /// The mutes holding at `now`, by login and set.
+    pub fn active(&self, now: DateTime<Utc>) -> Result<Vec<Mute>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            let mute = decode(&k, &v)?;
+            if mute.is_active(now) {
+                out.push(mute);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 6, 26, hour, 0, 0).unwrap()
+    }
+
+    fn mute(login: &str, set: Option<&str>, from: u32, until: u32) -> Mute {
+        Mute {
+            login: login.into(),
+            backup_set_id: set.map(Into::into),
+            until: at(until),
+            muted_by: "op (1)".into(),
+            muted_at: at(from),
+        }
+    }
+
+    #[test]
+    fn a_user_mute_covers_every_set_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let mutes = Mutes::open(&Store::open(dir.path()).unwrap()).unwrap();
+        mutes.mute(&mute("obm", None, 10, 12)).unwrap();
+        assert!(mutes.is_muted("obm", "1", at(10)));
+        assert!(mutes.is_muted("obm", "2", at(11) + Duration::minutes(59)));
+        assert!(!mutes.is_muted("obm", "1", at(12)), "ends at `until`");
+        assert!(!mutes.is_muted("other", "1", at(10)));
+        assert_eq!(mutes.active(at(11)).unwrap().len(), 1);
+        assert!(mutes.active(at(12)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_set_mute_covers_only_that_set_and_unmute_lifts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mutes = Mutes::open(&store).unwrap();
+        mutes.mute(&mute("obm", Some("7"), 10, 20)).unwrap();
+        assert!(mutes.is_muted("obm", "7", at(11)));
+        assert!(!mutes.is_muted("obm", "8", at(11)));
+        assert!(!mutes.unmute("obm", None).unwrap(), "no user-wide mute");
+        assert!(mutes.unmute("obm", Some("7")).unwrap());
+        assert!(!mutes.is_muted("obm", "7", at(11)));
+    }
+
+    #[test]
+    fn mutes_survive_a_reopen_and_expired_ones_are_dropped_on_the_next_mute() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mutes = Mutes::open(&Store::open(dir.path()).unwrap()).unwrap();
+            mutes.mute(&mute("old", None, 1, 2)).unwrap();
+            mutes.mute(&mute("obm", None, 10, 20)).unwrap();
+        }
+        let mutes = Mutes::open(&Store::open(dir.path()).unwrap()).unwrap();
+        assert!(mutes.is_muted("obm", "1", at(11)));
+        mutes.mute(&mute("new", None, 12, 13)).unwrap();
+        assert_eq!(mutes.tree.len(), 2, "the expired mute of `old` is gone");
+    }
+}

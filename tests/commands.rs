@@ -1,0 +1,665 @@
+//! The slash commands end to end: the real serenity client and poise framework talk to the
+//! fake Discord (REST + gateway) on loopback, the commands ask the CBS simulator, and the
+//! store is sled in a temporary directory. Gateway tests run on the real clock (see
+//! tests/fake_discord.rs) and wait on the fake's notifications, never on sleeps.
+
+mod support;
+
+use chrono::{Duration, NaiveDate, Utc};
+use restorewatch::bot::{self, Bot, BotContext};
+use restorewatch::cbs::model::StatusClass;
+use restorewatch::cbs::CbsClient;
+use restorewatch::clock::{SharedClock, SystemClock};
+use restorewatch::config::Settings;
+use restorewatch::mutes::Mutes;
+use restorewatch::poller::{Poller, PollerConfig};
+use restorewatch::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::store::{Policy, Store};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use support::fake_discord::{FakeDiscord, SlashCommand, GUILD_ID};
+use tempfile::TempDir;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound on any wait; the real waits are milliseconds.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const SERVER: &str = "cbs-test";
+/// The configured `discord.admin_role`.
+const ADMIN_ROLE: u64 = 5_000_000_000_000_000_001;
+/// Discord's MANAGE_GUILD bit, as registration and member permissions carry it.
+const MANAGE_GUILD: u64 = 1 << 5;
+/// Discord's flag for an ephemeral message.
+const EPHEMERAL: u64 = 64;
+
+fn date(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+/// A finished job of `login` on `day` at `hour`:00 UTC, one hour long.
+fn sim_job(login: &str, set: &str, day: &str, hour: u32, status: &str) -> SimJob {
+    let start = date(day).and_hms_opt(hour, 0, 0).unwrap().and_utc();
+    SimJob {
+        login: login.into(),
+        owner: String::new(),
+        user_id: login.into(),
+        backup_set_id: set.into(),
+        backup_set_name: format!("Set {set}"),
+        start,
+        end: Some(start + Duration::hours(1)),
+        final_status: status.into(),
+        size_bytes: 4096,
+        client_version: "10.1.0.0".into(),
+        destination_id: None,
+        success_databases: vec![],
+        missed_databases: vec![],
+        success_virtual_machines: vec![],
+        missed_virtual_machines: vec![],
+        success_public_folders: vec![],
+        missed_public_folders: vec![],
+        quirks: Quirks::default(),
+    }
+}
+
+/// The fake Discord, the simulator, a state directory and the settings pointing at them.
+struct Harness {
+    fake: FakeDiscord,
+    sim: SimHandle,
+    dir: TempDir,
+    settings: Settings,
+    clock: SharedClock,
+    /// Bots started so far: each registers its commands once.
+    started: std::cell::Cell<usize>,
+}
+
+/// A bot started by [`Harness::start_bot`], with the store it shares.
+struct Running {
+    bot: Bot,
+    shutdown: CancellationToken,
+    store: Store,
+}
+
+impl Running {
+    /// Cancels the token and waits for the client to end cleanly.
+    async fn stop(self) -> Store {
+        self.shutdown.cancel();
+        let stopped = timeout(WAIT, self.bot.stopped()).await;
+        stopped
+            .expect("bot stops in time")
+            .expect("bot stops cleanly");
+        self.store
+    }
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let fake = FakeDiscord::start().await;
+        let sim = Simulator::new(SimConfig::default())
+            .start()
+            .await
+            .expect("simulator starts");
+        for login in ["obm", "newbie"] {
+            sim.add_user(SimUser {
+                login: login.into(),
+                owner: String::new(),
+                user_id: login.into(),
+            });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            r#"
+            [cbs]
+            url = "{url}"
+            server_name = "{SERVER}"
+            sys_user = "{user}"
+            sys_pwd = "{pwd}"
+            request_timeout = "5s"
+
+            [[watch]]
+            login = "obm"
+
+            [state]
+            path = "{state}"
+
+            [discord]
+            token = "fake-token"
+            alert_channel = "1"
+            api_base = "{api}"
+            guild_id = "{GUILD_ID}"
+            admin_role = "{ADMIN_ROLE}"
+            "#,
+            url = sim.url(),
+            user = sim.sys_user(),
+            pwd = sim.sys_pwd(),
+            state = dir.path().display(),
+            api = fake.api_base(),
+        );
+        let settings = Settings::from_toml_str(&toml, &|_| None).expect("test config");
+        Harness {
+            fake,
+            sim,
+            dir,
+            settings,
+            clock: Arc::new(SystemClock),
+            started: std::cell::Cell::new(0),
+        }
+    }
+
+    fn cbs(&self) -> CbsClient {
+        restorewatch::app::cbs_client(&self.settings).unwrap()
+    }
+
+    fn open_store(&self) -> Store {
+        Store::open(self.dir.path()).unwrap()
+    }
+
+    fn poller(&self, store: &Store) -> Poller {
+        let config = PollerConfig {
+            poll: self.settings.poll.clone(),
+            watch: self.settings.watch.clone(),
+            max_concurrency: 4,
+            retention_days: 35,
+        };
+        Poller::new(self.cbs(), store.clone(), config, self.clock.clone())
+    }
+
+    async fn start_bot(&self) -> Running {
+        self.start_bot_with(self.open_store()).await
+    }
+
+    async fn start_bot_with(&self, store: Store) -> Running {
+        let shutdown = CancellationToken::new();
+        let ctx = BotContext {
+            store: store.clone(),
+            settings: self.settings.clone(),
+            cbs: self.cbs(),
+            clock: self.clock.clone(),
+            started_at: Utc::now(),
+        };
+        let bot = bot::start(ctx, shutdown.clone()).await.expect("bot starts");
+        // Registration follows READY, so once this bot's registration is in, its gateway
+        // session is the one interactions go to (after a restart too).
+        self.started.set(self.started.get() + 1);
+        let registrations = self.fake.wait_for_requests(self.started.get(), |r| {
+            r.method == "PUT" && r.path.ends_with(&format!("/guilds/{GUILD_ID}/commands"))
+        });
+        timeout(WAIT, registrations)
+            .await
+            .expect("commands registered");
+        Running {
+            bot,
+            shutdown,
+            store,
+        }
+    }
+
+    /// Injects `command` and waits for its callback.
+    async fn invoke(&self, command: SlashCommand) -> (Value, String) {
+        let interaction = self.fake.inject_interaction(command.build());
+        let callback = timeout(WAIT, self.fake.wait_for_callback(interaction.id))
+            .await
+            .expect("the bot answered");
+        (callback, interaction.token)
+    }
+
+    /// Injects a deferred command and waits for the follow-up that carries the answer.
+    async fn invoke_deferred(&self, command: SlashCommand) -> (Value, Value) {
+        let (callback, token) = self.invoke(command).await;
+        assert_eq!(callback["type"], 5, "deferred first: {callback}");
+        let followups = timeout(WAIT, self.fake.wait_for_followups(&token, 1))
+            .await
+            .expect("the answer follows");
+        (callback, followups[0].clone())
+    }
+
+    fn assert_nothing_unexpected(&self) {
+        assert!(
+            self.fake.unexpected().is_empty(),
+            "{:?}",
+            self.fake.unexpected()
+        );
+    }
+}
+
+fn admin(command: SlashCommand) -> SlashCommand {
+    command.permissions(MANAGE_GUILD | (1 << 10) | (1 << 11))
+}
+
+fn flags(message: &Value) -> u64 {
+    message["flags"].as_u64().unwrap_or(0)
+}
+
+fn is_locked_down(allowed_mentions: &Value) -> bool {
+    allowed_mentions == &json!({"parse": [], "users": [], "roles": []})
+}
+
+#[tokio::test]
+async fn commands_are_registered_in_the_guild_with_options_and_default_permissions() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+
+    let commands = h.fake.registered_commands(Some(GUILD_ID));
+    let by_name = |name: &str| {
+        commands
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("/{name} registered"))
+            .clone()
+    };
+    let names: Vec<&str> = commands.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["restores", "failures", "watch", "mute", "unmute", "digest", "status"]
+    );
+    let restores = by_name("restores");
+    assert!(restores["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Restore jobs"));
+    assert_eq!(restores["options"][0]["name"], "user");
+    assert_eq!(restores["options"][0]["required"], true);
+    assert_eq!(restores["options"][0]["autocomplete"], true);
+    assert_eq!(restores["options"][1]["name"], "date");
+    assert_eq!(restores["options"][1]["required"], false);
+    assert!(restores["default_member_permissions"].is_null());
+    let failures = by_name("failures");
+    assert_eq!(failures["options"][0]["min_value"].as_f64(), Some(1.0));
+    assert_eq!(failures["options"][0]["max_value"].as_f64(), Some(30.0));
+    for changing in ["watch", "mute", "unmute"] {
+        let c = by_name(changing);
+        assert_eq!(
+            c["default_member_permissions"],
+            MANAGE_GUILD.to_string(),
+            "/{changing}"
+        );
+    }
+    let watch = by_name("watch");
+    let subcommands: Vec<&str> = watch["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(subcommands, ["add", "remove", "list"]);
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn restores_lists_the_simulators_jobs_of_that_date() {
+    let h = Harness::start().await;
+    h.sim.add_job(sim_job(
+        "obm",
+        "1",
+        "2024-06-20",
+        9,
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.sim.add_job(sim_job(
+        "obm",
+        "2",
+        "2024-06-20",
+        11,
+        "RESTORE_STOP_SUCCESS",
+    ));
+    h.sim
+        .add_job(sim_job("obm", "3", "2024-06-21", 9, "RESTORE_STOP_SUCCESS"));
+    let running = h.start_bot().await;
+
+    let (callback, answer) = h
+        .invoke_deferred(
+            SlashCommand::new("restores")
+                .option("user", "obm")
+                .option("date", "2024-06-20"),
+        )
+        .await;
+    assert_eq!(
+        flags(&callback["data"]),
+        EPHEMERAL,
+        "lookups are private by default"
+    );
+    let embed = &answer["embeds"][0];
+    assert_eq!(embed["title"], "Restores of obm on 2024-06-20");
+    assert_eq!(embed["footer"]["text"], format!("live from {SERVER}"));
+    let lines: Vec<&str> = embed["description"].as_str().unwrap().lines().collect();
+    let expected = h.sim.expected(SERVER, "obm", date("2024-06-20"));
+    assert_eq!(lines.len(), expected.len());
+    assert!(
+        lines[0].starts_with("**Set 2** · success · 11:00–12:00"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("**Set 1** · failure · 09:00–10:00"),
+        "{lines:?}"
+    );
+    let followup_post = h
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.contains("/webhooks/"))
+        .expect("follow-up posted");
+    assert!(is_locked_down(&followup_post.body["allowed_mentions"]));
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn restores_answers_from_the_store_when_the_cbs_is_down_and_says_so() {
+    let h = Harness::start().await;
+    let day = date("2024-06-20");
+    h.sim.add_job(sim_job(
+        "obm",
+        "1",
+        "2024-06-20",
+        9,
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    let store = h.open_store();
+    let classes = [StatusClass::Failure].into();
+    let policy = Policy {
+        now: Utc::now(),
+        alert_classes: &classes,
+        stuck_after: Duration::hours(12),
+        baseline: true,
+    };
+    for job in h.sim.expected(SERVER, "obm", day) {
+        store.observe(&job, day, &policy).unwrap();
+    }
+    h.sim.set_down(true).await.unwrap();
+    let running = h.start_bot_with(store).await;
+
+    let (_, answer) = h
+        .invoke_deferred(
+            SlashCommand::new("restores")
+                .option("user", "obm")
+                .option("date", "2024-06-20"),
+        )
+        .await;
+    let embed = &answer["embeds"][0];
+    let footer = embed["footer"]["text"].as_str().unwrap();
+    assert!(
+        footer.starts_with(&format!("{SERVER} is unreachable")),
+        "{footer}"
+    );
+    assert!(footer.ends_with("from the bot's store, which may be out of date"));
+    let description = embed["description"].as_str().unwrap();
+    assert!(
+        description.starts_with("**Set 1** · failure"),
+        "{description}"
+    );
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn watch_add_persists_across_a_restart_and_reaches_the_poller() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+
+    let (callback, _) = h
+        .invoke(admin(
+            SlashCommand::new("watch")
+                .option("user", "newbie")
+                .subcommand("add"),
+        ))
+        .await;
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(content.starts_with("Now watching `newbie`."), "{content}");
+    assert_eq!(flags(&callback["data"]), 0, "the team sees changes");
+    assert!(is_locked_down(&callback["data"]["allowed_mentions"]));
+    drop(running.stop().await);
+
+    // Restart: a fresh store handle on the same directory.
+    let store = h.open_store();
+    let watched: Vec<String> = h
+        .poller(&store)
+        .watch_list()
+        .unwrap()
+        .into_iter()
+        .map(|w| w.login)
+        .collect();
+    assert_eq!(watched, ["newbie", "obm"]);
+    let added = store.dynamic_watches().unwrap();
+    assert_eq!(
+        added[0].added_by,
+        format!("operator ({})", support::fake_discord::MEMBER_USER_ID)
+    );
+
+    // The config's entry cannot be removed from chat.
+    let running = h.start_bot_with(store).await;
+    let (callback, _) = h
+        .invoke(admin(
+            SlashCommand::new("watch")
+                .option("user", "obm")
+                .subcommand("remove"),
+        ))
+        .await;
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    assert!(callback["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("config file"));
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn changes_by_a_member_without_permission_are_refused_and_change_nothing() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+
+    let (callback, _) = h
+        .invoke(
+            SlashCommand::new("watch")
+                .option("user", "newbie")
+                .subcommand("add"),
+        )
+        .await;
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(content.contains("nothing was changed"), "{content}");
+    assert!(running.store.dynamic_watches().unwrap().is_empty());
+
+    let (callback, _) = h
+        .invoke(
+            SlashCommand::new("mute")
+                .option("user", "obm")
+                .option("duration", "2h"),
+        )
+        .await;
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    let mutes = Mutes::open(&running.store).unwrap();
+    assert!(mutes.active(Utc::now()).unwrap().is_empty());
+
+    // The configured admin role is enough without Manage Server.
+    let (callback, _) = h
+        .invoke(
+            SlashCommand::new("watch")
+                .option("user", "newbie")
+                .subcommand("add")
+                .roles(&[ADMIN_ROLE]),
+        )
+        .await;
+    assert_eq!(flags(&callback["data"]), 0, "{callback}");
+    assert_eq!(running.store.dynamic_watches().unwrap().len(), 1);
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn mute_holds_alerts_until_it_expires() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+
+    let before = Utc::now();
+    let (callback, _) = h
+        .invoke(admin(
+            SlashCommand::new("mute")
+                .option("user", "obm")
+                .option("duration", "2h"),
+        ))
+        .await;
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("Muted alerts of `obm` (every backup set) until"),
+        "{content}"
+    );
+    let mutes = Mutes::open(&running.store).unwrap();
+    assert!(mutes.is_muted("obm", "1", Utc::now()));
+    assert!(mutes.is_muted("obm", "1", before + Duration::minutes(119)));
+    assert!(!mutes.is_muted("obm", "1", Utc::now() + Duration::hours(2)));
+
+    let (callback, _) = h
+        .invoke(admin(SlashCommand::new("unmute").option("user", "obm")))
+        .await;
+    assert_eq!(
+        callback["data"]["content"],
+        "Alerts of `obm` (every backup set) are posted again."
+    );
+    assert!(!mutes.is_muted("obm", "1", Utc::now()));
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn status_reports_the_last_real_cycle() {
+    let h = Harness::start().await;
+    let store = h.open_store();
+    let report = h.poller(&store).cycle().await.expect("a cycle");
+    assert!(report.ok());
+    let running = h.start_bot_with(store).await;
+
+    let (callback, _) = h.invoke(SlashCommand::new("status")).await;
+    assert_eq!(callback["type"], 4);
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    let embed = &callback["data"]["embeds"][0];
+    let field = |name: &str| {
+        let fields = embed["fields"].as_array().unwrap();
+        let f = fields.iter().find(|f| f["name"] == name).unwrap();
+        f["value"].as_str().unwrap().to_owned()
+    };
+    assert!(
+        field("Last cycle").contains("1 users, 1 requests, 0 errors"),
+        "{}",
+        field("Last cycle")
+    );
+    assert!(field("Next cycle").starts_with("<t:"));
+    assert_eq!(field("Backup server"), "answering");
+    assert_eq!(field("Version"), env!("CARGO_PKG_VERSION"));
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn bad_arguments_get_ephemeral_messages_saying_what_is_expected() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+
+    let cases = [
+        (
+            SlashCommand::new("restores")
+                .option("user", "obm")
+                .option("date", "20.06.2024"),
+            "date: expected YYYY-MM-DD",
+        ),
+        (
+            SlashCommand::new("failures").option("days", 0),
+            "days: expected a whole number from 1 to 30.",
+        ),
+        (
+            SlashCommand::new("failures").option("user", "ghost"),
+            "user: `ghost` is neither watched nor seen lately",
+        ),
+        (
+            admin(
+                SlashCommand::new("mute")
+                    .option("user", "obm")
+                    .option("duration", "a while"),
+            ),
+            "duration: expected a time span",
+        ),
+        (
+            admin(
+                SlashCommand::new("watch")
+                    .option("user", "ghost")
+                    .subcommand("remove"),
+            ),
+            "user: `ghost` is not on the watch list",
+        ),
+    ];
+    for (command, expected) in cases {
+        let (callback, _) = h.invoke(command).await;
+        assert_eq!(callback["type"], 4, "answered at once: {callback}");
+        assert_eq!(flags(&callback["data"]), EPHEMERAL, "{callback}");
+        let content = callback["data"]["content"].as_str().unwrap();
+        assert!(content.starts_with(expected), "{content}");
+    }
+    // An unknown user is the CBS's to judge for a live lookup: answered after the deferral.
+    let (_, answer) = h
+        .invoke_deferred(SlashCommand::new("restores").option("user", "ghost"))
+        .await;
+    let content = answer["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("user: the backup server refused `ghost`"),
+        "{content}"
+    );
+    assert!(Mutes::open(&running.store)
+        .unwrap()
+        .active(Utc::now())
+        .unwrap()
+        .is_empty());
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn autocomplete_offers_matching_watched_and_recent_users() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+    running
+        .store
+        .add_watch(&restorewatch::store::DynamicWatch {
+            login: "office".into(),
+            owner: String::new(),
+            added_by: "test".into(),
+            added_at: Utc::now(),
+        })
+        .unwrap();
+
+    let typing = SlashCommand::new("restores").autocomplete("user", "O");
+    let interaction = h.fake.inject_interaction(typing.build());
+    let choices = timeout(WAIT, h.fake.wait_for_callback(interaction.id))
+        .await
+        .expect("autocomplete answered");
+    assert_eq!(choices["type"], 8);
+    let values: Vec<&str> = choices["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["obm", "office"]);
+
+    let typing = SlashCommand::new("watch")
+        .autocomplete("user", "fic")
+        .subcommand("remove");
+    let interaction = h.fake.inject_interaction(admin_build(typing));
+    let choices = timeout(WAIT, h.fake.wait_for_callback(interaction.id))
+        .await
+        .expect("autocomplete answered");
+    assert_eq!(choices["data"]["choices"][0]["value"], "office");
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+fn admin_build(command: SlashCommand) -> Value {
+    admin(command).build()
+}
