@@ -110,7 +110,7 @@ impl Harness {
             ca_cert: None,
         })
         .unwrap();
-        let store = Store::open(self.dir.path()).unwrap();
+        let store = reopen(self.dir.path());
         let config = PollerConfig {
             poll: PollSettings {
                 schedule: CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
@@ -130,6 +130,24 @@ impl Harness {
         };
         Poller::new(client, store, config, Arc::new(self.clock.clone()))
     }
+}
+
+/// Opens the store in `dir`. Right after the previous instance was dropped, sled may still
+/// hold the directory's file lock for a moment (its last handle can die on a background
+/// thread), so a restart retries briefly instead of failing on `WouldBlock`.
+fn reopen(dir: &std::path::Path) -> Store {
+    const ATTEMPTS: u32 = 200;
+    for _ in 1..ATTEMPTS {
+        match Store::open(dir) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                // No notification exists for the lock's release; poll it.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("opening the store: {e}"),
+        }
+    }
+    Store::open(dir).expect("the store's lock is released")
 }
 
 /// A sink that keeps what it is given; fails from the `fail_after`-th event on.
