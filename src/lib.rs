@@ -7,6 +7,7 @@
 //! - [`sink`]: the `Sink` trait, the console sink and the outbox drain.
 //! - [`digest`]: the daily digest of one day's jobs, computed from the store, and its cards.
 //! - [`render`]: events as Discord-limit-safe embeds and plain-text cards.
+//! - [`discord`]: routing events to channels and delivering them through serenity.
 //! - [`clock`]: "now", injectable.
 //! - [`config`]: the TOML file and environment, checked into typed [`config::Settings`].
 //! - [`schedule`]: cron schedules in the backup server's time zone.
@@ -26,6 +27,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod digest;
+pub mod discord;
 pub mod event;
 pub mod mutes;
 pub mod poller;

@@ -2,24 +2,14 @@
 //! in a temporary directory: dedup, running → finished, midnight, catch-up, stuck, baseline,
 //! failing users, the concurrency bound, retention, and delivery that survives a crash.
 
+mod support;
+
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use restorewatch::cbs::model::StatusClass;
-use restorewatch::cbs::{CbsClient, CbsClientConfig};
-use restorewatch::clock::ManualClock;
-use restorewatch::config::{PollSettings, WatchEntry};
 use restorewatch::event::{Event, EventKind};
-use restorewatch::poller::{Poller, PollerConfig};
-use restorewatch::schedule::CronSchedule;
-use restorewatch::simulator::{
-    Faults, LoginFault, Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator,
-};
-use restorewatch::sink::{drain, Sink, SinkError};
-use restorewatch::store::Store;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tempfile::TempDir;
-
-const SERVER: &str = "cbs-test";
+use restorewatch::simulator::{Faults, LoginFault};
+use restorewatch::sink::drain;
+use support::world::{job, Harness, Recorder};
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
@@ -27,157 +17,6 @@ fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
 
 fn day(s: &str) -> NaiveDate {
     s.parse().unwrap()
-}
-
-/// A simulated job: `set` is the backup set id; `end: None` runs forever.
-fn job(
-    login: &str,
-    set: &str,
-    start: DateTime<Utc>,
-    end: Option<DateTime<Utc>>,
-    status: &str,
-) -> SimJob {
-    SimJob {
-        login: login.into(),
-        owner: String::new(),
-        user_id: login.into(),
-        backup_set_id: set.into(),
-        backup_set_name: format!("set {set}"),
-        start,
-        end,
-        final_status: status.into(),
-        size_bytes: 1024,
-        client_version: "10.1.0.0".into(),
-        destination_id: Some("dest-1".into()),
-        success_databases: vec![],
-        missed_databases: vec![],
-        success_virtual_machines: vec![],
-        missed_virtual_machines: vec![],
-        success_public_folders: vec![],
-        missed_public_folders: vec![],
-        quirks: Quirks::default(),
-    }
-}
-
-struct Harness {
-    sim: SimHandle,
-    clock: ManualClock,
-    dir: TempDir,
-    users: Vec<&'static str>,
-    max_concurrency: usize,
-    retention_days: u32,
-    baseline_first_cycle: bool,
-}
-
-impl Harness {
-    async fn start(users: &[&'static str], now: DateTime<Utc>) -> Harness {
-        let clock = ManualClock::new(now);
-        let sim = Simulator::new(SimConfig::with_clock(Arc::new(clock.clone())))
-            .start()
-            .await
-            .expect("simulator starts");
-        for login in users {
-            sim.add_user(SimUser {
-                login: (*login).into(),
-                owner: String::new(),
-                user_id: (*login).into(),
-            });
-        }
-        Harness {
-            sim,
-            clock,
-            dir: tempfile::tempdir().unwrap(),
-            users: users.to_vec(),
-            max_concurrency: 8,
-            retention_days: 35,
-            baseline_first_cycle: true,
-        }
-    }
-
-    /// A poller over a freshly opened store: dropping it and calling this again is a restart.
-    fn poller(&self) -> Poller {
-        let client = CbsClient::new(CbsClientConfig {
-            url: self.sim.url(),
-            server_name: SERVER.into(),
-            sys_user: self.sim.sys_user().into(),
-            sys_pwd: self.sim.sys_pwd().to_owned().into(),
-            timezone: self.sim.timezone(),
-            request_timeout: std::time::Duration::from_secs(10),
-            ca_cert: None,
-        })
-        .unwrap();
-        let store = Store::open(self.dir.path()).unwrap();
-        let config = PollerConfig {
-            poll: PollSettings {
-                schedule: CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
-                midnight_grace: std::time::Duration::from_secs(6 * 3600),
-                max_catch_up_days: 7,
-                stuck_after: std::time::Duration::from_secs(12 * 3600),
-                alert_classes: [
-                    StatusClass::PartialFailure,
-                    StatusClass::Failure,
-                    StatusClass::Unknown,
-                ]
-                .into(),
-                baseline_first_cycle: self.baseline_first_cycle,
-            },
-            watch: self
-                .users
-                .iter()
-                .map(|u| WatchEntry {
-                    login: (*u).into(),
-                    owner: String::new(),
-                })
-                .collect(),
-            max_concurrency: self.max_concurrency,
-            retention_days: self.retention_days,
-        };
-        Poller::new(client, store, config, Arc::new(self.clock.clone()))
-    }
-}
-
-/// A sink that keeps what it is given; fails from the `fail_after`-th event on.
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-    fail_after: Option<usize>,
-    calls: AtomicUsize,
-}
-
-impl Sink for Recorder {
-    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let mut got = self.events.lock().unwrap();
-        let mut accepted = Vec::new();
-        for e in events {
-            if self.fail_after.is_some_and(|k| got.len() >= k) {
-                if accepted.is_empty() {
-                    return Err(SinkError("sink is down".into()));
-                }
-                return Ok(accepted);
-            }
-            got.push(e.clone());
-            accepted.push(e.id);
-        }
-        Ok(accepted)
-    }
-}
-
-impl Recorder {
-    fn alerts(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e.kind,
-                    EventKind::JobFinished { .. } | EventKind::JobStuck { .. }
-                )
-            })
-            .cloned()
-            .collect()
-    }
 }
 
 fn finished_ids(events: &[Event]) -> Vec<String> {

@@ -1,0 +1,690 @@
+//! Delivery to Discord: [`DiscordSink`] posts outbox events to their channels, in order,
+//! and tells the drain which ones Discord accepted.
+//!
+//! Requests are built with serenity's own routing (`Request::build`, so the path, the
+//! `Authorization` header and `api_base` are serenity's) and sent with a reqwest client we
+//! keep, because serenity's error for a 429 drops `retry_after`: here every status, header
+//! and error body is seen.
+//!
+//! Per channel, events go in batches: the events one packed message carries. A batch (its
+//! event ids; the nonce is derived from them) is written to a sled tree of its own BEFORE
+//! its message is posted and reused on every later attempt, so a resend after a crash is the
+//! same message with the same nonce, which `enforce_nonce` turns into a no-op at Discord. A
+//! batch stays recorded after Discord accepted it, until its events have left the outbox:
+//! a crash between Discord's answer and the drain's acknowledgement then re-offers events
+//! the sink knows were posted, and it accepts them without posting again.
+//!
+//! Failures: a 429 waits `retry_after` and retries; 5xx and transport errors back off
+//! exponentially; either, when it persists, ends the drain with the events queued and rests
+//! the sink for a while. 401/403/404 mean the channel refuses us: its events stay queued,
+//! the reason is logged once and kept for `/status` ([`DiscordSink::refused_channels`]),
+//! and the channel is tried again only after [`DeliveryTiming::refused_retry`]; other
+//! channels carry on. A 400 means Discord rejects the message itself, and resending it
+//! would fail the same way: a batch of several events is retried one event per message, and
+//! an event rejected on its own is logged with Discord's reason, counted
+//! ([`DiscordSink::rejected_events`]) and dropped, so it cannot block its channel forever.
+
+use super::routing::Routes;
+use crate::config::DiscordSettings;
+use crate::event::Event;
+use crate::render::{pack, render_event, wants_ping, Embed, OutMessage, RenderOptions};
+use crate::sink::{Sink, SinkError};
+use crate::store::Store;
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Nonce, RoleId};
+use serenity::http::{Http, HttpBuilder, LightMethod, Request, Route};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The sled tree holding batches (see the module docs).
+const BATCH_TREE: &str = "discord_batches";
+/// A request that has not been answered after this long counts as a transport error.
+const REQUEST_TIMEOUT_SECS: u64 = 30;
+/// A 429 without a readable `retry_after` or `Retry-After` waits this long.
+const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
+/// How much of Discord's error body a logged reason keeps (characters).
+const REASON_MAX_CHARS: usize = 300;
+
+/// How long delivery waits, and how often it tries, when Discord does not accept a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryTiming {
+    /// Posts of one message answered 429 before the drain gives up (events stay queued).
+    pub rate_limit_attempts: u32,
+    /// The longest `retry_after` waited inside one drain; a longer one ends the drain and
+    /// rests the sink for that long instead.
+    pub max_retry_after: Duration,
+    /// Posts of one message failing with 5xx or a transport error before the drain gives up.
+    pub server_error_attempts: u32,
+    /// The wait after the first such failure; it doubles with each further one.
+    pub backoff_initial: Duration,
+    /// The cap on that wait, and how long the sink rests after giving up.
+    pub backoff_max: Duration,
+    /// How long a channel that refused us (401/403/404) rests before the next try.
+    pub refused_retry: Duration,
+}
+
+impl Default for DeliveryTiming {
+    fn default() -> Self {
+        DeliveryTiming {
+            rate_limit_attempts: 5,
+            max_retry_after: Duration::from_secs(60),
+            server_error_attempts: 6,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
+            refused_retry: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl DeliveryTiming {
+    /// The wait after the `failures`-th failure in a row (1, 2, 4 … seconds, capped).
+    fn backoff(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1));
+        self.backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// Posts events to Discord; see the module docs.
+pub struct DiscordSink {
+    /// Holds the token and the api base; its rate limiter is off when an api base is set.
+    http: Http,
+    client: reqwest::Client,
+    routes: Routes,
+    render: RenderOptions,
+    mention_role: Option<RoleId>,
+    store: Store,
+    batches: sled::Tree,
+    timing: DeliveryTiming,
+    state: Mutex<State>,
+}
+
+/// What the sink remembers between drains (not across restarts: a restart retries at once).
+#[derive(Default)]
+struct State {
+    refused: BTreeMap<ChannelId, Refusal>,
+    /// After giving up on a 429 or 5xx: no posts before this instant.
+    resting_until: Option<(Instant, String)>,
+    rejected: u64,
+}
+
+struct Refusal {
+    reason: String,
+    retry_at: Instant,
+}
+
+/// A batch: the events one packed message carries (more than one message only when a single
+/// event is too big for one, which today's rendering never makes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Batch {
+    channel: u64,
+    ids: Vec<u64>,
+    /// Messages of the batch Discord accepted so far.
+    parts_sent: usize,
+    /// Every message accepted (or the batch dropped after a 400).
+    done: bool,
+}
+
+impl Batch {
+    /// Derived from the event ids only, so the same batch always gets the same nonce:
+    /// `rw{first id, hex}-{count}`, plus `.{part}` after the first message. At most 25
+    /// characters as Discord requires (16 + 2 + 1 + 3 + 3 for 256 events of a drain).
+    fn nonce(&self, part: usize) -> String {
+        let first = self.ids.first().copied().unwrap_or_default();
+        let mut nonce = format!("rw{first:x}-{}", self.ids.len());
+        if part > 0 {
+            nonce.push_str(&format!(".{part}"));
+        }
+        nonce
+    }
+
+    fn key(&self) -> [u8; 16] {
+        batch_key(
+            ChannelId::new(self.channel),
+            self.ids.first().copied().unwrap_or_default(),
+        )
+    }
+}
+
+/// Batches are keyed by channel and first event id.
+fn batch_key(channel: ChannelId, first_id: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&channel.get().to_be_bytes());
+    key[8..].copy_from_slice(&first_id.to_be_bytes());
+    key
+}
+
+/// One answer to one post.
+enum Reply {
+    Accepted,
+    RateLimited(Duration),
+    /// 400/413: this message will never be accepted.
+    Rejected(String),
+    /// 401/403/404: the channel (or token) does not let us post.
+    Refused(String),
+    /// 5xx, another status, or no answer at all.
+    Failed(String),
+}
+
+/// How posting one message (with its retries) ended.
+enum Posted {
+    Accepted,
+    Rejected(String),
+    Refused(String),
+    /// Given up for this drain; rest this long.
+    Unavailable(String, Duration),
+}
+
+/// How a channel's part of a drain ended.
+enum ChannelEnd {
+    Done,
+    /// A batch reaches past the events offered: it waits for a drain that offers it whole.
+    Held,
+    Refused(String),
+    Unavailable(String, Duration),
+}
+
+impl DiscordSink {
+    /// Builds the sink from the `[discord]` settings: serenity's `Http` (pointed at
+    /// `api_base`, with serenity's rate limiter off, when one is set; we honour 429s
+    /// ourselves) and the batch tree in `store`. The role ping of `render` is replaced by
+    /// the configured role, so the ping in a message and the role it allows always agree.
+    pub fn new(
+        settings: &DiscordSettings,
+        store: &Store,
+        mut render: RenderOptions,
+    ) -> anyhow::Result<DiscordSink> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS))
+            .build()
+            .context("building the Discord HTTP client")?;
+        let mut builder = HttpBuilder::new(settings.token.expose_secret()).client(client.clone());
+        if let Some(base) = &settings.api_base {
+            builder = builder.proxy(base.as_str()).ratelimiter_disabled(true);
+        }
+        let http = builder.build();
+        // Catch an unusable token (say, a newline in it) or api base now, not per message;
+        // the error names neither, so the token cannot leak through it.
+        let _unsent = message_request(settings.alert_channel, Vec::new())
+            .build(&client, http.token(), http.proxy.as_deref())
+            .context("the discord token or api_base cannot make a request")?;
+        render.mention_role = settings.mention_role.map(RoleId::get);
+        Ok(DiscordSink {
+            http,
+            client,
+            routes: Routes::from_settings(settings),
+            render,
+            mention_role: settings.mention_role,
+            store: store.clone(),
+            batches: store
+                .tree(BATCH_TREE)
+                .context("opening the delivery tree")?,
+            timing: DeliveryTiming::default(),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Replaces the default waits and attempt counts.
+    pub fn with_timing(mut self, timing: DeliveryTiming) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Channels that refused our messages (401/403/404) and Discord's reason, for `/status`
+    /// and the digest. Their events stay queued; a channel leaves this list once it accepts
+    /// a message again.
+    pub fn refused_channels(&self) -> Vec<(ChannelId, String)> {
+        let state = self.state();
+        let refused = state.refused.iter();
+        refused.map(|(c, r)| (*c, r.reason.clone())).collect()
+    }
+
+    /// Events dropped since start because Discord rejected them (400) even on their own.
+    pub fn rejected_events(&self) -> u64 {
+        self.state().rejected
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The state is plain bookkeeping; a panic elsewhere must not stop delivery.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, batch: &Batch) -> Result<(), SinkError> {
+        let bytes = serde_json::to_vec(batch).map_err(|e| SinkError(e.to_string()))?;
+        self.batches
+            .insert(batch.key(), bytes)
+            .map_err(|e| SinkError(format!("saving a delivery batch: {e}")))?;
+        // On disk before the post: a crash after it must find the same batch (and nonce).
+        // Synchronous on purpose: sled's async flush waits outside tokio.
+        self.batches
+            .flush()
+            .map_err(|e| SinkError(format!("saving a delivery batch: {e}")))?;
+        Ok(())
+    }
+
+    /// Forgets batches whose events have left the outbox. The drain offers a contiguous
+    /// slice of the outbox, so a batch id inside the offered range but not offered is gone;
+    /// and so is any id below the oldest event still queued.
+    fn forget_delivered(&self, offered: &[Event]) -> Result<(), SinkError> {
+        let oldest = self
+            .store
+            .pending_events(1)
+            .map_err(|e| SinkError(e.to_string()))?
+            .first()
+            .map(|e| e.id);
+        let (Some(low), Some(high)) = (
+            offered.iter().map(|e| e.id).min(),
+            offered.iter().map(|e| e.id).max(),
+        ) else {
+            return Ok(());
+        };
+        for kv in self.batches.iter() {
+            let (key, value) = kv.map_err(|e| SinkError(e.to_string()))?;
+            let Ok(batch) = serde_json::from_slice::<Batch>(&value) else {
+                // Unreadable: it cannot help a resend any more.
+                let _ = self.batches.remove(key);
+                continue;
+            };
+            let below_queue = oldest.is_none_or(|o| batch.ids.iter().all(|id| *id < o));
+            let gone_from_slice = batch
+                .ids
+                .iter()
+                .all(|id| (low..=high).contains(id) && !offered.iter().any(|e| e.id == *id));
+            if below_queue || gone_from_slice {
+                self.batches
+                    .remove(key)
+                    .map_err(|e| SinkError(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch starting at `events[0]`: the recorded one, or a new one (saved).
+    /// `None`: the recorded batch reaches past `events`.
+    fn batch_at(&self, channel: ChannelId, events: &[&Event]) -> Result<Option<Batch>, SinkError> {
+        let key = batch_key(channel, events[0].id);
+        let recorded = self
+            .batches
+            .get(key)
+            .map_err(|e| SinkError(e.to_string()))?
+            .and_then(|v| serde_json::from_slice::<Batch>(&v).ok());
+        if let Some(batch) = recorded {
+            let offered = events.iter().map(|e| e.id);
+            if batch
+                .ids
+                .iter()
+                .copied()
+                .eq(offered.clone().take(batch.ids.len()))
+            {
+                if batch.ids.len() <= events.len() {
+                    return Ok(Some(batch));
+                }
+                return Ok(None);
+            }
+            // A different set under the same first event cannot have been posted whole;
+            // start afresh.
+        }
+        let first = pack(self.items(events), &self.render)
+            .into_iter()
+            .next()
+            .map_or(events.len(), |p| p.items.end);
+        let batch = Batch {
+            channel: channel.get(),
+            ids: events[..first].iter().map(|e| e.id).collect(),
+            parts_sent: 0,
+            done: false,
+        };
+        self.save(&batch)?;
+        Ok(Some(batch))
+    }
+
+    fn items(&self, events: &[&Event]) -> Vec<(bool, Vec<Embed>)> {
+        events
+            .iter()
+            .map(|e| (wants_ping(e), render_event(e, &self.render)))
+            .collect()
+    }
+
+    /// Posts the channel's events in order, batch by batch; accepted ids go to `accepted`.
+    async fn deliver_channel(
+        &self,
+        channel: ChannelId,
+        events: &[&Event],
+        accepted: &mut Vec<u64>,
+    ) -> Result<ChannelEnd, SinkError> {
+        let mut rest = events;
+        while !rest.is_empty() {
+            let Some(mut batch) = self.batch_at(channel, rest)? else {
+                return Ok(ChannelEnd::Held);
+            };
+            let count = batch.ids.len();
+            if !batch.done {
+                let messages = pack(self.items(&rest[..count]), &self.render);
+                let mut rejected = None;
+                for (part, packed) in messages.iter().enumerate().skip(batch.parts_sent) {
+                    match self
+                        .post_message(channel, &packed.message, batch.nonce(part))
+                        .await
+                    {
+                        Posted::Accepted => batch.parts_sent = part + 1,
+                        Posted::Rejected(reason) => {
+                            rejected = Some(reason);
+                            break;
+                        }
+                        Posted::Refused(reason) => return Ok(ChannelEnd::Refused(reason)),
+                        Posted::Unavailable(reason, rest_for) => {
+                            return Ok(ChannelEnd::Unavailable(reason, rest_for))
+                        }
+                    }
+                    self.save(&batch)?;
+                }
+                if let Some(reason) = rejected {
+                    if count > 1 && batch.parts_sent == 0 {
+                        // Discord created nothing, so a smaller set is safe: find the event
+                        // it rejects by sending one at a time.
+                        batch.ids.truncate(1);
+                        self.save(&batch)?;
+                        continue;
+                    }
+                    tracing::error!(
+                        channel = channel.get(),
+                        events = ?batch.ids,
+                        %reason,
+                        "Discord rejects this message; dropping it, a resend would fail the same way"
+                    );
+                    self.state().rejected += count as u64;
+                }
+                batch.done = true;
+                self.save(&batch)?;
+            }
+            accepted.extend_from_slice(&batch.ids);
+            rest = &rest[count..];
+        }
+        Ok(ChannelEnd::Done)
+    }
+
+    /// Posts one message, retrying 429s, 5xx and transport errors as [`DeliveryTiming`]
+    /// says.
+    async fn post_message(
+        &self,
+        channel: ChannelId,
+        message: &OutMessage,
+        nonce: String,
+    ) -> Posted {
+        let body = match message_body(message, self.mention_role, nonce) {
+            Ok(body) => body,
+            Err(e) => return Posted::Rejected(format!("cannot encode the message: {e}")),
+        };
+        let (mut limited, mut failed) = (0, 0);
+        loop {
+            match self.post(channel, body.clone()).await {
+                Reply::Accepted => return Posted::Accepted,
+                Reply::Rejected(reason) => return Posted::Rejected(reason),
+                Reply::Refused(reason) => return Posted::Refused(reason),
+                Reply::RateLimited(wait) => {
+                    limited += 1;
+                    let reason = format!("rate limited, retry after {wait:?}");
+                    if wait > self.timing.max_retry_after
+                        || limited >= self.timing.rate_limit_attempts
+                    {
+                        return Posted::Unavailable(reason, wait);
+                    }
+                    tracing::debug!(channel = channel.get(), "{reason}");
+                    tokio::time::sleep(wait).await;
+                }
+                Reply::Failed(reason) => {
+                    failed += 1;
+                    if failed >= self.timing.server_error_attempts {
+                        return Posted::Unavailable(reason, self.timing.backoff_max);
+                    }
+                    let wait = self.timing.backoff(failed);
+                    tracing::debug!(channel = channel.get(), %reason, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One `POST /channels/{id}/messages`.
+    async fn post(&self, channel: ChannelId, body: Vec<u8>) -> Reply {
+        let request = match message_request(channel, body).build(
+            &self.client,
+            self.http.token(),
+            self.http.proxy.as_deref(),
+        ) {
+            Ok(request) => request,
+            Err(e) => return Reply::Failed(format!("building the request: {e}")),
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => return Reply::Failed(format!("no answer from Discord: {e}")),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Reply::Accepted;
+        }
+        let header_wait = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        let body: Value = match response.bytes().await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let reason = describe(status, &body);
+        match status.as_u16() {
+            429 => {
+                let secs = body["retry_after"].as_f64().or(header_wait);
+                Reply::RateLimited(retry_wait(secs))
+            }
+            400 | 413 => Reply::Rejected(reason),
+            401 | 403 | 404 => Reply::Refused(reason),
+            _ => Reply::Failed(reason),
+        }
+    }
+}
+
+impl Sink for DiscordSink {
+    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+        if let Some((until, reason)) = &self.state().resting_until {
+            if Instant::now() < *until {
+                return Err(SinkError(format!("Discord unavailable: {reason}")));
+            }
+        }
+        self.forget_delivered(events)?;
+        let mut accepted = Vec::with_capacity(events.len());
+        for (channel, list) in self.routes.split(events) {
+            let resting = self.state().refused.get(&channel).map(|r| r.retry_at);
+            if resting.is_some_and(|at| Instant::now() < at) {
+                continue;
+            }
+            match self.deliver_channel(channel, &list, &mut accepted).await? {
+                ChannelEnd::Done => {
+                    if self.state().refused.remove(&channel).is_some() {
+                        tracing::info!(channel = channel.get(), "channel accepts messages again");
+                    }
+                }
+                ChannelEnd::Held => {}
+                ChannelEnd::Refused(reason) => self.refuse(channel, reason),
+                ChannelEnd::Unavailable(reason, rest_for) => {
+                    tracing::warn!(%reason, ?rest_for, "Discord unavailable; events stay queued");
+                    self.state().resting_until = Some((Instant::now() + rest_for, reason.clone()));
+                    if accepted.is_empty() {
+                        return Err(SinkError(format!("Discord unavailable: {reason}")));
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(accepted)
+    }
+}
+
+impl DiscordSink {
+    /// Notes a channel's refusal; logs only when it is new or its reason changed.
+    fn refuse(&self, channel: ChannelId, reason: String) {
+        let retry_at = Instant::now() + self.timing.refused_retry;
+        let mut state = self.state();
+        let known = state
+            .refused
+            .get(&channel)
+            .is_some_and(|r| r.reason == reason);
+        if !known {
+            tracing::warn!(
+                channel = channel.get(),
+                %reason,
+                retry_in = ?self.timing.refused_retry,
+                "channel refuses our messages; its events stay queued"
+            );
+        }
+        state.refused.insert(channel, Refusal { reason, retry_at });
+    }
+}
+
+/// serenity's route for posting a message, with `body` as JSON.
+fn message_request(channel: ChannelId, body: Vec<u8>) -> Request<'static> {
+    Request::new(
+        Route::ChannelMessages {
+            channel_id: channel,
+        },
+        LightMethod::Post,
+    )
+    .body(Some(body))
+}
+
+/// The JSON of a create-message request: content, embeds, the nonce with `enforce_nonce`,
+/// and `allowed_mentions` on every message: exactly the configured role when the message
+/// pings it, nothing at all otherwise.
+fn message_body(
+    message: &OutMessage,
+    role: Option<RoleId>,
+    nonce: String,
+) -> serde_json::Result<Vec<u8>> {
+    let mut allowed = CreateAllowedMentions::new();
+    if let (true, Some(role)) = (message.mention_role, role) {
+        allowed = allowed.roles([role]);
+    }
+    let mut create = CreateMessage::new()
+        .embeds(message.embeds.iter().map(Embed::to_serenity).collect())
+        .allowed_mentions(allowed)
+        .nonce(Nonce::String(nonce))
+        .enforce_nonce(true);
+    if !message.content.is_empty() {
+        create = create.content(&message.content);
+    }
+    serde_json::to_vec(&create)
+}
+
+/// A 429's wait from `retry_after` seconds; a missing or nonsensical value waits a second.
+fn retry_wait(secs: Option<f64>) -> Duration {
+    secs.filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_millis(DEFAULT_RETRY_AFTER_MS))
+}
+
+/// `403 Forbidden: Missing Access (code 50001)`, plus the field errors of a 400, cut short.
+fn describe(status: reqwest::StatusCode, body: &Value) -> String {
+    let mut reason = status.to_string();
+    if let Some(message) = body["message"].as_str() {
+        reason.push_str(&format!(": {message}"));
+    }
+    if let Some(code) = body["code"].as_u64().filter(|c| *c != 0) {
+        reason.push_str(&format!(" (code {code})"));
+    }
+    if let Some(errors) = body.get("errors") {
+        reason.push_str(&format!(" {errors}"));
+    }
+    reason.chars().take(REASON_MAX_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(mention_role: bool) -> OutMessage {
+        OutMessage {
+            content: if mention_role {
+                "<@&42> 1 alert".into()
+            } else {
+                String::new()
+            },
+            embeds: vec![Embed {
+                title: "Restore failed".into(),
+                ..Embed::default()
+            }],
+            mention_role,
+        }
+    }
+
+    fn body(message: &OutMessage, role: Option<u64>) -> Value {
+        let bytes = message_body(message, role.map(RoleId::new), "rw1-1".into()).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn a_ping_allows_exactly_the_role_and_nothing_else() {
+        let b = body(&message(true), Some(42));
+        assert_eq!(b["content"], "<@&42> 1 alert");
+        assert_eq!(
+            b["allowed_mentions"],
+            json!({"parse": [], "users": [], "roles": ["42"]})
+        );
+        assert_eq!(b["nonce"], "rw1-1");
+        assert_eq!(b["enforce_nonce"], true);
+    }
+
+    #[test]
+    fn without_a_ping_nothing_is_allowed() {
+        let b = body(&message(false), Some(42));
+        assert!(b.get("content").is_none());
+        assert_eq!(
+            b["allowed_mentions"],
+            json!({"parse": [], "users": [], "roles": []})
+        );
+    }
+
+    #[test]
+    fn nonces_follow_the_event_ids_and_fit_25_chars() {
+        let batch = |ids: Vec<u64>| Batch {
+            channel: 1,
+            ids,
+            parts_sent: 0,
+            done: false,
+        };
+        assert_eq!(batch(vec![10, 11, 12]).nonce(0), "rwa-3");
+        assert_eq!(batch(vec![10, 11, 12]).nonce(1), "rwa-3.1");
+        let worst = batch((u64::MAX - 255..=u64::MAX).collect()).nonce(99);
+        assert!(worst.chars().count() <= 25, "{worst}");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let t = DeliveryTiming::default();
+        let waits: Vec<u64> = (1..=7).map(|n| t.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+    }
+
+    #[test]
+    fn retry_after_falls_back_to_a_second() {
+        assert_eq!(retry_wait(Some(1.5)), Duration::from_millis(1500));
+        assert_eq!(retry_wait(Some(-1.0)), Duration::from_secs(1));
+        assert_eq!(retry_wait(None), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn describe_names_status_message_and_code() {
+        let body = json!({"message": "Missing Access", "code": 50001});
+        assert_eq!(
+            describe(reqwest::StatusCode::FORBIDDEN, &body),
+            "403 Forbidden: Missing Access (code 50001)"
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! Delivery end to end: the CBS simulator → the poller → the sled store → `DiscordSink` →
+//! the fake Discord on loopback, through serenity's own request routing.
+
+mod support;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use restorewatch::config::{DiscordSettings, Route};
+use restorewatch::discord::DiscordSink;
+use restorewatch::poller::Poller;
+use restorewatch::render::{escape_markdown, RenderOptions};
+use restorewatch::sink::{drain, Sink};
+use serde_json::{json, Value};
+use serenity::all::{ChannelId, RoleId};
+use support::fake_discord::{FakeDiscord, RecordedRequest, Scripted};
+use support::world::{job, Harness};
+use tokio::time::timeout;
+
+/// Upper bound on any wait; the real waits are milliseconds.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const ALERTS: u64 = 4_000_000_000_000_000_001;
+const DIGEST: u64 = 4_000_000_000_000_000_002;
+const RESELLER_A: u64 = 4_000_000_000_000_000_003;
+const ROLE: u64 = 5_000_000_000_000_000_001;
+const FAILED: &str = "RESTORE_STOP_BY_ERROR";
+
+fn at(h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 6, 26, h, min, 0).unwrap()
+}
+
+fn settings(fake: &FakeDiscord, role: Option<u64>) -> DiscordSettings {
+    DiscordSettings {
+        token: "fake-token".to_owned().into(),
+        alert_channel: ChannelId::new(ALERTS),
+        digest_channel: ChannelId::new(DIGEST),
+        mention_role: role.map(RoleId::new),
+        api_base: Some(fake.api_base().parse().unwrap()),
+        guild_id: None,
+        admin_role: None,
+        public_lookups: false,
+        routes: vec![Route {
+            owner: "reseller-a".into(),
+            channel: ChannelId::new(RESELLER_A),
+        }],
+    }
+}
+
+fn sink(fake: &FakeDiscord, poller: &Poller, role: Option<u64>) -> DiscordSink {
+    let render = RenderOptions {
+        mention_role: None,
+        timezone: chrono_tz::UTC,
+    };
+    DiscordSink::new(&settings(fake, role), poller.store(), render).unwrap()
+}
+
+/// `obm` polled once (an empty baseline), then `jobs` (`(set, status)`) end, one a minute,
+/// and a second cycle queues their events.
+async fn world_with(jobs: &[(&str, &str)]) -> (Harness, Poller) {
+    let h = Harness::start(&["obm"], at(9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    for (i, (set, status)) in jobs.iter().enumerate() {
+        let start = at(9, 1) + Duration::minutes(i as i64);
+        let end = start + Duration::seconds(30);
+        h.sim.add_job(job("obm", set, start, Some(end), status));
+    }
+    h.clock.set(at(9, 59));
+    p.cycle().await.unwrap();
+    (h, p)
+}
+
+fn message_posts(fake: &FakeDiscord) -> Vec<RecordedRequest> {
+    let posts = fake.requests().into_iter();
+    posts
+        .filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
+        .collect()
+}
+
+/// Every embed posted to `channel` whose title starts with `prefix`.
+fn embeds_titled(fake: &FakeDiscord, channel: u64, prefix: &str) -> Vec<Value> {
+    let messages = fake.messages(channel).into_iter();
+    let embeds = messages.flat_map(|m| m["embeds"].as_array().cloned().unwrap_or_default());
+    embeds
+        .filter(|e| e["title"].as_str().is_some_and(|t| t.starts_with(prefix)))
+        .collect()
+}
+
+fn field<'e>(embed: &'e Value, name: &str) -> &'e str {
+    let fields = embed["fields"].as_array().unwrap();
+    let found = fields.iter().find(|f| f["name"] == name);
+    found.and_then(|f| f["value"].as_str()).unwrap_or_default()
+}
+
+fn chars(v: &Value) -> usize {
+    v.as_str().map_or(0, |s| s.chars().count())
+}
+
+#[tokio::test]
+async fn a_failed_restore_is_one_message_that_pings_only_the_role() {
+    let (_h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p, Some(ROLE));
+
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!(report.pending, 0);
+    let messages = timeout(WAIT, fake.wait_for_messages(ALERTS, 1))
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let failed = embeds_titled(&fake, ALERTS, "Restore failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["title"], "Restore failed: obm / set 1");
+    assert!(field(&failed[0], "Status").contains(FAILED));
+    assert_eq!(field(&failed[0], "Owner"), "—");
+    assert_eq!(failed[0]["footer"]["text"], support::world::SERVER);
+    assert_eq!(messages[0]["content"], format!("<@&{ROLE}> 1 alert"));
+
+    let posts = message_posts(&fake);
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0].path,
+        format!("/api/v10/channels/{ALERTS}/messages")
+    );
+    assert_eq!(posts[0].header("authorization"), Some("Bot fake-token"));
+    assert_eq!(
+        posts[0].body["allowed_mentions"],
+        json!({"parse": [], "roles": [ROLE.to_string()], "users": []})
+    );
+    assert_eq!(posts[0].body["enforce_nonce"], true);
+    assert!(posts[0].body["nonce"]
+        .as_str()
+        .is_some_and(|n| n.len() <= 25));
+    assert!(fake.unexpected().is_empty());
+    assert!(fake.messages(DIGEST).is_empty() && fake.messages(RESELLER_A).is_empty());
+}
+
+#[tokio::test]
+async fn a_success_posts_no_alert_and_a_message_without_a_ping_allows_nothing() {
+    let (_h, p) = world_with(&[("1", "RESTORE_STOP_SUCCESS")]).await;
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p, Some(ROLE));
+
+    drain(p.store(), &sink).await.unwrap();
+    assert!(embeds_titled(&fake, ALERTS, "Restore").is_empty());
+    for post in message_posts(&fake) {
+        assert!(post.body.get("content").is_none(), "{:#}", post.body);
+        assert_eq!(
+            post.body["allowed_mentions"],
+            json!({"parse": [], "roles": [], "users": []})
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_owner_route_sends_its_failures_to_its_channel() {
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.add_user("shop", "reseller-a");
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
+    owned.owner = "reseller-a".into();
+    h.sim.add_job(owned);
+    h.sim
+        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    h.clock.set(at(9, 30));
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+
+    drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    let routed = embeds_titled(&fake, RESELLER_A, "Restore failed");
+    assert_eq!(routed.len(), 1);
+    assert_eq!(routed[0]["title"], "Restore failed: shop / set 7");
+    assert_eq!(field(&routed[0], "Owner"), "reseller-a");
+    let main = embeds_titled(&fake, ALERTS, "Restore failed");
+    assert_eq!(main.len(), 1);
+    assert_eq!(main[0]["title"], "Restore failed: obm / set 1");
+}
+
+#[tokio::test]
+async fn a_hostile_set_name_pings_nobody_and_renders_escaped() {
+    let hostile = "@everyone **x** <@&1> [a](http://evil)";
+    let h = Harness::start(&["obm"], at(9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let mut evil = job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED);
+    evil.backup_set_name = hostile.into();
+    h.sim.add_job(evil);
+    h.clock.set(at(9, 30));
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+
+    drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    let failed = embeds_titled(&fake, ALERTS, "Restore failed");
+    assert_eq!(failed.len(), 1);
+    let title = failed[0]["title"].as_str().unwrap();
+    assert!(title.ends_with(&escape_markdown(hostile)), "{title}");
+    assert!(
+        !title.contains("@everyone") && !title.contains("**x**"),
+        "{title}"
+    );
+    for post in message_posts(&fake) {
+        assert!(post.body.get("content").is_none());
+        assert_eq!(
+            post.body["allowed_mentions"],
+            json!({"parse": [], "roles": [], "users": []})
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_40_failures_is_delivered_once_within_discord_limits() {
+    let sets: Vec<String> = (0..40).map(|i| format!("{i:02}")).collect();
+    let jobs: Vec<(&str, &str)> = sets.iter().map(|s| (s.as_str(), FAILED)).collect();
+    let (h, p) = world_with(&[]).await;
+    for (i, (set, status)) in jobs.iter().enumerate() {
+        let mut j = job("obm", set, at(10, 0), Some(at(10, 1)), status);
+        j.missed_databases = (0..30).map(|d| format!("database-{i}-{d:03}")).collect();
+        h.sim.add_job(j);
+    }
+    h.clock.set(at(10, 30));
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+
+    let report = drain(p.store(), &sink(&fake, &p, Some(ROLE)))
+        .await
+        .unwrap();
+    assert_eq!(report.pending, 0);
+    let posts = message_posts(&fake);
+    assert!(posts.len() >= 4, "40 embeds need at least 4 messages");
+    for post in &posts {
+        let embeds = post.body["embeds"].as_array().unwrap();
+        assert!(embeds.len() <= 10);
+        let mut total = 0;
+        for e in embeds {
+            assert!(chars(&e["title"]) <= 256 && chars(&e["description"]) <= 4096);
+            let fields = e["fields"].as_array().cloned().unwrap_or_default();
+            assert!(fields.len() <= 25);
+            for f in fields {
+                assert!(chars(&f["name"]) <= 256 && chars(&f["value"]) <= 1024);
+                total += chars(&f["name"]) + chars(&f["value"]);
+            }
+            total += chars(&e["title"]) + chars(&e["description"]) + chars(&e["footer"]["text"]);
+        }
+        assert!(total <= 6000, "{total}");
+    }
+    let mut titles: Vec<String> = embeds_titled(&fake, ALERTS, "Restore failed")
+        .iter()
+        .map(|e| e["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(titles.len(), 40);
+    titles.sort();
+    titles.dedup();
+    assert_eq!(titles.len(), 40, "each failure exactly once");
+    assert!(fake.unexpected().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_is_retried_after_its_retry_after() {
+    let (_h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    let retry_after = std::time::Duration::from_millis(2500);
+    fake.script(
+        ALERTS,
+        [Scripted::TooManyRequests {
+            retry_after_secs: retry_after.as_secs_f64(),
+            global: false,
+        }],
+    );
+
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 0);
+    let posts = message_posts(&fake);
+    assert_eq!(posts.len(), 2);
+    assert!(posts[1].at.duration_since(posts[0].at) >= retry_after);
+    assert_eq!(posts[0].body["nonce"], posts[1].body["nonce"]);
+    assert_eq!(fake.messages(ALERTS).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_server_errors_back_off_then_one_message() {
+    let (_h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    fake.script(ALERTS, [500, 502, 503].map(Scripted::ServerError));
+
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 0);
+    let posts = message_posts(&fake);
+    assert_eq!(posts.len(), 4);
+    let gaps: Vec<u64> = posts
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at).as_secs())
+        .collect();
+    assert_eq!(gaps, [1, 2, 4], "exponential backoff");
+    assert_eq!(fake.messages(ALERTS).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forbidden_channel_keeps_its_events_until_it_allows_us_again() {
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.add_user("shop", "reseller-a");
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
+    owned.owner = "reseller-a".into();
+    h.sim.add_job(owned);
+    h.sim
+        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    h.clock.set(at(9, 30));
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+    fake.set_channel_forbidden(RESELLER_A, true);
+    let sink = sink(&fake, &p, None);
+
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!(
+        report.pending, 2,
+        "the reseller's baseline and failure wait"
+    );
+    assert_eq!(embeds_titled(&fake, ALERTS, "Restore failed").len(), 1);
+    let refused = sink.refused_channels();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].0, ChannelId::new(RESELLER_A));
+    assert!(refused[0].1.starts_with("403"), "{}", refused[0].1);
+
+    // Allowed again, but the channel rests until the slow retry is due.
+    fake.set_channel_forbidden(RESELLER_A, false);
+    let posts_before = message_posts(&fake).len();
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 2);
+    assert_eq!(message_posts(&fake).len(), posts_before);
+
+    tokio::time::advance(std::time::Duration::from_secs(10 * 60)).await;
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
+    assert_eq!(embeds_titled(&fake, RESELLER_A, "Restore failed").len(), 1);
+    assert!(sink.refused_channels().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_discord_rejects_is_dropped_and_does_not_block_the_channel() {
+    let h = Harness::start(&["obm"], at(9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p, None);
+    drain(p.store(), &sink).await.unwrap();
+    for set in ["1", "2"] {
+        h.sim
+            .add_job(job("obm", set, at(9, 1), Some(at(9, 2)), FAILED));
+    }
+    h.clock.set(at(9, 30));
+    p.cycle().await.unwrap();
+    // The packed message is rejected, then its first event alone: that one is dropped.
+    fake.script(ALERTS, [Scripted::Status(400), Scripted::Status(400)]);
+
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!(report.pending, 0);
+    assert_eq!(sink.rejected_events(), 1);
+    let titles: Vec<Value> = embeds_titled(&fake, ALERTS, "Restore failed")
+        .iter()
+        .map(|e| e["title"].clone())
+        .collect();
+    assert_eq!(titles, [json!("Restore failed: obm / set 2")]);
+}
+
+#[tokio::test]
+async fn a_crash_after_discord_accepted_posts_nothing_twice() {
+    let (h, p) = world_with(&[("1", FAILED), ("2", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    {
+        // Discord accepts, then the program dies before the outbox is acknowledged.
+        let sink = sink(&fake, &p, Some(ROLE));
+        let events = p.store().pending_events(256).unwrap();
+        let accepted = sink.deliver(&events).await.unwrap();
+        assert_eq!(accepted.len(), events.len());
+        p.store().flush().unwrap();
+    }
+    drop(p);
+    assert_eq!(fake.messages(ALERTS).len(), 1);
+
+    // Restarted, with a new failure queued behind the unacknowledged ones: packing all of
+    // them afresh would make a different message (and nonce).
+    let p = h.poller();
+    h.sim
+        .add_job(job("obm", "3", at(10, 0), Some(at(10, 1)), FAILED));
+    h.clock.set(at(10, 30));
+    p.cycle().await.unwrap();
+    let report = drain(p.store(), &sink(&fake, &p, Some(ROLE)))
+        .await
+        .unwrap();
+    assert_eq!(report.pending, 0);
+
+    let mut titles: Vec<String> = embeds_titled(&fake, ALERTS, "Restore failed")
+        .iter()
+        .map(|e| e["title"].as_str().unwrap().to_owned())
+        .collect();
+    titles.sort();
+    assert_eq!(
+        titles,
+        [
+            "Restore failed: obm / set 1",
+            "Restore failed: obm / set 2",
+            "Restore failed: obm / set 3"
+        ]
+    );
+}

@@ -1,0 +1,182 @@
+//! A small world for end-to-end tests: the CBS simulator on loopback with a manual clock, a
+//! poller over a sled store in a temporary directory, and a recording sink.
+//!
+//! Dropping a [`Poller`] and calling [`Harness::poller`] again reopens the store: that is how
+//! tests restart the program.
+
+use chrono::{DateTime, Utc};
+use restorewatch::cbs::model::StatusClass;
+use restorewatch::cbs::{CbsClient, CbsClientConfig};
+use restorewatch::clock::ManualClock;
+use restorewatch::config::{PollSettings, WatchEntry};
+use restorewatch::event::{Event, EventKind};
+use restorewatch::poller::{Poller, PollerConfig};
+use restorewatch::schedule::CronSchedule;
+use restorewatch::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::sink::{Sink, SinkError};
+use restorewatch::store::Store;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tempfile::TempDir;
+
+/// The name the poller gives the simulated backup server.
+pub const SERVER: &str = "cbs-test";
+
+/// A simulated job: `set` is the backup set id; `end: None` runs forever.
+pub fn job(
+    login: &str,
+    set: &str,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    status: &str,
+) -> SimJob {
+    SimJob {
+        login: login.into(),
+        owner: String::new(),
+        user_id: login.into(),
+        backup_set_id: set.into(),
+        backup_set_name: format!("set {set}"),
+        start,
+        end,
+        final_status: status.into(),
+        size_bytes: 1024,
+        client_version: "10.1.0.0".into(),
+        destination_id: Some("dest-1".into()),
+        success_databases: vec![],
+        missed_databases: vec![],
+        success_virtual_machines: vec![],
+        missed_virtual_machines: vec![],
+        success_public_folders: vec![],
+        missed_public_folders: vec![],
+        quirks: Quirks::default(),
+    }
+}
+
+/// The simulator, its clock and a store directory that outlives pollers.
+pub struct Harness {
+    pub sim: SimHandle,
+    pub clock: ManualClock,
+    pub dir: TempDir,
+    /// The watch list the poller is configured with.
+    pub watch: Vec<WatchEntry>,
+    pub max_concurrency: usize,
+    pub retention_days: u32,
+    pub baseline_first_cycle: bool,
+}
+
+impl Harness {
+    /// The simulator with `users` (no owner), watched by every poller.
+    pub async fn start(users: &[&'static str], now: DateTime<Utc>) -> Harness {
+        let clock = ManualClock::new(now);
+        let sim = Simulator::new(SimConfig::with_clock(Arc::new(clock.clone())))
+            .start()
+            .await
+            .expect("simulator starts");
+        let mut harness = Harness {
+            sim,
+            clock,
+            dir: tempfile::tempdir().unwrap(),
+            watch: Vec::new(),
+            max_concurrency: 8,
+            retention_days: 35,
+            baseline_first_cycle: true,
+        };
+        for login in users {
+            harness.add_user(login, "");
+        }
+        harness
+    }
+
+    /// Adds a user owned by `owner` (`""`: none) to the simulator and the watch list.
+    pub fn add_user(&mut self, login: &str, owner: &str) {
+        self.sim.add_user(SimUser {
+            login: login.into(),
+            owner: owner.into(),
+            user_id: login.into(),
+        });
+        self.watch.push(WatchEntry {
+            login: login.into(),
+            owner: owner.into(),
+        });
+    }
+
+    /// A poller over a freshly opened store: dropping it and calling this again is a restart.
+    pub fn poller(&self) -> Poller {
+        let client = CbsClient::new(CbsClientConfig {
+            url: self.sim.url(),
+            server_name: SERVER.into(),
+            sys_user: self.sim.sys_user().into(),
+            sys_pwd: self.sim.sys_pwd().to_owned().into(),
+            timezone: self.sim.timezone(),
+            request_timeout: std::time::Duration::from_secs(10),
+            ca_cert: None,
+        })
+        .unwrap();
+        // Store::open waits for a previous handle's lock itself.
+        let store = Store::open(self.dir.path()).unwrap();
+        let config = PollerConfig {
+            poll: PollSettings {
+                schedule: CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
+                midnight_grace: std::time::Duration::from_secs(6 * 3600),
+                max_catch_up_days: 7,
+                stuck_after: std::time::Duration::from_secs(12 * 3600),
+                alert_classes: [
+                    StatusClass::PartialFailure,
+                    StatusClass::Failure,
+                    StatusClass::Unknown,
+                ]
+                .into(),
+                baseline_first_cycle: self.baseline_first_cycle,
+            },
+            watch: self.watch.clone(),
+            max_concurrency: self.max_concurrency,
+            retention_days: self.retention_days,
+        };
+        Poller::new(client, store, config, Arc::new(self.clock.clone()))
+    }
+}
+
+/// A sink that keeps what it is given; fails from the `fail_after`-th event on.
+#[derive(Default)]
+pub struct Recorder {
+    pub events: Mutex<Vec<Event>>,
+    pub fail_after: Option<usize>,
+    pub calls: AtomicUsize,
+}
+
+impl Sink for Recorder {
+    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut got = self.events.lock().unwrap();
+        let mut accepted = Vec::new();
+        for e in events {
+            if self.fail_after.is_some_and(|k| got.len() >= k) {
+                if accepted.is_empty() {
+                    return Err(SinkError("sink is down".into()));
+                }
+                return Ok(accepted);
+            }
+            got.push(e.clone());
+            accepted.push(e.id);
+        }
+        Ok(accepted)
+    }
+}
+
+impl Recorder {
+    /// The job alerts (finished in an alerting class, or stuck) it was given.
+    pub fn alerts(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::JobFinished { .. } | EventKind::JobStuck { .. }
+                )
+            })
+            .cloned()
+            .collect()
+    }
+}
