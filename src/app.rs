@@ -72,12 +72,12 @@ impl App {
     }
 
     /// Builds the digest of `date` and queues it for delivery.
-    pub fn queue_digest<S: Sink>(&self, sink: &S, date: NaiveDate) -> anyhow::Result<()> {
+    pub fn queue_digest(&self, date: NaiveDate) -> anyhow::Result<()> {
         digest::queue_digest(
             &self.store,
             date,
             self.settings.cbs.timezone,
-            sink.refused_destinations(),
+            self.store.refused_destinations()?,
             self.clock.now(),
         )
         .with_context(|| format!("building the digest for {date}"))?;
@@ -124,7 +124,7 @@ impl App {
             }
             if next_digest.is_some_and(|t| t <= next) {
                 let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
-                let queued = self.queue_digest(sink, day);
+                let queued = self.queue_digest(day);
                 if let Err(e) = queued {
                     tracing::error!(error = format!("{e:#}"), "daily digest failed");
                 } else if let Err(e) = drain(&self.store, sink).await {

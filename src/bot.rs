@@ -197,6 +197,16 @@ async fn send(ctx: Context<'_>, reply: Reply) -> Result<(), Error> {
         out = out.embed(embed.fit().to_serenity());
     }
     ctx.send(out).await?;
+    // poise sends every further reply to the same interaction as a follow-up message.
+    for embeds in reply.followups {
+        let mut more = poise::CreateReply::default()
+            .ephemeral(reply.ephemeral)
+            .allowed_mentions(serenity::CreateAllowedMentions::new());
+        for embed in embeds {
+            more = more.embed(embed.fit().to_serenity());
+        }
+        ctx.send(more).await?;
+    }
     Ok(())
 }
 
@@ -453,6 +463,7 @@ async fn digest(
         &data.app.store,
         date.as_deref(),
         data.today(),
+        data.app.settings.cbs.timezone,
         data.public(),
     );
     answer(ctx, result).await

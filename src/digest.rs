@@ -927,6 +927,7 @@ mod tests {
                 alert_classes: &alert,
                 stuck_after: chrono::Duration::hours(12),
                 baseline: false,
+                muted: &|_| false,
             };
             store.observe(j, date, &policy).unwrap();
         };

@@ -88,6 +88,9 @@ pub struct CycleSummary {
     pub started_running: u32,
     /// Alerts queued (job finished in an alerting class, or stuck).
     pub alerts: u32,
+    /// Alerts held back by a mute from chat.
+    #[serde(default)]
+    pub muted: u32,
     /// Requests that failed: who, which date, what went wrong.
     pub errors: Vec<PollError>,
 }

@@ -182,7 +182,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let sink = console_sink(&app.settings);
-            app.queue_digest(&sink, date)?;
+            app.queue_digest(date)?;
             let drained = drain(&app.store, &sink).await?;
             app.store.flush()?;
             Ok(match drained.error {

@@ -5,10 +5,12 @@
 //! applied to the store one by one in this task, so the store sees a single writer. A user
 //! whose requests fail is recorded and skipped; the cycle goes on.
 
+use crate::cbs::model::RestoreJob;
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
 use crate::config::{PollSettings, WatchEntry};
 use crate::event::{ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
+use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -160,6 +162,15 @@ impl Poller {
         };
         let mut baselined = 0;
         let mut outage_errors: Vec<CbsError> = Vec::new();
+        let mutes = Mutes::open(&self.store)?.active(started_at)?;
+        let is_muted = |job: &RestoreJob| {
+            mutes.iter().any(|m| {
+                m.login == job.login_name
+                    && m.backup_set_id
+                        .as_deref()
+                        .is_none_or(|set| set == job.backup_set_id)
+            })
+        };
         let stuck_after = chrono::Duration::from_std(self.config.poll.stuck_after)
             .unwrap_or(chrono::Duration::MAX);
         while let Some(joined) = requests.join_next().await {
@@ -183,6 +194,7 @@ impl Poller {
                         alert_classes: &self.config.poll.alert_classes,
                         stuck_after,
                         baseline: self.config.poll.baseline_first_cycle && !state.baselined,
+                        muted: &is_muted,
                     };
                     for job in &list.jobs {
                         let obs = self.store.observe(job, date, &policy)?;
@@ -199,6 +211,9 @@ impl Poller {
                         }
                         if obs.event.is_some() {
                             summary.alerts += 1;
+                        }
+                        if obs.muted {
+                            summary.muted += 1;
                         }
                     }
                 }
@@ -258,6 +273,7 @@ impl Poller {
             .collect();
         let changed = summary.started_running > 0
             || summary.alerts > 0
+            || summary.muted > 0
             || summary.finished.values().any(|n| *n > 0)
             || error_logins != self.store.error_logins()?;
         if changed {

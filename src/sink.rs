@@ -24,11 +24,6 @@ pub trait Sink: Send + Sync {
     /// accept stay queued; an `Err` means it accepted none of them.
     fn deliver(&self, events: &[Event])
         -> impl Future<Output = Result<Vec<u64>, SinkError>> + Send;
-
-    /// Destinations that refuse us right now, with the reason (for `/status` and the digest).
-    fn refused_destinations(&self) -> Vec<String> {
-        Vec::new()
-    }
 }
 
 /// What one drain did.

@@ -95,6 +95,8 @@ pub struct Observation {
     /// `None`: nothing to tell.
     pub event: Option<EventKind>,
     pub change: Change,
+    /// An alert was due but a mute held it back.
+    pub muted: bool,
 }
 
 /// How a job changed since the store last saw it.
@@ -118,6 +120,8 @@ pub struct Policy<'a> {
     pub stuck_after: chrono::Duration,
     /// The user's first cycle: record finished jobs as a baseline, alert nothing.
     pub baseline: bool,
+    /// Whether alerts for a job are muted from chat right now: recorded, not posted.
+    pub muted: &'a (dyn Fn(&RestoreJob) -> bool + Sync),
 }
 
 /// Decides what a sighting of `job` (listed under `date`) means, given what was known.
@@ -178,10 +182,17 @@ pub fn decide(
             (None, Change::Unchanged)
         }
     };
+    // A muted alert is decided like any other (the record says it was dealt with, so it
+    // does not come back when the mute ends) but not queued.
+    let muted = event.is_some() && (policy.muted)(job);
+    if muted {
+        record.alerted = false;
+    }
     Observation {
         record,
-        event,
+        event: if muted { None } else { event },
         change,
+        muted,
     }
 }
 
@@ -212,6 +223,7 @@ const OPEN_LOCK_RETRY_MS: u64 = 20;
 const META_LAST_CYCLE: &str = "last_cycle";
 const META_OUTAGE: &str = "outage";
 const META_ERROR_LOGINS: &str = "error_logins";
+const META_REFUSED: &str = "refused_destinations";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -551,6 +563,16 @@ impl Store {
         }
     }
 
+    /// Chat destinations that refuse our messages right now, with the reason, as the
+    /// delivery step last saw them (for `/status` and the digest).
+    pub fn refused_destinations(&self) -> Result<Vec<String>> {
+        Ok(self.meta_get(META_REFUSED)?.unwrap_or_default())
+    }
+
+    pub fn set_refused_destinations(&self, refused: &[String]) -> Result<()> {
+        self.meta_put(META_REFUSED, &refused)
+    }
+
     /// The logins whose requests failed in the last cycle.
     pub fn error_logins(&self) -> Result<BTreeSet<String>> {
         Ok(self.meta_get(META_ERROR_LOGINS)?.unwrap_or_default())
@@ -608,6 +630,7 @@ mod tests {
             alert_classes: classes,
             stuck_after: chrono::Duration::hours(12),
             baseline,
+            muted: &|_| false,
         }
     }
 
@@ -690,6 +713,33 @@ mod tests {
         assert_eq!(done.record.first_seen, running.record.first_seen);
         let again = decide(Some(&done.record), &done_job, day(), &policy(&c, 16, false));
         assert_eq!((again.change, again.event), (Change::Unchanged, None));
+    }
+
+    #[test]
+    fn a_muted_failure_is_recorded_but_not_queued() {
+        let c = classes();
+        let muted = |j: &RestoreJob| j.backup_set_id == "1";
+        let p = Policy {
+            muted: &muted,
+            ..policy(&c, 14, false)
+        };
+        let j = job(
+            "2024-06-26-13-00-00",
+            "RESTORE_STOP_BY_ERROR",
+            Some("2024-06-26 13:10:00"),
+        );
+        let obs = decide(None, &j, day(), &p);
+        assert_eq!(obs.change, Change::Finished(StatusClass::Failure));
+        assert!(obs.muted && obs.event.is_none() && !obs.record.alerted);
+        let ok = job(
+            "2024-06-26-13-00-00",
+            "RESTORE_STOP_SUCCESS",
+            Some("2024-06-26 13:10:00"),
+        );
+        assert!(
+            !decide(None, &ok, day(), &p).muted,
+            "nothing to mute without an alert"
+        );
     }
 
     #[test]

@@ -363,6 +363,7 @@ async fn restores_answers_from_the_store_when_the_cbs_is_down_and_says_so() {
         alert_classes: &classes,
         stuck_after: Duration::hours(12),
         baseline: true,
+        muted: &|_| false,
     };
     for job in h.sim.expected(SERVER, "obm", day) {
         store.observe(&job, day, &policy).unwrap();

@@ -425,3 +425,59 @@ async fn without_the_baseline_the_first_cycle_alerts_every_failure() {
     let r = h.poller().cycle().await.unwrap();
     assert_eq!((r.baselined, r.summary.alerts), (0, 3));
 }
+
+#[tokio::test]
+async fn a_muted_user_is_recorded_not_alerted_until_the_mute_ends() {
+    use restorewatch::mutes::{Mute, Mutes};
+    let h = Harness::start(&["obm", "alice"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    Mutes::open(p.store())
+        .unwrap()
+        .mute(&Mute {
+            login: "obm".into(),
+            backup_set_id: None,
+            until: at(2024, 6, 26, 11, 0),
+            muted_by: "ops".into(),
+            muted_at: at(2024, 6, 26, 9, 0),
+        })
+        .unwrap();
+    for login in ["obm", "alice"] {
+        h.sim.add_job(job(
+            login,
+            "1",
+            at(2024, 6, 26, 9, 1),
+            Some(at(2024, 6, 26, 9, 2)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    h.clock.set(at(2024, 6, 26, 9, 5));
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.alerts, r.summary.muted), (1, 1));
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    assert_eq!(
+        finished_ids(&sink.alerts()),
+        ["alice/1/2024-06-26-09-01-00"]
+    );
+    // The digest still lists the muted failure.
+    let digest = restorewatch::digest::Digest::from_store(
+        p.store(),
+        day("2024-06-26"),
+        chrono_tz::UTC,
+        vec![],
+    )
+    .unwrap();
+    assert!(digest.failures.iter().any(|f| f.login_name == "obm"));
+    // After the mute, obm's failures alert again.
+    h.sim.add_job(job(
+        "obm",
+        "2",
+        at(2024, 6, 26, 11, 1),
+        Some(at(2024, 6, 26, 11, 2)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(2024, 6, 26, 11, 5));
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.alerts, r.summary.muted), (1, 0));
+}

@@ -1,55 +1,38 @@
-//! `/digest [date]`: the day's restores at a glance, on demand.
+//! `/digest [date]`: the daily digest of a day, on demand.
 //!
-//! Until the real digest (`src/digest.rs`, written in parallel) is merged, the answer is a
-//! per-class count of the day's jobs from [`day_class_counts`]; swapping in the real
-//! digest means replacing that one call in [`digest`].
+//! The same digest the schedule posts ([`crate::digest`]), built from the store now. A
+//! digest longer than one message continues in follow-up messages.
 
-use super::restores::LIST_COLOUR;
 use super::{parse_date, CommandResult, Reply};
-use crate::cbs::model::StatusClass;
-use crate::event::ClassCounts;
-use crate::render::{Embed, EmbedField};
-use crate::store::{JobRecord, Store};
+use crate::digest::{render_digest, Digest};
+use crate::render::{pack, RenderOptions};
+use crate::store::Store;
 use chrono::NaiveDate;
-
-/// How many of the day's jobs ended in each class (running ones count as running).
-pub fn day_class_counts(jobs: &[JobRecord]) -> ClassCounts {
-    let mut counts = ClassCounts::new();
-    for r in jobs {
-        *counts.entry(r.job.class).or_default() += 1;
-    }
-    counts
-}
+use chrono_tz::Tz;
 
 /// The digest of `date` (default `today`, server zone).
-pub fn digest(store: &Store, date: Option<&str>, today: NaiveDate, public: bool) -> CommandResult {
+pub fn digest(
+    store: &Store,
+    date: Option<&str>,
+    today: NaiveDate,
+    tz: Tz,
+    public: bool,
+) -> CommandResult {
     let date = parse_date(date, today)?;
-    let jobs = store.jobs_on(date)?;
-    let counts = day_class_counts(&jobs);
-    let total: u32 = counts.values().sum();
-    let fields = StatusClass::ALL
-        .into_iter()
-        .filter_map(|c| {
-            counts
-                .get(&c)
-                .map(|n| EmbedField::new(c.label(), n.to_string(), true))
-        })
-        .collect();
-    let description = if total == 0 {
-        "No restore jobs recorded.".to_owned()
-    } else {
-        format!("{total} restore jobs recorded.")
+    let digest = Digest::from_store(store, date, tz, store.refused_destinations()?)?;
+    let options = RenderOptions {
+        mention_role: None,
+        timezone: tz,
     };
-    let embed = Embed {
-        title: format!("Restores on {date}"),
-        description,
-        colour: LIST_COLOUR,
-        fields,
-        footer: None,
-        timestamp: None,
-    }
-    .fit();
-    Ok(Reply::embed(embed, !public))
+    let mut messages = pack(vec![(false, render_digest(&digest))], &options)
+        .into_iter()
+        .map(|packed| packed.message.embeds);
+    Ok(Reply {
+        content: String::new(),
+        embeds: messages.next().unwrap_or_default(),
+        followups: messages.collect(),
+        ephemeral: !public,
+    })
 }
 
 #[cfg(test)]
@@ -58,7 +41,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_the_days_jobs_per_class() {
+    fn the_days_digest_with_its_failures() {
         let (_dir, store) = store();
         record(
             &store,
@@ -69,18 +52,44 @@ mod tests {
                 job("shop", "1", 25, 9, "RESTORE_STOP_BY_ERROR"),
             ],
         );
-        let reply = digest(&store, None, day(26), false).unwrap();
-        let embed = &reply.embeds[0];
-        assert_eq!(embed.title, "Restores on 2024-06-26");
-        assert_eq!(embed.description, "3 restore jobs recorded.");
-        let fields: Vec<_> = embed
-            .fields
+        let reply = digest(&store, None, day(26), chrono_tz::UTC, false).unwrap();
+        assert!(reply.ephemeral);
+        let title = &reply.embeds[0].title;
+        assert_eq!(title, "Restore digest for 2024-06-26 (UTC)");
+        let all: String = reply
+            .embeds
             .iter()
-            .map(|f| (f.name.as_str(), f.value.as_str()))
+            .flat_map(|e| {
+                e.fields
+                    .iter()
+                    .map(|f| f.value.clone())
+                    .chain([e.description.clone()])
+            })
             .collect();
-        assert_eq!(fields, [("success", "2"), ("failure", "1")]);
-        let empty = digest(&store, Some("2024-06-01"), day(26), false).unwrap();
-        assert_eq!(empty.embeds[0].description, "No restore jobs recorded.");
-        assert!(digest(&store, Some("yesterday"), day(26), false).is_err());
+        assert!(all.contains("shop"), "{all}");
+        assert!(all.contains("RESTORE_STOP_BY_ERROR"), "{all}");
+    }
+
+    #[test]
+    fn a_long_digest_continues_in_followups() {
+        let (_dir, store) = store();
+        let jobs: Vec<_> = (0..400)
+            .map(|i| job(&format!("user{i:03}"), "1", 26, 9, "RESTORE_STOP_BY_ERROR"))
+            .collect();
+        record(&store, &jobs);
+        let reply = digest(&store, Some("2024-06-26"), day(27), chrono_tz::UTC, true).unwrap();
+        assert!(!reply.ephemeral);
+        assert!(!reply.followups.is_empty());
+        for embeds in std::iter::once(&reply.embeds).chain(&reply.followups) {
+            assert!(embeds.len() <= 10);
+            assert!(embeds.iter().map(|e| e.char_count()).sum::<usize>() <= 6000);
+        }
+    }
+
+    #[test]
+    fn a_bad_date_says_what_is_expected() {
+        let (_dir, store) = store();
+        let err = digest(&store, Some("26/06/2024"), day(26), chrono_tz::UTC, false).unwrap_err();
+        assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
     }
 }

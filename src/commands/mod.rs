@@ -36,6 +36,8 @@ pub struct Reply {
     /// Plain text above the embeds; may be empty when there are embeds.
     pub content: String,
     pub embeds: Vec<Embed>,
+    /// Further messages of embeds, for answers longer than one message may be.
+    pub followups: Vec<Vec<Embed>>,
     /// Shown only to the invoking user.
     pub ephemeral: bool,
 }
@@ -45,6 +47,7 @@ impl Reply {
         Reply {
             content: content.into(),
             embeds: Vec::new(),
+            followups: Vec::new(),
             ephemeral,
         }
     }
@@ -53,6 +56,7 @@ impl Reply {
         Reply {
             content: String::new(),
             embeds: vec![embed],
+            followups: Vec::new(),
             ephemeral,
         }
     }
@@ -343,6 +347,7 @@ pub(crate) mod test_support {
                 alert_classes: &classes,
                 stuck_after: chrono::Duration::days(1),
                 baseline: false,
+                muted: &|_| false,
             };
             store.observe(j, date, &policy).unwrap();
         }

@@ -17,6 +17,8 @@ pub struct StatusReport {
     pub next_cycle: Option<DateTime<Utc>>,
     pub outage: Option<Outage>,
     pub outbox_len: usize,
+    /// Chat channels that refuse our messages, with the reason.
+    pub refused: Vec<String>,
     pub store_bytes: u64,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
@@ -36,6 +38,7 @@ impl StatusReport {
             next_cycle: schedule.next_after(now),
             outage: store.outage()?,
             outbox_len: store.outbox_len(),
+            refused: store.refused_destinations()?,
             store_bytes: store.size_on_disk()?,
             version: env!("CARGO_PKG_VERSION"),
             started_at,
@@ -81,6 +84,15 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
             EmbedField::new("Next cycle", next, false),
             EmbedField::new("Backup server", cbs, false),
             EmbedField::new("Outbox", format!("{} waiting", report.outbox_len), true),
+            EmbedField::new(
+                "Refusing channels",
+                if report.refused.is_empty() {
+                    "none".to_owned()
+                } else {
+                    report.refused.join("\n")
+                },
+                false,
+            ),
             EmbedField::new("Store", format_size(report.store_bytes), true),
             EmbedField::new("Version", report.version, true),
             EmbedField::new("Uptime", uptime, true),

@@ -493,6 +493,27 @@ impl DiscordSink {
 
 impl Sink for DiscordSink {
     async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+        let result = self.deliver_channels(events).await;
+        self.publish_refusals();
+        result
+    }
+}
+
+impl DiscordSink {
+    /// Writes the channels that refuse us to the store, where `/status` and the digest
+    /// read them.
+    fn publish_refusals(&self) {
+        let refused: Vec<String> = self
+            .refused_channels()
+            .into_iter()
+            .map(|(channel, reason)| format!("channel {channel}: {reason}"))
+            .collect();
+        if let Err(e) = self.store.set_refused_destinations(&refused) {
+            tracing::warn!(error = %e, "cannot record the refusing channels");
+        }
+    }
+
+    async fn deliver_channels(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
         if let Some((until, reason)) = &self.state().resting_until {
             if Instant::now() < *until {
                 return Err(SinkError(format!("Discord unavailable: {reason}")));

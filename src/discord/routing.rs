@@ -2,7 +2,7 @@
 //! channel. Pure, so the rules are unit-tested without a network.
 
 use crate::config::DiscordSettings;
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use serenity::all::ChannelId;
 use std::collections::HashMap;
 
@@ -32,8 +32,9 @@ impl Routes {
 
     /// The channel `event` is posted to.
     pub fn channel_for(&self, event: &Event) -> ChannelId {
-        // The daily digest goes to `self.digest`: once `EventKind::Digest` exists, a
-        // `match` arm for it here (before the owner lookup) is all it takes.
+        if matches!(event.kind, EventKind::Digest(_)) {
+            return self.digest;
+        }
         event
             .owner()
             .and_then(|owner| self.by_owner.get(owner))

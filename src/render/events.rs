@@ -286,6 +286,16 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
         plural(s.alerts.into(), "alert", "alerts"),
     );
     let mut fields = vec![EmbedField::new("Finished", counts_line(&s.finished), false)];
+    if s.muted > 0 {
+        fields.push(EmbedField::new(
+            "Muted",
+            format!(
+                "{} held back by /mute (listed in the digest)",
+                plural(s.muted.into(), "alert", "alerts")
+            ),
+            false,
+        ));
+    }
     if !s.errors.is_empty() {
         fields.push(EmbedField::new(
             format!("Errors ({})", s.errors.len()),
@@ -757,6 +767,7 @@ mod tests {
             ]),
             started_running: 2,
             alerts: 1,
+            muted: 2,
             errors: vec![
                 PollError {
                     login_name: "obm".into(),
@@ -778,6 +789,10 @@ mod tests {
              1 alert queued."
         );
         assert_eq!(value(&e, "Finished"), "3 success, 1 failure");
+        assert_eq!(
+            value(&e, "Muted"),
+            "2 alerts held back by /mute (listed in the digest)"
+        );
         assert_eq!(
             value(&e, "Errors (2)"),
             "• obm, 2024-06-26: HTTP 502 Bad Gateway\n\
