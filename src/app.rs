@@ -4,12 +4,16 @@
 //! the demo pass their own. Every wait `select!`s on the token; on shutdown the loop stops
 //! taking work, finishes nothing half-way and flushes the store.
 
+use crate::bot::{self, BotContext};
 use crate::cbs::{CbsClient, CbsClientConfig};
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::digest;
+use crate::discord::DiscordSink;
+use crate::event::Event;
 use crate::poller::{CycleReport, Poller, PollerConfig};
-use crate::sink::{drain, DrainReport, Sink};
+use crate::render::RenderOptions;
+use crate::sink::{drain, ConsoleSink, DrainReport, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -216,4 +220,75 @@ pub async fn check(
         }
     }
     Ok(all_ok)
+}
+
+/// The sink the settings ask for: Discord with a `[discord]` section, else the console.
+pub enum ConfiguredSink {
+    Console(ConsoleSink),
+    Discord(Box<DiscordSink>),
+}
+
+impl ConfiguredSink {
+    pub fn from_settings(settings: &Settings, store: &Store) -> anyhow::Result<ConfiguredSink> {
+        let render = RenderOptions {
+            mention_role: None,
+            timezone: settings.cbs.timezone,
+        };
+        Ok(match &settings.discord {
+            Some(discord) => {
+                ConfiguredSink::Discord(Box::new(DiscordSink::new(discord, store, render)?))
+            }
+            None => ConfiguredSink::Console(ConsoleSink::stdout(render)),
+        })
+    }
+}
+
+impl Sink for ConfiguredSink {
+    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+        match self {
+            ConfiguredSink::Console(sink) => sink.deliver(events).await,
+            ConfiguredSink::Discord(sink) => sink.deliver(events).await,
+        }
+    }
+}
+
+/// `restorewatch run`: polls, delivers and (with a `[discord]` section) answers slash
+/// commands in one process until `shutdown`, then stops everything and flushes the store.
+pub async fn run(
+    settings: Settings,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let started_at = clock.now();
+    let app = App::build(settings, clock.clone())?;
+    let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
+    let bot = match app.settings.discord {
+        Some(_) => Some(
+            bot::start(
+                BotContext {
+                    store: app.store.clone(),
+                    settings: app.settings.clone(),
+                    cbs: cbs_client(&app.settings)?,
+                    clock,
+                    started_at,
+                },
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    tracing::info!(
+        schedule = %app.settings.poll.schedule,
+        digest = %app.settings.digest.schedule,
+        discord = bot.is_some(),
+        "restorewatch running"
+    );
+    let polled = app.run_loop(&sink, shutdown.clone()).await;
+    // The loop only ends on shutdown or a fatal error; either way the bot stops too.
+    shutdown.cancel();
+    if let Some(bot) = bot {
+        bot.stopped().await?;
+    }
+    polled
 }

@@ -3,14 +3,13 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use restorewatch::app::{self, App};
+use restorewatch::app::{self, App, ConfiguredSink};
 use restorewatch::clock::{SharedClock, SystemClock};
 use restorewatch::config::Settings;
 use restorewatch::demo::{run_demo, DemoOptions};
 use restorewatch::digest::{digest_text, previous_day, Digest};
-use restorewatch::render::RenderOptions;
 use restorewatch::simulator::{serve, Pace, SimulateArgs, WorkloadSource};
-use restorewatch::sink::{drain, ConsoleSink};
+use restorewatch::sink::drain;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -122,11 +121,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let shutdown = shutdown_on_signal();
-            let app = App::build(settings, clock)?;
-            let sink = console_sink(&app.settings);
-            tracing::info!(schedule = %app.settings.poll.schedule, "restorewatch running");
-            app.run_loop(&sink, shutdown).await?;
+            app::run(settings, clock, shutdown_on_signal()).await?;
             tracing::info!("restorewatch stopped");
             Ok(ExitCode::SUCCESS)
         }
@@ -136,7 +131,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let app = App::build(settings, clock)?;
-            let sink = console_sink(&app.settings);
+            let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
             let (cycle, drained) = app.cycle_and_deliver(&sink).await?;
             app.store.flush()?;
             let s = &cycle.summary;
@@ -181,7 +176,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", digest_text(&digest));
                 return Ok(ExitCode::SUCCESS);
             }
-            let sink = console_sink(&app.settings);
+            let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
             app.queue_digest(date)?;
             let drained = drain(&app.store, &sink).await?;
             app.store.flush()?;
@@ -244,13 +239,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn console_sink(settings: &Settings) -> ConsoleSink {
-    ConsoleSink::stdout(RenderOptions {
-        mention_role: None,
-        timezone: settings.cbs.timezone,
-    })
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.
