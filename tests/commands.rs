@@ -5,12 +5,14 @@
 
 mod support;
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate, SubsecRound, Utc};
 use restorewatch::bot::{self, Bot, BotContext};
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::CbsClient;
 use restorewatch::clock::{SharedClock, SystemClock};
 use restorewatch::config::Settings;
+use restorewatch::digest::Digest;
+use restorewatch::event::EventKind;
 use restorewatch::mutes::Mutes;
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
@@ -423,6 +425,14 @@ async fn watch_add_persists_across_a_restart_and_reaches_the_poller() {
         .map(|w| w.login)
         .collect();
     assert_eq!(watched, ["newbie", "obm"]);
+    // The next cycle polls the new user, as a baseline like any first cycle.
+    // (`/watch add` itself asked the CBS once whether the user exists.)
+    let today = Utc::now().date_naive();
+    let asked = h.sim.requests_for("newbie", today);
+    let report = h.poller(&store).cycle().await.unwrap();
+    assert!(report.ok(), "{:?}", report.summary.errors);
+    assert_eq!(h.sim.requests_for("newbie", today), asked + 1);
+    assert!(store.user_state("newbie").unwrap().baselined);
     let added = store.dynamic_watches().unwrap();
     assert_eq!(
         added[0].added_by,
@@ -512,6 +522,29 @@ async fn mute_holds_alerts_until_it_expires() {
     let mutes = Mutes::open(&running.store).unwrap();
     assert!(mutes.is_muted("obm", "1", Utc::now()));
     assert!(mutes.is_muted("obm", "1", before + Duration::minutes(119)));
+
+    // A failure while muted is recorded (the digest lists it) but queues no alert.
+    let poller = h.poller(&running.store);
+    poller.cycle().await.unwrap();
+    let start = (Utc::now() - Duration::minutes(2)).trunc_subsecs(0);
+    let mut failed = sim_job("obm", "7", "2024-06-20", 0, "RESTORE_STOP_BY_ERROR");
+    (failed.start, failed.end) = (start, Some(start + Duration::minutes(1)));
+    h.sim.add_job(failed);
+    let queued = running.store.outbox_len();
+    let report = poller.cycle().await.unwrap();
+    assert_eq!((report.summary.alerts, report.summary.muted), (0, 1));
+    let alerts = running
+        .store
+        .pending_events(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .skip(queued)
+        .filter(|e| matches!(e.kind, EventKind::JobFinished { .. }))
+        .count();
+    assert_eq!(alerts, 0, "nothing to post while muted");
+    let day = start.date_naive();
+    let digest = Digest::from_store(&running.store, day, chrono_tz::UTC, vec![]).unwrap();
+    assert!(digest.failures.iter().any(|f| f.login_name == "obm"));
     assert!(!mutes.is_muted("obm", "1", Utc::now() + Duration::hours(2)));
 
     let (callback, _) = h
