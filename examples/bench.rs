@@ -15,7 +15,7 @@ use restorewatch::clock::ManualClock;
 use restorewatch::config::{PollSettings, WatchEntry, DEFAULT_ALERT_CLASSES};
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::schedule::CronSchedule;
-use restorewatch::simulator::{Faults, Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimJob, SimUser, Simulator};
 use restorewatch::store::Store;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,24 +32,16 @@ fn login(i: usize) -> String {
 
 fn job(user: usize, set: usize, start: DateTime<Utc>, status: &str) -> SimJob {
     SimJob {
-        login: login(user),
-        owner: String::new(),
-        user_id: login(user),
-        backup_set_id: format!("{set}"),
-        backup_set_name: format!("Set {set}"),
-        start,
-        end: Some(start + Duration::minutes(10)),
-        final_status: status.into(),
         size_bytes: 1 << 30,
         client_version: "10.1.4.0".into(),
         destination_id: Some("1700000000000".into()),
-        success_databases: vec![],
-        missed_databases: vec![],
-        success_virtual_machines: vec![],
-        missed_virtual_machines: vec![],
-        success_public_folders: vec![],
-        missed_public_folders: vec![],
-        quirks: Quirks::default(),
+        ..SimJob::new(
+            &login(user),
+            &set.to_string(),
+            start,
+            Some(start + Duration::minutes(10)),
+            status,
+        )
     }
 }
 

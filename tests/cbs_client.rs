@@ -60,24 +60,20 @@ fn client(sim: &SimHandle) -> CbsClient {
 /// A finished job of `obm` on 2024-06-26, 13:25:13 to 13:25:21 Berlin time.
 fn job() -> SimJob {
     SimJob {
-        login: "obm".into(),
-        owner: "".into(),
         user_id: "1687755000001".into(),
-        backup_set_id: "1687755057644".into(),
         backup_set_name: "default-backup-set-name-1".into(),
-        start: Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 13).unwrap(),
-        end: Some(Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 21).unwrap()),
-        final_status: "RESTORE_STOP_SUCCESS_WITH_ERROR".into(),
         size_bytes: 7_340_032,
         client_version: "9.11.0.0".into(),
         destination_id: Some("1687755083984".into()),
         success_databases: vec!["master".into()],
         missed_databases: vec!["sales".into(), "crm".into()],
-        success_virtual_machines: vec![],
-        missed_virtual_machines: vec![],
-        success_public_folders: vec![],
-        missed_public_folders: vec![],
-        quirks: Quirks::default(),
+        ..SimJob::new(
+            "obm",
+            "1687755057644",
+            Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 13).unwrap(),
+            Some(Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 21).unwrap()),
+            "RESTORE_STOP_SUCCESS_WITH_ERROR",
+        )
     }
 }
 

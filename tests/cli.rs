@@ -201,28 +201,19 @@ async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_ex
 #[tokio::test]
 async fn digest_print_shows_the_days_failures_from_the_store() {
     use chrono::{Duration, SubsecRound, Utc};
-    use restorewatch::simulator::{Quirks, SimJob};
+    use restorewatch::simulator::SimJob;
     let sim = simulator_with(&["alice", "bob"]).await;
     let start = (Utc::now() - Duration::minutes(3)).trunc_subsecs(0);
     sim.add_job(SimJob {
-        login: "alice".into(),
-        owner: String::new(),
-        user_id: "alice".into(),
-        backup_set_id: "77".into(),
         backup_set_name: "Ledger DB".into(),
-        start,
-        end: Some(start + Duration::minutes(1)),
-        final_status: "RESTORE_STOP_BY_ERROR".into(),
-        size_bytes: 0,
-        client_version: "10.1.0.0".into(),
-        destination_id: None,
-        success_databases: vec![],
         missed_databases: vec!["ledger".into()],
-        success_virtual_machines: vec![],
-        missed_virtual_machines: vec![],
-        success_public_folders: vec![],
-        missed_public_folders: vec![],
-        quirks: Quirks::default(),
+        ..SimJob::new(
+            "alice",
+            "77",
+            start,
+            Some(start + Duration::minutes(1)),
+            "RESTORE_STOP_BY_ERROR",
+        )
     });
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rw.toml");

@@ -15,7 +15,7 @@ use restorewatch::digest::Digest;
 use restorewatch::event::EventKind;
 use restorewatch::mutes::Mutes;
 use restorewatch::poller::{Poller, PollerConfig};
-use restorewatch::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
 use restorewatch::store::{Policy, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -42,24 +42,8 @@ fn date(s: &str) -> NaiveDate {
 fn sim_job(login: &str, set: &str, day: &str, hour: u32, status: &str) -> SimJob {
     let start = date(day).and_hms_opt(hour, 0, 0).unwrap().and_utc();
     SimJob {
-        login: login.into(),
-        owner: String::new(),
-        user_id: login.into(),
-        backup_set_id: set.into(),
-        backup_set_name: format!("Set {set}"),
-        start,
-        end: Some(start + Duration::hours(1)),
-        final_status: status.into(),
         size_bytes: 4096,
-        client_version: "10.1.0.0".into(),
-        destination_id: None,
-        success_databases: vec![],
-        missed_databases: vec![],
-        success_virtual_machines: vec![],
-        missed_virtual_machines: vec![],
-        success_public_folders: vec![],
-        missed_public_folders: vec![],
-        quirks: Quirks::default(),
+        ..SimJob::new(login, set, start, Some(start + Duration::hours(1)), status)
     }
 }
 

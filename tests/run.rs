@@ -7,7 +7,7 @@ mod support;
 use chrono::{Duration, SubsecRound, Utc};
 use restorewatch::clock::{SharedClock, SystemClock};
 use restorewatch::config::Settings;
-use restorewatch::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
 use std::sync::Arc;
 use support::fake_discord::{FakeDiscord, GUILD_ID};
 use tokio_util::sync::CancellationToken;
@@ -30,24 +30,14 @@ async fn simulator() -> SimHandle {
 fn failure_in(secs_from_now: i64) -> SimJob {
     let start = (Utc::now() + Duration::seconds(secs_from_now)).trunc_subsecs(0);
     SimJob {
-        login: "obm".into(),
-        owner: String::new(),
-        user_id: "obm".into(),
-        backup_set_id: "42".into(),
         backup_set_name: "Accounts".into(),
-        start,
-        end: Some(start + Duration::seconds(1)),
-        final_status: "RESTORE_STOP_BY_ERROR".into(),
-        size_bytes: 0,
-        client_version: "10.1.0.0".into(),
-        destination_id: None,
-        success_databases: vec![],
-        missed_databases: vec![],
-        success_virtual_machines: vec![],
-        missed_virtual_machines: vec![],
-        success_public_folders: vec![],
-        missed_public_folders: vec![],
-        quirks: Quirks::default(),
+        ..SimJob::new(
+            "obm",
+            "42",
+            start,
+            Some(start + Duration::seconds(1)),
+            "RESTORE_STOP_BY_ERROR",
+        )
     }
 }
 

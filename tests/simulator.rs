@@ -8,8 +8,8 @@ use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::{CbsClient, CbsClientConfig, CbsError};
 use restorewatch::clock::ManualClock;
 use restorewatch::simulator::{
-    generate, serve_on, Faults, GenParams, LoginFault, Pace, Quirks, Scenario, SimConfig,
-    SimHandle, SimJob, SimulateArgs, Simulator, WorkloadSource,
+    generate, serve_on, Faults, GenParams, LoginFault, Pace, Scenario, SimConfig, SimHandle,
+    SimJob, SimulateArgs, Simulator, WorkloadSource,
 };
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -50,24 +50,11 @@ fn client(sim: &SimHandle) -> CbsClient {
 
 fn job(login: &str, start: DateTime<Utc>, end: Option<DateTime<Utc>>, status: &str) -> SimJob {
     SimJob {
-        login: login.into(),
-        owner: "".into(),
         user_id: format!("id-{login}"),
-        backup_set_id: "100".into(),
         backup_set_name: "Documents".into(),
-        start,
-        end,
-        final_status: status.into(),
         size_bytes: 4096,
         client_version: "10.1.4.0".into(),
-        destination_id: None,
-        success_databases: vec![],
-        missed_databases: vec![],
-        success_virtual_machines: vec![],
-        missed_virtual_machines: vec![],
-        success_public_folders: vec![],
-        missed_public_folders: vec![],
-        quirks: Quirks::default(),
+        ..SimJob::new(login, "100", start, end, status)
     }
 }
 

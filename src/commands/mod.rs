@@ -293,7 +293,7 @@ pub(crate) mod test_support {
 
     use crate::cbs::model::{parse_server_time, RestoreJob, StatusClass};
     use crate::cbs::{CbsClient, CbsClientConfig};
-    use crate::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+    use crate::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
     use crate::store::{Policy, Store};
     use chrono::{DateTime, NaiveDate, TimeZone, Utc};
     use std::collections::BTreeSet;
@@ -377,24 +377,14 @@ pub(crate) mod test_support {
             (2, 11, "RESTORE_STOP_SUCCESS"),
         ] {
             sim.add_job(SimJob {
-                login: "obm".into(),
-                owner: String::new(),
-                user_id: "obm".into(),
-                backup_set_id: set.to_string(),
-                backup_set_name: format!("Set {set}"),
-                start: at(25, hour),
-                end: Some(at(25, hour + 1)),
-                final_status: status.into(),
                 size_bytes: 2048,
-                client_version: "10.1.0.0".into(),
-                destination_id: None,
-                success_databases: vec![],
-                missed_databases: vec![],
-                success_virtual_machines: vec![],
-                missed_virtual_machines: vec![],
-                success_public_folders: vec![],
-                missed_public_folders: vec![],
-                quirks: Quirks::default(),
+                ..SimJob::new(
+                    "obm",
+                    &set.to_string(),
+                    at(25, hour),
+                    Some(at(25, hour + 1)),
+                    status,
+                )
             });
         }
         let client = CbsClient::new(CbsClientConfig {

@@ -126,6 +126,39 @@ pub enum Phase {
 }
 
 impl SimJob {
+    /// A job of `login` (also its user ID, no owner) in backup set `backup_set_id`, named
+    /// `Set <id>`, running from `start` to `end` (`None`: forever) and then reporting
+    /// `final_status`. Nothing restored, client 10.1.0.0, no destination or item lists, the
+    /// vendor example's spelling; set other fields with struct update syntax.
+    pub fn new(
+        login: &str,
+        backup_set_id: &str,
+        start: DateTime<Utc>,
+        end: Option<DateTime<Utc>>,
+        final_status: &str,
+    ) -> SimJob {
+        SimJob {
+            login: login.to_owned(),
+            owner: String::new(),
+            user_id: login.to_owned(),
+            backup_set_id: backup_set_id.to_owned(),
+            backup_set_name: format!("Set {backup_set_id}"),
+            start,
+            end,
+            final_status: final_status.to_owned(),
+            size_bytes: 0,
+            client_version: "10.1.0.0".to_owned(),
+            destination_id: None,
+            success_databases: Vec::new(),
+            missed_databases: Vec::new(),
+            success_virtual_machines: Vec::new(),
+            missed_virtual_machines: Vec::new(),
+            success_public_folders: Vec::new(),
+            missed_public_folders: Vec::new(),
+            quirks: Quirks::default(),
+        }
+    }
+
     /// The job ID: the start timestamp in the server zone, as the CBS makes it.
     pub fn job_id(&self, tz: Tz) -> String {
         self.start
@@ -295,24 +328,18 @@ mod tests {
 
     fn job() -> SimJob {
         SimJob {
-            login: "obm".into(),
-            owner: "".into(),
-            user_id: "obm".into(),
-            backup_set_id: "1687755057644".into(),
             backup_set_name: "default-backup-set-name-1".into(),
-            start: Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 13).unwrap(),
-            end: Some(Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 21).unwrap()),
-            final_status: "RESTORE_STOP_SUCCESS".into(),
-            size_bytes: 0,
             client_version: "9.11.0.0".into(),
             destination_id: Some("1687755083984".into()),
             success_databases: vec!["db1".into()],
             missed_databases: vec!["db2".into(), "db3".into()],
-            success_virtual_machines: vec![],
-            missed_virtual_machines: vec![],
-            success_public_folders: vec![],
-            missed_public_folders: vec![],
-            quirks: Quirks::default(),
+            ..SimJob::new(
+                "obm",
+                "1687755057644",
+                Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 13).unwrap(),
+                Some(Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 21).unwrap()),
+                "RESTORE_STOP_SUCCESS",
+            )
         }
     }
 

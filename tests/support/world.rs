@@ -12,7 +12,7 @@ use restorewatch::config::{PollSettings, WatchEntry};
 use restorewatch::event::{Event, EventKind};
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::schedule::CronSchedule;
-use restorewatch::simulator::{Quirks, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
 use restorewatch::sink::{Sink, SinkError};
 use restorewatch::store::Store;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,24 +31,10 @@ pub fn job(
     status: &str,
 ) -> SimJob {
     SimJob {
-        login: login.into(),
-        owner: String::new(),
-        user_id: login.into(),
-        backup_set_id: set.into(),
         backup_set_name: format!("set {set}"),
-        start,
-        end,
-        final_status: status.into(),
         size_bytes: 1024,
-        client_version: "10.1.0.0".into(),
         destination_id: Some("dest-1".into()),
-        success_databases: vec![],
-        missed_databases: vec![],
-        success_virtual_machines: vec![],
-        missed_virtual_machines: vec![],
-        success_public_folders: vec![],
-        missed_public_folders: vec![],
-        quirks: Quirks::default(),
+        ..SimJob::new(login, set, start, end, status)
     }
 }
 
