@@ -492,13 +492,14 @@ fn list_cards(name: &str, lines: &[String], colour: u32) -> Vec<Embed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cbs::model::{parse_server_time, RestoreJob};
+    use crate::cbs::model::RestoreJob;
     use crate::render::{
         render_event, wants_ping, EMBED_FIELDS_MAX, EMBED_FIELD_NAME_MAX_CHARS,
         EMBED_FIELD_VALUE_MAX_CHARS, EMBED_TITLE_MAX_CHARS, MESSAGE_EMBEDS_MAX,
         MESSAGE_EMBED_TOTAL_MAX_CHARS,
     };
-    use crate::store::{CycleRecord, Policy};
+    use crate::store::CycleRecord;
+    use crate::test_data;
     use chrono::TimeZone;
     use std::collections::BTreeSet;
 
@@ -518,26 +519,9 @@ mod tests {
         raw: &str,
     ) -> RestoreJob {
         RestoreJob {
-            server: "cbs".into(),
-            login_name: login.into(),
             owner: owner.into(),
-            user_id: login.into(),
-            backup_set_id: format!("id-{set}"),
             backup_set_name: set.into(),
-            job_id: start.replace([' ', ':'], "-"),
-            start_time: parse_server_time(start, BERLIN),
-            end_time: end.and_then(|e| parse_server_time(e, BERLIN)),
-            restore_size_bytes: 0,
-            client_version: None,
-            destination_id: None,
-            success_databases: vec![],
-            missed_databases: vec![],
-            success_virtual_machines: vec![],
-            missed_virtual_machines: vec![],
-            success_public_folders: vec![],
-            missed_public_folders: vec![],
-            raw_status: raw.into(),
-            class: StatusClass::from_raw(raw),
+            ..test_data::job(login, &format!("id-{set}"), BERLIN, start, end, raw)
         }
     }
 
@@ -922,14 +906,9 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let alert: BTreeSet<StatusClass> = [StatusClass::Failure].into();
         let observe = |j: &RestoreJob, date: NaiveDate, now: DateTime<Utc>| {
-            let policy = Policy {
-                now,
-                alert_classes: &alert,
-                stuck_after: chrono::Duration::hours(12),
-                baseline: false,
-                muted: &|_| false,
-            };
-            store.observe(j, date, &policy).unwrap();
+            store
+                .observe(j, date, &test_data::policy(now, &alert))
+                .unwrap();
         };
         let next_day = day().succ_opt().unwrap();
         // 22:40 UTC on the 26th is 00:40 on the 27th in Berlin.

@@ -36,3 +36,5 @@ pub mod schedule;
 pub mod simulator;
 pub mod sink;
 pub mod store;
+#[cfg(test)]
+mod test_data;

@@ -586,32 +586,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cbs::model::parse_server_time;
+    use crate::test_data;
     use chrono::TimeZone;
 
     fn job(id: &str, raw: &str, end: Option<&str>) -> RestoreJob {
-        let tz = chrono_tz::UTC;
         RestoreJob {
-            server: "cbs".into(),
-            login_name: "obm".into(),
-            owner: String::new(),
-            user_id: "obm".into(),
-            backup_set_id: "1".into(),
             backup_set_name: "Files".into(),
-            job_id: id.into(),
-            start_time: parse_server_time(id, tz),
-            end_time: end.and_then(|e| parse_server_time(e, tz)),
-            restore_size_bytes: 0,
-            client_version: None,
-            destination_id: None,
-            success_databases: vec![],
-            missed_databases: vec![],
-            success_virtual_machines: vec![],
-            missed_virtual_machines: vec![],
-            success_public_folders: vec![],
-            missed_public_folders: vec![],
-            raw_status: raw.into(),
-            class: StatusClass::from_raw(raw),
+            ..test_data::job("obm", "1", chrono_tz::UTC, id, end, raw)
         }
     }
 
@@ -625,12 +606,10 @@ mod tests {
     }
 
     fn policy(classes: &BTreeSet<StatusClass>, hour: u32, baseline: bool) -> Policy<'_> {
+        let now = Utc.with_ymd_and_hms(2024, 6, 26, hour, 0, 0).unwrap();
         Policy {
-            now: Utc.with_ymd_and_hms(2024, 6, 26, hour, 0, 0).unwrap(),
-            alert_classes: classes,
-            stuck_after: chrono::Duration::hours(12),
             baseline,
-            muted: &|_| false,
+            ..test_data::policy(now, classes)
         }
     }
 

@@ -291,10 +291,11 @@ pub fn list_embed(title: String, lines: &[String], colour: u32, footer: Option<S
 pub(crate) mod test_support {
     //! Builders for job records and a store in a temporary directory.
 
-    use crate::cbs::model::{parse_server_time, RestoreJob, StatusClass};
+    use crate::cbs::model::RestoreJob;
     use crate::cbs::{CbsClient, CbsClientConfig};
     use crate::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
     use crate::store::{Policy, Store};
+    use crate::test_data;
     use chrono::{DateTime, NaiveDate, TimeZone, Utc};
     use std::collections::BTreeSet;
 
@@ -311,29 +312,10 @@ pub(crate) mod test_support {
     pub fn job(login: &str, set: &str, d: u32, h: u32, raw: &str) -> RestoreJob {
         let start = format!("2024-06-{d:02}-{h:02}-00-00");
         let end = format!("2024-06-{d:02} {:02}:00:00", h + 1);
+        let end = (!raw.is_empty()).then_some(end.as_str());
         RestoreJob {
-            server: "cbs".into(),
-            login_name: login.into(),
-            owner: String::new(),
-            user_id: login.into(),
-            backup_set_id: set.into(),
-            backup_set_name: format!("Set {set}"),
-            job_id: start.clone(),
-            start_time: parse_server_time(&start, chrono_tz::UTC),
-            end_time: (!raw.is_empty())
-                .then(|| parse_server_time(&end, chrono_tz::UTC))
-                .flatten(),
             restore_size_bytes: 2048,
-            client_version: None,
-            destination_id: None,
-            success_databases: vec![],
-            missed_databases: vec![],
-            success_virtual_machines: vec![],
-            missed_virtual_machines: vec![],
-            success_public_folders: vec![],
-            missed_public_folders: vec![],
-            raw_status: raw.into(),
-            class: StatusClass::from_raw(raw),
+            ..test_data::job(login, set, chrono_tz::UTC, &start, end, raw)
         }
     }
 
@@ -342,12 +324,10 @@ pub(crate) mod test_support {
         let classes = BTreeSet::new();
         for j in jobs {
             let date = j.start_time.unwrap().date_naive();
+            let now = at(date.format("%d").to_string().parse().unwrap(), 23);
             let policy = Policy {
-                now: at(date.format("%d").to_string().parse().unwrap(), 23),
-                alert_classes: &classes,
                 stuck_after: chrono::Duration::days(1),
-                baseline: false,
-                muted: &|_| false,
+                ..test_data::policy(now, &classes)
             };
             store.observe(j, date, &policy).unwrap();
         }

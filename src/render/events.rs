@@ -441,12 +441,12 @@ fn lines_within(lines: &[String], max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cbs::model::parse_server_time;
     use crate::render::embed::{
         EMBED_FIELDS_MAX, EMBED_FIELD_NAME_MAX_CHARS, EMBED_TITLE_MAX_CHARS,
         MESSAGE_EMBED_TOTAL_MAX_CHARS,
     };
     use crate::render::text::unescape_markdown;
+    use crate::test_data;
     use chrono::{NaiveDate, TimeZone};
     use chrono_tz::Tz;
 
@@ -467,25 +467,21 @@ mod tests {
     fn failed_job() -> RestoreJob {
         RestoreJob {
             server: "cbs-main".into(),
-            login_name: "obm".into(),
             owner: "reseller-a".into(),
-            user_id: "obm".into(),
-            backup_set_id: "1687755057644".into(),
             backup_set_name: "Files".into(),
-            job_id: "2024-06-26-12-23-12".into(),
-            start_time: parse_server_time("2024-06-26 12:23:12", BERLIN),
-            end_time: parse_server_time("2024-06-26 13:25:14", BERLIN),
             restore_size_bytes: 1_610_612_736,
             client_version: Some("9.11.0.0".into()),
             destination_id: Some("1687755083984".into()),
             success_databases: vec!["sales".into()],
             missed_databases: vec!["hr".into(), "payroll".into()],
-            success_virtual_machines: vec![],
-            missed_virtual_machines: vec![],
-            success_public_folders: vec![],
-            missed_public_folders: vec![],
-            raw_status: "RESTORE_STOP_BY_ERROR".into(),
-            class: StatusClass::Failure,
+            ..test_data::job(
+                "obm",
+                "1687755057644",
+                BERLIN,
+                "2024-06-26 12:23:12",
+                Some("2024-06-26 13:25:14"),
+                "RESTORE_STOP_BY_ERROR",
+            )
         }
     }
 
