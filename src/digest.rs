@@ -13,8 +13,8 @@
 use crate::cbs::model::StatusClass;
 use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
-    class_colour, code_span, cut, escape_markdown, pack, plural, to_text, Embed, EmbedField,
-    RenderOptions, COLOUR_INFO, COLOUR_STUCK, EMBED_DESCRIPTION_MAX_CHARS,
+    class_colour, code_span, counts_line, cut, escape_markdown, pack, plural, to_text, Embed,
+    EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK, EMBED_DESCRIPTION_MAX_CHARS,
 };
 use crate::store::{DayHealth, JobRecord, Store, StoreError};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
@@ -224,36 +224,28 @@ pub fn previous_day(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
 /// Discord's limits for one embed.
 pub fn render_digest(digest: &Digest) -> Vec<Embed> {
     let mut embeds = vec![summary(digest)];
-    let failure_lines: Vec<String> = digest
-        .failures
-        .iter()
-        .map(|j| failure_line(j, digest.date))
-        .collect();
-    let stuck_lines: Vec<String> = digest
-        .stuck
-        .iter()
-        .map(|j| running_line(j, digest.date))
-        .collect();
-    let running_lines: Vec<String> = digest
-        .running
-        .iter()
-        .map(|j| running_line(j, digest.date))
-        .collect();
-    let owner_lines: Vec<String> = digest
+    let job_lines = |jobs: &[DigestJob], line: fn(&DigestJob, NaiveDate) -> String| {
+        jobs.iter().map(|j| line(j, digest.date)).collect()
+    };
+    let owner_lines = digest
         .owners
         .iter()
         .map(|(owner, counts)| owner_line(owner, counts))
         .collect();
-    let lists = [
+    let lists: [(&str, Vec<String>, u32); 4] = [
         (
             "Failures",
-            failure_lines,
+            job_lines(&digest.failures, failure_line),
             class_colour(StatusClass::Failure),
         ),
-        ("Stuck", stuck_lines, COLOUR_STUCK),
+        (
+            "Stuck",
+            job_lines(&digest.stuck, running_line),
+            COLOUR_STUCK,
+        ),
         (
             "Still running",
-            running_lines,
+            job_lines(&digest.running, running_line),
             class_colour(StatusClass::Running),
         ),
         ("By owner", owner_lines, COLOUR_INFO),
@@ -287,7 +279,7 @@ fn summary(d: &Digest) -> Embed {
         format!(
             "{} on {date}: {}.",
             plural(total, "restore job", "restore jobs"),
-            class_counts(&d.totals)
+            counts_line(&d.totals)
         )
     };
     let mut fields = Vec::new();
@@ -337,11 +329,7 @@ fn summary(d: &Digest) -> Embed {
         true,
     ));
     if !d.refused_channels.is_empty() {
-        let channels: Vec<String> = d
-            .refused_channels
-            .iter()
-            .map(|c| cut(&escape_markdown(c), LIST_NAME_MAX_CHARS))
-            .collect();
+        let channels: Vec<String> = d.refused_channels.iter().map(|c| list_name(c)).collect();
         fields.push(EmbedField::new(
             "Channels refusing the bot",
             channels.join(", "),
@@ -370,16 +358,6 @@ fn summary(d: &Digest) -> Embed {
 /// `92.7%`, rounded down: a day with a failure must never read as 100%.
 fn percent(rate: f64) -> String {
     format!("{:.1}%", (rate * 1000.0).floor() / 10.0)
-}
-
-/// `38 success, 1 warning, 2 failure` in report order.
-fn class_counts(counts: &ClassCounts) -> String {
-    counts
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(class, n)| format!("{n} {}", class.label()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// A name from the backup server, escaped and kept short.
@@ -442,7 +420,7 @@ fn owner_line(owner: &str, counts: &ClassCounts) -> String {
     format!(
         "• {owner}: {} ({})",
         plural(total, "job", "jobs"),
-        class_counts(counts)
+        counts_line(counts)
     )
 }
 

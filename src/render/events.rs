@@ -139,6 +139,23 @@ fn job_value(job: &RestoreJob) -> String {
     )
 }
 
+/// Where the job ran and which one it is: the last fields of every job embed.
+fn where_fields(job: &RestoreJob) -> [EmbedField; 3] {
+    [
+        EmbedField::new(
+            "Client version",
+            escaped_or_dash(job.client_version.as_deref()),
+            true,
+        ),
+        EmbedField::new(
+            "Destination",
+            escaped_or_dash(job.destination_id.as_deref()),
+            true,
+        ),
+        EmbedField::new("Job", job_value(job), true),
+    ]
+}
+
 fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
     let mut fields = vec![
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
@@ -152,18 +169,8 @@ fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
         EmbedField::new("Started", time_or_dash(job.start_time), true),
         EmbedField::new("Ended", time_or_dash(job.end_time), true),
         EmbedField::new("Restore size", format_size(job.restore_size_bytes), true),
-        EmbedField::new(
-            "Client version",
-            escaped_or_dash(job.client_version.as_deref()),
-            true,
-        ),
-        EmbedField::new(
-            "Destination",
-            escaped_or_dash(job.destination_id.as_deref()),
-            true,
-        ),
-        EmbedField::new("Job", job_value(job), true),
     ];
+    fields.extend(where_fields(job));
     // What was missed matters most, so those lists come first and keep their room when
     // the embed has to shrink.
     let lists = [
@@ -202,6 +209,12 @@ fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
 
 fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
     let running = format_duration(running_secs);
+    let mut fields = vec![
+        EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
+        EmbedField::new("Started", time_or_dash(job.start_time), true),
+        EmbedField::new("Running for", running.as_str(), true),
+    ];
+    fields.extend(where_fields(job));
     Embed {
         title: format!(
             "Restore still running after {running}: {}",
@@ -210,29 +223,14 @@ fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
         description: "The job has not ended yet. restorewatch reports it again once it ends."
             .to_owned(),
         colour: COLOUR_STUCK,
-        fields: vec![
-            EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
-            EmbedField::new("Started", time_or_dash(job.start_time), true),
-            EmbedField::new("Running for", running, true),
-            EmbedField::new(
-                "Client version",
-                escaped_or_dash(job.client_version.as_deref()),
-                true,
-            ),
-            EmbedField::new(
-                "Destination",
-                escaped_or_dash(job.destination_id.as_deref()),
-                true,
-            ),
-            EmbedField::new("Job", job_value(job), true),
-        ],
+        fields,
         footer: Some(job.server.clone()),
         timestamp: Some(event.created_at),
     }
 }
 
 /// Counts as `10 success, 2 failure` in report order, or `none`.
-fn counts_line(counts: &ClassCounts) -> String {
+pub fn counts_line(counts: &ClassCounts) -> String {
     let parts: Vec<String> = counts
         .iter()
         .filter(|(_, n)| **n > 0)

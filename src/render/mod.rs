@@ -20,7 +20,7 @@ pub use embed::{
     EMBED_FIELD_NAME_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS, EMBED_FOOTER_MAX_CHARS,
     EMBED_TITLE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
 };
-pub use events::{class_colour, render_event, wants_ping, COLOUR_INFO, COLOUR_STUCK};
+pub use events::{class_colour, counts_line, render_event, wants_ping, COLOUR_INFO, COLOUR_STUCK};
 pub use pack::{pack, to_text, Packed, MESSAGE_CONTENT_MAX_CHARS, MESSAGE_EMBEDS_MAX};
 pub use text::{
     code_span, cut, escape_markdown, format_duration, format_size, plural, unescape_markdown,
