@@ -68,6 +68,23 @@ async fn world_with(jobs: &[(&str, &str)]) -> (Harness, Poller) {
     (h, p)
 }
 
+/// `obm` and `shop` (owner `reseller-a`) polled once (empty baselines), then set 1 of `obm`
+/// and set 7 of `shop` fail, and a second cycle queues their events.
+async fn world_with_a_reseller() -> (Harness, Poller) {
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.add_user("shop", "reseller-a");
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
+    owned.owner = "reseller-a".into();
+    h.sim.add_job(owned);
+    h.sim
+        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    h.clock.set(at(9, 30));
+    p.cycle().await.unwrap();
+    (h, p)
+}
+
 fn message_posts(fake: &FakeDiscord) -> Vec<RecordedRequest> {
     let posts = fake.requests().into_iter();
     posts
@@ -152,17 +169,7 @@ async fn a_success_posts_no_alert_and_a_message_without_a_ping_allows_nothing() 
 
 #[tokio::test]
 async fn an_owner_route_sends_its_failures_to_its_channel() {
-    let mut h = Harness::start(&["obm"], at(9, 0)).await;
-    h.add_user("shop", "reseller-a");
-    let p = h.poller();
-    p.cycle().await.unwrap();
-    let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
-    owned.owner = "reseller-a".into();
-    h.sim.add_job(owned);
-    h.sim
-        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
-    h.clock.set(at(9, 30));
-    p.cycle().await.unwrap();
+    let (_h, p) = world_with_a_reseller().await;
     let fake = FakeDiscord::start().await;
 
     drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
@@ -295,17 +302,7 @@ async fn three_server_errors_back_off_then_one_message() {
 
 #[tokio::test(start_paused = true)]
 async fn a_forbidden_channel_keeps_its_events_until_it_allows_us_again() {
-    let mut h = Harness::start(&["obm"], at(9, 0)).await;
-    h.add_user("shop", "reseller-a");
-    let p = h.poller();
-    p.cycle().await.unwrap();
-    let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
-    owned.owner = "reseller-a".into();
-    h.sim.add_job(owned);
-    h.sim
-        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
-    h.clock.set(at(9, 30));
-    p.cycle().await.unwrap();
+    let (_h, p) = world_with_a_reseller().await;
     let fake = FakeDiscord::start().await;
     fake.set_channel_forbidden(RESELLER_A, true);
     let sink = sink(&fake, &p, None);
