@@ -477,7 +477,7 @@ mod tests {
         MESSAGE_EMBED_TOTAL_MAX_CHARS,
     };
     use crate::store::CycleRecord;
-    use crate::test_data;
+    use crate::test_data::{self, field_value};
     use chrono::TimeZone;
     use std::collections::BTreeSet;
 
@@ -579,15 +579,6 @@ mod tests {
         }
         assert!(e.char_count() <= MESSAGE_EMBED_TOTAL_MAX_CHARS);
         assert_eq!(e, &e.clone().fit(), "fitting must not have to cut anything");
-    }
-
-    fn value<'e>(embed: &'e Embed, name: &str) -> &'e str {
-        &embed
-            .fields
-            .iter()
-            .find(|f| f.name == name)
-            .unwrap_or_else(|| panic!("no field {name:?} in {:#?}", embed.fields))
-            .value
     }
 
     #[test]
@@ -739,17 +730,17 @@ mod tests {
              2 failure, 1 cancelled, 3 running, 1 unknown."
         );
         assert_eq!(
-            value(s, "Success rate"),
+            field_value(s, "Success rate"),
             "44.4% (4 of 9 finished jobs succeeded)"
         );
-        assert_eq!(value(s, "Failures"), "4");
-        assert_eq!(value(s, "Running / stuck"), "2 / 1");
+        assert_eq!(field_value(s, "Failures"), "4");
+        assert_eq!(field_value(s, "Running / stuck"), "2 / 1");
         assert_eq!(
-            value(s, "Poller"),
+            field_value(s, "Poller"),
             "288 cycles, 3 request errors, CBS down 10 min"
         );
-        assert_eq!(value(s, "Undelivered events"), "2");
-        assert_eq!(value(s, "Channels refusing the bot"), "\\#alerts");
+        assert_eq!(field_value(s, "Undelivered events"), "2");
+        assert_eq!(field_value(s, "Channels refusing the bot"), "\\#alerts");
         assert_eq!(s.colour, class_colour(StatusClass::Failure));
         assert_eq!(
             embeds[1].description,

@@ -1,8 +1,10 @@
-//! Test data for the unit tests: restore jobs as a CBS reports them, and the policy the
-//! store records them under. Each helper fills in plain defaults; a test overrides the
-//! fields it is about with struct update syntax, so it states only what matters to it.
+//! Test data for the unit tests: restore jobs as a CBS reports them, the policy the store
+//! records them under, and a look-up of what an embed shows. Each builder fills in plain
+//! defaults; a test overrides the fields it is about with struct update syntax, so it states
+//! only what matters to it.
 
 use crate::cbs::model::{parse_server_time, RestoreJob, StatusClass};
+use crate::render::Embed;
 use crate::store::Policy;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -55,4 +57,14 @@ pub(crate) fn policy(now: DateTime<Utc>, alert_classes: &BTreeSet<StatusClass>) 
         baseline: false,
         muted: &|_| false,
     }
+}
+
+/// The value of `embed`'s field called `name`; panics, listing the fields, when none is.
+pub(crate) fn field_value<'e>(embed: &'e Embed, name: &str) -> &'e str {
+    &embed
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no field {name:?} in {:#?}", embed.fields))
+        .value
 }

@@ -109,6 +109,7 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
     use crate::event::OutageReason;
+    use crate::test_data::field_value;
 
     #[test]
     fn shows_cycles_health_and_uptime() {
@@ -119,10 +120,7 @@ mod tests {
         let fresh = StatusReport::gather(&store, &schedule, now, started).unwrap();
         let reply = status(&fresh, false).unwrap();
         assert!(reply.ephemeral);
-        let field = |r: &Reply, name: &str| {
-            let f = r.embeds[0].fields.iter().find(|f| f.name == name).unwrap();
-            f.value.clone()
-        };
+        let field = |r: &Reply, name: &str| field_value(&r.embeds[0], name).to_owned();
         assert_eq!(field(&reply, "Last cycle"), "none yet");
         let next = (at(26, 12) + chrono::Duration::minutes(5)).timestamp();
         assert!(field(&reply, "Next cycle").starts_with(&format!("<t:{next}:f>")));

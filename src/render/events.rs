@@ -444,7 +444,7 @@ mod tests {
         MESSAGE_EMBED_TOTAL_MAX_CHARS,
     };
     use crate::render::text::unescape_markdown;
-    use crate::test_data;
+    use crate::test_data::{self, field_value};
     use chrono::{NaiveDate, TimeZone};
     use chrono_tz::Tz;
 
@@ -497,15 +497,6 @@ mod tests {
         embeds.remove(0)
     }
 
-    fn value<'e>(embed: &'e Embed, name: &str) -> &'e str {
-        &embed
-            .fields
-            .iter()
-            .find(|f| f.name == name)
-            .unwrap_or_else(|| panic!("no field {name:?} in {:#?}", embed.fields))
-            .value
-    }
-
     #[test]
     fn failure_embed_has_every_field() {
         let e = one(EventKind::JobFinished { job: failed_job() });
@@ -529,20 +520,23 @@ mod tests {
                 "Restored databases (1)",
             ]
         );
-        assert_eq!(value(&e, "Owner"), "reseller-a");
-        assert_eq!(value(&e, "Status"), "failure (`RESTORE_STOP_BY_ERROR`)");
-        assert_eq!(value(&e, "Duration"), "1h 02m");
-        assert_eq!(value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
-        assert_eq!(value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
-        assert_eq!(value(&e, "Restore size"), "1.50 GiB");
-        assert_eq!(value(&e, "Client version"), "9.11.0.0");
-        assert_eq!(value(&e, "Destination"), "1687755083984");
+        assert_eq!(field_value(&e, "Owner"), "reseller-a");
         assert_eq!(
-            value(&e, "Job"),
+            field_value(&e, "Status"),
+            "failure (`RESTORE_STOP_BY_ERROR`)"
+        );
+        assert_eq!(field_value(&e, "Duration"), "1h 02m");
+        assert_eq!(field_value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
+        assert_eq!(field_value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
+        assert_eq!(field_value(&e, "Restore size"), "1.50 GiB");
+        assert_eq!(field_value(&e, "Client version"), "9.11.0.0");
+        assert_eq!(field_value(&e, "Destination"), "1687755083984");
+        assert_eq!(
+            field_value(&e, "Job"),
             "2024-06-26-12-23-12 (backup set 1687755057644)"
         );
-        assert_eq!(value(&e, "Missed databases (2)"), "• hr\n• payroll");
-        assert_eq!(value(&e, "Restored databases (1)"), "• sales");
+        assert_eq!(field_value(&e, "Missed databases (2)"), "• hr\n• payroll");
+        assert_eq!(field_value(&e, "Restored databases (1)"), "• sales");
         assert_eq!(e.footer.as_deref(), Some("cbs-main"));
         // The job's end, 13:25:14 in Berlin summer time.
         assert_eq!(e.timestamp, Some(utc(11, 25, 14)));
@@ -566,7 +560,7 @@ mod tests {
             "Ended",
             "Duration",
         ] {
-            assert_eq!(value(&e, name), DASH, "{name}");
+            assert_eq!(field_value(&e, name), DASH, "{name}");
         }
         assert_eq!(e.fields.len(), 9, "no empty lists");
         assert_eq!(e.timestamp, Some(utc(11, 30, 0)), "falls back to the event");
@@ -633,7 +627,7 @@ mod tests {
         );
         // Every field survived; the status and times are untouched.
         assert_eq!(e.fields.len(), 15);
-        assert_eq!(value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
+        assert_eq!(field_value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
         let missed = &e.fields[9];
         assert_eq!(missed.name, "Missed databases (2000)");
         assert!(missed.value.starts_with("• db\\_0000\n• db\\_0001\n"));
@@ -719,8 +713,8 @@ mod tests {
         });
         assert_eq!(e.title, "Restore still running after 13h: obm / Files");
         assert_eq!(e.colour, COLOUR_STUCK);
-        assert_eq!(value(&e, "Running for"), "13h");
-        assert_eq!(value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
+        assert_eq!(field_value(&e, "Running for"), "13h");
+        assert_eq!(field_value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
     }
 
     #[test]
@@ -782,13 +776,13 @@ mod tests {
             "Polled 5 users with 7 requests in 3s. 4 jobs finished, 2 started running, \
              1 alert queued."
         );
-        assert_eq!(value(&e, "Finished"), "3 success, 1 failure");
+        assert_eq!(field_value(&e, "Finished"), "3 success, 1 failure");
         assert_eq!(
-            value(&e, "Muted"),
+            field_value(&e, "Muted"),
             "2 alerts held back by /mute (listed in the digest)"
         );
         assert_eq!(
-            value(&e, "Errors (2)"),
+            field_value(&e, "Errors (2)"),
             "• obm, 2024-06-26: HTTP 502 Bad Gateway\n\
              • acme\\_1, 2024-06-25: reply is not JSON: \\<html\\>"
         );
@@ -813,7 +807,7 @@ mod tests {
         assert!(e
             .description
             .contains("Change the API user's password in CBS"));
-        assert_eq!(value(&e, "Error"), "Your password has expired");
+        assert_eq!(field_value(&e, "Error"), "Your password has expired");
         assert_eq!(e.colour, COLOUR_FAILURE);
     }
 
