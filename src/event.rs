@@ -40,11 +40,12 @@ pub enum EventKind {
     JobFinished { job: RestoreJob },
     /// A job has been running longer than `poll.stuck_after`.
     JobStuck { job: RestoreJob, running_secs: i64 },
-    /// The first cycle for a user found these finished jobs; recorded, not alerted.
+    /// The first cycle of these users (all of one owner) found these finished jobs;
+    /// recorded, not alerted. One event per owner and cycle, however many users: adding
+    /// hundreds of users must not flood the chat either.
     Baseline {
-        login_name: String,
         owner: String,
-        counts: ClassCounts,
+        users: Vec<BaselineUser>,
     },
     /// What one poll cycle saw, queued when anything changed.
     CycleSummary(CycleSummary),
@@ -61,6 +62,13 @@ pub enum EventKind {
     },
     /// One day of restore jobs, built on the digest schedule.
     Digest(Digest),
+}
+
+/// One user's first cycle: how many finished jobs of each class it recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BaselineUser {
+    pub login_name: String,
+    pub counts: ClassCounts,
 }
 
 /// Why the backup server counts as down.

@@ -9,7 +9,7 @@ use crate::cbs::model::RestoreJob;
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
 use crate::config::{PollSettings, WatchEntry};
-use crate::event::{ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
+use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError};
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -233,6 +233,7 @@ impl Poller {
         }
 
         let now = self.clock.now();
+        let mut baselines: BTreeMap<String, Vec<BaselineUser>> = BTreeMap::new();
         for user in &users {
             let Some((mut state, counts, all_ok)) = user_states.remove(&user.login) else {
                 continue;
@@ -240,14 +241,13 @@ impl Poller {
             if all_ok {
                 if !state.baselined {
                     state.baselined = true;
-                    self.store.push_event(
-                        EventKind::Baseline {
+                    baselines
+                        .entry(user.owner.clone())
+                        .or_default()
+                        .push(BaselineUser {
                             login_name: user.login.clone(),
-                            owner: user.owner.clone(),
                             counts,
-                        },
-                        now,
-                    )?;
+                        });
                 }
                 state.last_success = Some(started_at);
             } else if let Some(e) = summary
@@ -259,6 +259,10 @@ impl Poller {
                 state.last_error = Some((now, e.message.clone()));
             }
             self.store.set_user_state(&user.login, &state)?;
+        }
+        for (owner, users) in baselines {
+            self.store
+                .push_event(EventKind::Baseline { owner, users }, now)?;
         }
 
         let outage_secs = self.track_outage(&summary, &outage_errors, now)?;

@@ -126,8 +126,12 @@ async fn once_exits_0_when_all_is_well_and_1_with_a_clear_message_when_a_call_fa
     let out = run().await.unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(stdout.contains("Now watching alice"), "{stdout}");
-    assert!(stdout.contains("Now watching bob"), "{stdout}");
+    assert!(stdout.contains("Now watching 2 users"), "{stdout}");
+    assert!(
+        stdout.contains("alice: no earlier jobs recorded"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bob: no earlier jobs recorded"), "{stdout}");
     assert_eq!(sim.requests_served(), 2);
 
     sim.set_login_fault("bob", Some(LoginFault::Http500));
@@ -169,7 +173,12 @@ async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_ex
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(stdout.contains("restorewatch demo: CBS simulator at http://127.0.0.1:"));
-    assert_eq!(stdout.matches("Now watching user").count(), 3, "{stdout}");
+    // One baseline card per owner, a line per user.
+    for user in ["user001", "user002", "user003"] {
+        let listed = stdout.contains(&format!("Now watching {user}"))
+            || stdout.contains(&format!("{user}: no earlier jobs recorded"));
+        assert!(listed, "{user} not in a baseline: {stdout}");
+    }
     assert!(stdout.contains("Poll cycle summary"));
     assert!(stdout.contains("started running"));
     let finished_line = stdout

@@ -237,14 +237,17 @@ async fn the_first_cycle_is_a_baseline_not_a_flood() {
     let baselines: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Baseline {
-                login_name, counts, ..
-            } => Some((login_name.clone(), counts.clone())),
+            EventKind::Baseline { users, .. } => Some(users.clone()),
             _ => None,
         })
         .collect();
-    assert_eq!(baselines.len(), 2, "one line per user: {baselines:?}");
-    let obm = &baselines.iter().find(|(l, _)| l == "obm").unwrap().1;
+    assert_eq!(baselines.len(), 1, "one event for the owner: {baselines:?}");
+    let users: Vec<(String, _)> = baselines[0]
+        .iter()
+        .map(|u| (u.login_name.clone(), u.counts.clone()))
+        .collect();
+    assert_eq!(users.len(), 2, "one line per user: {users:?}");
+    let obm = &users.iter().find(|(l, _)| l == "obm").unwrap().1;
     assert_eq!(obm.get(&StatusClass::Failure), Some(&4));
     assert_eq!(obm.get(&StatusClass::Success), Some(&8));
 

@@ -76,9 +76,8 @@ mod tests {
             id,
             created_at: Utc::now(),
             kind: EventKind::Baseline {
-                login_name: "obm".into(),
                 owner: owner.into(),
-                counts: Default::default(),
+                users: Vec::new(),
             },
         }
     }

@@ -3,7 +3,7 @@
 //! Strings from the backup server are escaped here, at the one place they enter markdown;
 //! the embed is then fitted to Discord's limits ([`Embed::fit`]).
 
-use super::embed::{Embed, EmbedField, EMBED_FIELD_VALUE_MAX_CHARS};
+use super::embed::{Embed, EmbedField, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS};
 use super::text::{
     code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
     plural, DASH,
@@ -11,7 +11,9 @@ use super::text::{
 use super::RenderOptions;
 use crate::cbs::model::{RestoreJob, ServerTime, StatusClass};
 use crate::digest::render_digest;
-use crate::event::{ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError};
+use crate::event::{
+    BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError,
+};
 use chrono::{DateTime, Utc};
 
 /// Embed colours (`0xRRGGBB`), Discord's own palette where it has one.
@@ -44,11 +46,7 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
         }
         EventKind::JobFinished { job } => job_finished(job, event.created_at),
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
-        EventKind::Baseline {
-            login_name,
-            owner,
-            counts,
-        } => baseline(login_name, owner, counts, event.created_at),
+        EventKind::Baseline { owner, users } => baseline(owner, users, event.created_at),
         EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
         EventKind::CbsUnreachable {
             since,
@@ -243,28 +241,58 @@ pub fn counts_line(counts: &ClassCounts) -> String {
     }
 }
 
-/// A single line, however many jobs the first look found: a baseline must not flood.
-fn baseline(login_name: &str, owner: &str, counts: &ClassCounts, at: DateTime<Utc>) -> Embed {
-    let total: u64 = counts.values().map(|n| u64::from(*n)).sum();
+/// One line per user, however many jobs the first look found, and one embed per owner
+/// however many users: a baseline must not flood.
+fn baseline(owner: &str, users: &[BaselineUser], at: DateTime<Utc>) -> Embed {
     let owner = if owner.trim().is_empty() {
         String::new()
     } else {
         format!(" (owner {})", escape_markdown(owner))
     };
-    let recorded = if total == 0 {
-        "no earlier jobs recorded".to_owned()
-    } else {
-        format!(
-            "{} recorded: {}",
-            plural(total, "earlier job", "earlier jobs"),
-            counts_line(counts)
-        )
+    let recorded = |counts: &ClassCounts| {
+        let total: u64 = counts.values().map(|n| u64::from(*n)).sum();
+        if total == 0 {
+            "no earlier jobs recorded".to_owned()
+        } else {
+            format!(
+                "{} recorded: {}",
+                plural(total, "earlier job", "earlier jobs"),
+                counts_line(counts)
+            )
+        }
+    };
+    let (title, description) = match users {
+        [one] => (
+            String::new(),
+            format!(
+                "Now watching {}{owner}: {}",
+                escape_markdown(&one.login_name),
+                recorded(&one.counts)
+            ),
+        ),
+        many => {
+            let lines: Vec<String> = many
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{}: {}",
+                        escape_markdown(&u.login_name),
+                        recorded(&u.counts)
+                    )
+                })
+                .collect();
+            (
+                format!(
+                    "Now watching {}{owner}",
+                    plural(many.len() as u64, "user", "users")
+                ),
+                lines_within(&lines, EMBED_DESCRIPTION_MAX_CHARS),
+            )
+        }
     };
     Embed {
-        description: format!(
-            "Now watching {}{owner}: {recorded}",
-            escape_markdown(login_name)
-        ),
+        title,
+        description,
         colour: COLOUR_INFO,
         timestamp: Some(at),
         ..Embed::default()
@@ -695,9 +723,8 @@ mod tests {
             CycleSummary::default()
         ))));
         assert!(!wants_ping(&event(EventKind::Baseline {
-            login_name: "obm".into(),
             owner: String::new(),
-            counts: ClassCounts::new(),
+            users: Vec::new(),
         })));
     }
 
@@ -721,9 +748,11 @@ mod tests {
     fn baseline_is_one_line() {
         let counts = ClassCounts::from([(StatusClass::Success, 10), (StatusClass::Failure, 2)]);
         let e = one(EventKind::Baseline {
-            login_name: "obm".into(),
             owner: String::new(),
-            counts,
+            users: vec![BaselineUser {
+                login_name: "obm".into(),
+                counts,
+            }],
         });
         assert_eq!(
             e.description,
@@ -731,14 +760,36 @@ mod tests {
         );
         assert!(e.fields.is_empty() && e.title.is_empty());
         let empty = one(EventKind::Baseline {
-            login_name: "new_user".into(),
             owner: "res".into(),
-            counts: ClassCounts::new(),
+            users: vec![BaselineUser {
+                login_name: "new_user".into(),
+                counts: ClassCounts::new(),
+            }],
         });
         assert_eq!(
             empty.description,
             "Now watching new\\_user (owner res): no earlier jobs recorded"
         );
+    }
+
+    #[test]
+    fn many_users_baseline_in_one_embed_within_limits() {
+        let users: Vec<BaselineUser> = (0..500)
+            .map(|i| BaselineUser {
+                login_name: format!("user{i:03}"),
+                counts: ClassCounts::from([(StatusClass::Success, i % 3)]),
+            })
+            .collect();
+        let e = one(EventKind::Baseline {
+            owner: "reseller-a".into(),
+            users,
+        });
+        assert_eq!(e.title, "Now watching 500 users (owner reseller-a)");
+        assert!(e.description.starts_with(
+            "user000: no earlier jobs recorded\nuser001: 1 earlier job recorded: 1 success\n"
+        ));
+        assert!(e.description.chars().count() <= EMBED_DESCRIPTION_MAX_CHARS);
+        assert!(e.description.ends_with("more"), "the cut says so");
     }
 
     #[test]
