@@ -8,7 +8,7 @@
 //! a digest is delivered exactly once and survives a Discord outage. [`render_digest`] turns
 //! it into embeds: a summary card first, then one card per list, where a long list
 //! continues over as many cards as it needs instead of being cut; the ordinary
-//! [`pack`](crate::render::pack) spreads those cards over messages.
+//! [`crate::render::pack`] spreads those cards over messages.
 
 use crate::cbs::model::StatusClass;
 use crate::event::{ClassCounts, Event, EventKind};

@@ -73,7 +73,7 @@ pub fn unescape_markdown(text: &str) -> String {
 /// span and backslashes would show there, so instead of escaping, backticks in the code
 /// become `'` (they would close the span), `@` is guarded as in [`escape_markdown`], and the
 /// code is cut before it is wrapped so a later cut never leaves the span open.
-/// An empty code gives [`DASH`]: an empty span renders as two stray backticks.
+/// An empty code gives `DASH` (an em dash): an empty span renders as two stray backticks.
 pub fn code_span(code: &str) -> String {
     let code = code.trim();
     if code.is_empty() {
