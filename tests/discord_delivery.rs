@@ -317,6 +317,13 @@ async fn a_forbidden_channel_keeps_its_events_until_it_allows_us_again() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0].0, ChannelId::new(RESELLER_A));
     assert!(refused[0].1.starts_with("403"), "{}", refused[0].1);
+    // `/status` and the digest read the refusal from the store.
+    let shown = p.store().refused_destinations().unwrap();
+    assert_eq!(shown.len(), 1);
+    assert!(
+        shown[0].contains(&RESELLER_A.to_string()) && shown[0].contains("403"),
+        "{shown:?}"
+    );
 
     // Allowed again, but the channel rests until the slow retry is due.
     fake.set_channel_forbidden(RESELLER_A, false);
@@ -328,6 +335,7 @@ async fn a_forbidden_channel_keeps_its_events_until_it_allows_us_again() {
     assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
     assert_eq!(embeds_titled(&fake, RESELLER_A, "Restore failed").len(), 1);
     assert!(sink.refused_channels().is_empty());
+    assert!(p.store().refused_destinations().unwrap().is_empty());
 }
 
 #[tokio::test]
