@@ -67,12 +67,13 @@ impl App {
         &self,
         sink: &S,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
-        let report = self.poller.cycle().await.context("poll cycle")?;
+        let report = self.poller.cycle().await.context("poll cycle");
         // What the cycle recorded must be on disk before anything is delivered: a crash
         // after delivery must not forget the job and alert about it again.
         self.store.flush().context("flushing the state store")?;
+        // Events queued earlier are delivered even when this cycle failed half-way.
         let drained = drain(&self.store, sink).await.context("delivery")?;
-        Ok((report, drained))
+        Ok((report?, drained))
     }
 
     /// Builds the digest of `date` and queues it for delivery.
@@ -113,7 +114,14 @@ impl App {
                 _ = tokio::time::sleep(until(now, next)) => {}
             }
             if next_poll.is_some_and(|t| t <= next) {
-                match self.cycle_and_deliver(sink).await {
+                // Shutdown does not wait for a slow cycle or a long delivery retry: both
+                // are safe to drop between steps (records and their events are written
+                // together; a message is recorded before it is sent).
+                let done = tokio::select! {
+                    done = self.cycle_and_deliver(sink) => done,
+                    _ = shutdown.cancelled() => break,
+                };
+                match done {
                     Ok((report, drained)) => tracing::info!(
                         users = report.summary.users_polled,
                         requests = report.summary.requests,
@@ -128,11 +136,16 @@ impl App {
             }
             if next_digest.is_some_and(|t| t <= next) {
                 let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
-                let queued = self.queue_digest(day);
-                if let Err(e) = queued {
+                if let Err(e) = self.queue_digest(day) {
                     tracing::error!(error = format!("{e:#}"), "daily digest failed");
-                } else if let Err(e) = drain(&self.store, sink).await {
-                    tracing::error!(error = %e, "delivery of the digest failed");
+                } else {
+                    let drained = tokio::select! {
+                        drained = drain(&self.store, sink) => drained,
+                        _ = shutdown.cancelled() => break,
+                    };
+                    if let Err(e) = drained {
+                        tracing::error!(error = %e, "delivery of the digest failed");
+                    }
                 }
             }
         }

@@ -175,7 +175,15 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
     let running = tokio::spawn(async move {
         let mut gateway = std::pin::pin!(client.start());
         tokio::select! {
-            ended = &mut gateway => ended.context("the Discord gateway connection failed"),
+            ended = &mut gateway => {
+                // Not a shutdown: slash commands are gone until a restart, so say so now
+                // rather than when the process stops.
+                let ended = ended.context("the Discord gateway connection failed");
+                if let Err(e) = &ended {
+                    tracing::error!(error = format!("{e:#}"), "slash commands are unavailable");
+                }
+                ended
+            }
             _ = shutdown.cancelled() => {
                 shard_manager.shutdown_all().await;
                 gateway.await.context("closing the Discord gateway connection")

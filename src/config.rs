@@ -572,17 +572,24 @@ impl Checker {
             Some(names) => names
                 .iter()
                 .map(|name| {
-                    StatusClass::parse_name(name).ok_or_else(|| {
-                        let known: Vec<&str> =
-                            StatusClass::ALL.iter().map(|c| c.as_str()).collect();
-                        self.fail(
-                            "poll.alert_classes",
-                            format!(
-                                "{name:?} is not a status class (one of {})",
-                                known.join(", ")
-                            ),
-                        )
-                    })
+                    // Only outcomes alert; a job that runs too long has poll.stuck_after.
+                    let known: Vec<&str> = StatusClass::ALL
+                        .iter()
+                        .filter(|c| c.is_finished())
+                        .map(|c| c.as_str())
+                        .collect();
+                    StatusClass::parse_name(name)
+                        .filter(|c| c.is_finished())
+                        .ok_or_else(|| {
+                            self.fail(
+                                "poll.alert_classes",
+                                format!(
+                                    "{name:?} is not a final status class (one of {}; \
+                                     long-running jobs are reported by poll.stuck_after)",
+                                    known.join(", ")
+                                ),
+                            )
+                        })
                 })
                 .collect::<Result<_, _>>()?,
             None => DEFAULT_ALERT_CLASSES.into_iter().collect(),

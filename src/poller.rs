@@ -11,7 +11,7 @@ use crate::clock::SharedClock;
 use crate::config::{PollSettings, WatchEntry};
 use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
 use crate::mutes::Mutes;
-use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError};
+use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,8 +125,15 @@ impl Poller {
         let mut requests = JoinSet::new();
         let mut user_states = BTreeMap::new();
         let mut request_count = 0u32;
+        let watched_before = self.store.watched_logins()?;
         for user in &users {
-            let state = self.store.user_state(&user.login)?;
+            // A user who was not watched in the last cycle (new, or removed and added
+            // again) starts afresh: baselined again, no catch-up over the unwatched days.
+            let state = if watched_before.contains(&user.login) {
+                self.store.user_state(&user.login)?
+            } else {
+                UserState::default()
+            };
             let running = self.store.running_dates(&server, &user.login)?;
             let dates = dates_to_poll(
                 started_at,
@@ -162,14 +169,16 @@ impl Poller {
         };
         let mut baselined = 0;
         let mut outage_errors: Vec<CbsError> = Vec::new();
-        let mutes = Mutes::open(&self.store)?.active(started_at)?;
+        // Mutes fail open: an unreadable mute list posts alerts rather than losing them.
+        let mutes = Mutes::open(&self.store)
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "cannot open the mutes; alerting as if none"),
+            )
+            .ok();
         let is_muted = |job: &RestoreJob| {
-            mutes.iter().any(|m| {
-                m.login == job.login_name
-                    && m.backup_set_id
-                        .as_deref()
-                        .is_none_or(|set| set == job.backup_set_id)
-            })
+            mutes
+                .as_ref()
+                .is_some_and(|m| m.is_muted(&job.login_name, &job.backup_set_id, started_at))
         };
         let stuck_after = chrono::Duration::from_std(self.config.poll.stuck_after)
             .unwrap_or(chrono::Duration::MAX);
@@ -239,8 +248,7 @@ impl Poller {
                 continue;
             };
             if all_ok {
-                if !state.baselined {
-                    state.baselined = true;
+                if !state.baselined && self.config.poll.baseline_first_cycle {
                     baselines
                         .entry(user.owner.clone())
                         .or_default()
@@ -249,6 +257,7 @@ impl Poller {
                             counts,
                         });
                 }
+                state.baselined = true;
                 state.last_success = Some(started_at);
             } else if let Some(e) = summary
                 .errors
@@ -264,6 +273,8 @@ impl Poller {
             self.store
                 .push_event(EventKind::Baseline { owner, users }, now)?;
         }
+        self.store
+            .set_watched_logins(&users.iter().map(|u| u.login.clone()).collect())?;
 
         let outage_secs = self.track_outage(&summary, &outage_errors, now)?;
         summary
@@ -297,9 +308,10 @@ impl Poller {
             outage_secs,
         )?;
         let today = now.with_timezone(&tz).date_naive();
+        // A retention reaching before the calendar's start keeps everything.
         let cutoff = today
             .checked_sub_days(Days::new(self.config.retention_days.into()))
-            .unwrap_or(today);
+            .unwrap_or(NaiveDate::MIN);
         let pruned = self.store.prune_before(cutoff)?;
         Ok(CycleReport {
             summary,
@@ -325,39 +337,43 @@ impl Poller {
             let from = previous_start.map_or(outage.since, |p| p.max(outage.since));
             (summary.started_at - from).num_seconds().max(0)
         };
-        match (self.store.outage()?, all_failed) {
-            (None, true) => {
-                let first = &outage_errors[0];
+        let first_reason = outage_errors.first().map(|e| {
+            (
+                e.outage_reason().unwrap_or(OutageReason::Unreachable),
+                e.to_string(),
+            )
+        });
+        match (self.store.outage()?, first_reason.filter(|_| all_failed)) {
+            // Down, or down for a new reason (say unreachable, then the password expired):
+            // one notice per reason, written with the outage record in one transaction.
+            (previous, Some((reason, error)))
+                if previous.as_ref().is_none_or(|o| o.reason != reason) =>
+            {
                 let outage = Outage {
-                    since: summary.started_at,
-                    reason: first.outage_reason().unwrap_or(OutageReason::Unreachable),
-                    error: first.to_string(),
+                    since: previous.as_ref().map_or(summary.started_at, |o| o.since),
+                    reason,
+                    error,
                 };
-                tracing::error!(error = %outage.error, "the backup server is unreachable");
-                self.store.set_outage(Some(&outage))?;
-                self.store.push_event(
-                    EventKind::CbsUnreachable {
-                        since: outage.since,
-                        reason: outage.reason,
-                        error: outage.error,
-                    },
-                    now,
-                )?;
-                Ok(0)
+                tracing::error!(error = %outage.error, ?reason, "the backup server is unreachable");
+                let event = EventKind::CbsUnreachable {
+                    since: outage.since,
+                    reason,
+                    error: outage.error.clone(),
+                };
+                self.store
+                    .set_outage_with_event(Some(&outage), event, now)?;
+                Ok(previous.as_ref().map_or(0, &down_secs))
             }
-            (Some(outage), false) if summary.requests > 0 => {
+            (Some(outage), Some(_)) => Ok(down_secs(&outage)),
+            (Some(outage), None) if summary.requests > 0 => {
                 tracing::info!(since = %outage.since, "the backup server answers again");
-                self.store.set_outage(None)?;
-                self.store.push_event(
-                    EventKind::CbsRecovered {
-                        down_since: outage.since,
-                        recovered_at: summary.started_at,
-                    },
-                    now,
-                )?;
+                let event = EventKind::CbsRecovered {
+                    down_since: outage.since,
+                    recovered_at: summary.started_at,
+                };
+                self.store.set_outage_with_event(None, event, now)?;
                 Ok(down_secs(&outage))
             }
-            (Some(outage), true) => Ok(down_secs(&outage)),
             _ => Ok(0),
         }
     }

@@ -114,6 +114,7 @@ pub enum Change {
 }
 
 /// The rules that turn a sighting into a record and maybe an event (pure; see DESIGN.md).
+#[derive(Clone, Copy)]
 pub struct Policy<'a> {
     pub now: DateTime<Utc>,
     pub alert_classes: &'a BTreeSet<StatusClass>,
@@ -121,6 +122,8 @@ pub struct Policy<'a> {
     /// The user's first cycle: record finished jobs as a baseline, alert nothing.
     pub baseline: bool,
     /// Whether alerts for a job are muted from chat right now: recorded, not posted.
+    /// [`Store::observe`] asks it before its transaction starts, since it may read the
+    /// store itself (reading inside a sled transaction would deadlock).
     pub muted: &'a (dyn Fn(&RestoreJob) -> bool + Sync),
 }
 
@@ -224,6 +227,7 @@ const META_LAST_CYCLE: &str = "last_cycle";
 const META_OUTAGE: &str = "outage";
 const META_ERROR_LOGINS: &str = "error_logins";
 const META_REFUSED: &str = "refused_destinations";
+const META_WATCHED: &str = "watched_logins";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -335,6 +339,12 @@ impl Store {
         policy: &Policy<'_>,
     ) -> Result<Observation> {
         let key = job_key_bytes(&job.key());
+        let muted = (policy.muted)(job);
+        let muted_now = |_: &RestoreJob| muted;
+        let policy = &Policy {
+            muted: &muted_now,
+            ..*policy
+        };
         let result = (&self.jobs, &self.by_day, &self.running, &self.outbox).transaction(
             |(jobs, by_day, running, outbox)| {
                 let known: Option<JobRecord> = match jobs.get(&key)? {
@@ -553,14 +563,37 @@ impl Store {
         self.meta_get(META_OUTAGE)
     }
 
-    pub fn set_outage(&self, outage: Option<&Outage>) -> Result<()> {
-        match outage {
-            Some(o) => self.meta_put(META_OUTAGE, o),
-            None => {
-                self.meta.remove(META_OUTAGE)?;
-                Ok(())
-            }
-        }
+    /// Opens, changes or (with `None`) closes the outage and queues its notice, in one
+    /// transaction: a crash cannot record the outage and lose its one notice.
+    pub fn set_outage_with_event(
+        &self,
+        outage: Option<&Outage>,
+        kind: EventKind,
+        now: DateTime<Utc>,
+    ) -> Result<Event> {
+        let result = (&self.meta, &self.outbox).transaction(|(meta, outbox)| {
+            match outage {
+                Some(o) => meta.insert(META_OUTAGE, encode(o))?,
+                None => meta.remove(META_OUTAGE)?,
+            };
+            let event = Event {
+                id: outbox.generate_id()?,
+                created_at: now,
+                kind: kind.clone(),
+            };
+            outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+            Ok(event)
+        });
+        tx_result(result)
+    }
+
+    /// The logins the last cycle polled.
+    pub fn watched_logins(&self) -> Result<BTreeSet<String>> {
+        Ok(self.meta_get(META_WATCHED)?.unwrap_or_default())
+    }
+
+    pub fn set_watched_logins(&self, logins: &BTreeSet<String>) -> Result<()> {
+        self.meta_put(META_WATCHED, logins)
     }
 
     /// Chat destinations that refuse our messages right now, with the reason, as the

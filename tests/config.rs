@@ -274,6 +274,11 @@ fn other_bad_values_are_named() {
         &BASE.replace("[poll]\n", "[poll]\nalert_classes = [\"failed\"]\n"),
         "poll.alert_classes",
     );
+    // Running is not an outcome: it would never alert, so it is refused.
+    fails_naming(
+        &BASE.replace("[poll]\n", "[poll]\nalert_classes = [\"running\"]\n"),
+        "poll.alert_classes",
+    );
     fails_naming(
         &format!("{BASE}[[watch]]\nlogin = \"a\"\n[[watch]]\nlogin = \"a\"\n"),
         "watch[1].login",

@@ -425,8 +425,95 @@ async fn without_the_baseline_the_first_cycle_alerts_every_failure() {
             "RESTORE_STOP_BY_ERROR",
         ));
     }
-    let r = h.poller().cycle().await.unwrap();
+    let p = h.poller();
+    let r = p.cycle().await.unwrap();
     assert_eq!((r.baselined, r.summary.alerts), (0, 3));
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let cards = sink
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Baseline { .. }))
+        .count();
+    assert_eq!(
+        cards, 0,
+        "no \"Now watching\" card when nothing was baselined"
+    );
+}
+
+#[tokio::test]
+async fn a_user_watched_again_is_baselined_again_not_caught_up() {
+    let mut h = Harness::start(&["obm", "alice"], at(2024, 6, 20, 9, 0)).await;
+    h.poller().cycle().await.unwrap();
+    // obm is no longer watched for a few days, during which its restores fail.
+    let everyone = h.watch.clone();
+    h.watch.retain(|w| w.login != "obm");
+    h.clock.set(at(2024, 6, 21, 9, 0));
+    h.poller().cycle().await.unwrap();
+    for d in 22..=24 {
+        h.sim.add_job(job(
+            "obm",
+            "1",
+            at(2024, 6, d, 8, 0),
+            Some(at(2024, 6, d, 8, 5)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    h.watch = everyone;
+    h.clock.set(at(2024, 6, 24, 10, 0));
+    let p = h.poller();
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 0, "the unwatched days are not replayed");
+    assert_eq!(r.baselined, 1, "today's job is part of the new baseline");
+    assert_eq!(h.sim.requests_for("obm", day("2024-06-22")), 0);
+    assert!(p.store().user_state("obm").unwrap().baselined);
+}
+
+#[tokio::test]
+async fn a_new_outage_reason_gets_its_own_notice() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.set_down(true).await.unwrap();
+    h.clock.set(at(2024, 6, 26, 9, 5));
+    p.cycle().await.unwrap();
+    // The server answers again, but the API password has expired meanwhile.
+    h.sim.set_down(false).await.unwrap();
+    h.sim.set_password_expired(true);
+    for min in [10, 15] {
+        h.clock.set(at(2024, 6, 26, 9, min));
+        p.cycle().await.unwrap();
+    }
+    h.sim.set_password_expired(false);
+    h.clock.set(at(2024, 6, 26, 9, 20));
+    p.cycle().await.unwrap();
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let notices: Vec<String> = sink
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CbsUnreachable { reason, since, .. } => {
+                Some(format!("down {reason:?} since {}", since.format("%H:%M")))
+            }
+            EventKind::CbsRecovered { down_since, .. } => {
+                Some(format!("up, down since {}", down_since.format("%H:%M")))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notices,
+        [
+            "down Unreachable since 09:05",
+            "down PasswordExpired since 09:05",
+            "up, down since 09:05"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -51,7 +51,7 @@ impl StatusClass {
         StatusClass::Unknown,
     ];
 
-    /// Classifies a raw status code. `has_end_time` matters only for an empty code.
+    /// Classifies a raw status code alone (see [`StatusClass::of_job`] for a job).
     pub fn from_raw(raw: &str) -> StatusClass {
         let code = raw.trim().to_ascii_uppercase();
         match code.as_str() {
@@ -63,6 +63,21 @@ impl StatusClass {
             "RESTORE_STOP_BY_ERROR" => StatusClass::Failure,
             c if c.ends_with("_RUNNING") || c.ends_with("_NOT_FINISHED") => StatusClass::Running,
             _ => StatusClass::Unknown,
+        }
+    }
+
+    /// Classifies a job: an undocumented code on a job without an end time is taken as
+    /// still running (ahsay-api.md: a missing EndTime means running), so the job's real
+    /// outcome is still reported when it ends. Codes named like the final ones
+    /// (`…_STOP_…`) are outcomes with or without an end time.
+    pub fn of_job(raw: &str, end_time: Option<ServerTime>) -> StatusClass {
+        match StatusClass::from_raw(raw) {
+            StatusClass::Unknown
+                if end_time.is_none() && !raw.to_ascii_uppercase().contains("_STOP") =>
+            {
+                StatusClass::Running
+            }
+            class => class,
         }
     }
 
@@ -353,7 +368,7 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
         missed_virtual_machines: list(&["MissedVirtualMachine"]),
         success_public_folders: list(&["SuccessPublicFolder"]),
         missed_public_folders: list(&["MissedPublicFolder"]),
-        class: StatusClass::from_raw(&raw_status),
+        class: StatusClass::of_job(&raw_status, end_time),
         raw_status,
     })
 }
@@ -653,6 +668,20 @@ mod tests {
         ));
         assert_eq!(job.class, StatusClass::Unknown);
         assert_eq!(job.raw_status, "RESTORE_STOP_BY_QUOTA_EXCEEDED");
+    }
+
+    #[test]
+    fn an_undocumented_code_without_end_time_is_running_until_it_ends() {
+        let running = one(&format!(r#"{{{BASE},"Status":"RESTORE_IN_PROGRESS"}}"#));
+        assert_eq!(running.class, StatusClass::Running);
+        assert_eq!(running.raw_status, "RESTORE_IN_PROGRESS");
+        let ended = one(&format!(
+            r#"{{{BASE},"Status":"RESTORE_IN_PROGRESS","EndTime":"2024-06-26 14:00:00"}}"#
+        ));
+        assert_eq!(ended.class, StatusClass::Unknown);
+        // A documented final code stands even without an end time.
+        let failed = one(&format!(r#"{{{BASE},"Status":"RESTORE_STOP_BY_ERROR"}}"#));
+        assert_eq!(failed.class, StatusClass::Failure);
     }
 
     #[test]

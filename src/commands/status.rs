@@ -141,7 +141,14 @@ mod tests {
             reason: OutageReason::Unreachable,
             error: "cannot reach cbs: refused".into(),
         };
-        store.set_outage(Some(&outage)).unwrap();
+        let notice = crate::event::EventKind::CbsUnreachable {
+            since: outage.since,
+            reason: outage.reason,
+            error: outage.error.clone(),
+        };
+        store
+            .set_outage_with_event(Some(&outage), notice, outage.since)
+            .unwrap();
         let report = StatusReport::gather(&store, &schedule, now, started).unwrap();
         let reply = status(&report, true).unwrap();
         assert!(!reply.ephemeral);

@@ -278,6 +278,7 @@ impl SimJob {
         } else {
             String::new()
         };
+        let end_time = self.end.filter(|_| finished).map(local);
         Some(RestoreJob {
             server: server.to_owned(),
             login_name: self.login.clone(),
@@ -292,7 +293,7 @@ impl SimJob {
             },
             job_id: self.job_id(tz),
             start_time: Some(local(self.start)),
-            end_time: self.end.filter(|_| finished).map(local),
+            end_time,
             restore_size_bytes: self.size_bytes,
             client_version: Some(self.client_version.clone()).filter(|v| !v.is_empty()),
             destination_id: self.destination_id.clone().filter(|d| !d.is_empty()),
@@ -302,7 +303,7 @@ impl SimJob {
             missed_virtual_machines: lists(&self.missed_virtual_machines),
             success_public_folders: lists(&self.success_public_folders),
             missed_public_folders: lists(&self.missed_public_folders),
-            class: StatusClass::from_raw(&raw_status),
+            class: StatusClass::of_job(&raw_status, end_time),
             raw_status,
         })
     }
