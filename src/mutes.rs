@@ -2,9 +2,10 @@
 //! until then".
 //!
 //! Mutes live in a sled tree of their own (`mutes`) in the same database as everything
-//! else, so they survive restarts. A muted alert is still recorded and counted in the
-//! digest; only posting it waits. The poller/delivery asks [`Mutes::is_muted`] at posting
-//! time; `/mute` and `/unmute` write through [`Mutes::mute`] and [`Mutes::unmute`].
+//! else, so they survive restarts. A muted alert is still recorded and listed in the
+//! digest, but never posted (not held for later). The poller asks [`Mutes::is_muted`]
+//! when an alert is due; `/mute` and `/unmute` write through [`Mutes::mute`] and
+//! [`Mutes::unmute`].
 //! A mute ends by itself at its `until` time: nothing has to run for it to expire.
 
 use crate::store::{Store, StoreError};

@@ -228,6 +228,7 @@ const META_OUTAGE: &str = "outage";
 const META_ERROR_LOGINS: &str = "error_logins";
 const META_REFUSED: &str = "refused_destinations";
 const META_WATCHED: &str = "watched_logins";
+const META_INSTALL_ID: &str = "install_id";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -585,6 +586,21 @@ impl Store {
             Ok(event)
         });
         tx_result(result)
+    }
+
+    /// A random id made when the store is first used, kept for its life (8 hex digits).
+    pub fn install_id(&self) -> Result<String> {
+        if let Some(id) = self.meta_get::<String>(META_INSTALL_ID)? {
+            return Ok(id);
+        }
+        let fresh = format!("{:08x}", rand::random::<u32>());
+        // Two handles racing here must agree: the first write wins.
+        let _ = self.meta.compare_and_swap(
+            META_INSTALL_ID,
+            None as Option<&[u8]>,
+            Some(encode(&fresh)),
+        )?;
+        Ok(self.meta_get(META_INSTALL_ID)?.unwrap_or(fresh))
     }
 
     /// The logins the last cycle polled.

@@ -478,3 +478,23 @@ async fn every_quirk_spelling_decodes_back_to_the_same_job() {
         .count();
     assert_eq!(running, 1 << Quirks::COUNT);
 }
+
+#[tokio::test]
+async fn a_reply_that_echoes_the_password_is_redacted() {
+    let sim = sim().await;
+    sim.add_job(job());
+    sim.set_login_fault(
+        "obm",
+        Some(LoginFault::ApiError(format!(
+            "bad request SysPwd={PASSWORD}"
+        ))),
+    );
+    let client = CbsClient::new(config(sim.url(), PASSWORD)).unwrap();
+    let err = client
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(PASSWORD), "{shown}");
+    assert!(shown.contains("SysPwd=[REDACTED]"), "{shown}");
+}

@@ -220,11 +220,6 @@ impl CbsClient {
         self.inner.timezone
     }
 
-    /// The full URL of `ListRestoreJobStatus.do`.
-    pub fn endpoint(&self) -> &reqwest::Url {
-        &self.inner.endpoint
-    }
-
     /// The restore jobs of `login` (owned by `owner`, `""` for none) that started on `date`
     /// in the server zone.
     pub async fn list_restore_jobs(
@@ -295,13 +290,27 @@ impl CbsClient {
                 return Err(CbsError::Decode {
                     server: self.inner.server_name.clone(),
                     reason: format!("reply larger than {MAX_REPLY_BYTES} bytes"),
-                    snippet: model::snippet(&String::from_utf8_lossy(&bytes), SNIPPET_MAX_CHARS),
+                    snippet: model::snippet(
+                        &self.redact(String::from_utf8_lossy(&bytes).into_owned()),
+                        SNIPPET_MAX_CHARS,
+                    ),
                 });
             }
             bytes.extend_from_slice(&chunk);
         }
         // The CBS sends UTF-8; a stray bad byte should not hide the rest of the reply.
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok(self.redact(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Removes the system password from text the server sent, should a server (or a proxy
+    /// in front of it) ever echo the request: snippets of replies reach logs and the chat.
+    fn redact(&self, text: String) -> String {
+        let pwd = self.inner.sys_pwd.expose_secret();
+        if pwd.is_empty() || !text.contains(pwd) {
+            text
+        } else {
+            text.replace(pwd, "[REDACTED]")
+        }
     }
 
     fn transport_error(&self, e: reqwest::Error) -> CbsError {

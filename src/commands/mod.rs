@@ -12,7 +12,7 @@
 //! - [`failures`] answers `/failures` from the store.
 //! - [`watch`] answers `/watch add|remove|list`.
 //! - [`mute`] answers `/mute` and `/unmute`.
-//! - [`digest`] answers `/digest` (a per-class count until the real digest lands).
+//! - [`digest`] answers `/digest` with the daily digest of a day ([`crate::digest`]).
 //! - [`status`] answers `/status`.
 
 pub mod digest;

@@ -103,6 +103,8 @@ pub struct DiscordSink {
     batches: sled::Tree,
     timing: DeliveryTiming,
     state: Mutex<State>,
+    /// This store's random id, part of every nonce.
+    install: String,
 }
 
 /// What the sink remembers between drains (not across restarts: a restart retries at once).
@@ -132,16 +134,20 @@ struct Batch {
 }
 
 impl Batch {
-    /// Derived from the event ids only, so the same batch always gets the same nonce:
-    /// `rw{first id, hex}-{count}`, plus `.{part}` after the first message. At most 25
-    /// characters as Discord requires (16 + 2 + 1 + 3 + 3 for 256 events of a drain).
-    fn nonce(&self, part: usize) -> String {
+    /// Derived from the store's install id and the event ids only, so the same batch
+    /// always gets the same nonce: `{install}{first id, hex}-{count}`, plus `.{part}` after
+    /// the first message. The install id keeps two bots sharing a token (or a wiped state
+    /// directory) from reusing each other's nonces; it is shortened only as far as
+    /// Discord's 25-character limit needs.
+    fn nonce(&self, install: &str, part: usize) -> String {
         let first = self.ids.first().copied().unwrap_or_default();
-        let mut nonce = format!("rw{first:x}-{}", self.ids.len());
+        let mut tail = format!("{first:x}-{}", self.ids.len());
         if part > 0 {
-            nonce.push_str(&format!(".{part}"));
+            tail.push_str(&format!(".{part}"));
         }
-        nonce
+        let room = NONCE_MAX_CHARS.saturating_sub(tail.len());
+        let prefix: String = install.chars().take(room).collect();
+        format!("{prefix}{tail}")
     }
 
     fn key(&self) -> [u8; 16] {
@@ -153,6 +159,9 @@ impl Batch {
 }
 
 /// Batches are keyed by channel and first event id.
+/// Discord's limit on a message nonce (characters).
+const NONCE_MAX_CHARS: usize = 25;
+
 fn batch_key(channel: ChannelId, first_id: u64) -> [u8; 16] {
     let mut key = [0; 16];
     key[..8].copy_from_slice(&channel.get().to_be_bytes());
@@ -227,6 +236,7 @@ impl DiscordSink {
                 .context("opening the delivery tree")?,
             timing: DeliveryTiming::default(),
             state: Mutex::new(State::default()),
+            install: store.install_id().context("reading the install id")?,
         })
     }
 
@@ -369,7 +379,7 @@ impl DiscordSink {
                 let mut rejected = None;
                 for (part, packed) in messages.iter().enumerate().skip(batch.parts_sent) {
                     match self
-                        .post_message(channel, &packed.message, batch.nonce(part))
+                        .post_message(channel, &packed.message, batch.nonce(&self.install, part))
                         .await
                     {
                         Posted::Accepted => batch.parts_sent = part + 1,
@@ -680,9 +690,17 @@ mod tests {
             parts_sent: 0,
             done: false,
         };
-        assert_eq!(batch(vec![10, 11, 12]).nonce(0), "rwa-3");
-        assert_eq!(batch(vec![10, 11, 12]).nonce(1), "rwa-3.1");
-        let worst = batch((u64::MAX - 255..=u64::MAX).collect()).nonce(99);
+        assert_eq!(batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0), "1f2e3d4ca-3");
+        assert_eq!(
+            batch(vec![10, 11, 12]).nonce("1f2e3d4c", 1),
+            "1f2e3d4ca-3.1"
+        );
+        assert_ne!(
+            batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0),
+            batch(vec![10, 11, 12]).nonce("99999999", 0),
+            "another install never reuses the nonce"
+        );
+        let worst = batch((u64::MAX - 255..=u64::MAX).collect()).nonce("1f2e3d4c", 99);
         assert!(worst.chars().count() <= 25, "{worst}");
     }
 
