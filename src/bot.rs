@@ -73,21 +73,8 @@ impl Data {
 
     /// Logins on the merged watch list (config and chat).
     fn watched(&self) -> Result<BTreeSet<String>, CommandError> {
-        let mut users: BTreeSet<String> = self
-            .app
-            .settings
-            .watch
-            .iter()
-            .map(|w| w.login.clone())
-            .collect();
-        users.extend(
-            self.app
-                .store
-                .dynamic_watches()?
-                .into_iter()
-                .map(|w| w.login),
-        );
-        Ok(users)
+        let list = self.app.store.watch_list(&self.app.settings.watch)?;
+        Ok(list.into_iter().map(|w| w.login).collect())
     }
 }
 

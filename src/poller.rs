@@ -101,17 +101,7 @@ impl Poller {
 
     /// The config's users merged with those added from chat (the config's owner wins).
     pub fn watch_list(&self) -> Result<Vec<WatchEntry>, StoreError> {
-        let mut users: BTreeMap<String, String> = BTreeMap::new();
-        for w in self.store.dynamic_watches()? {
-            users.insert(w.login, w.owner);
-        }
-        for w in &self.config.watch {
-            users.insert(w.login.clone(), w.owner.clone());
-        }
-        Ok(users
-            .into_iter()
-            .map(|(login, owner)| WatchEntry { login, owner })
-            .collect())
+        self.store.watch_list(&self.config.watch)
     }
 
     /// Runs one cycle. Fails only when the store fails; CBS errors are in the report.

@@ -7,6 +7,7 @@
 //! horizon is a range scan and the database stops growing.
 
 use crate::cbs::model::{JobKey, RestoreJob, StatusClass};
+use crate::config::WatchEntry;
 use crate::event::{Event, EventKind, OutageReason};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
@@ -503,6 +504,23 @@ impl Store {
                 decode(&k, &v)
             })
             .collect()
+    }
+
+    /// The watch list: the config's users merged with those added from chat, by login
+    /// (the config's owner wins).
+    pub fn watch_list(&self, config: &[WatchEntry]) -> Result<Vec<WatchEntry>> {
+        let mut users: std::collections::BTreeMap<String, String> = self
+            .dynamic_watches()?
+            .into_iter()
+            .map(|w| (w.login, w.owner))
+            .collect();
+        for w in config {
+            users.insert(w.login.clone(), w.owner.clone());
+        }
+        Ok(users
+            .into_iter()
+            .map(|(login, owner)| WatchEntry { login, owner })
+            .collect())
     }
 
     /// Adds a user to the dynamic watch list; `false` when it was already there.

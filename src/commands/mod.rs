@@ -204,8 +204,8 @@ pub fn known_users(
     config_watch: &[WatchEntry],
     today: NaiveDate,
 ) -> Result<BTreeSet<String>, StoreError> {
-    let mut users: BTreeSet<String> = config_watch.iter().map(|w| w.login.clone()).collect();
-    users.extend(store.dynamic_watches()?.into_iter().map(|w| w.login));
+    let watched = store.watch_list(config_watch)?;
+    let mut users: BTreeSet<String> = watched.into_iter().map(|w| w.login).collect();
     let from = today
         .checked_sub_days(Days::new(RECENT_USER_DAYS))
         .unwrap_or(today);

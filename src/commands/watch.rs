@@ -22,11 +22,8 @@ pub fn owner_of(
     config_watch: &[WatchEntry],
     login: &str,
 ) -> Result<Option<String>, StoreError> {
-    if let Some(w) = config_watch.iter().find(|w| w.login == login) {
-        return Ok(Some(w.owner.clone()));
-    }
-    Ok(store
-        .dynamic_watches()?
+    let watched = store.watch_list(config_watch)?;
+    Ok(watched
         .into_iter()
         .find(|w| w.login == login)
         .map(|w| w.owner))
