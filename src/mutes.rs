@@ -3,9 +3,9 @@
 //!
 //! Mutes live in a sled tree of their own (`mutes`) in the same database as everything
 //! else, so they survive restarts. A muted alert is still recorded and listed in the
-//! digest, but never posted (not held for later). The poller asks [`Mutes::is_muted`]
-//! when an alert is due; `/mute` and `/unmute` write through [`Mutes::mute`] and
-//! [`Mutes::unmute`].
+//! digest, but never posted (not held for later). The poller reads the
+//! [`Mutes::active`] ones once per cycle and checks alerts with [`Mute::covers`];
+//! `/mute` and `/unmute` write through [`Mutes::mute`] and [`Mutes::unmute`].
 //! A mute ends by itself at its `until` time: nothing has to run for it to expire.
 
 use crate::store::{Store, StoreError};
@@ -32,6 +32,16 @@ impl Mute {
     /// Whether the mute still holds at `now`.
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         now < self.until
+    }
+
+    /// Whether this mute applies to `login`'s backup set `backup_set_id` (a mute without a
+    /// set covers every set of the user).
+    pub fn covers(&self, login: &str, backup_set_id: &str) -> bool {
+        self.login == login
+            && self
+                .backup_set_id
+                .as_deref()
+                .is_none_or(|set| set == backup_set_id)
     }
 }
 

@@ -160,15 +160,18 @@ impl Poller {
         let mut baselined = 0;
         let mut outage_errors: Vec<CbsError> = Vec::new();
         // Mutes fail open: an unreadable mute list posts alerts rather than losing them.
+        // Read once per cycle, not per job: the check then costs no store reads on the
+        // hot path (and none inside the store's transaction).
         let mutes = Mutes::open(&self.store)
-            .inspect_err(
-                |e| tracing::warn!(error = %e, "cannot open the mutes; alerting as if none"),
-            )
-            .ok();
+            .and_then(|m| m.active(started_at))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the mutes; alerting as if none");
+                Vec::new()
+            });
         let is_muted = |job: &RestoreJob| {
             mutes
-                .as_ref()
-                .is_some_and(|m| m.is_muted(&job.login_name, &job.backup_set_id, started_at))
+                .iter()
+                .any(|m| m.covers(&job.login_name, &job.backup_set_id))
         };
         let stuck_after = chrono::Duration::from_std(self.config.poll.stuck_after)
             .unwrap_or(chrono::Duration::MAX);
