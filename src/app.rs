@@ -2,7 +2,11 @@
 //!
 //! `run` takes its shutdown token (STYLE.md 2): production passes Ctrl-C/SIGTERM, tests and
 //! the demo pass their own. Every wait `select!`s on the token; on shutdown the loop stops
-//! taking work, finishes nothing half-way and flushes the store.
+//! taking work and flushes the store. Every wait of the stop is bounded: the poll cycle or
+//! delivery in flight gets [`IN_FLIGHT_GRACE`] to finish, the gateway close the rest of
+//! [`GATEWAY_CLOSE_LIMIT`]; what does not finish in time is dropped and logged as cut short
+//! (both are safe to drop: a job record and its event are written together, a message is
+//! recorded before it is sent). The binary adds a hard limit of [`STOP_LIMIT`] on top.
 
 use crate::bot::{self, BotContext};
 use crate::cbs::{CbsClient, CbsClientConfig};
@@ -17,7 +21,45 @@ use crate::sink::{drain, ConsoleSink, DrainReport, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// The whole stop, from the shutdown signal to the exit, takes at most this long.
+pub const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// How long a poll cycle or delivery that is under way may still run after the shutdown.
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(5);
+/// How long after the shutdown the Discord gateway connection may take to close.
+pub const GATEWAY_CLOSE_LIMIT: Duration = Duration::from_secs(8);
+
+/// Runs `work` to its end unless `shutdown` comes first; after the shutdown it gets at most
+/// [`IN_FLIGHT_GRACE`] more, and is dropped (logged as cut short) past that. `None`: cut short.
+async fn finish_within_grace<T>(
+    work: impl Future<Output = T>,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Option<T> {
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        done = &mut work => return Some(done),
+        _ = shutdown.cancelled() => {}
+    }
+    tracing::info!(
+        grace = %humantime::format_duration(IN_FLIGHT_GRACE),
+        "stopping: letting the {what} in flight finish"
+    );
+    match tokio::time::timeout(IN_FLIGHT_GRACE, work).await {
+        Ok(done) => Some(done),
+        Err(_) => {
+            tracing::warn!(
+                "stopping: cut short the {what} in flight; what it had not delivered stays \
+                 in the outbox for the next start"
+            );
+            None
+        }
+    }
+}
 
 /// The long-lived parts, built once from the settings.
 pub struct App {
@@ -97,8 +139,10 @@ impl App {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         // Deliver whatever an earlier run left queued before waiting for the first tick.
-        if let Err(e) = drain(&self.store, sink).await {
-            tracing::error!(error = %e, "delivery of queued events failed");
+        match finish_within_grace(drain(&self.store, sink), &shutdown, "delivery").await {
+            Some(Err(e)) => tracing::error!(error = %e, "delivery of queued events failed"),
+            Some(Ok(_)) => {}
+            None => return self.store.flush().context("flushing the state store"),
         }
         loop {
             let now = self.clock.now();
@@ -114,12 +158,14 @@ impl App {
                 _ = tokio::time::sleep(until(now, next)) => {}
             }
             if next_poll.is_some_and(|t| t <= next) {
-                // Shutdown does not wait for a slow cycle or a long delivery retry: both
-                // are safe to drop between steps (records and their events are written
+                // Shutdown waits a bounded while for a slow cycle or a long delivery retry:
+                // both are safe to drop between steps (records and their events are written
                 // together; a message is recorded before it is sent).
-                let done = tokio::select! {
-                    done = self.cycle_and_deliver(sink) => done,
-                    _ = shutdown.cancelled() => break,
+                let work = self.cycle_and_deliver(sink);
+                let Some(done) =
+                    finish_within_grace(work, &shutdown, "poll cycle and delivery").await
+                else {
+                    break;
                 };
                 match done {
                     Ok((report, drained)) => tracing::info!(
@@ -139,9 +185,10 @@ impl App {
                 if let Err(e) = self.queue_digest(day) {
                     tracing::error!(error = format!("{e:#}"), "daily digest failed");
                 } else {
-                    let drained = tokio::select! {
-                        drained = drain(&self.store, sink) => drained,
-                        _ = shutdown.cancelled() => break,
+                    let work = drain(&self.store, sink);
+                    let Some(drained) = finish_within_grace(work, &shutdown, "delivery").await
+                    else {
+                        break;
                     };
                     if let Err(e) = drained {
                         tracing::error!(error = %e, "delivery of the digest failed");
@@ -272,8 +319,14 @@ pub async fn run(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve(App::build(settings, clock)?, shutdown).await
+}
+
+/// [`run`] with the parts already built (the binary keeps a store handle to flush when a
+/// second signal cuts the stop short).
+pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let clock = app.clock.clone();
     let started_at = clock.now();
-    let app = App::build(settings, clock.clone())?;
     let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
     let bot = match app.settings.discord {
         Some(_) => Some(
@@ -297,11 +350,26 @@ pub async fn run(
         discord = bot.is_some(),
         "restorewatch running"
     );
+    // When the stop began: the gateway's close limit counts from there.
+    let stop_began = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            Instant::now()
+        })
+    };
     let polled = app.run_loop(&sink, shutdown.clone()).await;
     // The loop only ends on shutdown or a fatal error; either way the bot stops too.
     shutdown.cancel();
     if let Some(bot) = bot {
-        bot.stopped().await?;
+        let began = stop_began.await.unwrap_or_else(|_| Instant::now());
+        match tokio::time::timeout_at(began + GATEWAY_CLOSE_LIMIT, bot.stopped()).await {
+            Ok(stopped) => stopped?,
+            Err(_) => tracing::warn!(
+                limit = %humantime::format_duration(GATEWAY_CLOSE_LIMIT),
+                "stopping: cut short the Discord gateway close, which did not finish in time"
+            ),
+        }
     }
     polled
 }

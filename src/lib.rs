@@ -17,6 +17,7 @@
 //! - [`demo`]: `restorewatch demo`, the whole loop against the built-in simulator.
 //! - [`commands`]: what the slash commands do, as plain functions.
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
+//! - [`gateway`]: whether slash commands are available (the gateway connection's state).
 //! - [`mutes`]: alert mutes set from chat.
 
 pub mod app;
@@ -29,6 +30,7 @@ pub mod demo;
 pub mod digest;
 pub mod discord;
 pub mod event;
+pub mod gateway;
 pub mod mutes;
 pub mod poller;
 pub mod render;

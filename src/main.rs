@@ -18,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration that does not load.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code when a second signal (or the stop's time limit) cut the stop short.
+const EXIT_CUT_SHORT: u8 = 130;
+/// How long an exit at once waits for the store to be flushed.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Watches AhsayCBS restore jobs and tells the team in Discord when one fails.
 #[derive(Parser)]
@@ -95,13 +99,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Whatever is still running (a gateway close that was cut short, a blocked flush) is
+    // not waited for: the runtime's drop would wait for blocking tasks without limit.
+    runtime.shutdown_background();
+    code
 }
 
 /// Loads the settings, or prints the one-line reason and picks the config exit code.
@@ -121,9 +129,36 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            app::run(settings, clock, shutdown_on_signal()).await?;
-            tracing::info!("restorewatch stopped");
-            Ok(ExitCode::SUCCESS)
+            let app = App::build(settings, clock)?;
+            let store = app.store.clone();
+            let stop = Stop::on_signals();
+            let serving = std::pin::pin!(app::serve(app, stop.graceful.clone()));
+            tokio::select! {
+                served = serving => {
+                    served?;
+                    tracing::info!("restorewatch stopped");
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ = stop.at_once.cancelled() => {
+                    // sled also flushes on its own every half second; this saves the rest.
+                    let flushed = tokio::time::timeout(
+                        FLUSH_LIMIT,
+                        tokio::task::spawn_blocking(move || store.flush()),
+                    )
+                    .await;
+                    match flushed {
+                        Ok(Ok(Ok(()))) => tracing::warn!(
+                            "exiting at once: the stop was cut short (see above for what was \
+                             in flight); the store was flushed"
+                        ),
+                        _ => tracing::error!(
+                            "exiting at once: the stop was cut short and the store could not \
+                             be flushed in time; it recovers to its last flush on the next start"
+                        ),
+                    }
+                    Ok(ExitCode::from(EXIT_CUT_SHORT))
+                }
+            }
         }
         Command::Once => {
             let settings = match settings(config) {
@@ -241,36 +276,97 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How `run` is told to stop.
+struct Stop {
+    /// Cancelled on the first Ctrl-C or SIGTERM: stop taking work and close down.
+    graceful: CancellationToken,
+    /// Cancelled on a second signal, or when the graceful stop outlasts [`app::STOP_LIMIT`]:
+    /// flush the store and exit.
+    at_once: CancellationToken,
+}
+
+impl Stop {
+    fn on_signals() -> Stop {
+        let stop = Stop {
+            graceful: CancellationToken::new(),
+            at_once: CancellationToken::new(),
+        };
+        let (graceful, at_once) = (stop.graceful.clone(), stop.at_once.clone());
+        let mut signals = Signals::listen();
+        tokio::spawn(async move {
+            signals.recv().await;
+            tracing::info!(
+                limit = %humantime::format_duration(app::STOP_LIMIT),
+                "shutting down (a second signal exits at once)"
+            );
+            graceful.cancel();
+            // The flush gets its own moment inside the limit.
+            let limit = app::STOP_LIMIT - FLUSH_LIMIT;
+            tokio::select! {
+                _ = signals.recv() => tracing::warn!("second signal: exiting at once"),
+                _ = tokio::time::sleep(limit) => tracing::error!(
+                    limit = %humantime::format_duration(limit),
+                    "the stop is taking too long: exiting at once"
+                ),
+            }
+            at_once.cancel();
+        });
+        stop
+    }
+}
+
 /// A token cancelled on Ctrl-C or SIGTERM.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
+    let mut signals = Signals::listen();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         tracing::info!("shutting down");
         cancel.cancel();
     });
     token
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+/// Ctrl-C and SIGTERM, listened to from creation on, so that a second signal right after
+/// the first is not missed.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Signals {
+                    streams: Some((int, term)),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                    Signals { streams: None }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.streams {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -4,7 +4,9 @@
 use super::restores::LIST_COLOUR;
 use super::{quote, CommandResult, Reply};
 use crate::cbs::model::StatusClass;
-use crate::render::{class_colour, format_duration, format_size, Embed, EmbedField};
+use crate::render::{
+    class_colour, escape_markdown, format_duration, format_size, Embed, EmbedField,
+};
 use crate::schedule::CronSchedule;
 use crate::store::{CycleRecord, Outage, Store};
 use chrono::{DateTime, Utc};
@@ -22,6 +24,8 @@ pub struct StatusReport {
     pub store_bytes: u64,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
+    /// Why slash commands are unavailable, while they are (see [`crate::gateway`]).
+    pub slash_commands: Option<String>,
 }
 
 impl StatusReport {
@@ -42,6 +46,7 @@ impl StatusReport {
             store_bytes: store.size_on_disk()?,
             version: env!("CARGO_PKG_VERSION"),
             started_at,
+            slash_commands: None,
         })
     }
 }
@@ -75,28 +80,36 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
         None => ("answering".to_owned(), LIST_COLOUR),
     };
     let uptime = format_duration((report.now - report.started_at).num_seconds());
+    let mut fields = vec![
+        EmbedField::new("Last cycle", last, false),
+        EmbedField::new("Next cycle", next, false),
+        EmbedField::new("Backup server", cbs, false),
+        EmbedField::new("Outbox", format!("{} waiting", report.outbox_len), true),
+        EmbedField::new(
+            "Refusing channels",
+            if report.refused.is_empty() {
+                "none".to_owned()
+            } else {
+                report.refused.join("\n")
+            },
+            false,
+        ),
+        EmbedField::new("Store", format_size(report.store_bytes), true),
+        EmbedField::new("Version", report.version, true),
+        EmbedField::new("Uptime", uptime, true),
+    ];
+    if let Some(reason) = &report.slash_commands {
+        fields.push(EmbedField::new(
+            "Slash commands",
+            escape_markdown(reason),
+            false,
+        ));
+    }
     let embed = Embed {
         title: "restorewatch status".into(),
         description: String::new(),
         colour,
-        fields: vec![
-            EmbedField::new("Last cycle", last, false),
-            EmbedField::new("Next cycle", next, false),
-            EmbedField::new("Backup server", cbs, false),
-            EmbedField::new("Outbox", format!("{} waiting", report.outbox_len), true),
-            EmbedField::new(
-                "Refusing channels",
-                if report.refused.is_empty() {
-                    "none".to_owned()
-                } else {
-                    report.refused.join("\n")
-                },
-                false,
-            ),
-            EmbedField::new("Store", format_size(report.store_bytes), true),
-            EmbedField::new("Version", report.version, true),
-            EmbedField::new("Uptime", uptime, true),
-        ],
+        fields,
         footer: None,
         timestamp: Some(report.now),
     }

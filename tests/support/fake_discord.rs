@@ -213,6 +213,21 @@ impl FakeDiscord {
 
     /// Starts the REST and gateway servers; READY announces `application_id`.
     pub async fn start_with_application_id(application_id: u64) -> FakeDiscord {
+        Self::start_inner(application_id, None).await
+    }
+
+    /// A fake whose `GET /gateway` hands out a loopback port nobody listens on: the bot's
+    /// gateway connection is refused every time, while REST works.
+    pub async fn start_with_dead_gateway() -> FakeDiscord {
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port to close");
+        let dead = format!("ws://{}", closed.local_addr().expect("closed port"));
+        drop(closed);
+        Self::start_inner(DEFAULT_APPLICATION_ID, Some(dead)).await
+    }
+
+    async fn start_inner(application_id: u64, gateway_url: Option<String>) -> FakeDiscord {
         let rest = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind REST listener");
@@ -226,7 +241,7 @@ impl FakeDiscord {
             inner: Mutex::new(Inner::default()),
             changed: watch::Sender::new(0),
             application_id,
-            gateway_url: format!("ws://{ws_addr}"),
+            gateway_url: gateway_url.unwrap_or_else(|| format!("ws://{ws_addr}")),
             release: Mutex::new(CancellationToken::new()),
             shutdown: shutdown.clone(),
         });

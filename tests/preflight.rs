@@ -1,0 +1,218 @@
+//! The built binary as an operator meets it before and after the bot's working life: a stop
+//! that always stops (SIGTERM, a second signal), `check` as a pre-flight, and commands run
+//! beside a running instance. Every test spawns `restorewatch` itself against the CBS
+//! simulator and the fake Discord on loopback and reads only what a user would see.
+
+mod support;
+
+use restorewatch::simulator::{SimConfig, SimHandle, SimUser, Simulator};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::fake_discord::{FakeDiscord, Scripted, GUILD_ID};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+const BIN: &str = env!("CARGO_BIN_EXE_restorewatch");
+/// Bound on every wait; a test fails rather than hangs.
+const WAIT: Duration = Duration::from_secs(30);
+const ALERTS: u64 = 4_000_000_000_000_000_001;
+const TOKEN: &str = "fake-token-Kq93";
+
+/// The binary with a clean environment: no RESTOREWATCH_* from the caller leaks in.
+fn restorewatch(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("RESTOREWATCH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn simulator() -> SimHandle {
+    let sim = Simulator::new(SimConfig::default()).start().await.unwrap();
+    sim.add_user(SimUser {
+        login: "obm".into(),
+        owner: String::new(),
+        user_id: "obm".into(),
+    });
+    sim
+}
+
+/// A config polling `obm` on `schedule`, posting to the fake at `api_base`.
+fn config(sim: &SimHandle, fake: &FakeDiscord, state: &Path, schedule: &str) -> String {
+    format!(
+        r#"
+[cbs]
+url = "{url}"
+server_name = "sim"
+sys_user = "{user}"
+[[watch]]
+login = "obm"
+[poll]
+schedule = "{schedule}"
+[state]
+path = "{state}"
+[discord]
+alert_channel = "{ALERTS}"
+api_base = "{api}"
+guild_id = "{GUILD_ID}"
+"#,
+        url = sim.url(),
+        user = sim.sys_user(),
+        state = state.display(),
+        api = fake.api_base(),
+    )
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("rw.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `restorewatch run` whose stderr is collected line by line.
+struct Running {
+    child: Child,
+    stderr: watch::Receiver<Vec<String>>,
+    all: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(config: &Path, sim: &SimHandle) -> Running {
+        let mut child = restorewatch(&["run", "--config", config.to_str().unwrap()])
+            .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+            .env("RESTOREWATCH_DISCORD_TOKEN", TOKEN)
+            .env("RESTOREWATCH_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("restorewatch starts");
+        let (tx, rx) = watch::channel(Vec::new());
+        let all = Arc::new(Mutex::new(Vec::new()));
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = Arc::clone(&all);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+                tx.send_replace(kept.lock().unwrap().clone());
+            }
+        });
+        Running {
+            child,
+            stderr: rx,
+            all,
+        }
+    }
+
+    /// Waits until a line of stderr contains `needle`.
+    async fn wait_for_log(&mut self, needle: &str) {
+        let found = tokio::time::timeout(
+            WAIT,
+            self.stderr
+                .wait_for(|lines| lines.iter().any(|l| l.contains(needle))),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        assert!(found, "no log line with {needle:?} in: {:#?}", self.log());
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.all.lock().unwrap().clone()
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("still running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit; returns the exit code and how long it took.
+    async fn exit(&mut self) -> (Option<i32>, Duration) {
+        let began = Instant::now();
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("still running after {WAIT:?}: {:#?}", self.log()))
+            .unwrap();
+        (status.code(), began.elapsed())
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_within_10s_while_the_gateway_is_unreachable() {
+    let fake = FakeDiscord::start_with_dead_gateway().await;
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config(&sim, &fake, &dir.path().join("state"), "*/5 * * * *"),
+    );
+    let mut running = Running::start(&path, &sim);
+    running.wait_for_log("restorewatch running").await;
+    // The bot has asked where the gateway is and found nobody there.
+    running.wait_for_log("slash commands unavailable").await;
+
+    running.signal("TERM");
+    let (code, took) = running.exit().await;
+    let log = running.log();
+    assert_eq!(code, Some(0), "{log:#?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("restorewatch stopped")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().all(|l| !l.contains(TOKEN)),
+        "the token never shows"
+    );
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once_while_a_delivery_hangs() {
+    let fake = FakeDiscord::start().await;
+    // The first message (the baseline of obm) never gets an answer.
+    fake.script(ALERTS, [Scripted::Hang]);
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &config(&sim, &fake, &dir.path().join("state"), "* * * * * *"),
+    );
+    let mut running = Running::start(&path, &sim);
+    let post = format!("/api/v10/channels/{ALERTS}/messages");
+    tokio::time::timeout(
+        WAIT,
+        fake.wait_for_request(|r| r.method == "POST" && r.path == post),
+    )
+    .await
+    .expect("the baseline is being posted");
+
+    running.signal("TERM");
+    running.wait_for_log("in flight finish").await;
+    running.signal("INT");
+    let (code, took) = running.exit().await;
+    let log = running.log();
+    assert_eq!(code, Some(130), "{log:#?}");
+    // The first signal alone would wait out the delivery's 5 s grace.
+    assert!(took < Duration::from_secs(3), "took {took:?}: {log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("second signal: exiting at once")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains("the store was flushed")),
+        "{log:#?}"
+    );
+}
