@@ -756,7 +756,16 @@ impl Checker {
         default: &str,
         tz: Tz,
     ) -> Result<CronSchedule, ConfigError> {
-        CronSchedule::parse(text.as_deref().unwrap_or(default), tz).map_err(|e| self.fail(key, e))
+        let schedule = CronSchedule::parse(text.as_deref().unwrap_or(default), tz)
+            .map_err(|e| self.fail(key, e))?;
+        // A schedule that never fires would leave the program running and watching nothing.
+        if schedule.next_after(chrono::Utc::now()).is_none() {
+            return Err(self.fail(
+                key,
+                format!("{:?} never fires: no date matches it", schedule.to_string()),
+            ));
+        }
+        Ok(schedule)
     }
 
     /// A Discord id (snowflake), written as a string or an integer.
@@ -892,6 +901,25 @@ mod tests {
             config_path(None, &with_env(&[])),
             Path::new(DEFAULT_CONFIG_PATH)
         );
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_is_refused_naming_the_key() {
+        for (key, var) in [
+            ("poll.schedule", "RESTOREWATCH_POLL_SCHEDULE"),
+            ("digest.schedule", "RESTOREWATCH_DIGEST_SCHEDULE"),
+        ] {
+            let vars = [(CBS_SYS_PWD_ENV, "pw"), (var, "0 8 31 2 *")];
+            let err = Settings::from_toml_str(MINIMAL, &with_env(&vars)).unwrap_err();
+            assert_eq!(err.key(), Some(key));
+            assert!(err.to_string().contains("never fires"), "{err}");
+        }
+        // 29 February fires, if rarely.
+        let vars = [
+            (CBS_SYS_PWD_ENV, "pw"),
+            ("RESTOREWATCH_POLL_SCHEDULE", "0 8 29 2 *"),
+        ];
+        assert!(Settings::from_toml_str(MINIMAL, &with_env(&vars)).is_ok());
     }
 
     #[test]

@@ -216,3 +216,36 @@ async fn a_second_signal_exits_at_once_while_a_delivery_hangs() {
         "{log:#?}"
     );
 }
+
+/// A config the CBS simulator answers, with a schedule of its own.
+fn console_config(sim: &SimHandle, state: &Path, schedule: &str) -> String {
+    format!(
+        "[cbs]\nurl = \"{}\"\nsys_user = \"{}\"\n[[watch]]\nlogin = \"obm\"\n\
+         [poll]\nschedule = \"{schedule}\"\n[state]\npath = \"{}\"\n",
+        sim.url(),
+        sim.sys_user(),
+        state.display()
+    )
+}
+
+#[tokio::test]
+async fn a_schedule_that_never_fires_exits_2_from_check_and_run() {
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &console_config(&sim, &dir.path().join("state"), "0 8 31 2 *"),
+    );
+    for command in ["check", "run"] {
+        let out = restorewatch(&[command, "--config", path.to_str().unwrap()])
+            .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+            .output()
+            .await
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("poll.schedule"), "{command}: {stderr}");
+        assert!(stderr.contains("never fires"), "{command}: {stderr}");
+    }
+    assert_eq!(sim.requests_served(), 0, "nothing was polled");
+}
