@@ -70,20 +70,35 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the store and builds the CBS client.
+    /// Opens the store (waiting a moment for a previous instance that is still stopping)
+    /// and builds the CBS client.
     pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&settings.state.path).with_context(|| {
-            format!(
-                "creating the state directory {}",
-                settings.state.path.display()
-            )
-        })?;
-        let store = Store::open(&settings.state.path).with_context(|| {
-            format!(
-                "opening the state store in {}",
-                settings.state.path.display()
-            )
-        })?;
+        App::build_waiting(settings, clock, crate::store::OPEN_LOCK_WAIT_MS)
+    }
+
+    /// [`App::build`] for a one-off command: a store held by a running instance is an
+    /// error at once, saying so and what to do instead.
+    pub fn build_now(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+        App::build_waiting(settings, clock, 0)
+    }
+
+    fn build_waiting(settings: Settings, clock: SharedClock, wait_ms: u64) -> anyhow::Result<App> {
+        let dir = &settings.state.path;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        let store = match Store::open_waiting(dir, wait_ms) {
+            Ok(store) => store,
+            // One line, without sled's error chain (it repeats the lock message).
+            Err(e) if crate::store::is_locked(&e) => anyhow::bail!(
+                "the state store {} is in use by a running restorewatch; stop it first, or \
+                 ask it in Discord (/digest, /status)",
+                dir.display()
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening the state store in {}", dir.display()))
+            }
+        };
         let client = cbs_client(&settings)?;
         let poller = Poller::new(
             client,
@@ -219,67 +234,6 @@ pub fn cbs_client(settings: &Settings) -> anyhow::Result<CbsClient> {
         ca_cert: cbs.ca_cert.clone(),
     })
     .context("setting up the CBS client")
-}
-
-/// `restorewatch check`: asks the CBS once per watched user for today and prints what it
-/// found. Returns whether every call succeeded.
-pub async fn check(
-    settings: &Settings,
-    clock: SharedClock,
-    out: &mut dyn std::io::Write,
-) -> anyhow::Result<bool> {
-    let client = cbs_client(settings)?;
-    let today = clock
-        .now()
-        .with_timezone(&settings.cbs.timezone)
-        .date_naive();
-    writeln!(
-        out,
-        "config OK; asking {} ({}) for {today} ({})",
-        settings.cbs.server_name, settings.cbs.url, settings.cbs.timezone
-    )?;
-    if settings.watch.is_empty() {
-        writeln!(
-            out,
-            "no [[watch]] users in the config (users added from chat live in the store)"
-        )?;
-    }
-    let mut all_ok = true;
-    for user in &settings.watch {
-        match client
-            .list_restore_jobs(&user.login, &user.owner, today)
-            .await
-        {
-            Ok(list) => {
-                let mut counts = crate::event::ClassCounts::new();
-                for job in &list.jobs {
-                    *counts.entry(job.class).or_default() += 1;
-                }
-                let counts: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
-                writeln!(
-                    out,
-                    "  {}: {} job(s){}{}",
-                    user.login,
-                    list.jobs.len(),
-                    if counts.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", counts.join(", "))
-                    },
-                    if list.skipped.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({} unreadable item(s) skipped)", list.skipped.len())
-                    },
-                )?;
-            }
-            Err(e) => {
-                all_ok = false;
-                writeln!(out, "  {}: FAILED: {e}", user.login)?;
-            }
-        }
-    }
-    Ok(all_ok)
 }
 
 /// The sink the settings ask for: Discord with a `[discord]` section, else the console.

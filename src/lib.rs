@@ -14,6 +14,7 @@
 //! - [`simulator`]: a stand-in CBS for tests, the demo and `restorewatch simulate`.
 //! - [`poller`]: one poll cycle: which users and dates, what changed, which events.
 //! - [`app`]: the running program: parts built from the settings, the schedule loop.
+//! - [`check`]: `restorewatch check`, the pre-flight of the config, the CBS and Discord.
 //! - [`demo`]: `restorewatch demo`, the whole loop against the built-in simulator.
 //! - [`commands`]: what the slash commands do, as plain functions.
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
@@ -23,6 +24,7 @@
 pub mod app;
 pub mod bot;
 pub mod cbs;
+pub mod check;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -4,8 +4,9 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use restorewatch::app::{self, App, ConfiguredSink};
+use restorewatch::check;
 use restorewatch::clock::{SharedClock, SystemClock};
-use restorewatch::config::Settings;
+use restorewatch::config::{self, Loaded, Settings};
 use restorewatch::demo::{run_demo, DemoOptions};
 use restorewatch::digest::{digest_text, previous_day, Digest};
 use restorewatch::simulator::{serve, Pace, SimulateArgs, WorkloadSource};
@@ -40,8 +41,17 @@ enum Command {
     Run,
     /// One poll cycle and delivery, then exit (1 if a CBS call or the delivery failed).
     Once,
-    /// Check the configuration and ask the CBS about each watched user for today.
-    Check,
+    /// Check the configuration and environment, then ask the CBS and Discord whether they
+    /// answer as needed (exit 2: bad config; 1: a check failed).
+    Check {
+        /// Lint the file and the environment only: no secrets needed, no network.
+        #[arg(long)]
+        offline: bool,
+        /// Print the effective configuration, secrets redacted, with where each value came
+        /// from (default, file, environment); needs no secrets and asks nobody.
+        #[arg(long, conflicts_with = "offline")]
+        print_config: bool,
+    },
     /// Build the daily digest now and deliver it (or only print it).
     Digest {
         /// The day (YYYY-MM-DD, server zone); default: yesterday.
@@ -69,6 +79,11 @@ enum Command {
         #[arg(long, default_value = "UTC")]
         timezone: chrono_tz::Tz,
     },
+    /// Print a shell completion script (e.g. `restorewatch completions bash > /etc/bash_completion.d/restorewatch`).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
     /// Show restorewatch at work against a built-in simulator, no CBS or Discord needed.
     Demo {
         /// Stop after this long at the latest (e.g. 90s, 2m).
@@ -83,13 +98,19 @@ enum Command {
     },
 }
 
+/// The log filter unless `RESTOREWATCH_LOG` sets one: serenity's own info lines (shard
+/// starts, heartbeats) are noise to an operator.
+const DEFAULT_LOG_FILTER: &str = "info,serenity=warn";
+/// The commit the binary was built from (see build.rs).
+const GIT_REVISION: &str = env!("BUILD_GIT_REVISION");
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RESTOREWATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env(config::LOG_ENV)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -114,7 +135,12 @@ fn main() -> ExitCode {
 
 /// Loads the settings, or prints the one-line reason and picks the config exit code.
 fn settings(cli_config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
-    Settings::load(cli_config).map_err(|e| {
+    loaded(cli_config, false).map(|l| l.settings)
+}
+
+/// [`settings`] with the path and origins; `offline`: secrets not needed.
+fn loaded(cli_config: Option<&std::path::Path>, offline: bool) -> Result<Loaded, ExitCode> {
+    Settings::load_with(cli_config, offline).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(EXIT_CONFIG)
     })
@@ -125,11 +151,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            let settings = match settings(config) {
-                Ok(s) => s,
+            let loaded = match loaded(config, false) {
+                Ok(l) => l,
                 Err(code) => return Ok(code),
             };
-            let app = App::build(settings, clock)?;
+            let s = &loaded.settings;
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                revision = GIT_REVISION,
+                config = %loaded.path.display(),
+                poll = %s.poll.schedule,
+                digest = %s.digest.schedule,
+                timezone = %s.cbs.timezone,
+                "restorewatch starting"
+            );
+            let app = App::build(loaded.settings, clock)?;
             let store = app.store.clone();
             let stop = Stop::on_signals();
             let serving = std::pin::pin!(app::serve(app, stop.graceful.clone()));
@@ -165,7 +201,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let app = App::build(settings, clock)?;
+            let app = App::build_now(settings, clock)?;
             let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
             let (cycle, drained) = app.cycle_and_deliver(&sink).await?;
             app.store.flush()?;
@@ -186,24 +222,41 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Check => {
-            let settings = match settings(config) {
-                Ok(s) => s,
+        Command::Check {
+            offline,
+            print_config,
+        } => {
+            let loaded = match loaded(config, offline || print_config) {
+                Ok(l) => l,
                 Err(code) => return Ok(code),
             };
-            let ok = app::check(&settings, clock, &mut std::io::stdout()).await?;
+            let mut out = std::io::stdout();
+            if print_config {
+                check::print_config(&loaded, &mut out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            check::offline(&loaded, &clock, &mut out)?;
+            if offline {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let ok = check::check(&loaded.settings, clock, &mut out).await?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
         }
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "restorewatch", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Digest { date, print } => {
             let settings = match settings(config) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let app = App::build(settings, clock.clone())?;
+            let app = App::build_now(settings, clock.clone())?;
             let tz = app.settings.cbs.timezone;
             let date = date.unwrap_or_else(|| previous_day(clock.now(), tz));
             if print {

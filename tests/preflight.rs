@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::fake_discord::{FakeDiscord, Scripted, GUILD_ID};
+use support::fake_discord::{FakeDiscord, Scripted, GUILD_ID, MENTIONABLE_ROLE_ID, QUIET_ROLE_ID};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -248,4 +248,228 @@ async fn a_schedule_that_never_fires_exits_2_from_check_and_run() {
         assert!(stderr.contains("never fires"), "{command}: {stderr}");
     }
     assert_eq!(sim.requests_served(), 0, "nothing was polled");
+}
+
+#[tokio::test]
+async fn check_offline_passes_a_good_config_with_no_secrets_set() {
+    let dir = tempfile::tempdir().unwrap();
+    // Secrets named by files that do not exist here: offline, they are not read.
+    let path = write_config(
+        dir.path(),
+        "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd_file = \"/run/secrets/none\"\n\
+         [discord]\nalert_channel = \"1\"\ntoken_file = \"/run/secrets/nothing\"\n",
+    );
+    let out = restorewatch(&["check", "--offline", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stdout.contains("config OK"), "{stdout}");
+    assert!(
+        stdout.contains("poll.schedule \"*/5 * * * *\": next "),
+        "{stdout}"
+    );
+    // Without --offline the same file needs its secrets.
+    let out = restorewatch(&["check", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("cbs.sys_pwd_file"));
+}
+
+#[tokio::test]
+async fn an_unknown_restorewatch_variable_exits_2_naming_it_and_the_nearest_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\n",
+    );
+    for command in [&["check", "--offline"][..], &["run"], &["once"]] {
+        let mut args = command.to_vec();
+        args.extend(["--config", path.to_str().unwrap()]);
+        let out = restorewatch(&args)
+            .env("RESTOREWATCH_CBS_SYS_PWD", "pw")
+            .env("RESTOREWATCH_POLL_SCHEDUEL", "*/10 * * * *")
+            .output()
+            .await
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(stderr.contains("RESTOREWATCH_POLL_SCHEDUEL"), "{stderr}");
+        assert!(
+            stderr.contains("did you mean RESTOREWATCH_POLL_SCHEDULE?"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn check_probes_the_credentials_without_watched_users() {
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[cbs]\nurl = \"{}\"\nsys_user = \"{}\"\n",
+            sim.url(),
+            sim.sys_user()
+        ),
+    );
+    let check = |pwd: &str| {
+        restorewatch(&["check", "--config", path.to_str().unwrap()])
+            .env("RESTOREWATCH_CBS_SYS_PWD", pwd)
+            .output()
+    };
+    let out = check(sim.sys_pwd()).await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("credentials of"), "{stdout}");
+    assert!(stdout.contains(": accepted"), "{stdout}");
+    assert_eq!(sim.requests_served(), 1);
+
+    let out = check("wrong-password-7Hq").await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(stdout.contains("username/password"), "{stdout}");
+    assert!(!stdout.contains("wrong-password-7Hq"));
+}
+
+const REFUSED: u64 = 4_000_000_000_000_000_009;
+const DIGESTS: u64 = 4_000_000_000_000_000_002;
+
+#[tokio::test]
+async fn check_reports_a_channel_discord_refuses_and_the_mention_role() {
+    let fake = FakeDiscord::start().await;
+    fake.set_channel_forbidden(REFUSED, true);
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(&sim, &fake, &dir.path().join("state"), "*/5 * * * *");
+    let with = |role: u64| {
+        format!(
+            "{base}digest_channel = \"{DIGESTS}\"\nmention_role = \"{role}\"\n\
+             [[route]]\nowner = \"acme\"\nchannel = \"{REFUSED}\"\n"
+        )
+    };
+    let path = write_config(dir.path(), &with(MENTIONABLE_ROLE_ID));
+    let check = || {
+        restorewatch(&["check", "--config", path.to_str().unwrap()])
+            .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+            .env("RESTOREWATCH_DISCORD_TOKEN", TOKEN)
+            .output()
+    };
+    let out = check().await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("token of restorewatch-test"), "{stdout}");
+    let line = |needle: String| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no line with {needle}: {stdout}"))
+            .to_owned()
+    };
+    for channel in [
+        format!("alert channel {ALERTS}"),
+        format!("digest channel {DIGESTS}"),
+    ] {
+        let found = line(channel);
+        assert!(
+            found.ends_with("can view, send messages and embed links"),
+            "{found}"
+        );
+    }
+    let refused = line(format!("channel of owner \"acme\" {REFUSED}"));
+    assert!(
+        refused.contains("FAILED: cannot see it: 403 Missing Access"),
+        "{refused}"
+    );
+    assert!(line(format!("mention role {MENTIONABLE_ROLE_ID}")).ends_with("mentionable"));
+    assert!(!stdout.contains(TOKEN) && !text(&out.stderr).contains(TOKEN));
+    assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
+
+    fake.set_channel_forbidden(REFUSED, false);
+    std::fs::write(&path, with(QUIET_ROLE_ID)).unwrap();
+    let out = check().await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "mention role {QUIET_ROLE_ID} (quiet): FAILED: not mentionable"
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("cannot see it"), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_print_config_redacts_secrets_and_names_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\n[[watch]]\nlogin = \"obm\"\n",
+    );
+    let out = restorewatch(&[
+        "check",
+        "--print-config",
+        "--config",
+        path.to_str().unwrap(),
+    ])
+    .env("RESTOREWATCH_CBS_SYS_PWD", "pw-Xy81")
+    .env("RESTOREWATCH_POLL_SCHEDULE", "*/10 * * * *")
+    .output()
+    .await
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!stdout.contains("pw-Xy81"), "{stdout}");
+    for line in [
+        "url = \"http://127.0.0.1:9/\"  # file",
+        "sys_pwd = \"<redacted>\"  # environment RESTOREWATCH_CBS_SYS_PWD",
+        "schedule = \"*/10 * * * *\"  # environment RESTOREWATCH_POLL_SCHEDULE",
+        "retention_days = 35  # default",
+        "[[watch]]",
+        "login = \"obm\"  # file",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn digest_print_beside_a_running_instance_says_so_in_one_line() {
+    let fake = FakeDiscord::start().await;
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let path = write_config(dir.path(), &config(&sim, &fake, &state, "*/5 * * * *"));
+    let mut running = Running::start(&path, &sim);
+    running.wait_for_log("restorewatch running").await;
+
+    let began = Instant::now();
+    let out = restorewatch(&["digest", "--print", "--config", path.to_str().unwrap()])
+        .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+        .env("RESTOREWATCH_DISCORD_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let took = began.elapsed();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("in use by a running restorewatch"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("lock").count(), 0, "no sled chain: {stderr}");
+    // It does not wait for the lock as a restart does.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+
+    running.signal("TERM");
+    assert_eq!(running.exit().await.0, Some(0), "{:#?}", running.log());
 }
