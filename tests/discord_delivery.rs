@@ -164,7 +164,11 @@ async fn a_success_posts_no_alert_and_a_message_without_a_ping_allows_nothing() 
     // The cycle's summary is posted, and counts the success; no alert is.
     let summaries = embeds_titled(&fake, ALERTS, "Poll cycle");
     assert_eq!(summaries.len(), 1, "{:#?}", fake.all_messages());
-    assert!(summaries[0].to_string().contains("success"), "{:#}", summaries[0]);
+    assert!(
+        summaries[0].to_string().contains("success"),
+        "{:#}",
+        summaries[0]
+    );
     assert!(embeds_titled(&fake, ALERTS, "Restore").is_empty());
     let posts = message_posts(&fake);
     assert_eq!(posts.len(), 1, "one message for the summary");
