@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use restorewatch::bot::{self, Bot, BotContext};
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::CbsClient;
-use restorewatch::clock::{Clock, ManualClock, SharedClock};
+use restorewatch::clock::{ManualClock, SharedClock};
 use restorewatch::config::Settings;
 use restorewatch::digest::Digest;
 use restorewatch::event::EventKind;
