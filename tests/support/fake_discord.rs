@@ -89,6 +89,23 @@ pub enum Scripted {
     /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
     /// normally) or the fake is dropped (then it gets a 503).
     Hang,
+    /// Creates the message as usual, then never answers (until [`FakeDiscord::release_hangs`]
+    /// sends the 200, or the fake is dropped): Discord accepted, the bot never heard. The
+    /// window in which a crash tests exactly-once delivery.
+    AcceptThenHang,
+}
+
+/// How long the fake remembers a message `nonce` sent with `enforce_nonce`: a second post
+/// with the same nonce in the same channel inside that memory returns the first message
+/// instead of creating another. Real Discord remembers for a few minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceMemory {
+    /// Every nonce, for the fake's lifetime (the default).
+    Forever,
+    /// No deduplication at all: every post creates a message.
+    Off,
+    /// Nonces of messages created within this long, on tokio's clock.
+    Window(std::time::Duration),
 }
 
 /// One HTTP request the REST fake received.
@@ -154,6 +171,10 @@ struct Inner {
     messages: Vec<(u64, Value)>,
     scripts: HashMap<u64, VecDeque<Scripted>>,
     forbidden: HashSet<u64>,
+    /// `None`: [`NonceMemory::Forever`].
+    nonce_memory: Option<NonceMemory>,
+    /// When each message of `messages` was created (same index).
+    created_at: Vec<Instant>,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<u64>, Vec<Value>>,
     interactions: Vec<InteractionRecord>,
@@ -309,7 +330,14 @@ impl FakeDiscord {
         });
     }
 
-    /// Lets every request held by [`Scripted::Hang`] proceed (handled normally).
+    /// How long `enforce_nonce` deduplicates (see [`NonceMemory`]).
+    pub fn set_nonce_memory(&self, memory: NonceMemory) {
+        self.shared
+            .update(|inner| inner.nonce_memory = Some(memory));
+    }
+
+    /// Lets every request held by [`Scripted::Hang`] or [`Scripted::AcceptThenHang`]
+    /// proceed.
     pub fn release_hangs(&self) {
         let mut release = self
             .shared
@@ -775,7 +803,9 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
-        Scripted::Hang => unreachable!("Hang is handled by the caller"),
+        Scripted::Hang | Scripted::AcceptThenHang => {
+            unreachable!("hangs are handled by the caller")
+        }
     }
 }
 
@@ -1012,22 +1042,15 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
             .and_then(VecDeque::pop_front);
         (scripted, inner.forbidden.contains(&channel_id))
     };
+    let hang_after = scripted == Some(Scripted::AcceptThenHang);
     match scripted {
         Some(Scripted::Hang) => {
-            let release = shared
-                .release
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            tokio::select! {
-                _ = release.cancelled() => {}
-                _ = shared.shutdown.cancelled() => {
-                    return json_response(503, error_body(503));
-                }
+            if let Err(gone) = hang(shared).await {
+                return gone;
             }
         }
+        Some(Scripted::AcceptThenHang) | None => {}
         Some(reply) => return scripted_response(&reply),
-        None => {}
     }
     if forbidden {
         return json_response(403, error_body(403));
@@ -1039,12 +1062,21 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
     let nonce = body.get("nonce").filter(|n| !n.is_null()).cloned();
     let enforce_nonce = body.get("enforce_nonce") == Some(&Value::Bool(true));
     let message = shared.update(|inner| {
+        let now = Instant::now();
+        let remembered = |at: &Instant| match inner.nonce_memory.unwrap_or(NonceMemory::Forever) {
+            NonceMemory::Forever => true,
+            NonceMemory::Off => false,
+            NonceMemory::Window(window) => now.duration_since(*at) < window,
+        };
         if let (true, Some(nonce)) = (enforce_nonce, &nonce) {
             let earlier = inner
                 .messages
                 .iter()
-                .find(|(c, m)| *c == channel_id && m.get("nonce") == Some(nonce));
-            if let Some((_, earlier)) = earlier {
+                .zip(&inner.created_at)
+                .find(|((c, m), at)| {
+                    *c == channel_id && m.get("nonce") == Some(nonce) && remembered(at)
+                });
+            if let Some(((_, earlier), _)) = earlier {
                 return earlier.clone();
             }
         }
@@ -1054,9 +1086,28 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
             message["nonce"] = nonce;
         }
         inner.messages.push((channel_id, message.clone()));
+        inner.created_at.push(now);
         message
     });
+    if hang_after {
+        if let Err(gone) = hang(shared).await {
+            return gone;
+        }
+    }
     json_response(200, message)
+}
+
+/// Waits for [`FakeDiscord::release_hangs`]; `Err` with a 503 when the fake stops first.
+async fn hang(shared: &Shared) -> Result<(), Response> {
+    let release = shared
+        .release
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    tokio::select! {
+        _ = release.cancelled() => Ok(()),
+        _ = shared.shutdown.cancelled() => Err(json_response(503, error_body(503))),
+    }
 }
 
 /// A message object as Discord returns it, built from a create-message style body.
