@@ -473,3 +473,34 @@ async fn digest_print_beside_a_running_instance_says_so_in_one_line() {
     running.signal("TERM");
     assert_eq!(running.exit().await.0, Some(0), "{:#?}", running.log());
 }
+
+#[tokio::test]
+async fn completions_name_the_commands_and_the_check_flags() {
+    let out = restorewatch(&["completions", "bash"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for word in [
+        "restorewatch",
+        "check",
+        "digest",
+        "--offline",
+        "--print-config",
+    ] {
+        assert!(
+            stdout.contains(word),
+            "{word} missing from the bash completions"
+        );
+    }
+    let out = restorewatch(&["completions", "tcsh"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
