@@ -91,7 +91,6 @@ impl Running {
         let mut child = restorewatch(&["run", "--config", config.to_str().unwrap()])
             .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
             .env("RESTOREWATCH_DISCORD_TOKEN", TOKEN)
-            .env("RESTOREWATCH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -162,6 +161,29 @@ async fn sigterm_stops_within_10s_while_the_gateway_is_unreachable() {
     running.wait_for_log("restorewatch running").await;
     // The bot has asked where the gateway is and found nobody there.
     running.wait_for_log("slash commands unavailable").await;
+    let log = running.log();
+    let starting = log
+        .iter()
+        .find(|l| l.contains("restorewatch starting"))
+        .expect("a startup line");
+    for part in [
+        format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
+        "revision=".to_owned(),
+        format!("config={}", path.display()),
+        "poll=*/5 * * * *".to_owned(),
+        "digest=0 8 * * *".to_owned(),
+    ] {
+        assert!(starting.contains(&part), "{part} not in {starting}");
+    }
+    // Said once, not once per retry; serenity's own info lines stay out by default.
+    let unavailable = log
+        .iter()
+        .filter(|l| l.contains("slash commands unavailable"));
+    assert_eq!(unavailable.count(), 1, "{log:#?}");
+    assert!(
+        !log.iter().any(|l| l.contains(" INFO serenity")),
+        "{log:#?}"
+    );
 
     running.signal("TERM");
     let (code, took) = running.exit().await;

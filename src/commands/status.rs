@@ -162,9 +162,19 @@ mod tests {
         store
             .set_outage_with_event(Some(&outage), notice, outage.since)
             .unwrap();
-        let report = StatusReport::gather(&store, &schedule, now, started).unwrap();
+        let mut report = StatusReport::gather(&store, &schedule, now, started).unwrap();
         let reply = status(&report, true).unwrap();
         assert!(!reply.ephemeral);
+        assert!(!reply.embeds[0]
+            .fields
+            .iter()
+            .any(|f| f.name == "Slash commands"));
+        report.slash_commands = Some("slash commands unavailable since x: refused".into());
+        let unavailable = status(&report, true).unwrap();
+        assert_eq!(
+            field(&unavailable, "Slash commands"),
+            "slash commands unavailable since x: refused"
+        );
         assert!(field(&reply, "Last cycle").ends_with("took 3s, 4 users, 5 requests, 1 errors"));
         assert!(field(&reply, "Backup server").starts_with("unreachable since"));
     }
