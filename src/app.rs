@@ -34,12 +34,16 @@ pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(5);
 pub const GATEWAY_CLOSE_LIMIT: Duration = Duration::from_secs(8);
 
 /// Runs `work` to its end unless `shutdown` comes first; after the shutdown it gets at most
-/// [`IN_FLIGHT_GRACE`] more, and is dropped (logged as cut short) past that. `None`: cut short.
+/// [`IN_FLIGHT_GRACE`] more, and is dropped (logged as cut short) past that. Work is not
+/// begun at all once the shutdown has come. `None`: cut short or not begun.
 async fn finish_within_grace<T>(
     work: impl Future<Output = T>,
     shutdown: &CancellationToken,
     what: &str,
 ) -> Option<T> {
+    if shutdown.is_cancelled() {
+        return None;
+    }
     let mut work = std::pin::pin!(work);
     tokio::select! {
         done = &mut work => return Some(done),
@@ -326,4 +330,45 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
         }
     }
     polled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn work_in_flight_gets_its_grace_and_no_more() {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.cancel();
+        });
+        // Ends 3 s after the shutdown: within the grace, so it finishes.
+        let began = Instant::now();
+        let quick = tokio::time::sleep(Duration::from_secs(4));
+        assert_eq!(
+            finish_within_grace(quick, &shutdown, "test").await,
+            Some(())
+        );
+        assert_eq!(began.elapsed(), Duration::from_secs(4));
+        // Already stopping: not begun.
+        let never = std::future::pending::<()>();
+        assert_eq!(finish_within_grace(never, &shutdown, "test").await, None);
+        assert_eq!(began.elapsed(), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_past_the_grace_is_cut_short() {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.cancel();
+        });
+        let began = Instant::now();
+        let slow = std::future::pending::<()>();
+        assert_eq!(finish_within_grace(slow, &shutdown, "test").await, None);
+        assert_eq!(began.elapsed(), Duration::from_secs(1) + IN_FLIGHT_GRACE);
+    }
 }
