@@ -211,6 +211,7 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
         gateway: gateway.clone(),
     };
     let on_ready = gateway.clone();
+    let ready_clock = clock.clone();
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
             commands: vec![
@@ -235,7 +236,7 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
                     None => poise::builtins::register_globally(ctx, commands).await,
                 };
                 // Commands registered by an earlier run still work, so keep serving.
-                on_ready.set_connected();
+                on_ready.set_connected(ready_clock.now());
                 match registered {
                     Ok(()) => tracing::info!(guild = ?guild, "slash commands registered"),
                     Err(error) => tracing::error!(%error, "registering the slash commands failed"),
