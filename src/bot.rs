@@ -641,14 +641,18 @@ async fn digest(
     >,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    let result = commands::digest::digest(
-        &data.app.store,
-        date.as_deref(),
-        data.today(),
-        data.app.settings.cbs.timezone,
-        &scope(ctx),
-        data.public(),
-    );
+    let scope = scope(ctx);
+    let result = data.visible(&scope).and_then(|visible| {
+        commands::digest::digest(
+            &data.app.store,
+            date.as_deref(),
+            data.today(),
+            data.app.settings.cbs.timezone,
+            &scope,
+            &visible,
+            data.public(),
+        )
+    });
     answer(ctx, result).await
 }
 

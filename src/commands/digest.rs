@@ -10,19 +10,22 @@ use crate::render::{pack, RenderOptions};
 use crate::store::Store;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
+use std::collections::BTreeMap;
 
-/// The digest of `date` (default `today`, server zone), of the users `scope` sees.
+/// The digest of `date` (default `today`, server zone), of the users `scope` sees
+/// (`visible`, see [`super::visible_users`]).
 pub fn digest(
     store: &Store,
     date: Option<&str>,
     today: NaiveDate,
     tz: Tz,
     scope: &Scope,
+    visible: &BTreeMap<String, String>,
     public: bool,
 ) -> CommandResult {
     let date = parse_date(date, today)?;
     let mut records = store.jobs_on(date)?;
-    records.retain(|r| scope.sees_owner(&r.job.owner));
+    records.retain(|r| scope.shows_job_of(&r.job.login_name, visible));
     let digest = Digest::compute(
         date,
         tz,
@@ -69,6 +72,7 @@ mod tests {
             day(26),
             chrono_tz::UTC,
             &Scope::default(),
+            &BTreeMap::new(),
             false,
         )
         .unwrap();
@@ -102,7 +106,17 @@ mod tests {
             admin: false,
             owner: Some("reseller-a".into()),
         };
-        let reply = digest(&store, None, day(26), chrono_tz::UTC, &routed, false).unwrap();
+        let visible = [("ours".to_owned(), "reseller-a".to_owned())].into();
+        let reply = digest(
+            &store,
+            None,
+            day(26),
+            chrono_tz::UTC,
+            &routed,
+            &visible,
+            false,
+        );
+        let reply = reply.unwrap();
         let all = format!("{:?}", reply.embeds);
         assert!(all.contains("ours"), "{all}");
         assert!(!all.contains("theirs"), "{all}");
@@ -121,6 +135,7 @@ mod tests {
             day(27),
             chrono_tz::UTC,
             &Scope::default(),
+            &BTreeMap::new(),
             true,
         )
         .unwrap();
@@ -141,6 +156,7 @@ mod tests {
             day(26),
             chrono_tz::UTC,
             &Scope::default(),
+            &BTreeMap::new(),
             false,
         )
         .unwrap_err();

@@ -44,7 +44,7 @@ pub fn failures(
         .into_iter()
         .filter(|r| FAILED_CLASSES.contains(&r.job.class))
         .filter(|r| user.as_ref().is_none_or(|u| &r.job.login_name == u))
-        .filter(|r| scope.sees_owner(&r.job.owner))
+        .filter(|r| scope.shows_job_of(&r.job.login_name, visible))
         .collect();
     records.sort_by_key(|r| std::cmp::Reverse((r.date, r.job.start_time)));
     let lines: Vec<String> = records
@@ -137,7 +137,9 @@ mod tests {
             admin: false,
             owner: Some("reseller-a".into()),
         };
-        let reply = failures(&store, None, None, &users(), &routed, day(26), false).unwrap();
+        // What visible_users gives that channel: its owner's users only.
+        let visible = [("john_doe".to_owned(), "reseller-a".to_owned())].into();
+        let reply = failures(&store, None, None, &visible, &routed, day(26), false).unwrap();
         let text = &reply.embeds[0].description;
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.starts_with("2024-06-26 · `john_doe` · "), "{text}");

@@ -139,6 +139,13 @@ impl Scope {
     pub fn sees_owner(&self, owner: &str) -> bool {
         self.admin || self.owner.as_deref().is_none_or(|o| o == owner)
     }
+
+    /// Whether a stored job of `login` is shown: in a route channel, only when the user is
+    /// among `visible` (from [`visible_users`], where the watch list's owner wins over the
+    /// one a job record carries); elsewhere every job the store holds.
+    pub fn shows_job_of(&self, login: &str, visible: &BTreeMap<String, String>) -> bool {
+        self.admin || self.owner.is_none() || visible.contains_key(login)
+    }
 }
 
 /// The one answer for a login a member may not look up, whatever the reason (unknown to
