@@ -927,6 +927,29 @@ mod tests {
     }
 
     #[test]
+    fn guild_id_and_guild_ids_merge_and_run_requires_one() {
+        let discord = |extra: &str| {
+            let toml = format!("{MINIMAL}[discord]\nalert_channel = 1\n{extra}");
+            let vars = [(CBS_SYS_PWD_ENV, "pw"), (DISCORD_TOKEN_ENV, "t")];
+            let loaded = Settings::from_toml_str(&toml, &with_env(&vars));
+            loaded.map(|s| s.discord.unwrap())
+        };
+        let none = discord("").unwrap();
+        assert!(none.guilds.is_empty(), "`once` needs no guild");
+        let e = none.require_guilds().unwrap_err();
+        assert_eq!(e.key(), Some("discord.guild_id"));
+        assert!(e.to_string().contains("is required"), "{e}");
+
+        let both = discord("guild_id = \"2\"\nguild_ids = [\"1\", 2]").unwrap();
+        let ids: Vec<u64> = both.guilds.iter().map(|g| g.get()).collect();
+        assert_eq!(ids, [2, 1]);
+        assert_eq!(both.require_guilds().unwrap().len(), 2);
+
+        let bad = discord("guild_ids = [\"1\", \"x\"]").unwrap_err();
+        assert_eq!(bad.key(), Some("discord.guild_ids[1]"));
+    }
+
+    #[test]
     fn syntax_errors_give_line_and_column_on_one_line() {
         let err = Settings::from_toml_str("[cbs]\nurl = \n", &with_env(&[])).unwrap_err();
         let text = err.to_string();

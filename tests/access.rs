@@ -361,3 +361,250 @@ async fn global_commands_left_by_an_earlier_version_are_removed_at_start() {
     running.stop().await;
     h.assert_nothing_unexpected();
 }
+
+// ----- the token and the channel's permissions ------------------------------------------
+
+mod delivery {
+    use super::support::fake_discord::{FakeDiscord, RecordedRequest};
+    use super::support::world::{job, Harness as World};
+    use chrono::{DateTime, TimeZone, Utc};
+    use restorewatch::commands::status::{status, StatusReport};
+    use restorewatch::config::{DiscordSettings, Route};
+    use restorewatch::discord::DiscordSink;
+    use restorewatch::poller::Poller;
+    use restorewatch::render::RenderOptions;
+    use restorewatch::schedule::CronSchedule;
+    use restorewatch::sink::drain;
+    use serenity::all::ChannelId;
+    use std::time::Duration;
+
+    const ALERTS: u64 = 4_000_000_000_000_000_001;
+    const RESELLER_A: u64 = 4_000_000_000_000_000_003;
+    const FAILED: &str = "RESTORE_STOP_BY_ERROR";
+    const TEN_MINUTES: Duration = Duration::from_secs(10 * 60);
+
+    fn at(h: u32, min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 6, 26, h, min, 0).unwrap()
+    }
+
+    fn sink(fake: &FakeDiscord, poller: &Poller) -> DiscordSink {
+        let settings = DiscordSettings {
+            token: "fake-token".to_owned().into(),
+            alert_channel: ChannelId::new(ALERTS),
+            digest_channel: ChannelId::new(ALERTS),
+            mention_role: None,
+            api_base: Some(fake.api_base().parse().unwrap()),
+            guilds: Vec::new(),
+            admin_role: None,
+            public_lookups: false,
+            routes: vec![Route {
+                owner: "reseller-a".into(),
+                channel: ChannelId::new(RESELLER_A),
+            }],
+        };
+        let render = RenderOptions {
+            mention_role: None,
+            timezone: chrono_tz::UTC,
+        };
+        DiscordSink::new(&settings, poller.store(), render).unwrap()
+    }
+
+    /// `obm` and `shop` (owner `reseller-a`, routed to its own channel) baselined empty,
+    /// then one failure each queued: events for two channels.
+    async fn two_channels_with_failures() -> (World, Poller) {
+        let mut h = World::start(&["obm"], at(9, 0)).await;
+        h.add_user("shop", "reseller-a");
+        let p = h.poller();
+        p.cycle().await.unwrap();
+        let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
+        owned.owner = "reseller-a".into();
+        h.sim.add_job(owned);
+        h.sim
+            .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+        h.clock.set(at(9, 30));
+        p.cycle().await.unwrap();
+        (h, p)
+    }
+
+    fn posts(fake: &FakeDiscord) -> Vec<RecordedRequest> {
+        let all = fake.requests().into_iter();
+        all.filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
+            .collect()
+    }
+
+    fn failures_shown(fake: &FakeDiscord, channel: u64) -> usize {
+        let messages = fake.messages(channel).into_iter();
+        let embeds = messages.flat_map(|m| m["embeds"].as_array().cloned().unwrap_or_default());
+        embeds
+            .filter(|e| {
+                e["title"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("Restore failed"))
+            })
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_stops_all_posting_is_shown_and_retried_every_ten_minutes_losing_nothing() {
+        let (_h, p) = two_channels_with_failures().await;
+        let queued = p.store().outbox_len();
+        let fake = FakeDiscord::start().await;
+        fake.set_token_rejected(true);
+        let sink = sink(&fake, &p);
+
+        let report = drain(p.store(), &sink).await.unwrap();
+        let error = report.error.expect("delivery failed");
+        assert!(error.contains("bot token"), "{error}");
+        assert!(error.contains("RESTOREWATCH_DISCORD_TOKEN"), "{error}");
+        assert_eq!(report.pending, queued, "nothing lost");
+        assert_eq!(posts(&fake).len(), 1, "one request, not one per channel");
+        assert!(sink.token_rejected());
+        // `/status` shows it.
+        let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+        let report = StatusReport::gather(p.store(), &schedule, at(9, 31), at(9, 0), 0).unwrap();
+        let shown = format!("{:?}", status(&report, false).unwrap().embeds[0].fields);
+        assert!(shown.contains("rejected the bot token"), "{shown}");
+
+        // Cycles in between post nothing.
+        tokio::time::advance(TEN_MINUTES - Duration::from_secs(1)).await;
+        assert_eq!(drain(p.store(), &sink).await.unwrap().pending, queued);
+        assert_eq!(posts(&fake).len(), 1);
+        // Ten minutes on, one try; still rejected.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(drain(p.store(), &sink).await.unwrap().pending, queued);
+        assert_eq!(posts(&fake).len(), 2);
+
+        // The token works again: the next try delivers everything, once.
+        fake.set_token_rejected(false);
+        tokio::time::advance(TEN_MINUTES).await;
+        let report = drain(p.store(), &sink).await.unwrap();
+        assert_eq!((report.pending, report.error), (0, None));
+        assert!(!sink.token_rejected());
+        assert_eq!(failures_shown(&fake, ALERTS), 1);
+        assert_eq!(failures_shown(&fake, RESELLER_A), 1);
+        assert!(p.store().refused_destinations().unwrap().is_empty());
+        assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_returned_without_embeds_parks_its_channel_until_embed_links_work() {
+        let (_h, p) = two_channels_with_failures().await;
+        let fake = FakeDiscord::start().await;
+        fake.set_embed_links_missing(RESELLER_A, true);
+        let sink = sink(&fake, &p);
+
+        let report = drain(p.store(), &sink).await.unwrap();
+        assert_eq!(
+            report.pending, 2,
+            "the reseller's baseline and failure wait"
+        );
+        assert_eq!(failures_shown(&fake, ALERTS), 1, "other channels carry on");
+        let refused = sink.refused_channels();
+        assert_eq!(
+            refused,
+            [(
+                ChannelId::new(RESELLER_A),
+                "missing Embed Links permission".to_owned()
+            )]
+        );
+        let shown = p.store().refused_destinations().unwrap();
+        assert_eq!(
+            shown,
+            [format!(
+                "channel {RESELLER_A}: missing Embed Links permission"
+            )]
+        );
+
+        // Fixed in Discord; the channel is tried again after its rest, with its events.
+        fake.set_embed_links_missing(RESELLER_A, false);
+        tokio::time::advance(TEN_MINUTES).await;
+        assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
+        assert_eq!(failures_shown(&fake, RESELLER_A), 1);
+        assert!(sink.refused_channels().is_empty());
+    }
+
+    #[tokio::test]
+    async fn once_exits_1_naming_the_token_and_delivers_after_it_is_fixed() {
+        let h = World::start(&["obm"], Utc::now()).await;
+        let fake = FakeDiscord::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now() - chrono::Duration::minutes(3);
+        h.sim.add_job(job(
+            "obm",
+            "42",
+            start,
+            Some(start + chrono::Duration::minutes(1)),
+            FAILED,
+        ));
+        let toml = format!(
+            "[cbs]\nurl = \"{url}\"\nsys_user = \"{user}\"\n[[watch]]\nlogin = \"obm\"\n\
+             [poll]\nbaseline_first_cycle = false\n[state]\npath = \"{state}\"\n\
+             [discord]\nalert_channel = \"{ALERTS}\"\napi_base = \"{api}\"\n",
+            url = h.sim.url(),
+            user = h.sim.sys_user(),
+            state = dir.path().display(),
+            api = fake.api_base(),
+        );
+        let path = dir.path().join("rw.toml");
+        std::fs::write(&path, toml).unwrap();
+        let once = || {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_restorewatch"))
+                .args(["once", "--config", path.to_str().unwrap()])
+                .env("RESTOREWATCH_CBS_SYS_PWD", h.sim.sys_pwd())
+                .env("RESTOREWATCH_DISCORD_TOKEN", "revoked-token-Qx7")
+                .env_remove("RESTOREWATCH_CONFIG")
+                .output()
+        };
+
+        fake.set_token_rejected(true);
+        let out = once().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("error: delivery failed: Discord rejected the bot token"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("revoked-token-Qx7"),
+            "the token never shows"
+        );
+        assert!(fake.messages(ALERTS).is_empty());
+
+        fake.set_token_rejected(false);
+        let out = once().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert_eq!(
+            failures_shown(&fake, ALERTS),
+            1,
+            "queued, then delivered once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn run_without_a_guild_id_stops_with_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rw.toml");
+    let toml = format!(
+        "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\n[state]\npath = \"{}\"\n\
+         [discord]\nalert_channel = \"1\"\n",
+        dir.path().display()
+    );
+    std::fs::write(&path, toml).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_restorewatch"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RESTOREWATCH_CBS_SYS_PWD", "pw")
+        .env("RESTOREWATCH_DISCORD_TOKEN", "t")
+        .env_remove("RESTOREWATCH_DISCORD_GUILD_ID")
+        .env_remove("RESTOREWATCH_DISCORD_GUILD_IDS")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("config error: discord.guild_id: is required"),
+        "{stderr}"
+    );
+}

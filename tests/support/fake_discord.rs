@@ -49,6 +49,9 @@ pub const MEMBER_USER_ID: u64 = 3_000_000_000_000_000_003;
 const HEARTBEAT_INTERVAL_MS: u64 = 45_000;
 /// First snowflake handed out; later ones count up from it, so ids sort by creation.
 const FIRST_SNOWFLAKE: u64 = 1_300_000_000_000_000_000;
+/// How long Discord remembers a message nonce for `enforce_nonce` ("the past few
+/// minutes" in its docs).
+const NONCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 /// Discord's limits on a message (characters, not bytes).
 const MAX_CONTENT_CHARS: usize = 2000;
 const MAX_EMBEDS: usize = 10;
@@ -145,6 +148,9 @@ struct Inner {
     unexpected: Vec<RecordedRequest>,
     /// Messages in creation order, with their channel.
     messages: Vec<(u64, Value)>,
+    /// When each message was created (by id), on tokio's clock: `enforce_nonce` only
+    /// matches messages of the last [`NONCE_WINDOW`].
+    created: HashMap<String, Instant>,
     scripts: HashMap<u64, VecDeque<Scripted>>,
     forbidden: HashSet<u64>,
     /// Channels where the bot lacks Embed Links: messages are created without embeds.
@@ -973,10 +979,17 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
     let enforce_nonce = body.get("enforce_nonce") == Some(&Value::Bool(true));
     let message = shared.update(|inner| {
         if let (true, Some(nonce)) = (enforce_nonce, &nonce) {
+            let recent = |m: &Value| {
+                let id = m["id"].as_str().unwrap_or_default();
+                inner
+                    .created
+                    .get(id)
+                    .is_some_and(|at| at.elapsed() < NONCE_WINDOW)
+            };
             let earlier = inner
                 .messages
                 .iter()
-                .find(|(c, m)| *c == channel_id && m.get("nonce") == Some(nonce));
+                .find(|(c, m)| *c == channel_id && m.get("nonce") == Some(nonce) && recent(m));
             if let Some((_, earlier)) = earlier {
                 return earlier.clone();
             }
@@ -986,6 +999,7 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
         if inner.strip_embeds.contains(&channel_id) {
             message["embeds"] = json!([]);
         }
+        inner.created.insert(id.to_string(), Instant::now());
         if let Some(nonce) = nonce {
             message["nonce"] = nonce;
         }
