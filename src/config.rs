@@ -856,21 +856,123 @@ mod tests {
         }
     }
 
+    /// For every key an environment variable can set: a value unlike the default, as the
+    /// variable's text and as the file's TOML.
+    const NON_DEFAULT_VALUES: &[(&str, &str, &str)] = &[
+        (
+            "cbs.url",
+            "https://other.example.net",
+            "\"https://other.example.net\"",
+        ),
+        ("cbs.server_name", "cbs9", "\"cbs9\""),
+        ("cbs.sys_user", "other", "\"other\""),
+        ("cbs.sys_pwd_file", "/nonexistent/pw", "\"/nonexistent/pw\""),
+        ("cbs.timezone", "Asia/Tokyo", "\"Asia/Tokyo\""),
+        ("cbs.request_timeout", "7s", "\"7s\""),
+        ("cbs.max_concurrency", "3", "3"),
+        (
+            "cbs.ca_cert",
+            "/nonexistent/ca.pem",
+            "\"/nonexistent/ca.pem\"",
+        ),
+        ("poll.schedule", "*/7 * * * *", "\"*/7 * * * *\""),
+        ("poll.midnight_grace", "2h", "\"2h\""),
+        ("poll.max_catch_up_days", "3", "3"),
+        ("poll.stuck_after", "5h", "\"5h\""),
+        (
+            "poll.alert_classes",
+            "failure, warning",
+            "[\"failure\", \"warning\"]",
+        ),
+        ("poll.baseline_first_cycle", "false", "false"),
+        ("state.path", "elsewhere", "\"elsewhere\""),
+        ("state.retention_days", "9", "9"),
+        (
+            "discord.token_file",
+            "/nonexistent/token",
+            "\"/nonexistent/token\"",
+        ),
+        (
+            "discord.alert_channel",
+            "923456789012345678",
+            "\"923456789012345678\"",
+        ),
+        (
+            "discord.digest_channel",
+            "923456789012345679",
+            "\"923456789012345679\"",
+        ),
+        (
+            "discord.mention_role",
+            "923456789012345680",
+            "\"923456789012345680\"",
+        ),
+        (
+            "discord.api_base",
+            "http://127.0.0.1:1/",
+            "\"http://127.0.0.1:1/\"",
+        ),
+        (
+            "discord.guild_id",
+            "923456789012345681",
+            "\"923456789012345681\"",
+        ),
+        (
+            "discord.admin_role",
+            "923456789012345682",
+            "\"923456789012345682\"",
+        ),
+        ("discord.public_lookups", "true", "true"),
+        ("digest.schedule", "0 9 * * *", "\"0 9 * * *\""),
+    ];
+
     #[test]
-    fn every_env_key_is_a_key_of_the_file() {
-        for &(section, name, kind) in ENV_KEYS {
-            let var = env_name(&format!("{section}.{name}"));
-            let value = match kind {
-                EnvKind::Text => "x",
-                EnvKind::Integer => "1",
-                EnvKind::Flag => "true",
-                EnvKind::List => "failure",
+    fn every_env_key_sets_the_same_value_as_the_file_key() {
+        let base = format!("{MINIMAL}[discord]\nalert_channel = \"123456789012345678\"\n");
+        let secrets = [(CBS_SYS_PWD_ENV, "pw"), (DISCORD_TOKEN_ENV, "tok")];
+        let outcome = |text: &str, vars: &[(&str, &str)]| {
+            format!("{:?}", Settings::from_toml_str(text, &with_env(vars)))
+        };
+        let default = outcome(&base, &secrets);
+        assert!(default.starts_with("Ok("), "{default}");
+        for &(section, name, _) in ENV_KEYS {
+            let key = format!("{section}.{name}");
+            let var = env_name(&key);
+            let &(_, env_text, toml_text) = NON_DEFAULT_VALUES
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .unwrap_or_else(|| panic!("{key}: add a non-default value above"));
+            // A secret's file replaces the secret's own variable, which stays unset here.
+            let secret_of_file = match key.as_str() {
+                "cbs.sys_pwd_file" => Some(CBS_SYS_PWD_ENV),
+                "discord.token_file" => Some(DISCORD_TOKEN_ENV),
+                _ => None,
             };
-            let vars = [(CBS_SYS_PWD_ENV, "pw"), (var.as_str(), value)];
-            let result = Settings::from_toml_str(MINIMAL, &with_env(&vars));
-            if let Err(e) = result {
-                assert!(!e.to_string().contains("unknown field"), "{var}: {e}");
-            }
+            let mut vars: Vec<(&str, &str)> = secrets
+                .iter()
+                .copied()
+                .filter(|(k, _)| Some(*k) != secret_of_file)
+                .collect();
+            let from_file = {
+                let mut table: toml::Table = toml::from_str(&base).unwrap();
+                let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {toml_text}"))
+                    .unwrap()
+                    .remove("v")
+                    .unwrap();
+                let section_table = table
+                    .entry(section)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                section_table
+                    .as_table_mut()
+                    .unwrap()
+                    .insert(name.into(), value);
+                outcome(&toml::to_string(&table).unwrap(), &vars)
+            };
+            vars.push((var.as_str(), env_text));
+            // An error caused by the variable names it; otherwise the outcomes are the same.
+            let from_env = outcome(&base, &vars).replace(&format!(" (set by {var})"), "");
+            assert_ne!(from_file, default, "{key}: the test value is the default");
+            assert_eq!(from_env, from_file, "{var} does not set {key}");
         }
     }
 

@@ -153,12 +153,26 @@ async fn a_failed_restore_is_one_message_that_pings_only_the_role() {
 #[tokio::test]
 async fn a_success_posts_no_alert_and_a_message_without_a_ping_allows_nothing() {
     let (_h, p) = world_with(&[("1", "RESTORE_STOP_SUCCESS")]).await;
+    let queued = p.store().outbox_len();
+    assert!(queued > 0, "the cycle queued its summary");
     let fake = FakeDiscord::start().await;
     let sink = sink(&fake, &p, Some(ROLE));
 
-    drain(p.store(), &sink).await.unwrap();
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!((report.delivered, report.pending), (queued, 0));
+    assert_eq!(p.store().outbox_len(), 0, "everything left the outbox");
+    // The cycle's summary is posted, and counts the success; no alert is.
+    let summaries = embeds_titled(&fake, ALERTS, "Poll cycle");
+    assert_eq!(summaries.len(), 1, "{:#?}", fake.all_messages());
+    assert!(
+        summaries[0].to_string().contains("success"),
+        "{:#}",
+        summaries[0]
+    );
     assert!(embeds_titled(&fake, ALERTS, "Restore").is_empty());
-    for post in message_posts(&fake) {
+    let posts = message_posts(&fake);
+    assert_eq!(posts.len(), 1, "one message for the summary");
+    for post in posts {
         assert!(post.body.get("content").is_none(), "{:#}", post.body);
         assert_eq!(
             post.body["allowed_mentions"],
@@ -277,7 +291,8 @@ async fn a_429_is_retried_after_its_retry_after() {
     assert_eq!(report.pending, 0);
     let posts = message_posts(&fake);
     assert_eq!(posts.len(), 2);
-    assert!(posts[1].at.duration_since(posts[0].at) >= retry_after);
+    // On the paused clock the only time that passes is the sink's own wait: exactly it.
+    assert_eq!(posts[1].at.duration_since(posts[0].at), retry_after);
     assert_eq!(posts[0].body["nonce"], posts[1].body["nonce"]);
     assert_eq!(fake.messages(ALERTS).len(), 1);
 }

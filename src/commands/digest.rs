@@ -63,7 +63,9 @@ mod tests {
                 job("obm", "1", 26, 8, "RESTORE_STOP_SUCCESS"),
                 job("obm", "2", 26, 9, "RESTORE_STOP_SUCCESS"),
                 job("shop", "1", 26, 9, "RESTORE_STOP_BY_ERROR"),
-                job("shop", "1", 25, 9, "RESTORE_STOP_BY_ERROR"),
+                // The day before, and the day after: neither belongs in the 26th's digest.
+                job("eve", "1", 25, 23, "RESTORE_STOP_BY_ERROR"),
+                job("morrow", "1", 27, 0, "RESTORE_STOP_BY_ERROR"),
             ],
         );
         let reply = digest(
@@ -91,6 +93,12 @@ mod tests {
             .collect();
         assert!(all.contains("shop"), "{all}");
         assert!(all.contains("RESTORE_STOP_BY_ERROR"), "{all}");
+        assert!(!all.contains("eve") && !all.contains("morrow"), "{all}");
+        assert_eq!(all.matches("RESTORE_STOP_BY_ERROR").count(), 1, "{all}");
+        assert!(
+            all.contains("3 restore jobs on 2024-06-26: 2 success, 1 failure"),
+            "{all}"
+        );
     }
 
     #[test]
