@@ -220,12 +220,12 @@ async fn check_discord(discord: &DiscordSettings, out: &mut dyn Write) -> anyhow
     for (channel, what) in &channels {
         match channel_permissions(&http, *channel, me.id).await {
             Ok((guild, permissions)) => {
-                if discord.guild_id.is_some_and(|g| g != guild) {
+                if !discord.guilds.is_empty() && !discord.guilds.contains(&guild) {
                     all_ok = false;
                     writeln!(
                         out,
                         "  {what} {channel}: FAILED: it is in server {guild}, not in \
-                         discord.guild_id"
+                         discord.guild_id or discord.guild_ids"
                     )?;
                     continue;
                 }
@@ -256,7 +256,7 @@ async fn check_discord(discord: &DiscordSettings, out: &mut dyn Write) -> anyhow
         }
     }
     if let Some(role) = discord.mention_role {
-        let guild = discord.guild_id.or_else(|| guilds.first().copied());
+        let guild = guilds.first().or(discord.guilds.first()).copied();
         match guild {
             Some(guild) => {
                 let ok = check_role(&http, guild, role, out).await?;
@@ -322,7 +322,7 @@ async fn check_role(
             writeln!(
                 out,
                 "  mention role {role} ({}): FAILED: not mentionable; alerts would not ping \
-                 it (turn on \"Allow anyone to @mention this role\")",
+                 it (turn on \"Allow anyone to @mention this role\", or give the bot Mention Everyone)",
                 r.name
             )?;
             false

@@ -20,8 +20,10 @@
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
 //! - [`gateway`]: whether slash commands are available (the gateway connection's state).
 //! - [`mutes`]: alert mutes set from chat.
+//! - [`audit`]: who changed what from chat.
 
 pub mod app;
+pub mod audit;
 pub mod bot;
 pub mod cbs;
 pub mod check;

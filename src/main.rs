@@ -157,6 +157,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(l) => l,
                 Err(code) => return Ok(code),
             };
+            // `run` answers slash commands, which only the configured server may use.
+            if let Some(Err(e)) = loaded.settings.discord.as_ref().map(|d| d.require_guilds()) {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
             let s = &loaded.settings;
             tracing::info!(
                 version = env!("CARGO_PKG_VERSION"),

@@ -84,6 +84,8 @@ struct Running {
     child: Child,
     stderr: watch::Receiver<Vec<String>>,
     all: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr to its end; awaited after the exit so that no last line is missed.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -99,7 +101,7 @@ impl Running {
         let all = Arc::new(Mutex::new(Vec::new()));
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let kept = Arc::clone(&all);
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 kept.lock().unwrap().push(line);
                 tx.send_replace(kept.lock().unwrap().clone());
@@ -109,6 +111,7 @@ impl Running {
             child,
             stderr: rx,
             all,
+            reader: Some(reader),
         }
     }
 
@@ -144,7 +147,11 @@ impl Running {
             .await
             .unwrap_or_else(|_| panic!("still running after {WAIT:?}: {:#?}", self.log()))
             .unwrap();
-        (status.code(), began.elapsed())
+        let took = began.elapsed();
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(WAIT, reader).await;
+        }
+        (status.code(), took)
     }
 }
 
