@@ -224,7 +224,10 @@ mod tests {
             )
         );
         assert!(field(&reply, "Refused interactions").starts_with("3 from outside"));
-        assert!(!reply.embeds[0].fields.iter().any(|f| f.name == "Slash commands"));
+        assert!(!reply.embeds[0]
+            .fields
+            .iter()
+            .any(|f| f.name == "Slash commands"));
 
         let mut report = report;
         report.slash_commands = Some("slash commands unavailable since x: refused".into());
