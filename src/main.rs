@@ -242,6 +242,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 check::print_config(&loaded, &mut out)?;
                 return Ok(ExitCode::SUCCESS);
             }
+            // What stops `run` is a config error here too.
+            if let Some(Err(e)) = loaded.settings.discord.as_ref().map(|d| d.require_guilds()) {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
             check::offline(&loaded, &clock, &mut out)?;
             if offline {
                 return Ok(ExitCode::SUCCESS);

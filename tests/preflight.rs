@@ -286,7 +286,7 @@ async fn check_offline_passes_a_good_config_with_no_secrets_set() {
     let path = write_config(
         dir.path(),
         "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd_file = \"/run/secrets/none\"\n\
-         [discord]\nalert_channel = \"1\"\ntoken_file = \"/run/secrets/nothing\"\n",
+         [discord]\nalert_channel = \"1\"\nguild_id = \"2\"\ntoken_file = \"/run/secrets/nothing\"\n",
     );
     let out = restorewatch(&["check", "--offline", "--config", path.to_str().unwrap()])
         .output()
@@ -295,6 +295,27 @@ async fn check_offline_passes_a_good_config_with_no_secrets_set() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(stdout.contains("config OK"), "{stdout}");
+    // Without a server, `run` would refuse to start: so does the check.
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("guild_id = \"2\"\n", ""),
+    )
+    .unwrap();
+    let out = restorewatch(&["check", "--offline", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("discord.guild_id"));
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("alert_channel", "guild_id = \"2\"\nalert_channel"),
+    )
+    .unwrap();
     assert!(
         stdout.contains("poll.schedule \"*/5 * * * *\": next "),
         "{stdout}"
