@@ -282,11 +282,11 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
         })
         .setup(move |ctx, _ready, framework| {
             Box::pin(async move {
+                on_ready.set_connected(ready_clock.now());
                 // Commands registered by an earlier run still work, so keep serving even
                 // when registering fails; each failure is logged.
                 remove_global_commands(ctx).await;
                 let commands = &framework.options().commands;
-                on_ready.set_connected(ready_clock.now());
                 for guild in &guilds {
                     match poise::builtins::register_in_guild(ctx, commands, *guild).await {
                         Ok(()) => tracing::info!(guild = guild.get(), "slash commands registered"),
