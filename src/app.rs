@@ -11,6 +11,8 @@ use crate::config::Settings;
 use crate::digest;
 use crate::discord::DiscordSink;
 use crate::event::Event;
+use crate::heartbeat::Heartbeat;
+use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
 use crate::render::RenderOptions;
 use crate::sink::{drain, ConsoleSink, DrainReport, Sink, SinkError};
@@ -25,7 +27,12 @@ pub struct App {
     pub poller: Poller,
     pub store: Store,
     pub clock: SharedClock,
+    /// `[heartbeat] url`, called after every cycle of the run loop.
+    pub heartbeat: Option<Heartbeat>,
 }
+
+/// The most skipped poll ticks counted after one cycle.
+const MAX_SKIPPED_TICKS: u64 = 10_000;
 
 impl App {
     /// Opens the store and builds the CBS client.
@@ -54,11 +61,18 @@ impl App {
             },
             clock.clone(),
         );
+        let heartbeat = settings
+            .heartbeat
+            .url
+            .clone()
+            .map(Heartbeat::new)
+            .transpose()?;
         Ok(App {
             settings,
             poller,
             store,
             clock,
+            heartbeat,
         })
     }
 
@@ -67,7 +81,9 @@ impl App {
         &self,
         sink: &S,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
+        let started = std::time::Instant::now();
         let report = self.poller.cycle().await.context("poll cycle");
+        crate::metrics::cycle_finished(cycle_result(&report), started.elapsed(), self.clock.now());
         // What the cycle recorded must be on disk before anything is delivered: a crash
         // after delivery must not forget the job and alert about it again.
         self.store.flush().context("flushing the state store")?;
@@ -121,7 +137,7 @@ impl App {
                     done = self.cycle_and_deliver(sink) => done,
                     _ = shutdown.cancelled() => break,
                 };
-                match done {
+                match &done {
                     Ok((report, drained)) => tracing::info!(
                         users = report.summary.users_polled,
                         requests = report.summary.requests,
@@ -133,6 +149,10 @@ impl App {
                     ),
                     Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
                 }
+                if let Some(heartbeat) = &self.heartbeat {
+                    heartbeat.spawn_after(done.as_ref().map(|(report, _)| report));
+                }
+                self.skip_missed_ticks(next);
             }
             if next_digest.is_some_and(|t| t <= next) {
                 let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
@@ -151,6 +171,32 @@ impl App {
         }
         self.store.flush().context("flushing the state store")?;
         Ok(())
+    }
+}
+
+impl App {
+    /// Ticks never stack: the loop waits for the next tick after the cycle ended, so poll
+    /// ticks that passed while it ran are skipped; this logs and counts them.
+    fn skip_missed_ticks(&self, fired: DateTime<Utc>) {
+        let now = self.clock.now();
+        let skipped = self
+            .settings
+            .poll
+            .schedule
+            .fires_between(fired, now, MAX_SKIPPED_TICKS);
+        if skipped > 0 {
+            tracing::warn!(skipped, "poll ticks skipped: the cycle was still running");
+            crate::metrics::ticks_skipped(skipped);
+        }
+    }
+}
+
+/// How a cycle ended, for the metrics.
+fn cycle_result<E>(report: &Result<CycleReport, E>) -> CycleResult {
+    match report {
+        Ok(r) if r.ok() => CycleResult::Success,
+        Ok(_) => CycleResult::Partial,
+        Err(_) => CycleResult::Error,
     }
 }
 
@@ -275,6 +321,8 @@ pub async fn run(
     let started_at = clock.now();
     let app = App::build(settings, clock.clone())?;
     let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
+    let server =
+        crate::server::start(&app.settings, &app.store, clock.clone(), shutdown.clone()).await?;
     let bot = match app.settings.discord {
         Some(_) => Some(
             bot::start(
@@ -302,6 +350,9 @@ pub async fn run(
     shutdown.cancel();
     if let Some(bot) = bot {
         bot.stopped().await?;
+    }
+    if let Some(server) = server {
+        server.await.context("the health listener")??;
     }
     polled
 }

@@ -18,6 +18,10 @@
 //! - [`commands`]: what the slash commands do, as plain functions.
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
 //! - [`mutes`]: alert mutes set from chat.
+//! - [`metrics`]: the Prometheus metric names and one recording call per thing counted.
+//! - [`server`]: the `[server] listen` endpoint: `/healthz` and `/metrics`.
+//! - [`heartbeat`]: the dead-man's switch called after every cycle.
+//! - [`logging`]: log format and colour on stderr.
 
 pub mod app;
 pub mod bot;
@@ -29,10 +33,14 @@ pub mod demo;
 pub mod digest;
 pub mod discord;
 pub mod event;
+pub mod heartbeat;
+pub mod logging;
+pub mod metrics;
 pub mod mutes;
 pub mod poller;
 pub mod render;
 pub mod schedule;
+pub mod server;
 pub mod simulator;
 pub mod sink;
 pub mod store;

@@ -47,6 +47,8 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Ask the running bot's /healthz (at `[server] listen`); exit 0 if healthy, else 1.
+    Healthcheck,
     /// Run the CBS simulator as a server of its own.
     Simulate {
         /// Address to listen on.
@@ -81,13 +83,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RESTOREWATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    restorewatch::logging::init(
+        tracing_subscriber::EnvFilter::try_from_env("RESTOREWATCH_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -184,6 +183,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => ExitCode::SUCCESS,
                 Some(e) => {
                     eprintln!("error: delivery failed: {e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
+        Command::Healthcheck => {
+            let Ok(settings) = settings(config) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let Some(listen) = settings.server.listen else {
+                eprintln!("healthcheck: [server] listen is not set, there is nothing to ask");
+                return Ok(ExitCode::FAILURE);
+            };
+            Ok(match restorewatch::server::healthcheck(listen).await {
+                Ok((healthy, body)) => {
+                    println!("{body}");
+                    if healthy {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("healthcheck: {e:#}");
                     ExitCode::FAILURE
                 }
             })
