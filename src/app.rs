@@ -7,7 +7,7 @@
 use crate::bot::{self, BotContext};
 use crate::cbs::{CbsClient, CbsClientConfig};
 use crate::clock::SharedClock;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::digest;
 use crate::discord::DiscordSink;
 use crate::event::Event;
@@ -37,17 +37,17 @@ const MAX_SKIPPED_TICKS: u64 = 10_000;
 impl App {
     /// Opens the store and builds the CBS client.
     pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&settings.state.path).with_context(|| {
-            format!(
-                "creating the state directory {}",
-                settings.state.path.display()
-            )
-        })?;
-        let store = Store::open(&settings.state.path).with_context(|| {
-            format!(
-                "opening the state store in {}",
-                settings.state.path.display()
-            )
+        writable_state_dir(&settings.state.path)?;
+        let store = Store::open(&settings.state.path).map_err(|e| {
+            let dir = settings.state.path.display();
+            if e.to_string().contains("could not acquire lock") {
+                anyhow::anyhow!(
+                    "another restorewatch is using the state store in {dir}; \
+                     stop it first (two instances on one store would post everything twice)"
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("opening the state store in {dir}"))
+            }
         })?;
         let client = cbs_client(&settings)?;
         let poller = Poller::new(
@@ -189,6 +189,19 @@ impl App {
             crate::metrics::ticks_skipped(skipped);
         }
     }
+}
+
+/// Creates the state directory and checks that a file can be written in it, so a read-only
+/// or foreign-owned directory stops the start with a config error naming `state.path`
+/// (exit 2) before the store is touched.
+fn writable_state_dir(dir: &std::path::Path) -> Result<(), ConfigError> {
+    let fail = |what: &str, e: std::io::Error| ConfigError::Key {
+        key: "state.path".into(),
+        message: format!("{what} {}: {e}", dir.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the state directory", e))?;
+    tempfile::tempfile_in(dir).map_err(|e| fail("cannot write in the state directory", e))?;
+    Ok(())
 }
 
 /// How a cycle ended, for the metrics.

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use restorewatch::app::{self, App, ConfiguredSink};
 use restorewatch::clock::{SharedClock, SystemClock};
-use restorewatch::config::Settings;
+use restorewatch::config::{ConfigError, Settings};
 use restorewatch::demo::{run_demo, DemoOptions};
 use restorewatch::digest::{digest_text, previous_day, Digest};
 use restorewatch::simulator::{serve, Pace, SimulateArgs, WorkloadSource};
@@ -96,6 +96,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("{e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

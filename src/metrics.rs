@@ -6,15 +6,11 @@
 //! here is a no-op, so library code and tests that do not serve metrics pay nothing.
 //! Gauges that describe the store (outbox depth and age, size on disk) are not recorded
 //! here: [`crate::server`] reads them from the store when it is scraped.
-//!
-//! The one piece of state beside the counters is what Discord last said about the bot's
-//! token ([`discord_token`]), which `/healthz` reports.
 
 use crate::cbs::model::StatusClass;
 use crate::cbs::CbsError;
 use crate::event::EventKind;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -198,18 +194,12 @@ pub fn events_delivered(n: usize) {
     ::metrics::counter!(EVENTS_DELIVERED_TOTAL).increment(n as u64);
 }
 
-/// Discord answered a post with `status` (`None`: no answer at all). Counts failures by
-/// reason and remembers what a 2xx or 401 says about the token.
+/// Discord answered a post with `status` (`None`: no answer at all); counts failures by
+/// reason.
 pub fn discord_reply(status: Option<u16>) {
     let reason = match status {
-        Some(200..=299) => {
-            TOKEN.store(TokenState::Accepted as u8, Ordering::Relaxed);
-            return;
-        }
-        Some(401) => {
-            TOKEN.store(TokenState::Rejected as u8, Ordering::Relaxed);
-            "unauthorized"
-        }
+        Some(200..=299) => return,
+        Some(401) => "unauthorized",
         Some(429) => "rate_limited",
         Some(400 | 413) => "rejected",
         Some(403 | 404) => "refused",
@@ -248,38 +238,6 @@ pub fn store_gauges(outbox_events: usize, oldest_age: Option<Duration>, store_by
     ::metrics::gauge!(OUTBOX_EVENTS).set(outbox_events as f64);
     ::metrics::gauge!(OUTBOX_OLDEST_AGE_SECONDS).set(oldest_age.map_or(0.0, |a| a.as_secs_f64()));
     ::metrics::gauge!(STORE_BYTES).set(store_bytes as f64);
-}
-
-/// What Discord last said about the bot token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum TokenState {
-    /// Nothing posted yet.
-    Unchecked = 0,
-    Accepted = 1,
-    /// Discord answered 401: the token is wrong or was reset.
-    Rejected = 2,
-}
-
-impl TokenState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenState::Unchecked => "unchecked",
-            TokenState::Accepted => "accepted",
-            TokenState::Rejected => "rejected",
-        }
-    }
-}
-
-static TOKEN: AtomicU8 = AtomicU8::new(TokenState::Unchecked as u8);
-
-/// What Discord last said about the token (see [`discord_reply`]).
-pub fn discord_token() -> TokenState {
-    match TOKEN.load(Ordering::Relaxed) {
-        1 => TokenState::Accepted,
-        2 => TokenState::Rejected,
-        _ => TokenState::Unchecked,
-    }
 }
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! Health is judged from the store and the schedule, not from "the process answers": the
 //! last cycle ended within two schedule periods, the store takes a write, the oldest
 //! undelivered event is younger than two periods plus the delivery backoff, and Discord has
-//! not refused the token. Each failing check is named in the 503 answer. The `healthcheck`
+//! not refused the token (a 401 recorded by delivery among the refusing channels). Each failing check is named in the 503 answer. The `healthcheck`
 //! subcommand ([`healthcheck`]) asks this endpoint, for container health checks in an image
 //! without curl.
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::discord::DeliveryTiming;
-use crate::metrics::{self, TokenState};
+use crate::metrics;
 use crate::schedule::CronSchedule;
 use crate::store::Store;
 use axum::extract::State;
@@ -81,7 +81,7 @@ pub struct Health {
     pub last_cycle: Option<LastCycle>,
     pub outbox_events: usize,
     pub oldest_undelivered_age_seconds: Option<i64>,
-    /// `accepted`, `rejected`, `unchecked` or `not_configured`.
+    /// `rejected` (a post was answered 401), `not_refused` or `not_configured`.
     pub discord_token: &'static str,
     pub store_writable: bool,
 }
@@ -158,9 +158,12 @@ pub fn check(state: &ServerState) -> Health {
         ));
     }
 
-    let token = metrics::discord_token();
-    if state.discord && token == TokenState::Rejected {
-        reasons.push("Discord refuses the bot token (401)".into());
+    // Delivery records the channels that refuse us, with Discord's reason; a 401 there
+    // means the token itself is refused.
+    let refused = state.store.refused_destinations().unwrap_or_default();
+    let token_refused: Vec<&String> = refused.iter().filter(|r| r.contains(": 401 ")).collect();
+    if let Some(first) = token_refused.first() {
+        reasons.push(format!("Discord refuses the bot token ({first})"));
     }
 
     Health {
@@ -174,10 +177,10 @@ pub fn check(state: &ServerState) -> Health {
         }),
         outbox_events: state.store.outbox_len(),
         oldest_undelivered_age_seconds: oldest.map(|a| a.num_seconds()),
-        discord_token: if state.discord {
-            token.as_str()
-        } else {
-            "not_configured"
+        discord_token: match (state.discord, token_refused.is_empty()) {
+            (false, _) => "not_configured",
+            (true, true) => "not_refused",
+            (true, false) => "rejected",
         },
         store_writable,
     }

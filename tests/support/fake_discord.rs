@@ -82,6 +82,9 @@ pub enum Scripted {
     /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
     /// normally) or the fake is dropped (then it gets a 503).
     Hang,
+    /// Creates the message as usual, then cuts the connection before the answer: the
+    /// client cannot tell whether Discord took it.
+    AcceptThenDrop,
 }
 
 /// One HTTP request the REST fake received.
@@ -147,6 +150,8 @@ struct Inner {
     messages: Vec<(u64, Value)>,
     scripts: HashMap<u64, VecDeque<Scripted>>,
     forbidden: HashSet<u64>,
+    /// Discord's `enforce_nonce` de-duplication is off (see [`FakeDiscord::set_nonce_dedup`]).
+    nonce_dedup_off: bool,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<u64>, Vec<Value>>,
     interactions: Vec<InteractionRecord>,
@@ -273,6 +278,12 @@ impl FakeDiscord {
         self.shared.update(|inner| {
             inner.scripts.entry(channel_id).or_default().extend(replies);
         });
+    }
+
+    /// Turns Discord's `enforce_nonce` de-duplication on (the default) or off, so a test can
+    /// show that exactly-once rests on the store alone.
+    pub fn set_nonce_dedup(&self, on: bool) {
+        self.shared.update(|inner| inner.nonce_dedup_off = !on);
     }
 
     /// While `forbidden`, every message POST to `channel_id` gets 403 Missing Access.
@@ -752,7 +763,9 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
-        Scripted::Hang => unreachable!("Hang is handled by the caller"),
+        Scripted::Hang | Scripted::AcceptThenDrop => {
+            unreachable!("{reply:?} is handled by the caller")
+        }
     }
 }
 
@@ -877,7 +890,7 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
             .and_then(VecDeque::pop_front);
         (scripted, inner.forbidden.contains(&channel_id))
     };
-    match scripted {
+    match &scripted {
         Some(Scripted::Hang) => {
             let release = shared
                 .release
@@ -891,7 +904,8 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
                 }
             }
         }
-        Some(reply) => return scripted_response(&reply),
+        Some(Scripted::AcceptThenDrop) => {}
+        Some(reply) => return scripted_response(reply),
         None => {}
     }
     if forbidden {
@@ -904,7 +918,7 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
     let nonce = body.get("nonce").filter(|n| !n.is_null()).cloned();
     let enforce_nonce = body.get("enforce_nonce") == Some(&Value::Bool(true));
     let message = shared.update(|inner| {
-        if let (true, Some(nonce)) = (enforce_nonce, &nonce) {
+        if let (true, false, Some(nonce)) = (enforce_nonce, inner.nonce_dedup_off, &nonce) {
             let earlier = inner
                 .messages
                 .iter()
@@ -921,6 +935,11 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
         inner.messages.push((channel_id, message.clone()));
         message
     });
+    if scripted == Some(Scripted::AcceptThenDrop) {
+        // Ends the connection's task without an answer (and without a panic message):
+        // hyper drops the socket.
+        std::panic::resume_unwind(Box::new("connection dropped after accept"));
+    }
     json_response(200, message)
 }
 
