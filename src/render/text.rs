@@ -29,12 +29,18 @@ const ZERO_WIDTH_SPACE: char = '\u{200B}';
 const CODE_SPAN_MAX_CHARS: usize = 200;
 
 /// Makes `text` from the backup server show literally in Discord markdown: specials get a
-/// backslash, `@` is followed by a zero-width space, and control characters (newlines
-/// included, which could forge extra lines) become spaces.
+/// backslash, `@` and the `:` of `://` are followed by a zero-width space (no mention, no
+/// bare link), and control characters (newlines included, which could forge extra lines)
+/// become spaces.
 pub fn escape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 4);
-    for c in text.chars() {
-        if MARKDOWN_SPECIALS.contains(&c) {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&'/') && text_follows(&chars, "//") {
+            // `scheme://` would make Discord link the URL; the invisible space breaks it.
+            out.push(':');
+            out.push(ZERO_WIDTH_SPACE);
+        } else if MARKDOWN_SPECIALS.contains(&c) {
             out.push('\\');
             out.push(c);
         } else if c == '@' {
@@ -49,6 +55,11 @@ pub fn escape_markdown(text: &str) -> String {
     out
 }
 
+/// Whether the characters ahead start with `s`.
+fn text_follows(chars: &std::iter::Peekable<std::str::Chars<'_>>, s: &str) -> bool {
+    chars.clone().take(s.chars().count()).eq(s.chars())
+}
+
 /// Undoes [`escape_markdown`] (and the `@` guard of [`code_span`]) for plain-text output.
 pub fn unescape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -59,8 +70,8 @@ pub fn unescape_markdown(text: &str) -> String {
                 out.push(next);
                 chars.next();
             }
-            ('@', Some(&ZERO_WIDTH_SPACE)) => {
-                out.push('@');
+            ('@' | ':', Some(&ZERO_WIDTH_SPACE)) => {
+                out.push(c);
                 chars.next();
             }
             _ => out.push(c),
@@ -176,7 +187,7 @@ mod tests {
         let e = escape_markdown(HOSTILE);
         assert_eq!(
             e,
-            "@\u{200B}everyone \\*\\*x\\*\\* \\<@\u{200B}&1\\> \\[a\\]\\(http://evil\\)"
+            "@\u{200B}everyone \\*\\*x\\*\\* \\<@\u{200B}&1\\> \\[a\\]\\(http:\u{200B}//evil\\)"
         );
         assert!(!e.contains("@everyone"));
         assert!(!e.contains("**"));
