@@ -32,6 +32,7 @@ use crate::commands::restores::RestoresArgs;
 use crate::commands::watch::invoker_label;
 use crate::commands::{self, code, CommandError, CommandResult, Reply, Scope};
 use crate::config::{DiscordSettings, Settings};
+use crate::metrics;
 use crate::mutes::Mutes;
 use crate::render::escape_markdown;
 use crate::store::Store;
@@ -187,6 +188,9 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
             // poise's default lets replies ping users; ours never ping anyone.
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
+            post_command: |ctx| {
+                Box::pin(async move { metrics::command(&ctx.command().qualified_name, true) })
+            },
             ..Default::default()
         })
         .setup(move |ctx, _ready, framework| {
@@ -375,6 +379,9 @@ async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
 }
 
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
+    if let Some(ctx) = error.ctx() {
+        metrics::command(&ctx.command().qualified_name, false);
+    }
     let sent = match error {
         poise::FrameworkError::CommandCheckFailed {
             ctx, error: None, ..
