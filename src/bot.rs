@@ -233,15 +233,12 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
 }
 
 /// Global commands (registered by an earlier version without `guild_id`) would reach every
-/// server the bot is in and DMs: remove them.
+/// server the bot is in and DMs: remove them, with one bulk overwrite by an empty list
+/// (nothing is created, so it costs nothing against Discord's command-creation limit).
 async fn remove_global_commands(ctx: &serenity::Context) {
-    match serenity::Command::get_global_commands(ctx).await {
-        Ok(global) if global.is_empty() => {}
-        Ok(global) => match serenity::Command::set_global_commands(ctx, Vec::new()).await {
-            Ok(_) => tracing::info!(removed = global.len(), "global slash commands removed"),
-            Err(error) => tracing::error!(%error, "removing the global slash commands failed"),
-        },
-        Err(error) => tracing::error!(%error, "listing the global slash commands failed"),
+    match serenity::Command::set_global_commands(ctx, Vec::new()).await {
+        Ok(_) => tracing::debug!("no global slash commands left"),
+        Err(error) => tracing::error!(%error, "removing the global slash commands failed"),
     }
 }
 
