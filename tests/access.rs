@@ -5,7 +5,7 @@
 
 mod support;
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use restorewatch::commands::OUTSIDE_GUILD_REFUSAL;
 use restorewatch::mutes::Mutes;
 use serde_json::{json, Value};
@@ -82,7 +82,7 @@ async fn another_servers_admin_can_neither_watch_nor_mute_nor_autocomplete() {
     // Nothing changed, nothing was asked of the backup server.
     assert!(running.store.dynamic_watches().unwrap().is_empty());
     let mutes = Mutes::open(&running.store).unwrap();
-    assert!(mutes.active(Utc::now()).unwrap().is_empty());
+    assert!(mutes.active(h.clock.now()).unwrap().is_empty());
     assert_eq!(h.sim.requests_served(), 0, "no CBS request");
 
     // The same commands from our own server work, and /status counts the refusals.
@@ -101,7 +101,7 @@ async fn another_servers_admin_can_neither_watch_nor_mute_nor_autocomplete() {
 #[tokio::test]
 async fn restores_from_a_dm_is_refused_and_shows_no_job() {
     let h = Harness::start().await;
-    let today = Utc::now().date_naive().to_string();
+    let today = h.clock.now().date_naive().to_string();
     h.sim
         .add_job(sim_job("obm", "1", &today, 0, "RESTORE_STOP_BY_ERROR"));
     let running = h.start_bot().await;
@@ -152,7 +152,7 @@ async fn a_members_lookup_of_an_unwatched_login_is_refused_without_a_cbs_call() 
         .await;
     assert_eq!(
         answer["embeds"][0]["title"],
-        format!("Restores of newbie on {}", Utc::now().date_naive())
+        format!("Restores of newbie on {}", h.clock.now().date_naive())
     );
     // And for an admin, a login the backup server refuses still reads like "not watched".
     let (_, answer) = h
@@ -177,7 +177,7 @@ async fn a_routed_owners_channel_sees_only_its_owners_users() {
         user_id: "ours".into(),
     });
     // A failure of each user today, recorded by a real poll cycle.
-    let start = Utc::now() - Duration::hours(3);
+    let start = h.clock.now() - Duration::hours(3);
     for login in ["obm", "ours"] {
         let mut job = sim_job(login, "1", "2024-06-20", 0, "RESTORE_STOP_BY_ERROR");
         (job.start, job.end) = (start, Some(start + Duration::minutes(5)));
@@ -260,14 +260,14 @@ async fn a_member_with_only_the_admin_role_can_mute() {
     );
     assert!(content(&callback).starts_with("Muted alerts of `obm`"));
     let mutes = Mutes::open(&running.store).unwrap();
-    assert!(mutes.is_muted("obm", "1", Utc::now()));
+    assert!(mutes.is_muted("obm", "1", h.clock.now()));
 
     // Without the role, the same member is refused.
     let (callback, _) = h
         .invoke(SlashCommand::new("unmute").option("user", "obm"))
         .await;
     assert_eq!(flags(&callback["data"]), EPHEMERAL);
-    assert!(mutes.is_muted("obm", "1", Utc::now()));
+    assert!(mutes.is_muted("obm", "1", h.clock.now()));
 
     running.stop().await;
     h.assert_nothing_unexpected();
@@ -313,7 +313,7 @@ async fn changes_from_chat_are_audited_and_shown_in_watch_list_and_status() {
     let list = callback["data"]["embeds"][0]["description"]
         .as_str()
         .unwrap();
-    let today = Utc::now().date_naive();
+    let today = h.clock.now().date_naive();
     assert!(list.contains("`obm` · config file\n"), "{list}");
     assert!(
         list.contains(&format!(

@@ -5,12 +5,13 @@
 
 mod support;
 
-use chrono::{Duration, SubsecRound, Utc};
+use chrono::Duration;
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::digest::Digest;
 use restorewatch::event::EventKind;
 use restorewatch::mutes::Mutes;
 use restorewatch::store::Policy;
+use restorewatch::store::Store;
 use serde_json::{json, Value};
 use support::bot::*;
 use support::fake_discord::{SlashCommand, GUILD_ID};
@@ -142,7 +143,7 @@ async fn restores_answers_from_the_store_when_the_cbs_is_down_and_says_so() {
     let store = h.open_store();
     let classes = [StatusClass::Failure].into();
     let policy = Policy {
-        now: Utc::now(),
+        now: h.clock.now(),
         alert_classes: &classes,
         stuck_after: Duration::hours(12),
         baseline: true,
@@ -208,7 +209,7 @@ async fn watch_add_persists_across_a_restart_and_reaches_the_poller() {
     assert_eq!(watched, ["newbie", "obm"]);
     // The next cycle polls the new user, as a baseline like any first cycle.
     // (`/watch add` itself asked the CBS once whether the user exists.)
-    let today = Utc::now().date_naive();
+    let today = now().date_naive();
     let asked = h.sim.requests_for("newbie", today);
     let report = h.poller(&store).cycle().await.unwrap();
     assert!(report.ok(), "{:?}", report.summary.errors);
@@ -264,7 +265,7 @@ async fn changes_by_a_member_without_permission_are_refused_and_change_nothing()
         .await;
     assert_eq!(flags(&callback["data"]), EPHEMERAL);
     let mutes = Mutes::open(&running.store).unwrap();
-    assert!(mutes.active(Utc::now()).unwrap().is_empty());
+    assert!(mutes.active(h.clock.now()).unwrap().is_empty());
 
     // The configured admin role is enough without Manage Server.
     let (callback, _) = h
@@ -282,12 +283,15 @@ async fn changes_by_a_member_without_permission_are_refused_and_change_nothing()
     h.assert_nothing_unexpected();
 }
 
+/// README: a muted failure is recorded, not posted, and not kept for later; once the mute
+/// ends, new failures alert again. Driven by poll cycles on the manual clock.
 #[tokio::test]
-async fn mute_holds_alerts_until_it_expires() {
+async fn a_mute_records_without_posting_until_it_ends_and_does_not_hold_alerts() {
     let h = Harness::start().await;
     let running = h.start_bot().await;
+    let poller = h.poller(&running.store);
+    poller.cycle().await.unwrap();
 
-    let before = Utc::now();
     let (callback, _) = h
         .invoke(admin(
             SlashCommand::new("mute")
@@ -300,34 +304,71 @@ async fn mute_holds_alerts_until_it_expires() {
         content.starts_with("Muted alerts of `obm` (every backup set) until"),
         "{content}"
     );
-    let mutes = Mutes::open(&running.store).unwrap();
-    assert!(mutes.is_muted("obm", "1", Utc::now()));
-    assert!(mutes.is_muted("obm", "1", before + Duration::minutes(119)));
 
     // A failure while muted is recorded (the digest lists it) but queues no alert.
-    let poller = h.poller(&running.store);
-    poller.cycle().await.unwrap();
-    let start = (Utc::now() - Duration::minutes(2)).trunc_subsecs(0);
-    let mut failed = sim_job("obm", "7", "2024-06-20", 0, "RESTORE_STOP_BY_ERROR");
-    (failed.start, failed.end) = (start, Some(start + Duration::minutes(1)));
+    let finished_alerts = |store: &Store, skip: usize| -> Vec<String> {
+        let events = store
+            .pending_events(usize::MAX)
+            .unwrap()
+            .into_iter()
+            .skip(skip);
+        events
+            .filter_map(|e| match e.kind {
+                EventKind::JobFinished { job } => Some(job.backup_set_id),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut failed = sim_job("obm", "7", "2024-06-27", 0, "RESTORE_STOP_BY_ERROR");
+    (failed.start, failed.end) = (now(), Some(now() + Duration::minutes(1)));
     h.sim.add_job(failed);
+    h.manual.set(now() + Duration::minutes(5));
     let queued = running.store.outbox_len();
     let report = poller.cycle().await.unwrap();
     assert_eq!((report.summary.alerts, report.summary.muted), (0, 1));
-    let alerts = running
-        .store
-        .pending_events(usize::MAX)
+    assert!(finished_alerts(&running.store, queued).is_empty(), "muted");
+    let digest = Digest::from_store(&running.store, now().date_naive(), chrono_tz::UTC, vec![]);
+    assert!(digest
         .unwrap()
-        .into_iter()
-        .skip(queued)
-        .filter(|e| matches!(e.kind, EventKind::JobFinished { .. }))
-        .count();
-    assert_eq!(alerts, 0, "nothing to post while muted");
-    let day = start.date_naive();
-    let digest = Digest::from_store(&running.store, day, chrono_tz::UTC, vec![]).unwrap();
-    assert!(digest.failures.iter().any(|f| f.login_name == "obm"));
-    assert!(!mutes.is_muted("obm", "1", Utc::now() + Duration::hours(2)));
+        .failures
+        .iter()
+        .any(|f| f.login_name == "obm"));
 
+    // Still muted a minute before the end: a new failure stays quiet.
+    let mut second = sim_job("obm", "8", "2024-06-27", 0, "RESTORE_STOP_BY_ERROR");
+    let t = now() + Duration::minutes(110);
+    (second.start, second.end) = (t, Some(t + Duration::minutes(1)));
+    h.sim.add_job(second);
+    h.manual.set(now() + Duration::minutes(119));
+    let report = poller.cycle().await.unwrap();
+    assert_eq!((report.summary.alerts, report.summary.muted), (0, 1));
+
+    // After the mute: a new failure alerts, and the muted ones are not replayed.
+    let mut third = sim_job("obm", "9", "2024-06-27", 0, "RESTORE_STOP_BY_ERROR");
+    let t = now() + Duration::minutes(121);
+    (third.start, third.end) = (t, Some(t + Duration::minutes(1)));
+    h.sim.add_job(third);
+    h.manual.set(now() + Duration::minutes(125));
+    let report = poller.cycle().await.unwrap();
+    assert_eq!((report.summary.alerts, report.summary.muted), (1, 0));
+    assert_eq!(finished_alerts(&running.store, queued), ["9"]);
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn unmute_ends_a_mute_at_once() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+    let poller = h.poller(&running.store);
+    poller.cycle().await.unwrap();
+    h.invoke(admin(
+        SlashCommand::new("mute")
+            .option("user", "obm")
+            .option("duration", "2h"),
+    ))
+    .await;
     let (callback, _) = h
         .invoke(admin(SlashCommand::new("unmute").option("user", "obm")))
         .await;
@@ -335,7 +376,12 @@ async fn mute_holds_alerts_until_it_expires() {
         callback["data"]["content"],
         "Alerts of `obm` (every backup set) are posted again."
     );
-    assert!(!mutes.is_muted("obm", "1", Utc::now()));
+    let mut failed = sim_job("obm", "7", "2024-06-27", 0, "RESTORE_STOP_BY_ERROR");
+    (failed.start, failed.end) = (now(), Some(now() + Duration::minutes(1)));
+    h.sim.add_job(failed);
+    h.manual.set(now() + Duration::minutes(5));
+    let report = poller.cycle().await.unwrap();
+    assert_eq!((report.summary.alerts, report.summary.muted), (1, 0));
 
     running.stop().await;
     h.assert_nothing_unexpected();
@@ -429,7 +475,7 @@ async fn bad_arguments_get_ephemeral_messages_saying_what_is_expected() {
     assert_eq!(h.sim.requests_served(), 0, "no backup-server call");
     assert!(Mutes::open(&running.store)
         .unwrap()
-        .active(Utc::now())
+        .active(h.clock.now())
         .unwrap()
         .is_empty());
 
@@ -447,7 +493,7 @@ async fn autocomplete_offers_matching_watched_and_recent_users() {
             login: "office".into(),
             owner: String::new(),
             added_by: "test".into(),
-            added_at: Utc::now(),
+            added_at: h.clock.now(),
         })
         .unwrap();
 

@@ -1,13 +1,15 @@
 //! A bot harness for end-to-end command tests: the fake Discord (REST + gateway), the CBS
 //! simulator with users `obm` and `newbie`, a state directory, and settings pointing at
 //! them (`obm` watched in the config, [`ADMIN_ROLE`] as `discord.admin_role`).
-//! [`Harness::start_with`] adds config lines, e.g. `[[route]]`s.
+//! [`Harness::start_with`] adds config lines, e.g. `[[route]]`s. The bot, the pollers and
+//! the simulator read one manual clock (at [`now`] until a test moves it), so "today" never
+//! rolls over mid-test; serenity's own gateway timers run on the real clock.
 
 use super::fake_discord::{FakeDiscord, SlashCommand, GUILD_ID};
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use restorewatch::bot::{self, Bot, BotContext};
 use restorewatch::cbs::CbsClient;
-use restorewatch::clock::{SharedClock, SystemClock};
+use restorewatch::clock::{ManualClock, SharedClock};
 use restorewatch::config::Settings;
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
@@ -28,6 +30,11 @@ pub const MANAGE_GUILD: u64 = 1 << 5;
 /// Discord's flag for an ephemeral message.
 pub const EPHEMERAL: u64 = 64;
 
+/// The harness clock's start: the middle of a day, far from midnight.
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 6, 27, 12, 0, 0).unwrap()
+}
+
 pub fn date(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
@@ -47,6 +54,8 @@ pub struct Harness {
     pub sim: SimHandle,
     pub dir: TempDir,
     pub settings: Settings,
+    /// The clock of the bot, the pollers and the simulator.
+    pub manual: ManualClock,
     pub clock: SharedClock,
     /// Bots started so far: each registers its commands once.
     started: std::cell::Cell<usize>,
@@ -80,7 +89,8 @@ impl Harness {
     /// `extra` (more tables) after it.
     pub async fn start_with(discord_extra: &str, extra: &str) -> Harness {
         let fake = FakeDiscord::start().await;
-        let sim = Simulator::new(SimConfig::default())
+        let manual = ManualClock::new(now());
+        let sim = Simulator::new(SimConfig::with_clock(Arc::new(manual.clone())))
             .start()
             .await
             .expect("simulator starts");
@@ -128,7 +138,8 @@ impl Harness {
             sim,
             dir,
             settings,
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(manual.clone()),
+            manual,
             started: std::cell::Cell::new(0),
         }
     }
@@ -162,7 +173,7 @@ impl Harness {
             settings: self.settings.clone(),
             cbs: self.cbs(),
             clock: self.clock.clone(),
-            started_at: Utc::now(),
+            started_at: self.clock.now(),
         };
         let bot = bot::start(ctx, shutdown.clone()).await.expect("bot starts");
         // Registration follows READY, so once this bot's registration is in, its gateway

@@ -85,6 +85,24 @@ pub enum Scripted {
     /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
     /// normally) or the fake is dropped (then it gets a 503).
     Hang,
+    /// Creates the message as usual, then never answers (until [`FakeDiscord::release_hangs`]
+    /// sends the 200, or the fake is dropped): Discord accepted, the bot never heard. The
+    /// window in which a crash tests exactly-once delivery.
+    AcceptThenHang,
+}
+
+/// How long the fake remembers a message `nonce` sent with `enforce_nonce`: a second post
+/// with the same nonce in the same channel inside that memory returns the first message
+/// instead of creating another. Real Discord remembers for a few minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceMemory {
+    /// Every nonce, for the fake's lifetime.
+    Forever,
+    /// No deduplication at all: every post creates a message.
+    Off,
+    /// Nonces of messages created within this long, on tokio's clock (the default:
+    /// [`NONCE_WINDOW`], as real Discord).
+    Window(std::time::Duration),
 }
 
 /// One HTTP request the REST fake received.
@@ -148,11 +166,12 @@ struct Inner {
     unexpected: Vec<RecordedRequest>,
     /// Messages in creation order, with their channel.
     messages: Vec<(u64, Value)>,
-    /// When each message was created (by id), on tokio's clock: `enforce_nonce` only
-    /// matches messages of the last [`NONCE_WINDOW`].
-    created: HashMap<String, Instant>,
     scripts: HashMap<u64, VecDeque<Scripted>>,
     forbidden: HashSet<u64>,
+    /// `None`: a window of [`NONCE_WINDOW`], as real Discord.
+    nonce_memory: Option<NonceMemory>,
+    /// When each message of `messages` was created (same index).
+    created_at: Vec<Instant>,
     /// Channels where the bot lacks Embed Links: messages are created without embeds.
     strip_embeds: HashSet<u64>,
     /// Every request that needs the bot token gets 401, as after a token reset.
@@ -321,7 +340,14 @@ impl FakeDiscord {
         });
     }
 
-    /// Lets every request held by [`Scripted::Hang`] proceed (handled normally).
+    /// How long `enforce_nonce` deduplicates (see [`NonceMemory`]).
+    pub fn set_nonce_memory(&self, memory: NonceMemory) {
+        self.shared
+            .update(|inner| inner.nonce_memory = Some(memory));
+    }
+
+    /// Lets every request held by [`Scripted::Hang`] or [`Scripted::AcceptThenHang`]
+    /// proceed.
     pub fn release_hangs(&self) {
         let mut release = self
             .shared
@@ -823,7 +849,9 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
-        Scripted::Hang => unreachable!("Hang is handled by the caller"),
+        Scripted::Hang | Scripted::AcceptThenHang => {
+            unreachable!("hangs are handled by the caller")
+        }
     }
 }
 
@@ -951,22 +979,15 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
             .and_then(VecDeque::pop_front);
         (scripted, inner.forbidden.contains(&channel_id))
     };
+    let hang_after = scripted == Some(Scripted::AcceptThenHang);
     match scripted {
         Some(Scripted::Hang) => {
-            let release = shared
-                .release
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            tokio::select! {
-                _ = release.cancelled() => {}
-                _ = shared.shutdown.cancelled() => {
-                    return json_response(503, error_body(503));
-                }
+            if let Err(gone) = hang(shared).await {
+                return gone;
             }
         }
+        Some(Scripted::AcceptThenHang) | None => {}
         Some(reply) => return scripted_response(&reply),
-        None => {}
     }
     if forbidden {
         return json_response(403, error_body(403));
@@ -978,19 +999,24 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
     let nonce = body.get("nonce").filter(|n| !n.is_null()).cloned();
     let enforce_nonce = body.get("enforce_nonce") == Some(&Value::Bool(true));
     let message = shared.update(|inner| {
+        let now = Instant::now();
+        let remembered = |at: &Instant| match inner
+            .nonce_memory
+            .unwrap_or(NonceMemory::Window(NONCE_WINDOW))
+        {
+            NonceMemory::Forever => true,
+            NonceMemory::Off => false,
+            NonceMemory::Window(window) => now.duration_since(*at) < window,
+        };
         if let (true, Some(nonce)) = (enforce_nonce, &nonce) {
-            let recent = |m: &Value| {
-                let id = m["id"].as_str().unwrap_or_default();
-                inner
-                    .created
-                    .get(id)
-                    .is_some_and(|at| at.elapsed() < NONCE_WINDOW)
-            };
             let earlier = inner
                 .messages
                 .iter()
-                .find(|(c, m)| *c == channel_id && m.get("nonce") == Some(nonce) && recent(m));
-            if let Some((_, earlier)) = earlier {
+                .zip(&inner.created_at)
+                .find(|((c, m), at)| {
+                    *c == channel_id && m.get("nonce") == Some(nonce) && remembered(at)
+                });
+            if let Some(((_, earlier), _)) = earlier {
                 return earlier.clone();
             }
         }
@@ -999,14 +1025,32 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
         if inner.strip_embeds.contains(&channel_id) {
             message["embeds"] = json!([]);
         }
-        inner.created.insert(id.to_string(), Instant::now());
         if let Some(nonce) = nonce {
             message["nonce"] = nonce;
         }
         inner.messages.push((channel_id, message.clone()));
+        inner.created_at.push(now);
         message
     });
+    if hang_after {
+        if let Err(gone) = hang(shared).await {
+            return gone;
+        }
+    }
     json_response(200, message)
+}
+
+/// Waits for [`FakeDiscord::release_hangs`]; `Err` with a 503 when the fake stops first.
+async fn hang(shared: &Shared) -> Result<(), Response> {
+    let release = shared
+        .release
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    tokio::select! {
+        _ = release.cancelled() => Ok(()),
+        _ = shared.shutdown.cancelled() => Err(json_response(503, error_body(503))),
+    }
 }
 
 /// A message object as Discord returns it, built from a create-message style body.
