@@ -20,11 +20,11 @@
 //! 3. **The scope.** Lookups show what the team watches ([`commands::Scope`]); in a
 //!    `[[route]]` channel (or a thread in one) a member sees only that owner's users.
 //!
-//! Each command (`slash.rs`) parses its arguments through the plain functions, defers when it
-//! has slow work to do (Discord wants an answer within 3 s), and sends the [`Reply`] it
-//! gets back.
-//! Every reply goes out with mentions locked down (`CreateAllowedMentions::new()`), errors
-//! and refusals ephemerally. Changes are written to the audit trail ([`AuditLog`]).
+//! Each command (`slash.rs`) parses its arguments through the plain functions, defers when
+//! it has slow work to do (Discord wants an answer within 3 s), and sends the [`Reply`] it
+//! gets back. Every reply goes out with mentions locked down
+//! (`CreateAllowedMentions::new()`), errors and refusals ephemerally. Changes are written
+//! to the audit trail ([`AuditLog`]).
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::cbs::CbsClient;
@@ -41,6 +41,7 @@ use poise::serenity_prelude as serenity;
 use secrecy::ExposeSecret;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +67,7 @@ struct Data {
     mutes: Mutes,
     audit: AuditLog,
     /// Interactions refused since start for coming from outside `guilds`.
-    refused: AtomicU64,
+    refused: Arc<AtomicU64>,
 }
 
 type Error = anyhow::Error;
@@ -121,9 +122,16 @@ impl Data {
 /// A running bot.
 pub struct Bot {
     running: JoinHandle<anyhow::Result<()>>,
+    refused: Arc<AtomicU64>,
 }
 
 impl Bot {
+    /// Interactions refused since start for coming from another server or a DM (what
+    /// `/status` shows; for metrics too).
+    pub fn refused_interactions(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Waits until the client has stopped (after the shutdown token, or on a fatal error).
     pub async fn stopped(self) -> anyhow::Result<()> {
         self.running
@@ -158,13 +166,14 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
     let mutes = Mutes::open(&ctx.store).context("opening the mutes")?;
     let audit = AuditLog::open(&ctx.store).context("opening the audit trail")?;
     let http = http(&discord);
+    let refused = Arc::new(AtomicU64::new(0));
     let data = Data {
         app: ctx,
         discord,
         guilds: guilds.clone(),
         mutes,
         audit,
-        refused: AtomicU64::new(0),
+        refused: Arc::clone(&refused),
     };
     let mut commands = vec![
         slash::restores(),
@@ -230,7 +239,7 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
             }
         }
     });
-    Ok(Bot { running })
+    Ok(Bot { running, refused })
 }
 
 /// Global commands (registered by an earlier version without `guild_id`) would reach every
