@@ -11,10 +11,12 @@
 use crate::bot::{self, BotContext};
 use crate::cbs::{CbsClient, CbsClientConfig};
 use crate::clock::SharedClock;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::digest;
 use crate::discord::DiscordSink;
 use crate::event::Event;
+use crate::heartbeat::Heartbeat;
+use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
 use crate::render::RenderOptions;
 use crate::sink::{drain, ConsoleSink, DrainReport, Sink, SinkError};
@@ -71,7 +73,12 @@ pub struct App {
     pub poller: Poller,
     pub store: Store,
     pub clock: SharedClock,
+    /// `[heartbeat] url`, called after every cycle of the run loop.
+    pub heartbeat: Option<Heartbeat>,
 }
+
+/// The most skipped poll ticks counted after one cycle.
+const MAX_SKIPPED_TICKS: u64 = 10_000;
 
 impl App {
     /// Opens the store (waiting a moment for a previous instance that is still stopping)
@@ -87,15 +94,15 @@ impl App {
     }
 
     fn build_waiting(settings: Settings, clock: SharedClock, wait_ms: u64) -> anyhow::Result<App> {
+        writable_state_dir(&settings.state.path)?;
         let dir = &settings.state.path;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the state directory {}", dir.display()))?;
         let store = match Store::open_waiting(dir, wait_ms) {
             Ok(store) => store,
             // One line, without sled's error chain (it repeats the lock message).
             Err(e) if crate::store::is_locked(&e) => anyhow::bail!(
-                "the state store {} is in use by a running restorewatch; stop it first, or \
-                 ask it in Discord (/digest, /status)",
+                "the state store {} is in use by a running restorewatch (two instances on one \
+                 store would post everything twice); stop it first, or ask it in Discord \
+                 (/digest, /status)",
                 dir.display()
             ),
             Err(e) => {
@@ -115,11 +122,18 @@ impl App {
             },
             clock.clone(),
         );
+        let heartbeat = settings
+            .heartbeat
+            .url
+            .clone()
+            .map(Heartbeat::new)
+            .transpose()?;
         Ok(App {
             settings,
             poller,
             store,
             clock,
+            heartbeat,
         })
     }
 
@@ -128,7 +142,9 @@ impl App {
         &self,
         sink: &S,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
+        let started = std::time::Instant::now();
         let report = self.poller.cycle().await.context("poll cycle");
+        crate::metrics::cycle_finished(cycle_result(&report), started.elapsed(), self.clock.now());
         // What the cycle recorded must be on disk before anything is delivered: a crash
         // after delivery must not forget the job and alert about it again.
         self.store.flush().context("flushing the state store")?;
@@ -186,7 +202,7 @@ impl App {
                 else {
                     break;
                 };
-                match done {
+                match &done {
                     Ok((report, drained)) => tracing::info!(
                         users = report.summary.users_polled,
                         requests = report.summary.requests,
@@ -198,6 +214,10 @@ impl App {
                     ),
                     Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
                 }
+                if let Some(heartbeat) = &self.heartbeat {
+                    heartbeat.spawn_after(done.as_ref().map(|(report, _)| report));
+                }
+                self.skip_missed_ticks(next);
             }
             if next_digest.is_some_and(|t| t <= next) {
                 let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
@@ -217,6 +237,45 @@ impl App {
         }
         self.store.flush().context("flushing the state store")?;
         Ok(())
+    }
+}
+
+impl App {
+    /// Ticks never stack: the loop waits for the next tick after the cycle ended, so poll
+    /// ticks that passed while it ran are skipped; this logs and counts them.
+    fn skip_missed_ticks(&self, fired: DateTime<Utc>) {
+        let now = self.clock.now();
+        let skipped = self
+            .settings
+            .poll
+            .schedule
+            .fires_between(fired, now, MAX_SKIPPED_TICKS);
+        if skipped > 0 {
+            tracing::warn!(skipped, "poll ticks skipped: the cycle was still running");
+            crate::metrics::ticks_skipped(skipped);
+        }
+    }
+}
+
+/// Creates the state directory and checks that a file can be written in it, so a read-only
+/// or foreign-owned directory stops the start with a config error naming `state.path`
+/// (exit 2) before the store is touched.
+fn writable_state_dir(dir: &std::path::Path) -> Result<(), ConfigError> {
+    let fail = |what: &str, e: std::io::Error| ConfigError::Key {
+        key: "state.path".into(),
+        message: format!("{what} {}: {e}", dir.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the state directory", e))?;
+    tempfile::tempfile_in(dir).map_err(|e| fail("cannot write in the state directory", e))?;
+    Ok(())
+}
+
+/// How a cycle ended, for the metrics.
+fn cycle_result<E>(report: &Result<CycleReport, E>) -> CycleResult {
+    match report {
+        Ok(r) if r.ok() => CycleResult::Success,
+        Ok(_) => CycleResult::Partial,
+        Err(_) => CycleResult::Error,
     }
 }
 
@@ -286,6 +345,8 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
     let clock = app.clock.clone();
     let started_at = clock.now();
     let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
+    let server =
+        crate::server::start(&app.settings, &app.store, clock.clone(), shutdown.clone()).await?;
     let bot = match app.settings.discord {
         Some(_) => Some(
             bot::start(
@@ -327,6 +388,14 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
                 limit = %humantime::format_duration(GATEWAY_CLOSE_LIMIT),
                 "stopping: cut short the Discord gateway close, which did not finish in time"
             ),
+        }
+    }
+    if let Some(server) = server {
+        // A client holding a connection open must not hold up the stop either.
+        let began = Instant::now();
+        match tokio::time::timeout_at(began + IN_FLIGHT_GRACE, server).await {
+            Ok(served) => served.context("the health listener")??,
+            Err(_) => tracing::warn!("stopping: cut short the health listener's open connections"),
         }
     }
     polled
