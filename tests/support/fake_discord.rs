@@ -79,6 +79,8 @@ pub enum Scripted {
     /// Any other status with the error body Discord sends for it (403 Missing Access,
     /// 404 Unknown Channel, 401 Unauthorized, ...).
     Status(u16),
+    /// This status with exactly this JSON body (say, an error that quotes the request).
+    Body(u16, Value),
     /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
     /// normally) or the fake is dropped (then it gets a 503).
     Hang,
@@ -780,6 +782,7 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
+        Scripted::Body(status, body) => json_response(*status, body.clone()),
         Scripted::Hang | Scripted::AcceptThenHang => {
             unreachable!("hangs are handled by the caller")
         }
