@@ -107,11 +107,31 @@ pub struct DiscordSettings {
     /// Send REST (and the gateway lookup) here instead of discord.com; disables serenity's
     /// rate limiter.
     pub api_base: Option<reqwest::Url>,
-    pub guild_id: Option<GuildId>,
+    /// `discord.guild_id` and `discord.guild_ids` together: the servers the bot serves.
+    /// Empty is allowed by the loader (`once` never connects to the gateway); `run` asks
+    /// [`DiscordSettings::require_guilds`].
+    pub guilds: Vec<GuildId>,
     pub admin_role: Option<RoleId>,
     pub public_lookups: bool,
     /// `[[route]]`: events of these owners go to their own channel.
     pub routes: Vec<Route>,
+}
+
+impl DiscordSettings {
+    /// The servers the bot answers in. Connecting to the gateway needs at least one: without
+    /// it the commands would be global and any server the bot is added to could use them.
+    pub fn require_guilds(&self) -> Result<&[GuildId], ConfigError> {
+        if self.guilds.is_empty() {
+            return Err(ConfigError::Key {
+                key: "discord.guild_id".into(),
+                message: "is required to answer slash commands: the id of your Discord \
+                          server (right-click the server icon → Copy Server ID), so that \
+                          only it can use the bot"
+                    .into(),
+            });
+        }
+        Ok(&self.guilds)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,6 +277,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("discord", "mention_role", EnvKind::Text),
     ("discord", "api_base", EnvKind::Text),
     ("discord", "guild_id", EnvKind::Text),
+    ("discord", "guild_ids", EnvKind::List),
     ("discord", "admin_role", EnvKind::Text),
     ("discord", "public_lookups", EnvKind::Flag),
     ("digest", "schedule", EnvKind::Text),
@@ -392,6 +413,7 @@ struct RawDiscord {
     mention_role: Option<toml::Value>,
     api_base: Option<String>,
     guild_id: Option<toml::Value>,
+    guild_ids: Option<Vec<toml::Value>>,
     admin_role: Option<toml::Value>,
     public_lookups: Option<bool>,
 }
@@ -656,6 +678,16 @@ impl Checker {
                 channel: ChannelId::new(channel),
             });
         }
+        let mut guilds: Vec<GuildId> = Vec::new();
+        let listed = raw.guild_ids.unwrap_or_default().into_iter().enumerate();
+        let listed = listed.map(|(i, v)| self.id(&format!("discord.guild_ids[{i}]"), v));
+        let single = optional_id("discord.guild_id", raw.guild_id)?;
+        for id in single.into_iter().map(Ok).chain(listed) {
+            let guild = GuildId::new(id?);
+            if !guilds.contains(&guild) {
+                guilds.push(guild);
+            }
+        }
         Ok(DiscordSettings {
             token: self.secret("discord.token", raw.token, raw.token_file, env)?,
             alert_channel,
@@ -666,7 +698,7 @@ impl Checker {
                 Some(text) => Some(self.url("discord.api_base", text)?),
                 None => None,
             },
-            guild_id: optional_id("discord.guild_id", raw.guild_id)?.map(GuildId::new),
+            guilds,
             admin_role: optional_id("discord.admin_role", raw.admin_role)?.map(RoleId::new),
             public_lookups: raw.public_lookups.unwrap_or(false),
             routes: checked_routes,
@@ -994,6 +1026,29 @@ mod tests {
             config_path(None, &with_env(&[])),
             Path::new(DEFAULT_CONFIG_PATH)
         );
+    }
+
+    #[test]
+    fn guild_id_and_guild_ids_merge_and_run_requires_one() {
+        let discord = |extra: &str| {
+            let toml = format!("{MINIMAL}[discord]\nalert_channel = 1\n{extra}");
+            let vars = [(CBS_SYS_PWD_ENV, "pw"), (DISCORD_TOKEN_ENV, "t")];
+            let loaded = Settings::from_toml_str(&toml, &with_env(&vars));
+            loaded.map(|s| s.discord.unwrap())
+        };
+        let none = discord("").unwrap();
+        assert!(none.guilds.is_empty(), "`once` needs no guild");
+        let e = none.require_guilds().unwrap_err();
+        assert_eq!(e.key(), Some("discord.guild_id"));
+        assert!(e.to_string().contains("is required"), "{e}");
+
+        let both = discord("guild_id = \"2\"\nguild_ids = [\"1\", 2]").unwrap();
+        let ids: Vec<u64> = both.guilds.iter().map(|g| g.get()).collect();
+        assert_eq!(ids, [2, 1]);
+        assert_eq!(both.require_guilds().unwrap().len(), 2);
+
+        let bad = discord("guild_ids = [\"1\", \"x\"]").unwrap_err();
+        assert_eq!(bad.key(), Some("discord.guild_ids[1]"));
     }
 
     #[test]

@@ -1,237 +1,24 @@
 //! The slash commands end to end: the real serenity client and poise framework talk to the
 //! fake Discord (REST + gateway) on loopback, the commands ask the CBS simulator, and the
-//! store is sled in a temporary directory. The bot, the poller and the simulator read one
-//! manual clock ([`NOW`] unless a test moves it), so "today" never rolls over mid-test;
-//! serenity's own gateway timers run on the real clock (see tests/fake_discord.rs), and the
-//! tests wait on the fake's notifications, never on sleeps.
+//! store is sled in a temporary directory. Gateway tests run on the real clock (see
+//! tests/fake_discord.rs) and wait on the fake's notifications, never on sleeps.
 
 mod support;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use restorewatch::bot::{self, Bot, BotContext};
+use chrono::Duration;
 use restorewatch::cbs::model::StatusClass;
-use restorewatch::cbs::CbsClient;
-use restorewatch::clock::{ManualClock, SharedClock};
-use restorewatch::config::Settings;
 use restorewatch::digest::Digest;
 use restorewatch::event::EventKind;
 use restorewatch::mutes::Mutes;
-use restorewatch::poller::{Poller, PollerConfig};
-use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
-use restorewatch::store::{Policy, Store};
+use restorewatch::store::Policy;
+use restorewatch::store::Store;
 use serde_json::{json, Value};
-use std::sync::Arc;
-use support::fake_discord::{FakeDiscord, SlashCommand, GUILD_ID};
-use tempfile::TempDir;
+use support::bot::*;
+use support::fake_discord::{SlashCommand, GUILD_ID};
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
-
-/// Upper bound on any wait; the real waits are milliseconds.
-const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-const SERVER: &str = "cbs-test";
-/// The configured `discord.admin_role`.
-const ADMIN_ROLE: u64 = 5_000_000_000_000_000_001;
-/// Discord's MANAGE_GUILD bit, as registration and member permissions carry it.
-const MANAGE_GUILD: u64 = 1 << 5;
-/// Discord's flag for an ephemeral message.
-const EPHEMERAL: u64 = 64;
-
-/// The harness clock's start: the middle of a day, far from midnight.
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 6, 27, 12, 0, 0).unwrap()
-}
-
-fn date(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}
-
-/// A finished job of `login` on `day` at `hour`:00 UTC, one hour long.
-fn sim_job(login: &str, set: &str, day: &str, hour: u32, status: &str) -> SimJob {
-    let start = date(day).and_hms_opt(hour, 0, 0).unwrap().and_utc();
-    SimJob {
-        size_bytes: 4096,
-        ..SimJob::new(login, set, start, Some(start + Duration::hours(1)), status)
-    }
-}
-
-/// The fake Discord, the simulator, a state directory and the settings pointing at them.
-struct Harness {
-    fake: FakeDiscord,
-    sim: SimHandle,
-    dir: TempDir,
-    settings: Settings,
-    /// The clock of the bot, the pollers and the simulator.
-    manual: ManualClock,
-    clock: SharedClock,
-    /// Bots started so far: each registers its commands once.
-    started: std::cell::Cell<usize>,
-}
-
-/// A bot started by [`Harness::start_bot`], with the store it shares.
-struct Running {
-    bot: Bot,
-    shutdown: CancellationToken,
-    store: Store,
-}
-
-impl Running {
-    /// Cancels the token and waits for the client to end cleanly.
-    async fn stop(self) -> Store {
-        self.shutdown.cancel();
-        let stopped = timeout(WAIT, self.bot.stopped()).await;
-        stopped
-            .expect("bot stops in time")
-            .expect("bot stops cleanly");
-        self.store
-    }
-}
-
-impl Harness {
-    async fn start() -> Harness {
-        let fake = FakeDiscord::start().await;
-        let manual = ManualClock::new(now());
-        let sim = Simulator::new(SimConfig::with_clock(Arc::new(manual.clone())))
-            .start()
-            .await
-            .expect("simulator starts");
-        for login in ["obm", "newbie"] {
-            sim.add_user(SimUser {
-                login: login.into(),
-                owner: String::new(),
-                user_id: login.into(),
-            });
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let toml = format!(
-            r#"
-            [cbs]
-            url = "{url}"
-            server_name = "{SERVER}"
-            sys_user = "{user}"
-            sys_pwd = "{pwd}"
-            request_timeout = "5s"
-
-            [[watch]]
-            login = "obm"
-
-            [state]
-            path = "{state}"
-
-            [discord]
-            token = "fake-token"
-            alert_channel = "1"
-            api_base = "{api}"
-            guild_id = "{GUILD_ID}"
-            admin_role = "{ADMIN_ROLE}"
-            "#,
-            url = sim.url(),
-            user = sim.sys_user(),
-            pwd = sim.sys_pwd(),
-            state = dir.path().display(),
-            api = fake.api_base(),
-        );
-        let settings = Settings::from_toml_str(&toml, &|_| None).expect("test config");
-        Harness {
-            fake,
-            sim,
-            dir,
-            settings,
-            clock: Arc::new(manual.clone()),
-            manual,
-            started: std::cell::Cell::new(0),
-        }
-    }
-
-    fn cbs(&self) -> CbsClient {
-        restorewatch::app::cbs_client(&self.settings).unwrap()
-    }
-
-    fn open_store(&self) -> Store {
-        Store::open(self.dir.path()).unwrap()
-    }
-
-    fn poller(&self, store: &Store) -> Poller {
-        let config = PollerConfig {
-            poll: self.settings.poll.clone(),
-            watch: self.settings.watch.clone(),
-            max_concurrency: 4,
-            retention_days: 35,
-        };
-        Poller::new(self.cbs(), store.clone(), config, self.clock.clone())
-    }
-
-    async fn start_bot(&self) -> Running {
-        self.start_bot_with(self.open_store()).await
-    }
-
-    async fn start_bot_with(&self, store: Store) -> Running {
-        let shutdown = CancellationToken::new();
-        let ctx = BotContext {
-            store: store.clone(),
-            settings: self.settings.clone(),
-            cbs: self.cbs(),
-            clock: self.clock.clone(),
-            started_at: self.clock.now(),
-        };
-        let bot = bot::start(ctx, shutdown.clone()).await.expect("bot starts");
-        // Registration follows READY, so once this bot's registration is in, its gateway
-        // session is the one interactions go to (after a restart too).
-        self.started.set(self.started.get() + 1);
-        let registrations = self.fake.wait_for_requests(self.started.get(), |r| {
-            r.method == "PUT" && r.path.ends_with(&format!("/guilds/{GUILD_ID}/commands"))
-        });
-        timeout(WAIT, registrations)
-            .await
-            .expect("commands registered");
-        Running {
-            bot,
-            shutdown,
-            store,
-        }
-    }
-
-    /// Injects `command` and waits for its callback.
-    async fn invoke(&self, command: SlashCommand) -> (Value, String) {
-        let interaction = self.fake.inject_interaction(command.build());
-        let callback = timeout(WAIT, self.fake.wait_for_callback(interaction.id))
-            .await
-            .expect("the bot answered");
-        (callback, interaction.token)
-    }
-
-    /// Injects a deferred command and waits for the follow-up that carries the answer.
-    async fn invoke_deferred(&self, command: SlashCommand) -> (Value, Value) {
-        let (callback, token) = self.invoke(command).await;
-        assert_eq!(callback["type"], 5, "deferred first: {callback}");
-        let followups = timeout(WAIT, self.fake.wait_for_followups(&token, 1))
-            .await
-            .expect("the answer follows");
-        (callback, followups[0].clone())
-    }
-
-    fn assert_nothing_unexpected(&self) {
-        assert!(
-            self.fake.unexpected().is_empty(),
-            "{:?}",
-            self.fake.unexpected()
-        );
-    }
-}
-
-fn admin(command: SlashCommand) -> SlashCommand {
-    command.permissions(MANAGE_GUILD | (1 << 10) | (1 << 11))
-}
-
-fn flags(message: &Value) -> u64 {
-    message["flags"].as_u64().unwrap_or(0)
-}
-
-fn is_locked_down(allowed_mentions: &Value) -> bool {
-    allowed_mentions == &json!({"parse": [], "users": [], "roles": []})
-}
 
 #[tokio::test]
-async fn commands_are_registered_in_the_guild_with_options_and_default_permissions() {
+async fn commands_are_registered_in_the_guild_only_with_their_options() {
     let h = Harness::start().await;
     let running = h.start_bot().await;
 
@@ -262,13 +49,13 @@ async fn commands_are_registered_in_the_guild_with_options_and_default_permissio
     let failures = by_name("failures");
     assert_eq!(failures["options"][0]["min_value"].as_f64(), Some(1.0));
     assert_eq!(failures["options"][0]["max_value"].as_f64(), Some(30.0));
-    for changing in ["watch", "mute", "unmute"] {
-        let c = by_name(changing);
-        assert_eq!(
-            c["default_member_permissions"],
-            MANAGE_GUILD.to_string(),
-            "/{changing}"
-        );
+    for command in &commands {
+        // No default permissions: Discord would refuse a member holding only the admin
+        // role before the bot sees the command. The bot checks at call time.
+        assert!(command["default_member_permissions"].is_null(), "{command}");
+        // Guild-only: usable in a server, installed to a server; no DMs, no user installs.
+        assert_eq!(command["contexts"], json!([0]), "{command}");
+        assert_eq!(command["integration_types"], json!([0]), "{command}");
     }
     let watch = by_name("watch");
     let subcommands: Vec<&str> = watch["options"]
@@ -674,15 +461,18 @@ async fn bad_arguments_get_ephemeral_messages_saying_what_is_expected() {
         let content = callback["data"]["content"].as_str().unwrap();
         assert!(content.starts_with(expected), "{content}");
     }
-    // An unknown user is the CBS's to judge for a live lookup: answered after the deferral.
-    let (_, answer) = h
-        .invoke_deferred(SlashCommand::new("restores").option("user", "ghost"))
+    // A login nobody watches is refused at once, the way `/failures` refuses it, and the
+    // backup server is never asked.
+    let (callback, _) = h
+        .invoke(SlashCommand::new("restores").option("user", "ghost"))
         .await;
-    let content = answer["content"].as_str().unwrap();
-    assert!(
-        content.starts_with("user: the backup server refused `ghost`"),
-        "{content}"
+    assert_eq!(callback["type"], 4, "refused before deferring: {callback}");
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    assert_eq!(
+        callback["data"]["content"],
+        "user: `ghost` is neither watched nor seen lately; expected a user from the list."
     );
+    assert_eq!(h.sim.requests_served(), 0, "no backup-server call");
     assert!(Mutes::open(&running.store)
         .unwrap()
         .active(h.clock.now())

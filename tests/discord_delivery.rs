@@ -34,7 +34,7 @@ fn settings(fake: &FakeDiscord, role: Option<u64>) -> DiscordSettings {
         digest_channel: ChannelId::new(DIGEST),
         mention_role: role.map(RoleId::new),
         api_base: Some(fake.api_base().parse().unwrap()),
-        guild_id: None,
+        guilds: Vec::new(),
         admin_role: None,
         public_lookups: false,
         routes: vec![Route {
