@@ -4,20 +4,28 @@
 
 mod support;
 
-use chrono::{Duration, SubsecRound, Utc};
-use restorewatch::clock::{SharedClock, SystemClock};
+use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
+use restorewatch::clock::SharedClock;
 use restorewatch::config::Settings;
 use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
 use std::sync::Arc;
 use support::fake_discord::{FakeDiscord, GUILD_ID};
+use support::world::TokioClock;
 use tokio_util::sync::CancellationToken;
 
-/// Bound on every wait for the fake; the test fails rather than hangs.
-const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Bound on every wait for the fake; the test fails rather than hangs. On the paused clock
+/// it is virtual time, so it must outlast the schedule's ticks.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 const ALERTS: u64 = 4_000_000_000_000_000_001;
 
-async fn simulator() -> SimHandle {
-    let sim = Simulator::new(SimConfig::default()).start().await.unwrap();
+async fn simulator_on(clock: SharedClock) -> SimHandle {
+    let sim = Simulator::new(SimConfig {
+        clock,
+        ..SimConfig::default()
+    })
+    .start()
+    .await
+    .unwrap();
     sim.add_user(SimUser {
         login: "obm".into(),
         owner: String::new(),
@@ -26,9 +34,13 @@ async fn simulator() -> SimHandle {
     sim
 }
 
-/// A failed restore that starts `secs_from_now` seconds from now and lasts one second.
-fn failure_in(secs_from_now: i64) -> SimJob {
-    let start = (Utc::now() + Duration::seconds(secs_from_now)).trunc_subsecs(0);
+async fn simulator() -> SimHandle {
+    simulator_on(Arc::new(restorewatch::clock::SystemClock)).await
+}
+
+/// A failed restore that starts `secs_from_now` seconds after `now` and lasts one second.
+fn failure_at(now: DateTime<Utc>, secs_from_now: i64) -> SimJob {
+    let start = (now + Duration::seconds(secs_from_now)).trunc_subsecs(0);
     SimJob {
         backup_set_name: "Accounts".into(),
         ..SimJob::new(
@@ -78,21 +90,24 @@ async fn wait_for_text(fake: &FakeDiscord, needle: &str) -> Vec<serde_json::Valu
     }
 }
 
-#[tokio::test]
+/// On tokio's paused clock with a wall clock that follows it ([`TokioClock`]): the program
+/// sleeps until each five-minute tick, and virtual time jumps there at once.
+#[tokio::test(start_paused = true)]
 async fn run_registers_commands_polls_posts_and_stops_cleanly() {
+    let clock = TokioClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 2, 30).unwrap());
+    let clock: SharedClock = Arc::new(clock);
     let fake = FakeDiscord::start().await;
-    let sim = simulator().await;
+    let sim = simulator_on(clock.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let toml = config(&sim, &fake, dir.path(), "* * * * * *");
+    let toml = config(&sim, &fake, dir.path(), "*/5 * * * *");
     let env = |name: &str| match name {
         "RESTOREWATCH_CBS_SYS_PWD" => Some(sim.sys_pwd().to_owned()),
         "RESTOREWATCH_DISCORD_TOKEN" => Some("fake-token".to_owned()),
         _ => None,
     };
     let settings = Settings::from_toml_str(&toml, &env).unwrap();
-    let clock: SharedClock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(restorewatch::app::run(settings, clock, shutdown.clone()));
+    let running = tokio::spawn(restorewatch::app::run(settings, clock.clone(), shutdown.clone()));
 
     let commands = tokio::time::timeout(WAIT, fake.wait_for_commands(Some(GUILD_ID)))
         .await
@@ -107,7 +122,8 @@ async fn run_registers_commands_polls_posts_and_stops_cleanly() {
     tokio::time::timeout(WAIT, wait_for_text(&fake, "Now watching obm"))
         .await
         .expect("the first cycle's baseline is posted");
-    sim.add_job(failure_in(1));
+    let first_cycle = clock.now();
+    sim.add_job(failure_at(first_cycle, 60));
     let messages = tokio::time::timeout(WAIT, wait_for_text(&fake, "Restore failed"))
         .await
         .expect("the failure is posted");
@@ -117,6 +133,8 @@ async fn run_registers_commands_polls_posts_and_stops_cleanly() {
         .collect();
     assert_eq!(failures.len(), 1);
     assert!(failures[0].to_string().contains("Accounts"));
+    // The failure ended at 09:06; the 09:10 tick found it, not an earlier one.
+    assert_eq!(clock.now().format("%H:%M").to_string(), "09:10");
 
     shutdown.cancel();
     tokio::time::timeout(WAIT, running)
@@ -136,7 +154,7 @@ async fn once_posts_to_the_fake_at_api_base() {
     // so this single `once` alerts it.
     let toml = config(&sim, &fake, dir.path(), "*/5 * * * *")
         .replace("[state]", "baseline_first_cycle = false\n[state]");
-    sim.add_job(failure_in(-120));
+    sim.add_job(failure_at(Utc::now(), -120));
     let path = dir.path().join("rw.toml");
     std::fs::write(&path, toml).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_restorewatch"))

@@ -19,6 +19,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
 
+/// Wall-clock time that follows tokio's clock from `base`: under `start_paused` it moves
+/// exactly as far as tokio's timers do, so a program that sleeps until its next cron tick
+/// (on tokio time) finds its clock at that tick, without anyone waiting for real.
+#[derive(Clone, Debug)]
+pub struct TokioClock {
+    base: DateTime<Utc>,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new(base: DateTime<Utc>) -> Self {
+        TokioClock {
+            base,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl restorewatch::clock::Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = chrono::Duration::from_std(self.start.elapsed()).unwrap_or_default();
+        self.base + elapsed
+    }
+}
+
 /// The name the poller gives the simulated backup server.
 pub const SERVER: &str = "cbs-test";
 
