@@ -107,7 +107,11 @@ async fn run_registers_commands_polls_posts_and_stops_cleanly() {
     };
     let settings = Settings::from_toml_str(&toml, &env).unwrap();
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(restorewatch::app::run(settings, clock.clone(), shutdown.clone()));
+    let running = tokio::spawn(restorewatch::app::run(
+        settings,
+        clock.clone(),
+        shutdown.clone(),
+    ));
 
     let commands = tokio::time::timeout(WAIT, fake.wait_for_commands(Some(GUILD_ID)))
         .await
