@@ -619,3 +619,71 @@ async fn a_muted_user_is_recorded_not_alerted_until_the_mute_ends() {
     let r = p.cycle().await.unwrap();
     assert_eq!((r.summary.alerts, r.summary.muted), (1, 0));
 }
+
+/// Mutes fail open: a mute list the poller cannot read mutes nothing, so the failure of a
+/// user muted in it is still alerted (and the cycle goes on).
+#[tokio::test]
+async fn an_unreadable_mute_list_mutes_nothing() {
+    use restorewatch::mutes::{Mute, Mutes};
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    Mutes::open(p.store())
+        .unwrap()
+        .mute(&Mute {
+            login: "obm".into(),
+            backup_set_id: None,
+            until: at(2024, 6, 26, 11, 0),
+            muted_by: "ops".into(),
+            muted_at: at(2024, 6, 26, 9, 0),
+        })
+        .unwrap();
+    // A record that does not decode, next to the valid mute.
+    let tree = p.store().tree("mutes").unwrap();
+    tree.insert(b"zzz-garbage", &b"\xff not json"[..]).unwrap();
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 26, 9, 1),
+        Some(at(2024, 6, 26, 9, 2)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(2024, 6, 26, 9, 5));
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.alerts, r.summary.muted), (1, 0));
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    assert_eq!(finished_ids(&sink.alerts()), ["obm/1/2024-06-26-09-01-00"]);
+}
+
+/// An unchanged job costs a read and no write: a second cycle that sees the same finished
+/// jobs writes nothing to the job records, their indexes or the outbox.
+#[tokio::test]
+async fn an_unchanged_job_writes_nothing() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    for set in ["1", "2", "3"] {
+        h.sim.add_job(job(
+            "obm",
+            set,
+            at(2024, 6, 26, 9, 1),
+            Some(at(2024, 6, 26, 9, 2)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    h.clock.set(at(2024, 6, 26, 9, 5));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 3);
+    // Every insert or remove on these trees, even of an equal value, is an event here.
+    let mut watches: Vec<(&str, sled::Subscriber)> = ["jobs", "by_day", "running", "outbox"]
+        .into_iter()
+        .map(|name| (name, p.store().tree(name).unwrap().watch_prefix(vec![])))
+        .collect();
+    h.clock.set(at(2024, 6, 26, 9, 10));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 0);
+    for (name, watch) in &mut watches {
+        let write = watch.next_timeout(std::time::Duration::ZERO);
+        assert!(write.is_err(), "{name} was written: {write:?}");
+    }
+}
