@@ -5,12 +5,17 @@
 mod support;
 
 use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
-use restorewatch::clock::SharedClock;
+use restorewatch::app::App;
+use restorewatch::clock::{Clock, ManualClock, SharedClock};
 use restorewatch::config::Settings;
+use restorewatch::event::EventKind;
+use restorewatch::simulator::Faults;
 use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::store::Store;
 use std::sync::Arc;
+use std::sync::Mutex;
 use support::fake_discord::{FakeDiscord, GUILD_ID};
-use support::world::TokioClock;
+use support::world::{crash_image, Recorder, TokioClock};
 use tokio_util::sync::CancellationToken;
 
 /// Bound on every wait for the fake; the test fails rather than hangs. On the paused clock
@@ -186,4 +191,105 @@ async fn once_posts_to_the_fake_at_api_base() {
         .iter()
         .all(|r| r.header("authorization") == Some("Bot fake-token-xyz")));
     assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
+}
+
+/// Settings for the simulator's `obm` with the state in `state`, without Discord.
+fn settings_without_discord(sim: &SimHandle, state: &std::path::Path) -> Settings {
+    let toml = format!(
+        r#"
+        [cbs]
+        url = "{url}"
+        server_name = "sim"
+        sys_user = "{user}"
+        request_timeout = "2h"
+        [[watch]]
+        login = "obm"
+        [poll]
+        schedule = "*/5 * * * *"
+        baseline_first_cycle = false
+        [state]
+        path = "{state}"
+        "#,
+        url = sim.url(),
+        user = sim.sys_user(),
+        state = state.display(),
+    );
+    let pwd = sim.sys_pwd().to_owned();
+    let env = move |name: &str| (name == "RESTOREWATCH_CBS_SYS_PWD").then(|| pwd.clone());
+    Settings::from_toml_str(&toml, &env).unwrap()
+}
+
+/// What a cycle recorded is on disk before its delivery starts: the program dies as the
+/// sink is handed the first event (the store as a SIGKILL leaves it), and a restart knows
+/// the job and still has its alert queued.
+#[tokio::test]
+async fn a_cycle_is_on_disk_before_its_delivery_starts() {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
+    let sim = simulator_on(Arc::new(clock.clone())).await;
+    sim.add_job(failure_at(clock.now(), -600));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_without_discord(&sim, dir.path());
+    let app = App::build(settings.clone(), Arc::new(clock.clone())).unwrap();
+    let image = Arc::new(Mutex::new(None));
+    let sink = Recorder {
+        fail_after: Some(0),
+        on_call: Some(Box::new({
+            let (image, dir) = (Arc::clone(&image), dir.path().to_owned());
+            move |_| {
+                image
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| crash_image(&dir));
+            }
+        })),
+        ..Recorder::default()
+    };
+    let (report, drained) = app.cycle_and_deliver(&sink).await.unwrap();
+    assert_eq!(report.summary.alerts, 1);
+    assert!(drained.pending > 0);
+    drop(app);
+
+    let image = image.lock().unwrap().take().expect("the sink was called");
+    let store = Store::open(image.path()).unwrap();
+    assert_eq!(store.job_count(), 1, "the job is remembered");
+    let queued = store.pending_events(usize::MAX).unwrap();
+    let alerts = queued
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::JobFinished { .. }))
+        .count();
+    assert_eq!(alerts, 1, "and its alert is queued");
+}
+
+/// Shutdown does not wait for a slow cycle: with the CBS taking an hour to answer, `run`
+/// returns as soon as it is told to stop. (Paused tokio time: the hour is virtual, and
+/// waiting for it would show as an hour passed.)
+#[tokio::test(start_paused = true)]
+async fn shutdown_does_not_wait_for_a_slow_cycle() {
+    let clock: SharedClock = Arc::new(TokioClock::new(
+        Utc.with_ymd_and_hms(2024, 6, 26, 9, 4, 0).unwrap(),
+    ));
+    let sim = simulator_on(clock.clone()).await;
+    sim.set_faults(Faults {
+        latency: std::time::Duration::from_secs(3600),
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_without_discord(&sim, dir.path());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(restorewatch::app::run(settings, clock, shutdown.clone()));
+    while sim.in_flight() == 0 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let asked_at = tokio::time::Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("run stops")
+        .unwrap()
+        .expect("run ends cleanly");
+    assert!(
+        asked_at.elapsed() < std::time::Duration::from_secs(1),
+        "waited {:?} for the cycle",
+        asked_at.elapsed()
+    );
 }
