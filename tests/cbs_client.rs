@@ -534,3 +534,85 @@ async fn a_reply_that_echoes_the_password_is_redacted() {
     assert!(!shown.contains(PASSWORD), "{shown}");
     assert!(shown.contains("SysPwd=[REDACTED]"), "{shown}");
 }
+
+/// A TLS front for the simulator: a CA and a certificate for `localhost` it signs, both
+/// made here, and a listener that terminates TLS and passes the bytes on to `sim`.
+/// Returns the `https` URL and the CA's PEM.
+async fn tls_front(sim: &SimHandle) -> (reqwest::Url, String) {
+    use tokio_rustls::rustls;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "restorewatch test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = sim.addr();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the CA ends the handshake: nothing to pass on.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut plain = tokio::net::TcpStream::connect(backend).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    let url = format!("https://localhost:{port}/").parse().unwrap();
+    (url, ca.pem())
+}
+
+#[tokio::test]
+async fn tls_with_a_custom_ca_works_end_to_end_and_only_with_that_ca() {
+    let sim = sim().await;
+    sim.add_job(job());
+    let (url, ca_pem) = tls_front(&sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+
+    let trusting = CbsClient::new(CbsClientConfig {
+        ca_cert: Some(ca_file),
+        ..config(url.clone(), PASSWORD)
+    })
+    .unwrap();
+    let list = trusting
+        .list_restore_jobs("obm", "", date())
+        .await
+        .expect("the request goes through TLS");
+    assert_eq!(list.jobs, sim.expected("cbs-test", "obm", date()));
+    assert_eq!(sim.requests_served(), 1);
+
+    // Without the CA the same server is refused: the TLS is real.
+    let err = CbsClient::new(config(url, PASSWORD))
+        .unwrap()
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CbsError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert_eq!(sim.requests_served(), 1);
+}
