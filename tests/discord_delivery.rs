@@ -655,3 +655,69 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
         self.clone()
     }
 }
+
+/// A digest too long for one message is one event sent as several messages (a multi-part
+/// batch). When Discord accepted the first part and the rest failed, the next drain sends
+/// only the parts still missing; with nonce deduplication off, so the batch's record of the
+/// parts sent, not the nonce, is what keeps part one from posting twice.
+#[tokio::test(start_paused = true)]
+async fn a_multi_part_digest_resumes_after_the_parts_discord_accepted() {
+    let (h, p) = world_with(&[]).await;
+    let jobs = (0..300).map(|i| {
+        let start = at(10, 0) + Duration::seconds(i);
+        job(
+            "obm",
+            &format!("{i:03}"),
+            start,
+            Some(start + Duration::seconds(1)),
+            FAILED,
+        )
+    });
+    h.sim.set_jobs(jobs.collect());
+    h.clock.set(at(11, 0));
+    p.cycle().await.unwrap();
+    let ids: Vec<u64> = p
+        .store()
+        .pending_events(usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    p.store().ack(&ids).unwrap();
+    let day = at(9, 0).date_naive();
+    restorewatch::digest::queue_digest(p.store(), day, chrono_tz::UTC, vec![], at(11, 0)).unwrap();
+    assert_eq!(p.store().outbox_len(), 1, "one digest event");
+
+    let fake = FakeDiscord::start().await;
+    fake.set_nonce_memory(NonceMemory::Off);
+    let attempts = DeliveryTiming::default().server_error_attempts as usize;
+    // The first part is accepted; the second fails until the drain gives up.
+    let mut script = vec![Scripted::Accept];
+    script.extend(vec![Scripted::ServerError(500); attempts]);
+    fake.script(DIGEST, script);
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 1, "the digest waits for its other parts");
+    let first = fake.messages(DIGEST);
+    assert_eq!(first.len(), 1);
+
+    // Restarted (a new sink, the same store): the missing parts only.
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 0);
+    let parts = fake.messages(DIGEST);
+    assert!(
+        parts.len() >= 3,
+        "a long digest takes several messages: {}",
+        parts.len()
+    );
+    let nonces: Vec<&str> = parts.iter().map(|m| m["nonce"].as_str().unwrap()).collect();
+    let mut unique = nonces.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), nonces.len(), "no part twice: {nonces:?}");
+    assert!(nonces[1].ends_with(".1"), "{nonces:?}");
+    let titles = parts
+        .iter()
+        .filter(|m| m.to_string().contains("Restore digest for"))
+        .count();
+    assert_eq!(titles, 1, "the digest's heading once");
+}

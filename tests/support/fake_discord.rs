@@ -82,6 +82,8 @@ pub enum Scripted {
     /// Any other status with the error body Discord sends for it (403 Missing Access,
     /// 404 Unknown Channel, 401 Unauthorized, ...).
     Status(u16),
+    /// Handled as if nothing were scripted (to script a later request of the channel).
+    Accept,
     /// This status with exactly this JSON body (say, an error that quotes the request).
     Body(u16, Value),
     /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
@@ -852,8 +854,8 @@ fn scripted_response(reply: &Scripted) -> Response {
             json_response(*status, error_body(*status))
         }
         Scripted::Body(status, body) => json_response(*status, body.clone()),
-        Scripted::Hang | Scripted::AcceptThenHang => {
-            unreachable!("hangs are handled by the caller")
+        Scripted::Hang | Scripted::AcceptThenHang | Scripted::Accept => {
+            unreachable!("handled by the caller")
         }
     }
 }
@@ -989,7 +991,7 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
                 return gone;
             }
         }
-        Some(Scripted::AcceptThenHang) | None => {}
+        Some(Scripted::AcceptThenHang | Scripted::Accept) | None => {}
         Some(reply) => return scripted_response(&reply),
     }
     if forbidden {
