@@ -29,19 +29,21 @@ pub struct App {
 
 impl App {
     /// Opens the store and builds the CBS client.
-    pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+    pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
         std::fs::create_dir_all(&settings.state.path).with_context(|| {
             format!(
                 "creating the state directory {}",
                 settings.state.path.display()
             )
         })?;
-        let store = Store::open(&settings.state.path).with_context(|| {
-            format!(
-                "opening the state store in {}",
-                settings.state.path.display()
-            )
-        })?;
+        let store = Store::open_async(&settings.state.path)
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the state store in {}",
+                    settings.state.path.display()
+                )
+            })?;
         let client = cbs_client(&settings)?;
         let poller = Poller::new(
             client,
@@ -273,7 +275,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let started_at = clock.now();
-    let app = App::build(settings, clock.clone())?;
+    let app = App::build(settings, clock.clone()).await?;
     let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
     let bot = match app.settings.discord {
         Some(_) => Some(

@@ -135,7 +135,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let app = App::build(settings, clock)?;
+            let app = App::build(settings, clock).await?;
             let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
             let (cycle, drained) = app.cycle_and_deliver(&sink).await?;
             app.store.flush()?;
@@ -173,7 +173,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let app = App::build(settings, clock.clone())?;
+            let app = App::build(settings, clock.clone()).await?;
             let tz = app.settings.cbs.timezone;
             let date = date.unwrap_or_else(|| previous_day(clock.now(), tz));
             if print {

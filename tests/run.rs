@@ -229,7 +229,9 @@ async fn a_cycle_is_on_disk_before_its_delivery_starts() {
     sim.add_job(failure_at(clock.now(), -600));
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_without_discord(&sim, dir.path());
-    let app = App::build(settings.clone(), Arc::new(clock.clone())).unwrap();
+    let app = App::build(settings.clone(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
     let image = Arc::new(Mutex::new(None));
     let sink = Recorder {
         fail_after: Some(0),
@@ -292,4 +294,28 @@ async fn shutdown_does_not_wait_for_a_slow_cycle() {
         "waited {:?} for the cycle",
         asked_at.elapsed()
     );
+}
+
+/// Opening the store waits for a lock held elsewhere (a previous process still shutting
+/// down) without stalling the runtime: on a one-thread runtime, the task that releases the
+/// lock still runs while `App::build` waits.
+#[tokio::test]
+async fn waiting_for_the_store_lock_does_not_stall_the_runtime() {
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let held = Store::open(dir.path()).unwrap();
+    let settings = settings_without_discord(&sim, dir.path());
+    let building = tokio::spawn(App::build(settings, Arc::new(ManualClock::new(Utc::now()))));
+    // Let the build start and meet the lock, then release it from this (the only) thread.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!building.is_finished(), "the lock is still held");
+    drop(held);
+    let app = tokio::time::timeout(WAIT, building)
+        .await
+        .expect("build finishes")
+        .unwrap()
+        .expect("the store opens once the lock is free");
+    assert_eq!(app.store.job_count(), 0);
 }
