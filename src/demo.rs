@@ -109,6 +109,8 @@ pub async fn run_demo(
         digest: DigestSettings {
             schedule: CronSchedule::parse("0 8 * * *", tz)?,
         },
+        server: Default::default(),
+        heartbeat: Default::default(),
     };
     let mut out = out;
     writeln!(

@@ -3,7 +3,7 @@
 //! An event leaves the outbox only after the sink accepted it, so a crash or a failing
 //! sink loses nothing: the next drain offers the same events again, in the same order.
 
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use crate::render::{pack, render_event, to_text, RenderOptions};
 use crate::store::{Store, StoreError};
 use std::future::Future;
@@ -52,6 +52,7 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
                 // On disk before the next batch is offered: a crash during it must not
                 // offer these (already delivered) events again.
                 store.flush()?;
+                log_delivered(batch, &accepted);
                 report.delivered += accepted.len();
                 if accepted.len() < batch.len() {
                     // Some events wait (say, a channel that refuses us): leave them queued
@@ -71,6 +72,27 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
     }
     report.pending = store.outbox_len();
     Ok(report)
+}
+
+/// Logs each delivered event at info, a job's with its identity, and counts them.
+fn log_delivered(offered: &[Event], accepted: &[u64]) {
+    crate::metrics::events_delivered(accepted.len());
+    for event in offered.iter().filter(|e| accepted.contains(&e.id)) {
+        let kind = crate::metrics::kind_name(&event.kind);
+        match &event.kind {
+            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => tracing::info!(
+                event = event.id,
+                kind,
+                server = %job.server,
+                login = %job.login_name,
+                backup_set = %job.backup_set_id,
+                job = %job.job_id,
+                class = %job.class,
+                "alert delivered"
+            ),
+            _ => tracing::info!(event = event.id, kind, "event delivered"),
+        }
+    }
 }
 
 /// Prints each event as a plain-text card: what a person would see in Discord.
