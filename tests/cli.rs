@@ -166,6 +166,8 @@ async fn check_reports_each_watched_user() {
     assert!(stdout.contains("bob: FAILED"), "{stdout}");
 }
 
+/// Real time on purpose: the subject is the demo, which runs on the wall clock for people
+/// to watch (compressed days); the test waits only for the process to end.
 #[tokio::test]
 async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_exits_0() {
     let out = restorewatch(&["demo", "--users", "3", "--duration", "100s"])
