@@ -12,7 +12,11 @@
 //! [`FakeDiscord::unexpected`], so a test can assert that the bot asked nothing odd. Tests wait
 //! for things with the `wait_for_*` methods, which wake on a change notification rather than
 //! polling; wrap them in `tokio::time::timeout`. Failures are scripted per channel with
-//! [`FakeDiscord::script`].
+//! [`FakeDiscord::script`], including the crash window "Discord created the message, the
+//! bot never heard" ([`Scripted::AcceptThenHang`]). Like Discord, a message `nonce` sent
+//! with `enforce_nonce` returns the earlier message instead of a second one; how long the
+//! fake remembers it is [`FakeDiscord::set_nonce_memory`] (forever by default; real
+//! Discord: minutes).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
