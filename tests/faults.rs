@@ -353,6 +353,7 @@ fn failures_in(fake: &FakeDiscord, channel: u64) -> Vec<String> {
 
 #[tokio::test(start_paused = true)]
 async fn a_429_storm_keeps_events_queued_then_delivers_each_once() {
+    let metrics = restorewatch::metrics::install();
     let (_h, p) = two_channel_world().await;
     let fake = FakeDiscord::start().await;
     let storm = (0..50).map(|_| Scripted::TooManyRequests {
@@ -380,6 +381,15 @@ async fn a_429_storm_keeps_events_queued_then_delivers_each_once() {
         failures_in(&fake, RESELLER_A),
         ["Restore failed: shop / set 7"]
     );
+    // Counted (at least the 429s of this test's first drain).
+    let text = metrics.render();
+    let limited = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("restorewatch_delivery_failures_total{reason=\"rate_limited\"} ")
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(limited.is_some_and(|n| n >= 5.0), "{text}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -152,6 +152,8 @@ struct Inner {
     forbidden: HashSet<u64>,
     /// Discord's `enforce_nonce` de-duplication is off (see [`FakeDiscord::set_nonce_dedup`]).
     nonce_dedup_off: bool,
+    /// Waited before a message POST is handled (see [`FakeDiscord::set_post_delay`]).
+    post_delay: std::time::Duration,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<u64>, Vec<Value>>,
     interactions: Vec<InteractionRecord>,
@@ -284,6 +286,12 @@ impl FakeDiscord {
     /// show that exactly-once rests on the store alone.
     pub fn set_nonce_dedup(&self, on: bool) {
         self.shared.update(|inner| inner.nonce_dedup_off = !on);
+    }
+
+    /// Makes every message POST wait `delay` before it is handled (nothing is created
+    /// until then), so a test can interrupt the bot while a post is in flight.
+    pub fn set_post_delay(&self, delay: std::time::Duration) {
+        self.shared.update(|inner| inner.post_delay = delay);
     }
 
     /// While `forbidden`, every message POST to `channel_id` gets 403 Missing Access.
@@ -882,6 +890,10 @@ fn application_object(application_id: u64) -> Value {
 }
 
 async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Response {
+    let delay = shared.lock().post_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let (scripted, forbidden) = {
         let mut inner = shared.lock();
         let scripted = inner
