@@ -18,12 +18,14 @@
 //! - [`commands`]: what the slash commands do, as plain functions.
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
 //! - [`mutes`]: alert mutes set from chat.
+//! - [`audit`]: who changed what from chat.
 //! - [`metrics`]: the Prometheus metric names and one recording call per thing counted.
 //! - [`server`]: the `[server] listen` endpoint: `/healthz` and `/metrics`.
 //! - [`heartbeat`]: the dead-man's switch called after every cycle.
 //! - [`logging`]: log format and colour on stderr.
 
 pub mod app;
+pub mod audit;
 pub mod bot;
 pub mod cbs;
 pub mod clock;

@@ -4,12 +4,13 @@
 //! Health is judged from the store and the schedule, not from "the process answers": the
 //! last cycle ended within two schedule periods, the store takes a write, the oldest
 //! undelivered event is younger than two periods plus the delivery backoff, and Discord has
-//! not refused the token (a 401 recorded by delivery among the refusing channels). Each failing check is named in the 503 answer. The `healthcheck`
+//! not rejected the token (as delivery records it among the destinations that refuse us). Each failing check is named in the 503 answer. The `healthcheck`
 //! subcommand ([`healthcheck`]) asks this endpoint, for container health checks in an image
 //! without curl.
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
+use crate::discord::delivery::TOKEN_REJECTED;
 use crate::discord::DeliveryTiming;
 use crate::metrics;
 use crate::schedule::CronSchedule;
@@ -158,12 +159,11 @@ pub fn check(state: &ServerState) -> Health {
         ));
     }
 
-    // Delivery records the channels that refuse us, with Discord's reason; a 401 there
-    // means the token itself is refused.
+    // Delivery records what refuses us in the store, a rejected token among it.
     let refused = state.store.refused_destinations().unwrap_or_default();
-    let token_refused: Vec<&String> = refused.iter().filter(|r| r.contains(": 401 ")).collect();
-    if let Some(first) = token_refused.first() {
-        reasons.push(format!("Discord refuses the bot token ({first})"));
+    let token_refused = refused.iter().any(|r| r.contains(TOKEN_REJECTED));
+    if token_refused {
+        reasons.push("Discord rejected the bot token (401 Unauthorized)".into());
     }
 
     Health {
@@ -177,10 +177,10 @@ pub fn check(state: &ServerState) -> Health {
         }),
         outbox_events: state.store.outbox_len(),
         oldest_undelivered_age_seconds: oldest.map(|a| a.num_seconds()),
-        discord_token: match (state.discord, token_refused.is_empty()) {
+        discord_token: match (state.discord, token_refused) {
             (false, _) => "not_configured",
-            (true, true) => "not_refused",
-            (true, false) => "rejected",
+            (true, false) => "not_refused",
+            (true, true) => "rejected",
         },
         store_writable,
     }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use support::fake_discord::FakeDiscord;
+use support::fake_discord::{FakeDiscord, NonceMemory, GUILD_ID};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -80,7 +80,7 @@ path = "{state}"
 
 fn discord_section(fake: &FakeDiscord) -> String {
     format!(
-        "[discord]\nalert_channel = \"{ALERTS}\"\napi_base = \"{}\"\n",
+        "[discord]\nalert_channel = \"{ALERTS}\"\napi_base = \"{}\"\nguild_id = \"{GUILD_ID}\"\n",
         fake.api_base()
     )
 }
@@ -411,7 +411,7 @@ async fn soak_sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
         ..Faults::default()
     });
     let fake = FakeDiscord::start().await;
-    fake.set_nonce_dedup(false);
+    fake.set_nonce_memory(NonceMemory::Off);
     // Posts take a while, so kills also land while one is in flight.
     fake.set_post_delay(std::time::Duration::from_millis(150));
     let dir = tempfile::tempdir().unwrap();
