@@ -987,6 +987,12 @@ mod tests {
         ),
         ("discord.public_lookups", "true", "true"),
         ("digest.schedule", "0 9 * * *", "\"0 9 * * *\""),
+        ("server.listen", "127.0.0.1:9187", "\"127.0.0.1:9187\""),
+        (
+            "heartbeat.url",
+            "https://hc.example.com/ping/x",
+            "\"https://hc.example.com/ping/x\"",
+        ),
     ];
 
     #[test]

@@ -93,6 +93,7 @@ fn restorewatch(config: &Path, sim: &SimHandle) -> Command {
         .env("RESTOREWATCH_DISCORD_TOKEN", "fake-token")
         .env_remove("RESTOREWATCH_LOG_FORMAT")
         .env_remove("RESTOREWATCH_SERVER_LISTEN")
+        .env_remove("RESTOREWATCH_SOAK_ROUNDS")
         .env_remove("NO_COLOR")
         .stdin(Stdio::null())
         .kill_on_drop(true);
