@@ -44,6 +44,7 @@ async fn each_cbs_fault_ends_the_cycle_with_one_notice_and_one_recovery() {
         BadPassword,
         ExpiredPassword,
     }
+    let metrics = restorewatch::metrics::install();
     for fault in [
         Fault::Refused,
         Fault::Timeout,
@@ -56,6 +57,14 @@ async fn each_cbs_fault_ends_the_cycle_with_one_notice_and_one_recovery() {
         let p = h.poller();
         p.cycle().await.unwrap();
         drain_all(&p).await;
+        let outcome = match fault {
+            Fault::Refused => "connect_error",
+            Fault::Timeout => "timeout",
+            Fault::Http5xx => "http_5xx",
+            Fault::Malformed => "malformed",
+            Fault::BadPassword => "api_error",
+            Fault::ExpiredPassword => "password_expired",
+        };
         let expected = match fault {
             Fault::Refused => {
                 h.sim.set_down(true).await.unwrap();
@@ -120,6 +129,9 @@ async fn each_cbs_fault_ends_the_cycle_with_one_notice_and_one_recovery() {
             [expected],
             "{fault:?}: one notice, not one per cycle"
         );
+        // Two failed requests of this kind so far (this test is the only poller here).
+        let line = format!("restorewatch_cbs_requests_total{{outcome=\"{outcome}\"}} 2");
+        assert!(metrics.render().contains(&line), "{fault:?}: no {line:?}");
 
         h.sim.set_down(false).await.unwrap();
         h.sim.set_faults(Faults::default());
