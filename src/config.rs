@@ -977,7 +977,7 @@ mod tests {
         ),
         (
             "discord.guild_ids",
-            "923456789012345683, 923456789012345684",
+            "923456789012345683,923456789012345684",
             "[\"923456789012345683\", \"923456789012345684\"]",
         ),
         (
@@ -987,11 +987,11 @@ mod tests {
         ),
         ("discord.public_lookups", "true", "true"),
         ("digest.schedule", "0 9 * * *", "\"0 9 * * *\""),
-        ("server.listen", "127.0.0.1:9187", "\"127.0.0.1:9187\""),
+        ("server.listen", "127.0.0.1:9188", "\"127.0.0.1:9188\""),
         (
             "heartbeat.url",
-            "https://hc.example.com/ping/x",
-            "\"https://hc.example.com/ping/x\"",
+            "http://127.0.0.1:1/ping",
+            "\"http://127.0.0.1:1/ping\"",
         ),
     ];
 

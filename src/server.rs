@@ -4,13 +4,12 @@
 //! Health is judged from the store and the schedule, not from "the process answers": the
 //! last cycle ended within two schedule periods, the store takes a write, the oldest
 //! undelivered event is younger than two periods plus the delivery backoff, and Discord has
-//! not rejected the token (as delivery records it among the destinations that refuse us). Each failing check is named in the 503 answer. The `healthcheck`
-//! subcommand ([`healthcheck`]) asks this endpoint, for container health checks in an image
-//! without curl.
+//! not refused the token (a 401 recorded by delivery among the refusing channels). Each
+//! failing check is named in the 503 answer. The `healthcheck` subcommand ([`healthcheck`])
+//! asks this endpoint, for container health checks in an image without curl.
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
-use crate::discord::delivery::TOKEN_REJECTED;
 use crate::discord::DeliveryTiming;
 use crate::metrics;
 use crate::schedule::CronSchedule;
@@ -162,11 +161,15 @@ pub fn check(state: &ServerState) -> Health {
         ));
     }
 
-    // Delivery records what refuses us in the store, a rejected token among it.
+    // Delivery records the channels that refuse us, with Discord's reason, and a rejected
+    // token (401) as one entry for every channel.
     let refused = state.store.refused_destinations().unwrap_or_default();
-    let token_refused = refused.iter().any(|r| r.contains(TOKEN_REJECTED));
-    if token_refused {
-        reasons.push("Discord rejected the bot token (401 Unauthorized)".into());
+    let token_refused: Vec<&String> = refused
+        .iter()
+        .filter(|r| r.contains(crate::discord::delivery::TOKEN_REJECTED))
+        .collect();
+    if let Some(first) = token_refused.first() {
+        reasons.push(format!("Discord refuses the bot token ({first})"));
     }
 
     Health {
@@ -180,10 +183,10 @@ pub fn check(state: &ServerState) -> Health {
         }),
         outbox_events: state.store.outbox_len(),
         oldest_undelivered_age_seconds: oldest.map(|a| a.num_seconds()),
-        discord_token: match (state.discord, token_refused) {
+        discord_token: match (state.discord, token_refused.is_empty()) {
             (false, _) => "not_configured",
-            (true, false) => "not_refused",
-            (true, true) => "rejected",
+            (true, true) => "not_refused",
+            (true, false) => "rejected",
         },
         store_writable,
     }

@@ -466,8 +466,8 @@ async fn a_connection_dropped_after_discord_accepted_posts_once() {
 async fn a_401_keeps_every_event_and_healthz_names_the_token() {
     let (_h, p) = two_channel_world().await;
     let fake = FakeDiscord::start().await;
-    // One 401 stops posting to every channel: the token is what Discord refuses.
-    fake.script(ALERTS, [Scripted::Status(401)]);
+    // A 401 is about the token, so it holds for every channel alike.
+    fake.set_token_rejected(true);
     let sink = sink(&fake, &p);
     let queued = p.store().outbox_len();
     let report = drain(p.store(), &sink).await.unwrap();
@@ -492,6 +492,7 @@ async fn a_401_keeps_every_event_and_healthz_names_the_token() {
     );
 
     // Once the token works again (a new token, a restart), everything goes out once.
+    fake.set_token_rejected(false);
     tokio::time::advance(std::time::Duration::from_secs(10 * 60)).await;
     assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
     assert_eq!(failures_in(&fake, ALERTS), ["Restore failed: obm / set 1"]);

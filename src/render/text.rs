@@ -117,8 +117,8 @@ pub fn unescape_markdown(text: &str) -> String {
                 out.push(next);
                 chars.next();
             }
-            ('@', Some(&ZERO_WIDTH_SPACE)) => {
-                out.push('@');
+            ('@' | ':', Some(&ZERO_WIDTH_SPACE)) => {
+                out.push(c);
                 chars.next();
             }
             _ => out.push(c),

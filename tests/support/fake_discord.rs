@@ -861,7 +861,7 @@ fn scripted_response(reply: &Scripted) -> Response {
             json_response(*status, error_body(*status))
         }
         Scripted::Hang | Scripted::AcceptThenHang | Scripted::AcceptThenDrop => {
-            unreachable!("hangs are handled by the caller")
+            unreachable!("{reply:?} is handled by the caller")
         }
     }
 }
@@ -995,15 +995,14 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
         (scripted, inner.forbidden.contains(&channel_id))
     };
     let hang_after = scripted == Some(Scripted::AcceptThenHang);
-    let drop_after = scripted == Some(Scripted::AcceptThenDrop);
-    match scripted {
+    match &scripted {
         Some(Scripted::Hang) => {
             if let Err(gone) = hang(shared).await {
                 return gone;
             }
         }
         Some(Scripted::AcceptThenHang | Scripted::AcceptThenDrop) | None => {}
-        Some(reply) => return scripted_response(&reply),
+        Some(reply) => return scripted_response(reply),
     }
     if forbidden {
         return json_response(403, error_body(403));
@@ -1048,15 +1047,15 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
         inner.created_at.push(now);
         message
     });
-    if drop_after {
-        // Ends the connection's task without an answer (and without a panic message):
-        // hyper drops the socket.
-        std::panic::resume_unwind(Box::new("connection dropped after accept"));
-    }
     if hang_after {
         if let Err(gone) = hang(shared).await {
             return gone;
         }
+    }
+    if scripted == Some(Scripted::AcceptThenDrop) {
+        // Ends the connection's task without an answer (and without a panic message):
+        // hyper drops the socket.
+        std::panic::resume_unwind(Box::new("connection dropped after accept"));
     }
     json_response(200, message)
 }
