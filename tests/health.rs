@@ -163,8 +163,8 @@ async fn healthz_and_metrics_over_loopback() {
     );
     assert!(body["oldest_undelivered_age_seconds"].as_i64().unwrap() >= 0);
 
-    // (The bot's own counting is `an_answered_slash_command_is_counted_by_name`.)
-    restorewatch::metrics::command("failures", false);
+    // (The bot's own counting is `slash_commands_are_counted_by_name_and_result`.)
+    restorewatch::metrics::command("failures", "error");
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.headers()["content-type"]
@@ -394,7 +394,7 @@ fn skipped(text: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn an_answered_slash_command_is_counted_by_name() {
+async fn slash_commands_are_counted_by_name_and_result() {
     let metrics = restorewatch::metrics::install();
     let h = support::bot::Harness::start().await;
     let bot = h.start_bot().await;
@@ -402,14 +402,23 @@ async fn an_answered_slash_command_is_counted_by_name() {
         .invoke(support::fake_discord::SlashCommand::new("status"))
         .await;
     assert_eq!(callback["type"], 4, "{callback}");
+    // From a server that is not ours: refused.
+    let elsewhere = support::fake_discord::SlashCommand::new("restores")
+        .option("user", "obm")
+        .in_channel(9_000_000_000_000_000_001, 9_000_000_000_000_000_002);
+    h.invoke(elsewhere).await;
     // poise counts after the command returns, just after its answer went out.
-    let line = "restorewatch_commands_total{command=\"status\",result=\"ok\"}";
-    tokio::time::timeout(support::bot::WAIT, async {
-        while !metrics.render().contains(line) {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {line} in\n{}", metrics.render()));
+    for line in [
+        "restorewatch_commands_total{command=\"status\",result=\"ok\"}",
+        "restorewatch_commands_total{command=\"restores\",result=\"refused\"}",
+    ] {
+        tokio::time::timeout(support::bot::WAIT, async {
+            while !metrics.render().contains(line) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {line} in\n{}", metrics.render()));
+    }
     bot.stop().await;
 }
