@@ -2,6 +2,8 @@
 //! heartbeat against a recording receiver, ticks that never stack, and the binary's
 //! `healthcheck` subcommand and log output.
 
+mod support;
+
 use axum::extract::State;
 use axum::http::Uri;
 use axum::Router;
@@ -163,7 +165,8 @@ async fn healthz_and_metrics_over_loopback() {
     );
     assert!(body["oldest_undelivered_age_seconds"].as_i64().unwrap() >= 0);
 
-    restorewatch::metrics::command("status", true);
+    // (The bot's own counting is `slash_commands_are_counted_by_name_and_result`.)
+    restorewatch::metrics::command("failures", "error");
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.headers()["content-type"]
@@ -188,7 +191,7 @@ async fn healthz_and_metrics_over_loopback() {
         "# TYPE restorewatch_ticks_skipped_total counter",
         "restorewatch_outbox_events 2",
         "restorewatch_cycle_duration_seconds_bucket{le=\"+Inf\"}",
-        "restorewatch_commands_total{command=\"status\",result=\"ok\"}",
+        "restorewatch_commands_total{command=\"failures\",result=\"error\"}",
         &format!(
             "restorewatch_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
@@ -395,4 +398,34 @@ fn skipped(text: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix("restorewatch_ticks_skipped_total "))
         .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn slash_commands_are_counted_by_name_and_result() {
+    let metrics = restorewatch::metrics::install();
+    let h = support::bot::Harness::start().await;
+    let bot = h.start_bot().await;
+    let (callback, _) = h
+        .invoke(support::fake_discord::SlashCommand::new("status"))
+        .await;
+    assert_eq!(callback["type"], 4, "{callback}");
+    // From a server that is not ours: refused.
+    let elsewhere = support::fake_discord::SlashCommand::new("restores")
+        .option("user", "obm")
+        .in_channel(9_000_000_000_000_000_001, 9_000_000_000_000_000_002);
+    h.invoke(elsewhere).await;
+    // poise counts after the command returns, just after its answer went out.
+    for line in [
+        "restorewatch_commands_total{command=\"status\",result=\"ok\"}",
+        "restorewatch_commands_total{command=\"restores\",result=\"refused\"}",
+    ] {
+        tokio::time::timeout(support::bot::WAIT, async {
+            while !metrics.render().contains(line) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {line} in\n{}", metrics.render()));
+    }
+    bot.stop().await;
 }

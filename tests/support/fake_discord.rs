@@ -187,6 +187,8 @@ struct Inner {
     strip_embeds: HashSet<u64>,
     /// Every request that needs the bot token gets 401, as after a token reset.
     token_rejected: bool,
+    /// Waited before a message POST is handled (see [`FakeDiscord::set_post_delay`]).
+    post_delay: std::time::Duration,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<u64>, Vec<Value>>,
     interactions: Vec<InteractionRecord>,
@@ -349,6 +351,12 @@ impl FakeDiscord {
         self.shared.update(|inner| {
             inner.commands.insert(None, commands);
         });
+    }
+
+    /// Makes every message POST wait `delay` before it is handled (nothing is created
+    /// until then), so a test can interrupt the bot while a post is in flight.
+    pub fn set_post_delay(&self, delay: std::time::Duration) {
+        self.shared.update(|inner| inner.post_delay = delay);
     }
 
     /// How long `enforce_nonce` deduplicates (see [`NonceMemory`]).
@@ -983,6 +991,10 @@ fn application_object(application_id: u64) -> Value {
 }
 
 async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Response {
+    let delay = shared.lock().post_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let (scripted, forbidden) = {
         let mut inner = shared.lock();
         let scripted = inner
