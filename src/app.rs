@@ -82,26 +82,34 @@ pub struct App {
 const MAX_SKIPPED_TICKS: u64 = 10_000;
 
 impl App {
-    /// Opens the store (waiting a moment for a previous instance that is still stopping)
-    /// and builds the CBS client.
-    pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
-        App::build_waiting(settings, clock, crate::store::OPEN_LOCK_WAIT_MS)
+    /// Opens the store (waiting a moment, without blocking the runtime, for a previous
+    /// instance that is still stopping) and builds the CBS client.
+    pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+        let dir = settings.state.path.clone();
+        let opened = async move { Store::open_async(&dir).await };
+        App::build_with(settings, clock, opened).await
     }
 
     /// [`App::build`] for a one-off command: a store held by a running instance is an
     /// error at once, saying so and what to do instead.
-    pub fn build_now(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
-        App::build_waiting(settings, clock, 0)
+    pub async fn build_now(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+        let dir = settings.state.path.clone();
+        let opened = async move { Store::open_waiting(&dir, 0) };
+        App::build_with(settings, clock, opened).await
     }
 
-    fn build_waiting(settings: Settings, clock: SharedClock, wait_ms: u64) -> anyhow::Result<App> {
+    async fn build_with(
+        settings: Settings,
+        clock: SharedClock,
+        opened: impl std::future::Future<Output = crate::store::Result<Store>>,
+    ) -> anyhow::Result<App> {
         writable_state_dir(&settings.state.path)?;
         let dir = &settings.state.path;
-        let store = match Store::open_waiting(dir, wait_ms) {
+        let store = match opened.await {
             Ok(store) => store,
             // One line, without sled's error chain (it repeats the lock message).
             Err(e) if crate::store::is_locked(&e) => anyhow::bail!(
-                "the state store {} is in use by a running restorewatch (two instances on one \
+                "another restorewatch is using the state store in {} (two instances on one \
                  store would post everything twice); stop it first, or ask it in Discord \
                  (/digest, /status)",
                 dir.display()
@@ -337,7 +345,7 @@ pub async fn run(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    serve(App::build(settings, clock)?, shutdown).await
+    serve(App::build(settings, clock).await?, shutdown).await
 }
 
 /// [`run`] with the parts already built (the binary keeps a store handle to flush when a

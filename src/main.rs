@@ -173,7 +173,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 timezone = %s.cbs.timezone,
                 "restorewatch starting"
             );
-            let app = App::build(loaded.settings, clock)?;
+            let app = App::build(loaded.settings, clock).await?;
             let store = app.store.clone();
             let stop = Stop::on_signals();
             let serving = std::pin::pin!(app::serve(app, stop.graceful.clone()));
@@ -209,7 +209,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let app = App::build_now(settings, clock)?;
+            let app = App::build_now(settings, clock).await?;
             let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
             let (cycle, drained) = app.cycle_and_deliver(&sink).await?;
             app.store.flush()?;
@@ -269,7 +269,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let app = App::build_now(settings, clock.clone())?;
+            let app = App::build_now(settings, clock.clone()).await?;
             let tz = app.settings.cbs.timezone;
             let date = date.unwrap_or_else(|| previous_day(clock.now(), tz));
             if print {

@@ -318,6 +318,16 @@ impl Store {
         })
     }
 
+    /// [`Store::open`] for async code: the open runs on tokio's blocking pool, so its wait
+    /// for a lock (which sleeps) never stalls a runtime thread and the tasks on it.
+    pub async fn open_async(dir: &Path) -> Result<Store> {
+        let dir = dir.to_owned();
+        match tokio::task::spawn_blocking(move || Store::open(&dir)).await {
+            Ok(opened) => opened,
+            Err(e) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+        }
+    }
+
     /// Another tree in the same database, for parts that keep state of their own
     /// (Discord delivery, mutes).
     pub fn tree(&self, name: &str) -> Result<sled::Tree> {

@@ -298,7 +298,7 @@ pub async fn start_with_health(
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
             post_command: |ctx| {
-                Box::pin(async move { metrics::command(&ctx.command().qualified_name, true) })
+                Box::pin(async move { metrics::command(&ctx.command().qualified_name, "ok") })
             },
             ..Default::default()
         })
@@ -487,7 +487,9 @@ async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
 
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     if let Some(ctx) = error.ctx() {
-        metrics::command(&ctx.command().qualified_name, false);
+        let refused = matches!(error, poise::FrameworkError::CommandCheckFailed { .. });
+        let result = if refused { "refused" } else { "error" };
+        metrics::command(&ctx.command().qualified_name, result);
     }
     let sent = match error {
         poise::FrameworkError::CommandCheckFailed {

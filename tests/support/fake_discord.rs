@@ -12,7 +12,11 @@
 //! [`FakeDiscord::unexpected`], so a test can assert that the bot asked nothing odd. Tests wait
 //! for things with the `wait_for_*` methods, which wake on a change notification rather than
 //! polling; wrap them in `tokio::time::timeout`. Failures are scripted per channel with
-//! [`FakeDiscord::script`].
+//! [`FakeDiscord::script`], including the crash window "Discord created the message, the
+//! bot never heard" ([`Scripted::AcceptThenHang`]). Like Discord, a message `nonce` sent
+//! with `enforce_nonce` returns the earlier message instead of a second one; how long the
+//! fake remembers it is [`FakeDiscord::set_nonce_memory`] (forever by default; real
+//! Discord: minutes).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -89,6 +93,10 @@ pub enum Scripted {
     /// Any other status with the error body Discord sends for it (403 Missing Access,
     /// 404 Unknown Channel, 401 Unauthorized, ...).
     Status(u16),
+    /// Handled as if nothing were scripted (to script a later request of the channel).
+    Accept,
+    /// This status with exactly this JSON body (say, an error that quotes the request).
+    Body(u16, Value),
     /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
     /// normally) or the fake is dropped (then it gets a 503).
     Hang,
@@ -186,6 +194,8 @@ struct Inner {
     strip_embeds: HashSet<u64>,
     /// Every request that needs the bot token gets 401, as after a token reset.
     token_rejected: bool,
+    /// Waited before a message POST is handled (see [`FakeDiscord::set_post_delay`]).
+    post_delay: std::time::Duration,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<u64>, Vec<Value>>,
     interactions: Vec<InteractionRecord>,
@@ -364,6 +374,12 @@ impl FakeDiscord {
         self.shared.update(|inner| {
             inner.commands.insert(None, commands);
         });
+    }
+
+    /// Makes every message POST wait `delay` before it is handled (nothing is created
+    /// until then), so a test can interrupt the bot while a post is in flight.
+    pub fn set_post_delay(&self, delay: std::time::Duration) {
+        self.shared.update(|inner| inner.post_delay = delay);
     }
 
     /// How long `enforce_nonce` deduplicates (see [`NonceMemory`]).
@@ -875,7 +891,8 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
-        Scripted::Hang | Scripted::AcceptThenHang | Scripted::AcceptThenDrop => {
+        Scripted::Body(status, body) => json_response(*status, body.clone()),
+        Scripted::Hang | Scripted::AcceptThenHang | Scripted::AcceptThenDrop | Scripted::Accept => {
             unreachable!("{reply:?} is handled by the caller")
         }
     }
@@ -1109,6 +1126,10 @@ fn application_object(application_id: u64) -> Value {
 }
 
 async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Response {
+    let delay = shared.lock().post_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let (scripted, forbidden) = {
         let mut inner = shared.lock();
         let scripted = inner
@@ -1124,7 +1145,7 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
                 return gone;
             }
         }
-        Some(Scripted::AcceptThenHang | Scripted::AcceptThenDrop) | None => {}
+        Some(Scripted::AcceptThenHang | Scripted::AcceptThenDrop | Scripted::Accept) | None => {}
         Some(reply) => return scripted_response(reply),
     }
     if forbidden {
