@@ -82,34 +82,30 @@ pub struct App {
 const MAX_SKIPPED_TICKS: u64 = 10_000;
 
 impl App {
-    /// Opens the store (waiting a moment, without blocking the runtime, for a previous
-    /// instance that is still stopping) and builds the CBS client.
+    /// Opens the store (waiting a moment for a previous instance that is still stopping)
+    /// and builds the CBS client.
     pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
-        let dir = settings.state.path.clone();
-        let opened = async move { Store::open_async(&dir).await };
-        App::build_with(settings, clock, opened).await
+        App::build_waiting(settings, clock, crate::store::OPEN_LOCK_WAIT_MS).await
     }
 
     /// [`App::build`] for a one-off command: a store held by a running instance is an
     /// error at once, saying so and what to do instead.
     pub async fn build_now(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
-        let dir = settings.state.path.clone();
-        let opened = async move { Store::open_waiting(&dir, 0) };
-        App::build_with(settings, clock, opened).await
+        App::build_waiting(settings, clock, 0).await
     }
 
-    async fn build_with(
+    async fn build_waiting(
         settings: Settings,
         clock: SharedClock,
-        opened: impl std::future::Future<Output = crate::store::Result<Store>>,
+        wait_ms: u64,
     ) -> anyhow::Result<App> {
         writable_state_dir(&settings.state.path)?;
         let dir = &settings.state.path;
-        let store = match opened.await {
+        let store = match Store::open_async(dir, wait_ms).await {
             Ok(store) => store,
             // One line, without sled's error chain (it repeats the lock message).
             Err(e) if crate::store::is_locked(&e) => anyhow::bail!(
-                "another restorewatch is using the state store in {} (two instances on one \
+                "the state store {} is in use by a running restorewatch (two instances on one \
                  store would post everything twice); stop it first, or ask it in Discord \
                  (/digest, /status)",
                 dir.display()

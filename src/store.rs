@@ -318,11 +318,11 @@ impl Store {
         })
     }
 
-    /// [`Store::open`] for async code: the open runs on tokio's blocking pool, so its wait
+    /// [`Store::open_waiting`] for async code: the open runs on tokio's blocking pool, so its wait
     /// for a lock (which sleeps) never stalls a runtime thread and the tasks on it.
-    pub async fn open_async(dir: &Path) -> Result<Store> {
+    pub async fn open_async(dir: &Path, wait_ms: u64) -> Result<Store> {
         let dir = dir.to_owned();
-        match tokio::task::spawn_blocking(move || Store::open(&dir)).await {
+        match tokio::task::spawn_blocking(move || Store::open_waiting(&dir, wait_ms)).await {
             Ok(opened) => opened,
             Err(e) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
         }

@@ -528,7 +528,7 @@ async fn digest_print_beside_a_running_instance_says_so_in_one_line() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(
-        stderr.contains("another restorewatch is using the state store"),
+        stderr.contains("in use by a running restorewatch"),
         "{stderr}"
     );
     assert_eq!(stderr.matches("lock").count(), 0, "no sled chain: {stderr}");

@@ -375,7 +375,7 @@ async fn a_second_instance_on_the_same_state_refuses_and_nothing_is_posted_twice
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("another restorewatch is using the state store"),
+        stderr.contains("is in use by a running restorewatch"),
         "{stderr}"
     );
 
