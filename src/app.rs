@@ -58,6 +58,7 @@ impl App {
                 watch: settings.watch.clone(),
                 max_concurrency: settings.cbs.max_concurrency,
                 retention_days: settings.state.retention_days,
+                summary: settings.summary.clone(),
             },
             clock.clone(),
         );
@@ -120,7 +121,14 @@ impl App {
             let now = self.clock.now();
             let next_poll = self.settings.poll.schedule.next_after(now);
             let next_digest = self.settings.digest.schedule.next_after(now);
-            let Some(next) = next_poll.into_iter().chain(next_digest).min() else {
+            let next_rollup =
+                (self.settings.summary.schedule.as_ref()).and_then(|s| s.next_after(now));
+            let Some(next) = next_poll
+                .into_iter()
+                .chain(next_digest)
+                .chain(next_rollup)
+                .min()
+            else {
                 tracing::warn!("neither schedule fires again");
                 break;
             };
@@ -153,6 +161,21 @@ impl App {
                     heartbeat.spawn_after(done.as_ref().map(|(report, _)| report));
                 }
                 self.skip_missed_ticks(next);
+            }
+            if next_rollup.is_some_and(|t| t <= next) {
+                match crate::summary::queue_rollup(&self.store, self.clock.now()) {
+                    Ok(true) => {
+                        let drained = tokio::select! {
+                            drained = drain(&self.store, sink) => drained,
+                            _ = shutdown.cancelled() => break,
+                        };
+                        if let Err(e) = drained {
+                            tracing::error!(error = %e, "delivery of the summary roll-up failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "summary roll-up failed"),
+                }
             }
             if next_digest.is_some_and(|t| t <= next) {
                 let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
@@ -308,7 +331,11 @@ impl ConfiguredSink {
         };
         Ok(match &settings.discord {
             Some(discord) => {
-                ConfiguredSink::Discord(Box::new(DiscordSink::new(discord, store, render)?))
+                let mut sink = DiscordSink::new(discord, store, render)?;
+                if let Some(channel) = settings.summary.channel {
+                    sink = sink.with_summary_channel(channel);
+                }
+                ConfiguredSink::Discord(Box::new(sink))
             }
             None => ConfiguredSink::Console(ConsoleSink::stdout(render)),
         })

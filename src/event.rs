@@ -101,6 +101,9 @@ pub struct CycleSummary {
     pub muted: u32,
     /// Requests that failed: who, which date, what went wrong.
     pub errors: Vec<PollError>,
+    /// Cycles rolled up into this summary (`summary.schedule`); 0 for a single cycle.
+    #[serde(default)]
+    pub cycles: u32,
 }
 
 /// A failed CBS request, as shown to people.

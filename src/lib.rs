@@ -46,5 +46,6 @@ pub mod server;
 pub mod simulator;
 pub mod sink;
 pub mod store;
+pub mod summary;
 #[cfg(test)]
 mod test_data;

@@ -8,10 +8,11 @@
 use crate::cbs::model::RestoreJob;
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
-use crate::config::{PollSettings, WatchEntry};
+use crate::config::{PollSettings, SummarySettings, WatchEntry};
 use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
+use crate::summary::Disposition;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,8 @@ pub struct PollerConfig {
     pub watch: Vec<WatchEntry>,
     pub max_concurrency: usize,
     pub retention_days: u32,
+    /// `[summary]`: which cycles post a summary, or roll up.
+    pub summary: SummarySettings,
 }
 
 /// The result of one cycle.
@@ -281,14 +284,14 @@ impl Poller {
             .iter()
             .map(|e| e.login_name.clone())
             .collect();
-        let changed = summary.started_running > 0
-            || summary.alerts > 0
-            || summary.muted > 0
-            || summary.finished.values().any(|n| *n > 0)
-            || error_logins != self.store.error_logins()?;
-        if changed {
-            self.store
-                .push_event(EventKind::CycleSummary(summary.clone()), now)?;
+        let errors_changed = error_logins != self.store.error_logins()?;
+        match crate::summary::disposition(&self.config.summary, &summary, errors_changed) {
+            Disposition::Post => {
+                self.store
+                    .push_event(EventKind::CycleSummary(summary.clone()), now)?;
+            }
+            Disposition::RollUp => crate::summary::add_to_rollup(&self.store, &summary)?,
+            Disposition::Skip => {}
         }
         self.store.set_error_logins(&error_logins)?;
         self.store.record_cycle(

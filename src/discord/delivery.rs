@@ -266,6 +266,12 @@ impl DiscordSink {
         })
     }
 
+    /// Posts cycle summaries and roll-ups to `channel` (`summary.channel`).
+    pub fn with_summary_channel(mut self, channel: ChannelId) -> Self {
+        self.routes.summary = channel;
+        self
+    }
+
     /// Replaces the default waits and attempt counts.
     pub fn with_timing(mut self, timing: DeliveryTiming) -> Self {
         self.timing = timing;

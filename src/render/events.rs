@@ -329,8 +329,13 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
             false,
         ));
     }
+    let (title, footer) = if s.cycles > 1 {
+        (format!("Roll-up of {} poll cycles", s.cycles), "Since")
+    } else {
+        ("Poll cycle summary".to_owned(), "Cycle started")
+    };
     Embed {
-        title: "Poll cycle summary".to_owned(),
+        title,
         description,
         colour: if s.errors.is_empty() {
             COLOUR_INFO
@@ -339,7 +344,7 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
         },
         fields,
         footer: Some(format!(
-            "Cycle started {}",
+            "{footer} {}",
             format_time(&s.started_at.with_timezone(&opts.timezone))
         )),
         timestamp: Some(s.finished_at),
@@ -807,6 +812,7 @@ mod tests {
             started_running: 2,
             alerts: 1,
             muted: 2,
+            cycles: 0,
             errors: vec![
                 PollError {
                     login_name: "obm".into(),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::{CbsClient, CbsClientConfig};
 use restorewatch::clock::ManualClock;
-use restorewatch::config::{PollSettings, WatchEntry};
+use restorewatch::config::{PollSettings, SummarySettings, WatchEntry};
 use restorewatch::event::{Event, EventKind};
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::schedule::CronSchedule;
@@ -48,6 +48,8 @@ pub struct Harness {
     pub max_concurrency: usize,
     pub retention_days: u32,
     pub baseline_first_cycle: bool,
+    /// `[summary]` of every poller (default: summaries only with alerts).
+    pub summary: SummarySettings,
 }
 
 impl Harness {
@@ -66,6 +68,7 @@ impl Harness {
             max_concurrency: 8,
             retention_days: 35,
             baseline_first_cycle: true,
+            summary: SummarySettings::default(),
         };
         for login in users {
             harness.add_user(login, "");
@@ -127,6 +130,7 @@ impl Harness {
             watch: self.watch.clone(),
             max_concurrency: self.max_concurrency,
             retention_days: self.retention_days,
+            summary: self.summary.clone(),
         };
         Poller::new(client, store, config, Arc::new(self.clock.clone()))
     }

@@ -1,0 +1,186 @@
+//! Signal over noise (issue 11), end to end: the CBS simulator → the poller → the sled
+//! store → `DiscordSink` → the fake Discord on loopback. Quiet cycles post nothing,
+//! summaries go where `summary.channel` says, and a roll-up replaces per-cycle summaries.
+
+mod support;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use restorewatch::config::{DiscordSettings, SummarySettings, SummaryWhen};
+use restorewatch::discord::DiscordSink;
+use restorewatch::poller::Poller;
+use restorewatch::render::RenderOptions;
+use restorewatch::schedule::CronSchedule;
+use restorewatch::sink::drain;
+use serde_json::Value;
+use serenity::all::{ChannelId, RoleId};
+use support::fake_discord::FakeDiscord;
+use support::world::{job, Harness};
+
+const ALERTS: u64 = 4_000_000_000_000_000_001;
+const DIGEST: u64 = 4_000_000_000_000_000_002;
+const SUMMARIES: u64 = 4_000_000_000_000_000_004;
+const ROLE: u64 = 5_000_000_000_000_000_001;
+const FAILED: &str = "RESTORE_STOP_BY_ERROR";
+const SUCCESS: &str = "RESTORE_STOP_SUCCESS";
+
+fn at(h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 6, 26, h, min, 0).unwrap()
+}
+
+fn settings(fake: &FakeDiscord) -> DiscordSettings {
+    DiscordSettings {
+        token: "fake-token".to_owned().into(),
+        alert_channel: ChannelId::new(ALERTS),
+        digest_channel: ChannelId::new(DIGEST),
+        mention_role: Some(RoleId::new(ROLE)),
+        api_base: Some(fake.api_base().parse().unwrap()),
+        guilds: Vec::new(),
+        admin_role: None,
+        public_lookups: false,
+        routes: Vec::new(),
+    }
+}
+
+fn sink(fake: &FakeDiscord, poller: &Poller) -> DiscordSink {
+    let render = RenderOptions {
+        mention_role: None,
+        timezone: chrono_tz::UTC,
+    };
+    DiscordSink::new(&settings(fake), poller.store(), render).unwrap()
+}
+
+/// Every embed posted to `channel`.
+fn embeds(fake: &FakeDiscord, channel: u64) -> Vec<Value> {
+    let messages = fake.messages(channel).into_iter();
+    messages
+        .flat_map(|m| m["embeds"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Runs the baseline cycle, then ten cycles five minutes apart in which jobs of `obm` start
+/// and, one cycle later, succeed; delivers after each. Returns the messages posted after
+/// the baseline.
+async fn ten_quiet_cycles(summary: SummarySettings) -> (usize, FakeDiscord) {
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.summary = summary;
+    let p = h.poller();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p);
+    p.cycle().await.unwrap();
+    drain(p.store(), &sink).await.unwrap();
+    let after_baseline = fake.all_messages().len();
+    for i in 0..10 {
+        let start = at(9, 1) + Duration::minutes(5 * i);
+        let end = start + Duration::minutes(6);
+        h.sim
+            .add_job(job("obm", &format!("{i}"), start, Some(end), SUCCESS));
+        h.clock.set(at(9, 3) + Duration::minutes(5 * i));
+        let r = p.cycle().await.unwrap();
+        assert!(r.summary.started_running + r.summary.finished.values().sum::<u32>() > 0);
+        drain(p.store(), &sink).await.unwrap();
+    }
+    assert!(fake.unexpected().is_empty());
+    (fake.all_messages().len() - after_baseline, fake)
+}
+
+#[tokio::test]
+async fn ten_cycles_of_starts_and_successes_post_nothing_with_the_defaults() {
+    let (posted, fake) = ten_quiet_cycles(SummarySettings::default()).await;
+    assert_eq!(posted, 0, "{:#?}", fake.all_messages());
+}
+
+#[tokio::test]
+async fn summary_when_changes_posts_the_same_cycles_and_never_posts_none() {
+    let changes = SummarySettings {
+        when: SummaryWhen::Changes,
+        ..SummarySettings::default()
+    };
+    let (posted, _fake) = ten_quiet_cycles(changes).await;
+    assert_eq!(
+        posted, 10,
+        "one summary per cycle in which a job started or ended"
+    );
+    let never = SummarySettings {
+        when: SummaryWhen::Never,
+        ..SummarySettings::default()
+    };
+    assert_eq!(ten_quiet_cycles(never).await.0, 0);
+}
+
+#[tokio::test]
+async fn a_failure_posts_its_summary_to_summary_channel_and_the_alert_to_the_alert_channel() {
+    let h = Harness::start(&["obm"], at(9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim
+        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    h.clock.set(at(9, 30));
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p).with_summary_channel(ChannelId::new(SUMMARIES));
+    drain(p.store(), &sink).await.unwrap();
+
+    let summaries = embeds(&fake, SUMMARIES);
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    assert_eq!(summaries[0]["title"], "Poll cycle summary");
+    let alerts = embeds(&fake, ALERTS);
+    assert!(alerts
+        .iter()
+        .any(|e| e["title"] == "Restore failed: obm / set 1"));
+    assert!(alerts.iter().all(|e| e["title"] != "Poll cycle summary"));
+}
+
+#[tokio::test]
+async fn a_summary_schedule_posts_one_roll_up_of_all_cycles_since_the_last() {
+    let rollup = SummarySettings {
+        schedule: Some(CronSchedule::parse("0 * * * *", chrono_tz::UTC).unwrap()),
+        ..SummarySettings::default()
+    };
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.summary = rollup;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim
+        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    h.sim
+        .add_job(job("obm", "2", at(9, 1), Some(at(9, 2)), SUCCESS));
+    for i in 0..5 {
+        h.clock.set(at(9, 5) + Duration::minutes(5 * i));
+        p.cycle().await.unwrap();
+    }
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p);
+    drain(p.store(), &sink).await.unwrap();
+    assert!(
+        embeds(&fake, ALERTS).iter().all(|e| !e["title"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("summary")
+            && !e["title"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Roll-up")),
+        "no per-cycle summaries with a roll-up schedule"
+    );
+
+    assert!(restorewatch::summary::queue_rollup(p.store(), at(10, 0)).unwrap());
+    drain(p.store(), &sink).await.unwrap();
+    let rollups: Vec<Value> = embeds(&fake, ALERTS)
+        .into_iter()
+        .filter(|e| {
+            e["title"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Roll-up")
+        })
+        .collect();
+    assert_eq!(rollups.len(), 1);
+    assert_eq!(rollups[0]["title"], "Roll-up of 6 poll cycles");
+    let text = rollups[0].to_string();
+    assert!(
+        text.contains("1 failure") && text.contains("1 success"),
+        "{text}"
+    );
+    // Nothing since: the next tick posts nothing.
+    assert!(!restorewatch::summary::queue_rollup(p.store(), at(11, 0)).unwrap());
+}
