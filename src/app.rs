@@ -59,6 +59,10 @@ impl App {
                 max_concurrency: settings.cbs.max_concurrency,
                 retention_days: settings.state.retention_days,
                 summary: settings.summary.clone(),
+                alerts: settings.alerts,
+                routed_owners: (settings.discord.iter())
+                    .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
+                    .collect(),
             },
             clock.clone(),
         );

@@ -28,6 +28,7 @@ impl Event {
         match &self.kind {
             EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => Some(&job.owner),
             EventKind::Baseline { owner, .. } => Some(owner),
+            EventKind::FailureStorm { owner, .. } => owner.as_deref(),
             _ => None,
         }
     }
@@ -38,6 +39,13 @@ impl Event {
 pub enum EventKind {
     /// A job in an alerting class ended.
     JobFinished { job: RestoreJob },
+    /// More failures than `alerts.group_after` in one cycle for one channel: one card
+    /// listing them all, instead of an alert each (the first few still get their own).
+    /// `owner`: the routed owner whose channel they go to; `None`: the alert channel.
+    FailureStorm {
+        owner: Option<String>,
+        jobs: Vec<StormJob>,
+    },
     /// A job has been running longer than `poll.stuck_after`.
     JobStuck { job: RestoreJob, running_secs: i64 },
     /// The first cycle of these users (all of one owner) found these finished jobs;
@@ -62,6 +70,32 @@ pub enum EventKind {
     },
     /// One day of restore jobs, built on the digest schedule.
     Digest(Digest),
+}
+
+/// One failed restore in a storm card: what its line shows.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StormJob {
+    /// When it ended, as the server reported it (its zone kept); empty when not sent.
+    pub ended: String,
+    pub login_name: String,
+    pub backup_set: String,
+    pub job_id: String,
+    pub raw_status: String,
+}
+
+impl StormJob {
+    pub fn from_job(job: &RestoreJob) -> StormJob {
+        StormJob {
+            ended: job
+                .end_time
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default(),
+            login_name: job.login_name.clone(),
+            backup_set: job.backup_set_label().to_owned(),
+            job_id: job.job_id.clone(),
+            raw_status: job.raw_status.clone(),
+        }
+    }
 }
 
 /// One user's first cycle: how many finished jobs of each class it recorded.

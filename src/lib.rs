@@ -46,6 +46,7 @@ pub mod server;
 pub mod simulator;
 pub mod sink;
 pub mod store;
+pub mod storm;
 pub mod summary;
 #[cfg(test)]
 mod test_data;

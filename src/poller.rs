@@ -8,7 +8,7 @@
 use crate::cbs::model::RestoreJob;
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
-use crate::config::{PollSettings, SummarySettings, WatchEntry};
+use crate::config::{AlertSettings, PollSettings, SummarySettings, WatchEntry};
 use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
@@ -31,6 +31,10 @@ pub struct PollerConfig {
     pub retention_days: u32,
     /// `[summary]`: which cycles post a summary, or roll up.
     pub summary: SummarySettings,
+    /// `[alerts]`: storms and repeats.
+    pub alerts: AlertSettings,
+    /// Owners with their own channel (`[[route]]`): their storms are counted apart.
+    pub routed_owners: BTreeSet<String>,
 }
 
 /// The result of one cycle.
@@ -161,6 +165,7 @@ impl Poller {
             ..CycleSummary::default()
         };
         let mut baselined = 0;
+        let mut alerted: Vec<RestoreJob> = Vec::new();
         let mut outage_errors: Vec<CbsError> = Vec::new();
         // Mutes fail open: an unreadable mute list posts alerts rather than losing them.
         // Read once per cycle, not per job: the check then costs no store reads on the
@@ -216,8 +221,11 @@ impl Poller {
                             }
                             Change::Stuck | Change::Unchanged => {}
                         }
-                        if obs.event.is_some() {
+                        if let Some(event) = &obs.event {
                             summary.alerts += 1;
+                            if matches!(event, EventKind::JobFinished { .. }) {
+                                alerted.push(job.clone());
+                            }
                         }
                         if obs.muted {
                             summary.muted += 1;
@@ -240,6 +248,13 @@ impl Poller {
         }
 
         let now = self.clock.now();
+        crate::storm::collapse(
+            &self.store,
+            &alerted,
+            self.config.alerts.group_after,
+            &self.config.routed_owners,
+            now,
+        )?;
         let mut baselines: BTreeMap<String, Vec<BaselineUser>> = BTreeMap::new();
         for user in &users {
             let Some((mut state, counts, all_ok)) = user_states.remove(&user.login) else {

@@ -396,6 +396,34 @@ impl Store {
         Ok(event)
     }
 
+    /// Replaces queued events by others, in one transaction: both or neither (a storm's
+    /// alerts by its card). Returns the events added, in order.
+    pub fn replace_events(
+        &self,
+        remove: &[u64],
+        add: &[EventKind],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let result = self.outbox.transaction(|outbox| {
+            for id in remove {
+                outbox.remove(&id.to_be_bytes())?;
+            }
+            let mut added = Vec::with_capacity(add.len());
+            for kind in add {
+                let event = Event {
+                    id: outbox.generate_id()?,
+                    created_at: now,
+                    kind: kind.clone(),
+                };
+                outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+                added.push(event);
+            }
+            Ok(added)
+        });
+        // Not counted as queued again: what it holds was counted when first queued.
+        tx_result(result)
+    }
+
     /// Up to `limit` undelivered events, oldest first.
     pub fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
         self.outbox

@@ -184,3 +184,88 @@ async fn a_summary_schedule_posts_one_roll_up_of_all_cycles_since_the_last() {
     // Nothing since: the next tick posts nothing.
     assert!(!restorewatch::summary::queue_rollup(p.store(), at(11, 0)).unwrap());
 }
+
+/// `users` users (`u000`…), an empty baseline, then `per_user` failed restores each (one
+/// per set) in one cycle; delivered to the fake Discord with the role set.
+async fn storm(users: usize, per_user: usize) -> (Harness, Poller, FakeDiscord) {
+    let mut h = Harness::start(&[], at(9, 0)).await;
+    // No baseline card: the storm's messages are all the fake gets.
+    h.baseline_first_cycle = false;
+    for u in 0..users {
+        h.add_user(&format!("u{u:03}"), "");
+    }
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    assert_eq!(p.store().outbox_len(), 0);
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p);
+    for u in 0..users {
+        for s in 0..per_user {
+            let end = at(9, 2) + Duration::seconds((u * per_user + s) as i64);
+            h.sim.add_job(job(
+                &format!("u{u:03}"),
+                &format!("{s:02}"),
+                at(9, 1),
+                Some(end),
+                FAILED,
+            ));
+        }
+    }
+    h.clock.set(at(9, 45));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts as usize, users * per_user);
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!(report.pending, 0);
+    assert_eq!(p.store().outbox_len(), 0);
+    (h, p, fake)
+}
+
+fn titles(fake: &FakeDiscord, prefix: &str) -> Vec<Value> {
+    embeds(fake, ALERTS)
+        .into_iter()
+        .filter(|e| e["title"].as_str().unwrap_or_default().starts_with(prefix))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_storm_of_2000_failures_posts_at_most_5_messages_listing_or_counting_each_once() {
+    let (_h, _p, fake) = storm(100, 20).await;
+    let messages = fake.messages(ALERTS);
+    assert!(messages.len() <= 5, "{} messages", messages.len());
+    let cards = titles(&fake, "2000 restores failed");
+    assert_eq!(cards.len(), 1, "one card");
+    let text = cards[0]["description"].as_str().unwrap();
+    // Each listed line names one job; the rest is counted once.
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" · ")).collect();
+    let distinct: std::collections::BTreeSet<&str> = lines.iter().copied().collect();
+    assert_eq!(distinct.len(), lines.len(), "no job listed twice");
+    let counted: usize = text
+        .split("… and ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the rest is counted");
+    assert_eq!(lines.len() + counted, 2000);
+    assert!(text.contains("/failures"), "{text}");
+    // In order: the first line is the first job to end.
+    assert!(lines[0].contains("u000 · set 00"), "{}", lines[0]);
+    // The first few still get their own alert, after the card.
+    let individual = titles(&fake, "Restore failed:");
+    assert_eq!(individual.len(), 3);
+    assert_eq!(individual[0]["title"], "Restore failed: u000 / set 00");
+    // The card's message pings the role once.
+    assert!(messages[0]["content"]
+        .as_str()
+        .is_some_and(|c| c.starts_with(&format!("<@&{ROLE}>"))));
+    assert!(fake.unexpected().is_empty());
+}
+
+#[tokio::test]
+async fn up_to_group_after_failures_stay_individual_one_more_groups() {
+    let (_h, _p, fake) = storm(1, 5).await;
+    assert_eq!(titles(&fake, "Restore failed:").len(), 5);
+    assert!(titles(&fake, "5 restores failed").is_empty());
+    let (_h, _p, fake) = storm(1, 6).await;
+    assert_eq!(titles(&fake, "6 restores failed").len(), 1);
+    assert_eq!(titles(&fake, "Restore failed:").len(), 3);
+}

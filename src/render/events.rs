@@ -46,6 +46,9 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
         }
         EventKind::JobFinished { job } => job_finished(job, event.created_at),
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
+        EventKind::FailureStorm { owner, jobs } => {
+            super::storm::storm_card(owner.as_deref(), jobs, event)
+        }
         EventKind::Baseline { owner, users } => baseline(owner, users, event.created_at),
         EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
         EventKind::CbsUnreachable {
@@ -71,7 +74,9 @@ pub fn wants_ping(event: &Event) -> bool {
             job.class,
             StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown
         ),
-        EventKind::JobStuck { .. } | EventKind::CbsUnreachable { .. } => true,
+        EventKind::JobStuck { .. }
+        | EventKind::FailureStorm { .. }
+        | EventKind::CbsUnreachable { .. } => true,
         EventKind::Baseline { .. }
         | EventKind::CycleSummary(_)
         | EventKind::CbsRecovered { .. }
