@@ -335,7 +335,8 @@ impl ConfiguredSink {
         };
         Ok(match &settings.discord {
             Some(discord) => {
-                let mut sink = DiscordSink::new(discord, store, render)?;
+                let mut sink =
+                    DiscordSink::new(discord, store, render)?.with_alerts(settings.alerts);
                 if let Some(channel) = settings.summary.channel {
                     sink = sink.with_summary_channel(channel);
                 }

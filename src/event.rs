@@ -26,7 +26,9 @@ impl Event {
     /// The backup-user owner (sub-admin/reseller) the event belongs to, for routing.
     pub fn owner(&self) -> Option<&str> {
         match &self.kind {
-            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => Some(&job.owner),
+            EventKind::JobFinished { job, .. } | EventKind::JobStuck { job, .. } => {
+                Some(&job.owner)
+            }
             EventKind::Baseline { owner, .. } => Some(owner),
             EventKind::FailureStorm { owner, .. } => owner.as_deref(),
             _ => None,
@@ -38,7 +40,12 @@ impl Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A job in an alerting class ended.
-    JobFinished { job: RestoreJob },
+    JobFinished {
+        job: RestoreJob,
+        /// Its place in the set's row of consecutive failures (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        repeat: Option<Repeat>,
+    },
     /// More failures than `alerts.group_after` in one cycle for one channel: one card
     /// listing them all, instead of an alert each (the first few still get their own).
     /// `owner`: the routed owner whose channel they go to; `None`: the alert channel.
@@ -70,6 +77,15 @@ pub enum EventKind {
     },
     /// One day of restore jobs, built on the digest schedule.
     Digest(Digest),
+}
+
+/// A failed restore's place in its set's row of failures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repeat {
+    /// 1 for the first failure after a success (or ever).
+    pub count: u32,
+    /// The day the row started (the first failure's end, in the server's zone).
+    pub since: NaiveDate,
 }
 
 /// One failed restore in a storm card: what its line shows.

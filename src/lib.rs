@@ -34,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod digest;
 pub mod discord;
+pub mod escalation;
 pub mod event;
 pub mod heartbeat;
 pub mod logging;

@@ -9,6 +9,7 @@ use crate::cbs::model::RestoreJob;
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
 use crate::config::{AlertSettings, PollSettings, SummarySettings, WatchEntry};
+use crate::escalation::Streaks;
 use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
@@ -181,6 +182,8 @@ impl Poller {
                 .iter()
                 .any(|m| m.covers(&job.login_name, &job.backup_set_id))
         };
+        let streaks = Streaks::open(&self.store)?;
+        let repeat = |job: &RestoreJob| Some(streaks.next(job, started_at));
         let stuck_after = chrono::Duration::from_std(self.config.poll.stuck_after)
             .unwrap_or(chrono::Duration::MAX);
         while let Some(joined) = requests.join_next().await {
@@ -206,6 +209,7 @@ impl Poller {
                         stuck_after,
                         baseline: self.config.poll.baseline_first_cycle && !state.baselined,
                         muted: &is_muted,
+                        repeat: &repeat,
                     };
                     for job in &list.jobs {
                         crate::metrics::job_observed(job.class);
@@ -213,7 +217,8 @@ impl Poller {
                         match obs.change {
                             Change::NewRunning => summary.started_running += 1,
                             Change::Finished(class) => {
-                                *summary.finished.entry(class).or_default() += 1
+                                *summary.finished.entry(class).or_default() += 1;
+                                streaks.record(job, &self.config.poll.alert_classes, started_at)?;
                             }
                             Change::Baseline(class) => {
                                 baselined += 1;

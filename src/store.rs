@@ -127,6 +127,9 @@ pub struct Policy<'a> {
     /// [`Store::observe`] asks it before its transaction starts, since it may read the
     /// store itself (reading inside a sled transaction would deadlock).
     pub muted: &'a (dyn Fn(&RestoreJob) -> bool + Sync),
+    /// A failure's place in its set's row (see [`crate::escalation`]); asked before the
+    /// transaction, like `muted`.
+    pub repeat: &'a (dyn Fn(&RestoreJob) -> Option<crate::event::Repeat> + Sync),
 }
 
 /// Decides what a sighting of `job` (listed under `date`) means, given what was known.
@@ -163,7 +166,10 @@ pub fn decide(
             (None, Change::Baseline(job.class))
         } else if policy.alert_classes.contains(&job.class) {
             record.alerted = true;
-            let event = EventKind::JobFinished { job: job.clone() };
+            let event = EventKind::JobFinished {
+                job: job.clone(),
+                repeat: (policy.repeat)(job),
+            };
             (Some(event), Change::Finished(job.class))
         } else {
             (None, Change::Finished(job.class))
@@ -344,8 +350,11 @@ impl Store {
         let key = job_key_bytes(&job.key());
         let muted = (policy.muted)(job);
         let muted_now = |_: &RestoreJob| muted;
+        let repeat = (policy.repeat)(job);
+        let repeat_now = |_: &RestoreJob| repeat.clone();
         let policy = &Policy {
             muted: &muted_now,
+            repeat: &repeat_now,
             ..*policy
         };
         let result = (&self.jobs, &self.by_day, &self.running, &self.outbox).transaction(

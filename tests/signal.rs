@@ -5,7 +5,9 @@
 mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use restorewatch::config::{DiscordSettings, SummarySettings, SummaryWhen};
+use restorewatch::config::{
+    AlertSettings, DiscordSettings, PingWhen, SummarySettings, SummaryWhen,
+};
 use restorewatch::discord::DiscordSink;
 use restorewatch::poller::Poller;
 use restorewatch::render::RenderOptions;
@@ -268,4 +270,86 @@ async fn up_to_group_after_failures_stay_individual_one_more_groups() {
     let (_h, _p, fake) = storm(1, 6).await;
     assert_eq!(titles(&fake, "6 restores failed").len(), 1);
     assert_eq!(titles(&fake, "Restore failed:").len(), 3);
+}
+
+/// Set 1 of `obm` ends once per cycle with `statuses`, in order; each cycle is delivered.
+/// Returns per cycle the alert's description and whether its message pinged the role.
+async fn row(statuses: &[&str], alerts: AlertSettings) -> Vec<Option<(String, bool)>> {
+    let h = Harness::start(&["obm"], at(9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p).with_alerts(alerts);
+    drain(p.store(), &sink).await.unwrap();
+    let mut out = Vec::new();
+    for (i, status) in statuses.iter().enumerate() {
+        let start = at(10, 0) + Duration::hours(i as i64);
+        h.sim.add_job(job(
+            "obm",
+            "1",
+            start,
+            Some(start + Duration::minutes(5)),
+            status,
+        ));
+        h.clock.set(start + Duration::minutes(30));
+        let before = fake.messages(ALERTS).len();
+        p.cycle().await.unwrap();
+        drain(p.store(), &sink).await.unwrap();
+        let new: Vec<Value> = fake.messages(ALERTS).split_off(before);
+        let alert = new.iter().find_map(|m| {
+            let embeds = m["embeds"].as_array()?;
+            let e = embeds
+                .iter()
+                .find(|e| e["title"] == "Restore failed: obm / set 1")?;
+            let pinged = m["content"]
+                .as_str()
+                .is_some_and(|c| c.contains(&format!("<@&{ROLE}>")));
+            Some((e["description"].as_str().unwrap_or("").to_owned(), pinged))
+        });
+        out.push(alert);
+    }
+    out
+}
+
+#[tokio::test]
+async fn repeats_escalate_and_ping_only_at_the_first_and_the_threshold() {
+    let got = row(
+        &[FAILED, FAILED, FAILED, FAILED, SUCCESS, FAILED],
+        AlertSettings::default(),
+    )
+    .await;
+    let pings: Vec<Option<bool>> = got.iter().map(|a| a.as_ref().map(|a| a.1)).collect();
+    assert_eq!(
+        pings,
+        [
+            Some(true),
+            Some(false),
+            Some(true),
+            Some(false),
+            None,
+            Some(true)
+        ]
+    );
+    let text = |i: usize| got[i].as_ref().unwrap().0.clone();
+    assert_eq!(text(0), "", "a first failure is not a repeat");
+    assert_eq!(text(1), "**2nd failure in a row** since 2024-06-26.");
+    assert_eq!(text(2), "**3rd failure in a row** since 2024-06-26.");
+    assert_eq!(text(3), "**4th failure in a row** since 2024-06-26.");
+    assert_eq!(text(5), "", "the success reset the count");
+}
+
+#[tokio::test]
+async fn alerts_ping_every_pings_each_repeat_and_never_pings_none() {
+    let every = AlertSettings {
+        ping: PingWhen::Every,
+        ..AlertSettings::default()
+    };
+    let got = row(&[FAILED, FAILED, FAILED, FAILED], every).await;
+    assert!(got.iter().all(|a| a.as_ref().unwrap().1));
+    let never = AlertSettings {
+        ping: PingWhen::Never,
+        ..AlertSettings::default()
+    };
+    let got = row(&[FAILED, FAILED], never).await;
+    assert!(got.iter().all(|a| !a.as_ref().unwrap().1));
 }
