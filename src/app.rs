@@ -2,7 +2,11 @@
 //!
 //! `run` takes its shutdown token (STYLE.md 2): production passes Ctrl-C/SIGTERM, tests and
 //! the demo pass their own. Every wait `select!`s on the token; on shutdown the loop stops
-//! taking work, finishes nothing half-way and flushes the store.
+//! taking work and flushes the store. Every wait of the stop is bounded: the poll cycle or
+//! delivery in flight gets [`IN_FLIGHT_GRACE`] to finish, the gateway close the rest of
+//! [`GATEWAY_CLOSE_LIMIT`]; what does not finish in time is dropped and logged as cut short
+//! (both are safe to drop: a job record and its event are written together, a message is
+//! recorded before it is sent). The binary adds a hard limit of [`STOP_LIMIT`] on top.
 
 use crate::bot::{self, BotContext};
 use crate::cbs::{CbsClient, CbsClientConfig};
@@ -19,7 +23,49 @@ use crate::sink::{drain, ConsoleSink, DrainReport, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// The whole stop, from the shutdown signal to the exit, takes at most this long.
+pub const STOP_LIMIT: Duration = Duration::from_secs(10);
+/// How long a poll cycle or delivery that is under way may still run after the shutdown.
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(5);
+/// How long after the shutdown the Discord gateway connection may take to close.
+pub const GATEWAY_CLOSE_LIMIT: Duration = Duration::from_secs(8);
+
+/// Runs `work` to its end unless `shutdown` comes first; after the shutdown it gets at most
+/// [`IN_FLIGHT_GRACE`] more, and is dropped (logged as cut short) past that. Work is not
+/// begun at all once the shutdown has come. `None`: cut short or not begun.
+async fn finish_within_grace<T>(
+    work: impl Future<Output = T>,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Option<T> {
+    if shutdown.is_cancelled() {
+        return None;
+    }
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        done = &mut work => return Some(done),
+        _ = shutdown.cancelled() => {}
+    }
+    tracing::info!(
+        grace = %humantime::format_duration(IN_FLIGHT_GRACE),
+        "stopping: letting the {what} in flight finish"
+    );
+    match tokio::time::timeout(IN_FLIGHT_GRACE, work).await {
+        Ok(done) => Some(done),
+        Err(_) => {
+            tracing::warn!(
+                "stopping: cut short the {what} in flight; what it had not delivered stays \
+                 in the outbox for the next start"
+            );
+            None
+        }
+    }
+}
 
 /// The long-lived parts, built once from the settings.
 pub struct App {
@@ -35,20 +81,39 @@ pub struct App {
 const MAX_SKIPPED_TICKS: u64 = 10_000;
 
 impl App {
-    /// Opens the store and builds the CBS client.
-    pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+    /// Opens the store (waiting a moment for a previous instance that is still stopping)
+    /// and builds the CBS client.
+    pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+        App::build_waiting(settings, clock, crate::store::OPEN_LOCK_WAIT_MS).await
+    }
+
+    /// [`App::build`] for a one-off command: a store held by a running instance is an
+    /// error at once, saying so and what to do instead.
+    pub async fn build_now(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
+        App::build_waiting(settings, clock, 0).await
+    }
+
+    async fn build_waiting(
+        settings: Settings,
+        clock: SharedClock,
+        wait_ms: u64,
+    ) -> anyhow::Result<App> {
         writable_state_dir(&settings.state.path)?;
-        let store = Store::open(&settings.state.path).map_err(|e| {
-            let dir = settings.state.path.display();
-            if e.to_string().contains("could not acquire lock") {
-                anyhow::anyhow!(
-                    "another restorewatch is using the state store in {dir}; \
-                     stop it first (two instances on one store would post everything twice)"
-                )
-            } else {
-                anyhow::Error::new(e).context(format!("opening the state store in {dir}"))
+        let dir = &settings.state.path;
+        let store = match Store::open_async(dir, wait_ms).await {
+            Ok(store) => store,
+            // One line, without sled's error chain (it repeats the lock message).
+            Err(e) if crate::store::is_locked(&e) => anyhow::bail!(
+                "the state store {} is in use by a running restorewatch (two instances on one \
+                 store would post everything twice); stop it first, or ask it in Discord \
+                 (/digest, /status)",
+                dir.display()
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("opening the state store in {}", dir.display()))
             }
-        })?;
+        };
         let client = cbs_client(&settings)?;
         let poller = Poller::new(
             client,
@@ -118,8 +183,10 @@ impl App {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         // Deliver whatever an earlier run left queued before waiting for the first tick.
-        if let Err(e) = drain(&self.store, sink).await {
-            tracing::error!(error = %e, "delivery of queued events failed");
+        match finish_within_grace(drain(&self.store, sink), &shutdown, "delivery").await {
+            Some(Err(e)) => tracing::error!(error = %e, "delivery of queued events failed"),
+            Some(Ok(_)) => {}
+            None => return self.store.flush().context("flushing the state store"),
         }
         loop {
             let now = self.clock.now();
@@ -142,12 +209,14 @@ impl App {
                 _ = tokio::time::sleep(until(now, next)) => {}
             }
             if next_poll.is_some_and(|t| t <= next) {
-                // Shutdown does not wait for a slow cycle or a long delivery retry: both
-                // are safe to drop between steps (records and their events are written
+                // Shutdown waits a bounded while for a slow cycle or a long delivery retry:
+                // both are safe to drop between steps (records and their events are written
                 // together; a message is recorded before it is sent).
-                let done = tokio::select! {
-                    done = self.cycle_and_deliver(sink) => done,
-                    _ = shutdown.cancelled() => break,
+                let work = self.cycle_and_deliver(sink);
+                let Some(done) =
+                    finish_within_grace(work, &shutdown, "poll cycle and delivery").await
+                else {
+                    break;
                 };
                 match &done {
                     Ok((report, drained)) => tracing::info!(
@@ -186,9 +255,10 @@ impl App {
                 if let Err(e) = self.queue_digest(day) {
                     tracing::error!(error = format!("{e:#}"), "daily digest failed");
                 } else {
-                    let drained = tokio::select! {
-                        drained = drain(&self.store, sink) => drained,
-                        _ = shutdown.cancelled() => break,
+                    let work = drain(&self.store, sink);
+                    let Some(drained) = finish_within_grace(work, &shutdown, "delivery").await
+                    else {
+                        break;
                     };
                     if let Err(e) = drained {
                         tracing::error!(error = %e, "delivery of the digest failed");
@@ -260,67 +330,6 @@ pub fn cbs_client(settings: &Settings) -> anyhow::Result<CbsClient> {
     .context("setting up the CBS client")
 }
 
-/// `restorewatch check`: asks the CBS once per watched user for today and prints what it
-/// found. Returns whether every call succeeded.
-pub async fn check(
-    settings: &Settings,
-    clock: SharedClock,
-    out: &mut dyn std::io::Write,
-) -> anyhow::Result<bool> {
-    let client = cbs_client(settings)?;
-    let today = clock
-        .now()
-        .with_timezone(&settings.cbs.timezone)
-        .date_naive();
-    writeln!(
-        out,
-        "config OK; asking {} ({}) for {today} ({})",
-        settings.cbs.server_name, settings.cbs.url, settings.cbs.timezone
-    )?;
-    if settings.watch.is_empty() {
-        writeln!(
-            out,
-            "no [[watch]] users in the config (users added from chat live in the store)"
-        )?;
-    }
-    let mut all_ok = true;
-    for user in &settings.watch {
-        match client
-            .list_restore_jobs(&user.login, &user.owner, today)
-            .await
-        {
-            Ok(list) => {
-                let mut counts = crate::event::ClassCounts::new();
-                for job in &list.jobs {
-                    *counts.entry(job.class).or_default() += 1;
-                }
-                let counts: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
-                writeln!(
-                    out,
-                    "  {}: {} job(s){}{}",
-                    user.login,
-                    list.jobs.len(),
-                    if counts.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", counts.join(", "))
-                    },
-                    if list.skipped.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({} unreadable item(s) skipped)", list.skipped.len())
-                    },
-                )?;
-            }
-            Err(e) => {
-                all_ok = false;
-                writeln!(out, "  {}: FAILED: {e}", user.login)?;
-            }
-        }
-    }
-    Ok(all_ok)
-}
-
 /// The sink the settings ask for: Discord with a `[discord]` section, else the console.
 pub enum ConfiguredSink {
     Console(ConsoleSink),
@@ -363,8 +372,14 @@ pub async fn run(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve(App::build(settings, clock).await?, shutdown).await
+}
+
+/// [`run`] with the parts already built (the binary keeps a store handle to flush when a
+/// second signal cuts the stop short).
+pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let clock = app.clock.clone();
     let started_at = clock.now();
-    let app = App::build(settings, clock.clone())?;
     let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
     let server =
         crate::server::start(&app.settings, &app.store, clock.clone(), shutdown.clone()).await?;
@@ -390,14 +405,75 @@ pub async fn run(
         discord = bot.is_some(),
         "restorewatch running"
     );
+    // When the stop began: the gateway's close limit counts from there.
+    let stop_began = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            Instant::now()
+        })
+    };
     let polled = app.run_loop(&sink, shutdown.clone()).await;
     // The loop only ends on shutdown or a fatal error; either way the bot stops too.
     shutdown.cancel();
     if let Some(bot) = bot {
-        bot.stopped().await?;
+        let began = stop_began.await.unwrap_or_else(|_| Instant::now());
+        match tokio::time::timeout_at(began + GATEWAY_CLOSE_LIMIT, bot.stopped()).await {
+            Ok(stopped) => stopped?,
+            Err(_) => tracing::warn!(
+                limit = %humantime::format_duration(GATEWAY_CLOSE_LIMIT),
+                "stopping: cut short the Discord gateway close, which did not finish in time"
+            ),
+        }
     }
     if let Some(server) = server {
-        server.await.context("the health listener")??;
+        // A client holding a connection open must not hold up the stop either.
+        let began = Instant::now();
+        match tokio::time::timeout_at(began + IN_FLIGHT_GRACE, server).await {
+            Ok(served) => served.context("the health listener")??,
+            Err(_) => tracing::warn!("stopping: cut short the health listener's open connections"),
+        }
     }
     polled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn work_in_flight_gets_its_grace_and_no_more() {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.cancel();
+        });
+        // Ends 3 s after the shutdown: within the grace, so it finishes.
+        let began = Instant::now();
+        let quick = tokio::time::sleep(Duration::from_secs(4));
+        assert_eq!(
+            finish_within_grace(quick, &shutdown, "test").await,
+            Some(())
+        );
+        assert_eq!(began.elapsed(), Duration::from_secs(4));
+        // Already stopping: not begun.
+        let never = std::future::pending::<()>();
+        assert_eq!(finish_within_grace(never, &shutdown, "test").await, None);
+        assert_eq!(began.elapsed(), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_past_the_grace_is_cut_short() {
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.cancel();
+        });
+        let began = Instant::now();
+        let slow = std::future::pending::<()>();
+        assert_eq!(finish_within_grace(slow, &shutdown, "test").await, None);
+        assert_eq!(began.elapsed(), Duration::from_secs(1) + IN_FLIGHT_GRACE);
+    }
 }

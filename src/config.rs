@@ -44,6 +44,10 @@ pub const CONFIG_PATH_ENV: &str = "RESTOREWATCH_CONFIG";
 pub const CBS_SYS_PWD_ENV: &str = "RESTOREWATCH_CBS_SYS_PWD";
 /// The Discord bot token from the environment.
 pub const DISCORD_TOKEN_ENV: &str = "RESTOREWATCH_DISCORD_TOKEN";
+/// The log filter (`tracing_subscriber`'s `EnvFilter` syntax).
+pub const LOG_ENV: &str = "RESTOREWATCH_LOG";
+/// What every variable restorewatch reads starts with.
+const ENV_PREFIX: &str = "RESTOREWATCH_";
 
 /// Everything restorewatch needs to run, checked.
 #[derive(Clone, Debug)]
@@ -296,17 +300,71 @@ pub fn config_path(arg: Option<&Path>, env: &impl Fn(&str) -> Option<String>) ->
     }
 }
 
+/// Where a value of the effective configuration came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File,
+    /// This environment variable.
+    Env(String),
+    /// A secret read from this file.
+    SecretFile(PathBuf),
+    /// A secret that is not set (only `check --offline` gets this far without it).
+    Missing,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File => f.write_str("file"),
+            Origin::Env(var) => write!(f, "environment {var}"),
+            Origin::SecretFile(path) => write!(f, "secret file {}", path.display()),
+            Origin::Missing => f.write_str("not set"),
+        }
+    }
+}
+
+/// Checked settings with where each value came from, for `check --print-config`.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// The config file read.
+    pub path: PathBuf,
+    /// Keys set by the file, the environment or a secret file; the rest are defaults.
+    pub origins: std::collections::BTreeMap<String, Origin>,
+}
+
+impl Loaded {
+    pub fn origin(&self, key: &str) -> Origin {
+        self.origins.get(key).cloned().unwrap_or(Origin::Default)
+    }
+}
+
 impl Settings {
     /// Reads the config file found by [`config_path`] and layers the process environment
-    /// over it.
+    /// over it. Unknown `RESTOREWATCH_*` variables are an error (see [`check_env_names`]).
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_with(path, false).map(|loaded| loaded.settings)
+    }
+
+    /// [`Settings::load`], keeping the file's path and each value's origin. `offline`:
+    /// secrets need not be set and secret files are not read (`check --offline`).
+    pub fn load_with(path: Option<&Path>, offline: bool) -> Result<Loaded, ConfigError> {
+        check_env_names(std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()))?;
         let env = |name: &str| std::env::var(name).ok();
         let path = config_path(path, &env);
         let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
             path: path.clone(),
             error,
         })?;
-        Settings::from_toml_str(&text, &env).map_err(|e| e.in_file(&path))
+        let (settings, origins) =
+            Settings::check_text(&text, &env, offline).map_err(|e| e.in_file(&path))?;
+        Ok(Loaded {
+            settings,
+            path,
+            origins,
+        })
     }
 
     /// Checks a config file's text, with `env` standing in for the environment (tests pass a
@@ -315,15 +373,173 @@ impl Settings {
         text: &str,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
+        Settings::check_text(text, env, false).map(|(settings, _)| settings)
+    }
+
+    fn check_text(
+        text: &str,
+        env: &impl Fn(&str) -> Option<String>,
+        offline: bool,
+    ) -> Result<(Settings, std::collections::BTreeMap<String, Origin>), ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.is_empty());
         let mut table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        let mut origins = std::collections::BTreeMap::new();
+        for (section, value) in &table {
+            match value {
+                toml::Value::Table(keys) => {
+                    for name in keys.keys() {
+                        origins.insert(format!("{section}.{name}"), Origin::File);
+                    }
+                }
+                toml::Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let keys = item.as_table().into_iter().flat_map(|t| t.keys());
+                        for name in keys {
+                            origins.insert(format!("{section}[{i}].{name}"), Origin::File);
+                        }
+                    }
+                }
+                _ => {
+                    origins.insert(section.clone(), Origin::File);
+                }
+            }
+        }
         let check = Checker {
             from_env: apply_env(&mut table, &env)?,
+            offline,
+            secret_origins: Default::default(),
         };
+        for key in &check.from_env {
+            origins.insert(key.clone(), Origin::Env(env_name(key)));
+        }
         let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| check.fail(&e.path().to_string(), e.inner().message()))?;
-        check.settings(raw, &env)
+        let settings = check.settings(raw, &env)?;
+        origins.extend(check.secret_origins.into_inner());
+        Ok((settings, origins))
     }
+
+    /// Every key of the effective configuration with its value as TOML, secrets redacted;
+    /// `[[watch]]` and `[[route]]` entries as `watch[0].login` etc.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let text = |v: &str| toml::Value::String(v.to_owned()).to_string();
+        let duration = |d: &Duration| text(&humantime::format_duration(*d).to_string());
+        let redacted = |s: &SecretString| {
+            if s.expose_secret().is_empty() {
+                "\"\"".to_owned()
+            } else {
+                text("<redacted>")
+            }
+        };
+        let c = &self.cbs;
+        let mut out = vec![
+            ("cbs.url", text(c.url.as_str())),
+            ("cbs.server_name", text(&c.server_name)),
+            ("cbs.sys_user", text(&c.sys_user)),
+            ("cbs.sys_pwd", redacted(&c.sys_pwd)),
+            ("cbs.timezone", text(c.timezone.name())),
+            ("cbs.request_timeout", duration(&c.request_timeout)),
+            ("cbs.max_concurrency", c.max_concurrency.to_string()),
+        ];
+        if let Some(ca) = &c.ca_cert {
+            out.push(("cbs.ca_cert", text(&ca.display().to_string())));
+        }
+        let p = &self.poll;
+        let classes: Vec<String> = p.alert_classes.iter().map(|c| text(c.as_str())).collect();
+        out.extend([
+            ("poll.schedule", text(&p.schedule.to_string())),
+            ("poll.midnight_grace", duration(&p.midnight_grace)),
+            ("poll.max_catch_up_days", p.max_catch_up_days.to_string()),
+            ("poll.stuck_after", duration(&p.stuck_after)),
+            ("poll.alert_classes", format!("[{}]", classes.join(", "))),
+            (
+                "poll.baseline_first_cycle",
+                p.baseline_first_cycle.to_string(),
+            ),
+            ("state.path", text(&self.state.path.display().to_string())),
+            (
+                "state.retention_days",
+                self.state.retention_days.to_string(),
+            ),
+            ("digest.schedule", text(&self.digest.schedule.to_string())),
+        ]);
+        let mut out: Vec<(String, String)> =
+            out.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        for (i, w) in self.watch.iter().enumerate() {
+            out.push((format!("watch[{i}].login"), text(&w.login)));
+            if !w.owner.is_empty() {
+                out.push((format!("watch[{i}].owner"), text(&w.owner)));
+            }
+        }
+        if let Some(d) = &self.discord {
+            let id = |v: u64| text(&v.to_string());
+            out.push(("discord.token".into(), redacted(&d.token)));
+            out.push(("discord.alert_channel".into(), id(d.alert_channel.get())));
+            out.push(("discord.digest_channel".into(), id(d.digest_channel.get())));
+            if let Some(role) = d.mention_role {
+                out.push(("discord.mention_role".into(), id(role.get())));
+            }
+            if let Some(base) = &d.api_base {
+                out.push(("discord.api_base".into(), text(base.as_str())));
+            }
+            if !d.guilds.is_empty() {
+                // guild_id and guild_ids merged; printed as the list they amount to.
+                let ids: Vec<String> = d.guilds.iter().map(|g| id(g.get())).collect();
+                out.push(("discord.guild_ids".into(), format!("[{}]", ids.join(", "))));
+            }
+            if let Some(role) = d.admin_role {
+                out.push(("discord.admin_role".into(), id(role.get())));
+            }
+            out.push((
+                "discord.public_lookups".into(),
+                d.public_lookups.to_string(),
+            ));
+            for (i, r) in d.routes.iter().enumerate() {
+                out.push((format!("route[{i}].owner"), text(&r.owner)));
+                out.push((format!("route[{i}].channel"), id(r.channel.get())));
+            }
+        }
+        out
+    }
+}
+
+/// Every environment variable restorewatch reads.
+pub fn env_names() -> Vec<String> {
+    let mut names: Vec<String> = ENV_KEYS
+        .iter()
+        .map(|&(section, name, _)| env_name(&format!("{section}.{name}")))
+        .collect();
+    names.extend(
+        [
+            CONFIG_PATH_ENV,
+            CBS_SYS_PWD_ENV,
+            DISCORD_TOKEN_ENV,
+            LOG_ENV,
+            crate::logging::LOG_FORMAT_ENV,
+        ]
+        .map(str::to_owned),
+    );
+    names
+}
+
+/// Refuses a `RESTOREWATCH_*` variable that restorewatch does not read (a misspelling would
+/// otherwise be ignored silently), naming the nearest valid name.
+pub fn check_env_names(names: impl IntoIterator<Item = String>) -> Result<(), ConfigError> {
+    let known = env_names();
+    for name in names {
+        if !name.starts_with(ENV_PREFIX) || known.contains(&name) {
+            continue;
+        }
+        let nearest = known
+            .iter()
+            .min_by_key(|k| strsim::levenshtein(k, &name))
+            .expect("the list of names is not empty");
+        return Err(ConfigError::Key {
+            key: name,
+            message: format!("unknown environment variable; did you mean {nearest}?"),
+        });
+    }
+    Ok(())
 }
 
 fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
@@ -620,6 +836,10 @@ const MIDNIGHT_GRACE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 struct Checker {
     /// Keys whose value came from the environment, to say so in errors.
     from_env: BTreeSet<String>,
+    /// Secrets may be missing and their files are not read.
+    offline: bool,
+    /// Where each secret came from.
+    secret_origins: std::cell::RefCell<std::collections::BTreeMap<String, Origin>>,
 }
 
 impl Checker {
@@ -649,10 +869,22 @@ impl Checker {
             }
             None => None,
         };
+        let poll = self.poll(raw.poll, cbs.timezone)?;
+        let state = self.state(raw.state)?;
+        if state.retention_days <= poll.max_catch_up_days {
+            return Err(self.fail(
+                "state.retention_days",
+                format!(
+                    "must be more than poll.max_catch_up_days ({}), or the days caught up \
+                     after downtime are pruned as soon as they are recorded",
+                    poll.max_catch_up_days
+                ),
+            ));
+        }
         Ok(Settings {
             watch: self.watch(raw.watch)?,
-            poll: self.poll(raw.poll, cbs.timezone)?,
-            state: self.state(raw.state)?,
+            poll,
+            state,
             discord,
             digest: DigestSettings {
                 schedule: self.schedule(
@@ -1023,7 +1255,16 @@ impl Checker {
         default: &str,
         tz: Tz,
     ) -> Result<CronSchedule, ConfigError> {
-        CronSchedule::parse(text.as_deref().unwrap_or(default), tz).map_err(|e| self.fail(key, e))
+        let schedule = CronSchedule::parse(text.as_deref().unwrap_or(default), tz)
+            .map_err(|e| self.fail(key, e))?;
+        // A schedule that never fires would leave the program running and watching nothing.
+        if schedule.next_after(chrono::Utc::now()).is_none() {
+            return Err(self.fail(
+                key,
+                format!("{:?} never fires: no date matches it", schedule.to_string()),
+            ));
+        }
+        Ok(schedule)
     }
 
     /// A Discord id (snowflake), written as a string or an integer.
@@ -1053,10 +1294,25 @@ impl Checker {
     ) -> Result<SecretString, ConfigError> {
         let file_key = format!("{key}_file");
         let var = env_name(key);
+        let origin = |origin: Origin| {
+            self.secret_origins
+                .borrow_mut()
+                .insert(key.to_owned(), origin);
+        };
         if let Some(value) = env(&var) {
+            origin(Origin::Env(var));
             return Ok(SecretString::from(value));
         }
+        if self.offline {
+            origin(match (file, inline) {
+                (Some(path), _) => Origin::SecretFile(path),
+                (None, Some(_)) => Origin::File,
+                (None, None) => Origin::Missing,
+            });
+            return Ok(SecretString::from(String::new()));
+        }
         if let Some(path) = file {
+            origin(Origin::SecretFile(path.clone()));
             // The io error names the path, never the content.
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 self.fail(&file_key, format!("cannot read {}: {e}", path.display()))
@@ -1071,7 +1327,10 @@ impl Checker {
             Some(RawSecret(secret)) if secret.expose_secret().trim().is_empty() => {
                 Err(self.fail(key, "is empty"))
             }
-            Some(RawSecret(secret)) => Ok(secret),
+            Some(RawSecret(secret)) => {
+                origin(Origin::File);
+                Ok(secret)
+            }
             None => Err(self.fail(key, format!("missing: set {var}, or {file_key}, or {key}"))),
         }
     }
@@ -1287,6 +1546,55 @@ mod tests {
             config_path(None, &with_env(&[])),
             Path::new(DEFAULT_CONFIG_PATH)
         );
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_is_refused_naming_the_key() {
+        for (key, var) in [
+            ("poll.schedule", "RESTOREWATCH_POLL_SCHEDULE"),
+            ("digest.schedule", "RESTOREWATCH_DIGEST_SCHEDULE"),
+        ] {
+            let vars = [(CBS_SYS_PWD_ENV, "pw"), (var, "0 8 31 2 *")];
+            let err = Settings::from_toml_str(MINIMAL, &with_env(&vars)).unwrap_err();
+            assert_eq!(err.key(), Some(key));
+            assert!(err.to_string().contains("never fires"), "{err}");
+        }
+        // 29 February fires, if rarely.
+        let vars = [
+            (CBS_SYS_PWD_ENV, "pw"),
+            ("RESTOREWATCH_POLL_SCHEDULE", "0 8 29 2 *"),
+        ];
+        assert!(Settings::from_toml_str(MINIMAL, &with_env(&vars)).is_ok());
+    }
+
+    #[test]
+    fn unknown_variables_name_the_nearest_valid_one() {
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let known = env_names();
+        assert!(check_env_names(known.clone()).is_ok());
+        assert!(check_env_names(names(&["PATH", "RESTOREWATCHER"])).is_ok());
+        let err = check_env_names(names(&["RESTOREWATCH_DISCORD_TOKN"])).unwrap_err();
+        assert_eq!(err.key(), Some("RESTOREWATCH_DISCORD_TOKN"));
+        assert!(err
+            .to_string()
+            .ends_with("did you mean RESTOREWATCH_DISCORD_TOKEN?"));
+        let err = check_env_names(names(&["RESTOREWATCH_STATE_RETENTION"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("RESTOREWATCH_STATE_RETENTION_DAYS?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn retention_must_outlast_the_catch_up() {
+        let text =
+            format!("{MINIMAL}[poll]\nmax_catch_up_days = 10\n[state]\nretention_days = 10\n");
+        let err =
+            Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).unwrap_err();
+        assert_eq!(err.key(), Some("state.retention_days"));
+        let text = text.replace("retention_days = 10", "retention_days = 11");
+        assert!(Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).is_ok());
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub async fn run_demo(
         },
         out,
     );
-    let app = App::build(settings, clock.clone())?;
+    let app = App::build(settings, clock.clone()).await?;
     let deadline = tokio::time::Instant::now() + options.max_duration;
     let mut report = DemoReport::default();
     loop {

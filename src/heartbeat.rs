@@ -87,6 +87,34 @@ pub fn reached_cbs(report: &CycleReport) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{CycleSummary, PollError};
+
+    fn report(requests: u32, errors: usize) -> CycleReport {
+        let error = PollError {
+            login_name: "obm".into(),
+            date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
+            message: "cannot reach cbs".into(),
+        };
+        CycleReport {
+            summary: CycleSummary {
+                requests,
+                errors: vec![error; errors],
+                ..CycleSummary::default()
+            },
+            baselined: 0,
+            pruned: 0,
+        }
+    }
+
+    #[test]
+    fn fail_only_when_no_request_got_through() {
+        assert!(reached_cbs(&report(3, 2)), "one of three succeeded");
+        assert!(!reached_cbs(&report(3, 3)));
+        assert!(
+            reached_cbs(&report(0, 0)),
+            "nothing to ask is not a failure"
+        );
+    }
 
     #[test]
     fn fail_goes_below_the_url() {

@@ -14,9 +14,11 @@
 //! - [`simulator`]: a stand-in CBS for tests, the demo and `restorewatch simulate`.
 //! - [`poller`]: one poll cycle: which users and dates, what changed, which events.
 //! - [`app`]: the running program: parts built from the settings, the schedule loop.
+//! - [`check`]: `restorewatch check`, the pre-flight of the config, the CBS and Discord.
 //! - [`demo`]: `restorewatch demo`, the whole loop against the built-in simulator.
 //! - [`commands`]: what the slash commands do, as plain functions.
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
+//! - [`gateway`]: whether slash commands are available (the gateway connection's state).
 //! - [`mutes`]: alert mutes set from chat.
 //! - [`audit`]: who changed what from chat.
 //! - [`metrics`]: the Prometheus metric names and one recording call per thing counted.
@@ -28,6 +30,7 @@ pub mod app;
 pub mod audit;
 pub mod bot;
 pub mod cbs;
+pub mod check;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -36,6 +39,7 @@ pub mod digest;
 pub mod discord;
 pub mod escalation;
 pub mod event;
+pub mod gateway;
 pub mod heartbeat;
 pub mod logging;
 pub mod metrics;

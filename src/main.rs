@@ -4,8 +4,9 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use restorewatch::app::{self, App, ConfiguredSink};
+use restorewatch::check;
 use restorewatch::clock::{SharedClock, SystemClock};
-use restorewatch::config::{ConfigError, Settings};
+use restorewatch::config::{self, ConfigError, Loaded, Settings};
 use restorewatch::demo::{run_demo, DemoOptions};
 use restorewatch::digest::{digest_text, previous_day, Digest};
 use restorewatch::simulator::{serve, Pace, SimulateArgs, WorkloadSource};
@@ -18,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration that does not load.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code when a second signal (or the stop's time limit) cut the stop short.
+const EXIT_CUT_SHORT: u8 = 130;
+/// How long an exit at once waits for the store to be flushed.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Watches AhsayCBS restore jobs and tells the team in Discord when one fails.
 #[derive(Parser)]
@@ -36,8 +41,17 @@ enum Command {
     Run,
     /// One poll cycle and delivery, then exit (1 if a CBS call or the delivery failed).
     Once,
-    /// Check the configuration and ask the CBS about each watched user for today.
-    Check,
+    /// Check the configuration and environment, then ask the CBS and Discord whether they
+    /// answer as needed (exit 2: bad config; 1: a check failed).
+    Check {
+        /// Lint the file and the environment only: no secrets needed, no network.
+        #[arg(long)]
+        offline: bool,
+        /// Print the effective configuration, secrets redacted, with where each value came
+        /// from (default, file, environment); needs no secrets and asks nobody.
+        #[arg(long, conflicts_with = "offline")]
+        print_config: bool,
+    },
     /// Build the daily digest now and deliver it (or only print it).
     Digest {
         /// The day (YYYY-MM-DD, server zone); default: yesterday.
@@ -67,6 +81,11 @@ enum Command {
         #[arg(long, default_value = "UTC")]
         timezone: chrono_tz::Tz,
     },
+    /// Print a shell completion script (e.g. `restorewatch completions bash > /etc/bash_completion.d/restorewatch`).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
     /// Show restorewatch at work against a built-in simulator, no CBS or Discord needed.
     Demo {
         /// Stop after this long at the latest (e.g. 90s, 2m).
@@ -81,11 +100,17 @@ enum Command {
     },
 }
 
+/// The log filter unless `RESTOREWATCH_LOG` sets one: serenity's own info lines (shard
+/// starts, heartbeats) are noise to an operator.
+const DEFAULT_LOG_FILTER: &str = "info,serenity=warn";
+/// The commit the binary was built from (see build.rs).
+const GIT_REVISION: &str = env!("BUILD_GIT_REVISION");
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     restorewatch::logging::init(
-        tracing_subscriber::EnvFilter::try_from_env("RESTOREWATCH_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        tracing_subscriber::EnvFilter::try_from_env(config::LOG_ENV)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
     );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -94,7 +119,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
             eprintln!("{e:#}");
@@ -104,12 +129,21 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Whatever is still running (a gateway close that was cut short, a blocked flush) is
+    // not waited for: the runtime's drop would wait for blocking tasks without limit.
+    runtime.shutdown_background();
+    code
 }
 
 /// Loads the settings, or prints the one-line reason and picks the config exit code.
 fn settings(cli_config: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
-    Settings::load(cli_config).map_err(|e| {
+    loaded(cli_config, false).map(|l| l.settings)
+}
+
+/// [`settings`] with the path and origins; `offline`: secrets not needed.
+fn loaded(cli_config: Option<&std::path::Path>, offline: bool) -> Result<Loaded, ExitCode> {
+    Settings::load_with(cli_config, offline).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(EXIT_CONFIG)
     })
@@ -120,25 +154,62 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.config.as_deref();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            let settings = match settings(config) {
-                Ok(s) => s,
+            let loaded = match loaded(config, false) {
+                Ok(l) => l,
                 Err(code) => return Ok(code),
             };
             // `run` answers slash commands, which only the configured server may use.
-            if let Some(Err(e)) = settings.discord.as_ref().map(|d| d.require_guilds()) {
+            if let Some(Err(e)) = loaded.settings.discord.as_ref().map(|d| d.require_guilds()) {
                 eprintln!("{e}");
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
-            app::run(settings, clock, shutdown_on_signal()).await?;
-            tracing::info!("restorewatch stopped");
-            Ok(ExitCode::SUCCESS)
+            let s = &loaded.settings;
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                revision = GIT_REVISION,
+                config = %loaded.path.display(),
+                poll = %s.poll.schedule,
+                digest = %s.digest.schedule,
+                timezone = %s.cbs.timezone,
+                "restorewatch starting"
+            );
+            let app = App::build(loaded.settings, clock).await?;
+            let store = app.store.clone();
+            let stop = Stop::on_signals();
+            let serving = std::pin::pin!(app::serve(app, stop.graceful.clone()));
+            tokio::select! {
+                served = serving => {
+                    served?;
+                    tracing::info!("restorewatch stopped");
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ = stop.at_once.cancelled() => {
+                    // sled also flushes on its own every half second; this saves the rest.
+                    let flushed = tokio::time::timeout(
+                        FLUSH_LIMIT,
+                        tokio::task::spawn_blocking(move || store.flush()),
+                    )
+                    .await;
+                    match flushed {
+                        Ok(Ok(Ok(()))) => tracing::warn!(
+                            "exiting at once: the stop was cut short (see above for what was \
+                             in flight); the store was flushed"
+                        ),
+                        _ => tracing::error!(
+                            "exiting at once: the stop was cut short and the store could not \
+                             be flushed in time; it recovers to its last flush on the next start"
+                        ),
+                    }
+                    Ok(ExitCode::from(EXIT_CUT_SHORT))
+                }
+            }
         }
         Command::Once => {
             let settings = match settings(config) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let app = App::build(settings, clock)?;
+            let app = App::build_now(settings, clock).await?;
             let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
             let (cycle, drained) = app.cycle_and_deliver(&sink).await?;
             app.store.flush()?;
@@ -159,24 +230,46 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Check => {
-            let settings = match settings(config) {
-                Ok(s) => s,
+        Command::Check {
+            offline,
+            print_config,
+        } => {
+            let loaded = match loaded(config, offline || print_config) {
+                Ok(l) => l,
                 Err(code) => return Ok(code),
             };
-            let ok = app::check(&settings, clock, &mut std::io::stdout()).await?;
+            let mut out = std::io::stdout();
+            if print_config {
+                check::print_config(&loaded, &mut out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            // What stops `run` is a config error here too.
+            if let Some(Err(e)) = loaded.settings.discord.as_ref().map(|d| d.require_guilds()) {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            check::offline(&loaded, &clock, &mut out)?;
+            if offline {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let ok = check::check(&loaded.settings, clock, &mut out).await?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
         }
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "restorewatch", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Digest { date, print } => {
             let settings = match settings(config) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let app = App::build(settings, clock.clone())?;
+            let app = App::build_now(settings, clock.clone()).await?;
             let tz = app.settings.cbs.timezone;
             let date = date.unwrap_or_else(|| previous_day(clock.now(), tz));
             if print {
@@ -272,36 +365,97 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How `run` is told to stop.
+struct Stop {
+    /// Cancelled on the first Ctrl-C or SIGTERM: stop taking work and close down.
+    graceful: CancellationToken,
+    /// Cancelled on a second signal, or when the graceful stop outlasts [`app::STOP_LIMIT`]:
+    /// flush the store and exit.
+    at_once: CancellationToken,
+}
+
+impl Stop {
+    fn on_signals() -> Stop {
+        let stop = Stop {
+            graceful: CancellationToken::new(),
+            at_once: CancellationToken::new(),
+        };
+        let (graceful, at_once) = (stop.graceful.clone(), stop.at_once.clone());
+        let mut signals = Signals::listen();
+        tokio::spawn(async move {
+            signals.recv().await;
+            tracing::info!(
+                limit = %humantime::format_duration(app::STOP_LIMIT),
+                "shutting down (a second signal exits at once)"
+            );
+            graceful.cancel();
+            // The flush gets its own moment inside the limit.
+            let limit = app::STOP_LIMIT - FLUSH_LIMIT;
+            tokio::select! {
+                _ = signals.recv() => tracing::warn!("second signal: exiting at once"),
+                _ = tokio::time::sleep(limit) => tracing::error!(
+                    limit = %humantime::format_duration(limit),
+                    "the stop is taking too long: exiting at once"
+                ),
+            }
+            at_once.cancel();
+        });
+        stop
+    }
+}
+
 /// A token cancelled on Ctrl-C or SIGTERM.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
+    let mut signals = Signals::listen();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         tracing::info!("shutting down");
         cancel.cancel();
     });
     token
 }
 
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+/// Ctrl-C and SIGTERM, listened to from creation on, so that a second signal right after
+/// the first is not missed.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(int), Ok(term)) => Signals {
+                    streams: Some((int, term)),
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                    Signals { streams: None }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.streams {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -107,7 +107,7 @@ fn describe() {
     );
     describe_counter!(
         COMMANDS_TOTAL,
-        "Slash commands answered, by command and result."
+        "Slash commands answered, by command and result (ok, error, refused)."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version is in the label.");
     describe_counter!(
@@ -216,9 +216,9 @@ pub fn quarantined() {
     ::metrics::counter!(QUARANTINED_TOTAL).increment(1);
 }
 
-/// A slash command was answered.
-pub fn command(name: &str, ok: bool) {
-    let result = if ok { "ok" } else { "error" };
+/// A slash command was answered: `result` is `ok`, `error` or `refused` (a check such as
+/// "from our server" or "admin only" failed).
+pub fn command(name: &str, result: &'static str) {
     ::metrics::counter!(COMMANDS_TOTAL, "command" => name.to_owned(), "result" => result)
         .increment(1);
 }

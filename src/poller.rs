@@ -14,7 +14,7 @@ use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageRea
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
 use crate::summary::Disposition;
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -77,7 +77,16 @@ pub fn dates_to_poll(
     let local = now.with_timezone(&tz);
     let today = local.date_naive();
     let mut dates = BTreeSet::from([today]);
-    let since_midnight = local.time().signed_duration_since(chrono::NaiveTime::MIN);
+    // Real time since the local midnight: on the days the clocks change, the wall clock
+    // shows an hour more or less than has passed. (A midnight the zone skips falls back to
+    // the wall clock's reading.)
+    let midnight = tz
+        .from_local_datetime(&today.and_time(chrono::NaiveTime::MIN))
+        .earliest();
+    let since_midnight = match midnight {
+        Some(midnight) => now.signed_duration_since(midnight),
+        None => local.time().signed_duration_since(chrono::NaiveTime::MIN),
+    };
     let grace = chrono::Duration::from_std(midnight_grace).unwrap_or(chrono::Duration::MAX);
     if since_midnight < grace {
         dates.extend(today.pred_opt());
@@ -400,7 +409,6 @@ impl Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -438,6 +446,35 @@ mod tests {
             &BTreeSet::new(),
         );
         assert_eq!(utc, BTreeSet::from([d("2024-06-26")]));
+    }
+
+    /// The grace window is real time after the local midnight, also on the days the clocks
+    /// change: six hours after midnight is 07:00 on the spring day (the night is an hour
+    /// short) and 05:00 on the autumn day (an hour long).
+    #[test]
+    fn the_grace_window_counts_real_hours_on_the_days_the_clocks_change() {
+        let berlin = chrono_tz::Europe::Berlin;
+        let asks_yesterday = |y, m, d, h, min| {
+            let now = berlin
+                .with_ymd_and_hms(y, m, d, h, min, 0)
+                .single()
+                .unwrap()
+                .with_timezone(&Utc);
+            let dates = dates_to_poll(now, berlin, 6 * HOUR, 7, Some(now), &BTreeSet::new());
+            dates.len() == 2
+        };
+        // 2024-03-31: 02:00 CET jumps to 03:00 CEST.
+        assert!(asks_yesterday(2024, 3, 31, 6, 30), "5.5 h have passed");
+        assert!(!asks_yesterday(2024, 3, 31, 7, 0), "6 h have passed");
+        // 2024-10-27: 03:00 CEST falls back to 02:00 CET.
+        assert!(
+            asks_yesterday(2024, 10, 27, 4, 59),
+            "5 h 59 min have passed"
+        );
+        assert!(!asks_yesterday(2024, 10, 27, 5, 0), "6 h have passed");
+        // An ordinary day: the wall clock and real time agree.
+        assert!(asks_yesterday(2024, 6, 26, 5, 59));
+        assert!(!asks_yesterday(2024, 6, 26, 6, 0));
     }
 
     #[test]

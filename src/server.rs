@@ -4,9 +4,9 @@
 //! Health is judged from the store and the schedule, not from "the process answers": the
 //! last cycle ended within two schedule periods, the store takes a write, the oldest
 //! undelivered event is younger than two periods plus the delivery backoff, and Discord has
-//! not refused the token (a 401 recorded by delivery among the refusing channels). Each failing check is named in the 503 answer. The `healthcheck`
-//! subcommand ([`healthcheck`]) asks this endpoint, for container health checks in an image
-//! without curl.
+//! not refused the token (a 401 recorded by delivery among the refusing channels). Each
+//! failing check is named in the 503 answer. The `healthcheck` subcommand ([`healthcheck`])
+//! asks this endpoint, for container health checks in an image without curl.
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
@@ -115,18 +115,21 @@ pub fn check(state: &ServerState) -> Health {
             None
         }
     };
-    let last_end = last_cycle
+    // A cycle from before this start (the bot was down) does not count against it: it has
+    // two periods from its start to finish a cycle of its own.
+    let this_run = last_cycle
         .as_ref()
-        .map_or(state.started_at, |c| c.finished_at);
+        .filter(|c| c.finished_at >= state.started_at);
+    let last_end = this_run.map_or(state.started_at, |c| c.finished_at);
     if now - last_end > two_periods {
-        reasons.push(match &last_cycle {
+        reasons.push(match this_run {
             Some(c) => format!(
                 "the last poll cycle ended {}s ago, more than two schedule periods ({}s)",
                 (now - c.finished_at).num_seconds(),
                 two_periods.num_seconds()
             ),
             None => format!(
-                "no poll cycle has ended in {}s since start, more than two schedule periods",
+                "no poll cycle has ended in the {}s since start, more than two schedule periods",
                 (now - state.started_at).num_seconds()
             ),
         });
@@ -366,6 +369,16 @@ mod tests {
         assert!(check(&s).reasons.is_empty());
         clock.advance(chrono::Duration::minutes(10));
         assert!(check(&s).reasons[0].contains("more than two schedule periods (600s)"));
+        // Restarted after a long stop: the old cycle does not make the new start unhealthy.
+        clock.advance(chrono::Duration::hours(5));
+        let restarted = state(&clock, &store);
+        assert!(
+            check(&restarted).reasons.is_empty(),
+            "{:?}",
+            check(&restarted)
+        );
+        clock.advance(chrono::Duration::minutes(11));
+        assert!(check(&restarted).reasons[0].starts_with("no poll cycle has ended in the 660s"));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
         match sink.deliver(batch).await {
             Ok(accepted) => {
                 store.ack(&accepted)?;
+                // On disk before the next batch is offered: a crash during it must not
+                // offer these (already delivered) events again.
+                store.flush()?;
                 log_delivered(batch, &accepted);
                 report.delivered += accepted.len();
                 if accepted.len() < batch.len() {
@@ -67,9 +70,6 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
             }
         }
     }
-    // Acknowledgements are flushed so a restart does not offer delivered events again
-    // (if it does after a crash, Discord's nonce still makes the resend a no-op).
-    store.flush()?;
     report.pending = store.outbox_len();
     Ok(report)
 }

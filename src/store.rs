@@ -28,6 +28,11 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Whether opening the store failed because another process (a running instance) holds it.
+pub fn is_locked(error: &StoreError) -> bool {
+    matches!(error, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+}
+
 /// What the store knows about one job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -288,13 +293,18 @@ impl Store {
     /// holds it a little longer, so a locked store is retried for up to
     /// [`OPEN_LOCK_WAIT_MS`] before giving up.
     pub fn open(dir: &Path) -> Result<Store> {
+        Store::open_waiting(dir, OPEN_LOCK_WAIT_MS)
+    }
+
+    /// [`Store::open`], waiting at most `wait_ms` for another process's lock (0: not at
+    /// all; see [`is_locked`] for telling that failure apart).
+    pub fn open_waiting(dir: &Path, wait_ms: u64) -> Result<Store> {
         let config = sled::Config::new().path(dir);
         let mut waited_ms = 0;
         let db = loop {
             match config.open() {
                 Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && waited_ms < OPEN_LOCK_WAIT_MS =>
+                    if e.to_string().contains("could not acquire lock") && waited_ms < wait_ms =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(OPEN_LOCK_RETRY_MS));
                     waited_ms += OPEN_LOCK_RETRY_MS;
@@ -312,6 +322,16 @@ impl Store {
             meta: db.open_tree("meta")?,
             db,
         })
+    }
+
+    /// [`Store::open_waiting`] for async code: the open runs on tokio's blocking pool, so its wait
+    /// for a lock (which sleeps) never stalls a runtime thread and the tasks on it.
+    pub async fn open_async(dir: &Path, wait_ms: u64) -> Result<Store> {
+        let dir = dir.to_owned();
+        match tokio::task::spawn_blocking(move || Store::open_waiting(&dir, wait_ms)).await {
+            Ok(opened) => opened,
+            Err(e) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+        }
     }
 
     /// Another tree in the same database, for parts that keep state of their own

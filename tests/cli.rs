@@ -1,6 +1,8 @@
 //! The `restorewatch` binary itself: exit codes for bad configs, `once` against the
 //! simulator, and the demo from start to its own end.
 
+mod support;
+
 use restorewatch::simulator::{LoginFault, SimConfig, SimHandle, SimUser, Simulator};
 use std::path::Path;
 use std::process::Output;
@@ -164,6 +166,8 @@ async fn check_reports_each_watched_user() {
     assert!(stdout.contains("bob: FAILED"), "{stdout}");
 }
 
+/// Real time on purpose: the subject is the demo, which runs on the wall clock for people
+/// to watch (compressed days); the test waits only for the process to end.
 #[tokio::test]
 async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_exits_0() {
     let out = restorewatch(&["demo", "--users", "3", "--duration", "100s"])
@@ -249,4 +253,73 @@ async fn digest_print_shows_the_days_failures_from_the_store() {
     assert!(stdout.contains("alice"), "{stdout}");
     assert!(stdout.contains("Ledger DB"), "{stdout}");
     assert!(stdout.contains("RESTORE_STOP_BY_ERROR"), "{stdout}");
+}
+
+/// `digest` without `--print` delivers the digest to the digest channel (and nothing else).
+#[tokio::test]
+async fn digest_delivers_to_the_digest_channel() {
+    use chrono::{Duration, SubsecRound, Utc};
+    use restorewatch::simulator::SimJob;
+    const ALERTS: u64 = 4_000_000_000_000_000_001;
+    const DIGESTS: u64 = 4_000_000_000_000_000_002;
+    let sim = simulator_with(&["alice", "bob"]).await;
+    let start = (Utc::now() - Duration::minutes(3)).trunc_subsecs(0);
+    sim.add_job(SimJob {
+        backup_set_name: "Ledger DB".into(),
+        ..SimJob::new(
+            "alice",
+            "77",
+            start,
+            Some(start + Duration::minutes(1)),
+            "RESTORE_STOP_BY_ERROR",
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let quiet = dir.path().join("quiet.toml");
+    std::fs::write(&quiet, config_for(&sim, &state)).unwrap();
+    let out = restorewatch(&["once", "--config", quiet.to_str().unwrap()])
+        .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let fake = support::fake_discord::FakeDiscord::start().await;
+    let chatty = dir.path().join("chatty.toml");
+    let discord = format!(
+        "[discord]\nalert_channel = \"{ALERTS}\"\ndigest_channel = \"{DIGESTS}\"\napi_base = \"{}\"\n",
+        fake.api_base()
+    );
+    std::fs::write(&chatty, config_for(&sim, &state) + &discord).unwrap();
+    let date = start.date_naive().to_string();
+    let out = restorewatch(&[
+        "digest",
+        "--config",
+        chatty.to_str().unwrap(),
+        "--date",
+        &date,
+    ])
+    .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+    .env("RESTOREWATCH_DISCORD_TOKEN", "fake-token")
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let digests = fake.messages(DIGESTS);
+    assert_eq!(digests.len(), 1, "{digests:#?}");
+    let shown = digests[0].to_string();
+    assert!(
+        shown.contains(&format!("Restore digest for {date}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("alice") && shown.contains("RESTORE_STOP_BY_ERROR"),
+        "{shown}"
+    );
+    assert!(
+        fake.messages(ALERTS).is_empty(),
+        "only the digest is posted"
+    );
+    assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
 }

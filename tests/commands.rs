@@ -1,7 +1,8 @@
 //! The slash commands end to end: the real serenity client and poise framework talk to the
 //! fake Discord (REST + gateway) on loopback, the commands ask the CBS simulator, and the
-//! store is sled in a temporary directory. Gateway tests run on the real clock (see
-//! tests/fake_discord.rs) and wait on the fake's notifications, never on sleeps.
+//! store is sled in a temporary directory. The bot, the pollers and the simulator share the
+//! harness's manual clock (tests/support/bot.rs); serenity's gateway timers run on the real
+//! clock, and the tests wait on the fake's notifications, never on sleeps.
 
 mod support;
 

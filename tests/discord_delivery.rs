@@ -5,7 +5,7 @@ mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use restorewatch::config::{DiscordSettings, Route, SummarySettings, SummaryWhen};
-use restorewatch::discord::DiscordSink;
+use restorewatch::discord::{DeliveryTiming, DiscordSink};
 use restorewatch::poller::Poller;
 use restorewatch::render::{escape_markdown, RenderOptions};
 use restorewatch::sink::{drain, Sink};
@@ -540,4 +540,199 @@ async fn a_crash_between_discords_answer_and_the_ack_posts_nothing_twice() {
         ]
     );
     assert_eq!(message_posts(&fake).len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_that_persist_end_the_drain_and_rest_the_sink() {
+    let (_h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    let timing = DeliveryTiming::default();
+    let attempts = timing.server_error_attempts as usize;
+    fake.script(ALERTS, vec![Scripted::ServerError(502); attempts]);
+    let sink = sink(&fake, &p, None);
+    let queued = p.store().outbox_len();
+
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!(report.pending, queued, "nothing lost, nothing sent");
+    assert!(
+        report.error.as_deref().is_some_and(|e| e.contains("502")),
+        "{report:?}"
+    );
+    assert_eq!(
+        message_posts(&fake).len(),
+        attempts,
+        "gave up after the set attempts"
+    );
+    // Resting: the next drain posts nothing until the rest is over.
+    let started = tokio::time::Instant::now();
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, queued);
+    assert_eq!(message_posts(&fake).len(), attempts);
+    assert_eq!(
+        started.elapsed(),
+        std::time::Duration::ZERO,
+        "a rest does not wait"
+    );
+    tokio::time::advance(timing.backoff_max).await;
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
+    assert_eq!(failure_titles(&fake), ["Restore failed: obm / set 1"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_retry_after_ends_the_drain_and_rests_that_long() {
+    let (_h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    let long = DeliveryTiming::default().max_retry_after * 2;
+    fake.script(
+        ALERTS,
+        [Scripted::TooManyRequests {
+            retry_after_secs: long.as_secs_f64(),
+            global: true,
+        }],
+    );
+    let sink = sink(&fake, &p, None);
+    let queued = p.store().outbox_len();
+
+    let started = tokio::time::Instant::now();
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!(
+        started.elapsed(),
+        std::time::Duration::ZERO,
+        "did not sit out the wait"
+    );
+    assert_eq!(report.pending, queued);
+    assert_eq!(message_posts(&fake).len(), 1);
+    tokio::time::advance(long - std::time::Duration::from_secs(1)).await;
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, queued);
+    assert_eq!(message_posts(&fake).len(), 1, "still resting");
+    tokio::time::advance(std::time::Duration::from_secs(1)).await;
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
+    assert_eq!(failure_titles(&fake), ["Restore failed: obm / set 1"]);
+}
+
+/// 404 (Unknown Channel) is a refusal like 403: the channel's events wait, the reason is
+/// logged once however many drains meet it, and other channels carry on.
+#[tokio::test(start_paused = true)]
+async fn a_404_channel_is_refused_and_logged_once() {
+    let (_h, p) = world_with_a_reseller().await;
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p, None);
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    for _ in 0..3 {
+        fake.script(RESELLER_A, [Scripted::Status(404)]);
+        let report = drain(p.store(), &sink).await.unwrap();
+        assert_eq!(report.pending, 2, "the reseller's events wait");
+        tokio::time::advance(DeliveryTiming::default().refused_retry).await;
+    }
+    assert_eq!(embeds_titled(&fake, ALERTS, "Restore failed").len(), 1);
+    let refused = sink.refused_channels();
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].1.starts_with("404"), "{}", refused[0].1);
+    let posts = message_posts(&fake).into_iter();
+    let tries = posts.filter(|r| r.path.contains(&RESELLER_A.to_string()));
+    assert_eq!(tries.count(), 3, "retried after each rest");
+    let text = logs.text();
+    assert_eq!(
+        text.matches("channel refuses our messages").count(),
+        1,
+        "{text}"
+    );
+}
+
+/// Log lines written to memory.
+#[derive(Clone, Default)]
+struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = LogCapture;
+    fn make_writer(&'a self) -> LogCapture {
+        self.clone()
+    }
+}
+
+/// A digest too long for one message is one event sent as several messages (a multi-part
+/// batch). When Discord accepted the first part and the rest failed, the next drain sends
+/// only the parts still missing; with nonce deduplication off, so the batch's record of the
+/// parts sent, not the nonce, is what keeps part one from posting twice.
+#[tokio::test(start_paused = true)]
+async fn a_multi_part_digest_resumes_after_the_parts_discord_accepted() {
+    let (h, p) = world_with(&[]).await;
+    let jobs = (0..300).map(|i| {
+        let start = at(10, 0) + Duration::seconds(i);
+        job(
+            "obm",
+            &format!("{i:03}"),
+            start,
+            Some(start + Duration::seconds(1)),
+            FAILED,
+        )
+    });
+    h.sim.set_jobs(jobs.collect());
+    h.clock.set(at(11, 0));
+    p.cycle().await.unwrap();
+    let ids: Vec<u64> = p
+        .store()
+        .pending_events(usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    p.store().ack(&ids).unwrap();
+    let day = at(9, 0).date_naive();
+    restorewatch::digest::queue_digest(p.store(), day, chrono_tz::UTC, vec![], at(11, 0)).unwrap();
+    assert_eq!(p.store().outbox_len(), 1, "one digest event");
+
+    let fake = FakeDiscord::start().await;
+    fake.set_nonce_memory(NonceMemory::Off);
+    let attempts = DeliveryTiming::default().server_error_attempts as usize;
+    // The first part is accepted; the second fails until the drain gives up.
+    let mut script = vec![Scripted::Accept];
+    script.extend(vec![Scripted::ServerError(500); attempts]);
+    fake.script(DIGEST, script);
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 1, "the digest waits for its other parts");
+    let first = fake.messages(DIGEST);
+    assert_eq!(first.len(), 1);
+
+    // Restarted (a new sink, the same store): the missing parts only.
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 0);
+    let parts = fake.messages(DIGEST);
+    assert!(
+        parts.len() >= 3,
+        "a long digest takes several messages: {}",
+        parts.len()
+    );
+    let nonces: Vec<&str> = parts.iter().map(|m| m["nonce"].as_str().unwrap()).collect();
+    let mut unique = nonces.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), nonces.len(), "no part twice: {nonces:?}");
+    assert!(nonces[1].ends_with(".1"), "{nonces:?}");
+    let titles = parts
+        .iter()
+        .filter(|m| m.to_string().contains("Restore digest for"))
+        .count();
+    assert_eq!(titles, 1, "the digest's heading once");
 }

@@ -274,15 +274,13 @@ async fn an_unknown_route_is_404_and_recorded_as_unexpected() {
     let fake = FakeDiscord::start().await;
     let http = http_for(&fake);
 
-    let error = ChannelId::new(ALERTS)
-        .to_channel(&http)
-        .await
-        .expect_err("404");
+    // The fake serves one server: any other is a route it does not know.
+    let error = http.get_guild(GuildId::new(999)).await.expect_err("404");
 
     assert_eq!(unsuccessful(error).status_code.as_u16(), 404);
     let unexpected = fake.unexpected();
     assert_eq!(unexpected.len(), 1);
-    assert_eq!(unexpected[0].path, format!("/api/v10/channels/{ALERTS}"));
+    assert_eq!(unexpected[0].path, "/api/v10/guilds/999");
 }
 
 // Gateway tests run on the real clock: under `start_paused` the shard runner's 500 ms read

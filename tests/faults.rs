@@ -44,6 +44,7 @@ async fn each_cbs_fault_ends_the_cycle_with_one_notice_and_one_recovery() {
         BadPassword,
         ExpiredPassword,
     }
+    let metrics = restorewatch::metrics::install();
     for fault in [
         Fault::Refused,
         Fault::Timeout,
@@ -56,6 +57,14 @@ async fn each_cbs_fault_ends_the_cycle_with_one_notice_and_one_recovery() {
         let p = h.poller();
         p.cycle().await.unwrap();
         drain_all(&p).await;
+        let outcome = match fault {
+            Fault::Refused => "connect_error",
+            Fault::Timeout => "timeout",
+            Fault::Http5xx => "http_5xx",
+            Fault::Malformed => "malformed",
+            Fault::BadPassword => "api_error",
+            Fault::ExpiredPassword => "password_expired",
+        };
         let expected = match fault {
             Fault::Refused => {
                 h.sim.set_down(true).await.unwrap();
@@ -120,6 +129,9 @@ async fn each_cbs_fault_ends_the_cycle_with_one_notice_and_one_recovery() {
             [expected],
             "{fault:?}: one notice, not one per cycle"
         );
+        // Two failed requests of this kind so far (this test is the only poller here).
+        let line = format!("restorewatch_cbs_requests_total{{outcome=\"{outcome}\"}} 2");
+        assert!(metrics.render().contains(&line), "{fault:?}: no {line:?}");
 
         h.sim.set_down(false).await.unwrap();
         h.sim.set_faults(Faults::default());
@@ -302,7 +314,7 @@ fn discord_settings(fake: &FakeDiscord) -> DiscordSettings {
         digest_channel: ChannelId::new(ALERTS),
         mention_role: None,
         api_base: Some(fake.api_base().parse().unwrap()),
-        guilds: vec![],
+        guilds: Vec::new(),
         admin_role: None,
         public_lookups: false,
         routes: vec![Route {
@@ -353,6 +365,7 @@ fn failures_in(fake: &FakeDiscord, channel: u64) -> Vec<String> {
 
 #[tokio::test(start_paused = true)]
 async fn a_429_storm_keeps_events_queued_then_delivers_each_once() {
+    let metrics = restorewatch::metrics::install();
     let (_h, p) = two_channel_world().await;
     let fake = FakeDiscord::start().await;
     let storm = (0..50).map(|_| Scripted::TooManyRequests {
@@ -380,6 +393,15 @@ async fn a_429_storm_keeps_events_queued_then_delivers_each_once() {
         failures_in(&fake, RESELLER_A),
         ["Restore failed: shop / set 7"]
     );
+    // Counted (at least the 429s of this test's first drain).
+    let text = metrics.render();
+    let limited = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("restorewatch_delivery_failures_total{reason=\"rate_limited\"} ")
+        })
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(limited.is_some_and(|n| n >= 5.0), "{text}");
 }
 
 #[tokio::test(start_paused = true)]

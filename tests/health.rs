@@ -2,6 +2,8 @@
 //! heartbeat against a recording receiver, ticks that never stack, and the binary's
 //! `healthcheck` subcommand and log output.
 
+mod support;
+
 use axum::extract::State;
 use axum::http::Uri;
 use axum::Router;
@@ -122,7 +124,9 @@ async fn healthz_and_metrics_over_loopback() {
     let clock: SharedClock = Arc::new(restorewatch::clock::SystemClock);
     let sim = simulator(clock.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let app = App::build(settings(&sim, dir.path(), ""), clock).unwrap();
+    let app = App::build(settings(&sim, dir.path(), ""), clock)
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let base = serve(&app, &shutdown).await;
     let http = reqwest::Client::new();
@@ -161,7 +165,8 @@ async fn healthz_and_metrics_over_loopback() {
     );
     assert!(body["oldest_undelivered_age_seconds"].as_i64().unwrap() >= 0);
 
-    restorewatch::metrics::command("status", true);
+    // (The bot's own counting is `slash_commands_are_counted_by_name_and_result`.)
+    restorewatch::metrics::command("failures", "error");
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     assert!(metrics.headers()["content-type"]
@@ -186,7 +191,7 @@ async fn healthz_and_metrics_over_loopback() {
         "# TYPE restorewatch_ticks_skipped_total counter",
         "restorewatch_outbox_events 2",
         "restorewatch_cycle_duration_seconds_bucket{le=\"+Inf\"}",
-        "restorewatch_commands_total{command=\"status\",result=\"ok\"}",
+        "restorewatch_commands_total{command=\"failures\",result=\"error\"}",
         &format!(
             "restorewatch_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
@@ -216,7 +221,9 @@ async fn healthz_names_a_late_cycle_and_an_old_undelivered_event() {
     let shared: SharedClock = Arc::new(clock.clone());
     let sim = simulator(shared.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let app = App::build(settings(&sim, dir.path(), ""), shared).unwrap();
+    let app = App::build(settings(&sim, dir.path(), ""), shared)
+        .await
+        .unwrap();
     let shutdown = CancellationToken::new();
     let base = serve(&app, &shutdown).await;
     sim.add_job(failure(clock.now() - Duration::minutes(5)));
@@ -296,6 +303,7 @@ async fn heartbeat_after_each_cycle_fail_when_no_cbs_request_succeeded() {
         settings(&sim, dir.path(), &format!("[heartbeat]\nurl = \"{url}\"")),
         clock,
     )
+    .await
     .unwrap();
     let shutdown = CancellationToken::new();
     let running = {
@@ -330,7 +338,7 @@ async fn a_hanging_heartbeat_never_delays_a_cycle() {
     let mut settings = settings(&sim, dir.path(), &format!("[heartbeat]\nurl = \"{url}\""));
     settings.poll.schedule =
         restorewatch::schedule::CronSchedule::parse("* * * * * *", chrono_tz::UTC).unwrap();
-    let app = App::build(settings, clock.clone()).unwrap();
+    let app = App::build(settings, clock.clone()).await.unwrap();
     let store = app.store.clone();
     let shutdown = CancellationToken::new();
     let started = clock.now();
@@ -359,7 +367,9 @@ async fn ticks_never_stack_a_slow_cycle_skips_and_counts_them() {
         ..Faults::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let app = App::build(settings(&sim, dir.path(), ""), clock.clone()).unwrap();
+    let app = App::build(settings(&sim, dir.path(), ""), clock.clone())
+        .await
+        .unwrap();
     let store = app.store.clone();
     let handle = restorewatch::metrics::install();
     let skipped_before = skipped(&handle.render());
@@ -388,4 +398,34 @@ fn skipped(text: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix("restorewatch_ticks_skipped_total "))
         .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn slash_commands_are_counted_by_name_and_result() {
+    let metrics = restorewatch::metrics::install();
+    let h = support::bot::Harness::start().await;
+    let bot = h.start_bot().await;
+    let (callback, _) = h
+        .invoke(support::fake_discord::SlashCommand::new("status"))
+        .await;
+    assert_eq!(callback["type"], 4, "{callback}");
+    // From a server that is not ours: refused.
+    let elsewhere = support::fake_discord::SlashCommand::new("restores")
+        .option("user", "obm")
+        .in_channel(9_000_000_000_000_000_001, 9_000_000_000_000_000_002);
+    h.invoke(elsewhere).await;
+    // poise counts after the command returns, just after its answer went out.
+    for line in [
+        "restorewatch_commands_total{command=\"status\",result=\"ok\"}",
+        "restorewatch_commands_total{command=\"restores\",result=\"refused\"}",
+    ] {
+        tokio::time::timeout(support::bot::WAIT, async {
+            while !metrics.render().contains(line) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {line} in\n{}", metrics.render()));
+    }
+    bot.stop().await;
 }

@@ -8,8 +8,9 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::event::{Event, EventKind};
 use restorewatch::simulator::{Faults, LoginFault};
-use restorewatch::sink::drain;
-use support::world::{job, Harness, Recorder};
+use restorewatch::sink::{drain, DRAIN_BATCH_EVENTS};
+use std::sync::{Arc, Mutex};
+use support::world::{crash_image, job, Harness, Recorder};
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
@@ -292,7 +293,9 @@ async fn a_failing_user_does_not_stop_the_others() {
     );
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the simulated latency is a tokio sleep, and time moves only when
+/// every request in flight is waiting in it, so the overlap is exact, not a race.
+#[tokio::test(start_paused = true)]
 async fn concurrency_never_exceeds_the_configured_bound() {
     let users: Vec<&'static str> = (0..24)
         .map(|i| &*Box::leak(format!("user{i:02}").into_boxed_str()))
@@ -406,32 +409,43 @@ async fn retention_prunes_old_records_and_the_store_stops_growing() {
 
 #[tokio::test]
 async fn a_crash_during_delivery_loses_nothing_and_repeats_nothing() {
+    // More events than one drain offers at a time, so the drain calls the sink twice.
+    const FAILURES: usize = DRAIN_BATCH_EVENTS + 44;
     let mut h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
-    // Six alerts stay six (not a storm card): this is about delivery, not grouping.
-    h.alerts.group_after = 10;
+    // Every alert stays one (not a storm card): this is about delivery, not grouping.
+    h.alerts.group_after = u32::MAX;
     let p = h.poller();
     p.cycle().await.unwrap();
-    for i in 0..6 {
-        let start = at(2024, 6, 26, 9, 1) + Duration::minutes(i);
-        h.sim.add_job(job(
-            "obm",
-            &format!("{i}"),
-            start,
-            Some(start + Duration::seconds(30)),
-            "RESTORE_STOP_BY_ERROR",
-        ));
-    }
+    let jobs = (0..FAILURES).map(|i| {
+        let start = at(2024, 6, 26, 9, 1) + Duration::seconds(i as i64);
+        let end = Some(start + Duration::seconds(1));
+        job("obm", &format!("{i}"), start, end, "RESTORE_STOP_BY_ERROR")
+    });
+    h.sim.set_jobs(jobs.collect());
     h.clock.set(at(2024, 6, 26, 9, 30));
-    assert_eq!(p.cycle().await.unwrap().summary.alerts, 6);
-    // The sink takes the first events (baseline and two alerts), then fails.
+    assert_eq!(p.cycle().await.unwrap().summary.alerts as usize, FAILURES);
+    // The sink takes the first batch; the program dies as the drain offers it the second
+    // (the store as a SIGKILL leaves it at that moment).
+    let image = Arc::new(Mutex::new(None));
     let first = Recorder {
-        fail_after: Some(3),
+        fail_after: Some(DRAIN_BATCH_EVENTS),
+        on_call: Some(Box::new({
+            let (image, dir) = (Arc::clone(&image), h.dir.path().to_owned());
+            move |call| {
+                if call == 2 {
+                    *image.lock().unwrap() = Some(crash_image(&dir));
+                }
+            }
+        })),
         ..Recorder::default()
     };
-    let report = drain(p.store(), &first).await.unwrap();
-    assert_eq!(report.delivered, 3);
-    assert!(report.error.is_some());
-    p.store().flush().unwrap();
+    drain(p.store(), &first).await.unwrap();
+    assert_eq!(first.events.lock().unwrap().len(), DRAIN_BATCH_EVENTS);
+    h.dir = image
+        .lock()
+        .unwrap()
+        .take()
+        .expect("crashed in the second call");
     drop(p);
 
     let p = h.poller();
@@ -441,10 +455,10 @@ async fn a_crash_during_delivery_loses_nothing_and_repeats_nothing() {
     let mut all = first.alerts();
     all.extend(second.alerts());
     let mut ids = finished_ids(&all);
-    assert_eq!(ids.len(), 6, "{ids:?}");
+    assert_eq!(ids.len(), FAILURES, "every alert once, none twice");
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 6, "every alert exactly once");
+    assert_eq!(ids.len(), FAILURES, "every alert exactly once");
 }
 
 #[tokio::test]
@@ -606,4 +620,72 @@ async fn a_muted_user_is_recorded_not_alerted_until_the_mute_ends() {
     h.clock.set(at(2024, 6, 26, 11, 5));
     let r = p.cycle().await.unwrap();
     assert_eq!((r.summary.alerts, r.summary.muted), (1, 0));
+}
+
+/// Mutes fail open: a mute list the poller cannot read mutes nothing, so the failure of a
+/// user muted in it is still alerted (and the cycle goes on).
+#[tokio::test]
+async fn an_unreadable_mute_list_mutes_nothing() {
+    use restorewatch::mutes::{Mute, Mutes};
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    Mutes::open(p.store())
+        .unwrap()
+        .mute(&Mute {
+            login: "obm".into(),
+            backup_set_id: None,
+            until: at(2024, 6, 26, 11, 0),
+            muted_by: "ops".into(),
+            muted_at: at(2024, 6, 26, 9, 0),
+        })
+        .unwrap();
+    // A record that does not decode, next to the valid mute.
+    let tree = p.store().tree("mutes").unwrap();
+    tree.insert(b"zzz-garbage", &b"\xff not json"[..]).unwrap();
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 26, 9, 1),
+        Some(at(2024, 6, 26, 9, 2)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(2024, 6, 26, 9, 5));
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.alerts, r.summary.muted), (1, 0));
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    assert_eq!(finished_ids(&sink.alerts()), ["obm/1/2024-06-26-09-01-00"]);
+}
+
+/// An unchanged job costs a read and no write: a second cycle that sees the same finished
+/// jobs writes nothing to the job records, their indexes or the outbox.
+#[tokio::test]
+async fn an_unchanged_job_writes_nothing() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    for set in ["1", "2", "3"] {
+        h.sim.add_job(job(
+            "obm",
+            set,
+            at(2024, 6, 26, 9, 1),
+            Some(at(2024, 6, 26, 9, 2)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    h.clock.set(at(2024, 6, 26, 9, 5));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 3);
+    // Every insert or remove on these trees, even of an equal value, is an event here.
+    let mut watches: Vec<(&str, sled::Subscriber)> = ["jobs", "by_day", "running", "outbox"]
+        .into_iter()
+        .map(|name| (name, p.store().tree(name).unwrap().watch_prefix(vec![])))
+        .collect();
+    h.clock.set(at(2024, 6, 26, 9, 10));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts, 0);
+    for (name, watch) in &mut watches {
+        let write = watch.next_timeout(std::time::Duration::ZERO);
+        assert!(write.is_err(), "{name} was written: {write:?}");
+    }
 }

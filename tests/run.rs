@@ -4,20 +4,35 @@
 
 mod support;
 
-use chrono::{Duration, SubsecRound, Utc};
-use restorewatch::clock::{SharedClock, SystemClock};
+use restorewatch::app::IN_FLIGHT_GRACE;
+
+use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
+use restorewatch::app::App;
+use restorewatch::clock::{Clock, ManualClock, SharedClock};
 use restorewatch::config::Settings;
+use restorewatch::event::EventKind;
+use restorewatch::simulator::Faults;
 use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::store::Store;
 use std::sync::Arc;
+use std::sync::Mutex;
 use support::fake_discord::{FakeDiscord, GUILD_ID};
+use support::world::{crash_image, Recorder, TokioClock};
 use tokio_util::sync::CancellationToken;
 
-/// Bound on every wait for the fake; the test fails rather than hangs.
-const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Bound on every wait for the fake; the test fails rather than hangs. On the paused clock
+/// it is virtual time, so it must outlast the schedule's ticks.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 const ALERTS: u64 = 4_000_000_000_000_000_001;
 
-async fn simulator() -> SimHandle {
-    let sim = Simulator::new(SimConfig::default()).start().await.unwrap();
+async fn simulator_on(clock: SharedClock) -> SimHandle {
+    let sim = Simulator::new(SimConfig {
+        clock,
+        ..SimConfig::default()
+    })
+    .start()
+    .await
+    .unwrap();
     sim.add_user(SimUser {
         login: "obm".into(),
         owner: String::new(),
@@ -26,9 +41,13 @@ async fn simulator() -> SimHandle {
     sim
 }
 
-/// A failed restore that starts `secs_from_now` seconds from now and lasts one second.
-fn failure_in(secs_from_now: i64) -> SimJob {
-    let start = (Utc::now() + Duration::seconds(secs_from_now)).trunc_subsecs(0);
+async fn simulator() -> SimHandle {
+    simulator_on(Arc::new(restorewatch::clock::SystemClock)).await
+}
+
+/// A failed restore that starts `secs_from_now` seconds after `now` and lasts one second.
+fn failure_at(now: DateTime<Utc>, secs_from_now: i64) -> SimJob {
+    let start = (now + Duration::seconds(secs_from_now)).trunc_subsecs(0);
     SimJob {
         backup_set_name: "Accounts".into(),
         ..SimJob::new(
@@ -78,21 +97,28 @@ async fn wait_for_text(fake: &FakeDiscord, needle: &str) -> Vec<serde_json::Valu
     }
 }
 
-#[tokio::test]
+/// On tokio's paused clock with a wall clock that follows it ([`TokioClock`]): the program
+/// sleeps until each five-minute tick, and virtual time jumps there at once.
+#[tokio::test(start_paused = true)]
 async fn run_registers_commands_polls_posts_and_stops_cleanly() {
+    let clock = TokioClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 2, 30).unwrap());
+    let clock: SharedClock = Arc::new(clock);
     let fake = FakeDiscord::start().await;
-    let sim = simulator().await;
+    let sim = simulator_on(clock.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let toml = config(&sim, &fake, dir.path(), "* * * * * *");
+    let toml = config(&sim, &fake, dir.path(), "*/5 * * * *");
     let env = |name: &str| match name {
         "RESTOREWATCH_CBS_SYS_PWD" => Some(sim.sys_pwd().to_owned()),
         "RESTOREWATCH_DISCORD_TOKEN" => Some("fake-token".to_owned()),
         _ => None,
     };
     let settings = Settings::from_toml_str(&toml, &env).unwrap();
-    let clock: SharedClock = Arc::new(SystemClock);
     let shutdown = CancellationToken::new();
-    let running = tokio::spawn(restorewatch::app::run(settings, clock, shutdown.clone()));
+    let running = tokio::spawn(restorewatch::app::run(
+        settings,
+        clock.clone(),
+        shutdown.clone(),
+    ));
 
     let commands = tokio::time::timeout(WAIT, fake.wait_for_commands(Some(GUILD_ID)))
         .await
@@ -107,7 +133,8 @@ async fn run_registers_commands_polls_posts_and_stops_cleanly() {
     tokio::time::timeout(WAIT, wait_for_text(&fake, "Now watching obm"))
         .await
         .expect("the first cycle's baseline is posted");
-    sim.add_job(failure_in(1));
+    let first_cycle = clock.now();
+    sim.add_job(failure_at(first_cycle, 60));
     let messages = tokio::time::timeout(WAIT, wait_for_text(&fake, "Restore failed"))
         .await
         .expect("the failure is posted");
@@ -117,6 +144,8 @@ async fn run_registers_commands_polls_posts_and_stops_cleanly() {
         .collect();
     assert_eq!(failures.len(), 1);
     assert!(failures[0].to_string().contains("Accounts"));
+    // The failure ended at 09:06; the 09:10 tick found it, not an earlier one.
+    assert_eq!(clock.now().format("%H:%M").to_string(), "09:10");
 
     shutdown.cancel();
     tokio::time::timeout(WAIT, running)
@@ -136,7 +165,7 @@ async fn once_posts_to_the_fake_at_api_base() {
     // so this single `once` alerts it.
     let toml = config(&sim, &fake, dir.path(), "*/5 * * * *")
         .replace("[state]", "baseline_first_cycle = false\n[state]");
-    sim.add_job(failure_in(-120));
+    sim.add_job(failure_at(Utc::now(), -120));
     let path = dir.path().join("rw.toml");
     std::fs::write(&path, toml).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_restorewatch"))
@@ -164,4 +193,131 @@ async fn once_posts_to_the_fake_at_api_base() {
         .iter()
         .all(|r| r.header("authorization") == Some("Bot fake-token-xyz")));
     assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
+}
+
+/// Settings for the simulator's `obm` with the state in `state`, without Discord.
+fn settings_without_discord(sim: &SimHandle, state: &std::path::Path) -> Settings {
+    let toml = format!(
+        r#"
+        [cbs]
+        url = "{url}"
+        server_name = "sim"
+        sys_user = "{user}"
+        request_timeout = "2h"
+        [[watch]]
+        login = "obm"
+        [poll]
+        schedule = "*/5 * * * *"
+        baseline_first_cycle = false
+        [state]
+        path = "{state}"
+        "#,
+        url = sim.url(),
+        user = sim.sys_user(),
+        state = state.display(),
+    );
+    let pwd = sim.sys_pwd().to_owned();
+    let env = move |name: &str| (name == "RESTOREWATCH_CBS_SYS_PWD").then(|| pwd.clone());
+    Settings::from_toml_str(&toml, &env).unwrap()
+}
+
+/// What a cycle recorded is on disk before its delivery starts: the program dies as the
+/// sink is handed the first event (the store as a SIGKILL leaves it), and a restart knows
+/// the job and still has its alert queued.
+#[tokio::test]
+async fn a_cycle_is_on_disk_before_its_delivery_starts() {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
+    let sim = simulator_on(Arc::new(clock.clone())).await;
+    sim.add_job(failure_at(clock.now(), -600));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_without_discord(&sim, dir.path());
+    let app = App::build(settings.clone(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let image = Arc::new(Mutex::new(None));
+    let sink = Recorder {
+        fail_after: Some(0),
+        on_call: Some(Box::new({
+            let (image, dir) = (Arc::clone(&image), dir.path().to_owned());
+            move |_| {
+                image
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| crash_image(&dir));
+            }
+        })),
+        ..Recorder::default()
+    };
+    let (report, drained) = app.cycle_and_deliver(&sink).await.unwrap();
+    assert_eq!(report.summary.alerts, 1);
+    assert!(drained.pending > 0);
+    drop(app);
+
+    let image = image.lock().unwrap().take().expect("the sink was called");
+    let store = Store::open(image.path()).unwrap();
+    assert_eq!(store.job_count(), 1, "the job is remembered");
+    let queued = store.pending_events(usize::MAX).unwrap();
+    let alerts = queued
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::JobFinished { .. }))
+        .count();
+    assert_eq!(alerts, 1, "and its alert is queued");
+}
+
+/// Shutdown does not wait for a slow cycle: with the CBS taking an hour to answer, `run`
+/// gives the cycle its grace ([`IN_FLIGHT_GRACE`]) and returns then. (Paused tokio time:
+/// the hour is virtual, and waiting for it would show as an hour passed.)
+#[tokio::test(start_paused = true)]
+async fn shutdown_does_not_wait_for_a_slow_cycle() {
+    let clock: SharedClock = Arc::new(TokioClock::new(
+        Utc.with_ymd_and_hms(2024, 6, 26, 9, 4, 0).unwrap(),
+    ));
+    let sim = simulator_on(clock.clone()).await;
+    sim.set_faults(Faults {
+        latency: std::time::Duration::from_secs(3600),
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_without_discord(&sim, dir.path());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(restorewatch::app::run(settings, clock, shutdown.clone()));
+    while sim.in_flight() == 0 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let asked_at = tokio::time::Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, running)
+        .await
+        .expect("run stops")
+        .unwrap()
+        .expect("run ends cleanly");
+    assert_eq!(
+        asked_at.elapsed(),
+        IN_FLIGHT_GRACE,
+        "the cycle gets its grace and no more"
+    );
+}
+
+/// Opening the store waits for a lock held elsewhere (a previous process still shutting
+/// down) without stalling the runtime: on a one-thread runtime, the task that releases the
+/// lock still runs while `App::build` waits.
+#[tokio::test]
+async fn waiting_for_the_store_lock_does_not_stall_the_runtime() {
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let held = Store::open(dir.path()).unwrap();
+    let settings = settings_without_discord(&sim, dir.path());
+    let building = tokio::spawn(App::build(settings, Arc::new(ManualClock::new(Utc::now()))));
+    // Let the build start and meet the lock, then release it from this (the only) thread.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!building.is_finished(), "the lock is still held");
+    drop(held);
+    let app = tokio::time::timeout(WAIT, building)
+        .await
+        .expect("build finishes")
+        .unwrap()
+        .expect("the store opens once the lock is free");
+    assert_eq!(app.store.job_count(), 0);
 }

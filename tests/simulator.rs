@@ -174,7 +174,8 @@ async fn generated_workload_is_deterministic_and_served_as_generated() {
     assert!(seen > 30, "only {seen} jobs");
 }
 
-#[tokio::test]
+// Paused clock: the latency below is a tokio sleep, so the requests overlap exactly.
+#[tokio::test(start_paused = true)]
 async fn max_in_flight_measures_overlapping_requests() {
     let clock = ManualClock::new(t0());
     let sim = sim_with(&clock).await;

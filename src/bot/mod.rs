@@ -31,6 +31,7 @@ use crate::cbs::CbsClient;
 use crate::clock::SharedClock;
 use crate::commands::{self, CommandError, CommandResult, Reply, Scope};
 use crate::config::{DiscordSettings, Settings};
+use crate::gateway::GatewayHealth;
 use crate::metrics;
 use crate::mutes::Mutes;
 use crate::render::escape_markdown;
@@ -66,6 +67,7 @@ struct Data {
     /// The servers the bot serves (at least one).
     guilds: Vec<serenity::GuildId>,
     mutes: Mutes,
+    gateway: GatewayHealth,
     audit: AuditLog,
     /// Interactions refused since start for coming from outside `guilds`.
     refused: Arc<AtomicU64>,
@@ -123,10 +125,94 @@ impl Data {
 /// A running bot.
 pub struct Bot {
     running: JoinHandle<anyhow::Result<()>>,
+    gateway: GatewayHealth,
     refused: Arc<AtomicU64>,
 }
 
+/// First wait before trying an unreachable gateway again; it doubles up to the maximum.
+const GATEWAY_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+const GATEWAY_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long one reachability probe of the gateway may take.
+const GATEWAY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a TCP connection to the gateway's host and port can be opened. serenity retries
+/// an unreachable gateway every 5 s with a warning each time; probing first lets the bot say
+/// it once and back off.
+async fn probe_gateway(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| format!("{url} has no host"))?;
+    let port = parsed
+        .port_or_known_default()
+        .or(match parsed.scheme() {
+            "wss" => Some(443),
+            "ws" => Some(80),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{url} has no port"))?;
+    let connect = tokio::net::TcpStream::connect((host, port));
+    match tokio::time::timeout(GATEWAY_PROBE_TIMEOUT, connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "cannot connect to the Discord gateway at {url}: {e}"
+        )),
+        Err(_) => Err(format!(
+            "the Discord gateway at {url} did not answer within {}s",
+            GATEWAY_PROBE_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Waits until the gateway is reachable (logging the first failure as an error, backing
+/// off between tries); `false` when `shutdown` came first.
+async fn await_gateway(
+    url: &str,
+    health: &GatewayHealth,
+    clock: &SharedClock,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut wait = GATEWAY_RETRY_FIRST;
+    let mut failed = false;
+    loop {
+        let probed = tokio::select! {
+            probed = probe_gateway(url) => probed,
+            _ = shutdown.cancelled() => return false,
+        };
+        match probed {
+            Ok(()) => {
+                if failed {
+                    tracing::info!(%url, "the Discord gateway is reachable again");
+                }
+                return true;
+            }
+            Err(reason) => {
+                if !failed {
+                    tracing::error!(
+                        %reason,
+                        "slash commands unavailable; alerts still go out; retrying with back-off"
+                    );
+                } else {
+                    tracing::debug!(%reason, retry_in = ?wait, "gateway still unreachable");
+                }
+                failed = true;
+                health.set_unavailable(clock.now(), reason);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        wait = (wait * 2).min(GATEWAY_RETRY_MAX);
+    }
+}
+
 impl Bot {
+    /// The gateway connection's state, for health reports.
+    pub fn gateway(&self) -> GatewayHealth {
+        self.gateway.clone()
+    }
+
     /// Interactions refused since start for coming from another server or a DM (what
     /// `/status` shows; for metrics too).
     pub fn refused_interactions(&self) -> u64 {
@@ -167,15 +253,20 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
     let mutes = Mutes::open(&ctx.store).context("opening the mutes")?;
     let audit = AuditLog::open(&ctx.store).context("opening the audit trail")?;
     let http = http(&discord);
+    let gateway = GatewayHealth::default();
+    let clock = ctx.clock.clone();
     let refused = Arc::new(AtomicU64::new(0));
     let data = Data {
         app: ctx,
         discord,
         guilds: guilds.clone(),
         mutes,
+        gateway: gateway.clone(),
         audit,
         refused: Arc::clone(&refused),
     };
+    let on_ready = gateway.clone();
+    let ready_clock = clock.clone();
     let mut commands = vec![
         slash::restores(),
         slash::failures(),
@@ -199,12 +290,13 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
             post_command: |ctx| {
-                Box::pin(async move { metrics::command(&ctx.command().qualified_name, true) })
+                Box::pin(async move { metrics::command(&ctx.command().qualified_name, "ok") })
             },
             ..Default::default()
         })
         .setup(move |ctx, _ready, framework| {
             Box::pin(async move {
+                on_ready.set_connected(ready_clock.now());
                 // Commands registered by an earlier run still work, so keep serving even
                 // when registering fails; each failure is logged.
                 remove_global_commands(ctx).await;
@@ -225,7 +317,12 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
         .await
         .context("building the Discord client")?;
     let shard_manager = client.shard_manager.clone();
+    let health = gateway.clone();
     let running = tokio::spawn(async move {
+        let url = client.ws_url.lock().await.clone();
+        if !await_gateway(&url, &health, &clock, &shutdown).await {
+            return Ok(());
+        }
         let mut gateway = std::pin::pin!(client.start());
         tokio::select! {
             ended = &mut gateway => {
@@ -233,7 +330,8 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
                 // rather than when the process stops.
                 let ended = ended.context("the Discord gateway connection failed");
                 if let Err(e) = &ended {
-                    tracing::error!(error = format!("{e:#}"), "slash commands are unavailable");
+                    tracing::error!(error = format!("{e:#}"), "slash commands unavailable");
+                    health.set_unavailable(clock.now(), format!("{e:#}"));
                 }
                 ended
             }
@@ -243,7 +341,11 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
             }
         }
     });
-    Ok(Bot { running, refused })
+    Ok(Bot {
+        running,
+        gateway,
+        refused,
+    })
 }
 
 /// Global commands (registered by an earlier version without `guild_id`) would reach every
@@ -377,7 +479,9 @@ async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
 
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     if let Some(ctx) = error.ctx() {
-        metrics::command(&ctx.command().qualified_name, false);
+        let refused = matches!(error, poise::FrameworkError::CommandCheckFailed { .. });
+        let result = if refused { "refused" } else { "error" };
+        metrics::command(&ctx.command().qualified_name, result);
     }
     let sent = match error {
         poise::FrameworkError::CommandCheckFailed {

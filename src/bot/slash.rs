@@ -284,7 +284,11 @@ pub(super) async fn status(ctx: Context<'_>) -> Result<(), Error> {
         data.now(),
         data.app.started_at,
         data.refused.load(Ordering::Relaxed),
-    );
+    )
+    .map(|mut report| {
+        report.slash_commands = data.gateway.unavailable();
+        report
+    });
     let result = report
         .map_err(CommandError::from)
         .and_then(|r| commands::status::status(&r, data.public()));

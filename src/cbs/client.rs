@@ -261,23 +261,31 @@ impl CbsClient {
             owner,
         };
         model::decode_reply(&text, &cx).map_err(|e| match e {
-            ReplyError::Api { message, .. } if is_password_expired(&message) => {
-                CbsError::PasswordExpired {
-                    server: i.server_name.clone(),
-                    message,
-                }
+            // Decoding can turn an escape the body's redaction missed (`\u0022`) into the
+            // password: redact the decoded message too.
+            ReplyError::Api { message, expt_type } => {
+                self.api_error(self.redact(message), expt_type)
             }
-            ReplyError::Api { message, expt_type } => CbsError::Api {
-                server: i.server_name.clone(),
-                message,
-                expt_type,
-            },
             ReplyError::Malformed { reason, snippet } => CbsError::Decode {
                 server: i.server_name.clone(),
                 reason,
                 snippet,
             },
         })
+    }
+
+    /// The error for a `Status: Error` reply (an expired password is its own).
+    fn api_error(&self, message: String, expt_type: Option<String>) -> CbsError {
+        let server = self.inner.server_name.clone();
+        if is_password_expired(&message) {
+            CbsError::PasswordExpired { server, message }
+        } else {
+            CbsError::Api {
+                server,
+                message,
+                expt_type,
+            }
+        }
     }
 
     /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].
@@ -311,13 +319,21 @@ impl CbsClient {
 
     /// Removes the system password from text the server sent, should a server (or a proxy
     /// in front of it) ever echo the request: snippets of replies reach logs and the chat.
-    fn redact(&self, text: String) -> String {
+    /// Both spellings go: the raw one and the JSON-escaped one the request carried (they
+    /// differ when the password has a quote or a backslash).
+    fn redact(&self, mut text: String) -> String {
         let pwd = self.inner.sys_pwd.expose_secret();
-        if pwd.is_empty() || !text.contains(pwd) {
-            text
-        } else {
-            text.replace(pwd, "[REDACTED]")
+        if pwd.is_empty() {
+            return text;
         }
+        let escaped = serde_json::to_string(pwd).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        for form in [pwd, escaped] {
+            if !form.is_empty() && text.contains(form) {
+                text = text.replace(form, "[REDACTED]");
+            }
+        }
+        text
     }
 
     fn transport_error(&self, e: reqwest::Error) -> CbsError {

@@ -7,7 +7,9 @@ use super::restores::LIST_COLOUR;
 use super::{quote, CommandResult, Reply};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::cbs::model::StatusClass;
-use crate::render::{class_colour, format_duration, format_size, Embed, EmbedField};
+use crate::render::{
+    class_colour, escape_markdown, format_duration, format_size, Embed, EmbedField,
+};
 use crate::schedule::CronSchedule;
 use crate::store::{CycleRecord, Outage, Store};
 use chrono::{DateTime, Utc};
@@ -29,6 +31,8 @@ pub struct StatusReport {
     pub changes: Vec<AuditEntry>,
     /// Interactions refused since start for coming from another server or a DM.
     pub refused_interactions: u64,
+    /// A slash-command outage, current or the last one (see [`crate::gateway`]).
+    pub slash_commands: Option<String>,
 }
 
 /// How many audit entries `/status` shows.
@@ -55,6 +59,7 @@ impl StatusReport {
             started_at,
             changes: AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?,
             refused_interactions,
+            slash_commands: None,
         })
     }
 }
@@ -102,37 +107,45 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
         });
         lines.collect::<Vec<_>>().join("\n")
     };
+    let mut fields = vec![
+        EmbedField::new("Last cycle", last, false),
+        EmbedField::new("Next cycle", next, false),
+        EmbedField::new("Backup server", cbs, false),
+        EmbedField::new("Outbox", format!("{} waiting", report.outbox_len), true),
+        EmbedField::new(
+            "Refusing channels",
+            if report.refused.is_empty() {
+                "none".to_owned()
+            } else {
+                report.refused.join("\n")
+            },
+            false,
+        ),
+        EmbedField::new("Recent changes", changes, false),
+        EmbedField::new(
+            "Refused interactions",
+            format!(
+                "{} from outside this server since start",
+                report.refused_interactions
+            ),
+            true,
+        ),
+        EmbedField::new("Store", format_size(report.store_bytes), true),
+        EmbedField::new("Version", report.version, true),
+        EmbedField::new("Uptime", uptime, true),
+    ];
+    if let Some(outage) = &report.slash_commands {
+        fields.push(EmbedField::new(
+            "Slash commands",
+            escape_markdown(outage),
+            false,
+        ));
+    }
     let embed = Embed {
         title: "restorewatch status".into(),
         description: String::new(),
         colour,
-        fields: vec![
-            EmbedField::new("Last cycle", last, false),
-            EmbedField::new("Next cycle", next, false),
-            EmbedField::new("Backup server", cbs, false),
-            EmbedField::new("Outbox", format!("{} waiting", report.outbox_len), true),
-            EmbedField::new(
-                "Refusing channels",
-                if report.refused.is_empty() {
-                    "none".to_owned()
-                } else {
-                    report.refused.join("\n")
-                },
-                false,
-            ),
-            EmbedField::new("Recent changes", changes, false),
-            EmbedField::new(
-                "Refused interactions",
-                format!(
-                    "{} from outside this server since start",
-                    report.refused_interactions
-                ),
-                true,
-            ),
-            EmbedField::new("Store", format_size(report.store_bytes), true),
-            EmbedField::new("Version", report.version, true),
-            EmbedField::new("Uptime", uptime, true),
-        ],
+        fields,
         footer: None,
         timestamp: Some(report.now),
     }
@@ -211,5 +224,17 @@ mod tests {
             )
         );
         assert!(field(&reply, "Refused interactions").starts_with("3 from outside"));
+        assert!(!reply.embeds[0]
+            .fields
+            .iter()
+            .any(|f| f.name == "Slash commands"));
+
+        let mut report = report;
+        report.slash_commands = Some("slash commands unavailable since x: refused".into());
+        let unavailable = status(&report, false).unwrap();
+        assert_eq!(
+            field(&unavailable, "Slash commands"),
+            "slash commands unavailable since x: refused"
+        );
     }
 }

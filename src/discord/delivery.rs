@@ -548,7 +548,7 @@ impl DiscordSink {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             Err(_) => Value::Null,
         };
-        let reason = describe(status, &body);
+        let reason = describe(status, &body, self.http.token());
         match status.as_u16() {
             429 => {
                 let secs = body["retry_after"].as_f64().or(header_wait);
@@ -720,7 +720,9 @@ fn retry_wait(secs: Option<f64>) -> Duration {
 }
 
 /// `403 Forbidden: Missing Access (code 50001)`, plus the field errors of a 400, cut short.
-fn describe(status: reqwest::StatusCode, body: &Value) -> String {
+/// The token (`authorization`, with or without its `Bot ` prefix) is blanked out first,
+/// should an error body (or a proxy's) quote the request: reasons are logged and shown.
+fn describe(status: reqwest::StatusCode, body: &Value, authorization: &str) -> String {
     let mut reason = status.to_string();
     if let Some(message) = body["message"].as_str() {
         reason.push_str(&format!(": {message}"));
@@ -730,6 +732,14 @@ fn describe(status: reqwest::StatusCode, body: &Value) -> String {
     }
     if let Some(errors) = body.get("errors") {
         reason.push_str(&format!(" {errors}"));
+    }
+    let bare = authorization
+        .strip_prefix("Bot ")
+        .or_else(|| authorization.strip_prefix("Bearer "))
+        .unwrap_or(authorization)
+        .trim();
+    if !bare.is_empty() {
+        reason = reason.replace(bare, "[REDACTED]");
     }
     reason.chars().take(REASON_MAX_CHARS).collect()
 }
@@ -821,7 +831,7 @@ mod tests {
     fn describe_names_status_message_and_code() {
         let body = json!({"message": "Missing Access", "code": 50001});
         assert_eq!(
-            describe(reqwest::StatusCode::FORBIDDEN, &body),
+            describe(reqwest::StatusCode::FORBIDDEN, &body, "Bot t0k"),
             "403 Forbidden: Missing Access (code 50001)"
         );
     }

@@ -29,6 +29,8 @@ pub enum LoginFault {
     ApiError(String),
     /// Answer as if the user did not exist.
     NotFound,
+    /// Answer HTTP 200 with exactly this body (say, a proxy page echoing the request).
+    RawBody(String),
 }
 
 /// What the dice decided for one request.

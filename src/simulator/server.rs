@@ -250,6 +250,7 @@ pub(crate) async fn list_restore_job_status(
         Some(LoginFault::Http500) => return http_500(),
         Some(LoginFault::NotFound) => return not_found(),
         Some(LoginFault::ApiError(message)) => return api_error(message, "com.ahsay.obs.core.x"),
+        Some(LoginFault::RawBody(body)) => return json_response(body.clone()),
     }
     let Some(user) = world.users.get(&req.login_name) else {
         return not_found();

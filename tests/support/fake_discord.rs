@@ -12,7 +12,11 @@
 //! [`FakeDiscord::unexpected`], so a test can assert that the bot asked nothing odd. Tests wait
 //! for things with the `wait_for_*` methods, which wake on a change notification rather than
 //! polling; wrap them in `tokio::time::timeout`. Failures are scripted per channel with
-//! [`FakeDiscord::script`].
+//! [`FakeDiscord::script`], including the crash window "Discord created the message, the
+//! bot never heard" ([`Scripted::AcceptThenHang`]). Like Discord, a message `nonce` sent
+//! with `enforce_nonce` returns the earlier message instead of a second one; how long the
+//! fake remembers it is [`FakeDiscord::set_nonce_memory`] (forever by default; real
+//! Discord: minutes).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -44,6 +48,13 @@ pub const GUILD_ID: u64 = 3_000_000_000_000_000_001;
 pub const CHANNEL_ID: u64 = 3_000_000_000_000_000_002;
 /// The member who invokes commands unless the builder says otherwise.
 pub const MEMBER_USER_ID: u64 = 3_000_000_000_000_000_003;
+/// A role of [`GUILD_ID`] that may be mentioned (`GET /guilds/{id}/roles`).
+pub const MENTIONABLE_ROLE_ID: u64 = 3_000_000_000_000_000_004;
+/// A role of [`GUILD_ID`] that may not be mentioned.
+pub const QUIET_ROLE_ID: u64 = 3_000_000_000_000_000_005;
+/// What `@everyone` may do in [`GUILD_ID`]: view channels, send messages, embed links,
+/// read message history.
+const EVERYONE_PERMISSIONS: u64 = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16);
 
 /// The heartbeat interval HELLO announces; long, so no heartbeat falls inside a test.
 const HEARTBEAT_INTERVAL_MS: u64 = 45_000;
@@ -82,6 +93,10 @@ pub enum Scripted {
     /// Any other status with the error body Discord sends for it (403 Missing Access,
     /// 404 Unknown Channel, 401 Unauthorized, ...).
     Status(u16),
+    /// Handled as if nothing were scripted (to script a later request of the channel).
+    Accept,
+    /// This status with exactly this JSON body (say, an error that quotes the request).
+    Body(u16, Value),
     /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
     /// normally) or the fake is dropped (then it gets a 503).
     Hang,
@@ -179,6 +194,8 @@ struct Inner {
     strip_embeds: HashSet<u64>,
     /// Every request that needs the bot token gets 401, as after a token reset.
     token_rejected: bool,
+    /// Waited before a message POST is handled (see [`FakeDiscord::set_post_delay`]).
+    post_delay: std::time::Duration,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<u64>, Vec<Value>>,
     interactions: Vec<InteractionRecord>,
@@ -245,6 +262,21 @@ impl FakeDiscord {
 
     /// Starts the REST and gateway servers; READY announces `application_id`.
     pub async fn start_with_application_id(application_id: u64) -> FakeDiscord {
+        Self::start_inner(application_id, None).await
+    }
+
+    /// A fake whose `GET /gateway` hands out a loopback port nobody listens on: the bot's
+    /// gateway connection is refused every time, while REST works.
+    pub async fn start_with_dead_gateway() -> FakeDiscord {
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port to close");
+        let dead = format!("ws://{}", closed.local_addr().expect("closed port"));
+        drop(closed);
+        Self::start_inner(DEFAULT_APPLICATION_ID, Some(dead)).await
+    }
+
+    async fn start_inner(application_id: u64, gateway_url: Option<String>) -> FakeDiscord {
         let rest = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind REST listener");
@@ -258,7 +290,7 @@ impl FakeDiscord {
             inner: Mutex::new(Inner::default()),
             changed: watch::Sender::new(0),
             application_id,
-            gateway_url: format!("ws://{ws_addr}"),
+            gateway_url: gateway_url.unwrap_or_else(|| format!("ws://{ws_addr}")),
             release: Mutex::new(CancellationToken::new()),
             shutdown: shutdown.clone(),
         });
@@ -307,7 +339,8 @@ impl FakeDiscord {
         });
     }
 
-    /// While `forbidden`, every message POST to `channel_id` gets 403 Missing Access.
+    /// While `forbidden`, every message POST to `channel_id` gets 403 Missing Access, and so
+    /// does `GET /channels/{channel_id}` (the bot cannot see it).
     pub fn set_channel_forbidden(&self, channel_id: u64, forbidden: bool) {
         self.shared.update(|inner| {
             if forbidden {
@@ -341,6 +374,12 @@ impl FakeDiscord {
         self.shared.update(|inner| {
             inner.commands.insert(None, commands);
         });
+    }
+
+    /// Makes every message POST wait `delay` before it is handled (nothing is created
+    /// until then), so a test can interrupt the bot while a post is in flight.
+    pub fn set_post_delay(&self, delay: std::time::Duration) {
+        self.shared.update(|inner| inner.post_delay = delay);
     }
 
     /// How long `enforce_nonce` deduplicates (see [`NonceMemory`]).
@@ -852,7 +891,8 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
-        Scripted::Hang | Scripted::AcceptThenHang | Scripted::AcceptThenDrop => {
+        Scripted::Body(status, body) => json_response(*status, body.clone()),
+        Scripted::Hang | Scripted::AcceptThenHang | Scripted::AcceptThenDrop | Scripted::Accept => {
             unreachable!("{reply:?} is handled by the caller")
         }
     }
@@ -906,6 +946,36 @@ async fn handle_rest(
             json_response(200, application_object(shared.application_id))
         }
         ("GET", ["users", "@me"]) => json_response(200, shared.bot_user()),
+        // Every channel is a text channel of GUILD_ID without overwrites, unless forbidden.
+        ("GET", ["channels", channel]) => match channel.parse::<u64>() {
+            Ok(id) if shared.lock().forbidden.contains(&id) => json_response(403, error_body(403)),
+            Ok(id) => json_response(200, guild_channel(id)),
+            Err(_) => json_response(404, error_body(404)),
+        },
+        ("GET", ["guilds", guild]) if *guild == GUILD_ID.to_string() => {
+            json_response(200, guild_object())
+        }
+        ("GET", ["guilds", guild, "roles"]) if *guild == GUILD_ID.to_string() => {
+            json_response(200, json!(guild_roles()))
+        }
+        ("GET", ["guilds", guild, "members", user])
+            if *guild == GUILD_ID.to_string() && *user == BOT_USER_ID.to_string() =>
+        {
+            json_response(
+                200,
+                json!({
+                    "user": shared.bot_user(),
+                    "nick": null,
+                    "avatar": null,
+                    "roles": [],
+                    "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                    "deaf": false,
+                    "mute": false,
+                    "flags": 0,
+                    "pending": false,
+                }),
+            )
+        }
         ("POST", ["channels", channel, "messages"]) => match channel.parse::<u64>() {
             Ok(channel_id) => post_message(&shared, channel_id, &request.body).await,
             Err(_) => json_response(404, error_body(404)),
@@ -952,6 +1022,88 @@ fn unexpected(shared: &Shared, request: RecordedRequest) -> Response {
     json_response(404, json!({"message": "404: Not Found", "code": 0}))
 }
 
+fn guild_channel(id: u64) -> Value {
+    json!({
+        "id": id.to_string(),
+        "type": 0,
+        "guild_id": GUILD_ID.to_string(),
+        "position": 0,
+        "permission_overwrites": [],
+        "name": format!("channel-{id}"),
+        "topic": null,
+        "nsfw": false,
+        "last_message_id": null,
+        "rate_limit_per_user": 0,
+        "parent_id": null,
+    })
+}
+
+fn role(id: u64, name: &str, permissions: u64, mentionable: bool) -> Value {
+    json!({
+        "id": id.to_string(),
+        "name": name,
+        "color": 0,
+        "colors": {"primary_color": 0, "secondary_color": null, "tertiary_color": null},
+        "hoist": false,
+        "icon": null,
+        "unicode_emoji": null,
+        "position": 0,
+        "permissions": permissions.to_string(),
+        "managed": false,
+        "mentionable": mentionable,
+        "flags": 0,
+    })
+}
+
+fn guild_roles() -> Vec<Value> {
+    vec![
+        role(GUILD_ID, "@everyone", EVERYONE_PERMISSIONS, false),
+        role(MENTIONABLE_ROLE_ID, "backup-team", 0, true),
+        role(QUIET_ROLE_ID, "quiet", 0, false),
+    ]
+}
+
+fn guild_object() -> Value {
+    json!({
+        "id": GUILD_ID.to_string(),
+        "name": "test server",
+        "icon": null,
+        "icon_hash": null,
+        "splash": null,
+        "discovery_splash": null,
+        "owner_id": OWNER_USER_ID.to_string(),
+        "afk_channel_id": null,
+        "afk_timeout": 300,
+        "widget_enabled": false,
+        "widget_channel_id": null,
+        "verification_level": 0,
+        "default_message_notifications": 0,
+        "explicit_content_filter": 0,
+        "roles": guild_roles(),
+        "emojis": [],
+        "features": [],
+        "mfa_level": 0,
+        "application_id": null,
+        "system_channel_id": null,
+        "system_channel_flags": 0,
+        "rules_channel_id": null,
+        "max_presences": null,
+        "max_members": 250000,
+        "vanity_url_code": null,
+        "description": null,
+        "banner": null,
+        "premium_tier": 0,
+        "premium_subscription_count": 0,
+        "preferred_locale": "en-US",
+        "public_updates_channel_id": null,
+        "max_video_channel_users": 25,
+        "nsfw_level": 0,
+        "stickers": [],
+        "premium_progress_bar_enabled": false,
+        "safety_alerts_channel_id": null,
+    })
+}
+
 fn application_object(application_id: u64) -> Value {
     json!({
         "id": application_id.to_string(),
@@ -974,6 +1126,10 @@ fn application_object(application_id: u64) -> Value {
 }
 
 async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Response {
+    let delay = shared.lock().post_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let (scripted, forbidden) = {
         let mut inner = shared.lock();
         let scripted = inner
@@ -989,7 +1145,7 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
                 return gone;
             }
         }
-        Some(Scripted::AcceptThenHang | Scripted::AcceptThenDrop) | None => {}
+        Some(Scripted::AcceptThenHang | Scripted::AcceptThenDrop | Scripted::Accept) | None => {}
         Some(reply) => return scripted_response(reply),
     }
     if forbidden {

@@ -19,6 +19,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tempfile::TempDir;
 
+/// Wall-clock time that follows tokio's clock from `base`: under `start_paused` it moves
+/// exactly as far as tokio's timers do, so a program that sleeps until its next cron tick
+/// (on tokio time) finds its clock at that tick, without anyone waiting for real.
+#[derive(Clone, Debug)]
+pub struct TokioClock {
+    base: DateTime<Utc>,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new(base: DateTime<Utc>) -> Self {
+        TokioClock {
+            base,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl restorewatch::clock::Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = chrono::Duration::from_std(self.start.elapsed()).unwrap_or_default();
+        self.base + elapsed
+    }
+}
+
 /// The name the poller gives the simulated backup server.
 pub const SERVER: &str = "cbs-test";
 
@@ -97,9 +122,7 @@ impl Harness {
     /// cache and so in the copy; what it still buffers in memory is lost). Handles to the
     /// old store may live on; the next [`Harness::poller`] opens the copy, as a restart.
     pub fn crash(&mut self) {
-        let image = tempfile::tempdir().unwrap();
-        copy_dir(self.dir.path(), image.path());
-        self.dir = image;
+        self.dir = crash_image(self.dir.path());
     }
 
     /// A poller over a freshly opened store: dropping it and calling this again is a restart.
@@ -141,6 +164,14 @@ impl Harness {
     }
 }
 
+/// A copy of the store directory `dir` as its files are now: what a SIGKILL at this moment
+/// leaves (see [`Harness::crash`]).
+pub fn crash_image(dir: &std::path::Path) -> TempDir {
+    let image = tempfile::tempdir().unwrap();
+    copy_dir(dir, image.path());
+    image
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -160,11 +191,16 @@ pub struct Recorder {
     pub events: Mutex<Vec<Event>>,
     pub fail_after: Option<usize>,
     pub calls: AtomicUsize,
+    /// Called with the call's number (1, 2, ...) as each delivery starts.
+    pub on_call: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
 impl Sink for Recorder {
     async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(on_call) = &self.on_call {
+            on_call(call);
+        }
         let mut got = self.events.lock().unwrap();
         let mut accepted = Vec::new();
         for e in events {

@@ -1,0 +1,351 @@
+//! `restorewatch check`: a pre-flight, in the spirit of `promtool check config`.
+//!
+//! The config (file and environment) has been checked by the time this runs; a bad one
+//! never gets here (exit 2). Offline, that is all. Online, [`check`] then asks the parts
+//! the program depends on, as the program itself would:
+//! - the CBS: are the system user's credentials accepted (asked even with no watched
+//!   users), and what does each watched user have today;
+//! - Discord (with a `[discord]` section): whose token is this, and for each configured
+//!   channel, can the bot see it, send messages and embed links there; is the mention role
+//!   mentionable.
+//!
+//! Each finding is one line; the result says whether everything answered as needed.
+
+use crate::app::cbs_client;
+use crate::clock::SharedClock;
+use crate::config::{DiscordSettings, Loaded, Settings};
+use poise::serenity_prelude as serenity;
+use secrecy::ExposeSecret;
+use serenity::{ChannelId, GuildId, Permissions, RoleId};
+use std::io::Write;
+use std::time::Duration;
+
+/// A login no backup user has: asking for it tells accepted credentials ("user not
+/// found") from refused ones without knowing any user.
+const PROBE_LOGIN: &str = "restorewatch-credentials-check";
+/// Bound on each Discord request of the check.
+const DISCORD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `check --print-config`: the effective configuration as TOML-like lines, each value with
+/// where it came from; secrets redacted.
+pub fn print_config(loaded: &Loaded, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "# effective configuration of {} (origin after each value)",
+        loaded.path.display()
+    )?;
+    let mut section = String::new();
+    for (key, value) in loaded.settings.describe() {
+        let (this, name) = key.split_once('.').unwrap_or(("", &key));
+        if this != section {
+            // `watch[0]` and `watch[1]` are each a `[[watch]]` table.
+            match this.split_once('[') {
+                Some((array, _)) => writeln!(out, "[[{array}]]")?,
+                None => writeln!(out, "[{this}]")?,
+            }
+            section = this.to_owned();
+        }
+        writeln!(out, "{name} = {value}  # {}", loaded.origin(&key))?;
+    }
+    Ok(())
+}
+
+/// The summary of the offline checks: the config is usable, and when each schedule fires.
+pub fn offline(loaded: &Loaded, clock: &SharedClock, out: &mut dyn Write) -> std::io::Result<()> {
+    let s = &loaded.settings;
+    let now = clock.now();
+    let next = |schedule: &crate::schedule::CronSchedule| {
+        schedule
+            .next_after(now)
+            .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+    };
+    writeln!(out, "config OK: {}", loaded.path.display())?;
+    writeln!(
+        out,
+        "  poll.schedule {:?}: next {}",
+        s.poll.schedule.to_string(),
+        next(&s.poll.schedule)
+    )?;
+    writeln!(
+        out,
+        "  digest.schedule {:?}: next {}",
+        s.digest.schedule.to_string(),
+        next(&s.digest.schedule)
+    )?;
+    writeln!(
+        out,
+        "  {} watched user(s) in the file; Discord {}",
+        s.watch.len(),
+        if s.discord.is_some() {
+            "on"
+        } else {
+            "off (console)"
+        }
+    )?;
+    Ok(())
+}
+
+/// The online checks: the CBS, then Discord. Returns whether everything answered as needed.
+pub async fn check(
+    settings: &Settings,
+    clock: SharedClock,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let cbs_ok = check_cbs(settings, clock, out).await?;
+    let discord_ok = match &settings.discord {
+        Some(discord) => check_discord(discord, out).await?,
+        None => true,
+    };
+    Ok(cbs_ok && discord_ok)
+}
+
+async fn check_cbs(
+    settings: &Settings,
+    clock: SharedClock,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let client = cbs_client(settings)?;
+    let today = clock
+        .now()
+        .with_timezone(&settings.cbs.timezone)
+        .date_naive();
+    writeln!(
+        out,
+        "CBS {} ({}), today {today} ({}):",
+        settings.cbs.server_name, settings.cbs.url, settings.cbs.timezone
+    )?;
+    let mut all_ok = match client.list_restore_jobs(PROBE_LOGIN, "", today).await {
+        // A server that knows no such user has accepted the credentials all the same.
+        Ok(_) => true,
+        Err(e) if matches!(e, crate::cbs::CbsError::Api { .. }) && e.outage_reason().is_none() => {
+            true
+        }
+        Err(e) => {
+            writeln!(
+                out,
+                "  credentials of {}: FAILED: {e}",
+                settings.cbs.sys_user
+            )?;
+            false
+        }
+    };
+    if all_ok {
+        writeln!(out, "  credentials of {}: accepted", settings.cbs.sys_user)?;
+    }
+    if settings.watch.is_empty() {
+        writeln!(
+            out,
+            "  no [[watch]] users in the config (users added from chat live in the store)"
+        )?;
+    }
+    for user in &settings.watch {
+        match client
+            .list_restore_jobs(&user.login, &user.owner, today)
+            .await
+        {
+            Ok(list) => {
+                let mut counts = crate::event::ClassCounts::new();
+                for job in &list.jobs {
+                    *counts.entry(job.class).or_default() += 1;
+                }
+                let counts: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
+                writeln!(
+                    out,
+                    "  {}: {} job(s){}{}",
+                    user.login,
+                    list.jobs.len(),
+                    if counts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", counts.join(", "))
+                    },
+                    if list.skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({} unreadable item(s) skipped)", list.skipped.len())
+                    },
+                )?;
+            }
+            Err(e) => {
+                all_ok = false;
+                writeln!(out, "  {}: FAILED: {e}", user.login)?;
+            }
+        }
+    }
+    Ok(all_ok)
+}
+
+/// serenity's REST client as the program builds it, with a bound on each request.
+fn discord_http(discord: &DiscordSettings) -> anyhow::Result<serenity::Http> {
+    let client = reqwest::Client::builder()
+        .timeout(DISCORD_TIMEOUT)
+        .build()?;
+    let builder = serenity::HttpBuilder::new(discord.token.expose_secret()).client(client);
+    Ok(match &discord.api_base {
+        Some(base) => builder
+            .proxy(base.as_str().trim_end_matches('/'))
+            .ratelimiter_disabled(true)
+            .build(),
+        None => builder.build(),
+    })
+}
+
+/// What the bot needs in a channel it posts to.
+const NEEDED: [(Permissions, &str); 3] = [
+    (Permissions::VIEW_CHANNEL, "view the channel"),
+    (Permissions::SEND_MESSAGES, "send messages"),
+    (Permissions::EMBED_LINKS, "embed links"),
+];
+
+async fn check_discord(discord: &DiscordSettings, out: &mut dyn Write) -> anyhow::Result<bool> {
+    let http = discord_http(discord)?;
+    let me = match http.get_current_user().await {
+        Ok(me) => me,
+        Err(e) => {
+            writeln!(out, "Discord: token FAILED: {}", discord_error(&e))?;
+            return Ok(false);
+        }
+    };
+    writeln!(out, "Discord: token of {} ({}) accepted", me.name, me.id)?;
+    let mut channels: Vec<(ChannelId, String)> =
+        vec![(discord.alert_channel, "alert channel".to_owned())];
+    if discord.digest_channel != discord.alert_channel {
+        channels.push((discord.digest_channel, "digest channel".to_owned()));
+    }
+    for route in &discord.routes {
+        channels.push((route.channel, format!("channel of owner {:?}", route.owner)));
+    }
+    let mut all_ok = true;
+    let mut guilds = Vec::new();
+    for (channel, what) in &channels {
+        match channel_permissions(&http, *channel, me.id).await {
+            Ok((guild, permissions)) => {
+                if !discord.guilds.is_empty() && !discord.guilds.contains(&guild) {
+                    all_ok = false;
+                    writeln!(
+                        out,
+                        "  {what} {channel}: FAILED: it is in server {guild}, not in \
+                         discord.guild_id or discord.guild_ids"
+                    )?;
+                    continue;
+                }
+                guilds.push(guild);
+                let missing: Vec<&str> = NEEDED
+                    .iter()
+                    .filter(|(p, _)| !permissions.contains(*p))
+                    .map(|(_, name)| *name)
+                    .collect();
+                if missing.is_empty() {
+                    writeln!(
+                        out,
+                        "  {what} {channel}: can view, send messages and embed links"
+                    )?;
+                } else {
+                    all_ok = false;
+                    writeln!(
+                        out,
+                        "  {what} {channel}: FAILED: the bot may not {}",
+                        missing.join(", ")
+                    )?;
+                }
+            }
+            Err(reason) => {
+                all_ok = false;
+                writeln!(out, "  {what} {channel}: FAILED: {reason}")?;
+            }
+        }
+    }
+    if let Some(role) = discord.mention_role {
+        let guild = guilds.first().or(discord.guilds.first()).copied();
+        match guild {
+            Some(guild) => {
+                let ok = check_role(&http, guild, role, out).await?;
+                all_ok &= ok;
+            }
+            None => writeln!(
+                out,
+                "  mention role {role}: not checked (no server known: set discord.guild_id)"
+            )?,
+        }
+    }
+    Ok(all_ok)
+}
+
+/// The bot's permissions in `channel`, computed the way Discord does from the server's
+/// roles, the bot's roles and the channel's overwrites.
+async fn channel_permissions(
+    http: &serenity::Http,
+    channel: ChannelId,
+    me: serenity::UserId,
+) -> Result<(GuildId, Permissions), String> {
+    let channel = match http.get_channel(channel).await {
+        Ok(serenity::Channel::Guild(channel)) => channel,
+        Ok(_) => return Err("not a server channel".to_owned()),
+        Err(e) => return Err(format!("cannot see it: {}", discord_error(&e))),
+    };
+    let guild = http
+        .get_guild(channel.guild_id)
+        .await
+        .map_err(|e| format!("cannot read its server: {}", discord_error(&e)))?;
+    let member = http.get_member(channel.guild_id, me).await.map_err(|e| {
+        format!(
+            "the bot is not a member of its server: {}",
+            discord_error(&e)
+        )
+    })?;
+    Ok((guild.id, guild.user_permissions_in(&channel, &member)))
+}
+
+async fn check_role(
+    http: &serenity::Http,
+    guild: GuildId,
+    role: RoleId,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let roles = match http.get_guild_roles(guild).await {
+        Ok(roles) => roles,
+        Err(e) => {
+            writeln!(
+                out,
+                "  mention role {role}: FAILED: cannot read the roles: {}",
+                discord_error(&e)
+            )?;
+            return Ok(false);
+        }
+    };
+    Ok(match roles.iter().find(|r| r.id == role) {
+        Some(r) if r.mentionable => {
+            writeln!(out, "  mention role {role} ({}): mentionable", r.name)?;
+            true
+        }
+        Some(r) => {
+            writeln!(
+                out,
+                "  mention role {role} ({}): FAILED: not mentionable; alerts would not ping \
+                 it (turn on \"Allow anyone to @mention this role\", or give the bot Mention Everyone)",
+                r.name
+            )?;
+            false
+        }
+        None => {
+            writeln!(
+                out,
+                "  mention role {role}: FAILED: no such role in server {guild}"
+            )?;
+            false
+        }
+    })
+}
+
+/// A serenity error as one line: Discord's status and message for a refusal.
+fn discord_error(e: &serenity::Error) -> String {
+    match e {
+        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r)) => format!(
+            "{} {} (code {})",
+            r.status_code.as_u16(),
+            r.error.message,
+            r.error.code
+        ),
+        other => other.to_string(),
+    }
+}
