@@ -94,6 +94,9 @@ async fn rig(users: usize, concurrency: usize, retention_days: u32, now: DateTim
             .collect(),
         max_concurrency: concurrency,
         retention_days,
+        alerts: Default::default(),
+        routed_owners: Default::default(),
+        summary: Default::default(),
     };
     let poller = Poller::new(client, store, config, Arc::new(clock.clone()));
     Rig {

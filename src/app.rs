@@ -124,6 +124,11 @@ impl App {
                 watch: settings.watch.clone(),
                 max_concurrency: settings.cbs.max_concurrency,
                 retention_days: settings.state.retention_days,
+                summary: settings.summary.clone(),
+                alerts: settings.alerts,
+                routed_owners: (settings.discord.iter())
+                    .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
+                    .collect(),
             },
             clock.clone(),
         );
@@ -188,7 +193,14 @@ impl App {
             let now = self.clock.now();
             let next_poll = self.settings.poll.schedule.next_after(now);
             let next_digest = self.settings.digest.schedule.next_after(now);
-            let Some(next) = next_poll.into_iter().chain(next_digest).min() else {
+            let next_rollup =
+                (self.settings.summary.schedule.as_ref()).and_then(|s| s.next_after(now));
+            let Some(next) = next_poll
+                .into_iter()
+                .chain(next_digest)
+                .chain(next_rollup)
+                .min()
+            else {
                 tracing::warn!("neither schedule fires again");
                 break;
             };
@@ -223,6 +235,21 @@ impl App {
                     heartbeat.spawn_after(done.as_ref().map(|(report, _)| report));
                 }
                 self.skip_missed_ticks(next);
+            }
+            if next_rollup.is_some_and(|t| t <= next) {
+                match crate::summary::queue_rollup(&self.store, self.clock.now()) {
+                    Ok(true) => {
+                        let drained = tokio::select! {
+                            drained = drain(&self.store, sink) => drained,
+                            _ = shutdown.cancelled() => break,
+                        };
+                        if let Err(e) = drained {
+                            tracing::error!(error = %e, "delivery of the summary roll-up failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "summary roll-up failed"),
+                }
             }
             if next_digest.is_some_and(|t| t <= next) {
                 let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
@@ -318,7 +345,12 @@ impl ConfiguredSink {
         };
         Ok(match &settings.discord {
             Some(discord) => {
-                ConfiguredSink::Discord(Box::new(DiscordSink::new(discord, store, render)?))
+                let mut sink =
+                    DiscordSink::new(discord, store, render)?.with_alerts(settings.alerts);
+                if let Some(channel) = settings.summary.channel {
+                    sink = sink.with_summary_channel(channel);
+                }
+                ConfiguredSink::Discord(Box::new(sink))
             }
             None => ConfiguredSink::Console(ConsoleSink::stdout(render)),
         })

@@ -62,6 +62,8 @@ pub struct Settings {
     pub digest: DigestSettings,
     pub server: ServerSettings,
     pub heartbeat: HeartbeatSettings,
+    pub summary: SummarySettings,
+    pub alerts: AlertSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -150,6 +152,87 @@ pub struct Route {
 #[derive(Clone, Debug)]
 pub struct DigestSettings {
     pub schedule: CronSchedule,
+}
+
+/// `summary.when`: which poll cycles post a cycle summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SummaryWhen {
+    /// Only a cycle that alerted, or whose set of erroring users changed (the default).
+    #[default]
+    Alerts,
+    /// Every cycle in which anything changed: a job started, ended or alerted.
+    Changes,
+    /// No cycle summaries.
+    Never,
+}
+
+impl SummaryWhen {
+    pub const NAMES: [&'static str; 3] = ["alerts", "changes", "never"];
+
+    pub fn parse_name(name: &str) -> Option<SummaryWhen> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "alerts" => Some(SummaryWhen::Alerts),
+            "changes" => Some(SummaryWhen::Changes),
+            "never" => Some(SummaryWhen::Never),
+            _ => None,
+        }
+    }
+}
+
+/// `[summary]`: when cycle summaries are posted, and where.
+#[derive(Clone, Debug, Default)]
+pub struct SummarySettings {
+    pub when: SummaryWhen,
+    /// `None`: the alert channel.
+    pub channel: Option<ChannelId>,
+    /// A roll-up of everything since the last one, instead of per-cycle summaries.
+    pub schedule: Option<CronSchedule>,
+}
+
+/// `alerts.ping`: which alerts ping `discord.mention_role`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PingWhen {
+    /// A set's first failure, its `alerts.escalate_after`-th in a row, stuck jobs and
+    /// outage notices (the default).
+    #[default]
+    Thresholds,
+    /// Every alert.
+    Every,
+    /// Never.
+    Never,
+}
+
+impl PingWhen {
+    pub const NAMES: [&'static str; 3] = ["thresholds", "every", "never"];
+
+    pub fn parse_name(name: &str) -> Option<PingWhen> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "thresholds" => Some(PingWhen::Thresholds),
+            "every" => Some(PingWhen::Every),
+            "never" => Some(PingWhen::Never),
+            _ => None,
+        }
+    }
+}
+
+/// `[alerts]`: grouping storms and escalating repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertSettings {
+    /// More failures than this in one delivery to one channel become one grouped card.
+    pub group_after: u32,
+    /// The consecutive failure of a set at which the role is pinged again.
+    pub escalate_after: u32,
+    pub ping: PingWhen,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            group_after: DEFAULT_GROUP_AFTER as u32,
+            escalate_after: DEFAULT_ESCALATE_AFTER as u32,
+            ping: PingWhen::default(),
+        }
+    }
 }
 
 /// `[server]`: the health and metrics listener.
@@ -517,6 +600,12 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("digest", "schedule", EnvKind::Text),
     ("server", "listen", EnvKind::Text),
     ("heartbeat", "url", EnvKind::Text),
+    ("summary", "when", EnvKind::Text),
+    ("summary", "channel", EnvKind::Text),
+    ("summary", "schedule", EnvKind::Text),
+    ("alerts", "group_after", EnvKind::Integer),
+    ("alerts", "escalate_after", EnvKind::Integer),
+    ("alerts", "ping", EnvKind::Text),
 ];
 
 /// `RESTOREWATCH_POLL_SCHEDULE` for `poll.schedule`.
@@ -601,6 +690,26 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     heartbeat: RawHeartbeat,
+    #[serde(default)]
+    summary: RawSummary,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [summary] table")]
+struct RawSummary {
+    when: Option<String>,
+    channel: Option<toml::Value>,
+    schedule: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [alerts] table")]
+struct RawAlerts {
+    group_after: Option<i64>,
+    escalate_after: Option<i64>,
+    ping: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -714,6 +823,12 @@ const DEFAULT_RETENTION_DAYS: i64 = 35;
 /// Yesterday's jobs are still looked at after midnight, so fewer days would prune them.
 const RETENTION_DAYS_RANGE: RangeInclusive<i64> = 2..=u32::MAX as i64;
 const DEFAULT_DIGEST_SCHEDULE: &str = "0 8 * * *";
+const DEFAULT_GROUP_AFTER: i64 = 5;
+/// At least one individual alert; a grouped card lists the rest.
+const GROUP_AFTER_RANGE: RangeInclusive<i64> = 1..=100;
+const DEFAULT_ESCALATE_AFTER: i64 = 3;
+/// The first failure pings anyway, so escalating starts at the second.
+const ESCALATE_AFTER_RANGE: RangeInclusive<i64> = 2..=1000;
 /// The midnight grace is a part of the day after midnight.
 const MIDNIGHT_GRACE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -746,6 +861,7 @@ impl Checker {
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let cbs = self.cbs(raw.cbs, env)?;
+        let has_discord = raw.discord.is_some();
         let discord = match raw.discord {
             Some(discord) => Some(self.discord(discord, raw.route, env)?),
             None if !raw.route.is_empty() => {
@@ -790,7 +906,68 @@ impl Checker {
                     None => None,
                 },
             },
+            summary: self.summary(raw.summary, has_discord, cbs.timezone)?,
+            alerts: self.alerts(raw.alerts)?,
             cbs,
+        })
+    }
+
+    fn summary(
+        &self,
+        raw: RawSummary,
+        has_discord: bool,
+        tz: Tz,
+    ) -> Result<SummarySettings, ConfigError> {
+        let when = match raw.when {
+            Some(name) => SummaryWhen::parse_name(&name).ok_or_else(|| {
+                self.fail(
+                    "summary.when",
+                    format!("{name:?} is not one of {}", SummaryWhen::NAMES.join(", ")),
+                )
+            })?,
+            None => SummaryWhen::default(),
+        };
+        let channel = match raw.channel {
+            Some(_) if !has_discord => {
+                return Err(self.fail("summary.channel", "needs a [discord] section"))
+            }
+            Some(value) => Some(ChannelId::new(self.id("summary.channel", value)?)),
+            None => None,
+        };
+        let schedule = match raw.schedule {
+            Some(text) => Some(self.schedule("summary.schedule", Some(text), "", tz)?),
+            None => None,
+        };
+        Ok(SummarySettings {
+            when,
+            channel,
+            schedule,
+        })
+    }
+
+    fn alerts(&self, raw: RawAlerts) -> Result<AlertSettings, ConfigError> {
+        Ok(AlertSettings {
+            group_after: self.int_in(
+                "alerts.group_after",
+                raw.group_after,
+                DEFAULT_GROUP_AFTER,
+                GROUP_AFTER_RANGE,
+            )? as u32,
+            escalate_after: self.int_in(
+                "alerts.escalate_after",
+                raw.escalate_after,
+                DEFAULT_ESCALATE_AFTER,
+                ESCALATE_AFTER_RANGE,
+            )? as u32,
+            ping: match raw.ping {
+                Some(name) => PingWhen::parse_name(&name).ok_or_else(|| {
+                    self.fail(
+                        "alerts.ping",
+                        format!("{name:?} is not one of {}", PingWhen::NAMES.join(", ")),
+                    )
+                })?,
+                None => PingWhen::default(),
+            },
         })
     }
 
@@ -1252,6 +1429,12 @@ mod tests {
             "http://127.0.0.1:1/ping",
             "\"http://127.0.0.1:1/ping\"",
         ),
+        ("summary.when", "never", "\"never\""),
+        ("summary.channel", "42", "\"42\""),
+        ("summary.schedule", "0 * * * *", "\"0 * * * *\""),
+        ("alerts.group_after", "9", "9"),
+        ("alerts.escalate_after", "4", "4"),
+        ("alerts.ping", "every", "\"every\""),
     ];
 
     #[test]
@@ -1340,6 +1523,13 @@ mod tests {
         assert!(s.watch.is_empty());
         assert_eq!(s.digest.schedule.to_string(), "0 8 * * *");
         assert_eq!(s.server.listen, None);
+        assert_eq!(s.summary.when, SummaryWhen::Alerts);
+        assert_eq!(s.summary.channel, None);
+        assert!(s.summary.schedule.is_none());
+        assert_eq!(s.alerts, AlertSettings::default());
+        assert_eq!(s.alerts.group_after, 5);
+        assert_eq!(s.alerts.escalate_after, 3);
+        assert_eq!(s.alerts.ping, PingWhen::Thresholds);
         assert_eq!(s.heartbeat.url, None);
     }
 

@@ -111,6 +111,8 @@ pub async fn run_demo(
         },
         server: Default::default(),
         heartbeat: Default::default(),
+        summary: Default::default(),
+        alerts: Default::default(),
     };
     let mut out = out;
     writeln!(

@@ -37,6 +37,7 @@ pub mod config;
 pub mod demo;
 pub mod digest;
 pub mod discord;
+pub mod escalation;
 pub mod event;
 pub mod gateway;
 pub mod heartbeat;
@@ -50,5 +51,7 @@ pub mod server;
 pub mod simulator;
 pub mod sink;
 pub mod store;
+pub mod storm;
+pub mod summary;
 #[cfg(test)]
 mod test_data;

@@ -8,10 +8,12 @@
 use crate::cbs::model::RestoreJob;
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
-use crate::config::{PollSettings, WatchEntry};
+use crate::config::{AlertSettings, PollSettings, SummarySettings, WatchEntry};
+use crate::escalation::Streaks;
 use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
+use crate::summary::Disposition;
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +30,12 @@ pub struct PollerConfig {
     pub watch: Vec<WatchEntry>,
     pub max_concurrency: usize,
     pub retention_days: u32,
+    /// `[summary]`: which cycles post a summary, or roll up.
+    pub summary: SummarySettings,
+    /// `[alerts]`: storms and repeats.
+    pub alerts: AlertSettings,
+    /// Owners with their own channel (`[[route]]`): their storms are counted apart.
+    pub routed_owners: BTreeSet<String>,
 }
 
 /// The result of one cycle.
@@ -167,6 +175,7 @@ impl Poller {
             ..CycleSummary::default()
         };
         let mut baselined = 0;
+        let mut alerted: Vec<RestoreJob> = Vec::new();
         let mut outage_errors: Vec<CbsError> = Vec::new();
         // Mutes fail open: an unreadable mute list posts alerts rather than losing them.
         // Read once per cycle, not per job: the check then costs no store reads on the
@@ -182,6 +191,8 @@ impl Poller {
                 .iter()
                 .any(|m| m.covers(&job.login_name, &job.backup_set_id))
         };
+        let streaks = Streaks::open(&self.store)?;
+        let repeat = |job: &RestoreJob| Some(streaks.next(job, started_at));
         let stuck_after = chrono::Duration::from_std(self.config.poll.stuck_after)
             .unwrap_or(chrono::Duration::MAX);
         while let Some(joined) = requests.join_next().await {
@@ -207,6 +218,7 @@ impl Poller {
                         stuck_after,
                         baseline: self.config.poll.baseline_first_cycle && !state.baselined,
                         muted: &is_muted,
+                        repeat: &repeat,
                     };
                     for job in &list.jobs {
                         crate::metrics::job_observed(job.class);
@@ -214,7 +226,8 @@ impl Poller {
                         match obs.change {
                             Change::NewRunning => summary.started_running += 1,
                             Change::Finished(class) => {
-                                *summary.finished.entry(class).or_default() += 1
+                                *summary.finished.entry(class).or_default() += 1;
+                                streaks.record(job, &self.config.poll.alert_classes, started_at)?;
                             }
                             Change::Baseline(class) => {
                                 baselined += 1;
@@ -222,8 +235,11 @@ impl Poller {
                             }
                             Change::Stuck | Change::Unchanged => {}
                         }
-                        if obs.event.is_some() {
+                        if let Some(event) = &obs.event {
                             summary.alerts += 1;
+                            if matches!(event, EventKind::JobFinished { .. }) {
+                                alerted.push(job.clone());
+                            }
                         }
                         if obs.muted {
                             summary.muted += 1;
@@ -246,6 +262,13 @@ impl Poller {
         }
 
         let now = self.clock.now();
+        crate::storm::collapse(
+            &self.store,
+            &alerted,
+            self.config.alerts.group_after,
+            &self.config.routed_owners,
+            now,
+        )?;
         let mut baselines: BTreeMap<String, Vec<BaselineUser>> = BTreeMap::new();
         for user in &users {
             let Some((mut state, counts, all_ok)) = user_states.remove(&user.login) else {
@@ -290,14 +313,14 @@ impl Poller {
             .iter()
             .map(|e| e.login_name.clone())
             .collect();
-        let changed = summary.started_running > 0
-            || summary.alerts > 0
-            || summary.muted > 0
-            || summary.finished.values().any(|n| *n > 0)
-            || error_logins != self.store.error_logins()?;
-        if changed {
-            self.store
-                .push_event(EventKind::CycleSummary(summary.clone()), now)?;
+        let errors_changed = error_logins != self.store.error_logins()?;
+        match crate::summary::disposition(&self.config.summary, &summary, errors_changed) {
+            Disposition::Post => {
+                self.store
+                    .push_event(EventKind::CycleSummary(summary.clone()), now)?;
+            }
+            Disposition::RollUp => crate::summary::add_to_rollup(&self.store, &summary)?,
+            Disposition::Skip => {}
         }
         self.store.set_error_logins(&error_logins)?;
         self.store.record_cycle(

@@ -80,7 +80,7 @@ fn log_delivered(offered: &[Event], accepted: &[u64]) {
     for event in offered.iter().filter(|e| accepted.contains(&e.id)) {
         let kind = crate::metrics::kind_name(&event.kind);
         match &event.kind {
-            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => tracing::info!(
+            EventKind::JobFinished { job, .. } | EventKind::JobStuck { job, .. } => tracing::info!(
                 event = event.id,
                 kind,
                 server = %job.server,

@@ -132,6 +132,9 @@ pub struct Policy<'a> {
     /// [`Store::observe`] asks it before its transaction starts, since it may read the
     /// store itself (reading inside a sled transaction would deadlock).
     pub muted: &'a (dyn Fn(&RestoreJob) -> bool + Sync),
+    /// A failure's place in its set's row (see [`crate::escalation`]); asked before the
+    /// transaction, like `muted`.
+    pub repeat: &'a (dyn Fn(&RestoreJob) -> Option<crate::event::Repeat> + Sync),
 }
 
 /// Decides what a sighting of `job` (listed under `date`) means, given what was known.
@@ -168,7 +171,10 @@ pub fn decide(
             (None, Change::Baseline(job.class))
         } else if policy.alert_classes.contains(&job.class) {
             record.alerted = true;
-            let event = EventKind::JobFinished { job: job.clone() };
+            let event = EventKind::JobFinished {
+                job: job.clone(),
+                repeat: (policy.repeat)(job),
+            };
             (Some(event), Change::Finished(job.class))
         } else {
             (None, Change::Finished(job.class))
@@ -364,8 +370,11 @@ impl Store {
         let key = job_key_bytes(&job.key());
         let muted = (policy.muted)(job);
         let muted_now = |_: &RestoreJob| muted;
+        let repeat = (policy.repeat)(job);
+        let repeat_now = |_: &RestoreJob| repeat.clone();
         let policy = &Policy {
             muted: &muted_now,
+            repeat: &repeat_now,
             ..*policy
         };
         let result = (&self.jobs, &self.by_day, &self.running, &self.outbox).transaction(
@@ -414,6 +423,34 @@ impl Store {
         self.outbox.insert(event.id.to_be_bytes(), encode(&event))?;
         metrics::event_queued(&event.kind);
         Ok(event)
+    }
+
+    /// Replaces queued events by others, in one transaction: both or neither (a storm's
+    /// alerts by its card). Returns the events added, in order.
+    pub fn replace_events(
+        &self,
+        remove: &[u64],
+        add: &[EventKind],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let result = self.outbox.transaction(|outbox| {
+            for id in remove {
+                outbox.remove(&id.to_be_bytes())?;
+            }
+            let mut added = Vec::with_capacity(add.len());
+            for kind in add {
+                let event = Event {
+                    id: outbox.generate_id()?,
+                    created_at: now,
+                    kind: kind.clone(),
+                };
+                outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+                added.push(event);
+            }
+            Ok(added)
+        });
+        // Not counted as queued again: what it holds was counted when first queued.
+        tx_result(result)
     }
 
     /// Up to `limit` undelivered events, oldest first.

@@ -56,6 +56,7 @@ pub(crate) fn policy(now: DateTime<Utc>, alert_classes: &BTreeSet<StatusClass>) 
         stuck_after: chrono::Duration::hours(12),
         baseline: false,
         muted: &|_| false,
+        repeat: &|_| None,
     }
 }
 

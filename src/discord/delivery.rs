@@ -31,9 +31,10 @@
 //! ([`DiscordSink::rejected_events`]) and dropped, so it cannot block its channel forever.
 
 use super::routing::Routes;
-use crate::config::DiscordSettings;
+use crate::config::{AlertSettings, DiscordSettings};
+use crate::escalation::pings;
 use crate::event::Event;
-use crate::render::{pack, render_event, wants_ping, Embed, OutMessage, RenderOptions};
+use crate::render::{pack, render_event, Embed, OutMessage, RenderOptions};
 use crate::sink::{Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
@@ -118,6 +119,8 @@ pub struct DiscordSink {
     client: reqwest::Client,
     routes: Routes,
     render: RenderOptions,
+    /// `[alerts]`: which alerts ping the role.
+    alerts: AlertSettings,
     mention_role: Option<RoleId>,
     store: Store,
     batches: sled::Tree,
@@ -255,6 +258,7 @@ impl DiscordSink {
             client,
             routes: Routes::from_settings(settings),
             render,
+            alerts: AlertSettings::default(),
             mention_role: settings.mention_role,
             store: store.clone(),
             batches: store
@@ -264,6 +268,18 @@ impl DiscordSink {
             state: Mutex::new(State::default()),
             install: store.install_id().context("reading the install id")?,
         })
+    }
+
+    /// Pings the role as `alerts.ping` says.
+    pub fn with_alerts(mut self, alerts: AlertSettings) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
+    /// Posts cycle summaries and roll-ups to `channel` (`summary.channel`).
+    pub fn with_summary_channel(mut self, channel: ChannelId) -> Self {
+        self.routes.summary = channel;
+        self
     }
 
     /// Replaces the default waits and attempt counts.
@@ -383,7 +399,7 @@ impl DiscordSink {
     fn items(&self, events: &[&Event]) -> Vec<(bool, Vec<Embed>)> {
         events
             .iter()
-            .map(|e| (wants_ping(e), render_event(e, &self.render)))
+            .map(|e| (pings(e, &self.alerts), render_event(e, &self.render)))
             .collect()
     }
 

@@ -11,8 +11,9 @@ use super::text::{
 use super::RenderOptions;
 use crate::cbs::model::{RestoreJob, ServerTime, StatusClass};
 use crate::digest::render_digest;
+use crate::escalation::ordinal;
 use crate::event::{
-    BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError,
+    BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError, Repeat,
 };
 use chrono::{DateTime, Utc};
 
@@ -44,8 +45,13 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             }
             return embeds;
         }
-        EventKind::JobFinished { job } => job_finished(job, event.created_at),
+        EventKind::JobFinished { job, repeat } => {
+            job_finished(job, repeat.as_ref(), event.created_at)
+        }
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
+        EventKind::FailureStorm { owner, jobs } => {
+            super::storm::storm_card(owner.as_deref(), jobs, event)
+        }
         EventKind::Baseline { owner, users } => baseline(owner, users, event.created_at),
         EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
         EventKind::CbsUnreachable {
@@ -67,11 +73,13 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
 /// were each alerted when they happened).
 pub fn wants_ping(event: &Event) -> bool {
     match &event.kind {
-        EventKind::JobFinished { job } => matches!(
+        EventKind::JobFinished { job, .. } => matches!(
             job.class,
             StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown
         ),
-        EventKind::JobStuck { .. } | EventKind::CbsUnreachable { .. } => true,
+        EventKind::JobStuck { .. }
+        | EventKind::FailureStorm { .. }
+        | EventKind::CbsUnreachable { .. } => true,
         EventKind::Baseline { .. }
         | EventKind::CycleSummary(_)
         | EventKind::CbsRecovered { .. }
@@ -154,7 +162,7 @@ fn where_fields(job: &RestoreJob) -> [EmbedField; 3] {
     ]
 }
 
-fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
+fn job_finished(job: &RestoreJob, repeat: Option<&Repeat>, created_at: DateTime<Utc>) -> Embed {
     let mut fields = vec![
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
         EmbedField::new("Status", status_value(job), true),
@@ -188,13 +196,23 @@ fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
             ));
         }
     }
-    let description = if job.class == StatusClass::Unknown {
+    let mut description = if job.class == StatusClass::Unknown {
         "The backup server reported a status code restorewatch does not know. \
          Treat it as a failure until someone has looked at the job."
             .to_owned()
     } else {
         String::new()
     };
+    if let Some(r) = repeat.filter(|r| r.count > 1) {
+        if !description.is_empty() {
+            description.push_str("\n");
+        }
+        description.push_str(&format!(
+            "**{} failure in a row** since {}.",
+            ordinal(r.count),
+            r.since
+        ));
+    }
     Embed {
         title: format!("{}: {}", headline(job.class), user_and_set(job)),
         description,
@@ -329,8 +347,13 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
             false,
         ));
     }
+    let (title, footer) = if s.cycles > 1 {
+        (format!("Roll-up of {} poll cycles", s.cycles), "Since")
+    } else {
+        ("Poll cycle summary".to_owned(), "Cycle started")
+    };
     Embed {
-        title: "Poll cycle summary".to_owned(),
+        title,
         description,
         colour: if s.errors.is_empty() {
             COLOUR_INFO
@@ -339,7 +362,7 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
         },
         fields,
         footer: Some(format!(
-            "Cycle started {}",
+            "{footer} {}",
             format_time(&s.started_at.with_timezone(&opts.timezone))
         )),
         timestamp: Some(s.finished_at),
@@ -527,7 +550,10 @@ mod tests {
 
     #[test]
     fn failure_embed_has_every_field() {
-        let e = one(EventKind::JobFinished { job: failed_job() });
+        let e = one(EventKind::JobFinished {
+            job: failed_job(),
+            repeat: None,
+        });
         assert_eq!(e.title, "Restore failed: obm / Files");
         assert_eq!(e.colour, COLOUR_FAILURE);
         assert_eq!(e.description, "");
@@ -580,7 +606,7 @@ mod tests {
         job.end_time = None;
         job.missed_databases.clear();
         job.success_databases.clear();
-        let e = one(EventKind::JobFinished { job });
+        let e = one(EventKind::JobFinished { job, repeat: None });
         for name in [
             "Owner",
             "Client version",
@@ -607,7 +633,7 @@ mod tests {
         job.class = StatusClass::Unknown;
         job.job_id = HOSTILE.into();
         job.missed_virtual_machines = vec![HOSTILE.into()];
-        let e = one(EventKind::JobFinished { job });
+        let e = one(EventKind::JobFinished { job, repeat: None });
         let texts = std::iter::once(e.title.as_str()).chain(
             e.fields
                 .iter()
@@ -640,7 +666,7 @@ mod tests {
         job.success_databases = job.missed_databases.clone();
         job.success_virtual_machines = job.missed_databases.clone();
         job.success_public_folders = job.missed_databases.clone();
-        let e = one(EventKind::JobFinished { job });
+        let e = one(EventKind::JobFinished { job, repeat: None });
         assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
         assert!(e.fields.len() <= EMBED_FIELDS_MAX);
         for f in &e.fields {
@@ -687,7 +713,7 @@ mod tests {
             let mut job = failed_job();
             job.class = class;
             assert_eq!(
-                one(EventKind::JobFinished { job }).colour,
+                one(EventKind::JobFinished { job, repeat: None }).colour,
                 colour,
                 "{class}"
             );
@@ -699,7 +725,7 @@ mod tests {
         let finished = |class| {
             let mut job = failed_job();
             job.class = class;
-            event(EventKind::JobFinished { job })
+            event(EventKind::JobFinished { job, repeat: None })
         };
         assert!(wants_ping(&finished(StatusClass::Failure)));
         assert!(wants_ping(&finished(StatusClass::PartialFailure)));
@@ -807,6 +833,7 @@ mod tests {
             started_running: 2,
             alerts: 1,
             muted: 2,
+            cycles: 0,
             errors: vec![
                 PollError {
                     login_name: "obm".into(),
@@ -900,7 +927,10 @@ mod tests {
     fn a_rendered_failure_reads_well_as_text() {
         let mut job = failed_job();
         job.backup_set_name = "Files_[2024]".into();
-        let embeds = render_event(&event(EventKind::JobFinished { job }), &opts());
+        let embeds = render_event(
+            &event(EventKind::JobFinished { job, repeat: None }),
+            &opts(),
+        );
         let packed = crate::render::pack(vec![(true, embeds)], &opts());
         let text = crate::render::to_text(&packed[0].message);
         assert!(text.starts_with("@role:42 1 alert\n\n== Restore failed: obm / Files_[2024] ==\n"));

@@ -13,6 +13,7 @@
 mod embed;
 mod events;
 mod pack;
+mod storm;
 mod text;
 
 pub use embed::{

@@ -158,6 +158,9 @@ impl Harness {
             watch: self.settings.watch.clone(),
             max_concurrency: 4,
             retention_days: 35,
+            alerts: Default::default(),
+            routed_owners: Default::default(),
+            summary: self.settings.summary.clone(),
         };
         Poller::new(self.cbs(), store.clone(), config, self.clock.clone())
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::{CbsClient, CbsClientConfig};
 use restorewatch::clock::ManualClock;
-use restorewatch::config::{PollSettings, WatchEntry};
+use restorewatch::config::{AlertSettings, PollSettings, SummarySettings, WatchEntry};
 use restorewatch::event::{Event, EventKind};
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::schedule::CronSchedule;
@@ -73,6 +73,10 @@ pub struct Harness {
     pub max_concurrency: usize,
     pub retention_days: u32,
     pub baseline_first_cycle: bool,
+    /// `[summary]` of every poller (default: summaries only with alerts).
+    pub summary: SummarySettings,
+    /// `[alerts]` of every poller (default: storms group after 5).
+    pub alerts: AlertSettings,
 }
 
 impl Harness {
@@ -91,6 +95,8 @@ impl Harness {
             max_concurrency: 8,
             retention_days: 35,
             baseline_first_cycle: true,
+            summary: SummarySettings::default(),
+            alerts: AlertSettings::default(),
         };
         for login in users {
             harness.add_user(login, "");
@@ -150,6 +156,9 @@ impl Harness {
             watch: self.watch.clone(),
             max_concurrency: self.max_concurrency,
             retention_days: self.retention_days,
+            alerts: self.alerts,
+            routed_owners: Default::default(),
+            summary: self.summary.clone(),
         };
         Poller::new(client, store, config, Arc::new(self.clock.clone()))
     }
