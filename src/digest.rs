@@ -10,11 +10,12 @@
 //! continues over as many cards as it needs instead of being cut; the ordinary
 //! [`crate::render::pack`] spreads those cards over messages.
 
-use crate::cbs::model::StatusClass;
+use crate::cbs::model::{StatusClass, END_TIME_FIELD, START_TIME_FIELD};
 use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
-    class_colour, code_span, counts_line, cut, escape_markdown, pack, plural, to_text, Embed,
-    EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK, EMBED_DESCRIPTION_MAX_CHARS,
+    class_colour, code_span, counts_line, cut, escape_markdown, pack, plural, to_text,
+    unreadable_value, Embed, EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK,
+    EMBED_DESCRIPTION_MAX_CHARS,
 };
 use crate::store::{DayHealth, JobRecord, Store, StoreError};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
@@ -68,6 +69,11 @@ pub struct DigestJob {
     /// Wall-clock times as the server reported them (its offset kept).
     pub start_time: Option<DateTime<FixedOffset>>,
     pub end_time: Option<DateTime<FixedOffset>>,
+    /// The start and end times as sent, when the server sent ones that could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_raw: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_raw: Option<String>,
 }
 
 /// The poller's day.
@@ -91,6 +97,8 @@ impl DigestJob {
             class: job.class,
             start_time: job.start_time.map(|t| t.fixed_offset()),
             end_time: job.end_time.map(|t| t.fixed_offset()),
+            start_raw: job.unreadable_field(START_TIME_FIELD).map(str::to_owned),
+            end_raw: job.unreadable_field(END_TIME_FIELD).map(str::to_owned),
         }
     }
 }
@@ -366,11 +374,13 @@ fn list_name(text: &str) -> String {
 }
 
 /// `13:25` on the digest's day, `2024-06-27 01:10` on another, `?` when unknown.
-fn clock(at: Option<DateTime<FixedOffset>>, date: NaiveDate) -> String {
+/// A time of the day as `HH:MM` (with its date when another), the text the server sent
+/// when it could not be read, or `?`.
+fn clock(at: Option<DateTime<FixedOffset>>, raw: Option<&str>, date: NaiveDate) -> String {
     match at {
         Some(t) if t.date_naive() == date => t.format("%H:%M").to_string(),
         Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
-        None => "?".to_owned(),
+        None => raw.map_or_else(|| "?".to_owned(), unreadable_value),
     }
 }
 
@@ -397,8 +407,8 @@ fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
     };
     format!(
         "• {}–{} {}{code}: {}",
-        clock(job.start_time, date),
-        clock(job.end_time, date),
+        clock(job.start_time, job.start_raw.as_deref(), date),
+        clock(job.end_time, job.end_raw.as_deref(), date),
         job.class.label(),
         who(job)
     )
@@ -406,7 +416,8 @@ fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
 
 /// `• since 12:23: obm / Files`
 fn running_line(job: &DigestJob, date: NaiveDate) -> String {
-    format!("• since {}: {}", clock(job.start_time, date), who(job))
+    let since = clock(job.start_time, job.start_raw.as_deref(), date);
+    format!("• since {since}: {}", who(job))
 }
 
 /// `• reseller-a: 12 jobs (10 success, 2 failure)`
@@ -653,6 +664,19 @@ mod tests {
             }
         );
         assert_eq!(d.undelivered, 4);
+    }
+
+    #[test]
+    fn a_failure_with_an_unreadable_end_is_listed_with_the_text_sent() {
+        let mut odd = ended("odd", "", 7, "RESTORE_STOP_BY_ERROR");
+        odd.end_time = None;
+        odd.unreadable = [(END_TIME_FIELD.to_owned(), "-0001-06-26 07:30:00".to_owned())].into();
+        let d = Digest::compute(day(), BERLIN, &[record(odd, false)], &health(0), 0, vec![]);
+        assert_eq!(logins(&d.failures), ["odd"]);
+        assert_eq!(
+            failure_line(&d.failures[0], day()),
+            "• 07:00–`-0001-06-26 07:30:00` (unreadable) failure `RESTORE_STOP_BY_ERROR`: odd / set-odd"
+        );
     }
 
     #[test]
@@ -912,6 +936,7 @@ mod tests {
             users: 3,
             requests: 4,
             errors: 1,
+            unreadable_items: 0,
         };
         store.record_cycle(&cycle, day(), 90).unwrap();
         store.record_cycle(&cycle, day(), 0).unwrap();

@@ -101,7 +101,16 @@ pub struct CycleSummary {
     pub muted: u32,
     /// Requests that failed: who, which date, what went wrong.
     pub errors: Vec<PollError>,
+    /// Reply items skipped because they carry no job identity (no ID or BackupSetID).
+    #[serde(default)]
+    pub unreadable_items: u32,
+    /// The first few of them: whose reply, which date, why, and the item's raw text.
+    #[serde(default)]
+    pub unreadable: Vec<PollError>,
 }
+
+/// How many skipped items a summary lists one by one; the rest are counted.
+pub const UNREADABLE_LISTED_MAX: usize = 5;
 
 /// A failed CBS request, as shown to people.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,10 @@ use crate::cbs::model::RestoreJob;
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
 use crate::config::{PollSettings, WatchEntry};
-use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
+use crate::event::{
+    BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError,
+    UNREADABLE_LISTED_MAX,
+};
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -188,8 +191,16 @@ impl Poller {
                     for skipped in &list.skipped {
                         tracing::warn!(
                             user = %user.login, %date, reason = %skipped.reason, raw = %skipped.raw,
-                            "skipped a malformed job in the CBS reply"
+                            "skipped a reply item without a job identity"
                         );
+                        summary.unreadable_items += 1;
+                        if summary.unreadable.len() < UNREADABLE_LISTED_MAX {
+                            summary.unreadable.push(PollError {
+                                login_name: user.login.clone(),
+                                date,
+                                message: format!("{}: {}", skipped.reason, skipped.raw),
+                            });
+                        }
                     }
                     let policy = Policy {
                         now: self.clock.now(),
@@ -281,6 +292,7 @@ impl Poller {
             .collect();
         let changed = summary.started_running > 0
             || summary.alerts > 0
+            || summary.unreadable_items > 0
             || summary.muted > 0
             || summary.finished.values().any(|n| *n > 0)
             || error_logins != self.store.error_logins()?;
@@ -296,6 +308,7 @@ impl Poller {
                 users: summary.users_polled,
                 requests: summary.requests,
                 errors: summary.errors.len() as u32,
+                unreadable_items: summary.unreadable_items,
             },
             started_at.with_timezone(&tz).date_naive(),
             outage_secs,

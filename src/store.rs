@@ -70,6 +70,9 @@ pub struct CycleRecord {
     pub users: u32,
     pub requests: u32,
     pub errors: u32,
+    /// Reply items skipped for want of a job identity.
+    #[serde(default)]
+    pub unreadable_items: u32,
 }
 
 /// Poller health for one calendar day (server zone), for the digest.

@@ -55,12 +55,20 @@ fn when(at: DateTime<Utc>) -> String {
 pub fn status(report: &StatusReport, public: bool) -> CommandResult {
     let last = match &report.last_cycle {
         Some(c) => format!(
-            "{}\ntook {}, {} users, {} requests, {} errors",
+            "{}\ntook {}, {} users, {} requests, {} errors{}",
             when(c.started_at),
             format_duration((c.finished_at - c.started_at).num_seconds()),
             c.users,
             c.requests,
-            c.errors
+            c.errors,
+            if c.unreadable_items > 0 {
+                format!(
+                    ", {} could not be read",
+                    crate::render::plural(c.unreadable_items.into(), "job", "jobs")
+                )
+            } else {
+                String::new()
+            }
         ),
         None => "none yet".to_owned(),
     };
@@ -134,6 +142,7 @@ mod tests {
             users: 4,
             requests: 5,
             errors: 1,
+            unreadable_items: 1,
         };
         store.record_cycle(&cycle, day(26), 0).unwrap();
         let outage = Outage {
@@ -152,7 +161,8 @@ mod tests {
         let report = StatusReport::gather(&store, &schedule, now, started).unwrap();
         let reply = status(&report, true).unwrap();
         assert!(!reply.ephemeral);
-        assert!(field(&reply, "Last cycle").ends_with("took 3s, 4 users, 5 requests, 1 errors"));
+        assert!(field(&reply, "Last cycle")
+            .ends_with("took 3s, 4 users, 5 requests, 1 errors, 1 job could not be read"));
         assert!(field(&reply, "Backup server").starts_with("unreachable since"));
     }
 }

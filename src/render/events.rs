@@ -6,10 +6,12 @@
 use super::embed::{Embed, EmbedField, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS};
 use super::text::{
     code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
-    plural, DASH,
+    plural, value_or_raw, DASH,
 };
 use super::RenderOptions;
-use crate::cbs::model::{RestoreJob, ServerTime, StatusClass};
+use crate::cbs::model::{
+    RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
+};
 use crate::digest::render_digest;
 use crate::event::{
     BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError,
@@ -114,8 +116,9 @@ fn user_and_set(job: &RestoreJob) -> String {
     )
 }
 
-fn time_or_dash(at: Option<ServerTime>) -> String {
-    at.map_or_else(|| DASH.to_owned(), |t| format_time(&t))
+/// A job time, or the text the server sent when it could not be read, or a dash.
+fn time_or_dash(job: &RestoreJob, at: Option<ServerTime>, field: &str) -> String {
+    value_or_raw(at, job.unreadable_field(field), |t| format_time(&t), DASH)
 }
 
 /// `failure (`RESTORE_STOP_BY_ERROR`)`: the label people read and the code to search for.
@@ -164,9 +167,26 @@ fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
                 .map_or_else(|| DASH.to_owned(), format_duration),
             true,
         ),
-        EmbedField::new("Started", time_or_dash(job.start_time), true),
-        EmbedField::new("Ended", time_or_dash(job.end_time), true),
-        EmbedField::new("Restore size", format_size(job.restore_size_bytes), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Ended",
+            time_or_dash(job, job.end_time, END_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Restore size",
+            value_or_raw(
+                job.restore_size_bytes,
+                job.unreadable_field(RESTORE_SIZE_FIELD),
+                format_size,
+                DASH,
+            ),
+            true,
+        ),
     ];
     fields.extend(where_fields(job));
     // What was missed matters most, so those lists come first and keep their room when
@@ -209,7 +229,11 @@ fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
     let running = format_duration(running_secs);
     let mut fields = vec![
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
-        EmbedField::new("Started", time_or_dash(job.start_time), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
         EmbedField::new("Running for", running.as_str(), true),
     ];
     fields.extend(where_fields(job));
@@ -319,6 +343,17 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
                 "{} held back by /mute (listed in the digest)",
                 plural(s.muted.into(), "alert", "alerts")
             ),
+            false,
+        ));
+    }
+    if s.unreadable_items > 0 {
+        // The name carries the count; the first few items are listed with their text.
+        fields.push(EmbedField::new(
+            format!(
+                "{} could not be read",
+                plural(s.unreadable_items.into(), "job", "jobs")
+            ),
+            error_list(&s.unreadable, EMBED_FIELD_VALUE_MAX_CHARS),
             false,
         ));
     }
@@ -495,7 +530,7 @@ mod tests {
             server: "cbs-main".into(),
             owner: "reseller-a".into(),
             backup_set_name: "Files".into(),
-            restore_size_bytes: 1_610_612_736,
+            restore_size_bytes: Some(1_610_612_736),
             client_version: Some("9.11.0.0".into()),
             destination_id: Some("1687755083984".into()),
             success_databases: vec!["sales".into()],
@@ -523,6 +558,26 @@ mod tests {
         let mut embeds = render_event(&event(kind), &opts());
         assert_eq!(embeds.len(), 1);
         embeds.remove(0)
+    }
+
+    #[test]
+    fn unreadable_fields_show_as_sent() {
+        let mut job = failed_job();
+        job.end_time = None;
+        job.restore_size_bytes = None;
+        job.unreadable = [
+            (END_TIME_FIELD.to_owned(), "-0001-06-26 13:25:14".to_owned()),
+            (RESTORE_SIZE_FIELD.to_owned(), "n/a".to_owned()),
+        ]
+        .into();
+        let e = one(EventKind::JobFinished { job });
+        assert_eq!(e.title, "Restore failed: obm / Files");
+        assert_eq!(
+            field_value(&e, "Ended"),
+            "`-0001-06-26 13:25:14` (unreadable)"
+        );
+        assert_eq!(field_value(&e, "Restore size"), "`n/a` (unreadable)");
+        assert_eq!(field_value(&e, "Duration"), DASH);
     }
 
     #[test]
@@ -819,6 +874,12 @@ mod tests {
                     message: "reply is not JSON: <html>".into(),
                 },
             ],
+            unreadable_items: 2,
+            unreadable: vec![PollError {
+                login_name: "obm".into(),
+                date: NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
+                message: "no job ID: {\"BackupSetID\":\"1\"}".into(),
+            }],
         };
         let e = one(EventKind::CycleSummary(summary));
         assert_eq!(e.title, "Poll cycle summary");
@@ -836,6 +897,10 @@ mod tests {
             field_value(&e, "Errors (2)"),
             "• obm, 2024-06-26: HTTP 502 Bad Gateway\n\
              • acme\\_1, 2024-06-25: reply is not JSON: \\<html\\>"
+        );
+        assert_eq!(
+            field_value(&e, "2 jobs could not be read"),
+            "• obm, 2024-06-26: no job ID: {\"BackupSetID\":\"1\"}"
         );
         assert_eq!(e.colour, COLOUR_WARNING);
         assert_eq!(

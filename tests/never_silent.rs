@@ -1,0 +1,241 @@
+//! Never silent (issue 9): odd fields, unreadable records, missed digests and outages
+//! never cost an alert. The poller and the store against the CBS simulator over loopback,
+//! with a manual clock and a sled store in a temporary directory.
+
+mod support;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use restorewatch::cbs::model::{StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD};
+use restorewatch::event::EventKind;
+use restorewatch::simulator::{Quirks, SimJob};
+use restorewatch::sink::drain;
+use support::world::{job, Harness, Recorder};
+
+fn at(d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, d, h, min, 0).unwrap()
+}
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+}
+
+/// A failed job of `login` in set `set` with the quirks named.
+fn odd_failure(login: &str, set: &str, start_min: u32, quirks: &[&str]) -> SimJob {
+    let mut q = Quirks::default();
+    for name in quirks {
+        assert!(q.set_by_name(name), "{name}");
+    }
+    SimJob {
+        quirks: q,
+        ..job(
+            login,
+            set,
+            at(28, 10, start_min),
+            Some(at(28, 10, start_min + 5)),
+            "RESTORE_STOP_BY_ERROR",
+        )
+    }
+}
+
+#[tokio::test]
+async fn odd_fields_still_alert_and_reach_the_digest_and_a_nameless_item_is_counted() {
+    let h = Harness::start(&["obm"], at(28, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap(); // the baseline: nothing yet
+    for (set, quirks) in [
+        ("1", &["epoch_millis_end"][..]),
+        ("2", &["iso_times"]),
+        ("3", &["size_minus_one"]),
+        ("4", &["size_not_available"]),
+        ("5", &["end_year_minus_one"]),
+        ("6", &["no_identity"]),
+    ] {
+        h.sim.add_job(odd_failure("obm", set, 0, quirks));
+    }
+    h.clock.set(at(28, 11, 0));
+    let report = p.cycle().await.unwrap();
+    assert!(report.ok(), "{:?}", report.summary.errors);
+    assert_eq!(
+        report.summary.alerts, 5,
+        "every job with an identity alerts"
+    );
+    assert_eq!(report.summary.unreadable_items, 1);
+    assert!(
+        report.summary.unreadable[0].message.contains("no job ID"),
+        "{:?}",
+        report.summary.unreadable
+    );
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let alerts = sink.alerts();
+    let by_set = |set: &str| {
+        alerts
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::JobFinished { job } if job.backup_set_id == set => Some(job.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no alert for set {set}"))
+    };
+    assert_eq!(
+        by_set("1").end_time.map(|t| t.to_utc()),
+        Some(at(28, 10, 5))
+    );
+    assert_eq!(
+        by_set("2").start_time.map(|t| t.to_utc()),
+        Some(at(28, 10, 0))
+    );
+    assert_eq!(by_set("3").unreadable_field(RESTORE_SIZE_FIELD), Some("-1"));
+    assert_eq!(
+        by_set("4").unreadable_field(RESTORE_SIZE_FIELD),
+        Some("n/a")
+    );
+    let poison = by_set("5");
+    assert_eq!(poison.class, StatusClass::Failure);
+    assert_eq!(
+        poison.unreadable_field(END_TIME_FIELD),
+        Some("-0001-11-28 10:05:00")
+    );
+    // The summary says what could not be read.
+    let summary = sink
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::CycleSummary(s) if s.unreadable_items > 0 => Some(s.clone()),
+            _ => None,
+        })
+        .expect("a summary counts the skipped item");
+    assert_eq!(summary.unreadable_items, 1);
+
+    // The digest of the day lists all five failures.
+    let digest =
+        restorewatch::digest::Digest::from_store(p.store(), day(28), chrono_tz::UTC, vec![])
+            .unwrap();
+    assert_eq!(digest.failures.len(), 5);
+    assert!(digest
+        .failures
+        .iter()
+        .any(|f| f.end_raw.as_deref() == Some("-0001-11-28 10:05:00")));
+
+    // Seen again: nothing new, nothing re-alerted.
+    h.clock.set(at(28, 11, 5));
+    let again = p.cycle().await.unwrap();
+    assert_eq!(again.summary.alerts, 0);
+}
+
+/// The built binary, with no RESTOREWATCH_* of the caller's environment.
+fn restorewatch(args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_restorewatch"));
+    cmd.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("RESTOREWATCH_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// A config for the binary: the simulator, user obm, a store in `state`, the console sink.
+fn binary_config(sim: &restorewatch::simulator::SimHandle, state: &std::path::Path) -> String {
+    format!(
+        r#"
+        [cbs]
+        url = "{url}"
+        server_name = "sim"
+        sys_user = "{user}"
+        [[watch]]
+        login = "obm"
+        [poll]
+        schedule = "*/5 * * * *"
+        baseline_first_cycle = false
+        [state]
+        path = "{state}"
+        "#,
+        url = sim.url(),
+        user = sim.sys_user(),
+        state = state.display(),
+    )
+}
+
+/// `restorewatch once` with `config`; returns (exit code, stdout, stderr).
+async fn once(
+    sim: &restorewatch::simulator::SimHandle,
+    config: &std::path::Path,
+) -> (Option<i32>, String, String) {
+    let out = restorewatch(&["once", "--config", config.to_str().unwrap()])
+        .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A simulator on the real clock with user obm.
+async fn real_time_simulator() -> restorewatch::simulator::SimHandle {
+    use restorewatch::simulator::{SimConfig, SimUser, Simulator};
+    let sim = Simulator::new(SimConfig::default()).start().await.unwrap();
+    sim.add_user(SimUser {
+        login: "obm".into(),
+        owner: String::new(),
+        user_id: "obm".into(),
+    });
+    sim
+}
+
+/// A failure of obm in `set` that ended a few minutes ago, with the quirks named.
+fn recent_odd_failure(set: &str, quirks: &[&str]) -> SimJob {
+    use chrono::SubsecRound;
+    let start = (Utc::now() - chrono::Duration::minutes(10)).trunc_subsecs(0);
+    SimJob {
+        quirks: {
+            let mut q = Quirks::default();
+            for name in quirks {
+                assert!(q.set_by_name(name), "{name}");
+            }
+            q
+        },
+        ..job(
+            "obm",
+            set,
+            start,
+            Some(start + chrono::Duration::minutes(5)),
+            "RESTORE_STOP_BY_ERROR",
+        )
+    }
+}
+
+#[tokio::test]
+async fn the_binary_alerts_every_odd_job_and_says_what_it_could_not_read() {
+    let sim = real_time_simulator().await;
+    for (set, quirks) in [
+        ("1", &["epoch_millis_end"][..]),
+        ("2", &["iso_times"]),
+        ("3", &["size_minus_one"]),
+        ("4", &["size_not_available"]),
+        ("5", &["end_year_minus_one"]),
+        ("6", &["no_identity"]),
+    ] {
+        sim.add_job(recent_odd_failure(set, quirks));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rw.toml");
+    std::fs::write(&config, binary_config(&sim, &dir.path().join("state"))).unwrap();
+    let (code, out, err) = once(&sim, &config).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("Restore failed").count(), 5, "{out}");
+    assert!(out.contains("`-1` (unreadable)"), "{out}");
+    assert!(out.contains("`n/a` (unreadable)"), "{out}");
+    assert!(out.contains("-0001-"), "{out}");
+    assert!(out.contains("1 job could not be read"), "{out}");
+    assert!(err.contains("without a job identity"), "logged: {err}");
+    // A second run posts none of them again.
+    let (code, again, err) = once(&sim, &config).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(again.matches("Restore failed").count(), 0, "{again}");
+}
