@@ -5,6 +5,11 @@
 //! crash leaves both or neither. Events leave the outbox only when a sink acknowledges
 //! them. Job records are indexed by listing date so that pruning past the retention
 //! horizon is a range scan and the database stops growing.
+//!
+//! A record that does not decode (a bug, a downgrade, a bad disk) is never allowed to stop
+//! the loop: it is moved, raw bytes kept, to the `quarantine` tree ([`Store::quarantine`]),
+//! logged once at error, counted for `/status`, and the reader carries on as if it were
+//! not there.
 
 use crate::cbs::model::{JobKey, RestoreJob, StatusClass};
 use crate::config::WatchEntry;
@@ -12,7 +17,7 @@ use crate::event::{Event, EventKind, OutageReason};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{TransactionError, Transactional};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -220,7 +225,12 @@ pub struct Store {
     watch: sled::Tree,
     /// date → DayHealth, and single values under fixed names.
     meta: sled::Tree,
+    /// `tree \0 key` → raw bytes of records that did not decode.
+    quarantine: sled::Tree,
 }
+
+/// The tree records that do not decode are moved to.
+pub const QUARANTINE_TREE: &str = "quarantine";
 
 /// How long [`Store::open`] waits for another handle to release the directory (ms).
 pub const OPEN_LOCK_WAIT_MS: u64 = 5_000;
@@ -265,10 +275,6 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
     })
 }
 
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
-}
-
 fn tx_result<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {
     r.map_err(|e| match e {
         TransactionError::Abort(e) => e,
@@ -306,6 +312,7 @@ impl Store {
             users: db.open_tree("users")?,
             watch: db.open_tree("watch")?,
             meta: db.open_tree("meta")?,
+            quarantine: db.open_tree(QUARANTINE_TREE)?,
             db,
         })
     }
@@ -328,8 +335,75 @@ impl Store {
     }
 
     pub fn job(&self, key: &JobKey) -> Result<Option<JobRecord>> {
-        let k = job_key_bytes(key);
-        self.jobs.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.job_at(&job_key_bytes(key))
+    }
+
+    /// The job record under `key`; one that does not decode is quarantined (`None`).
+    fn job_at(&self, key: &[u8]) -> Result<Option<JobRecord>> {
+        match self.jobs.get(key)? {
+            Some(v) => self.decode_or_quarantine(&self.jobs, key, &v),
+            None => Ok(None),
+        }
+    }
+
+    /// Decodes a record, or moves it to the quarantine tree and answers `None`.
+    fn decode_or_quarantine<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<Option<T>> {
+        match decode(key, bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                self.quarantine(tree, key, bytes, &e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Moves a record that cannot be used out of `tree` into the quarantine tree, raw
+    /// bytes kept under `tree \0 key`, and logs it once at error. The caller carries on
+    /// without it.
+    pub fn quarantine(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        bytes: &[u8],
+        reason: &str,
+    ) -> Result<()> {
+        let mut qkey = tree.name().to_vec();
+        qkey.push(0);
+        qkey.extend_from_slice(key);
+        self.quarantine.insert(qkey, bytes)?;
+        tree.remove(key)?;
+        tracing::error!(
+            tree = %String::from_utf8_lossy(&tree.name()),
+            key = %String::from_utf8_lossy(key).replace('\0', "/"),
+            bytes = bytes.len(),
+            %reason,
+            "a stored record does not decode; moved it to the quarantine tree and carrying on"
+        );
+        Ok(())
+    }
+
+    /// How many records have been quarantined (see [`Store::quarantine`]).
+    pub fn quarantined(&self) -> usize {
+        self.quarantine.len()
+    }
+
+    /// The quarantined records: `(tree, key, raw bytes)`.
+    pub fn quarantined_records(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>> {
+        self.quarantine
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let sep = k.iter().position(|b| *b == 0).unwrap_or(k.len());
+                let tree = String::from_utf8_lossy(&k[..sep]).into_owned();
+                let key = k.get(sep + 1..).unwrap_or_default().to_vec();
+                Ok((tree, key, v.to_vec()))
+            })
+            .collect()
     }
 
     pub fn job_count(&self) -> usize {
@@ -344,6 +418,9 @@ impl Store {
         policy: &Policy<'_>,
     ) -> Result<Observation> {
         let key = job_key_bytes(&job.key());
+        // A record that does not decode is quarantined here, outside the transaction
+        // (which cannot write to other trees); the sighting then counts as new.
+        self.job_at(&key)?;
         let muted = (policy.muted)(job);
         let muted_now = |_: &RestoreJob| muted;
         let policy = &Policy {
@@ -352,10 +429,10 @@ impl Store {
         };
         let result = (&self.jobs, &self.by_day, &self.running, &self.outbox).transaction(
             |(jobs, by_day, running, outbox)| {
-                let known: Option<JobRecord> = match jobs.get(&key)? {
-                    Some(v) => Some(decode(&key, &v).map_err(abort)?),
-                    None => None,
-                };
+                // Undecodable here only if it changed since the check above: take it as new.
+                let known: Option<JobRecord> = jobs
+                    .get(&key)?
+                    .and_then(|v| serde_json::from_slice(&v).ok());
                 let obs = decide(known.as_ref(), job, date, policy);
                 if obs.change == Change::Unchanged {
                     // Nothing new to remember: no write, so a steady state costs only reads.
@@ -395,16 +472,35 @@ impl Store {
         Ok(event)
     }
 
-    /// Up to `limit` undelivered events, oldest first.
+    /// Up to `limit` undelivered events, oldest first. An event that does not decode, or
+    /// sits under a key that is not its id (so it could never be acknowledged), is
+    /// quarantined and the rest are still offered.
     pub fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
-        self.outbox
-            .iter()
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
+        self.pending_events_after(None, limit)
+    }
+
+    /// Like [`Store::pending_events`], starting after the event `after`.
+    pub fn pending_events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let start = match after {
+            Some(id) => std::ops::Bound::Excluded(id.to_be_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        for kv in self.outbox.range((start, std::ops::Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv?;
+            let Some(event) = self.decode_or_quarantine::<Event>(&self.outbox, &k, &v)? else {
+                continue;
+            };
+            if k.as_ref() != event.id.to_be_bytes() {
+                self.quarantine(&self.outbox, &k, &v, "the key is not the event's id")?;
+                continue;
+            }
+            out.push(event);
+        }
+        Ok(out)
     }
 
     pub fn outbox_len(&self) -> usize {
@@ -424,13 +520,12 @@ impl Store {
     /// The listing dates of `login`'s jobs last seen running.
     pub fn running_dates(&self, server: &str, login: &str) -> Result<BTreeSet<NaiveDate>> {
         let prefix = format!("{server}\0{login}\0");
-        self.running
-            .scan_prefix(prefix.as_bytes())
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
+        let mut dates = BTreeSet::new();
+        for kv in self.running.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv?;
+            dates.extend(self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)?);
+        }
+        Ok(dates)
     }
 
     /// Every job record listed under `date`.
@@ -440,10 +535,7 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.by_day.scan_prefix(&prefix) {
             let (k, _) = kv?;
-            let job_key = &k[prefix.len()..];
-            if let Some(v) = self.jobs.get(job_key)? {
-                out.push(decode(job_key, &v)?);
-            }
+            out.extend(self.job_at(&k[prefix.len()..])?);
         }
         Ok(out)
     }
@@ -463,8 +555,9 @@ impl Store {
         let end = cutoff.format("%Y-%m-%d").to_string().into_bytes();
         let mut pruned = 0;
         for kv in self.by_day.range(..end) {
-            let (k, _) = kv?;
+            let (k, v) = kv?;
             let Some(sep) = k.iter().position(|b| *b == 0) else {
+                self.quarantine(&self.by_day, &k, &v, "not a `date \\0 job` key")?;
                 continue;
             };
             let job_key = &k[sep + 1..];
@@ -484,13 +577,18 @@ impl Store {
         Ok(pruned)
     }
 
+    /// The poll state of `login`. A state that does not decode is quarantined and the user
+    /// counts as baselined: a lost state must not silence the user's next failures.
     pub fn user_state(&self, login: &str) -> Result<UserState> {
+        let Some(v) = self.users.get(login)? else {
+            return Ok(UserState::default());
+        };
         Ok(self
-            .users
-            .get(login)?
-            .map(|v| decode(login.as_bytes(), &v))
-            .transpose()?
-            .unwrap_or_default())
+            .decode_or_quarantine(&self.users, login.as_bytes(), &v)?
+            .unwrap_or(UserState {
+                baselined: true,
+                ..UserState::default()
+            }))
     }
 
     pub fn set_user_state(&self, login: &str, state: &UserState) -> Result<()> {
@@ -500,13 +598,12 @@ impl Store {
 
     /// Users added from chat, by login.
     pub fn dynamic_watches(&self) -> Result<Vec<DynamicWatch>> {
-        self.watch
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.watch.iter() {
+            let (k, v) = kv?;
+            out.extend(self.decode_or_quarantine(&self.watch, &k, &v)?);
+        }
+        Ok(out)
     }
 
     /// The watch list: the config's users merged with those added from chat, by login
@@ -544,11 +641,12 @@ impl Store {
         Ok(removed)
     }
 
+    /// A single value; one that does not decode is quarantined (`None`).
     fn meta_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.meta
-            .get(key)?
-            .map(|v| decode(key.as_bytes(), &v))
-            .transpose()
+        match self.meta.get(key)? {
+            Some(v) => self.decode_or_quarantine(&self.meta, key.as_bytes(), &v),
+            None => Ok(None),
+        }
     }
 
     fn meta_put<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
@@ -624,9 +722,20 @@ impl Store {
         Ok(self.meta_get(META_INSTALL_ID)?.unwrap_or(fresh))
     }
 
-    /// The logins the last cycle polled.
+    /// The logins the last cycle polled. Should that record be lost, the users with a
+    /// poll state stand in for it, so nobody is baselined (silenced) again.
     pub fn watched_logins(&self) -> Result<BTreeSet<String>> {
-        Ok(self.meta_get(META_WATCHED)?.unwrap_or_default())
+        let stored = self.meta.contains_key(META_WATCHED)?;
+        match self.meta_get(META_WATCHED)? {
+            Some(logins) => Ok(logins),
+            None if stored => self
+                .users
+                .iter()
+                .keys()
+                .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+                .collect(),
+            None => Ok(BTreeSet::new()),
+        }
     }
 
     pub fn set_watched_logins(&self, logins: &BTreeSet<String>) -> Result<()> {

@@ -239,3 +239,207 @@ async fn the_binary_alerts_every_odd_job_and_says_what_it_could_not_read() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(again.matches("Restore failed").count(), 0, "{again}");
 }
+
+const ALERTS: u64 = 4_000_000_000_000_000_001;
+const DIGEST: u64 = 4_000_000_000_000_000_002;
+
+fn discord_sink(
+    fake: &support::fake_discord::FakeDiscord,
+    store: &restorewatch::store::Store,
+) -> restorewatch::discord::DiscordSink {
+    use restorewatch::config::DiscordSettings;
+    use serenity::all::ChannelId;
+    let settings = DiscordSettings {
+        token: "fake-token".to_owned().into(),
+        alert_channel: ChannelId::new(ALERTS),
+        digest_channel: ChannelId::new(DIGEST),
+        mention_role: None,
+        api_base: Some(fake.api_base().parse().unwrap()),
+        guild_id: None,
+        admin_role: None,
+        public_lookups: false,
+        routes: vec![],
+    };
+    let render = restorewatch::render::RenderOptions {
+        mention_role: None,
+        timezone: chrono_tz::UTC,
+    };
+    restorewatch::discord::DiscordSink::new(&settings, store, render).unwrap()
+}
+
+/// Garbage bytes that no record type decodes from.
+const GARBAGE: &[u8] = b"\x00\xffnot a record\xfe";
+
+/// Writes garbage into every tree of the store in `dir`: new records that do not decode,
+/// and existing records overwritten. Returns the tree names written to.
+fn poison_every_tree(dir: &std::path::Path) -> Vec<String> {
+    let store = restorewatch::store::Store::open(dir).unwrap();
+    let mut poisoned = Vec::new();
+    for name in [
+        "jobs",
+        "by_day",
+        "running",
+        "outbox",
+        "users",
+        "watch",
+        "meta",
+        "mutes",
+        "discord_batches",
+    ] {
+        let tree = store.tree(name).unwrap();
+        // Overwrite what is there (but the jobs tree keeps its records, so the test can
+        // tell a re-alert from a first one; the running job's record is overwritten).
+        if name != "jobs" && name != "outbox" {
+            let keys: Vec<_> = tree.iter().keys().map(Result::unwrap).collect();
+            for k in keys {
+                tree.insert(k, GARBAGE).unwrap();
+            }
+        }
+        let key: Vec<u8> = match name {
+            // Sorts before every real day, so pruning meets it.
+            "by_day" => b"1999-01-01 no separator".to_vec(),
+            // An 8-byte id, like real events, between them.
+            "outbox" => 1u64.to_be_bytes().to_vec(),
+            "jobs" => b"cbs-test\0obm\0running-set\0x".to_vec(),
+            _ => b"garbage".to_vec(),
+        };
+        tree.insert(key, GARBAGE).unwrap();
+        poisoned.push(name.to_owned());
+    }
+    // The running job's record itself.
+    let jobs = store.tree("jobs").unwrap();
+    let running: Vec<_> = store
+        .tree("running")
+        .unwrap()
+        .iter()
+        .keys()
+        .map(Result::unwrap)
+        .collect();
+    for k in running {
+        if jobs.contains_key(&k).unwrap() {
+            jobs.insert(k, GARBAGE).unwrap();
+        }
+    }
+    store.flush().unwrap();
+    poisoned
+}
+
+#[tokio::test]
+async fn garbage_in_every_tree_is_quarantined_and_the_alerts_still_go_out() {
+    use restorewatch::mutes::{Mute, Mutes};
+    let fake = support::fake_discord::FakeDiscord::start().await;
+    let h = Harness::start(&["obm"], at(28, 9, 0)).await;
+    {
+        let p = h.poller();
+        p.cycle().await.unwrap(); // baseline
+                                  // A job that runs on, one that will fail later, and a failure now.
+        h.sim.add_job(job("obm", "2", at(28, 9, 10), None, ""));
+        h.sim.add_job(job(
+            "obm",
+            "3",
+            at(28, 9, 20),
+            Some(at(28, 10, 30)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+        h.sim.add_job(job(
+            "obm",
+            "1",
+            at(28, 9, 15),
+            Some(at(28, 9, 20)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+        h.clock.set(at(28, 9, 30));
+        Mutes::open(p.store())
+            .unwrap()
+            .mute(&Mute {
+                login: "someone-else".into(),
+                backup_set_id: None,
+                until: at(29, 0, 0),
+                muted_by: "op".into(),
+                muted_at: at(28, 9, 0),
+            })
+            .unwrap();
+        p.store()
+            .add_watch(&restorewatch::store::DynamicWatch {
+                login: "obm".into(),
+                owner: String::new(),
+                added_by: "op".into(),
+                added_at: at(28, 9, 0),
+            })
+            .unwrap();
+        let report = p.cycle().await.unwrap();
+        assert_eq!(report.summary.alerts, 1);
+        // Posted to Discord, then a "crash" before the outbox was acknowledged: the batch
+        // record stays, so the restart below finds one in discord_batches.
+        let sink = discord_sink(&fake, p.store());
+        use restorewatch::sink::Sink;
+        let pending = p.store().pending_events(100).unwrap();
+        sink.deliver(&pending).await.unwrap();
+        p.store().flush().unwrap();
+    }
+    let posted_before = fake.messages(ALERTS).len();
+    assert!(posted_before >= 1);
+    let poisoned = poison_every_tree(h.dir.path());
+
+    // Restart on the poisoned store: set 3 fails, and it must be posted.
+    h.clock.set(at(28, 10, 35));
+    let p = h.poller();
+    let report = p.cycle().await.expect("the cycle carries on");
+    assert!(report.ok(), "{:?}", report.summary.errors);
+    let sink = discord_sink(&fake, p.store());
+    let drained = drain(p.store(), &sink).await.expect("delivery carries on");
+    assert_eq!(drained.pending, 0, "{drained:?}");
+    let texts: Vec<String> = fake
+        .messages(ALERTS)
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("set 3")),
+        "the new failure is posted: {texts:?}"
+    );
+    // Every tree's garbage sits in the quarantine tree, raw bytes kept.
+    let quarantined = p.store().quarantined_records().unwrap();
+    let trees: std::collections::BTreeSet<&str> =
+        quarantined.iter().map(|(t, _, _)| t.as_str()).collect();
+    for name in &poisoned {
+        assert!(trees.contains(name.as_str()), "{name} not in {trees:?}");
+    }
+    assert!(quarantined.iter().all(|(_, _, raw)| raw == GARBAGE));
+    assert_eq!(p.store().quarantined(), quarantined.len());
+    // Nothing poisoned stays behind: the next cycle and drain quarantine nothing more.
+    let before = p.store().quarantined();
+    h.clock.set(at(28, 10, 40));
+    p.cycle().await.unwrap();
+    drain(p.store(), &sink).await.unwrap();
+    assert_eq!(p.store().quarantined(), before);
+    assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
+}
+
+#[tokio::test]
+async fn the_binary_carries_on_over_garbage_written_into_its_store_between_runs() {
+    let sim = real_time_simulator().await;
+    sim.add_job(recent_odd_failure("1", &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("rw.toml");
+    std::fs::write(&config, binary_config(&sim, &state)).unwrap();
+    let (code, out, err) = once(&sim, &config).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("Restore failed").count(), 1, "{out}");
+
+    poison_every_tree(&state);
+    sim.add_job(recent_odd_failure("2", &[]));
+    let (code, out, err) = once(&sim, &config).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("set 2"), "the new failure is posted: {out}");
+    assert!(
+        err.contains("quarantine"),
+        "and the garbage is logged: {err}"
+    );
+    // A third run finds nothing left to quarantine and posts nothing twice.
+    let (code, out, err) = once(&sim, &config).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("quarantine"), "{err}");
+    assert!(!out.contains("Restore failed"), "{out}");
+}

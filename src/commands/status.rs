@@ -20,6 +20,8 @@ pub struct StatusReport {
     /// Chat channels that refuse our messages, with the reason.
     pub refused: Vec<String>,
     pub store_bytes: u64,
+    /// Stored records that did not decode and were moved to the quarantine tree.
+    pub quarantined: usize,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
 }
@@ -40,6 +42,7 @@ impl StatusReport {
             outbox_len: store.outbox_len(),
             refused: store.refused_destinations()?,
             store_bytes: store.size_on_disk()?,
+            quarantined: store.quarantined(),
             version: env!("CARGO_PKG_VERSION"),
             started_at,
         })
@@ -101,7 +104,19 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
                 },
                 false,
             ),
-            EmbedField::new("Store", format_size(report.store_bytes), true),
+            EmbedField::new(
+                "Store",
+                if report.quarantined > 0 {
+                    format!(
+                        "{}, {} quarantined (unreadable; see the log)",
+                        format_size(report.store_bytes),
+                        crate::render::plural(report.quarantined as u64, "record", "records")
+                    )
+                } else {
+                    format_size(report.store_bytes)
+                },
+                true,
+            ),
             EmbedField::new("Version", report.version, true),
             EmbedField::new("Uptime", uptime, true),
         ],

@@ -278,6 +278,19 @@ impl DiscordSink {
         Ok(())
     }
 
+    /// A recorded batch; one that does not decode is quarantined (`None`).
+    fn read_batch(&self, key: &[u8], value: &[u8]) -> Result<Option<Batch>, SinkError> {
+        match serde_json::from_slice::<Batch>(value) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(e) => {
+                self.store
+                    .quarantine(&self.batches, key, value, &e.to_string())
+                    .map_err(|e| SinkError(e.to_string()))?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Forgets batches whose events have left the outbox. The drain offers a contiguous
     /// slice of the outbox, so a batch id inside the offered range but not offered is gone;
     /// and so is any id below the oldest event still queued.
@@ -296,9 +309,7 @@ impl DiscordSink {
         };
         for kv in self.batches.iter() {
             let (key, value) = kv.map_err(|e| SinkError(e.to_string()))?;
-            let Ok(batch) = serde_json::from_slice::<Batch>(&value) else {
-                // Unreadable: it cannot help a resend any more.
-                let _ = self.batches.remove(key);
+            let Some(batch) = self.read_batch(&key, &value)? else {
                 continue;
             };
             let below_queue = oldest.is_none_or(|o| batch.ids.iter().all(|id| *id < o));
@@ -319,11 +330,14 @@ impl DiscordSink {
     /// `None`: the recorded batch reaches past `events`.
     fn batch_at(&self, channel: ChannelId, events: &[&Event]) -> Result<Option<Batch>, SinkError> {
         let key = batch_key(channel, events[0].id);
-        let recorded = self
+        let recorded = match self
             .batches
             .get(key)
             .map_err(|e| SinkError(e.to_string()))?
-            .and_then(|v| serde_json::from_slice::<Batch>(&v).ok());
+        {
+            Some(v) => self.read_batch(&key, &v)?,
+            None => None,
+        };
         if let Some(batch) = recorded {
             let offered = events.iter().map(|e| e.id);
             if batch
