@@ -229,6 +229,14 @@ pub struct Store {
     quarantine: sled::Tree,
 }
 
+/// A record moved to the quarantine tree: where it was and its bytes as they were.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    pub tree: String,
+    pub key: Vec<u8>,
+    pub raw: Vec<u8>,
+}
+
 /// The tree records that do not decode are moved to.
 pub const QUARANTINE_TREE: &str = "quarantine";
 
@@ -392,16 +400,18 @@ impl Store {
         self.quarantine.len()
     }
 
-    /// The quarantined records: `(tree, key, raw bytes)`.
-    pub fn quarantined_records(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>> {
+    /// The quarantined records.
+    pub fn quarantined_records(&self) -> Result<Vec<Quarantined>> {
         self.quarantine
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
                 let sep = k.iter().position(|b| *b == 0).unwrap_or(k.len());
-                let tree = String::from_utf8_lossy(&k[..sep]).into_owned();
-                let key = k.get(sep + 1..).unwrap_or_default().to_vec();
-                Ok((tree, key, v.to_vec()))
+                Ok(Quarantined {
+                    tree: String::from_utf8_lossy(&k[..sep]).into_owned(),
+                    key: k.get(sep + 1..).unwrap_or_default().to_vec(),
+                    raw: v.to_vec(),
+                })
             })
             .collect()
     }

@@ -401,11 +401,11 @@ async fn garbage_in_every_tree_is_quarantined_and_the_alerts_still_go_out() {
     // Every tree's garbage sits in the quarantine tree, raw bytes kept.
     let quarantined = p.store().quarantined_records().unwrap();
     let trees: std::collections::BTreeSet<&str> =
-        quarantined.iter().map(|(t, _, _)| t.as_str()).collect();
+        quarantined.iter().map(|q| q.tree.as_str()).collect();
     for name in &poisoned {
         assert!(trees.contains(name.as_str()), "{name} not in {trees:?}");
     }
-    assert!(quarantined.iter().all(|(_, _, raw)| raw == GARBAGE));
+    assert!(quarantined.iter().all(|q| q.raw == GARBAGE));
     assert_eq!(p.store().quarantined(), quarantined.len());
     // Nothing poisoned stays behind: the next cycle and drain quarantine nothing more.
     let before = p.store().quarantined();
