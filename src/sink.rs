@@ -37,23 +37,28 @@ pub struct DrainReport {
 }
 
 /// Offers every queued event to `sink`, removing each one it accepts.
+///
+/// The outbox is read window by window, each starting after the last event offered, so a
+/// backlog that waits (a channel that refuses us) costs one pass, not a re-read per window.
+/// A sink may accept ids past the window it was offered (the rest of a message it had
+/// started before a restart); they are acknowledged like the others.
 pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
-    let mut skip = 0;
+    let mut after = None;
     loop {
-        let batch = store.pending_events(skip + DRAIN_BATCH_EVENTS)?;
-        let batch = &batch[skip.min(batch.len())..];
-        if batch.is_empty() {
+        let batch = store.pending_events_after(after, DRAIN_BATCH_EVENTS)?;
+        let Some(last) = batch.last() else {
             break;
-        }
-        match sink.deliver(batch).await {
+        };
+        after = Some(last.id);
+        match sink.deliver(&batch).await {
             Ok(accepted) => {
                 store.ack(&accepted)?;
                 report.delivered += accepted.len();
-                if accepted.len() < batch.len() {
+                let accepted: std::collections::HashSet<u64> = accepted.into_iter().collect();
+                if batch.iter().any(|e| !accepted.contains(&e.id)) {
                     // Some events wait (say, a channel that refuses us): leave them queued
                     // and look at the events behind them, which may go elsewhere.
-                    skip += batch.len() - accepted.len();
                     report
                         .error
                         .get_or_insert_with(|| "some events were not accepted".into());

@@ -513,6 +513,19 @@ impl Store {
         Ok(out)
     }
 
+    /// The queued events with these ids, in the order given; ids no longer queued are
+    /// left out.
+    pub fn events_by_id(&self, ids: &[u64]) -> Result<Vec<Event>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = id.to_be_bytes();
+            if let Some(v) = self.outbox.get(key)? {
+                out.extend(self.decode_or_quarantine::<Event>(&self.outbox, &key, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
     }

@@ -258,7 +258,10 @@ fn discord_sink(
         guild_id: None,
         admin_role: None,
         public_lookups: false,
-        routes: vec![],
+        routes: vec![restorewatch::config::Route {
+            owner: "reseller-a".into(),
+            channel: ChannelId::new(RESELLER_A),
+        }],
     };
     let render = restorewatch::render::RenderOptions {
         mention_role: None,
@@ -442,4 +445,120 @@ async fn the_binary_carries_on_over_garbage_written_into_its_store_between_runs(
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("quarantine"), "{err}");
     assert!(!out.contains("Restore failed"), "{out}");
+}
+
+const RESELLER_A: u64 = 4_000_000_000_000_000_003;
+
+/// Queues a baseline notice of owner `owner` naming `marker`: a small event whose message
+/// shows the marker.
+fn queue_marked(store: &restorewatch::store::Store, owner: &str, marker: &str) -> u64 {
+    use restorewatch::event::BaselineUser;
+    let kind = EventKind::Baseline {
+        owner: owner.into(),
+        users: vec![BaselineUser {
+            login_name: marker.into(),
+            counts: Default::default(),
+        }],
+    };
+    store.push_event(kind, at(28, 9, 0)).unwrap().id
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_rests_delivery_instead_of_killing_it() {
+    use support::fake_discord::{FakeDiscord, Scripted};
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = restorewatch::store::Store::open(dir.path()).unwrap();
+    queue_marked(&store, "", "user-1");
+    let sink = discord_sink(&fake, &store);
+    for retry_after_secs in [1e20, f64::MAX] {
+        fake.script(
+            ALERTS,
+            [Scripted::TooManyRequests {
+                retry_after_secs,
+                global: false,
+            }],
+        );
+        let report = drain(&store, &sink)
+            .await
+            .expect("no panic, no store error");
+        assert_eq!(report.pending, 1, "the event stays queued");
+        let error = report.error.expect("the drain says why");
+        assert!(error.contains("3600s"), "capped at an hour: {error}");
+        assert!(fake.messages(ALERTS).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_discords_200_and_the_ack_resumes_the_same_messages_across_windows() {
+    use restorewatch::sink::DRAIN_BATCH_EVENTS;
+    use support::fake_discord::{FakeDiscord, Scripted};
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A refusing channel's backlog first, then more alerts than two drain windows hold.
+    fake.set_channel_forbidden(RESELLER_A, true);
+    let refused = 100;
+    let alerts = 2 * DRAIN_BATCH_EVENTS;
+    let store = restorewatch::store::Store::open(dir.path()).unwrap();
+    for n in 0..refused {
+        queue_marked(&store, "reseller-a", &format!("refused-{n:04}"));
+    }
+    for n in 0..alerts {
+        queue_marked(&store, "", &format!("user-{n:04}"));
+    }
+    // Ten small notices go in one message. The first window holds the 100 refused events
+    // and user-0000..0155 (16 messages); the second starts at user-0156. Its 16th message
+    // (user-0306..0315) hangs at Discord after the 15 before it were accepted, and the
+    // process dies there: nothing of the second window was acknowledged.
+    fake.script(
+        ALERTS,
+        std::iter::repeat_n(Scripted::Accept, 31).chain([Scripted::Hang]),
+    );
+    let crashed = {
+        let store = store.clone();
+        let sink = discord_sink(&fake, &store);
+        tokio::spawn(async move { drain(&store, &sink).await })
+    };
+    let to_alerts = |r: &support::fake_discord::RecordedRequest| {
+        r.method == "POST" && r.path.contains(&ALERTS.to_string())
+    };
+    tokio::time::timeout(WAIT, fake.wait_for_requests(32, to_alerts))
+        .await
+        .expect("the drain reaches the hanging post");
+    crashed.abort();
+    let _ = crashed.await;
+    let posted = fake.messages(ALERTS);
+    assert_eq!(posted.len(), 31);
+    assert!(
+        posted[30].to_string().contains("user-0305"),
+        "ten a message"
+    );
+
+    // The restart's first window now ends at user-0311, inside the hung message.
+    let sink = discord_sink(&fake, &store);
+    let report = drain(&store, &sink).await.unwrap();
+    assert_eq!(
+        report.pending, refused,
+        "only the refusing channel's events wait"
+    );
+    let texts: Vec<String> = fake
+        .messages(ALERTS)
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    for n in 0..alerts {
+        let marker = format!("user-{n:04}");
+        let count = texts.iter().filter(|t| t.contains(&marker)).count();
+        assert_eq!(count, 1, "{marker} posted {count} times");
+    }
+    let hung = texts
+        .iter()
+        .find(|t| t.contains("user-0311"))
+        .expect("posted");
+    assert!(
+        hung.contains("user-0306") && hung.contains("user-0315"),
+        "the message cut by the window is posted whole: {hung}"
+    );
+    assert!(fake.messages(RESELLER_A).is_empty());
 }

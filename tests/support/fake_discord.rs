@@ -82,6 +82,8 @@ pub enum Scripted {
     /// Never answers until [`FakeDiscord::release_hangs`] (then the request is handled
     /// normally) or the fake is dropped (then it gets a 503).
     Hang,
+    /// Handled normally: lets a script hold back only a later request.
+    Accept,
 }
 
 /// One HTTP request the REST fake received.
@@ -752,7 +754,7 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
-        Scripted::Hang => unreachable!("Hang is handled by the caller"),
+        Scripted::Hang | Scripted::Accept => unreachable!("handled by the caller"),
     }
 }
 
@@ -891,8 +893,8 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
                 }
             }
         }
+        Some(Scripted::Accept) | None => {}
         Some(reply) => return scripted_response(&reply),
-        None => {}
     }
     if forbidden {
         return json_response(403, error_body(403));
