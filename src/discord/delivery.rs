@@ -177,7 +177,6 @@ const NONCE_MAX_CHARS: usize = 25;
 const NONCE_HASH_BITS: u32 = 52;
 
 /// Batches are keyed by channel and first event id.
-
 fn batch_key(channel: ChannelId, first_id: u64) -> [u8; 16] {
     let mut key = [0; 16];
     key[..8].copy_from_slice(&channel.get().to_be_bytes());
