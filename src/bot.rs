@@ -1,24 +1,36 @@
 //! The Discord side of the slash commands: serenity's gateway client with a poise
 //! framework whose commands are thin shells over [`crate::commands`].
 //!
-//! [`start`] connects to the gateway, registers the commands (in `discord.guild_id`, where
-//! they appear at once, else globally) and answers interactions until the shutdown token
-//! is cancelled. Each command checks access, parses its arguments through the plain
-//! functions, defers when it has slow work to do (Discord wants an answer within 3 s),
-//! and sends the [`Reply`] it gets back. Every reply goes out with mentions locked down
-//! (`CreateAllowedMentions::new()`), errors and refusals ephemerally.
+//! [`start`] connects to the gateway, removes global commands an earlier version may have
+//! left, registers the commands in the configured servers (`discord.guild_id` /
+//! `discord.guild_ids`) as guild-only commands (no DM or user-install contexts), and
+//! answers interactions until the shutdown token is cancelled.
 //!
-//! State-changing commands (`/watch`, `/mute`, `/unmute`) are registered with
-//! `default_member_permissions = MANAGE_GUILD`, so Discord hides them from other members;
-//! Discord knows no per-subcommand permissions, so `/watch list` is hidden with them unless
-//! a server admin grants `/watch` in the server's integration settings. The same check
-//! runs again at call time, where the configured `discord.admin_role` also counts.
+//! Access, in this order, at call time:
+//! 1. **The server.** Every interaction (commands and autocomplete alike; any component
+//!    handler added later must call [`commands::guild_allowed`] too) is checked by the
+//!    framework's `command_check` before anything runs: one from another server or a DM
+//!    gets a short ephemeral refusal (an autocomplete gets no choices), is logged at warn
+//!    with the guild id and counted for `/status`. Nothing is looked up or changed.
+//! 2. **The member.** State-changing commands (`/watch add|remove`, `/mute`, `/unmute`)
+//!    need Manage Server, Administrator or `discord.admin_role` ([`commands::require_admin`]).
+//!    They are registered without `default_member_permissions`, so that Discord does not
+//!    refuse a member who holds only the admin role before the bot sees the command; the
+//!    check here is the gate.
+//! 3. **The scope.** Lookups show what the team watches ([`commands::Scope`]); in a
+//!    `[[route]]` channel (or a thread in one) a member sees only that owner's users.
+//!
+//! Each command parses its arguments through the plain functions, defers when it has slow
+//! work to do (Discord wants an answer within 3 s), and sends the [`Reply`] it gets back.
+//! Every reply goes out with mentions locked down (`CreateAllowedMentions::new()`), errors
+//! and refusals ephemerally. Changes are written to the audit trail ([`AuditLog`]).
 
+use crate::audit::{AuditEntry, AuditLog};
 use crate::cbs::CbsClient;
 use crate::clock::SharedClock;
 use crate::commands::restores::RestoresArgs;
 use crate::commands::watch::invoker_label;
-use crate::commands::{self, CommandError, CommandResult, Reply};
+use crate::commands::{self, code, CommandError, CommandResult, Reply, Scope};
 use crate::config::{DiscordSettings, Settings};
 use crate::mutes::Mutes;
 use crate::render::escape_markdown;
@@ -28,7 +40,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use poise::serenity_prelude as serenity;
 use secrecy::ExposeSecret;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +60,12 @@ pub struct BotContext {
 struct Data {
     app: BotContext,
     discord: DiscordSettings,
+    /// The servers the bot serves (at least one).
+    guilds: Vec<serenity::GuildId>,
     mutes: Mutes,
+    audit: AuditLog,
+    /// Interactions refused since start for coming from outside `guilds`.
+    refused: AtomicU64,
 }
 
 type Error = anyhow::Error;
@@ -75,6 +93,27 @@ impl Data {
     fn watched(&self) -> Result<BTreeSet<String>, CommandError> {
         let list = self.app.store.watch_list(&self.app.settings.watch)?;
         Ok(list.into_iter().map(|w| w.login).collect())
+    }
+
+    /// The users `scope` may look up, with their owners.
+    fn visible(&self, scope: &Scope) -> Result<BTreeMap<String, String>, CommandError> {
+        let (store, watch) = (&self.app.store, &self.app.settings.watch);
+        Ok(commands::visible_users(store, watch, self.today(), scope)?)
+    }
+
+    /// Writes a change to the audit trail. The change itself is done by now, so a failure
+    /// here is logged, not turned into a failed command.
+    fn audit(&self, who: &serenity::User, action: String) {
+        let entry = AuditEntry {
+            at: self.now(),
+            user_id: who.id.get(),
+            user_name: who.name.clone(),
+            action,
+        };
+        tracing::info!(user = %entry.user_name, user_id = entry.user_id, action = %entry.action, "changed from chat");
+        if let Err(error) = self.audit.record(&entry) {
+            tracing::error!(%error, action = %entry.action, "cannot write the audit trail");
+        }
     }
 }
 
@@ -106,32 +145,45 @@ fn http(discord: &DiscordSettings) -> serenity::Http {
 }
 
 /// Connects to the gateway, registers the commands and serves them until `shutdown`.
-/// Fails when the settings have no `[discord]` section or the client cannot be built.
+/// Fails when the settings have no `[discord]` section or no `discord.guild_id`, or the
+/// client cannot be built.
 pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Result<Bot> {
     let discord = ctx
         .settings
         .discord
         .clone()
         .context("the bot needs a [discord] section in the config")?;
+    let guilds = discord.require_guilds()?.to_vec();
     let mutes = Mutes::open(&ctx.store).context("opening the mutes")?;
-    let guild = discord.guild_id;
+    let audit = AuditLog::open(&ctx.store).context("opening the audit trail")?;
     let http = http(&discord);
     let data = Data {
         app: ctx,
         discord,
+        guilds: guilds.clone(),
         mutes,
+        audit,
+        refused: AtomicU64::new(0),
     };
+    let mut commands = vec![
+        restores(),
+        failures(),
+        watch(),
+        mute(),
+        unmute(),
+        digest(),
+        status(),
+    ];
+    for command in &mut commands {
+        // Installed to a server and used in a server only: no DMs, no user installs.
+        command.install_context = Some(vec![serenity::InstallationContext::Guild]);
+        command.interaction_context = Some(vec![serenity::InteractionContext::Guild]);
+    }
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
-            commands: vec![
-                restores(),
-                failures(),
-                watch(),
-                mute(),
-                unmute(),
-                digest(),
-                status(),
-            ],
+            commands,
+            // Runs before every command and autocomplete, before anything is read.
+            command_check: Some(|ctx| Box::pin(in_our_server(ctx))),
             // poise's default lets replies ping users; ours never ping anyone.
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
@@ -139,15 +191,15 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
         })
         .setup(move |ctx, _ready, framework| {
             Box::pin(async move {
+                // Commands registered by an earlier run still work, so keep serving even
+                // when registering fails; each failure is logged.
+                remove_global_commands(ctx).await;
                 let commands = &framework.options().commands;
-                let registered = match guild {
-                    Some(guild) => poise::builtins::register_in_guild(ctx, commands, guild).await,
-                    None => poise::builtins::register_globally(ctx, commands).await,
-                };
-                // Commands registered by an earlier run still work, so keep serving.
-                match registered {
-                    Ok(()) => tracing::info!(guild = ?guild, "slash commands registered"),
-                    Err(error) => tracing::error!(%error, "registering the slash commands failed"),
+                for guild in &guilds {
+                    match poise::builtins::register_in_guild(ctx, commands, *guild).await {
+                        Ok(()) => tracing::info!(guild = guild.get(), "slash commands registered"),
+                        Err(error) => tracing::error!(guild = guild.get(), %error, "registering the slash commands failed"),
+                    }
                 }
                 Ok(data)
             })
@@ -178,6 +230,66 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
         }
     });
     Ok(Bot { running })
+}
+
+/// Global commands (registered by an earlier version without `guild_id`) would reach every
+/// server the bot is in and DMs: remove them.
+async fn remove_global_commands(ctx: &serenity::Context) {
+    match serenity::Command::get_global_commands(ctx).await {
+        Ok(global) if global.is_empty() => {}
+        Ok(global) => match serenity::Command::set_global_commands(ctx, Vec::new()).await {
+            Ok(_) => tracing::info!(removed = global.len(), "global slash commands removed"),
+            Err(error) => tracing::error!(%error, "removing the global slash commands failed"),
+        },
+        Err(error) => tracing::error!(%error, "listing the global slash commands failed"),
+    }
+}
+
+/// The framework's check before every command and autocomplete: the interaction comes from
+/// one of our servers. Refusals are logged and counted here; `on_error` answers them.
+async fn in_our_server(ctx: Context<'_>) -> Result<bool, Error> {
+    let data = ctx.data();
+    let guild = ctx.guild_id();
+    if commands::guild_allowed(guild, &data.guilds) {
+        return Ok(true);
+    }
+    let refused = data.refused.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::warn!(
+        guild = guild.map_or_else(|| "none (a DM)".to_owned(), |g| g.get().to_string()),
+        user = ctx.author().id.get(),
+        command = %ctx.command().qualified_name,
+        refused_since_start = refused,
+        "interaction from outside the configured server refused"
+    );
+    Ok(false)
+}
+
+/// Whether the invoking member is an admin (see [`commands::may_change_state`]).
+fn is_admin(ctx: Context<'_>) -> bool {
+    check_admin(ctx).is_ok()
+}
+
+/// What the invoking member may see: everything for an admin; else, in a `[[route]]`
+/// channel or a thread in one, that owner's users.
+fn scope(ctx: Context<'_>) -> Scope {
+    let channel = ctx.channel_id();
+    let parent = match ctx {
+        poise::Context::Application(app) => {
+            app.interaction.channel.as_ref().and_then(|c| c.parent_id)
+        }
+        poise::Context::Prefix(_) => None,
+    };
+    let owner = ctx
+        .data()
+        .discord
+        .routes
+        .iter()
+        .find(|r| r.channel == channel || Some(r.channel) == parent)
+        .map(|r| r.owner.clone());
+    Scope {
+        admin: is_admin(ctx),
+        owner,
+    }
 }
 
 /// Sends a reply with mentions locked down.
@@ -239,8 +351,34 @@ fn author_label(ctx: Context<'_>) -> String {
     invoker_label(&author.name, author.id.get())
 }
 
+/// A `backup_set` argument as the mute commands read it: trimmed, empty meaning none.
+fn set_arg(arg: Option<&str>) -> Option<&str> {
+    arg.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Answers an interaction [`in_our_server`] refused: an ephemeral refusal, or no choices
+/// for an autocomplete (which cannot carry a message).
+async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
+    if let poise::Context::Application(app) = ctx {
+        if app.interaction_type == poise::CommandInteractionType::Autocomplete {
+            let empty = serenity::CreateAutocompleteResponse::new();
+            app.interaction
+                .create_response(
+                    ctx,
+                    serenity::CreateInteractionResponse::Autocomplete(empty),
+                )
+                .await?;
+            return Ok(());
+        }
+    }
+    send(ctx, Reply::text(commands::OUTSIDE_GUILD_REFUSAL, true)).await
+}
+
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     let sent = match error {
+        poise::FrameworkError::CommandCheckFailed {
+            ctx, error: None, ..
+        } => refuse_outsider(ctx).await,
         poise::FrameworkError::ArgumentParse { ctx, error, .. } => {
             let text = format!(
                 "An argument could not be read ({}); check the command's options.",
@@ -266,12 +404,11 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
 
 async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
     let data = ctx.data();
-    let users = commands::known_users(&data.app.store, &data.app.settings.watch, data.today())
-        .unwrap_or_else(|error| {
-            tracing::warn!(%error, "autocomplete: cannot read the store");
-            BTreeSet::new()
-        });
-    commands::matching_users(&users, partial)
+    let users = data.visible(&scope(ctx)).unwrap_or_else(|error| {
+        tracing::warn!(%error, "autocomplete: cannot read the store");
+        BTreeMap::new()
+    });
+    commands::matching_users(users.keys(), partial)
         .into_iter()
         .fold(serenity::CreateAutocompleteResponse::new(), |r, u| {
             r.add_string_choice(u.clone(), u)
@@ -290,8 +427,17 @@ async fn restores(
     >,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    let (store, watch) = (&data.app.store, &data.app.settings.watch);
-    let parsed = RestoresArgs::parse(&user, date.as_deref(), data.now(), data.tz(), store, watch);
+    let scope = scope(ctx);
+    let parsed = data.visible(&scope).and_then(|visible| {
+        RestoresArgs::parse(
+            &user,
+            date.as_deref(),
+            data.now(),
+            data.tz(),
+            &visible,
+            scope.admin,
+        )
+    });
     let args = match parsed {
         Ok(args) => args,
         Err(error) => return answer(ctx, Err(error)).await,
@@ -302,7 +448,8 @@ async fn restores(
     } else {
         ctx.defer_ephemeral().await?;
     }
-    let result = commands::restores::restores(&data.app.cbs, store, &args, data.public()).await;
+    let result =
+        commands::restores::restores(&data.app.cbs, &data.app.store, &args, data.public()).await;
     answer(ctx, result).await
 }
 
@@ -319,19 +466,18 @@ async fn failures(
     user: Option<String>,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    let (store, watch) = (&data.app.store, &data.app.settings.watch);
-    let result = commands::known_users(store, watch, data.today())
-        .map_err(CommandError::from)
-        .and_then(|known| {
-            commands::failures::failures(
-                store,
-                days,
-                user.as_deref(),
-                &known,
-                data.today(),
-                data.public(),
-            )
-        });
+    let scope = scope(ctx);
+    let result = data.visible(&scope).and_then(|visible| {
+        commands::failures::failures(
+            &data.app.store,
+            days,
+            user.as_deref(),
+            &visible,
+            &scope,
+            data.today(),
+            data.public(),
+        )
+    });
     answer(ctx, result).await
 }
 
@@ -339,8 +485,7 @@ async fn failures(
 #[poise::command(
     slash_command,
     subcommands("watch_add", "watch_remove", "watch_list"),
-    subcommand_required,
-    default_member_permissions = "MANAGE_GUILD"
+    subcommand_required
 )]
 async fn watch(_ctx: Context<'_>) -> Result<(), Error> {
     // Only the subcommands run.
@@ -370,6 +515,18 @@ async fn watch_add(
         data.now(),
     )
     .await;
+    if result.is_ok() {
+        let owned = owner
+            .as_deref()
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| format!(" (owner {})", code(o)))
+            .unwrap_or_default();
+        data.audit(
+            ctx.author(),
+            format!("watch add {}{owned}", code(user.trim())),
+        );
+    }
     answer(ctx, result).await
 }
 
@@ -386,19 +543,34 @@ async fn watch_remove(
     }
     let data = ctx.data();
     let result = commands::watch::remove(&data.app.store, &data.app.settings.watch, &user);
+    if result.is_ok() {
+        data.audit(ctx.author(), format!("watch remove {}", code(user.trim())));
+    }
     answer(ctx, result).await
 }
 
-/// Who is watched: from the config file and from chat.
+/// Who is watched, who added them, and who muted whom.
 #[poise::command(slash_command, rename = "list")]
 async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
     let data = ctx.data();
-    let result = commands::watch::list(&data.app.store, &data.app.settings.watch, data.public());
+    let result = data
+        .mutes
+        .active(data.now())
+        .map_err(CommandError::from)
+        .and_then(|mutes| {
+            commands::watch::list(
+                &data.app.store,
+                &data.app.settings.watch,
+                &mutes,
+                &scope(ctx),
+                data.public(),
+            )
+        });
     answer(ctx, result).await
 }
 
 /// Hold back a user's alerts for a while; they still show in the digest.
-#[poise::command(slash_command, default_member_permissions = "MANAGE_GUILD")]
+#[poise::command(slash_command)]
 async fn mute(
     ctx: Context<'_>,
     #[description = "The backup user's login name"]
@@ -422,11 +594,19 @@ async fn mute(
             data.now(),
         )
     });
+    if result.is_ok() {
+        let action = format!(
+            "mute {} for {}",
+            commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref())),
+            code(duration.trim())
+        );
+        data.audit(ctx.author(), action);
+    }
     answer(ctx, result).await
 }
 
 /// Post a muted user's alerts again.
-#[poise::command(slash_command, default_member_permissions = "MANAGE_GUILD")]
+#[poise::command(slash_command)]
 async fn unmute(
     ctx: Context<'_>,
     #[description = "The backup user's login name"]
@@ -442,6 +622,13 @@ async fn unmute(
     let result = data.watched().and_then(|watched| {
         commands::mute::unmute(&data.mutes, &watched, &user, backup_set.as_deref())
     });
+    if result.is_ok() {
+        let action = format!(
+            "unmute {}",
+            commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref()))
+        );
+        data.audit(ctx.author(), action);
+    }
     answer(ctx, result).await
 }
 
@@ -454,17 +641,22 @@ async fn digest(
     >,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    let result = commands::digest::digest(
-        &data.app.store,
-        date.as_deref(),
-        data.today(),
-        data.app.settings.cbs.timezone,
-        data.public(),
-    );
+    let scope = scope(ctx);
+    let result = data.visible(&scope).and_then(|visible| {
+        commands::digest::digest(
+            &data.app.store,
+            date.as_deref(),
+            data.today(),
+            data.app.settings.cbs.timezone,
+            &scope,
+            &visible,
+            data.public(),
+        )
+    });
     answer(ctx, result).await
 }
 
-/// The bot's health: poll cycles, backup server, outbox, store, version, uptime.
+/// The bot's health: poll cycles, backup server, outbox, store, changes, version, uptime.
 #[poise::command(slash_command)]
 async fn status(ctx: Context<'_>) -> Result<(), Error> {
     let data = ctx.data();
@@ -473,6 +665,7 @@ async fn status(ctx: Context<'_>) -> Result<(), Error> {
         &data.app.settings.poll.schedule,
         data.now(),
         data.app.started_at,
+        data.refused.load(Ordering::Relaxed),
     );
     let result = report
         .map_err(CommandError::from)

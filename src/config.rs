@@ -107,11 +107,31 @@ pub struct DiscordSettings {
     /// Send REST (and the gateway lookup) here instead of discord.com; disables serenity's
     /// rate limiter.
     pub api_base: Option<reqwest::Url>,
-    pub guild_id: Option<GuildId>,
+    /// `discord.guild_id` and `discord.guild_ids` together: the servers the bot serves.
+    /// Empty is allowed by the loader (`once` never connects to the gateway); `run` asks
+    /// [`DiscordSettings::require_guilds`].
+    pub guilds: Vec<GuildId>,
     pub admin_role: Option<RoleId>,
     pub public_lookups: bool,
     /// `[[route]]`: events of these owners go to their own channel.
     pub routes: Vec<Route>,
+}
+
+impl DiscordSettings {
+    /// The servers the bot answers in. Connecting to the gateway needs at least one: without
+    /// it the commands would be global and any server the bot is added to could use them.
+    pub fn require_guilds(&self) -> Result<&[GuildId], ConfigError> {
+        if self.guilds.is_empty() {
+            return Err(ConfigError::Key {
+                key: "discord.guild_id".into(),
+                message: "is required to answer slash commands: the id of your Discord \
+                          server (right-click the server icon → Copy Server ID), so that \
+                          only it can use the bot"
+                    .into(),
+            });
+        }
+        Ok(&self.guilds)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,6 +277,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("discord", "mention_role", EnvKind::Text),
     ("discord", "api_base", EnvKind::Text),
     ("discord", "guild_id", EnvKind::Text),
+    ("discord", "guild_ids", EnvKind::List),
     ("discord", "admin_role", EnvKind::Text),
     ("discord", "public_lookups", EnvKind::Flag),
     ("digest", "schedule", EnvKind::Text),
@@ -392,6 +413,7 @@ struct RawDiscord {
     mention_role: Option<toml::Value>,
     api_base: Option<String>,
     guild_id: Option<toml::Value>,
+    guild_ids: Option<Vec<toml::Value>>,
     admin_role: Option<toml::Value>,
     public_lookups: Option<bool>,
 }
@@ -656,6 +678,16 @@ impl Checker {
                 channel: ChannelId::new(channel),
             });
         }
+        let mut guilds: Vec<GuildId> = Vec::new();
+        let listed = raw.guild_ids.unwrap_or_default().into_iter().enumerate();
+        let listed = listed.map(|(i, v)| self.id(&format!("discord.guild_ids[{i}]"), v));
+        let single = optional_id("discord.guild_id", raw.guild_id)?;
+        for id in single.into_iter().map(Ok).chain(listed) {
+            let guild = GuildId::new(id?);
+            if !guilds.contains(&guild) {
+                guilds.push(guild);
+            }
+        }
         Ok(DiscordSettings {
             token: self.secret("discord.token", raw.token, raw.token_file, env)?,
             alert_channel,
@@ -666,7 +698,7 @@ impl Checker {
                 Some(text) => Some(self.url("discord.api_base", text)?),
                 None => None,
             },
-            guild_id: optional_id("discord.guild_id", raw.guild_id)?.map(GuildId::new),
+            guilds,
             admin_role: optional_id("discord.admin_role", raw.admin_role)?.map(RoleId::new),
             public_lookups: raw.public_lookups.unwrap_or(false),
             routes: checked_routes,
@@ -824,21 +856,123 @@ mod tests {
         }
     }
 
+    /// For every key an environment variable can set: a value unlike the default, as the
+    /// variable's text and as the file's TOML.
+    const NON_DEFAULT_VALUES: &[(&str, &str, &str)] = &[
+        (
+            "cbs.url",
+            "https://other.example.net",
+            "\"https://other.example.net\"",
+        ),
+        ("cbs.server_name", "cbs9", "\"cbs9\""),
+        ("cbs.sys_user", "other", "\"other\""),
+        ("cbs.sys_pwd_file", "/nonexistent/pw", "\"/nonexistent/pw\""),
+        ("cbs.timezone", "Asia/Tokyo", "\"Asia/Tokyo\""),
+        ("cbs.request_timeout", "7s", "\"7s\""),
+        ("cbs.max_concurrency", "3", "3"),
+        (
+            "cbs.ca_cert",
+            "/nonexistent/ca.pem",
+            "\"/nonexistent/ca.pem\"",
+        ),
+        ("poll.schedule", "*/7 * * * *", "\"*/7 * * * *\""),
+        ("poll.midnight_grace", "2h", "\"2h\""),
+        ("poll.max_catch_up_days", "3", "3"),
+        ("poll.stuck_after", "5h", "\"5h\""),
+        (
+            "poll.alert_classes",
+            "failure, warning",
+            "[\"failure\", \"warning\"]",
+        ),
+        ("poll.baseline_first_cycle", "false", "false"),
+        ("state.path", "elsewhere", "\"elsewhere\""),
+        ("state.retention_days", "9", "9"),
+        (
+            "discord.token_file",
+            "/nonexistent/token",
+            "\"/nonexistent/token\"",
+        ),
+        (
+            "discord.alert_channel",
+            "923456789012345678",
+            "\"923456789012345678\"",
+        ),
+        (
+            "discord.digest_channel",
+            "923456789012345679",
+            "\"923456789012345679\"",
+        ),
+        (
+            "discord.mention_role",
+            "923456789012345680",
+            "\"923456789012345680\"",
+        ),
+        (
+            "discord.api_base",
+            "http://127.0.0.1:1/",
+            "\"http://127.0.0.1:1/\"",
+        ),
+        (
+            "discord.guild_id",
+            "923456789012345681",
+            "\"923456789012345681\"",
+        ),
+        (
+            "discord.admin_role",
+            "923456789012345682",
+            "\"923456789012345682\"",
+        ),
+        ("discord.public_lookups", "true", "true"),
+        ("digest.schedule", "0 9 * * *", "\"0 9 * * *\""),
+    ];
+
     #[test]
-    fn every_env_key_is_a_key_of_the_file() {
-        for &(section, name, kind) in ENV_KEYS {
-            let var = env_name(&format!("{section}.{name}"));
-            let value = match kind {
-                EnvKind::Text => "x",
-                EnvKind::Integer => "1",
-                EnvKind::Flag => "true",
-                EnvKind::List => "failure",
+    fn every_env_key_sets_the_same_value_as_the_file_key() {
+        let base = format!("{MINIMAL}[discord]\nalert_channel = \"123456789012345678\"\n");
+        let secrets = [(CBS_SYS_PWD_ENV, "pw"), (DISCORD_TOKEN_ENV, "tok")];
+        let outcome = |text: &str, vars: &[(&str, &str)]| {
+            format!("{:?}", Settings::from_toml_str(text, &with_env(vars)))
+        };
+        let default = outcome(&base, &secrets);
+        assert!(default.starts_with("Ok("), "{default}");
+        for &(section, name, _) in ENV_KEYS {
+            let key = format!("{section}.{name}");
+            let var = env_name(&key);
+            let &(_, env_text, toml_text) = NON_DEFAULT_VALUES
+                .iter()
+                .find(|(k, _, _)| *k == key)
+                .unwrap_or_else(|| panic!("{key}: add a non-default value above"));
+            // A secret's file replaces the secret's own variable, which stays unset here.
+            let secret_of_file = match key.as_str() {
+                "cbs.sys_pwd_file" => Some(CBS_SYS_PWD_ENV),
+                "discord.token_file" => Some(DISCORD_TOKEN_ENV),
+                _ => None,
             };
-            let vars = [(CBS_SYS_PWD_ENV, "pw"), (var.as_str(), value)];
-            let result = Settings::from_toml_str(MINIMAL, &with_env(&vars));
-            if let Err(e) = result {
-                assert!(!e.to_string().contains("unknown field"), "{var}: {e}");
-            }
+            let mut vars: Vec<(&str, &str)> = secrets
+                .iter()
+                .copied()
+                .filter(|(k, _)| Some(*k) != secret_of_file)
+                .collect();
+            let from_file = {
+                let mut table: toml::Table = toml::from_str(&base).unwrap();
+                let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {toml_text}"))
+                    .unwrap()
+                    .remove("v")
+                    .unwrap();
+                let section_table = table
+                    .entry(section)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                section_table
+                    .as_table_mut()
+                    .unwrap()
+                    .insert(name.into(), value);
+                outcome(&toml::to_string(&table).unwrap(), &vars)
+            };
+            vars.push((var.as_str(), env_text));
+            // An error caused by the variable names it; otherwise the outcomes are the same.
+            let from_env = outcome(&base, &vars).replace(&format!(" (set by {var})"), "");
+            assert_ne!(from_file, default, "{key}: the test value is the default");
+            assert_eq!(from_env, from_file, "{var} does not set {key}");
         }
     }
 
@@ -892,6 +1026,29 @@ mod tests {
             config_path(None, &with_env(&[])),
             Path::new(DEFAULT_CONFIG_PATH)
         );
+    }
+
+    #[test]
+    fn guild_id_and_guild_ids_merge_and_run_requires_one() {
+        let discord = |extra: &str| {
+            let toml = format!("{MINIMAL}[discord]\nalert_channel = 1\n{extra}");
+            let vars = [(CBS_SYS_PWD_ENV, "pw"), (DISCORD_TOKEN_ENV, "t")];
+            let loaded = Settings::from_toml_str(&toml, &with_env(&vars));
+            loaded.map(|s| s.discord.unwrap())
+        };
+        let none = discord("").unwrap();
+        assert!(none.guilds.is_empty(), "`once` needs no guild");
+        let e = none.require_guilds().unwrap_err();
+        assert_eq!(e.key(), Some("discord.guild_id"));
+        assert!(e.to_string().contains("is required"), "{e}");
+
+        let both = discord("guild_id = \"2\"\nguild_ids = [\"1\", 2]").unwrap();
+        let ids: Vec<u64> = both.guilds.iter().map(|g| g.get()).collect();
+        assert_eq!(ids, [2, 1]);
+        assert_eq!(both.require_guilds().unwrap().len(), 2);
+
+        let bad = discord("guild_ids = [\"1\", \"x\"]").unwrap_err();
+        assert_eq!(bad.key(), Some("discord.guild_ids[1]"));
     }
 
     #[test]

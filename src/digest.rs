@@ -773,7 +773,7 @@ mod tests {
              • 12:00–12:30 unknown `RESTORE_STOP_WEIRD`: unk / set-unk\n\
              • 15:00–15:30 failure `RESTORE_STOP_BY_ERROR`: fail / set-fail, owner res-b\n\
              • 23:00–2024-06-27 00:10 failure `RESTORE_STOP_BY_ERROR`: \\*\\*x\\*\\* / \
-             @\u{200B}everyone, owner \\[evil\\]\\(http://e\\)"
+             @\u{200B}everyone, owner \\[evil\\]\\(http\\://e\\)"
         );
         assert_eq!(embeds[2].description, "• since 01:00: stuck / set-stuck");
         assert_eq!(
@@ -783,7 +783,7 @@ mod tests {
         assert_eq!(
             embeds[4].description,
             "• (no owner): 5 jobs (1 success, 3 running, 1 unknown)\n\
-             • \\[evil\\]\\(http://e\\): 1 job (1 failure)\n\
+             • \\[evil\\]\\(http\\://e\\): 1 job (1 failure)\n\
              • res-a: 3 jobs (2 success, 1 partial failure)\n\
              • res-b: 3 jobs (1 warning, 1 failure, 1 cancelled)"
         );

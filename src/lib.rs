@@ -18,8 +18,10 @@
 //! - [`commands`]: what the slash commands do, as plain functions.
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
 //! - [`mutes`]: alert mutes set from chat.
+//! - [`audit`]: who changed what from chat.
 
 pub mod app;
+pub mod audit;
 pub mod bot;
 pub mod cbs;
 pub mod clock;

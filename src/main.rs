@@ -121,6 +121,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
+            // `run` answers slash commands, which only the configured server may use.
+            if let Some(Err(e)) = settings.discord.as_ref().map(|d| d.require_guilds()) {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
             app::run(settings, clock, shutdown_on_signal()).await?;
             tracing::info!("restorewatch stopped");
             Ok(ExitCode::SUCCESS)

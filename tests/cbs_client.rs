@@ -124,6 +124,45 @@ async fn success_decodes_every_field() {
     assert!(other.jobs.is_empty());
 }
 
+/// The client's class of every documented code, and of an undocumented one, agrees with the
+/// simulator's own table (which does not use the client's classifier).
+#[tokio::test]
+async fn every_status_code_gets_the_class_the_vendor_doc_gives_it() {
+    let sim = sim().await;
+    let codes = [
+        ("RESTORE_STOP_SUCCESS", StatusClass::Success),
+        ("RESTORE_STOP_SUCCESS_WITH_WARNING", StatusClass::Warning),
+        (
+            "RESTORE_STOP_SUCCESS_WITH_ERROR",
+            StatusClass::PartialFailure,
+        ),
+        ("RESTORE_STOP_BY_USER", StatusClass::Cancelled),
+        ("RESTORE_STOP_BY_ERROR", StatusClass::Failure),
+        ("RESTORE_STOP_BY_DISK_FULL", StatusClass::Unknown),
+    ];
+    let first = job();
+    for (i, (code, _)) in codes.iter().enumerate() {
+        let start = first.start + Duration::minutes(i as i64);
+        sim.add_job(SimJob {
+            start,
+            end: Some(start + Duration::seconds(5)),
+            final_status: (*code).into(),
+            ..job()
+        });
+    }
+    let list = client(&sim)
+        .list_restore_jobs("obm", "", date())
+        .await
+        .unwrap();
+    assert_eq!(list.jobs, sim.expected("cbs-test", "obm", date()));
+    let got: Vec<(&str, StatusClass)> = list
+        .jobs
+        .iter()
+        .map(|j| (j.raw_status.as_str(), j.class))
+        .collect();
+    assert_eq!(got, codes);
+}
+
 #[tokio::test]
 async fn wrong_password_is_an_api_error_with_the_vendor_message() {
     let sim = sim().await;

@@ -99,7 +99,7 @@ fn the_example_loads_with_its_values() {
     assert_eq!(d.digest_channel.get(), 123456789012345679);
     assert_eq!(d.mention_role.map(|r| r.get()), Some(223456789012345678));
     assert_eq!(d.api_base, None);
-    assert_eq!(d.guild_id.map(|g| g.get()), Some(323456789012345678));
+    assert_eq!(d.guilds, [serenity::all::GuildId::new(323456789012345678)]);
     assert_eq!(d.admin_role.map(|r| r.get()), Some(423456789012345678));
     assert!(!d.public_lookups);
     assert_eq!(d.routes.len(), 1);

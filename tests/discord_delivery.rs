@@ -11,7 +11,7 @@ use restorewatch::render::{escape_markdown, RenderOptions};
 use restorewatch::sink::{drain, Sink};
 use serde_json::{json, Value};
 use serenity::all::{ChannelId, RoleId};
-use support::fake_discord::{FakeDiscord, RecordedRequest, Scripted};
+use support::fake_discord::{FakeDiscord, NonceMemory, RecordedRequest, Scripted};
 use support::world::{job, Harness};
 use tokio::time::timeout;
 
@@ -34,7 +34,7 @@ fn settings(fake: &FakeDiscord, role: Option<u64>) -> DiscordSettings {
         digest_channel: ChannelId::new(DIGEST),
         mention_role: role.map(RoleId::new),
         api_base: Some(fake.api_base().parse().unwrap()),
-        guild_id: None,
+        guilds: Vec::new(),
         admin_role: None,
         public_lookups: false,
         routes: vec![Route {
@@ -153,12 +153,26 @@ async fn a_failed_restore_is_one_message_that_pings_only_the_role() {
 #[tokio::test]
 async fn a_success_posts_no_alert_and_a_message_without_a_ping_allows_nothing() {
     let (_h, p) = world_with(&[("1", "RESTORE_STOP_SUCCESS")]).await;
+    let queued = p.store().outbox_len();
+    assert!(queued > 0, "the cycle queued its summary");
     let fake = FakeDiscord::start().await;
     let sink = sink(&fake, &p, Some(ROLE));
 
-    drain(p.store(), &sink).await.unwrap();
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!((report.delivered, report.pending), (queued, 0));
+    assert_eq!(p.store().outbox_len(), 0, "everything left the outbox");
+    // The cycle's summary is posted, and counts the success; no alert is.
+    let summaries = embeds_titled(&fake, ALERTS, "Poll cycle");
+    assert_eq!(summaries.len(), 1, "{:#?}", fake.all_messages());
+    assert!(
+        summaries[0].to_string().contains("success"),
+        "{:#}",
+        summaries[0]
+    );
     assert!(embeds_titled(&fake, ALERTS, "Restore").is_empty());
-    for post in message_posts(&fake) {
+    let posts = message_posts(&fake);
+    assert_eq!(posts.len(), 1, "one message for the summary");
+    for post in posts {
         assert!(post.body.get("content").is_none(), "{:#}", post.body);
         assert_eq!(
             post.body["allowed_mentions"],
@@ -277,7 +291,8 @@ async fn a_429_is_retried_after_its_retry_after() {
     assert_eq!(report.pending, 0);
     let posts = message_posts(&fake);
     assert_eq!(posts.len(), 2);
-    assert!(posts[1].at.duration_since(posts[0].at) >= retry_after);
+    // On the paused clock the only time that passes is the sink's own wait: exactly it.
+    assert_eq!(posts[1].at.duration_since(posts[0].at), retry_after);
     assert_eq!(posts[0].body["nonce"], posts[1].body["nonce"]);
     assert_eq!(fake.messages(ALERTS).len(), 1);
 }
@@ -365,23 +380,38 @@ async fn a_message_discord_rejects_is_dropped_and_does_not_block_the_channel() {
     assert_eq!(titles, [json!("Restore failed: obm / set 2")]);
 }
 
-#[tokio::test]
-async fn a_crash_after_discord_accepted_posts_nothing_twice() {
-    let (h, p) = world_with(&[("1", FAILED), ("2", FAILED)]).await;
-    let fake = FakeDiscord::start().await;
-    {
-        // Discord accepts, then the program dies before the outbox is acknowledged.
-        let sink = sink(&fake, &p, Some(ROLE));
-        let events = p.store().pending_events(256).unwrap();
-        let accepted = sink.deliver(&events).await.unwrap();
-        assert_eq!(accepted.len(), events.len());
-        p.store().flush().unwrap();
-    }
-    drop(p);
-    assert_eq!(fake.messages(ALERTS).len(), 1);
+/// The failure titles posted to the alert channel, sorted.
+fn failure_titles(fake: &FakeDiscord) -> Vec<String> {
+    let mut titles: Vec<String> = embeds_titled(fake, ALERTS, "Restore failed")
+        .iter()
+        .map(|e| e["title"].as_str().unwrap().to_owned())
+        .collect();
+    titles.sort();
+    titles
+}
 
-    // Restarted, with a new failure queued behind the unacknowledged ones: packing all of
-    // them afresh would make a different message (and nonce).
+/// Failures 1 and 2 are queued; Discord creates their message but its answer never comes,
+/// and the program dies in that window (the store as a SIGKILL leaves it). It stays down
+/// for `down_for`, a third failure comes in meanwhile, and the restarted program delivers
+/// everything. Packing all three afresh would make a different message (and nonce).
+async fn crash_while_discord_answers(memory: NonceMemory, down_for: Duration) -> FakeDiscord {
+    let (mut h, p) = world_with(&[("1", FAILED), ("2", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    fake.set_nonce_memory(memory);
+    fake.script(ALERTS, [Scripted::AcceptThenHang]);
+    let delivering = {
+        let (store, sink) = (p.store().clone(), sink(&fake, &p, Some(ROLE)));
+        tokio::spawn(async move { drain(&store, &sink).await })
+    };
+    timeout(WAIT, fake.wait_for_messages(ALERTS, 1))
+        .await
+        .expect("Discord got the message");
+    h.crash();
+    delivering.abort();
+    drop(p);
+    assert_eq!(failure_titles(&fake).len(), 2);
+
+    tokio::time::advance(down_for.to_std().unwrap()).await;
     let p = h.poller();
     h.sim
         .add_job(job("obm", "3", at(10, 0), Some(at(10, 1)), FAILED));
@@ -391,18 +421,108 @@ async fn a_crash_after_discord_accepted_posts_nothing_twice() {
         .await
         .unwrap();
     assert_eq!(report.pending, 0);
+    assert_eq!(p.store().outbox_len(), 0);
+    fake
+}
 
-    let mut titles: Vec<String> = embeds_titled(&fake, ALERTS, "Restore failed")
-        .iter()
-        .map(|e| e["title"].as_str().unwrap().to_owned())
-        .collect();
-    titles.sort();
+#[tokio::test(start_paused = true)]
+async fn a_crash_after_discord_accepted_but_before_its_answer_posts_nothing_twice() {
+    let fake = crash_while_discord_answers(NonceMemory::Forever, Duration::seconds(5)).await;
     assert_eq!(
-        titles,
+        failure_titles(&fake),
         [
             "Restore failed: obm / set 1",
             "Restore failed: obm / set 2",
             "Restore failed: obm / set 3"
         ]
     );
+    // The resend was the same message with the same nonce, which Discord swallowed.
+    let posts = message_posts(&fake);
+    assert_eq!(posts.len(), 3, "the post, its resend, the new failure");
+    assert_eq!(posts[0].body, posts[1].body);
+    assert_ne!(posts[1].body["nonce"], posts[2].body["nonce"]);
+}
+
+/// Real Discord remembers a nonce for minutes, not forever: a restart inside that window
+/// is still deduplicated.
+#[tokio::test(start_paused = true)]
+async fn a_restart_within_discords_nonce_window_posts_nothing_twice() {
+    let window = std::time::Duration::from_secs(5 * 60);
+    let fake = crash_while_discord_answers(NonceMemory::Window(window), Duration::minutes(2)).await;
+    assert_eq!(
+        failure_titles(&fake),
+        [
+            "Restore failed: obm / set 1",
+            "Restore failed: obm / set 2",
+            "Restore failed: obm / set 3"
+        ]
+    );
+}
+
+/// What the design promises without Discord's help: a crash in the window re-sends at most
+/// once, the same message. Shown with deduplication off, and with a restart after the
+/// nonce window has passed (where real Discord posts the resend too).
+#[tokio::test(start_paused = true)]
+async fn without_nonce_deduplication_a_crash_in_the_window_resends_exactly_once() {
+    let window = std::time::Duration::from_secs(5 * 60);
+    for (memory, down_for) in [
+        (NonceMemory::Off, Duration::seconds(5)),
+        (NonceMemory::Window(window), Duration::minutes(10)),
+    ] {
+        let fake = crash_while_discord_answers(memory, down_for).await;
+        assert_eq!(
+            failure_titles(&fake),
+            [
+                "Restore failed: obm / set 1",
+                "Restore failed: obm / set 1",
+                "Restore failed: obm / set 2",
+                "Restore failed: obm / set 2",
+                "Restore failed: obm / set 3"
+            ],
+            "{memory:?}"
+        );
+        let messages = fake.messages(ALERTS);
+        assert_eq!(messages.len(), 3, "{memory:?}");
+        assert_eq!(messages[0]["nonce"], messages[1]["nonce"], "{memory:?}");
+    }
+}
+
+/// The other window: Discord answered and the sink recorded its batch as posted, but the
+/// drain's acknowledgement never reached the disk. The batch record, not the nonce, keeps
+/// the resend from happening, so this runs with deduplication off.
+#[tokio::test]
+async fn a_crash_between_discords_answer_and_the_ack_posts_nothing_twice() {
+    let (mut h, p) = world_with(&[("1", FAILED), ("2", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    fake.set_nonce_memory(NonceMemory::Off);
+    let events = p.store().pending_events(256).unwrap();
+    let accepted = sink(&fake, &p, Some(ROLE)).deliver(&events).await.unwrap();
+    assert_eq!(accepted.len(), events.len());
+    h.crash();
+    drop(p);
+    assert_eq!(fake.messages(ALERTS).len(), 1);
+
+    let p = h.poller();
+    assert_eq!(
+        p.store().outbox_len(),
+        events.len(),
+        "nothing was acknowledged"
+    );
+    h.sim
+        .add_job(job("obm", "3", at(10, 0), Some(at(10, 1)), FAILED));
+    h.clock.set(at(10, 30));
+    p.cycle().await.unwrap();
+    let report = drain(p.store(), &sink(&fake, &p, Some(ROLE)))
+        .await
+        .unwrap();
+    assert_eq!(report.pending, 0);
+    assert_eq!(
+        failure_titles(&fake),
+        [
+            "Restore failed: obm / set 1",
+            "Restore failed: obm / set 2",
+            "Restore failed: obm / set 3"
+        ]
+    );
+    assert_eq!(message_posts(&fake).len(), 2);
 }

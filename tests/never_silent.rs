@@ -255,7 +255,7 @@ fn discord_sink(
         digest_channel: ChannelId::new(DIGEST),
         mention_role: None,
         api_base: Some(fake.api_base().parse().unwrap()),
-        guild_id: None,
+        guilds: Vec::new(),
         admin_role: None,
         public_lookups: false,
         routes: vec![restorewatch::config::Route {
@@ -509,31 +509,29 @@ async fn a_crash_between_discords_200_and_the_ack_resumes_the_same_messages_acro
     }
     // Ten small notices go in one message. The first window holds the 100 refused events
     // and user-0000..0155 (16 messages); the second starts at user-0156. Its 16th message
-    // (user-0306..0315) hangs at Discord after the 15 before it were accepted, and the
-    // process dies there: nothing of the second window was acknowledged.
+    // (user-0306..0315) is created at Discord, but its answer never comes, and the process
+    // dies there: nothing of the second window was acknowledged.
     fake.script(
         ALERTS,
-        std::iter::repeat_n(Scripted::Accept, 31).chain([Scripted::Hang]),
+        std::iter::repeat_n(Scripted::Accept, 31).chain([Scripted::AcceptThenHang]),
     );
     let crashed = {
         let store = store.clone();
         let sink = discord_sink(&fake, &store);
         tokio::spawn(async move { drain(&store, &sink).await })
     };
-    let to_alerts = |r: &support::fake_discord::RecordedRequest| {
-        r.method == "POST" && r.path.contains(&ALERTS.to_string())
-    };
-    tokio::time::timeout(WAIT, fake.wait_for_requests(32, to_alerts))
+    // Discord creates the 32nd message, but the bot never hears back.
+    let posted = tokio::time::timeout(WAIT, fake.wait_for_messages(ALERTS, 32))
         .await
-        .expect("the drain reaches the hanging post");
+        .expect("the drain reaches the message whose answer never comes");
     crashed.abort();
     let _ = crashed.await;
-    let posted = fake.messages(ALERTS);
-    assert_eq!(posted.len(), 31);
+    assert_eq!(posted.len(), 32);
     assert!(
         posted[30].to_string().contains("user-0305"),
         "ten a message"
     );
+    assert!(posted[31].to_string().contains("user-0315"));
 
     // The restart's first window now ends at user-0311, inside the hung message.
     let sink = discord_sink(&fake, &store);
@@ -558,7 +556,7 @@ async fn a_crash_between_discords_200_and_the_ack_resumes_the_same_messages_acro
         .expect("posted");
     assert!(
         hung.contains("user-0306") && hung.contains("user-0315"),
-        "the message cut by the window is posted whole: {hung}"
+        "the message cut by the window is resent whole, under its nonce: {hung}"
     );
     assert!(fake.messages(RESELLER_A).is_empty());
 }

@@ -1,25 +1,39 @@
 //! `/digest [date]`: the daily digest of a day, on demand.
 //!
 //! The same digest the schedule posts ([`crate::digest`]), built from the store now. A
-//! digest longer than one message continues in follow-up messages.
+//! digest longer than one message continues in follow-up messages. In a `[[route]]`
+//! channel a member sees the digest of that owner's users only.
 
-use super::{parse_date, CommandResult, Reply};
+use super::{parse_date, CommandResult, Reply, Scope};
 use crate::digest::{render_digest, Digest};
 use crate::render::{pack, RenderOptions};
 use crate::store::Store;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
+use std::collections::BTreeMap;
 
-/// The digest of `date` (default `today`, server zone).
+/// The digest of `date` (default `today`, server zone), of the users `scope` sees
+/// (`visible`, see [`super::visible_users`]).
 pub fn digest(
     store: &Store,
     date: Option<&str>,
     today: NaiveDate,
     tz: Tz,
+    scope: &Scope,
+    visible: &BTreeMap<String, String>,
     public: bool,
 ) -> CommandResult {
     let date = parse_date(date, today)?;
-    let digest = Digest::from_store(store, date, tz, store.refused_destinations()?)?;
+    let mut records = store.jobs_on(date)?;
+    records.retain(|r| scope.shows_job_of(&r.job.login_name, visible));
+    let digest = Digest::compute(
+        date,
+        tz,
+        &records,
+        &store.day_health(date)?,
+        store.outbox_len(),
+        store.refused_destinations()?,
+    );
     let options = RenderOptions {
         mention_role: None,
         timezone: tz,
@@ -49,10 +63,21 @@ mod tests {
                 job("obm", "1", 26, 8, "RESTORE_STOP_SUCCESS"),
                 job("obm", "2", 26, 9, "RESTORE_STOP_SUCCESS"),
                 job("shop", "1", 26, 9, "RESTORE_STOP_BY_ERROR"),
-                job("shop", "1", 25, 9, "RESTORE_STOP_BY_ERROR"),
+                // The day before, and the day after: neither belongs in the 26th's digest.
+                job("eve", "1", 25, 23, "RESTORE_STOP_BY_ERROR"),
+                job("morrow", "1", 27, 0, "RESTORE_STOP_BY_ERROR"),
             ],
         );
-        let reply = digest(&store, None, day(26), chrono_tz::UTC, false).unwrap();
+        let reply = digest(
+            &store,
+            None,
+            day(26),
+            chrono_tz::UTC,
+            &Scope::default(),
+            &BTreeMap::new(),
+            false,
+        )
+        .unwrap();
         assert!(reply.ephemeral);
         let title = &reply.embeds[0].title;
         assert_eq!(title, "Restore digest for 2024-06-26 (UTC)");
@@ -68,6 +93,41 @@ mod tests {
             .collect();
         assert!(all.contains("shop"), "{all}");
         assert!(all.contains("RESTORE_STOP_BY_ERROR"), "{all}");
+        assert!(!all.contains("eve") && !all.contains("morrow"), "{all}");
+        assert_eq!(all.matches("RESTORE_STOP_BY_ERROR").count(), 1, "{all}");
+        assert!(
+            all.contains("3 restore jobs on 2024-06-26: 2 success, 1 failure"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn a_routed_channel_gets_its_owners_digest() {
+        let (_dir, store) = store();
+        let mut ours = job("ours", "1", 26, 8, "RESTORE_STOP_BY_ERROR");
+        ours.owner = "reseller-a".into();
+        record(
+            &store,
+            &[ours, job("theirs", "1", 26, 9, "RESTORE_STOP_BY_ERROR")],
+        );
+        let routed = Scope {
+            admin: false,
+            owner: Some("reseller-a".into()),
+        };
+        let visible = [("ours".to_owned(), "reseller-a".to_owned())].into();
+        let reply = digest(
+            &store,
+            None,
+            day(26),
+            chrono_tz::UTC,
+            &routed,
+            &visible,
+            false,
+        );
+        let reply = reply.unwrap();
+        let all = format!("{:?}", reply.embeds);
+        assert!(all.contains("ours"), "{all}");
+        assert!(!all.contains("theirs"), "{all}");
     }
 
     #[test]
@@ -77,7 +137,16 @@ mod tests {
             .map(|i| job(&format!("user{i:03}"), "1", 26, 9, "RESTORE_STOP_BY_ERROR"))
             .collect();
         record(&store, &jobs);
-        let reply = digest(&store, Some("2024-06-26"), day(27), chrono_tz::UTC, true).unwrap();
+        let reply = digest(
+            &store,
+            Some("2024-06-26"),
+            day(27),
+            chrono_tz::UTC,
+            &Scope::default(),
+            &BTreeMap::new(),
+            true,
+        )
+        .unwrap();
         assert!(!reply.ephemeral);
         assert!(!reply.followups.is_empty());
         for embeds in std::iter::once(&reply.embeds).chain(&reply.followups) {
@@ -89,7 +158,16 @@ mod tests {
     #[test]
     fn a_bad_date_says_what_is_expected() {
         let (_dir, store) = store();
-        let err = digest(&store, Some("26/06/2024"), day(26), chrono_tz::UTC, false).unwrap_err();
+        let err = digest(
+            &store,
+            Some("26/06/2024"),
+            day(26),
+            chrono_tz::UTC,
+            &Scope::default(),
+            &BTreeMap::new(),
+            false,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
     }
 }

@@ -1,14 +1,14 @@
 //! `/failures [days] [user]`: the failed restores the store knows of (failure, partial
-//! failure, unknown), newest first.
+//! failure, unknown), newest first; in a `[[route]]` channel, only its owner's.
 
 use super::restores::LIST_COLOUR;
-use super::{job_line, list_embed, parse_days, parse_login, quote};
-use super::{CommandError, CommandResult, Reply};
+use super::{code, job_line, list_embed, not_watched, parse_days, parse_login, quote};
+use super::{CommandResult, Reply, Scope};
 use crate::cbs::model::StatusClass;
-use crate::render::{class_colour, escape_markdown};
+use crate::render::class_colour;
 use crate::store::Store;
 use chrono::{Days, NaiveDate};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// The classes `/failures` lists.
 pub const FAILED_CLASSES: [StatusClass; 3] = [
@@ -18,23 +18,22 @@ pub const FAILED_CLASSES: [StatusClass; 3] = [
 ];
 
 /// Failures listed on the last `days` dates up to `today` (server zone), of `user` if
-/// given; `known_users` (see [`super::known_users`]) tells an unknown user from a quiet one.
+/// given, of the users `scope` sees; `visible` (see [`super::visible_users`]) tells an
+/// unknown user from a quiet one.
 pub fn failures(
     store: &Store,
     days: Option<i64>,
     user: Option<&str>,
-    known_users: &BTreeSet<String>,
+    visible: &BTreeMap<String, String>,
+    scope: &Scope,
     today: NaiveDate,
     public: bool,
 ) -> CommandResult {
     let days = parse_days(days)?;
     let user = user.map(parse_login).transpose()?;
     if let Some(user) = &user {
-        if !known_users.contains(user) {
-            return Err(CommandError::Usage(format!(
-                "user: `{}` is neither watched nor seen lately; expected a user from the list.",
-                quote(user)
-            )));
+        if !visible.contains_key(user) {
+            return Err(not_watched(user));
         }
     }
     let from = today
@@ -45,15 +44,16 @@ pub fn failures(
         .into_iter()
         .filter(|r| FAILED_CLASSES.contains(&r.job.class))
         .filter(|r| user.as_ref().is_none_or(|u| &r.job.login_name == u))
+        .filter(|r| scope.shows_job_of(&r.job.login_name, visible))
         .collect();
     records.sort_by_key(|r| std::cmp::Reverse((r.date, r.job.start_time)));
     let lines: Vec<String> = records
         .iter()
         .map(|r| {
             format!(
-                "{} · `{}` · {}",
+                "{} · {} · {}",
                 r.date,
-                escape_markdown(&r.job.login_name),
+                code(&r.job.login_name),
                 job_line(&r.job)
             )
         })
@@ -83,8 +83,14 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
 
-    fn users() -> BTreeSet<String> {
-        ["obm", "shop"].map(String::from).into()
+    fn users() -> BTreeMap<String, String> {
+        ["obm", "shop"]
+            .map(|u| (u.to_owned(), String::new()))
+            .into()
+    }
+
+    fn all() -> Scope {
+        Scope::default()
     }
 
     #[test]
@@ -100,18 +106,18 @@ mod tests {
                 job("shop", "1", 20, 9, "RESTORE_STOP_BY_ERROR"),
             ],
         );
-        let reply = failures(&store, Some(3), None, &users(), day(26), false).unwrap();
+        let reply = failures(&store, Some(3), None, &users(), &all(), day(26), false).unwrap();
         assert!(reply.ephemeral);
         let embed = &reply.embeds[0];
         assert_eq!(embed.title, "Failed restores from 2024-06-24 to 2024-06-26");
         let lines: Vec<&str> = embed.description.lines().collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(lines[0].starts_with("2024-06-26 · `obm` · **Set 2** · unknown · 10:00"));
-        assert!(lines[0].ends_with("code SOMETHING\\_NEW"), "{}", lines[0]);
+        assert!(lines[0].ends_with("code `SOMETHING_NEW`"), "{}", lines[0]);
         assert!(lines[1].contains("partial failure · 08:00–09:00"));
         assert!(lines[2].starts_with("2024-06-24"));
 
-        let today = failures(&store, None, Some("shop"), &users(), day(26), true).unwrap();
+        let today = failures(&store, None, Some("shop"), &users(), &all(), day(26), true).unwrap();
         assert!(!today.ephemeral);
         assert_eq!(
             today.embeds[0].title,
@@ -121,14 +127,47 @@ mod tests {
     }
 
     #[test]
+    fn a_routed_channel_lists_only_its_owners_failures_with_logins_as_typed() {
+        let (_dir, store) = store();
+        let mut ours = job("john_doe", "1", 26, 8, "RESTORE_STOP_BY_ERROR");
+        ours.owner = "reseller-a".into();
+        let theirs = job("shop", "1", 26, 9, "RESTORE_STOP_BY_ERROR");
+        record(&store, &[ours, theirs]);
+        let routed = Scope {
+            admin: false,
+            owner: Some("reseller-a".into()),
+        };
+        // What visible_users gives that channel: its owner's users only.
+        let visible = [("john_doe".to_owned(), "reseller-a".to_owned())].into();
+        let reply = failures(&store, None, None, &visible, &routed, day(26), false).unwrap();
+        let text = &reply.embeds[0].description;
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("2024-06-26 · `john_doe` · "), "{text}");
+        let admin = Scope {
+            admin: true,
+            ..routed
+        };
+        let reply = failures(&store, None, None, &users(), &admin, day(26), false).unwrap();
+        assert_eq!(reply.embeds[0].description.lines().count(), 2);
+    }
+
+    #[test]
     fn bad_days_and_unknown_users_are_refused() {
         let (_dir, store) = store();
-        let zero = failures(&store, Some(0), None, &users(), day(26), false).unwrap_err();
+        let zero = failures(&store, Some(0), None, &users(), &all(), day(26), false).unwrap_err();
         assert_eq!(
             zero.to_string(),
             "days: expected a whole number from 1 to 30."
         );
-        let unknown = failures(&store, None, Some("ghost"), &users(), day(26), false);
+        let unknown = failures(
+            &store,
+            None,
+            Some("ghost"),
+            &users(),
+            &all(),
+            day(26),
+            false,
+        );
         assert!(unknown.unwrap_err().to_string().contains("neither watched"));
     }
 }

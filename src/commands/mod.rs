@@ -24,11 +24,11 @@ pub mod watch;
 
 use crate::cbs::model::RestoreJob;
 use crate::config::WatchEntry;
-use crate::render::{escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS};
+use crate::render::{code_span, escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS};
 use crate::store::{Store, StoreError};
 use chrono::{Days, NaiveDate};
-use serenity::all::{Permissions, RoleId};
-use std::collections::BTreeSet;
+use serenity::all::{GuildId, Permissions, RoleId};
+use std::collections::BTreeMap;
 
 /// What a command answers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,15 +91,71 @@ pub const LOGIN_MAX_CHARS: usize = 128;
 pub const FAILURES_MAX_DAYS: i64 = 30;
 /// Discord shows at most this many autocomplete choices.
 pub const AUTOCOMPLETE_MAX_CHOICES: usize = 25;
+/// Discord's limit on an autocomplete choice's name and value; longer logins are left out
+/// of the choices (they can still be typed).
+pub const AUTOCOMPLETE_CHOICE_MAX_CHARS: usize = 100;
 /// Users seen in the store within this many days are offered by autocomplete.
 pub const RECENT_USER_DAYS: u64 = 7;
+/// How much of a user's text is quoted back.
+const QUOTE_MAX_CHARS: usize = 64;
+
+/// What an interaction from outside the configured servers (another guild, a DM) reads.
+pub const OUTSIDE_GUILD_REFUSAL: &str =
+    "This bot only answers in its own team's Discord server; nothing was looked up or changed.";
 
 /// User text quoted back in a message: escaped and cut, so it can neither format nor
 /// flood the reply.
 fn quote(text: &str) -> String {
-    const QUOTE_MAX_CHARS: usize = 64;
     let short: String = text.chars().take(QUOTE_MAX_CHARS).collect();
     escape_markdown(&short)
+}
+
+/// A login (or other name) in a code span: shown as typed, without escapes, and cut.
+pub fn code(text: &str) -> String {
+    let short: String = text.chars().take(QUOTE_MAX_CHARS).collect();
+    code_span(&short)
+}
+
+/// Whether an interaction from `guild` (`None`: a DM or a user-installed context) may be
+/// served: only the configured servers may use the bot. Every interaction handler checks
+/// this before it reads or changes anything.
+pub fn guild_allowed(guild: Option<GuildId>, allowed: &[GuildId]) -> bool {
+    guild.is_some_and(|g| allowed.contains(&g))
+}
+
+/// What one member may see in lookups. Admins see every user; others see the users the
+/// team watches or the store has seen, and in a channel a `[[route]]` gives to an owner
+/// only that owner's users.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Manage Server, Administrator or the admin role (see [`may_change_state`]).
+    pub admin: bool,
+    /// The owner whose `[[route]]` channel the command runs in.
+    pub owner: Option<String>,
+}
+
+impl Scope {
+    /// Whether users of `owner` (`""`: none) are shown.
+    pub fn sees_owner(&self, owner: &str) -> bool {
+        self.admin || self.owner.as_deref().is_none_or(|o| o == owner)
+    }
+
+    /// Whether a stored job of `login` is shown: in a route channel, only when the user is
+    /// among `visible` (from [`visible_users`], where the watch list's owner wins over the
+    /// one a job record carries); elsewhere every job the store holds.
+    pub fn shows_job_of(&self, login: &str, visible: &BTreeMap<String, String>) -> bool {
+        self.admin || self.owner.is_none() || visible.contains_key(login)
+    }
+}
+
+/// The one answer for a login a member may not look up, whatever the reason (unknown to
+/// the backup server, refused by it, or not watched): the same text, so nobody can probe
+/// which logins exist.
+pub fn not_watched(login: &str) -> CommandError {
+    CommandError::Usage(format!(
+        "user: {} is neither watched nor seen lately; expected a user from the list.",
+        code(login)
+    ))
 }
 
 /// A login name argument: trimmed, not empty, no control characters, not absurdly long.
@@ -197,33 +253,54 @@ pub fn require_admin(
     )))
 }
 
-/// The users autocomplete offers and lookups know: the watch list (config and chat) and
-/// everyone with a job in the store in the last [`RECENT_USER_DAYS`] days.
+/// The users lookups know, with their owner (`""`: none): the watch list (config and
+/// chat) and everyone with a job in the store in the last [`RECENT_USER_DAYS`] days. The
+/// watch list's owner wins over a job's.
 pub fn known_users(
     store: &Store,
     config_watch: &[WatchEntry],
     today: NaiveDate,
-) -> Result<BTreeSet<String>, StoreError> {
-    let watched = store.watch_list(config_watch)?;
-    let mut users: BTreeSet<String> = watched.into_iter().map(|w| w.login).collect();
+) -> Result<BTreeMap<String, String>, StoreError> {
     let from = today
         .checked_sub_days(Days::new(RECENT_USER_DAYS))
         .unwrap_or(today);
-    users.extend(
-        store
-            .jobs_between(from, today)?
-            .into_iter()
-            .map(|r| r.job.login_name),
-    );
+    let mut users: BTreeMap<String, String> = store
+        .jobs_between(from, today)?
+        .into_iter()
+        .map(|r| (r.job.login_name, r.job.owner))
+        .collect();
+    for w in store.watch_list(config_watch)? {
+        users.insert(w.login, w.owner);
+    }
+    Ok(users)
+}
+
+/// [`known_users`] as far as `scope` may see them.
+pub fn visible_users(
+    store: &Store,
+    config_watch: &[WatchEntry],
+    today: NaiveDate,
+    scope: &Scope,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut users = known_users(store, config_watch, today)?;
+    users.retain(|_, owner| scope.sees_owner(owner));
     Ok(users)
 }
 
 /// The autocomplete choices for `partial`: case-insensitive, names starting with it first,
 /// then names containing it, each group sorted, at most [`AUTOCOMPLETE_MAX_CHOICES`].
-pub fn matching_users(candidates: &BTreeSet<String>, partial: &str) -> Vec<String> {
+/// Names longer than Discord allows a choice ([`AUTOCOMPLETE_CHOICE_MAX_CHARS`]) are left
+/// out: one of them would make Discord refuse the whole list.
+pub fn matching_users<'a>(
+    candidates: impl IntoIterator<Item = &'a String>,
+    partial: &str,
+) -> Vec<String> {
     let needle = partial.trim().to_lowercase();
     let (mut starts, mut contains) = (Vec::new(), Vec::new());
     for user in candidates {
+        if user.chars().count() > AUTOCOMPLETE_CHOICE_MAX_CHARS {
+            continue;
+        }
         let lower = user.to_lowercase();
         if lower.starts_with(&needle) {
             starts.push(user.clone());
@@ -262,7 +339,7 @@ pub fn job_line(job: &RestoreJob) -> String {
         time(job.end_time, END_TIME_FIELD),
     );
     if job.class == crate::cbs::model::StatusClass::Unknown {
-        line.push_str(&format!(" · code {}", quote(&job.raw_status)));
+        line.push_str(&format!(" · code {}", code(&job.raw_status)));
     }
     line
 }
@@ -396,6 +473,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::*;
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn dates_default_to_today_and_refuse_junk_and_the_future() {
@@ -539,8 +617,69 @@ mod tests {
             owner: String::new(),
         }];
         let users = known_users(&store, &config, day(26)).unwrap();
-        let want: BTreeSet<String> = ["chat", "config", "recent"].map(String::from).into();
-        assert_eq!(users, want);
+        let want: Vec<&str> = vec!["chat", "config", "recent"];
+        assert_eq!(users.keys().map(String::as_str).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn a_routed_channel_sees_only_its_owners_users_and_admins_see_all() {
+        let (_dir, store) = store();
+        let mut theirs = job("theirs", "1", 25, 9, "RESTORE_STOP_SUCCESS");
+        theirs.owner = "reseller-b".into();
+        record(&store, &[theirs]);
+        let config = [
+            WatchEntry {
+                login: "ours".into(),
+                owner: "reseller-a".into(),
+            },
+            WatchEntry {
+                login: "plain".into(),
+                owner: String::new(),
+            },
+        ];
+        let names = |scope: &Scope| -> Vec<String> {
+            let users = visible_users(&store, &config, day(26), scope).unwrap();
+            users.into_keys().collect()
+        };
+        let routed = Scope {
+            admin: false,
+            owner: Some("reseller-a".into()),
+        };
+        assert_eq!(names(&routed), ["ours"]);
+        assert_eq!(names(&Scope::default()), ["ours", "plain", "theirs"]);
+        let admin = Scope {
+            admin: true,
+            ..routed
+        };
+        assert_eq!(names(&admin), ["ours", "plain", "theirs"]);
+    }
+
+    #[test]
+    fn only_the_configured_guilds_are_served() {
+        let ours = [GuildId::new(1), GuildId::new(2)];
+        assert!(guild_allowed(Some(GuildId::new(2)), &ours));
+        assert!(
+            !guild_allowed(Some(GuildId::new(3)), &ours),
+            "another server"
+        );
+        assert!(!guild_allowed(None, &ours), "a DM");
+        assert!(!guild_allowed(Some(GuildId::new(1)), &[]));
+    }
+
+    #[test]
+    fn the_not_watched_answer_shows_the_login_as_typed() {
+        assert_eq!(
+            not_watched("john_doe").to_string(),
+            "user: `john_doe` is neither watched nor seen lately; expected a user from the list."
+        );
+    }
+
+    #[test]
+    fn autocomplete_leaves_out_names_discord_would_refuse() {
+        let long = "a".repeat(AUTOCOMPLETE_CHOICE_MAX_CHARS + 1);
+        let fits = "a".repeat(AUTOCOMPLETE_CHOICE_MAX_CHARS);
+        let users: BTreeSet<String> = [long, fits.clone()].into();
+        assert_eq!(matching_users(&users, "a"), [fits]);
     }
 
     #[test]

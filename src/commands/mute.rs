@@ -2,7 +2,7 @@
 //! of a user (or one backup set) for a while. The alerts are still recorded and appear in
 //! the digest; see [`crate::mutes`].
 
-use super::{parse_login, parse_mute_duration, quote, CommandError, CommandResult, Reply};
+use super::{code, parse_login, parse_mute_duration, CommandError, CommandResult, Reply};
 use crate::mutes::{Mute, Mutes};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
@@ -16,8 +16,8 @@ fn parse_scope(
     let login = parse_login(login)?;
     if !watched.contains(&login) {
         return Err(CommandError::Usage(format!(
-            "user: `{}` is not watched; expected a user from `/watch list`.",
-            quote(&login)
+            "user: {} is not watched; expected a user from `/watch list`.",
+            code(&login)
         )));
     }
     let set = backup_set.map(str::trim).filter(|s| !s.is_empty());
@@ -31,10 +31,11 @@ fn parse_scope(
     Ok((login, set.map(str::to_owned)))
 }
 
-fn scope_text(login: &str, set: Option<&str>) -> String {
+/// `` `obm` (every backup set) `` or `` `obm` (backup set `5`) ``: what a mute covers.
+pub fn scope_text(login: &str, set: Option<&str>) -> String {
     match set {
-        Some(set) => format!("`{}` (backup set `{}`)", quote(login), quote(set)),
-        None => format!("`{}` (every backup set)", quote(login)),
+        Some(set) => format!("{} (backup set {})", code(login), code(set)),
+        None => format!("{} (every backup set)", code(login)),
     }
 }
 

@@ -4,17 +4,25 @@
 //!
 //! Split in two so the bot can answer a bad argument at once and ephemerally, and defer
 //! only before the slow part: [`RestoresArgs::parse`] checks, [`restores`] looks up.
+//!
+//! Only users the member may see are looked up ([`super::visible_users`]: watched or seen,
+//! and the channel owner's in a `[[route]]` channel); an admin may ask for any login. A
+//! login outside that, one the backup server does not know and one it refuses all get the
+//! same answer ([`super::not_watched`]), so nobody can probe which logins exist, and the
+//! first two never reach the backup server.
 
-use super::watch::owner_of;
-use super::{job_line, list_embed, parse_date, parse_login, quote};
+use super::{job_line, list_embed, not_watched, parse_date, parse_login, quote};
 use super::{CommandError, CommandResult, Reply};
 use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::CbsClient;
-use crate::config::WatchEntry;
-use crate::render::class_colour;
+use crate::render::{class_colour, cut};
 use crate::store::Store;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use std::collections::BTreeMap;
+
+/// How much of the backup server's error a footer quotes.
+const ERROR_MAX_CHARS: usize = 200;
 
 /// Neutral blue for lists that are not about one outcome.
 pub const LIST_COLOUR: u32 = 0x5865F2;
@@ -23,25 +31,30 @@ pub const LIST_COLOUR: u32 = 0x5865F2;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoresArgs {
     pub login: String,
-    /// From the watch list; empty for a user without owner or not watched.
+    /// From the watch list or the store; empty for a user without owner or not known.
     pub owner: String,
     pub date: NaiveDate,
 }
 
 impl RestoresArgs {
-    /// Checks the arguments; the date defaults to today in the server zone `tz`.
+    /// Checks the arguments; the date defaults to today in the server zone `tz`. `visible`
+    /// holds the users the member may look up, with their owners; `admin` may look up any.
     pub fn parse(
         login: &str,
         date: Option<&str>,
         now: DateTime<Utc>,
         tz: Tz,
-        store: &Store,
-        config_watch: &[WatchEntry],
+        visible: &BTreeMap<String, String>,
+        admin: bool,
     ) -> Result<RestoresArgs, CommandError> {
         let today = now.with_timezone(&tz).date_naive();
         let login = parse_login(login)?;
         let date = parse_date(date, today)?;
-        let owner = owner_of(store, config_watch, &login)?.unwrap_or_default();
+        let owner = match visible.get(&login) {
+            Some(owner) => owner.clone(),
+            None if admin => String::new(),
+            None => return Err(not_watched(&login)),
+        };
         Ok(RestoresArgs { login, owner, date })
     }
 }
@@ -68,19 +81,19 @@ pub async fn restores(
                 .map(|r| r.job)
                 .filter(|j| j.login_name == args.login)
                 .collect();
+            // A footer is plain text: no escapes (Embed::fit cleans it).
             let footer = format!(
                 "{} is unreachable ({}); from the bot's store, which may be out of date",
                 client.server_name(),
-                quote(&error.to_string())
+                cut(&error.to_string(), ERROR_MAX_CHARS)
             );
             (known, footer)
         }
         Err(error) => {
-            return Err(CommandError::Usage(format!(
-                "user: the backup server refused `{}`: {}. Expected a login name it knows.",
-                quote(&args.login),
-                quote(&error.to_string())
-            )))
+            // The reason goes to the log only: told apart in the chat, it would show which
+            // logins exist.
+            tracing::warn!(user = %args.login, date = %args.date, %error, "/restores: the backup server refused the lookup");
+            return Err(not_watched(&args.login));
         }
     };
     // Newest first: the one people ask about is usually the last.
@@ -117,13 +130,14 @@ mod tests {
     async fn live_answer_then_the_store_when_the_cbs_is_down() {
         let (sim, client) = simulator().await;
         let (_dir, store) = store();
+        let visible = [("obm".to_owned(), String::new())].into();
         let args = RestoresArgs::parse(
             " obm",
             Some("2024-06-25"),
             at(26, 12),
             chrono_tz::UTC,
-            &store,
-            &[],
+            &visible,
+            false,
         )
         .unwrap();
         assert_eq!(args.date, day(25));
@@ -146,14 +160,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_user_is_a_usage_error() {
-        let (_sim, client) = simulator().await;
+    async fn unknown_refused_and_unwatched_logins_get_one_answer() {
+        let (sim, client) = simulator().await;
         let (_dir, store) = store();
-        let args =
-            RestoresArgs::parse("ghost", None, at(26, 12), chrono_tz::UTC, &store, &[]).unwrap();
+        let visible: BTreeMap<String, String> = [("ghost".to_owned(), String::new())].into();
+        let parse = |login: &str, admin: bool| {
+            RestoresArgs::parse(login, None, at(26, 12), chrono_tz::UTC, &visible, admin)
+        };
+        // Not visible to a member: refused before any backup-server call.
+        let before = sim.requests_for("obm", day(26));
+        let unwatched = parse("obm", false).unwrap_err().to_string();
+        assert_eq!(sim.requests_for("obm", day(26)), before);
+        // Visible (say, seen once) but unknown to the backup server now.
+        let args = parse("ghost", false).unwrap();
         assert_eq!(args.date, day(26), "today by default");
-        let e = restores(&client, &store, &args, false).await.unwrap_err();
-        assert!(matches!(e, CommandError::Usage(_)));
-        assert!(e.to_string().contains("refused `ghost`"), "{e}");
+        let unknown = restores(&client, &store, &args, false).await.unwrap_err();
+        assert!(matches!(unknown, CommandError::Usage(_)));
+        assert_eq!(unknown.to_string(), unwatched.replace("`obm`", "`ghost`"));
+        // An admin may ask for any login; an unknown one reads the same.
+        let admin = parse("nobody", true).unwrap();
+        let e = restores(&client, &store, &admin, false).await.unwrap_err();
+        assert_eq!(e.to_string(), unwatched.replace("`obm`", "`nobody`"));
+        assert!(!unwatched.contains("refused"), "{unwatched}");
     }
 }

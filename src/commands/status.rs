@@ -1,8 +1,11 @@
 //! `/status`: is the bot healthy? The last poll cycle, the next one, the CBS's health,
-//! what waits in the outbox, the store's size, the version and the uptime.
+//! what waits in the outbox and the channels (or the token) Discord refuses, the recent
+//! changes made from chat and who made them, the interactions refused for coming from
+//! outside the team's server, the store's size, the version and the uptime.
 
 use super::restores::LIST_COLOUR;
 use super::{quote, CommandResult, Reply};
+use crate::audit::{AuditEntry, AuditLog};
 use crate::cbs::model::StatusClass;
 use crate::render::{class_colour, format_duration, format_size, Embed, EmbedField};
 use crate::schedule::CronSchedule;
@@ -24,7 +27,14 @@ pub struct StatusReport {
     pub quarantined: usize,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
+    /// The last changes made from chat, newest first.
+    pub changes: Vec<AuditEntry>,
+    /// Interactions refused since start for coming from another server or a DM.
+    pub refused_interactions: u64,
 }
+
+/// How many audit entries `/status` shows.
+pub const STATUS_CHANGES_SHOWN: usize = 5;
 
 impl StatusReport {
     /// Reads the store's health and the schedule at `now`.
@@ -33,6 +43,7 @@ impl StatusReport {
         schedule: &CronSchedule,
         now: DateTime<Utc>,
         started_at: DateTime<Utc>,
+        refused_interactions: u64,
     ) -> Result<StatusReport, crate::store::StoreError> {
         Ok(StatusReport {
             now,
@@ -45,6 +56,8 @@ impl StatusReport {
             quarantined: store.quarantined(),
             version: env!("CARGO_PKG_VERSION"),
             started_at,
+            changes: AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?,
+            refused_interactions,
         })
     }
 }
@@ -86,6 +99,20 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
         None => ("answering".to_owned(), LIST_COLOUR),
     };
     let uptime = format_duration((report.now - report.started_at).num_seconds());
+    let changes = if report.changes.is_empty() {
+        "none yet".to_owned()
+    } else {
+        let lines = report.changes.iter().map(|c| {
+            format!(
+                "<t:{}:f> {} ({}): {}",
+                c.at.timestamp(),
+                quote(&c.user_name),
+                c.user_id,
+                c.action
+            )
+        });
+        lines.collect::<Vec<_>>().join("\n")
+    };
     let embed = Embed {
         title: "restorewatch status".into(),
         description: String::new(),
@@ -103,6 +130,15 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
                     report.refused.join("\n")
                 },
                 false,
+            ),
+            EmbedField::new("Recent changes", changes, false),
+            EmbedField::new(
+                "Refused interactions",
+                format!(
+                    "{} from outside this server since start",
+                    report.refused_interactions
+                ),
+                true,
             ),
             EmbedField::new(
                 "Store",
@@ -140,7 +176,7 @@ mod tests {
         let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
         let now = at(26, 12) + chrono::Duration::minutes(2);
         let started = at(26, 9);
-        let fresh = StatusReport::gather(&store, &schedule, now, started).unwrap();
+        let fresh = StatusReport::gather(&store, &schedule, now, started, 0).unwrap();
         let reply = status(&fresh, false).unwrap();
         assert!(reply.ephemeral);
         let field = |r: &Reply, name: &str| field_value(&r.embeds[0], name).to_owned();
@@ -173,11 +209,32 @@ mod tests {
         store
             .set_outage_with_event(Some(&outage), notice, outage.since)
             .unwrap();
-        let report = StatusReport::gather(&store, &schedule, now, started).unwrap();
+        let report = StatusReport::gather(&store, &schedule, now, started, 0).unwrap();
         let reply = status(&report, true).unwrap();
         assert!(!reply.ephemeral);
         assert!(field(&reply, "Last cycle")
             .ends_with("took 3s, 4 users, 5 requests, 1 errors, 1 job could not be read"));
         assert!(field(&reply, "Backup server").starts_with("unreachable since"));
+        assert_eq!(field(&reply, "Recent changes"), "none yet");
+
+        AuditLog::open(&store)
+            .unwrap()
+            .record(&AuditEntry {
+                at: at(26, 10),
+                user_id: 42,
+                user_name: "ops_lead".into(),
+                action: "mute `obm` (every backup set) for 2h".into(),
+            })
+            .unwrap();
+        let report = StatusReport::gather(&store, &schedule, now, started, 3).unwrap();
+        let reply = status(&report, false).unwrap();
+        assert_eq!(
+            field(&reply, "Recent changes"),
+            format!(
+                "<t:{}:f> ops\\_lead (42): mute `obm` (every backup set) for 2h",
+                at(26, 10).timestamp()
+            )
+        );
+        assert!(field(&reply, "Refused interactions").starts_with("3 from outside"));
     }
 }

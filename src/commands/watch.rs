@@ -5,9 +5,10 @@
 //! cycle as a baseline, so old failures are not re-alerted.
 
 use super::restores::LIST_COLOUR;
-use super::{list_embed, parse_login, quote, CommandError, CommandResult, Reply};
+use super::{code, list_embed, parse_login, quote, CommandError, CommandResult, Reply, Scope};
 use crate::cbs::CbsClient;
 use crate::config::WatchEntry;
+use crate::mutes::Mute;
 use crate::store::{DynamicWatch, Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -54,8 +55,8 @@ pub async fn add(
     };
     if owner_of(store, config_watch, &login)?.is_some() {
         return Err(CommandError::Usage(format!(
-            "user: `{}` is already watched; expected a user not on the watch list.",
-            quote(&login)
+            "user: {} is already watched; expected a user not on the watch list.",
+            code(&login)
         )));
     }
     let today = now.with_timezone(&client.timezone()).date_naive();
@@ -68,9 +69,9 @@ pub async fn add(
         Ok(Ok(_)) => "",
         Ok(Err(error)) if error.outage_reason().is_none() => {
             return Err(CommandError::Usage(format!(
-                "user: the backup server does not accept `{}`: {}. Expected a login name \
+                "user: the backup server does not accept {}: {}. Expected a login name \
                  (and owner) it knows; nothing was changed.",
-                quote(&login),
+                code(&login),
                 quote(&error.to_string())
             )))
         }
@@ -85,19 +86,19 @@ pub async fn add(
     if !store.add_watch(&watch)? {
         // Another `/watch add` of the same user won the race.
         return Err(CommandError::Usage(format!(
-            "user: `{}` is already watched.",
-            quote(&login)
+            "user: {} is already watched.",
+            code(&login)
         )));
     }
     let owned = if owner.is_empty() {
         String::new()
     } else {
-        format!(" (owner `{}`)", quote(&owner))
+        format!(" (owner {})", code(&owner))
     };
     Ok(Reply::text(
         format!(
-            "Now watching `{}`{owned}{note}. Its first cycle records a baseline; alerts start after that.",
-            quote(&login)
+            "Now watching {}{owned}{note}. Its first cycle records a baseline; alerts start after that.",
+            code(&login)
         ),
         false,
     ))
@@ -108,46 +109,80 @@ pub fn remove(store: &Store, config_watch: &[WatchEntry], login: &str) -> Comman
     let login = parse_login(login)?;
     if config_watch.iter().any(|w| w.login == login) {
         return Err(CommandError::Usage(format!(
-            "user: `{}` is watched by the config file and can only be removed there; \
+            "user: {} is watched by the config file and can only be removed there; \
              nothing was changed.",
-            quote(&login)
+            code(&login)
         )));
     }
     if !store.remove_watch(&login)? {
         return Err(CommandError::Usage(format!(
-            "user: `{}` is not on the watch list; expected one of `/watch list`.",
-            quote(&login)
+            "user: {} is not on the watch list; expected one of `/watch list`.",
+            code(&login)
         )));
     }
     Ok(Reply::text(
-        format!("Stopped watching `{}`.", quote(&login)),
+        format!("Stopped watching {}.", code(&login)),
         false,
     ))
 }
 
-/// The merged watch list: config entries marked as such, chat entries with who added them.
-pub fn list(store: &Store, config_watch: &[WatchEntry], public: bool) -> CommandResult {
+/// The merged watch list as `scope` sees it: config entries marked as such, chat entries
+/// with who added them and when, and for each user the mutes in force with who set them.
+pub fn list(
+    store: &Store,
+    config_watch: &[WatchEntry],
+    mutes: &[Mute],
+    scope: &Scope,
+    public: bool,
+) -> CommandResult {
     let owner = |o: &str| {
         if o.is_empty() {
             String::new()
         } else {
-            format!(" (owner `{}`)", quote(o))
+            format!(" (owner {})", code(o))
         }
+    };
+    let muted = |login: &str| -> String {
+        mutes
+            .iter()
+            .filter(|m| m.login == login)
+            .map(|m| {
+                let set = m
+                    .backup_set_id
+                    .as_deref()
+                    .map(|s| format!(" set {}", code(s)))
+                    .unwrap_or_default();
+                format!(
+                    " · muted{set} until <t:{}:f> by {}",
+                    m.until.timestamp(),
+                    quote(&m.muted_by)
+                )
+            })
+            .collect()
     };
     let mut lines: Vec<String> = config_watch
         .iter()
-        .map(|w| format!("`{}`{} · config file", quote(&w.login), owner(&w.owner)))
+        .filter(|w| scope.sees_owner(&w.owner))
+        .map(|w| {
+            format!(
+                "{}{} · config file{}",
+                code(&w.login),
+                owner(&w.owner),
+                muted(&w.login)
+            )
+        })
         .collect();
     for w in store.dynamic_watches()? {
-        if config_watch.iter().any(|c| c.login == w.login) {
+        if config_watch.iter().any(|c| c.login == w.login) || !scope.sees_owner(&w.owner) {
             continue;
         }
         lines.push(format!(
-            "`{}`{} · added by {} on {}",
-            quote(&w.login),
+            "{}{} · added by {} on {}{}",
+            code(&w.login),
             owner(&w.owner),
             quote(&w.added_by),
-            w.added_at.format("%Y-%m-%d")
+            w.added_at.format("%Y-%m-%d"),
+            muted(&w.login)
         ));
     }
     let mut embed = list_embed("Watched users".into(), &lines, LIST_COLOUR, None);
@@ -228,18 +263,40 @@ mod tests {
     fn list_merges_and_marks_config_entries() {
         let (_dir, store) = store();
         chat_watch(&store, "chat");
-        let reply = list(&store, &config(), false).unwrap();
+        chat_watch(&store, "john_doe");
+        let mute = Mute {
+            login: "chat".into(),
+            backup_set_id: None,
+            until: at(27, 9),
+            muted_by: "op (1)".into(),
+            muted_at: at(26, 9),
+        };
+        let all = Scope::default();
+        let reply = list(&store, &config(), &[mute], &all, false).unwrap();
         assert!(reply.ephemeral);
         let text = &reply.embeds[0].description;
         assert!(
             text.contains("`cfg` (owner `reseller`) · config file"),
             "{text}"
         );
+        let until = at(27, 9).timestamp();
         assert!(
-            text.contains("`chat` · added by op \\(1\\) on 2024-06-26"),
+            text.contains(&format!(
+                "`chat` · added by op \\(1\\) on 2024-06-26 · muted until <t:{until}:f> by op \\(1\\)"
+            )),
             "{text}"
         );
-        assert!(!list(&store, &[], true).unwrap().ephemeral);
+        assert!(
+            text.contains("`john_doe` · added by"),
+            "no backslash: {text}"
+        );
+        assert!(!list(&store, &[], &[], &all, true).unwrap().ephemeral);
+        let routed = Scope {
+            admin: false,
+            owner: Some("reseller".into()),
+        };
+        let reply = list(&store, &config(), &[], &routed, false).unwrap();
+        assert_eq!(reply.embeds[0].description.lines().count(), 1);
     }
 
     #[test]

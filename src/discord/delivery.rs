@@ -18,10 +18,16 @@
 //!
 //! Failures: a 429 waits `retry_after` and retries; 5xx and transport errors back off
 //! exponentially; either, when it persists, ends the drain with the events queued and rests
-//! the sink for a while. 401/403/404 mean the channel refuses us: its events stay queued,
+//! the sink for a while. 403/404 mean the channel refuses us: its events stay queued,
 //! the reason is logged once and kept for `/status` ([`DiscordSink::refused_channels`]),
 //! and the channel is tried again only after [`DeliveryTiming::refused_retry`]; other
-//! channels carry on. A 400 means Discord rejects the message itself, and resending it
+//! channels carry on. So does a message Discord accepts but returns without its embeds:
+//! the bot lacks Embed Links there ("missing Embed Links permission").
+//!
+//! A 401 is about the token, not the channel: Discord rejected it (reset, revoked, mistyped)
+//! and would reject every request, and a storm of invalid requests earns a ban. So posting
+//! stops for every channel, the error is logged once, `/status` shows it, and one post is
+//! tried every [`DeliveryTiming::token_retry`] until the token works; nothing is dropped. A 400 means Discord rejects the message itself, and resending it
 //! would fail the same way: a batch of several events is retried one event per message, and
 //! an event rejected on its own is logged with Discord's reason, counted
 //! ([`DiscordSink::rejected_events`]) and dropped, so it cannot block its channel forever.
@@ -52,6 +58,16 @@ const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
 /// The longest wait a 429 can ask for; a longer, negative or unreadable (NaN) one counts as
 /// this, so a bad value can neither panic nor stall delivery for ever.
 const MAX_RETRY_AFTER_SECS: u64 = 3600;
+/// The refusal reason of a channel where messages arrive without their embeds.
+pub const MISSING_EMBED_LINKS: &str = "missing Embed Links permission";
+
+/// What delivery says while Discord rejects the bot token: the log line, the drain's error
+/// (which `once` prints before exiting 1) and `/status`.
+pub const TOKEN_REJECTED: &str = "Discord rejected the bot token (401 Unauthorized), so nothing \
+    is posted to any channel. Set a valid token in RESTOREWATCH_DISCORD_TOKEN (or \
+    discord.token_file / discord.token); if it was reset, copy the new one from the Developer \
+    Portal (Bot → Reset Token). Events stay queued and are posted once the token works";
+
 /// How much of Discord's error body a logged reason keeps (characters).
 const REASON_MAX_CHARS: usize = 300;
 
@@ -69,8 +85,11 @@ pub struct DeliveryTiming {
     pub backoff_initial: Duration,
     /// The cap on that wait, and how long the sink rests after giving up.
     pub backoff_max: Duration,
-    /// How long a channel that refused us (401/403/404) rests before the next try.
+    /// How long a channel that refused us (403/404, no Embed Links) rests before the next
+    /// try.
     pub refused_retry: Duration,
+    /// After Discord rejected the token (401): how long until the next post tries it again.
+    pub token_retry: Duration,
 }
 
 impl Default for DeliveryTiming {
@@ -82,6 +101,7 @@ impl Default for DeliveryTiming {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
             refused_retry: Duration::from_secs(10 * 60),
+            token_retry: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -118,6 +138,8 @@ struct State {
     refused: BTreeMap<ChannelId, Refusal>,
     /// After giving up on a 429 or 5xx: no posts before this instant.
     resting_until: Option<(Instant, String)>,
+    /// Discord rejected the token (401): no posts before this instant.
+    token_rejected: Option<Instant>,
     rejected: u64,
 }
 
@@ -190,8 +212,10 @@ enum Reply {
     RateLimited(Duration),
     /// 400/413: this message will never be accepted.
     Rejected(String),
-    /// 401/403/404: the channel (or token) does not let us post.
+    /// 403/404, or accepted without its embeds: the channel does not let us post.
     Refused(String),
+    /// 401: Discord rejected the token.
+    Unauthorized(String),
     /// 5xx, another status, or no answer at all.
     Failed(String),
 }
@@ -201,6 +225,7 @@ enum Posted {
     Accepted,
     Rejected(String),
     Refused(String),
+    Unauthorized(String),
     /// Given up for this drain; rest this long.
     Unavailable(String, Duration),
 }
@@ -209,6 +234,7 @@ enum Posted {
 enum ChannelEnd {
     Done,
     Refused(String),
+    Unauthorized(String),
     Unavailable(String, Duration),
 }
 
@@ -417,6 +443,9 @@ impl DiscordSink {
                             break;
                         }
                         Posted::Refused(reason) => return Ok(ChannelEnd::Refused(reason)),
+                        Posted::Unauthorized(reason) => {
+                            return Ok(ChannelEnd::Unauthorized(reason))
+                        }
                         Posted::Unavailable(reason, rest_for) => {
                             return Ok(ChannelEnd::Unavailable(reason, rest_for))
                         }
@@ -462,11 +491,13 @@ impl DiscordSink {
             Err(e) => return Posted::Rejected(format!("cannot encode the message: {e}")),
         };
         let (mut limited, mut failed) = (0, 0);
+        let with_embeds = !message.embeds.is_empty();
         loop {
-            match self.post(channel, body.clone()).await {
+            match self.post(channel, body.clone(), with_embeds).await {
                 Reply::Accepted => return Posted::Accepted,
                 Reply::Rejected(reason) => return Posted::Rejected(reason),
                 Reply::Refused(reason) => return Posted::Refused(reason),
+                Reply::Unauthorized(reason) => return Posted::Unauthorized(reason),
                 Reply::RateLimited(wait) => {
                     limited += 1;
                     let reason = format!("rate limited, retry after {wait:?}");
@@ -491,8 +522,9 @@ impl DiscordSink {
         }
     }
 
-    /// One `POST /channels/{id}/messages`.
-    async fn post(&self, channel: ChannelId, body: Vec<u8>) -> Reply {
+    /// One `POST /channels/{id}/messages`; `with_embeds`: the message has embeds, which
+    /// Discord's answer must show.
+    async fn post(&self, channel: ChannelId, body: Vec<u8>, with_embeds: bool) -> Reply {
         let request = match message_request(channel, body).build(
             &self.client,
             self.http.token(),
@@ -507,6 +539,16 @@ impl DiscordSink {
         };
         let status = response.status();
         if status.is_success() {
+            // Without Embed Links, Discord creates the message but drops its embeds: the
+            // alert did not arrive. An answer that can't be read counts as accepted.
+            let created: Value = match response.bytes().await {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let stripped = created["embeds"].as_array().is_some_and(Vec::is_empty);
+            if with_embeds && stripped {
+                return Reply::Refused(MISSING_EMBED_LINKS.to_owned());
+            }
             return Reply::Accepted;
         }
         let header_wait = response
@@ -525,7 +567,8 @@ impl DiscordSink {
                 Reply::RateLimited(retry_wait(secs))
             }
             400 | 413 => Reply::Rejected(reason),
-            401 | 403 | 404 => Reply::Refused(reason),
+            401 => Reply::Unauthorized(reason),
+            403 | 404 => Reply::Refused(reason),
             _ => Reply::Failed(reason),
         }
     }
@@ -543,17 +586,25 @@ impl DiscordSink {
     /// Writes the channels that refuse us to the store, where `/status` and the digest
     /// read them.
     fn publish_refusals(&self) {
-        let refused: Vec<String> = self
-            .refused_channels()
-            .into_iter()
-            .map(|(channel, reason)| format!("channel {channel}: {reason}"))
-            .collect();
+        let token = self
+            .token_rejected()
+            .then(|| format!("every channel: {TOKEN_REJECTED}"));
+        let channels = self.refused_channels().into_iter();
+        let channels = channels.map(|(channel, reason)| format!("channel {channel}: {reason}"));
+        let refused: Vec<String> = token.into_iter().chain(channels).collect();
         if let Err(e) = self.store.set_refused_destinations(&refused) {
             tracing::warn!(error = %e, "cannot record the refusing channels");
         }
     }
 
     async fn deliver_channels(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+        if self
+            .state()
+            .token_rejected
+            .is_some_and(|retry_at| Instant::now() < retry_at)
+        {
+            return Err(SinkError(TOKEN_REJECTED.to_owned()));
+        }
         if let Some((until, reason)) = &self.state().resting_until {
             if Instant::now() < *until {
                 return Err(SinkError(format!("Discord unavailable: {reason}")));
@@ -566,13 +617,26 @@ impl DiscordSink {
             if resting.is_some_and(|at| Instant::now() < at) {
                 continue;
             }
-            match self.deliver_channel(channel, &list, &mut accepted).await? {
+            let end = self.deliver_channel(channel, &list, &mut accepted).await?;
+            // Only an answer Discord gave to an authenticated post proves the token.
+            let token_works = matches!(end, ChannelEnd::Done | ChannelEnd::Refused(_));
+            if token_works && self.state().token_rejected.take().is_some() {
+                tracing::info!("Discord accepts the bot token again; delivery resumes");
+            }
+            match end {
                 ChannelEnd::Done => {
                     if self.state().refused.remove(&channel).is_some() {
                         tracing::info!(channel = channel.get(), "channel accepts messages again");
                     }
                 }
                 ChannelEnd::Refused(reason) => self.refuse(channel, reason),
+                ChannelEnd::Unauthorized(reason) => {
+                    self.reject_token(&reason);
+                    if accepted.is_empty() {
+                        return Err(SinkError(TOKEN_REJECTED.to_owned()));
+                    }
+                    break;
+                }
                 ChannelEnd::Unavailable(reason, rest_for) => {
                     tracing::warn!(%reason, ?rest_for, "Discord unavailable; events stay queued");
                     self.state().resting_until = Some((Instant::now() + rest_for, reason.clone()));
@@ -588,6 +652,23 @@ impl DiscordSink {
 }
 
 impl DiscordSink {
+    /// Whether Discord rejects the bot token (a 401 not followed by an accepted post yet).
+    pub fn token_rejected(&self) -> bool {
+        self.state().token_rejected.is_some()
+    }
+
+    /// Stops posting until the token retry is due; logs at error only the first time, so a
+    /// bad token costs one log line, not one per cycle.
+    fn reject_token(&self, reason: &str) {
+        let retry_at = Instant::now() + self.timing.token_retry;
+        let was = self.state().token_rejected.replace(retry_at);
+        if was.is_none() {
+            tracing::error!(%reason, retry_in = ?self.timing.token_retry, "{TOKEN_REJECTED}");
+        } else {
+            tracing::debug!(%reason, "the bot token is still rejected");
+        }
+    }
+
     /// Notes a channel's refusal; logs only when it is new or its reason changed.
     fn refuse(&self, channel: ChannelId, reason: String) {
         let retry_at = Instant::now() + self.timing.refused_retry;

@@ -5,7 +5,7 @@
 //! module for a sink has gone through it, so a long set name or a huge database list can
 //! never earn a 400.
 
-use super::text::{cut, DASH};
+use super::text::{cut, plain_text, DASH};
 use chrono::{DateTime, Utc};
 use serenity::all::{CreateEmbed, CreateEmbedFooter};
 
@@ -96,7 +96,11 @@ impl Embed {
     pub fn fit(mut self) -> Embed {
         self.title = cut(&self.title, EMBED_TITLE_MAX_CHARS);
         self.description = cut(&self.description, EMBED_DESCRIPTION_MAX_CHARS);
-        self.footer = self.footer.map(|f| cut(&f, EMBED_FOOTER_MAX_CHARS));
+        // Discord shows footers as plain text: escapes would show, so they are cleaned
+        // (format and control characters) but not escaped.
+        self.footer = self
+            .footer
+            .map(|f| cut(&plain_text(&f), EMBED_FOOTER_MAX_CHARS));
         self.fields.truncate(EMBED_FIELDS_MAX);
         for field in &mut self.fields {
             field.name = non_empty(cut(&field.name, EMBED_FIELD_NAME_MAX_CHARS));
@@ -222,6 +226,19 @@ mod tests {
         within_limits(&e);
         assert_eq!(e.fields.len(), 8, "no field dropped");
         assert_eq!(e.fields[7].value, "failure");
+    }
+
+    #[test]
+    fn footers_are_cut_and_cleaned_but_not_escaped() {
+        let e = Embed {
+            footer: Some(format!("cbs_main\u{202E} *eu*\n{}", "x".repeat(3000))),
+            ..Embed::default()
+        }
+        .fit();
+        let footer = e.footer.unwrap();
+        assert!(footer.starts_with("cbs_main *eu* x"), "{footer}");
+        assert!(!footer.contains('\\'));
+        assert_eq!(footer.chars().count(), EMBED_FOOTER_MAX_CHARS);
     }
 
     #[test]

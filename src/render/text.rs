@@ -4,7 +4,10 @@
 //!
 //! Everything the backup server sends is untrusted: a backup-set name may hold `**`, a masked
 //! link or `@everyone`. Embeds never ping, but they do render markdown and mentions, so such
-//! text goes through [`escape_markdown`] (or [`code_span`]) before it reaches an embed.
+//! text goes through [`escape_markdown`] (or [`code_span`]) before it reaches an embed;
+//! footers, which Discord shows as plain text, go through [`plain_text`]. All three drop
+//! Unicode format characters (bidi overrides such as U+202E could make a name read
+//! backwards), and escaped text never forms a clickable link or a list, heading or quote.
 
 use chrono::{DateTime, TimeZone};
 use std::fmt::Display;
@@ -28,20 +31,73 @@ const ZERO_WIDTH_SPACE: char = '\u{200B}';
 /// How many characters of a code shown in backticks are kept (a status code is ~35).
 const CODE_SPAN_MAX_CHARS: usize = 200;
 
+/// Unicode's format characters (general category Cf): bidi overrides and isolates, zero
+/// width joiners and spaces, soft hyphens, tags. Invisible, and able to make text read
+/// other than it is, so server text loses them. (Unicode 15.1; the list is short and
+/// stable, which is why no table crate is pulled in for it.)
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// Server text as plain text, for places Discord shows without markdown (footers): format
+/// characters dropped, control characters (newlines included) made spaces. No escapes,
+/// which would show there as stray backslashes.
+pub fn plain_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !is_format_char(*c))
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// Makes `text` from the backup server show literally in Discord markdown: specials get a
 /// backslash, `@` is followed by a zero-width space, and control characters (newlines
-/// included, which could forge extra lines) become spaces.
+/// included, which could forge extra lines) become spaces. Format characters are dropped.
+/// The `:` of `://` is escaped so a bare URL is not made a link, and a leading `-` (a list
+/// item, or `-#` small text) is escaped too; `#` and `>` are escaped everywhere already.
 pub fn escape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 4);
-    for c in text.chars() {
-        if MARKDOWN_SPECIALS.contains(&c) {
+    let mut chars = text.chars().filter(|c| !is_format_char(*c)).peekable();
+    let mut line_start = true;
+    while let Some(c) = chars.next() {
+        let leading = std::mem::replace(&mut line_start, false);
+        if MARKDOWN_SPECIALS.contains(&c) || (c == '-' && leading) {
             out.push('\\');
             out.push(c);
+        } else if c == ':' && chars.peek() == Some(&'/') {
+            out.push('\\');
+            out.push(':');
         } else if c == '@' {
             out.push('@');
             out.push(ZERO_WIDTH_SPACE);
         } else if c.is_control() {
             out.push(' ');
+        } else if c.is_whitespace() && leading {
+            // Markdown lets a list item start after spaces: still at the line's start.
+            out.push(c);
+            line_start = true;
         } else {
             out.push(c);
         }
@@ -55,7 +111,9 @@ pub fn unescape_markdown(text: &str) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match (c, chars.peek()) {
-            ('\\', Some(&next)) if MARKDOWN_SPECIALS.contains(&next) => {
+            ('\\', Some(&next))
+                if MARKDOWN_SPECIALS.contains(&next) || matches!(next, '-' | ':') =>
+            {
                 out.push(next);
                 chars.next();
             }
@@ -72,7 +130,9 @@ pub fn unescape_markdown(text: &str) -> String {
 /// Shows a code (a raw status code) in backticks. Markdown does not render inside a code
 /// span and backslashes would show there, so instead of escaping, backticks in the code
 /// become `'` (they would close the span), `@` is guarded as in [`escape_markdown`], and the
-/// code is cut before it is wrapped so a later cut never leaves the span open.
+/// code is cut before it is wrapped so a later cut never leaves the span open. Format
+/// characters are dropped. Used for logins and codes: `john_doe` shows as is, where an
+/// escaped `john\_doe` would show its backslash inside the span.
 /// An empty code gives `DASH` (an em dash): an empty span renders as two stray backticks.
 pub fn code_span(code: &str) -> String {
     let code = code.trim();
@@ -82,6 +142,7 @@ pub fn code_span(code: &str) -> String {
     let mut inner = String::with_capacity(code.len());
     for c in cut(code, CODE_SPAN_MAX_CHARS).chars() {
         match c {
+            c if is_format_char(c) => {}
             '`' => inner.push('\''),
             '@' => {
                 inner.push('@');
@@ -90,6 +151,9 @@ pub fn code_span(code: &str) -> String {
             c if c.is_control() => inner.push(' '),
             c => inner.push(c),
         }
+    }
+    if inner.trim().is_empty() {
+        return DASH.to_owned();
     }
     format!("`{inner}`")
 }
@@ -197,7 +261,7 @@ mod tests {
         let e = escape_markdown(HOSTILE);
         assert_eq!(
             e,
-            "@\u{200B}everyone \\*\\*x\\*\\* \\<@\u{200B}&1\\> \\[a\\]\\(http://evil\\)"
+            "@\u{200B}everyone \\*\\*x\\*\\* \\<@\u{200B}&1\\> \\[a\\]\\(http\\://evil\\)"
         );
         assert!(!e.contains("@everyone"));
         assert!(!e.contains("**"));
@@ -232,6 +296,57 @@ mod tests {
         let long = code_span(&"X".repeat(1000));
         assert!(long.starts_with('`') && long.ends_with("…`"));
         assert_eq!(long.chars().count(), CODE_SPAN_MAX_CHARS + 2);
+    }
+
+    #[test]
+    fn code_spans_show_logins_without_backslashes() {
+        assert_eq!(code_span("john_doe"), "`john_doe`");
+        assert_eq!(code_span("a*b|c"), "`a*b|c`");
+        assert_eq!(code_span("\u{202E}"), DASH, "nothing visible is left");
+    }
+
+    #[test]
+    fn format_characters_are_stripped_everywhere() {
+        let hostile = "invoice\u{202E}fdp.exe\u{200F}\u{2066}x\u{FEFF}";
+        assert_eq!(escape_markdown(hostile), "invoicefdp.exex");
+        assert_eq!(code_span(hostile), "`invoicefdp.exex`");
+        assert_eq!(plain_text(hostile), "invoicefdp.exex");
+        assert!(is_format_char('\u{E0041}') && is_format_char('\u{00AD}'));
+        assert!(!is_format_char('a') && !is_format_char('ä') && !is_format_char(' '));
+        // Our own guard after `@` is added after stripping, so it survives.
+        assert_eq!(escape_markdown("@\u{200B}here"), "@\u{200B}here");
+    }
+
+    #[test]
+    fn bare_urls_are_not_links() {
+        let e = escape_markdown("see https://evil.example/x and ftp://y");
+        assert_eq!(e, "see https\\://evil.example/x and ftp\\://y");
+        assert!(!e.contains("https://") && !e.contains("ftp://"));
+        assert_eq!(
+            unescape_markdown(&e),
+            "see https://evil.example/x and ftp://y"
+        );
+        assert_eq!(
+            escape_markdown("10:30 a:b"),
+            "10:30 a:b",
+            "other colons stay"
+        );
+    }
+
+    #[test]
+    fn line_leading_list_heading_and_quote_markers_are_escaped() {
+        assert_eq!(escape_markdown("- item"), "\\- item");
+        assert_eq!(escape_markdown("-# small"), "\\-\\# small");
+        assert_eq!(escape_markdown("  - item"), "  \\- item");
+        assert_eq!(escape_markdown("# Big"), "\\# Big");
+        assert_eq!(escape_markdown("> quote"), "\\> quote");
+        assert_eq!(escape_markdown("a-b - c"), "a-b - c", "only at the start");
+        assert_eq!(unescape_markdown(&escape_markdown("-# x")), "-# x");
+    }
+
+    #[test]
+    fn plain_text_has_no_escapes_and_one_line() {
+        assert_eq!(plain_text("cbs_main *x*\nnext"), "cbs_main *x* next");
     }
 
     #[test]

@@ -366,10 +366,43 @@ impl SimJob {
             missed_virtual_machines: lists(&self.missed_virtual_machines),
             success_public_folders: lists(&self.success_public_folders),
             missed_public_folders: lists(&self.missed_public_folders),
-            class: StatusClass::of_job(&raw_status, sent_end.is_some()),
+            class: sim_class(&raw_status, finished),
             raw_status,
             unreadable,
         })
+    }
+}
+
+/// The simulator's own reading of the status codes, written from the vendor's list
+/// (reference/ahsay-api.md), not taken from the client's classifier: the client's class is
+/// checked against this table, so a wrong mapping in the client cannot agree with itself.
+const STATUS_TABLE: [(&str, StatusClass); 5] = [
+    ("RESTORE_STOP_SUCCESS", StatusClass::Success),
+    ("RESTORE_STOP_SUCCESS_WITH_WARNING", StatusClass::Warning),
+    (
+        "RESTORE_STOP_SUCCESS_WITH_ERROR",
+        StatusClass::PartialFailure,
+    ),
+    ("RESTORE_STOP_BY_USER", StatusClass::Cancelled),
+    ("RESTORE_STOP_BY_ERROR", StatusClass::Failure),
+];
+
+/// The class a correct client gives a job the simulator renders with `raw` as its code: a
+/// job shown before its end is running (its code is empty); an ended job with a documented
+/// code has that code's class; an empty or `*_RUNNING` / `*_NOT_FINISHED` code still counts
+/// as running; any other code is unknown.
+fn sim_class(raw: &str, finished: bool) -> StatusClass {
+    if !finished {
+        return StatusClass::Running;
+    }
+    let code = raw.trim().to_ascii_uppercase();
+    if let Some((_, class)) = STATUS_TABLE.iter().find(|(c, _)| *c == code) {
+        return *class;
+    }
+    if code.is_empty() || code.ends_with("_RUNNING") || code.ends_with("_NOT_FINISHED") {
+        StatusClass::Running
+    } else {
+        StatusClass::Unknown
     }
 }
 

@@ -49,6 +49,9 @@ pub const MEMBER_USER_ID: u64 = 3_000_000_000_000_000_003;
 const HEARTBEAT_INTERVAL_MS: u64 = 45_000;
 /// First snowflake handed out; later ones count up from it, so ids sort by creation.
 const FIRST_SNOWFLAKE: u64 = 1_300_000_000_000_000_000;
+/// How long Discord remembers a message nonce for `enforce_nonce` ("the past few
+/// minutes" in its docs).
+const NONCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 /// Discord's limits on a message (characters, not bytes).
 const MAX_CONTENT_CHARS: usize = 2000;
 const MAX_EMBEDS: usize = 10;
@@ -84,6 +87,24 @@ pub enum Scripted {
     Hang,
     /// Handled normally: lets a script hold back only a later request.
     Accept,
+    /// Creates the message as usual, then never answers (until [`FakeDiscord::release_hangs`]
+    /// sends the 200, or the fake is dropped): Discord accepted, the bot never heard. The
+    /// window in which a crash tests exactly-once delivery.
+    AcceptThenHang,
+}
+
+/// How long the fake remembers a message `nonce` sent with `enforce_nonce`: a second post
+/// with the same nonce in the same channel inside that memory returns the first message
+/// instead of creating another. Real Discord remembers for a few minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceMemory {
+    /// Every nonce, for the fake's lifetime.
+    Forever,
+    /// No deduplication at all: every post creates a message.
+    Off,
+    /// Nonces of messages created within this long, on tokio's clock (the default:
+    /// [`NONCE_WINDOW`], as real Discord).
+    Window(std::time::Duration),
 }
 
 /// One HTTP request the REST fake received.
@@ -149,6 +170,14 @@ struct Inner {
     messages: Vec<(u64, Value)>,
     scripts: HashMap<u64, VecDeque<Scripted>>,
     forbidden: HashSet<u64>,
+    /// `None`: a window of [`NONCE_WINDOW`], as real Discord.
+    nonce_memory: Option<NonceMemory>,
+    /// When each message of `messages` was created (same index).
+    created_at: Vec<Instant>,
+    /// Channels where the bot lacks Embed Links: messages are created without embeds.
+    strip_embeds: HashSet<u64>,
+    /// Every request that needs the bot token gets 401, as after a token reset.
+    token_rejected: bool,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<u64>, Vec<Value>>,
     interactions: Vec<InteractionRecord>,
@@ -288,7 +317,39 @@ impl FakeDiscord {
         });
     }
 
-    /// Lets every request held by [`Scripted::Hang`] proceed (handled normally).
+    /// While `missing`, the bot lacks Embed Links in `channel_id`: Discord still creates
+    /// its messages (200) but silently without their embeds.
+    pub fn set_embed_links_missing(&self, channel_id: u64, missing: bool) {
+        self.shared.update(|inner| {
+            if missing {
+                inner.strip_embeds.insert(channel_id);
+            } else {
+                inner.strip_embeds.remove(&channel_id);
+            }
+        });
+    }
+
+    /// While `rejected`, every request that needs the bot token is answered
+    /// `401 Unauthorized`, as Discord does after the token was reset.
+    pub fn set_token_rejected(&self, rejected: bool) {
+        self.shared.update(|inner| inner.token_rejected = rejected);
+    }
+
+    /// Registers `commands` globally, as an earlier version of the bot might have.
+    pub fn seed_global_commands(&self, commands: Vec<Value>) {
+        self.shared.update(|inner| {
+            inner.commands.insert(None, commands);
+        });
+    }
+
+    /// How long `enforce_nonce` deduplicates (see [`NonceMemory`]).
+    pub fn set_nonce_memory(&self, memory: NonceMemory) {
+        self.shared
+            .update(|inner| inner.nonce_memory = Some(memory));
+    }
+
+    /// Lets every request held by [`Scripted::Hang`] or [`Scripted::AcceptThenHang`]
+    /// proceed.
     pub fn release_hangs(&self) {
         let mut release = self
             .shared
@@ -525,8 +586,11 @@ pub struct SlashCommand {
     kind: u8,
     member_permissions: u64,
     roles: Vec<u64>,
-    guild_id: u64,
+    /// `None`: a DM with the bot (no guild, no member).
+    guild_id: Option<u64>,
     channel_id: u64,
+    /// The parent channel, when the command is run in a thread.
+    parent_id: Option<u64>,
     user_id: u64,
 }
 
@@ -540,8 +604,9 @@ impl SlashCommand {
             kind: 2,
             member_permissions: (1 << 10) | (1 << 11),
             roles: Vec::new(),
-            guild_id: GUILD_ID,
+            guild_id: Some(GUILD_ID),
             channel_id: CHANNEL_ID,
+            parent_id: None,
             user_id: MEMBER_USER_ID,
         }
     }
@@ -607,7 +672,22 @@ impl SlashCommand {
 
     /// Where the command is invoked.
     pub fn in_channel(mut self, guild_id: u64, channel_id: u64) -> Self {
-        self.guild_id = guild_id;
+        self.guild_id = Some(guild_id);
+        self.channel_id = channel_id;
+        self
+    }
+
+    /// In a thread `thread_id` of channel `parent_id` of the default guild.
+    pub fn in_thread(mut self, parent_id: u64, thread_id: u64) -> Self {
+        self.channel_id = thread_id;
+        self.parent_id = Some(parent_id);
+        self
+    }
+
+    /// In a DM with the bot (`channel_id` the DM channel): no guild and no member, the
+    /// invoking user in `user` instead, as Discord sends it.
+    pub fn in_dm(mut self, channel_id: u64) -> Self {
+        self.guild_id = None;
         self.channel_id = channel_id;
         self
     }
@@ -615,48 +695,65 @@ impl SlashCommand {
     /// The payload; `id`, `token` and `application_id` are filled by
     /// [`FakeDiscord::inject_interaction`].
     pub fn build(self) -> Value {
-        json!({
+        let user = json!({
+            "id": self.user_id.to_string(),
+            "username": "operator",
+            "discriminator": "0",
+            "global_name": "Operator",
+            "avatar": null,
+        });
+        let mut channel = json!({"id": self.channel_id.to_string(), "type": 0, "name": "restores"});
+        if let Some(parent) = self.parent_id {
+            channel["type"] = json!(11);
+            channel["parent_id"] = json!(parent.to_string());
+        }
+        let mut payload = json!({
             "type": self.kind,
             "version": 1,
-            "guild_id": self.guild_id.to_string(),
             "channel_id": self.channel_id.to_string(),
-            "channel": {"id": self.channel_id.to_string(), "type": 0, "name": "restores"},
+            "channel": channel,
             "locale": "en-US",
-            "guild_locale": "en-US",
             "entitlements": [],
             "attachment_size_limit": 8_388_608,
-            "authorizing_integration_owners": {"0": self.guild_id.to_string()},
-            "context": 0,
             // All permissions: the bot itself is never what a test is checking.
             "app_permissions": "2251799813685247",
             "data": {
                 "id": FIRST_SNOWFLAKE.to_string(),
                 "name": self.name,
                 "type": 1,
-                "guild_id": self.guild_id.to_string(),
                 "options": self.options,
             },
-            "member": {
-                "user": {
-                    "id": self.user_id.to_string(),
-                    "username": "operator",
-                    "discriminator": "0",
-                    "global_name": "Operator",
+        });
+        match self.guild_id {
+            Some(guild_id) => {
+                payload["guild_id"] = json!(guild_id.to_string());
+                payload["guild_locale"] = json!("en-US");
+                payload["data"]["guild_id"] = json!(guild_id.to_string());
+                payload["authorizing_integration_owners"] = json!({"0": guild_id.to_string()});
+                payload["context"] = json!(0);
+                payload["member"] = json!({
+                    "user": user,
+                    "roles": self.roles.iter().map(u64::to_string).collect::<Vec<_>>(),
+                    "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                    "deaf": false,
+                    "mute": false,
+                    "flags": 0,
+                    "pending": false,
+                    "nick": null,
                     "avatar": null,
-                },
-                "roles": self.roles.iter().map(u64::to_string).collect::<Vec<_>>(),
-                "joined_at": "2024-01-01T00:00:00.000000+00:00",
-                "deaf": false,
-                "mute": false,
-                "flags": 0,
-                "pending": false,
-                "nick": null,
-                "avatar": null,
-                "premium_since": null,
-                "communication_disabled_until": null,
-                "permissions": self.member_permissions.to_string(),
-            },
-        })
+                    "premium_since": null,
+                    "communication_disabled_until": null,
+                    "permissions": self.member_permissions.to_string(),
+                });
+            }
+            None => {
+                payload["channel"] = json!({"id": self.channel_id.to_string(), "type": 1});
+                payload["authorizing_integration_owners"] = json!({"1": self.user_id.to_string()});
+                payload["context"] = json!(1);
+                payload["user"] = user;
+            }
+        }
+        payload
     }
 }
 
@@ -754,7 +851,9 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
-        Scripted::Hang | Scripted::Accept => unreachable!("handled by the caller"),
+        Scripted::Hang | Scripted::AcceptThenHang | Scripted::Accept => {
+            unreachable!("handled by the caller")
+        }
     }
 }
 
@@ -784,7 +883,8 @@ async fn handle_rest(
     let has_bot_token = request
         .header("authorization")
         .is_some_and(|a| a.starts_with("Bot "));
-    if needs_bot_token && !has_bot_token {
+    let token_rejected = shared.lock().token_rejected;
+    if needs_bot_token && (!has_bot_token || token_rejected) {
         return json_response(401, error_body(401));
     }
 
@@ -819,11 +919,13 @@ async fn handle_rest(
             }
         }
         ("GET", ["applications", a, "commands"]) if *a == app => {
-            json_response(200, json!(shared.lock().commands.get(&None)))
+            let global = shared.lock().commands.get(&None).cloned();
+            json_response(200, json!(global.unwrap_or_default()))
         }
         ("GET", ["applications", a, "guilds", guild, "commands"]) if *a == app => {
             let guild_id = guild.parse::<u64>().ok();
-            json_response(200, json!(shared.lock().commands.get(&guild_id)))
+            let commands = shared.lock().commands.get(&guild_id).cloned();
+            json_response(200, json!(commands.unwrap_or_default()))
         }
         ("POST", ["interactions", id, token, "callback"]) => {
             interaction_callback(&shared, id, token, &request.body)
@@ -879,21 +981,14 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
             .and_then(VecDeque::pop_front);
         (scripted, inner.forbidden.contains(&channel_id))
     };
+    let hang_after = scripted == Some(Scripted::AcceptThenHang);
     match scripted {
         Some(Scripted::Hang) => {
-            let release = shared
-                .release
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            tokio::select! {
-                _ = release.cancelled() => {}
-                _ = shared.shutdown.cancelled() => {
-                    return json_response(503, error_body(503));
-                }
+            if let Err(gone) = hang(shared).await {
+                return gone;
             }
         }
-        Some(Scripted::Accept) | None => {}
+        Some(Scripted::Accept | Scripted::AcceptThenHang) | None => {}
         Some(reply) => return scripted_response(&reply),
     }
     if forbidden {
@@ -906,24 +1001,58 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
     let nonce = body.get("nonce").filter(|n| !n.is_null()).cloned();
     let enforce_nonce = body.get("enforce_nonce") == Some(&Value::Bool(true));
     let message = shared.update(|inner| {
+        let now = Instant::now();
+        let remembered = |at: &Instant| match inner
+            .nonce_memory
+            .unwrap_or(NonceMemory::Window(NONCE_WINDOW))
+        {
+            NonceMemory::Forever => true,
+            NonceMemory::Off => false,
+            NonceMemory::Window(window) => now.duration_since(*at) < window,
+        };
         if let (true, Some(nonce)) = (enforce_nonce, &nonce) {
             let earlier = inner
                 .messages
                 .iter()
-                .find(|(c, m)| *c == channel_id && m.get("nonce") == Some(nonce));
-            if let Some((_, earlier)) = earlier {
+                .zip(&inner.created_at)
+                .find(|((c, m), at)| {
+                    *c == channel_id && m.get("nonce") == Some(nonce) && remembered(at)
+                });
+            if let Some(((_, earlier), _)) = earlier {
                 return earlier.clone();
             }
         }
         let id = inner.snowflake();
         let mut message = message_object(shared, id, channel_id, body);
+        if inner.strip_embeds.contains(&channel_id) {
+            message["embeds"] = json!([]);
+        }
         if let Some(nonce) = nonce {
             message["nonce"] = nonce;
         }
         inner.messages.push((channel_id, message.clone()));
+        inner.created_at.push(now);
         message
     });
+    if hang_after {
+        if let Err(gone) = hang(shared).await {
+            return gone;
+        }
+    }
     json_response(200, message)
+}
+
+/// Waits for [`FakeDiscord::release_hangs`]; `Err` with a 503 when the fake stops first.
+async fn hang(shared: &Shared) -> Result<(), Response> {
+    let release = shared
+        .release
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    tokio::select! {
+        _ = release.cancelled() => Ok(()),
+        _ = shared.shutdown.cancelled() => Err(json_response(503, error_body(503))),
+    }
 }
 
 /// A message object as Discord returns it, built from a create-message style body.

@@ -4,5 +4,6 @@
 //! hence the crate-wide `dead_code` allowance below (the one place it is allowed).
 #![allow(dead_code)]
 
+pub mod bot;
 pub mod fake_discord;
 pub mod world;

@@ -86,6 +86,16 @@ impl Harness {
         });
     }
 
+    /// Crashes the program now: the store directory becomes a copy of its files as they
+    /// are at this moment, which is what a SIGKILL leaves (what sled wrote is in the page
+    /// cache and so in the copy; what it still buffers in memory is lost). Handles to the
+    /// old store may live on; the next [`Harness::poller`] opens the copy, as a restart.
+    pub fn crash(&mut self) {
+        let image = tempfile::tempdir().unwrap();
+        copy_dir(self.dir.path(), image.path());
+        self.dir = image;
+    }
+
     /// A poller over a freshly opened store: dropping it and calling this again is a restart.
     pub fn poller(&self) -> Poller {
         let client = CbsClient::new(CbsClientConfig {
@@ -119,6 +129,19 @@ impl Harness {
             retention_days: self.retention_days,
         };
         Poller::new(client, store, config, Arc::new(self.clock.clone()))
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
     }
 }
 
