@@ -89,14 +89,52 @@ impl App {
         Ok(())
     }
 
+    /// Queues the digest of every day whose `digest.schedule` tick has passed and that was
+    /// not digested yet, oldest first, at most `digest.max_catch_up_days` back (see
+    /// [`digest::catch_up`]): a tick that fell inside a long cycle, a restart or a Discord
+    /// outage is posted late rather than never. Returns the days queued.
+    pub fn catch_up_digests(&self) -> anyhow::Result<Vec<NaiveDate>> {
+        let days = digest::catch_up(
+            &self.store,
+            &self.settings.digest.schedule,
+            self.settings.cbs.timezone,
+            self.clock.now(),
+            self.settings.digest.max_catch_up_days,
+            &self.store.refused_destinations()?,
+        )
+        .context("building the daily digest")?;
+        if days.len() > 1 {
+            tracing::info!(?days, "posting missed digests late");
+        }
+        Ok(days)
+    }
+
+    /// Queues due digests and delivers them; errors are logged, never fatal.
+    async fn digests_due<S: Sink>(&self, sink: &S) {
+        match self.catch_up_digests() {
+            Ok(days) if days.is_empty() => {}
+            Ok(_) => {
+                if let Err(e) = drain(&self.store, sink).await {
+                    tracing::error!(error = %e, "delivery of the digest failed");
+                }
+            }
+            Err(e) => tracing::error!(error = format!("{e:#}"), "daily digest failed"),
+        }
+    }
+
     /// Polls on `poll.schedule` and sends the digest of the previous day on
-    /// `digest.schedule`, delivering after each, until `shutdown`.
+    /// `digest.schedule`, delivering after each, until `shutdown`. Digests missed while the
+    /// program was down or busy are posted at start and after every tick.
     pub async fn run_loop<S: Sink>(
         &self,
         sink: &S,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        // Deliver whatever an earlier run left queued before waiting for the first tick.
+        // Deliver whatever an earlier run left queued, and the digests it missed, before
+        // waiting for the first tick.
+        if let Err(e) = self.catch_up_digests() {
+            tracing::error!(error = format!("{e:#}"), "daily digest failed");
+        }
         if let Err(e) = drain(&self.store, sink).await {
             tracing::error!(error = %e, "delivery of queued events failed");
         }
@@ -134,19 +172,10 @@ impl App {
                     Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
                 }
             }
-            if next_digest.is_some_and(|t| t <= next) {
-                let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
-                if let Err(e) = self.queue_digest(day) {
-                    tracing::error!(error = format!("{e:#}"), "daily digest failed");
-                } else {
-                    let drained = tokio::select! {
-                        drained = drain(&self.store, sink) => drained,
-                        _ = shutdown.cancelled() => break,
-                    };
-                    if let Err(e) = drained {
-                        tracing::error!(error = %e, "delivery of the digest failed");
-                    }
-                }
+            // After every tick, not only the digest's: a cycle may have run past it.
+            tokio::select! {
+                () = self.digests_due(sink) => {}
+                _ = shutdown.cancelled() => break,
             }
         }
         self.store.flush().context("flushing the state store")?;

@@ -143,6 +143,8 @@ pub struct Route {
 #[derive(Clone, Debug)]
 pub struct DigestSettings {
     pub schedule: CronSchedule,
+    /// How many days back a missed digest is still posted late (1–31).
+    pub max_catch_up_days: u32,
 }
 
 /// A config that cannot be used. Its `Display` is one line; for a bad value it names the
@@ -281,6 +283,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("discord", "admin_role", EnvKind::Text),
     ("discord", "public_lookups", EnvKind::Flag),
     ("digest", "schedule", EnvKind::Text),
+    ("digest", "max_catch_up_days", EnvKind::Integer),
 ];
 
 /// `RESTOREWATCH_POLL_SCHEDULE` for `poll.schedule`.
@@ -429,6 +432,7 @@ struct RawRoute {
 #[serde(deny_unknown_fields, expecting = "the [digest] table")]
 struct RawDigest {
     schedule: Option<String>,
+    max_catch_up_days: Option<i64>,
 }
 
 /// A secret as written in the file. Its own deserializer, because serde's type errors quote
@@ -462,6 +466,8 @@ const DEFAULT_RETENTION_DAYS: i64 = 35;
 /// Yesterday's jobs are still looked at after midnight, so fewer days would prune them.
 const RETENTION_DAYS_RANGE: RangeInclusive<i64> = 2..=u32::MAX as i64;
 const DEFAULT_DIGEST_SCHEDULE: &str = "0 8 * * *";
+const DEFAULT_DIGEST_CATCH_UP_DAYS: i64 = 3;
+const DIGEST_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 1..=31;
 /// The midnight grace is a part of the day after midnight.
 const MIDNIGHT_GRACE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -509,6 +515,12 @@ impl Checker {
                     DEFAULT_DIGEST_SCHEDULE,
                     cbs.timezone,
                 )?,
+                max_catch_up_days: self.int_in(
+                    "digest.max_catch_up_days",
+                    raw.digest.max_catch_up_days,
+                    DEFAULT_DIGEST_CATCH_UP_DAYS,
+                    DIGEST_CATCH_UP_DAYS_RANGE,
+                )? as u32,
             },
             cbs,
         })
@@ -924,6 +936,7 @@ mod tests {
         ),
         ("discord.public_lookups", "true", "true"),
         ("digest.schedule", "0 9 * * *", "\"0 9 * * *\""),
+        ("digest.max_catch_up_days", "5", "5"),
     ];
 
     #[test]

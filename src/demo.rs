@@ -108,6 +108,7 @@ pub async fn run_demo(
         discord: None,
         digest: DigestSettings {
             schedule: CronSchedule::parse("0 8 * * *", tz)?,
+            max_catch_up_days: 3,
         },
     };
     let mut out = out;

@@ -10,6 +10,7 @@
 //! continues over as many cards as it needs instead of being cut; the ordinary
 //! [`crate::render::pack`] spreads those cards over messages.
 
+use crate::cbs::model::local_in;
 use crate::cbs::model::{StatusClass, END_TIME_FIELD, START_TIME_FIELD};
 use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
@@ -17,8 +18,9 @@ use crate::render::{
     unreadable_value, Embed, EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK,
     EMBED_DESCRIPTION_MAX_CHARS,
 };
+use crate::schedule::CronSchedule;
 use crate::store::{DayHealth, JobRecord, Store, StoreError};
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -218,6 +220,69 @@ pub fn queue_digest(
 ) -> Result<Event, StoreError> {
     let digest = Digest::from_store(store, date, tz, refused_channels)?;
     store.push_event(EventKind::Digest(digest), now)
+}
+
+/// The days whose scheduled digest is due at `now` and not yet queued, oldest first.
+///
+/// A day's digest is due once `schedule` has fired during the next day (server zone), up
+/// to `now`: a tick missed during a long cycle, a restart or an outage still counts. Days
+/// up to and including `last_digested` are done. The oldest day considered is `max_days`
+/// before today, so a long downtime posts at most that many late digests.
+pub fn due_days(
+    schedule: &CronSchedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+    max_days: u32,
+    last_digested: Option<NaiveDate>,
+) -> Vec<NaiveDate> {
+    let today = now.with_timezone(&tz).date_naive();
+    let oldest = today
+        .checked_sub_days(Days::new(max_days.into()))
+        .unwrap_or(today);
+    let start_of = |day: NaiveDate| local_in(tz, day.and_time(NaiveTime::MIN)).map(|t| t.to_utc());
+    oldest
+        .iter_days()
+        .take_while(|day| *day < today)
+        .filter(|day| last_digested.is_none_or(|last| *day > last))
+        .filter(|day| {
+            // Did the schedule fire during the next day, by now?
+            let (Some(next), Some(from)) = (day.succ_opt(), day.succ_opt().and_then(start_of))
+            else {
+                return false;
+            };
+            let until = next.succ_opt().and_then(start_of);
+            schedule
+                .next_after(from - chrono::Duration::nanoseconds(1))
+                .is_some_and(|fire| fire <= now && until.is_none_or(|u| fire < u))
+        })
+        .collect()
+}
+
+/// Queues the digest of every day [`due_days`] finds, oldest first, each with its day
+/// recorded as digested in the same transaction. A fresh store (no day digested yet)
+/// records the latest due day without posting: it has no history to digest. Returns the
+/// days queued.
+pub fn catch_up(
+    store: &Store,
+    schedule: &CronSchedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+    max_days: u32,
+    refused_channels: &[String],
+) -> Result<Vec<NaiveDate>, StoreError> {
+    let last = store.last_digest_day()?;
+    let due = due_days(schedule, tz, now, max_days, last);
+    if last.is_none() {
+        if let Some(latest) = due.last() {
+            store.set_last_digest_day(*latest)?;
+        }
+        return Ok(Vec::new());
+    }
+    for day in &due {
+        let digest = Digest::from_store(store, *day, tz, refused_channels.to_vec())?;
+        store.push_digest(*day, EventKind::Digest(digest), now)?;
+    }
+    Ok(due)
 }
 
 /// The day before today in the backup server's zone: the day a digest sent now is about.
@@ -694,6 +759,71 @@ mod tests {
                 .outage_minutes,
             2
         );
+    }
+
+    #[test]
+    fn due_days_follow_the_schedule_the_last_digested_day_and_the_bound() {
+        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
+        let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
+        // 09:00 and 07:00 in Berlin on the 26th.
+        let after_tick = Utc.with_ymd_and_hms(2024, 6, 26, 7, 0, 0).unwrap();
+        let before_tick = Utc.with_ymd_and_hms(2024, 6, 26, 5, 0, 0).unwrap();
+        assert_eq!(
+            due_days(&eight, BERLIN, after_tick, 3, Some(d(24))),
+            [d(25)]
+        );
+        assert_eq!(due_days(&eight, BERLIN, after_tick, 3, Some(d(25))), []);
+        assert_eq!(
+            due_days(&eight, BERLIN, before_tick, 3, Some(d(23))),
+            [d(24)]
+        );
+        assert_eq!(
+            due_days(&eight, BERLIN, after_tick, 3, Some(d(1))),
+            [d(23), d(24), d(25)],
+            "at most 3 days back, oldest first"
+        );
+        assert_eq!(
+            due_days(&eight, BERLIN, after_tick, 1, None),
+            [d(25)],
+            "a fresh store"
+        );
+        // Mondays only: the days before other weekdays were never scheduled.
+        let mondays = CronSchedule::parse("0 8 * * 1", BERLIN).unwrap();
+        let monday = Utc.with_ymd_and_hms(2024, 6, 24, 7, 0, 0).unwrap();
+        assert_eq!(due_days(&mondays, BERLIN, monday, 7, Some(d(1))), [d(23)]);
+    }
+
+    #[test]
+    fn catch_up_queues_each_missed_day_once_and_a_fresh_store_starts_quietly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
+        let at = |day: u32| Utc.with_ymd_and_hms(2024, 6, day, 7, 0, 0).unwrap();
+        let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
+        assert_eq!(
+            catch_up(&store, &eight, BERLIN, at(20), 3, &[]).unwrap(),
+            []
+        );
+        assert_eq!(store.last_digest_day().unwrap(), Some(d(19)));
+        assert_eq!(store.outbox_len(), 0);
+        // Down from the 20th to the 26th: only the 3 days before the 26th are posted.
+        let days = catch_up(&store, &eight, BERLIN, at(26), 3, &[]).unwrap();
+        assert_eq!(days, [d(23), d(24), d(25)]);
+        let queued: Vec<NaiveDate> = store
+            .pending_events(10)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Digest(digest) => Some(digest.date),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(queued, days);
+        assert_eq!(
+            catch_up(&store, &eight, BERLIN, at(26), 3, &[]).unwrap(),
+            []
+        );
+        assert_eq!(store.outbox_len(), 3, "each day exactly once");
     }
 
     #[test]

@@ -251,6 +251,7 @@ const META_ERROR_LOGINS: &str = "error_logins";
 const META_REFUSED: &str = "refused_destinations";
 const META_WATCHED: &str = "watched_logins";
 const META_INSTALL_ID: &str = "install_id";
+const META_LAST_DIGEST: &str = "last_digest_day";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -719,6 +720,37 @@ impl Store {
                 Some(o) => meta.insert(META_OUTAGE, encode(o))?,
                 None => meta.remove(META_OUTAGE)?,
             };
+            let event = Event {
+                id: outbox.generate_id()?,
+                created_at: now,
+                kind: kind.clone(),
+            };
+            outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+            Ok(event)
+        });
+        tx_result(result)
+    }
+
+    /// The last day whose digest was queued by the schedule (see [`crate::digest::due_days`]).
+    pub fn last_digest_day(&self) -> Result<Option<NaiveDate>> {
+        self.meta_get(META_LAST_DIGEST)
+    }
+
+    /// Records `day` as digested without queuing anything (a fresh store starts here).
+    pub fn set_last_digest_day(&self, day: NaiveDate) -> Result<()> {
+        self.meta_put(META_LAST_DIGEST, &day)
+    }
+
+    /// Queues the digest of `day` and records the day as digested, in one transaction: a
+    /// crash leaves both or neither, so each day's digest is queued exactly once.
+    pub fn push_digest(
+        &self,
+        day: NaiveDate,
+        kind: EventKind,
+        now: DateTime<Utc>,
+    ) -> Result<Event> {
+        let result = (&self.meta, &self.outbox).transaction(|(meta, outbox)| {
+            meta.insert(META_LAST_DIGEST, encode(&day))?;
             let event = Event {
                 id: outbox.generate_id()?,
                 created_at: now,

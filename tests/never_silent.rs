@@ -560,3 +560,117 @@ async fn a_crash_between_discords_200_and_the_ack_resumes_the_same_messages_acro
     );
     assert!(fake.messages(RESELLER_A).is_empty());
 }
+
+/// `restorewatch run` as a child process, its output gathered as it comes.
+struct RunningBinary {
+    child: tokio::process::Child,
+    /// (stdout, stderr) so far; bumped on every line.
+    output: tokio::sync::watch::Receiver<(String, String)>,
+}
+
+impl RunningBinary {
+    fn start(sim: &restorewatch::simulator::SimHandle, config: &std::path::Path) -> Self {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = restorewatch(&["run", "--config", config.to_str().unwrap()])
+            .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let (tx, output) = tokio::sync::watch::channel((String::new(), String::new()));
+        let tx = std::sync::Arc::new(tx);
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for (is_err, stream) in [
+            (
+                false,
+                Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            ),
+            (true, Box::new(stderr)),
+        ] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tx.send_modify(|(out, err)| {
+                        let s = if is_err { err } else { out };
+                        s.push_str(&line);
+                        s.push('\n');
+                    });
+                }
+            });
+        }
+        RunningBinary { child, output }
+    }
+
+    /// Waits (bounded) until stderr contains `needle`; returns (stdout, stderr).
+    async fn wait_for_log(&mut self, needle: &str) -> (String, String) {
+        let mut output = self.output.clone();
+        let wait = output.wait_for(|(_, err)| err.contains(needle));
+        let seen = match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
+            Ok(seen) => seen.unwrap().clone(),
+            Err(_) => panic!("no {needle:?} in: {:?}", self.output.borrow()),
+        };
+        seen
+    }
+
+    /// SIGTERM, then the exit code.
+    async fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(killed.success());
+        self.child.wait().await.unwrap().code()
+    }
+}
+
+#[tokio::test]
+async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
+    let sim = real_time_simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("rw.toml");
+    // Poll every second, so "poll cycle done" in the log says the start-up is over; the
+    // digest at midnight UTC.
+    let toml = binary_config(&sim, &state)
+        .replace("schedule = \"*/5 * * * *\"", "schedule = \"* * * * * *\"")
+        + "\n[digest]\nschedule = \"0 0 * * *\"\nmax_catch_up_days = 3\n";
+    std::fs::write(&config, toml).unwrap();
+    let today = Utc::now().date_naive();
+    let ago = |n: u64| today.checked_sub_days(chrono::Days::new(n)).unwrap();
+
+    // A fresh store starts quietly: no digest of days it never watched.
+    let mut first = RunningBinary::start(&sim, &config);
+    let (out, _) = first.wait_for_log("poll cycle done").await;
+    assert_eq!(first.stop().await, Some(0));
+    assert!(!out.contains("Restore digest"), "{out}");
+
+    // The bot was down over the last two midnights: the store says it last digested the
+    // day three days ago.
+    {
+        let store = restorewatch::store::Store::open(&state).unwrap();
+        store.set_last_digest_day(ago(3)).unwrap();
+        store.flush().unwrap();
+    }
+    let mut second = RunningBinary::start(&sim, &config);
+    let (out, _) = second.wait_for_log("poll cycle done").await;
+    assert_eq!(second.stop().await, Some(0));
+    let two = out
+        .find(&format!("Restore digest for {}", ago(2)))
+        .unwrap_or_else(|| panic!("{out}"));
+    let one = out
+        .find(&format!("Restore digest for {}", ago(1)))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(two < one, "oldest first");
+    assert_eq!(out.matches("Restore digest for").count(), 2, "{out}");
+
+    // Another restart posts none of them again.
+    let mut third = RunningBinary::start(&sim, &config);
+    let (out, _) = third.wait_for_log("poll cycle done").await;
+    assert_eq!(third.stop().await, Some(0));
+    assert!(!out.contains("Restore digest"), "{out}");
+}
