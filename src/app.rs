@@ -7,10 +7,12 @@
 use crate::bot::{self, BotContext};
 use crate::cbs::{CbsClient, CbsClientConfig};
 use crate::clock::SharedClock;
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::digest;
 use crate::discord::DiscordSink;
 use crate::event::Event;
+use crate::heartbeat::Heartbeat;
+use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
 use crate::render::RenderOptions;
 use crate::sink::{drain, ConsoleSink, DrainReport, Sink, SinkError};
@@ -25,22 +27,27 @@ pub struct App {
     pub poller: Poller,
     pub store: Store,
     pub clock: SharedClock,
+    /// `[heartbeat] url`, called after every cycle of the run loop.
+    pub heartbeat: Option<Heartbeat>,
 }
+
+/// The most skipped poll ticks counted after one cycle.
+const MAX_SKIPPED_TICKS: u64 = 10_000;
 
 impl App {
     /// Opens the store and builds the CBS client.
     pub fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&settings.state.path).with_context(|| {
-            format!(
-                "creating the state directory {}",
-                settings.state.path.display()
-            )
-        })?;
-        let store = Store::open(&settings.state.path).with_context(|| {
-            format!(
-                "opening the state store in {}",
-                settings.state.path.display()
-            )
+        writable_state_dir(&settings.state.path)?;
+        let store = Store::open(&settings.state.path).map_err(|e| {
+            let dir = settings.state.path.display();
+            if e.to_string().contains("could not acquire lock") {
+                anyhow::anyhow!(
+                    "another restorewatch is using the state store in {dir}; \
+                     stop it first (two instances on one store would post everything twice)"
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("opening the state store in {dir}"))
+            }
         })?;
         let client = cbs_client(&settings)?;
         let poller = Poller::new(
@@ -54,11 +61,18 @@ impl App {
             },
             clock.clone(),
         );
+        let heartbeat = settings
+            .heartbeat
+            .url
+            .clone()
+            .map(Heartbeat::new)
+            .transpose()?;
         Ok(App {
             settings,
             poller,
             store,
             clock,
+            heartbeat,
         })
     }
 
@@ -67,7 +81,9 @@ impl App {
         &self,
         sink: &S,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
+        let started = std::time::Instant::now();
         let report = self.poller.cycle().await.context("poll cycle");
+        crate::metrics::cycle_finished(cycle_result(&report), started.elapsed(), self.clock.now());
         // What the cycle recorded must be on disk before anything is delivered: a crash
         // after delivery must not forget the job and alert about it again.
         self.store.flush().context("flushing the state store")?;
@@ -159,7 +175,7 @@ impl App {
                     done = self.cycle_and_deliver(sink) => done,
                     _ = shutdown.cancelled() => break,
                 };
-                match done {
+                match &done {
                     Ok((report, drained)) => tracing::info!(
                         users = report.summary.users_polled,
                         requests = report.summary.requests,
@@ -171,6 +187,10 @@ impl App {
                     ),
                     Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
                 }
+                if let Some(heartbeat) = &self.heartbeat {
+                    heartbeat.spawn_after(done.as_ref().map(|(report, _)| report));
+                }
+                self.skip_missed_ticks(next);
             }
             // After every tick, not only the digest's: a cycle may have run past it.
             tokio::select! {
@@ -180,6 +200,45 @@ impl App {
         }
         self.store.flush().context("flushing the state store")?;
         Ok(())
+    }
+}
+
+impl App {
+    /// Ticks never stack: the loop waits for the next tick after the cycle ended, so poll
+    /// ticks that passed while it ran are skipped; this logs and counts them.
+    fn skip_missed_ticks(&self, fired: DateTime<Utc>) {
+        let now = self.clock.now();
+        let skipped = self
+            .settings
+            .poll
+            .schedule
+            .fires_between(fired, now, MAX_SKIPPED_TICKS);
+        if skipped > 0 {
+            tracing::warn!(skipped, "poll ticks skipped: the cycle was still running");
+            crate::metrics::ticks_skipped(skipped);
+        }
+    }
+}
+
+/// Creates the state directory and checks that a file can be written in it, so a read-only
+/// or foreign-owned directory stops the start with a config error naming `state.path`
+/// (exit 2) before the store is touched.
+fn writable_state_dir(dir: &std::path::Path) -> Result<(), ConfigError> {
+    let fail = |what: &str, e: std::io::Error| ConfigError::Key {
+        key: "state.path".into(),
+        message: format!("{what} {}: {e}", dir.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the state directory", e))?;
+    tempfile::tempfile_in(dir).map_err(|e| fail("cannot write in the state directory", e))?;
+    Ok(())
+}
+
+/// How a cycle ended, for the metrics.
+fn cycle_result<E>(report: &Result<CycleReport, E>) -> CycleResult {
+    match report {
+        Ok(r) if r.ok() => CycleResult::Success,
+        Ok(_) => CycleResult::Partial,
+        Err(_) => CycleResult::Error,
     }
 }
 
@@ -304,6 +363,8 @@ pub async fn run(
     let started_at = clock.now();
     let app = App::build(settings, clock.clone())?;
     let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
+    let server =
+        crate::server::start(&app.settings, &app.store, clock.clone(), shutdown.clone()).await?;
     let bot = match app.settings.discord {
         Some(_) => Some(
             bot::start(
@@ -331,6 +392,9 @@ pub async fn run(
     shutdown.cancel();
     if let Some(bot) = bot {
         bot.stopped().await?;
+    }
+    if let Some(server) = server {
+        server.await.context("the health listener")??;
     }
     polled
 }

@@ -6,7 +6,8 @@
 //! 2. The TOML file: `--config PATH`, else `$RESTOREWATCH_CONFIG`, else
 //!    `config/restorewatch.toml` (see [`config_path`]).
 //! 3. Environment variables `RESTOREWATCH_<SECTION>_<KEY>` for every key of the single
-//!    sections `[cbs]`, `[poll]`, `[state]`, `[discord]` and `[digest]`, e.g.
+//!    sections `[cbs]`, `[poll]`, `[state]`, `[discord]`, `[digest]`, `[server]` and
+//!    `[heartbeat]`, e.g.
 //!    `RESTOREWATCH_CBS_URL`, `RESTOREWATCH_POLL_SCHEDULE`,
 //!    `RESTOREWATCH_DISCORD_ALERT_CHANNEL`. Lists (`poll.alert_classes`) are comma-separated.
 //!    An empty variable counts as unset. Setting any `RESTOREWATCH_DISCORD_*` key other than
@@ -55,6 +56,8 @@ pub struct Settings {
     /// `None`: no `[discord]` section, events go to the console.
     pub discord: Option<DiscordSettings>,
     pub digest: DigestSettings,
+    pub server: ServerSettings,
+    pub heartbeat: HeartbeatSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -145,6 +148,21 @@ pub struct DigestSettings {
     pub schedule: CronSchedule,
     /// How many days back a missed digest is still posted late (1–31).
     pub max_catch_up_days: u32,
+}
+
+/// `[server]`: the health and metrics listener.
+#[derive(Clone, Debug, Default)]
+pub struct ServerSettings {
+    /// `None`: no listener (the default).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[heartbeat]`: the dead-man's switch.
+#[derive(Clone, Debug, Default)]
+pub struct HeartbeatSettings {
+    /// Called after every cycle (`<url>/fail` after one in which no CBS request
+    /// succeeded); `None`: no heartbeat.
+    pub url: Option<reqwest::Url>,
 }
 
 /// A config that cannot be used. Its `Display` is one line; for a bad value it names the
@@ -284,6 +302,8 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("discord", "public_lookups", EnvKind::Flag),
     ("digest", "schedule", EnvKind::Text),
     ("digest", "max_catch_up_days", EnvKind::Integer),
+    ("server", "listen", EnvKind::Text),
+    ("heartbeat", "url", EnvKind::Text),
 ];
 
 /// `RESTOREWATCH_POLL_SCHEDULE` for `poll.schedule`.
@@ -364,6 +384,10 @@ struct RawConfig {
     route: Vec<RawRoute>,
     #[serde(default)]
     digest: RawDigest,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    heartbeat: RawHeartbeat,
 }
 
 #[derive(Default, Deserialize)]
@@ -433,6 +457,18 @@ struct RawRoute {
 struct RawDigest {
     schedule: Option<String>,
     max_catch_up_days: Option<i64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [server] table")]
+struct RawServer {
+    listen: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [heartbeat] table")]
+struct RawHeartbeat {
+    url: Option<String>,
 }
 
 /// A secret as written in the file. Its own deserializer, because serde's type errors quote
@@ -522,7 +558,29 @@ impl Checker {
                     DIGEST_CATCH_UP_DAYS_RANGE,
                 )? as u32,
             },
+            server: ServerSettings {
+                listen: match raw.server.listen {
+                    Some(text) => Some(self.socket_addr("server.listen", &text)?),
+                    None => None,
+                },
+            },
+            heartbeat: HeartbeatSettings {
+                url: match raw.heartbeat.url {
+                    Some(text) => Some(self.url("heartbeat.url", text)?),
+                    None => None,
+                },
+            },
             cbs,
+        })
+    }
+
+    /// An `ip:port` to listen on.
+    fn socket_addr(&self, key: &str, text: &str) -> Result<std::net::SocketAddr, ConfigError> {
+        text.trim().parse().map_err(|_| {
+            self.fail(
+                key,
+                format!("{text:?} is not an address to listen on (like \"127.0.0.1:9187\")"),
+            )
         })
     }
 
@@ -930,6 +988,11 @@ mod tests {
             "\"923456789012345681\"",
         ),
         (
+            "discord.guild_ids",
+            "923456789012345683, 923456789012345684",
+            "[\"923456789012345683\", \"923456789012345684\"]",
+        ),
+        (
             "discord.admin_role",
             "923456789012345682",
             "\"923456789012345682\"",
@@ -937,6 +1000,12 @@ mod tests {
         ("discord.public_lookups", "true", "true"),
         ("digest.schedule", "0 9 * * *", "\"0 9 * * *\""),
         ("digest.max_catch_up_days", "5", "5"),
+        ("server.listen", "127.0.0.1:9188", "\"127.0.0.1:9188\""),
+        (
+            "heartbeat.url",
+            "http://127.0.0.1:1/ping",
+            "\"http://127.0.0.1:1/ping\"",
+        ),
     ];
 
     #[test]
@@ -1024,6 +1093,8 @@ mod tests {
         assert!(s.discord.is_none());
         assert!(s.watch.is_empty());
         assert_eq!(s.digest.schedule.to_string(), "0 8 * * *");
+        assert_eq!(s.server.listen, None);
+        assert_eq!(s.heartbeat.url, None);
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub async fn run_demo(
             schedule: CronSchedule::parse("0 8 * * *", tz)?,
             max_catch_up_days: 3,
         },
+        server: Default::default(),
+        heartbeat: Default::default(),
     };
     let mut out = out;
     writeln!(

@@ -19,6 +19,10 @@
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
 //! - [`mutes`]: alert mutes set from chat.
 //! - [`audit`]: who changed what from chat.
+//! - [`metrics`]: the Prometheus metric names and one recording call per thing counted.
+//! - [`server`]: the `[server] listen` endpoint: `/healthz` and `/metrics`.
+//! - [`heartbeat`]: the dead-man's switch called after every cycle.
+//! - [`logging`]: log format and colour on stderr.
 
 pub mod app;
 pub mod audit;
@@ -31,10 +35,14 @@ pub mod demo;
 pub mod digest;
 pub mod discord;
 pub mod event;
+pub mod heartbeat;
+pub mod logging;
+pub mod metrics;
 pub mod mutes;
 pub mod poller;
 pub mod render;
 pub mod schedule;
+pub mod server;
 pub mod simulator;
 pub mod sink;
 pub mod store;

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use restorewatch::app::{self, App, ConfiguredSink};
 use restorewatch::clock::{SharedClock, SystemClock};
-use restorewatch::config::Settings;
+use restorewatch::config::{ConfigError, Settings};
 use restorewatch::demo::{run_demo, DemoOptions};
 use restorewatch::digest::{digest_text, previous_day, Digest};
 use restorewatch::simulator::{serve, Pace, SimulateArgs, WorkloadSource};
@@ -47,6 +47,8 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Ask the running bot's /healthz (at `[server] listen`); exit 0 if healthy, else 1.
+    Healthcheck,
     /// Run the CBS simulator as a server of its own.
     Simulate {
         /// Address to listen on.
@@ -81,13 +83,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RESTOREWATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    restorewatch::logging::init(
+        tracing_subscriber::EnvFilter::try_from_env("RESTOREWATCH_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -97,6 +96,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("{e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -189,6 +192,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => ExitCode::SUCCESS,
                 Some(e) => {
                     eprintln!("error: delivery failed: {e}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
+        Command::Healthcheck => {
+            let Ok(settings) = settings(config) else {
+                return Ok(ExitCode::FAILURE);
+            };
+            let Some(listen) = settings.server.listen else {
+                eprintln!("healthcheck: [server] listen is not set, there is nothing to ask");
+                return Ok(ExitCode::FAILURE);
+            };
+            Ok(match restorewatch::server::healthcheck(listen).await {
+                Ok((healthy, body)) => {
+                    println!("{body}");
+                    if healthy {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("healthcheck: {e:#}");
                     ExitCode::FAILURE
                 }
             })

@@ -183,6 +183,7 @@ impl Poller {
                 tracing::error!("a CBS request task ended abnormally");
                 continue;
             };
+            crate::metrics::cbs_request(&result);
             let Some((state, baseline_counts, all_ok)) = user_states.get_mut(&user.login) else {
                 continue;
             };
@@ -210,6 +211,7 @@ impl Poller {
                         muted: &is_muted,
                     };
                     for job in &list.jobs {
+                        crate::metrics::job_observed(job.class);
                         let obs = self.store.observe(job, date, &policy)?;
                         match obs.change {
                             Change::NewRunning => summary.started_running += 1,

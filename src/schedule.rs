@@ -98,6 +98,23 @@ impl CronSchedule {
             .map(|local| local.with_timezone(&Utc))
             .find(|&fire| fire > t)
     }
+
+    /// How many fire times lie in `(after, until]`, counting at most `cap`: the poll
+    /// ticks that passed while a cycle was running, which the loop skips.
+    pub fn fires_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, cap: u64) -> u64 {
+        let mut count = 0;
+        let mut t = after;
+        while count < cap {
+            match self.next_after(t) {
+                Some(fire) if fire <= until => {
+                    count += 1;
+                    t = fire;
+                }
+                _ => break,
+            }
+        }
+        count
+    }
 }
 
 impl fmt::Display for CronSchedule {
@@ -189,6 +206,16 @@ mod tests {
                 t
             })
             .collect()
+    }
+
+    #[test]
+    fn fires_between_counts_the_ticks_a_long_cycle_covered() {
+        let s = CronSchedule::parse("*/5 * * * *", Tz::UTC).unwrap();
+        let at = utc("2024-05-01T10:00:00Z");
+        assert_eq!(s.fires_between(at, utc("2024-05-01T10:04:59Z"), 100), 0);
+        assert_eq!(s.fires_between(at, utc("2024-05-01T10:05:00Z"), 100), 1);
+        assert_eq!(s.fires_between(at, utc("2024-05-01T10:17:00Z"), 100), 3);
+        assert_eq!(s.fires_between(at, utc("2024-05-02T10:00:00Z"), 10), 10);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! An event leaves the outbox only after the sink accepted it, so a crash or a failing
 //! sink loses nothing: the next drain offers the same events again, in the same order.
 
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use crate::render::{pack, render_event, to_text, RenderOptions};
 use crate::store::{Store, StoreError};
+use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Mutex;
@@ -55,7 +56,8 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
             Ok(accepted) => {
                 store.ack(&accepted)?;
                 report.delivered += accepted.len();
-                let accepted: std::collections::HashSet<u64> = accepted.into_iter().collect();
+                let accepted: HashSet<u64> = accepted.into_iter().collect();
+                log_delivered(&batch, &accepted);
                 if batch.iter().any(|e| !accepted.contains(&e.id)) {
                     // Some events wait (say, a channel that refuses us): leave them queued
                     // and look at the events behind them, which may go elsewhere.
@@ -76,6 +78,27 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
     store.flush()?;
     report.pending = store.outbox_len();
     Ok(report)
+}
+
+/// Logs each delivered event at info, a job's with its identity, and counts them.
+fn log_delivered(offered: &[Event], accepted: &HashSet<u64>) {
+    crate::metrics::events_delivered(accepted.len());
+    for event in offered.iter().filter(|e| accepted.contains(&e.id)) {
+        let kind = crate::metrics::kind_name(&event.kind);
+        match &event.kind {
+            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => tracing::info!(
+                event = event.id,
+                kind,
+                server = %job.server,
+                login = %job.login_name,
+                backup_set = %job.backup_set_id,
+                job = %job.job_id,
+                class = %job.class,
+                "alert delivered"
+            ),
+            _ => tracing::info!(event = event.id, kind, "event delivered"),
+        }
+    }
 }
 
 /// Prints each event as a plain-text card: what a person would see in Discord.

@@ -14,6 +14,7 @@
 use crate::cbs::model::{JobKey, RestoreJob, StatusClass};
 use crate::config::WatchEntry;
 use crate::event::{Event, EventKind, OutageReason};
+use crate::metrics;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -469,7 +470,9 @@ impl Store {
                 Ok(obs)
             },
         );
-        tx_result(result)
+        let obs = tx_result(result)?;
+        obs.event.iter().for_each(metrics::event_queued);
+        Ok(obs)
     }
 
     /// Queues an event that no job record goes with (summaries, notices).
@@ -480,6 +483,7 @@ impl Store {
             kind,
         };
         self.outbox.insert(event.id.to_be_bytes(), encode(&event))?;
+        metrics::event_queued(&event.kind);
         Ok(event)
     }
 
@@ -728,7 +732,9 @@ impl Store {
             outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
             Ok(event)
         });
-        tx_result(result)
+        let event = tx_result(result)?;
+        metrics::event_queued(&event.kind);
+        Ok(event)
     }
 
     /// The last day whose digest was queued by the schedule (see [`crate::digest::due_days`]).

@@ -93,6 +93,7 @@ async fn another_servers_admin_can_neither_watch_nor_mute_nor_autocomplete() {
         field(&status, "Refused interactions"),
         "3 from outside this server since start"
     );
+    assert_eq!(running.bot.refused_interactions(), 3);
 
     running.stop().await;
     h.assert_nothing_unexpected();

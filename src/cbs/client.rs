@@ -22,6 +22,8 @@ const LIST_RESTORE_JOB_STATUS: &str = "obs/api/json/ListRestoreJobStatus.do";
 
 /// Replies larger than this are refused (bytes); a day of restores for one user is far less.
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of a refused reply its snippet is made from (a UTF-8 char is at most 4 bytes).
+const SNIPPET_MAX_BYTES: usize = 4 * SNIPPET_MAX_CHARS;
 
 /// What the client needs to know about one backup server.
 #[derive(Clone, Debug)]
@@ -290,8 +292,13 @@ impl CbsClient {
                 return Err(CbsError::Decode {
                     server: self.inner.server_name.clone(),
                     reason: format!("reply larger than {MAX_REPLY_BYTES} bytes"),
+                    // Only the head: copying the whole refused reply would double the
+                    // memory the bound is there to limit.
                     snippet: model::snippet(
-                        &self.redact(String::from_utf8_lossy(&bytes).into_owned()),
+                        &self.redact(
+                            String::from_utf8_lossy(&bytes[..bytes.len().min(SNIPPET_MAX_BYTES)])
+                                .into_owned(),
+                        ),
                         SNIPPET_MAX_CHARS,
                     ),
                 });

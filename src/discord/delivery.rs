@@ -533,7 +533,9 @@ impl DiscordSink {
             Ok(request) => request,
             Err(e) => return Reply::Failed(format!("building the request: {e}")),
         };
-        let response = match request.send().await {
+        let response = request.send().await;
+        crate::metrics::discord_reply(response.as_ref().ok().map(|r| r.status().as_u16()));
+        let response = match response {
             Ok(response) => response,
             Err(e) => return Reply::Failed(format!("no answer from Discord: {e}")),
         };

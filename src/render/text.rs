@@ -117,8 +117,8 @@ pub fn unescape_markdown(text: &str) -> String {
                 out.push(next);
                 chars.next();
             }
-            ('@', Some(&ZERO_WIDTH_SPACE)) => {
-                out.push('@');
+            ('@' | ':', Some(&ZERO_WIDTH_SPACE)) => {
+                out.push(c);
                 chars.next();
             }
             _ => out.push(c),
@@ -342,6 +342,57 @@ mod tests {
         assert_eq!(escape_markdown("> quote"), "\\> quote");
         assert_eq!(escape_markdown("a-b - c"), "a-b - c", "only at the start");
         assert_eq!(unescape_markdown(&escape_markdown("-# x")), "-# x");
+    }
+
+    /// Every string of up to four characters over a hostile alphabet: the escaped text
+    /// keeps no format character but our own guard, forms no link, mention or unescaped
+    /// special, and unescapes to the input as shown (format characters gone, controls
+    /// as spaces).
+    #[test]
+    fn escaping_holds_for_every_short_hostile_string() {
+        let alphabet = [
+            '*', '_', '`', '\\', '<', '>', '#', '-', '@', ':', '/', 'h', ' ', '\n', '\u{202E}',
+            '\u{200B}', '[', '(',
+        ];
+        let n = alphabet.len();
+        let mut checked = 0;
+        for len in 1..=4u32 {
+            for mut index in 0..n.pow(len) {
+                let mut input = String::new();
+                for _ in 0..len {
+                    input.push(alphabet[index % n]);
+                    index /= n;
+                }
+                let e = escape_markdown(&input);
+                let chars: Vec<char> = e.chars().collect();
+                for (i, &c) in chars.iter().enumerate() {
+                    let escaped = i > 0
+                        && chars[..i].iter().rev().take_while(|&&b| b == '\\').count() % 2 == 1;
+                    if c == ZERO_WIDTH_SPACE {
+                        assert_eq!(
+                            chars.get(i.wrapping_sub(1)),
+                            Some(&'@'),
+                            "{input:?} → {e:?}"
+                        );
+                    } else {
+                        assert!(!is_format_char(c) && !c.is_control(), "{input:?} → {e:?}");
+                    }
+                    if c == '@' {
+                        assert_eq!(chars.get(i + 1), Some(&ZERO_WIDTH_SPACE), "{input:?}");
+                    }
+                    if MARKDOWN_SPECIALS.contains(&c) && c != '\\' {
+                        assert!(escaped, "unescaped {c:?}: {input:?} → {e:?}");
+                    }
+                    if c == ':' && chars.get(i + 1) == Some(&'/') {
+                        assert!(escaped, "a link could form: {input:?} → {e:?}");
+                    }
+                }
+                let shown = plain_text(&input);
+                assert_eq!(unescape_markdown(&e), shown, "{input:?} → {e:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 100_000);
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub enum Scripted {
     /// sends the 200, or the fake is dropped): Discord accepted, the bot never heard. The
     /// window in which a crash tests exactly-once delivery.
     AcceptThenHang,
+    /// Creates the message as usual, then cuts the connection before the answer: the
+    /// client cannot tell whether Discord took it.
+    AcceptThenDrop,
 }
 
 /// How long the fake remembers a message `nonce` sent with `enforce_nonce`: a second post
@@ -851,8 +854,8 @@ fn scripted_response(reply: &Scripted) -> Response {
         Scripted::ServerError(status) | Scripted::Status(status) => {
             json_response(*status, error_body(*status))
         }
-        Scripted::Hang | Scripted::AcceptThenHang | Scripted::Accept => {
-            unreachable!("handled by the caller")
+        Scripted::Hang | Scripted::AcceptThenHang | Scripted::AcceptThenDrop | Scripted::Accept => {
+            unreachable!("{reply:?} is handled by the caller")
         }
     }
 }
@@ -982,14 +985,14 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
         (scripted, inner.forbidden.contains(&channel_id))
     };
     let hang_after = scripted == Some(Scripted::AcceptThenHang);
-    match scripted {
+    match &scripted {
         Some(Scripted::Hang) => {
             if let Err(gone) = hang(shared).await {
                 return gone;
             }
         }
-        Some(Scripted::Accept | Scripted::AcceptThenHang) | None => {}
-        Some(reply) => return scripted_response(&reply),
+        Some(Scripted::Accept | Scripted::AcceptThenHang | Scripted::AcceptThenDrop) | None => {}
+        Some(reply) => return scripted_response(reply),
     }
     if forbidden {
         return json_response(403, error_body(403));
@@ -1038,6 +1041,11 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
         if let Err(gone) = hang(shared).await {
             return gone;
         }
+    }
+    if scripted == Some(Scripted::AcceptThenDrop) {
+        // Ends the connection's task without an answer (and without a panic message):
+        // hyper drops the socket.
+        std::panic::resume_unwind(Box::new("connection dropped after accept"));
     }
     json_response(200, message)
 }

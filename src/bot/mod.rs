@@ -20,18 +20,18 @@
 //! 3. **The scope.** Lookups show what the team watches ([`commands::Scope`]); in a
 //!    `[[route]]` channel (or a thread in one) a member sees only that owner's users.
 //!
-//! Each command parses its arguments through the plain functions, defers when it has slow
-//! work to do (Discord wants an answer within 3 s), and sends the [`Reply`] it gets back.
-//! Every reply goes out with mentions locked down (`CreateAllowedMentions::new()`), errors
-//! and refusals ephemerally. Changes are written to the audit trail ([`AuditLog`]).
+//! Each command (`slash.rs`) parses its arguments through the plain functions, defers when
+//! it has slow work to do (Discord wants an answer within 3 s), and sends the [`Reply`] it
+//! gets back. Every reply goes out with mentions locked down
+//! (`CreateAllowedMentions::new()`), errors and refusals ephemerally. Changes are written
+//! to the audit trail ([`AuditLog`]).
 
 use crate::audit::{AuditEntry, AuditLog};
 use crate::cbs::CbsClient;
 use crate::clock::SharedClock;
-use crate::commands::restores::RestoresArgs;
-use crate::commands::watch::invoker_label;
-use crate::commands::{self, code, CommandError, CommandResult, Reply, Scope};
+use crate::commands::{self, CommandError, CommandResult, Reply, Scope};
 use crate::config::{DiscordSettings, Settings};
+use crate::metrics;
 use crate::mutes::Mutes;
 use crate::render::escape_markdown;
 use crate::store::Store;
@@ -42,8 +42,11 @@ use poise::serenity_prelude as serenity;
 use secrecy::ExposeSecret;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+mod slash;
 
 /// What the commands need: shared with the rest of the program.
 #[derive(Clone)]
@@ -65,7 +68,7 @@ struct Data {
     mutes: Mutes,
     audit: AuditLog,
     /// Interactions refused since start for coming from outside `guilds`.
-    refused: AtomicU64,
+    refused: Arc<AtomicU64>,
 }
 
 type Error = anyhow::Error;
@@ -120,9 +123,16 @@ impl Data {
 /// A running bot.
 pub struct Bot {
     running: JoinHandle<anyhow::Result<()>>,
+    refused: Arc<AtomicU64>,
 }
 
 impl Bot {
+    /// Interactions refused since start for coming from another server or a DM (what
+    /// `/status` shows; for metrics too).
+    pub fn refused_interactions(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Waits until the client has stopped (after the shutdown token, or on a fatal error).
     pub async fn stopped(self) -> anyhow::Result<()> {
         self.running
@@ -157,22 +167,23 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
     let mutes = Mutes::open(&ctx.store).context("opening the mutes")?;
     let audit = AuditLog::open(&ctx.store).context("opening the audit trail")?;
     let http = http(&discord);
+    let refused = Arc::new(AtomicU64::new(0));
     let data = Data {
         app: ctx,
         discord,
         guilds: guilds.clone(),
         mutes,
         audit,
-        refused: AtomicU64::new(0),
+        refused: Arc::clone(&refused),
     };
     let mut commands = vec![
-        restores(),
-        failures(),
-        watch(),
-        mute(),
-        unmute(),
-        digest(),
-        status(),
+        slash::restores(),
+        slash::failures(),
+        slash::watch(),
+        slash::mute(),
+        slash::unmute(),
+        slash::digest(),
+        slash::status(),
     ];
     for command in &mut commands {
         // Installed to a server and used in a server only: no DMs, no user installs.
@@ -187,6 +198,9 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
             // poise's default lets replies ping users; ours never ping anyone.
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
+            post_command: |ctx| {
+                Box::pin(async move { metrics::command(&ctx.command().qualified_name, true) })
+            },
             ..Default::default()
         })
         .setup(move |ctx, _ready, framework| {
@@ -229,19 +243,16 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
             }
         }
     });
-    Ok(Bot { running })
+    Ok(Bot { running, refused })
 }
 
 /// Global commands (registered by an earlier version without `guild_id`) would reach every
-/// server the bot is in and DMs: remove them.
+/// server the bot is in and DMs: remove them, with one bulk overwrite by an empty list
+/// (nothing is created, so it costs nothing against Discord's command-creation limit).
 async fn remove_global_commands(ctx: &serenity::Context) {
-    match serenity::Command::get_global_commands(ctx).await {
-        Ok(global) if global.is_empty() => {}
-        Ok(global) => match serenity::Command::set_global_commands(ctx, Vec::new()).await {
-            Ok(_) => tracing::info!(removed = global.len(), "global slash commands removed"),
-            Err(error) => tracing::error!(%error, "removing the global slash commands failed"),
-        },
-        Err(error) => tracing::error!(%error, "listing the global slash commands failed"),
+    match serenity::Command::set_global_commands(ctx, Vec::new()).await {
+        Ok(_) => tracing::debug!("no global slash commands left"),
+        Err(error) => tracing::error!(%error, "removing the global slash commands failed"),
     }
 }
 
@@ -346,16 +357,6 @@ fn check_admin(ctx: Context<'_>) -> Result<(), CommandError> {
     commands::require_admin(permissions, roles, ctx.data().discord.admin_role)
 }
 
-fn author_label(ctx: Context<'_>) -> String {
-    let author = ctx.author();
-    invoker_label(&author.name, author.id.get())
-}
-
-/// A `backup_set` argument as the mute commands read it: trimmed, empty meaning none.
-fn set_arg(arg: Option<&str>) -> Option<&str> {
-    arg.map(str::trim).filter(|s| !s.is_empty())
-}
-
 /// Answers an interaction [`in_our_server`] refused: an ephemeral refusal, or no choices
 /// for an autocomplete (which cannot carry a message).
 async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
@@ -375,6 +376,9 @@ async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
 }
 
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
+    if let Some(ctx) = error.ctx() {
+        metrics::command(&ctx.command().qualified_name, false);
+    }
     let sent = match error {
         poise::FrameworkError::CommandCheckFailed {
             ctx, error: None, ..
@@ -400,275 +404,4 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
             "answering a failed command failed"
         );
     }
-}
-
-async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
-    let data = ctx.data();
-    let users = data.visible(&scope(ctx)).unwrap_or_else(|error| {
-        tracing::warn!(%error, "autocomplete: cannot read the store");
-        BTreeMap::new()
-    });
-    commands::matching_users(users.keys(), partial)
-        .into_iter()
-        .fold(serenity::CreateAutocompleteResponse::new(), |r, u| {
-            r.add_string_choice(u.clone(), u)
-        })
-}
-
-/// Restore jobs of one user on one day, live from the backup server.
-#[poise::command(slash_command)]
-async fn restores(
-    ctx: Context<'_>,
-    #[description = "The backup user's login name"]
-    #[autocomplete = "complete_user"]
-    user: String,
-    #[description = "The day in the server's zone, YYYY-MM-DD (default: today)"] date: Option<
-        String,
-    >,
-) -> Result<(), Error> {
-    let data = ctx.data();
-    let scope = scope(ctx);
-    let parsed = data.visible(&scope).and_then(|visible| {
-        RestoresArgs::parse(
-            &user,
-            date.as_deref(),
-            data.now(),
-            data.tz(),
-            &visible,
-            scope.admin,
-        )
-    });
-    let args = match parsed {
-        Ok(args) => args,
-        Err(error) => return answer(ctx, Err(error)).await,
-    };
-    // The CBS may take longer than Discord's 3 s: acknowledge first.
-    if data.public() {
-        ctx.defer().await?;
-    } else {
-        ctx.defer_ephemeral().await?;
-    }
-    let result =
-        commands::restores::restores(&data.app.cbs, &data.app.store, &args, data.public()).await;
-    answer(ctx, result).await
-}
-
-/// Failed restores the bot has recorded, newest first.
-#[poise::command(slash_command)]
-async fn failures(
-    ctx: Context<'_>,
-    #[description = "How many days back, 1 to 30 (default: 1, today)"]
-    #[min = 1]
-    #[max = 30]
-    days: Option<i64>,
-    #[description = "Only this user"]
-    #[autocomplete = "complete_user"]
-    user: Option<String>,
-) -> Result<(), Error> {
-    let data = ctx.data();
-    let scope = scope(ctx);
-    let result = data.visible(&scope).and_then(|visible| {
-        commands::failures::failures(
-            &data.app.store,
-            days,
-            user.as_deref(),
-            &visible,
-            &scope,
-            data.today(),
-            data.public(),
-        )
-    });
-    answer(ctx, result).await
-}
-
-/// The watch list: the backup users whose restores are polled.
-#[poise::command(
-    slash_command,
-    subcommands("watch_add", "watch_remove", "watch_list"),
-    subcommand_required
-)]
-async fn watch(_ctx: Context<'_>) -> Result<(), Error> {
-    // Only the subcommands run.
-    Ok(())
-}
-
-/// Watch another backup user (Manage Server or the admin role).
-#[poise::command(slash_command, rename = "add")]
-async fn watch_add(
-    ctx: Context<'_>,
-    #[description = "The backup user's login name"]
-    #[autocomplete = "complete_user"]
-    user: String,
-    #[description = "The user's owner (reseller or sub-admin), if any"] owner: Option<String>,
-) -> Result<(), Error> {
-    if let Err(refused) = check_admin(ctx) {
-        return answer(ctx, Err(refused)).await;
-    }
-    let data = ctx.data();
-    let result = commands::watch::add(
-        &data.app.store,
-        &data.app.cbs,
-        &data.app.settings.watch,
-        &user,
-        owner.as_deref(),
-        &author_label(ctx),
-        data.now(),
-    )
-    .await;
-    if result.is_ok() {
-        let owned = owner
-            .as_deref()
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(|o| format!(" (owner {})", code(o)))
-            .unwrap_or_default();
-        data.audit(
-            ctx.author(),
-            format!("watch add {}{owned}", code(user.trim())),
-        );
-    }
-    answer(ctx, result).await
-}
-
-/// Stop watching a user added from chat (Manage Server or the admin role).
-#[poise::command(slash_command, rename = "remove")]
-async fn watch_remove(
-    ctx: Context<'_>,
-    #[description = "The backup user's login name"]
-    #[autocomplete = "complete_user"]
-    user: String,
-) -> Result<(), Error> {
-    if let Err(refused) = check_admin(ctx) {
-        return answer(ctx, Err(refused)).await;
-    }
-    let data = ctx.data();
-    let result = commands::watch::remove(&data.app.store, &data.app.settings.watch, &user);
-    if result.is_ok() {
-        data.audit(ctx.author(), format!("watch remove {}", code(user.trim())));
-    }
-    answer(ctx, result).await
-}
-
-/// Who is watched, who added them, and who muted whom.
-#[poise::command(slash_command, rename = "list")]
-async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
-    let data = ctx.data();
-    let result = data
-        .mutes
-        .active(data.now())
-        .map_err(CommandError::from)
-        .and_then(|mutes| {
-            commands::watch::list(
-                &data.app.store,
-                &data.app.settings.watch,
-                &mutes,
-                &scope(ctx),
-                data.public(),
-            )
-        });
-    answer(ctx, result).await
-}
-
-/// Hold back a user's alerts for a while; they still show in the digest.
-#[poise::command(slash_command)]
-async fn mute(
-    ctx: Context<'_>,
-    #[description = "The backup user's login name"]
-    #[autocomplete = "complete_user"]
-    user: String,
-    #[description = "How long, e.g. 30m, 2h, 3d (at most 30d)"] duration: String,
-    #[description = "Only this backup set ID (default: every set)"] backup_set: Option<String>,
-) -> Result<(), Error> {
-    if let Err(refused) = check_admin(ctx) {
-        return answer(ctx, Err(refused)).await;
-    }
-    let data = ctx.data();
-    let result = data.watched().and_then(|watched| {
-        commands::mute::mute(
-            &data.mutes,
-            &watched,
-            &user,
-            backup_set.as_deref(),
-            &duration,
-            &author_label(ctx),
-            data.now(),
-        )
-    });
-    if result.is_ok() {
-        let action = format!(
-            "mute {} for {}",
-            commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref())),
-            code(duration.trim())
-        );
-        data.audit(ctx.author(), action);
-    }
-    answer(ctx, result).await
-}
-
-/// Post a muted user's alerts again.
-#[poise::command(slash_command)]
-async fn unmute(
-    ctx: Context<'_>,
-    #[description = "The backup user's login name"]
-    #[autocomplete = "complete_user"]
-    user: String,
-    #[description = "The backup set ID the mute named (default: the whole user)"]
-    backup_set: Option<String>,
-) -> Result<(), Error> {
-    if let Err(refused) = check_admin(ctx) {
-        return answer(ctx, Err(refused)).await;
-    }
-    let data = ctx.data();
-    let result = data.watched().and_then(|watched| {
-        commands::mute::unmute(&data.mutes, &watched, &user, backup_set.as_deref())
-    });
-    if result.is_ok() {
-        let action = format!(
-            "unmute {}",
-            commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref()))
-        );
-        data.audit(ctx.author(), action);
-    }
-    answer(ctx, result).await
-}
-
-/// The restores of a day at a glance.
-#[poise::command(slash_command)]
-async fn digest(
-    ctx: Context<'_>,
-    #[description = "The day in the server's zone, YYYY-MM-DD (default: today)"] date: Option<
-        String,
-    >,
-) -> Result<(), Error> {
-    let data = ctx.data();
-    let scope = scope(ctx);
-    let result = data.visible(&scope).and_then(|visible| {
-        commands::digest::digest(
-            &data.app.store,
-            date.as_deref(),
-            data.today(),
-            data.app.settings.cbs.timezone,
-            &scope,
-            &visible,
-            data.public(),
-        )
-    });
-    answer(ctx, result).await
-}
-
-/// The bot's health: poll cycles, backup server, outbox, store, changes, version, uptime.
-#[poise::command(slash_command)]
-async fn status(ctx: Context<'_>) -> Result<(), Error> {
-    let data = ctx.data();
-    let report = commands::status::StatusReport::gather(
-        &data.app.store,
-        &data.app.settings.poll.schedule,
-        data.now(),
-        data.app.started_at,
-        data.refused.load(Ordering::Relaxed),
-    );
-    let result = report
-        .map_err(CommandError::from)
-        .and_then(|r| commands::status::status(&r, data.public()));
-    answer(ctx, result).await
 }

@@ -1,0 +1,292 @@
+//! The slash commands as poise sees them: each checks who may run it, parses, defers when
+//! it has slow work, calls the plain function in [`crate::commands`] and sends its answer.
+//! The `///` doc of each command is its help text in Discord.
+
+use super::{answer, check_admin, scope, Context, Error};
+use crate::commands::restores::RestoresArgs;
+use crate::commands::watch::invoker_label;
+use crate::commands::{self, code, CommandError};
+use poise::serenity_prelude as serenity;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+fn author_label(ctx: Context<'_>) -> String {
+    let author = ctx.author();
+    invoker_label(&author.name, author.id.get())
+}
+
+/// A `backup_set` argument as the mute commands read it: trimmed, empty meaning none.
+fn set_arg(arg: Option<&str>) -> Option<&str> {
+    arg.map(str::trim).filter(|s| !s.is_empty())
+}
+
+async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
+    let data = ctx.data();
+    let users = data.visible(&scope(ctx)).unwrap_or_else(|error| {
+        tracing::warn!(%error, "autocomplete: cannot read the store");
+        BTreeMap::new()
+    });
+    commands::matching_users(users.keys(), partial)
+        .into_iter()
+        .fold(serenity::CreateAutocompleteResponse::new(), |r, u| {
+            r.add_string_choice(u.clone(), u)
+        })
+}
+
+/// Restore jobs of one user on one day, live from the backup server.
+#[poise::command(slash_command)]
+pub(super) async fn restores(
+    ctx: Context<'_>,
+    #[description = "The backup user's login name"]
+    #[autocomplete = "complete_user"]
+    user: String,
+    #[description = "The day in the server's zone, YYYY-MM-DD (default: today)"] date: Option<
+        String,
+    >,
+) -> Result<(), Error> {
+    let data = ctx.data();
+    let scope = scope(ctx);
+    let parsed = data.visible(&scope).and_then(|visible| {
+        RestoresArgs::parse(
+            &user,
+            date.as_deref(),
+            data.now(),
+            data.tz(),
+            &visible,
+            scope.admin,
+        )
+    });
+    let args = match parsed {
+        Ok(args) => args,
+        Err(error) => return answer(ctx, Err(error)).await,
+    };
+    // The CBS may take longer than Discord's 3 s: acknowledge first.
+    if data.public() {
+        ctx.defer().await?;
+    } else {
+        ctx.defer_ephemeral().await?;
+    }
+    let result =
+        commands::restores::restores(&data.app.cbs, &data.app.store, &args, data.public()).await;
+    answer(ctx, result).await
+}
+
+/// Failed restores the bot has recorded, newest first.
+#[poise::command(slash_command)]
+pub(super) async fn failures(
+    ctx: Context<'_>,
+    #[description = "How many days back, 1 to 30 (default: 1, today)"]
+    #[min = 1]
+    #[max = 30]
+    days: Option<i64>,
+    #[description = "Only this user"]
+    #[autocomplete = "complete_user"]
+    user: Option<String>,
+) -> Result<(), Error> {
+    let data = ctx.data();
+    let scope = scope(ctx);
+    let result = data.visible(&scope).and_then(|visible| {
+        commands::failures::failures(
+            &data.app.store,
+            days,
+            user.as_deref(),
+            &visible,
+            &scope,
+            data.today(),
+            data.public(),
+        )
+    });
+    answer(ctx, result).await
+}
+
+/// The watch list: the backup users whose restores are polled.
+#[poise::command(
+    slash_command,
+    subcommands("watch_add", "watch_remove", "watch_list"),
+    subcommand_required
+)]
+pub(super) async fn watch(_ctx: Context<'_>) -> Result<(), Error> {
+    // Only the subcommands run.
+    Ok(())
+}
+
+/// Watch another backup user (Manage Server or the admin role).
+#[poise::command(slash_command, rename = "add")]
+async fn watch_add(
+    ctx: Context<'_>,
+    #[description = "The backup user's login name"]
+    #[autocomplete = "complete_user"]
+    user: String,
+    #[description = "The user's owner (reseller or sub-admin), if any"] owner: Option<String>,
+) -> Result<(), Error> {
+    if let Err(refused) = check_admin(ctx) {
+        return answer(ctx, Err(refused)).await;
+    }
+    let data = ctx.data();
+    let result = commands::watch::add(
+        &data.app.store,
+        &data.app.cbs,
+        &data.app.settings.watch,
+        &user,
+        owner.as_deref(),
+        &author_label(ctx),
+        data.now(),
+    )
+    .await;
+    if result.is_ok() {
+        let owned = owner
+            .as_deref()
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| format!(" (owner {})", code(o)))
+            .unwrap_or_default();
+        data.audit(
+            ctx.author(),
+            format!("watch add {}{owned}", code(user.trim())),
+        );
+    }
+    answer(ctx, result).await
+}
+
+/// Stop watching a user added from chat (Manage Server or the admin role).
+#[poise::command(slash_command, rename = "remove")]
+async fn watch_remove(
+    ctx: Context<'_>,
+    #[description = "The backup user's login name"]
+    #[autocomplete = "complete_user"]
+    user: String,
+) -> Result<(), Error> {
+    if let Err(refused) = check_admin(ctx) {
+        return answer(ctx, Err(refused)).await;
+    }
+    let data = ctx.data();
+    let result = commands::watch::remove(&data.app.store, &data.app.settings.watch, &user);
+    if result.is_ok() {
+        data.audit(ctx.author(), format!("watch remove {}", code(user.trim())));
+    }
+    answer(ctx, result).await
+}
+
+/// Who is watched, who added them, and who muted whom.
+#[poise::command(slash_command, rename = "list")]
+async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
+    let data = ctx.data();
+    let result = data
+        .mutes
+        .active(data.now())
+        .map_err(CommandError::from)
+        .and_then(|mutes| {
+            commands::watch::list(
+                &data.app.store,
+                &data.app.settings.watch,
+                &mutes,
+                &scope(ctx),
+                data.public(),
+            )
+        });
+    answer(ctx, result).await
+}
+
+/// Hold back a user's alerts for a while; they still show in the digest.
+#[poise::command(slash_command)]
+pub(super) async fn mute(
+    ctx: Context<'_>,
+    #[description = "The backup user's login name"]
+    #[autocomplete = "complete_user"]
+    user: String,
+    #[description = "How long, e.g. 30m, 2h, 3d (at most 30d)"] duration: String,
+    #[description = "Only this backup set ID (default: every set)"] backup_set: Option<String>,
+) -> Result<(), Error> {
+    if let Err(refused) = check_admin(ctx) {
+        return answer(ctx, Err(refused)).await;
+    }
+    let data = ctx.data();
+    let result = data.watched().and_then(|watched| {
+        commands::mute::mute(
+            &data.mutes,
+            &watched,
+            &user,
+            backup_set.as_deref(),
+            &duration,
+            &author_label(ctx),
+            data.now(),
+        )
+    });
+    if result.is_ok() {
+        let action = format!(
+            "mute {} for {}",
+            commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref())),
+            code(duration.trim())
+        );
+        data.audit(ctx.author(), action);
+    }
+    answer(ctx, result).await
+}
+
+/// Post a muted user's alerts again.
+#[poise::command(slash_command)]
+pub(super) async fn unmute(
+    ctx: Context<'_>,
+    #[description = "The backup user's login name"]
+    #[autocomplete = "complete_user"]
+    user: String,
+    #[description = "The backup set ID the mute named (default: the whole user)"]
+    backup_set: Option<String>,
+) -> Result<(), Error> {
+    if let Err(refused) = check_admin(ctx) {
+        return answer(ctx, Err(refused)).await;
+    }
+    let data = ctx.data();
+    let result = data.watched().and_then(|watched| {
+        commands::mute::unmute(&data.mutes, &watched, &user, backup_set.as_deref())
+    });
+    if result.is_ok() {
+        let action = format!(
+            "unmute {}",
+            commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref()))
+        );
+        data.audit(ctx.author(), action);
+    }
+    answer(ctx, result).await
+}
+
+/// The restores of a day at a glance.
+#[poise::command(slash_command)]
+pub(super) async fn digest(
+    ctx: Context<'_>,
+    #[description = "The day in the server's zone, YYYY-MM-DD (default: today)"] date: Option<
+        String,
+    >,
+) -> Result<(), Error> {
+    let data = ctx.data();
+    let scope = scope(ctx);
+    let result = data.visible(&scope).and_then(|visible| {
+        commands::digest::digest(
+            &data.app.store,
+            date.as_deref(),
+            data.today(),
+            data.app.settings.cbs.timezone,
+            &scope,
+            &visible,
+            data.public(),
+        )
+    });
+    answer(ctx, result).await
+}
+
+/// The bot's health: poll cycles, backup server, outbox, store, changes, version, uptime.
+#[poise::command(slash_command)]
+pub(super) async fn status(ctx: Context<'_>) -> Result<(), Error> {
+    let data = ctx.data();
+    let report = commands::status::StatusReport::gather(
+        &data.app.store,
+        &data.app.settings.poll.schedule,
+        data.now(),
+        data.app.started_at,
+        data.refused.load(Ordering::Relaxed),
+    );
+    let result = report
+        .map_err(CommandError::from)
+        .and_then(|r| commands::status::status(&r, data.public()));
+    answer(ctx, result).await
+}

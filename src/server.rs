@@ -1,0 +1,380 @@
+//! The operator's listener (`[server] listen`): `GET /healthz` says whether restorewatch is
+//! doing its job, `GET /metrics` shows the Prometheus metrics of [`crate::metrics`].
+//!
+//! Health is judged from the store and the schedule, not from "the process answers": the
+//! last cycle ended within two schedule periods, the store takes a write, the oldest
+//! undelivered event is younger than two periods plus the delivery backoff, and Discord has
+//! not refused the token (a 401 recorded by delivery among the refusing channels). Each failing check is named in the 503 answer. The `healthcheck`
+//! subcommand ([`healthcheck`]) asks this endpoint, for container health checks in an image
+//! without curl.
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::discord::DeliveryTiming;
+use crate::metrics;
+use crate::schedule::CronSchedule;
+use crate::store::Store;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The sled tree `/healthz` writes its probe to.
+const PROBE_TREE: &str = "health_probe";
+/// How long `restorewatch healthcheck` waits for an answer.
+pub const HEALTHCHECK_TIMEOUT_SECS: u64 = 5;
+/// The period assumed for a schedule that never fires again.
+const FALLBACK_PERIOD_SECS: i64 = 24 * 60 * 60;
+
+/// What the listener reads.
+#[derive(Clone)]
+pub struct ServerState {
+    pub store: Store,
+    pub clock: SharedClock,
+    /// The poll schedule: how often a cycle should end.
+    pub schedule: CronSchedule,
+    /// When the program started: before the first cycle, health counts from here.
+    pub started_at: DateTime<Utc>,
+    /// Whether a `[discord]` section is configured (else the token is not checked).
+    pub discord: bool,
+    /// How long delivery may rest after Discord failures, on top of two periods.
+    pub backoff: Duration,
+    pub metrics: PrometheusHandle,
+}
+
+impl ServerState {
+    /// The state for `store`, `schedule` and the default delivery backoff.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        schedule: CronSchedule,
+        discord: bool,
+        metrics: PrometheusHandle,
+    ) -> Self {
+        ServerState {
+            started_at: clock.now(),
+            store,
+            clock,
+            schedule,
+            discord,
+            backoff: DeliveryTiming::default().backoff_max,
+            metrics,
+        }
+    }
+}
+
+/// The `/healthz` answer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Health {
+    /// `ok` or `failing`.
+    pub status: &'static str,
+    /// One line per failing check; empty when healthy.
+    pub reasons: Vec<String>,
+    pub last_cycle: Option<LastCycle>,
+    pub outbox_events: usize,
+    pub oldest_undelivered_age_seconds: Option<i64>,
+    /// `rejected` (a post was answered 401), `not_refused` or `not_configured`.
+    pub discord_token: &'static str,
+    pub store_writable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LastCycle {
+    pub finished_at: DateTime<Utc>,
+    pub age_seconds: i64,
+    pub requests: u32,
+    pub errors: u32,
+}
+
+/// The schedule's period around `now`: the gap between its next two fire times.
+fn period(schedule: &CronSchedule, now: DateTime<Utc>) -> chrono::Duration {
+    schedule
+        .next_after(now)
+        .and_then(|a| Some(schedule.next_after(a)? - a))
+        .unwrap_or(chrono::Duration::seconds(FALLBACK_PERIOD_SECS))
+}
+
+/// Runs every check (blocking: sled calls).
+pub fn check(state: &ServerState) -> Health {
+    let now = state.clock.now();
+    let two_periods = period(&state.schedule, now) * 2;
+    let mut reasons = Vec::new();
+
+    let last_cycle = match state.store.last_cycle() {
+        Ok(c) => c,
+        Err(e) => {
+            reasons.push(format!("cannot read the last cycle: {e}"));
+            None
+        }
+    };
+    let last_end = last_cycle
+        .as_ref()
+        .map_or(state.started_at, |c| c.finished_at);
+    if now - last_end > two_periods {
+        reasons.push(match &last_cycle {
+            Some(c) => format!(
+                "the last poll cycle ended {}s ago, more than two schedule periods ({}s)",
+                (now - c.finished_at).num_seconds(),
+                two_periods.num_seconds()
+            ),
+            None => format!(
+                "no poll cycle has ended in {}s since start, more than two schedule periods",
+                (now - state.started_at).num_seconds()
+            ),
+        });
+    }
+
+    let store_writable = match probe(&state.store, now) {
+        Ok(()) => true,
+        Err(e) => {
+            reasons.push(format!("the store does not take a write: {e}"));
+            false
+        }
+    };
+
+    let oldest = match state.store.pending_events(1) {
+        Ok(events) => events
+            .first()
+            .map(|e| (now - e.created_at).max(chrono::Duration::zero())),
+        Err(e) => {
+            reasons.push(format!("cannot read the outbox: {e}"));
+            None
+        }
+    };
+    let allowed = two_periods + chrono::Duration::from_std(state.backoff).unwrap_or_default();
+    if let Some(age) = oldest.filter(|age| *age > allowed) {
+        reasons.push(format!(
+            "the oldest undelivered event is {}s old, more than two periods plus the backoff ({}s)",
+            age.num_seconds(),
+            allowed.num_seconds()
+        ));
+    }
+
+    // Delivery records the channels that refuse us, with Discord's reason, and a rejected
+    // token (401) as one entry for every channel.
+    let refused = state.store.refused_destinations().unwrap_or_default();
+    let token_refused: Vec<&String> = refused
+        .iter()
+        .filter(|r| r.contains(crate::discord::delivery::TOKEN_REJECTED))
+        .collect();
+    if let Some(first) = token_refused.first() {
+        reasons.push(format!("Discord refuses the bot token ({first})"));
+    }
+
+    Health {
+        status: if reasons.is_empty() { "ok" } else { "failing" },
+        reasons,
+        last_cycle: last_cycle.map(|c| LastCycle {
+            age_seconds: (now - c.finished_at).num_seconds(),
+            finished_at: c.finished_at,
+            requests: c.requests,
+            errors: c.errors,
+        }),
+        outbox_events: state.store.outbox_len(),
+        oldest_undelivered_age_seconds: oldest.map(|a| a.num_seconds()),
+        discord_token: match (state.discord, token_refused.is_empty()) {
+            (false, _) => "not_configured",
+            (true, true) => "not_refused",
+            (true, false) => "rejected",
+        },
+        store_writable,
+    }
+}
+
+/// Writes and flushes a small record: a full disk or a read-only directory fails here.
+fn probe(store: &Store, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let tree = store.tree(PROBE_TREE)?;
+    tree.insert("last", now.to_rfc3339().as_bytes())?;
+    tree.flush()?;
+    Ok(())
+}
+
+/// Sets the store gauges and renders every metric in Prometheus text format.
+pub fn render_metrics(state: &ServerState) -> String {
+    let now = state.clock.now();
+    let oldest = state
+        .store
+        .pending_events(1)
+        .ok()
+        .and_then(|e| e.first().map(|e| e.created_at))
+        .map(|t| (now - t).to_std().unwrap_or_default());
+    metrics::store_gauges(
+        state.store.outbox_len(),
+        oldest,
+        state.store.size_on_disk().unwrap_or_default(),
+    );
+    state.metrics.render()
+}
+
+/// The listener's routes.
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .with_state(Arc::new(state))
+}
+
+async fn healthz(State(state): State<Arc<ServerState>>) -> Response {
+    let health = match tokio::task::spawn_blocking(move || check(&state)).await {
+        Ok(h) => h,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("health check failed: {e}"),
+            )
+                .into_response()
+        }
+    };
+    let status = if health.reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health)).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<ServerState>>) -> Response {
+    match tokio::task::spawn_blocking(move || render_metrics(&state)).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics failed: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+/// Serves the routes on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ServerState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Binds `[server] listen` (if set) and serves there on a task of its own until
+/// `shutdown`; installs the metrics recorder either way.
+pub async fn start(
+    settings: &Settings,
+    store: &Store,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    use anyhow::Context as _;
+    let handle = metrics::install();
+    let Some(listen) = settings.server.listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
+    let state = ServerState::new(
+        store.clone(),
+        clock,
+        settings.poll.schedule.clone(),
+        settings.discord.is_some(),
+        handle,
+    );
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
+    Ok(Some(tokio::spawn(serve(listener, state, shutdown))))
+}
+
+/// `restorewatch healthcheck`: asks `/healthz` at `listen` (an unspecified address such as
+/// `0.0.0.0` means this host). `Ok(true)` on 200; the body is printed by the caller.
+pub async fn healthcheck(listen: SocketAddr) -> anyhow::Result<(bool, String)> {
+    use anyhow::Context as _;
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(HEALTHCHECK_TIMEOUT_SECS))
+        .build()
+        .context("building the HTTP client")?;
+    let response = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .with_context(|| format!("no answer from http://{addr}/healthz"))?;
+    let ok = response.status() == reqwest::StatusCode::OK;
+    let body = response.text().await.unwrap_or_default();
+    Ok((ok, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::CycleRecord;
+    use chrono::TimeZone;
+
+    fn state(clock: &ManualClock, store: &Store) -> ServerState {
+        ServerState::new(
+            store.clone(),
+            Arc::new(clock.clone()),
+            CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
+            false,
+            metrics::install(),
+        )
+    }
+
+    #[test]
+    fn a_late_cycle_fails_after_two_periods() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap();
+        let clock = ManualClock::new(t0);
+        let s = state(&clock, &store);
+        assert_eq!(
+            check(&s).reasons,
+            Vec::<String>::new(),
+            "starting up is fine"
+        );
+        clock.advance(chrono::Duration::minutes(11));
+        let h = check(&s);
+        assert_eq!(h.status, "failing");
+        assert!(h.reasons[0].starts_with("no poll cycle has ended"), "{h:?}");
+        let cycle = CycleRecord {
+            started_at: t0,
+            finished_at: t0 + chrono::Duration::minutes(10),
+            users: 1,
+            requests: 1,
+            errors: 0,
+            unreadable_items: 0,
+        };
+        store.record_cycle(&cycle, t0.date_naive(), 0).unwrap();
+        assert!(check(&s).reasons.is_empty());
+        clock.advance(chrono::Duration::minutes(10));
+        assert!(check(&s).reasons[0].contains("more than two schedule periods (600s)"));
+    }
+
+    #[test]
+    fn the_period_is_the_gap_between_fire_times() {
+        let t = Utc.with_ymd_and_hms(2024, 6, 26, 12, 1, 0).unwrap();
+        let every_5 = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+        assert_eq!(period(&every_5, t), chrono::Duration::minutes(5));
+        let never = CronSchedule::parse("0 0 31 2 *", chrono_tz::UTC).unwrap();
+        assert_eq!(period(&never, t), chrono::Duration::days(1));
+    }
+}

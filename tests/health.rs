@@ -1,0 +1,391 @@
+//! Operability over loopback: `/healthz` and `/metrics` served by the real listener, the
+//! heartbeat against a recording receiver, ticks that never stack, and the binary's
+//! `healthcheck` subcommand and log output.
+
+use axum::extract::State;
+use axum::http::Uri;
+use axum::Router;
+use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
+use restorewatch::app::App;
+use restorewatch::clock::{Clock, SharedClock};
+use restorewatch::config::Settings;
+use restorewatch::server::{self, ServerState};
+use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimJob, SimUser, Simulator};
+use restorewatch::sink::ConsoleSink;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// Bound on waits in paused-time tests (virtual time: an hour of minute ticks).
+const WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// "Now" that follows tokio's clock from a fixed start, so paused-time tests see the
+/// wall clock move exactly as far as tokio's timers do.
+struct TokioClock {
+    base: DateTime<Utc>,
+    start: tokio::time::Instant,
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.start;
+        self.base + Duration::from_std(elapsed).unwrap()
+    }
+}
+
+fn tokio_clock() -> SharedClock {
+    Arc::new(TokioClock {
+        base: Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap(),
+        start: tokio::time::Instant::now(),
+    })
+}
+
+async fn simulator(clock: SharedClock) -> SimHandle {
+    let sim = Simulator::new(SimConfig::with_clock(clock))
+        .start()
+        .await
+        .unwrap();
+    sim.add_user(SimUser {
+        login: "obm".into(),
+        owner: String::new(),
+        user_id: "obm".into(),
+    });
+    sim
+}
+
+fn failure(at: DateTime<Utc>) -> SimJob {
+    let start = at.trunc_subsecs(0);
+    SimJob::new(
+        "obm",
+        "42",
+        start,
+        Some(start + Duration::seconds(1)),
+        "RESTORE_STOP_BY_ERROR",
+    )
+}
+
+fn settings(sim: &SimHandle, state: &std::path::Path, extra: &str) -> Settings {
+    let text = format!(
+        r#"
+        [cbs]
+        url = "{url}"
+        server_name = "sim"
+        sys_user = "{user}"
+        request_timeout = "1h"
+        [[watch]]
+        login = "obm"
+        [poll]
+        schedule = "0 * * * * *"
+        baseline_first_cycle = false
+        [state]
+        path = "{state}"
+        {extra}
+        "#,
+        url = sim.url(),
+        user = sim.sys_user(),
+        state = state.display(),
+    );
+    let pwd = sim.sys_pwd().to_owned();
+    Settings::from_toml_str(&text, &move |name| {
+        (name == "RESTOREWATCH_CBS_SYS_PWD").then(|| pwd.clone())
+    })
+    .unwrap()
+}
+
+/// Serves the app's store on a loopback port; returns the base URL.
+async fn serve(app: &App, shutdown: &CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = ServerState::new(
+        app.store.clone(),
+        app.clock.clone(),
+        app.settings.poll.schedule.clone(),
+        false,
+        restorewatch::metrics::install(),
+    );
+    tokio::spawn(server::serve(listener, state, shutdown.clone()));
+    format!("http://{addr}")
+}
+
+fn console() -> ConsoleSink {
+    ConsoleSink::new(
+        restorewatch::render::RenderOptions {
+            mention_role: None,
+            timezone: chrono_tz::UTC,
+        },
+        Box::new(std::io::sink()),
+    )
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_over_loopback() {
+    let clock: SharedClock = Arc::new(restorewatch::clock::SystemClock);
+    let sim = simulator(clock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(settings(&sim, dir.path(), ""), clock).unwrap();
+    let shutdown = CancellationToken::new();
+    let base = serve(&app, &shutdown).await;
+    let http = reqwest::Client::new();
+
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "starting up counts as healthy");
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["last_cycle"], Value::Null);
+    assert_eq!(body["discord_token"], "not_configured");
+    assert_eq!(body["store_writable"], true);
+
+    sim.add_job(failure(Utc::now() - Duration::minutes(5)));
+    let (report, drained) = app.cycle_and_deliver(&console()).await.unwrap();
+    assert_eq!((report.summary.alerts, drained.delivered), (1, 2));
+    // One more event waits, to show up in the outbox gauges.
+    sim.add_job(SimJob {
+        backup_set_id: "43".into(),
+        ..failure(Utc::now() - Duration::minutes(4))
+    });
+    app.poller.cycle().await.unwrap();
+
+    let body: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["last_cycle"]["requests"], 1);
+    assert_eq!(
+        body["outbox_events"], 2,
+        "the failure and the cycle summary"
+    );
+    assert!(body["oldest_undelivered_age_seconds"].as_i64().unwrap() >= 0);
+
+    restorewatch::metrics::command("status", true);
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "# TYPE restorewatch_cycles_total counter",
+        "# TYPE restorewatch_cycle_duration_seconds histogram",
+        "# TYPE restorewatch_cbs_requests_total counter",
+        "# TYPE restorewatch_jobs_observed_total counter",
+        "# TYPE restorewatch_alerts_total counter",
+        "# TYPE restorewatch_events_delivered_total counter",
+        "# TYPE restorewatch_outbox_events gauge",
+        "# TYPE restorewatch_outbox_oldest_age_seconds gauge",
+        "# TYPE restorewatch_store_bytes gauge",
+        "# TYPE restorewatch_last_success_timestamp_seconds gauge",
+        "# TYPE restorewatch_quarantined_total counter",
+        "# TYPE restorewatch_commands_total counter",
+        "# TYPE restorewatch_build_info gauge",
+        "# TYPE restorewatch_ticks_skipped_total counter",
+        "restorewatch_outbox_events 2",
+        "restorewatch_cycle_duration_seconds_bucket{le=\"+Inf\"}",
+        "restorewatch_commands_total{command=\"status\",result=\"ok\"}",
+        &format!(
+            "restorewatch_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} in\n{text}"))
+    };
+    assert!(value("restorewatch_cycles_total{result=\"success\"}") >= 1.0);
+    assert!(value("restorewatch_cbs_requests_total{outcome=\"ok\"}") >= 2.0);
+    assert!(value("restorewatch_jobs_observed_total{class=\"failure\"}") >= 2.0);
+    assert!(value("restorewatch_alerts_total{kind=\"job_finished\"}") >= 2.0);
+    assert!(value("restorewatch_events_delivered_total") >= 2.0);
+    assert!(value("restorewatch_store_bytes") > 0.0);
+    assert!(value("restorewatch_last_success_timestamp_seconds") > 1.7e9);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn healthz_names_a_late_cycle_and_an_old_undelivered_event() {
+    let clock = restorewatch::clock::ManualClock::new(Utc::now().trunc_subsecs(0));
+    let shared: SharedClock = Arc::new(clock.clone());
+    let sim = simulator(shared.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(settings(&sim, dir.path(), ""), shared).unwrap();
+    let shutdown = CancellationToken::new();
+    let base = serve(&app, &shutdown).await;
+    sim.add_job(failure(clock.now() - Duration::minutes(5)));
+    app.poller.cycle().await.unwrap();
+    // Schedule: every minute. Three minutes later the cycle is late and the alert waits.
+    clock.advance(Duration::minutes(3));
+    let response = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    let reasons: Vec<&str> = body["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{body}");
+    assert!(
+        reasons[0].contains("the last poll cycle ended 180s ago"),
+        "{body}"
+    );
+    assert!(
+        reasons[1].contains("oldest undelivered event is 180s old"),
+        "{body}"
+    );
+    shutdown.cancel();
+}
+
+/// A heartbeat receiver: records each path; answers at once, or never when `hang`.
+#[derive(Clone, Default)]
+struct Receiver {
+    paths: Arc<Mutex<Vec<String>>>,
+    hang: bool,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Receiver {
+    async fn start(self) -> String {
+        async fn record(State(r): State<Receiver>, uri: Uri) -> &'static str {
+            r.paths.lock().unwrap().push(uri.path().to_owned());
+            r.changed.notify_waiters();
+            if r.hang {
+                std::future::pending::<()>().await;
+            }
+            "OK"
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(record).with_state(self);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/ping/abc")
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<String> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let notified = self.changed.notified();
+                let paths = self.paths.lock().unwrap().clone();
+                if paths.len() >= n {
+                    return paths;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("heartbeats arrive")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeat_after_each_cycle_fail_when_no_cbs_request_succeeded() {
+    let clock = tokio_clock();
+    let sim = simulator(clock.clone()).await;
+    let receiver = Receiver::default();
+    let url = receiver.clone().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(
+        settings(&sim, dir.path(), &format!("[heartbeat]\nurl = \"{url}\"")),
+        clock,
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let running = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { app.run_loop(&console(), shutdown).await })
+    };
+    assert_eq!(receiver.wait_for(1).await, ["/ping/abc"]);
+    sim.set_down(true).await.unwrap();
+    // Cycles may have run between the two lines above; the one after them fails.
+    let n = receiver.wait_for(1).await.len();
+    let paths = receiver.wait_for(n + 2).await;
+    assert_eq!(paths[n + 1], "/ping/abc/fail", "{paths:?}");
+    sim.set_down(false).await.unwrap();
+    let n = receiver.wait_for(1).await.len();
+    let paths = receiver.wait_for(n + 2).await;
+    assert_eq!(paths[n + 1], "/ping/abc", "{paths:?}");
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_heartbeat_never_delays_a_cycle() {
+    let clock = tokio_clock();
+    let sim = simulator(clock.clone()).await;
+    let receiver = Receiver {
+        hang: true,
+        ..Receiver::default()
+    };
+    let url = receiver.clone().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Poll every second: well inside the heartbeat's own 10 s timeout.
+    let mut settings = settings(&sim, dir.path(), &format!("[heartbeat]\nurl = \"{url}\""));
+    settings.poll.schedule =
+        restorewatch::schedule::CronSchedule::parse("* * * * * *", chrono_tz::UTC).unwrap();
+    let app = App::build(settings, clock.clone()).unwrap();
+    let store = app.store.clone();
+    let shutdown = CancellationToken::new();
+    let started = clock.now();
+    let running = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { app.run_loop(&console(), shutdown).await })
+    };
+    // Five heartbeats, none answered, within five seconds: the cycles did not wait.
+    receiver.wait_for(5).await;
+    let last = store.last_cycle().unwrap().unwrap();
+    assert!(
+        last.finished_at - started <= Duration::seconds(5),
+        "cycles waited for the heartbeat: {last:?}"
+    );
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn ticks_never_stack_a_slow_cycle_skips_and_counts_them() {
+    let clock = tokio_clock();
+    let sim = simulator(clock.clone()).await;
+    // Every request takes 150 s against a schedule of once a minute.
+    sim.set_faults(Faults {
+        latency: std::time::Duration::from_secs(150),
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(settings(&sim, dir.path(), ""), clock.clone()).unwrap();
+    let store = app.store.clone();
+    let handle = restorewatch::metrics::install();
+    let skipped_before = skipped(&handle.render());
+    let shutdown = CancellationToken::new();
+    let running = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { app.run_loop(&console(), shutdown).await })
+    };
+    // Wait (in paused time) for three cycles.
+    tokio::time::timeout(std::time::Duration::from_secs(3600), async {
+        while sim.requests_served() < 3 || store.last_cycle().unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    assert_eq!(sim.max_in_flight(), 1, "cycles overlapped");
+    // Each 150 s cycle started on a minute covers two more minute ticks, which are skipped.
+    let counted = skipped(&handle.render()) - skipped_before;
+    assert!(counted >= 4.0, "skipped ticks counted: {counted}");
+}
+
+fn skipped(text: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("restorewatch_ticks_skipped_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
