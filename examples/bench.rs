@@ -94,6 +94,7 @@ async fn rig(users: usize, concurrency: usize, retention_days: u32, now: DateTim
             .collect(),
         max_concurrency: concurrency,
         retention_days,
+        down_after: 2,
     };
     let poller = Poller::new(client, store, config, Arc::new(clock.clone()));
     Rig {

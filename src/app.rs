@@ -58,6 +58,7 @@ impl App {
                 watch: settings.watch.clone(),
                 max_concurrency: settings.cbs.max_concurrency,
                 retention_days: settings.state.retention_days,
+                down_after: settings.cbs.down_after,
             },
             clock.clone(),
         );

@@ -72,6 +72,8 @@ pub struct CbsSettings {
     pub timezone: Tz,
     pub request_timeout: Duration,
     pub max_concurrency: usize,
+    /// Consecutive cycles without one successful request before the server counts as down.
+    pub down_after: u32,
     /// Extra CA certificate (PEM) to trust, for self-signed servers.
     pub ca_cert: Option<PathBuf>,
 }
@@ -282,6 +284,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("cbs", "timezone", EnvKind::Text),
     ("cbs", "request_timeout", EnvKind::Text),
     ("cbs", "max_concurrency", EnvKind::Integer),
+    ("cbs", "down_after", EnvKind::Integer),
     ("cbs", "ca_cert", EnvKind::Text),
     ("poll", "schedule", EnvKind::Text),
     ("poll", "midnight_grace", EnvKind::Text),
@@ -401,6 +404,7 @@ struct RawCbs {
     timezone: Option<String>,
     request_timeout: Option<String>,
     max_concurrency: Option<i64>,
+    down_after: Option<i64>,
     ca_cert: Option<PathBuf>,
 }
 
@@ -487,6 +491,8 @@ const DEFAULT_TIMEZONE: Tz = Tz::UTC;
 const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 const DEFAULT_MAX_CONCURRENCY: i64 = 8;
 const MAX_CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=64;
+const DEFAULT_DOWN_AFTER: i64 = 2;
+const DOWN_AFTER_RANGE: RangeInclusive<i64> = 1..=1000;
 const DEFAULT_POLL_SCHEDULE: &str = "*/5 * * * *";
 const DEFAULT_MIDNIGHT_GRACE: &str = "6h";
 const DEFAULT_MAX_CATCH_UP_DAYS: i64 = 7;
@@ -627,6 +633,12 @@ impl Checker {
                 DEFAULT_MAX_CONCURRENCY,
                 MAX_CONCURRENCY_RANGE,
             )? as usize,
+            down_after: self.int_in(
+                "cbs.down_after",
+                raw.down_after,
+                DEFAULT_DOWN_AFTER,
+                DOWN_AFTER_RANGE,
+            )? as u32,
             url,
             server_name,
             timezone,
@@ -947,6 +959,7 @@ mod tests {
         ),
         ("poll.schedule", "*/7 * * * *", "\"*/7 * * * *\""),
         ("poll.midnight_grace", "2h", "\"2h\""),
+        ("cbs.down_after", "4", "4"),
         ("poll.max_catch_up_days", "3", "3"),
         ("poll.stuck_after", "5h", "\"5h\""),
         (

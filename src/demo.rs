@@ -90,6 +90,7 @@ pub async fn run_demo(
             timezone: tz,
             request_timeout: Duration::from_secs(5),
             max_concurrency: 8,
+            down_after: 2,
             ca_cert: None,
         },
         watch,

@@ -59,6 +59,9 @@ pub enum EventKind {
     CbsRecovered {
         down_since: DateTime<Utc>,
         recovered_at: DateTime<Utc>,
+        /// Past dates the recovering cycle read again (the catch-up), oldest first.
+        #[serde(default)]
+        caught_up: Vec<NaiveDate>,
     },
     /// One day of restore jobs, built on the digest schedule.
     Digest(Digest),

@@ -14,7 +14,7 @@ use crate::event::{
     UNREADABLE_LISTED_MAX,
 };
 use crate::mutes::Mutes;
-use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
+use crate::store::{Change, CycleRecord, DownStreak, Outage, Policy, Store, StoreError, UserState};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +31,9 @@ pub struct PollerConfig {
     pub watch: Vec<WatchEntry>,
     pub max_concurrency: usize,
     pub retention_days: u32,
+    /// `cbs.down_after`: consecutive cycles without one successful request that open an
+    /// outage.
+    pub down_after: u32,
 }
 
 /// The result of one cycle.
@@ -150,7 +153,8 @@ impl Poller {
                     (user, date, result)
                 });
             }
-            user_states.insert(user.login.clone(), (state, ClassCounts::new(), true));
+            let fresh = !state.baselined && state.baselined_dates.is_empty();
+            user_states.insert(user.login.clone(), (state, ClassCounts::new(), true, fresh));
         }
 
         let mut summary = CycleSummary {
@@ -162,6 +166,9 @@ impl Poller {
         };
         let mut baselined = 0;
         let mut outage_errors: Vec<CbsError> = Vec::new();
+        let mut succeeded = 0u32;
+        let today = started_at.with_timezone(&tz).date_naive();
+        let mut caught_up = BTreeSet::new();
         // Mutes fail open: an unreadable mute list posts alerts rather than losing them.
         // Read once per cycle, not per job: the check then costs no store reads on the
         // hot path (and none inside the store's transaction).
@@ -184,11 +191,15 @@ impl Poller {
                 continue;
             };
             crate::metrics::cbs_request(&result);
-            let Some((state, baseline_counts, all_ok)) = user_states.get_mut(&user.login) else {
+            let Some((state, baseline_counts, all_ok, _)) = user_states.get_mut(&user.login) else {
                 continue;
             };
             match result {
                 Ok(list) => {
+                    succeeded += 1;
+                    if date < today {
+                        caught_up.insert(date);
+                    }
                     for skipped in &list.skipped {
                         tracing::warn!(
                             user = %user.login, %date, reason = %skipped.reason, raw = %skipped.raw,
@@ -207,7 +218,10 @@ impl Poller {
                         now: self.clock.now(),
                         alert_classes: &self.config.poll.alert_classes,
                         stuck_after,
-                        baseline: self.config.poll.baseline_first_cycle && !state.baselined,
+                        // Baseline mode ends per (user, date), on its first successful read.
+                        baseline: self.config.poll.baseline_first_cycle
+                            && !state.baselined
+                            && !state.baselined_dates.contains(&date),
                         muted: &is_muted,
                     };
                     for job in &list.jobs {
@@ -231,6 +245,9 @@ impl Poller {
                             summary.muted += 1;
                         }
                     }
+                    if !state.baselined {
+                        state.baselined_dates.insert(date);
+                    }
                 }
                 Err(error) => {
                     *all_ok = false;
@@ -250,20 +267,22 @@ impl Poller {
         let now = self.clock.now();
         let mut baselines: BTreeMap<String, Vec<BaselineUser>> = BTreeMap::new();
         for user in &users {
-            let Some((mut state, counts, all_ok)) = user_states.remove(&user.login) else {
+            let Some((mut state, counts, all_ok, fresh)) = user_states.remove(&user.login) else {
                 continue;
             };
+            // One "now watching" notice, from the first cycle that read any of its dates.
+            if fresh && !state.baselined_dates.is_empty() && self.config.poll.baseline_first_cycle {
+                baselines
+                    .entry(user.owner.clone())
+                    .or_default()
+                    .push(BaselineUser {
+                        login_name: user.login.clone(),
+                        counts,
+                    });
+            }
             if all_ok {
-                if !state.baselined && self.config.poll.baseline_first_cycle {
-                    baselines
-                        .entry(user.owner.clone())
-                        .or_default()
-                        .push(BaselineUser {
-                            login_name: user.login.clone(),
-                            counts,
-                        });
-                }
                 state.baselined = true;
+                state.baselined_dates.clear();
                 state.last_success = Some(started_at);
             } else if let Some(e) = summary
                 .errors
@@ -282,7 +301,13 @@ impl Poller {
         self.store
             .set_watched_logins(&users.iter().map(|u| u.login.clone()).collect())?;
 
-        let outage_secs = self.track_outage(&summary, &outage_errors, now)?;
+        let outage_secs = self.track_outage(
+            &summary,
+            succeeded,
+            &outage_errors,
+            caught_up.into_iter().collect(),
+            now,
+        )?;
         summary
             .errors
             .sort_by(|a, b| (&a.login_name, a.date).cmp(&(&b.login_name, b.date)));
@@ -328,16 +353,21 @@ impl Poller {
         })
     }
 
-    /// Opens or closes an outage: one "unreachable" notice when every request failed for a
-    /// server-wide reason, one "recovered" notice when requests succeed again. Returns the
-    /// outage seconds this cycle adds to the day's health.
+    /// Tells the truth about outages. A cycle in which no request succeeded and one
+    /// failed for a server-wide reason is a down cycle; `cbs.down_after` of them in a row
+    /// open the outage, with one notice (and one more should the reason change). A cycle
+    /// with a successful request closes it, with one "recovered" notice naming the past
+    /// dates that cycle read (`caught_up`). A cycle of per-user errors only (an unknown
+    /// login) changes nothing either way. Returns the outage seconds this cycle adds to
+    /// the day's health.
     fn track_outage(
         &self,
         summary: &CycleSummary,
+        succeeded: u32,
         outage_errors: &[CbsError],
+        caught_up: Vec<NaiveDate>,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let all_failed = summary.requests > 0 && outage_errors.len() as u32 == summary.requests;
         let previous_start = self.store.last_cycle()?.map(|c| c.started_at);
         // Downtime counted for this cycle: since the later of the outage start and the
         // previous cycle, so consecutive cycles never count the same minutes twice.
@@ -345,22 +375,55 @@ impl Poller {
             let from = previous_start.map_or(outage.since, |p| p.max(outage.since));
             (summary.started_at - from).num_seconds().max(0)
         };
-        let first_reason = outage_errors.first().map(|e| {
-            (
-                e.outage_reason().unwrap_or(OutageReason::Unreachable),
-                e.to_string(),
-            )
-        });
-        match (self.store.outage()?, first_reason.filter(|_| all_failed)) {
+        let previous = self.store.outage()?;
+        if succeeded > 0 {
+            self.store.set_down_streak(None)?;
+            let Some(outage) = previous else {
+                return Ok(0);
+            };
+            tracing::info!(since = %outage.since, ?caught_up, "the backup server answers again");
+            let event = EventKind::CbsRecovered {
+                down_since: outage.since,
+                recovered_at: summary.started_at,
+                caught_up,
+            };
+            self.store.set_outage_with_event(None, event, now)?;
+            return Ok(down_secs(&outage));
+        }
+        let Some(first) = outage_errors.first() else {
+            // Nothing asked, or only per-user errors: no news about the server.
+            return Ok(previous.as_ref().map_or(0, down_secs));
+        };
+        let streak = match self.store.down_streak()? {
+            Some(s) => DownStreak {
+                cycles: s.cycles.saturating_add(1),
+                ..s
+            },
+            None => DownStreak {
+                cycles: 1,
+                since: summary.started_at,
+            },
+        };
+        self.store.set_down_streak(Some(streak))?;
+        let reason = first.outage_reason().unwrap_or(OutageReason::Unreachable);
+        if streak.cycles < self.config.down_after.max(1) {
+            tracing::warn!(
+                cycles = streak.cycles,
+                down_after = self.config.down_after,
+                error = %first,
+                "no CBS request succeeded this cycle"
+            );
+            return Ok(0);
+        }
+        match previous {
             // Down, or down for a new reason (say unreachable, then the password expired):
             // one notice per reason, written with the outage record in one transaction.
-            (previous, Some((reason, error)))
-                if previous.as_ref().is_none_or(|o| o.reason != reason) =>
-            {
+            Some(outage) if outage.reason == reason => Ok(down_secs(&outage)),
+            previous => {
                 let outage = Outage {
-                    since: previous.as_ref().map_or(summary.started_at, |o| o.since),
+                    since: previous.as_ref().map_or(streak.since, |o| o.since),
                     reason,
-                    error,
+                    error: first.to_string(),
                 };
                 tracing::error!(error = %outage.error, ?reason, "the backup server is unreachable");
                 let event = EventKind::CbsUnreachable {
@@ -370,19 +433,15 @@ impl Poller {
                 };
                 self.store
                     .set_outage_with_event(Some(&outage), event, now)?;
-                Ok(previous.as_ref().map_or(0, &down_secs))
+                // The whole streak was down time, counted from its start.
+                Ok(previous.as_ref().map_or_else(
+                    || {
+                        let from = previous_start.map_or(streak.since, |p| p.max(streak.since));
+                        (summary.started_at - from).num_seconds().max(0)
+                    },
+                    &down_secs,
+                ))
             }
-            (Some(outage), Some(_)) => Ok(down_secs(&outage)),
-            (Some(outage), None) if summary.requests > 0 => {
-                tracing::info!(since = %outage.since, "the backup server answers again");
-                let event = EventKind::CbsRecovered {
-                    down_since: outage.since,
-                    recovered_at: summary.started_at,
-                };
-                self.store.set_outage_with_event(None, event, now)?;
-                Ok(down_secs(&outage))
-            }
-            _ => Ok(0),
         }
     }
 }

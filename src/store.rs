@@ -52,8 +52,12 @@ pub struct JobRecord {
 /// Per-user poll state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
-    /// The first cycle for this user has recorded its baseline.
+    /// Every date of the user has been read once: the baseline is over.
     pub baselined: bool,
+    /// Until then, the dates already read once (their baseline is over): a date that keeps
+    /// failing must not hold back the alerts of the others.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub baselined_dates: BTreeSet<NaiveDate>,
     /// The start of the last cycle in which every request for this user succeeded.
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<(DateTime<Utc>, String)>,
@@ -88,6 +92,14 @@ pub struct DayHealth {
     pub request_errors: u32,
     /// Seconds during which the backup server counted as down.
     pub outage_secs: i64,
+}
+
+/// Cycles in a row in which no request succeeded and one failed for a server-wide reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownStreak {
+    pub cycles: u32,
+    /// The start of the first of them.
+    pub since: DateTime<Utc>,
 }
 
 /// The backup server's state as the poller last saw it.
@@ -253,6 +265,7 @@ const META_REFUSED: &str = "refused_destinations";
 const META_WATCHED: &str = "watched_logins";
 const META_INSTALL_ID: &str = "install_id";
 const META_LAST_DIGEST: &str = "last_digest_day";
+const META_DOWN_STREAK: &str = "down_streak";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -705,6 +718,20 @@ impl Store {
     pub fn day_health(&self, day: NaiveDate) -> Result<DayHealth> {
         let key = format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d"));
         Ok(self.meta_get(&key)?.unwrap_or_default())
+    }
+
+    pub fn down_streak(&self) -> Result<Option<DownStreak>> {
+        self.meta_get(META_DOWN_STREAK)
+    }
+
+    pub fn set_down_streak(&self, streak: Option<DownStreak>) -> Result<()> {
+        match streak {
+            Some(s) => self.meta_put(META_DOWN_STREAK, &s),
+            None => {
+                self.meta.remove(META_DOWN_STREAK)?;
+                Ok(())
+            }
+        }
     }
 
     pub fn outage(&self) -> Result<Option<Outage>> {

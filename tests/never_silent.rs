@@ -674,3 +674,123 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
     assert_eq!(third.stop().await, Some(0));
     assert!(!out.contains("Restore digest"), "{out}");
 }
+
+/// The events queued so far, and the outbox emptied.
+async fn take_events(p: &restorewatch::poller::Poller) -> Vec<EventKind> {
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let events = sink.events.lock().unwrap();
+    events.iter().map(|e| e.kind.clone()).collect()
+}
+
+fn outage_notices(events: &[EventKind]) -> Vec<&EventKind> {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                EventKind::CbsUnreachable { .. } | EventKind::CbsRecovered { .. }
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_outage_opens_after_down_after_cycles_and_a_per_user_error_is_no_recovery() {
+    use restorewatch::simulator::LoginFault;
+    let mut h = Harness::start(&["obm", "bob"], at(28, 9, 0)).await;
+    h.down_after = 2;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    take_events(&p).await;
+    // The server fails for obm; bob's login is unknown (a per-user error, no news).
+    h.sim.set_login_fault("obm", Some(LoginFault::Http500));
+    h.sim.set_login_fault("bob", Some(LoginFault::NotFound));
+    h.clock.set(at(28, 9, 5));
+    p.cycle().await.unwrap();
+    assert!(
+        outage_notices(&take_events(&p).await).is_empty(),
+        "one cycle is not an outage"
+    );
+    h.clock.set(at(28, 9, 10));
+    p.cycle().await.unwrap();
+    let events = take_events(&p).await;
+    match outage_notices(&events)[..] {
+        [EventKind::CbsUnreachable { since, .. }] => assert_eq!(*since, at(28, 9, 5)),
+        ref other => panic!("{other:?}"),
+    }
+    // bob's 404 alone (obm still failing) is no recovery, and no new notice either.
+    for minute in [15, 20] {
+        h.clock.set(at(28, 9, minute));
+        p.cycle().await.unwrap();
+        assert!(outage_notices(&take_events(&p).await).is_empty());
+    }
+    // Back the next day: one recovery, saying how long and which dates it read again.
+    h.sim.set_login_fault("obm", None);
+    h.clock.set(at(29, 9, 0));
+    p.cycle().await.unwrap();
+    let events = take_events(&p).await;
+    match outage_notices(&events)[..] {
+        [EventKind::CbsRecovered {
+            down_since,
+            recovered_at,
+            caught_up,
+        }] => {
+            assert_eq!((*down_since, *recovered_at), (at(28, 9, 5), at(29, 9, 0)));
+            assert_eq!(caught_up, &[day(28)]);
+        }
+        ref other => panic!("{other:?}"),
+    }
+    // A single down cycle after it opens nothing (the streak starts again).
+    h.sim.set_login_fault("obm", Some(LoginFault::Http500));
+    h.clock.set(at(29, 9, 5));
+    p.cycle().await.unwrap();
+    assert!(outage_notices(&take_events(&p).await).is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_yesterday_does_not_hold_back_todays_alerts() {
+    use restorewatch::simulator::LoginFault;
+    // 01:00: inside the midnight grace, so the 27th and the 28th are asked for.
+    let h = Harness::start(&["obm"], at(28, 1, 0)).await;
+    h.sim
+        .set_login_date_fault("obm", day(27), Some(LoginFault::Http500));
+    // An old failure on the 27th: part of the baseline once the 27th is read.
+    h.sim.add_job(job(
+        "obm",
+        "old",
+        at(27, 20, 0),
+        Some(at(27, 20, 30)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    let p = h.poller();
+    let first = p.cycle().await.unwrap();
+    assert_eq!(first.summary.errors.len(), 1, "the 27th fails");
+    h.sim.add_job(job(
+        "obm",
+        "new",
+        at(28, 1, 10),
+        Some(at(28, 1, 20)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(28, 1, 30));
+    let second = p.cycle().await.unwrap();
+    assert_eq!(second.summary.alerts, 1, "today's new failure alerts");
+    // The 27th reads at last: its old failure is baseline, not an alert.
+    h.sim.set_login_date_fault("obm", day(27), None);
+    h.clock.set(at(28, 1, 35));
+    let third = p.cycle().await.unwrap();
+    assert_eq!(third.summary.alerts, 0);
+    assert_eq!(third.baselined, 1);
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let alerted: Vec<String> = sink
+        .alerts()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::JobFinished { job } => Some(job.backup_set_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(alerted, ["new"]);
+}

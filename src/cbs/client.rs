@@ -95,7 +95,11 @@ impl CbsError {
             CbsError::Connect { .. } | CbsError::Timeout { .. } | CbsError::Decode { .. } => {
                 Some(OutageReason::Unreachable)
             }
-            CbsError::Http { status, .. } if status.is_server_error() => {
+            // 5xx, and what a proxy in front of the server answers for every request
+            // (401/403: it wants its own login; 429: it throttles us).
+            CbsError::Http { status, .. }
+                if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 429) =>
+            {
                 Some(OutageReason::Unreachable)
             }
             CbsError::Http { .. } => None,
@@ -508,6 +512,10 @@ mod tests {
             (http(500), Some(Unreachable)),
             (http(503), Some(Unreachable)),
             (http(404), None),
+            (http(401), Some(Unreachable)),
+            (http(403), Some(Unreachable)),
+            (http(429), Some(Unreachable)),
+            (http(400), None),
             (
                 CbsError::Decode {
                     server: s(),

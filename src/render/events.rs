@@ -58,7 +58,8 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
         EventKind::CbsRecovered {
             down_since,
             recovered_at,
-        } => cbs_recovered(*down_since, *recovered_at, opts),
+            caught_up,
+        } => cbs_recovered(*down_since, *recovered_at, caught_up, opts),
     };
     vec![embed.fit()]
 }
@@ -423,14 +424,21 @@ fn cbs_unreachable(
 fn cbs_recovered(
     down_since: DateTime<Utc>,
     recovered_at: DateTime<Utc>,
+    caught_up: &[chrono::NaiveDate],
     opts: &RenderOptions,
 ) -> Embed {
     let zone = |at: DateTime<Utc>| format_time(&at.with_timezone(&opts.timezone));
+    let caught_up = if caught_up.is_empty() {
+        "No earlier date needed catching up.".to_owned()
+    } else {
+        let dates: Vec<String> = caught_up.iter().map(|d| d.to_string()).collect();
+        format!("Caught up on {}.", dates.join(", "))
+    };
     Embed {
         title: "Backup server answers again".to_owned(),
         description: format!(
-            "It was unreachable for {}, from {} to {}. Jobs that ended meanwhile are \
-             reported as the next cycles pick them up.",
+            "It was unreachable for {}, from {} to {}. {caught_up} Jobs that ended \
+             meanwhile are reported as the cycles pick them up.",
             format_duration((recovered_at - down_since).num_seconds()),
             zone(down_since),
             zone(recovered_at),
@@ -773,6 +781,7 @@ mod tests {
         assert!(!wants_ping(&event(EventKind::CbsRecovered {
             down_since: utc(10, 0, 0),
             recovered_at: utc(11, 0, 0),
+            caught_up: vec![],
         })));
         assert!(!wants_ping(&event(EventKind::CycleSummary(
             CycleSummary::default()
@@ -952,11 +961,15 @@ mod tests {
         let e = one(EventKind::CbsRecovered {
             down_since: utc(9, 58, 0),
             recovered_at: utc(11, 0, 0),
+            caught_up: vec![
+                NaiveDate::from_ymd_opt(2024, 6, 24).unwrap(),
+                NaiveDate::from_ymd_opt(2024, 6, 25).unwrap(),
+            ],
         });
         assert_eq!(e.title, "Backup server answers again");
         assert!(e.description.starts_with(
             "It was unreachable for 1h 02m, from 2024-06-26 11:58:00 (CEST) to \
-             2024-06-26 13:00:00 (CEST)."
+             2024-06-26 13:00:00 (CEST). Caught up on 2024-06-24, 2024-06-25."
         ));
         assert_eq!(e.colour, COLOUR_SUCCESS);
     }

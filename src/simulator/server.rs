@@ -63,6 +63,8 @@ pub(crate) struct World {
     pub users: BTreeMap<String, SimUser>,
     pub jobs: Vec<SimJob>,
     pub login_faults: HashMap<String, LoginFault>,
+    /// Faults of one login on one `RestoreDate`.
+    pub login_date_faults: HashMap<(String, NaiveDate), LoginFault>,
     pub dice: FaultDice,
     pub password_expired: bool,
 }
@@ -73,6 +75,7 @@ impl World {
             users: BTreeMap::new(),
             jobs: Vec::new(),
             login_faults: HashMap::new(),
+            login_date_faults: HashMap::new(),
             dice: FaultDice::new(faults),
             password_expired: false,
         }
@@ -245,7 +248,8 @@ pub(crate) async fn list_restore_job_status(
             "com.ahsay.obs.core.dbs.d",
         )
     };
-    match world.login_faults.get(&req.login_name) {
+    let date_fault = world.login_date_faults.get(&(req.login_name.clone(), date));
+    match world.login_faults.get(&req.login_name).or(date_fault) {
         None => {}
         Some(LoginFault::Http500) => return http_500(),
         Some(LoginFault::NotFound) => return not_found(),

@@ -48,6 +48,9 @@ pub struct Harness {
     pub max_concurrency: usize,
     pub retention_days: u32,
     pub baseline_first_cycle: bool,
+    /// `cbs.down_after`; 1 here (one failed cycle opens an outage), as the older tests
+    /// were written for.
+    pub down_after: u32,
 }
 
 impl Harness {
@@ -66,6 +69,7 @@ impl Harness {
             max_concurrency: 8,
             retention_days: 35,
             baseline_first_cycle: true,
+            down_after: 1,
         };
         for login in users {
             harness.add_user(login, "");
@@ -127,6 +131,7 @@ impl Harness {
             watch: self.watch.clone(),
             max_concurrency: self.max_concurrency,
             retention_days: self.retention_days,
+            down_after: self.down_after,
         };
         Poller::new(client, store, config, Arc::new(self.clock.clone()))
     }
