@@ -513,6 +513,14 @@ const DIGEST_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 1..=31;
 /// The midnight grace is a part of the day after midnight.
 const MIDNIGHT_GRACE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The shortest `state.retention_days` allowed: one day more than the oldest date a cycle
+/// may still ask for (`poll.max_catch_up_days` back, plus a day for the midnight grace),
+/// so that pruning never removes a record a catch-up would read again.
+pub fn min_retention_days(max_catch_up_days: u32, midnight_grace: Duration) -> u32 {
+    let grace_days = midnight_grace.as_secs().div_ceil(24 * 3600) as u32;
+    max_catch_up_days + grace_days + 1
+}
+
 /// Turns the raw file into [`Settings`], one key at a time.
 struct Checker {
     /// Keys whose value came from the environment, to say so in errors.
@@ -545,10 +553,25 @@ impl Checker {
             }
             None => None,
         };
+        let poll = self.poll(raw.poll, cbs.timezone)?;
+        let state = self.state(raw.state)?;
+        let shortest = min_retention_days(poll.max_catch_up_days, poll.midnight_grace);
+        if state.retention_days < shortest {
+            return Err(self.fail(
+                "state.retention_days",
+                format!(
+                    "is {} but must be greater than poll.max_catch_up_days ({}) plus the \
+                     poll.midnight_grace day, at least {shortest}: a catch-up would ask \
+                     again for dates whose records were pruned and alert their failures \
+                     twice",
+                    state.retention_days, poll.max_catch_up_days
+                ),
+            ));
+        }
         Ok(Settings {
             watch: self.watch(raw.watch)?,
-            poll: self.poll(raw.poll, cbs.timezone)?,
-            state: self.state(raw.state)?,
+            poll,
+            state,
             discord,
             digest: DigestSettings {
                 schedule: self.schedule(

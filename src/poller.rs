@@ -341,9 +341,18 @@ impl Poller {
             outage_secs,
         )?;
         let today = now.with_timezone(&tz).date_naive();
-        // A retention reaching before the calendar's start keeps everything.
+        // A retention reaching before the calendar's start keeps everything. Whatever the
+        // retention, a date a later cycle may still ask for (a catch-up, the midnight
+        // grace) keeps its records, so a catch-up never alerts a failure twice.
+        let keep_days = self
+            .config
+            .retention_days
+            .max(crate::config::min_retention_days(
+                self.config.poll.max_catch_up_days,
+                self.config.poll.midnight_grace,
+            ));
         let cutoff = today
-            .checked_sub_days(Days::new(self.config.retention_days.into()))
+            .checked_sub_days(Days::new(keep_days.into()))
             .unwrap_or(NaiveDate::MIN);
         let pruned = self.store.prune_before(cutoff)?;
         Ok(CycleReport {

@@ -794,3 +794,81 @@ async fn a_failing_yesterday_does_not_hold_back_todays_alerts() {
         .collect();
     assert_eq!(alerted, ["new"]);
 }
+
+/// The sets alerted when the CBS is down from the 24th to the 28th (one failure a day from
+/// the 20th to the 27th), with this retention and a 7-day catch-up.
+async fn alerts_across_four_down_days(retention_days: u32) -> Vec<String> {
+    let mut h = Harness::start(&["obm"], at(20, 12, 0)).await;
+    h.max_catch_up_days = 7;
+    h.retention_days = retention_days;
+    let p = h.poller();
+    p.cycle().await.unwrap(); // baseline
+    let sink = Recorder::default();
+    for d in 20..=27 {
+        if d == 24 {
+            h.sim.set_down(true).await.unwrap();
+        }
+        h.sim.add_job(job(
+            "obm",
+            &format!("day{d}"),
+            at(d, 10, 0),
+            Some(at(d, 10, 30)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+        h.clock.set(at(d, 12, 5));
+        p.cycle().await.unwrap();
+        drain(p.store(), &sink).await.unwrap();
+    }
+    h.sim.set_down(false).await.unwrap();
+    h.clock.set(at(28, 12, 5));
+    p.cycle().await.unwrap();
+    drain(p.store(), &sink).await.unwrap();
+    let mut sets: Vec<String> = sink
+        .alerts()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::JobFinished { job } => Some(job.backup_set_id.clone()),
+            _ => None,
+        })
+        .collect();
+    sets.sort();
+    sets
+}
+
+#[tokio::test]
+async fn four_days_of_cbs_downtime_with_the_shortest_retention_post_nothing_twice() {
+    use restorewatch::config::min_retention_days;
+    let shortest = min_retention_days(7, std::time::Duration::from_secs(6 * 3600));
+    assert_eq!(shortest, 9);
+    let want: Vec<String> = (20..=27).map(|d| format!("day{d}")).collect();
+    assert_eq!(alerts_across_four_down_days(shortest).await, want);
+    // A shorter one (which the config refuses) still prunes nothing a catch-up reads.
+    assert_eq!(alerts_across_four_down_days(2).await, want);
+}
+
+#[tokio::test]
+async fn a_retention_a_catch_up_could_outrun_stops_the_start_naming_both_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rw.toml");
+    let text = |retention: u32| {
+        format!(
+            "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\n[[watch]]\nlogin = \"obm\"\n\
+             [poll]\nmax_catch_up_days = 5\n[state]\npath = \"{}\"\nretention_days = {retention}\n",
+            dir.path().join("state").display()
+        )
+    };
+    // 5 days of catch-up and the grace day reach back 6 days: 6 is not enough.
+    std::fs::write(&config, text(6)).unwrap();
+    let out = restorewatch(&["check", "--config", config.to_str().unwrap()])
+        .env("RESTOREWATCH_CBS_SYS_PWD", "pw")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("state.retention_days"), "{err}");
+    assert!(err.contains("poll.max_catch_up_days"), "{err}");
+    let env = |name: &str| (name == "RESTOREWATCH_CBS_SYS_PWD").then(|| "pw".to_owned());
+    assert!(restorewatch::config::Settings::from_toml_str(&text(6), &env).is_err());
+    assert!(restorewatch::config::Settings::from_toml_str(&text(7), &env).is_ok());
+}

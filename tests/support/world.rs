@@ -47,6 +47,8 @@ pub struct Harness {
     pub watch: Vec<WatchEntry>,
     pub max_concurrency: usize,
     pub retention_days: u32,
+    /// `poll.max_catch_up_days` (7 here).
+    pub max_catch_up_days: u32,
     pub baseline_first_cycle: bool,
     /// `cbs.down_after`; 1 here (one failed cycle opens an outage), as the older tests
     /// were written for.
@@ -68,6 +70,7 @@ impl Harness {
             watch: Vec::new(),
             max_concurrency: 8,
             retention_days: 35,
+            max_catch_up_days: 7,
             baseline_first_cycle: true,
             down_after: 1,
         };
@@ -118,7 +121,7 @@ impl Harness {
             poll: PollSettings {
                 schedule: CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
                 midnight_grace: std::time::Duration::from_secs(6 * 3600),
-                max_catch_up_days: 7,
+                max_catch_up_days: self.max_catch_up_days,
                 stuck_after: std::time::Duration::from_secs(12 * 3600),
                 alert_classes: [
                     StatusClass::PartialFailure,
