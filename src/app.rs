@@ -49,6 +49,9 @@ impl App {
                 anyhow::Error::new(e).context(format!("opening the state store in {dir}"))
             }
         })?;
+        store
+            .check_server_name(&settings.cbs.server_name)
+            .map_err(anyhow::Error::msg)?;
         let client = cbs_client(&settings)?;
         let poller = Poller::new(
             client,

@@ -37,7 +37,7 @@ impl Mute {
     /// Whether this mute applies to `login`'s backup set `backup_set_id` (a mute without a
     /// set covers every set of the user).
     pub fn covers(&self, login: &str, backup_set_id: &str) -> bool {
-        self.login == login
+        self.login.eq_ignore_ascii_case(login)
             && self
                 .backup_set_id
                 .as_deref()

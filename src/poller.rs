@@ -225,6 +225,20 @@ impl Poller {
                         muted: &is_muted,
                     };
                     for job in &list.jobs {
+                        // One canonical login: the reply may spell the watched login in
+                        // another case, and job keys, running dates and mutes use ours.
+                        let canonical;
+                        let job = if job.login_name != user.login
+                            && job.login_name.eq_ignore_ascii_case(&user.login)
+                        {
+                            canonical = RestoreJob {
+                                login_name: user.login.clone(),
+                                ..job.clone()
+                            };
+                            &canonical
+                        } else {
+                            job
+                        };
                         crate::metrics::job_observed(job.class);
                         let obs = self.store.observe(job, date, &policy)?;
                         match obs.change {

@@ -266,6 +266,7 @@ const META_WATCHED: &str = "watched_logins";
 const META_INSTALL_ID: &str = "install_id";
 const META_LAST_DIGEST: &str = "last_digest_day";
 const META_DOWN_STREAK: &str = "down_streak";
+const META_SERVER_NAME: &str = "server_name";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -650,18 +651,23 @@ impl Store {
     /// The watch list: the config's users merged with those added from chat, by login
     /// (the config's owner wins).
     pub fn watch_list(&self, config: &[WatchEntry]) -> Result<Vec<WatchEntry>> {
-        let mut users: std::collections::BTreeMap<String, String> = self
+        // Logins are matched without regard to case (the CBS does): one user added from
+        // chat as "OBM" and configured as "obm" is one user, under the config's spelling.
+        let mut users: std::collections::BTreeMap<String, WatchEntry> = self
             .dynamic_watches()?
             .into_iter()
-            .map(|w| (w.login, w.owner))
+            .map(|w| {
+                let entry = WatchEntry {
+                    login: w.login,
+                    owner: w.owner,
+                };
+                (entry.login.to_lowercase(), entry)
+            })
             .collect();
         for w in config {
-            users.insert(w.login.clone(), w.owner.clone());
+            users.insert(w.login.to_lowercase(), w.clone());
         }
-        Ok(users
-            .into_iter()
-            .map(|(login, owner)| WatchEntry { login, owner })
-            .collect())
+        Ok(users.into_values().collect())
     }
 
     /// Adds a user to the dynamic watch list; `false` when it was already there.
@@ -762,6 +768,43 @@ impl Store {
         let event = tx_result(result)?;
         metrics::event_queued(&event.kind);
         Ok(event)
+    }
+
+    /// Checks that the store belongs to the backup server called `name`, stamping a store
+    /// that has no name yet (with the server of its job records, if it has any). Every job
+    /// key starts with the server's name: under another name every job would be new and
+    /// alerted again, so a different name is refused with both names and the key to set.
+    pub fn check_server_name(&self, name: &str) -> Result<(), String> {
+        let err = |e: StoreError| e.to_string();
+        let stamped: Option<String> = self.meta_get(META_SERVER_NAME).map_err(err)?;
+        let known = match stamped {
+            Some(known) => Some(known),
+            // A store from before the stamp (or whose stamp was unreadable): its job keys
+            // say whose it is. Any record of ours will do; else the first other server's.
+            None => {
+                let ours = format!("{name}\0");
+                let mut keys = self.jobs.iter().keys();
+                if self.jobs.scan_prefix(ours.as_bytes()).next().is_some() {
+                    None
+                } else {
+                    keys.find_map(|k| {
+                        let k = k.ok()?;
+                        let sep = k.iter().position(|b| *b == 0)?;
+                        Some(String::from_utf8_lossy(&k[..sep]).into_owned())
+                    })
+                }
+            }
+        };
+        match known {
+            Some(known) if known != name => Err(format!(
+                "the state store was made for the backup server named {known:?}, but this \
+                 configuration names it {name:?}; every job would be seen as new and alerted \
+                 again. If it is the same server (say cbs.url moved from an IP address to a \
+                 DNS name), set cbs.server_name = {known:?}; if it is another server, use \
+                 another state.path"
+            )),
+            _ => self.meta_put(META_SERVER_NAME, &name).map_err(err),
+        }
     }
 
     /// The last day whose digest was queued by the schedule (see [`crate::digest::due_days`]).

@@ -872,3 +872,118 @@ async fn a_retention_a_catch_up_could_outrun_stops_the_start_naming_both_keys() 
     assert!(restorewatch::config::Settings::from_toml_str(&text(6), &env).is_err());
     assert!(restorewatch::config::Settings::from_toml_str(&text(7), &env).is_ok());
 }
+
+#[tokio::test]
+async fn a_login_spelt_in_another_case_is_one_user_with_one_key() {
+    use restorewatch::mutes::{Mute, Mutes};
+    use restorewatch::simulator::SimUser;
+    // The CBS stores "OBM"; the config watches "obm"; chat added "Obm" too.
+    let mut h = Harness::start(&[], at(28, 9, 0)).await;
+    h.sim.add_user(SimUser {
+        login: "OBM".into(),
+        owner: String::new(),
+        user_id: "OBM".into(),
+    });
+    h.watch.push(restorewatch::config::WatchEntry {
+        login: "obm".into(),
+        owner: String::new(),
+    });
+    let p = h.poller();
+    p.store()
+        .add_watch(&restorewatch::store::DynamicWatch {
+            login: "Obm".into(),
+            owner: String::new(),
+            added_by: "op".into(),
+            added_at: at(28, 9, 0),
+        })
+        .unwrap();
+    let first = p.cycle().await.unwrap();
+    assert_eq!(first.summary.users_polled, 1, "one user, not two");
+    // A job that runs, and a failure in a set muted from chat as "OBM".
+    h.sim.add_job(job("OBM", "run", at(28, 9, 1), None, ""));
+    h.sim.add_job(job(
+        "OBM",
+        "muted",
+        at(28, 9, 2),
+        Some(at(28, 9, 3)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.sim.add_job(job(
+        "OBM",
+        "loud",
+        at(28, 9, 2),
+        Some(at(28, 9, 3)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    Mutes::open(p.store())
+        .unwrap()
+        .mute(&Mute {
+            login: "OBM".into(),
+            backup_set_id: Some("muted".into()),
+            until: at(29, 0, 0),
+            muted_by: "op".into(),
+            muted_at: at(28, 9, 0),
+        })
+        .unwrap();
+    h.clock.set(at(28, 9, 5));
+    let second = p.cycle().await.unwrap();
+    assert_eq!((second.summary.alerts, second.summary.muted), (1, 1));
+    // Recorded under the watched spelling: its running date is found by that login.
+    assert_eq!(
+        p.store()
+            .running_dates(support::world::SERVER, "obm")
+            .unwrap(),
+        [day(28)].into()
+    );
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let logins: Vec<String> = sink
+        .alerts()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::JobFinished { job } => Some(job.login_name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logins, ["obm"]);
+    h.clock.set(at(28, 9, 10));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 0, "nothing twice");
+}
+
+#[test]
+fn a_store_made_for_another_server_name_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = restorewatch::store::Store::open(dir.path()).unwrap();
+    store.check_server_name("10.0.0.5").unwrap();
+    store.check_server_name("10.0.0.5").unwrap();
+    let err = store.check_server_name("cbs.example.com").unwrap_err();
+    assert!(
+        err.contains("\"10.0.0.5\"") && err.contains("\"cbs.example.com\""),
+        "{err}"
+    );
+    assert!(err.contains("cbs.server_name"), "{err}");
+}
+
+#[tokio::test]
+async fn the_binary_refuses_a_store_whose_server_name_changed() {
+    let sim = real_time_simulator().await;
+    sim.add_job(recent_odd_failure("1", &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("rw.toml");
+    std::fs::write(&config, binary_config(&sim, &state)).unwrap();
+    let (code, out, err) = once(&sim, &config).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("Restore failed").count(), 1);
+    // cbs.url moves to another host name for the same server: server_name follows it.
+    let moved = binary_config(&sim, &state).replace("server_name = \"sim\"\n", "");
+    std::fs::write(&config, moved).unwrap();
+    let (code, out, err) = once(&sim, &config).await;
+    assert_ne!(code, Some(0));
+    assert!(!out.contains("Restore failed"), "nothing re-alerted: {out}");
+    assert!(
+        err.contains("\"sim\"") && err.contains("\"127.0.0.1\""),
+        "{err}"
+    );
+    assert!(err.contains("cbs.server_name"), "{err}");
+}

@@ -255,7 +255,15 @@ pub(crate) async fn list_restore_job_status(
         Some(LoginFault::NotFound) => return not_found(),
         Some(LoginFault::ApiError(message)) => return api_error(message, "com.ahsay.obs.core.x"),
     }
-    let Some(user) = world.users.get(&req.login_name) else {
+    // Login names are case-insensitive, as in AhsayCBS: the reply spells them as stored.
+    let user = world.users.get(&req.login_name).or_else(|| {
+        world
+            .users
+            .iter()
+            .find(|(login, _)| login.eq_ignore_ascii_case(&req.login_name))
+            .map(|(_, user)| user)
+    });
+    let Some(user) = user else {
         return not_found();
     };
     // An empty Owner means "any": a system user sees every backup user.
@@ -265,7 +273,8 @@ pub(crate) async fn list_restore_job_status(
     let mut listed: Vec<&SimJob> = world
         .jobs
         .iter()
-        .filter(|j| j.login == req.login_name && j.listed_on(shared.tz) == date)
+        .filter(|j| j.login.eq_ignore_ascii_case(&req.login_name))
+        .filter(|j| j.listed_on(shared.tz) == date)
         .filter(|j| j.phase(now) != Phase::NotStarted)
         .collect();
     listed.sort_by(|a, b| {
