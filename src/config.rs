@@ -91,6 +91,9 @@ pub struct PollSettings {
     pub midnight_grace: Duration,
     pub max_catch_up_days: u32,
     pub stuck_after: Duration,
+    /// A job recorded as running that its date's reply has left out this long (and for at
+    /// least [`VANISHED_MIN_CYCLES`] reads) has vanished.
+    pub vanished_after: Duration,
     pub alert_classes: BTreeSet<StatusClass>,
     /// A user's first cycle records the jobs it finds as one baseline line instead of
     /// alerting each (no flood on install).
@@ -290,6 +293,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("poll", "midnight_grace", EnvKind::Text),
     ("poll", "max_catch_up_days", EnvKind::Integer),
     ("poll", "stuck_after", EnvKind::Text),
+    ("poll", "vanished_after", EnvKind::Text),
     ("poll", "alert_classes", EnvKind::List),
     ("poll", "baseline_first_cycle", EnvKind::Flag),
     ("state", "path", EnvKind::Text),
@@ -422,6 +426,7 @@ struct RawPoll {
     midnight_grace: Option<String>,
     max_catch_up_days: Option<i64>,
     stuck_after: Option<String>,
+    vanished_after: Option<String>,
     alert_classes: Option<Vec<String>>,
     baseline_first_cycle: Option<bool>,
 }
@@ -498,6 +503,10 @@ const DEFAULT_MIDNIGHT_GRACE: &str = "6h";
 const DEFAULT_MAX_CATCH_UP_DAYS: i64 = 7;
 const MAX_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 0..=31;
 const DEFAULT_STUCK_AFTER: &str = "12h";
+const DEFAULT_VANISHED_AFTER: &str = "30m";
+/// Successful reads of its date that must miss a running job before it counts as vanished,
+/// however short `poll.vanished_after` is.
+pub const VANISHED_MIN_CYCLES: u32 = 3;
 pub const DEFAULT_ALERT_CLASSES: [StatusClass; 3] = [
     StatusClass::PartialFailure,
     StatusClass::Failure,
@@ -734,6 +743,11 @@ impl Checker {
                 "poll.stuck_after",
                 raw.stuck_after,
                 DEFAULT_STUCK_AFTER,
+            )?,
+            vanished_after: self.positive_duration(
+                "poll.vanished_after",
+                raw.vanished_after,
+                DEFAULT_VANISHED_AFTER,
             )?,
             alert_classes,
             baseline_first_cycle: raw.baseline_first_cycle.unwrap_or(true),
@@ -985,6 +999,7 @@ mod tests {
         ("cbs.down_after", "4", "4"),
         ("poll.max_catch_up_days", "3", "3"),
         ("poll.stuck_after", "5h", "\"5h\""),
+        ("poll.vanished_after", "2h", "\"2h\""),
         (
             "poll.alert_classes",
             "failure, warning",

@@ -99,6 +99,7 @@ pub async fn run_demo(
             midnight_grace: Duration::from_secs(6 * 3600),
             max_catch_up_days: 7,
             stuck_after: Duration::from_secs(12 * 3600),
+            vanished_after: std::time::Duration::from_secs(30 * 60),
             alert_classes: DEFAULT_ALERT_CLASSES.into(),
             baseline_first_cycle: true,
         },

@@ -76,6 +76,9 @@ pub struct DigestJob {
     pub start_raw: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_raw: Option<String>,
+    /// Was running, then left out of the server's list: its outcome is unknown.
+    #[serde(default)]
+    pub vanished: bool,
 }
 
 /// The poller's day.
@@ -101,6 +104,7 @@ impl DigestJob {
             end_time: job.end_time.map(|t| t.fixed_offset()),
             start_raw: job.unreadable_field(START_TIME_FIELD).map(str::to_owned),
             end_raw: job.unreadable_field(END_TIME_FIELD).map(str::to_owned),
+            vanished: record.vanished,
         }
     }
 }
@@ -470,11 +474,15 @@ fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
     } else {
         format!(" {}", code_span(&job.raw_status))
     };
+    let class = if job.vanished {
+        "vanished (outcome unknown)"
+    } else {
+        job.class.label()
+    };
     format!(
-        "• {}–{} {}{code}: {}",
+        "• {}–{} {class}{code}: {}",
         clock(job.start_time, job.start_raw.as_deref(), date),
         clock(job.end_time, job.end_raw.as_deref(), date),
-        job.class.label(),
         who(job)
     )
 }
@@ -606,6 +614,7 @@ mod tests {
             baseline: false,
             stuck_alerted,
             alerted: false,
+            vanished: false,
         }
     }
 

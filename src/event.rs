@@ -26,7 +26,9 @@ impl Event {
     /// The backup-user owner (sub-admin/reseller) the event belongs to, for routing.
     pub fn owner(&self) -> Option<&str> {
         match &self.kind {
-            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => Some(&job.owner),
+            EventKind::JobFinished { job }
+            | EventKind::JobStuck { job, .. }
+            | EventKind::JobVanished { job, .. } => Some(&job.owner),
             EventKind::Baseline { owner, .. } => Some(owner),
             _ => None,
         }
@@ -40,6 +42,12 @@ pub enum EventKind {
     JobFinished { job: RestoreJob },
     /// A job has been running longer than `poll.stuck_after`.
     JobStuck { job: RestoreJob, running_secs: i64 },
+    /// A job recorded as running that its date's reply no longer lists (`poll.vanished_after`):
+    /// its outcome will never be known. Class unknown.
+    JobVanished {
+        job: RestoreJob,
+        missing_since: DateTime<Utc>,
+    },
     /// The first cycle of these users (all of one owner) found these finished jobs;
     /// recorded, not alerted. One event per owner and cycle, however many users: adding
     /// hundreds of users must not flood the chat either.

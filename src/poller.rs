@@ -5,9 +5,10 @@
 //! applied to the store one by one in this task, so the store sees a single writer. A user
 //! whose requests fail is recorded and skipped; the cycle goes on.
 
-use crate::cbs::model::RestoreJob;
+use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
+use crate::config::VANISHED_MIN_CYCLES;
 use crate::config::{PollSettings, WatchEntry};
 use crate::event::{
     BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError,
@@ -185,6 +186,8 @@ impl Poller {
         };
         let stuck_after = chrono::Duration::from_std(self.config.poll.stuck_after)
             .unwrap_or(chrono::Duration::MAX);
+        let vanished_after = chrono::Duration::from_std(self.config.poll.vanished_after)
+            .unwrap_or(chrono::Duration::MAX);
         while let Some(joined) = requests.join_next().await {
             let Ok((user, date, result)) = joined else {
                 tracing::error!("a CBS request task ended abnormally");
@@ -224,6 +227,7 @@ impl Poller {
                             && !state.baselined_dates.contains(&date),
                         muted: &is_muted,
                     };
+                    let mut seen = Vec::with_capacity(list.jobs.len());
                     for job in &list.jobs {
                         // One canonical login: the reply may spell the watched login in
                         // another case, and job keys, running dates and mutes use ours.
@@ -239,6 +243,7 @@ impl Poller {
                         } else {
                             job
                         };
+                        seen.push(job.key());
                         crate::metrics::job_observed(job.class);
                         let obs = self.store.observe(job, date, &policy)?;
                         match obs.change {
@@ -261,6 +266,38 @@ impl Poller {
                     }
                     if !state.baselined {
                         state.baselined_dates.insert(date);
+                    }
+                    // Running jobs this reply leaves out: vanished once missing long enough.
+                    let now = self.clock.now();
+                    for key in self
+                        .store
+                        .missing_running(&server, &user.login, date, &seen)?
+                    {
+                        let missing = self.store.note_missing(&key, now)?;
+                        if missing.reads < VANISHED_MIN_CYCLES
+                            || now - missing.since < vanished_after
+                        {
+                            continue;
+                        }
+                        let alerts_unknown = self
+                            .config
+                            .poll
+                            .alert_classes
+                            .contains(&StatusClass::Unknown);
+                        let alert = |job: &RestoreJob| alerts_unknown && !is_muted(job);
+                        if let Some((job, alerted)) =
+                            self.store.vanish(&key, missing.since, now, &alert)?
+                        {
+                            tracing::warn!(
+                                user = %user.login, %date, job = %job.job_id,
+                                backup_set = %job.backup_set_id, since = %missing.since,
+                                "a running job vanished from the CBS reply"
+                            );
+                            *summary.finished.entry(StatusClass::Unknown).or_default() += 1;
+                            if alerted {
+                                summary.alerts += 1;
+                            }
+                        }
                     }
                 }
                 Err(error) => {

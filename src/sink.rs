@@ -86,7 +86,9 @@ fn log_delivered(offered: &[Event], accepted: &HashSet<u64>) {
     for event in offered.iter().filter(|e| accepted.contains(&e.id)) {
         let kind = crate::metrics::kind_name(&event.kind);
         match &event.kind {
-            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => tracing::info!(
+            EventKind::JobFinished { job }
+            | EventKind::JobStuck { job, .. }
+            | EventKind::JobVanished { job, .. } => tracing::info!(
                 event = event.id,
                 kind,
                 server = %job.server,

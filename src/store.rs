@@ -47,6 +47,16 @@ pub struct JobRecord {
     pub stuck_alerted: bool,
     /// An alert for this job was queued (or held back by a mute).
     pub alerted: bool,
+    /// Recorded as running, then left out of its date's reply: its outcome is unknown.
+    #[serde(default)]
+    pub vanished: bool,
+}
+
+/// A running job its date's reply left out: since when, and in how many reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    pub since: DateTime<Utc>,
+    pub reads: u32,
 }
 
 /// Per-user poll state.
@@ -170,6 +180,7 @@ pub fn decide(
             baseline: false,
             stuck_alerted: false,
             alerted: false,
+            vanished: false,
         },
     };
     let was_finished = known.is_some_and(|k| k.job.class.is_finished());
@@ -240,6 +251,8 @@ pub struct Store {
     meta: sled::Tree,
     /// `tree \0 key` → raw bytes of records that did not decode.
     quarantine: sled::Tree,
+    /// jobkey → Missing: running jobs their date's reply left out.
+    vanishing: sled::Tree,
 }
 
 /// A record moved to the quarantine tree: where it was and its bytes as they were.
@@ -337,6 +350,7 @@ impl Store {
             watch: db.open_tree("watch")?,
             meta: db.open_tree("meta")?,
             quarantine: db.open_tree(QUARANTINE_TREE)?,
+            vanishing: db.open_tree("vanishing")?,
             db,
         })
     }
@@ -570,6 +584,89 @@ impl Store {
         Ok(dates)
     }
 
+    /// The jobs of `login` recorded as running under `date` that `seen` (a successful
+    /// reply for that date) does not list, as store keys.
+    pub fn missing_running(
+        &self,
+        server: &str,
+        login: &str,
+        date: NaiveDate,
+        seen: &[JobKey],
+    ) -> Result<Vec<Vec<u8>>> {
+        let seen: BTreeSet<Vec<u8>> = seen.iter().map(job_key_bytes).collect();
+        let prefix = format!("{server}\0{login}\0");
+        let mut out = Vec::new();
+        for kv in self.running.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv?;
+            if seen.contains(k.as_ref()) {
+                // Listed again: no longer missing.
+                self.vanishing.remove(&k)?;
+                continue;
+            }
+            if self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)? == Some(date) {
+                out.push(k.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts one more read that left the running job `key` out; returns the count so far.
+    pub fn note_missing(&self, key: &[u8], now: DateTime<Utc>) -> Result<Missing> {
+        let mut missing = match self.vanishing.get(key)? {
+            Some(v) => self.decode_or_quarantine(&self.vanishing, key, &v)?,
+            None => None,
+        }
+        .unwrap_or(Missing {
+            since: now,
+            reads: 0,
+        });
+        missing.reads = missing.reads.saturating_add(1);
+        self.vanishing.insert(key, encode(&missing))?;
+        Ok(missing)
+    }
+
+    /// Records the running job `key` as vanished (class unknown, its date no longer polled
+    /// for it) and, when `alert` says so for the job, queues one "vanished" notice in the
+    /// same transaction. Returns the job and whether a notice was queued.
+    pub fn vanish(
+        &self,
+        key: &[u8],
+        missing_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        alert: &dyn Fn(&RestoreJob) -> bool,
+    ) -> Result<Option<(RestoreJob, bool)>> {
+        let Some(mut record) = self.job_at(key)? else {
+            self.running.remove(key)?;
+            self.vanishing.remove(key)?;
+            return Ok(None);
+        };
+        record.job.class = StatusClass::Unknown;
+        record.vanished = true;
+        record.last_seen = now;
+        let alerted = alert(&record.job);
+        record.alerted = alerted;
+        let result =
+            (&self.jobs, &self.running, &self.outbox).transaction(|(jobs, running, outbox)| {
+                jobs.insert(key, encode(&record))?;
+                running.remove(key)?;
+                if alerted {
+                    let event = Event {
+                        id: outbox.generate_id()?,
+                        created_at: now,
+                        kind: EventKind::JobVanished {
+                            job: record.job.clone(),
+                            missing_since,
+                        },
+                    };
+                    outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+                }
+                Ok(())
+            });
+        tx_result(result)?;
+        self.vanishing.remove(key)?;
+        Ok(Some((record.job, alerted)))
+    }
+
     /// Every job record listed under `date`.
     pub fn jobs_on(&self, date: NaiveDate) -> Result<Vec<JobRecord>> {
         let mut prefix = date.format("%Y-%m-%d").to_string().into_bytes();
@@ -605,6 +702,7 @@ impl Store {
             let job_key = &k[sep + 1..];
             self.jobs.remove(job_key)?;
             self.running.remove(job_key)?;
+            self.vanishing.remove(job_key)?;
             self.by_day.remove(&k)?;
             pruned += 1;
         }

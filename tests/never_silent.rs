@@ -987,3 +987,48 @@ async fn the_binary_refuses_a_store_whose_server_name_changed() {
     );
     assert!(err.contains("cbs.server_name"), "{err}");
 }
+
+#[tokio::test]
+async fn a_running_job_that_vanishes_gets_one_notice_and_leaves_the_poll() {
+    let h = Harness::start(&["obm"], at(28, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.add_job(job("obm", "gone", at(28, 9, 1), None, ""));
+    h.clock.set(at(28, 9, 5));
+    assert_eq!(p.cycle().await.unwrap().summary.started_running, 1);
+    take_events(&p).await;
+    // The server forgets it. Three reads are not enough before 30 minutes have passed.
+    h.sim.set_jobs(Vec::new());
+    for minute in [10, 15, 20] {
+        h.clock.set(at(28, 9, minute));
+        assert_eq!(p.cycle().await.unwrap().summary.alerts, 0, "09:{minute}");
+    }
+    h.clock.set(at(28, 9, 45));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 1);
+    let events = take_events(&p).await;
+    let vanished: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::JobVanished { job, missing_since } => Some((job, *missing_since)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(vanished.len(), 1, "{events:?}");
+    assert_eq!(vanished[0].0.class, StatusClass::Unknown);
+    assert_eq!(vanished[0].1, at(28, 9, 10));
+    // Its date is no longer polled for it, and it is told once.
+    assert!(p
+        .store()
+        .running_dates(support::world::SERVER, "obm")
+        .unwrap()
+        .is_empty());
+    h.clock.set(at(28, 9, 50));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 0);
+    // The digest lists it as vanished.
+    let digest =
+        restorewatch::digest::Digest::from_store(p.store(), day(28), chrono_tz::UTC, vec![])
+            .unwrap();
+    assert!(digest.failures.iter().any(|f| f.vanished));
+    let text = restorewatch::digest::digest_text(&digest);
+    assert!(text.contains("vanished"), "{text}");
+}

@@ -48,6 +48,7 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
         }
         EventKind::JobFinished { job } => job_finished(job, event.created_at),
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
+        EventKind::JobVanished { job, missing_since } => job_vanished(job, *missing_since, event),
         EventKind::Baseline { owner, users } => baseline(owner, users, event.created_at),
         EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
         EventKind::CbsUnreachable {
@@ -74,7 +75,9 @@ pub fn wants_ping(event: &Event) -> bool {
             job.class,
             StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown
         ),
-        EventKind::JobStuck { .. } | EventKind::CbsUnreachable { .. } => true,
+        EventKind::JobStuck { .. }
+        | EventKind::JobVanished { .. }
+        | EventKind::CbsUnreachable { .. } => true,
         EventKind::Baseline { .. }
         | EventKind::CycleSummary(_)
         | EventKind::CbsRecovered { .. }
@@ -223,6 +226,33 @@ fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
         fields,
         footer: Some(job.server.clone()),
         timestamp: Some(job.end_time.map_or(created_at, |t| t.with_timezone(&Utc))),
+    }
+}
+
+fn job_vanished(job: &RestoreJob, missing_since: DateTime<Utc>, event: &Event) -> Embed {
+    let mut fields = vec![
+        EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Missing for",
+            format_duration((event.created_at - missing_since).num_seconds()),
+            true,
+        ),
+    ];
+    fields.extend(where_fields(job));
+    Embed {
+        title: format!("Restore vanished: {}", user_and_set(job)),
+        description: "The job was running, and the backup server no longer lists it. Its \
+                      outcome is unknown: check the job in CBS."
+            .to_owned(),
+        colour: COLOUR_UNKNOWN,
+        fields,
+        footer: Some(job.server.clone()),
+        timestamp: Some(event.created_at),
     }
 }
 

@@ -123,6 +123,7 @@ impl Harness {
                 midnight_grace: std::time::Duration::from_secs(6 * 3600),
                 max_catch_up_days: self.max_catch_up_days,
                 stuck_after: std::time::Duration::from_secs(12 * 3600),
+                vanished_after: std::time::Duration::from_secs(30 * 60),
                 alert_classes: [
                     StatusClass::PartialFailure,
                     StatusClass::Failure,
