@@ -115,6 +115,9 @@ impl App {
                     .with_context(|| format!("opening the state store in {}", dir.display()))
             }
         };
+        store
+            .check_server_name(&settings.cbs.server_name)
+            .map_err(anyhow::Error::msg)?;
         let client = cbs_client(&settings)?;
         let poller = Poller::new(
             client,
@@ -129,6 +132,7 @@ impl App {
                 routed_owners: (settings.discord.iter())
                     .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
                     .collect(),
+                down_after: settings.cbs.down_after,
             },
             clock.clone(),
         );
@@ -176,14 +180,52 @@ impl App {
         Ok(())
     }
 
+    /// Queues the digest of every day whose `digest.schedule` tick has passed and that was
+    /// not digested yet, oldest first, at most `digest.max_catch_up_days` back (see
+    /// [`digest::catch_up`]): a tick that fell inside a long cycle, a restart or a Discord
+    /// outage is posted late rather than never. Returns the days queued.
+    pub fn catch_up_digests(&self) -> anyhow::Result<Vec<NaiveDate>> {
+        let days = digest::catch_up(
+            &self.store,
+            &self.settings.digest.schedule,
+            self.settings.cbs.timezone,
+            self.clock.now(),
+            self.settings.digest.max_catch_up_days,
+            &self.store.refused_destinations()?,
+        )
+        .context("building the daily digest")?;
+        if days.len() > 1 {
+            tracing::info!(?days, "posting missed digests late");
+        }
+        Ok(days)
+    }
+
+    /// Queues due digests and delivers them; errors are logged, never fatal.
+    async fn digests_due<S: Sink>(&self, sink: &S) {
+        match self.catch_up_digests() {
+            Ok(days) if days.is_empty() => {}
+            Ok(_) => {
+                if let Err(e) = drain(&self.store, sink).await {
+                    tracing::error!(error = %e, "delivery of the digest failed");
+                }
+            }
+            Err(e) => tracing::error!(error = format!("{e:#}"), "daily digest failed"),
+        }
+    }
+
     /// Polls on `poll.schedule` and sends the digest of the previous day on
-    /// `digest.schedule`, delivering after each, until `shutdown`.
+    /// `digest.schedule`, delivering after each, until `shutdown`. Digests missed while the
+    /// program was down or busy are posted at start and after every tick.
     pub async fn run_loop<S: Sink>(
         &self,
         sink: &S,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        // Deliver whatever an earlier run left queued before waiting for the first tick.
+        // Deliver whatever an earlier run left queued, and the digests it missed, before
+        // waiting for the first tick.
+        if let Err(e) = self.catch_up_digests() {
+            tracing::error!(error = format!("{e:#}"), "daily digest failed");
+        }
         match finish_within_grace(drain(&self.store, sink), &shutdown, "delivery").await {
             Some(Err(e)) => tracing::error!(error = %e, "delivery of queued events failed"),
             Some(Ok(_)) => {}
@@ -251,20 +293,12 @@ impl App {
                     Err(e) => tracing::error!(error = %e, "summary roll-up failed"),
                 }
             }
-            if next_digest.is_some_and(|t| t <= next) {
-                let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
-                if let Err(e) = self.queue_digest(day) {
-                    tracing::error!(error = format!("{e:#}"), "daily digest failed");
-                } else {
-                    let work = drain(&self.store, sink);
-                    let Some(drained) = finish_within_grace(work, &shutdown, "delivery").await
-                    else {
-                        break;
-                    };
-                    if let Err(e) = drained {
-                        tracing::error!(error = %e, "delivery of the digest failed");
-                    }
-                }
+            // After every tick, not only the digest's: a cycle may have run past it.
+            if finish_within_grace(self.digests_due(sink), &shutdown, "digest delivery")
+                .await
+                .is_none()
+            {
+                break;
             }
         }
         self.store.flush().context("flushing the state store")?;

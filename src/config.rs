@@ -78,6 +78,8 @@ pub struct CbsSettings {
     pub timezone: Tz,
     pub request_timeout: Duration,
     pub max_concurrency: usize,
+    /// Consecutive cycles without one successful request before the server counts as down.
+    pub down_after: u32,
     /// Extra CA certificate (PEM) to trust, for self-signed servers.
     pub ca_cert: Option<PathBuf>,
 }
@@ -95,6 +97,9 @@ pub struct PollSettings {
     pub midnight_grace: Duration,
     pub max_catch_up_days: u32,
     pub stuck_after: Duration,
+    /// A job recorded as running that its date's reply has left out this long (and for at
+    /// least [`VANISHED_MIN_CYCLES`] reads) has vanished.
+    pub vanished_after: Duration,
     pub alert_classes: BTreeSet<StatusClass>,
     /// A user's first cycle records the jobs it finds as one baseline line instead of
     /// alerting each (no flood on install).
@@ -152,6 +157,8 @@ pub struct Route {
 #[derive(Clone, Debug)]
 pub struct DigestSettings {
     pub schedule: CronSchedule,
+    /// How many days back a missed digest is still posted late (1–31).
+    pub max_catch_up_days: u32,
 }
 
 /// `summary.when`: which poll cycles post a cycle summary.
@@ -579,11 +586,13 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("cbs", "timezone", EnvKind::Text),
     ("cbs", "request_timeout", EnvKind::Text),
     ("cbs", "max_concurrency", EnvKind::Integer),
+    ("cbs", "down_after", EnvKind::Integer),
     ("cbs", "ca_cert", EnvKind::Text),
     ("poll", "schedule", EnvKind::Text),
     ("poll", "midnight_grace", EnvKind::Text),
     ("poll", "max_catch_up_days", EnvKind::Integer),
     ("poll", "stuck_after", EnvKind::Text),
+    ("poll", "vanished_after", EnvKind::Text),
     ("poll", "alert_classes", EnvKind::List),
     ("poll", "baseline_first_cycle", EnvKind::Flag),
     ("state", "path", EnvKind::Text),
@@ -598,6 +607,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("discord", "admin_role", EnvKind::Text),
     ("discord", "public_lookups", EnvKind::Flag),
     ("digest", "schedule", EnvKind::Text),
+    ("digest", "max_catch_up_days", EnvKind::Integer),
     ("server", "listen", EnvKind::Text),
     ("heartbeat", "url", EnvKind::Text),
     ("summary", "when", EnvKind::Text),
@@ -723,6 +733,7 @@ struct RawCbs {
     timezone: Option<String>,
     request_timeout: Option<String>,
     max_concurrency: Option<i64>,
+    down_after: Option<i64>,
     ca_cert: Option<PathBuf>,
 }
 
@@ -740,6 +751,7 @@ struct RawPoll {
     midnight_grace: Option<String>,
     max_catch_up_days: Option<i64>,
     stuck_after: Option<String>,
+    vanished_after: Option<String>,
     alert_classes: Option<Vec<String>>,
     baseline_first_cycle: Option<bool>,
 }
@@ -778,6 +790,7 @@ struct RawRoute {
 #[serde(deny_unknown_fields, expecting = "the [digest] table")]
 struct RawDigest {
     schedule: Option<String>,
+    max_catch_up_days: Option<i64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -808,11 +821,17 @@ const DEFAULT_TIMEZONE: Tz = Tz::UTC;
 const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 const DEFAULT_MAX_CONCURRENCY: i64 = 8;
 const MAX_CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=64;
+const DEFAULT_DOWN_AFTER: i64 = 2;
+const DOWN_AFTER_RANGE: RangeInclusive<i64> = 1..=1000;
 const DEFAULT_POLL_SCHEDULE: &str = "*/5 * * * *";
 const DEFAULT_MIDNIGHT_GRACE: &str = "6h";
 const DEFAULT_MAX_CATCH_UP_DAYS: i64 = 7;
 const MAX_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 0..=31;
 const DEFAULT_STUCK_AFTER: &str = "12h";
+const DEFAULT_VANISHED_AFTER: &str = "30m";
+/// Successful reads of its date that must miss a running job before it counts as vanished,
+/// however short `poll.vanished_after` is.
+pub const VANISHED_MIN_CYCLES: u32 = 3;
 pub const DEFAULT_ALERT_CLASSES: [StatusClass; 3] = [
     StatusClass::PartialFailure,
     StatusClass::Failure,
@@ -829,8 +848,18 @@ const GROUP_AFTER_RANGE: RangeInclusive<i64> = 1..=100;
 const DEFAULT_ESCALATE_AFTER: i64 = 3;
 /// The first failure pings anyway, so escalating starts at the second.
 const ESCALATE_AFTER_RANGE: RangeInclusive<i64> = 2..=1000;
+const DEFAULT_DIGEST_CATCH_UP_DAYS: i64 = 3;
+const DIGEST_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 1..=31;
 /// The midnight grace is a part of the day after midnight.
 const MIDNIGHT_GRACE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The shortest `state.retention_days` allowed: one day more than the oldest date a cycle
+/// may still ask for (`poll.max_catch_up_days` back, plus a day for the midnight grace),
+/// so that pruning never removes a record a catch-up would read again.
+pub fn min_retention_days(max_catch_up_days: u32, midnight_grace: Duration) -> u32 {
+    let grace_days = midnight_grace.as_secs().div_ceil(24 * 3600) as u32;
+    max_catch_up_days + grace_days + 1
+}
 
 /// Turns the raw file into [`Settings`], one key at a time.
 struct Checker {
@@ -871,13 +900,16 @@ impl Checker {
         };
         let poll = self.poll(raw.poll, cbs.timezone)?;
         let state = self.state(raw.state)?;
-        if state.retention_days <= poll.max_catch_up_days {
+        let shortest = min_retention_days(poll.max_catch_up_days, poll.midnight_grace);
+        if state.retention_days < shortest {
             return Err(self.fail(
                 "state.retention_days",
                 format!(
-                    "must be more than poll.max_catch_up_days ({}), or the days caught up \
-                     after downtime are pruned as soon as they are recorded",
-                    poll.max_catch_up_days
+                    "is {} but must be greater than poll.max_catch_up_days ({}) plus the \
+                     poll.midnight_grace day, at least {shortest}: a catch-up would ask \
+                     again for dates whose records were pruned and alert their failures \
+                     twice",
+                    state.retention_days, poll.max_catch_up_days
                 ),
             ));
         }
@@ -893,6 +925,12 @@ impl Checker {
                     DEFAULT_DIGEST_SCHEDULE,
                     cbs.timezone,
                 )?,
+                max_catch_up_days: self.int_in(
+                    "digest.max_catch_up_days",
+                    raw.digest.max_catch_up_days,
+                    DEFAULT_DIGEST_CATCH_UP_DAYS,
+                    DIGEST_CATCH_UP_DAYS_RANGE,
+                )? as u32,
             },
             server: ServerSettings {
                 listen: match raw.server.listen {
@@ -1024,6 +1062,12 @@ impl Checker {
                 DEFAULT_MAX_CONCURRENCY,
                 MAX_CONCURRENCY_RANGE,
             )? as usize,
+            down_after: self.int_in(
+                "cbs.down_after",
+                raw.down_after,
+                DEFAULT_DOWN_AFTER,
+                DOWN_AFTER_RANGE,
+            )? as u32,
             url,
             server_name,
             timezone,
@@ -1096,6 +1140,11 @@ impl Checker {
                 "poll.stuck_after",
                 raw.stuck_after,
                 DEFAULT_STUCK_AFTER,
+            )?,
+            vanished_after: self.positive_duration(
+                "poll.vanished_after",
+                raw.vanished_after,
+                DEFAULT_VANISHED_AFTER,
             )?,
             alert_classes,
             baseline_first_cycle: raw.baseline_first_cycle.unwrap_or(true),
@@ -1371,8 +1420,10 @@ mod tests {
         ),
         ("poll.schedule", "*/7 * * * *", "\"*/7 * * * *\""),
         ("poll.midnight_grace", "2h", "\"2h\""),
+        ("cbs.down_after", "4", "4"),
         ("poll.max_catch_up_days", "3", "3"),
         ("poll.stuck_after", "5h", "\"5h\""),
+        ("poll.vanished_after", "2h", "\"2h\""),
         (
             "poll.alert_classes",
             "failure, warning",
@@ -1423,6 +1474,7 @@ mod tests {
         ),
         ("discord.public_lookups", "true", "true"),
         ("digest.schedule", "0 9 * * *", "\"0 9 * * *\""),
+        ("digest.max_catch_up_days", "5", "5"),
         ("server.listen", "127.0.0.1:9188", "\"127.0.0.1:9188\""),
         (
             "heartbeat.url",
@@ -1593,7 +1645,12 @@ mod tests {
         let err =
             Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).unwrap_err();
         assert_eq!(err.key(), Some("state.retention_days"));
+        // Ten days of catch-up plus the midnight-grace day: 11 is still too short.
         let text = text.replace("retention_days = 10", "retention_days = 11");
+        let err =
+            Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).unwrap_err();
+        assert_eq!(err.key(), Some("state.retention_days"));
+        let text = text.replace("retention_days = 11", "retention_days = 12");
         assert!(Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).is_ok());
     }
 

@@ -26,9 +26,9 @@ impl Event {
     /// The backup-user owner (sub-admin/reseller) the event belongs to, for routing.
     pub fn owner(&self) -> Option<&str> {
         match &self.kind {
-            EventKind::JobFinished { job, .. } | EventKind::JobStuck { job, .. } => {
-                Some(&job.owner)
-            }
+            EventKind::JobFinished { job, .. }
+            | EventKind::JobStuck { job, .. }
+            | EventKind::JobVanished { job, .. } => Some(&job.owner),
             EventKind::Baseline { owner, .. } => Some(owner),
             EventKind::FailureStorm { owner, .. } => owner.as_deref(),
             _ => None,
@@ -55,6 +55,12 @@ pub enum EventKind {
     },
     /// A job has been running longer than `poll.stuck_after`.
     JobStuck { job: RestoreJob, running_secs: i64 },
+    /// A job recorded as running that its date's reply no longer lists (`poll.vanished_after`):
+    /// its outcome will never be known. Class unknown.
+    JobVanished {
+        job: RestoreJob,
+        missing_since: DateTime<Utc>,
+    },
     /// The first cycle of these users (all of one owner) found these finished jobs;
     /// recorded, not alerted. One event per owner and cycle, however many users: adding
     /// hundreds of users must not flood the chat either.
@@ -74,6 +80,9 @@ pub enum EventKind {
     CbsRecovered {
         down_since: DateTime<Utc>,
         recovered_at: DateTime<Utc>,
+        /// Past dates the recovering cycle read again (the catch-up), oldest first.
+        #[serde(default)]
+        caught_up: Vec<NaiveDate>,
     },
     /// One day of restore jobs, built on the digest schedule.
     Digest(Digest),
@@ -154,7 +163,16 @@ pub struct CycleSummary {
     /// Cycles rolled up into this summary (`summary.schedule`); 0 for a single cycle.
     #[serde(default)]
     pub cycles: u32,
+    /// Reply items skipped because they carry no job identity (no ID or BackupSetID).
+    #[serde(default)]
+    pub unreadable_items: u32,
+    /// The first few of them: whose reply, which date, why, and the item's raw text.
+    #[serde(default)]
+    pub unreadable: Vec<PollError>,
 }
+
+/// How many skipped items a summary lists one by one; the rest are counted.
+pub const UNREADABLE_LISTED_MAX: usize = 5;
 
 /// A failed CBS request, as shown to people.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -182,6 +182,7 @@ pub fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::JobFinished { .. } => "job_finished",
         EventKind::JobStuck { .. } => "job_stuck",
         EventKind::FailureStorm { .. } => "failure_storm",
+        EventKind::JobVanished { .. } => "job_vanished",
         EventKind::Baseline { .. } => "baseline",
         EventKind::CycleSummary(_) => "cycle_summary",
         EventKind::CbsUnreachable { .. } => "cbs_unreachable",

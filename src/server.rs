@@ -377,6 +377,7 @@ mod tests {
             users: 1,
             requests: 1,
             errors: 0,
+            unreadable_items: 0,
         };
         store.record_cycle(&cycle, t0.date_naive(), 0).unwrap();
         assert!(check(&s).reasons.is_empty());

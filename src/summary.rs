@@ -38,7 +38,8 @@ pub fn disposition(
     if settings.schedule.is_some() {
         return Disposition::RollUp;
     }
-    let alerted = summary.alerts > 0 || errors_changed;
+    // Reply items that could not be read are never silent: they post like an error.
+    let alerted = summary.alerts > 0 || errors_changed || summary.unreadable_items > 0;
     let changed = alerted
         || summary.started_running > 0
         || summary.muted > 0
@@ -76,6 +77,13 @@ pub fn merge(total: &mut CycleSummary, cycle: &CycleSummary) {
     total.started_running = total.started_running.saturating_add(cycle.started_running);
     total.alerts = total.alerts.saturating_add(cycle.alerts);
     total.muted = total.muted.saturating_add(cycle.muted);
+    total.unreadable_items = total
+        .unreadable_items
+        .saturating_add(cycle.unreadable_items);
+    total.unreadable.extend(cycle.unreadable.iter().cloned());
+    total
+        .unreadable
+        .truncate(crate::event::UNREADABLE_LISTED_MAX);
     total.errors.extend(cycle.errors.iter().cloned());
     if total.errors.len() > ROLLUP_ERRORS_MAX {
         let extra = total.errors.len() - ROLLUP_ERRORS_MAX;

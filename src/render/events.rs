@@ -6,10 +6,12 @@
 use super::embed::{Embed, EmbedField, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS};
 use super::text::{
     code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
-    plural, DASH,
+    plural, value_or_raw, DASH,
 };
 use super::RenderOptions;
-use crate::cbs::model::{RestoreJob, ServerTime, StatusClass};
+use crate::cbs::model::{
+    RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
+};
 use crate::digest::render_digest;
 use crate::escalation::ordinal;
 use crate::event::{
@@ -52,6 +54,7 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
         EventKind::FailureStorm { owner, jobs } => {
             super::storm::storm_card(owner.as_deref(), jobs, event)
         }
+        EventKind::JobVanished { job, missing_since } => job_vanished(job, *missing_since, event),
         EventKind::Baseline { owner, users } => baseline(owner, users, event.created_at),
         EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
         EventKind::CbsUnreachable {
@@ -62,7 +65,8 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
         EventKind::CbsRecovered {
             down_since,
             recovered_at,
-        } => cbs_recovered(*down_since, *recovered_at, opts),
+            caught_up,
+        } => cbs_recovered(*down_since, *recovered_at, caught_up, opts),
     };
     vec![embed.fit()]
 }
@@ -79,6 +83,7 @@ pub fn wants_ping(event: &Event) -> bool {
         ),
         EventKind::JobStuck { .. }
         | EventKind::FailureStorm { .. }
+        | EventKind::JobVanished { .. }
         | EventKind::CbsUnreachable { .. } => true,
         EventKind::Baseline { .. }
         | EventKind::CycleSummary(_)
@@ -122,8 +127,9 @@ fn user_and_set(job: &RestoreJob) -> String {
     )
 }
 
-fn time_or_dash(at: Option<ServerTime>) -> String {
-    at.map_or_else(|| DASH.to_owned(), |t| format_time(&t))
+/// A job time, or the text the server sent when it could not be read, or a dash.
+fn time_or_dash(job: &RestoreJob, at: Option<ServerTime>, field: &str) -> String {
+    value_or_raw(at, job.unreadable_field(field), |t| format_time(&t), DASH)
 }
 
 /// `failure (`RESTORE_STOP_BY_ERROR`)`: the label people read and the code to search for.
@@ -172,9 +178,26 @@ fn job_finished(job: &RestoreJob, repeat: Option<&Repeat>, created_at: DateTime<
                 .map_or_else(|| DASH.to_owned(), format_duration),
             true,
         ),
-        EmbedField::new("Started", time_or_dash(job.start_time), true),
-        EmbedField::new("Ended", time_or_dash(job.end_time), true),
-        EmbedField::new("Restore size", format_size(job.restore_size_bytes), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Ended",
+            time_or_dash(job, job.end_time, END_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Restore size",
+            value_or_raw(
+                job.restore_size_bytes,
+                job.unreadable_field(RESTORE_SIZE_FIELD),
+                format_size,
+                DASH,
+            ),
+            true,
+        ),
     ];
     fields.extend(where_fields(job));
     // What was missed matters most, so those lists come first and keep their room when
@@ -205,7 +228,7 @@ fn job_finished(job: &RestoreJob, repeat: Option<&Repeat>, created_at: DateTime<
     };
     if let Some(r) = repeat.filter(|r| r.count > 1) {
         if !description.is_empty() {
-            description.push_str("\n");
+            description.push('\n');
         }
         description.push_str(&format!(
             "**{} failure in a row** since {}.",
@@ -223,11 +246,42 @@ fn job_finished(job: &RestoreJob, repeat: Option<&Repeat>, created_at: DateTime<
     }
 }
 
+fn job_vanished(job: &RestoreJob, missing_since: DateTime<Utc>, event: &Event) -> Embed {
+    let mut fields = vec![
+        EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Missing for",
+            format_duration((event.created_at - missing_since).num_seconds()),
+            true,
+        ),
+    ];
+    fields.extend(where_fields(job));
+    Embed {
+        title: format!("Restore vanished: {}", user_and_set(job)),
+        description: "The job was running, and the backup server no longer lists it. Its \
+                      outcome is unknown: check the job in CBS."
+            .to_owned(),
+        colour: COLOUR_UNKNOWN,
+        fields,
+        footer: Some(job.server.clone()),
+        timestamp: Some(event.created_at),
+    }
+}
+
 fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
     let running = format_duration(running_secs);
     let mut fields = vec![
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
-        EmbedField::new("Started", time_or_dash(job.start_time), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
         EmbedField::new("Running for", running.as_str(), true),
     ];
     fields.extend(where_fields(job));
@@ -340,6 +394,17 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
             false,
         ));
     }
+    if s.unreadable_items > 0 {
+        // The name carries the count; the first few items are listed with their text.
+        fields.push(EmbedField::new(
+            format!(
+                "{} could not be read",
+                plural(s.unreadable_items.into(), "job", "jobs")
+            ),
+            error_list(&s.unreadable, EMBED_FIELD_VALUE_MAX_CHARS),
+            false,
+        ));
+    }
     if !s.errors.is_empty() {
         fields.push(EmbedField::new(
             format!("Errors ({})", s.errors.len()),
@@ -411,14 +476,21 @@ fn cbs_unreachable(
 fn cbs_recovered(
     down_since: DateTime<Utc>,
     recovered_at: DateTime<Utc>,
+    caught_up: &[chrono::NaiveDate],
     opts: &RenderOptions,
 ) -> Embed {
     let zone = |at: DateTime<Utc>| format_time(&at.with_timezone(&opts.timezone));
+    let caught_up = if caught_up.is_empty() {
+        "No earlier date needed catching up.".to_owned()
+    } else {
+        let dates: Vec<String> = caught_up.iter().map(|d| d.to_string()).collect();
+        format!("Caught up on {}.", dates.join(", "))
+    };
     Embed {
         title: "Backup server answers again".to_owned(),
         description: format!(
-            "It was unreachable for {}, from {} to {}. Jobs that ended meanwhile are \
-             reported as the next cycles pick them up.",
+            "It was unreachable for {}, from {} to {}. {caught_up} Jobs that ended \
+             meanwhile are reported as the cycles pick them up.",
             format_duration((recovered_at - down_since).num_seconds()),
             zone(down_since),
             zone(recovered_at),
@@ -518,7 +590,7 @@ mod tests {
             server: "cbs-main".into(),
             owner: "reseller-a".into(),
             backup_set_name: "Files".into(),
-            restore_size_bytes: 1_610_612_736,
+            restore_size_bytes: Some(1_610_612_736),
             client_version: Some("9.11.0.0".into()),
             destination_id: Some("1687755083984".into()),
             success_databases: vec!["sales".into()],
@@ -546,6 +618,26 @@ mod tests {
         let mut embeds = render_event(&event(kind), &opts());
         assert_eq!(embeds.len(), 1);
         embeds.remove(0)
+    }
+
+    #[test]
+    fn unreadable_fields_show_as_sent() {
+        let mut job = failed_job();
+        job.end_time = None;
+        job.restore_size_bytes = None;
+        job.unreadable = [
+            (END_TIME_FIELD.to_owned(), "-0001-06-26 13:25:14".to_owned()),
+            (RESTORE_SIZE_FIELD.to_owned(), "n/a".to_owned()),
+        ]
+        .into();
+        let e = one(EventKind::JobFinished { job, repeat: None });
+        assert_eq!(e.title, "Restore failed: obm / Files");
+        assert_eq!(
+            field_value(&e, "Ended"),
+            "`-0001-06-26 13:25:14` (unreadable)"
+        );
+        assert_eq!(field_value(&e, "Restore size"), "`n/a` (unreadable)");
+        assert_eq!(field_value(&e, "Duration"), DASH);
     }
 
     #[test]
@@ -744,6 +836,7 @@ mod tests {
         assert!(!wants_ping(&event(EventKind::CbsRecovered {
             down_since: utc(10, 0, 0),
             recovered_at: utc(11, 0, 0),
+            caught_up: vec![],
         })));
         assert!(!wants_ping(&event(EventKind::CycleSummary(
             CycleSummary::default()
@@ -846,6 +939,12 @@ mod tests {
                     message: "reply is not JSON: <html>".into(),
                 },
             ],
+            unreadable_items: 2,
+            unreadable: vec![PollError {
+                login_name: "obm".into(),
+                date: NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
+                message: "no job ID: {\"BackupSetID\":\"1\"}".into(),
+            }],
         };
         let e = one(EventKind::CycleSummary(summary));
         assert_eq!(e.title, "Poll cycle summary");
@@ -863,6 +962,10 @@ mod tests {
             field_value(&e, "Errors (2)"),
             "• obm, 2024-06-26: HTTP 502 Bad Gateway\n\
              • acme\\_1, 2024-06-25: reply is not JSON: \\<html\\>"
+        );
+        assert_eq!(
+            field_value(&e, "2 jobs could not be read"),
+            "• obm, 2024-06-26: no job ID: {\"BackupSetID\":\"1\"}"
         );
         assert_eq!(e.colour, COLOUR_WARNING);
         assert_eq!(
@@ -914,11 +1017,15 @@ mod tests {
         let e = one(EventKind::CbsRecovered {
             down_since: utc(9, 58, 0),
             recovered_at: utc(11, 0, 0),
+            caught_up: vec![
+                NaiveDate::from_ymd_opt(2024, 6, 24).unwrap(),
+                NaiveDate::from_ymd_opt(2024, 6, 25).unwrap(),
+            ],
         });
         assert_eq!(e.title, "Backup server answers again");
         assert!(e.description.starts_with(
             "It was unreachable for 1h 02m, from 2024-06-26 11:58:00 (CEST) to \
-             2024-06-26 13:00:00 (CEST)."
+             2024-06-26 13:00:00 (CEST). Caught up on 2024-06-24, 2024-06-25."
         ));
         assert_eq!(e.colour, COLOUR_SUCCESS);
     }

@@ -161,6 +161,7 @@ impl Harness {
             alerts: Default::default(),
             routed_owners: Default::default(),
             summary: self.settings.summary.clone(),
+            down_after: self.settings.cbs.down_after,
         };
         Poller::new(self.cbs(), store.clone(), config, self.clock.clone())
     }
