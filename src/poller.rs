@@ -10,7 +10,10 @@ use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
 use crate::config::{AlertSettings, PollSettings, SummarySettings, WatchEntry};
 use crate::escalation::Streaks;
-use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
+use crate::event::{
+    BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError, StormJob,
+    BASELINE_WOULD_ALERT_MAX,
+};
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
 use crate::summary::Disposition;
@@ -176,6 +179,7 @@ impl Poller {
         };
         let mut baselined = 0;
         let mut alerted: Vec<RestoreJob> = Vec::new();
+        let mut would_alert: BTreeMap<String, Vec<StormJob>> = BTreeMap::new();
         let mut outage_errors: Vec<CbsError> = Vec::new();
         // Mutes fail open: an unreadable mute list posts alerts rather than losing them.
         // Read once per cycle, not per job: the check then costs no store reads on the
@@ -232,6 +236,12 @@ impl Poller {
                             Change::Baseline(class) => {
                                 baselined += 1;
                                 *baseline_counts.entry(class).or_default() += 1;
+                                if self.config.poll.alert_classes.contains(&class) {
+                                    would_alert
+                                        .entry(user.owner.clone())
+                                        .or_default()
+                                        .push(StormJob::from_job(job));
+                                }
                             }
                             Change::Stuck | Change::Unchanged => {}
                         }
@@ -297,8 +307,15 @@ impl Poller {
             self.store.set_user_state(&user.login, &state)?;
         }
         for (owner, users) in baselines {
-            self.store
-                .push_event(EventKind::Baseline { owner, users }, now)?;
+            let mut jobs = would_alert.remove(&owner).unwrap_or_default();
+            jobs.sort();
+            jobs.truncate(BASELINE_WOULD_ALERT_MAX);
+            let event = EventKind::Baseline {
+                owner,
+                users,
+                would_alert: jobs,
+            };
+            self.store.push_event(event, now)?;
         }
         self.store
             .set_watched_logins(&users.iter().map(|u| u.login.clone()).collect())?;
