@@ -210,7 +210,7 @@ fn job_finished(job: &RestoreJob, repeat: Option<&Repeat>, created_at: DateTime<
     };
     if let Some(r) = repeat.filter(|r| r.count > 1) {
         if !description.is_empty() {
-            description.push_str("\n");
+            description.push('\n');
         }
         description.push_str(&format!(
             "**{} failure in a row** since {}.",
