@@ -15,6 +15,7 @@ use crate::config::{ConfigError, Settings};
 use crate::digest;
 use crate::discord::DiscordSink;
 use crate::event::Event;
+use crate::gateway::GatewayHealth;
 use crate::heartbeat::Heartbeat;
 use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
@@ -381,11 +382,19 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
     let clock = app.clock.clone();
     let started_at = clock.now();
     let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
-    let server =
-        crate::server::start(&app.settings, &app.store, clock.clone(), shutdown.clone()).await?;
+    // Whether slash commands are available: the bot sets it, /healthz and /status show it.
+    let gateway = GatewayHealth::default();
+    let server = crate::server::start(
+        &app.settings,
+        &app.store,
+        clock.clone(),
+        gateway.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let bot = match app.settings.discord {
         Some(_) => Some(
-            bot::start(
+            bot::start_with_health(
                 BotContext {
                     store: app.store.clone(),
                     settings: app.settings.clone(),
@@ -393,6 +402,7 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
                     clock,
                     started_at,
                 },
+                gateway,
                 shutdown.clone(),
             )
             .await?,
