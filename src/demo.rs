@@ -14,9 +14,10 @@ use crate::config::{
 };
 use crate::render::RenderOptions;
 use crate::schedule::CronSchedule;
-use crate::simulator::{generate, GenParams, Pace, SimConfig, Simulator};
+use crate::simulator::{generate, GenParams, Pace, SimConfig, SimJob, Simulator};
 use crate::sink::ConsoleSink;
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,29 @@ pub struct DemoReport {
     pub completed: bool,
 }
 
+/// After the generated jobs: the first job's set fails twice more, in cycles of their own
+/// (an escalated repeat), then every set fails at the same second (a grouped storm).
+fn add_repeat_and_storm(jobs: &mut Vec<SimJob>, anchor: DateTime<Utc>) {
+    let failed = |template: &SimJob, start: i64, end: i64| SimJob {
+        start: anchor + chrono::Duration::seconds(start),
+        end: Some(anchor + chrono::Duration::seconds(end)),
+        final_status: "RESTORE_STOP_BY_ERROR".to_owned(),
+        ..template.clone()
+    };
+    let mut extra = Vec::new();
+    if let Some(first) = jobs.first() {
+        extra.push(failed(first, 52, 54));
+        extra.push(failed(first, 57, 58));
+    }
+    let mut sets = std::collections::HashSet::new();
+    for job in jobs.iter() {
+        if sets.insert((job.login.clone(), job.backup_set_id.clone())) {
+            extra.push(failed(job, 60, 64));
+        }
+    }
+    jobs.extend(extra);
+}
+
 /// Runs the demo, printing cards to `out`, until done, `max_duration`, or `shutdown`.
 pub async fn run_demo(
     options: DemoOptions,
@@ -53,13 +77,15 @@ pub async fn run_demo(
 ) -> anyhow::Result<DemoReport> {
     let clock: SharedClock = Arc::new(SystemClock);
     let tz = chrono_tz::UTC;
-    let workload = generate(&GenParams {
+    let anchor = clock.now();
+    let mut workload = generate(&GenParams {
         users: options.users,
         seed: options.seed,
-        anchor: clock.now(),
+        anchor,
         pace: Pace::Compressed,
         timezone: tz,
     });
+    add_repeat_and_storm(&mut workload.jobs, anchor);
     let last_end = workload.jobs.iter().filter_map(|j| j.end).max();
     let watch = workload
         .users

@@ -97,22 +97,9 @@ pub fn pings(event: &Event, alerts: &AlertSettings) -> bool {
     }
 }
 
-/// `1st`, `2nd`, `3rd`, `11th`, `22nd`.
-pub fn ordinal(n: u32) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
+    use crate::render::ordinal;
     #[test]
     fn ordinals() {
         let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111]

@@ -67,6 +67,10 @@ pub enum EventKind {
     Baseline {
         owner: String,
         users: Vec<BaselineUser>,
+        /// The recorded jobs that would have alerted (in an alerting class), in order; at
+        /// most `BASELINE_WOULD_ALERT_MAX` of the owner's.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        would_alert: Vec<StormJob>,
     },
     /// What one poll cycle saw, queued when anything changed.
     CycleSummary(CycleSummary),
@@ -122,6 +126,9 @@ impl StormJob {
         }
     }
 }
+
+/// Jobs kept in a baseline event's `would_alert` list (the card says how many more).
+pub const BASELINE_WOULD_ALERT_MAX: usize = 500;
 
 /// One user's first cycle: how many finished jobs of each class it recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use crate::config::{
 };
 use crate::escalation::Streaks;
 use crate::event::{
-    BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError,
-    UNREADABLE_LISTED_MAX,
+    BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError, StormJob,
+    BASELINE_WOULD_ALERT_MAX, UNREADABLE_LISTED_MAX,
 };
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, DownStreak, Outage, Policy, Store, StoreError, UserState};
@@ -185,6 +185,7 @@ impl Poller {
         };
         let mut baselined = 0;
         let mut alerted: Vec<RestoreJob> = Vec::new();
+        let mut would_alert: BTreeMap<String, Vec<StormJob>> = BTreeMap::new();
         let mut outage_errors: Vec<CbsError> = Vec::new();
         let mut succeeded = 0u32;
         let today = started_at.with_timezone(&tz).date_naive();
@@ -277,6 +278,12 @@ impl Poller {
                             Change::Baseline(class) => {
                                 baselined += 1;
                                 *baseline_counts.entry(class).or_default() += 1;
+                                if self.config.poll.alert_classes.contains(&class) {
+                                    would_alert
+                                        .entry(user.owner.clone())
+                                        .or_default()
+                                        .push(StormJob::from_job(job));
+                                }
                             }
                             Change::Stuck | Change::Unchanged => {}
                         }
@@ -379,8 +386,15 @@ impl Poller {
             self.store.set_user_state(&user.login, &state)?;
         }
         for (owner, users) in baselines {
-            self.store
-                .push_event(EventKind::Baseline { owner, users }, now)?;
+            let mut jobs = would_alert.remove(&owner).unwrap_or_default();
+            jobs.sort();
+            jobs.truncate(BASELINE_WOULD_ALERT_MAX);
+            let event = EventKind::Baseline {
+                owner,
+                users,
+                would_alert: jobs,
+            };
+            self.store.push_event(event, now)?;
         }
         self.store
             .set_watched_logins(&users.iter().map(|u| u.login.clone()).collect())?;

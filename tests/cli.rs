@@ -184,6 +184,9 @@ async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_ex
         assert!(listed, "{user} not in a baseline: {stdout}");
     }
     assert!(stdout.contains("Poll cycle summary"));
+    // Issue 11: a grouped storm and an escalated repeat.
+    assert!(stdout.contains(" restores failed =="), "{stdout}");
+    assert!(stdout.contains("3rd failure in a row"), "{stdout}");
     assert!(stdout.contains("started running"));
     let finished_line = stdout
         .lines()

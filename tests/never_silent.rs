@@ -459,6 +459,7 @@ fn queue_marked(store: &restorewatch::store::Store, owner: &str, marker: &str) -
             login_name: marker.into(),
             counts: Default::default(),
         }],
+        would_alert: vec![],
     };
     store.push_event(kind, at(28, 9, 0)).unwrap().id
 }

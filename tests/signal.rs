@@ -353,3 +353,39 @@ async fn alerts_ping_every_pings_each_repeat_and_never_pings_none() {
     let got = row(&[FAILED, FAILED], never).await;
     assert!(got.iter().all(|a| !a.as_ref().unwrap().1));
 }
+
+#[tokio::test]
+async fn a_baseline_of_1000_users_is_counts_per_owner_and_the_jobs_that_would_have_alerted() {
+    let mut h = Harness::start(&[], at(9, 0)).await;
+    for u in 0..1000 {
+        let login = format!("u{u:04}");
+        h.add_user(&login, "");
+        let status = if u % 250 == 7 { FAILED } else { SUCCESS };
+        h.sim
+            .add_job(job(&login, "1", at(8, 0), Some(at(8, 30)), status));
+    }
+    let p = h.poller();
+    assert_eq!(p.cycle().await.unwrap().baselined, 1000);
+    let fake = FakeDiscord::start().await;
+    drain(p.store(), &sink(&fake, &p)).await.unwrap();
+    let cards = titles(&fake, "Now watching");
+    assert_eq!(cards.len(), 1, "one card for the owner");
+    assert_eq!(cards[0]["title"], "Now watching 1000 users");
+    let text = cards[0]["description"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "1000 users with earlier jobs; 1000 earlier jobs recorded: 996 success, 4 failure."
+        ),
+        "{text}"
+    );
+    assert!(text.contains("would have alerted (4;"), "{text}");
+    for u in [7, 257, 507, 757] {
+        assert!(text.contains(&format!("u{u:04} · set 1")), "{text}");
+    }
+    // No line per user.
+    assert!(!text.contains("u0000"), "{text}");
+    assert!(
+        titles(&fake, "Restore failed").is_empty(),
+        "recorded, not alerted"
+    );
+}

@@ -84,6 +84,7 @@ mod tests {
             kind: EventKind::Baseline {
                 owner: owner.into(),
                 users: Vec::new(),
+                would_alert: Vec::new(),
             },
         }
     }

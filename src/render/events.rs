@@ -4,6 +4,7 @@
 //! the embed is then fitted to Discord's limits ([`Embed::fit`]).
 
 use super::embed::{Embed, EmbedField, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS};
+use super::text::ordinal;
 use super::text::{
     code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
     plural, value_or_raw, DASH,
@@ -13,9 +14,9 @@ use crate::cbs::model::{
     RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
 };
 use crate::digest::render_digest;
-use crate::escalation::ordinal;
 use crate::event::{
     BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError, Repeat,
+    StormJob,
 };
 use chrono::{DateTime, Utc};
 
@@ -55,7 +56,11 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             super::storm::storm_card(owner.as_deref(), jobs, event)
         }
         EventKind::JobVanished { job, missing_since } => job_vanished(job, *missing_since, event),
-        EventKind::Baseline { owner, users } => baseline(owner, users, event.created_at),
+        EventKind::Baseline {
+            owner,
+            users,
+            would_alert,
+        } => baseline(owner, users, would_alert, event.created_at),
         EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
         EventKind::CbsUnreachable {
             since,
@@ -313,9 +318,19 @@ pub fn counts_line(counts: &ClassCounts) -> String {
     }
 }
 
-/// One line per user, however many jobs the first look found, and one embed per owner
-/// however many users: a baseline must not flood.
-fn baseline(owner: &str, users: &[BaselineUser], at: DateTime<Utc>) -> Embed {
+/// Users a baseline card lists one line each; more get counts for the owner instead.
+const BASELINE_USER_LINES_MAX: usize = 10;
+/// Characters of the card's "would have alerted" lines.
+const BASELINE_WOULD_ALERT_MAX_CHARS: usize = 1500;
+
+/// One embed per owner however many users: a line per user for a few, counts for the owner
+/// beyond [`BASELINE_USER_LINES_MAX`], and the recorded jobs that would have alerted.
+fn baseline(
+    owner: &str,
+    users: &[BaselineUser],
+    would_alert: &[StormJob],
+    at: DateTime<Utc>,
+) -> Embed {
     let owner = if owner.trim().is_empty() {
         String::new()
     } else {
@@ -333,7 +348,7 @@ fn baseline(owner: &str, users: &[BaselineUser], at: DateTime<Utc>) -> Embed {
             )
         }
     };
-    let (title, description) = match users {
+    let (title, mut description) = match users {
         [one] => (
             String::new(),
             format!(
@@ -342,8 +357,8 @@ fn baseline(owner: &str, users: &[BaselineUser], at: DateTime<Utc>) -> Embed {
                 recorded(&one.counts)
             ),
         ),
-        many => {
-            let lines: Vec<String> = many
+        few if few.len() <= BASELINE_USER_LINES_MAX => {
+            let lines: Vec<String> = few
                 .iter()
                 .map(|u| {
                     format!(
@@ -356,12 +371,51 @@ fn baseline(owner: &str, users: &[BaselineUser], at: DateTime<Utc>) -> Embed {
             (
                 format!(
                     "Now watching {}{owner}",
-                    plural(many.len() as u64, "user", "users")
+                    plural(few.len() as u64, "user", "users")
                 ),
                 lines_within(&lines, EMBED_DESCRIPTION_MAX_CHARS),
             )
         }
+        many => {
+            let mut total = ClassCounts::new();
+            for u in many {
+                for (class, n) in &u.counts {
+                    *total.entry(*class).or_default() += n;
+                }
+            }
+            let with_jobs = many.iter().filter(|u| u.counts.values().any(|n| *n > 0));
+            (
+                format!(
+                    "Now watching {}{owner}",
+                    plural(many.len() as u64, "user", "users")
+                ),
+                format!(
+                    "{} with earlier jobs; {}.",
+                    plural(with_jobs.count() as u64, "user", "users"),
+                    recorded(&total)
+                ),
+            )
+        }
     };
+    if !would_alert.is_empty() {
+        let lines: Vec<String> = would_alert
+            .iter()
+            .map(|j| {
+                format!(
+                    "{} · {} · {} · {}",
+                    if j.ended.is_empty() { DASH } else { &j.ended },
+                    escape_markdown(&j.login_name),
+                    escape_markdown(&j.backup_set),
+                    code_span(&j.raw_status)
+                )
+            })
+            .collect();
+        description.push_str(&format!(
+            "\n\nRecorded, not alerted; would have alerted ({}; `/failures` lists them):\n{}",
+            would_alert.len(),
+            lines_within(&lines, BASELINE_WOULD_ALERT_MAX_CHARS)
+        ));
+    }
     Embed {
         title,
         description,
@@ -844,6 +898,7 @@ mod tests {
         assert!(!wants_ping(&event(EventKind::Baseline {
             owner: String::new(),
             users: Vec::new(),
+            would_alert: Vec::new(),
         })));
     }
 
@@ -868,6 +923,7 @@ mod tests {
         let counts = ClassCounts::from([(StatusClass::Success, 10), (StatusClass::Failure, 2)]);
         let e = one(EventKind::Baseline {
             owner: String::new(),
+            would_alert: Vec::new(),
             users: vec![BaselineUser {
                 login_name: "obm".into(),
                 counts,
@@ -880,6 +936,7 @@ mod tests {
         assert!(e.fields.is_empty() && e.title.is_empty());
         let empty = one(EventKind::Baseline {
             owner: "res".into(),
+            would_alert: Vec::new(),
             users: vec![BaselineUser {
                 login_name: "new_user".into(),
                 counts: ClassCounts::new(),
@@ -902,13 +959,14 @@ mod tests {
         let e = one(EventKind::Baseline {
             owner: "reseller-a".into(),
             users,
+            would_alert: Vec::new(),
         });
         assert_eq!(e.title, "Now watching 500 users (owner reseller-a)");
-        assert!(e.description.starts_with(
-            "user000: no earlier jobs recorded\nuser001: 1 earlier job recorded: 1 success\n"
-        ));
-        assert!(e.description.chars().count() <= EMBED_DESCRIPTION_MAX_CHARS);
-        assert!(e.description.ends_with("more"), "the cut says so");
+        // Counts for the owner, no line per user.
+        assert_eq!(
+            e.description,
+            "333 users with earlier jobs; 499 earlier jobs recorded: 499 success."
+        );
     }
 
     #[test]

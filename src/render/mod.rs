@@ -24,8 +24,8 @@ pub use embed::{
 pub use events::{class_colour, counts_line, render_event, wants_ping, COLOUR_INFO, COLOUR_STUCK};
 pub use pack::{pack, to_text, Packed, MESSAGE_CONTENT_MAX_CHARS, MESSAGE_EMBEDS_MAX};
 pub use text::{
-    code_span, cut, escape_markdown, format_duration, format_size, is_format_char, plain_text,
-    plural, unescape_markdown, unreadable_value, value_or_raw,
+    code_span, cut, escape_markdown, format_duration, format_size, is_format_char, ordinal,
+    plain_text, plural, unescape_markdown, unreadable_value, value_or_raw,
 };
 
 use chrono_tz::Tz;
