@@ -321,3 +321,45 @@ async fn waiting_for_the_store_lock_does_not_stall_the_runtime() {
         .expect("the store opens once the lock is free");
     assert_eq!(app.store.job_count(), 0);
 }
+
+/// A digest tick that falls inside a long cycle is not lost: the 08:02 digest tick passes
+/// while the 08:00 cycle waits ten minutes for the CBS, and the digest of the day before
+/// goes out right after the cycle, once. (Paused tokio time: the minutes are virtual.)
+#[tokio::test(start_paused = true)]
+async fn a_digest_tick_inside_a_long_cycle_is_posted_after_it() {
+    let clock: SharedClock = Arc::new(TokioClock::new(
+        Utc.with_ymd_and_hms(2024, 6, 26, 7, 58, 0).unwrap(),
+    ));
+    let sim = simulator_on(clock.clone()).await;
+    sim.set_faults(Faults {
+        latency: std::time::Duration::from_secs(600),
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings_without_discord(&sim, dir.path());
+    settings.digest.schedule =
+        restorewatch::schedule::CronSchedule::parse("2 8 * * *", chrono_tz::UTC).unwrap();
+    let app = App::build(settings, clock.clone()).await.unwrap();
+    let sink = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let stop = async {
+        // 08:12: the cycle (08:00-08:10) is over, the next (08:15) not yet started.
+        tokio::time::sleep(std::time::Duration::from_secs(14 * 60)).await;
+        shutdown.cancel();
+    };
+    let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), stop);
+    ran.unwrap();
+    let cycle = app.store.last_cycle().unwrap().expect("the cycle ran");
+    assert!(
+        cycle.finished_at >= Utc.with_ymd_and_hms(2024, 6, 26, 8, 10, 0).unwrap(),
+        "the cycle ran past the digest tick: {}",
+        cycle.finished_at
+    );
+    let digests: Vec<String> = (sink.events.lock().unwrap().iter())
+        .filter_map(|e| match &e.kind {
+            EventKind::Digest(d) => Some(d.date.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digests, ["2024-06-25"]);
+}
