@@ -125,7 +125,8 @@ impl App {
                 retention_days: settings.state.retention_days,
             },
             clock.clone(),
-        );
+        )
+        .with_discovery(settings.discover.clone());
         let heartbeat = settings
             .heartbeat
             .url

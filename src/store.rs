@@ -26,6 +26,9 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+/// login → owner: the users discovery last listed.
+const DISCOVERED_TREE: &str = "discovered";
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Whether opening the store failed because another process (a running instance) holds it.
@@ -541,6 +544,10 @@ impl Store {
         for w in config {
             users.insert(w.login.clone(), w.owner.clone());
         }
+        // Users the server listed (discovery); config and chat owners win.
+        for w in self.discovered_users()? {
+            users.entry(w.login).or_insert(w.owner);
+        }
         Ok(users
             .into_iter()
             .map(|(login, owner)| WatchEntry { login, owner })
@@ -648,6 +655,38 @@ impl Store {
     }
 
     /// The logins the last cycle polled.
+    /// The last list of users discovery kept (empty when discovery is off or never ran).
+    pub fn discovered_users(&self) -> Result<Vec<WatchEntry>> {
+        self.tree(DISCOVERED_TREE)?
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok(WatchEntry {
+                    login: String::from_utf8_lossy(&k).into_owned(),
+                    owner: String::from_utf8_lossy(&v).into_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the discovered users with `users`, in one batch.
+    pub fn set_discovered_users(&self, users: &[WatchEntry]) -> Result<()> {
+        let tree = self.tree(DISCOVERED_TREE)?;
+        let mut batch = sled::Batch::default();
+        let keep: BTreeSet<&str> = users.iter().map(|w| w.login.as_str()).collect();
+        for k in tree.iter().keys() {
+            let k = k?;
+            if !keep.contains(String::from_utf8_lossy(&k).as_ref()) {
+                batch.remove(k);
+            }
+        }
+        for w in users {
+            batch.insert(w.login.as_bytes(), w.owner.as_bytes());
+        }
+        tree.apply_batch(batch)?;
+        Ok(())
+    }
+
     pub fn watched_logins(&self) -> Result<BTreeSet<String>> {
         Ok(self.meta_get(META_WATCHED)?.unwrap_or_default())
     }

@@ -1,4 +1,5 @@
-//! The HTTP client for the AhsayCBS JSON API: one call, `ListRestoreJobStatus.do`.
+//! The HTTP client for the AhsayCBS JSON API: `ListRestoreJobStatus.do`, and
+//! `2/ListUsers.do` for discovery.
 //!
 //! It turns transport trouble, HTTP errors and `Status: Error` replies into one
 //! [`CbsError`] whose [`CbsError::outage_reason`] tells the poller whether the whole server
@@ -6,7 +7,7 @@
 //! [`model::decode_reply`]'s job. The system password lives in a [`SecretString`] and is
 //! exposed only to build the request body; no error or `Debug` output carries it.
 
-use super::model::{self, DecodeContext, JobList, ReplyError, SNIPPET_MAX_CHARS};
+use super::model::{self, DecodeContext, JobList, ListedUser, ReplyError, SNIPPET_MAX_CHARS};
 use crate::event::OutageReason;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -19,6 +20,9 @@ use std::time::Duration;
 
 /// The call's path below the base URL.
 const LIST_RESTORE_JOB_STATUS: &str = "obs/api/json/ListRestoreJobStatus.do";
+
+/// The user-listing call (CBS 9.7+), below the base URL.
+const LIST_USERS: &str = "obs/api/json/2/ListUsers.do";
 
 /// Replies larger than this are refused (bytes); a day of restores for one user is far less.
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -135,6 +139,7 @@ pub struct CbsClient {
 struct Inner {
     http: reqwest::Client,
     endpoint: reqwest::Url,
+    users_endpoint: reqwest::Url,
     server_name: String,
     sys_user: String,
     sys_pwd: SecretString,
@@ -174,6 +179,9 @@ struct ListRequest<'a> {
 impl CbsClient {
     pub fn new(cfg: CbsClientConfig) -> Result<CbsClient, CbsError> {
         let endpoint = endpoint(&cfg.url)?;
+        let users_endpoint = endpoint
+            .join(LIST_USERS.trim_start_matches("obs/api/json/"))
+            .map_err(|e| CbsError::Setup(format!("bad CBS URL: {e}")))?;
         let mut builder = reqwest::Client::builder()
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.request_timeout)
@@ -205,6 +213,7 @@ impl CbsClient {
             inner: Arc::new(Inner {
                 http,
                 endpoint,
+                users_endpoint,
                 server_name: cfg.server_name,
                 sys_user: cfg.sys_user,
                 sys_pwd: cfg.sys_pwd,
@@ -265,6 +274,67 @@ impl CbsClient {
             // password: redact the decoded message too.
             ReplyError::Api { message, expt_type } => {
                 self.api_error(self.redact(message), expt_type)
+            }
+            ReplyError::Malformed { reason, snippet } => CbsError::Decode {
+                server: i.server_name.clone(),
+                reason,
+                snippet,
+            },
+        })
+    }
+
+    /// Every backup user the system user may see (`2/ListUsers.do`), of one reseller when
+    /// `reseller` is not empty. The call needs the Admin or API role: a refusal other than
+    /// bad credentials or an expired password says so.
+    pub async fn list_users(&self, reseller: &str) -> Result<Vec<ListedUser>, CbsError> {
+        #[derive(serde::Serialize)]
+        struct Request<'a> {
+            #[serde(rename = "SysUser")]
+            sys_user: &'a str,
+            #[serde(rename = "SysPwd")]
+            sys_pwd: &'a str,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            reseller: &'a str,
+        }
+        let i = &self.inner;
+        let body = Request {
+            sys_user: &i.sys_user,
+            sys_pwd: i.sys_pwd.expose_secret(),
+            reseller,
+        };
+        let response = i
+            .http
+            .post(i.users_endpoint.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let text = self.read_body(response).await?;
+        if !status.is_success() {
+            return Err(CbsError::Http {
+                server: i.server_name.clone(),
+                status,
+                snippet: model::snippet(text.trim(), SNIPPET_MAX_CHARS),
+            });
+        }
+        model::decode_users(&text).map_err(|e| match e {
+            ReplyError::Api { message, expt_type } => {
+                match self.api_error(self.redact(message), expt_type) {
+                    CbsError::Api {
+                        server,
+                        message,
+                        expt_type,
+                    } if !is_credentials_refusal(&message) => CbsError::Api {
+                        server,
+                        message: format!(
+                            "{message} (listing users with 2/ListUsers.do needs a system \
+                             user with the Admin or API role)"
+                        ),
+                        expt_type,
+                    },
+                    other => other,
+                }
             }
             ReplyError::Malformed { reason, snippet } => CbsError::Decode {
                 server: i.server_name.clone(),
