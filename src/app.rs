@@ -301,6 +301,7 @@ pub fn cbs_client(settings: &Settings) -> anyhow::Result<CbsClient> {
         request_timeout: cbs.request_timeout,
         ca_cert: cbs.ca_cert.clone(),
     })
+    .map(|client| client.with_max_requests_per_second(cbs.max_requests_per_second))
     .context("setting up the CBS client")
 }
 

@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +135,59 @@ fn is_password_expired(message: &str) -> bool {
 #[derive(Clone)]
 pub struct CbsClient {
     inner: Arc<Inner>,
+    /// `cbs.max_requests_per_second`, shared by every clone.
+    pace: Option<Arc<Pace>>,
+}
+
+/// Tokio's clock for governor, so that the rate limit follows tokio time (and a test's
+/// paused time) like every other wait in the program.
+#[derive(Clone, Debug)]
+struct TokioClock {
+    start: tokio::time::Instant,
+}
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// A ceiling on the request rate: requests evenly spaced, no bursts, so that no window of
+/// one second ever holds more than the configured number.
+struct Pace {
+    limiter: governor::RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        TokioClock,
+        governor::middleware::NoOpMiddleware<Duration>,
+    >,
+}
+
+impl Pace {
+    fn new(per_second: NonZeroU32) -> Pace {
+        // Rounded up: a period a nanosecond short would fit one request too many into a
+        // second.
+        let period_ns = 1_000_000_000u64.div_ceil(u64::from(per_second.get()));
+        let quota = governor::Quota::with_period(Duration::from_nanos(period_ns))
+            .expect("the period is at least 100 µs");
+        let clock = TokioClock {
+            start: tokio::time::Instant::now(),
+        };
+        Pace {
+            limiter: governor::RateLimiter::direct_with_clock(quota, clock),
+        }
+    }
+
+    /// Returns once the next request may go.
+    async fn wait(&self) {
+        use governor::clock::Clock;
+        while let Err(not_until) = self.limiter.check() {
+            let now = self.limiter.clock().now();
+            tokio::time::sleep(not_until.wait_time_from(now)).await;
+        }
+    }
 }
 
 struct Inner {
@@ -210,6 +264,7 @@ impl CbsClient {
             .build()
             .map_err(|e| CbsError::Setup(format!("cannot build the HTTP client: {}", chain(&e))))?;
         Ok(CbsClient {
+            pace: None,
             inner: Arc::new(Inner {
                 http,
                 endpoint,
@@ -221,6 +276,20 @@ impl CbsClient {
                 request_timeout: cfg.request_timeout,
             }),
         })
+    }
+
+    /// At most `per_second` requests per second from this client and its clones (`None`:
+    /// no ceiling beyond the caller's concurrency bound).
+    pub fn with_max_requests_per_second(mut self, per_second: Option<NonZeroU32>) -> Self {
+        self.pace = per_second.map(|n| Arc::new(Pace::new(n)));
+        self
+    }
+
+    /// Waits for the rate limit, if there is one.
+    async fn paced(&self) {
+        if let Some(pace) = &self.pace {
+            pace.wait().await;
+        }
     }
 
     pub fn server_name(&self) -> &str {
@@ -247,6 +316,7 @@ impl CbsClient {
             login_name: login,
             restore_date: date.format("%Y-%m-%d").to_string(),
         };
+        self.paced().await;
         let response = i
             .http
             .post(i.endpoint.clone())
@@ -302,6 +372,7 @@ impl CbsClient {
             sys_pwd: i.sys_pwd.expose_secret(),
             reseller,
         };
+        self.paced().await;
         let response = i
             .http
             .post(i.users_endpoint.clone())

@@ -354,6 +354,12 @@ impl SimHandle {
             .max_in_flight
             .store(stats.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
         lock(&stats.per_user_date).clear();
+        lock(&stats.arrivals).clear();
+    }
+
+    /// When the last requests arrived (at most the last 4096), on tokio's clock, in order.
+    pub fn arrivals(&self) -> Vec<tokio::time::Instant> {
+        lock(&self.shared.stats.arrivals).iter().copied().collect()
     }
 
     /// The token that stops the simulator when cancelled.

@@ -110,7 +110,12 @@ pub(crate) struct Stats {
     pub max_in_flight: AtomicUsize,
     /// Requests per (LoginName, RestoreDate), for requests that named both readably.
     pub per_user_date: Mutex<HashMap<(String, NaiveDate), u64>>,
+    /// When the last [`ARRIVALS_KEPT`] requests arrived (tokio time), oldest first.
+    pub arrivals: Mutex<std::collections::VecDeque<tokio::time::Instant>>,
 }
+
+/// How many arrival times the simulator keeps, for rate checks.
+pub const ARRIVALS_KEPT: usize = 4096;
 
 /// Counts a request as in flight for as long as it lives.
 struct InFlight<'a>(&'a Stats);
@@ -120,6 +125,12 @@ impl<'a> InFlight<'a> {
         let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
         stats.received.fetch_add(1, Ordering::SeqCst);
+        let mut arrivals = lock(&stats.arrivals);
+        if arrivals.len() == ARRIVALS_KEPT {
+            arrivals.pop_front();
+        }
+        arrivals.push_back(tokio::time::Instant::now());
+        drop(arrivals);
         Self(stats)
     }
 }

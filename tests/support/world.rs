@@ -73,6 +73,8 @@ pub struct Harness {
     pub max_concurrency: usize,
     pub retention_days: u32,
     pub baseline_first_cycle: bool,
+    /// `cbs.max_requests_per_second` of the poller's client.
+    pub max_requests_per_second: Option<std::num::NonZeroU32>,
 }
 
 impl Harness {
@@ -91,6 +93,7 @@ impl Harness {
             max_concurrency: 8,
             retention_days: 35,
             baseline_first_cycle: true,
+            max_requests_per_second: None,
         };
         for login in users {
             harness.add_user(login, "");
@@ -130,7 +133,8 @@ impl Harness {
             request_timeout: std::time::Duration::from_secs(10),
             ca_cert: None,
         })
-        .unwrap();
+        .unwrap()
+        .with_max_requests_per_second(self.max_requests_per_second);
         // Store::open waits for a previous handle's lock itself.
         let store = Store::open(self.dir.path()).unwrap();
         let config = PollerConfig {
