@@ -86,6 +86,7 @@ async fn rig(users: usize, concurrency: usize, retention_days: u32, now: DateTim
             midnight_grace: std::time::Duration::from_secs(3600),
             max_catch_up_days: 7,
             stuck_after: std::time::Duration::from_secs(12 * 3600),
+            vanished_after: std::time::Duration::from_secs(30 * 60),
             alert_classes: DEFAULT_ALERT_CLASSES.into(),
             baseline_first_cycle: true,
         },
@@ -97,6 +98,10 @@ async fn rig(users: usize, concurrency: usize, retention_days: u32, now: DateTim
             .collect(),
         max_concurrency: concurrency,
         retention_days,
+        alerts: Default::default(),
+        routed_owners: Default::default(),
+        summary: Default::default(),
+        down_after: 2,
     };
     let poller = Poller::new(client, store, config, Arc::new(clock.clone()));
     Rig {

@@ -15,6 +15,7 @@ use crate::config::{ConfigError, Settings};
 use crate::digest;
 use crate::discord::DiscordSink;
 use crate::event::Event;
+use crate::gateway::GatewayHealth;
 use crate::heartbeat::Heartbeat;
 use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
@@ -114,6 +115,9 @@ impl App {
                     .with_context(|| format!("opening the state store in {}", dir.display()))
             }
         };
+        store
+            .check_server_name(&settings.cbs.server_name)
+            .map_err(anyhow::Error::msg)?;
         let client = cbs_client(&settings)?;
         let poller = Poller::new(
             client,
@@ -123,6 +127,12 @@ impl App {
                 watch: settings.watch.clone(),
                 max_concurrency: settings.cbs.max_concurrency,
                 retention_days: settings.state.retention_days,
+                summary: settings.summary.clone(),
+                alerts: settings.alerts,
+                routed_owners: (settings.discord.iter())
+                    .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
+                    .collect(),
+                down_after: settings.cbs.down_after,
             },
             clock.clone(),
         )
@@ -171,14 +181,52 @@ impl App {
         Ok(())
     }
 
+    /// Queues the digest of every day whose `digest.schedule` tick has passed and that was
+    /// not digested yet, oldest first, at most `digest.max_catch_up_days` back (see
+    /// [`digest::catch_up`]): a tick that fell inside a long cycle, a restart or a Discord
+    /// outage is posted late rather than never. Returns the days queued.
+    pub fn catch_up_digests(&self) -> anyhow::Result<Vec<NaiveDate>> {
+        let days = digest::catch_up(
+            &self.store,
+            &self.settings.digest.schedule,
+            self.settings.cbs.timezone,
+            self.clock.now(),
+            self.settings.digest.max_catch_up_days,
+            &self.store.refused_destinations()?,
+        )
+        .context("building the daily digest")?;
+        if days.len() > 1 {
+            tracing::info!(?days, "posting missed digests late");
+        }
+        Ok(days)
+    }
+
+    /// Queues due digests and delivers them; errors are logged, never fatal.
+    async fn digests_due<S: Sink>(&self, sink: &S) {
+        match self.catch_up_digests() {
+            Ok(days) if days.is_empty() => {}
+            Ok(_) => {
+                if let Err(e) = drain(&self.store, sink).await {
+                    tracing::error!(error = %e, "delivery of the digest failed");
+                }
+            }
+            Err(e) => tracing::error!(error = format!("{e:#}"), "daily digest failed"),
+        }
+    }
+
     /// Polls on `poll.schedule` and sends the digest of the previous day on
-    /// `digest.schedule`, delivering after each, until `shutdown`.
+    /// `digest.schedule`, delivering after each, until `shutdown`. Digests missed while the
+    /// program was down or busy are posted at start and after every tick.
     pub async fn run_loop<S: Sink>(
         &self,
         sink: &S,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        // Deliver whatever an earlier run left queued before waiting for the first tick.
+        // Deliver whatever an earlier run left queued, and the digests it missed, before
+        // waiting for the first tick.
+        if let Err(e) = self.catch_up_digests() {
+            tracing::error!(error = format!("{e:#}"), "daily digest failed");
+        }
         match finish_within_grace(drain(&self.store, sink), &shutdown, "delivery").await {
             Some(Err(e)) => tracing::error!(error = %e, "delivery of queued events failed"),
             Some(Ok(_)) => {}
@@ -188,7 +236,14 @@ impl App {
             let now = self.clock.now();
             let next_poll = self.settings.poll.schedule.next_after(now);
             let next_digest = self.settings.digest.schedule.next_after(now);
-            let Some(next) = next_poll.into_iter().chain(next_digest).min() else {
+            let next_rollup =
+                (self.settings.summary.schedule.as_ref()).and_then(|s| s.next_after(now));
+            let Some(next) = next_poll
+                .into_iter()
+                .chain(next_digest)
+                .chain(next_rollup)
+                .min()
+            else {
                 tracing::warn!("neither schedule fires again");
                 break;
             };
@@ -224,20 +279,27 @@ impl App {
                 }
                 self.skip_missed_ticks(next);
             }
-            if next_digest.is_some_and(|t| t <= next) {
-                let day = digest::previous_day(self.clock.now(), self.settings.cbs.timezone);
-                if let Err(e) = self.queue_digest(day) {
-                    tracing::error!(error = format!("{e:#}"), "daily digest failed");
-                } else {
-                    let work = drain(&self.store, sink);
-                    let Some(drained) = finish_within_grace(work, &shutdown, "delivery").await
-                    else {
-                        break;
-                    };
-                    if let Err(e) = drained {
-                        tracing::error!(error = %e, "delivery of the digest failed");
+            if next_rollup.is_some_and(|t| t <= next) {
+                match crate::summary::queue_rollup(&self.store, self.clock.now()) {
+                    Ok(true) => {
+                        let drained = tokio::select! {
+                            drained = drain(&self.store, sink) => drained,
+                            _ = shutdown.cancelled() => break,
+                        };
+                        if let Err(e) = drained {
+                            tracing::error!(error = %e, "delivery of the summary roll-up failed");
+                        }
                     }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "summary roll-up failed"),
                 }
+            }
+            // After every tick, not only the digest's: a cycle may have run past it.
+            if finish_within_grace(self.digests_due(sink), &shutdown, "digest delivery")
+                .await
+                .is_none()
+            {
+                break;
             }
         }
         self.store.flush().context("flushing the state store")?;
@@ -319,7 +381,12 @@ impl ConfiguredSink {
         };
         Ok(match &settings.discord {
             Some(discord) => {
-                ConfiguredSink::Discord(Box::new(DiscordSink::new(discord, store, render)?))
+                let mut sink =
+                    DiscordSink::new(discord, store, render)?.with_alerts(settings.alerts);
+                if let Some(channel) = settings.summary.channel {
+                    sink = sink.with_summary_channel(channel);
+                }
+                ConfiguredSink::Discord(Box::new(sink))
             }
             None => ConfiguredSink::Console(ConsoleSink::stdout(render)),
         })
@@ -351,11 +418,19 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
     let clock = app.clock.clone();
     let started_at = clock.now();
     let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
-    let server =
-        crate::server::start(&app.settings, &app.store, clock.clone(), shutdown.clone()).await?;
+    // Whether slash commands are available: the bot sets it, /healthz and /status show it.
+    let gateway = GatewayHealth::default();
+    let server = crate::server::start(
+        &app.settings,
+        &app.store,
+        clock.clone(),
+        gateway.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let bot = match app.settings.discord {
         Some(_) => Some(
-            bot::start(
+            bot::start_with_health(
                 BotContext {
                     store: app.store.clone(),
                     settings: app.settings.clone(),
@@ -363,6 +438,7 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
                     clock,
                     started_at,
                 },
+                gateway,
                 shutdown.clone(),
             )
             .await?,

@@ -64,6 +64,8 @@ pub struct Settings {
     pub digest: DigestSettings,
     pub server: ServerSettings,
     pub heartbeat: HeartbeatSettings,
+    pub summary: SummarySettings,
+    pub alerts: AlertSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +82,8 @@ pub struct CbsSettings {
     pub max_concurrency: usize,
     /// `cbs.max_requests_per_second`: a ceiling on the request rate (none by default).
     pub max_requests_per_second: Option<std::num::NonZeroU32>,
+    /// Consecutive cycles without one successful request before the server counts as down.
+    pub down_after: u32,
     /// Extra CA certificate (PEM) to trust, for self-signed servers.
     pub ca_cert: Option<PathBuf>,
 }
@@ -97,6 +101,9 @@ pub struct PollSettings {
     pub midnight_grace: Duration,
     pub max_catch_up_days: u32,
     pub stuck_after: Duration,
+    /// A job recorded as running that its date's reply has left out this long (and for at
+    /// least [`VANISHED_MIN_CYCLES`] reads) has vanished.
+    pub vanished_after: Duration,
     pub alert_classes: BTreeSet<StatusClass>,
     /// A user's first cycle records the jobs it finds as one baseline line instead of
     /// alerting each (no flood on install).
@@ -154,6 +161,89 @@ pub struct Route {
 #[derive(Clone, Debug)]
 pub struct DigestSettings {
     pub schedule: CronSchedule,
+    /// How many days back a missed digest is still posted late (1–31).
+    pub max_catch_up_days: u32,
+}
+
+/// `summary.when`: which poll cycles post a cycle summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SummaryWhen {
+    /// Only a cycle that alerted, or whose set of erroring users changed (the default).
+    #[default]
+    Alerts,
+    /// Every cycle in which anything changed: a job started, ended or alerted.
+    Changes,
+    /// No cycle summaries.
+    Never,
+}
+
+impl SummaryWhen {
+    pub const NAMES: [&'static str; 3] = ["alerts", "changes", "never"];
+
+    pub fn parse_name(name: &str) -> Option<SummaryWhen> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "alerts" => Some(SummaryWhen::Alerts),
+            "changes" => Some(SummaryWhen::Changes),
+            "never" => Some(SummaryWhen::Never),
+            _ => None,
+        }
+    }
+}
+
+/// `[summary]`: when cycle summaries are posted, and where.
+#[derive(Clone, Debug, Default)]
+pub struct SummarySettings {
+    pub when: SummaryWhen,
+    /// `None`: the alert channel.
+    pub channel: Option<ChannelId>,
+    /// A roll-up of everything since the last one, instead of per-cycle summaries.
+    pub schedule: Option<CronSchedule>,
+}
+
+/// `alerts.ping`: which alerts ping `discord.mention_role`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PingWhen {
+    /// A set's first failure, its `alerts.escalate_after`-th in a row, stuck jobs and
+    /// outage notices (the default).
+    #[default]
+    Thresholds,
+    /// Every alert.
+    Every,
+    /// Never.
+    Never,
+}
+
+impl PingWhen {
+    pub const NAMES: [&'static str; 3] = ["thresholds", "every", "never"];
+
+    pub fn parse_name(name: &str) -> Option<PingWhen> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "thresholds" => Some(PingWhen::Thresholds),
+            "every" => Some(PingWhen::Every),
+            "never" => Some(PingWhen::Never),
+            _ => None,
+        }
+    }
+}
+
+/// `[alerts]`: grouping storms and escalating repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertSettings {
+    /// More failures than this in one delivery to one channel become one grouped card.
+    pub group_after: u32,
+    /// The consecutive failure of a set at which the role is pinged again.
+    pub escalate_after: u32,
+    pub ping: PingWhen,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            group_after: DEFAULT_GROUP_AFTER as u32,
+            escalate_after: DEFAULT_ESCALATE_AFTER as u32,
+            ping: PingWhen::default(),
+        }
+    }
 }
 
 /// `[server]`: the health and metrics listener.
@@ -514,6 +604,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("cbs", "timezone", EnvKind::Text),
     ("cbs", "request_timeout", EnvKind::Text),
     ("cbs", "max_concurrency", EnvKind::Integer),
+    ("cbs", "down_after", EnvKind::Integer),
     ("cbs", "ca_cert", EnvKind::Text),
     ("cbs", "max_requests_per_second", EnvKind::Integer),
     ("discover", "enabled", EnvKind::Flag),
@@ -524,6 +615,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("poll", "midnight_grace", EnvKind::Text),
     ("poll", "max_catch_up_days", EnvKind::Integer),
     ("poll", "stuck_after", EnvKind::Text),
+    ("poll", "vanished_after", EnvKind::Text),
     ("poll", "alert_classes", EnvKind::List),
     ("poll", "baseline_first_cycle", EnvKind::Flag),
     ("state", "path", EnvKind::Text),
@@ -538,8 +630,15 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("discord", "admin_role", EnvKind::Text),
     ("discord", "public_lookups", EnvKind::Flag),
     ("digest", "schedule", EnvKind::Text),
+    ("digest", "max_catch_up_days", EnvKind::Integer),
     ("server", "listen", EnvKind::Text),
     ("heartbeat", "url", EnvKind::Text),
+    ("summary", "when", EnvKind::Text),
+    ("summary", "channel", EnvKind::Text),
+    ("summary", "schedule", EnvKind::Text),
+    ("alerts", "group_after", EnvKind::Integer),
+    ("alerts", "escalate_after", EnvKind::Integer),
+    ("alerts", "ping", EnvKind::Text),
 ];
 
 /// `RESTOREWATCH_POLL_SCHEDULE` for `poll.schedule`.
@@ -626,6 +725,26 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     heartbeat: RawHeartbeat,
+    #[serde(default)]
+    summary: RawSummary,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [summary] table")]
+struct RawSummary {
+    when: Option<String>,
+    channel: Option<toml::Value>,
+    schedule: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [alerts] table")]
+struct RawAlerts {
+    group_after: Option<i64>,
+    escalate_after: Option<i64>,
+    ping: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -640,6 +759,7 @@ struct RawCbs {
     request_timeout: Option<String>,
     max_concurrency: Option<i64>,
     max_requests_per_second: Option<i64>,
+    down_after: Option<i64>,
     ca_cert: Option<PathBuf>,
 }
 
@@ -666,6 +786,7 @@ struct RawPoll {
     midnight_grace: Option<String>,
     max_catch_up_days: Option<i64>,
     stuck_after: Option<String>,
+    vanished_after: Option<String>,
     alert_classes: Option<Vec<String>>,
     baseline_first_cycle: Option<bool>,
 }
@@ -704,6 +825,7 @@ struct RawRoute {
 #[serde(deny_unknown_fields, expecting = "the [digest] table")]
 struct RawDigest {
     schedule: Option<String>,
+    max_catch_up_days: Option<i64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -736,11 +858,17 @@ const DEFAULT_MAX_CONCURRENCY: i64 = 8;
 const MAX_CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=64;
 const MAX_REQUESTS_PER_SECOND_RANGE: RangeInclusive<i64> = 1..=10_000;
 const DEFAULT_DISCOVER_REFRESH: &str = "1h";
+const DEFAULT_DOWN_AFTER: i64 = 2;
+const DOWN_AFTER_RANGE: RangeInclusive<i64> = 1..=1000;
 const DEFAULT_POLL_SCHEDULE: &str = "*/5 * * * *";
 const DEFAULT_MIDNIGHT_GRACE: &str = "6h";
 const DEFAULT_MAX_CATCH_UP_DAYS: i64 = 7;
 const MAX_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 0..=31;
 const DEFAULT_STUCK_AFTER: &str = "12h";
+const DEFAULT_VANISHED_AFTER: &str = "30m";
+/// Successful reads of its date that must miss a running job before it counts as vanished,
+/// however short `poll.vanished_after` is.
+pub const VANISHED_MIN_CYCLES: u32 = 3;
 pub const DEFAULT_ALERT_CLASSES: [StatusClass; 3] = [
     StatusClass::PartialFailure,
     StatusClass::Failure,
@@ -751,8 +879,24 @@ const DEFAULT_RETENTION_DAYS: i64 = 35;
 /// Yesterday's jobs are still looked at after midnight, so fewer days would prune them.
 const RETENTION_DAYS_RANGE: RangeInclusive<i64> = 2..=u32::MAX as i64;
 const DEFAULT_DIGEST_SCHEDULE: &str = "0 8 * * *";
+const DEFAULT_GROUP_AFTER: i64 = 5;
+/// At least one individual alert; a grouped card lists the rest.
+const GROUP_AFTER_RANGE: RangeInclusive<i64> = 1..=100;
+const DEFAULT_ESCALATE_AFTER: i64 = 3;
+/// The first failure pings anyway, so escalating starts at the second.
+const ESCALATE_AFTER_RANGE: RangeInclusive<i64> = 2..=1000;
+const DEFAULT_DIGEST_CATCH_UP_DAYS: i64 = 3;
+const DIGEST_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 1..=31;
 /// The midnight grace is a part of the day after midnight.
 const MIDNIGHT_GRACE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The shortest `state.retention_days` allowed: one day more than the oldest date a cycle
+/// may still ask for (`poll.max_catch_up_days` back, plus a day for the midnight grace),
+/// so that pruning never removes a record a catch-up would read again.
+pub fn min_retention_days(max_catch_up_days: u32, midnight_grace: Duration) -> u32 {
+    let grace_days = midnight_grace.as_secs().div_ceil(24 * 3600) as u32;
+    max_catch_up_days + grace_days + 1
+}
 
 /// Turns the raw file into [`Settings`], one key at a time.
 struct Checker {
@@ -783,6 +927,7 @@ impl Checker {
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let cbs = self.cbs(raw.cbs, env)?;
+        let has_discord = raw.discord.is_some();
         let discord = match raw.discord {
             Some(discord) => Some(self.discord(discord, raw.route, env)?),
             None if !raw.route.is_empty() => {
@@ -792,13 +937,16 @@ impl Checker {
         };
         let poll = self.poll(raw.poll, cbs.timezone)?;
         let state = self.state(raw.state)?;
-        if state.retention_days <= poll.max_catch_up_days {
+        let shortest = min_retention_days(poll.max_catch_up_days, poll.midnight_grace);
+        if state.retention_days < shortest {
             return Err(self.fail(
                 "state.retention_days",
                 format!(
-                    "must be more than poll.max_catch_up_days ({}), or the days caught up \
-                     after downtime are pruned as soon as they are recorded",
-                    poll.max_catch_up_days
+                    "is {} but must be greater than poll.max_catch_up_days ({}) plus the \
+                     poll.midnight_grace day, at least {shortest}: a catch-up would ask \
+                     again for dates whose records were pruned and alert their failures \
+                     twice",
+                    state.retention_days, poll.max_catch_up_days
                 ),
             ));
         }
@@ -815,6 +963,12 @@ impl Checker {
                     DEFAULT_DIGEST_SCHEDULE,
                     cbs.timezone,
                 )?,
+                max_catch_up_days: self.int_in(
+                    "digest.max_catch_up_days",
+                    raw.digest.max_catch_up_days,
+                    DEFAULT_DIGEST_CATCH_UP_DAYS,
+                    DIGEST_CATCH_UP_DAYS_RANGE,
+                )? as u32,
             },
             server: ServerSettings {
                 listen: match raw.server.listen {
@@ -828,7 +982,68 @@ impl Checker {
                     None => None,
                 },
             },
+            summary: self.summary(raw.summary, has_discord, cbs.timezone)?,
+            alerts: self.alerts(raw.alerts)?,
             cbs,
+        })
+    }
+
+    fn summary(
+        &self,
+        raw: RawSummary,
+        has_discord: bool,
+        tz: Tz,
+    ) -> Result<SummarySettings, ConfigError> {
+        let when = match raw.when {
+            Some(name) => SummaryWhen::parse_name(&name).ok_or_else(|| {
+                self.fail(
+                    "summary.when",
+                    format!("{name:?} is not one of {}", SummaryWhen::NAMES.join(", ")),
+                )
+            })?,
+            None => SummaryWhen::default(),
+        };
+        let channel = match raw.channel {
+            Some(_) if !has_discord => {
+                return Err(self.fail("summary.channel", "needs a [discord] section"))
+            }
+            Some(value) => Some(ChannelId::new(self.id("summary.channel", value)?)),
+            None => None,
+        };
+        let schedule = match raw.schedule {
+            Some(text) => Some(self.schedule("summary.schedule", Some(text), "", tz)?),
+            None => None,
+        };
+        Ok(SummarySettings {
+            when,
+            channel,
+            schedule,
+        })
+    }
+
+    fn alerts(&self, raw: RawAlerts) -> Result<AlertSettings, ConfigError> {
+        Ok(AlertSettings {
+            group_after: self.int_in(
+                "alerts.group_after",
+                raw.group_after,
+                DEFAULT_GROUP_AFTER,
+                GROUP_AFTER_RANGE,
+            )? as u32,
+            escalate_after: self.int_in(
+                "alerts.escalate_after",
+                raw.escalate_after,
+                DEFAULT_ESCALATE_AFTER,
+                ESCALATE_AFTER_RANGE,
+            )? as u32,
+            ping: match raw.ping {
+                Some(name) => PingWhen::parse_name(&name).ok_or_else(|| {
+                    self.fail(
+                        "alerts.ping",
+                        format!("{name:?} is not one of {}", PingWhen::NAMES.join(", ")),
+                    )
+                })?,
+                None => PingWhen::default(),
+            },
         })
     }
 
@@ -894,6 +1109,12 @@ impl Checker {
                     MAX_REQUESTS_PER_SECOND_RANGE,
                 )? as u32),
             },
+            down_after: self.int_in(
+                "cbs.down_after",
+                raw.down_after,
+                DEFAULT_DOWN_AFTER,
+                DOWN_AFTER_RANGE,
+            )? as u32,
             url,
             server_name,
             timezone,
@@ -998,6 +1219,11 @@ impl Checker {
                 "poll.stuck_after",
                 raw.stuck_after,
                 DEFAULT_STUCK_AFTER,
+            )?,
+            vanished_after: self.positive_duration(
+                "poll.vanished_after",
+                raw.vanished_after,
+                DEFAULT_VANISHED_AFTER,
             )?,
             alert_classes,
             baseline_first_cycle: raw.baseline_first_cycle.unwrap_or(true),
@@ -1273,8 +1499,10 @@ mod tests {
         ),
         ("poll.schedule", "*/7 * * * *", "\"*/7 * * * *\""),
         ("poll.midnight_grace", "2h", "\"2h\""),
+        ("cbs.down_after", "4", "4"),
         ("poll.max_catch_up_days", "3", "3"),
         ("poll.stuck_after", "5h", "\"5h\""),
+        ("poll.vanished_after", "2h", "\"2h\""),
         (
             "poll.alert_classes",
             "failure, warning",
@@ -1325,6 +1553,7 @@ mod tests {
         ),
         ("discord.public_lookups", "true", "true"),
         ("digest.schedule", "0 9 * * *", "\"0 9 * * *\""),
+        ("digest.max_catch_up_days", "5", "5"),
         ("server.listen", "127.0.0.1:9188", "\"127.0.0.1:9188\""),
         (
             "heartbeat.url",
@@ -1336,6 +1565,12 @@ mod tests {
         ("discover.owners", "r1, r2", "[\"r1\", \"r2\"]"),
         ("discover.exclude", "test-*", "[\"test-*\"]"),
         ("discover.refresh", "2h", "\"2h\""),
+        ("summary.when", "never", "\"never\""),
+        ("summary.channel", "42", "\"42\""),
+        ("summary.schedule", "0 * * * *", "\"0 * * * *\""),
+        ("alerts.group_after", "9", "9"),
+        ("alerts.escalate_after", "4", "4"),
+        ("alerts.ping", "every", "\"every\""),
     ];
 
     #[test]
@@ -1424,6 +1659,13 @@ mod tests {
         assert!(s.watch.is_empty());
         assert_eq!(s.digest.schedule.to_string(), "0 8 * * *");
         assert_eq!(s.server.listen, None);
+        assert_eq!(s.summary.when, SummaryWhen::Alerts);
+        assert_eq!(s.summary.channel, None);
+        assert!(s.summary.schedule.is_none());
+        assert_eq!(s.alerts, AlertSettings::default());
+        assert_eq!(s.alerts.group_after, 5);
+        assert_eq!(s.alerts.escalate_after, 3);
+        assert_eq!(s.alerts.ping, PingWhen::Thresholds);
         assert_eq!(s.heartbeat.url, None);
     }
 
@@ -1487,7 +1729,12 @@ mod tests {
         let err =
             Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).unwrap_err();
         assert_eq!(err.key(), Some("state.retention_days"));
+        // Ten days of catch-up plus the midnight-grace day: 11 is still too short.
         let text = text.replace("retention_days = 10", "retention_days = 11");
+        let err =
+            Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).unwrap_err();
+        assert_eq!(err.key(), Some("state.retention_days"));
+        let text = text.replace("retention_days = 11", "retention_days = 12");
         assert!(Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).is_ok());
     }
 

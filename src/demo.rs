@@ -91,6 +91,7 @@ pub async fn run_demo(
             request_timeout: Duration::from_secs(5),
             max_concurrency: 8,
             max_requests_per_second: None,
+            down_after: 2,
             ca_cert: None,
         },
         watch,
@@ -100,6 +101,7 @@ pub async fn run_demo(
             midnight_grace: Duration::from_secs(6 * 3600),
             max_catch_up_days: 7,
             stuck_after: Duration::from_secs(12 * 3600),
+            vanished_after: std::time::Duration::from_secs(30 * 60),
             alert_classes: DEFAULT_ALERT_CLASSES.into(),
             baseline_first_cycle: true,
         },
@@ -110,9 +112,12 @@ pub async fn run_demo(
         discord: None,
         digest: DigestSettings {
             schedule: CronSchedule::parse("0 8 * * *", tz)?,
+            max_catch_up_days: 3,
         },
         server: Default::default(),
         heartbeat: Default::default(),
+        summary: Default::default(),
+        alerts: Default::default(),
     };
     let mut out = out;
     writeln!(

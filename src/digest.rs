@@ -10,14 +10,17 @@
 //! continues over as many cards as it needs instead of being cut; the ordinary
 //! [`crate::render::pack`] spreads those cards over messages.
 
-use crate::cbs::model::StatusClass;
+use crate::cbs::model::local_in;
+use crate::cbs::model::{StatusClass, END_TIME_FIELD, START_TIME_FIELD};
 use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
-    class_colour, code_span, counts_line, cut, escape_markdown, pack, plural, to_text, Embed,
-    EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK, EMBED_DESCRIPTION_MAX_CHARS,
+    class_colour, code_span, counts_line, cut, escape_markdown, pack, plural, to_text,
+    unreadable_value, Embed, EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK,
+    EMBED_DESCRIPTION_MAX_CHARS,
 };
+use crate::schedule::CronSchedule;
 use crate::store::{DayHealth, JobRecord, Store, StoreError};
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -68,6 +71,14 @@ pub struct DigestJob {
     /// Wall-clock times as the server reported them (its offset kept).
     pub start_time: Option<DateTime<FixedOffset>>,
     pub end_time: Option<DateTime<FixedOffset>>,
+    /// The start and end times as sent, when the server sent ones that could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_raw: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_raw: Option<String>,
+    /// Was running, then left out of the server's list: its outcome is unknown.
+    #[serde(default)]
+    pub vanished: bool,
 }
 
 /// The poller's day.
@@ -91,6 +102,9 @@ impl DigestJob {
             class: job.class,
             start_time: job.start_time.map(|t| t.fixed_offset()),
             end_time: job.end_time.map(|t| t.fixed_offset()),
+            start_raw: job.unreadable_field(START_TIME_FIELD).map(str::to_owned),
+            end_raw: job.unreadable_field(END_TIME_FIELD).map(str::to_owned),
+            vanished: record.vanished,
         }
     }
 }
@@ -210,6 +224,69 @@ pub fn queue_digest(
 ) -> Result<Event, StoreError> {
     let digest = Digest::from_store(store, date, tz, refused_channels)?;
     store.push_event(EventKind::Digest(digest), now)
+}
+
+/// The days whose scheduled digest is due at `now` and not yet queued, oldest first.
+///
+/// A day's digest is due once `schedule` has fired during the next day (server zone), up
+/// to `now`: a tick missed during a long cycle, a restart or an outage still counts. Days
+/// up to and including `last_digested` are done. The oldest day considered is `max_days`
+/// before today, so a long downtime posts at most that many late digests.
+pub fn due_days(
+    schedule: &CronSchedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+    max_days: u32,
+    last_digested: Option<NaiveDate>,
+) -> Vec<NaiveDate> {
+    let today = now.with_timezone(&tz).date_naive();
+    let oldest = today
+        .checked_sub_days(Days::new(max_days.into()))
+        .unwrap_or(today);
+    let start_of = |day: NaiveDate| local_in(tz, day.and_time(NaiveTime::MIN)).map(|t| t.to_utc());
+    oldest
+        .iter_days()
+        .take_while(|day| *day < today)
+        .filter(|day| last_digested.is_none_or(|last| *day > last))
+        .filter(|day| {
+            // Did the schedule fire during the next day, by now?
+            let (Some(next), Some(from)) = (day.succ_opt(), day.succ_opt().and_then(start_of))
+            else {
+                return false;
+            };
+            let until = next.succ_opt().and_then(start_of);
+            schedule
+                .next_after(from - chrono::Duration::nanoseconds(1))
+                .is_some_and(|fire| fire <= now && until.is_none_or(|u| fire < u))
+        })
+        .collect()
+}
+
+/// Queues the digest of every day [`due_days`] finds, oldest first, each with its day
+/// recorded as digested in the same transaction. A fresh store (no day digested yet)
+/// records the latest due day without posting: it has no history to digest. Returns the
+/// days queued.
+pub fn catch_up(
+    store: &Store,
+    schedule: &CronSchedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+    max_days: u32,
+    refused_channels: &[String],
+) -> Result<Vec<NaiveDate>, StoreError> {
+    let last = store.last_digest_day()?;
+    let due = due_days(schedule, tz, now, max_days, last);
+    if last.is_none() {
+        if let Some(latest) = due.last() {
+            store.set_last_digest_day(*latest)?;
+        }
+        return Ok(Vec::new());
+    }
+    for day in &due {
+        let digest = Digest::from_store(store, *day, tz, refused_channels.to_vec())?;
+        store.push_digest(*day, EventKind::Digest(digest), now)?;
+    }
+    Ok(due)
 }
 
 /// The day before today in the backup server's zone: the day a digest sent now is about.
@@ -366,11 +443,13 @@ fn list_name(text: &str) -> String {
 }
 
 /// `13:25` on the digest's day, `2024-06-27 01:10` on another, `?` when unknown.
-fn clock(at: Option<DateTime<FixedOffset>>, date: NaiveDate) -> String {
+/// A time of the day as `HH:MM` (with its date when another), the text the server sent
+/// when it could not be read, or `?`.
+fn clock(at: Option<DateTime<FixedOffset>>, raw: Option<&str>, date: NaiveDate) -> String {
     match at {
         Some(t) if t.date_naive() == date => t.format("%H:%M").to_string(),
         Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
-        None => "?".to_owned(),
+        None => raw.map_or_else(|| "?".to_owned(), unreadable_value),
     }
 }
 
@@ -395,18 +474,23 @@ fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
     } else {
         format!(" {}", code_span(&job.raw_status))
     };
+    let class = if job.vanished {
+        "vanished (outcome unknown)"
+    } else {
+        job.class.label()
+    };
     format!(
-        "• {}–{} {}{code}: {}",
-        clock(job.start_time, date),
-        clock(job.end_time, date),
-        job.class.label(),
+        "• {}–{} {class}{code}: {}",
+        clock(job.start_time, job.start_raw.as_deref(), date),
+        clock(job.end_time, job.end_raw.as_deref(), date),
         who(job)
     )
 }
 
 /// `• since 12:23: obm / Files`
 fn running_line(job: &DigestJob, date: NaiveDate) -> String {
-    format!("• since {}: {}", clock(job.start_time, date), who(job))
+    let since = clock(job.start_time, job.start_raw.as_deref(), date);
+    format!("• since {since}: {}", who(job))
 }
 
 /// `• reseller-a: 12 jobs (10 success, 2 failure)`
@@ -530,6 +614,7 @@ mod tests {
             baseline: false,
             stuck_alerted,
             alerted: false,
+            vanished: false,
         }
     }
 
@@ -656,6 +741,19 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_with_an_unreadable_end_is_listed_with_the_text_sent() {
+        let mut odd = ended("odd", "", 7, "RESTORE_STOP_BY_ERROR");
+        odd.end_time = None;
+        odd.unreadable = [(END_TIME_FIELD.to_owned(), "-0001-06-26 07:30:00".to_owned())].into();
+        let d = Digest::compute(day(), BERLIN, &[record(odd, false)], &health(0), 0, vec![]);
+        assert_eq!(logins(&d.failures), ["odd"]);
+        assert_eq!(
+            failure_line(&d.failures[0], day()),
+            "• 07:00–`-0001-06-26 07:30:00` (unreadable) failure `RESTORE_STOP_BY_ERROR`: odd / set-odd"
+        );
+    }
+
+    #[test]
     fn no_finished_job_has_no_success_rate_and_outage_minutes_round_up() {
         let only_running = [record(running("r", 8), false)];
         let d = Digest::compute(day(), BERLIN, &only_running, &health(0), 0, vec![]);
@@ -670,6 +768,71 @@ mod tests {
                 .outage_minutes,
             2
         );
+    }
+
+    #[test]
+    fn due_days_follow_the_schedule_the_last_digested_day_and_the_bound() {
+        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
+        let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
+        // 09:00 and 07:00 in Berlin on the 26th.
+        let after_tick = Utc.with_ymd_and_hms(2024, 6, 26, 7, 0, 0).unwrap();
+        let before_tick = Utc.with_ymd_and_hms(2024, 6, 26, 5, 0, 0).unwrap();
+        assert_eq!(
+            due_days(&eight, BERLIN, after_tick, 3, Some(d(24))),
+            [d(25)]
+        );
+        assert_eq!(due_days(&eight, BERLIN, after_tick, 3, Some(d(25))), []);
+        assert_eq!(
+            due_days(&eight, BERLIN, before_tick, 3, Some(d(23))),
+            [d(24)]
+        );
+        assert_eq!(
+            due_days(&eight, BERLIN, after_tick, 3, Some(d(1))),
+            [d(23), d(24), d(25)],
+            "at most 3 days back, oldest first"
+        );
+        assert_eq!(
+            due_days(&eight, BERLIN, after_tick, 1, None),
+            [d(25)],
+            "a fresh store"
+        );
+        // Mondays only: the days before other weekdays were never scheduled.
+        let mondays = CronSchedule::parse("0 8 * * 1", BERLIN).unwrap();
+        let monday = Utc.with_ymd_and_hms(2024, 6, 24, 7, 0, 0).unwrap();
+        assert_eq!(due_days(&mondays, BERLIN, monday, 7, Some(d(1))), [d(23)]);
+    }
+
+    #[test]
+    fn catch_up_queues_each_missed_day_once_and_a_fresh_store_starts_quietly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
+        let at = |day: u32| Utc.with_ymd_and_hms(2024, 6, day, 7, 0, 0).unwrap();
+        let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
+        assert_eq!(
+            catch_up(&store, &eight, BERLIN, at(20), 3, &[]).unwrap(),
+            []
+        );
+        assert_eq!(store.last_digest_day().unwrap(), Some(d(19)));
+        assert_eq!(store.outbox_len(), 0);
+        // Down from the 20th to the 26th: only the 3 days before the 26th are posted.
+        let days = catch_up(&store, &eight, BERLIN, at(26), 3, &[]).unwrap();
+        assert_eq!(days, [d(23), d(24), d(25)]);
+        let queued: Vec<NaiveDate> = store
+            .pending_events(10)
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Digest(digest) => Some(digest.date),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(queued, days);
+        assert_eq!(
+            catch_up(&store, &eight, BERLIN, at(26), 3, &[]).unwrap(),
+            []
+        );
+        assert_eq!(store.outbox_len(), 3, "each day exactly once");
     }
 
     #[test]
@@ -912,6 +1075,7 @@ mod tests {
             users: 3,
             requests: 4,
             errors: 1,
+            unreadable_items: 0,
         };
         store.record_cycle(&cycle, day(), 90).unwrap();
         store.record_cycle(&cycle, day(), 0).unwrap();

@@ -26,8 +26,11 @@ impl Event {
     /// The backup-user owner (sub-admin/reseller) the event belongs to, for routing.
     pub fn owner(&self) -> Option<&str> {
         match &self.kind {
-            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => Some(&job.owner),
+            EventKind::JobFinished { job, .. }
+            | EventKind::JobStuck { job, .. }
+            | EventKind::JobVanished { job, .. } => Some(&job.owner),
             EventKind::Baseline { owner, .. } => Some(owner),
+            EventKind::FailureStorm { owner, .. } => owner.as_deref(),
             _ => None,
         }
     }
@@ -37,9 +40,27 @@ impl Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A job in an alerting class ended.
-    JobFinished { job: RestoreJob },
+    JobFinished {
+        job: RestoreJob,
+        /// Its place in the set's row of consecutive failures (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        repeat: Option<Repeat>,
+    },
+    /// More failures than `alerts.group_after` in one cycle for one channel: one card
+    /// listing them all, instead of an alert each (the first few still get their own).
+    /// `owner`: the routed owner whose channel they go to; `None`: the alert channel.
+    FailureStorm {
+        owner: Option<String>,
+        jobs: Vec<StormJob>,
+    },
     /// A job has been running longer than `poll.stuck_after`.
     JobStuck { job: RestoreJob, running_secs: i64 },
+    /// A job recorded as running that its date's reply no longer lists (`poll.vanished_after`):
+    /// its outcome will never be known. Class unknown.
+    JobVanished {
+        job: RestoreJob,
+        missing_since: DateTime<Utc>,
+    },
     /// The first cycle of these users (all of one owner) found these finished jobs;
     /// recorded, not alerted. One event per owner and cycle, however many users: adding
     /// hundreds of users must not flood the chat either.
@@ -59,9 +80,47 @@ pub enum EventKind {
     CbsRecovered {
         down_since: DateTime<Utc>,
         recovered_at: DateTime<Utc>,
+        /// Past dates the recovering cycle read again (the catch-up), oldest first.
+        #[serde(default)]
+        caught_up: Vec<NaiveDate>,
     },
     /// One day of restore jobs, built on the digest schedule.
     Digest(Digest),
+}
+
+/// A failed restore's place in its set's row of failures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repeat {
+    /// 1 for the first failure after a success (or ever).
+    pub count: u32,
+    /// The day the row started (the first failure's end, in the server's zone).
+    pub since: NaiveDate,
+}
+
+/// One failed restore in a storm card: what its line shows.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StormJob {
+    /// When it ended, as the server reported it (its zone kept); empty when not sent.
+    pub ended: String,
+    pub login_name: String,
+    pub backup_set: String,
+    pub job_id: String,
+    pub raw_status: String,
+}
+
+impl StormJob {
+    pub fn from_job(job: &RestoreJob) -> StormJob {
+        StormJob {
+            ended: job
+                .end_time
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default(),
+            login_name: job.login_name.clone(),
+            backup_set: job.backup_set_label().to_owned(),
+            job_id: job.job_id.clone(),
+            raw_status: job.raw_status.clone(),
+        }
+    }
 }
 
 /// One user's first cycle: how many finished jobs of each class it recorded.
@@ -101,7 +160,19 @@ pub struct CycleSummary {
     pub muted: u32,
     /// Requests that failed: who, which date, what went wrong.
     pub errors: Vec<PollError>,
+    /// Cycles rolled up into this summary (`summary.schedule`); 0 for a single cycle.
+    #[serde(default)]
+    pub cycles: u32,
+    /// Reply items skipped because they carry no job identity (no ID or BackupSetID).
+    #[serde(default)]
+    pub unreadable_items: u32,
+    /// The first few of them: whose reply, which date, why, and the item's raw text.
+    #[serde(default)]
+    pub unreadable: Vec<PollError>,
 }
+
+/// How many skipped items a summary lists one by one; the rest are counted.
+pub const UNREADABLE_LISTED_MAX: usize = 5;
 
 /// A failed CBS request, as shown to people.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

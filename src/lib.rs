@@ -39,6 +39,7 @@ pub mod demo;
 pub mod digest;
 pub mod discord;
 pub mod discover;
+pub mod escalation;
 pub mod event;
 pub mod gateway;
 pub mod heartbeat;
@@ -52,5 +53,7 @@ pub mod server;
 pub mod simulator;
 pub mod sink;
 pub mod store;
+pub mod storm;
+pub mod summary;
 #[cfg(test)]
 mod test_data;

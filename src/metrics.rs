@@ -181,6 +181,8 @@ pub fn kind_name(kind: &EventKind) -> &'static str {
     match kind {
         EventKind::JobFinished { .. } => "job_finished",
         EventKind::JobStuck { .. } => "job_stuck",
+        EventKind::FailureStorm { .. } => "failure_storm",
+        EventKind::JobVanished { .. } => "job_vanished",
         EventKind::Baseline { .. } => "baseline",
         EventKind::CycleSummary(_) => "cycle_summary",
         EventKind::CbsUnreachable { .. } => "cbs_unreachable",

@@ -37,7 +37,7 @@ impl Mute {
     /// Whether this mute applies to `login`'s backup set `backup_set_id` (a mute without a
     /// set covers every set of the user).
     pub fn covers(&self, login: &str, backup_set_id: &str) -> bool {
-        self.login == login
+        self.login.eq_ignore_ascii_case(login)
             && self
                 .backup_set_id
                 .as_deref()
@@ -49,6 +49,8 @@ impl Mute {
 #[derive(Clone)]
 pub struct Mutes {
     tree: sled::Tree,
+    /// For quarantining a mute that does not decode.
+    store: Store,
 }
 
 /// `login \0 backup_set_id` (an empty set id for "every set"): one mute per scope, so a
@@ -72,7 +74,20 @@ impl Mutes {
     pub fn open(store: &Store) -> Result<Mutes, StoreError> {
         Ok(Mutes {
             tree: store.tree(TREE)?,
+            store: store.clone(),
         })
+    }
+
+    /// The mute stored under `k`; one that does not decode is quarantined (`None`): it can
+    /// never hold an alert back, and it must not hide the other mutes either.
+    fn read(&self, k: &[u8], v: &[u8]) -> Result<Option<Mute>, StoreError> {
+        match decode(k, v) {
+            Ok(mute) => Ok(Some(mute)),
+            Err(e) => {
+                self.store.quarantine(&self.tree, k, v, &e.to_string())?;
+                Ok(None)
+            }
+        }
     }
 
     /// Sets (or replaces) the mute for its scope. Expired mutes are dropped on the way, so
@@ -80,7 +95,10 @@ impl Mutes {
     pub fn mute(&self, mute: &Mute) -> Result<(), StoreError> {
         for kv in self.tree.iter() {
             let (k, v) = kv?;
-            if !decode(&k, &v)?.is_active(mute.muted_at) {
+            if self
+                .read(&k, &v)?
+                .is_some_and(|old| !old.is_active(mute.muted_at))
+            {
                 self.tree.remove(k)?;
             }
         }
@@ -108,8 +126,8 @@ impl Mutes {
         [None, Some(backup_set_id)].into_iter().any(|set| {
             let k = key(login, set);
             match self.tree.get(&k) {
-                Ok(Some(v)) => match decode(&k, &v) {
-                    Ok(mute) => mute.is_active(now),
+                Ok(Some(v)) => match self.read(&k, &v) {
+                    Ok(mute) => mute.is_some_and(|m| m.is_active(now)),
                     Err(error) => {
                         tracing::warn!(%error, "unreadable mute; alerting as if unmuted");
                         false
@@ -129,10 +147,7 @@ impl Mutes {
         let mut out = Vec::new();
         for kv in self.tree.iter() {
             let (k, v) = kv?;
-            let mute = decode(&k, &v)?;
-            if mute.is_active(now) {
-                out.push(mute);
-            }
+            out.extend(self.read(&k, &v)?.filter(|m| m.is_active(now)));
         }
         Ok(out)
     }

@@ -5,13 +5,20 @@
 //! applied to the store one by one in this task, so the store sees a single writer. A user
 //! whose requests fail is recorded and skipped; the cycle goes on.
 
-use crate::cbs::model::RestoreJob;
+use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::{CbsClient, CbsError};
 use crate::clock::SharedClock;
-use crate::config::{PollSettings, WatchEntry};
-use crate::event::{BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError};
+use crate::config::{
+    AlertSettings, PollSettings, SummarySettings, WatchEntry, VANISHED_MIN_CYCLES,
+};
+use crate::escalation::Streaks;
+use crate::event::{
+    BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError,
+    UNREADABLE_LISTED_MAX,
+};
 use crate::mutes::Mutes;
-use crate::store::{Change, CycleRecord, Outage, Policy, Store, StoreError, UserState};
+use crate::store::{Change, CycleRecord, DownStreak, Outage, Policy, Store, StoreError, UserState};
+use crate::summary::Disposition;
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +35,15 @@ pub struct PollerConfig {
     pub watch: Vec<WatchEntry>,
     pub max_concurrency: usize,
     pub retention_days: u32,
+    /// `[summary]`: which cycles post a summary, or roll up.
+    pub summary: SummarySettings,
+    /// `[alerts]`: storms and repeats.
+    pub alerts: AlertSettings,
+    /// Owners with their own channel (`[[route]]`): their storms are counted apart.
+    pub routed_owners: BTreeSet<String>,
+    /// `cbs.down_after`: consecutive cycles without one successful request that open an
+    /// outage.
+    pub down_after: u32,
 }
 
 /// The result of one cycle.
@@ -172,7 +188,8 @@ impl Poller {
                     (user, date, result)
                 });
             }
-            user_states.insert(user.login.clone(), (state, ClassCounts::new(), true));
+            let fresh = !state.baselined && state.baselined_dates.is_empty();
+            user_states.insert(user.login.clone(), (state, ClassCounts::new(), true, fresh));
         }
 
         let mut summary = CycleSummary {
@@ -183,7 +200,11 @@ impl Poller {
             ..CycleSummary::default()
         };
         let mut baselined = 0;
+        let mut alerted: Vec<RestoreJob> = Vec::new();
         let mut outage_errors: Vec<CbsError> = Vec::new();
+        let mut succeeded = 0u32;
+        let today = started_at.with_timezone(&tz).date_naive();
+        let mut caught_up = BTreeSet::new();
         // Mutes fail open: an unreadable mute list posts alerts rather than losing them.
         // Read once per cycle, not per job: the check then costs no store reads on the
         // hot path (and none inside the store's transaction).
@@ -198,7 +219,11 @@ impl Poller {
                 .iter()
                 .any(|m| m.covers(&job.login_name, &job.backup_set_id))
         };
+        let streaks = Streaks::open(&self.store)?;
+        let repeat = |job: &RestoreJob| Some(streaks.next(job, started_at));
         let stuck_after = chrono::Duration::from_std(self.config.poll.stuck_after)
+            .unwrap_or(chrono::Duration::MAX);
+        let vanished_after = chrono::Duration::from_std(self.config.poll.vanished_after)
             .unwrap_or(chrono::Duration::MAX);
         while let Some(joined) = requests.join_next().await {
             let Ok((user, date, result)) = joined else {
@@ -206,31 +231,64 @@ impl Poller {
                 continue;
             };
             crate::metrics::cbs_request(&result);
-            let Some((state, baseline_counts, all_ok)) = user_states.get_mut(&user.login) else {
+            let Some((state, baseline_counts, all_ok, _)) = user_states.get_mut(&user.login) else {
                 continue;
             };
             match result {
                 Ok(list) => {
+                    succeeded += 1;
+                    if date < today {
+                        caught_up.insert(date);
+                    }
                     for skipped in &list.skipped {
                         tracing::warn!(
                             user = %user.login, %date, reason = %skipped.reason, raw = %skipped.raw,
-                            "skipped a malformed job in the CBS reply"
+                            "skipped a reply item without a job identity"
                         );
+                        summary.unreadable_items += 1;
+                        if summary.unreadable.len() < UNREADABLE_LISTED_MAX {
+                            summary.unreadable.push(PollError {
+                                login_name: user.login.clone(),
+                                date,
+                                message: format!("{}: {}", skipped.reason, skipped.raw),
+                            });
+                        }
                     }
                     let policy = Policy {
                         now: self.clock.now(),
                         alert_classes: &self.config.poll.alert_classes,
                         stuck_after,
-                        baseline: self.config.poll.baseline_first_cycle && !state.baselined,
+                        // Baseline mode ends per (user, date), on its first successful read.
+                        baseline: self.config.poll.baseline_first_cycle
+                            && !state.baselined
+                            && !state.baselined_dates.contains(&date),
                         muted: &is_muted,
+                        repeat: &repeat,
                     };
+                    let mut seen = Vec::with_capacity(list.jobs.len());
                     for job in &list.jobs {
+                        // One canonical login: the reply may spell the watched login in
+                        // another case, and job keys, running dates and mutes use ours.
+                        let canonical;
+                        let job = if job.login_name != user.login
+                            && job.login_name.eq_ignore_ascii_case(&user.login)
+                        {
+                            canonical = RestoreJob {
+                                login_name: user.login.clone(),
+                                ..job.clone()
+                            };
+                            &canonical
+                        } else {
+                            job
+                        };
+                        seen.push(job.key());
                         crate::metrics::job_observed(job.class);
                         let obs = self.store.observe(job, date, &policy)?;
                         match obs.change {
                             Change::NewRunning => summary.started_running += 1,
                             Change::Finished(class) => {
-                                *summary.finished.entry(class).or_default() += 1
+                                *summary.finished.entry(class).or_default() += 1;
+                                streaks.record(job, &self.config.poll.alert_classes, started_at)?;
                             }
                             Change::Baseline(class) => {
                                 baselined += 1;
@@ -238,11 +296,49 @@ impl Poller {
                             }
                             Change::Stuck | Change::Unchanged => {}
                         }
-                        if obs.event.is_some() {
+                        if let Some(event) = &obs.event {
                             summary.alerts += 1;
+                            if matches!(event, EventKind::JobFinished { .. }) {
+                                alerted.push(job.clone());
+                            }
                         }
                         if obs.muted {
                             summary.muted += 1;
+                        }
+                    }
+                    if !state.baselined {
+                        state.baselined_dates.insert(date);
+                    }
+                    // Running jobs this reply leaves out: vanished once missing long enough.
+                    let now = self.clock.now();
+                    for key in self
+                        .store
+                        .missing_running(&server, &user.login, date, &seen)?
+                    {
+                        let missing = self.store.note_missing(&key, now)?;
+                        if missing.reads < VANISHED_MIN_CYCLES
+                            || now - missing.since < vanished_after
+                        {
+                            continue;
+                        }
+                        let alerts_unknown = self
+                            .config
+                            .poll
+                            .alert_classes
+                            .contains(&StatusClass::Unknown);
+                        let alert = |job: &RestoreJob| alerts_unknown && !is_muted(job);
+                        if let Some((job, alerted)) =
+                            self.store.vanish(&key, missing.since, now, &alert)?
+                        {
+                            tracing::warn!(
+                                user = %user.login, %date, job = %job.job_id,
+                                backup_set = %job.backup_set_id, since = %missing.since,
+                                "a running job vanished from the CBS reply"
+                            );
+                            *summary.finished.entry(StatusClass::Unknown).or_default() += 1;
+                            if alerted {
+                                summary.alerts += 1;
+                            }
                         }
                     }
                 }
@@ -262,22 +358,31 @@ impl Poller {
         }
 
         let now = self.clock.now();
+        crate::storm::collapse(
+            &self.store,
+            &alerted,
+            self.config.alerts.group_after,
+            &self.config.routed_owners,
+            now,
+        )?;
         let mut baselines: BTreeMap<String, Vec<BaselineUser>> = BTreeMap::new();
         for user in &users {
-            let Some((mut state, counts, all_ok)) = user_states.remove(&user.login) else {
+            let Some((mut state, counts, all_ok, fresh)) = user_states.remove(&user.login) else {
                 continue;
             };
+            // One "now watching" notice, from the first cycle that read any of its dates.
+            if fresh && !state.baselined_dates.is_empty() && self.config.poll.baseline_first_cycle {
+                baselines
+                    .entry(user.owner.clone())
+                    .or_default()
+                    .push(BaselineUser {
+                        login_name: user.login.clone(),
+                        counts,
+                    });
+            }
             if all_ok {
-                if !state.baselined && self.config.poll.baseline_first_cycle {
-                    baselines
-                        .entry(user.owner.clone())
-                        .or_default()
-                        .push(BaselineUser {
-                            login_name: user.login.clone(),
-                            counts,
-                        });
-                }
                 state.baselined = true;
+                state.baselined_dates.clear();
                 state.last_success = Some(started_at);
             } else if let Some(e) = summary
                 .errors
@@ -296,7 +401,13 @@ impl Poller {
         self.store
             .set_watched_logins(&users.iter().map(|u| u.login.clone()).collect())?;
 
-        let outage_secs = self.track_outage(&summary, &outage_errors, now)?;
+        let outage_secs = self.track_outage(
+            &summary,
+            succeeded,
+            &outage_errors,
+            caught_up.into_iter().collect(),
+            now,
+        )?;
         summary
             .errors
             .sort_by(|a, b| (&a.login_name, a.date).cmp(&(&b.login_name, b.date)));
@@ -306,14 +417,14 @@ impl Poller {
             .iter()
             .map(|e| e.login_name.clone())
             .collect();
-        let changed = summary.started_running > 0
-            || summary.alerts > 0
-            || summary.muted > 0
-            || summary.finished.values().any(|n| *n > 0)
-            || error_logins != self.store.error_logins()?;
-        if changed {
-            self.store
-                .push_event(EventKind::CycleSummary(summary.clone()), now)?;
+        let errors_changed = error_logins != self.store.error_logins()?;
+        match crate::summary::disposition(&self.config.summary, &summary, errors_changed) {
+            Disposition::Post => {
+                self.store
+                    .push_event(EventKind::CycleSummary(summary.clone()), now)?;
+            }
+            Disposition::RollUp => crate::summary::add_to_rollup(&self.store, &summary)?,
+            Disposition::Skip => {}
         }
         self.store.set_error_logins(&error_logins)?;
         self.store.record_cycle(
@@ -323,14 +434,24 @@ impl Poller {
                 users: summary.users_polled,
                 requests: summary.requests,
                 errors: summary.errors.len() as u32,
+                unreadable_items: summary.unreadable_items,
             },
             started_at.with_timezone(&tz).date_naive(),
             outage_secs,
         )?;
         let today = now.with_timezone(&tz).date_naive();
-        // A retention reaching before the calendar's start keeps everything.
+        // A retention reaching before the calendar's start keeps everything. Whatever the
+        // retention, a date a later cycle may still ask for (a catch-up, the midnight
+        // grace) keeps its records, so a catch-up never alerts a failure twice.
+        let keep_days = self
+            .config
+            .retention_days
+            .max(crate::config::min_retention_days(
+                self.config.poll.max_catch_up_days,
+                self.config.poll.midnight_grace,
+            ));
         let cutoff = today
-            .checked_sub_days(Days::new(self.config.retention_days.into()))
+            .checked_sub_days(Days::new(keep_days.into()))
             .unwrap_or(NaiveDate::MIN);
         let pruned = self.store.prune_before(cutoff)?;
         Ok(CycleReport {
@@ -340,16 +461,21 @@ impl Poller {
         })
     }
 
-    /// Opens or closes an outage: one "unreachable" notice when every request failed for a
-    /// server-wide reason, one "recovered" notice when requests succeed again. Returns the
-    /// outage seconds this cycle adds to the day's health.
+    /// Tells the truth about outages. A cycle in which no request succeeded and one
+    /// failed for a server-wide reason is a down cycle; `cbs.down_after` of them in a row
+    /// open the outage, with one notice (and one more should the reason change). A cycle
+    /// with a successful request closes it, with one "recovered" notice naming the past
+    /// dates that cycle read (`caught_up`). A cycle of per-user errors only (an unknown
+    /// login) changes nothing either way. Returns the outage seconds this cycle adds to
+    /// the day's health.
     fn track_outage(
         &self,
         summary: &CycleSummary,
+        succeeded: u32,
         outage_errors: &[CbsError],
+        caught_up: Vec<NaiveDate>,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let all_failed = summary.requests > 0 && outage_errors.len() as u32 == summary.requests;
         let previous_start = self.store.last_cycle()?.map(|c| c.started_at);
         // Downtime counted for this cycle: since the later of the outage start and the
         // previous cycle, so consecutive cycles never count the same minutes twice.
@@ -357,22 +483,55 @@ impl Poller {
             let from = previous_start.map_or(outage.since, |p| p.max(outage.since));
             (summary.started_at - from).num_seconds().max(0)
         };
-        let first_reason = outage_errors.first().map(|e| {
-            (
-                e.outage_reason().unwrap_or(OutageReason::Unreachable),
-                e.to_string(),
-            )
-        });
-        match (self.store.outage()?, first_reason.filter(|_| all_failed)) {
+        let previous = self.store.outage()?;
+        if succeeded > 0 {
+            self.store.set_down_streak(None)?;
+            let Some(outage) = previous else {
+                return Ok(0);
+            };
+            tracing::info!(since = %outage.since, ?caught_up, "the backup server answers again");
+            let event = EventKind::CbsRecovered {
+                down_since: outage.since,
+                recovered_at: summary.started_at,
+                caught_up,
+            };
+            self.store.set_outage_with_event(None, event, now)?;
+            return Ok(down_secs(&outage));
+        }
+        let Some(first) = outage_errors.first() else {
+            // Nothing asked, or only per-user errors: no news about the server.
+            return Ok(previous.as_ref().map_or(0, down_secs));
+        };
+        let streak = match self.store.down_streak()? {
+            Some(s) => DownStreak {
+                cycles: s.cycles.saturating_add(1),
+                ..s
+            },
+            None => DownStreak {
+                cycles: 1,
+                since: summary.started_at,
+            },
+        };
+        self.store.set_down_streak(Some(streak))?;
+        let reason = first.outage_reason().unwrap_or(OutageReason::Unreachable);
+        if streak.cycles < self.config.down_after.max(1) {
+            tracing::warn!(
+                cycles = streak.cycles,
+                down_after = self.config.down_after,
+                error = %first,
+                "no CBS request succeeded this cycle"
+            );
+            return Ok(0);
+        }
+        match previous {
             // Down, or down for a new reason (say unreachable, then the password expired):
             // one notice per reason, written with the outage record in one transaction.
-            (previous, Some((reason, error)))
-                if previous.as_ref().is_none_or(|o| o.reason != reason) =>
-            {
+            Some(outage) if outage.reason == reason => Ok(down_secs(&outage)),
+            previous => {
                 let outage = Outage {
-                    since: previous.as_ref().map_or(summary.started_at, |o| o.since),
+                    since: previous.as_ref().map_or(streak.since, |o| o.since),
                     reason,
-                    error,
+                    error: first.to_string(),
                 };
                 tracing::error!(error = %outage.error, ?reason, "the backup server is unreachable");
                 let event = EventKind::CbsUnreachable {
@@ -382,19 +541,15 @@ impl Poller {
                 };
                 self.store
                     .set_outage_with_event(Some(&outage), event, now)?;
-                Ok(previous.as_ref().map_or(0, &down_secs))
+                // The whole streak was down time, counted from its start.
+                Ok(previous.as_ref().map_or_else(
+                    || {
+                        let from = previous_start.map_or(streak.since, |p| p.max(streak.since));
+                        (summary.started_at - from).num_seconds().max(0)
+                    },
+                    &down_secs,
+                ))
             }
-            (Some(outage), Some(_)) => Ok(down_secs(&outage)),
-            (Some(outage), None) if summary.requests > 0 => {
-                tracing::info!(since = %outage.since, "the backup server answers again");
-                let event = EventKind::CbsRecovered {
-                    down_since: outage.since,
-                    recovered_at: summary.started_at,
-                };
-                self.store.set_outage_with_event(None, event, now)?;
-                Ok(down_secs(&outage))
-            }
-            _ => Ok(0),
         }
     }
 }

@@ -11,6 +11,7 @@
 use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::discord::DeliveryTiming;
+use crate::gateway::GatewayHealth;
 use crate::metrics;
 use crate::schedule::CronSchedule;
 use crate::store::Store;
@@ -48,6 +49,8 @@ pub struct ServerState {
     /// How long delivery may rest after Discord failures, on top of two periods.
     pub backoff: Duration,
     pub metrics: PrometheusHandle,
+    /// Whether slash commands are available (the bot sets it).
+    pub gateway: GatewayHealth,
 }
 
 impl ServerState {
@@ -67,6 +70,7 @@ impl ServerState {
             discord,
             backoff: DeliveryTiming::default().backoff_max,
             metrics,
+            gateway: GatewayHealth::default(),
         }
     }
 }
@@ -84,6 +88,10 @@ pub struct Health {
     /// `rejected` (a post was answered 401), `not_refused` or `not_configured`.
     pub discord_token: &'static str,
     pub store_writable: bool,
+    /// "slash commands unavailable since ...: reason" during a gateway outage (or the last
+    /// one); absent otherwise. Not a failing check: polling and alerts carry on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slash_commands: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -189,6 +197,7 @@ pub fn check(state: &ServerState) -> Health {
             (true, false) => "rejected",
         },
         store_writable,
+        slash_commands: state.gateway.unavailable(),
     }
 }
 
@@ -279,6 +288,7 @@ pub async fn start(
     settings: &Settings,
     store: &Store,
     clock: SharedClock,
+    gateway: GatewayHealth,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
     use anyhow::Context as _;
@@ -289,13 +299,16 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
-    let state = ServerState::new(
-        store.clone(),
-        clock,
-        settings.poll.schedule.clone(),
-        settings.discord.is_some(),
-        handle,
-    );
+    let state = ServerState {
+        gateway,
+        ..ServerState::new(
+            store.clone(),
+            clock,
+            settings.poll.schedule.clone(),
+            settings.discord.is_some(),
+            handle,
+        )
+    };
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
     Ok(Some(tokio::spawn(serve(listener, state, shutdown))))
 }
@@ -364,6 +377,7 @@ mod tests {
             users: 1,
             requests: 1,
             errors: 0,
+            unreadable_items: 0,
         };
         store.record_cycle(&cycle, t0.date_naive(), 0).unwrap();
         assert!(check(&s).reasons.is_empty());

@@ -6,6 +6,7 @@
 use crate::event::{Event, EventKind};
 use crate::render::{pack, render_event, to_text, RenderOptions};
 use crate::store::{Store, StoreError};
+use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Mutex;
@@ -37,27 +38,32 @@ pub struct DrainReport {
 }
 
 /// Offers every queued event to `sink`, removing each one it accepts.
+///
+/// The outbox is read window by window, each starting after the last event offered, so a
+/// backlog that waits (a channel that refuses us) costs one pass, not a re-read per window.
+/// A sink may accept ids past the window it was offered (the rest of a message it had
+/// started before a restart); they are acknowledged like the others.
 pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
-    let mut skip = 0;
+    let mut after = None;
     loop {
-        let batch = store.pending_events(skip + DRAIN_BATCH_EVENTS)?;
-        let batch = &batch[skip.min(batch.len())..];
-        if batch.is_empty() {
+        let batch = store.pending_events_after(after, DRAIN_BATCH_EVENTS)?;
+        let Some(last) = batch.last() else {
             break;
-        }
-        match sink.deliver(batch).await {
+        };
+        after = Some(last.id);
+        match sink.deliver(&batch).await {
             Ok(accepted) => {
                 store.ack(&accepted)?;
                 // On disk before the next batch is offered: a crash during it must not
                 // offer these (already delivered) events again.
                 store.flush()?;
-                log_delivered(batch, &accepted);
                 report.delivered += accepted.len();
-                if accepted.len() < batch.len() {
+                let accepted: HashSet<u64> = accepted.into_iter().collect();
+                log_delivered(&batch, &accepted);
+                if batch.iter().any(|e| !accepted.contains(&e.id)) {
                     // Some events wait (say, a channel that refuses us): leave them queued
                     // and look at the events behind them, which may go elsewhere.
-                    skip += batch.len() - accepted.len();
                     report
                         .error
                         .get_or_insert_with(|| "some events were not accepted".into());
@@ -75,12 +81,14 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
 }
 
 /// Logs each delivered event at info, a job's with its identity, and counts them.
-fn log_delivered(offered: &[Event], accepted: &[u64]) {
+fn log_delivered(offered: &[Event], accepted: &HashSet<u64>) {
     crate::metrics::events_delivered(accepted.len());
     for event in offered.iter().filter(|e| accepted.contains(&e.id)) {
         let kind = crate::metrics::kind_name(&event.kind);
         match &event.kind {
-            EventKind::JobFinished { job } | EventKind::JobStuck { job, .. } => tracing::info!(
+            EventKind::JobFinished { job, .. }
+            | EventKind::JobStuck { job, .. }
+            | EventKind::JobVanished { job, .. } => tracing::info!(
                 event = event.id,
                 kind,
                 server = %job.server,

@@ -5,6 +5,11 @@
 //! crash leaves both or neither. Events leave the outbox only when a sink acknowledges
 //! them. Job records are indexed by listing date so that pruning past the retention
 //! horizon is a range scan and the database stops growing.
+//!
+//! A record that does not decode (a bug, a downgrade, a bad disk) is never allowed to stop
+//! the loop: it is moved, raw bytes kept, to the `quarantine` tree ([`Store::quarantine`]),
+//! logged once at error, counted for `/status`, and the reader carries on as if it were
+//! not there.
 
 use crate::cbs::model::{JobKey, RestoreJob, StatusClass};
 use crate::config::WatchEntry;
@@ -13,7 +18,7 @@ use crate::metrics;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{TransactionError, Transactional};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -50,13 +55,27 @@ pub struct JobRecord {
     pub stuck_alerted: bool,
     /// An alert for this job was queued (or held back by a mute).
     pub alerted: bool,
+    /// Recorded as running, then left out of its date's reply: its outcome is unknown.
+    #[serde(default)]
+    pub vanished: bool,
+}
+
+/// A running job its date's reply left out: since when, and in how many reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    pub since: DateTime<Utc>,
+    pub reads: u32,
 }
 
 /// Per-user poll state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct UserState {
-    /// The first cycle for this user has recorded its baseline.
+    /// Every date of the user has been read once: the baseline is over.
     pub baselined: bool,
+    /// Until then, the dates already read once (their baseline is over): a date that keeps
+    /// failing must not hold back the alerts of the others.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub baselined_dates: BTreeSet<NaiveDate>,
     /// The start of the last cycle in which every request for this user succeeded.
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<(DateTime<Utc>, String)>,
@@ -79,6 +98,9 @@ pub struct CycleRecord {
     pub users: u32,
     pub requests: u32,
     pub errors: u32,
+    /// Reply items skipped for want of a job identity.
+    #[serde(default)]
+    pub unreadable_items: u32,
 }
 
 /// Poller health for one calendar day (server zone), for the digest.
@@ -88,6 +110,14 @@ pub struct DayHealth {
     pub request_errors: u32,
     /// Seconds during which the backup server counted as down.
     pub outage_secs: i64,
+}
+
+/// Cycles in a row in which no request succeeded and one failed for a server-wide reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownStreak {
+    pub cycles: u32,
+    /// The start of the first of them.
+    pub since: DateTime<Utc>,
 }
 
 /// The backup server's state as the poller last saw it.
@@ -135,6 +165,9 @@ pub struct Policy<'a> {
     /// [`Store::observe`] asks it before its transaction starts, since it may read the
     /// store itself (reading inside a sled transaction would deadlock).
     pub muted: &'a (dyn Fn(&RestoreJob) -> bool + Sync),
+    /// A failure's place in its set's row (see [`crate::escalation`]); asked before the
+    /// transaction, like `muted`.
+    pub repeat: &'a (dyn Fn(&RestoreJob) -> Option<crate::event::Repeat> + Sync),
 }
 
 /// Decides what a sighting of `job` (listed under `date`) means, given what was known.
@@ -158,6 +191,7 @@ pub fn decide(
             baseline: false,
             stuck_alerted: false,
             alerted: false,
+            vanished: false,
         },
     };
     let was_finished = known.is_some_and(|k| k.job.class.is_finished());
@@ -171,7 +205,10 @@ pub fn decide(
             (None, Change::Baseline(job.class))
         } else if policy.alert_classes.contains(&job.class) {
             record.alerted = true;
-            let event = EventKind::JobFinished { job: job.clone() };
+            let event = EventKind::JobFinished {
+                job: job.clone(),
+                repeat: (policy.repeat)(job),
+            };
             (Some(event), Change::Finished(job.class))
         } else {
             (None, Change::Finished(job.class))
@@ -226,7 +263,22 @@ pub struct Store {
     watch: sled::Tree,
     /// date → DayHealth, and single values under fixed names.
     meta: sled::Tree,
+    /// `tree \0 key` → raw bytes of records that did not decode.
+    quarantine: sled::Tree,
+    /// jobkey → Missing: running jobs their date's reply left out.
+    vanishing: sled::Tree,
 }
+
+/// A record moved to the quarantine tree: where it was and its bytes as they were.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    pub tree: String,
+    pub key: Vec<u8>,
+    pub raw: Vec<u8>,
+}
+
+/// The tree records that do not decode are moved to.
+pub const QUARANTINE_TREE: &str = "quarantine";
 
 /// How long [`Store::open`] waits for another handle to release the directory (ms).
 pub const OPEN_LOCK_WAIT_MS: u64 = 5_000;
@@ -239,6 +291,9 @@ const META_ERROR_LOGINS: &str = "error_logins";
 const META_REFUSED: &str = "refused_destinations";
 const META_WATCHED: &str = "watched_logins";
 const META_INSTALL_ID: &str = "install_id";
+const META_LAST_DIGEST: &str = "last_digest_day";
+const META_DOWN_STREAK: &str = "down_streak";
+const META_SERVER_NAME: &str = "server_name";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -269,10 +324,6 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
         key: String::from_utf8_lossy(key).replace('\0', "/"),
         reason: e.to_string(),
     })
-}
-
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
 }
 
 fn tx_result<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {
@@ -317,6 +368,8 @@ impl Store {
             users: db.open_tree("users")?,
             watch: db.open_tree("watch")?,
             meta: db.open_tree("meta")?,
+            quarantine: db.open_tree(QUARANTINE_TREE)?,
+            vanishing: db.open_tree("vanishing")?,
             db,
         })
     }
@@ -349,8 +402,77 @@ impl Store {
     }
 
     pub fn job(&self, key: &JobKey) -> Result<Option<JobRecord>> {
-        let k = job_key_bytes(key);
-        self.jobs.get(&k)?.map(|v| decode(&k, &v)).transpose()
+        self.job_at(&job_key_bytes(key))
+    }
+
+    /// The job record under `key`; one that does not decode is quarantined (`None`).
+    fn job_at(&self, key: &[u8]) -> Result<Option<JobRecord>> {
+        match self.jobs.get(key)? {
+            Some(v) => self.decode_or_quarantine(&self.jobs, key, &v),
+            None => Ok(None),
+        }
+    }
+
+    /// Decodes a record, or moves it to the quarantine tree and answers `None`.
+    fn decode_or_quarantine<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<Option<T>> {
+        match decode(key, bytes) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) => {
+                self.quarantine(tree, key, bytes, &e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Moves a record that cannot be used out of `tree` into the quarantine tree, raw
+    /// bytes kept under `tree \0 key`, and logs it once at error. The caller carries on
+    /// without it.
+    pub fn quarantine(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        bytes: &[u8],
+        reason: &str,
+    ) -> Result<()> {
+        let mut qkey = tree.name().to_vec();
+        qkey.push(0);
+        qkey.extend_from_slice(key);
+        self.quarantine.insert(qkey, bytes)?;
+        tree.remove(key)?;
+        tracing::error!(
+            tree = %String::from_utf8_lossy(&tree.name()),
+            key = %String::from_utf8_lossy(key).replace('\0', "/"),
+            bytes = bytes.len(),
+            %reason,
+            "a stored record does not decode; moved it to the quarantine tree and carrying on"
+        );
+        Ok(())
+    }
+
+    /// How many records have been quarantined (see [`Store::quarantine`]).
+    pub fn quarantined(&self) -> usize {
+        self.quarantine.len()
+    }
+
+    /// The quarantined records.
+    pub fn quarantined_records(&self) -> Result<Vec<Quarantined>> {
+        self.quarantine
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let sep = k.iter().position(|b| *b == 0).unwrap_or(k.len());
+                Ok(Quarantined {
+                    tree: String::from_utf8_lossy(&k[..sep]).into_owned(),
+                    key: k.get(sep + 1..).unwrap_or_default().to_vec(),
+                    raw: v.to_vec(),
+                })
+            })
+            .collect()
     }
 
     pub fn job_count(&self) -> usize {
@@ -365,18 +487,24 @@ impl Store {
         policy: &Policy<'_>,
     ) -> Result<Observation> {
         let key = job_key_bytes(&job.key());
+        // A record that does not decode is quarantined here, outside the transaction
+        // (which cannot write to other trees); the sighting then counts as new.
+        self.job_at(&key)?;
         let muted = (policy.muted)(job);
         let muted_now = |_: &RestoreJob| muted;
+        let repeat = (policy.repeat)(job);
+        let repeat_now = |_: &RestoreJob| repeat.clone();
         let policy = &Policy {
             muted: &muted_now,
+            repeat: &repeat_now,
             ..*policy
         };
         let result = (&self.jobs, &self.by_day, &self.running, &self.outbox).transaction(
             |(jobs, by_day, running, outbox)| {
-                let known: Option<JobRecord> = match jobs.get(&key)? {
-                    Some(v) => Some(decode(&key, &v).map_err(abort)?),
-                    None => None,
-                };
+                // Undecodable here only if it changed since the check above: take it as new.
+                let known: Option<JobRecord> = jobs
+                    .get(&key)?
+                    .and_then(|v| serde_json::from_slice(&v).ok());
                 let obs = decide(known.as_ref(), job, date, policy);
                 if obs.change == Change::Unchanged {
                     // Nothing new to remember: no write, so a steady state costs only reads.
@@ -419,16 +547,76 @@ impl Store {
         Ok(event)
     }
 
-    /// Up to `limit` undelivered events, oldest first.
+    /// Replaces queued events by others, in one transaction: both or neither (a storm's
+    /// alerts by its card). Returns the events added, in order.
+    pub fn replace_events(
+        &self,
+        remove: &[u64],
+        add: &[EventKind],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Event>> {
+        let result = self.outbox.transaction(|outbox| {
+            for id in remove {
+                outbox.remove(&id.to_be_bytes())?;
+            }
+            let mut added = Vec::with_capacity(add.len());
+            for kind in add {
+                let event = Event {
+                    id: outbox.generate_id()?,
+                    created_at: now,
+                    kind: kind.clone(),
+                };
+                outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+                added.push(event);
+            }
+            Ok(added)
+        });
+        // Not counted as queued again: what it holds was counted when first queued.
+        tx_result(result)
+    }
+
+    /// Up to `limit` undelivered events, oldest first. An event that does not decode, or
+    /// sits under a key that is not its id (so it could never be acknowledged), is
+    /// quarantined and the rest are still offered.
     pub fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
-        self.outbox
-            .iter()
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
+        self.pending_events_after(None, limit)
+    }
+
+    /// Like [`Store::pending_events`], starting after the event `after`.
+    pub fn pending_events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let start = match after {
+            Some(id) => std::ops::Bound::Excluded(id.to_be_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        for kv in self.outbox.range((start, std::ops::Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv?;
+            let Some(event) = self.decode_or_quarantine::<Event>(&self.outbox, &k, &v)? else {
+                continue;
+            };
+            if k.as_ref() != event.id.to_be_bytes() {
+                self.quarantine(&self.outbox, &k, &v, "the key is not the event's id")?;
+                continue;
+            }
+            out.push(event);
+        }
+        Ok(out)
+    }
+
+    /// The queued events with these ids, in the order given; ids no longer queued are
+    /// left out.
+    pub fn events_by_id(&self, ids: &[u64]) -> Result<Vec<Event>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = id.to_be_bytes();
+            if let Some(v) = self.outbox.get(key)? {
+                out.extend(self.decode_or_quarantine::<Event>(&self.outbox, &key, &v)?);
+            }
+        }
+        Ok(out)
     }
 
     pub fn outbox_len(&self) -> usize {
@@ -448,13 +636,95 @@ impl Store {
     /// The listing dates of `login`'s jobs last seen running.
     pub fn running_dates(&self, server: &str, login: &str) -> Result<BTreeSet<NaiveDate>> {
         let prefix = format!("{server}\0{login}\0");
-        self.running
-            .scan_prefix(prefix.as_bytes())
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
+        let mut dates = BTreeSet::new();
+        for kv in self.running.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv?;
+            dates.extend(self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)?);
+        }
+        Ok(dates)
+    }
+
+    /// The jobs of `login` recorded as running under `date` that `seen` (a successful
+    /// reply for that date) does not list, as store keys.
+    pub fn missing_running(
+        &self,
+        server: &str,
+        login: &str,
+        date: NaiveDate,
+        seen: &[JobKey],
+    ) -> Result<Vec<Vec<u8>>> {
+        let seen: BTreeSet<Vec<u8>> = seen.iter().map(job_key_bytes).collect();
+        let prefix = format!("{server}\0{login}\0");
+        let mut out = Vec::new();
+        for kv in self.running.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv?;
+            if seen.contains(k.as_ref()) {
+                // Listed again: no longer missing.
+                self.vanishing.remove(&k)?;
+                continue;
+            }
+            if self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)? == Some(date) {
+                out.push(k.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts one more read that left the running job `key` out; returns the count so far.
+    pub fn note_missing(&self, key: &[u8], now: DateTime<Utc>) -> Result<Missing> {
+        let mut missing = match self.vanishing.get(key)? {
+            Some(v) => self.decode_or_quarantine(&self.vanishing, key, &v)?,
+            None => None,
+        }
+        .unwrap_or(Missing {
+            since: now,
+            reads: 0,
+        });
+        missing.reads = missing.reads.saturating_add(1);
+        self.vanishing.insert(key, encode(&missing))?;
+        Ok(missing)
+    }
+
+    /// Records the running job `key` as vanished (class unknown, its date no longer polled
+    /// for it) and, when `alert` says so for the job, queues one "vanished" notice in the
+    /// same transaction. Returns the job and whether a notice was queued.
+    pub fn vanish(
+        &self,
+        key: &[u8],
+        missing_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        alert: &dyn Fn(&RestoreJob) -> bool,
+    ) -> Result<Option<(RestoreJob, bool)>> {
+        let Some(mut record) = self.job_at(key)? else {
+            self.running.remove(key)?;
+            self.vanishing.remove(key)?;
+            return Ok(None);
+        };
+        record.job.class = StatusClass::Unknown;
+        record.vanished = true;
+        record.last_seen = now;
+        let alerted = alert(&record.job);
+        record.alerted = alerted;
+        let result =
+            (&self.jobs, &self.running, &self.outbox).transaction(|(jobs, running, outbox)| {
+                jobs.insert(key, encode(&record))?;
+                running.remove(key)?;
+                if alerted {
+                    let event = Event {
+                        id: outbox.generate_id()?,
+                        created_at: now,
+                        kind: EventKind::JobVanished {
+                            job: record.job.clone(),
+                            missing_since,
+                        },
+                    };
+                    outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+                }
+                Ok(())
+            });
+        tx_result(result)?;
+        self.vanishing.remove(key)?;
+        Ok(Some((record.job, alerted)))
     }
 
     /// Every job record listed under `date`.
@@ -464,10 +734,7 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.by_day.scan_prefix(&prefix) {
             let (k, _) = kv?;
-            let job_key = &k[prefix.len()..];
-            if let Some(v) = self.jobs.get(job_key)? {
-                out.push(decode(job_key, &v)?);
-            }
+            out.extend(self.job_at(&k[prefix.len()..])?);
         }
         Ok(out)
     }
@@ -487,13 +754,15 @@ impl Store {
         let end = cutoff.format("%Y-%m-%d").to_string().into_bytes();
         let mut pruned = 0;
         for kv in self.by_day.range(..end) {
-            let (k, _) = kv?;
+            let (k, v) = kv?;
             let Some(sep) = k.iter().position(|b| *b == 0) else {
+                self.quarantine(&self.by_day, &k, &v, "not a `date \\0 job` key")?;
                 continue;
             };
             let job_key = &k[sep + 1..];
             self.jobs.remove(job_key)?;
             self.running.remove(job_key)?;
+            self.vanishing.remove(job_key)?;
             self.by_day.remove(&k)?;
             pruned += 1;
         }
@@ -508,13 +777,18 @@ impl Store {
         Ok(pruned)
     }
 
+    /// The poll state of `login`. A state that does not decode is quarantined and the user
+    /// counts as baselined: a lost state must not silence the user's next failures.
     pub fn user_state(&self, login: &str) -> Result<UserState> {
+        let Some(v) = self.users.get(login)? else {
+            return Ok(UserState::default());
+        };
         Ok(self
-            .users
-            .get(login)?
-            .map(|v| decode(login.as_bytes(), &v))
-            .transpose()?
-            .unwrap_or_default())
+            .decode_or_quarantine(&self.users, login.as_bytes(), &v)?
+            .unwrap_or(UserState {
+                baselined: true,
+                ..UserState::default()
+            }))
     }
 
     pub fn set_user_state(&self, login: &str, state: &UserState) -> Result<()> {
@@ -524,34 +798,38 @@ impl Store {
 
     /// Users added from chat, by login.
     pub fn dynamic_watches(&self) -> Result<Vec<DynamicWatch>> {
-        self.watch
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
-                decode(&k, &v)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.watch.iter() {
+            let (k, v) = kv?;
+            out.extend(self.decode_or_quarantine(&self.watch, &k, &v)?);
+        }
+        Ok(out)
     }
 
     /// The watch list: the config's users merged with those added from chat, by login
     /// (the config's owner wins).
     pub fn watch_list(&self, config: &[WatchEntry]) -> Result<Vec<WatchEntry>> {
-        let mut users: std::collections::BTreeMap<String, String> = self
+        // Logins are matched without regard to case (the CBS does): one user added from
+        // chat as "OBM" and configured as "obm" is one user, under the config's spelling.
+        let mut users: std::collections::BTreeMap<String, WatchEntry> = self
             .dynamic_watches()?
             .into_iter()
-            .map(|w| (w.login, w.owner))
+            .map(|w| {
+                let entry = WatchEntry {
+                    login: w.login,
+                    owner: w.owner,
+                };
+                (entry.login.to_lowercase(), entry)
+            })
             .collect();
         for w in config {
-            users.insert(w.login.clone(), w.owner.clone());
+            users.insert(w.login.to_lowercase(), w.clone());
         }
         // Users the server listed (discovery); config and chat owners win.
         for w in self.discovered_users()? {
-            users.entry(w.login).or_insert(w.owner);
+            users.entry(w.login.to_lowercase()).or_insert(w);
         }
-        Ok(users
-            .into_iter()
-            .map(|(login, owner)| WatchEntry { login, owner })
-            .collect())
+        Ok(users.into_values().collect())
     }
 
     /// Adds a user to the dynamic watch list; `false` when it was already there.
@@ -572,11 +850,12 @@ impl Store {
         Ok(removed)
     }
 
+    /// A single value; one that does not decode is quarantined (`None`).
     fn meta_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.meta
-            .get(key)?
-            .map(|v| decode(key.as_bytes(), &v))
-            .transpose()
+        match self.meta.get(key)? {
+            Some(v) => self.decode_or_quarantine(&self.meta, key.as_bytes(), &v),
+            None => Ok(None),
+        }
     }
 
     fn meta_put<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
@@ -609,6 +888,20 @@ impl Store {
         Ok(self.meta_get(&key)?.unwrap_or_default())
     }
 
+    pub fn down_streak(&self) -> Result<Option<DownStreak>> {
+        self.meta_get(META_DOWN_STREAK)
+    }
+
+    pub fn set_down_streak(&self, streak: Option<DownStreak>) -> Result<()> {
+        match streak {
+            Some(s) => self.meta_put(META_DOWN_STREAK, &s),
+            None => {
+                self.meta.remove(META_DOWN_STREAK)?;
+                Ok(())
+            }
+        }
+    }
+
     pub fn outage(&self) -> Result<Option<Outage>> {
         self.meta_get(META_OUTAGE)
     }
@@ -639,6 +932,74 @@ impl Store {
         Ok(event)
     }
 
+    /// Checks that the store belongs to the backup server called `name`, stamping a store
+    /// that has no name yet (with the server of its job records, if it has any). Every job
+    /// key starts with the server's name: under another name every job would be new and
+    /// alerted again, so a different name is refused with both names and the key to set.
+    pub fn check_server_name(&self, name: &str) -> Result<(), String> {
+        let err = |e: StoreError| e.to_string();
+        let stamped: Option<String> = self.meta_get(META_SERVER_NAME).map_err(err)?;
+        let known = match stamped {
+            Some(known) => Some(known),
+            // A store from before the stamp (or whose stamp was unreadable): its job keys
+            // say whose it is. Any record of ours will do; else the first other server's.
+            None => {
+                let ours = format!("{name}\0");
+                let mut keys = self.jobs.iter().keys();
+                if self.jobs.scan_prefix(ours.as_bytes()).next().is_some() {
+                    None
+                } else {
+                    keys.find_map(|k| {
+                        let k = k.ok()?;
+                        let sep = k.iter().position(|b| *b == 0)?;
+                        Some(String::from_utf8_lossy(&k[..sep]).into_owned())
+                    })
+                }
+            }
+        };
+        match known {
+            Some(known) if known != name => Err(format!(
+                "the state store was made for the backup server named {known:?}, but this \
+                 configuration names it {name:?}; every job would be seen as new and alerted \
+                 again. If it is the same server (say cbs.url moved from an IP address to a \
+                 DNS name), set cbs.server_name = {known:?}; if it is another server, use \
+                 another state.path"
+            )),
+            _ => self.meta_put(META_SERVER_NAME, &name).map_err(err),
+        }
+    }
+
+    /// The last day whose digest was queued by the schedule (see [`crate::digest::due_days`]).
+    pub fn last_digest_day(&self) -> Result<Option<NaiveDate>> {
+        self.meta_get(META_LAST_DIGEST)
+    }
+
+    /// Records `day` as digested without queuing anything (a fresh store starts here).
+    pub fn set_last_digest_day(&self, day: NaiveDate) -> Result<()> {
+        self.meta_put(META_LAST_DIGEST, &day)
+    }
+
+    /// Queues the digest of `day` and records the day as digested, in one transaction: a
+    /// crash leaves both or neither, so each day's digest is queued exactly once.
+    pub fn push_digest(
+        &self,
+        day: NaiveDate,
+        kind: EventKind,
+        now: DateTime<Utc>,
+    ) -> Result<Event> {
+        let result = (&self.meta, &self.outbox).transaction(|(meta, outbox)| {
+            meta.insert(META_LAST_DIGEST, encode(&day))?;
+            let event = Event {
+                id: outbox.generate_id()?,
+                created_at: now,
+                kind: kind.clone(),
+            };
+            outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+            Ok(event)
+        });
+        tx_result(result)
+    }
+
     /// A random id made when the store is first used, kept for its life (8 hex digits).
     pub fn install_id(&self) -> Result<String> {
         if let Some(id) = self.meta_get::<String>(META_INSTALL_ID)? {
@@ -654,7 +1015,6 @@ impl Store {
         Ok(self.meta_get(META_INSTALL_ID)?.unwrap_or(fresh))
     }
 
-    /// The logins the last cycle polled.
     /// The last list of users discovery kept (empty when discovery is off or never ran).
     pub fn discovered_users(&self) -> Result<Vec<WatchEntry>> {
         self.tree(DISCOVERED_TREE)?
@@ -687,8 +1047,20 @@ impl Store {
         Ok(())
     }
 
+    /// The logins the last cycle polled. Should that record be lost, the users with a
+    /// poll state stand in for it, so nobody is baselined (silenced) again.
     pub fn watched_logins(&self) -> Result<BTreeSet<String>> {
-        Ok(self.meta_get(META_WATCHED)?.unwrap_or_default())
+        let stored = self.meta.contains_key(META_WATCHED)?;
+        match self.meta_get(META_WATCHED)? {
+            Some(logins) => Ok(logins),
+            None if stored => self
+                .users
+                .iter()
+                .keys()
+                .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+                .collect(),
+            None => Ok(BTreeSet::new()),
+        }
     }
 
     pub fn set_watched_logins(&self, logins: &BTreeSet<String>) -> Result<()> {

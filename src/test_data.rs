@@ -33,7 +33,7 @@ pub(crate) fn job(
         job_id: start.replace([' ', ':'], "-"),
         start_time: parse_server_time(start, tz),
         end_time: end.and_then(|e| parse_server_time(e, tz)),
-        restore_size_bytes: 0,
+        restore_size_bytes: Some(0),
         client_version: None,
         destination_id: None,
         success_databases: vec![],
@@ -44,6 +44,7 @@ pub(crate) fn job(
         missed_public_folders: vec![],
         raw_status: raw.into(),
         class: StatusClass::from_raw(raw),
+        unreadable: Default::default(),
     }
 }
 
@@ -56,6 +57,7 @@ pub(crate) fn policy(now: DateTime<Utc>, alert_classes: &BTreeSet<StatusClass>) 
         stuck_after: chrono::Duration::hours(12),
         baseline: false,
         muted: &|_| false,
+        repeat: &|_| None,
     }
 }
 

@@ -109,7 +109,7 @@ async fn success_decodes_every_field() {
         "2024-06-26T13:25:13+02:00"
     );
     assert_eq!(got.duration_secs(), Some(8));
-    assert_eq!(got.restore_size_bytes, 7_340_032);
+    assert_eq!(got.restore_size_bytes, Some(7_340_032));
     assert_eq!(got.raw_status, "RESTORE_STOP_SUCCESS_WITH_ERROR");
     assert_eq!(got.class, StatusClass::PartialFailure);
     assert_eq!(got.client_version.as_deref(), Some("9.11.0.0"));
@@ -474,7 +474,7 @@ async fn every_quirk_spelling_decodes_back_to_the_same_job() {
     // Each quirk combination twice: once finished at "now", once still running.
     for bits in 0..(1u32 << Quirks::COUNT) {
         for running in [false, true] {
-            let start = day_start + Duration::minutes(i64::from(bits * 2 + u32::from(running)));
+            let start = day_start + Duration::seconds(i64::from(bits * 2 + u32::from(running)));
             assert!(start < now());
             let end = if running {
                 now() + Duration::hours(1)
@@ -500,9 +500,10 @@ async fn every_quirk_spelling_decodes_back_to_the_same_job() {
         .list_restore_jobs("obm", "", date())
         .await
         .unwrap();
-    assert!(list.skipped.is_empty(), "{:?}", list.skipped);
+    // Half the combinations leave out the job ID: those items are skipped, the rest kept.
+    assert_eq!(list.skipped.len(), 1 << Quirks::COUNT);
     let expected = sim.expected("cbs-test", "obm", date());
-    assert_eq!(expected.len(), 2 << Quirks::COUNT);
+    assert_eq!(expected.len(), 1 << Quirks::COUNT);
     assert_eq!(list.jobs.len(), expected.len());
     for (got, want) in list.jobs.iter().zip(&expected) {
         assert_eq!(got, want);
@@ -512,7 +513,7 @@ async fn every_quirk_spelling_decodes_back_to_the_same_job() {
         .iter()
         .filter(|j| j.class == StatusClass::Running)
         .count();
-    assert_eq!(running, 1 << Quirks::COUNT);
+    assert_eq!(running, 1 << (Quirks::COUNT - 1));
 }
 
 #[tokio::test]

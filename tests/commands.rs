@@ -149,6 +149,7 @@ async fn restores_answers_from_the_store_when_the_cbs_is_down_and_says_so() {
         stuck_after: Duration::hours(12),
         baseline: true,
         muted: &|_| false,
+        repeat: &|_| None,
     };
     for job in h.sim.expected(SERVER, "obm", day) {
         store.observe(&job, day, &policy).unwrap();
@@ -315,7 +316,7 @@ async fn a_mute_records_without_posting_until_it_ends_and_does_not_hold_alerts()
             .skip(skip);
         events
             .filter_map(|e| match e.kind {
-                EventKind::JobFinished { job } => Some(job.backup_set_id),
+                EventKind::JobFinished { job, .. } => Some(job.backup_set_id),
                 _ => None,
             })
             .collect()

@@ -4,7 +4,7 @@
 mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use restorewatch::config::{DiscordSettings, Route};
+use restorewatch::config::{DiscordSettings, Route, SummarySettings, SummaryWhen};
 use restorewatch::discord::{DeliveryTiming, DiscordSink};
 use restorewatch::poller::Poller;
 use restorewatch::render::{escape_markdown, RenderOptions};
@@ -55,7 +55,13 @@ fn sink(fake: &FakeDiscord, poller: &Poller, role: Option<u64>) -> DiscordSink {
 /// `obm` polled once (an empty baseline), then `jobs` (`(set, status)`) end, one a minute,
 /// and a second cycle queues their events.
 async fn world_with(jobs: &[(&str, &str)]) -> (Harness, Poller) {
-    let h = Harness::start(&["obm"], at(9, 0)).await;
+    world_with_summary(jobs, SummarySettings::default()).await
+}
+
+/// [`world_with`] under another `[summary]` policy.
+async fn world_with_summary(jobs: &[(&str, &str)], summary: SummarySettings) -> (Harness, Poller) {
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.summary = summary;
     let p = h.poller();
     p.cycle().await.unwrap();
     for (i, (set, status)) in jobs.iter().enumerate() {
@@ -152,7 +158,12 @@ async fn a_failed_restore_is_one_message_that_pings_only_the_role() {
 
 #[tokio::test]
 async fn a_success_posts_no_alert_and_a_message_without_a_ping_allows_nothing() {
-    let (_h, p) = world_with(&[("1", "RESTORE_STOP_SUCCESS")]).await;
+    // `summary.when = "changes"`: a success is a change (the default posts nothing for it).
+    let changes = SummarySettings {
+        when: SummaryWhen::Changes,
+        ..SummarySettings::default()
+    };
+    let (_h, p) = world_with_summary(&[("1", "RESTORE_STOP_SUCCESS")], changes).await;
     let queued = p.store().outbox_len();
     assert!(queued > 0, "the cycle queued its summary");
     let fake = FakeDiscord::start().await;
@@ -231,7 +242,11 @@ async fn a_hostile_set_name_pings_nobody_and_renders_escaped() {
 async fn a_burst_of_40_failures_is_delivered_once_within_discord_limits() {
     let sets: Vec<String> = (0..40).map(|i| format!("{i:02}")).collect();
     let jobs: Vec<(&str, &str)> = sets.iter().map(|s| (s.as_str(), FAILED)).collect();
-    let (h, p) = world_with(&[]).await;
+    let (mut h, p) = world_with(&[]).await;
+    // Packing is the point here, not grouping (tests/signal.rs has the storm card).
+    drop(p);
+    h.alerts.group_after = 100;
+    let p = h.poller();
     for (i, (set, status)) in jobs.iter().enumerate() {
         let mut j = job("obm", set, at(10, 0), Some(at(10, 1)), status);
         j.missed_databases = (0..30).map(|d| format!("database-{i}-{d:03}")).collect();

@@ -160,14 +160,29 @@ async fn sigterm_stops_within_10s_while_the_gateway_is_unreachable() {
     let fake = FakeDiscord::start_with_dead_gateway().await;
     let sim = simulator().await;
     let dir = tempfile::tempdir().unwrap();
+    let listen = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap()
+    };
+    let toml = config(&sim, &fake, &dir.path().join("state"), "*/5 * * * *");
     let path = write_config(
         dir.path(),
-        &config(&sim, &fake, &dir.path().join("state"), "*/5 * * * *"),
+        &format!("{toml}[server]\nlisten = \"{listen}\"\n"),
     );
     let mut running = Running::start(&path, &sim);
     running.wait_for_log("restorewatch running").await;
     // The bot has asked where the gateway is and found nobody there.
     running.wait_for_log("slash commands unavailable").await;
+    let health = reqwest::get(format!("http://{listen}/healthz"))
+        .await
+        .expect("/healthz answers")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        health.contains("slash commands unavailable since") && health.contains("refused"),
+        "{health}"
+    );
     let log = running.log();
     let starting = log
         .iter()

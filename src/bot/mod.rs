@@ -244,6 +244,15 @@ fn http(discord: &DiscordSettings) -> serenity::Http {
 /// Fails when the settings have no `[discord]` section or no `discord.guild_id`, or the
 /// client cannot be built.
 pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Result<Bot> {
+    start_with_health(ctx, GatewayHealth::default(), shutdown).await
+}
+
+/// [`start`], reporting the gateway's state to `gateway` (shared with `/healthz`).
+pub async fn start_with_health(
+    ctx: BotContext,
+    gateway: GatewayHealth,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Bot> {
     let discord = ctx
         .settings
         .discord
@@ -253,7 +262,6 @@ pub async fn start(ctx: BotContext, shutdown: CancellationToken) -> anyhow::Resu
     let mutes = Mutes::open(&ctx.store).context("opening the mutes")?;
     let audit = AuditLog::open(&ctx.store).context("opening the audit trail")?;
     let http = http(&discord);
-    let gateway = GatewayHealth::default();
     let clock = ctx.clock.clone();
     let refused = Arc::new(AtomicU64::new(0));
     let data = Data {

@@ -100,7 +100,11 @@ impl CbsError {
             CbsError::Connect { .. } | CbsError::Timeout { .. } | CbsError::Decode { .. } => {
                 Some(OutageReason::Unreachable)
             }
-            CbsError::Http { status, .. } if status.is_server_error() => {
+            // 5xx, and what a proxy in front of the server answers for every request
+            // (401/403: it wants its own login; 429: it throttles us).
+            CbsError::Http { status, .. }
+                if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 429) =>
+            {
                 Some(OutageReason::Unreachable)
             }
             CbsError::Http { .. } => None,
@@ -460,21 +464,8 @@ impl CbsClient {
 
     /// Removes the system password from text the server sent, should a server (or a proxy
     /// in front of it) ever echo the request: snippets of replies reach logs and the chat.
-    /// Both spellings go: the raw one and the JSON-escaped one the request carried (they
-    /// differ when the password has a quote or a backslash).
-    fn redact(&self, mut text: String) -> String {
-        let pwd = self.inner.sys_pwd.expose_secret();
-        if pwd.is_empty() {
-            return text;
-        }
-        let escaped = serde_json::to_string(pwd).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        for form in [pwd, escaped] {
-            if !form.is_empty() && text.contains(form) {
-                text = text.replace(form, "[REDACTED]");
-            }
-        }
-        text
+    fn redact(&self, text: String) -> String {
+        redact(text, self.inner.sys_pwd.expose_secret())
     }
 
     fn transport_error(&self, e: reqwest::Error) -> CbsError {
@@ -491,6 +482,49 @@ impl CbsClient {
             }
         }
     }
+}
+
+/// Replaces `pwd` in `text` with `[REDACTED]`, as written plainly and as a JSON string
+/// writes it (an echoed request body escapes `"`, `\\` and control characters, and may
+/// escape `/` as `\\/` and any non-ASCII character as `\\uXXXX`).
+fn redact(mut text: String, pwd: &str) -> String {
+    if pwd.is_empty() {
+        return text;
+    }
+    let quoted = serde_json::to_string(pwd).unwrap_or_default();
+    let json = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted);
+    // Non-ASCII characters as `\uXXXX`, in lower- or upper-case hex.
+    let escape_non_ascii = |upper: bool| -> String {
+        let mut out = String::with_capacity(json.len());
+        for c in json.chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                for unit in c.encode_utf16(&mut [0u16; 2]) {
+                    out.push_str(&if upper {
+                        format!("\\u{unit:04X}")
+                    } else {
+                        format!("\\u{unit:04x}")
+                    });
+                }
+            }
+        }
+        out
+    };
+    let mut forms = vec![pwd.to_owned(), json.to_owned()];
+    forms.push(escape_non_ascii(false));
+    forms.push(escape_non_ascii(true));
+    let with_slashes: Vec<String> = forms[1..].iter().map(|f| f.replace('/', "\\/")).collect();
+    forms.extend(with_slashes);
+    for form in forms {
+        if text.contains(&form) {
+            text = text.replace(&form, "[REDACTED]");
+        }
+    }
+    text
 }
 
 /// The error and its causes, `: `-joined (reqwest's own message alone says little).
@@ -563,6 +597,25 @@ mod tests {
     }
 
     #[test]
+    fn redaction_covers_the_json_escaped_password() {
+        let pwd = r#"pa"ss\wörd/1"#;
+        let plain = format!("SysPwd={pwd}");
+        assert_eq!(redact(plain, pwd), "SysPwd=[REDACTED]");
+        let echoed = serde_json::json!({ "SysPwd": pwd }).to_string();
+        assert_eq!(redact(echoed, pwd), r#"{"SysPwd":"[REDACTED]"}"#);
+        for escaped in [
+            r#"pa\"ss\\w\u00f6rd\/1"#,
+            r#"pa\"ss\\w\u00F6rd/1"#,
+            r#"pa\"ss\\wörd\/1"#,
+        ] {
+            let shown = redact(format!(r#"{{"SysPwd":"{escaped}"}}"#), pwd);
+            assert_eq!(shown, r#"{"SysPwd":"[REDACTED]"}"#, "{escaped}");
+        }
+        assert_eq!(redact("nothing here".into(), pwd), "nothing here");
+        assert_eq!(redact("x".into(), ""), "x");
+    }
+
+    #[test]
     fn credential_and_expiry_messages() {
         assert!(is_credentials_refusal("Incorrect system username/password"));
         assert!(is_credentials_refusal("Invalid password for system user"));
@@ -608,6 +661,10 @@ mod tests {
             (http(500), Some(Unreachable)),
             (http(503), Some(Unreachable)),
             (http(404), None),
+            (http(401), Some(Unreachable)),
+            (http(403), Some(Unreachable)),
+            (http(429), Some(Unreachable)),
+            (http(400), None),
             (
                 CbsError::Decode {
                     server: s(),

@@ -5,16 +5,39 @@
 //! formats, `Data` as an array, one object or nothing, duplicate keys. The decoder therefore
 //! reads the reply as a loose JSON tree first (where a duplicate key simply keeps its last
 //! value) and then picks each field out by any of its known spellings, case-insensitively.
-//! One malformed item is reported and skipped; the rest of the reply still counts.
+//! A job needs only its identity (LoginName, BackupSetID, ID): a time or size no reader
+//! understands is kept as the text the server sent (see [`RestoreJob::unreadable`]) and the
+//! job is still classified, recorded and alerted. Only an item without an identity is
+//! skipped; the poller counts and reports it. The rest of the reply still counts.
+//!
+//! Times are read in every spelling seen in the wild (see [`parse_time_value`]); a year
+//! outside [`MIN_YEAR`]..=[`MAX_YEAR`] counts as unreadable, so an absurd date can neither
+//! break the store's records nor be rendered.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// How long a raw snippet of a bad reply or item may be in logs and errors (characters).
 pub const SNIPPET_MAX_CHARS: usize = 200;
+
+/// The earliest year a job time may have; earlier ones count as unreadable.
+pub const MIN_YEAR: i32 = 1970;
+/// The latest year a job time may have; later ones count as unreadable.
+pub const MAX_YEAR: i32 = 2200;
+/// How long an unreadable field's raw text may be when kept with its job (characters).
+pub const RAW_FIELD_MAX_CHARS: usize = 64;
+/// An epoch number at least this large is milliseconds (as `GetRestoreJobReport` sends);
+/// a smaller one is seconds. 10^11 seconds is far past [`MAX_YEAR`], and 10^11 ms is 1973.
+const EPOCH_MILLIS_FROM: i64 = 100_000_000_000;
+
+/// The reply's field names whose unreadable text a job keeps (see [`RestoreJob::unreadable`]).
+pub const START_TIME_FIELD: &str = "StartTime";
+pub const END_TIME_FIELD: &str = "EndTime";
+pub const RESTORE_SIZE_FIELD: &str = "RestoreSize";
 
 /// The identity of a restore job: the job ID repeats across users and backup sets, so the
 /// key is (server, login, backup set, job ID).
@@ -69,12 +92,11 @@ impl StatusClass {
     /// Classifies a job: an undocumented code on a job without an end time is taken as
     /// still running (ahsay-api.md: a missing EndTime means running), so the job's real
     /// outcome is still reported when it ends. Codes named like the final ones
-    /// (`…_STOP_…`) are outcomes with or without an end time.
-    pub fn of_job(raw: &str, end_time: Option<ServerTime>) -> StatusClass {
+    /// (`…_STOP_…`) are outcomes with or without an end time. `has_end`: the server sent
+    /// an end time, readable or not.
+    pub fn of_job(raw: &str, has_end: bool) -> StatusClass {
         match StatusClass::from_raw(raw) {
-            StatusClass::Unknown
-                if end_time.is_none() && !raw.to_ascii_uppercase().contains("_STOP") =>
-            {
+            StatusClass::Unknown if !has_end && !raw.to_ascii_uppercase().contains("_STOP") => {
                 StatusClass::Running
             }
             class => class,
@@ -139,7 +161,8 @@ pub struct RestoreJob {
     pub start_time: Option<ServerTime>,
     #[serde(with = "server_time_opt")]
     pub end_time: Option<ServerTime>,
-    pub restore_size_bytes: u64,
+    /// `None`: the server sent no size, or one that is not a non-negative integer.
+    pub restore_size_bytes: Option<u64>,
     pub client_version: Option<String>,
     pub destination_id: Option<String>,
     pub success_databases: Vec<String>,
@@ -151,9 +174,19 @@ pub struct RestoreJob {
     /// The status code exactly as the server sent it (empty while running).
     pub raw_status: String,
     pub class: StatusClass,
+    /// Fields the server sent that could not be read, by reply field name
+    /// ([`START_TIME_FIELD`], [`END_TIME_FIELD`], [`RESTORE_SIZE_FIELD`]), with the text as
+    /// sent (cut to [`RAW_FIELD_MAX_CHARS`]): shown instead of the value, never dropped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unreadable: BTreeMap<String, String>,
 }
 
 impl RestoreJob {
+    /// The text the server sent for `field` when it could not be read.
+    pub fn unreadable_field(&self, field: &str) -> Option<&str> {
+        self.unreadable.get(field).map(String::as_str)
+    }
+
     pub fn key(&self) -> JobKey {
         JobKey {
             server: self.server.clone(),
@@ -323,23 +356,39 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
         .filter(|s| !s.is_empty())
         .ok_or("no BackupSetID")?;
     let raw_status = text(&["RestoreJobStatus", "Status"]).unwrap_or_default();
-    let time = |keys: &[&str]| -> Result<Option<ServerTime>, String> {
-        match text(keys).filter(|s| !s.trim().is_empty()) {
-            None => Ok(None),
-            Some(s) => parse_server_time(&s, cx.tz)
-                .map(Some)
-                .ok_or_else(|| format!("{} is not a time: {s:?}", keys[0])),
+    let mut unreadable = BTreeMap::new();
+    // A time: `None` when absent or empty; unreadable text is kept in `unreadable`.
+    let mut time = |field: &'static str| -> (Option<ServerTime>, bool) {
+        match get(map, &[field]) {
+            None | Some(Value::Null) => (None, false),
+            Some(Value::String(s)) if s.trim().is_empty() => (None, false),
+            Some(v) => {
+                let parsed = parse_time_value(v, cx.tz);
+                if parsed.is_none() {
+                    unreadable.insert(field.to_owned(), raw_text(v));
+                }
+                (parsed, true)
+            }
         }
     };
-    let start_time = match time(&["StartTime"])? {
-        Some(t) => Some(t),
-        // The job ID is the start timestamp: use it when StartTime is missing.
-        None => parse_server_time(&job_id, cx.tz),
-    };
-    let end_time = time(&["EndTime"])?;
-    let restore_size_bytes = match get(map, &["RestoreSize"]) {
-        None | Some(Value::Null) => 0,
-        Some(v) => as_size(v).ok_or_else(|| format!("RestoreSize is not a size: {v}"))?,
+    let (start_time, start_sent) = time(START_TIME_FIELD);
+    let (end_time, end_sent) = time(END_TIME_FIELD);
+    // The job ID is the start timestamp: use it when StartTime is missing.
+    let start_time = start_time.or_else(|| {
+        (!start_sent)
+            .then(|| parse_server_time(&job_id, cx.tz))
+            .flatten()
+    });
+    let restore_size_bytes = match get(map, &[RESTORE_SIZE_FIELD]) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(v) => {
+            let size = as_size(v);
+            if size.is_none() {
+                unreadable.insert(RESTORE_SIZE_FIELD.to_owned(), raw_text(v));
+            }
+            size
+        }
     };
     let list = |keys: &[&str]| get(map, keys).map(as_list).unwrap_or_default();
     Ok(RestoreJob {
@@ -368,9 +417,19 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
         missed_virtual_machines: list(&["MissedVirtualMachine"]),
         success_public_folders: list(&["SuccessPublicFolder"]),
         missed_public_folders: list(&["MissedPublicFolder"]),
-        class: StatusClass::of_job(&raw_status, end_time),
+        class: StatusClass::of_job(&raw_status, end_sent),
         raw_status,
+        unreadable,
     })
+}
+
+/// A field's value as the server sent it, for showing: strings without their quotes.
+fn raw_text(v: &Value) -> String {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    snippet(&text, RAW_FIELD_MAX_CHARS)
 }
 
 /// Looks a field up by any of its spellings, ignoring ASCII case; earlier spellings win.
@@ -394,22 +453,12 @@ fn as_text(v: &Value) -> Option<String> {
     }
 }
 
-/// A byte count from a number or a numeric string.
+/// A byte count: a non-negative integer, as a number or a string. Anything else (`-1`,
+/// `"n/a"`, `1.5`) is unknown.
 fn as_size(v: &Value) -> Option<u64> {
     match v {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) if s.trim().is_empty() => Some(0),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<u64>().ok().or_else(|| {
-                s.parse::<f64>()
-                    .ok()
-                    .filter(|f| *f >= 0.0)
-                    .map(|f| f as u64)
-            })
-        }
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     }
 }
@@ -429,15 +478,61 @@ fn as_list(v: &Value) -> Vec<String> {
     }
 }
 
-/// Parses `yyyy-MM-dd HH:mm:ss` or `yyyy-MM-dd-HH-mm-ss` as a local time in `tz`.
-/// A time that falls in a daylight-saving gap is read an hour later; an ambiguous one
-/// as its earlier instance.
+/// Reads a job time from a reply value: a string in any format [`parse_server_time`]
+/// reads, or epoch seconds or milliseconds as a JSON integer.
+pub fn parse_time_value(v: &Value, tz: Tz) -> Option<ServerTime> {
+    match v {
+        Value::String(s) => parse_server_time(s, tz),
+        Value::Number(n) => from_epoch(n.as_i64()?, tz),
+        _ => None,
+    }
+}
+
+/// Parses a job time as the CBS and the proxies in front of it write one:
+/// `yyyy-MM-dd HH:mm:ss`, `yyyy-MM-dd-HH-mm-ss`, ISO 8601 with `T` (optional fraction and
+/// offset), or epoch seconds or milliseconds. A time without an offset is local in `tz`
+/// (a time in a daylight-saving gap is read an hour later, an ambiguous one as its earlier
+/// instance). A year outside [`MIN_YEAR`]..=[`MAX_YEAR`] is unreadable.
 pub fn parse_server_time(s: &str, tz: Tz) -> Option<ServerTime> {
     let s = s.trim();
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d-%H-%M-%S"))
-        .ok()?;
-    local_in(tz, naive)
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return from_epoch(s.parse().ok()?, tz);
+    }
+    const LOCAL: [&str; 3] = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d-%H-%M-%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ];
+    const WITH_OFFSET: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"];
+    let t = if let Some(naive) = LOCAL
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    {
+        local_in(tz, naive)?
+    } else {
+        let s = s
+            .strip_suffix(['Z', 'z'])
+            .map_or(s.to_owned(), |u| format!("{u}+00:00"));
+        WITH_OFFSET
+            .iter()
+            .find_map(|f| DateTime::parse_from_str(&s, f).ok())?
+            .with_timezone(&tz)
+    };
+    in_bounds(t)
+}
+
+/// An epoch number (seconds, or milliseconds from [`EPOCH_MILLIS_FROM`]) as a time in `tz`.
+fn from_epoch(n: i64, tz: Tz) -> Option<ServerTime> {
+    let utc = if n >= EPOCH_MILLIS_FROM {
+        DateTime::<Utc>::from_timestamp_millis(n)?
+    } else {
+        DateTime::<Utc>::from_timestamp(n, 0)?
+    };
+    in_bounds(utc.with_timezone(&tz))
+}
+
+fn in_bounds(t: ServerTime) -> Option<ServerTime> {
+    (MIN_YEAR..=MAX_YEAR).contains(&t.year()).then_some(t)
 }
 
 /// Places a local wall-clock time in `tz` (gap: an hour later; fold: the earlier one).
@@ -513,7 +608,7 @@ pub fn decode_users(body: &str) -> Result<Vec<ListedUser>, ReplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Datelike, Timelike};
+    use chrono::{Datelike, SubsecRound, Timelike};
 
     const BERLIN: Tz = chrono_tz::Europe::Berlin;
 
@@ -562,7 +657,8 @@ mod tests {
             "2024-06-26 13:25:21"
         );
         assert_eq!(job.duration_secs(), Some(7));
-        assert_eq!(job.restore_size_bytes, 0);
+        assert_eq!(job.restore_size_bytes, Some(0));
+        assert!(job.unreadable.is_empty());
         assert_eq!(job.client_version.as_deref(), Some("9.11.0.0"));
         assert_eq!(job.destination_id.as_deref(), Some("1687755083984"));
         assert_eq!(job.raw_status, "RESTORE_STOP_SUCCESS");
@@ -588,9 +684,105 @@ mod tests {
     #[test]
     fn restore_size_as_number_or_numeric_string() {
         let n = one(&format!(r#"{{{BASE},"RestoreSize":1048576}}"#));
-        assert_eq!(n.restore_size_bytes, 1_048_576);
+        assert_eq!(n.restore_size_bytes, Some(1_048_576));
         let s = one(&format!(r#"{{{BASE},"RestoreSize":"2048"}}"#));
-        assert_eq!(s.restore_size_bytes, 2048);
+        assert_eq!(s.restore_size_bytes, Some(2048));
+        assert!(s.unreadable.is_empty());
+    }
+
+    #[test]
+    fn an_odd_size_is_unknown_and_kept_as_sent() {
+        for (sent, shown) in [
+            ("-1", "-1"),
+            (r#""n/a""#, "n/a"),
+            ("1.5", "1.5"),
+            (r#""-3""#, "-3"),
+            ("true", "true"),
+            (r#"{"x":1}"#, r#"{"x":1}"#),
+        ] {
+            let job = one(&format!(
+                r#"{{{BASE},"RestoreSize":{sent},"Status":"RESTORE_STOP_BY_ERROR"}}"#
+            ));
+            assert_eq!(job.restore_size_bytes, None, "{sent}");
+            assert_eq!(job.unreadable_field(RESTORE_SIZE_FIELD), Some(shown));
+            assert_eq!(job.class, StatusClass::Failure);
+        }
+        for absent in [r#","RestoreSize":null"#, r#","RestoreSize":"""#, ""] {
+            let job = one(&format!("{{{BASE}{absent}}}"));
+            assert_eq!(job.restore_size_bytes, None);
+            assert!(
+                job.unreadable.is_empty(),
+                "{absent}: nothing was sent to show"
+            );
+        }
+    }
+
+    #[test]
+    fn times_in_every_listed_format() {
+        // 2024-06-26 11:25:21 UTC is 13:25:21 in Berlin.
+        let want = "2024-06-26T13:25:21+02:00";
+        for sent in [
+            r#""2024-06-26 13:25:21""#,
+            r#""2024-06-26-13-25-21""#,
+            r#""2024-06-26T13:25:21""#,
+            r#""2024-06-26T13:25:21.000""#,
+            r#""2024-06-26T11:25:21Z""#,
+            r#""2024-06-26T11:25:21.5Z""#,
+            r#""2024-06-26T13:25:21+02:00""#,
+            r#""2024-06-26T09:25:21-0200""#,
+            "1719401121",
+            r#""1719401121""#,
+            "1719401121000",
+            r#""1719401121000""#,
+        ] {
+            let job = one(&format!(
+                r#"{{{BASE},"EndTime":{sent},"Status":"RESTORE_STOP_BY_ERROR"}}"#
+            ));
+            let end = job.end_time.unwrap_or_else(|| panic!("{sent} unread"));
+            assert_eq!(end.timezone(), BERLIN, "{sent}");
+            assert_eq!(end.trunc_subsecs(0).to_rfc3339(), want, "{sent}");
+            assert!(job.unreadable.is_empty(), "{sent}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_time_keeps_the_job_and_its_text() {
+        for sent in [
+            r#""-0001-06-26 13:25:14""#,
+            r#""1969-12-31 23:59:59""#,
+            r#""2201-01-01 00:00:00""#,
+            r#""yesterday-ish""#,
+            "99999999999999999",
+            "-100000",
+            "1719401121.5",
+            "[1]",
+        ] {
+            let job = one(&format!(
+                r#"{{{BASE},"StartTime":{sent},"EndTime":{sent},"Status":"RESTORE_STOP_BY_ERROR"}}"#
+            ));
+            assert_eq!((job.start_time, job.end_time), (None, None), "{sent}");
+            let shown = sent.trim_matches('"');
+            assert_eq!(job.unreadable_field(START_TIME_FIELD), Some(shown));
+            assert_eq!(job.unreadable_field(END_TIME_FIELD), Some(shown));
+            assert_eq!(job.class, StatusClass::Failure);
+        }
+        // An undocumented code with an end time sent has ended, readable or not.
+        let job = one(&format!(
+            r#"{{{BASE},"EndTime":"soon","Status":"RESTORE_FOO"}}"#
+        ));
+        assert_eq!(job.class, StatusClass::Unknown);
+    }
+
+    #[test]
+    fn the_years_at_the_bounds_are_read() {
+        for (s, ok) in [
+            ("1970-01-01 12:00:00", true),
+            ("2200-12-31 12:00:00", true),
+            ("2201-01-01 12:00:00", false),
+            ("1969-12-31 12:00:00", false),
+        ] {
+            assert_eq!(parse_server_time(s, BERLIN).is_some(), ok, "{s}");
+        }
     }
 
     #[test]
@@ -686,38 +878,44 @@ mod tests {
             r#"{{{BASE},"Status":"RESTORE_STOP_SUCCESS","Status":"RESTORE_STOP_BY_ERROR","RestoreSize":1,"RestoreSize":"5"}}"#
         ));
         assert_eq!(job.class, StatusClass::Failure);
-        assert_eq!(job.restore_size_bytes, 5);
+        assert_eq!(job.restore_size_bytes, Some(5));
     }
 
     #[test]
-    fn a_malformed_item_is_skipped_and_the_others_count() {
+    fn only_an_item_without_identity_is_skipped() {
         let body = format!(
             r#"{{"Status":"OK","Data":[{{{BASE},"Status":"RESTORE_STOP_SUCCESS"}},
                 {{"ID":"x","BackupSetID":"1","StartTime":"yesterday-ish"}},
-                {{"BackupSetID":"2"}}, 42,
+                {{"BackupSetID":"2","Status":"RESTORE_STOP_BY_ERROR"}}, 42,
                 {{"ID":"2024-06-26-15-00-00","BackupSetID":"9","Status":"RESTORE_STOP_BY_ERROR"}}]}}"#
         );
         let list = decode_reply(&body, &cx()).unwrap();
-        assert_eq!(list.jobs.len(), 2);
-        assert_eq!(list.jobs[1].backup_set_id, "9");
-        assert_eq!(list.skipped.len(), 3);
+        assert_eq!(list.jobs.len(), 3);
+        assert_eq!(
+            list.jobs[1].unreadable_field(START_TIME_FIELD),
+            Some("yesterday-ish")
+        );
+        assert_eq!(list.jobs[2].backup_set_id, "9");
+        assert_eq!(list.skipped.len(), 2);
         assert!(
-            list.skipped[0].reason.contains("StartTime"),
+            list.skipped[0].reason.contains("ID"),
             "{:?}",
             list.skipped[0]
         );
-        assert!(list.skipped[0].raw.contains("yesterday-ish"));
-        assert!(list.skipped[1].reason.contains("ID"));
+        assert!(list.skipped[0].raw.contains("RESTORE_STOP_BY_ERROR"));
+        assert_eq!(list.skipped[1].raw, "42");
     }
 
     #[test]
-    fn a_long_malformed_item_is_cut_short() {
+    fn a_long_skipped_item_and_a_long_raw_field_are_cut_short() {
         let long = "x".repeat(5000);
         let body = format!(
-            r#"{{"Status":"OK","Data":[{{"ID":"{long}","BackupSetID":"1","EndTime":"bad"}}]}}"#
+            r#"{{"Status":"OK","Data":[{{"BackupSetID":"{long}"}},{{{BASE},"EndTime":"{long}"}}]}}"#
         );
         let list = decode_reply(&body, &cx()).unwrap();
         assert!(list.skipped[0].raw.chars().count() <= SNIPPET_MAX_CHARS + 1);
+        let raw = list.jobs[0].unreadable_field(END_TIME_FIELD).unwrap();
+        assert!(raw.chars().count() <= RAW_FIELD_MAX_CHARS + 1);
     }
 
     #[test]
@@ -834,5 +1032,116 @@ mod tests {
             Err(ReplyError::Malformed { .. })
         ));
         assert_eq!(decode_users(r#"{"Status":"OK"}"#).unwrap(), vec![]);
+    }
+
+    /// A job as the poller stores it, with an unreadable field: it reads back the same.
+    #[test]
+    fn a_job_with_unreadable_fields_round_trips() {
+        let job = one(&format!(
+            r#"{{{BASE},"EndTime":"-0001-01-01 00:00:00","RestoreSize":"n/a"}}"#
+        ));
+        let back: RestoreJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
+        assert_eq!(back, job);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cx() -> DecodeContext<'static> {
+        DecodeContext {
+            server: "cbs1",
+            tz: chrono_tz::Europe::Berlin,
+            login_name: "obm",
+            owner: "",
+        }
+    }
+
+    /// Any JSON scalar a field might carry.
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,40}".prop_map(Value::from),
+            "[0-9]{1,20}".prop_map(Value::from),
+            "-?[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}[ T-][0-9]{1,2}[:-][0-9]{1,2}[:-][0-9]{1,2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})?"
+                .prop_map(Value::from),
+        ]
+    }
+
+    proptest! {
+        /// Whatever a time field holds, decoding does not panic, and the job is kept:
+        /// either the time is read, within the year bounds, or its text is kept.
+        #[test]
+        fn any_time_or_size_keeps_the_job(start in scalar(), end in scalar(), size in scalar()) {
+            let item = serde_json::json!({
+                "ID": "2024-06-26-13-25-13", "BackupSetID": "1", "Status": "RESTORE_STOP_BY_ERROR",
+                "StartTime": start, "EndTime": end, "RestoreSize": size,
+            });
+            let body = serde_json::json!({"Status": "OK", "Data": [item]}).to_string();
+            let list = decode_reply(&body, &cx()).unwrap();
+            prop_assert_eq!(list.jobs.len(), 1);
+            let job = &list.jobs[0];
+            prop_assert_eq!(job.class, StatusClass::Failure);
+            for (t, field) in [(job.start_time, START_TIME_FIELD), (job.end_time, END_TIME_FIELD)] {
+                if let Some(t) = t {
+                    prop_assert!((MIN_YEAR..=MAX_YEAR).contains(&t.year()));
+                    prop_assert!(job.unreadable_field(field).is_none());
+                }
+            }
+            if job.unreadable_field(END_TIME_FIELD).is_some() {
+                prop_assert!(job.end_time.is_none());
+            }
+            // What is stored reads back as it was.
+            let back: RestoreJob = serde_json::from_str(&serde_json::to_string(job).unwrap()).unwrap();
+            prop_assert_eq!(&back, job);
+        }
+
+        /// Any text as a time: no panic, and a time read is within the bounds.
+        #[test]
+        fn any_text_parses_or_not_without_panic(s in ".{0,60}") {
+            if let Some(t) = parse_server_time(&s, chrono_tz::Europe::Berlin) {
+                prop_assert!((MIN_YEAR..=MAX_YEAR).contains(&t.year()));
+            }
+        }
+
+        /// Every instant in the bounds, written in each listed format, reads back.
+        #[test]
+        fn every_format_reads_back(secs in 0i64..7_258_118_400) {
+            let tz = chrono_tz::Europe::Berlin;
+            let t = DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
+            let local = t.with_timezone(&tz);
+            // Milliseconds before 1973-03-03 look like seconds: they are read as seconds.
+            let millis = (secs * 1000 >= EPOCH_MILLIS_FROM).then(|| (secs * 1000).to_string());
+            for s in millis.into_iter().chain([
+                secs.to_string(),
+                t.to_rfc3339(),
+                local.to_rfc3339(),
+                t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            ]) {
+                prop_assert_eq!(parse_server_time(&s, tz).map(|p| p.to_utc()), Some(t), "{}", s);
+            }
+            // Local wall-clock formats are ambiguous in a fold; UTC has none.
+            let u = chrono_tz::UTC;
+            for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d-%H-%M-%S", "%Y-%m-%dT%H:%M:%S"] {
+                let s = t.format(f).to_string();
+                prop_assert_eq!(parse_server_time(&s, u).map(|p| p.to_utc()), Some(t), "{}", s);
+            }
+        }
+
+        /// Any reply body: no panic, and a clear error when it is not a usable reply.
+        #[test]
+        fn any_body_decodes_or_errs_without_panic(body in ".{0,200}") {
+            if let Err(ReplyError::Malformed { reason, .. }) = decode_reply(&body, &cx()) {
+                prop_assert!(!reason.is_empty());
+            }
+        }
     }
 }

@@ -206,16 +206,27 @@ pub fn matching_users<'a>(
 /// One job as a line of a list: set, class, times, size, and the raw code when the class
 /// is unknown. Backup-server text is escaped.
 pub fn job_line(job: &RestoreJob) -> String {
-    let time = |t: Option<crate::cbs::model::ServerTime>| {
-        t.map_or_else(|| "…".to_owned(), |t| t.format("%H:%M").to_string())
+    use crate::cbs::model::{END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD};
+    let time = |t: Option<crate::cbs::model::ServerTime>, field| {
+        crate::render::value_or_raw(
+            t,
+            job.unreadable_field(field),
+            |t| t.format("%H:%M").to_string(),
+            "…",
+        )
     };
+    let size = crate::render::value_or_raw(
+        job.restore_size_bytes,
+        job.unreadable_field(RESTORE_SIZE_FIELD),
+        format_size,
+        "size unknown",
+    );
     let mut line = format!(
-        "**{}** · {} · {}–{} · {}",
+        "**{}** · {} · {}–{} · {size}",
         escape_markdown(job.backup_set_label()),
         job.class.label(),
-        time(job.start_time),
-        time(job.end_time),
-        format_size(job.restore_size_bytes)
+        time(job.start_time, START_TIME_FIELD),
+        time(job.end_time, END_TIME_FIELD),
     );
     if job.class == crate::cbs::model::StatusClass::Unknown {
         line.push_str(&format!(" · code {}", code(&job.raw_status)));
@@ -281,7 +292,7 @@ pub(crate) mod test_support {
         let end = format!("2024-06-{d:02} {:02}:00:00", h + 1);
         let end = (!raw.is_empty()).then_some(end.as_str());
         RestoreJob {
-            restore_size_bytes: 2048,
+            restore_size_bytes: Some(2048),
             ..test_data::job(login, set, chrono_tz::UTC, &start, end, raw)
         }
     }

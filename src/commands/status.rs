@@ -25,6 +25,8 @@ pub struct StatusReport {
     /// Chat channels that refuse our messages, with the reason.
     pub refused: Vec<String>,
     pub store_bytes: u64,
+    /// Stored records that did not decode and were moved to the quarantine tree.
+    pub quarantined: usize,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
     /// The last changes made from chat, newest first.
@@ -57,6 +59,7 @@ impl StatusReport {
             outbox_len: store.outbox_len(),
             refused: store.refused_destinations()?,
             store_bytes: store.size_on_disk()?,
+            quarantined: store.quarantined(),
             version: env!("CARGO_PKG_VERSION"),
             started_at,
             changes: AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?,
@@ -76,12 +79,20 @@ fn when(at: DateTime<Utc>) -> String {
 pub fn status(report: &StatusReport, public: bool) -> CommandResult {
     let last = match &report.last_cycle {
         Some(c) => format!(
-            "{}\ntook {}, {} users, {} requests, {} errors",
+            "{}\ntook {}, {} users, {} requests, {} errors{}",
             when(c.started_at),
             format_duration((c.finished_at - c.started_at).num_seconds()),
             c.users,
             c.requests,
-            c.errors
+            c.errors,
+            if c.unreadable_items > 0 {
+                format!(
+                    ", {} could not be read",
+                    crate::render::plural(c.unreadable_items.into(), "job", "jobs")
+                )
+            } else {
+                String::new()
+            }
         ),
         None => "none yet".to_owned(),
     };
@@ -133,7 +144,19 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
             ),
             true,
         ),
-        EmbedField::new("Store", format_size(report.store_bytes), true),
+        EmbedField::new(
+            "Store",
+            if report.quarantined > 0 {
+                format!(
+                    "{}, {} quarantined (unreadable; see the log)",
+                    format_size(report.store_bytes),
+                    crate::render::plural(report.quarantined as u64, "record", "records")
+                )
+            } else {
+                format_size(report.store_bytes)
+            },
+            true,
+        ),
         EmbedField::new("Version", report.version, true),
         EmbedField::new("Uptime", uptime, true),
     ];
@@ -200,6 +223,7 @@ mod tests {
             users: 4,
             requests: 5,
             errors: 1,
+            unreadable_items: 1,
         };
         store.record_cycle(&cycle, day(26), 0).unwrap();
         let outage = Outage {
@@ -218,7 +242,8 @@ mod tests {
         let report = StatusReport::gather(&store, &schedule, now, started, 0).unwrap();
         let reply = status(&report, true).unwrap();
         assert!(!reply.ephemeral);
-        assert!(field(&reply, "Last cycle").ends_with("took 3s, 4 users, 5 requests, 1 errors"));
+        assert!(field(&reply, "Last cycle")
+            .ends_with("took 3s, 4 users, 5 requests, 1 errors, 1 job could not be read"));
         assert!(field(&reply, "Backup server").starts_with("unreachable since"));
         assert_eq!(field(&reply, "Recent changes"), "none yet");
 

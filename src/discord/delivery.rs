@@ -12,7 +12,9 @@
 //! same message with the same nonce, which `enforce_nonce` turns into a no-op at Discord. A
 //! batch stays recorded after Discord accepted it, until its events have left the outbox:
 //! a crash between Discord's answer and the drain's acknowledgement then re-offers events
-//! the sink knows were posted, and it accepts them without posting again.
+//! the sink knows were posted, and it accepts them without posting again. Should the
+//! restarted drain's window end inside a recorded batch, the batch's remaining events are
+//! read from the outbox, so the resend is the same message under the same nonce.
 //!
 //! Failures: a 429 waits `retry_after` and retries; 5xx and transport errors back off
 //! exponentially; either, when it persists, ends the drain with the events queued and rests
@@ -31,9 +33,10 @@
 //! ([`DiscordSink::rejected_events`]) and dropped, so it cannot block its channel forever.
 
 use super::routing::Routes;
-use crate::config::DiscordSettings;
+use crate::config::{AlertSettings, DiscordSettings};
+use crate::escalation::pings;
 use crate::event::Event;
-use crate::render::{pack, render_event, wants_ping, Embed, OutMessage, RenderOptions};
+use crate::render::{pack, render_event, Embed, OutMessage, RenderOptions};
 use crate::sink::{Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
@@ -51,8 +54,11 @@ use tokio::time::Instant;
 const BATCH_TREE: &str = "discord_batches";
 /// A request that has not been answered after this long counts as a transport error.
 const REQUEST_TIMEOUT_SECS: u64 = 30;
-/// A 429 without a readable `retry_after` or `Retry-After` waits this long.
+/// A 429 without a `retry_after` or `Retry-After` waits this long.
 const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
+/// The longest wait a 429 can ask for; a longer, negative or unreadable (NaN) one counts as
+/// this, so a bad value can neither panic nor stall delivery for ever.
+const MAX_RETRY_AFTER_SECS: u64 = 3600;
 /// The refusal reason of a channel where messages arrive without their embeds.
 pub const MISSING_EMBED_LINKS: &str = "missing Embed Links permission";
 
@@ -118,6 +124,8 @@ pub struct DiscordSink {
     client: reqwest::Client,
     routes: Routes,
     render: RenderOptions,
+    /// `[alerts]`: which alerts ping the role.
+    alerts: AlertSettings,
     mention_role: Option<RoleId>,
     store: Store,
     batches: sled::Tree,
@@ -157,13 +165,20 @@ struct Batch {
 
 impl Batch {
     /// Derived from the store's install id and the event ids only, so the same batch
-    /// always gets the same nonce: `{install}{first id, hex}-{count}`, plus `.{part}` after
-    /// the first message. The install id keeps two bots sharing a token (or a wiped state
-    /// directory) from reusing each other's nonces; it is shortened only as far as
-    /// Discord's 25-character limit needs.
+    /// always gets the same nonce: `{install}{hash of all ids}`, plus `.{part}` after the
+    /// first message. Every id counts, so two batches that share their first event and
+    /// their size (a batch split after a 400) never share a nonce. The install id keeps two
+    /// bots sharing a token (or a wiped state directory) from reusing each other's nonces;
+    /// it is shortened only as far as Discord's 25-character limit needs.
     fn nonce(&self, install: &str, part: usize) -> String {
-        let first = self.ids.first().copied().unwrap_or_default();
-        let mut tail = format!("{first:x}-{}", self.ids.len());
+        use std::hash::Hasher as _;
+        // SipHash-1-3 with fixed keys: the same ids give the same hash in every release.
+        let mut hasher = siphasher::sip::SipHasher13::new();
+        for id in &self.ids {
+            hasher.write_u64(*id);
+        }
+        let hash = hasher.finish() >> (64 - NONCE_HASH_BITS);
+        let mut tail = format!("{hash:0width$x}", width = NONCE_HASH_BITS as usize / 4);
         if part > 0 {
             tail.push_str(&format!(".{part}"));
         }
@@ -180,10 +195,13 @@ impl Batch {
     }
 }
 
-/// Batches are keyed by channel and first event id.
 /// Discord's limit on a message nonce (characters).
 const NONCE_MAX_CHARS: usize = 25;
+/// Bits of the id hash in a nonce: 13 hex digits, leaving room for the install id and a
+/// part number.
+const NONCE_HASH_BITS: u32 = 52;
 
+/// Batches are keyed by channel and first event id.
 fn batch_key(channel: ChannelId, first_id: u64) -> [u8; 16] {
     let mut key = [0; 16];
     key[..8].copy_from_slice(&channel.get().to_be_bytes());
@@ -218,8 +236,6 @@ enum Posted {
 /// How a channel's part of a drain ended.
 enum ChannelEnd {
     Done,
-    /// A batch reaches past the events offered: it waits for a drain that offers it whole.
-    Held,
     Refused(String),
     Unauthorized(String),
     Unavailable(String, Duration),
@@ -255,6 +271,7 @@ impl DiscordSink {
             client,
             routes: Routes::from_settings(settings),
             render,
+            alerts: AlertSettings::default(),
             mention_role: settings.mention_role,
             store: store.clone(),
             batches: store
@@ -264,6 +281,18 @@ impl DiscordSink {
             state: Mutex::new(State::default()),
             install: store.install_id().context("reading the install id")?,
         })
+    }
+
+    /// Pings the role as `alerts.ping` says.
+    pub fn with_alerts(mut self, alerts: AlertSettings) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
+    /// Posts cycle summaries and roll-ups to `channel` (`summary.channel`).
+    pub fn with_summary_channel(mut self, channel: ChannelId) -> Self {
+        self.routes.summary = channel;
+        self
     }
 
     /// Replaces the default waits and attempt counts.
@@ -304,6 +333,19 @@ impl DiscordSink {
         Ok(())
     }
 
+    /// A recorded batch; one that does not decode is quarantined (`None`).
+    fn read_batch(&self, key: &[u8], value: &[u8]) -> Result<Option<Batch>, SinkError> {
+        match serde_json::from_slice::<Batch>(value) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(e) => {
+                self.store
+                    .quarantine(&self.batches, key, value, &e.to_string())
+                    .map_err(|e| SinkError(e.to_string()))?;
+                Ok(None)
+            }
+        }
+    }
+
     /// Forgets batches whose events have left the outbox. The drain offers a contiguous
     /// slice of the outbox, so a batch id inside the offered range but not offered is gone;
     /// and so is any id below the oldest event still queued.
@@ -322,9 +364,7 @@ impl DiscordSink {
         };
         for kv in self.batches.iter() {
             let (key, value) = kv.map_err(|e| SinkError(e.to_string()))?;
-            let Ok(batch) = serde_json::from_slice::<Batch>(&value) else {
-                // Unreadable: it cannot help a resend any more.
-                let _ = self.batches.remove(key);
+            let Some(batch) = self.read_batch(&key, &value)? else {
                 continue;
             };
             let below_queue = oldest.is_none_or(|o| batch.ids.iter().all(|id| *id < o));
@@ -341,27 +381,23 @@ impl DiscordSink {
         Ok(())
     }
 
-    /// The batch starting at `events[0]`: the recorded one, or a new one (saved).
-    /// `None`: the recorded batch reaches past `events`.
-    fn batch_at(&self, channel: ChannelId, events: &[&Event]) -> Result<Option<Batch>, SinkError> {
+    /// The batch starting at `events[0]`: the recorded one, or a new one (saved). A
+    /// recorded batch may reach past `events` (the drain's window now ends inside it).
+    fn batch_at(&self, channel: ChannelId, events: &[&Event]) -> Result<Batch, SinkError> {
         let key = batch_key(channel, events[0].id);
-        let recorded = self
+        let recorded = match self
             .batches
             .get(key)
             .map_err(|e| SinkError(e.to_string()))?
-            .and_then(|v| serde_json::from_slice::<Batch>(&v).ok());
+        {
+            Some(v) => self.read_batch(&key, &v)?,
+            None => None,
+        };
         if let Some(batch) = recorded {
+            // Offered in order as far as the window goes: the same batch.
             let offered = events.iter().map(|e| e.id);
-            if batch
-                .ids
-                .iter()
-                .copied()
-                .eq(offered.clone().take(batch.ids.len()))
-            {
-                if batch.ids.len() <= events.len() {
-                    return Ok(Some(batch));
-                }
-                return Ok(None);
+            if batch.ids.iter().copied().zip(offered).all(|(a, b)| a == b) {
+                return Ok(batch);
             }
             // A different set under the same first event cannot have been posted whole;
             // start afresh.
@@ -377,13 +413,13 @@ impl DiscordSink {
             done: false,
         };
         self.save(&batch)?;
-        Ok(Some(batch))
+        Ok(batch)
     }
 
     fn items(&self, events: &[&Event]) -> Vec<(bool, Vec<Embed>)> {
         events
             .iter()
-            .map(|e| (wants_ping(e), render_event(e, &self.render)))
+            .map(|e| (pings(e, &self.alerts), render_event(e, &self.render)))
             .collect()
     }
 
@@ -396,12 +432,21 @@ impl DiscordSink {
     ) -> Result<ChannelEnd, SinkError> {
         let mut rest = events;
         while !rest.is_empty() {
-            let Some(mut batch) = self.batch_at(channel, rest)? else {
-                return Ok(ChannelEnd::Held);
+            let mut batch = self.batch_at(channel, rest)?;
+            // A batch recorded before a restart may reach past this drain's window (the
+            // window now ends inside it). Its message must be the same as before, so its
+            // missing events are read from the outbox rather than the batch being cut.
+            let count = batch.ids.len().min(rest.len());
+            let beyond = if batch.ids.len() > rest.len() {
+                self.store
+                    .events_by_id(&batch.ids[rest.len()..])
+                    .map_err(|e| SinkError(e.to_string()))?
+            } else {
+                Vec::new()
             };
-            let count = batch.ids.len();
             if !batch.done {
-                let messages = pack(self.items(&rest[..count]), &self.render);
+                let whole: Vec<&Event> = rest[..count].iter().copied().chain(&beyond).collect();
+                let messages = pack(self.items(&whole), &self.render);
                 let mut rejected = None;
                 for (part, packed) in messages.iter().enumerate().skip(batch.parts_sent) {
                     match self
@@ -424,7 +469,7 @@ impl DiscordSink {
                     self.save(&batch)?;
                 }
                 if let Some(reason) = rejected {
-                    if count > 1 && batch.parts_sent == 0 {
+                    if batch.ids.len() > 1 && batch.parts_sent == 0 {
                         // Discord created nothing, so a smaller set is safe: find the event
                         // it rejects by sending one at a time.
                         batch.ids.truncate(1);
@@ -437,11 +482,12 @@ impl DiscordSink {
                         %reason,
                         "Discord rejects this message; dropping it, a resend would fail the same way"
                     );
-                    self.state().rejected += count as u64;
+                    self.state().rejected += batch.ids.len() as u64;
                 }
                 batch.done = true;
                 self.save(&batch)?;
             }
+            // The ids past the window are accepted too: the drain acknowledges them.
             accepted.extend_from_slice(&batch.ids);
             rest = &rest[count..];
         }
@@ -601,7 +647,6 @@ impl DiscordSink {
                         tracing::info!(channel = channel.get(), "channel accepts messages again");
                     }
                 }
-                ChannelEnd::Held => {}
                 ChannelEnd::Refused(reason) => self.refuse(channel, reason),
                 ChannelEnd::Unauthorized(reason) => {
                     self.reject_token(&reason);
@@ -696,11 +741,15 @@ fn message_body(
     serde_json::to_vec(&create)
 }
 
-/// A 429's wait from `retry_after` seconds; a missing or nonsensical value waits a second.
+/// A 429's wait from `retry_after` seconds: a missing value waits a second; a negative,
+/// NaN, infinite or longer one than [`MAX_RETRY_AFTER_SECS`] waits that cap.
 fn retry_wait(secs: Option<f64>) -> Duration {
-    secs.filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_millis(DEFAULT_RETRY_AFTER_MS))
+    let cap = Duration::from_secs(MAX_RETRY_AFTER_SECS);
+    match secs {
+        None => Duration::from_millis(DEFAULT_RETRY_AFTER_MS),
+        Some(s) if (0.0..=cap.as_secs_f64()).contains(&s) => Duration::from_secs_f64(s),
+        Some(_) => cap,
+    }
 }
 
 /// `403 Forbidden: Missing Access (code 50001)`, plus the field errors of a 400, cut short.
@@ -783,11 +832,21 @@ mod tests {
             parts_sent: 0,
             done: false,
         };
-        assert_eq!(batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0), "1f2e3d4ca-3");
+        let first = batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0);
+        assert_eq!(first.len(), 21);
+        assert!(first.starts_with("1f2e3d4c"), "{first}");
+        assert_eq!(
+            batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0),
+            first,
+            "stable"
+        );
         assert_eq!(
             batch(vec![10, 11, 12]).nonce("1f2e3d4c", 1),
-            "1f2e3d4ca-3.1"
+            format!("{first}.1")
         );
+        // Same first id and count, another id in the middle: another nonce.
+        assert_ne!(batch(vec![10, 13, 12]).nonce("1f2e3d4c", 0), first);
+        assert_ne!(batch(vec![10, 11]).nonce("1f2e3d4c", 0), first);
         assert_ne!(
             batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0),
             batch(vec![10, 11, 12]).nonce("99999999", 0),
@@ -805,10 +864,21 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_falls_back_to_a_second() {
+    fn retry_after_is_capped_at_an_hour() {
+        let cap = Duration::from_secs(3600);
         assert_eq!(retry_wait(Some(1.5)), Duration::from_millis(1500));
-        assert_eq!(retry_wait(Some(-1.0)), Duration::from_secs(1));
+        assert_eq!(retry_wait(Some(3600.0)), cap);
         assert_eq!(retry_wait(None), Duration::from_secs(1));
+        for odd in [
+            1e20,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            3600.5,
+        ] {
+            assert_eq!(retry_wait(Some(odd)), cap, "{odd}");
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct Routes {
     pub alert: ChannelId,
     /// The daily digest.
     pub digest: ChannelId,
+    /// Cycle summaries and roll-ups (`summary.channel`, default the alert channel).
+    pub summary: ChannelId,
     /// `[[route]]`: an owner's (sub-admin/reseller's) own channel.
     pub by_owner: HashMap<String, ChannelId>,
 }
@@ -22,6 +24,7 @@ impl Routes {
         Routes {
             alert: settings.alert_channel,
             digest: settings.digest_channel,
+            summary: settings.alert_channel,
             by_owner: settings
                 .routes
                 .iter()
@@ -32,8 +35,10 @@ impl Routes {
 
     /// The channel `event` is posted to.
     pub fn channel_for(&self, event: &Event) -> ChannelId {
-        if matches!(event.kind, EventKind::Digest(_)) {
-            return self.digest;
+        match event.kind {
+            EventKind::Digest(_) => return self.digest,
+            EventKind::CycleSummary(_) => return self.summary,
+            _ => {}
         }
         event
             .owner()
@@ -67,6 +72,7 @@ mod tests {
         Routes {
             alert: ChannelId::new(1),
             digest: ChannelId::new(2),
+            summary: ChannelId::new(1),
             by_owner: [("reseller-a".to_owned(), ChannelId::new(3))].into(),
         }
     }

@@ -6,13 +6,16 @@
 use super::embed::{Embed, EmbedField, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS};
 use super::text::{
     code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
-    plural, DASH,
+    plural, value_or_raw, DASH,
 };
 use super::RenderOptions;
-use crate::cbs::model::{RestoreJob, ServerTime, StatusClass};
+use crate::cbs::model::{
+    RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
+};
 use crate::digest::render_digest;
+use crate::escalation::ordinal;
 use crate::event::{
-    BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError,
+    BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError, Repeat,
 };
 use chrono::{DateTime, Utc};
 
@@ -44,8 +47,14 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             }
             return embeds;
         }
-        EventKind::JobFinished { job } => job_finished(job, event.created_at),
+        EventKind::JobFinished { job, repeat } => {
+            job_finished(job, repeat.as_ref(), event.created_at)
+        }
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
+        EventKind::FailureStorm { owner, jobs } => {
+            super::storm::storm_card(owner.as_deref(), jobs, event)
+        }
+        EventKind::JobVanished { job, missing_since } => job_vanished(job, *missing_since, event),
         EventKind::Baseline { owner, users } => baseline(owner, users, event.created_at),
         EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
         EventKind::CbsUnreachable {
@@ -56,7 +65,8 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
         EventKind::CbsRecovered {
             down_since,
             recovered_at,
-        } => cbs_recovered(*down_since, *recovered_at, opts),
+            caught_up,
+        } => cbs_recovered(*down_since, *recovered_at, caught_up, opts),
     };
     vec![embed.fit()]
 }
@@ -67,11 +77,14 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
 /// were each alerted when they happened).
 pub fn wants_ping(event: &Event) -> bool {
     match &event.kind {
-        EventKind::JobFinished { job } => matches!(
+        EventKind::JobFinished { job, .. } => matches!(
             job.class,
             StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown
         ),
-        EventKind::JobStuck { .. } | EventKind::CbsUnreachable { .. } => true,
+        EventKind::JobStuck { .. }
+        | EventKind::FailureStorm { .. }
+        | EventKind::JobVanished { .. }
+        | EventKind::CbsUnreachable { .. } => true,
         EventKind::Baseline { .. }
         | EventKind::CycleSummary(_)
         | EventKind::CbsRecovered { .. }
@@ -114,8 +127,9 @@ fn user_and_set(job: &RestoreJob) -> String {
     )
 }
 
-fn time_or_dash(at: Option<ServerTime>) -> String {
-    at.map_or_else(|| DASH.to_owned(), |t| format_time(&t))
+/// A job time, or the text the server sent when it could not be read, or a dash.
+fn time_or_dash(job: &RestoreJob, at: Option<ServerTime>, field: &str) -> String {
+    value_or_raw(at, job.unreadable_field(field), |t| format_time(&t), DASH)
 }
 
 /// `failure (`RESTORE_STOP_BY_ERROR`)`: the label people read and the code to search for.
@@ -154,7 +168,7 @@ fn where_fields(job: &RestoreJob) -> [EmbedField; 3] {
     ]
 }
 
-fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
+fn job_finished(job: &RestoreJob, repeat: Option<&Repeat>, created_at: DateTime<Utc>) -> Embed {
     let mut fields = vec![
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
         EmbedField::new("Status", status_value(job), true),
@@ -164,9 +178,26 @@ fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
                 .map_or_else(|| DASH.to_owned(), format_duration),
             true,
         ),
-        EmbedField::new("Started", time_or_dash(job.start_time), true),
-        EmbedField::new("Ended", time_or_dash(job.end_time), true),
-        EmbedField::new("Restore size", format_size(job.restore_size_bytes), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Ended",
+            time_or_dash(job, job.end_time, END_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Restore size",
+            value_or_raw(
+                job.restore_size_bytes,
+                job.unreadable_field(RESTORE_SIZE_FIELD),
+                format_size,
+                DASH,
+            ),
+            true,
+        ),
     ];
     fields.extend(where_fields(job));
     // What was missed matters most, so those lists come first and keep their room when
@@ -188,13 +219,23 @@ fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
             ));
         }
     }
-    let description = if job.class == StatusClass::Unknown {
+    let mut description = if job.class == StatusClass::Unknown {
         "The backup server reported a status code restorewatch does not know. \
          Treat it as a failure until someone has looked at the job."
             .to_owned()
     } else {
         String::new()
     };
+    if let Some(r) = repeat.filter(|r| r.count > 1) {
+        if !description.is_empty() {
+            description.push('\n');
+        }
+        description.push_str(&format!(
+            "**{} failure in a row** since {}.",
+            ordinal(r.count),
+            r.since
+        ));
+    }
     Embed {
         title: format!("{}: {}", headline(job.class), user_and_set(job)),
         description,
@@ -205,11 +246,42 @@ fn job_finished(job: &RestoreJob, created_at: DateTime<Utc>) -> Embed {
     }
 }
 
+fn job_vanished(job: &RestoreJob, missing_since: DateTime<Utc>, event: &Event) -> Embed {
+    let mut fields = vec![
+        EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
+        EmbedField::new(
+            "Missing for",
+            format_duration((event.created_at - missing_since).num_seconds()),
+            true,
+        ),
+    ];
+    fields.extend(where_fields(job));
+    Embed {
+        title: format!("Restore vanished: {}", user_and_set(job)),
+        description: "The job was running, and the backup server no longer lists it. Its \
+                      outcome is unknown: check the job in CBS."
+            .to_owned(),
+        colour: COLOUR_UNKNOWN,
+        fields,
+        footer: Some(job.server.clone()),
+        timestamp: Some(event.created_at),
+    }
+}
+
 fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
     let running = format_duration(running_secs);
     let mut fields = vec![
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
-        EmbedField::new("Started", time_or_dash(job.start_time), true),
+        EmbedField::new(
+            "Started",
+            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            true,
+        ),
         EmbedField::new("Running for", running.as_str(), true),
     ];
     fields.extend(where_fields(job));
@@ -322,6 +394,17 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
             false,
         ));
     }
+    if s.unreadable_items > 0 {
+        // The name carries the count; the first few items are listed with their text.
+        fields.push(EmbedField::new(
+            format!(
+                "{} could not be read",
+                plural(s.unreadable_items.into(), "job", "jobs")
+            ),
+            error_list(&s.unreadable, EMBED_FIELD_VALUE_MAX_CHARS),
+            false,
+        ));
+    }
     if !s.errors.is_empty() {
         fields.push(EmbedField::new(
             format!("Errors ({})", s.errors.len()),
@@ -329,8 +412,13 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
             false,
         ));
     }
+    let (title, footer) = if s.cycles > 1 {
+        (format!("Roll-up of {} poll cycles", s.cycles), "Since")
+    } else {
+        ("Poll cycle summary".to_owned(), "Cycle started")
+    };
     Embed {
-        title: "Poll cycle summary".to_owned(),
+        title,
         description,
         colour: if s.errors.is_empty() {
             COLOUR_INFO
@@ -339,7 +427,7 @@ fn cycle_summary(s: &CycleSummary, opts: &RenderOptions) -> Embed {
         },
         fields,
         footer: Some(format!(
-            "Cycle started {}",
+            "{footer} {}",
             format_time(&s.started_at.with_timezone(&opts.timezone))
         )),
         timestamp: Some(s.finished_at),
@@ -388,14 +476,21 @@ fn cbs_unreachable(
 fn cbs_recovered(
     down_since: DateTime<Utc>,
     recovered_at: DateTime<Utc>,
+    caught_up: &[chrono::NaiveDate],
     opts: &RenderOptions,
 ) -> Embed {
     let zone = |at: DateTime<Utc>| format_time(&at.with_timezone(&opts.timezone));
+    let caught_up = if caught_up.is_empty() {
+        "No earlier date needed catching up.".to_owned()
+    } else {
+        let dates: Vec<String> = caught_up.iter().map(|d| d.to_string()).collect();
+        format!("Caught up on {}.", dates.join(", "))
+    };
     Embed {
         title: "Backup server answers again".to_owned(),
         description: format!(
-            "It was unreachable for {}, from {} to {}. Jobs that ended meanwhile are \
-             reported as the next cycles pick them up.",
+            "It was unreachable for {}, from {} to {}. {caught_up} Jobs that ended \
+             meanwhile are reported as the cycles pick them up.",
             format_duration((recovered_at - down_since).num_seconds()),
             zone(down_since),
             zone(recovered_at),
@@ -495,7 +590,7 @@ mod tests {
             server: "cbs-main".into(),
             owner: "reseller-a".into(),
             backup_set_name: "Files".into(),
-            restore_size_bytes: 1_610_612_736,
+            restore_size_bytes: Some(1_610_612_736),
             client_version: Some("9.11.0.0".into()),
             destination_id: Some("1687755083984".into()),
             success_databases: vec!["sales".into()],
@@ -526,8 +621,31 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_fields_show_as_sent() {
+        let mut job = failed_job();
+        job.end_time = None;
+        job.restore_size_bytes = None;
+        job.unreadable = [
+            (END_TIME_FIELD.to_owned(), "-0001-06-26 13:25:14".to_owned()),
+            (RESTORE_SIZE_FIELD.to_owned(), "n/a".to_owned()),
+        ]
+        .into();
+        let e = one(EventKind::JobFinished { job, repeat: None });
+        assert_eq!(e.title, "Restore failed: obm / Files");
+        assert_eq!(
+            field_value(&e, "Ended"),
+            "`-0001-06-26 13:25:14` (unreadable)"
+        );
+        assert_eq!(field_value(&e, "Restore size"), "`n/a` (unreadable)");
+        assert_eq!(field_value(&e, "Duration"), DASH);
+    }
+
+    #[test]
     fn failure_embed_has_every_field() {
-        let e = one(EventKind::JobFinished { job: failed_job() });
+        let e = one(EventKind::JobFinished {
+            job: failed_job(),
+            repeat: None,
+        });
         assert_eq!(e.title, "Restore failed: obm / Files");
         assert_eq!(e.colour, COLOUR_FAILURE);
         assert_eq!(e.description, "");
@@ -580,7 +698,7 @@ mod tests {
         job.end_time = None;
         job.missed_databases.clear();
         job.success_databases.clear();
-        let e = one(EventKind::JobFinished { job });
+        let e = one(EventKind::JobFinished { job, repeat: None });
         for name in [
             "Owner",
             "Client version",
@@ -607,7 +725,7 @@ mod tests {
         job.class = StatusClass::Unknown;
         job.job_id = HOSTILE.into();
         job.missed_virtual_machines = vec![HOSTILE.into()];
-        let e = one(EventKind::JobFinished { job });
+        let e = one(EventKind::JobFinished { job, repeat: None });
         let texts = std::iter::once(e.title.as_str()).chain(
             e.fields
                 .iter()
@@ -640,7 +758,7 @@ mod tests {
         job.success_databases = job.missed_databases.clone();
         job.success_virtual_machines = job.missed_databases.clone();
         job.success_public_folders = job.missed_databases.clone();
-        let e = one(EventKind::JobFinished { job });
+        let e = one(EventKind::JobFinished { job, repeat: None });
         assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
         assert!(e.fields.len() <= EMBED_FIELDS_MAX);
         for f in &e.fields {
@@ -687,7 +805,7 @@ mod tests {
             let mut job = failed_job();
             job.class = class;
             assert_eq!(
-                one(EventKind::JobFinished { job }).colour,
+                one(EventKind::JobFinished { job, repeat: None }).colour,
                 colour,
                 "{class}"
             );
@@ -699,7 +817,7 @@ mod tests {
         let finished = |class| {
             let mut job = failed_job();
             job.class = class;
-            event(EventKind::JobFinished { job })
+            event(EventKind::JobFinished { job, repeat: None })
         };
         assert!(wants_ping(&finished(StatusClass::Failure)));
         assert!(wants_ping(&finished(StatusClass::PartialFailure)));
@@ -718,6 +836,7 @@ mod tests {
         assert!(!wants_ping(&event(EventKind::CbsRecovered {
             down_since: utc(10, 0, 0),
             recovered_at: utc(11, 0, 0),
+            caught_up: vec![],
         })));
         assert!(!wants_ping(&event(EventKind::CycleSummary(
             CycleSummary::default()
@@ -807,6 +926,7 @@ mod tests {
             started_running: 2,
             alerts: 1,
             muted: 2,
+            cycles: 0,
             errors: vec![
                 PollError {
                     login_name: "obm".into(),
@@ -819,6 +939,12 @@ mod tests {
                     message: "reply is not JSON: <html>".into(),
                 },
             ],
+            unreadable_items: 2,
+            unreadable: vec![PollError {
+                login_name: "obm".into(),
+                date: NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
+                message: "no job ID: {\"BackupSetID\":\"1\"}".into(),
+            }],
         };
         let e = one(EventKind::CycleSummary(summary));
         assert_eq!(e.title, "Poll cycle summary");
@@ -836,6 +962,10 @@ mod tests {
             field_value(&e, "Errors (2)"),
             "• obm, 2024-06-26: HTTP 502 Bad Gateway\n\
              • acme\\_1, 2024-06-25: reply is not JSON: \\<html\\>"
+        );
+        assert_eq!(
+            field_value(&e, "2 jobs could not be read"),
+            "• obm, 2024-06-26: no job ID: {\"BackupSetID\":\"1\"}"
         );
         assert_eq!(e.colour, COLOUR_WARNING);
         assert_eq!(
@@ -887,11 +1017,15 @@ mod tests {
         let e = one(EventKind::CbsRecovered {
             down_since: utc(9, 58, 0),
             recovered_at: utc(11, 0, 0),
+            caught_up: vec![
+                NaiveDate::from_ymd_opt(2024, 6, 24).unwrap(),
+                NaiveDate::from_ymd_opt(2024, 6, 25).unwrap(),
+            ],
         });
         assert_eq!(e.title, "Backup server answers again");
         assert!(e.description.starts_with(
             "It was unreachable for 1h 02m, from 2024-06-26 11:58:00 (CEST) to \
-             2024-06-26 13:00:00 (CEST)."
+             2024-06-26 13:00:00 (CEST). Caught up on 2024-06-24, 2024-06-25."
         ));
         assert_eq!(e.colour, COLOUR_SUCCESS);
     }
@@ -900,7 +1034,10 @@ mod tests {
     fn a_rendered_failure_reads_well_as_text() {
         let mut job = failed_job();
         job.backup_set_name = "Files_[2024]".into();
-        let embeds = render_event(&event(EventKind::JobFinished { job }), &opts());
+        let embeds = render_event(
+            &event(EventKind::JobFinished { job, repeat: None }),
+            &opts(),
+        );
         let packed = crate::render::pack(vec![(true, embeds)], &opts());
         let text = crate::render::to_text(&packed[0].message);
         assert!(text.starts_with("@role:42 1 alert\n\n== Restore failed: obm / Files_[2024] ==\n"));

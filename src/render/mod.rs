@@ -13,6 +13,7 @@
 mod embed;
 mod events;
 mod pack;
+mod storm;
 mod text;
 
 pub use embed::{
@@ -24,7 +25,7 @@ pub use events::{class_colour, counts_line, render_event, wants_ping, COLOUR_INF
 pub use pack::{pack, to_text, Packed, MESSAGE_CONTENT_MAX_CHARS, MESSAGE_EMBEDS_MAX};
 pub use text::{
     code_span, cut, escape_markdown, format_duration, format_size, is_format_char, plain_text,
-    plural, unescape_markdown,
+    plural, unescape_markdown, unreadable_value, value_or_raw,
 };
 
 use chrono_tz::Tz;

@@ -223,6 +223,27 @@ where
     at.format("%Y-%m-%d %H:%M:%S (%Z)").to_string()
 }
 
+/// A field the backup server sent but restorewatch could not read, shown as sent:
+/// `` `n/a` (unreadable) ``.
+pub fn unreadable_value(raw: &str) -> String {
+    format!("{} (unreadable)", code_span(raw))
+}
+
+/// A job's field for people: the value formatted, else the text the server sent for it,
+/// else `missing`.
+pub fn value_or_raw<T>(
+    value: Option<T>,
+    raw: Option<&str>,
+    format: impl FnOnce(T) -> String,
+    missing: &str,
+) -> String {
+    match (value, raw) {
+        (Some(v), _) => format(v),
+        (None, Some(raw)) => unreadable_value(raw),
+        (None, None) => missing.to_owned(),
+    }
+}
+
 /// `1 job` / `2 jobs`: counts read better with the right noun form.
 pub fn plural(count: u64, one: &str, many: &str) -> String {
     format!("{count} {}", if count == 1 { one } else { many })

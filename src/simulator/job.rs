@@ -7,7 +7,9 @@
 //! every variant the decoder must accept. [`SimJob::expected`] says what a correct client
 //! should decode, which is the oracle the quirk tests compare against.
 
-use crate::cbs::model::{RestoreJob, StatusClass};
+use crate::cbs::model::{
+    snippet, RestoreJob, StatusClass, END_TIME_FIELD, RAW_FIELD_MAX_CHARS, RESTORE_SIZE_FIELD,
+};
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -66,13 +68,26 @@ pub struct Quirks {
     pub omit_empty: bool,
     /// Send the status key twice, a stale empty value first (some servers repeat keys).
     pub duplicate_status: bool,
+    /// Times as ISO 8601 with a `T` (`2026-11-28T13:25:14`), as some proxies rewrite them.
+    pub iso_times: bool,
+    /// `EndTime` as epoch milliseconds (a number), the format `GetRestoreJobReport` uses.
+    pub epoch_millis_end: bool,
+    /// `RestoreSize` as `-1`, as servers send for a size they do not know.
+    pub size_minus_one: bool,
+    /// `RestoreSize` as `"n/a"`.
+    pub size_not_available: bool,
+    /// `EndTime` with the year `-0001`: a time no reader can place. The job must be kept.
+    pub end_year_minus_one: bool,
+    /// Leave out the job `ID`: an item without an identity, which a client must skip,
+    /// count and report.
+    pub no_identity: bool,
 }
 
 /// Switches one quirk on.
 type SetQuirk = fn(&mut Quirks);
 
 /// The quirk names used in scenario files, each with its setter.
-const QUIRK_NAMES: [(&str, SetQuirk); 7] = [
+const QUIRK_NAMES: [(&str, SetQuirk); 13] = [
     ("restore_job_status_key", |q| {
         q.status_key_restore_job_status = true
     }),
@@ -82,7 +97,20 @@ const QUIRK_NAMES: [(&str, SetQuirk); 7] = [
     ("set_name_as_bool", |q| q.set_name_as_bool = true),
     ("omit_empty", |q| q.omit_empty = true),
     ("duplicate_status", |q| q.duplicate_status = true),
+    ("iso_times", |q| q.iso_times = true),
+    ("epoch_millis_end", |q| q.epoch_millis_end = true),
+    ("size_minus_one", |q| q.size_minus_one = true),
+    ("size_not_available", |q| q.size_not_available = true),
+    ("end_year_minus_one", |q| q.end_year_minus_one = true),
+    ("no_identity", |q| q.no_identity = true),
 ];
+
+/// The text an `EndTime` carries under [`Quirks::end_year_minus_one`].
+fn year_minus_one(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz)
+        .format("-0001-%m-%d %H:%M:%S")
+        .to_string()
+}
 
 impl Quirks {
     /// How many independent quirks there are ([`Quirks::from_bits`] takes that many bits).
@@ -190,12 +218,23 @@ impl SimJob {
         let q = self.quirks;
         let finished = self.phase(now) == Phase::Finished;
         let time = |t: DateTime<Utc>| {
-            let fmt = if q.dashed_times {
+            let fmt = if q.iso_times {
+                "%Y-%m-%dT%H:%M:%S"
+            } else if q.dashed_times {
                 "%Y-%m-%d-%H-%M-%S"
             } else {
                 "%Y-%m-%d %H:%M:%S"
             };
             Value::from(t.with_timezone(&tz).format(fmt).to_string())
+        };
+        let end_time = |t: DateTime<Utc>| {
+            if q.end_year_minus_one {
+                Value::from(year_minus_one(t, tz))
+            } else if q.epoch_millis_end {
+                Value::from(t.timestamp() * 1000)
+            } else {
+                time(t)
+            }
         };
         let status_key = if q.status_key_restore_job_status {
             "RestoreJobStatus"
@@ -223,7 +262,7 @@ impl SimJob {
         out.push(("BackupSetName", set_name));
         out.push(("LoginName", Value::from(self.login.as_str())));
         out.push(("Owner", Value::from(self.owner.as_str())));
-        let end = self.end.filter(|_| finished).map(time);
+        let end = self.end.filter(|_| finished).map(end_time);
         optional(&mut out, "EndTime", end);
         let user_id_key = if q.user_id_upper { "UserID" } else { "UserId" };
         out.push((user_id_key, Value::from(self.user_id.as_str())));
@@ -232,9 +271,15 @@ impl SimJob {
             .map(Value::from);
         optional(&mut out, "RunVersion", version);
         out.push(("StartTime", time(self.start)));
-        out.push(("ID", Value::from(self.job_id(tz))));
+        if !q.no_identity {
+            out.push(("ID", Value::from(self.job_id(tz))));
+        }
         out.push(("BackupSetID", Value::from(self.backup_set_id.as_str())));
-        let size = if q.size_as_string {
+        let size = if q.size_not_available {
+            Value::from("n/a")
+        } else if q.size_minus_one {
+            Value::from(-1)
+        } else if q.size_as_string {
             Value::from(self.size_bytes.to_string())
         } else {
             Value::from(self.size_bytes)
@@ -264,12 +309,14 @@ impl SimJob {
     }
 
     /// What a correct client decodes from this job's item at `now` (the test oracle).
-    /// Returns `None` when the job is not listed yet.
+    /// Returns `None` when the job is not listed yet, or listed without an identity (a
+    /// correct client skips and counts that item).
     pub fn expected(&self, server: &str, tz: Tz, now: DateTime<Utc>) -> Option<RestoreJob> {
         let phase = self.phase(now);
-        if phase == Phase::NotStarted {
+        if phase == Phase::NotStarted || self.quirks.no_identity {
             return None;
         }
+        let q = self.quirks;
         let finished = phase == Phase::Finished;
         let local = |t: DateTime<Utc>| t.trunc_subsecs(0).with_timezone(&tz);
         let lists = |l: &Vec<String>| if finished { l.clone() } else { Vec::new() };
@@ -278,7 +325,23 @@ impl SimJob {
         } else {
             String::new()
         };
-        let end_time = self.end.filter(|_| finished).map(local);
+        let sent_end = self.end.filter(|_| finished);
+        let mut unreadable = std::collections::BTreeMap::new();
+        let end_time = match sent_end {
+            Some(end) if q.end_year_minus_one => {
+                let raw = snippet(&year_minus_one(end, tz), RAW_FIELD_MAX_CHARS);
+                unreadable.insert(END_TIME_FIELD.to_owned(), raw);
+                None
+            }
+            other => other.map(local),
+        };
+        let restore_size_bytes = if q.size_not_available || q.size_minus_one {
+            let raw = if q.size_not_available { "n/a" } else { "-1" };
+            unreadable.insert(RESTORE_SIZE_FIELD.to_owned(), raw.to_owned());
+            None
+        } else {
+            Some(self.size_bytes)
+        };
         Some(RestoreJob {
             server: server.to_owned(),
             login_name: self.login.clone(),
@@ -294,7 +357,7 @@ impl SimJob {
             job_id: self.job_id(tz),
             start_time: Some(local(self.start)),
             end_time,
-            restore_size_bytes: self.size_bytes,
+            restore_size_bytes,
             client_version: Some(self.client_version.clone()).filter(|v| !v.is_empty()),
             destination_id: self.destination_id.clone().filter(|d| !d.is_empty()),
             success_databases: lists(&self.success_databases),
@@ -305,6 +368,7 @@ impl SimJob {
             missed_public_folders: lists(&self.missed_public_folders),
             class: sim_class(&raw_status, finished),
             raw_status,
+            unreadable,
         })
     }
 }
@@ -430,8 +494,12 @@ mod tests {
     #[test]
     fn every_quirk_combination_decodes_to_the_oracle() {
         for bits in 0..(1 << Quirks::COUNT) {
+            let quirks = Quirks::from_bits(bits);
+            if quirks.no_identity {
+                continue; // No job to compare: see the test below.
+            }
             let j = SimJob {
-                quirks: Quirks::from_bits(bits),
+                quirks,
                 size_bytes: 123_456,
                 ..job()
             };
@@ -444,6 +512,64 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn odd_fields_keep_the_job_and_show_as_sent() {
+        let q = |name| {
+            let mut q = Quirks::default();
+            assert!(q.set_by_name(name));
+            SimJob {
+                quirks: q,
+                final_status: "RESTORE_STOP_BY_ERROR".into(),
+                ..job()
+            }
+        };
+        let end = job().end.unwrap();
+        let got = decode(&q("epoch_millis_end"), end);
+        assert_eq!(
+            got.end_time.unwrap().to_rfc3339(),
+            "2024-06-26T13:25:21+02:00"
+        );
+        let got = decode(&q("iso_times"), end);
+        assert_eq!(
+            got.start_time.unwrap().to_rfc3339(),
+            "2024-06-26T13:25:13+02:00"
+        );
+        let got = decode(&q("size_minus_one"), end);
+        assert_eq!(got.restore_size_bytes, None);
+        assert_eq!(got.unreadable_field(RESTORE_SIZE_FIELD), Some("-1"));
+        let got = decode(&q("size_not_available"), end);
+        assert_eq!(got.unreadable_field(RESTORE_SIZE_FIELD), Some("n/a"));
+        let got = decode(&q("end_year_minus_one"), end);
+        assert_eq!(got.end_time, None);
+        assert_eq!(got.class, StatusClass::Failure);
+        assert_eq!(
+            got.unreadable_field(END_TIME_FIELD),
+            Some("-0001-06-26 13:25:21")
+        );
+    }
+
+    #[test]
+    fn an_item_without_identity_is_skipped_by_a_correct_client() {
+        let mut quirks = Quirks::default();
+        quirks.set_by_name("no_identity");
+        let j = SimJob { quirks, ..job() };
+        let end = j.end.unwrap();
+        let body = format!(
+            r#"{{"Status":"OK","Data":[{}]}}"#,
+            write_object(&j.render(BERLIN, end))
+        );
+        let cx = DecodeContext {
+            server: "sim",
+            tz: BERLIN,
+            login_name: "obm",
+            owner: "",
+        };
+        let list = decode_reply(&body, &cx).unwrap();
+        assert!(list.jobs.is_empty());
+        assert_eq!(list.skipped.len(), 1);
+        assert_eq!(j.expected("sim", BERLIN, end), None);
     }
 
     #[test]

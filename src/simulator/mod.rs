@@ -297,6 +297,17 @@ impl SimHandle {
         world.jobs.retain(|j| j.login != login);
     }
 
+    /// Makes the requests for `login` and one `RestoreDate` fail this way (`None` heals it):
+    /// say, yesterday's reply breaks while today's does not.
+    pub fn set_login_date_fault(&self, login: &str, date: NaiveDate, fault: Option<LoginFault>) {
+        let mut world = lock(&self.shared.world);
+        let key = (login.to_owned(), date);
+        match fault {
+            Some(f) => world.login_date_faults.insert(key, f),
+            None => world.login_date_faults.remove(&key),
+        };
+    }
+
     /// Makes every call fail as with an expired system-user password.
     pub fn set_password_expired(&self, expired: bool) {
         lock(&self.shared.world).password_expired = expired;

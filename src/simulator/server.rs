@@ -71,6 +71,8 @@ pub(crate) struct World {
     pub users: BTreeMap<String, SimUser>,
     pub jobs: Vec<SimJob>,
     pub login_faults: HashMap<String, LoginFault>,
+    /// Faults of one login on one `RestoreDate`.
+    pub login_date_faults: HashMap<(String, NaiveDate), LoginFault>,
     pub dice: FaultDice,
     pub password_expired: bool,
     /// `2/ListUsers.do` answers as to a Read-Only API system user.
@@ -83,6 +85,7 @@ impl World {
             users: BTreeMap::new(),
             jobs: Vec::new(),
             login_faults: HashMap::new(),
+            login_date_faults: HashMap::new(),
             dice: FaultDice::new(faults),
             password_expired: false,
             list_users_denied: false,
@@ -267,14 +270,23 @@ pub(crate) async fn list_restore_job_status(
             "com.ahsay.obs.core.dbs.d",
         )
     };
-    match world.login_faults.get(&req.login_name) {
+    let date_fault = world.login_date_faults.get(&(req.login_name.clone(), date));
+    match world.login_faults.get(&req.login_name).or(date_fault) {
         None => {}
         Some(LoginFault::Http500) => return http_500(),
         Some(LoginFault::NotFound) => return not_found(),
         Some(LoginFault::ApiError(message)) => return api_error(message, "com.ahsay.obs.core.x"),
         Some(LoginFault::RawBody(body)) => return json_response(body.clone()),
     }
-    let Some(user) = world.users.get(&req.login_name) else {
+    // Login names are case-insensitive, as in AhsayCBS: the reply spells them as stored.
+    let user = world.users.get(&req.login_name).or_else(|| {
+        world
+            .users
+            .iter()
+            .find(|(login, _)| login.eq_ignore_ascii_case(&req.login_name))
+            .map(|(_, user)| user)
+    });
+    let Some(user) = user else {
         return not_found();
     };
     // An empty Owner means "any": a system user sees every backup user.
@@ -284,7 +296,8 @@ pub(crate) async fn list_restore_job_status(
     let mut listed: Vec<&SimJob> = world
         .jobs
         .iter()
-        .filter(|j| j.login == req.login_name && j.listed_on(shared.tz) == date)
+        .filter(|j| j.login.eq_ignore_ascii_case(&req.login_name))
+        .filter(|j| j.listed_on(shared.tz) == date)
         .filter(|j| j.phase(now) != Phase::NotStarted)
         .collect();
     listed.sort_by(|a, b| {

@@ -158,6 +158,10 @@ impl Harness {
             watch: self.settings.watch.clone(),
             max_concurrency: 4,
             retention_days: 35,
+            alerts: Default::default(),
+            routed_owners: Default::default(),
+            summary: self.settings.summary.clone(),
+            down_after: self.settings.cbs.down_after,
         };
         Poller::new(self.cbs(), store.clone(), config, self.clock.clone())
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::{CbsClient, CbsClientConfig};
 use restorewatch::clock::ManualClock;
-use restorewatch::config::{PollSettings, WatchEntry};
+use restorewatch::config::{AlertSettings, PollSettings, SummarySettings, WatchEntry};
 use restorewatch::event::{Event, EventKind};
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::schedule::CronSchedule;
@@ -72,9 +72,18 @@ pub struct Harness {
     pub watch: Vec<WatchEntry>,
     pub max_concurrency: usize,
     pub retention_days: u32,
+    /// `poll.max_catch_up_days` (7 here).
+    pub max_catch_up_days: u32,
     pub baseline_first_cycle: bool,
     /// `cbs.max_requests_per_second` of the poller's client.
     pub max_requests_per_second: Option<std::num::NonZeroU32>,
+    /// `[summary]` of every poller (default: summaries only with alerts).
+    pub summary: SummarySettings,
+    /// `[alerts]` of every poller (default: storms group after 5).
+    pub alerts: AlertSettings,
+    /// `cbs.down_after`; 1 here (one failed cycle opens an outage), as the older tests
+    /// were written for.
+    pub down_after: u32,
 }
 
 impl Harness {
@@ -92,8 +101,12 @@ impl Harness {
             watch: Vec::new(),
             max_concurrency: 8,
             retention_days: 35,
+            max_catch_up_days: 7,
             baseline_first_cycle: true,
             max_requests_per_second: None,
+            summary: SummarySettings::default(),
+            alerts: AlertSettings::default(),
+            down_after: 1,
         };
         for login in users {
             harness.add_user(login, "");
@@ -141,8 +154,9 @@ impl Harness {
             poll: PollSettings {
                 schedule: CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
                 midnight_grace: std::time::Duration::from_secs(6 * 3600),
-                max_catch_up_days: 7,
+                max_catch_up_days: self.max_catch_up_days,
                 stuck_after: std::time::Duration::from_secs(12 * 3600),
+                vanished_after: std::time::Duration::from_secs(30 * 60),
                 alert_classes: [
                     StatusClass::PartialFailure,
                     StatusClass::Failure,
@@ -154,6 +168,10 @@ impl Harness {
             watch: self.watch.clone(),
             max_concurrency: self.max_concurrency,
             retention_days: self.retention_days,
+            alerts: self.alerts,
+            routed_owners: Default::default(),
+            summary: self.summary.clone(),
+            down_after: self.down_after,
         };
         Poller::new(client, store, config, Arc::new(self.clock.clone()))
     }

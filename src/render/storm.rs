@@ -1,0 +1,107 @@
+//! The storm card: "N restores failed", one line per job (ended · user · set · code),
+//! cut to a size that leaves room for the first few individual alerts in the same message,
+//! with the rest counted and a pointer to `/failures`. Every failure is listed or counted,
+//! exactly once.
+
+use super::embed::Embed;
+use super::text::{code_span, escape_markdown, plural};
+use crate::event::{Event, StormJob};
+
+/// Characters of the card's lines: the description's limit is 4,096, and the card shares a
+/// message (6,000 characters) with the first few alerts.
+pub const STORM_LINES_MAX_CHARS: usize = 3000;
+const COLOUR_STORM: u32 = 0xED4245;
+
+/// The storm card of `jobs` (already in order).
+pub fn storm_card(owner: Option<&str>, jobs: &[StormJob], event: &Event) -> Embed {
+    let mut description = String::new();
+    let mut listed = 0;
+    for job in jobs {
+        let line = format!(
+            "{} · {} · {} · {}\n",
+            if job.ended.is_empty() {
+                "—"
+            } else {
+                &job.ended
+            },
+            escape_markdown(&job.login_name),
+            escape_markdown(&job.backup_set),
+            code_span(&job.raw_status),
+        );
+        if description.chars().count() + line.chars().count() > STORM_LINES_MAX_CHARS {
+            break;
+        }
+        description.push_str(&line);
+        listed += 1;
+    }
+    let rest = jobs.len() - listed;
+    if rest > 0 {
+        description.push_str(&format!(
+            "… and {} not listed here: `/failures` shows every one.",
+            plural(rest as u64, "more failure", "more failures")
+        ));
+    } else {
+        description.push_str("`/failures` shows them with their details.");
+    }
+    Embed {
+        title: format!(
+            "{} failed",
+            plural(jobs.len() as u64, "restore", "restores")
+        ),
+        description,
+        colour: COLOUR_STORM,
+        fields: Vec::new(),
+        footer: Some(match owner {
+            Some(owner) => format!("Owner {owner} · grouped: more than alerts.group_after"),
+            None => "Grouped: more than alerts.group_after failures in one cycle".to_owned(),
+        }),
+        timestamp: Some(event.created_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+    use chrono::Utc;
+
+    fn jobs(n: usize) -> Vec<StormJob> {
+        (0..n)
+            .map(|i| StormJob {
+                ended: "2024-06-26 09:02".into(),
+                login_name: format!("user{i:04}"),
+                backup_set: "Files".into(),
+                job_id: format!("job-{i}"),
+                raw_status: "RESTORE_STOP_BY_ERROR".into(),
+            })
+            .collect()
+    }
+
+    fn event() -> Event {
+        Event {
+            id: 1,
+            created_at: Utc::now(),
+            kind: EventKind::FailureStorm {
+                owner: None,
+                jobs: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn every_job_is_listed_or_counted_once() {
+        for n in [6, 40, 2000] {
+            let card = storm_card(None, &jobs(n), &event());
+            let listed = card.description.matches("user").count();
+            let counted: usize = card
+                .description
+                .split("… and ")
+                .nth(1)
+                .map_or(0, |t| t.split(' ').next().unwrap().parse().unwrap());
+            assert_eq!(listed + counted, n, "{n}");
+            assert_eq!(card.title, format!("{n} restores failed"));
+            assert!(card.description.chars().count() <= 4096);
+            assert!(card.description.contains("/failures"));
+        }
+    }
+}

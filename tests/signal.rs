@@ -1,0 +1,355 @@
+//! Signal over noise (issue 11), end to end: the CBS simulator → the poller → the sled
+//! store → `DiscordSink` → the fake Discord on loopback. Quiet cycles post nothing,
+//! summaries go where `summary.channel` says, and a roll-up replaces per-cycle summaries.
+
+mod support;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use restorewatch::config::{
+    AlertSettings, DiscordSettings, PingWhen, SummarySettings, SummaryWhen,
+};
+use restorewatch::discord::DiscordSink;
+use restorewatch::poller::Poller;
+use restorewatch::render::RenderOptions;
+use restorewatch::schedule::CronSchedule;
+use restorewatch::sink::drain;
+use serde_json::Value;
+use serenity::all::{ChannelId, RoleId};
+use support::fake_discord::FakeDiscord;
+use support::world::{job, Harness};
+
+const ALERTS: u64 = 4_000_000_000_000_000_001;
+const DIGEST: u64 = 4_000_000_000_000_000_002;
+const SUMMARIES: u64 = 4_000_000_000_000_000_004;
+const ROLE: u64 = 5_000_000_000_000_000_001;
+const FAILED: &str = "RESTORE_STOP_BY_ERROR";
+const SUCCESS: &str = "RESTORE_STOP_SUCCESS";
+
+fn at(h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 6, 26, h, min, 0).unwrap()
+}
+
+fn settings(fake: &FakeDiscord) -> DiscordSettings {
+    DiscordSettings {
+        token: "fake-token".to_owned().into(),
+        alert_channel: ChannelId::new(ALERTS),
+        digest_channel: ChannelId::new(DIGEST),
+        mention_role: Some(RoleId::new(ROLE)),
+        api_base: Some(fake.api_base().parse().unwrap()),
+        guilds: Vec::new(),
+        admin_role: None,
+        public_lookups: false,
+        routes: Vec::new(),
+    }
+}
+
+fn sink(fake: &FakeDiscord, poller: &Poller) -> DiscordSink {
+    let render = RenderOptions {
+        mention_role: None,
+        timezone: chrono_tz::UTC,
+    };
+    DiscordSink::new(&settings(fake), poller.store(), render).unwrap()
+}
+
+/// Every embed posted to `channel`.
+fn embeds(fake: &FakeDiscord, channel: u64) -> Vec<Value> {
+    let messages = fake.messages(channel).into_iter();
+    messages
+        .flat_map(|m| m["embeds"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Runs the baseline cycle, then ten cycles five minutes apart in which jobs of `obm` start
+/// and, one cycle later, succeed; delivers after each. Returns the messages posted after
+/// the baseline.
+async fn ten_quiet_cycles(summary: SummarySettings) -> (usize, FakeDiscord) {
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.summary = summary;
+    let p = h.poller();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p);
+    p.cycle().await.unwrap();
+    drain(p.store(), &sink).await.unwrap();
+    let after_baseline = fake.all_messages().len();
+    for i in 0..10 {
+        let start = at(9, 1) + Duration::minutes(5 * i);
+        let end = start + Duration::minutes(6);
+        h.sim
+            .add_job(job("obm", &format!("{i}"), start, Some(end), SUCCESS));
+        h.clock.set(at(9, 3) + Duration::minutes(5 * i));
+        let r = p.cycle().await.unwrap();
+        assert!(r.summary.started_running + r.summary.finished.values().sum::<u32>() > 0);
+        drain(p.store(), &sink).await.unwrap();
+    }
+    assert!(fake.unexpected().is_empty());
+    (fake.all_messages().len() - after_baseline, fake)
+}
+
+#[tokio::test]
+async fn ten_cycles_of_starts_and_successes_post_nothing_with_the_defaults() {
+    let (posted, fake) = ten_quiet_cycles(SummarySettings::default()).await;
+    assert_eq!(posted, 0, "{:#?}", fake.all_messages());
+}
+
+#[tokio::test]
+async fn summary_when_changes_posts_the_same_cycles_and_never_posts_none() {
+    let changes = SummarySettings {
+        when: SummaryWhen::Changes,
+        ..SummarySettings::default()
+    };
+    let (posted, _fake) = ten_quiet_cycles(changes).await;
+    assert_eq!(
+        posted, 10,
+        "one summary per cycle in which a job started or ended"
+    );
+    let never = SummarySettings {
+        when: SummaryWhen::Never,
+        ..SummarySettings::default()
+    };
+    assert_eq!(ten_quiet_cycles(never).await.0, 0);
+}
+
+#[tokio::test]
+async fn a_failure_posts_its_summary_to_summary_channel_and_the_alert_to_the_alert_channel() {
+    let h = Harness::start(&["obm"], at(9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim
+        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    h.clock.set(at(9, 30));
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p).with_summary_channel(ChannelId::new(SUMMARIES));
+    drain(p.store(), &sink).await.unwrap();
+
+    let summaries = embeds(&fake, SUMMARIES);
+    assert_eq!(summaries.len(), 1, "{summaries:#?}");
+    assert_eq!(summaries[0]["title"], "Poll cycle summary");
+    let alerts = embeds(&fake, ALERTS);
+    assert!(alerts
+        .iter()
+        .any(|e| e["title"] == "Restore failed: obm / set 1"));
+    assert!(alerts.iter().all(|e| e["title"] != "Poll cycle summary"));
+}
+
+#[tokio::test]
+async fn a_summary_schedule_posts_one_roll_up_of_all_cycles_since_the_last() {
+    let rollup = SummarySettings {
+        schedule: Some(CronSchedule::parse("0 * * * *", chrono_tz::UTC).unwrap()),
+        ..SummarySettings::default()
+    };
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.summary = rollup;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim
+        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    h.sim
+        .add_job(job("obm", "2", at(9, 1), Some(at(9, 2)), SUCCESS));
+    for i in 0..5 {
+        h.clock.set(at(9, 5) + Duration::minutes(5 * i));
+        p.cycle().await.unwrap();
+    }
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p);
+    drain(p.store(), &sink).await.unwrap();
+    assert!(
+        embeds(&fake, ALERTS).iter().all(|e| !e["title"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("summary")
+            && !e["title"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Roll-up")),
+        "no per-cycle summaries with a roll-up schedule"
+    );
+
+    assert!(restorewatch::summary::queue_rollup(p.store(), at(10, 0)).unwrap());
+    drain(p.store(), &sink).await.unwrap();
+    let rollups: Vec<Value> = embeds(&fake, ALERTS)
+        .into_iter()
+        .filter(|e| {
+            e["title"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Roll-up")
+        })
+        .collect();
+    assert_eq!(rollups.len(), 1);
+    assert_eq!(rollups[0]["title"], "Roll-up of 6 poll cycles");
+    let text = rollups[0].to_string();
+    assert!(
+        text.contains("1 failure") && text.contains("1 success"),
+        "{text}"
+    );
+    // Nothing since: the next tick posts nothing.
+    assert!(!restorewatch::summary::queue_rollup(p.store(), at(11, 0)).unwrap());
+}
+
+/// `users` users (`u000`…), an empty baseline, then `per_user` failed restores each (one
+/// per set) in one cycle; delivered to the fake Discord with the role set.
+async fn storm(users: usize, per_user: usize) -> (Harness, Poller, FakeDiscord) {
+    let mut h = Harness::start(&[], at(9, 0)).await;
+    // No baseline card: the storm's messages are all the fake gets.
+    h.baseline_first_cycle = false;
+    for u in 0..users {
+        h.add_user(&format!("u{u:03}"), "");
+    }
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    assert_eq!(p.store().outbox_len(), 0);
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p);
+    for u in 0..users {
+        for s in 0..per_user {
+            let end = at(9, 2) + Duration::seconds((u * per_user + s) as i64);
+            h.sim.add_job(job(
+                &format!("u{u:03}"),
+                &format!("{s:02}"),
+                at(9, 1),
+                Some(end),
+                FAILED,
+            ));
+        }
+    }
+    h.clock.set(at(9, 45));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.alerts as usize, users * per_user);
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!(report.pending, 0);
+    assert_eq!(p.store().outbox_len(), 0);
+    (h, p, fake)
+}
+
+fn titles(fake: &FakeDiscord, prefix: &str) -> Vec<Value> {
+    embeds(fake, ALERTS)
+        .into_iter()
+        .filter(|e| e["title"].as_str().unwrap_or_default().starts_with(prefix))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_storm_of_2000_failures_posts_at_most_5_messages_listing_or_counting_each_once() {
+    let (_h, _p, fake) = storm(100, 20).await;
+    let messages = fake.messages(ALERTS);
+    assert!(messages.len() <= 5, "{} messages", messages.len());
+    let cards = titles(&fake, "2000 restores failed");
+    assert_eq!(cards.len(), 1, "one card");
+    let text = cards[0]["description"].as_str().unwrap();
+    // Each listed line names one job; the rest is counted once.
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" · ")).collect();
+    let distinct: std::collections::BTreeSet<&str> = lines.iter().copied().collect();
+    assert_eq!(distinct.len(), lines.len(), "no job listed twice");
+    let counted: usize = text
+        .split("… and ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the rest is counted");
+    assert_eq!(lines.len() + counted, 2000);
+    assert!(text.contains("/failures"), "{text}");
+    // In order: the first line is the first job to end.
+    assert!(lines[0].contains("u000 · set 00"), "{}", lines[0]);
+    // The first few still get their own alert, after the card.
+    let individual = titles(&fake, "Restore failed:");
+    assert_eq!(individual.len(), 3);
+    assert_eq!(individual[0]["title"], "Restore failed: u000 / set 00");
+    // The card's message pings the role once.
+    assert!(messages[0]["content"]
+        .as_str()
+        .is_some_and(|c| c.starts_with(&format!("<@&{ROLE}>"))));
+    assert!(fake.unexpected().is_empty());
+}
+
+#[tokio::test]
+async fn up_to_group_after_failures_stay_individual_one_more_groups() {
+    let (_h, _p, fake) = storm(1, 5).await;
+    assert_eq!(titles(&fake, "Restore failed:").len(), 5);
+    assert!(titles(&fake, "5 restores failed").is_empty());
+    let (_h, _p, fake) = storm(1, 6).await;
+    assert_eq!(titles(&fake, "6 restores failed").len(), 1);
+    assert_eq!(titles(&fake, "Restore failed:").len(), 3);
+}
+
+/// Set 1 of `obm` ends once per cycle with `statuses`, in order; each cycle is delivered.
+/// Returns per cycle the alert's description and whether its message pinged the role.
+async fn row(statuses: &[&str], alerts: AlertSettings) -> Vec<Option<(String, bool)>> {
+    let h = Harness::start(&["obm"], at(9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p).with_alerts(alerts);
+    drain(p.store(), &sink).await.unwrap();
+    let mut out = Vec::new();
+    for (i, status) in statuses.iter().enumerate() {
+        let start = at(10, 0) + Duration::hours(i as i64);
+        h.sim.add_job(job(
+            "obm",
+            "1",
+            start,
+            Some(start + Duration::minutes(5)),
+            status,
+        ));
+        h.clock.set(start + Duration::minutes(30));
+        let before = fake.messages(ALERTS).len();
+        p.cycle().await.unwrap();
+        drain(p.store(), &sink).await.unwrap();
+        let new: Vec<Value> = fake.messages(ALERTS).split_off(before);
+        let alert = new.iter().find_map(|m| {
+            let embeds = m["embeds"].as_array()?;
+            let e = embeds
+                .iter()
+                .find(|e| e["title"] == "Restore failed: obm / set 1")?;
+            let pinged = m["content"]
+                .as_str()
+                .is_some_and(|c| c.contains(&format!("<@&{ROLE}>")));
+            Some((e["description"].as_str().unwrap_or("").to_owned(), pinged))
+        });
+        out.push(alert);
+    }
+    out
+}
+
+#[tokio::test]
+async fn repeats_escalate_and_ping_only_at_the_first_and_the_threshold() {
+    let got = row(
+        &[FAILED, FAILED, FAILED, FAILED, SUCCESS, FAILED],
+        AlertSettings::default(),
+    )
+    .await;
+    let pings: Vec<Option<bool>> = got.iter().map(|a| a.as_ref().map(|a| a.1)).collect();
+    assert_eq!(
+        pings,
+        [
+            Some(true),
+            Some(false),
+            Some(true),
+            Some(false),
+            None,
+            Some(true)
+        ]
+    );
+    let text = |i: usize| got[i].as_ref().unwrap().0.clone();
+    assert_eq!(text(0), "", "a first failure is not a repeat");
+    assert_eq!(text(1), "**2nd failure in a row** since 2024-06-26.");
+    assert_eq!(text(2), "**3rd failure in a row** since 2024-06-26.");
+    assert_eq!(text(3), "**4th failure in a row** since 2024-06-26.");
+    assert_eq!(text(5), "", "the success reset the count");
+}
+
+#[tokio::test]
+async fn alerts_ping_every_pings_each_repeat_and_never_pings_none() {
+    let every = AlertSettings {
+        ping: PingWhen::Every,
+        ..AlertSettings::default()
+    };
+    let got = row(&[FAILED, FAILED, FAILED, FAILED], every).await;
+    assert!(got.iter().all(|a| a.as_ref().unwrap().1));
+    let never = AlertSettings {
+        ping: PingWhen::Never,
+        ..AlertSettings::default()
+    };
+    let got = row(&[FAILED, FAILED], never).await;
+    assert!(got.iter().all(|a| !a.as_ref().unwrap().1));
+}
