@@ -6,13 +6,16 @@
 //! 2. Bounded state: records and bytes on disk over simulated weeks with retention, the
 //!    late weeks against the first full retention window.
 //! 3. Steady state: a cycle that finds nothing new against the cycle that recorded the jobs.
+//! 4. Discovery: 10,000 users listed by `2/ListUsers.do` in one call, and kept in the store.
 //!
-//! Run: `cargo run --release --example bench` (about a minute).
+//! Run: `cargo run --release --example bench` (about a minute); one section only with its
+//! name as the argument (`-- discovery`).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use restorewatch::cbs::{CbsClient, CbsClientConfig};
 use restorewatch::clock::ManualClock;
 use restorewatch::config::{PollSettings, WatchEntry, DEFAULT_ALERT_CLASSES};
+use restorewatch::discover::{DiscoverSettings, Discovery};
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::schedule::CronSchedule;
 use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimJob, SimUser, Simulator};
@@ -245,10 +248,80 @@ async fn steady_state() {
     );
 }
 
+/// Users discovered in one `2/ListUsers.do` call, and the same call plus filtering and the
+/// store write of the list, median of five runs each.
+async fn discovery() {
+    const USERS: usize = 10_000;
+    const RUNS: usize = 5;
+    let now = at(10, 12);
+    let rig = rig(USERS, 8, 35, now).await;
+    let client = CbsClient::new(CbsClientConfig {
+        url: rig.sim.url(),
+        server_name: "bench".into(),
+        sys_user: rig.sim.sys_user().into(),
+        sys_pwd: rig.sim.sys_pwd().to_owned().into(),
+        timezone: chrono_tz::UTC,
+        request_timeout: std::time::Duration::from_secs(30),
+        ca_cert: None,
+    })
+    .expect("client");
+    let discovery = Discovery::from_settings(DiscoverSettings {
+        enabled: true,
+        ..DiscoverSettings::default()
+    })
+    .expect("enabled");
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut call = Vec::new();
+    let mut whole = Vec::new();
+    for run in 0..RUNS {
+        let t = Instant::now();
+        let listed = client.list_users("").await.expect("list users");
+        call.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(listed.len(), USERS);
+        // Each run is due: two hours past the last.
+        let at = now + Duration::hours(2 * run as i64 + 2);
+        let t = Instant::now();
+        discovery
+            .refresh_if_due(&client, rig.poller.store(), at)
+            .await
+            .expect("store");
+        whole.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(
+            rig.poller.store().discovered_users().expect("store").len(),
+            USERS
+        );
+    }
+    println!("## 4. Discovery: {USERS} users in one call (median of {RUNS})\n");
+    println!("| step | time | target |\n|---|---:|---:|");
+    println!(
+        "| `2/ListUsers.do` call and decode | {:.0} ms | < 1000 ms |",
+        median(call)
+    );
+    println!(
+        "| call, filter and store write (`discover::Discovery::refresh_if_due`) | {:.0} ms | < 1000 ms |",
+        median(whole)
+    );
+    println!();
+}
+
 #[tokio::main]
 async fn main() {
+    let only = std::env::args().nth(1);
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     println!("# restorewatch benchmarks\n");
-    concurrency().await;
-    bounded_state().await;
-    steady_state().await;
+    if run("concurrency") {
+        concurrency().await;
+    }
+    if run("bounded_state") {
+        bounded_state().await;
+    }
+    if run("steady_state") {
+        steady_state().await;
+    }
+    if run("discovery") {
+        discovery().await;
+    }
 }

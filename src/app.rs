@@ -135,7 +135,8 @@ impl App {
                 down_after: settings.cbs.down_after,
             },
             clock.clone(),
-        );
+        )
+        .with_discovery(settings.discover.clone());
         let heartbeat = settings
             .heartbeat
             .url
@@ -362,6 +363,7 @@ pub fn cbs_client(settings: &Settings) -> anyhow::Result<CbsClient> {
         request_timeout: cbs.request_timeout,
         ca_cert: cbs.ca_cert.clone(),
     })
+    .map(|client| client.with_max_requests_per_second(cbs.max_requests_per_second))
     .context("setting up the CBS client")
 }
 

@@ -55,6 +55,8 @@ pub struct Settings {
     pub cbs: CbsSettings,
     /// Users from the config file (the store adds those added from chat).
     pub watch: Vec<WatchEntry>,
+    /// `[discover]`: users listed by the server itself.
+    pub discover: crate::discover::DiscoverSettings,
     pub poll: PollSettings,
     pub state: StateSettings,
     /// `None`: no `[discord]` section, events go to the console.
@@ -78,6 +80,8 @@ pub struct CbsSettings {
     pub timezone: Tz,
     pub request_timeout: Duration,
     pub max_concurrency: usize,
+    /// `cbs.max_requests_per_second`: a ceiling on the request rate (none by default).
+    pub max_requests_per_second: Option<std::num::NonZeroU32>,
     /// Consecutive cycles without one successful request before the server counts as down.
     pub down_after: u32,
     /// Extra CA certificate (PEM) to trust, for self-signed servers.
@@ -451,6 +455,20 @@ impl Settings {
         if let Some(ca) = &c.ca_cert {
             out.push(("cbs.ca_cert", text(&ca.display().to_string())));
         }
+        if let Some(rate) = c.max_requests_per_second {
+            out.push(("cbs.max_requests_per_second", rate.to_string()));
+        }
+        let list = |items: &[String]| {
+            let items: Vec<String> = items.iter().map(|i| text(i)).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let d = &self.discover;
+        out.extend([
+            ("discover.enabled", d.enabled.to_string()),
+            ("discover.owners", list(&d.owners)),
+            ("discover.exclude", list(&d.exclude_patterns)),
+            ("discover.refresh", duration(&d.refresh)),
+        ]);
         let p = &self.poll;
         let classes: Vec<String> = p.alert_classes.iter().map(|c| text(c.as_str())).collect();
         out.extend([
@@ -588,6 +606,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("cbs", "max_concurrency", EnvKind::Integer),
     ("cbs", "down_after", EnvKind::Integer),
     ("cbs", "ca_cert", EnvKind::Text),
+    ("cbs", "max_requests_per_second", EnvKind::Integer),
+    ("discover", "enabled", EnvKind::Flag),
+    ("discover", "owners", EnvKind::List),
+    ("discover", "exclude", EnvKind::List),
+    ("discover", "refresh", EnvKind::Text),
     ("poll", "schedule", EnvKind::Text),
     ("poll", "midnight_grace", EnvKind::Text),
     ("poll", "max_catch_up_days", EnvKind::Integer),
@@ -688,6 +711,8 @@ struct RawConfig {
     #[serde(default)]
     watch: Vec<RawWatch>,
     #[serde(default)]
+    discover: RawDiscover,
+    #[serde(default)]
     poll: RawPoll,
     #[serde(default)]
     state: RawState,
@@ -733,8 +758,18 @@ struct RawCbs {
     timezone: Option<String>,
     request_timeout: Option<String>,
     max_concurrency: Option<i64>,
+    max_requests_per_second: Option<i64>,
     down_after: Option<i64>,
     ca_cert: Option<PathBuf>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the [discover] table")]
+struct RawDiscover {
+    enabled: Option<bool>,
+    owners: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    refresh: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -821,6 +856,8 @@ const DEFAULT_TIMEZONE: Tz = Tz::UTC;
 const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 const DEFAULT_MAX_CONCURRENCY: i64 = 8;
 const MAX_CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=64;
+const MAX_REQUESTS_PER_SECOND_RANGE: RangeInclusive<i64> = 1..=10_000;
+const DEFAULT_DISCOVER_REFRESH: &str = "1h";
 const DEFAULT_DOWN_AFTER: i64 = 2;
 const DOWN_AFTER_RANGE: RangeInclusive<i64> = 1..=1000;
 const DEFAULT_POLL_SCHEDULE: &str = "*/5 * * * *";
@@ -915,6 +952,7 @@ impl Checker {
         }
         Ok(Settings {
             watch: self.watch(raw.watch)?,
+            discover: self.discover(raw.discover)?,
             poll,
             state,
             discord,
@@ -1062,6 +1100,15 @@ impl Checker {
                 DEFAULT_MAX_CONCURRENCY,
                 MAX_CONCURRENCY_RANGE,
             )? as usize,
+            max_requests_per_second: match raw.max_requests_per_second {
+                None => None,
+                Some(n) => std::num::NonZeroU32::new(self.int_in(
+                    "cbs.max_requests_per_second",
+                    Some(n),
+                    0,
+                    MAX_REQUESTS_PER_SECOND_RANGE,
+                )? as u32),
+            },
             down_after: self.int_in(
                 "cbs.down_after",
                 raw.down_after,
@@ -1090,6 +1137,38 @@ impl Checker {
             });
         }
         Ok(entries)
+    }
+
+    fn discover(&self, raw: RawDiscover) -> Result<crate::discover::DiscoverSettings, ConfigError> {
+        let mut exclude = globset::GlobSetBuilder::new();
+        let patterns = raw.exclude.unwrap_or_default();
+        for (i, pattern) in patterns.iter().enumerate() {
+            let glob = globset::Glob::new(pattern.trim()).map_err(|e| {
+                self.fail(
+                    &format!("discover.exclude[{i}]"),
+                    format!("{pattern:?}: {e}"),
+                )
+            })?;
+            exclude.add(glob);
+        }
+        let exclude = exclude
+            .build()
+            .map_err(|e| self.fail("discover.exclude", e))?;
+        let mut owners = Vec::new();
+        for (i, owner) in raw.owners.unwrap_or_default().into_iter().enumerate() {
+            owners.push(self.non_empty(&format!("discover.owners[{i}]"), owner)?);
+        }
+        Ok(crate::discover::DiscoverSettings {
+            enabled: raw.enabled.unwrap_or(false),
+            owners,
+            exclude,
+            exclude_patterns: patterns,
+            refresh: self.positive_duration(
+                "discover.refresh",
+                raw.refresh,
+                DEFAULT_DISCOVER_REFRESH,
+            )?,
+        })
     }
 
     fn poll(&self, raw: RawPoll, tz: Tz) -> Result<PollSettings, ConfigError> {
@@ -1481,6 +1560,11 @@ mod tests {
             "http://127.0.0.1:1/ping",
             "\"http://127.0.0.1:1/ping\"",
         ),
+        ("cbs.max_requests_per_second", "25", "25"),
+        ("discover.enabled", "true", "true"),
+        ("discover.owners", "r1, r2", "[\"r1\", \"r2\"]"),
+        ("discover.exclude", "test-*", "[\"test-*\"]"),
+        ("discover.refresh", "2h", "\"2h\""),
         ("summary.when", "never", "\"never\""),
         ("summary.channel", "42", "\"42\""),
         ("summary.schedule", "0 * * * *", "\"0 * * * *\""),

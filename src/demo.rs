@@ -116,10 +116,12 @@ pub async fn run_demo(
             timezone: tz,
             request_timeout: Duration::from_secs(5),
             max_concurrency: 8,
+            max_requests_per_second: None,
             down_after: 2,
             ca_cert: None,
         },
         watch,
+        discover: Default::default(),
         poll: PollSettings {
             schedule: CronSchedule::parse(&every, tz)?,
             midnight_grace: Duration::from_secs(6 * 3600),

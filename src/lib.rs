@@ -12,6 +12,7 @@
 //! - [`config`]: the TOML file and environment, checked into typed [`config::Settings`].
 //! - [`schedule`]: cron schedules in the backup server's time zone.
 //! - [`simulator`]: a stand-in CBS for tests, the demo and `restorewatch simulate`.
+//! - [`discover`]: the users the backup server lists (`[discover]`), kept in the store.
 //! - [`poller`]: one poll cycle: which users and dates, what changed, which events.
 //! - [`app`]: the running program: parts built from the settings, the schedule loop.
 //! - [`check`]: `restorewatch check`, the pre-flight of the config, the CBS and Discord.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod demo;
 pub mod digest;
 pub mod discord;
+pub mod discover;
 pub mod escalation;
 pub mod event;
 pub mod gateway;

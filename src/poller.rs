@@ -67,6 +67,8 @@ pub struct Poller {
     store: Store,
     config: PollerConfig,
     clock: SharedClock,
+    /// `None`: discovery is off (and its last list forgotten).
+    discovery: Option<crate::discover::Discovery>,
 }
 
 /// The calendar dates to ask about for one user, in the server's zone.
@@ -117,7 +119,14 @@ impl Poller {
             store,
             config,
             clock,
+            discovery: None,
         }
+    }
+
+    /// Watches the users the server lists too (`[discover]`), when enabled.
+    pub fn with_discovery(mut self, settings: crate::discover::DiscoverSettings) -> Self {
+        self.discovery = crate::discover::Discovery::from_settings(settings);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -134,6 +143,13 @@ impl Poller {
         let started_at = self.clock.now();
         let tz = self.client.timezone();
         let server = self.client.server_name().to_owned();
+        match &self.discovery {
+            Some(d) => {
+                d.refresh_if_due(&self.client, &self.store, started_at)
+                    .await?
+            }
+            None => crate::discover::forget(&self.store)?,
+        }
         let users = self.watch_list()?;
 
         let limit = Arc::new(Semaphore::new(self.config.max_concurrency.max(1)));

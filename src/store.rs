@@ -31,6 +31,9 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+/// login → owner: the users discovery last listed.
+const DISCOVERED_TREE: &str = "discovered";
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Whether opening the store failed because another process (a running instance) holds it.
@@ -823,6 +826,10 @@ impl Store {
         for w in config {
             users.insert(w.login.to_lowercase(), w.clone());
         }
+        // Users the server listed (discovery); config and chat owners win.
+        for w in self.discovered_users()? {
+            users.entry(w.login.to_lowercase()).or_insert(w);
+        }
         Ok(users.into_values().collect())
     }
 
@@ -1007,6 +1014,38 @@ impl Store {
             Some(encode(&fresh)),
         )?;
         Ok(self.meta_get(META_INSTALL_ID)?.unwrap_or(fresh))
+    }
+
+    /// The last list of users discovery kept (empty when discovery is off or never ran).
+    pub fn discovered_users(&self) -> Result<Vec<WatchEntry>> {
+        self.tree(DISCOVERED_TREE)?
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok(WatchEntry {
+                    login: String::from_utf8_lossy(&k).into_owned(),
+                    owner: String::from_utf8_lossy(&v).into_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces the discovered users with `users`, in one batch.
+    pub fn set_discovered_users(&self, users: &[WatchEntry]) -> Result<()> {
+        let tree = self.tree(DISCOVERED_TREE)?;
+        let mut batch = sled::Batch::default();
+        let keep: BTreeSet<&str> = users.iter().map(|w| w.login.as_str()).collect();
+        for k in tree.iter().keys() {
+            let k = k?;
+            if !keep.contains(String::from_utf8_lossy(&k).as_ref()) {
+                batch.remove(k);
+            }
+        }
+        for w in users {
+            batch.insert(w.login.as_bytes(), w.owner.as_bytes());
+        }
+        tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// The logins the last cycle polled. Should that record be lost, the users with a

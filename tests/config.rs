@@ -441,3 +441,45 @@ fn a_section_of_the_wrong_type_is_named() {
     let message = fails_naming("cbs = 5\n", "cbs");
     assert!(message.contains("expected the [cbs] table"), "{message}");
 }
+
+#[test]
+fn discover_and_rate_keys_are_checked() {
+    let s = load(&format!(
+        "{BASE}[discover]\nenabled = true\nowners = [\"r1\"]\nexclude = [\"test-*\"]\nrefresh = \"2h\"\n"
+    ))
+    .unwrap();
+    assert!(s.discover.enabled);
+    assert_eq!(s.discover.owners, ["r1"]);
+    assert!(s.discover.exclude.is_match("test-9") && !s.discover.exclude.is_match("prod"));
+    assert_eq!(s.discover.refresh, std::time::Duration::from_secs(7200));
+    assert!(!load(BASE).unwrap().discover.enabled, "off by default");
+    let message = fails_naming(
+        &format!("{BASE}[discover]\nexclude = [\"ok\", \"a[\"]\n"),
+        "discover.exclude[1]",
+    );
+    assert!(message.contains("a["), "{message}");
+    fails_naming(
+        &format!("{BASE}[discover]\nrefresh = \"0s\"\n"),
+        "discover.refresh",
+    );
+    fails_naming(
+        &format!("{BASE}[discover]\nenable = true\n"),
+        "discover.enable",
+    );
+    let rate = |n: &str| {
+        BASE.replace(
+            "[cbs]\n",
+            &format!("[cbs]\nmax_requests_per_second = {n}\n"),
+        )
+    };
+    assert_eq!(
+        load(&rate("20"))
+            .unwrap()
+            .cbs
+            .max_requests_per_second
+            .map(|n| n.get()),
+        Some(20)
+    );
+    assert_eq!(load(BASE).unwrap().cbs.max_requests_per_second, None);
+    fails_naming(&rate("0"), "cbs.max_requests_per_second");
+}

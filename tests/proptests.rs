@@ -4,7 +4,7 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
-use restorewatch::cbs::model::{decode_reply, DecodeContext, ReplyError};
+use restorewatch::cbs::model::{decode_reply, decode_users, DecodeContext, ReplyError};
 use restorewatch::config::Settings;
 use restorewatch::render::escape_markdown;
 use restorewatch::schedule::CronSchedule;
@@ -79,6 +79,24 @@ fn assert_clear(result: &Result<restorewatch::cbs::model::JobList, ReplyError>) 
 }
 
 proptest! {
+    #[test]
+    fn the_user_list_decoder_takes_arbitrary_input(
+        bytes in prop::collection::vec(any::<u8>(), 0..512),
+        status in prop_oneof![Just(json!("OK")), Just(json!("Error")), any_json()],
+        users in any_json(),
+    ) {
+        for body in [
+            String::from_utf8_lossy(&bytes).into_owned(),
+            json!({"Status": status, "User": users}).to_string(),
+        ] {
+            match decode_users(&body) {
+                Ok(listed) => prop_assert!(listed.iter().all(|u| !u.login.trim().is_empty())),
+                Err(ReplyError::Malformed { reason, .. }) => prop_assert!(!reason.trim().is_empty()),
+                Err(ReplyError::Api { .. }) => {}
+            }
+        }
+    }
+
     #[test]
     fn the_reply_decoder_takes_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let text = String::from_utf8_lossy(&bytes);

@@ -1,4 +1,5 @@
-//! The HTTP client for the AhsayCBS JSON API: one call, `ListRestoreJobStatus.do`.
+//! The HTTP client for the AhsayCBS JSON API: `ListRestoreJobStatus.do`, and
+//! `2/ListUsers.do` for discovery.
 //!
 //! It turns transport trouble, HTTP errors and `Status: Error` replies into one
 //! [`CbsError`] whose [`CbsError::outage_reason`] tells the poller whether the whole server
@@ -6,19 +7,23 @@
 //! [`model::decode_reply`]'s job. The system password lives in a [`SecretString`] and is
 //! exposed only to build the request body; no error or `Debug` output carries it.
 
-use super::model::{self, DecodeContext, JobList, ReplyError, SNIPPET_MAX_CHARS};
+use super::model::{self, DecodeContext, JobList, ListedUser, ReplyError, SNIPPET_MAX_CHARS};
 use crate::event::OutageReason;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The call's path below the base URL.
 const LIST_RESTORE_JOB_STATUS: &str = "obs/api/json/ListRestoreJobStatus.do";
+
+/// The user-listing call (CBS 9.7+), below the base URL.
+const LIST_USERS: &str = "obs/api/json/2/ListUsers.do";
 
 /// Replies larger than this are refused (bytes); a day of restores for one user is far less.
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
@@ -134,11 +139,65 @@ fn is_password_expired(message: &str) -> bool {
 #[derive(Clone)]
 pub struct CbsClient {
     inner: Arc<Inner>,
+    /// `cbs.max_requests_per_second`, shared by every clone.
+    pace: Option<Arc<Pace>>,
+}
+
+/// Tokio's clock for governor, so that the rate limit follows tokio time (and a test's
+/// paused time) like every other wait in the program.
+#[derive(Clone, Debug)]
+struct TokioClock {
+    start: tokio::time::Instant,
+}
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// A ceiling on the request rate: requests evenly spaced, no bursts, so that no window of
+/// one second ever holds more than the configured number.
+struct Pace {
+    limiter: governor::RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        TokioClock,
+        governor::middleware::NoOpMiddleware<Duration>,
+    >,
+}
+
+impl Pace {
+    fn new(per_second: NonZeroU32) -> Pace {
+        // Rounded up: a period a nanosecond short would fit one request too many into a
+        // second.
+        let period_ns = 1_000_000_000u64.div_ceil(u64::from(per_second.get()));
+        let quota = governor::Quota::with_period(Duration::from_nanos(period_ns))
+            .expect("the period is at least 100 µs");
+        let clock = TokioClock {
+            start: tokio::time::Instant::now(),
+        };
+        Pace {
+            limiter: governor::RateLimiter::direct_with_clock(quota, clock),
+        }
+    }
+
+    /// Returns once the next request may go.
+    async fn wait(&self) {
+        use governor::clock::Clock;
+        while let Err(not_until) = self.limiter.check() {
+            let now = self.limiter.clock().now();
+            tokio::time::sleep(not_until.wait_time_from(now)).await;
+        }
+    }
 }
 
 struct Inner {
     http: reqwest::Client,
     endpoint: reqwest::Url,
+    users_endpoint: reqwest::Url,
     server_name: String,
     sys_user: String,
     sys_pwd: SecretString,
@@ -178,6 +237,9 @@ struct ListRequest<'a> {
 impl CbsClient {
     pub fn new(cfg: CbsClientConfig) -> Result<CbsClient, CbsError> {
         let endpoint = endpoint(&cfg.url)?;
+        let users_endpoint = endpoint
+            .join(LIST_USERS.trim_start_matches("obs/api/json/"))
+            .map_err(|e| CbsError::Setup(format!("bad CBS URL: {e}")))?;
         let mut builder = reqwest::Client::builder()
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.request_timeout)
@@ -206,9 +268,11 @@ impl CbsClient {
             .build()
             .map_err(|e| CbsError::Setup(format!("cannot build the HTTP client: {}", chain(&e))))?;
         Ok(CbsClient {
+            pace: None,
             inner: Arc::new(Inner {
                 http,
                 endpoint,
+                users_endpoint,
                 server_name: cfg.server_name,
                 sys_user: cfg.sys_user,
                 sys_pwd: cfg.sys_pwd,
@@ -216,6 +280,20 @@ impl CbsClient {
                 request_timeout: cfg.request_timeout,
             }),
         })
+    }
+
+    /// At most `per_second` requests per second from this client and its clones (`None`:
+    /// no ceiling beyond the caller's concurrency bound).
+    pub fn with_max_requests_per_second(mut self, per_second: Option<NonZeroU32>) -> Self {
+        self.pace = per_second.map(|n| Arc::new(Pace::new(n)));
+        self
+    }
+
+    /// Waits for the rate limit, if there is one.
+    async fn paced(&self) {
+        if let Some(pace) = &self.pace {
+            pace.wait().await;
+        }
     }
 
     pub fn server_name(&self) -> &str {
@@ -242,6 +320,7 @@ impl CbsClient {
             login_name: login,
             restore_date: date.format("%Y-%m-%d").to_string(),
         };
+        self.paced().await;
         let response = i
             .http
             .post(i.endpoint.clone())
@@ -269,6 +348,68 @@ impl CbsClient {
             // password: redact the decoded message too.
             ReplyError::Api { message, expt_type } => {
                 self.api_error(self.redact(message), expt_type)
+            }
+            ReplyError::Malformed { reason, snippet } => CbsError::Decode {
+                server: i.server_name.clone(),
+                reason,
+                snippet,
+            },
+        })
+    }
+
+    /// Every backup user the system user may see (`2/ListUsers.do`), of one reseller when
+    /// `reseller` is not empty. The call needs the Admin or API role: a refusal other than
+    /// bad credentials or an expired password says so.
+    pub async fn list_users(&self, reseller: &str) -> Result<Vec<ListedUser>, CbsError> {
+        #[derive(serde::Serialize)]
+        struct Request<'a> {
+            #[serde(rename = "SysUser")]
+            sys_user: &'a str,
+            #[serde(rename = "SysPwd")]
+            sys_pwd: &'a str,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            reseller: &'a str,
+        }
+        let i = &self.inner;
+        let body = Request {
+            sys_user: &i.sys_user,
+            sys_pwd: i.sys_pwd.expose_secret(),
+            reseller,
+        };
+        self.paced().await;
+        let response = i
+            .http
+            .post(i.users_endpoint.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let text = self.read_body(response).await?;
+        if !status.is_success() {
+            return Err(CbsError::Http {
+                server: i.server_name.clone(),
+                status,
+                snippet: model::snippet(text.trim(), SNIPPET_MAX_CHARS),
+            });
+        }
+        model::decode_users(&text).map_err(|e| match e {
+            ReplyError::Api { message, expt_type } => {
+                match self.api_error(self.redact(message), expt_type) {
+                    CbsError::Api {
+                        server,
+                        message,
+                        expt_type,
+                    } if !is_credentials_refusal(&message) => CbsError::Api {
+                        server,
+                        message: format!(
+                            "{message} (listing users with 2/ListUsers.do needs a system \
+                             user with the Admin or API role)"
+                        ),
+                        expt_type,
+                    },
+                    other => other,
+                }
             }
             ReplyError::Malformed { reason, snippet } => CbsError::Decode {
                 server: i.server_name.clone(),

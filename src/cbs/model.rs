@@ -546,6 +546,65 @@ pub fn local_in(tz: Tz, naive: NaiveDateTime) -> Option<ServerTime> {
     }
 }
 
+/// One backup user as `2/ListUsers.do` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListedUser {
+    pub login: String,
+    /// Sub-admin/reseller; empty when none.
+    pub owner: String,
+}
+
+/// Decodes a `2/ListUsers.do` reply: the list is under `User` (not `Data`). Items without a
+/// readable `LoginName` are skipped (there is nothing to poll for them); unknown fields are
+/// ignored.
+pub fn decode_users(body: &str) -> Result<Vec<ListedUser>, ReplyError> {
+    let malformed = |reason: String| ReplyError::Malformed {
+        reason,
+        snippet: snippet(body, SNIPPET_MAX_CHARS),
+    };
+    let root: Value =
+        serde_json::from_str(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let Value::Object(envelope) = root else {
+        return Err(malformed("the reply is not a JSON object".into()));
+    };
+    let status = get(&envelope, &["Status"])
+        .and_then(as_text)
+        .unwrap_or_default();
+    if status.eq_ignore_ascii_case("error") {
+        return Err(ReplyError::Api {
+            message: get(&envelope, &["Message"])
+                .and_then(as_text)
+                .unwrap_or_else(|| "(no message)".into()),
+            expt_type: get(&envelope, &["ExptType"]).and_then(as_text),
+        });
+    }
+    if !status.eq_ignore_ascii_case("ok") {
+        return Err(malformed(format!(
+            "envelope Status is {status:?}, not OK or Error"
+        )));
+    }
+    let items: Vec<&Value> = match get(&envelope, &["User"]) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        Some(_) => return Err(malformed("User is not a list".into())),
+    };
+    Ok(items
+        .into_iter()
+        .filter_map(|item| {
+            let Value::Object(item) = item else {
+                return None;
+            };
+            let login = get(item, &["LoginName"]).and_then(as_text)?;
+            let login = login.trim();
+            (!login.is_empty()).then(|| ListedUser {
+                login: login.to_owned(),
+                owner: get(item, &["Owner"]).and_then(as_text).unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -944,6 +1003,35 @@ mod tests {
         let back: RestoreJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
         assert_eq!(back, job);
         assert_eq!(back.end_time.unwrap().timezone(), BERLIN);
+    }
+
+    #[test]
+    fn users_are_read_from_the_user_key() {
+        let body = r#"{"Status":"OK","User":[{"ID":"1","LoginName":"alice","Owner":"res1","X":1},
+            {"ID":"2","LoginName":"bob"},{"ID":"3"},{"LoginName":"  "},7]}"#;
+        let users = decode_users(body).unwrap();
+        assert_eq!(
+            users,
+            vec![
+                ListedUser {
+                    login: "alice".into(),
+                    owner: "res1".into()
+                },
+                ListedUser {
+                    login: "bob".into(),
+                    owner: String::new()
+                },
+            ]
+        );
+        assert!(matches!(
+            decode_users(r#"{"Status":"Error","Message":"no role"}"#),
+            Err(ReplyError::Api { message, .. }) if message == "no role"
+        ));
+        assert!(matches!(
+            decode_users(r#"{"Status":"OK","User":"x"}"#),
+            Err(ReplyError::Malformed { .. })
+        ));
+        assert_eq!(decode_users(r#"{"Status":"OK"}"#).unwrap(), vec![]);
     }
 
     /// A job as the poller stores it, with an unreadable field: it reads back the same.

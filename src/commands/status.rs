@@ -35,6 +35,8 @@ pub struct StatusReport {
     pub refused_interactions: u64,
     /// A slash-command outage, current or the last one (see [`crate::gateway`]).
     pub slash_commands: Option<String>,
+    /// How user discovery went; `None` when it never ran.
+    pub discovery: Option<crate::discover::DiscoveryStatus>,
 }
 
 /// How many audit entries `/status` shows.
@@ -63,6 +65,7 @@ impl StatusReport {
             changes: AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?,
             refused_interactions,
             slash_commands: None,
+            discovery: Some(crate::discover::status(store)?).filter(|d| d.last_attempt.is_some()),
         })
     }
 }
@@ -163,6 +166,20 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
             escape_markdown(outage),
             false,
         ));
+    }
+    if let Some(d) = &report.discovery {
+        let listed = match d.last_success {
+            Some(at) => format!("{} users, listed {}", d.users, when(at)),
+            None => "no list yet".to_owned(),
+        };
+        let text = match &d.last_error {
+            Some(error) => format!(
+                "failed: {}\nkeeping the last list: {listed}",
+                escape_markdown(error)
+            ),
+            None => listed,
+        };
+        fields.push(EmbedField::new("Discovery", text, false));
     }
     let embed = Embed {
         title: "restorewatch status".into(),

@@ -185,7 +185,27 @@ pub fn list(
             muted(&w.login)
         ));
     }
-    let mut embed = list_embed("Watched users".into(), &lines, LIST_COLOUR, None);
+    let listed: std::collections::BTreeSet<String> = config_watch
+        .iter()
+        .map(|w| w.login.clone())
+        .chain(store.dynamic_watches()?.into_iter().map(|w| w.login))
+        .collect();
+    for w in store.discovered_users()? {
+        if !listed.contains(&w.login) && scope.sees_owner(&w.owner) {
+            lines.push(format!(
+                "{}{} · discovered{}",
+                code(&w.login),
+                owner(&w.owner),
+                muted(&w.login)
+            ));
+        }
+    }
+    let c = crate::discover::source_counts(store, config_watch)?;
+    let counts = format!(
+        "{} watched · config file {} · chat {} · discovered {}",
+        c.total, c.config, c.chat, c.discovered
+    );
+    let mut embed = list_embed("Watched users".into(), &lines, LIST_COLOUR, Some(counts));
     if lines.is_empty() {
         embed.description = "Nobody is watched yet; add a user with `/watch add`.".into();
     }

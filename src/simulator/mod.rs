@@ -20,7 +20,8 @@ pub use faults::{Faults, LoginFault};
 pub use job::{Quirks, SimJob, SimUser};
 pub use scenario::{Scenario, ScenarioError};
 pub use server::{
-    INCORRECT_CREDENTIALS_MESSAGE, LIST_RESTORE_JOB_STATUS_PATH, PASSWORD_EXPIRED_MESSAGE,
+    INCORRECT_CREDENTIALS_MESSAGE, LIST_RESTORE_JOB_STATUS_PATH, LIST_USERS_PATH,
+    PASSWORD_EXPIRED_MESSAGE, ROLE_DENIED_MESSAGE,
 };
 pub use standalone::{serve, serve_on, SimulateArgs, WorkloadSource};
 pub use workload::{generate, GenParams, Pace, Workload};
@@ -122,6 +123,7 @@ impl Simulator {
                 LIST_RESTORE_JOB_STATUS_PATH,
                 axum::routing::post(server::list_restore_job_status),
             )
+            .route(LIST_USERS_PATH, axum::routing::post(server::list_users))
             .fallback(server::not_found_page)
             .with_state(shared.clone());
         let stop = shared.shutdown.clone();
@@ -283,6 +285,18 @@ impl SimHandle {
         };
     }
 
+    /// `true`: `2/ListUsers.do` refuses the system user's role (as for Read-Only API).
+    pub fn set_list_users_denied(&self, denied: bool) {
+        lock(&self.shared.world).list_users_denied = denied;
+    }
+
+    /// Removes a user and their jobs.
+    pub fn remove_user(&self, login: &str) {
+        let mut world = lock(&self.shared.world);
+        world.users.remove(login);
+        world.jobs.retain(|j| j.login != login);
+    }
+
     /// Makes the requests for `login` and one `RestoreDate` fail this way (`None` heals it):
     /// say, yesterday's reply breaks while today's does not.
     pub fn set_login_date_fault(&self, login: &str, date: NaiveDate, fault: Option<LoginFault>) {
@@ -351,6 +365,12 @@ impl SimHandle {
             .max_in_flight
             .store(stats.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
         lock(&stats.per_user_date).clear();
+        lock(&stats.arrivals).clear();
+    }
+
+    /// When the last requests arrived (at most the last 4096), on tokio's clock, in order.
+    pub fn arrivals(&self) -> Vec<tokio::time::Instant> {
+        lock(&self.shared.stats.arrivals).iter().copied().collect()
     }
 
     /// The token that stops the simulator when cancelled.

@@ -34,6 +34,14 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 /// The one call the simulator implements.
 pub const LIST_RESTORE_JOB_STATUS_PATH: &str = "/obs/api/json/ListRestoreJobStatus.do";
 
+/// The user-listing call (CBS 9.7+), used by discovery.
+pub const LIST_USERS_PATH: &str = "/obs/api/json/2/ListUsers.do";
+
+/// What the simulator answers to `2/ListUsers.do` when told its system user lacks the role
+/// (a Read-Only API user).
+pub const ROLE_DENIED_MESSAGE: &str =
+    "Permission denied: this call is not allowed for a Read-Only API user";
+
 /// The vendor's documented reply to bad system credentials.
 pub const INCORRECT_CREDENTIALS_MESSAGE: &str = "Incorrect system username/password";
 
@@ -67,6 +75,8 @@ pub(crate) struct World {
     pub login_date_faults: HashMap<(String, NaiveDate), LoginFault>,
     pub dice: FaultDice,
     pub password_expired: bool,
+    /// `2/ListUsers.do` answers as to a Read-Only API system user.
+    pub list_users_denied: bool,
 }
 
 impl World {
@@ -78,6 +88,7 @@ impl World {
             login_date_faults: HashMap::new(),
             dice: FaultDice::new(faults),
             password_expired: false,
+            list_users_denied: false,
         }
     }
 
@@ -102,7 +113,12 @@ pub(crate) struct Stats {
     pub max_in_flight: AtomicUsize,
     /// Requests per (LoginName, RestoreDate), for requests that named both readably.
     pub per_user_date: Mutex<HashMap<(String, NaiveDate), u64>>,
+    /// When the last [`ARRIVALS_KEPT`] requests arrived (tokio time), oldest first.
+    pub arrivals: Mutex<std::collections::VecDeque<tokio::time::Instant>>,
 }
+
+/// How many arrival times the simulator keeps, for rate checks.
+pub const ARRIVALS_KEPT: usize = 4096;
 
 /// Counts a request as in flight for as long as it lives.
 struct InFlight<'a>(&'a Stats);
@@ -112,6 +128,12 @@ impl<'a> InFlight<'a> {
         let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
         stats.received.fetch_add(1, Ordering::SeqCst);
+        let mut arrivals = lock(&stats.arrivals);
+        if arrivals.len() == ARRIVALS_KEPT {
+            arrivals.pop_front();
+        }
+        arrivals.push_back(tokio::time::Instant::now());
+        drop(arrivals);
         Self(stats)
     }
 }
@@ -291,6 +313,45 @@ pub(crate) async fn list_restore_job_status(
         "{{\"Status\":\"OK\",\"Data\":[{}]}}",
         items.join(",")
     ))
+}
+
+/// The body of `2/ListUsers.do`: credentials and the optional `reseller` filter.
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct ListUsersRequest {
+    #[serde(rename = "SysUser")]
+    sys_user: String,
+    #[serde(rename = "SysPwd")]
+    sys_pwd: String,
+    reseller: String,
+}
+
+/// `POST /obs/api/json/2/ListUsers.do`: every user in one reply, under the key `User`.
+pub(crate) async fn list_users(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let _in_flight = InFlight::enter(&shared.stats);
+    let Ok(req) = serde_json::from_slice::<ListUsersRequest>(&body) else {
+        return api_error(
+            "Invalid request: the body is not JSON",
+            "com.ahsay.obs.core.q",
+        );
+    };
+    if req.sys_user != shared.sys_user || req.sys_pwd != shared.sys_pwd {
+        return api_error(INCORRECT_CREDENTIALS_MESSAGE, "com.ahsay.obs.core.dbs.c");
+    }
+    let world = lock(&shared.world);
+    if world.password_expired {
+        return api_error(PASSWORD_EXPIRED_MESSAGE, "com.ahsay.obs.core.dbs.p");
+    }
+    if world.list_users_denied {
+        return api_error(ROLE_DENIED_MESSAGE, "com.ahsay.obs.core.dbs.r");
+    }
+    let users: Vec<Value> = world
+        .users
+        .values()
+        .filter(|u| req.reseller.is_empty() || u.owner == req.reseller)
+        .map(|u| json!({"ID": u.user_id, "LoginName": u.login, "Owner": u.owner}))
+        .collect();
+    json_response(json!({"Status": "OK", "User": users}).to_string())
 }
 
 /// Anything else: what a Tomcat answers for an unknown path.

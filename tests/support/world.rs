@@ -75,6 +75,8 @@ pub struct Harness {
     /// `poll.max_catch_up_days` (7 here).
     pub max_catch_up_days: u32,
     pub baseline_first_cycle: bool,
+    /// `cbs.max_requests_per_second` of the poller's client.
+    pub max_requests_per_second: Option<std::num::NonZeroU32>,
     /// `[summary]` of every poller (default: summaries only with alerts).
     pub summary: SummarySettings,
     /// `[alerts]` of every poller (default: storms group after 5).
@@ -101,6 +103,7 @@ impl Harness {
             retention_days: 35,
             max_catch_up_days: 7,
             baseline_first_cycle: true,
+            max_requests_per_second: None,
             summary: SummarySettings::default(),
             alerts: AlertSettings::default(),
             down_after: 1,
@@ -143,7 +146,8 @@ impl Harness {
             request_timeout: std::time::Duration::from_secs(10),
             ca_cert: None,
         })
-        .unwrap();
+        .unwrap()
+        .with_max_requests_per_second(self.max_requests_per_second);
         // Store::open waits for a previous handle's lock itself.
         let store = Store::open(self.dir.path()).unwrap();
         let config = PollerConfig {

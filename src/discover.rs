@@ -1,0 +1,268 @@
+//! Discovery: the backup server's own list of users (`2/ListUsers.do`), so that an MSP need
+//! not list thousands of users by hand.
+//!
+//! Before a poll cycle the poller asks [`Discovery::refresh_if_due`] to list the users when
+//! the last good list is older than `discover.refresh`. The list is filtered by
+//! `discover.owners` and `discover.exclude` and kept in the store, where
+//! [`Store::watch_list`] merges it with the config's and the chat's users. A new user is
+//! then baselined like any user not watched before; a user who is no longer listed stops
+//! being polled (their records stay until retention). A failed listing keeps the last list,
+//! is logged, retried at the next cycle and shown in `/status` (see [`status`]).
+
+use crate::cbs::model::ListedUser;
+use crate::cbs::CbsClient;
+use crate::config::WatchEntry;
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `[discover]`, checked.
+#[derive(Clone, Debug)]
+pub struct DiscoverSettings {
+    pub enabled: bool,
+    /// Resellers whose users are discovered; empty: every user.
+    pub owners: Vec<String>,
+    /// Logins matching any of these globs are left out.
+    pub exclude: globset::GlobSet,
+    /// `exclude` as written, to show the effective config.
+    pub exclude_patterns: Vec<String>,
+    /// How old the last good list may get before it is asked for again.
+    pub refresh: Duration,
+}
+
+impl Default for DiscoverSettings {
+    fn default() -> Self {
+        DiscoverSettings {
+            enabled: false,
+            owners: Vec::new(),
+            exclude: globset::GlobSet::empty(),
+            exclude_patterns: Vec::new(),
+            refresh: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// How discovery went, kept in the store for `/status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveryStatus {
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// The last attempt's error; `None` when it succeeded.
+    pub last_error: Option<String>,
+    /// Users in the kept list.
+    pub users: usize,
+}
+
+/// The store tree and key of [`DiscoveryStatus`].
+const STATUS_TREE: &str = "discover";
+const STATUS_KEY: &[u8] = b"status";
+
+/// The stored discovery status (default when discovery never ran).
+pub fn status(store: &Store) -> Result<DiscoveryStatus, StoreError> {
+    match store.tree(STATUS_TREE)?.get(STATUS_KEY)? {
+        None => Ok(DiscoveryStatus::default()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key: "discover/status".into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn save_status(store: &Store, status: &DiscoveryStatus) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(status).map_err(|e| StoreError::Corrupt {
+        key: "discover/status".into(),
+        reason: e.to_string(),
+    })?;
+    store.tree(STATUS_TREE)?.insert(STATUS_KEY, bytes)?;
+    Ok(())
+}
+
+/// The listed users that the settings keep: of one of `owners` (when any are given), not
+/// matching an `exclude` glob; one entry per login, sorted.
+pub fn select(settings: &DiscoverSettings, listed: Vec<ListedUser>) -> Vec<WatchEntry> {
+    let kept: BTreeMap<String, String> = listed
+        .into_iter()
+        .filter(|u| settings.owners.is_empty() || settings.owners.contains(&u.owner))
+        .filter(|u| !settings.exclude.is_match(&u.login))
+        .map(|u| (u.login, u.owner))
+        .collect();
+    kept.into_iter()
+        .map(|(login, owner)| WatchEntry { login, owner })
+        .collect()
+}
+
+/// Discovery for one backup server.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    settings: DiscoverSettings,
+}
+
+impl Discovery {
+    /// `None` when discovery is off.
+    pub fn from_settings(settings: DiscoverSettings) -> Option<Discovery> {
+        settings.enabled.then_some(Discovery { settings })
+    }
+
+    /// Lists the users again when the last good list is older than `refresh` (or there is
+    /// none). A failure keeps the last list and is recorded; only the store can fail this.
+    pub async fn refresh_if_due(
+        &self,
+        client: &CbsClient,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut status = status(store)?;
+        let refresh =
+            chrono::Duration::from_std(self.settings.refresh).unwrap_or(chrono::Duration::MAX);
+        if status
+            .last_success
+            .is_some_and(|last| now.signed_duration_since(last) < refresh)
+        {
+            return Ok(());
+        }
+        status.last_attempt = Some(now);
+        match self.list(client).await {
+            Ok(users) => {
+                tracing::info!(
+                    server = client.server_name(),
+                    users = users.len(),
+                    "discovered the backup users"
+                );
+                store.set_discovered_users(&users)?;
+                status.last_success = Some(now);
+                status.last_error = None;
+                status.users = users.len();
+            }
+            Err(e) => {
+                tracing::warn!(
+                    server = client.server_name(),
+                    error = %e,
+                    kept = status.users,
+                    "user discovery failed; keeping the last list"
+                );
+                status.last_error = Some(e.to_string());
+            }
+        }
+        save_status(store, &status)
+    }
+
+    /// One call for every user, or one per configured owner (the `reseller` filter).
+    async fn list(&self, client: &CbsClient) -> Result<Vec<WatchEntry>, crate::cbs::CbsError> {
+        let mut listed = Vec::new();
+        if self.settings.owners.is_empty() {
+            listed = client.list_users("").await?;
+        } else {
+            for owner in &self.settings.owners {
+                listed.extend(client.list_users(owner).await?);
+            }
+        }
+        Ok(select(&self.settings, listed))
+    }
+}
+
+/// Forgets the discovered users (discovery turned off), so they are no longer watched.
+pub fn forget(store: &Store) -> Result<(), StoreError> {
+    if !store.discovered_users()?.is_empty() {
+        store.set_discovered_users(&[])?;
+    }
+    Ok(())
+}
+
+/// How many users each source contributes, for `/watch list`. A user may be in several.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCounts {
+    pub config: usize,
+    pub chat: usize,
+    pub discovered: usize,
+    /// The union: users polled.
+    pub total: usize,
+}
+
+pub fn source_counts(store: &Store, config: &[WatchEntry]) -> Result<SourceCounts, StoreError> {
+    Ok(SourceCounts {
+        config: config.len(),
+        chat: store.dynamic_watches()?.len(),
+        discovered: store.discovered_users()?.len(),
+        total: store.watch_list(config)?.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(login: &str, owner: &str) -> ListedUser {
+        ListedUser {
+            login: login.into(),
+            owner: owner.into(),
+        }
+    }
+
+    fn settings(owners: &[&str], exclude: &[&str]) -> DiscoverSettings {
+        let mut b = globset::GlobSetBuilder::new();
+        for g in exclude {
+            b.add(globset::Glob::new(g).unwrap());
+        }
+        DiscoverSettings {
+            enabled: true,
+            owners: owners.iter().map(|o| o.to_string()).collect(),
+            exclude: b.build().unwrap(),
+            exclude_patterns: exclude.iter().map(|o| o.to_string()).collect(),
+            refresh: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn select_filters_by_owner_and_exclude_globs() {
+        let all = vec![
+            listed("zed", "r1"),
+            listed("test-1", "r1"),
+            listed("alice", "r2"),
+            listed("bob", ""),
+            listed("alice", "r2"),
+        ];
+        let logins = |s: &DiscoverSettings| -> Vec<String> {
+            select(s, all.clone())
+                .into_iter()
+                .map(|w| w.login)
+                .collect()
+        };
+        assert_eq!(
+            logins(&settings(&[], &[])),
+            ["alice", "bob", "test-1", "zed"]
+        );
+        assert_eq!(logins(&settings(&[], &["test-*"])), ["alice", "bob", "zed"]);
+        assert_eq!(logins(&settings(&["r1"], &["test-*"])), ["zed"]);
+    }
+
+    #[test]
+    fn discovered_users_join_the_watch_list_and_can_be_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let config = vec![WatchEntry {
+            login: "alice".into(),
+            owner: "cfg".into(),
+        }];
+        store
+            .set_discovered_users(&[
+                WatchEntry {
+                    login: "alice".into(),
+                    owner: "listed".into(),
+                },
+                WatchEntry {
+                    login: "bob".into(),
+                    owner: String::new(),
+                },
+            ])
+            .unwrap();
+        let list = store.watch_list(&config).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].owner, "cfg", "the config's owner wins");
+        let counts = source_counts(&store, &config).unwrap();
+        assert_eq!((counts.config, counts.discovered, counts.total), (1, 2, 2));
+        forget(&store).unwrap();
+        assert_eq!(store.watch_list(&config).unwrap().len(), 1);
+    }
+}
