@@ -117,6 +117,7 @@ pub async fn run_demo(
             request_timeout: Duration::from_secs(5),
             max_concurrency: 8,
             down_after: 2,
+            fetch_reports: true,
             ca_cert: None,
         },
         watch,

@@ -20,7 +20,8 @@ pub use faults::{Faults, LoginFault};
 pub use job::{Quirks, SimJob, SimUser};
 pub use scenario::{Scenario, ScenarioError};
 pub use server::{
-    INCORRECT_CREDENTIALS_MESSAGE, LIST_RESTORE_JOB_STATUS_PATH, PASSWORD_EXPIRED_MESSAGE,
+    ReportFault, GET_RESTORE_JOB_REPORT_PATH, INCORRECT_CREDENTIALS_MESSAGE,
+    LIST_RESTORE_JOB_STATUS_PATH, PASSWORD_EXPIRED_MESSAGE, REPORT_NOT_ALLOWED_MESSAGE,
 };
 pub use standalone::{serve, serve_on, SimulateArgs, WorkloadSource};
 pub use workload::{generate, GenParams, Pace, Workload};
@@ -121,6 +122,10 @@ impl Simulator {
             .route(
                 LIST_RESTORE_JOB_STATUS_PATH,
                 axum::routing::post(server::list_restore_job_status),
+            )
+            .route(
+                server::GET_RESTORE_JOB_REPORT_PATH,
+                axum::routing::post(server::get_restore_job_report),
             )
             .fallback(server::not_found_page)
             .with_state(shared.clone());
@@ -292,6 +297,16 @@ impl SimHandle {
             Some(f) => world.login_date_faults.insert(key, f),
             None => world.login_date_faults.remove(&key),
         };
+    }
+
+    /// Makes `GetRestoreJobReport.do` fail this way (`None`: serve it).
+    pub fn set_report_fault(&self, fault: Option<ReportFault>) {
+        lock(&self.shared.world).report_fault = fault;
+    }
+
+    /// `GetRestoreJobReport.do` requests received so far.
+    pub fn report_requests(&self) -> u64 {
+        lock(&self.shared.world).report_requests
     }
 
     /// Makes every call fail as with an expired system-user password.
