@@ -800,3 +800,39 @@ async fn fetch_reports_false_asks_for_no_report() {
     assert_eq!(h.sim.report_requests(), 0);
     assert_eq!(report_of(&alert), None);
 }
+
+/// Several failures with one call in flight at a time and every report hanging: all the
+/// alerts still go out after one timeout, not one timeout per queued call.
+#[tokio::test(start_paused = true)]
+async fn queued_report_calls_share_one_timeout() {
+    let mut h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    h.max_concurrency = 1;
+    h.sim.set_report_fault(Some(ReportFault::Hang));
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    for set in ["1", "2", "3"] {
+        h.sim.add_job(job(
+            "obm",
+            set,
+            at(2024, 6, 26, 9, 10),
+            Some(at(2024, 6, 26, 9, 40)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    h.clock.set(at(2024, 6, 26, 9, 45));
+    let started = tokio::time::Instant::now();
+    let r = p.cycle().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.summary.alerts, 3);
+    assert!(took < std::time::Duration::from_secs(11), "{took:?}");
+    assert_eq!(
+        h.sim.report_requests(),
+        1,
+        "max_concurrency 1: one call in flight"
+    );
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let alerts = sink.alerts();
+    assert_eq!(finished_ids(&alerts).len(), 3);
+    assert!(alerts.iter().all(|a| report_of(a).is_none()));
+}
