@@ -442,6 +442,7 @@ impl Store {
         qkey.extend_from_slice(key);
         self.quarantine.insert(qkey, bytes)?;
         tree.remove(key)?;
+        crate::metrics::quarantined();
         tracing::error!(
             tree = %String::from_utf8_lossy(&tree.name()),
             key = %String::from_utf8_lossy(key).replace('\0', "/"),

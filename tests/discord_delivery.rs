@@ -409,10 +409,16 @@ fn failure_titles(fake: &FakeDiscord) -> Vec<String> {
 /// and the program dies in that window (the store as a SIGKILL leaves it). It stays down
 /// for `down_for`, a third failure comes in meanwhile, and the restarted program delivers
 /// everything. Packing all three afresh would make a different message (and nonce).
-async fn crash_while_discord_answers(memory: NonceMemory, down_for: Duration) -> FakeDiscord {
+/// `history`: whether the bot may read the channel's messages back.
+async fn crash_while_discord_answers(
+    memory: NonceMemory,
+    down_for: Duration,
+    history: bool,
+) -> FakeDiscord {
     let (mut h, p) = world_with(&[("1", FAILED), ("2", FAILED)]).await;
     let fake = FakeDiscord::start().await;
     fake.set_nonce_memory(memory);
+    fake.set_history_readable(ALERTS, history);
     fake.script(ALERTS, [Scripted::AcceptThenHang]);
     let delivering = {
         let (store, sink) = (p.store().clone(), sink(&fake, &p, Some(ROLE)));
@@ -442,7 +448,7 @@ async fn crash_while_discord_answers(memory: NonceMemory, down_for: Duration) ->
 
 #[tokio::test(start_paused = true)]
 async fn a_crash_after_discord_accepted_but_before_its_answer_posts_nothing_twice() {
-    let fake = crash_while_discord_answers(NonceMemory::Forever, Duration::seconds(5)).await;
+    let fake = crash_while_discord_answers(NonceMemory::Forever, Duration::seconds(5), true).await;
     assert_eq!(
         failure_titles(&fake),
         [
@@ -451,11 +457,17 @@ async fn a_crash_after_discord_accepted_but_before_its_answer_posts_nothing_twic
             "Restore failed: obm / set 3"
         ]
     );
-    // The resend was the same message with the same nonce, which Discord swallowed.
+    // The restarted sink read the channel back, found the interrupted message and did not
+    // post it again.
     let posts = message_posts(&fake);
-    assert_eq!(posts.len(), 3, "the post, its resend, the new failure");
-    assert_eq!(posts[0].body, posts[1].body);
-    assert_ne!(posts[1].body["nonce"], posts[2].body["nonce"]);
+    assert_eq!(posts.len(), 2, "the post and the new failure, no resend");
+    assert_ne!(posts[0].body["nonce"], posts[1].body["nonce"]);
+    let read_back = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&format!("/channels/{ALERTS}/messages")))
+        .count();
+    assert_eq!(read_back, 1, "one read-back, for the resumed batch only");
 }
 
 /// Real Discord remembers a nonce for minutes, not forever: a restart inside that window
@@ -463,7 +475,8 @@ async fn a_crash_after_discord_accepted_but_before_its_answer_posts_nothing_twic
 #[tokio::test(start_paused = true)]
 async fn a_restart_within_discords_nonce_window_posts_nothing_twice() {
     let window = std::time::Duration::from_secs(5 * 60);
-    let fake = crash_while_discord_answers(NonceMemory::Window(window), Duration::minutes(2)).await;
+    let fake =
+        crash_while_discord_answers(NonceMemory::Window(window), Duration::minutes(2), true).await;
     assert_eq!(
         failure_titles(&fake),
         [
@@ -474,32 +487,50 @@ async fn a_restart_within_discords_nonce_window_posts_nothing_twice() {
     );
 }
 
-/// What the design promises without Discord's help: a crash in the window re-sends at most
-/// once, the same message. Shown with deduplication off, and with a restart after the
-/// nonce window has passed (where real Discord posts the resend too).
+/// Without Discord's help the store and a read-back still hold: a crash in the window posts
+/// nothing twice with deduplication off, and with a restart after the nonce window has
+/// passed (where real Discord would post a resend). The resumed batch's message is found
+/// in the channel and not posted again.
 #[tokio::test(start_paused = true)]
-async fn without_nonce_deduplication_a_crash_in_the_window_resends_exactly_once() {
+async fn without_nonce_deduplication_a_crash_in_the_window_posts_nothing_twice() {
     let window = std::time::Duration::from_secs(5 * 60);
     for (memory, down_for) in [
         (NonceMemory::Off, Duration::seconds(5)),
         (NonceMemory::Window(window), Duration::minutes(10)),
     ] {
-        let fake = crash_while_discord_answers(memory, down_for).await;
+        let fake = crash_while_discord_answers(memory, down_for, true).await;
         assert_eq!(
             failure_titles(&fake),
             [
                 "Restore failed: obm / set 1",
-                "Restore failed: obm / set 1",
-                "Restore failed: obm / set 2",
                 "Restore failed: obm / set 2",
                 "Restore failed: obm / set 3"
             ],
             "{memory:?}"
         );
-        let messages = fake.messages(ALERTS);
-        assert_eq!(messages.len(), 3, "{memory:?}");
-        assert_eq!(messages[0]["nonce"], messages[1]["nonce"], "{memory:?}");
+        assert_eq!(fake.messages(ALERTS).len(), 2, "{memory:?}");
     }
+}
+
+/// When the channel cannot be read back (no Read Message History), the resumed batch is
+/// posted again under its nonce: Discord's nonce check is then what keeps it single.
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_channel_history_falls_back_to_the_nonce() {
+    let fake = crash_while_discord_answers(NonceMemory::Forever, Duration::seconds(5), false).await;
+    assert_eq!(
+        failure_titles(&fake),
+        [
+            "Restore failed: obm / set 1",
+            "Restore failed: obm / set 2",
+            "Restore failed: obm / set 3"
+        ]
+    );
+    let posts = message_posts(&fake);
+    assert_eq!(posts.len(), 3, "the post, its resend, the new failure");
+    assert_eq!(
+        posts[0].body, posts[1].body,
+        "the resend is the same message"
+    );
 }
 
 /// The other window: Discord answered and the sink recorded its batch as posted, but the

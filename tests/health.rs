@@ -429,3 +429,28 @@ async fn slash_commands_are_counted_by_name_and_result() {
     }
     bot.stop().await;
 }
+
+/// `restorewatch_quarantined_total` counts each record moved aside because it does not
+/// decode.
+#[tokio::test]
+async fn quarantined_records_are_counted_in_metrics() {
+    let handle = restorewatch::metrics::install();
+    let count = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("restorewatch_quarantined_total "))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let before = count(&handle.render());
+    let dir = tempfile::tempdir().unwrap();
+    let store = restorewatch::store::Store::open(dir.path()).unwrap();
+    let mutes = store.tree("mutes").unwrap();
+    mutes.insert(b"obm\0", &b"\xff not json"[..]).unwrap();
+    mutes.insert(b"shop\0", &b"{"[..]).unwrap();
+    let active = restorewatch::mutes::Mutes::open(&store)
+        .unwrap()
+        .active(chrono::Utc::now())
+        .unwrap();
+    assert!(active.is_empty());
+    assert_eq!(store.quarantined(), 2);
+    assert_eq!(count(&handle.render()) - before, 2.0);
+}

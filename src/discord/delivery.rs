@@ -50,6 +50,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How many of a channel's latest messages are read back to find the message of an
+/// interrupted post (one drain window's batches fit well inside).
+const RECENT_MESSAGES_CHECKED: usize = 50;
+
 /// The sled tree holding batches (see the module docs).
 const BATCH_TREE: &str = "discord_batches";
 /// A request that has not been answered after this long counts as a transport error.
@@ -383,7 +387,9 @@ impl DiscordSink {
 
     /// The batch starting at `events[0]`: the recorded one, or a new one (saved). A
     /// recorded batch may reach past `events` (the drain's window now ends inside it).
-    fn batch_at(&self, channel: ChannelId, events: &[&Event]) -> Result<Batch, SinkError> {
+    /// The flag says whether the batch was recorded before: a post of it may have been
+    /// cut short (a crash, a lost answer) after Discord created the message.
+    fn batch_at(&self, channel: ChannelId, events: &[&Event]) -> Result<(Batch, bool), SinkError> {
         let key = batch_key(channel, events[0].id);
         let recorded = match self
             .batches
@@ -397,7 +403,7 @@ impl DiscordSink {
             // Offered in order as far as the window goes: the same batch.
             let offered = events.iter().map(|e| e.id);
             if batch.ids.iter().copied().zip(offered).all(|(a, b)| a == b) {
-                return Ok(batch);
+                return Ok((batch, true));
             }
             // A different set under the same first event cannot have been posted whole;
             // start afresh.
@@ -413,7 +419,7 @@ impl DiscordSink {
             done: false,
         };
         self.save(&batch)?;
-        Ok(batch)
+        Ok((batch, false))
     }
 
     fn items(&self, events: &[&Event]) -> Vec<(bool, Vec<Embed>)> {
@@ -432,7 +438,7 @@ impl DiscordSink {
     ) -> Result<ChannelEnd, SinkError> {
         let mut rest = events;
         while !rest.is_empty() {
-            let mut batch = self.batch_at(channel, rest)?;
+            let (mut batch, resumed) = self.batch_at(channel, rest)?;
             // A batch recorded before a restart may reach past this drain's window (the
             // window now ends inside it). Its message must be the same as before, so its
             // missing events are read from the outbox rather than the batch being cut.
@@ -449,10 +455,27 @@ impl DiscordSink {
                 let messages = pack(self.items(&whole), &self.render);
                 let mut rejected = None;
                 for (part, packed) in messages.iter().enumerate().skip(batch.parts_sent) {
-                    match self
-                        .post_message(channel, &packed.message, batch.nonce(&self.install, part))
-                        .await
+                    // The first part of a resumed batch may already be in the channel:
+                    // Discord's nonce check covers only a few minutes, so look first.
+                    let posted = if resumed
+                        && part == batch.parts_sent
+                        && self.already_posted(channel, &packed.message).await
                     {
+                        tracing::info!(
+                            channel = channel.get(),
+                            events = ?batch.ids,
+                            "found the message of an interrupted post in the channel; not posting it again"
+                        );
+                        Posted::Accepted
+                    } else {
+                        self.post_message(
+                            channel,
+                            &packed.message,
+                            batch.nonce(&self.install, part),
+                        )
+                        .await
+                    };
+                    match posted {
                         Posted::Accepted => batch.parts_sent = part + 1,
                         Posted::Rejected(reason) => {
                             rejected = Some(reason);
@@ -536,6 +559,50 @@ impl DiscordSink {
                 }
             }
         }
+    }
+
+    /// Whether the channel's latest messages hold one of ours with exactly this text:
+    /// the message of a post that was cut short after Discord created it. Any failure to
+    /// read the channel (no Read Message History, say) answers no, and the post goes out
+    /// again under the same nonce.
+    async fn already_posted(&self, channel: ChannelId, message: &OutMessage) -> bool {
+        let body = message_body(message, None, String::new());
+        let Some(wanted) = body
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            return false;
+        };
+        let request = Request::new(
+            Route::ChannelMessages {
+                channel_id: channel,
+            },
+            LightMethod::Get,
+        )
+        .params(Some(vec![("limit", RECENT_MESSAGES_CHECKED.to_string())]));
+        let request =
+            match request.build(&self.client, self.http.token(), self.http.proxy.as_deref()) {
+                Ok(request) => request,
+                Err(_) => return false,
+            };
+        let recent: Value = match request.send().await {
+            Ok(response) if response.status().is_success() => match response.bytes().await {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            },
+            Ok(response) => {
+                tracing::debug!(
+                    channel = channel.get(),
+                    status = %response.status(),
+                    "cannot read the channel back; posting again under the same nonce"
+                );
+                Value::Null
+            }
+            Err(_) => Value::Null,
+        };
+        recent
+            .as_array()
+            .is_some_and(|messages| messages.iter().any(|m| same_message(m, &wanted)))
     }
 
     /// One `POST /channels/{id}/messages`; `with_embeds`: the message has embeds, which
@@ -739,6 +806,32 @@ fn message_body(
         create = create.content(&message.content);
     }
     serde_json::to_vec(&create)
+}
+
+/// Whether `found` (a message read back from Discord) is ours and says what `wanted` (our
+/// create-message body) says: the same content and the same embed titles, descriptions
+/// and field values, in order. Discord adds to an embed (its type, say) but keeps these.
+fn same_message(found: &Value, wanted: &Value) -> bool {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let embeds = |m: &Value| -> Vec<(String, String, Vec<String>)> {
+        m["embeds"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|e| {
+                        let fields = e["fields"]
+                            .as_array()
+                            .map(|f| f.iter().map(|f| text(&f["value"])).collect())
+                            .unwrap_or_default();
+                        (text(&e["title"]), text(&e["description"]), fields)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    found["author"]["bot"] == Value::Bool(true)
+        && text(&found["content"]) == text(&wanted["content"])
+        && embeds(found) == embeds(wanted)
 }
 
 /// A 429's wait from `retry_after` seconds: a missing value waits a second; a negative,

@@ -190,6 +190,8 @@ struct Inner {
     nonce_memory: Option<NonceMemory>,
     /// When each message of `messages` was created (same index).
     created_at: Vec<Instant>,
+    /// Channels whose messages the bot may not read back (no Read Message History).
+    history_hidden: HashSet<u64>,
     /// Channels where the bot lacks Embed Links: messages are created without embeds.
     strip_embeds: HashSet<u64>,
     /// Every request that needs the bot token gets 401, as after a token reset.
@@ -367,6 +369,18 @@ impl FakeDiscord {
     /// `401 Unauthorized`, as Discord does after the token was reset.
     pub fn set_token_rejected(&self, rejected: bool) {
         self.shared.update(|inner| inner.token_rejected = rejected);
+    }
+
+    /// While not `readable`, reading `channel_id`'s messages back gets 403 Missing Access,
+    /// as without the Read Message History permission (posting still works).
+    pub fn set_history_readable(&self, channel_id: u64, readable: bool) {
+        self.shared.update(|inner| {
+            if readable {
+                inner.history_hidden.remove(&channel_id);
+            } else {
+                inner.history_hidden.insert(channel_id);
+            }
+        });
     }
 
     /// Registers `commands` globally, as an earlier version of the bot might have.
@@ -950,6 +964,33 @@ async fn handle_rest(
         ("GET", ["channels", channel]) => match channel.parse::<u64>() {
             Ok(id) if shared.lock().forbidden.contains(&id) => json_response(403, error_body(403)),
             Ok(id) => json_response(200, guild_channel(id)),
+            Err(_) => json_response(404, error_body(404)),
+        },
+        // A channel's latest messages, newest first (`?limit=`, 50 by default, as Discord).
+        ("GET", ["channels", channel, "messages"]) => match channel.parse::<u64>() {
+            Ok(id) if shared.lock().forbidden.contains(&id) => json_response(403, error_body(403)),
+            Ok(id) if shared.lock().history_hidden.contains(&id) => {
+                json_response(403, error_body(403))
+            }
+            Ok(id) => {
+                let limit = (request.query.as_deref().unwrap_or_default().split('&'))
+                    .find_map(|p| p.strip_prefix("limit="))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap_or(50)
+                    .clamp(1, 100);
+                let inner = shared.lock();
+                let latest: Vec<Value> = (inner.messages.iter().rev())
+                    .filter(|(c, _)| *c == id)
+                    .take(limit)
+                    .map(|(_, m)| {
+                        // Discord does not show a message's nonce when it is read back.
+                        let mut m = m.clone();
+                        m.as_object_mut().map(|o| o.remove("nonce"));
+                        m
+                    })
+                    .collect();
+                json_response(200, json!(latest))
+            }
             Err(_) => json_response(404, error_body(404)),
         },
         ("GET", ["guilds", guild]) if *guild == GUILD_ID.to_string() => {
