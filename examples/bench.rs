@@ -102,6 +102,7 @@ async fn rig(users: usize, concurrency: usize, retention_days: u32, now: DateTim
         routed_owners: Default::default(),
         summary: Default::default(),
         down_after: 2,
+        fetch_reports: true,
     };
     let poller = Poller::new(client, store, config, Arc::new(clock.clone()));
     Rig {

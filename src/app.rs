@@ -133,6 +133,7 @@ impl App {
                     .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
                     .collect(),
                 down_after: settings.cbs.down_after,
+                fetch_reports: settings.cbs.fetch_reports,
             },
             clock.clone(),
         )

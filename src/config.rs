@@ -82,6 +82,9 @@ pub struct CbsSettings {
     pub max_concurrency: usize,
     /// `cbs.max_requests_per_second`: a ceiling on the request rate (none by default).
     pub max_requests_per_second: Option<std::num::NonZeroU32>,
+    /// Fetch `GetRestoreJobReport.do` for each failure alert (file count, size, last log
+    /// lines).
+    pub fetch_reports: bool,
     /// Consecutive cycles without one successful request before the server counts as down.
     pub down_after: u32,
     /// Extra CA certificate (PEM) to trust, for self-signed servers.
@@ -451,6 +454,7 @@ impl Settings {
             ("cbs.timezone", text(c.timezone.name())),
             ("cbs.request_timeout", duration(&c.request_timeout)),
             ("cbs.max_concurrency", c.max_concurrency.to_string()),
+            ("cbs.fetch_reports", c.fetch_reports.to_string()),
         ];
         if let Some(ca) = &c.ca_cert {
             out.push(("cbs.ca_cert", text(&ca.display().to_string())));
@@ -604,6 +608,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("cbs", "timezone", EnvKind::Text),
     ("cbs", "request_timeout", EnvKind::Text),
     ("cbs", "max_concurrency", EnvKind::Integer),
+    ("cbs", "fetch_reports", EnvKind::Flag),
     ("cbs", "down_after", EnvKind::Integer),
     ("cbs", "ca_cert", EnvKind::Text),
     ("cbs", "max_requests_per_second", EnvKind::Integer),
@@ -759,6 +764,7 @@ struct RawCbs {
     request_timeout: Option<String>,
     max_concurrency: Option<i64>,
     max_requests_per_second: Option<i64>,
+    fetch_reports: Option<bool>,
     down_after: Option<i64>,
     ca_cert: Option<PathBuf>,
 }
@@ -1109,6 +1115,7 @@ impl Checker {
                     MAX_REQUESTS_PER_SECOND_RANGE,
                 )? as u32),
             },
+            fetch_reports: raw.fetch_reports.unwrap_or(true),
             down_after: self.int_in(
                 "cbs.down_after",
                 raw.down_after,
@@ -1492,6 +1499,7 @@ mod tests {
         ("cbs.timezone", "Asia/Tokyo", "\"Asia/Tokyo\""),
         ("cbs.request_timeout", "7s", "\"7s\""),
         ("cbs.max_concurrency", "3", "3"),
+        ("cbs.fetch_reports", "false", "false"),
         (
             "cbs.ca_cert",
             "/nonexistent/ca.pem",

@@ -118,6 +118,7 @@ pub async fn run_demo(
             max_concurrency: 8,
             max_requests_per_second: None,
             down_after: 2,
+            fetch_reports: true,
             ca_cert: None,
         },
         watch,

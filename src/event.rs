@@ -45,6 +45,9 @@ pub enum EventKind {
         /// Its place in the set's row of consecutive failures (absent in older records).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         repeat: Option<Repeat>,
+        /// Details from `GetRestoreJobReport.do` (absent when not fetched or refused).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<crate::cbs::model::JobReport>,
     },
     /// More failures than `alerts.group_after` in one cycle for one channel: one card
     /// listing them all, instead of an alert each (the first few still get their own).

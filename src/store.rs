@@ -208,6 +208,7 @@ pub fn decide(
             let event = EventKind::JobFinished {
                 job: job.clone(),
                 repeat: (policy.repeat)(job),
+                report: None,
             };
             (Some(event), Change::Finished(job.class))
         } else {
@@ -546,6 +547,16 @@ impl Store {
         self.outbox.insert(event.id.to_be_bytes(), encode(&event))?;
         metrics::event_queued(&event.kind);
         Ok(event)
+    }
+
+    /// Rewrites a queued event in place (same id, same place in the outbox). An event no
+    /// longer queued (delivered meanwhile) is left alone. Returns whether it was rewritten.
+    pub fn update_event(&self, event: &Event) -> Result<bool> {
+        let bytes = encode(event);
+        let old = self
+            .outbox
+            .fetch_and_update(event.id.to_be_bytes(), |old| old.map(|_| bytes.clone()))?;
+        Ok(old.is_some())
     }
 
     /// Replaces queued events by others, in one transaction: both or neither (a storm's

@@ -7,7 +7,7 @@ mod support;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::event::{Event, EventKind};
-use restorewatch::simulator::{Faults, LoginFault};
+use restorewatch::simulator::{Faults, LoginFault, ReportFault};
 use restorewatch::sink::{drain, DRAIN_BATCH_EVENTS};
 use std::sync::{Arc, Mutex};
 use support::world::{crash_image, job, Harness, Recorder};
@@ -693,4 +693,146 @@ async fn an_unchanged_job_writes_nothing() {
         let write = watch.next_timeout(std::time::Duration::ZERO);
         assert!(write.is_err(), "{name} was written: {write:?}");
     }
+}
+
+/// A failure found after the baseline: one cycle that queues its alert, run under `h`.
+/// Returns the queued alert and how long (tokio time) the alerting cycle took.
+async fn failure_alert(h: &Harness) -> (Event, std::time::Duration) {
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(2024, 6, 26, 9, 10),
+        Some(at(2024, 6, 26, 9, 40)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(2024, 6, 26, 9, 45));
+    let started = tokio::time::Instant::now();
+    let r = p.cycle().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.summary.alerts, 1);
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let alerts = sink.alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    (alerts[0].clone(), took)
+}
+
+fn report_of(event: &Event) -> Option<restorewatch::cbs::model::JobReport> {
+    match &event.kind {
+        EventKind::JobFinished { report, .. } => report.clone(),
+        other => panic!("not a job alert: {other:?}"),
+    }
+}
+
+fn rendered_fields(event: &Event) -> Vec<(String, String)> {
+    let opts = restorewatch::render::RenderOptions {
+        mention_role: None,
+        timezone: chrono_tz::UTC,
+    };
+    restorewatch::render::render_event(event, &opts)
+        .into_iter()
+        .flat_map(|e| e.fields.into_iter().map(|f| (f.name, f.value)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failure_alert_carries_the_job_reports_files_and_error_lines() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let (alert, _) = failure_alert(&h).await;
+    assert_eq!(h.sim.report_requests(), 1);
+    let report = report_of(&alert).expect("the report is on the alert");
+    assert!(report.file_count.is_some(), "{report:?}");
+    assert!(report.total_size.is_some(), "{report:?}");
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|l| l.contains("[ERROR] Cannot write")),
+        "{report:?}"
+    );
+    let fields = rendered_fields(&alert);
+    let logs = fields
+        .iter()
+        .find(|(name, _)| name == "Last log lines")
+        .map(|(_, v)| v.clone())
+        .expect("the log lines are rendered");
+    assert!(logs.contains("Cannot write"), "{logs}");
+    assert!(fields.iter().any(|(name, _)| name == "Files"), "{fields:?}");
+    // Once per failure: a later cycle does not ask again.
+    h.clock.set(at(2024, 6, 26, 9, 50));
+    h.poller().cycle().await.unwrap();
+    assert_eq!(h.sim.report_requests(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_report_leaves_the_alert_without_details() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    h.sim.set_report_fault(Some(ReportFault::ReadOnlyRole));
+    let (alert, _) = failure_alert(&h).await;
+    assert_eq!(h.sim.report_requests(), 1, "the report was asked for");
+    assert_eq!(report_of(&alert), None);
+    let fields = rendered_fields(&alert);
+    assert!(
+        fields.iter().all(|(name, _)| name != "Last log lines"),
+        "{fields:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_report_holds_the_alert_at_most_one_timeout() {
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    h.sim.set_report_fault(Some(ReportFault::Hang));
+    let (alert, took) = failure_alert(&h).await;
+    assert_eq!(h.sim.report_requests(), 1, "the report was asked for");
+    assert_eq!(report_of(&alert), None);
+    // The harness's request_timeout is 10s: the cycle waits for the report no longer.
+    assert!(took >= std::time::Duration::from_secs(10), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(11), "{took:?}");
+}
+
+#[tokio::test]
+async fn fetch_reports_false_asks_for_no_report() {
+    let mut h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    h.fetch_reports = false;
+    let (alert, _) = failure_alert(&h).await;
+    assert_eq!(h.sim.report_requests(), 0);
+    assert_eq!(report_of(&alert), None);
+}
+
+/// Several failures with one call in flight at a time and every report hanging: all the
+/// alerts still go out after one timeout, not one timeout per queued call.
+#[tokio::test(start_paused = true)]
+async fn queued_report_calls_share_one_timeout() {
+    let mut h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    h.max_concurrency = 1;
+    h.sim.set_report_fault(Some(ReportFault::Hang));
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    for set in ["1", "2", "3"] {
+        h.sim.add_job(job(
+            "obm",
+            set,
+            at(2024, 6, 26, 9, 10),
+            Some(at(2024, 6, 26, 9, 40)),
+            "RESTORE_STOP_BY_ERROR",
+        ));
+    }
+    h.clock.set(at(2024, 6, 26, 9, 45));
+    let started = tokio::time::Instant::now();
+    let r = p.cycle().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.summary.alerts, 3);
+    assert!(took < std::time::Duration::from_secs(11), "{took:?}");
+    assert_eq!(
+        h.sim.report_requests(),
+        1,
+        "max_concurrency 1: one call in flight"
+    );
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let alerts = sink.alerts();
+    assert_eq!(finished_ids(&alerts).len(), 3);
+    assert!(alerts.iter().all(|a| report_of(a).is_none()));
 }

@@ -7,7 +7,9 @@
 //! [`model::decode_reply`]'s job. The system password lives in a [`SecretString`] and is
 //! exposed only to build the request body; no error or `Debug` output carries it.
 
-use super::model::{self, DecodeContext, JobList, ListedUser, ReplyError, SNIPPET_MAX_CHARS};
+use super::model::{
+    self, DecodeContext, JobList, JobReport, ListedUser, ReplyError, SNIPPET_MAX_CHARS,
+};
 use crate::event::OutageReason;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -21,6 +23,8 @@ use std::time::Duration;
 
 /// The call's path below the base URL.
 const LIST_RESTORE_JOB_STATUS: &str = "obs/api/json/ListRestoreJobStatus.do";
+/// The report call, relative to the list call's URL (same folder).
+const GET_RESTORE_JOB_REPORT: &str = "GetRestoreJobReport.do";
 
 /// The user-listing call (CBS 9.7+), below the base URL.
 const LIST_USERS: &str = "obs/api/json/2/ListUsers.do";
@@ -234,6 +238,23 @@ struct ListRequest<'a> {
     restore_date: String,
 }
 
+/// The `GetRestoreJobReport.do` request body.
+#[derive(serde::Serialize)]
+struct ReportRequest<'a> {
+    #[serde(rename = "SysUser")]
+    sys_user: &'a str,
+    #[serde(rename = "SysPwd")]
+    sys_pwd: &'a str,
+    #[serde(rename = "LoginName")]
+    login_name: &'a str,
+    #[serde(rename = "Owner")]
+    owner: &'a str,
+    #[serde(rename = "BackupSetID")]
+    backup_set_id: &'a str,
+    #[serde(rename = "JobID")]
+    job_id: &'a str,
+}
+
 impl CbsClient {
     pub fn new(cfg: CbsClientConfig) -> Result<CbsClient, CbsError> {
         let endpoint = endpoint(&cfg.url)?;
@@ -302,6 +323,11 @@ impl CbsClient {
 
     pub fn timezone(&self) -> Tz {
         self.inner.timezone
+    }
+
+    /// `cbs.request_timeout`: the bound on one call.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
     }
 
     /// The restore jobs of `login` (owned by `owner`, `""` for none) that started on `date`
@@ -431,6 +457,57 @@ impl CbsClient {
                 expt_type,
             }
         }
+    }
+
+    /// The report of one restore job (`GetRestoreJobReport.do`): file count, size and its
+    /// last error/warning log lines. Needs the Admin or API role: a Read-Only API user gets
+    /// [`CbsError::Api`].
+    pub async fn restore_job_report(
+        &self,
+        login: &str,
+        owner: &str,
+        backup_set_id: &str,
+        job_id: &str,
+    ) -> Result<JobReport, CbsError> {
+        let i = &self.inner;
+        let body = ReportRequest {
+            sys_user: &i.sys_user,
+            sys_pwd: i.sys_pwd.expose_secret(),
+            login_name: login,
+            owner,
+            backup_set_id,
+            job_id,
+        };
+        let url = i
+            .endpoint
+            .join(GET_RESTORE_JOB_REPORT)
+            .map_err(|e| CbsError::Setup(e.to_string()))?;
+        let response = i
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let text = self.read_body(response).await?;
+        if !status.is_success() {
+            return Err(CbsError::Http {
+                server: i.server_name.clone(),
+                status,
+                snippet: model::snippet(self.redact(text).trim(), SNIPPET_MAX_CHARS),
+            });
+        }
+        model::decode_report(&text).map_err(|e| match e {
+            ReplyError::Api { message, expt_type } => {
+                self.api_error(self.redact(message), expt_type)
+            }
+            ReplyError::Malformed { reason, snippet } => CbsError::Decode {
+                server: i.server_name.clone(),
+                reason,
+                snippet: self.redact(snippet),
+            },
+        })
     }
 
     /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].

@@ -11,7 +11,8 @@ use super::text::{
 };
 use super::RenderOptions;
 use crate::cbs::model::{
-    RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
+    JobReport, RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD,
+    START_TIME_FIELD,
 };
 use crate::digest::render_digest;
 use crate::event::{
@@ -48,9 +49,11 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             }
             return embeds;
         }
-        EventKind::JobFinished { job, repeat } => {
-            job_finished(job, repeat.as_ref(), event.created_at)
-        }
+        EventKind::JobFinished {
+            job,
+            repeat,
+            report,
+        } => job_finished(job, repeat.as_ref(), report.as_ref(), event.created_at),
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
         EventKind::FailureStorm { owner, jobs } => {
             super::storm::storm_card(owner.as_deref(), jobs, event)
@@ -173,7 +176,35 @@ fn where_fields(job: &RestoreJob) -> [EmbedField; 3] {
     ]
 }
 
-fn job_finished(job: &RestoreJob, repeat: Option<&Repeat>, created_at: DateTime<Utc>) -> Embed {
+/// The job report's file count and size, and its last error/warning log lines (server
+/// text, escaped, each cut so the field keeps to Discord's limit).
+fn report_fields(report: &JobReport) -> Vec<EmbedField> {
+    let mut fields = Vec::new();
+    if let Some(n) = report.file_count {
+        fields.push(EmbedField::new("Files", n.to_string(), true));
+    }
+    if let Some(bytes) = report.total_size {
+        fields.push(EmbedField::new("Files size", format_size(bytes), true));
+    }
+    if !report.lines.is_empty() {
+        let per_line = EMBED_FIELD_VALUE_MAX_CHARS / report.lines.len().max(1) - 1;
+        let value = report
+            .lines
+            .iter()
+            .map(|l| cut(&escape_markdown(l), per_line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        fields.push(EmbedField::new("Last log lines", value, false));
+    }
+    fields
+}
+
+fn job_finished(
+    job: &RestoreJob,
+    repeat: Option<&Repeat>,
+    report: Option<&JobReport>,
+    created_at: DateTime<Utc>,
+) -> Embed {
     let mut fields = vec![
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
         EmbedField::new("Status", status_value(job), true),
@@ -205,6 +236,9 @@ fn job_finished(job: &RestoreJob, repeat: Option<&Repeat>, created_at: DateTime<
         ),
     ];
     fields.extend(where_fields(job));
+    if let Some(report) = report {
+        fields.extend(report_fields(report));
+    }
     // What was missed matters most, so those lists come first and keep their room when
     // the embed has to shrink.
     let lists = [
@@ -684,7 +718,11 @@ mod tests {
             (RESTORE_SIZE_FIELD.to_owned(), "n/a".to_owned()),
         ]
         .into();
-        let e = one(EventKind::JobFinished { job, repeat: None });
+        let e = one(EventKind::JobFinished {
+            job,
+            repeat: None,
+            report: None,
+        });
         assert_eq!(e.title, "Restore failed: obm / Files");
         assert_eq!(
             field_value(&e, "Ended"),
@@ -699,6 +737,7 @@ mod tests {
         let e = one(EventKind::JobFinished {
             job: failed_job(),
             repeat: None,
+            report: None,
         });
         assert_eq!(e.title, "Restore failed: obm / Files");
         assert_eq!(e.colour, COLOUR_FAILURE);
@@ -752,7 +791,11 @@ mod tests {
         job.end_time = None;
         job.missed_databases.clear();
         job.success_databases.clear();
-        let e = one(EventKind::JobFinished { job, repeat: None });
+        let e = one(EventKind::JobFinished {
+            job,
+            repeat: None,
+            report: None,
+        });
         for name in [
             "Owner",
             "Client version",
@@ -779,7 +822,11 @@ mod tests {
         job.class = StatusClass::Unknown;
         job.job_id = HOSTILE.into();
         job.missed_virtual_machines = vec![HOSTILE.into()];
-        let e = one(EventKind::JobFinished { job, repeat: None });
+        let e = one(EventKind::JobFinished {
+            job,
+            repeat: None,
+            report: None,
+        });
         let texts = std::iter::once(e.title.as_str()).chain(
             e.fields
                 .iter()
@@ -812,7 +859,11 @@ mod tests {
         job.success_databases = job.missed_databases.clone();
         job.success_virtual_machines = job.missed_databases.clone();
         job.success_public_folders = job.missed_databases.clone();
-        let e = one(EventKind::JobFinished { job, repeat: None });
+        let e = one(EventKind::JobFinished {
+            job,
+            repeat: None,
+            report: None,
+        });
         assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
         assert!(e.fields.len() <= EMBED_FIELDS_MAX);
         for f in &e.fields {
@@ -859,7 +910,12 @@ mod tests {
             let mut job = failed_job();
             job.class = class;
             assert_eq!(
-                one(EventKind::JobFinished { job, repeat: None }).colour,
+                one(EventKind::JobFinished {
+                    job,
+                    repeat: None,
+                    report: None
+                })
+                .colour,
                 colour,
                 "{class}"
             );
@@ -871,7 +927,11 @@ mod tests {
         let finished = |class| {
             let mut job = failed_job();
             job.class = class;
-            event(EventKind::JobFinished { job, repeat: None })
+            event(EventKind::JobFinished {
+                job,
+                repeat: None,
+                report: None,
+            })
         };
         assert!(wants_ping(&finished(StatusClass::Failure)));
         assert!(wants_ping(&finished(StatusClass::PartialFailure)));
@@ -1093,7 +1153,11 @@ mod tests {
         let mut job = failed_job();
         job.backup_set_name = "Files_[2024]".into();
         let embeds = render_event(
-            &event(EventKind::JobFinished { job, repeat: None }),
+            &event(EventKind::JobFinished {
+                job,
+                repeat: None,
+                report: None,
+            }),
             &opts(),
         );
         let packed = crate::render::pack(vec![(true, embeds)], &opts());
@@ -1103,5 +1167,47 @@ mod tests {
         assert!(text.contains("\nMissed databases (2):\n  • hr\n  • payroll\n"));
         assert!(text.ends_with("\n-- cbs-main"));
         assert!(!text.contains('\\'), "{text}");
+    }
+
+    #[test]
+    fn failure_alert_shows_report_details_escaped_and_cut() {
+        let report = JobReport {
+            file_count: Some(1234),
+            total_size: Some(5 * 1024 * 1024),
+            lines: vec![
+                "[ERROR] Cannot write *data*.db: @everyone".to_owned(),
+                "x".repeat(2000),
+            ],
+        };
+        let e = one(EventKind::JobFinished {
+            job: failed_job(),
+            repeat: None,
+            report: Some(report),
+        });
+        let field = |name: &str| {
+            e.fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.value.clone())
+        };
+        assert_eq!(field("Files").as_deref(), Some("1234"));
+        assert!(field("Files size").is_some());
+        let logs = field("Last log lines").expect("log lines shown");
+        assert!(logs.contains(r"\*data\*.db"), "{logs}");
+        assert!(!logs.contains("@everyone"), "{logs}");
+        assert!(
+            logs.chars().count() <= EMBED_FIELD_VALUE_MAX_CHARS,
+            "{}",
+            logs.len()
+        );
+        let plain = one(EventKind::JobFinished {
+            job: failed_job(),
+            repeat: None,
+            report: None,
+        });
+        assert!(plain
+            .fields
+            .iter()
+            .all(|f| f.name != "Last log lines" && f.name != "Files"));
     }
 }

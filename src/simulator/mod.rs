@@ -20,8 +20,9 @@ pub use faults::{Faults, LoginFault};
 pub use job::{Quirks, SimJob, SimUser};
 pub use scenario::{Scenario, ScenarioError};
 pub use server::{
-    INCORRECT_CREDENTIALS_MESSAGE, LIST_RESTORE_JOB_STATUS_PATH, LIST_USERS_PATH,
-    PASSWORD_EXPIRED_MESSAGE, ROLE_DENIED_MESSAGE,
+    ReportFault, GET_RESTORE_JOB_REPORT_PATH, INCORRECT_CREDENTIALS_MESSAGE,
+    LIST_RESTORE_JOB_STATUS_PATH, LIST_USERS_PATH, PASSWORD_EXPIRED_MESSAGE,
+    REPORT_NOT_ALLOWED_MESSAGE, ROLE_DENIED_MESSAGE,
 };
 pub use standalone::{serve, serve_on, SimulateArgs, WorkloadSource};
 pub use workload::{generate, GenParams, Pace, Workload};
@@ -124,6 +125,10 @@ impl Simulator {
                 axum::routing::post(server::list_restore_job_status),
             )
             .route(LIST_USERS_PATH, axum::routing::post(server::list_users))
+            .route(
+                server::GET_RESTORE_JOB_REPORT_PATH,
+                axum::routing::post(server::get_restore_job_report),
+            )
             .fallback(server::not_found_page)
             .with_state(shared.clone());
         let stop = shared.shutdown.clone();
@@ -306,6 +311,16 @@ impl SimHandle {
             Some(f) => world.login_date_faults.insert(key, f),
             None => world.login_date_faults.remove(&key),
         };
+    }
+
+    /// Makes `GetRestoreJobReport.do` fail this way (`None`: serve it).
+    pub fn set_report_fault(&self, fault: Option<ReportFault>) {
+        lock(&self.shared.world).report_fault = fault;
+    }
+
+    /// `GetRestoreJobReport.do` requests received so far.
+    pub fn report_requests(&self) -> u64 {
+        lock(&self.shared.world).report_requests
     }
 
     /// Makes every call fail as with an expired system-user password.

@@ -33,6 +33,20 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The one call the simulator implements.
 pub const LIST_RESTORE_JOB_STATUS_PATH: &str = "/obs/api/json/ListRestoreJobStatus.do";
+pub const GET_RESTORE_JOB_REPORT_PATH: &str = "/obs/api/json/GetRestoreJobReport.do";
+
+/// What a Read-Only API system user gets from `GetRestoreJobReport.do`.
+pub const REPORT_NOT_ALLOWED_MESSAGE: &str =
+    "Permission denied: GetRestoreJobReport requires the Admin or API role";
+
+/// How the simulator fails `GetRestoreJobReport.do` when told to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFault {
+    /// `Status: Error`, as for a Read-Only API system user.
+    ReadOnlyRole,
+    /// Never answers (until the simulator stops or goes down).
+    Hang,
+}
 
 /// The user-listing call (CBS 9.7+), used by discovery.
 pub const LIST_USERS_PATH: &str = "/obs/api/json/2/ListUsers.do";
@@ -77,6 +91,10 @@ pub(crate) struct World {
     pub password_expired: bool,
     /// `2/ListUsers.do` answers as to a Read-Only API system user.
     pub list_users_denied: bool,
+    /// Set: `GetRestoreJobReport.do` fails this way.
+    pub report_fault: Option<ReportFault>,
+    /// `GetRestoreJobReport.do` requests received.
+    pub report_requests: u64,
 }
 
 impl World {
@@ -89,6 +107,8 @@ impl World {
             dice: FaultDice::new(faults),
             password_expired: false,
             list_users_denied: false,
+            report_fault: None,
+            report_requests: 0,
         }
     }
 
@@ -352,6 +372,92 @@ pub(crate) async fn list_users(State(shared): State<Arc<Shared>>, body: Bytes) -
         .map(|u| json!({"ID": u.user_id, "LoginName": u.login, "Owner": u.owner}))
         .collect();
     json_response(json!({"Status": "OK", "User": users}).to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct ReportRequest {
+    #[serde(rename = "SysUser", default)]
+    sys_user: String,
+    #[serde(rename = "SysPwd", default)]
+    sys_pwd: String,
+    #[serde(rename = "LoginName", default)]
+    login_name: String,
+    #[serde(rename = "BackupSetID", default)]
+    backup_set_id: String,
+    #[serde(rename = "JobID", default)]
+    job_id: String,
+}
+
+/// `POST /obs/api/json/GetRestoreJobReport.do`: one Report object, times in epoch
+/// milliseconds, with plausible logs (errors for failed jobs, a warning for warned ones).
+pub(crate) async fn get_restore_job_report(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Response {
+    let _in_flight = InFlight::enter(&shared.stats);
+    let epoch = shared.current_epoch();
+    let fault = {
+        let mut world = lock(&shared.world);
+        world.report_requests += 1;
+        world.report_fault
+    };
+    match fault {
+        None => {}
+        Some(ReportFault::ReadOnlyRole) => {
+            return api_error(REPORT_NOT_ALLOWED_MESSAGE, "com.ahsay.obs.core.dbs.r")
+        }
+        Some(ReportFault::Hang) => {
+            epoch.cancelled().await;
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
+    let Ok(req) = serde_json::from_slice::<ReportRequest>(&body) else {
+        return api_error(
+            "Invalid request: the body is not JSON",
+            "com.ahsay.obs.core.q",
+        );
+    };
+    if req.sys_user != shared.sys_user || req.sys_pwd != shared.sys_pwd {
+        return api_error(INCORRECT_CREDENTIALS_MESSAGE, "com.ahsay.obs.core.dbs.c");
+    }
+    let world = lock(&shared.world);
+    let Some(job) = world.jobs.iter().find(|j| {
+        j.login.eq_ignore_ascii_case(&req.login_name)
+            && j.backup_set_id == req.backup_set_id
+            && j.job_id(shared.tz) == req.job_id
+    }) else {
+        return api_error(
+            &format!("Restore job \"{}\" not found", req.job_id),
+            "com.ahsay.obs.core.dbs.d",
+        );
+    };
+    let start = job.start.timestamp_millis();
+    let end = job.end.map_or(start, |e| e.timestamp_millis());
+    let status = &job.final_status;
+    let files = job.size_bytes / 4096 + 1;
+    let mut logs = vec![json!({"Type": "info", "Time": start, "Message": "Start restore"})];
+    if status.contains("ERROR") || status.contains("FAIL") || status.contains("INTERRUPTED") {
+        logs.push(json!({"Type": "file", "Time": start + 500, "Message": format!("[ERROR] Cannot write \"/restore/{}/data.db\": Access is denied", job.backup_set_name)}));
+        logs.push(json!({"Type": "info", "Time": end, "Message": format!("[ERROR] Restore Completed with error(s) ({status})")}));
+    } else if status.contains("WARNING") {
+        logs.push(json!({"Type": "file", "Time": start + 500, "Message": "[WARN] File skipped: locked by another process"}));
+    }
+    logs.push(json!({"Type": "info", "Time": end, "Message": "Restore finished"}));
+    let body = json!({
+        "Status": "OK",
+        "Data": {
+            "ID": req.job_id,
+            "StartTime": start,
+            "EndTime": end,
+            "FromIp": "127.0.0.1",
+            "DestinationID": job.destination_id.clone().unwrap_or_default(),
+            "Status": status,
+            "TotalFileCount": files,
+            "TotalFileSize": job.size_bytes,
+            "Logs": logs,
+        }
+    });
+    json_response(body.to_string())
 }
 
 /// Anything else: what a Tomcat answers for an unknown path.

@@ -162,6 +162,7 @@ impl Harness {
             routed_owners: Default::default(),
             summary: self.settings.summary.clone(),
             down_after: self.settings.cbs.down_after,
+            fetch_reports: self.settings.cbs.fetch_reports,
         };
         Poller::new(self.cbs(), store.clone(), config, self.clock.clone())
     }

@@ -84,6 +84,8 @@ pub struct Harness {
     /// `cbs.down_after`; 1 here (one failed cycle opens an outage), as the older tests
     /// were written for.
     pub down_after: u32,
+    /// `cbs.fetch_reports` of every poller (default: true, as in the config).
+    pub fetch_reports: bool,
 }
 
 impl Harness {
@@ -107,6 +109,7 @@ impl Harness {
             summary: SummarySettings::default(),
             alerts: AlertSettings::default(),
             down_after: 1,
+            fetch_reports: true,
         };
         for login in users {
             harness.add_user(login, "");
@@ -172,6 +175,7 @@ impl Harness {
             routed_owners: Default::default(),
             summary: self.summary.clone(),
             down_after: self.down_after,
+            fetch_reports: self.fetch_reports,
         };
         Poller::new(client, store, config, Arc::new(self.clock.clone()))
     }
