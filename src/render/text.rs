@@ -106,6 +106,8 @@ pub fn escape_markdown(text: &str) -> String {
 }
 
 /// Undoes [`escape_markdown`] (and the `@` guard of [`code_span`]) for plain-text output.
+/// Our own bold markers (an unescaped `**`) are dropped: server text never carries one, as
+/// escaping makes it `\*\*`.
 pub fn unescape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -119,6 +121,9 @@ pub fn unescape_markdown(text: &str) -> String {
             }
             ('@' | ':', Some(&ZERO_WIDTH_SPACE)) => {
                 out.push(c);
+                chars.next();
+            }
+            ('*', Some('*')) => {
                 chars.next();
             }
             _ => out.push(c),
@@ -288,6 +293,12 @@ mod tests {
             "a\\\\b\\_c\\~d\\`e\\|f\\>g\\#h i"
         );
         assert_eq!(escape_markdown("plain-name 1.0"), "plain-name 1.0");
+    }
+
+    #[test]
+    fn our_bold_markers_are_dropped_in_plain_text_and_server_stars_stay() {
+        let line = format!("**2nd failure in a row** on {}", escape_markdown("**x**"));
+        assert_eq!(unescape_markdown(&line), "2nd failure in a row on **x**");
     }
 
     #[test]
