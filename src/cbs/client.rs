@@ -346,23 +346,7 @@ impl CbsClient {
             login_name: login,
             restore_date: date.format("%Y-%m-%d").to_string(),
         };
-        self.paced().await;
-        let response = i
-            .http
-            .post(i.endpoint.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let text = self.read_body(response).await?;
-        if !status.is_success() {
-            return Err(CbsError::Http {
-                server: i.server_name.clone(),
-                status,
-                snippet: model::snippet(text.trim(), SNIPPET_MAX_CHARS),
-            });
-        }
+        let text = self.post_json(i.endpoint.clone(), &body).await?;
         let cx = DecodeContext {
             server: &i.server_name,
             tz: i.timezone,
@@ -402,23 +386,7 @@ impl CbsClient {
             sys_pwd: i.sys_pwd.expose_secret(),
             reseller,
         };
-        self.paced().await;
-        let response = i
-            .http
-            .post(i.users_endpoint.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let text = self.read_body(response).await?;
-        if !status.is_success() {
-            return Err(CbsError::Http {
-                server: i.server_name.clone(),
-                status,
-                snippet: model::snippet(text.trim(), SNIPPET_MAX_CHARS),
-            });
-        }
+        let text = self.post_json(i.users_endpoint.clone(), &body).await?;
         model::decode_users(&text).map_err(|e| match e {
             ReplyError::Api { message, expt_type } => {
                 match self.api_error(self.redact(message), expt_type) {
@@ -482,10 +450,33 @@ impl CbsClient {
             .endpoint
             .join(GET_RESTORE_JOB_REPORT)
             .map_err(|e| CbsError::Setup(e.to_string()))?;
+        let text = self.post_json(url, &body).await?;
+        model::decode_report(&text).map_err(|e| match e {
+            ReplyError::Api { message, expt_type } => {
+                self.api_error(self.redact(message), expt_type)
+            }
+            ReplyError::Malformed { reason, snippet } => CbsError::Decode {
+                server: i.server_name.clone(),
+                reason,
+                snippet: self.redact(snippet),
+            },
+        })
+    }
+
+    /// POSTs `body` to `url`, paced by `cbs.max_requests_per_second`, and answers the
+    /// reply's text. A status other than 2xx is [`CbsError::Http`] with a short, redacted
+    /// snippet of what came back.
+    async fn post_json<B: serde::Serialize>(
+        &self,
+        url: reqwest::Url,
+        body: &B,
+    ) -> Result<String, CbsError> {
+        let i = &self.inner;
+        self.paced().await;
         let response = i
             .http
             .post(url)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| self.transport_error(e))?;
@@ -498,16 +489,7 @@ impl CbsClient {
                 snippet: model::snippet(self.redact(text).trim(), SNIPPET_MAX_CHARS),
             });
         }
-        model::decode_report(&text).map_err(|e| match e {
-            ReplyError::Api { message, expt_type } => {
-                self.api_error(self.redact(message), expt_type)
-            }
-            ReplyError::Malformed { reason, snippet } => CbsError::Decode {
-                server: i.server_name.clone(),
-                reason,
-                snippet: self.redact(snippet),
-            },
-        })
+        Ok(text)
     }
 
     /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].

@@ -295,8 +295,10 @@ pub fn snippet(text: &str, max: usize) -> String {
     }
 }
 
-/// Decodes a whole reply body.
-pub fn decode_reply(body: &str, cx: &DecodeContext<'_>) -> Result<JobList, ReplyError> {
+/// The reply's envelope, every call's: a JSON object whose `Status` is `OK`. `Status:
+/// Error` is the API's own refusal ([`ReplyError::Api`], its `Message` and `ExptType`);
+/// anything else is malformed.
+fn open_envelope(body: &str) -> Result<serde_json::Map<String, Value>, ReplyError> {
     let malformed = |reason: String| ReplyError::Malformed {
         reason,
         snippet: snippet(body, SNIPPET_MAX_CHARS),
@@ -322,6 +324,16 @@ pub fn decode_reply(body: &str, cx: &DecodeContext<'_>) -> Result<JobList, Reply
             "envelope Status is {status:?}, not OK or Error"
         )));
     }
+    Ok(envelope)
+}
+
+/// Decodes a whole reply body.
+pub fn decode_reply(body: &str, cx: &DecodeContext<'_>) -> Result<JobList, ReplyError> {
+    let malformed = |reason: String| ReplyError::Malformed {
+        reason,
+        snippet: snippet(body, SNIPPET_MAX_CHARS),
+    };
+    let envelope = open_envelope(body)?;
     let items: Vec<&Value> = match get(&envelope, &["Data"]) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items.iter().collect(),
@@ -371,27 +383,7 @@ pub fn decode_report(body: &str) -> Result<JobReport, ReplyError> {
         reason,
         snippet: snippet(body, SNIPPET_MAX_CHARS),
     };
-    let root: Value =
-        serde_json::from_str(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
-    let Value::Object(envelope) = root else {
-        return Err(malformed("the reply is not a JSON object".into()));
-    };
-    let status = get(&envelope, &["Status"])
-        .and_then(as_text)
-        .unwrap_or_default();
-    if status.eq_ignore_ascii_case("error") {
-        return Err(ReplyError::Api {
-            message: get(&envelope, &["Message"])
-                .and_then(as_text)
-                .unwrap_or_else(|| "(no message)".into()),
-            expt_type: get(&envelope, &["ExptType"]).and_then(as_text),
-        });
-    }
-    if !status.eq_ignore_ascii_case("ok") {
-        return Err(malformed(format!(
-            "envelope Status is {status:?}, not OK or Error"
-        )));
-    }
+    let envelope = open_envelope(body)?;
     let data = match get(&envelope, &["Data"]) {
         Some(Value::Object(map)) => map,
         Some(Value::Array(items)) => match items.first() {
@@ -659,27 +651,7 @@ pub fn decode_users(body: &str) -> Result<Vec<ListedUser>, ReplyError> {
         reason,
         snippet: snippet(body, SNIPPET_MAX_CHARS),
     };
-    let root: Value =
-        serde_json::from_str(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
-    let Value::Object(envelope) = root else {
-        return Err(malformed("the reply is not a JSON object".into()));
-    };
-    let status = get(&envelope, &["Status"])
-        .and_then(as_text)
-        .unwrap_or_default();
-    if status.eq_ignore_ascii_case("error") {
-        return Err(ReplyError::Api {
-            message: get(&envelope, &["Message"])
-                .and_then(as_text)
-                .unwrap_or_else(|| "(no message)".into()),
-            expt_type: get(&envelope, &["ExptType"]).and_then(as_text),
-        });
-    }
-    if !status.eq_ignore_ascii_case("ok") {
-        return Err(malformed(format!(
-            "envelope Status is {status:?}, not OK or Error"
-        )));
-    }
+    let envelope = open_envelope(body)?;
     let items: Vec<&Value> = match get(&envelope, &["User"]) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items.iter().collect(),
