@@ -410,23 +410,6 @@ mod delivery {
         DiscordSink::new(&settings, poller.store(), render).unwrap()
     }
 
-    /// `obm` and `shop` (owner `reseller-a`, routed to its own channel) baselined empty,
-    /// then one failure each queued: events for two channels.
-    async fn two_channels_with_failures() -> (World, Poller) {
-        let mut h = World::start(&["obm"], at(9, 0)).await;
-        h.add_user("shop", "reseller-a");
-        let p = h.poller();
-        p.cycle().await.unwrap();
-        let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
-        owned.owner = "reseller-a".into();
-        h.sim.add_job(owned);
-        h.sim
-            .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
-        h.clock.set(at(9, 30));
-        p.cycle().await.unwrap();
-        (h, p)
-    }
-
     fn posts(fake: &FakeDiscord) -> Vec<RecordedRequest> {
         let all = fake.requests().into_iter();
         all.filter(|r| r.method == "POST" && r.path.ends_with("/messages"))
@@ -447,7 +430,7 @@ mod delivery {
 
     #[tokio::test(start_paused = true)]
     async fn a_401_stops_all_posting_is_shown_and_retried_every_ten_minutes_losing_nothing() {
-        let (_h, p) = two_channels_with_failures().await;
+        let (_h, p) = World::with_a_reseller_failing().await;
         let queued = p.store().outbox_len();
         let fake = FakeDiscord::start().await;
         fake.set_token_rejected(true);
@@ -489,7 +472,7 @@ mod delivery {
 
     #[tokio::test(start_paused = true)]
     async fn a_message_returned_without_embeds_parks_its_channel_until_embed_links_work() {
-        let (_h, p) = two_channels_with_failures().await;
+        let (_h, p) = World::with_a_reseller_failing().await;
         let fake = FakeDiscord::start().await;
         fake.set_embed_links_missing(RESELLER_A, true);
         let sink = sink(&fake, &p);

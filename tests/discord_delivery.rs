@@ -74,23 +74,6 @@ async fn world_with_summary(jobs: &[(&str, &str)], summary: SummarySettings) -> 
     (h, p)
 }
 
-/// `obm` and `shop` (owner `reseller-a`) polled once (empty baselines), then set 1 of `obm`
-/// and set 7 of `shop` fail, and a second cycle queues their events.
-async fn world_with_a_reseller() -> (Harness, Poller) {
-    let mut h = Harness::start(&["obm"], at(9, 0)).await;
-    h.add_user("shop", "reseller-a");
-    let p = h.poller();
-    p.cycle().await.unwrap();
-    let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
-    owned.owner = "reseller-a".into();
-    h.sim.add_job(owned);
-    h.sim
-        .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
-    h.clock.set(at(9, 30));
-    p.cycle().await.unwrap();
-    (h, p)
-}
-
 fn message_posts(fake: &FakeDiscord) -> Vec<RecordedRequest> {
     let posts = fake.requests().into_iter();
     posts
@@ -194,7 +177,7 @@ async fn a_success_posts_no_alert_and_a_message_without_a_ping_allows_nothing() 
 
 #[tokio::test]
 async fn an_owner_route_sends_its_failures_to_its_channel() {
-    let (_h, p) = world_with_a_reseller().await;
+    let (_h, p) = Harness::with_a_reseller_failing().await;
     let fake = FakeDiscord::start().await;
 
     drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
@@ -332,7 +315,7 @@ async fn three_server_errors_back_off_then_one_message() {
 
 #[tokio::test(start_paused = true)]
 async fn a_forbidden_channel_keeps_its_events_until_it_allows_us_again() {
-    let (_h, p) = world_with_a_reseller().await;
+    let (_h, p) = Harness::with_a_reseller_failing().await;
     let fake = FakeDiscord::start().await;
     fake.set_channel_forbidden(RESELLER_A, true);
     let sink = sink(&fake, &p, None);
@@ -644,7 +627,7 @@ async fn a_long_retry_after_ends_the_drain_and_rests_that_long() {
 /// logged once however many drains meet it, and other channels carry on.
 #[tokio::test(start_paused = true)]
 async fn a_404_channel_is_refused_and_logged_once() {
-    let (_h, p) = world_with_a_reseller().await;
+    let (_h, p) = Harness::with_a_reseller_failing().await;
     let fake = FakeDiscord::start().await;
     let sink = sink(&fake, &p, None);
     let logs = LogCapture::default();

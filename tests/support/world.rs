@@ -89,6 +89,27 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// `obm` and `shop` (owner `reseller-a`) polled once on 2024-06-26 at 09:00 (empty
+    /// baselines), then set 1 of `obm` and set 7 of `shop` fail, and a second cycle at
+    /// 09:30 queues their events: events for two channels once `reseller-a` is routed.
+    pub async fn with_a_reseller_failing() -> (Harness, Poller) {
+        use chrono::TimeZone;
+        let at = |h, min| Utc.with_ymd_and_hms(2024, 6, 26, h, min, 0).unwrap();
+        const FAILED: &str = "RESTORE_STOP_BY_ERROR";
+        let mut h = Harness::start(&["obm"], at(9, 0)).await;
+        h.add_user("shop", "reseller-a");
+        let p = h.poller();
+        p.cycle().await.unwrap();
+        let mut owned = job("shop", "7", at(9, 1), Some(at(9, 2)), FAILED);
+        owned.owner = "reseller-a".into();
+        h.sim.add_job(owned);
+        h.sim
+            .add_job(job("obm", "1", at(9, 1), Some(at(9, 2)), FAILED));
+        h.clock.set(at(9, 30));
+        p.cycle().await.unwrap();
+        (h, p)
+    }
+
     /// The simulator with `users` (no owner), watched by every poller.
     pub async fn start(users: &[&'static str], now: DateTime<Utc>) -> Harness {
         let clock = ManualClock::new(now);
