@@ -43,6 +43,9 @@ pub(super) async fn restores(
     #[description = "The day in the server's zone, YYYY-MM-DD (default: today)"] date: Option<
         String,
     >,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
@@ -67,7 +70,8 @@ pub(super) async fn restores(
         ctx.defer_ephemeral().await?;
     }
     let result =
-        commands::restores::restores(&data.app.cbs, &data.app.store, &args, data.public()).await;
+        commands::restores::restores(&data.app.cbs, &data.app.store, &args, page, data.public())
+            .await;
     answer(ctx, result).await
 }
 
@@ -82,6 +86,9 @@ pub(super) async fn failures(
     #[description = "Only this user"]
     #[autocomplete = "complete_user"]
     user: Option<String>,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
@@ -90,6 +97,7 @@ pub(super) async fn failures(
             &data.app.store,
             days,
             user.as_deref(),
+            page,
             &visible,
             &scope,
             data.today(),
@@ -169,7 +177,12 @@ async fn watch_remove(
 
 /// Who is watched, who added them, and who muted whom.
 #[poise::command(slash_command, rename = "list")]
-async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
+async fn watch_list(
+    ctx: Context<'_>,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
+) -> Result<(), Error> {
     let data = ctx.data();
     let result = data
         .mutes
@@ -181,6 +194,7 @@ async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
                 &data.app.settings.watch,
                 &mutes,
                 &scope(ctx),
+                page,
                 data.public(),
             )
         });
