@@ -529,3 +529,127 @@ async fn autocomplete_offers_matching_watched_and_recent_users() {
 fn admin_build(command: SlashCommand) -> Value {
     admin(command).build()
 }
+
+/// Checks one message of a list reply against Discord's limits and counts its job lines
+/// (`**Set 1xxx**`) into `seen`; returns the total message count from the title's `(k/N)`.
+fn tally(message: &Value, seen: &mut std::collections::BTreeMap<String, usize>) -> usize {
+    assert_eq!(flags(message), EPHEMERAL, "{message}");
+    let embeds = message["embeds"].as_array().expect("embeds");
+    assert!(!embeds.is_empty() && embeds.len() <= 10, "{message}");
+    let mut chars = 0;
+    for embed in embeds {
+        let text = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+        let description = embed["description"].as_str().unwrap_or_default();
+        assert!(text(&embed["title"]) <= 256);
+        assert!(text(&embed["description"]) <= 4096);
+        assert!(text(&embed["footer"]["text"]) <= 2048);
+        chars +=
+            text(&embed["title"]) + text(&embed["description"]) + text(&embed["footer"]["text"]);
+        assert!(
+            !description.contains("more"),
+            "nothing cut off: {description}"
+        );
+        for line in description.lines() {
+            if let Some(rest) = line.split("**Set ").nth(1) {
+                let set = rest.split("**").next().unwrap().to_owned();
+                *seen.entry(set).or_default() += 1;
+            }
+        }
+    }
+    assert!(chars <= 6000, "{chars} characters in one message");
+    let title = embeds[0]["title"].as_str().unwrap();
+    let (_, count) = title
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("numbered: {title}"));
+    count.trim_end_matches(')').parse().unwrap()
+}
+
+/// Long `/failures` and `/restores` answers continue in follow-ups, at most ten messages
+/// per reply, and `page:` shows the rest: every job line appears exactly once.
+#[tokio::test]
+async fn paging_reaches_every_line() {
+    const JOBS: usize = 700;
+    let h = Harness::start().await;
+    let day = date("2024-06-27").and_hms_opt(0, 0, 0).unwrap().and_utc();
+    for i in 0..JOBS {
+        let start = day + Duration::minutes(i as i64);
+        h.sim.add_job(restorewatch::simulator::SimJob {
+            size_bytes: 4096,
+            ..restorewatch::simulator::SimJob::new(
+                "obm",
+                &(1000 + i).to_string(),
+                start,
+                Some(start + Duration::seconds(30)),
+                "RESTORE_STOP_BY_ERROR",
+            )
+        });
+    }
+    let running = h.start_bot().await;
+    h.poller(&running.store).cycle().await.unwrap();
+    let every: Vec<String> = (1000..1000 + JOBS).map(|s| s.to_string()).collect();
+
+    // /failures: page 1 (the answer and nine follow-ups), then page 2.
+    let mut seen = std::collections::BTreeMap::new();
+    let (callback, token) = h.invoke(SlashCommand::new("failures")).await;
+    let total = tally(&callback["data"], &mut seen);
+    assert!(
+        total > 10,
+        "{JOBS} failures need more than one page: {total}"
+    );
+    let followups = timeout(WAIT, h.fake.wait_for_followups(&token, 9))
+        .await
+        .expect("page 1 follows");
+    for message in &followups {
+        assert_eq!(tally(message, &mut seen), total);
+    }
+    let last = followups[8]["embeds"][0]["description"].as_str().unwrap();
+    assert!(
+        last.ends_with("The next lines: `/failures page:2`"),
+        "{last}"
+    );
+    let (callback, token2) = h
+        .invoke(SlashCommand::new("failures").option("page", 2))
+        .await;
+    let followups2 = timeout(WAIT, h.fake.wait_for_followups(&token2, total - 11))
+        .await
+        .expect("page 2 follows");
+    for message in std::iter::once(&callback["data"]).chain(&followups2) {
+        assert_eq!(tally(message, &mut seen), total);
+    }
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), every);
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "each failure once: {seen:?}"
+    );
+    assert_eq!(h.fake.followups(&token).len(), 9, "ten messages, no more");
+
+    // /restores, deferred: every message is a follow-up.
+    let mut seen = std::collections::BTreeMap::new();
+    let (callback, token) = h
+        .invoke(
+            SlashCommand::new("restores")
+                .option("user", "obm")
+                .option("date", "2024-06-27"),
+        )
+        .await;
+    assert_eq!(callback["type"], 5, "deferred first: {callback}");
+    let first = timeout(WAIT, h.fake.wait_for_followups(&token, 1))
+        .await
+        .expect("the answer follows");
+    let total = tally(&first[0], &mut seen.clone());
+    assert!(
+        (2..=10).contains(&total),
+        "one page of several messages: {total}"
+    );
+    let followups = timeout(WAIT, h.fake.wait_for_followups(&token, total))
+        .await
+        .expect("the rest follows");
+    for message in &followups {
+        assert_eq!(tally(message, &mut seen), total);
+    }
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), every);
+    assert!(seen.values().all(|n| *n == 1), "each job once: {seen:?}");
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}

@@ -229,6 +229,7 @@ pub fn list(
 mod tests {
     use super::super::test_support::*;
     use super::*;
+    use crate::render::Embed;
 
     fn config() -> Vec<WatchEntry> {
         vec![WatchEntry {
@@ -330,6 +331,39 @@ mod tests {
         };
         let reply = list(&store, &config(), &[], &routed, None, false).unwrap();
         assert_eq!(reply.embeds[0].description.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_long_list_pages_through_every_user_with_counts_by_source() {
+        let (_dir, store) = store();
+        for i in 0..400 {
+            chat_watch(&store, &format!("user{i:03}"));
+        }
+        let all = Scope::default();
+        let reply = list(&store, &config(), &[], &all, None, false).unwrap();
+        let messages: Vec<&Embed> = reply
+            .embeds
+            .iter()
+            .chain(reply.followups.iter().flatten())
+            .collect();
+        assert!(messages.len() > 1, "400 users need follow-ups");
+        let text: String = messages.iter().map(|e| e.description.as_str()).collect();
+        for i in 0..400 {
+            assert_eq!(
+                text.matches(&format!("`user{i:03}`")).count(),
+                1,
+                "user{i:03}"
+            );
+        }
+        assert_eq!(text.matches("`cfg`").count(), 1);
+        for e in &messages {
+            let footer = e.footer.as_deref().unwrap();
+            assert!(
+                footer
+                    .starts_with("401 watched · config file 1 · chat 400 · discovered 0 · lines "),
+                "{footer}"
+            );
+        }
     }
 
     #[test]
