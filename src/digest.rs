@@ -340,9 +340,11 @@ pub fn digest_text(digest: &Digest) -> String {
         // Packing does not read the zone; the digest's times already carry theirs.
         timezone: chrono_tz::UTC,
     };
+    // Time tags, if any, read in the digest's own zone.
+    let zone = digest.timezone.parse().unwrap_or(chrono_tz::UTC);
     pack(vec![(false, render_digest(digest))], &opts)
         .iter()
-        .map(|p| to_text(&p.message))
+        .map(|p| to_text(&p.message, zone))
         .collect::<Vec<_>>()
         .join("\n\n")
 }

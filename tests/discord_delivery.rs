@@ -117,7 +117,25 @@ async fn a_failed_restore_is_one_message_that_pings_only_the_role() {
     assert_eq!(failed[0]["title"], "Restore failed: obm / set 1");
     assert!(field(&failed[0], "Status").contains(FAILED));
     assert_eq!(field(&failed[0], "Owner"), "—");
-    assert_eq!(failed[0]["footer"]["text"], support::world::SERVER);
+    // Times as Discord's tags, each reader's own zone; the server's zone in the footer.
+    let tag = |text: &str, style: &str| {
+        let inner = text.strip_prefix("<t:").and_then(|t| t.strip_suffix('>'));
+        let (secs, got) = inner.and_then(|i| i.split_once(':')).unwrap_or_default();
+        secs.parse::<i64>().is_ok() && got == style
+    };
+    assert!(tag(field(&failed[0], "Started"), "f"), "{}", failed[0]);
+    let (at, ago) = field(&failed[0], "Ended").split_once(' ').unwrap();
+    assert!(
+        tag(at, "f") && tag(ago.trim_matches(['(', ')']), "R"),
+        "{ago}"
+    );
+    let footer = failed[0]["footer"]["text"].as_str().unwrap();
+    let server_zone = format!("{} · started ", support::world::SERVER);
+    assert!(footer.starts_with(&server_zone), "{footer}");
+    assert!(
+        footer.contains(" · ended ") && footer.ends_with("(UTC)"),
+        "{footer}"
+    );
     assert_eq!(messages[0]["content"], format!("<@&{ROLE}> 1 alert"));
 
     let posts = message_posts(&fake);

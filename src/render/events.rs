@@ -9,6 +9,7 @@ use super::text::{
     code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
     plural, value_or_raw, DASH,
 };
+use super::times::{discord_time, discord_time_ago};
 use super::RenderOptions;
 use crate::cbs::model::{
     JobReport, RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD,
@@ -135,9 +136,31 @@ fn user_and_set(job: &RestoreJob) -> String {
     )
 }
 
-/// A job time, or the text the server sent when it could not be read, or a dash.
-fn time_or_dash(job: &RestoreJob, at: Option<ServerTime>, field: &str) -> String {
-    value_or_raw(at, job.unreadable_field(field), |t| format_time(&t), DASH)
+/// A job time as Discord's tag, which each reader sees in their own zone (`ago`: and how
+/// long ago); else the text the server sent when it could not be read, or a dash.
+fn time_or_dash(job: &RestoreJob, at: Option<ServerTime>, field: &str, ago: bool) -> String {
+    let tag = |t: ServerTime| {
+        let t = t.with_timezone(&Utc);
+        if ago {
+            discord_time_ago(t)
+        } else {
+            discord_time(t)
+        }
+    };
+    value_or_raw(at, job.unreadable_field(field), tag, DASH)
+}
+
+/// A job card's footer: the server, and the job's times in the server's own zone (the
+/// fields show them in each reader's zone).
+fn job_footer(job: &RestoreJob) -> String {
+    let mut parts = vec![job.server.clone()];
+    if let Some(t) = job.start_time {
+        parts.push(format!("started {}", format_time(&t)));
+    }
+    if let Some(t) = job.end_time {
+        parts.push(format!("ended {}", format_time(&t)));
+    }
+    parts.join(" · ")
 }
 
 /// `failure (`RESTORE_STOP_BY_ERROR`)`: the label people read and the code to search for.
@@ -216,12 +239,12 @@ fn job_finished(
         ),
         EmbedField::new(
             "Started",
-            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            time_or_dash(job, job.start_time, START_TIME_FIELD, false),
             true,
         ),
         EmbedField::new(
             "Ended",
-            time_or_dash(job, job.end_time, END_TIME_FIELD),
+            time_or_dash(job, job.end_time, END_TIME_FIELD, true),
             true,
         ),
         EmbedField::new(
@@ -280,7 +303,7 @@ fn job_finished(
         description,
         colour: class_colour(job.class),
         fields,
-        footer: Some(job.server.clone()),
+        footer: Some(job_footer(job)),
         timestamp: Some(job.end_time.map_or(created_at, |t| t.with_timezone(&Utc))),
     }
 }
@@ -290,7 +313,7 @@ fn job_vanished(job: &RestoreJob, missing_since: DateTime<Utc>, event: &Event) -
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
         EmbedField::new(
             "Started",
-            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            time_or_dash(job, job.start_time, START_TIME_FIELD, true),
             true,
         ),
         EmbedField::new(
@@ -307,7 +330,7 @@ fn job_vanished(job: &RestoreJob, missing_since: DateTime<Utc>, event: &Event) -
             .to_owned(),
         colour: COLOUR_UNKNOWN,
         fields,
-        footer: Some(job.server.clone()),
+        footer: Some(job_footer(job)),
         timestamp: Some(event.created_at),
     }
 }
@@ -318,7 +341,7 @@ fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
         EmbedField::new(
             "Started",
-            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            time_or_dash(job, job.start_time, START_TIME_FIELD, true),
             true,
         ),
         EmbedField::new("Running for", running.as_str(), true),
@@ -333,7 +356,7 @@ fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
             .to_owned(),
         colour: COLOUR_STUCK,
         fields,
-        footer: Some(job.server.clone()),
+        footer: Some(job_footer(job)),
         timestamp: Some(event.created_at),
     }
 }
@@ -528,7 +551,6 @@ fn cbs_unreachable(
     error: &str,
     opts: &RenderOptions,
 ) -> Embed {
-    let since_text = format_time(&since.with_timezone(&opts.timezone));
     let (title, advice) = match reason {
         OutageReason::Unreachable => (
             "Backup server unreachable",
@@ -549,14 +571,17 @@ fn cbs_unreachable(
     };
     Embed {
         title: title.to_owned(),
-        description: format!("Since {since_text}. {advice}"),
+        description: format!("Since {}. {advice}", discord_time_ago(since)),
         colour: COLOUR_FAILURE,
         fields: vec![EmbedField::new(
             "Error",
             escaped_or_dash(Some(error)),
             false,
         )],
-        footer: None,
+        footer: Some(format!(
+            "Since {}",
+            format_time(&since.with_timezone(&opts.timezone))
+        )),
         timestamp: Some(since),
     }
 }
@@ -580,10 +605,15 @@ fn cbs_recovered(
             "It was unreachable for {}, from {} to {}. {caught_up} Jobs that ended \
              meanwhile are reported as the cycles pick them up.",
             format_duration((recovered_at - down_since).num_seconds()),
-            zone(down_since),
-            zone(recovered_at),
+            discord_time(down_since),
+            discord_time(recovered_at),
         ),
         colour: COLOUR_SUCCESS,
+        footer: Some(format!(
+            "Down from {} to {}",
+            zone(down_since),
+            zone(recovered_at)
+        )),
         timestamp: Some(recovered_at),
         ..Embed::default()
     }
@@ -765,8 +795,12 @@ mod tests {
             "failure (`RESTORE_STOP_BY_ERROR`)"
         );
         assert_eq!(field_value(&e, "Duration"), "1h 02m");
-        assert_eq!(field_value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
-        assert_eq!(field_value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
+        // Discord shows these in each reader's zone; the footer keeps the server's.
+        assert_eq!(field_value(&e, "Started"), "<t:1719397392:f>");
+        assert_eq!(
+            field_value(&e, "Ended"),
+            "<t:1719401114:f> (<t:1719401114:R>)"
+        );
         assert_eq!(field_value(&e, "Restore size"), "1.50 GiB");
         assert_eq!(field_value(&e, "Client version"), "9.11.0.0");
         assert_eq!(field_value(&e, "Destination"), "1687755083984");
@@ -776,7 +810,12 @@ mod tests {
         );
         assert_eq!(field_value(&e, "Missed databases (2)"), "• hr\n• payroll");
         assert_eq!(field_value(&e, "Restored databases (1)"), "• sales");
-        assert_eq!(e.footer.as_deref(), Some("cbs-main"));
+        assert_eq!(
+            e.footer.as_deref(),
+            Some(
+                "cbs-main · started 2024-06-26 12:23:12 (CEST) · ended 2024-06-26 13:25:14 (CEST)"
+            )
+        );
         // The job's end, 13:25:14 in Berlin summer time.
         assert_eq!(e.timestamp, Some(utc(11, 25, 14)));
         assert!(e.fields[..9].iter().all(|f| f.inline));
@@ -878,7 +917,10 @@ mod tests {
         );
         // Every field survived; the status and times are untouched.
         assert_eq!(e.fields.len(), 15);
-        assert_eq!(field_value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
+        assert_eq!(
+            field_value(&e, "Ended"),
+            "<t:1719401114:f> (<t:1719401114:R>)"
+        );
         let missed = &e.fields[9];
         assert_eq!(missed.name, "Missed databases (2000)");
         assert!(missed.value.starts_with("• db\\_0000\n• db\\_0001\n"));
@@ -975,7 +1017,14 @@ mod tests {
         assert_eq!(e.title, "Restore still running after 13h: obm / Files");
         assert_eq!(e.colour, COLOUR_STUCK);
         assert_eq!(field_value(&e, "Running for"), "13h");
-        assert_eq!(field_value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
+        assert_eq!(
+            field_value(&e, "Started"),
+            "<t:1719397392:f> (<t:1719397392:R>)"
+        );
+        assert_eq!(
+            e.footer.as_deref(),
+            Some("cbs-main · started 2024-06-26 12:23:12 (CEST)")
+        );
     }
 
     #[test]
@@ -1102,7 +1151,11 @@ mod tests {
         assert_eq!(e.title, "Backup server API password expired");
         assert!(e
             .description
-            .starts_with("Since 2024-06-26 08:00:00 (CEST). "));
+            .starts_with("Since <t:1719381600:f> (<t:1719381600:R>). "));
+        assert_eq!(
+            e.footer.as_deref(),
+            Some("Since 2024-06-26 08:00:00 (CEST)")
+        );
         assert!(e
             .description
             .contains("Change the API user's password in CBS"));
@@ -1142,9 +1195,13 @@ mod tests {
         });
         assert_eq!(e.title, "Backup server answers again");
         assert!(e.description.starts_with(
-            "It was unreachable for 1h 02m, from 2024-06-26 11:58:00 (CEST) to \
-             2024-06-26 13:00:00 (CEST). Caught up on 2024-06-24, 2024-06-25."
+            "It was unreachable for 1h 02m, from <t:1719395880:f> to <t:1719399600:f>. \
+             Caught up on 2024-06-24, 2024-06-25."
         ));
+        assert_eq!(
+            e.footer.as_deref(),
+            Some("Down from 2024-06-26 11:58:00 (CEST) to 2024-06-26 13:00:00 (CEST)")
+        );
         assert_eq!(e.colour, COLOUR_SUCCESS);
     }
 
@@ -1161,11 +1218,21 @@ mod tests {
             &opts(),
         );
         let packed = crate::render::pack(vec![(true, embeds)], &opts());
-        let text = crate::render::to_text(&packed[0].message);
+        let text = crate::render::to_text(&packed[0].message, BERLIN);
         assert!(text.starts_with("@role:42 1 alert\n\n== Restore failed: obm / Files_[2024] ==\n"));
         assert!(text.contains("\nOwner: reseller-a\n"));
         assert!(text.contains("\nMissed databases (2):\n  • hr\n  • payroll\n"));
-        assert!(text.ends_with("\n-- cbs-main"));
+        // The console has no Discord markup: times read in the configured zone.
+        assert!(
+            text.contains("\nStarted: 2024-06-26 12:23:12 (CEST)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nEnded: 2024-06-26 13:25:14 (CEST)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("<t:"), "{text}");
+        assert!(text.ends_with("\n-- cbs-main · started 2024-06-26 12:23:12 (CEST) · ended 2024-06-26 13:25:14 (CEST)"), "{text}");
         assert!(!text.contains('\\'), "{text}");
     }
 
