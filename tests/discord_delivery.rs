@@ -12,6 +12,7 @@ use restorewatch::sink::{drain, Sink};
 use serde_json::{json, Value};
 use serenity::all::{ChannelId, RoleId};
 use support::fake_discord::{FakeDiscord, NonceMemory, RecordedRequest, Scripted};
+use support::logs::LogCapture;
 use support::world::{job, Harness};
 use tokio::time::timeout;
 
@@ -649,12 +650,7 @@ async fn a_404_channel_is_refused_and_logged_once() {
     let fake = FakeDiscord::start().await;
     let sink = sink(&fake, &p, None);
     let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let _guard = logs.install();
     for _ in 0..3 {
         fake.script(RESELLER_A, [Scripted::Status(404)]);
         let report = drain(p.store(), &sink).await.unwrap();
@@ -677,32 +673,6 @@ async fn a_404_channel_is_refused_and_logged_once() {
 }
 
 /// Log lines written to memory.
-#[derive(Clone, Default)]
-struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl LogCapture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
-    type Writer = LogCapture;
-    fn make_writer(&'a self) -> LogCapture {
-        self.clone()
-    }
-}
-
 /// A digest too long for one message is one event sent as several messages (a multi-part
 /// batch). When Discord accepted the first part and the rest failed, the next drain sends
 /// only the parts still missing; with nonce deduplication off, so the batch's record of the
