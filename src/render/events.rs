@@ -430,7 +430,8 @@ fn baseline(
                     "Now watching {}{owner}",
                     plural(few.len() as u64, "user", "users")
                 ),
-                lines_within(&lines, EMBED_DESCRIPTION_MAX_CHARS),
+                // At most BASELINE_USER_LINES_MAX lines: they always fit.
+                lines_within(&lines, EMBED_DESCRIPTION_MAX_CHARS, ""),
             )
         }
         many => {
@@ -470,7 +471,8 @@ fn baseline(
         description.push_str(&format!(
             "\n\nRecorded, not alerted; would have alerted ({}; `/failures` lists them):\n{}",
             would_alert.len(),
-            lines_within(&lines, BASELINE_WOULD_ALERT_MAX_CHARS)
+            // The heading says where to see them all.
+            lines_within(&lines, BASELINE_WOULD_ALERT_MAX_CHARS, "")
         ));
     }
     Embed {
@@ -619,16 +621,16 @@ fn cbs_recovered(
     }
 }
 
-/// `• name` lines within `max_chars`; what does not fit becomes `… and N more`.
+/// `• name` lines within `max_chars`; what does not fit is counted, with where to see it.
 fn bullet_list(items: &[String], max_chars: usize) -> String {
     let lines: Vec<String> = items
         .iter()
         .map(|item| format!("• {}", cut(&escape_markdown(item), LIST_ITEM_MAX_CHARS)))
         .collect();
-    lines_within(&lines, max_chars)
+    lines_within(&lines, max_chars, MORE_IN_CBS)
 }
 
-/// `• obm, 2024-06-26: message` lines within `max_chars`.
+/// `• obm, 2024-06-26: message` lines within `max_chars`; the log has every one.
 fn error_list(errors: &[PollError], max_chars: usize) -> String {
     let lines: Vec<String> = errors
         .iter()
@@ -641,13 +643,18 @@ fn error_list(errors: &[PollError], max_chars: usize) -> String {
             )
         })
         .collect();
-    lines_within(&lines, max_chars)
+    lines_within(&lines, max_chars, MORE_IN_LOG)
 }
 
+/// Where the rest of a job's list can be seen, after `… and N more`.
+const MORE_IN_CBS: &str = " (the job in CBS lists all)";
+/// Where the rest of a cycle's errors can be read: each is logged with its user and date.
+const MORE_IN_LOG: &str = " (each is in restorewatch's log)";
+
 /// Joins whole lines while they fit in `max_chars`, keeping room for the closing
-/// `… and N more` line that says how many were left out.
-fn lines_within(lines: &[String], max_chars: usize) -> String {
-    let more = |left: usize| format!("… and {left} more");
+/// `… and N more{where_}` line that says how many were left out and where they are.
+fn lines_within(lines: &[String], max_chars: usize, where_: &str) -> String {
+    let more = |left: usize| format!("… and {left} more{where_}");
     let mut out = String::new();
     let mut used = 0;
     for (i, line) in lines.iter().enumerate() {
@@ -934,7 +941,7 @@ mod tests {
         let shown = list.lines().filter(|l| l.starts_with("• ")).count();
         assert_eq!(
             list.lines().last().unwrap(),
-            format!("… and {} more", 2000 - shown)
+            format!("… and {} more (the job in CBS lists all)", 2000 - shown)
         );
         assert_eq!(bullet_list(&items[..2], 1024), "• db0000\n• db0001");
     }
