@@ -609,7 +609,7 @@ mod tests {
         }
         assert!(page > 1, "2,000 lines need more than one page");
         assert!(seen.iter().all(|n| *n == 1), "every line exactly once");
-        let past = list(&lines, Some(page as i64 + 1)).unwrap_err();
+        let past = list(&lines, Some(page + 1)).unwrap_err();
         assert_eq!(
             past.to_string(),
             format!("page: expected a whole number from 1 to {page}; this list has {page} pages.")
