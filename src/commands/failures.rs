@@ -139,9 +139,17 @@ mod tests {
         assert_eq!(embed.title, "Failed restores from 2024-06-24 to 2024-06-26");
         let lines: Vec<&str> = embed.description.lines().collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines[0].starts_with("2024-06-26 · `obm` · **Set 2** · unknown · 10:00"));
+        assert!(lines[0].starts_with(&format!(
+            "2024-06-26 · `obm` · **Set 2** · unknown · <t:{}:f>–<t:{}:t>",
+            at(26, 10).timestamp(),
+            at(26, 11).timestamp()
+        )));
         assert!(lines[0].ends_with("code `SOMETHING_NEW`"), "{}", lines[0]);
-        assert!(lines[1].contains("partial failure · 08:00–09:00"));
+        assert!(lines[1].contains(&format!(
+            "partial failure · <t:{}:f>–<t:{}:t>",
+            at(26, 8).timestamp(),
+            at(26, 9).timestamp()
+        )));
         assert!(lines[2].starts_with("2024-06-24"));
 
         let today = failures(

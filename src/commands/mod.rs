@@ -204,14 +204,15 @@ pub fn matching_users<'a>(
 }
 
 /// One job as a line of a list: set, class, times, size, and the raw code when the class
-/// is unknown. Backup-server text is escaped.
+/// is unknown. Backup-server text is escaped. The times are Discord's tags, which each
+/// reader sees in their own zone: the start with its date, the end as a time of day.
 pub fn job_line(job: &RestoreJob) -> String {
     use crate::cbs::model::{END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD};
-    let time = |t: Option<crate::cbs::model::ServerTime>, field| {
+    let time = |t: Option<crate::cbs::model::ServerTime>, field, style: char| {
         crate::render::value_or_raw(
             t,
             job.unreadable_field(field),
-            |t| t.format("%H:%M").to_string(),
+            |t| format!("<t:{}:{style}>", t.timestamp()),
             "…",
         )
     };
@@ -225,8 +226,8 @@ pub fn job_line(job: &RestoreJob) -> String {
         "**{}** · {} · {}–{} · {size}",
         escape_markdown(job.backup_set_label()),
         job.class.label(),
-        time(job.start_time, START_TIME_FIELD),
-        time(job.end_time, END_TIME_FIELD),
+        time(job.start_time, START_TIME_FIELD, 'f'),
+        time(job.end_time, END_TIME_FIELD, 't'),
     );
     if job.class == crate::cbs::model::StatusClass::Unknown {
         line.push_str(&format!(" · code {}", code(&job.raw_status)));

@@ -163,7 +163,9 @@ mod tests {
         assert_eq!(embed.footer.as_deref(), Some("live from cbs"));
         assert_eq!(embed.colour, class_colour(StatusClass::Failure));
         let lines: Vec<&str> = embed.description.lines().collect();
-        assert!(lines[0].starts_with("**Set 2** · success · 11:00–12:00 · 2 KiB"));
+        let (start, end) = (at(25, 11).timestamp(), at(25, 12).timestamp());
+        let first = format!("**Set 2** · success · <t:{start}:f>–<t:{end}:t> · 2 KiB");
+        assert!(lines[0].starts_with(&first), "{}", lines[0]);
         assert!(lines[1].starts_with("**Set 1** · failure"));
 
         record(&store, &sim.expected("cbs", "obm", day(25))[..1]);
