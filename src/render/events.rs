@@ -461,7 +461,7 @@ fn baseline(
             .map(|j| {
                 format!(
                     "{} · {} · {} · {}",
-                    if j.ended.is_empty() { DASH } else { &j.ended },
+                    super::storm::ended_text(j),
                     escape_markdown(&j.login_name),
                     escape_markdown(&j.backup_set),
                     code_span(&j.raw_status)
