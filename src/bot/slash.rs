@@ -95,9 +95,11 @@ pub(super) async fn failures(
     let result = data.visible(&scope).and_then(|visible| {
         commands::failures::failures(
             &data.app.store,
-            days,
-            user.as_deref(),
-            page,
+            commands::failures::FailuresArgs {
+                days,
+                user: user.as_deref(),
+                page,
+            },
             &visible,
             &scope,
             data.today(),

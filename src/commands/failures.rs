@@ -16,21 +16,30 @@ pub const FAILED_CLASSES: [StatusClass; 3] = [
     StatusClass::Unknown,
 ];
 
+/// The arguments of `/failures` as Discord delivered them, unchecked.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailuresArgs<'a> {
+    /// How many dates back, today included (default 1).
+    pub days: Option<i64>,
+    /// Only this login.
+    pub user: Option<&'a str>,
+    /// Which page of a long list (default 1).
+    pub page: Option<i64>,
+}
+
 /// Failures listed on the last `days` dates up to `today` (server zone), of `user` if
 /// given, of the users `scope` sees; `visible` (see [`super::visible_users`]) tells an
 /// unknown user from a quiet one. A long list continues in follow-ups; `page` picks the
 /// follow-ups past [`super::LIST_MESSAGES_MAX`] messages.
-#[allow(clippy::too_many_arguments)]
 pub fn failures(
     store: &Store,
-    days: Option<i64>,
-    user: Option<&str>,
-    page: Option<i64>,
+    args: FailuresArgs<'_>,
     visible: &BTreeMap<String, String>,
     scope: &Scope,
     today: NaiveDate,
     public: bool,
 ) -> CommandResult {
+    let FailuresArgs { days, user, page } = args;
     let days_arg = days;
     let days = parse_days(days)?;
     let user = user.map(parse_login).transpose()?;
@@ -125,9 +134,10 @@ mod tests {
         );
         let reply = failures(
             &store,
-            Some(3),
-            None,
-            None,
+            FailuresArgs {
+                days: Some(3),
+                ..Default::default()
+            },
             &users(),
             &all(),
             day(26),
@@ -154,9 +164,10 @@ mod tests {
 
         let today = failures(
             &store,
-            None,
-            Some("shop"),
-            None,
+            FailuresArgs {
+                user: Some("shop"),
+                ..Default::default()
+            },
             &users(),
             &all(),
             day(26),
@@ -184,7 +195,15 @@ mod tests {
         };
         // What visible_users gives that channel: its owner's users only.
         let visible = [("john_doe".to_owned(), "reseller-a".to_owned())].into();
-        let reply = failures(&store, None, None, None, &visible, &routed, day(26), false).unwrap();
+        let reply = failures(
+            &store,
+            FailuresArgs::default(),
+            &visible,
+            &routed,
+            day(26),
+            false,
+        )
+        .unwrap();
         let text = &reply.embeds[0].description;
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.starts_with("2024-06-26 · `john_doe` · "), "{text}");
@@ -192,7 +211,15 @@ mod tests {
             admin: true,
             ..routed
         };
-        let reply = failures(&store, None, None, None, &users(), &admin, day(26), false).unwrap();
+        let reply = failures(
+            &store,
+            FailuresArgs::default(),
+            &users(),
+            &admin,
+            day(26),
+            false,
+        )
+        .unwrap();
         assert_eq!(reply.embeds[0].description.lines().count(), 2);
     }
 
@@ -201,9 +228,10 @@ mod tests {
         let (_dir, store) = store();
         let zero = failures(
             &store,
-            Some(0),
-            None,
-            None,
+            FailuresArgs {
+                days: Some(0),
+                ..Default::default()
+            },
             &users(),
             &all(),
             day(26),
@@ -216,9 +244,10 @@ mod tests {
         );
         let unknown = failures(
             &store,
-            None,
-            Some("ghost"),
-            None,
+            FailuresArgs {
+                user: Some("ghost"),
+                ..Default::default()
+            },
             &users(),
             &all(),
             day(26),
