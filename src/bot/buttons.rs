@@ -214,11 +214,7 @@ fn acknowledged_message(
                 };
                 let label = button.label.clone().unwrap_or_default();
                 let (label, style) = if *custom_id == acked_id {
-                    let label = label.replacen(
-                        AlertAction::Acknowledge.label(),
-                        "Acknowledged",
-                        1,
-                    );
+                    let label = label.replacen(AlertAction::Acknowledge.label(), "Acknowledged", 1);
                     (label, ButtonStyle::Secondary)
                 } else {
                     (label, *style)
@@ -311,7 +307,12 @@ async fn show_jobs(
         .await
         .unwrap_or_else(|error| error.to_reply());
     let mut messages = vec![followup(answer.content, answer.embeds)];
-    messages.extend(answer.followups.into_iter().map(|e| followup(String::new(), e)));
+    messages.extend(
+        answer
+            .followups
+            .into_iter()
+            .map(|e| followup(String::new(), e)),
+    );
     for message in messages {
         press
             .create_followup(ctx, message)
@@ -322,7 +323,10 @@ async fn show_jobs(
 }
 
 /// An ephemeral follow-up with mentions locked down.
-fn followup(content: String, embeds: Vec<crate::render::Embed>) -> CreateInteractionResponseFollowup {
+fn followup(
+    content: String,
+    embeds: Vec<crate::render::Embed>,
+) -> CreateInteractionResponseFollowup {
     let mut out = CreateInteractionResponseFollowup::new()
         .ephemeral(true)
         .allowed_mentions(CreateAllowedMentions::new());

@@ -109,12 +109,7 @@ impl Data {
     }
 
     /// Counts and logs an interaction refused for coming from outside our servers.
-    fn note_refusal(
-        &self,
-        guild: Option<serenity::GuildId>,
-        user: serenity::UserId,
-        what: &str,
-    ) {
+    fn note_refusal(&self, guild: Option<serenity::GuildId>, user: serenity::UserId, what: &str) {
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::warn!(
             guild = guild.map_or_else(|| "none (a DM)".to_owned(), |g| g.get().to_string()),

@@ -628,7 +628,12 @@ impl FakeDiscord {
     ///
     /// # Panics
     /// If there is no such message, or no such button on it.
-    pub fn press(&self, message_id: &str, custom_id: &str, by: SlashCommand) -> InjectedInteraction {
+    pub fn press(
+        &self,
+        message_id: &str,
+        custom_id: &str,
+        by: SlashCommand,
+    ) -> InjectedInteraction {
         let (channel_id, message) = {
             let inner = self.shared.lock();
             let found = inner.messages.iter().find(|(_, m)| m["id"] == message_id);
@@ -1562,7 +1567,10 @@ fn interaction_callback(shared: &Shared, id: &str, token: &str, body: &Value) ->
             return Err(Rejection::new(400, message, 40004));
         }
         if !matches!(kind, 4..=7) {
-            return Err(invalid_form_body(&["type"], "Value is not a valid enum value."));
+            return Err(invalid_form_body(
+                &["type"],
+                "Value is not a valid enum value.",
+            ));
         }
         if kind == 7 {
             // The pressed message, edited in place.
