@@ -1566,7 +1566,7 @@ fn interaction_callback(shared: &Shared, id: &str, token: &str, body: &Value) ->
             let message = "Interaction response type is not valid for this interaction.";
             return Err(Rejection::new(400, message, 40004));
         }
-        if !matches!(kind, 4..=7) {
+        if !matches!(kind, 4..=9) {
             return Err(invalid_form_body(
                 &["type"],
                 "Value is not a valid enum value.",
