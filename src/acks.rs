@@ -202,7 +202,7 @@ mod tests {
     fn the_first_acknowledgement_stays_and_survives_a_reopen() {
         let (dir, store) = store();
         let failed = job("obm", "1", 25, 9, "RESTORE_STOP_BY_ERROR");
-        record(&store, &[failed.clone()]);
+        record(&store, std::slice::from_ref(&failed));
         let found = find_job(&store, JobRef::of(&failed), day(26))
             .unwrap()
             .expect("found by its day and hash");
@@ -245,7 +245,7 @@ mod tests {
     fn an_unknown_job_is_not_found() {
         let (_dir, store) = store();
         let j = job("obm", "1", 25, 9, "RESTORE_STOP_BY_ERROR");
-        record(&store, &[j.clone()]);
+        record(&store, std::slice::from_ref(&j));
         let other = JobRef {
             hash: JobRef::of(&j).hash ^ 1,
             ..JobRef::of(&j)
