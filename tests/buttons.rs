@@ -413,6 +413,28 @@ async fn a_press_from_another_server_is_refused_and_counted() {
     h.assert_nothing_unexpected();
 }
 
+#[tokio::test]
+async fn a_button_whose_job_is_past_the_retention_period_says_so_and_changes_nothing() {
+    let h = Harness::start().await;
+    let store = failing_world(&h).await;
+    let message = posted_alert(&h, &store).await;
+    // Every record pruned, as after `state.retention_days`.
+    store.prune_before(date("2024-07-31")).unwrap();
+    let running = h.start_bot_with(store.clone()).await;
+    let ack = button_ids(&message)[0][0].clone();
+    let (callback, _) = press(&h, &message, &ack, member()).await;
+    assert_eq!(callback["type"], 4, "{callback}");
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    assert!(
+        content(&callback).starts_with("This alert's job is no longer in the bot's store"),
+        "{callback}"
+    );
+    let id = message["id"].as_str().unwrap();
+    assert_eq!(h.fake.message(ALERTS, id).unwrap(), message);
+    drop(running.stop().await);
+    h.assert_nothing_unexpected();
+}
+
 /// A `Write` whose bytes a test can read afterwards.
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);

@@ -82,7 +82,8 @@ async fn on_press(ctx: &serenity::Context, data: &Data, press: &ComponentInterac
     };
     let name = metric_name(Some(id.action));
     let (result, answered) = match pressed(ctx, data, press, id).await {
-        Ok(Pressed::Done) => ("ok", Ok(())),
+        Ok(Pressed::Answered(Ok(()))) => ("ok", Ok(())),
+        Ok(Pressed::Answered(Err(error))) => ("error", Err(error)),
         Ok(Pressed::Refused(reply)) => ("refused", respond(ctx, press, reply).await),
         Err(error) => {
             if let CommandError::Store(inner) = &error {
@@ -97,11 +98,11 @@ async fn on_press(ctx: &serenity::Context, data: &Data, press: &ComponentInterac
     }
 }
 
-/// How a press ended, when it did not fail.
+/// How a press ended, when the store did not fail.
 enum Pressed {
-    /// Answered.
-    Done,
-    /// Refused (not an admin, job gone): send this.
+    /// Done, and its answer sent to Discord (or not taken: the error).
+    Answered(Result<(), serenity::Error>),
+    /// Refused (not an admin, job gone, already acknowledged): send this.
     Refused(Reply),
 }
 
@@ -154,17 +155,10 @@ async fn acknowledge(
         ),
     );
     let update = acknowledged_message(press, id, &ack);
-    press
+    let sent = press
         .create_response(ctx, CreateInteractionResponse::UpdateMessage(update))
-        .await
-        .map_err(|e| answer_failed(&e))?;
-    Ok(Pressed::Done)
-}
-
-/// A failed answer to Discord, as a command error (the ack itself is recorded by then).
-fn answer_failed(error: &serenity::Error) -> CommandError {
-    tracing::error!(%error, "Discord did not take the answer to an alert button");
-    CommandError::Usage("Discord did not take the answer; the error was logged.".into())
+        .await;
+    Ok(Pressed::Answered(sent))
 }
 
 /// The pressed message, acknowledged: every embed as it is, the alert's embed with the
@@ -265,10 +259,7 @@ async fn mute_set(
         code(MUTE_BUTTON_DURATION)
     );
     data.audit(&press.user, action);
-    respond(ctx, press, reply)
-        .await
-        .map_err(|e| answer_failed(&e))?;
-    Ok(Pressed::Done)
+    Ok(Pressed::Answered(respond(ctx, press, reply).await))
 }
 
 async fn show_jobs(
@@ -299,10 +290,12 @@ async fn show_jobs(
     };
     // The backup server may take longer than Discord's 3 s: acknowledge first.
     let defer = CreateInteractionResponseMessage::new().ephemeral(true);
-    press
+    let deferred = press
         .create_response(ctx, CreateInteractionResponse::Defer(defer))
-        .await
-        .map_err(|e| answer_failed(&e))?;
+        .await;
+    if let Err(error) = deferred {
+        return Ok(Pressed::Answered(Err(error)));
+    }
     let answer = commands::restores::restores(&data.app.cbs, &data.app.store, &args, false)
         .await
         .unwrap_or_else(|error| error.to_reply());
@@ -314,12 +307,11 @@ async fn show_jobs(
             .map(|e| followup(String::new(), e)),
     );
     for message in messages {
-        press
-            .create_followup(ctx, message)
-            .await
-            .map_err(|e| answer_failed(&e))?;
+        if let Err(error) = press.create_followup(ctx, message).await {
+            return Ok(Pressed::Answered(Err(error)));
+        }
     }
-    Ok(Pressed::Done)
+    Ok(Pressed::Answered(Ok(())))
 }
 
 /// An ephemeral follow-up with mentions locked down.
