@@ -192,6 +192,8 @@ struct Inner {
     /// Messages in creation order, with their channel.
     messages: Vec<(u64, Value)>,
     scripts: HashMap<u64, VecDeque<Scripted>>,
+    /// Canned answers for the next interaction callbacks ([`FakeDiscord::script_callbacks`]).
+    callback_scripts: VecDeque<Scripted>,
     forbidden: HashSet<u64>,
     /// `None`: a window of [`NONCE_WINDOW`], as real Discord.
     nonce_memory: Option<NonceMemory>,
@@ -348,6 +350,15 @@ impl FakeDiscord {
         self.shared.update(|inner| {
             inner.scripts.entry(channel_id).or_default().extend(replies);
         });
+    }
+
+    /// Queues canned answers for the next interaction callbacks (`POST
+    /// /interactions/{id}/{token}/callback`), one per request, of any interaction. A
+    /// callback answered so is not recorded (Discord did not take it). Only the answers
+    /// that need no connection games: statuses, bodies, [`Scripted::Accept`].
+    pub fn script_callbacks(&self, replies: impl IntoIterator<Item = Scripted>) {
+        self.shared
+            .update(|inner| inner.callback_scripts.extend(replies));
     }
 
     /// While `forbidden`, every message POST to `channel_id` gets 403 Missing Access, and so
@@ -1540,6 +1551,11 @@ fn put_commands(shared: &Shared, guild: Option<u64>, body: &Value) -> Response {
 }
 
 fn interaction_callback(shared: &Shared, id: &str, token: &str, body: &Value) -> Response {
+    let scripted = shared.update(|inner| inner.callback_scripts.pop_front());
+    match &scripted {
+        None | Some(Scripted::Accept) => {}
+        Some(reply) => return scripted_response(reply),
+    }
     let kind = body.get("type").and_then(Value::as_u64).unwrap_or(0);
     let data = body.get("data").cloned().unwrap_or(json!({}));
     if kind == 4 {
