@@ -15,7 +15,7 @@ use crate::cbs::model::{
     JobReport, RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD,
     START_TIME_FIELD,
 };
-use crate::digest::render_digest;
+use crate::digest::{render_digest, DIGEST_MESSAGES_MAX};
 use crate::event::{
     BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError, Repeat,
     StormJob,
@@ -44,7 +44,10 @@ const POLL_ERROR_MESSAGE_MAX_CHARS: usize = 300;
 pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
     let embed = match &event.kind {
         EventKind::Digest(digest) => {
-            let mut embeds = render_digest(digest);
+            // The reader starts from the day the digest was queued, in its zone.
+            let zone: chrono_tz::Tz = digest.timezone.parse().unwrap_or(opts.timezone);
+            let today = event.created_at.with_timezone(&zone).date_naive();
+            let mut embeds = render_digest(digest, today, DIGEST_MESSAGES_MAX);
             if let Some(summary) = embeds.first_mut() {
                 summary.timestamp = Some(event.created_at);
             }
