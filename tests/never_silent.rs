@@ -460,6 +460,7 @@ fn queue_marked(store: &restorewatch::store::Store, owner: &str, marker: &str) -
             counts: Default::default(),
         }],
         would_alert: vec![],
+        would_alert_total: 0,
     };
     store.push_event(kind, at(28, 9, 0)).unwrap().id
 }

@@ -251,7 +251,10 @@ async fn a_storm_of_2000_failures_posts_at_most_5_messages_listing_or_counting_e
         .and_then(|n| n.parse().ok())
         .expect("the rest is counted");
     assert_eq!(lines.len() + counted, 2000);
-    assert!(text.contains("/failures"), "{text}");
+    assert!(
+        text.ends_with("not listed here: `/failures days:1` shows every one."),
+        "{text}"
+    );
     // In order: the first line is the first job to end.
     assert!(lines[0].contains("u000 · set 00"), "{}", lines[0]);
     // The first few still get their own alert, after the card.
@@ -391,6 +394,34 @@ async fn a_baseline_of_1000_users_is_counts_per_owner_and_the_jobs_that_would_ha
         titles(&fake, "Restore failed").is_empty(),
         "recorded, not alerted"
     );
+}
+
+#[tokio::test]
+async fn a_baseline_counts_every_job_that_would_have_alerted_beyond_the_500_kept() {
+    let mut h = Harness::start(&[], at(9, 0)).await;
+    for u in 0..600 {
+        let login = format!("u{u:04}");
+        h.add_user(&login, "");
+        h.sim
+            .add_job(job(&login, "1", at(8, 0), Some(at(8, 30)), FAILED));
+    }
+    let p = h.poller();
+    assert_eq!(p.cycle().await.unwrap().baselined, 600);
+    let fake = FakeDiscord::start().await;
+    drain(p.store(), &sink(&fake, &p)).await.unwrap();
+    let cards = titles(&fake, "Now watching");
+    let text = cards[0]["description"].as_str().unwrap();
+    assert!(
+        text.contains("would have alerted (600; `/failures days:1` lists them):"),
+        "{text}"
+    );
+    let listed = text.lines().filter(|l| l.contains(" · set 1 · ")).count();
+    let counted: usize = (text.split("… and ").nth(1))
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the rest is counted");
+    assert!(listed > 0);
+    assert_eq!(listed + counted, 600, "{text}");
 }
 
 /// `GetRestoreJobReport.do` refused (a Read-Only API user): every failure alert still goes
