@@ -227,8 +227,8 @@ async fn acknowledge_edits_the_message_and_still_shows_after_a_restart() {
     );
 
     // The day's digest lists them as acknowledged, not open.
-    let (digest, _) = h.invoke(SlashCommand::new("digest")).await;
-    let embeds = digest["data"]["embeds"].as_array().unwrap();
+    let (_, digest) = h.invoke_deferred(SlashCommand::new("digest")).await;
+    let embeds = digest["embeds"].as_array().unwrap();
     let titles: Vec<&str> = embeds
         .iter()
         .map(|e| e["title"].as_str().unwrap())
@@ -414,8 +414,8 @@ async fn the_digest_lists_open_failures_apart_from_acknowledged_ones() {
     let message = posted_alert(&h, &store).await;
     let running = h.start_bot_with(store.clone()).await;
     press(&h, &message, &button_ids(&message)[0][0], member()).await;
-    let (digest, _) = h.invoke(SlashCommand::new("digest")).await;
-    let embeds = digest["data"]["embeds"].as_array().unwrap();
+    let (_, digest) = h.invoke_deferred(SlashCommand::new("digest")).await;
+    let embeds = digest["embeds"].as_array().unwrap();
     let card = |title: &str| -> String {
         let found = embeds.iter().find(|e| e["title"] == title);
         let found = found.unwrap_or_else(|| panic!("no card {title}: {embeds:?}"));

@@ -485,6 +485,32 @@ async fn answer(ctx: Context<'_>, result: CommandResult) -> Result<(), Error> {
     send(ctx, reply).await
 }
 
+/// Acknowledges a command whose answer takes store reads or a backup-server call (more than
+/// Discord's 3 s, at worst), the way the answer will be shown: publicly when
+/// `discord.public_lookups` is on, else privately. Arguments are checked before, so a bad
+/// one still gets its private answer at once.
+async fn defer(ctx: Context<'_>) -> Result<(), Error> {
+    if ctx.data().public() {
+        ctx.defer().await?;
+    } else {
+        ctx.defer_ephemeral().await?;
+    }
+    Ok(())
+}
+
+/// [`answer`] for a command that was deferred publicly or privately ([`defer`]). An error
+/// is told privately even after a public deferral: Discord gives the first follow-up the
+/// deferral's visibility, so the public "thinking…" message is deleted first and the error
+/// follows as an ephemeral message of its own.
+async fn answer_deferred(ctx: Context<'_>, result: CommandResult) -> Result<(), Error> {
+    if result.is_err() && ctx.data().public() {
+        if let poise::Context::Application(app) = ctx {
+            app.interaction.delete_response(ctx).await?;
+        }
+    }
+    answer(ctx, result).await
+}
+
 /// Refuses members who may not change state (see [`commands::require_admin`]).
 fn check_admin(ctx: Context<'_>) -> Result<(), CommandError> {
     ctx.data().check_member(member(ctx))

@@ -2,7 +2,7 @@
 //! failure, unknown), newest first; in a `[[route]]` channel, only its owner's.
 
 use super::{code, job_line, not_watched, parse_days, parse_login, quote};
-use super::{CommandResult, ListPages, Scope};
+use super::{CommandError, CommandResult, ListPages, Scope};
 use crate::cbs::model::StatusClass;
 use crate::render::class_colour;
 use crate::store::Store;
@@ -27,6 +27,20 @@ pub struct FailuresArgs<'a> {
     pub page: Option<i64>,
 }
 
+impl FailuresArgs<'_> {
+    /// Checks the arguments that need no store read but `visible` (see
+    /// [`super::visible_users`]), so a bad one is refused before the answer is deferred.
+    pub fn check(&self, visible: &BTreeMap<String, String>) -> Result<(), CommandError> {
+        parse_days(self.days)?;
+        if let Some(user) = self.user.map(parse_login).transpose()? {
+            if !visible.contains_key(&user) {
+                return Err(not_watched(&user));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Failures listed on the last `days` dates up to `today` (server zone), of `user` if
 /// given, of the users `scope` sees; `visible` (see [`super::visible_users`]) tells an
 /// unknown user from a quiet one. A long list continues in follow-ups; `page` picks the
@@ -39,15 +53,11 @@ pub fn failures(
     today: NaiveDate,
     public: bool,
 ) -> CommandResult {
+    args.check(visible)?;
     let FailuresArgs { days, user, page } = args;
     let days_arg = days;
     let days = parse_days(days)?;
     let user = user.map(parse_login).transpose()?;
-    if let Some(user) = &user {
-        if !visible.contains_key(user) {
-            return Err(not_watched(user));
-        }
-    }
     let from = today
         .checked_sub_days(Days::new(u64::from(days) - 1))
         .unwrap_or(today);

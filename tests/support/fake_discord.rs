@@ -1110,6 +1110,16 @@ async fn handle_rest(
         ("PATCH", ["webhooks", a, token, "messages", "@original"]) if *a == app => {
             edit_original(&shared, token, &request.body)
         }
+        ("DELETE", ["webhooks", a, token, "messages", "@original"]) if *a == app => {
+            let deleted = shared.update(|inner| {
+                let record = inner.interactions.iter_mut().find(|i| i.token == *token)?;
+                record.original.take()
+            });
+            match deleted {
+                Some(_) => StatusCode::NO_CONTENT.into_response(),
+                None => error_response(404, "Unknown Message", 10008),
+            }
+        }
         ("GET", ["webhooks", a, token, "messages", "@original"]) if *a == app => {
             let inner = shared.lock();
             let record = inner.interactions.iter().find(|i| i.token == *token);
