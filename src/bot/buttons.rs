@@ -21,6 +21,7 @@
 //!      member's scope, then [`commands::restores::restores`]), deferred first as the
 //!      command is.
 
+use super::redact::loggable;
 use super::{Data, Error};
 use crate::acks::{self, Ack, Acks};
 use crate::actions::{ActionId, AlertAction, MUTE_BUTTON_DURATION};
@@ -77,7 +78,10 @@ async fn on_press(ctx: &serenity::Context, data: &Data, press: &ComponentInterac
         metrics::command(&metric_name(id.map(|i| i.action)), "refused");
         let refusal = Reply::text(commands::OUTSIDE_GUILD_REFUSAL, true);
         if let Err(error) = respond(ctx, press, refusal).await {
-            tracing::error!(%error, "answering a refused button failed");
+            tracing::error!(
+                error = loggable(&error),
+                "answering a refused button failed"
+            );
         }
         return;
     }
@@ -99,7 +103,7 @@ async fn on_press(ctx: &serenity::Context, data: &Data, press: &ComponentInterac
     };
     metrics::command(&name, result);
     if let Err(error) = answered {
-        tracing::error!(button = %name, %error, "answering an alert button failed");
+        tracing::error!(button = %name, error = loggable(&error), "answering an alert button failed");
     }
 }
 

@@ -49,6 +49,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod buttons;
+mod redact;
 mod slash;
 
 /// What the commands need: shared with the rest of the program.
@@ -359,7 +360,11 @@ pub async fn start_with_health(
                 for guild in &guilds {
                     match poise::builtins::register_in_guild(ctx, commands, *guild).await {
                         Ok(()) => tracing::info!(guild = guild.get(), "slash commands registered"),
-                        Err(error) => tracing::error!(guild = guild.get(), %error, "registering the slash commands failed"),
+                        Err(error) => tracing::error!(
+                            guild = guild.get(),
+                            error = redact::loggable(&error),
+                            "registering the slash commands failed"
+                        ),
                     }
                 }
                 Ok(data)
@@ -409,7 +414,10 @@ pub async fn start_with_health(
 async fn remove_global_commands(ctx: &serenity::Context) {
     match serenity::Command::set_global_commands(ctx, Vec::new()).await {
         Ok(_) => tracing::debug!("no global slash commands left"),
-        Err(error) => tracing::error!(%error, "removing the global slash commands failed"),
+        Err(error) => tracing::error!(
+            error = redact::loggable(&error),
+            "removing the global slash commands failed"
+        ),
     }
 }
 
@@ -553,7 +561,7 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
         }
         poise::FrameworkError::Command { ctx, error, .. } => {
             let command = &ctx.command().qualified_name;
-            tracing::error!(%command, error = format!("{error:#}"), "slash command failed");
+            tracing::error!(%command, error = redact::loggable(&error), "slash command failed");
             let text = "The command failed; the error was logged.";
             send(ctx, Reply::text(text, true)).await
         }
@@ -561,7 +569,7 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     };
     if let Err(error) = sent {
         tracing::error!(
-            error = format!("{error:#}"),
+            error = redact::loggable(&error),
             "answering a failed command failed"
         );
     }
