@@ -589,6 +589,34 @@ async fn a_button_whose_job_is_past_the_retention_period_says_so_and_changes_not
     h.assert_nothing_unexpected();
 }
 
+#[tokio::test]
+async fn a_button_the_bot_does_not_know_gets_a_short_private_answer() {
+    let h = Harness::start().await;
+    let store = failing_world(&h).await;
+    let message = posted_alert(&h, &store).await;
+    let running = h.start_bot_with(store.clone()).await;
+    let id = message["id"].as_str().unwrap();
+    for custom_id in ["ack:v0:obm:1", "alert:ack:not-a-job"] {
+        let pressed = h.fake.press_stale(id, custom_id, member());
+        let callback = timeout(WAIT, h.fake.wait_for_callback(pressed.id))
+            .await
+            .expect("the bot answered the press");
+        assert_eq!(callback["type"], 4, "{callback}");
+        assert_eq!(flags(&callback["data"]), EPHEMERAL);
+        assert!(
+            content(&callback).starts_with("The bot does not know this button"),
+            "{callback}"
+        );
+    }
+    assert_eq!(
+        h.fake.message(ALERTS, id).unwrap(),
+        message,
+        "nothing changed"
+    );
+    drop(running.stop().await);
+    h.assert_nothing_unexpected();
+}
+
 /// A `Write` whose bytes a test can read afterwards.
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);

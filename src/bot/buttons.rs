@@ -4,8 +4,8 @@
 //!
 //! 1. **The server** first ([`commands::guild_allowed`]): a press from another server or a
 //!    DM gets the ephemeral refusal the commands give, is logged and counted with them.
-//! 2. **Ours?** A `custom_id` that is not an alert button ([`ActionId::parse`]) is left
-//!    alone (other components answer for themselves).
+//! 2. **Ours?** A `custom_id` that is not an alert button ([`ActionId::parse`]) gets a
+//!    short ephemeral answer ([`UNKNOWN_BUTTON`]): the bot posts no other components.
 //! 3. **The job**: found in the store from the `custom_id` alone ([`acks::find_job`]), so
 //!    buttons work after a restart; a job past the retention horizon gets a short answer.
 //! 4. **The action**:
@@ -44,6 +44,10 @@ use serenity::{
 /// What a press on a button whose job the store no longer holds reads.
 const JOB_GONE: &str = "This alert's job is no longer in the bot's store (it is older than \
     `state.retention_days`, or the store was reset); nothing was looked up or changed.";
+
+/// What a press on a button the bot does not know reads.
+const UNKNOWN_BUTTON: &str = "The bot does not know this button (it may be from an \
+    earlier version); nothing was looked up or changed.";
 
 /// The framework's event handler: routes component interactions to [`on_press`].
 pub(super) async fn on_event(
@@ -86,7 +90,16 @@ async fn on_press(ctx: &serenity::Context, data: &Data, press: &ComponentInterac
         return;
     }
     let Some(id) = id else {
-        tracing::debug!(custom_id = %press.data.custom_id, "not an alert button; left alone");
+        // The bot posts no other components: a stale button (an earlier version's) or a
+        // forged press. It is answered, so the member is not left with "interaction failed".
+        tracing::warn!(custom_id = %press.data.custom_id, "a press on a button the bot does not know");
+        metrics::command(&metric_name(None), "refused");
+        if let Err(error) = respond(ctx, press, Reply::text(UNKNOWN_BUTTON, true)).await {
+            tracing::error!(
+                error = loggable(&error),
+                "answering an unknown button failed"
+            );
+        }
         return;
     };
     let name = metric_name(Some(id.action));

@@ -645,11 +645,7 @@ impl FakeDiscord {
         custom_id: &str,
         by: SlashCommand,
     ) -> InjectedInteraction {
-        let (channel_id, message) = {
-            let inner = self.shared.lock();
-            let found = inner.messages.iter().find(|(_, m)| m["id"] == message_id);
-            found.cloned().expect("press: no message with that id")
-        };
+        let message = self.message_by_id(message_id);
         let has_button = message["components"]
             .as_array()
             .into_iter()
@@ -657,6 +653,22 @@ impl FakeDiscord {
             .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
             .any(|b| b["custom_id"] == custom_id);
         assert!(has_button, "press: no button {custom_id} on {message}");
+        self.press_stale(message_id, custom_id, by)
+    }
+
+    /// Like [`FakeDiscord::press`], for a `custom_id` the message need not carry: a button
+    /// of an earlier version of the message, or a forged press.
+    ///
+    /// # Panics
+    /// If there is no such message.
+    pub fn press_stale(
+        &self,
+        message_id: &str,
+        custom_id: &str,
+        by: SlashCommand,
+    ) -> InjectedInteraction {
+        let message = self.message_by_id(message_id);
+        let channel_id: u64 = message["channel_id"].as_str().unwrap().parse().unwrap();
         let mut payload = by.build();
         payload["type"] = json!(3);
         payload["channel_id"] = json!(channel_id.to_string());
@@ -664,6 +676,14 @@ impl FakeDiscord {
         payload["data"] = json!({"custom_id": custom_id, "component_type": 2});
         payload["message"] = message;
         self.inject_interaction(payload)
+    }
+
+    fn message_by_id(&self, message_id: &str) -> Value {
+        let inner = self.shared.lock();
+        let found = inner.messages.iter().find(|(_, m)| m["id"] == message_id);
+        found
+            .map(|(_, m)| m.clone())
+            .expect("press: no message with that id")
     }
 
     /// The message `message_id` of `channel_id` as it is now.
