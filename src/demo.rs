@@ -108,6 +108,7 @@ pub async fn run_demo(
     let state = tempfile::tempdir().context("creating a temporary state directory")?;
     let every = format!("*/{DEMO_POLL_EVERY_SECS} * * * * *");
     let settings = Settings {
+        other_servers: Vec::new(),
         cbs: CbsSettings {
             url: sim.url(),
             server_name: "demo-cbs".into(),
