@@ -160,6 +160,7 @@ pub async fn run_demo(
         RenderOptions {
             mention_role: None,
             timezone: tz,
+            servers_named: false,
         },
         out,
     );

@@ -339,6 +339,7 @@ pub fn digest_text(digest: &Digest) -> String {
         mention_role: None,
         // Packing does not read the zone; the digest's times already carry theirs.
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     pack(vec![(false, render_digest(digest))], &opts)
         .iter()
@@ -965,6 +966,7 @@ mod tests {
             &RenderOptions {
                 mention_role: Some(42),
                 timezone: BERLIN,
+                servers_named: false,
             },
         );
         assert_eq!(embeds.len(), render_digest(&d).len());
@@ -1006,6 +1008,7 @@ mod tests {
         let opts = RenderOptions {
             mention_role: None,
             timezone: BERLIN,
+            servers_named: false,
         };
         let packed = pack(vec![(false, embeds)], &opts);
         assert!(packed.len() > 1);

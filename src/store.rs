@@ -404,6 +404,17 @@ impl Store {
         })
     }
 
+    /// [`Store::for_server`] for the backup server `name`: the plain names when it owns
+    /// them (it is the store's first server, see [`Store::check_server_names`]).
+    pub fn server_view(&self, name: &str) -> Result<Store> {
+        let owner: Option<String> = self.meta_get(META_SERVER_NAME)?;
+        if owner.as_deref().is_none_or(|owner| owner == name) {
+            self.for_server(None)
+        } else {
+            self.for_server(Some(name))
+        }
+    }
+
     /// A single value's key in `meta` for this handle's server.
     fn meta_key(&self, key: &str) -> String {
         match &self.scope {

@@ -114,6 +114,7 @@ fn console() -> ConsoleSink {
         restorewatch::render::RenderOptions {
             mention_role: None,
             timezone: chrono_tz::UTC,
+            servers_named: false,
         },
         Box::new(std::io::sink()),
     )
@@ -147,7 +148,7 @@ async fn healthz_and_metrics_over_loopback() {
         backup_set_id: "43".into(),
         ..failure(Utc::now() - Duration::minutes(4))
     });
-    app.poller.cycle().await.unwrap();
+    app.cycle().await.unwrap();
 
     let body: Value = http
         .get(format!("{base}/healthz"))
@@ -227,7 +228,7 @@ async fn healthz_names_a_late_cycle_and_an_old_undelivered_event() {
     let shutdown = CancellationToken::new();
     let base = serve(&app, &shutdown).await;
     sim.add_job(failure(clock.now() - Duration::minutes(5)));
-    app.poller.cycle().await.unwrap();
+    app.cycle().await.unwrap();
     // Schedule: every minute. Three minutes later the cycle is late and the alert waits.
     clock.advance(Duration::minutes(3));
     let response = reqwest::get(format!("{base}/healthz")).await.unwrap();

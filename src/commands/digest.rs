@@ -37,6 +37,7 @@ pub fn digest(
     let options = RenderOptions {
         mention_role: None,
         timezone: tz,
+        servers_named: false,
     };
     let mut messages = pack(vec![(false, render_digest(&digest))], &options)
         .into_iter()

@@ -232,6 +232,7 @@ mod tests {
             error: "cannot reach cbs: refused".into(),
         };
         let notice = crate::event::EventKind::CbsUnreachable {
+            server: None,
             since: outage.since,
             reason: outage.reason,
             error: outage.error.clone(),
