@@ -163,8 +163,7 @@ impl App {
     /// One poll cycle of every backup server, side by side: a server that is slow or down
     /// holds up none of the others' requests. Fails when the store fails.
     pub async fn cycle(&self) -> Result<CycleReport, crate::store::StoreError> {
-        let reports =
-            futures_util::future::join_all(self.pollers.iter().map(|p| p.cycle())).await;
+        let reports = futures_util::future::join_all(self.pollers.iter().map(|p| p.cycle())).await;
         let mut combined: Option<CycleReport> = None;
         for report in reports {
             let report = report?;

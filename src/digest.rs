@@ -61,6 +61,9 @@ pub struct Digest {
 /// One job as the digest lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DigestJob {
+    /// The backup server, when several are watched (else empty, and not shown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
     pub login_name: String,
     pub owner: String,
     /// The backup-set name, or its ID when the server sent no name.
@@ -92,9 +95,14 @@ pub struct DigestHealth {
 }
 
 impl DigestJob {
-    fn from_record(record: &JobRecord) -> DigestJob {
+    fn from_record(record: &JobRecord, servers_named: bool) -> DigestJob {
         let job = &record.job;
         DigestJob {
+            server: if servers_named {
+                job.server.clone()
+            } else {
+                String::new()
+            },
             login_name: job.login_name.clone(),
             owner: job.owner.clone(),
             backup_set: job.backup_set_label().to_owned(),
@@ -119,6 +127,27 @@ impl Digest {
         undelivered: usize,
         refused_channels: Vec<String>,
     ) -> Digest {
+        Digest::compute_naming(
+            date,
+            tz,
+            records,
+            health,
+            undelivered,
+            refused_channels,
+            false,
+        )
+    }
+
+    /// [`Digest::compute`]; `servers_named`: each listed job says its backup server.
+    fn compute_naming(
+        date: NaiveDate,
+        tz: Tz,
+        records: &[JobRecord],
+        health: &DayHealth,
+        undelivered: usize,
+        refused_channels: Vec<String>,
+        servers_named: bool,
+    ) -> Digest {
         let mut totals = ClassCounts::new();
         let mut owners: BTreeMap<String, ClassCounts> = BTreeMap::new();
         let mut failures = Vec::new();
@@ -134,12 +163,12 @@ impl Digest {
                 .or_default() += 1;
             match class {
                 StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown => {
-                    failures.push(DigestJob::from_record(record));
+                    failures.push(DigestJob::from_record(record, servers_named));
                 }
                 StatusClass::Running if record.stuck_alerted => {
-                    stuck.push(DigestJob::from_record(record));
+                    stuck.push(DigestJob::from_record(record, servers_named));
                 }
-                StatusClass::Running => running.push(DigestJob::from_record(record)),
+                StatusClass::Running => running.push(DigestJob::from_record(record, servers_named)),
                 StatusClass::Success | StatusClass::Warning | StatusClass::Cancelled => {}
             }
         }
@@ -179,13 +208,14 @@ impl Digest {
         tz: Tz,
         refused_channels: Vec<String>,
     ) -> Result<Digest, StoreError> {
-        Ok(Digest::compute(
+        Ok(Digest::compute_naming(
             date,
             tz,
             &store.jobs_on(date)?,
             &store.day_health(date)?,
             store.outbox_len(),
             refused_channels,
+            store.configured_servers()?.len() > 1,
         ))
     }
 
@@ -454,15 +484,21 @@ fn clock(at: Option<DateTime<FixedOffset>>, raw: Option<&str>, date: NaiveDate) 
     }
 }
 
-/// `obm / Files, owner reseller-a` (the owner only when there is one).
+/// `obm / Files, owner reseller-a` (the owner only when there is one), `on eu-1` after it
+/// when several backup servers are watched.
 fn who(job: &DigestJob) -> String {
     let owner = if job.owner.is_empty() {
         String::new()
     } else {
         format!(", owner {}", list_name(&job.owner))
     };
+    let server = if job.server.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", list_name(&job.server))
+    };
     format!(
-        "{} / {}{owner}",
+        "{} / {}{owner}{server}",
         list_name(&job.login_name),
         list_name(&job.backup_set)
     )

@@ -300,6 +300,8 @@ const META_DOWN_STREAK: &str = "down_streak";
 const META_SERVER_NAME: &str = "server_name";
 /// Every backup server the store has been used with.
 const META_SERVER_NAMES: &str = "server_names";
+/// The backup servers of the running configuration, in its order.
+const META_SERVERS_CONFIGURED: &str = "servers_configured";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -1064,7 +1066,17 @@ impl Store {
         known.extend(names.iter().map(|n| n.to_string()));
         self.meta_put(META_SERVER_NAME, &owner).map_err(err)?;
         self.meta_put(META_SERVER_NAMES, &known).map_err(err)?;
+        let names: Vec<&str> = names.to_vec();
+        self.meta_put(META_SERVERS_CONFIGURED, &names)
+            .map_err(err)?;
         Ok(owner)
+    }
+
+    /// The backup servers the running configuration names, in its order (as the last
+    /// [`Store::check_server_names`] was told; empty before it ran). The digest and
+    /// `/status` name the server when there are several.
+    pub fn configured_servers(&self) -> Result<Vec<String>> {
+        Ok(self.meta_get(META_SERVERS_CONFIGURED)?.unwrap_or_default())
     }
 
     /// The last day whose digest was queued by the schedule (see [`crate::digest::due_days`]).

@@ -95,9 +95,7 @@ pub fn event_server(kind: &EventKind) -> Option<&str> {
         | EventKind::JobStuck { job, .. }
         | EventKind::JobVanished { job, .. } => Some(&job.server),
         EventKind::FailureStorm { jobs, .. } => jobs.first().map(|j| j.server.as_str()),
-        EventKind::Baseline { would_alert, .. } => {
-            would_alert.first().map(|j| j.server.as_str())
-        }
+        EventKind::Baseline { would_alert, .. } => would_alert.first().map(|j| j.server.as_str()),
         EventKind::CycleSummary(s) => Some(&s.server),
         EventKind::CbsUnreachable { server, .. } | EventKind::CbsRecovered { server, .. } => {
             server.as_deref()
