@@ -9,7 +9,7 @@
 //! recorded before it is sent). The binary adds a hard limit of [`STOP_LIMIT`] on top.
 
 use crate::bot::{self, BotContext};
-use crate::cbs::{CbsClient, CbsClientConfig};
+use crate::cbs::CbsClient;
 use crate::clock::SharedClock;
 use crate::config::{ConfigError, Settings};
 use crate::digest;
@@ -381,17 +381,8 @@ pub fn cbs_client(settings: &Settings) -> anyhow::Result<CbsClient> {
 
 /// The client of one backup server.
 pub fn cbs_client_for(cbs: &crate::config::CbsSettings) -> anyhow::Result<CbsClient> {
-    CbsClient::new(CbsClientConfig {
-        url: cbs.url.clone(),
-        server_name: cbs.server_name.clone(),
-        sys_user: cbs.sys_user.clone(),
-        sys_pwd: cbs.sys_pwd.clone(),
-        timezone: cbs.timezone,
-        request_timeout: cbs.request_timeout,
-        ca_cert: cbs.ca_cert.clone(),
-    })
-    .map(|client| client.with_max_requests_per_second(cbs.max_requests_per_second))
-    .with_context(|| format!("setting up the client of {}", cbs.server_name))
+    cbs.client()
+        .with_context(|| format!("setting up the client of {}", cbs.server_name))
 }
 
 /// The sink the settings ask for: Discord with a `[discord]` section, else the console.

@@ -153,6 +153,22 @@ pub fn server_password_env(name: &str) -> String {
     format!("{ENV_PREFIX}CBS_{name}_SYS_PWD")
 }
 
+impl CbsSettings {
+    /// The client of this backup server.
+    pub fn client(&self) -> Result<crate::cbs::CbsClient, crate::cbs::CbsError> {
+        crate::cbs::CbsClient::new(crate::cbs::CbsClientConfig {
+            url: self.url.clone(),
+            server_name: self.server_name.clone(),
+            sys_user: self.sys_user.clone(),
+            sys_pwd: self.sys_pwd.clone(),
+            timezone: self.timezone,
+            request_timeout: self.request_timeout,
+            ca_cert: self.ca_cert.clone(),
+        })
+        .map(|client| client.with_max_requests_per_second(self.max_requests_per_second))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WatchEntry {
     pub login: String,

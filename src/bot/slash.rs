@@ -33,6 +33,18 @@ async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutoc
         })
 }
 
+async fn complete_server(
+    ctx: Context<'_>,
+    partial: &str,
+) -> serenity::CreateAutocompleteResponse {
+    let names = ctx.data().servers.iter().map(|s| &s.name);
+    commands::matching_users(names, partial)
+        .into_iter()
+        .fold(serenity::CreateAutocompleteResponse::new(), |r, name| {
+            r.add_string_choice(name.clone(), name)
+        })
+}
+
 /// Restore jobs of one user on one day, live from the backup server.
 #[poise::command(slash_command)]
 pub(super) async fn restores(
@@ -43,20 +55,37 @@ pub(super) async fn restores(
     #[description = "The day in the server's zone, YYYY-MM-DD (default: today)"] date: Option<
         String,
     >,
+    #[description = "The backup server to ask, when there are several"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
-    let parsed = data.visible(&scope).and_then(|visible| {
-        RestoresArgs::parse(
+    let parsed = commands::parse_login(&user).and_then(|login| {
+        let mut visible = Vec::with_capacity(data.servers.len());
+        for server in &data.servers {
+            visible.push(data.visible_on(server, &scope)?);
+        }
+        let names: Vec<String> = data.servers.iter().map(|s| s.name.clone()).collect();
+        let has_user: Vec<bool> = visible.iter().map(|v| v.contains_key(&login)).collect();
+        let i = commands::restores::pick_server(
+            &names,
+            server.as_deref(),
+            &has_user,
+            &login,
+            scope.admin,
+        )?;
+        let args = RestoresArgs::parse(
             &user,
             date.as_deref(),
             data.now(),
-            data.tz(),
-            &visible,
+            data.servers[i].client.timezone(),
+            &visible[i],
             scope.admin,
-        )
+        )?;
+        Ok((&data.servers[i], args))
     });
-    let args = match parsed {
+    let (server, args) = match parsed {
         Ok(args) => args,
         Err(error) => return answer(ctx, Err(error)).await,
     };
@@ -67,7 +96,7 @@ pub(super) async fn restores(
         ctx.defer_ephemeral().await?;
     }
     let result =
-        commands::restores::restores(&data.app.cbs, &data.app.store, &args, data.public()).await;
+        commands::restores::restores(&server.client, &server.store, &args, data.public()).await;
     answer(ctx, result).await
 }
 
@@ -123,10 +152,11 @@ async fn watch_add(
         return answer(ctx, Err(refused)).await;
     }
     let data = ctx.data();
+    let first = data.first_server();
     let result = commands::watch::add(
-        &data.app.store,
-        &data.app.cbs,
-        &data.app.settings.watch,
+        &first.store,
+        &first.client,
+        &first.watch,
         &user,
         owner.as_deref(),
         &author_label(ctx),
@@ -160,7 +190,8 @@ async fn watch_remove(
         return answer(ctx, Err(refused)).await;
     }
     let data = ctx.data();
-    let result = commands::watch::remove(&data.app.store, &data.app.settings.watch, &user);
+    let first = data.first_server();
+    let result = commands::watch::remove(&first.store, &first.watch, &user);
     if result.is_ok() {
         data.audit(ctx.author(), format!("watch remove {}", code(user.trim())));
     }
@@ -177,8 +208,8 @@ async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
         .map_err(CommandError::from)
         .and_then(|mutes| {
             commands::watch::list(
-                &data.app.store,
-                &data.app.settings.watch,
+                &data.first_server().store,
+                &data.first_server().watch,
                 &mutes,
                 &scope(ctx),
                 data.public(),

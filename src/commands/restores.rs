@@ -11,7 +11,7 @@
 //! same answer ([`super::not_watched`]), so nobody can probe which logins exist, and the
 //! first two never reach the backup server.
 
-use super::{job_line, list_embed, not_watched, parse_date, parse_login, quote};
+use super::{code, job_line, list_embed, not_watched, parse_date, parse_login, quote};
 use super::{CommandError, CommandResult, Reply};
 use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::CbsClient;
@@ -59,6 +59,60 @@ impl RestoresArgs {
     }
 }
 
+/// Which backup server `/restores` asks, as an index into `servers` (the configured
+/// names, in order). `wanted`: the `server:` argument; `has_user[i]`: whether `login` is
+/// one the member may look up on server `i`. With one server, it is asked. With several
+/// and no `server:`, the one server the user is on; a user on several (or, for an admin
+/// who may ask for any login, on none) gets a short answer asking for `server:`. A user
+/// on none is answered as not watched, like with one server.
+pub fn pick_server(
+    servers: &[String],
+    wanted: Option<&str>,
+    has_user: &[bool],
+    login: &str,
+    admin: bool,
+) -> Result<usize, CommandError> {
+    let listed = || {
+        let names: Vec<String> = servers.iter().map(|s| code(s)).collect();
+        names.join(", ")
+    };
+    if let Some(wanted) = wanted.map(str::trim).filter(|w| !w.is_empty()) {
+        return servers
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| {
+                CommandError::Usage(format!(
+                    "server: {} is not a backup server of this bot; expected one of {}.",
+                    code(wanted),
+                    listed()
+                ))
+            });
+    }
+    if servers.len() <= 1 {
+        return Ok(0);
+    }
+    let on: Vec<usize> = (0..servers.len())
+        .filter(|i| has_user.get(*i).copied().unwrap_or(false))
+        .collect();
+    match on[..] {
+        [one] => Ok(one),
+        [] if !admin => Err(not_watched(login)),
+        [] => Err(CommandError::Usage(format!(
+            "server: say which backup server to ask for {}: one of {}.",
+            code(login),
+            listed()
+        ))),
+        _ => {
+            let names: Vec<String> = on.iter().map(|i| code(&servers[*i])).collect();
+            Err(CommandError::Usage(format!(
+                "user: {} is on several backup servers ({}); say which with server:.",
+                code(login),
+                names.join(", ")
+            )))
+        }
+    }
+}
+
 /// Looks the jobs up live, falling back to the store when the CBS is unreachable.
 /// `public`: answer visibly to the channel (`discord.public_lookups`).
 pub async fn restores(
@@ -79,7 +133,7 @@ pub async fn restores(
                 .jobs_on(args.date)?
                 .into_iter()
                 .map(|r| r.job)
-                .filter(|j| j.login_name == args.login)
+                .filter(|j| j.login_name == args.login && j.server == client.server_name())
                 .collect();
             // A footer is plain text: no escapes (Embed::fit cleans it).
             let footer = format!(
