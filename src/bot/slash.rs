@@ -33,10 +33,7 @@ async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutoc
         })
 }
 
-async fn complete_server(
-    ctx: Context<'_>,
-    partial: &str,
-) -> serenity::CreateAutocompleteResponse {
+async fn complete_server(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
     let names = ctx.data().servers.iter().map(|s| &s.name);
     commands::matching_users(names, partial)
         .into_iter()
