@@ -449,12 +449,20 @@ impl Settings {
             path: path.clone(),
             error,
         })?;
-        check_env_names(
-            std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
-            &server_password_envs(&text),
-        )?;
+        // A server's password variable is checked after the file: when the file is wrong
+        // (a server renamed twice), its error is the one to read.
+        let servers = server_password_envs(&text);
+        let (passwords, others): (Vec<String>, Vec<String>) = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .partition(|name| {
+                name != CBS_SYS_PWD_ENV
+                    && name.starts_with(&format!("{ENV_PREFIX}CBS_"))
+                    && name.ends_with("_SYS_PWD")
+            });
+        check_env_names(others, &servers)?;
         let (settings, origins) =
             Settings::check_text(&text, &env, offline).map_err(|e| e.in_file(&path))?;
+        check_env_names(passwords, &servers)?;
         Ok(Loaded {
             settings,
             path,
