@@ -10,7 +10,9 @@
 //! continues over as many cards as it needs instead of being cut; the ordinary
 //! [`crate::render::pack`] spreads those cards over messages.
 
+use crate::acks::{Ack, Acks};
 use crate::cbs::model::local_in;
+use crate::cbs::model::JobKey;
 use crate::cbs::model::{StatusClass, END_TIME_FIELD, START_TIME_FIELD};
 use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
@@ -82,6 +84,18 @@ pub struct DigestJob {
     /// Was running, then left out of the server's list: its outcome is unknown.
     #[serde(default)]
     pub vanished: bool,
+    /// Who acknowledged the failure (the alert's **Acknowledge** button), and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<DigestAck>,
+}
+
+/// An acknowledgement as the digest shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestAck {
+    /// The Discord name of who pressed the button.
+    pub by: String,
+    /// When, in the digest's zone.
+    pub at: DateTime<FixedOffset>,
 }
 
 /// The poller's day.
@@ -113,6 +127,7 @@ impl DigestJob {
             start_raw: job.unreadable_field(START_TIME_FIELD).map(str::to_owned),
             end_raw: job.unreadable_field(END_TIME_FIELD).map(str::to_owned),
             vanished: record.vanished,
+            acknowledged: None,
         }
     }
 }
@@ -127,6 +142,29 @@ impl Digest {
         undelivered: usize,
         refused_channels: Vec<String>,
     ) -> Digest {
+        let none = BTreeMap::new();
+        Digest::compute_with_acks(
+            date,
+            tz,
+            records,
+            health,
+            undelivered,
+            refused_channels,
+            &none,
+        )
+    }
+
+    /// [`Digest::compute`], with the failures' acknowledgements (by job), which the digest
+    /// lists apart from the open failures.
+    pub fn compute_with_acks(
+        date: NaiveDate,
+        tz: Tz,
+        records: &[JobRecord],
+        health: &DayHealth,
+        undelivered: usize,
+        refused_channels: Vec<String>,
+        acks: &BTreeMap<JobKey, Ack>,
+    ) -> Digest {
         Digest::compute_naming(
             date,
             tz,
@@ -134,11 +172,14 @@ impl Digest {
             health,
             undelivered,
             refused_channels,
+            acks,
             false,
         )
     }
 
-    /// [`Digest::compute`]; `servers_named`: each listed job says its backup server.
+    /// [`Digest::compute_with_acks`]; `servers_named`: each listed job says its backup
+    /// server (several are watched).
+    #[allow(clippy::too_many_arguments)]
     fn compute_naming(
         date: NaiveDate,
         tz: Tz,
@@ -146,6 +187,7 @@ impl Digest {
         health: &DayHealth,
         undelivered: usize,
         refused_channels: Vec<String>,
+        acks: &BTreeMap<JobKey, Ack>,
         servers_named: bool,
     ) -> Digest {
         let mut totals = ClassCounts::new();
@@ -163,7 +205,12 @@ impl Digest {
                 .or_default() += 1;
             match class {
                 StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown => {
-                    failures.push(DigestJob::from_record(record, servers_named));
+                    let mut failure = DigestJob::from_record(record, servers_named);
+                    failure.acknowledged = acks.get(&record.job.key()).map(|ack| DigestAck {
+                        by: ack.user_name.clone(),
+                        at: ack.at.with_timezone(&tz).fixed_offset(),
+                    });
+                    failures.push(failure);
                 }
                 StatusClass::Running if record.stuck_alerted => {
                     stuck.push(DigestJob::from_record(record, servers_named));
@@ -215,6 +262,7 @@ impl Digest {
             &store.day_health(date)?,
             store.outbox_len(),
             refused_channels,
+            &Acks::open(store)?.on(date)?,
             store.configured_servers()?.len() > 1,
         ))
     }
@@ -339,11 +387,28 @@ pub fn render_digest(digest: &Digest) -> Vec<Embed> {
         .iter()
         .map(|(owner, counts)| owner_line(owner, counts))
         .collect();
-    let lists: [(&str, Vec<String>, u32); 4] = [
+    // Acknowledged failures are listed apart from the open ones; while none is, the one
+    // list is just "Failures".
+    let (acked, open): (Vec<DigestJob>, Vec<DigestJob>) = digest
+        .failures
+        .iter()
+        .cloned()
+        .partition(|j| j.acknowledged.is_some());
+    let open_name = if acked.is_empty() {
+        "Failures"
+    } else {
+        "Open failures"
+    };
+    let lists: [(&str, Vec<String>, u32); 5] = [
         (
-            "Failures",
-            job_lines(&digest.failures, failure_line),
+            open_name,
+            job_lines(&open, failure_line),
             class_colour(StatusClass::Failure),
+        ),
+        (
+            "Acknowledged failures",
+            job_lines(&acked, failure_line),
+            COLOUR_INFO,
         ),
         (
             "Stuck",
@@ -402,11 +467,12 @@ fn summary(d: &Digest) -> Embed {
             None => "— (no job finished)".to_owned(),
         };
         fields.push(EmbedField::new("Success rate", rate, true));
-        fields.push(EmbedField::new(
-            "Failures",
-            d.failures.len().to_string(),
-            true,
-        ));
+        let acked = d.failures.iter().filter(|j| j.acknowledged.is_some());
+        let failures = match acked.count() {
+            0 => d.failures.len().to_string(),
+            n => format!("{} ({n} acknowledged)", d.failures.len()),
+        };
+        fields.push(EmbedField::new("Failures", failures, true));
         fields.push(EmbedField::new(
             "Running / stuck",
             format!("{} / {}", d.running.len(), d.stuck.len()),
@@ -516,8 +582,15 @@ fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
     } else {
         job.class.label()
     };
+    let acked = job.acknowledged.as_ref().map_or_else(String::new, |ack| {
+        format!(
+            " · acknowledged by {} at {}",
+            list_name(&ack.by),
+            clock(Some(ack.at), None, date)
+        )
+    });
     format!(
-        "• {}–{} {class}{code}: {}",
+        "• {}–{} {class}{code}: {}{acked}",
         clock(job.start_time, job.start_raw.as_deref(), date),
         clock(job.end_time, job.end_raw.as_deref(), date),
         who(job)
@@ -639,6 +712,53 @@ mod tests {
     fn running(login: &str, hour: u32) -> RestoreJob {
         let start = format!("2024-06-26 {hour:02}:00:00");
         job(login, "", &format!("set-{login}"), &start, None, "")
+    }
+
+    #[test]
+    fn acknowledged_failures_are_listed_apart_from_open_ones() {
+        let recs = records();
+        let acked = recs
+            .iter()
+            .find(|r| r.job.login_name == "fail")
+            .unwrap()
+            .job
+            .key();
+        let ack = Ack {
+            user_id: 7,
+            user_name: "operator".into(),
+            at: Utc.with_ymd_and_hms(2024, 6, 26, 16, 5, 0).unwrap(),
+        };
+        let acks = [(acked, ack)].into();
+        let d = Digest::compute_with_acks(day(), BERLIN, &recs, &health(0), 0, vec![], &acks);
+        let text = digest_text(&d);
+        let open = text.split("== Open failures (2) ==").nth(1).expect(&text);
+        let open = open
+            .split("== Acknowledged failures (1) ==")
+            .next()
+            .unwrap();
+        assert!(!open.contains("fail /"), "{text}");
+        let acked = text
+            .split("== Acknowledged failures (1) ==")
+            .nth(1)
+            .unwrap();
+        let line = acked.lines().nth(1).unwrap();
+        assert!(line.contains("fail / "), "{line}");
+        assert!(
+            line.ends_with("acknowledged by operator at 18:05"),
+            "Berlin time: {line}"
+        );
+        assert!(text.contains("Failures: 3 (1 acknowledged)"), "{text}");
+        // Without acknowledgements the one list keeps its name.
+        let plain = digest_text(&Digest::compute(
+            day(),
+            BERLIN,
+            &recs,
+            &health(0),
+            0,
+            vec![],
+        ));
+        assert!(plain.contains("== Failures (3) =="), "{plain}");
+        assert!(!plain.contains("Open failures"));
     }
 
     fn record(job: RestoreJob, stuck_alerted: bool) -> JobRecord {

@@ -585,6 +585,8 @@ impl Poller {
             .checked_sub_days(Days::new(keep_days.into()))
             .unwrap_or(NaiveDate::MIN);
         let pruned = self.store.prune_before(cutoff)?;
+        // Acknowledgements end with their jobs' records.
+        crate::acks::Acks::open(&self.store)?.prune_before(cutoff)?;
         Ok(CycleReport {
             summary,
             baselined,

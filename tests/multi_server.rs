@@ -7,7 +7,7 @@
 
 mod support;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use restorewatch::app::App;
 use restorewatch::clock::{Clock, ManualClock};
 use restorewatch::commands::status::{status, StatusReport};
