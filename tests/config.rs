@@ -634,3 +634,24 @@ fn server_password_variables_are_known_only_for_configured_servers() {
     // A single server has no per-name variable.
     assert!(server_password_envs(BASE).is_empty());
 }
+
+#[test]
+fn the_several_servers_example_loads_with_its_values() {
+    let vars = [
+        ("RESTOREWATCH_CBS_EU_1_SYS_PWD", "pw-eu"),
+        ("RESTOREWATCH_CBS_US_EAST_SYS_PWD", "pw-us"),
+    ];
+    let text = repo_file("config/restorewatch.multi.example.toml");
+    let s = Settings::from_toml_str(&text, &env(&vars)).unwrap();
+    let servers = s.servers();
+    let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
+    assert_eq!(names, ["eu-1", "us-east"]);
+    assert_eq!(servers[1].cbs.sys_pwd.expose_secret(), "pw-us");
+    assert_eq!(servers[1].cbs.max_concurrency, 16);
+    assert!(servers[1].discover.enabled && !servers[0].discover.enabled);
+    assert_eq!(servers[1].watch[0].owner, "reseller-a");
+    assert_eq!(
+        restorewatch::config::server_password_envs(&text),
+        vars.map(|(k, _)| k)
+    );
+}
