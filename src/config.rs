@@ -903,13 +903,13 @@ struct RawAlerts {
 
 /// `[cbs]`, or `[[cbs]]` entries (one entry was made a table before this pass).
 enum RawServers {
-    One(RawCbs),
+    One(Box<RawCbs>),
     Several(Vec<RawCbs>),
 }
 
 impl Default for RawServers {
     fn default() -> Self {
-        RawServers::One(RawCbs::default())
+        RawServers::One(Box::default())
     }
 }
 
@@ -926,7 +926,7 @@ impl<'de> Deserialize<'de> for RawServers {
                 map: A,
             ) -> Result<RawServers, A::Error> {
                 RawCbs::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawServers::One)
+                    .map(|cbs| RawServers::One(Box::new(cbs)))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
@@ -1276,7 +1276,7 @@ impl Checker {
                     Some(own) => self.discover(own, "cbs.discover")?,
                     None => self.discover(discover, "discover")?,
                 };
-                let cbs = self.cbs(cbs, "cbs", CBS_SYS_PWD_ENV, false, env)?;
+                let cbs = self.cbs(*cbs, "cbs", CBS_SYS_PWD_ENV, false, env)?;
                 return Ok(vec![CbsServer {
                     cbs,
                     watch: Vec::new(),
