@@ -342,3 +342,89 @@ async fn discovery_on_one_server_users_appear_disappear_and_a_failed_listing_kee
     assert_eq!(w.us.requests_for("carol", today), before);
     assert!(w.us.requests_for("erin", today) > 1, "erin still polled");
 }
+
+/// A single-server install gains a second server: the first keeps its state and its job
+/// keys (nothing re-baselined, nothing alerted twice), wherever it is listed; a config
+/// naming none of the store's servers is refused.
+#[tokio::test]
+async fn a_single_server_store_keeps_its_state_when_a_second_server_is_added() {
+    let clock = ManualClock::new(at(9, 0));
+    let old = simulator(&clock, &["alice"]).await;
+    let new = simulator(&clock, &["zoe"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().display().to_string();
+    let entry = |name: &str, sim: &SimHandle, user: &str| {
+        format!(
+            "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
+             [[watch]]\nlogin = \"{user}\"\nserver = \"{name}\"\n",
+            sim.url(),
+            sim.sys_user(),
+            sim.sys_pwd()
+        )
+    };
+    let single = format!(
+        "[cbs]\nurl = \"{}\"\nserver_name = \"old\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
+         [[watch]]\nlogin = \"alice\"\n[state]\npath = \"{state}\"\n",
+        old.url(),
+        old.sys_user(),
+        old.sys_pwd()
+    );
+    let build = |text: String| {
+        let clock = clock.clone();
+        async move {
+            let settings = Settings::from_toml_str(&text, &|_| None).expect("config");
+            App::build(settings, Arc::new(clock)).await
+        }
+    };
+    old.add_job(job("alice", "1", at(8, 0), Some(at(8, 5)), FAILED));
+    let app = build(single).await.unwrap();
+    app.cycle().await.unwrap();
+    old.add_job(job("alice", "2", at(9, 1), Some(at(9, 2)), FAILED));
+    clock.set(at(9, 5));
+    app.cycle().await.unwrap();
+    drain(&app.store, &Recorder::default()).await.unwrap();
+    drop(app);
+
+    // The old server listed second, a new one first.
+    let two = format!(
+        "{}{}[state]\npath = \"{state}\"\n",
+        entry("new", &new, "zoe"),
+        entry("old", &old, "alice")
+    );
+    let app = build(two.clone()).await.unwrap();
+    old.add_job(job("alice", "3", at(9, 6), Some(at(9, 7)), FAILED));
+    new.add_job(job("zoe", "1", at(8, 0), Some(at(8, 5)), FAILED));
+    clock.set(at(9, 10));
+    app.cycle().await.unwrap();
+    let sink = Recorder::default();
+    drain(&app.store, &sink).await.unwrap();
+    let events = sink.events.lock().unwrap().clone();
+    // alice is not new: only her new failure alerts, her two old ones stay told. zoe is
+    // new on the new server: her old failure is a baseline.
+    assert_eq!(failures(&events), [("old".into(), "alice".into())]);
+    let baselined: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Baseline { users, .. } => Some(
+                users
+                    .iter()
+                    .map(|u| u.login_name.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(baselined, ["zoe"]);
+    drop(app);
+
+    // Neither name known: refused, naming both lists.
+    let renamed = two
+        .replace("\"old\"", "\"old-2\"")
+        .replace("\"new\"", "\"new-2\"");
+    let err = build(renamed).await.err().expect("refused").to_string();
+    assert!(
+        err.contains("\"old\"") && err.contains("\"new-2\""),
+        "{err}"
+    );
+}
