@@ -436,9 +436,11 @@ pub fn digest_text(digest: &Digest) -> String {
         timezone: chrono_tz::UTC,
         servers_named: false,
     };
+    // Time tags, if any, read in the digest's own zone.
+    let zone = digest.timezone.parse().unwrap_or(chrono_tz::UTC);
     pack(vec![(false, render_digest(digest))], &opts)
         .iter()
-        .map(|p| to_text(&p.message))
+        .map(|p| to_text(&p.message, zone))
         .collect::<Vec<_>>()
         .join("\n\n")
 }

@@ -122,6 +122,10 @@ pub struct StormJob {
     pub backup_set: String,
     pub job_id: String,
     pub raw_status: String,
+    /// The same end as a moment, for Discord's time tag (each reader's zone); absent in
+    /// events queued by versions before it, whose lines show `ended`.
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 impl StormJob {
@@ -136,6 +140,7 @@ impl StormJob {
             backup_set: job.backup_set_label().to_owned(),
             job_id: job.job_id.clone(),
             raw_status: job.raw_status.clone(),
+            ended_at: job.end_time.map(|t| t.with_timezone(&Utc)),
         }
     }
 }

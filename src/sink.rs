@@ -130,7 +130,7 @@ impl Sink for ConsoleSink {
         for event in events {
             let item = (false, render_event(event, &self.options));
             for packed in pack(vec![item], &self.options) {
-                writeln!(out, "{}", to_text(&packed.message))
+                writeln!(out, "{}", to_text(&packed.message, self.options.timezone))
                     .map_err(|e| SinkError(format!("writing to the console: {e}")))?;
             }
             accepted.push(event.id);

@@ -300,7 +300,7 @@ async fn show_jobs(
     if let Err(error) = deferred {
         return Ok(Pressed::Answered(Err(error)));
     }
-    let answer = commands::restores::restores(&server.client, &server.store, &args, false)
+    let answer = commands::restores::restores(&server.client, &server.store, &args, None, false)
         .await
         .unwrap_or_else(|error| error.to_reply());
     let mut messages = vec![followup(answer.content, answer.embeds)];

@@ -55,6 +55,9 @@ pub(super) async fn restores(
     #[description = "The backup server to ask, when there are several"]
     #[autocomplete = "complete_server"]
     server: Option<String>,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
@@ -93,7 +96,8 @@ pub(super) async fn restores(
         ctx.defer_ephemeral().await?;
     }
     let result =
-        commands::restores::restores(&server.client, &server.store, &args, data.public()).await;
+        commands::restores::restores(&server.client, &server.store, &args, page, data.public())
+            .await;
     answer(ctx, result).await
 }
 
@@ -108,14 +112,20 @@ pub(super) async fn failures(
     #[description = "Only this user"]
     #[autocomplete = "complete_user"]
     user: Option<String>,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
     let result = data.visible(&scope).and_then(|visible| {
         commands::failures::failures(
             &data.app.store,
-            days,
-            user.as_deref(),
+            commands::failures::FailuresArgs {
+                days,
+                user: user.as_deref(),
+                page,
+            },
             &visible,
             &scope,
             data.today(),
@@ -197,7 +207,12 @@ async fn watch_remove(
 
 /// Who is watched, who added them, and who muted whom.
 #[poise::command(slash_command, rename = "list")]
-async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
+async fn watch_list(
+    ctx: Context<'_>,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
+) -> Result<(), Error> {
     let data = ctx.data();
     let result = data
         .mutes
@@ -209,6 +224,7 @@ async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
                 &data.first_server().watch,
                 &mutes,
                 &scope(ctx),
+                page,
                 data.public(),
             )
         });

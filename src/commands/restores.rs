@@ -11,8 +11,8 @@
 //! same answer ([`super::not_watched`]), so nobody can probe which logins exist, and the
 //! first two never reach the backup server.
 
-use super::{code, job_line, list_embed, not_watched, parse_date, parse_login, quote};
-use super::{CommandError, CommandResult, Reply};
+use super::{code, job_line, not_watched, parse_date, parse_login, quote};
+use super::{CommandError, CommandResult, ListPages};
 use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::CbsClient;
 use crate::render::{class_colour, cut};
@@ -114,11 +114,14 @@ pub fn pick_server(
 }
 
 /// Looks the jobs up live, falling back to the store when the CBS is unreachable.
-/// `public`: answer visibly to the channel (`discord.public_lookups`).
+/// `public`: answer visibly to the channel (`discord.public_lookups`). A long list
+/// continues in follow-ups; `page` picks the follow-ups past
+/// [`super::LIST_MESSAGES_MAX`] messages.
 pub async fn restores(
     client: &CbsClient,
     store: &Store,
     args: &RestoresArgs,
+    page: Option<i64>,
     public: bool,
 ) -> CommandResult {
     let title = format!("Restores of {} on {}", quote(&args.login), args.date);
@@ -153,13 +156,26 @@ pub async fn restores(
     // Newest first: the one people ask about is usually the last.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.start_time));
     let lines: Vec<String> = jobs.iter().map(job_line).collect();
-    let mut embed = list_embed(title, &lines, LIST_COLOUR, Some(footer));
-    if jobs.is_empty() {
-        embed.description = "No restore jobs.".into();
-    } else if let Some(worst) = jobs.iter().map(|j| j.class).max_by_key(|c| severity(*c)) {
-        embed.colour = class_colour(worst);
+    let colour = jobs
+        .iter()
+        .map(|j| j.class)
+        .max_by_key(|c| severity(*c))
+        .map_or(LIST_COLOUR, class_colour);
+    let mut reply = ListPages {
+        title,
+        lines: &lines,
+        colour,
+        footer: Some(footer),
+        command: format!("/restores user:{} date:{}", args.login, args.date),
+        page,
     }
-    Ok(Reply::embed(embed, !public))
+    .reply(!public)?;
+    if jobs.is_empty() {
+        if let Some(embed) = reply.embeds.first_mut() {
+            embed.description = "No restore jobs.".into();
+        }
+    }
+    Ok(reply)
 }
 
 /// Which class colours a list: the worst outcome in it.
@@ -195,18 +211,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(args.date, day(25));
-        let live = restores(&client, &store, &args, false).await.unwrap();
+        let live = restores(&client, &store, &args, None, false).await.unwrap();
         assert!(live.ephemeral);
         let embed = &live.embeds[0];
         assert_eq!(embed.footer.as_deref(), Some("live from cbs"));
         assert_eq!(embed.colour, class_colour(StatusClass::Failure));
         let lines: Vec<&str> = embed.description.lines().collect();
-        assert!(lines[0].starts_with("**Set 2** · success · 11:00–12:00 · 2 KiB"));
+        let (start, end) = (at(25, 11).timestamp(), at(25, 12).timestamp());
+        let first = format!("**Set 2** · success · <t:{start}:f>–<t:{end}:t> · 2 KiB");
+        assert!(lines[0].starts_with(&first), "{}", lines[0]);
         assert!(lines[1].starts_with("**Set 1** · failure"));
 
         record(&store, &sim.expected("cbs", "obm", day(25))[..1]);
         sim.set_down(true).await.unwrap();
-        let stored = restores(&client, &store, &args, true).await.unwrap();
+        let stored = restores(&client, &store, &args, None, true).await.unwrap();
         assert!(!stored.ephemeral);
         let footer = stored.embeds[0].footer.clone().unwrap();
         assert!(footer.starts_with("cbs is unreachable"), "{footer}");
@@ -228,12 +246,16 @@ mod tests {
         // Visible (say, seen once) but unknown to the backup server now.
         let args = parse("ghost", false).unwrap();
         assert_eq!(args.date, day(26), "today by default");
-        let unknown = restores(&client, &store, &args, false).await.unwrap_err();
+        let unknown = restores(&client, &store, &args, None, false)
+            .await
+            .unwrap_err();
         assert!(matches!(unknown, CommandError::Usage(_)));
         assert_eq!(unknown.to_string(), unwatched.replace("`obm`", "`ghost`"));
         // An admin may ask for any login; an unknown one reads the same.
         let admin = parse("nobody", true).unwrap();
-        let e = restores(&client, &store, &admin, false).await.unwrap_err();
+        let e = restores(&client, &store, &admin, None, false)
+            .await
+            .unwrap_err();
         assert_eq!(e.to_string(), unwatched.replace("`obm`", "`nobody`"));
         assert!(!unwatched.contains("refused"), "{unwatched}");
     }

@@ -3,8 +3,11 @@
 //! Pure functions only (no network, no clock): [`render_event`] makes the embeds of one
 //! event, [`pack`] groups the embeds of consecutive events into messages within Discord's
 //! limits and adds the role ping (and, for Discord, [`pack_items`] the alerts' button rows,
-//! [`alert_buttons`]), [`to_text`] shows a message as plain text for the
-//! console sink. The delivery step converts with [`Embed::to_serenity`] at the edge.
+//! [`alert_buttons`]), [`to_text`] shows a message as plain text for the console sink.
+//! Times in embeds are Discord's timestamp tags ([`discord_time`]), which each reader sees
+//! in their own zone; the server-zone time stays in the footer, and the console reads the
+//! tags in the configured zone ([`plain_times`]). The delivery step converts with
+//! [`Embed::to_serenity`] at the edge.
 //!
 //! Safety rules kept here: every string from the backup server is escaped
 //! ([`escape_markdown`]) so it cannot format, link or mention; every part of an embed is
@@ -17,6 +20,7 @@ mod events;
 mod pack;
 mod storm;
 mod text;
+mod times;
 
 pub use buttons::{
     alert_buttons, AlertButtons, ButtonRow, ACK_FIELD_NAME, ACK_FIELD_RESERVE_CHARS,
@@ -35,6 +39,7 @@ pub use text::{
     code_span, cut, escape_markdown, format_duration, format_size, is_format_char, ordinal,
     plain_text, plural, unescape_markdown, unreadable_value, value_or_raw,
 };
+pub use times::{discord_time, discord_time_ago, plain_times};
 
 use chrono_tz::Tz;
 

@@ -6,7 +6,9 @@
 use super::buttons::{AlertButtons, ButtonRow, ACK_FIELD_RESERVE_CHARS, MESSAGE_ROWS_MAX};
 use super::embed::{Embed, OutMessage, MESSAGE_EMBED_TOTAL_MAX_CHARS};
 use super::text::{cut, plural, unescape_markdown};
+use super::times::plain_times;
 use super::RenderOptions;
+use chrono_tz::Tz;
 use std::ops::Range;
 
 /// Embeds per message.
@@ -177,8 +179,10 @@ impl Packer {
 
 /// A message as a person would read it in Discord, in plain text: the ping line, then per
 /// embed its title, description, `name: value` lines and footer. Markdown escapes are
-/// removed, so names show as the backup server sent them.
-pub fn to_text(message: &OutMessage) -> String {
+/// removed, so names show as the backup server sent them; Discord's time tags show as
+/// times in `tz` ([`plain_times`]).
+pub fn to_text(message: &OutMessage, tz: Tz) -> String {
+    let plain = |text: &str| unescape_markdown(&plain_times(text, tz));
     let mut blocks = Vec::new();
     if !message.content.is_empty() {
         blocks.push(readable_mentions(&message.content));
@@ -186,14 +190,14 @@ pub fn to_text(message: &OutMessage) -> String {
     for embed in &message.embeds {
         let mut lines = Vec::new();
         if !embed.title.is_empty() {
-            lines.push(format!("== {} ==", unescape_markdown(&embed.title)));
+            lines.push(format!("== {} ==", plain(&embed.title)));
         }
         if !embed.description.is_empty() {
-            lines.push(unescape_markdown(&embed.description));
+            lines.push(plain(&embed.description));
         }
         for field in &embed.fields {
-            let value = unescape_markdown(&field.value);
-            let name = unescape_markdown(&field.name);
+            let value = plain(&field.value);
+            let name = plain(&field.name);
             if value.contains('\n') {
                 lines.push(format!("{name}:"));
                 lines.extend(value.lines().map(|l| format!("  {l}")));
@@ -480,7 +484,7 @@ mod tests {
             rows: Vec::new(),
         };
         assert_eq!(
-            to_text(&message),
+            to_text(&message, chrono_tz::UTC),
             "@role:42 1 alert\n\n\
              == Restore failed: obm / **x** @everyone ==\n\
              Status: failure (`RESTORE_STOP_BY_ERROR`)\n\
