@@ -23,6 +23,15 @@
 //!
 //! Relative paths (`sys_pwd_file`, `ca_cert`, `state.path`, ...) are relative to the working
 //! directory, not to the config file.
+//!
+//! # Several backup servers
+//! `[cbs]` may instead be `[[cbs]]` entries, each with a unique `name` (required with
+//! several), its own `cbs.*` keys and optionally its own `[cbs.discover]`; `[[watch]]`
+//! entries then name their `server`. Each entry's password comes from
+//! `RESTOREWATCH_CBS_<NAME>_SYS_PWD` ([`server_password_env`]); the other `RESTOREWATCH_CBS_*`
+//! variables cannot say which server they mean and are refused. Errors name the entry
+//! (`cbs[1].url`). One `[[cbs]]` entry is the same as a `[cbs]` table. The first server is
+//! [`Settings::cbs`], the others [`Settings::other_servers`]; [`Settings::servers`] lists all.
 
 use crate::cbs::model::StatusClass;
 use crate::schedule::CronSchedule;
