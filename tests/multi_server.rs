@@ -428,3 +428,96 @@ async fn a_single_server_store_keeps_its_state_when_a_second_server_is_added() {
         "{err}"
     );
 }
+
+/// The built binary: `once` with two `[[cbs]]` servers, each password from its own
+/// variable; the console shows each server's failure under its name, and one server down
+/// is a notice of that server while the other's failure still shows.
+#[tokio::test]
+async fn the_binary_polls_both_servers_and_names_them_on_the_console() {
+    let start = |users: &'static [&'static str]| async move {
+        let sim = Simulator::new(SimConfig::default()).start().await.unwrap();
+        for login in users {
+            add_user(&sim, login);
+        }
+        sim
+    };
+    let (eu, us) = (start(&["alice"]).await, start(&["alice"]).await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rw.toml");
+    let entry = |name: &str, sim: &SimHandle| {
+        format!(
+            "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\nrequest_timeout = \"3s\"\n\
+             down_after = 1\n[[watch]]\nlogin = \"alice\"\nserver = \"{name}\"\n",
+            sim.url(),
+            sim.sys_user()
+        )
+    };
+    let text = format!(
+        "{}{}[state]\npath = \"{}\"\n",
+        entry("eu", &eu),
+        entry("us", &us),
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let once = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_restorewatch"));
+        cmd.args(["once", "--config", config.to_str().unwrap()]);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("RESTOREWATCH_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("RESTOREWATCH_CBS_EU_SYS_PWD", eu.sys_pwd())
+            .env("RESTOREWATCH_CBS_US_SYS_PWD", us.sys_pwd());
+        cmd.output()
+    };
+    let out = once().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ended = Utc::now() - chrono::Duration::minutes(2);
+    let failed = |set: &str| {
+        job(
+            "alice",
+            set,
+            ended - chrono::Duration::minutes(1),
+            Some(ended),
+            FAILED,
+        )
+    };
+    eu.add_job(failed("1"));
+    us.add_job(failed("2"));
+    let out = once().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("eu · Restore failed: alice / set 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("us · Restore failed: alice / set 2"),
+        "{stdout}"
+    );
+
+    eu.set_down(true).await.unwrap();
+    us.add_job(failed("3"));
+    let out = once().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("eu · Backup server unreachable"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("us · Backup server unreachable"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("us · Restore failed: alice / set 3"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(eu.sys_pwd()) && !stdout.contains(us.sys_pwd()));
+}
