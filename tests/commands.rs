@@ -784,3 +784,68 @@ async fn paging_reaches_every_line() {
     running.stop().await;
     h.assert_nothing_unexpected();
 }
+
+#[tokio::test]
+async fn watch_takes_server_for_the_list_it_changes_and_shows() {
+    let h = Harness::start_two_servers().await;
+    let second = h.second.as_ref().unwrap();
+    second.add_user(restorewatch::simulator::SimUser {
+        login: "newguy".into(),
+        owner: String::new(),
+        user_id: "newguy".into(),
+    });
+    let running = h.start_bot().await;
+    let watch = |sub: &str| SlashCommand::new("watch").subcommand(sub);
+    let add = |user: &str| SlashCommand::new("watch").option("user", user);
+
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", SECOND).subcommand("add"),
+        ))
+        .await;
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(content.starts_with("Now watching `newguy`."), "{content}");
+    let second_view = running.store.server_view(SECOND).unwrap();
+    let logins = |store: &Store| -> Vec<String> {
+        let list = store.dynamic_watches().unwrap();
+        list.into_iter().map(|w| w.login).collect()
+    };
+    assert_eq!(logins(&second_view), ["newguy"]);
+    assert!(logins(&running.store.server_view(SERVER).unwrap()).is_empty());
+
+    // The list of the second server shows its users; the default, the first's, does not.
+    let shown = |callback: &Value| callback["data"].to_string();
+    let (callback, _) = h
+        .invoke(
+            SlashCommand::new("watch")
+                .option("server", SECOND)
+                .subcommand("list"),
+        )
+        .await;
+    assert!(shown(&callback).contains("newguy"), "{callback}");
+    assert!(shown(&callback).contains("solo"), "{callback}");
+    let (callback, _) = h.invoke(watch("list")).await;
+    assert!(!shown(&callback).contains("newguy"), "{callback}");
+
+    // A server that is not configured changes nothing.
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", "nope").subcommand("remove"),
+        ))
+        .await;
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    assert!(callback["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("server: `nope` is not a backup server"));
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", SECOND).subcommand("remove"),
+        ))
+        .await;
+    assert_eq!(flags(&callback["data"]), 0, "{callback}");
+    assert!(logins(&second_view).is_empty());
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}

@@ -143,9 +143,16 @@ impl Data {
         )?)
     }
 
-    /// The server whose chat-added users `/watch` changes and lists: the first.
+    /// The first server: the default of `/watch`'s `server:`.
     fn first_server(&self) -> &BotServer {
         &self.servers[0]
+    }
+
+    /// The server a `server:` argument names (none: the first).
+    fn named_server(&self, wanted: Option<&str>) -> Result<&BotServer, CommandError> {
+        let names: Vec<String> = self.servers.iter().map(|s| s.name.clone()).collect();
+        let i = commands::restores::named_server(&names, wanted)?;
+        Ok(&self.servers[i])
     }
 
     /// Counts and logs an interaction refused for coming from outside our servers.

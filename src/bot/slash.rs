@@ -154,16 +154,22 @@ async fn watch_add(
     #[autocomplete = "complete_user"]
     user: String,
     #[description = "The user's owner (reseller or sub-admin), if any"] owner: Option<String>,
+    #[description = "The backup server the user is on (default: the first)"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
 ) -> Result<(), Error> {
     if let Err(refused) = check_admin(ctx) {
         return answer(ctx, Err(refused)).await;
     }
     let data = ctx.data();
-    let first = data.first_server();
+    let target = match data.named_server(server.as_deref()) {
+        Ok(target) => target,
+        Err(error) => return answer(ctx, Err(error)).await,
+    };
     let result = commands::watch::add(
-        &first.store,
-        &first.client,
-        &first.watch,
+        &target.store,
+        &target.client,
+        &target.watch,
         &user,
         owner.as_deref(),
         &author_label(ctx),
@@ -192,13 +198,17 @@ async fn watch_remove(
     #[description = "The backup user's login name"]
     #[autocomplete = "complete_user"]
     user: String,
+    #[description = "The backup server the user is on (default: the first)"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
 ) -> Result<(), Error> {
     if let Err(refused) = check_admin(ctx) {
         return answer(ctx, Err(refused)).await;
     }
     let data = ctx.data();
-    let first = data.first_server();
-    let result = commands::watch::remove(&first.store, &first.watch, &user);
+    let result = data
+        .named_server(server.as_deref())
+        .and_then(|target| commands::watch::remove(&target.store, &target.watch, &user));
     if result.is_ok() {
         data.audit(ctx.author(), format!("watch remove {}", code(user.trim())));
     }
@@ -212,22 +222,22 @@ async fn watch_list(
     #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
     #[min = 1]
     page: Option<i64>,
+    #[description = "The backup server whose users to list (default: the first)"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
 ) -> Result<(), Error> {
     let data = ctx.data();
-    let result = data
-        .mutes
-        .active(data.now())
-        .map_err(CommandError::from)
-        .and_then(|mutes| {
-            commands::watch::list(
-                &data.first_server().store,
-                &data.first_server().watch,
-                &mutes,
-                &scope(ctx),
-                page,
-                data.public(),
-            )
-        });
+    let result = data.named_server(server.as_deref()).and_then(|target| {
+        let mutes = data.mutes.active(data.now())?;
+        commands::watch::list(
+            &target.store,
+            &target.watch,
+            &mutes,
+            &scope(ctx),
+            page,
+            data.public(),
+        )
+    });
     answer(ctx, result).await
 }
 

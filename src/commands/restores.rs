@@ -72,24 +72,8 @@ pub fn pick_server(
     login: &str,
     admin: bool,
 ) -> Result<usize, CommandError> {
-    let listed = || {
-        let names: Vec<String> = servers.iter().map(|s| code(s)).collect();
-        names.join(", ")
-    };
-    if let Some(wanted) = wanted.map(str::trim).filter(|w| !w.is_empty()) {
-        return servers
-            .iter()
-            .position(|s| s.eq_ignore_ascii_case(wanted))
-            .ok_or_else(|| {
-                CommandError::Usage(format!(
-                    "server: {} is not a backup server of this bot; expected one of {}.",
-                    code(wanted),
-                    listed()
-                ))
-            });
-    }
-    if servers.len() <= 1 {
-        return Ok(0);
+    if wanted.is_some_and(|w| !w.trim().is_empty()) || servers.len() <= 1 {
+        return named_server(servers, wanted);
     }
     let on: Vec<usize> = (0..servers.len())
         .filter(|i| has_user.get(*i).copied().unwrap_or(false))
@@ -100,7 +84,7 @@ pub fn pick_server(
         [] => Err(CommandError::Usage(format!(
             "server: say which backup server to ask for {}: one of {}.",
             code(login),
-            listed()
+            server_list(servers)
         ))),
         _ => {
             let names: Vec<String> = on.iter().map(|i| code(&servers[*i])).collect();
@@ -111,6 +95,29 @@ pub fn pick_server(
             )))
         }
     }
+}
+
+/// The backup server a `server:` argument names, as an index into `servers`; none given:
+/// the first. Names are matched without regard to case.
+pub fn named_server(servers: &[String], wanted: Option<&str>) -> Result<usize, CommandError> {
+    let Some(wanted) = wanted.map(str::trim).filter(|w| !w.is_empty()) else {
+        return Ok(0);
+    };
+    (servers.iter())
+        .position(|s| s.eq_ignore_ascii_case(wanted))
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "server: {} is not a backup server of this bot; expected one of {}.",
+                code(wanted),
+                server_list(servers)
+            ))
+        })
+}
+
+/// `` `eu-1`, `us-east` ``
+fn server_list(servers: &[String]) -> String {
+    let names: Vec<String> = servers.iter().map(|s| code(s)).collect();
+    names.join(", ")
 }
 
 /// Looks the jobs up live, falling back to the store when the CBS is unreachable.

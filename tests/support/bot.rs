@@ -245,6 +245,10 @@ impl Harness {
     }
 
     pub async fn start_bot_with(&self, store: Store) -> Running {
+        // As the program does before it starts the bot: the store learns its servers.
+        let servers = self.settings.servers();
+        let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
+        store.check_server_names(&names).expect("the store is ours");
         let shutdown = CancellationToken::new();
         let ctx = BotContext {
             store: store.clone(),
