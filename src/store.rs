@@ -407,7 +407,9 @@ impl Store {
     }
 
     /// [`Store::for_server`] for the backup server `name`: the plain names when it owns
-    /// them (it is the store's first server, see [`Store::check_server_names`]).
+    /// them (it is the store's first server, see [`Store::check_server_names`]). Call it
+    /// after that check: before it, the store has no owner and every name gets the plain
+    /// names.
     pub fn server_view(&self, name: &str) -> Result<Store> {
         let owner: Option<String> = self.meta_get(META_SERVER_NAME)?;
         if owner.as_deref().is_none_or(|owner| owner == name) {

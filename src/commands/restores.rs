@@ -203,6 +203,25 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
 
+    #[test]
+    fn the_server_is_the_named_one_the_users_only_one_or_asked_for() {
+        let servers = vec!["eu".to_owned(), "us".to_owned()];
+        let pick = |wanted, on: &[bool], admin| pick_server(&servers, wanted, on, "obm", admin);
+        assert_eq!(pick(Some(" US "), &[true, true], false).unwrap(), 1);
+        assert_eq!(pick(None, &[false, true], false).unwrap(), 1);
+        let usage = |r: Result<usize, CommandError>| match r {
+            Err(CommandError::Usage(text)) => text,
+            other => panic!("{other:?}"),
+        };
+        assert!(usage(pick(Some("mars"), &[true, true], true)).starts_with("server: `mars`"));
+        assert!(usage(pick(None, &[true, true], false)).contains("several backup servers"));
+        assert!(usage(pick(None, &[false, false], false)).contains("neither watched"));
+        assert!(usage(pick(None, &[false, false], true)).starts_with("server: say which"));
+        // One server: asked whatever the lists say.
+        let one = vec!["eu".to_owned()];
+        assert_eq!(pick_server(&one, None, &[false], "obm", false).unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn live_answer_then_the_store_when_the_cbs_is_down() {
         let (sim, client) = simulator().await;
