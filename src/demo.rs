@@ -113,6 +113,7 @@ pub async fn run_demo(
     let state = tempfile::tempdir().context("creating a temporary state directory")?;
     let every = format!("*/{DEMO_POLL_EVERY_SECS} * * * * *");
     let settings = Settings {
+        other_servers: Vec::new(),
         cbs: CbsSettings {
             url: sim.url(),
             server_name: "demo-cbs".into(),
@@ -164,6 +165,7 @@ pub async fn run_demo(
         RenderOptions {
             mention_role: None,
             timezone: tz,
+            servers_named: false,
         },
         out,
     );

@@ -63,6 +63,9 @@ pub struct Digest {
 /// One job as the digest lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DigestJob {
+    /// The backup server, when several are watched (else empty, and not shown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
     pub login_name: String,
     pub owner: String,
     /// The backup-set name, or its ID when the server sent no name.
@@ -106,9 +109,14 @@ pub struct DigestHealth {
 }
 
 impl DigestJob {
-    fn from_record(record: &JobRecord) -> DigestJob {
+    fn from_record(record: &JobRecord, servers_named: bool) -> DigestJob {
         let job = &record.job;
         DigestJob {
+            server: if servers_named {
+                job.server.clone()
+            } else {
+                String::new()
+            },
             login_name: job.login_name.clone(),
             owner: job.owner.clone(),
             backup_set: job.backup_set_label().to_owned(),
@@ -157,6 +165,31 @@ impl Digest {
         refused_channels: Vec<String>,
         acks: &BTreeMap<JobKey, Ack>,
     ) -> Digest {
+        Digest::compute_naming(
+            date,
+            tz,
+            records,
+            health,
+            undelivered,
+            refused_channels,
+            acks,
+            false,
+        )
+    }
+
+    /// [`Digest::compute_with_acks`]; `servers_named`: each listed job says its backup
+    /// server (several are watched).
+    #[allow(clippy::too_many_arguments)]
+    fn compute_naming(
+        date: NaiveDate,
+        tz: Tz,
+        records: &[JobRecord],
+        health: &DayHealth,
+        undelivered: usize,
+        refused_channels: Vec<String>,
+        acks: &BTreeMap<JobKey, Ack>,
+        servers_named: bool,
+    ) -> Digest {
         let mut totals = ClassCounts::new();
         let mut owners: BTreeMap<String, ClassCounts> = BTreeMap::new();
         let mut failures = Vec::new();
@@ -172,7 +205,7 @@ impl Digest {
                 .or_default() += 1;
             match class {
                 StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown => {
-                    let mut failure = DigestJob::from_record(record);
+                    let mut failure = DigestJob::from_record(record, servers_named);
                     failure.acknowledged = acks.get(&record.job.key()).map(|ack| DigestAck {
                         by: ack.user_name.clone(),
                         at: ack.at.with_timezone(&tz).fixed_offset(),
@@ -180,9 +213,9 @@ impl Digest {
                     failures.push(failure);
                 }
                 StatusClass::Running if record.stuck_alerted => {
-                    stuck.push(DigestJob::from_record(record));
+                    stuck.push(DigestJob::from_record(record, servers_named));
                 }
-                StatusClass::Running => running.push(DigestJob::from_record(record)),
+                StatusClass::Running => running.push(DigestJob::from_record(record, servers_named)),
                 StatusClass::Success | StatusClass::Warning | StatusClass::Cancelled => {}
             }
         }
@@ -222,7 +255,7 @@ impl Digest {
         tz: Tz,
         refused_channels: Vec<String>,
     ) -> Result<Digest, StoreError> {
-        Ok(Digest::compute_with_acks(
+        Ok(Digest::compute_naming(
             date,
             tz,
             &store.jobs_on(date)?,
@@ -230,6 +263,7 @@ impl Digest {
             store.outbox_len(),
             refused_channels,
             &Acks::open(store)?.on(date)?,
+            store.configured_servers()?.len() > 1,
         ))
     }
 
@@ -366,6 +400,7 @@ pub fn render_digest(digest: &Digest, today: NaiveDate, messages_max: usize) -> 
     let opts = RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     loop {
         let room = budget.saturating_sub(summary.char_count());
@@ -652,6 +687,7 @@ pub fn digest_text(digest: &Digest, today: NaiveDate) -> String {
         mention_role: None,
         // Packing does not read the zone; the digest's times already carry theirs.
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     // Time tags, if any, read in the digest's own zone.
     let zone = digest.timezone.parse().unwrap_or(chrono_tz::UTC);
@@ -770,15 +806,21 @@ fn clock(at: Option<DateTime<FixedOffset>>, raw: Option<&str>, date: NaiveDate) 
     }
 }
 
-/// `obm / Files, owner reseller-a` (the owner only when there is one).
+/// `obm / Files, owner reseller-a` (the owner only when there is one), `on eu-1` after it
+/// when several backup servers are watched.
 fn who(job: &DigestJob) -> String {
     let owner = if job.owner.is_empty() {
         String::new()
     } else {
         format!(", owner {}", list_name(&job.owner))
     };
+    let server = if job.server.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", list_name(&job.server))
+    };
     format!(
-        "{} / {}{owner}",
+        "{} / {}{owner}{server}",
         list_name(&job.login_name),
         list_name(&job.backup_set)
     )
@@ -1292,6 +1334,7 @@ mod tests {
             &RenderOptions {
                 mention_role: Some(42),
                 timezone: BERLIN,
+                servers_named: false,
             },
         );
         assert_eq!(
@@ -1338,6 +1381,7 @@ mod tests {
         let opts = RenderOptions {
             mention_role: None,
             timezone: BERLIN,
+            servers_named: false,
         };
         let packed = pack(vec![(false, embeds)], &opts);
         for p in &packed {

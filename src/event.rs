@@ -86,9 +86,15 @@ pub enum EventKind {
         since: DateTime<Utc>,
         reason: OutageReason,
         error: String,
+        /// Which backup server (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
     },
     /// The backup server answers again.
     CbsRecovered {
+        /// Which backup server (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
         down_since: DateTime<Utc>,
         recovered_at: DateTime<Utc>,
         /// Past dates the recovering cycle read again (the catch-up), oldest first.
@@ -111,6 +117,9 @@ pub struct Repeat {
 /// One failed restore in a storm card: what its line shows.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StormJob {
+    /// The backup server (absent in older records).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
     /// When it ended, as the server reported it (its zone kept); empty when not sent.
     pub ended: String,
     pub login_name: String,
@@ -131,6 +140,7 @@ pub struct StormJob {
 impl StormJob {
     pub fn from_job(job: &RestoreJob) -> StormJob {
         StormJob {
+            server: job.server.clone(),
             ended: job
                 .end_time
                 .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
@@ -170,6 +180,9 @@ pub enum OutageReason {
 /// A poll cycle in numbers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CycleSummary {
+    /// The backup server polled; empty in a roll-up (and in older records).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub users_polled: u32,

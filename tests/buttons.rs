@@ -54,6 +54,7 @@ fn sink(h: &Harness, store: &Store) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     DiscordSink::new(h.settings.discord.as_ref().unwrap(), store, render).unwrap()
 }
@@ -645,6 +646,7 @@ async fn the_console_shows_the_alerts_without_buttons() {
     let options = RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     let console = ConsoleSink::new(options, Box::new(out.clone()));
     console.deliver(&events).await.unwrap();

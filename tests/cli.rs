@@ -118,7 +118,10 @@ async fn once_exits_0_when_all_is_well_and_1_with_a_clear_message_when_a_call_fa
     let sim = simulator_with(&["alice", "bob"]).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rw.toml");
-    std::fs::write(&config, config_for(&sim, &dir.path().join("state"))).unwrap();
+    // No midnight grace: one request per user at any time of day, so the count below
+    // holds at 01:00 as at noon.
+    let base = config_for(&sim, &dir.path().join("state"));
+    std::fs::write(&config, format!("{base}[poll]\nmidnight_grace = \"0s\"\n")).unwrap();
     let run = || {
         let mut cmd = restorewatch(&["once", "--config", config.to_str().unwrap()]);
         cmd.env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd());

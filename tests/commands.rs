@@ -541,6 +541,108 @@ fn admin_build(command: SlashCommand) -> Value {
     admin(command).build()
 }
 
+#[tokio::test]
+async fn restores_asks_the_server_named_by_server_and_asks_for_it_when_ambiguous() {
+    let h = Harness::start_two_servers().await;
+    let second = h.second.as_ref().unwrap();
+    h.sim
+        .add_job(sim_job("obm", "1", "2024-06-20", 9, "RESTORE_STOP_SUCCESS"));
+    second.add_job(sim_job(
+        "obm",
+        "2",
+        "2024-06-20",
+        11,
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    second.add_job(sim_job(
+        "solo",
+        "5",
+        "2024-06-20",
+        8,
+        "RESTORE_STOP_SUCCESS",
+    ));
+    let running = h.start_bot().await;
+    let restores = |user: &str| {
+        SlashCommand::new("restores")
+            .option("user", user)
+            .option("date", "2024-06-20")
+    };
+
+    // obm is watched on both servers: asked to say which, at once, and nobody is asked.
+    let (callback, _) = h.invoke(restores("obm")).await;
+    assert_eq!(callback["type"], 4, "answered at once: {callback}");
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("several backup servers")
+            && content.contains(SERVER)
+            && content.contains(SECOND)
+            && content.contains("server:"),
+        "{content}"
+    );
+    assert_eq!(h.sim.requests_served() + second.requests_served(), 0);
+
+    // server: picks the one asked, live.
+    let description = |answer: &Value| {
+        answer["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (_, answer) = h
+        .invoke_deferred(restores("obm").option("server", SECOND))
+        .await;
+    assert_eq!(
+        answer["embeds"][0]["footer"]["text"],
+        format!("live from {SECOND}")
+    );
+    assert!(
+        description(&answer).contains("**Set 2** · failure"),
+        "{answer}"
+    );
+    assert!(!description(&answer).contains("Set 1"), "{answer}");
+    let (_, answer) = h
+        .invoke_deferred(restores("obm").option("server", SERVER))
+        .await;
+    assert_eq!(
+        answer["embeds"][0]["footer"]["text"],
+        format!("live from {SERVER}")
+    );
+    assert!(
+        description(&answer).contains("**Set 1** · success"),
+        "{answer}"
+    );
+    assert!(!description(&answer).contains("Set 2"), "{answer}");
+
+    // solo is on the second server only: no server: needed.
+    let (_, answer) = h.invoke_deferred(restores("solo")).await;
+    assert_eq!(
+        answer["embeds"][0]["footer"]["text"],
+        format!("live from {SECOND}")
+    );
+    assert!(description(&answer).contains("**Set 5**"), "{answer}");
+
+    // A server that is not configured gets a short answer naming the ones that are.
+    let (callback, _) = h.invoke(restores("obm").option("server", "nope")).await;
+    assert_eq!(callback["type"], 4);
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("server: `nope` is not a backup server") && content.contains(SECOND),
+        "{content}"
+    );
+    // solo is not on the first server: asking it there is refused like an unwatched user.
+    let (callback, _) = h.invoke(restores("solo").option("server", SERVER)).await;
+    assert_eq!(callback["type"], 4);
+    assert!(callback["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("neither watched nor seen"));
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
 /// Checks one message of a list reply against Discord's limits and counts its job lines
 /// (`**Set 1xxx**`) into `seen`; returns the total message count from the title's `(k/N)`.
 fn tally(message: &Value, seen: &mut std::collections::BTreeMap<String, usize>) -> usize {
@@ -732,6 +834,71 @@ async fn failures_and_digest_defer_as_they_answer_and_keep_errors_private() {
         None,
         "the public \"thinking…\" message is gone"
     );
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn watch_takes_server_for_the_list_it_changes_and_shows() {
+    let h = Harness::start_two_servers().await;
+    let second = h.second.as_ref().unwrap();
+    second.add_user(restorewatch::simulator::SimUser {
+        login: "newguy".into(),
+        owner: String::new(),
+        user_id: "newguy".into(),
+    });
+    let running = h.start_bot().await;
+    let watch = |sub: &str| SlashCommand::new("watch").subcommand(sub);
+    let add = |user: &str| SlashCommand::new("watch").option("user", user);
+
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", SECOND).subcommand("add"),
+        ))
+        .await;
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(content.starts_with("Now watching `newguy`."), "{content}");
+    let second_view = running.store.server_view(SECOND).unwrap();
+    let logins = |store: &Store| -> Vec<String> {
+        let list = store.dynamic_watches().unwrap();
+        list.into_iter().map(|w| w.login).collect()
+    };
+    assert_eq!(logins(&second_view), ["newguy"]);
+    assert!(logins(&running.store.server_view(SERVER).unwrap()).is_empty());
+
+    // The list of the second server shows its users; the default, the first's, does not.
+    let shown = |callback: &Value| callback["data"].to_string();
+    let (callback, _) = h
+        .invoke(
+            SlashCommand::new("watch")
+                .option("server", SECOND)
+                .subcommand("list"),
+        )
+        .await;
+    assert!(shown(&callback).contains("newguy"), "{callback}");
+    assert!(shown(&callback).contains("solo"), "{callback}");
+    let (callback, _) = h.invoke(watch("list")).await;
+    assert!(!shown(&callback).contains("newguy"), "{callback}");
+
+    // A server that is not configured changes nothing.
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", "nope").subcommand("remove"),
+        ))
+        .await;
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    assert!(callback["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("server: `nope` is not a backup server"));
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", SECOND).subcommand("remove"),
+        ))
+        .await;
+    assert_eq!(flags(&callback["data"]), 0, "{callback}");
+    assert!(logins(&second_view).is_empty());
+
     running.stop().await;
     h.assert_nothing_unexpected();
 }

@@ -49,6 +49,7 @@ fn sink(fake: &FakeDiscord, poller: &Poller, role: Option<u64>) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     DiscordSink::new(&settings(fake, role), poller.store(), render).unwrap()
 }

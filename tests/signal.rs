@@ -50,6 +50,7 @@ fn sink(fake: &FakeDiscord, poller: &Poller) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     DiscordSink::new(&settings(fake), poller.store(), render).unwrap()
 }

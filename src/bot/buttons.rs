@@ -321,12 +321,16 @@ async fn show_jobs(
     let parent = press.channel.as_ref().and_then(|c| c.parent_id);
     let scope = data.scope_of(press.channel_id, parent, press.member.as_ref());
     let date = record.date.format("%Y-%m-%d").to_string();
-    let parsed = data.visible(&scope).and_then(|visible| {
+    // The job's own backup server (with several, the alert's job names it).
+    let server = (data.servers.iter())
+        .find(|s| s.name == record.job.server)
+        .unwrap_or_else(|| data.first_server());
+    let parsed = data.visible_on(server, &scope).and_then(|visible| {
         RestoresArgs::parse(
             &record.job.login_name,
             Some(&date),
             data.now(),
-            data.tz(),
+            server.client.timezone(),
             &visible,
             scope.admin,
         )
@@ -346,7 +350,7 @@ async fn show_jobs(
     if let Err(error) = deferred {
         return Ok(Pressed::Answered(Err(error)));
     }
-    let answer = commands::restores::restores(&data.app.cbs, &data.app.store, &args, None, false)
+    let answer = commands::restores::restores(&server.client, &server.store, &args, None, false)
         .await
         .unwrap_or_else(|error| error.to_reply());
     let mut messages = vec![followup(answer.content, answer.embeds)];

@@ -63,9 +63,21 @@ pub struct BotContext {
     pub started_at: DateTime<Utc>,
 }
 
+/// One backup server as the commands see it.
+struct BotServer {
+    name: String,
+    client: CbsClient,
+    /// The store as this server's poller sees it (its chat-added users).
+    store: Store,
+    /// Its users from the config file.
+    watch: Vec<crate::config::WatchEntry>,
+}
+
 /// poise's user data: the context plus what is derived from it once.
 struct Data {
     app: BotContext,
+    /// Every backup server, the first (`app.cbs`) first.
+    servers: Vec<BotServer>,
     discord: DiscordSettings,
     /// The servers the bot serves (at least one).
     guilds: Vec<serenity::GuildId>,
@@ -97,16 +109,51 @@ impl Data {
         self.discord.public_lookups
     }
 
-    /// Logins on the merged watch list (config and chat).
+    /// Logins on the merged watch lists (config and chat) of every server.
     fn watched(&self) -> Result<BTreeSet<String>, CommandError> {
-        let list = self.app.store.watch_list(&self.app.settings.watch)?;
-        Ok(list.into_iter().map(|w| w.login).collect())
+        let mut logins = BTreeSet::new();
+        for server in &self.servers {
+            let list = server.store.watch_list(&server.watch)?;
+            logins.extend(list.into_iter().map(|w| w.login));
+        }
+        Ok(logins)
     }
 
-    /// The users `scope` may look up, with their owners.
+    /// The users `scope` may look up on any server, with their owners (the first
+    /// server's owner wins).
     fn visible(&self, scope: &Scope) -> Result<BTreeMap<String, String>, CommandError> {
-        let (store, watch) = (&self.app.store, &self.app.settings.watch);
-        Ok(commands::visible_users(store, watch, self.today(), scope)?)
+        let mut users = BTreeMap::new();
+        for server in self.servers.iter().rev() {
+            users.extend(self.visible_on(server, scope)?);
+        }
+        Ok(users)
+    }
+
+    /// The users `scope` may look up on `server`, with their owners.
+    fn visible_on(
+        &self,
+        server: &BotServer,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, String>, CommandError> {
+        Ok(commands::visible_users_on(
+            &server.store,
+            &server.watch,
+            self.today(),
+            scope,
+            Some(&server.name),
+        )?)
+    }
+
+    /// The first server: the default of `/watch`'s `server:`.
+    fn first_server(&self) -> &BotServer {
+        &self.servers[0]
+    }
+
+    /// The server a `server:` argument names (none: the first).
+    fn named_server(&self, wanted: Option<&str>) -> Result<&BotServer, CommandError> {
+        let names: Vec<String> = self.servers.iter().map(|s| s.name.clone()).collect();
+        let i = commands::restores::named_server(&names, wanted)?;
+        Ok(&self.servers[i])
     }
 
     /// Counts and logs an interaction refused for coming from outside our servers.
@@ -310,7 +357,22 @@ pub async fn start_with_health(
     let http = http(&discord);
     let clock = ctx.clock.clone();
     let refused = Arc::new(AtomicU64::new(0));
+    let mut servers = Vec::new();
+    for server in ctx.settings.servers() {
+        let name = &server.cbs.server_name;
+        servers.push(BotServer {
+            name: name.clone(),
+            client: if servers.is_empty() {
+                ctx.cbs.clone()
+            } else {
+                server.cbs.client()?
+            },
+            store: ctx.store.server_view(name)?,
+            watch: server.watch.to_vec(),
+        });
+    }
     let data = Data {
+        servers,
         app: ctx,
         discord,
         guilds: guilds.clone(),

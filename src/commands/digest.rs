@@ -38,6 +38,7 @@ pub fn digest(
     let options = RenderOptions {
         mention_role: None,
         timezone: tz,
+        servers_named: false,
     };
     // On demand there is room for more than the scheduled digest shows.
     let cards = render_digest(&digest, today, super::LIST_MESSAGES_MAX);

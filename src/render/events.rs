@@ -83,14 +83,39 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             since,
             reason,
             error,
+            ..
         } => cbs_unreachable(*since, *reason, error, opts),
         EventKind::CbsRecovered {
             down_since,
             recovered_at,
             caught_up,
+            ..
         } => cbs_recovered(*down_since, *recovered_at, caught_up, opts),
     };
+    let mut embed = embed;
+    if opts.servers_named {
+        if let Some(server) = event_server(&event.kind).filter(|s| !s.is_empty()) {
+            // In front, so that a long title cut to Discord's limit still names it.
+            embed.title = format!("{} · {}", escape_markdown(server), embed.title);
+        }
+    }
     vec![embed.fit()]
+}
+
+/// The backup server an event is about, when it is about one.
+pub fn event_server(kind: &EventKind) -> Option<&str> {
+    match kind {
+        EventKind::JobFinished { job, .. }
+        | EventKind::JobStuck { job, .. }
+        | EventKind::JobVanished { job, .. } => Some(&job.server),
+        EventKind::FailureStorm { jobs, .. } => jobs.first().map(|j| j.server.as_str()),
+        EventKind::Baseline { would_alert, .. } => would_alert.first().map(|j| j.server.as_str()),
+        EventKind::CycleSummary(s) => Some(&s.server),
+        EventKind::CbsUnreachable { server, .. } | EventKind::CbsRecovered { server, .. } => {
+            server.as_deref()
+        }
+        EventKind::Digest(_) => None,
+    }
 }
 
 /// Whether the event should ping the on-call role: failed, unknown and stuck jobs and an
@@ -741,6 +766,7 @@ mod tests {
         RenderOptions {
             mention_role: Some(42),
             timezone: BERLIN,
+            servers_named: false,
         }
     }
 
@@ -1031,11 +1057,13 @@ mod tests {
             running_secs: 13 * 3600,
         })));
         assert!(wants_ping(&event(EventKind::CbsUnreachable {
+            server: None,
             since: utc(10, 0, 0),
             reason: OutageReason::Unreachable,
             error: "timeout".into(),
         })));
         assert!(!wants_ping(&event(EventKind::CbsRecovered {
+            server: None,
             down_since: utc(10, 0, 0),
             recovered_at: utc(11, 0, 0),
             caught_up: vec![],
@@ -1158,6 +1186,7 @@ mod tests {
     #[test]
     fn summary_lists_counts_and_errors() {
         let summary = CycleSummary {
+            server: String::new(),
             started_at: utc(11, 0, 0),
             finished_at: utc(11, 0, 3),
             users_polled: 5,
@@ -1221,6 +1250,7 @@ mod tests {
     #[test]
     fn expired_password_says_what_to_do() {
         let e = one(EventKind::CbsUnreachable {
+            server: None,
             since: utc(6, 0, 0),
             reason: OutageReason::PasswordExpired,
             error: "Your password has expired".into(),
@@ -1244,6 +1274,7 @@ mod tests {
     fn outage_reasons_have_their_own_titles() {
         let title = |reason| {
             one(EventKind::CbsUnreachable {
+                server: None,
                 since: utc(6, 0, 0),
                 reason,
                 error: "x".into(),
@@ -1263,6 +1294,7 @@ mod tests {
     #[test]
     fn recovered_notice_tells_the_outage_length() {
         let e = one(EventKind::CbsRecovered {
+            server: None,
             down_since: utc(9, 58, 0),
             recovered_at: utc(11, 0, 0),
             caught_up: vec![

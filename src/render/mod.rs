@@ -53,4 +53,6 @@ pub struct RenderOptions {
     /// The zone for times the bot itself measured (outages, cycles). Job times keep the
     /// backup server's zone they were reported in.
     pub timezone: Tz,
+    /// Several backup servers are watched: alerts, outage notices and summaries say which.
+    pub servers_named: bool,
 }

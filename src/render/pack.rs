@@ -241,6 +241,7 @@ mod tests {
         RenderOptions {
             mention_role: role,
             timezone: chrono_tz::UTC,
+            servers_named: false,
         }
     }
 

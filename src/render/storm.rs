@@ -90,6 +90,7 @@ mod tests {
     fn jobs(n: usize) -> Vec<StormJob> {
         (0..n)
             .map(|i| StormJob {
+                server: "cbs".into(),
                 ended: "2024-06-26 09:02".into(),
                 login_name: format!("user{i:04}"),
                 backup_set: "Files".into(),
