@@ -270,6 +270,53 @@ async fn a_storm_of_2000_failures_posts_at_most_5_messages_listing_or_counting_e
 }
 
 #[tokio::test]
+async fn the_digest_of_a_day_of_2000_failures_posts_at_most_3_messages_counting_each_once() {
+    let (_h, p, fake) = storm(100, 20).await;
+    let day = at(9, 0).date_naive();
+    let next_morning = at(8, 0) + Duration::days(1);
+    restorewatch::digest::queue_digest(p.store(), day, chrono_tz::UTC, vec![], next_morning)
+        .unwrap();
+    drain(p.store(), &sink(&fake, &p)).await.unwrap();
+    let messages = fake.messages(DIGEST);
+    assert!(
+        (1..=3).contains(&messages.len()),
+        "{} messages",
+        messages.len()
+    );
+    let cards = embeds(&fake, DIGEST);
+    assert_eq!(
+        cards[0]["title"], "Restore digest for 2024-06-26 (UTC)",
+        "{cards:?}"
+    );
+    let lines: Vec<String> = (cards.iter())
+        .filter(|c| c["title"].as_str().unwrap().starts_with("Failures (2000)"))
+        .flat_map(|c| {
+            let text = c["description"].as_str().unwrap();
+            text.lines().map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect();
+    let (rest, listed) = lines.split_last().expect("failure cards");
+    assert!(listed.iter().all(|l| l.starts_with("• ")), "{listed:?}");
+    let distinct: std::collections::BTreeSet<&String> = listed.iter().collect();
+    assert_eq!(distinct.len(), listed.len(), "no failure listed twice");
+    assert!(
+        listed[0].contains("u000 / set 00"),
+        "in order: {}",
+        listed[0]
+    );
+    let more: usize = (rest.strip_prefix("… and "))
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the rest is counted: {rest}"));
+    assert_eq!(listed.len() + more, 2000, "{rest}");
+    assert!(
+        rest.contains("more: `/failures days:2` lists every one. By owner: (no owner) "),
+        "{rest}"
+    );
+    assert!(fake.unexpected().is_empty());
+}
+
+#[tokio::test]
 async fn up_to_group_after_failures_stay_individual_one_more_groups() {
     let (_h, _p, fake) = storm(1, 5).await;
     assert_eq!(titles(&fake, "Restore failed:").len(), 5);
