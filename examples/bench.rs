@@ -25,7 +25,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use restorewatch::cbs::{CbsClient, CbsClientConfig};
-use restorewatch::clock::{ManualClock, SharedClock, SystemClock};
+use restorewatch::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use restorewatch::config::{PollSettings, WatchEntry, DEFAULT_ALERT_CLASSES};
 use restorewatch::discover::{DiscoverSettings, Discovery};
 use restorewatch::event::{Event, EventKind};
@@ -171,6 +171,16 @@ fn poller_config(watch: Vec<WatchEntry>, concurrency: usize, retention_days: u32
     }
 }
 
+/// The users of [`rig`], as watch entries.
+fn watch_all(users: usize) -> Vec<WatchEntry> {
+    (0..users)
+        .map(|i| WatchEntry {
+            login: login(i),
+            owner: String::new(),
+        })
+        .collect()
+}
+
 struct Rig {
     sim: SimHandle,
     clock: ManualClock,
@@ -195,13 +205,7 @@ async fn rig(users: usize, concurrency: usize, retention_days: u32, now: DateTim
     let client = client_for(sim.url(), sim.sys_user(), sim.sys_pwd());
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(dir.path()).expect("store");
-    let watch = (0..users)
-        .map(|i| WatchEntry {
-            login: login(i),
-            owner: String::new(),
-        })
-        .collect();
-    let config = poller_config(watch, concurrency, retention_days);
+    let config = poller_config(watch_all(users), concurrency, retention_days);
     let poller = Poller::new(client, store, config, Arc::new(clock.clone()));
     Rig {
         sim,
@@ -233,8 +237,13 @@ async fn cycle(scale: Scale) {
          that see the same jobs again.\n",
         scale.runs
     );
-    println!("| users | C | requests (simulator) | minimum | peak in flight | ideal | first cycle | median cycle | median / ideal |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "The floor is a bare reqwest client sending the same requests to the same simulator, \
+         C at a time, once: what the simulator and the machine cost before restorewatch does \
+         anything.\n"
+    );
+    println!("| users | C | requests (simulator) | minimum | peak in flight | ideal | floor (/ ideal) | first cycle (/ ideal) | median cycle | median / ideal |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &users in scale.cycle_users {
         for c in [8usize, 32] {
             let r = rig(users, c, 35, at(0, 12)).await;
@@ -272,11 +281,22 @@ async fn cycle(scale: Scale) {
                 requests.iter().all(|&n| n == users as u64),
                 "requests per cycle at the simulator: {requests:?}, minimum {users}"
             );
+            let peak = r.sim.max_in_flight();
+            let bodies = cycle_bodies(r.poller.store(), &watch_all(users), r.clock.now());
+            assert_eq!(bodies.len(), users);
+            let url = r
+                .sim
+                .url()
+                .join("obs/api/json/ListRestoreJobStatus.do")
+                .expect("url");
+            let t = Instant::now();
+            floor(&reqwest::Client::new(), &url, &bodies, c).await;
+            let bare = ms(t.elapsed());
             let med = median(times);
             println!(
-                "| {users} | {c} | {} | {users} | {} | {ideal:.0} ms | {first:.0} ms ({:.2}) | {med:.0} ms | **{:.2}** |",
+                "| {users} | {c} | {} | {users} | {peak} | {ideal:.0} ms | {bare:.0} ms ({:.2}) | {first:.0} ms ({:.2}) | {med:.0} ms | **{:.2}** |",
                 requests[1],
-                r.sim.max_in_flight(),
+                bare / ideal,
                 first / ideal,
                 med / ideal
             );

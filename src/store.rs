@@ -49,15 +49,23 @@ pub struct JobRecord {
     pub date: NaiveDate,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
+    // The flags are stored only when set (most are not on most records).
     /// Recorded by a user's first cycle without an alert.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub baseline: bool,
     /// A "stuck" notice was queued for this job.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub stuck_alerted: bool,
     /// An alert for this job was queued (or held back by a mute).
+    #[serde(default, skip_serializing_if = "is_false")]
     pub alerted: bool,
     /// Recorded as running, then left out of its date's reply: its outcome is unknown.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub vanished: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 /// A running job its date's reply left out: since when, and in how many reads.
