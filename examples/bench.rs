@@ -628,43 +628,67 @@ fn run_idle_kib(config: &Path, users: usize) -> (u64, u64) {
 async fn memory(scale: Scale) {
     let users = scale.memory_users;
     let sim = SimProcess::start(users);
-    let dir = tempfile::tempdir().expect("temp dir");
     let lead = std::time::Duration::from_secs(if scale.smoke { 3 } else { 10 });
-    let config = memory_config(dir.path(), &sim.url, lead);
-    let (first, first_t) = once_peak_kib(&config);
-    let (steady, steady_t) = once_peak_kib(&config);
-    // `run` must start before its one tick: write the config again with the tick ahead.
-    let config = memory_config(dir.path(), &sim.url, lead);
-    let (idle, run_peak) = run_idle_kib(&config, users);
-    let mib = |kib: f64| kib / 1024.0;
+    // Each run on a fresh store: (first peak, its wall, steady peak, its wall, idle, run peak).
+    let mut runs = Vec::new();
+    for _ in 0..scale.runs {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = memory_config(dir.path(), &sim.url, lead);
+        let (first, first_t) = once_peak_kib(&config);
+        let (steady, steady_t) = once_peak_kib(&config);
+        // `run` must start before its one tick: write the config again with the tick ahead.
+        let config = memory_config(dir.path(), &sim.url, lead);
+        let (idle, run_peak) = run_idle_kib(&config, users);
+        runs.push([
+            first as f64 / 1024.0,
+            first_t.as_secs_f64(),
+            steady as f64 / 1024.0,
+            steady_t.as_secs_f64(),
+            idle as f64 / 1024.0,
+            run_peak as f64 / 1024.0,
+        ]);
+    }
+    let med = |i: usize| median(runs.iter().map(|r| r[i]).collect());
+    let all = |i: usize| {
+        runs.iter()
+            .map(|r| format!("{:.1}", r[i]))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     println!(
         "## Memory: the built binary, {users} discovered users, `restorewatch simulate --users {users}`\n"
     );
     println!(
-        "sled cache_capacity: {} MiB (store::CACHE_CAPACITY_BYTES); C = 32; console sink.\n",
-        restorewatch::store::CACHE_CAPACITY_BYTES >> 20
+        "sled cache_capacity: {} MiB (store::CACHE_CAPACITY_BYTES); C = 32; console sink. \
+         Median of {} runs, each on a fresh store (every run in MiB beside it).\n",
+        restorewatch::store::CACHE_CAPACITY_BYTES >> 20,
+        runs.len()
     );
-    println!("| case | wall | RSS | target | RSS / target |\n|---|---:|---:|---:|---:|");
+    println!("| case | wall | RSS | runs | target | RSS / target |\n|---|---:|---:|---|---:|---:|");
     println!(
-        "| `once`, first cycle (records every job), peak | {:.1} s | {:.1} MiB | 48 MiB | **{:.2}** |",
-        first_t.as_secs_f64(),
-        mib(first as f64),
-        mib(first as f64) / 48.0
-    );
-    println!(
-        "| `once`, next cycle (jobs known), peak | {:.1} s | {:.1} MiB | 48 MiB | **{:.2}** |",
-        steady_t.as_secs_f64(),
-        mib(steady as f64),
-        mib(steady as f64) / 48.0
+        "| `once`, first cycle (records every job), peak | {:.1} s | {:.1} MiB | {} | 48 MiB | **{:.2}** |",
+        med(1),
+        med(0),
+        all(0),
+        med(0) / 48.0
     );
     println!(
-        "| `run`, idle after a cycle | | {:.1} MiB | 20 MiB | **{:.2}** |",
-        mib(idle as f64),
-        mib(idle as f64) / 20.0
+        "| `once`, next cycle (jobs known), peak | {:.1} s | {:.1} MiB | {} | 48 MiB | **{:.2}** |",
+        med(3),
+        med(2),
+        all(2),
+        med(2) / 48.0
     );
     println!(
-        "| `run`, peak over start and that cycle | | {:.1} MiB | | |\n",
-        mib(run_peak as f64)
+        "| `run`, idle after a cycle | | {:.1} MiB | {} | 20 MiB | **{:.2}** |",
+        med(4),
+        all(4),
+        med(4) / 20.0
+    );
+    println!(
+        "| `run`, peak over start and that cycle | | {:.1} MiB | {} | | |\n",
+        med(5),
+        all(5)
     );
 }
 
