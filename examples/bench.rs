@@ -818,6 +818,12 @@ fn queue(store: &Store, alert: &EventKind, n: usize) {
 /// Draining a backlog through the real drain: per-event time at two sizes, and the store
 /// work per event (outbox entries read, flushes per window).
 async fn delivery(scale: Scale) {
+    // A drain of 1,000 events takes milliseconds, one fsync per window: more runs.
+    let runs = if scale.smoke {
+        1
+    } else {
+        scale.runs.max(3) * 3
+    };
     let alert = sample_alert().await;
     let console = ConsoleSink::new(
         RenderOptions {
@@ -827,8 +833,7 @@ async fn delivery(scale: Scale) {
         Box::new(std::io::sink()),
     );
     println!(
-        "## Delivery: draining a backlog (window {DRAIN_BATCH_EVENTS} events), median of {} runs\n",
-        scale.runs
+        "## Delivery: draining a backlog (window {DRAIN_BATCH_EVENTS} events), median of {runs} runs\n"
     );
     println!("| sink | events | drain | per event | outbox reads per event | flushes | windows |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
@@ -844,7 +849,7 @@ async fn delivery(scale: Scale) {
             let store = Store::open(dir.path()).expect("store");
             let mut times = Vec::new();
             let mut work = Default::default();
-            for run in 0..scale.runs {
+            for run in 0..runs {
                 // The refused backlog stays; the others are queued again each run.
                 if kind != 2 || run == 0 {
                     queue(&store, &alert, n);
