@@ -829,6 +829,7 @@ async fn delivery(scale: Scale) {
         RenderOptions {
             mention_role: None,
             timezone: chrono_tz::UTC,
+            servers_named: false,
         },
         Box::new(std::io::sink()),
     );

@@ -9,7 +9,7 @@
 //! recorded before it is sent). The binary adds a hard limit of [`STOP_LIMIT`] on top.
 
 use crate::bot::{self, BotContext};
-use crate::cbs::{CbsClient, CbsClientConfig};
+use crate::cbs::CbsClient;
 use crate::clock::SharedClock;
 use crate::config::{ConfigError, Settings};
 use crate::digest;
@@ -71,7 +71,9 @@ async fn finish_within_grace<T>(
 /// The long-lived parts, built once from the settings.
 pub struct App {
     pub settings: Settings,
-    pub poller: Poller,
+    /// One poller per backup server, the first server's first: each with its own client,
+    /// concurrency, zone, discovery and outage state.
+    pub pollers: Vec<Poller>,
     pub store: Store,
     pub clock: SharedClock,
     /// `[heartbeat] url`, called after every cycle of the run loop.
@@ -115,29 +117,34 @@ impl App {
                     .with_context(|| format!("opening the state store in {}", dir.display()))
             }
         };
+        let servers = settings.servers();
+        let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
         store
-            .check_server_name(&settings.cbs.server_name)
+            .check_server_names(&names)
             .map_err(anyhow::Error::msg)?;
-        let client = cbs_client(&settings)?;
-        let poller = Poller::new(
-            client,
-            store.clone(),
-            PollerConfig {
-                poll: settings.poll.clone(),
-                watch: settings.watch.clone(),
-                max_concurrency: settings.cbs.max_concurrency,
-                retention_days: settings.state.retention_days,
-                summary: settings.summary.clone(),
-                alerts: settings.alerts,
-                routed_owners: (settings.discord.iter())
-                    .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
-                    .collect(),
-                down_after: settings.cbs.down_after,
-                fetch_reports: settings.cbs.fetch_reports,
-            },
-            clock.clone(),
-        )
-        .with_discovery(settings.discover.clone());
+        let mut pollers = Vec::with_capacity(servers.len());
+        for server in servers {
+            let poller = Poller::new(
+                cbs_client_for(server.cbs)?,
+                store.server_view(&server.cbs.server_name)?,
+                PollerConfig {
+                    poll: settings.poll.clone(),
+                    watch: server.watch.to_vec(),
+                    max_concurrency: server.cbs.max_concurrency,
+                    retention_days: settings.state.retention_days,
+                    summary: settings.summary.clone(),
+                    alerts: settings.alerts,
+                    routed_owners: (settings.discord.iter())
+                        .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
+                        .collect(),
+                    down_after: server.cbs.down_after,
+                    fetch_reports: server.cbs.fetch_reports,
+                },
+                clock.clone(),
+            )
+            .with_discovery(server.discover.clone());
+            pollers.push(poller);
+        }
         let heartbeat = settings
             .heartbeat
             .url
@@ -146,11 +153,26 @@ impl App {
             .transpose()?;
         Ok(App {
             settings,
-            poller,
+            pollers,
             store,
             clock,
             heartbeat,
         })
+    }
+
+    /// One poll cycle of every backup server, side by side: a server that is slow or down
+    /// holds up none of the others' requests. Fails when the store fails.
+    pub async fn cycle(&self) -> Result<CycleReport, crate::store::StoreError> {
+        let reports = futures_util::future::join_all(self.pollers.iter().map(|p| p.cycle())).await;
+        let mut combined: Option<CycleReport> = None;
+        for report in reports {
+            let report = report?;
+            combined = Some(match combined {
+                None => report,
+                Some(total) => total.combine(report),
+            });
+        }
+        Ok(combined.expect("there is at least one backup server"))
     }
 
     /// One poll cycle followed by one delivery.
@@ -159,7 +181,7 @@ impl App {
         sink: &S,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
         let started = std::time::Instant::now();
-        let report = self.poller.cycle().await.context("poll cycle");
+        let report = self.cycle().await.context("poll cycle");
         crate::metrics::cycle_finished(cycle_result(&report), started.elapsed(), self.clock.now());
         // What the cycle recorded must be on disk before anything is delivered: a crash
         // after delivery must not forget the job and alert about it again.
@@ -352,20 +374,15 @@ fn until(now: DateTime<Utc>, next: DateTime<Utc>) -> std::time::Duration {
     (next - now).to_std().unwrap_or_default()
 }
 
-/// The CBS client the settings describe.
+/// The client of the first (or only) backup server the settings describe.
 pub fn cbs_client(settings: &Settings) -> anyhow::Result<CbsClient> {
-    let cbs = &settings.cbs;
-    CbsClient::new(CbsClientConfig {
-        url: cbs.url.clone(),
-        server_name: cbs.server_name.clone(),
-        sys_user: cbs.sys_user.clone(),
-        sys_pwd: cbs.sys_pwd.clone(),
-        timezone: cbs.timezone,
-        request_timeout: cbs.request_timeout,
-        ca_cert: cbs.ca_cert.clone(),
-    })
-    .map(|client| client.with_max_requests_per_second(cbs.max_requests_per_second))
-    .context("setting up the CBS client")
+    cbs_client_for(&settings.cbs)
+}
+
+/// The client of one backup server.
+pub fn cbs_client_for(cbs: &crate::config::CbsSettings) -> anyhow::Result<CbsClient> {
+    cbs.client()
+        .with_context(|| format!("setting up the client of {}", cbs.server_name))
 }
 
 /// The sink the settings ask for: Discord with a `[discord]` section, else the console.
@@ -379,6 +396,7 @@ impl ConfiguredSink {
         let render = RenderOptions {
             mention_role: None,
             timezone: settings.cbs.timezone,
+            servers_named: settings.several_servers(),
         };
         Ok(match &settings.discord {
             Some(discord) => {

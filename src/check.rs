@@ -11,9 +11,9 @@
 //!
 //! Each finding is one line; the result says whether everything answered as needed.
 
-use crate::app::cbs_client;
+use crate::app::cbs_client_for;
 use crate::clock::SharedClock;
-use crate::config::{DiscordSettings, Loaded, Settings};
+use crate::config::{DiscordSettings, Loaded, ServerRef, Settings};
 use poise::serenity_prelude as serenity;
 use secrecy::ExposeSecret;
 use serenity::{ChannelId, GuildId, Permissions, RoleId};
@@ -74,8 +74,9 @@ pub fn offline(loaded: &Loaded, clock: &SharedClock, out: &mut dyn Write) -> std
     )?;
     writeln!(
         out,
-        "  {} watched user(s) in the file; Discord {}",
-        s.watch.len(),
+        "  {} backup server(s), {} watched user(s) in the file; Discord {}",
+        s.servers().len(),
+        s.servers().iter().map(|s| s.watch.len()).sum::<usize>(),
         if s.discord.is_some() {
             "on"
         } else {
@@ -91,7 +92,10 @@ pub async fn check(
     clock: SharedClock,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let cbs_ok = check_cbs(settings, clock, out).await?;
+    let mut cbs_ok = true;
+    for server in settings.servers() {
+        cbs_ok &= check_cbs(server, clock.clone(), out).await?;
+    }
     let discord_ok = match &settings.discord {
         Some(discord) => check_discord(discord, out).await?,
         None => true,
@@ -99,20 +103,19 @@ pub async fn check(
     Ok(cbs_ok && discord_ok)
 }
 
+/// One backup server: its credentials, then each of its users in the file.
 async fn check_cbs(
-    settings: &Settings,
+    server: ServerRef<'_>,
     clock: SharedClock,
     out: &mut dyn Write,
 ) -> anyhow::Result<bool> {
-    let client = cbs_client(settings)?;
-    let today = clock
-        .now()
-        .with_timezone(&settings.cbs.timezone)
-        .date_naive();
+    let cbs = server.cbs;
+    let client = cbs_client_for(cbs)?;
+    let today = clock.now().with_timezone(&cbs.timezone).date_naive();
     writeln!(
         out,
         "CBS {} ({}), today {today} ({}):",
-        settings.cbs.server_name, settings.cbs.url, settings.cbs.timezone
+        cbs.server_name, cbs.url, cbs.timezone
     )?;
     let mut all_ok = match client.list_restore_jobs(PROBE_LOGIN, "", today).await {
         // A server that knows no such user has accepted the credentials all the same.
@@ -121,24 +124,20 @@ async fn check_cbs(
             true
         }
         Err(e) => {
-            writeln!(
-                out,
-                "  credentials of {}: FAILED: {e}",
-                settings.cbs.sys_user
-            )?;
+            writeln!(out, "  credentials of {}: FAILED: {e}", cbs.sys_user)?;
             false
         }
     };
     if all_ok {
-        writeln!(out, "  credentials of {}: accepted", settings.cbs.sys_user)?;
+        writeln!(out, "  credentials of {}: accepted", cbs.sys_user)?;
     }
-    if settings.watch.is_empty() {
+    if server.watch.is_empty() {
         writeln!(
             out,
             "  no [[watch]] users in the config (users added from chat live in the store)"
         )?;
     }
-    for user in &settings.watch {
+    for user in server.watch {
         match client
             .list_restore_jobs(&user.login, &user.owner, today)
             .await

@@ -23,6 +23,15 @@
 //!
 //! Relative paths (`sys_pwd_file`, `ca_cert`, `state.path`, ...) are relative to the working
 //! directory, not to the config file.
+//!
+//! # Several backup servers
+//! `[cbs]` may instead be `[[cbs]]` entries, each with a unique `name` (required with
+//! several), its own `cbs.*` keys and optionally its own `[cbs.discover]`; `[[watch]]`
+//! entries then name their `server`. Each entry's password comes from
+//! `RESTOREWATCH_CBS_<NAME>_SYS_PWD` ([`server_password_env`]); the other `RESTOREWATCH_CBS_*`
+//! variables cannot say which server they mean and are refused. Errors name the entry
+//! (`cbs[1].url`). One `[[cbs]]` entry is the same as a `[cbs]` table. The first server is
+//! [`Settings::cbs`], the others [`Settings::other_servers`]; [`Settings::servers`] lists all.
 
 use crate::cbs::model::StatusClass;
 use crate::schedule::CronSchedule;
@@ -52,11 +61,15 @@ const ENV_PREFIX: &str = "RESTOREWATCH_";
 /// Everything restorewatch needs to run, checked.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The single `[cbs]`, or the first `[[cbs]]` entry: its zone is the zone of the
+    /// schedules and the digest.
     pub cbs: CbsSettings,
-    /// Users from the config file (the store adds those added from chat).
+    /// Users of that server from the config file (the store adds those added from chat).
     pub watch: Vec<WatchEntry>,
-    /// `[discover]`: users listed by the server itself.
+    /// `[discover]` (or the server's own `discover`): users listed by the server itself.
     pub discover: crate::discover::DiscoverSettings,
+    /// The other `[[cbs]]` entries, in the file's order; empty with one server.
+    pub other_servers: Vec<CbsServer>,
     pub poll: PollSettings,
     pub state: StateSettings,
     /// `None`: no `[discord]` section, events go to the console.
@@ -89,6 +102,80 @@ pub struct CbsSettings {
     pub down_after: u32,
     /// Extra CA certificate (PEM) to trust, for self-signed servers.
     pub ca_cert: Option<PathBuf>,
+}
+
+/// One backup server with what is watched on it.
+#[derive(Clone, Debug)]
+pub struct CbsServer {
+    pub cbs: CbsSettings,
+    /// `[[watch]]` entries with `server` naming this server.
+    pub watch: Vec<WatchEntry>,
+    /// The server's own `discover` table, else the top-level `[discover]`.
+    pub discover: crate::discover::DiscoverSettings,
+}
+
+/// A backup server of [`Settings::servers`], borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerRef<'a> {
+    pub cbs: &'a CbsSettings,
+    pub watch: &'a [WatchEntry],
+    pub discover: &'a crate::discover::DiscoverSettings,
+}
+
+impl Settings {
+    /// Every configured backup server, the first (`self.cbs`) first.
+    pub fn servers(&self) -> Vec<ServerRef<'_>> {
+        let first = ServerRef {
+            cbs: &self.cbs,
+            watch: &self.watch,
+            discover: &self.discover,
+        };
+        std::iter::once(first)
+            .chain(self.other_servers.iter().map(|s| ServerRef {
+                cbs: &s.cbs,
+                watch: &s.watch,
+                discover: &s.discover,
+            }))
+            .collect()
+    }
+
+    /// Whether messages name the server: only when there are several.
+    pub fn several_servers(&self) -> bool {
+        !self.other_servers.is_empty()
+    }
+}
+
+/// The environment variable with the password of the `[[cbs]]` entry named `name` (when
+/// there are several): `RESTOREWATCH_CBS_<NAME>_SYS_PWD`, the name upper-cased with every
+/// character but ASCII letters and digits written as `_`.
+pub fn server_password_env(name: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{ENV_PREFIX}CBS_{name}_SYS_PWD")
+}
+
+impl CbsSettings {
+    /// The client of this backup server.
+    pub fn client(&self) -> Result<crate::cbs::CbsClient, crate::cbs::CbsError> {
+        crate::cbs::CbsClient::new(crate::cbs::CbsClientConfig {
+            url: self.url.clone(),
+            server_name: self.server_name.clone(),
+            sys_user: self.sys_user.clone(),
+            sys_pwd: self.sys_pwd.clone(),
+            timezone: self.timezone,
+            request_timeout: self.request_timeout,
+            ca_cert: self.ca_cert.clone(),
+        })
+        .map(|client| client.with_max_requests_per_second(self.max_requests_per_second))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -365,15 +452,26 @@ impl Settings {
     /// [`Settings::load`], keeping the file's path and each value's origin. `offline`:
     /// secrets need not be set and secret files are not read (`check --offline`).
     pub fn load_with(path: Option<&Path>, offline: bool) -> Result<Loaded, ConfigError> {
-        check_env_names(std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()))?;
         let env = |name: &str| std::env::var(name).ok();
         let path = config_path(path, &env);
         let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
             path: path.clone(),
             error,
         })?;
+        // A server's password variable is checked after the file: when the file is wrong
+        // (a server renamed twice), its error is the one to read.
+        let servers = server_password_envs(&text);
+        let (passwords, others): (Vec<String>, Vec<String>) = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .partition(|name| {
+                name != CBS_SYS_PWD_ENV
+                    && name.starts_with(&format!("{ENV_PREFIX}CBS_"))
+                    && name.ends_with("_SYS_PWD")
+            });
+        check_env_names(others, &servers)?;
         let (settings, origins) =
             Settings::check_text(&text, &env, offline).map_err(|e| e.in_file(&path))?;
+        check_env_names(passwords, &servers)?;
         Ok(Loaded {
             settings,
             path,
@@ -397,6 +495,13 @@ impl Settings {
     ) -> Result<(Settings, std::collections::BTreeMap<String, Origin>), ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.is_empty());
         let mut table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        // One [[cbs]] entry is a single server: its keys are `cbs.*`, as in a [cbs] table.
+        if let Some(toml::Value::Array(entries)) = table.get_mut("cbs") {
+            if entries.len() == 1 && entries[0].is_table() {
+                let only = entries.remove(0);
+                table.insert("cbs".into(), only);
+            }
+        }
         let mut origins = std::collections::BTreeMap::new();
         for (section, value) in &table {
             match value {
@@ -445,37 +550,51 @@ impl Settings {
                 text("<redacted>")
             }
         };
-        let c = &self.cbs;
-        let mut out = vec![
-            ("cbs.url", text(c.url.as_str())),
-            ("cbs.server_name", text(&c.server_name)),
-            ("cbs.sys_user", text(&c.sys_user)),
-            ("cbs.sys_pwd", redacted(&c.sys_pwd)),
-            ("cbs.timezone", text(c.timezone.name())),
-            ("cbs.request_timeout", duration(&c.request_timeout)),
-            ("cbs.max_concurrency", c.max_concurrency.to_string()),
-            ("cbs.fetch_reports", c.fetch_reports.to_string()),
-        ];
-        if let Some(ca) = &c.ca_cert {
-            out.push(("cbs.ca_cert", text(&ca.display().to_string())));
-        }
-        if let Some(rate) = c.max_requests_per_second {
-            out.push(("cbs.max_requests_per_second", rate.to_string()));
-        }
         let list = |items: &[String]| {
             let items: Vec<String> = items.iter().map(|i| text(i)).collect();
             format!("[{}]", items.join(", "))
         };
-        let d = &self.discover;
-        out.extend([
-            ("discover.enabled", d.enabled.to_string()),
-            ("discover.owners", list(&d.owners)),
-            ("discover.exclude", list(&d.exclude_patterns)),
-            ("discover.refresh", duration(&d.refresh)),
-        ]);
+        let several = self.several_servers();
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (i, server) in self.servers().into_iter().enumerate() {
+            // One server keeps the plain `cbs.*` keys; several are `cbs[0].*`, ...
+            let (prefix, discover) = if several {
+                (format!("cbs[{i}]"), format!("cbs[{i}].discover"))
+            } else {
+                ("cbs".to_owned(), "discover".to_owned())
+            };
+            let key = |name: &str| format!("{prefix}.{name}");
+            let c = server.cbs;
+            out.extend([
+                (
+                    key(if several { "name" } else { "server_name" }),
+                    text(&c.server_name),
+                ),
+                (key("url"), text(c.url.as_str())),
+                (key("sys_user"), text(&c.sys_user)),
+                (key("sys_pwd"), redacted(&c.sys_pwd)),
+                (key("timezone"), text(c.timezone.name())),
+                (key("request_timeout"), duration(&c.request_timeout)),
+                (key("max_concurrency"), c.max_concurrency.to_string()),
+                (key("fetch_reports"), c.fetch_reports.to_string()),
+            ]);
+            if let Some(ca) = &c.ca_cert {
+                out.push((key("ca_cert"), text(&ca.display().to_string())));
+            }
+            if let Some(rate) = c.max_requests_per_second {
+                out.push((key("max_requests_per_second"), rate.to_string()));
+            }
+            let d = server.discover;
+            out.extend([
+                (format!("{discover}.enabled"), d.enabled.to_string()),
+                (format!("{discover}.owners"), list(&d.owners)),
+                (format!("{discover}.exclude"), list(&d.exclude_patterns)),
+                (format!("{discover}.refresh"), duration(&d.refresh)),
+            ]);
+        }
         let p = &self.poll;
         let classes: Vec<String> = p.alert_classes.iter().map(|c| text(c.as_str())).collect();
-        out.extend([
+        let rest = [
             ("poll.schedule", text(&p.schedule.to_string())),
             ("poll.midnight_grace", duration(&p.midnight_grace)),
             ("poll.max_catch_up_days", p.max_catch_up_days.to_string()),
@@ -491,13 +610,19 @@ impl Settings {
                 self.state.retention_days.to_string(),
             ),
             ("digest.schedule", text(&self.digest.schedule.to_string())),
-        ]);
-        let mut out: Vec<(String, String)> =
-            out.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        for (i, w) in self.watch.iter().enumerate() {
+        ];
+        out.extend(rest.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let watched = self
+            .servers()
+            .into_iter()
+            .flat_map(|s| s.watch.iter().map(move |w| (s.cbs.server_name.as_str(), w)));
+        for (i, (server, w)) in watched.enumerate() {
             out.push((format!("watch[{i}].login"), text(&w.login)));
             if !w.owner.is_empty() {
                 out.push((format!("watch[{i}].owner"), text(&w.owner)));
+            }
+            if several {
+                out.push((format!("watch[{i}].server"), text(server)));
             }
         }
         if let Some(d) = &self.discord {
@@ -551,10 +676,31 @@ pub fn env_names() -> Vec<String> {
     names
 }
 
+/// The password variables of the servers a config file's text names, when it has several
+/// `[[cbs]]` entries (see [`server_password_env`]); empty otherwise or when the text does
+/// not parse (the load reports that).
+pub fn server_password_envs(text: &str) -> Vec<String> {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return Vec::new();
+    };
+    match table.get("cbs") {
+        Some(toml::Value::Array(entries)) if entries.len() > 1 => entries
+            .iter()
+            .filter_map(|e| e.get("name")?.as_str().map(server_password_env))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Refuses a `RESTOREWATCH_*` variable that restorewatch does not read (a misspelling would
-/// otherwise be ignored silently), naming the nearest valid name.
-pub fn check_env_names(names: impl IntoIterator<Item = String>) -> Result<(), ConfigError> {
-    let known = env_names();
+/// otherwise be ignored silently), naming the nearest valid name. `servers`: the password
+/// variables of the configured `[[cbs]]` servers ([`server_password_envs`]).
+pub fn check_env_names(
+    names: impl IntoIterator<Item = String>,
+    servers: &[String],
+) -> Result<(), ConfigError> {
+    let mut known = env_names();
+    known.extend(servers.iter().cloned());
     for name in names {
         if !name.starts_with(ENV_PREFIX) || known.contains(&name) {
             continue;
@@ -697,9 +843,21 @@ fn apply_env(
             .entry(section)
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         // A section that is not a table is reported by the typed pass below.
-        if let toml::Value::Table(section_table) = section_table {
-            section_table.insert(name.to_owned(), value);
-            set.insert(key);
+        match section_table {
+            toml::Value::Table(section_table) => {
+                section_table.insert(name.to_owned(), value);
+                set.insert(key);
+            }
+            toml::Value::Array(_) => {
+                return Err(ConfigError::Key {
+                    key,
+                    message: format!(
+                        "{var}: with several [[cbs]] servers this key is set in each entry \
+                         of the file"
+                    ),
+                })
+            }
+            _ => {}
         }
     }
     Ok(set)
@@ -712,7 +870,7 @@ fn apply_env(
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
-    cbs: RawCbs,
+    cbs: RawServers,
     #[serde(default)]
     watch: Vec<RawWatch>,
     #[serde(default)]
@@ -752,9 +910,52 @@ struct RawAlerts {
     ping: Option<String>,
 }
 
+/// `[cbs]`, or `[[cbs]]` entries (one entry was made a table before this pass).
+enum RawServers {
+    One(Box<RawCbs>),
+    Several(Vec<RawCbs>),
+}
+
+impl Default for RawServers {
+    fn default() -> Self {
+        RawServers::One(Box::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for RawServers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Servers;
+        impl<'de> serde::de::Visitor<'de> for Servers {
+            type Value = RawServers;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the [cbs] table or [[cbs]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawServers, A::Error> {
+                RawCbs::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|cbs| RawServers::One(Box::new(cbs)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<RawServers, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawServers::Several)
+            }
+        }
+        d.deserialize_any(Servers)
+    }
+}
+
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "the [cbs] table")]
 struct RawCbs {
+    /// The server's name; `server_name` says the same.
+    name: Option<String>,
+    /// The server's own `discover` table (else the top-level `[discover]`).
+    discover: Option<RawDiscover>,
     url: Option<String>,
     server_name: Option<String>,
     sys_user: Option<String>,
@@ -769,7 +970,7 @@ struct RawCbs {
     ca_cert: Option<PathBuf>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "the [discover] table")]
 struct RawDiscover {
     enabled: Option<bool>,
@@ -783,6 +984,8 @@ struct RawDiscover {
 struct RawWatch {
     login: Option<String>,
     owner: Option<String>,
+    /// The `name` of the `[[cbs]]` server the user is on (needed with several).
+    server: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -859,6 +1062,8 @@ impl<'de> Deserialize<'de> for RawSecret {
 }
 
 const DEFAULT_TIMEZONE: Tz = Tz::UTC;
+/// A server's name is shown in every alert that names it.
+const SERVER_NAME_MAX_CHARS: usize = 64;
 const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
 const DEFAULT_MAX_CONCURRENCY: i64 = 8;
 const MAX_CONCURRENCY_RANGE: RangeInclusive<i64> = 1..=64;
@@ -932,7 +1137,10 @@ impl Checker {
         raw: RawConfig,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
-        let cbs = self.cbs(raw.cbs, env)?;
+        let mut servers = self.servers(raw.cbs, raw.discover, env)?;
+        self.watch(raw.watch, &mut servers)?;
+        let first = servers.remove(0);
+        let cbs = first.cbs;
         let has_discord = raw.discord.is_some();
         let discord = match raw.discord {
             Some(discord) => Some(self.discord(discord, raw.route, env)?),
@@ -957,8 +1165,9 @@ impl Checker {
             ));
         }
         Ok(Settings {
-            watch: self.watch(raw.watch)?,
-            discover: self.discover(raw.discover)?,
+            watch: first.watch,
+            discover: first.discover,
+            other_servers: servers,
             poll,
             state,
             discord,
@@ -1063,21 +1272,104 @@ impl Checker {
         })
     }
 
+    /// The backup servers, each with its discovery settings (its watch list empty yet).
+    fn servers(
+        &self,
+        raw: RawServers,
+        discover: RawDiscover,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<CbsServer>, ConfigError> {
+        let entries = match raw {
+            RawServers::One(mut cbs) => {
+                let discover = match cbs.discover.take() {
+                    Some(own) => self.discover(own, "cbs.discover")?,
+                    None => self.discover(discover, "discover")?,
+                };
+                let cbs = self.cbs(*cbs, "cbs", CBS_SYS_PWD_ENV, false, env)?;
+                return Ok(vec![CbsServer {
+                    cbs,
+                    watch: Vec::new(),
+                    discover,
+                }]);
+            }
+            RawServers::Several(entries) if entries.is_empty() => {
+                return Err(self.fail("cbs", "needs at least one [[cbs]] entry"))
+            }
+            RawServers::Several(entries) => entries,
+        };
+        let mut servers: Vec<CbsServer> = Vec::with_capacity(entries.len());
+        for (i, mut raw) in entries.into_iter().enumerate() {
+            let prefix = format!("cbs[{i}]");
+            let name_key = format!("{prefix}.name");
+            let Some(name) = raw.name.clone().or_else(|| raw.server_name.clone()) else {
+                return Err(self.fail(
+                    &name_key,
+                    "is required when there are several [[cbs]] servers: the name alerts, \
+                     /status and /restores server: use for it",
+                ));
+            };
+            let var = server_password_env(&name);
+            for (j, other) in servers.iter().enumerate() {
+                if other.cbs.server_name.eq_ignore_ascii_case(name.trim()) {
+                    return Err(self.fail(
+                        &name_key,
+                        format!("{name:?} is the name of cbs[{j}] already"),
+                    ));
+                }
+                if server_password_env(&other.cbs.server_name) == var {
+                    return Err(self.fail(
+                        &name_key,
+                        format!(
+                            "{name:?} and cbs[{j}]'s {:?} share the password variable {var}; \
+                             name them apart",
+                            other.cbs.server_name
+                        ),
+                    ));
+                }
+            }
+            let discover = match raw.discover.take() {
+                Some(own) => self.discover(own, &format!("{prefix}.discover"))?,
+                None => self.discover(discover.clone(), "discover")?,
+            };
+            servers.push(CbsServer {
+                cbs: self.cbs(raw, &prefix, &var, true, env)?,
+                watch: Vec::new(),
+                discover,
+            });
+        }
+        Ok(servers)
+    }
+
+    /// One server's settings; `prefix` names its table in errors (`cbs`, `cbs[1]`), `var`
+    /// is its password variable, `named`: the name comes from `name` (several servers).
     fn cbs(
         &self,
         raw: RawCbs,
+        prefix: &str,
+        var: &str,
+        named: bool,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<CbsSettings, ConfigError> {
-        let url = self.url("cbs.url", self.required("cbs.url", raw.url)?)?;
-        let server_name = match raw.server_name {
-            Some(name) => self.non_empty("cbs.server_name", name)?,
+        let key = |name: &str| format!("{prefix}.{name}");
+        let url = self.url(&key("url"), self.required(&key("url"), raw.url)?)?;
+        let server_name = match (raw.name, raw.server_name) {
+            (Some(a), Some(b)) if a.trim() != b.trim() => {
+                return Err(self.fail(
+                    &key("server_name"),
+                    format!("{b:?} differs from {}: set one of them", key("name")),
+                ))
+            }
+            (Some(name), _) => self.server_name(&key("name"), name)?,
+            (None, Some(name)) => {
+                self.server_name(&key(if named { "name" } else { "server_name" }), name)?
+            }
             // `url` checked that there is a host.
-            None => url.host_str().unwrap_or_default().to_owned(),
+            (None, None) => url.host_str().unwrap_or_default().to_owned(),
         };
         let timezone = match raw.timezone {
             Some(name) => name.trim().parse::<Tz>().map_err(|_| {
                 self.fail(
-                    "cbs.timezone",
+                    &key("timezone"),
                     format!("{name:?} is not an IANA time zone name (like \"Europe/Berlin\" or \"UTC\")"),
                 )
             })?,
@@ -1086,22 +1378,24 @@ impl Checker {
         if let Some(ca_cert) = &raw.ca_cert {
             if !ca_cert.is_file() {
                 return Err(self.fail(
-                    "cbs.ca_cert",
+                    &key("ca_cert"),
                     format!("{} is not a file", ca_cert.display()),
                 ));
             }
         }
         Ok(CbsSettings {
-            sys_user: self
-                .non_empty("cbs.sys_user", self.required("cbs.sys_user", raw.sys_user)?)?,
-            sys_pwd: self.secret("cbs.sys_pwd", raw.sys_pwd, raw.sys_pwd_file, env)?,
+            sys_user: self.non_empty(
+                &key("sys_user"),
+                self.required(&key("sys_user"), raw.sys_user)?,
+            )?,
+            sys_pwd: self.secret(&key("sys_pwd"), var, raw.sys_pwd, raw.sys_pwd_file, env)?,
             request_timeout: self.positive_duration(
-                "cbs.request_timeout",
+                &key("request_timeout"),
                 raw.request_timeout,
                 DEFAULT_REQUEST_TIMEOUT,
             )?,
             max_concurrency: self.int_in(
-                "cbs.max_concurrency",
+                &key("max_concurrency"),
                 raw.max_concurrency,
                 DEFAULT_MAX_CONCURRENCY,
                 MAX_CONCURRENCY_RANGE,
@@ -1109,7 +1403,7 @@ impl Checker {
             max_requests_per_second: match raw.max_requests_per_second {
                 None => None,
                 Some(n) => std::num::NonZeroU32::new(self.int_in(
-                    "cbs.max_requests_per_second",
+                    &key("max_requests_per_second"),
                     Some(n),
                     0,
                     MAX_REQUESTS_PER_SECOND_RANGE,
@@ -1117,7 +1411,7 @@ impl Checker {
             },
             fetch_reports: raw.fetch_reports.unwrap_or(true),
             down_after: self.int_in(
-                "cbs.down_after",
+                &key("down_after"),
                 raw.down_after,
                 DEFAULT_DOWN_AFTER,
                 DOWN_AFTER_RANGE,
@@ -1129,30 +1423,75 @@ impl Checker {
         })
     }
 
-    fn watch(&self, raw: Vec<RawWatch>) -> Result<Vec<WatchEntry>, ConfigError> {
+    /// A server's name: it starts every job's identity and is shown in messages.
+    fn server_name(&self, key: &str, name: String) -> Result<String, ConfigError> {
+        let name = self.non_empty(key, name)?.trim().to_owned();
+        if name.chars().count() > SERVER_NAME_MAX_CHARS || name.chars().any(char::is_control) {
+            return Err(self.fail(
+                key,
+                format!(
+                    "{name:?} must be at most {SERVER_NAME_MAX_CHARS} characters, without \
+                     control characters"
+                ),
+            ));
+        }
+        Ok(name)
+    }
+
+    /// Puts each `[[watch]]` entry on its server's list.
+    fn watch(&self, raw: Vec<RawWatch>, servers: &mut [CbsServer]) -> Result<(), ConfigError> {
+        let names: Vec<String> = servers.iter().map(|s| s.cbs.server_name.clone()).collect();
+        let names = || names.join(", ");
         let mut seen = BTreeSet::new();
-        let mut entries = Vec::with_capacity(raw.len());
         for (i, item) in raw.into_iter().enumerate() {
             let key = format!("watch[{i}].login");
             let login = self.non_empty(&key, self.required(&key, item.login)?)?;
-            if !seen.insert(login.clone()) {
+            let server_key = format!("watch[{i}].server");
+            let target = match item.server {
+                Some(name) => (servers.iter())
+                    .position(|s| s.cbs.server_name == name.trim())
+                    .ok_or_else(|| {
+                        self.fail(
+                            &server_key,
+                            format!(
+                                "{name:?} is not the name of a configured server (one of {})",
+                                names()
+                            ),
+                        )
+                    })?,
+                None if servers.len() > 1 => {
+                    return Err(self.fail(
+                        &server_key,
+                        format!(
+                            "is required when there are several [[cbs]] servers (one of {})",
+                            names()
+                        ),
+                    ))
+                }
+                None => 0,
+            };
+            if !seen.insert((target, login.clone())) {
                 return Err(self.fail(&key, format!("{login:?} is listed twice")));
             }
-            entries.push(WatchEntry {
+            servers[target].watch.push(WatchEntry {
                 login,
                 owner: item.owner.unwrap_or_default(),
             });
         }
-        Ok(entries)
+        Ok(())
     }
 
-    fn discover(&self, raw: RawDiscover) -> Result<crate::discover::DiscoverSettings, ConfigError> {
+    fn discover(
+        &self,
+        raw: RawDiscover,
+        prefix: &str,
+    ) -> Result<crate::discover::DiscoverSettings, ConfigError> {
         let mut exclude = globset::GlobSetBuilder::new();
         let patterns = raw.exclude.unwrap_or_default();
         for (i, pattern) in patterns.iter().enumerate() {
             let glob = globset::Glob::new(pattern.trim()).map_err(|e| {
                 self.fail(
-                    &format!("discover.exclude[{i}]"),
+                    &format!("{prefix}.exclude[{i}]"),
                     format!("{pattern:?}: {e}"),
                 )
             })?;
@@ -1160,10 +1499,10 @@ impl Checker {
         }
         let exclude = exclude
             .build()
-            .map_err(|e| self.fail("discover.exclude", e))?;
+            .map_err(|e| self.fail(&format!("{prefix}.exclude"), e))?;
         let mut owners = Vec::new();
         for (i, owner) in raw.owners.unwrap_or_default().into_iter().enumerate() {
-            owners.push(self.non_empty(&format!("discover.owners[{i}]"), owner)?);
+            owners.push(self.non_empty(&format!("{prefix}.owners[{i}]"), owner)?);
         }
         Ok(crate::discover::DiscoverSettings {
             enabled: raw.enabled.unwrap_or(false),
@@ -1171,7 +1510,7 @@ impl Checker {
             exclude,
             exclude_patterns: patterns,
             refresh: self.positive_duration(
-                "discover.refresh",
+                &format!("{prefix}.refresh"),
                 raw.refresh,
                 DEFAULT_DISCOVER_REFRESH,
             )?,
@@ -1291,7 +1630,13 @@ impl Checker {
             }
         }
         Ok(DiscordSettings {
-            token: self.secret("discord.token", raw.token, raw.token_file, env)?,
+            token: self.secret(
+                "discord.token",
+                DISCORD_TOKEN_ENV,
+                raw.token,
+                raw.token_file,
+                env,
+            )?,
             alert_channel,
             digest_channel: optional_id("discord.digest_channel", raw.digest_channel)?
                 .map_or(alert_channel, ChannelId::new),
@@ -1419,16 +1764,17 @@ impl Checker {
     }
 
     /// A secret from the environment, else its file, else the TOML key; `key` is the TOML
-    /// key (`cbs.sys_pwd`), the file key is `key` + `_file`.
+    /// key (`cbs.sys_pwd`), `var` the variable, the file key is `key` + `_file`.
     fn secret(
         &self,
         key: &str,
+        var: &str,
         inline: Option<RawSecret>,
         file: Option<PathBuf>,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<SecretString, ConfigError> {
         let file_key = format!("{key}_file");
-        let var = env_name(key);
+        let var = var.to_owned();
         let origin = |origin: Origin| {
             self.secret_origins
                 .borrow_mut()
@@ -1715,14 +2061,14 @@ mod tests {
     fn unknown_variables_name_the_nearest_valid_one() {
         let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         let known = env_names();
-        assert!(check_env_names(known.clone()).is_ok());
-        assert!(check_env_names(names(&["PATH", "RESTOREWATCHER"])).is_ok());
-        let err = check_env_names(names(&["RESTOREWATCH_DISCORD_TOKN"])).unwrap_err();
+        assert!(check_env_names(known.clone(), &[]).is_ok());
+        assert!(check_env_names(names(&["PATH", "RESTOREWATCHER"]), &[]).is_ok());
+        let err = check_env_names(names(&["RESTOREWATCH_DISCORD_TOKN"]), &[]).unwrap_err();
         assert_eq!(err.key(), Some("RESTOREWATCH_DISCORD_TOKN"));
         assert!(err
             .to_string()
             .ends_with("did you mean RESTOREWATCH_DISCORD_TOKEN?"));
-        let err = check_env_names(names(&["RESTOREWATCH_STATE_RETENTION"])).unwrap_err();
+        let err = check_env_names(names(&["RESTOREWATCH_STATE_RETENTION"]), &[]).unwrap_err();
         assert!(
             err.to_string()
                 .ends_with("RESTOREWATCH_STATE_RETENTION_DAYS?"),

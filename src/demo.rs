@@ -4,7 +4,12 @@
 //! within half a minute and run for seconds), keeps state in a temporary directory, polls
 //! every [`DEMO_POLL_EVERY_SECS`] seconds and prints every event as the card Discord would
 //! show. It stops by itself once every simulated job has ended and its news was shown, or
-//! when the time limit or Ctrl-C comes first.
+//! when the time limit or Ctrl-C comes first, and closes with the day's digest as the
+//! digest schedule would post it (not after Ctrl-C).
+//!
+//! The workload is made to show the signal rules too: one set fails three times in a row
+//! (the third alert escalates, with the job report's log lines), and every set then fails
+//! in the same cycle (one grouped storm card).
 
 use crate::app::App;
 use crate::clock::{SharedClock, SystemClock};
@@ -15,7 +20,7 @@ use crate::config::{
 use crate::render::RenderOptions;
 use crate::schedule::CronSchedule;
 use crate::simulator::{generate, GenParams, Pace, SimConfig, SimJob, Simulator};
-use crate::sink::ConsoleSink;
+use crate::sink::{drain, ConsoleSink};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -108,6 +113,7 @@ pub async fn run_demo(
     let state = tempfile::tempdir().context("creating a temporary state directory")?;
     let every = format!("*/{DEMO_POLL_EVERY_SECS} * * * * *");
     let settings = Settings {
+        other_servers: Vec::new(),
         cbs: CbsSettings {
             url: sim.url(),
             server_name: "demo-cbs".into(),
@@ -159,12 +165,14 @@ pub async fn run_demo(
         RenderOptions {
             mention_role: None,
             timezone: tz,
+            servers_named: false,
         },
         out,
     );
     let app = App::build(settings, clock.clone()).await?;
     let deadline = tokio::time::Instant::now() + options.max_duration;
     let mut report = DemoReport::default();
+    let mut cancelled = false;
     loop {
         let now = clock.now();
         let Some(next) = app.settings.poll.schedule.next_after(now) else {
@@ -172,7 +180,10 @@ pub async fn run_demo(
         };
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                cancelled = true;
+                break;
+            }
             _ = tokio::time::sleep_until(deadline) => break,
             _ = tokio::time::sleep(wait) => {}
         }
@@ -186,6 +197,14 @@ pub async fn run_demo(
             report.completed = true;
             break;
         }
+    }
+    if !cancelled {
+        let today = clock.now().with_timezone(&tz).date_naive();
+        app.queue_digest(today)?;
+        let drained = drain(&app.store, &sink)
+            .await
+            .context("showing the digest")?;
+        report.events_delivered += drained.delivered;
     }
     report.jobs_recorded = app.store.job_count();
     app.store.flush()?;

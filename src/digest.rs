@@ -10,7 +10,9 @@
 //! continues over as many cards as it needs instead of being cut; the ordinary
 //! [`crate::render::pack`] spreads those cards over messages.
 
+use crate::acks::{Ack, Acks};
 use crate::cbs::model::local_in;
+use crate::cbs::model::JobKey;
 use crate::cbs::model::{StatusClass, END_TIME_FIELD, START_TIME_FIELD};
 use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
@@ -61,6 +63,9 @@ pub struct Digest {
 /// One job as the digest lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DigestJob {
+    /// The backup server, when several are watched (else empty, and not shown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
     pub login_name: String,
     pub owner: String,
     /// The backup-set name, or its ID when the server sent no name.
@@ -79,6 +84,18 @@ pub struct DigestJob {
     /// Was running, then left out of the server's list: its outcome is unknown.
     #[serde(default)]
     pub vanished: bool,
+    /// Who acknowledged the failure (the alert's **Acknowledge** button), and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<DigestAck>,
+}
+
+/// An acknowledgement as the digest shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestAck {
+    /// The Discord name of who pressed the button.
+    pub by: String,
+    /// When, in the digest's zone.
+    pub at: DateTime<FixedOffset>,
 }
 
 /// The poller's day.
@@ -92,9 +109,14 @@ pub struct DigestHealth {
 }
 
 impl DigestJob {
-    fn from_record(record: &JobRecord) -> DigestJob {
+    fn from_record(record: &JobRecord, servers_named: bool) -> DigestJob {
         let job = &record.job;
         DigestJob {
+            server: if servers_named {
+                job.server.clone()
+            } else {
+                String::new()
+            },
             login_name: job.login_name.clone(),
             owner: job.owner.clone(),
             backup_set: job.backup_set_label().to_owned(),
@@ -105,6 +127,7 @@ impl DigestJob {
             start_raw: job.unreadable_field(START_TIME_FIELD).map(str::to_owned),
             end_raw: job.unreadable_field(END_TIME_FIELD).map(str::to_owned),
             vanished: record.vanished,
+            acknowledged: None,
         }
     }
 }
@@ -118,6 +141,54 @@ impl Digest {
         health: &DayHealth,
         undelivered: usize,
         refused_channels: Vec<String>,
+    ) -> Digest {
+        let none = BTreeMap::new();
+        Digest::compute_with_acks(
+            date,
+            tz,
+            records,
+            health,
+            undelivered,
+            refused_channels,
+            &none,
+        )
+    }
+
+    /// [`Digest::compute`], with the failures' acknowledgements (by job), which the digest
+    /// lists apart from the open failures.
+    pub fn compute_with_acks(
+        date: NaiveDate,
+        tz: Tz,
+        records: &[JobRecord],
+        health: &DayHealth,
+        undelivered: usize,
+        refused_channels: Vec<String>,
+        acks: &BTreeMap<JobKey, Ack>,
+    ) -> Digest {
+        Digest::compute_naming(
+            date,
+            tz,
+            records,
+            health,
+            undelivered,
+            refused_channels,
+            acks,
+            false,
+        )
+    }
+
+    /// [`Digest::compute_with_acks`]; `servers_named`: each listed job says its backup
+    /// server (several are watched).
+    #[allow(clippy::too_many_arguments)]
+    fn compute_naming(
+        date: NaiveDate,
+        tz: Tz,
+        records: &[JobRecord],
+        health: &DayHealth,
+        undelivered: usize,
+        refused_channels: Vec<String>,
+        acks: &BTreeMap<JobKey, Ack>,
+        servers_named: bool,
     ) -> Digest {
         let mut totals = ClassCounts::new();
         let mut owners: BTreeMap<String, ClassCounts> = BTreeMap::new();
@@ -134,12 +205,17 @@ impl Digest {
                 .or_default() += 1;
             match class {
                 StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown => {
-                    failures.push(DigestJob::from_record(record));
+                    let mut failure = DigestJob::from_record(record, servers_named);
+                    failure.acknowledged = acks.get(&record.job.key()).map(|ack| DigestAck {
+                        by: ack.user_name.clone(),
+                        at: ack.at.with_timezone(&tz).fixed_offset(),
+                    });
+                    failures.push(failure);
                 }
                 StatusClass::Running if record.stuck_alerted => {
-                    stuck.push(DigestJob::from_record(record));
+                    stuck.push(DigestJob::from_record(record, servers_named));
                 }
-                StatusClass::Running => running.push(DigestJob::from_record(record)),
+                StatusClass::Running => running.push(DigestJob::from_record(record, servers_named)),
                 StatusClass::Success | StatusClass::Warning | StatusClass::Cancelled => {}
             }
         }
@@ -179,13 +255,15 @@ impl Digest {
         tz: Tz,
         refused_channels: Vec<String>,
     ) -> Result<Digest, StoreError> {
-        Ok(Digest::compute(
+        Ok(Digest::compute_naming(
             date,
             tz,
             &store.jobs_on(date)?,
             &store.day_health(date)?,
             store.outbox_len(),
             refused_channels,
+            &Acks::open(store)?.on(date)?,
+            store.configured_servers()?.len() > 1,
         ))
     }
 
@@ -309,11 +387,28 @@ pub fn render_digest(digest: &Digest) -> Vec<Embed> {
         .iter()
         .map(|(owner, counts)| owner_line(owner, counts))
         .collect();
-    let lists: [(&str, Vec<String>, u32); 4] = [
+    // Acknowledged failures are listed apart from the open ones; while none is, the one
+    // list is just "Failures".
+    let (acked, open): (Vec<DigestJob>, Vec<DigestJob>) = digest
+        .failures
+        .iter()
+        .cloned()
+        .partition(|j| j.acknowledged.is_some());
+    let open_name = if acked.is_empty() {
+        "Failures"
+    } else {
+        "Open failures"
+    };
+    let lists: [(&str, Vec<String>, u32); 5] = [
         (
-            "Failures",
-            job_lines(&digest.failures, failure_line),
+            open_name,
+            job_lines(&open, failure_line),
             class_colour(StatusClass::Failure),
+        ),
+        (
+            "Acknowledged failures",
+            job_lines(&acked, failure_line),
+            COLOUR_INFO,
         ),
         (
             "Stuck",
@@ -339,10 +434,13 @@ pub fn digest_text(digest: &Digest) -> String {
         mention_role: None,
         // Packing does not read the zone; the digest's times already carry theirs.
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
+    // Time tags, if any, read in the digest's own zone.
+    let zone = digest.timezone.parse().unwrap_or(chrono_tz::UTC);
     pack(vec![(false, render_digest(digest))], &opts)
         .iter()
-        .map(|p| to_text(&p.message))
+        .map(|p| to_text(&p.message, zone))
         .collect::<Vec<_>>()
         .join("\n\n")
 }
@@ -371,11 +469,12 @@ fn summary(d: &Digest) -> Embed {
             None => "— (no job finished)".to_owned(),
         };
         fields.push(EmbedField::new("Success rate", rate, true));
-        fields.push(EmbedField::new(
-            "Failures",
-            d.failures.len().to_string(),
-            true,
-        ));
+        let acked = d.failures.iter().filter(|j| j.acknowledged.is_some());
+        let failures = match acked.count() {
+            0 => d.failures.len().to_string(),
+            n => format!("{} ({n} acknowledged)", d.failures.len()),
+        };
+        fields.push(EmbedField::new("Failures", failures, true));
         fields.push(EmbedField::new(
             "Running / stuck",
             format!("{} / {}", d.running.len(), d.stuck.len()),
@@ -453,15 +552,21 @@ fn clock(at: Option<DateTime<FixedOffset>>, raw: Option<&str>, date: NaiveDate) 
     }
 }
 
-/// `obm / Files, owner reseller-a` (the owner only when there is one).
+/// `obm / Files, owner reseller-a` (the owner only when there is one), `on eu-1` after it
+/// when several backup servers are watched.
 fn who(job: &DigestJob) -> String {
     let owner = if job.owner.is_empty() {
         String::new()
     } else {
         format!(", owner {}", list_name(&job.owner))
     };
+    let server = if job.server.is_empty() {
+        String::new()
+    } else {
+        format!(" on {}", list_name(&job.server))
+    };
     format!(
-        "{} / {}{owner}",
+        "{} / {}{owner}{server}",
         list_name(&job.login_name),
         list_name(&job.backup_set)
     )
@@ -479,8 +584,15 @@ fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
     } else {
         job.class.label()
     };
+    let acked = job.acknowledged.as_ref().map_or_else(String::new, |ack| {
+        format!(
+            " · acknowledged by {} at {}",
+            list_name(&ack.by),
+            clock(Some(ack.at), None, date)
+        )
+    });
     format!(
-        "• {}–{} {class}{code}: {}",
+        "• {}–{} {class}{code}: {}{acked}",
         clock(job.start_time, job.start_raw.as_deref(), date),
         clock(job.end_time, job.end_raw.as_deref(), date),
         who(job)
@@ -602,6 +714,53 @@ mod tests {
     fn running(login: &str, hour: u32) -> RestoreJob {
         let start = format!("2024-06-26 {hour:02}:00:00");
         job(login, "", &format!("set-{login}"), &start, None, "")
+    }
+
+    #[test]
+    fn acknowledged_failures_are_listed_apart_from_open_ones() {
+        let recs = records();
+        let acked = recs
+            .iter()
+            .find(|r| r.job.login_name == "fail")
+            .unwrap()
+            .job
+            .key();
+        let ack = Ack {
+            user_id: 7,
+            user_name: "operator".into(),
+            at: Utc.with_ymd_and_hms(2024, 6, 26, 16, 5, 0).unwrap(),
+        };
+        let acks = [(acked, ack)].into();
+        let d = Digest::compute_with_acks(day(), BERLIN, &recs, &health(0), 0, vec![], &acks);
+        let text = digest_text(&d);
+        let open = text.split("== Open failures (2) ==").nth(1).expect(&text);
+        let open = open
+            .split("== Acknowledged failures (1) ==")
+            .next()
+            .unwrap();
+        assert!(!open.contains("fail /"), "{text}");
+        let acked = text
+            .split("== Acknowledged failures (1) ==")
+            .nth(1)
+            .unwrap();
+        let line = acked.lines().nth(1).unwrap();
+        assert!(line.contains("fail / "), "{line}");
+        assert!(
+            line.ends_with("acknowledged by operator at 18:05"),
+            "Berlin time: {line}"
+        );
+        assert!(text.contains("Failures: 3 (1 acknowledged)"), "{text}");
+        // Without acknowledgements the one list keeps its name.
+        let plain = digest_text(&Digest::compute(
+            day(),
+            BERLIN,
+            &recs,
+            &health(0),
+            0,
+            vec![],
+        ));
+        assert!(plain.contains("== Failures (3) =="), "{plain}");
+        assert!(!plain.contains("Open failures"));
     }
 
     fn record(job: RestoreJob, stuck_alerted: bool) -> JobRecord {
@@ -965,6 +1124,7 @@ mod tests {
             &RenderOptions {
                 mention_role: Some(42),
                 timezone: BERLIN,
+                servers_named: false,
             },
         );
         assert_eq!(embeds.len(), render_digest(&d).len());
@@ -1006,6 +1166,7 @@ mod tests {
         let opts = RenderOptions {
             mention_role: None,
             timezone: BERLIN,
+            servers_named: false,
         };
         let packed = pack(vec![(false, embeds)], &opts);
         assert!(packed.len() > 1);

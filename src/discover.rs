@@ -61,7 +61,7 @@ const STATUS_KEY: &[u8] = b"status";
 
 /// The stored discovery status (default when discovery never ran).
 pub fn status(store: &Store) -> Result<DiscoveryStatus, StoreError> {
-    match store.tree(STATUS_TREE)?.get(STATUS_KEY)? {
+    match store.server_tree(STATUS_TREE)?.get(STATUS_KEY)? {
         None => Ok(DiscoveryStatus::default()),
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             key: "discover/status".into(),
@@ -75,7 +75,7 @@ fn save_status(store: &Store, status: &DiscoveryStatus) -> Result<(), StoreError
         key: "discover/status".into(),
         reason: e.to_string(),
     })?;
-    store.tree(STATUS_TREE)?.insert(STATUS_KEY, bytes)?;
+    store.server_tree(STATUS_TREE)?.insert(STATUS_KEY, bytes)?;
     Ok(())
 }
 

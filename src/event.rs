@@ -82,9 +82,15 @@ pub enum EventKind {
         since: DateTime<Utc>,
         reason: OutageReason,
         error: String,
+        /// Which backup server (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
     },
     /// The backup server answers again.
     CbsRecovered {
+        /// Which backup server (absent in older records).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
         down_since: DateTime<Utc>,
         recovered_at: DateTime<Utc>,
         /// Past dates the recovering cycle read again (the catch-up), oldest first.
@@ -107,17 +113,25 @@ pub struct Repeat {
 /// One failed restore in a storm card: what its line shows.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StormJob {
+    /// The backup server (absent in older records).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
     /// When it ended, as the server reported it (its zone kept); empty when not sent.
     pub ended: String,
     pub login_name: String,
     pub backup_set: String,
     pub job_id: String,
     pub raw_status: String,
+    /// The same end as a moment, for Discord's time tag (each reader's zone); absent in
+    /// events queued by versions before it, whose lines show `ended`.
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 impl StormJob {
     pub fn from_job(job: &RestoreJob) -> StormJob {
         StormJob {
+            server: job.server.clone(),
             ended: job
                 .end_time
                 .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
@@ -126,6 +140,7 @@ impl StormJob {
             backup_set: job.backup_set_label().to_owned(),
             job_id: job.job_id.clone(),
             raw_status: job.raw_status.clone(),
+            ended_at: job.end_time.map(|t| t.with_timezone(&Utc)),
         }
     }
 }
@@ -155,6 +170,9 @@ pub enum OutageReason {
 /// A poll cycle in numbers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CycleSummary {
+    /// The backup server polled; empty in a roll-up (and in older records).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub users_polled: u32,

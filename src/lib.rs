@@ -21,12 +21,16 @@
 //! - [`bot`]: the Discord gateway client and the poise wiring of the commands.
 //! - [`gateway`]: whether slash commands are available (the gateway connection's state).
 //! - [`mutes`]: alert mutes set from chat.
+//! - [`actions`]: the buttons on failure alerts: what their `custom_id`s say.
+//! - [`acks`]: who acknowledged which failure, from an alert's button.
 //! - [`audit`]: who changed what from chat.
 //! - [`metrics`]: the Prometheus metric names and one recording call per thing counted.
 //! - [`server`]: the `[server] listen` endpoint: `/healthz` and `/metrics`.
 //! - [`heartbeat`]: the dead-man's switch called after every cycle.
 //! - [`logging`]: log format and colour on stderr.
 
+pub mod acks;
+pub mod actions;
 pub mod app;
 pub mod audit;
 pub mod bot;

@@ -58,6 +58,30 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
+    /// Two servers' cycles as one, for the log, the metrics and the heartbeat: counts add
+    /// up, errors are listed together, the time span covers both.
+    pub fn combine(mut self, other: CycleReport) -> CycleReport {
+        let (a, b) = (&mut self.summary, other.summary);
+        a.started_at = a.started_at.min(b.started_at);
+        a.finished_at = a.finished_at.max(b.finished_at);
+        a.users_polled = a.users_polled.saturating_add(b.users_polled);
+        a.requests = a.requests.saturating_add(b.requests);
+        for (class, n) in b.finished {
+            let entry = a.finished.entry(class).or_default();
+            *entry = entry.saturating_add(n);
+        }
+        a.started_running = a.started_running.saturating_add(b.started_running);
+        a.alerts = a.alerts.saturating_add(b.alerts);
+        a.muted = a.muted.saturating_add(b.muted);
+        a.errors.extend(b.errors);
+        a.unreadable_items = a.unreadable_items.saturating_add(b.unreadable_items);
+        a.unreadable.extend(b.unreadable);
+        a.unreadable.truncate(UNREADABLE_LISTED_MAX);
+        self.baselined += other.baselined;
+        self.pruned += other.pruned;
+        self
+    }
+
     /// Whether every CBS request of the cycle succeeded.
     pub fn ok(&self) -> bool {
         self.summary.errors.is_empty()
@@ -275,6 +299,7 @@ impl Poller {
         }
 
         let mut summary = CycleSummary {
+            server: server.clone(),
             started_at,
             finished_at: started_at,
             users_polled: users.len() as u32,
@@ -454,7 +479,7 @@ impl Poller {
                 }
                 Err(error) => {
                     *all_ok = false;
-                    tracing::warn!(user = %user.login, %date, %error, "CBS request failed");
+                    tracing::warn!(%server, user = %user.login, %date, %error, "CBS request failed");
                     summary.errors.push(PollError {
                         login_name: user.login.clone(),
                         date,
@@ -574,6 +599,8 @@ impl Poller {
             .checked_sub_days(Days::new(keep_days.into()))
             .unwrap_or(NaiveDate::MIN);
         let pruned = self.store.prune_before(cutoff)?;
+        // Acknowledgements end with their jobs' records.
+        crate::acks::Acks::open(&self.store)?.prune_before(cutoff)?;
         Ok(CycleReport {
             summary,
             baselined,
@@ -609,8 +636,9 @@ impl Poller {
             let Some(outage) = previous else {
                 return Ok(0);
             };
-            tracing::info!(since = %outage.since, ?caught_up, "the backup server answers again");
+            tracing::info!(server = self.client.server_name(), since = %outage.since, ?caught_up, "the backup server answers again");
             let event = EventKind::CbsRecovered {
+                server: Some(self.client.server_name().to_owned()),
                 down_since: outage.since,
                 recovered_at: summary.started_at,
                 caught_up,
@@ -636,6 +664,7 @@ impl Poller {
         let reason = first.outage_reason().unwrap_or(OutageReason::Unreachable);
         if streak.cycles < self.config.down_after.max(1) {
             tracing::warn!(
+                server = self.client.server_name(),
                 cycles = streak.cycles,
                 down_after = self.config.down_after,
                 error = %first,
@@ -653,8 +682,9 @@ impl Poller {
                     reason,
                     error: first.to_string(),
                 };
-                tracing::error!(error = %outage.error, ?reason, "the backup server is unreachable");
+                tracing::error!(server = self.client.server_name(), error = %outage.error, ?reason, "the backup server is unreachable");
                 let event = EventKind::CbsUnreachable {
+                    server: Some(self.client.server_name().to_owned()),
                     since: outage.since,
                     reason,
                     error: outage.error.clone(),

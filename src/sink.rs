@@ -133,7 +133,7 @@ impl Sink for ConsoleSink {
         for event in events {
             let item = (false, render_event(event, &self.options));
             for packed in pack(vec![item], &self.options) {
-                writeln!(out, "{}", to_text(&packed.message))
+                writeln!(out, "{}", to_text(&packed.message, self.options.timezone))
                     .map_err(|e| SinkError(format!("writing to the console: {e}")))?;
             }
             accepted.push(event.id);
@@ -170,6 +170,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
         for _ in 0..events {
             let kind = EventKind::CbsRecovered {
+                server: None,
                 down_since: now,
                 recovered_at: now,
                 caught_up: vec![],

@@ -278,6 +278,9 @@ pub struct Store {
     vanishing: sled::Tree,
     /// Work counters, shared by the clones of this handle.
     counters: std::sync::Arc<Counters>,
+    /// The backup server whose poll state this handle reads and writes (see
+    /// [`Store::for_server`]); `None`: the state kept under the plain names.
+    scope: Option<std::sync::Arc<str>>,
 }
 
 /// Counts of store work that the benchmark and the tests check the cost of delivery by.
@@ -327,6 +330,10 @@ const META_INSTALL_ID: &str = "install_id";
 const META_LAST_DIGEST: &str = "last_digest_day";
 const META_DOWN_STREAK: &str = "down_streak";
 const META_SERVER_NAME: &str = "server_name";
+/// Every backup server the store has been used with.
+const META_SERVER_NAMES: &str = "server_names";
+/// The backup servers of the running configuration, in its order.
+const META_SERVERS_CONFIGURED: &str = "servers_configured";
 const META_DAY_PREFIX: &str = "day:";
 
 fn job_key_bytes(key: &JobKey) -> Vec<u8> {
@@ -407,7 +414,61 @@ impl Store {
             vanishing: db.open_tree("vanishing")?,
             counters: Default::default(),
             db,
+            scope: None,
         })
+    }
+
+    /// A handle on the same database whose per-server poll state (user states, chat-added
+    /// users, discovered users, the last cycle, the outage, the watched and erroring logins)
+    /// is that of the backup server `name`, kept apart from the other servers'. Job
+    /// records, the outbox and everything shared are the same. `None` (and the server that
+    /// owns the plain names, see [`Store::check_server_names`]) keeps the plain names, so a
+    /// single-server store is never re-keyed.
+    pub fn for_server(&self, name: Option<&str>) -> Result<Store> {
+        let Some(name) = name else {
+            return Ok(Store {
+                scope: None,
+                users: self.db.open_tree("users")?,
+                watch: self.db.open_tree("watch")?,
+                ..self.clone()
+            });
+        };
+        Ok(Store {
+            scope: Some(name.into()),
+            users: self.db.open_tree(format!("users@{name}"))?,
+            watch: self.db.open_tree(format!("watch@{name}"))?,
+            ..self.clone()
+        })
+    }
+
+    /// [`Store::for_server`] for the backup server `name`: the plain names when it owns
+    /// them (it is the store's first server, see [`Store::check_server_names`]). Call it
+    /// after that check: before it, the store has no owner and every name gets the plain
+    /// names.
+    pub fn server_view(&self, name: &str) -> Result<Store> {
+        let owner: Option<String> = self.meta_get(META_SERVER_NAME)?;
+        if owner.as_deref().is_none_or(|owner| owner == name) {
+            self.for_server(None)
+        } else {
+            self.for_server(Some(name))
+        }
+    }
+
+    /// A single value's key in `meta` for this handle's server.
+    fn meta_key(&self, key: &str) -> String {
+        match &self.scope {
+            Some(server) => format!("server@{server}:{key}"),
+            None => key.to_owned(),
+        }
+    }
+
+    /// A tree of this handle's server: `name` itself for the plain names, `name@server`
+    /// for another server (discovery's list and status).
+    pub fn server_tree(&self, name: &str) -> Result<sled::Tree> {
+        match &self.scope {
+            Some(server) => self.tree(&format!("{name}@{server}")),
+            None => self.tree(name),
+        }
     }
 
     /// [`Store::open_waiting`] for async code: the open runs on tokio's blocking pool, so its wait
@@ -944,7 +1005,7 @@ impl Store {
     }
 
     pub fn last_cycle(&self) -> Result<Option<CycleRecord>> {
-        self.meta_get(META_LAST_CYCLE)
+        self.meta_get(&self.meta_key(META_LAST_CYCLE))
     }
 
     /// Records a finished cycle and adds it to its day's health.
@@ -954,7 +1015,7 @@ impl Store {
         day: NaiveDate,
         outage_secs: i64,
     ) -> Result<()> {
-        self.meta_put(META_LAST_CYCLE, cycle)?;
+        self.meta_put(&self.meta_key(META_LAST_CYCLE), cycle)?;
         let key = format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d"));
         let mut health: DayHealth = self.meta_get(&key)?.unwrap_or_default();
         health.cycles += 1;
@@ -969,21 +1030,21 @@ impl Store {
     }
 
     pub fn down_streak(&self) -> Result<Option<DownStreak>> {
-        self.meta_get(META_DOWN_STREAK)
+        self.meta_get(&self.meta_key(META_DOWN_STREAK))
     }
 
     pub fn set_down_streak(&self, streak: Option<DownStreak>) -> Result<()> {
         match streak {
-            Some(s) => self.meta_put(META_DOWN_STREAK, &s),
+            Some(s) => self.meta_put(&self.meta_key(META_DOWN_STREAK), &s),
             None => {
-                self.meta.remove(META_DOWN_STREAK)?;
+                self.meta.remove(self.meta_key(META_DOWN_STREAK))?;
                 Ok(())
             }
         }
     }
 
     pub fn outage(&self) -> Result<Option<Outage>> {
-        self.meta_get(META_OUTAGE)
+        self.meta_get(&self.meta_key(META_OUTAGE))
     }
 
     /// Opens, changes or (with `None`) closes the outage and queues its notice, in one
@@ -994,10 +1055,11 @@ impl Store {
         kind: EventKind,
         now: DateTime<Utc>,
     ) -> Result<Event> {
+        let key = self.meta_key(META_OUTAGE);
         let result = (&self.meta, &self.outbox).transaction(|(meta, outbox)| {
             match outage {
-                Some(o) => meta.insert(META_OUTAGE, encode(o))?,
-                None => meta.remove(META_OUTAGE)?,
+                Some(o) => meta.insert(key.as_bytes(), encode(o))?,
+                None => meta.remove(key.as_bytes())?,
             };
             let event = Event {
                 id: outbox.generate_id()?,
@@ -1012,41 +1074,79 @@ impl Store {
         Ok(event)
     }
 
-    /// Checks that the store belongs to the backup server called `name`, stamping a store
-    /// that has no name yet (with the server of its job records, if it has any). Every job
-    /// key starts with the server's name: under another name every job would be new and
-    /// alerted again, so a different name is refused with both names and the key to set.
+    /// [`Store::check_server_names`] for a single backup server.
     pub fn check_server_name(&self, name: &str) -> Result<(), String> {
+        self.check_server_names(&[name]).map(|_| ())
+    }
+
+    /// Checks that the store belongs to the backup servers `names` (the config's order),
+    /// stamping a store that has no names yet, and returns the server that owns the plain
+    /// (unscoped) poll state: the store's first server, so a single-server store that gains
+    /// a second server keeps its state and never re-keys a job. Every job key starts with
+    /// its server's name: a configuration naming none of the servers the store knows would
+    /// see every job as new and alert it again, so it is refused with the names and the key
+    /// to set. A server the store knows that the config no longer names is kept known.
+    pub fn check_server_names(&self, names: &[&str]) -> Result<String, String> {
         let err = |e: StoreError| e.to_string();
         let stamped: Option<String> = self.meta_get(META_SERVER_NAME).map_err(err)?;
-        let known = match stamped {
-            Some(known) => Some(known),
+        let owner = match stamped {
+            Some(owner) => Some(owner),
             // A store from before the stamp (or whose stamp was unreadable): its job keys
             // say whose it is. Any record of ours will do; else the first other server's.
             None => {
-                let ours = format!("{name}\0");
-                let mut keys = self.jobs.iter().keys();
-                if self.jobs.scan_prefix(ours.as_bytes()).next().is_some() {
-                    None
-                } else {
-                    keys.find_map(|k| {
+                let ours = names.iter().find(|name| {
+                    let prefix = format!("{name}\0");
+                    self.jobs.scan_prefix(prefix.as_bytes()).next().is_some()
+                });
+                match ours {
+                    Some(name) => Some(name.to_string()),
+                    None => self.jobs.iter().keys().find_map(|k| {
                         let k = k.ok()?;
                         let sep = k.iter().position(|b| *b == 0)?;
                         Some(String::from_utf8_lossy(&k[..sep]).into_owned())
-                    })
+                    }),
                 }
             }
         };
-        match known {
-            Some(known) if known != name => Err(format!(
-                "the state store was made for the backup server named {known:?}, but this \
-                 configuration names it {name:?}; every job would be seen as new and alerted \
-                 again. If it is the same server (say cbs.url moved from an IP address to a \
-                 DNS name), set cbs.server_name = {known:?}; if it is another server, use \
-                 another state.path"
-            )),
-            _ => self.meta_put(META_SERVER_NAME, &name).map_err(err),
+        let mut known: BTreeSet<String> = self
+            .meta_get(META_SERVER_NAMES)
+            .map_err(err)?
+            .unwrap_or_default();
+        known.extend(owner.clone());
+        if !known.is_empty() && !names.iter().any(|n| known.contains(*n)) {
+            let known: Vec<&String> = known.iter().collect();
+            return Err(match (known.as_slice(), names) {
+                ([known], [name]) => format!(
+                    "the state store was made for the backup server named {known:?}, but this \
+                     configuration names it {name:?}; every job would be seen as new and \
+                     alerted again. If it is the same server (say cbs.url moved from an IP \
+                     address to a DNS name), set cbs.server_name = {known:?}; if it is another \
+                     server, use another state.path"
+                ),
+                _ => format!(
+                    "the state store was made for the backup servers named {known:?}, but this \
+                     configuration names {names:?}, none of them; every job would be seen as \
+                     new and alerted again. If they are the same servers, set their cbs.name \
+                     (or cbs.server_name) to the names above; if not, use another state.path"
+                ),
+            });
         }
+        let owner =
+            owner.unwrap_or_else(|| names.first().map_or_else(String::new, |n| n.to_string()));
+        known.extend(names.iter().map(|n| n.to_string()));
+        self.meta_put(META_SERVER_NAME, &owner).map_err(err)?;
+        self.meta_put(META_SERVER_NAMES, &known).map_err(err)?;
+        let names: Vec<&str> = names.to_vec();
+        self.meta_put(META_SERVERS_CONFIGURED, &names)
+            .map_err(err)?;
+        Ok(owner)
+    }
+
+    /// The backup servers the running configuration names, in its order (as the last
+    /// [`Store::check_server_names`] was told; empty before it ran). The digest and
+    /// `/status` name the server when there are several.
+    pub fn configured_servers(&self) -> Result<Vec<String>> {
+        Ok(self.meta_get(META_SERVERS_CONFIGURED)?.unwrap_or_default())
     }
 
     /// The last day whose digest was queued by the schedule (see [`crate::digest::due_days`]).
@@ -1097,7 +1197,7 @@ impl Store {
 
     /// The last list of users discovery kept (empty when discovery is off or never ran).
     pub fn discovered_users(&self) -> Result<Vec<WatchEntry>> {
-        self.tree(DISCOVERED_TREE)?
+        self.server_tree(DISCOVERED_TREE)?
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
@@ -1111,7 +1211,7 @@ impl Store {
 
     /// Replaces the discovered users with `users`, in one batch.
     pub fn set_discovered_users(&self, users: &[WatchEntry]) -> Result<()> {
-        let tree = self.tree(DISCOVERED_TREE)?;
+        let tree = self.server_tree(DISCOVERED_TREE)?;
         let mut batch = sled::Batch::default();
         let keep: BTreeSet<&str> = users.iter().map(|w| w.login.as_str()).collect();
         for k in tree.iter().keys() {
@@ -1130,8 +1230,8 @@ impl Store {
     /// The logins the last cycle polled. Should that record be lost, the users with a
     /// poll state stand in for it, so nobody is baselined (silenced) again.
     pub fn watched_logins(&self) -> Result<BTreeSet<String>> {
-        let stored = self.meta.contains_key(META_WATCHED)?;
-        match self.meta_get(META_WATCHED)? {
+        let stored = self.meta.contains_key(self.meta_key(META_WATCHED))?;
+        match self.meta_get(&self.meta_key(META_WATCHED))? {
             Some(logins) => Ok(logins),
             None if stored => self
                 .users
@@ -1144,7 +1244,7 @@ impl Store {
     }
 
     pub fn set_watched_logins(&self, logins: &BTreeSet<String>) -> Result<()> {
-        self.meta_put(META_WATCHED, logins)
+        self.meta_put(&self.meta_key(META_WATCHED), logins)
     }
 
     /// Chat destinations that refuse our messages right now, with the reason, as the
@@ -1159,11 +1259,13 @@ impl Store {
 
     /// The logins whose requests failed in the last cycle.
     pub fn error_logins(&self) -> Result<BTreeSet<String>> {
-        Ok(self.meta_get(META_ERROR_LOGINS)?.unwrap_or_default())
+        Ok(self
+            .meta_get(&self.meta_key(META_ERROR_LOGINS))?
+            .unwrap_or_default())
     }
 
     pub fn set_error_logins(&self, logins: &BTreeSet<String>) -> Result<()> {
-        self.meta_put(META_ERROR_LOGINS, logins)
+        self.meta_put(&self.meta_key(META_ERROR_LOGINS), logins)
     }
 }
 

@@ -406,6 +406,7 @@ mod delivery {
         let render = RenderOptions {
             mention_role: None,
             timezone: chrono_tz::UTC,
+            servers_named: false,
         };
         DiscordSink::new(&settings, poller.store(), render).unwrap()
     }

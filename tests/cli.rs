@@ -118,7 +118,10 @@ async fn once_exits_0_when_all_is_well_and_1_with_a_clear_message_when_a_call_fa
     let sim = simulator_with(&["alice", "bob"]).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rw.toml");
-    std::fs::write(&config, config_for(&sim, &dir.path().join("state"))).unwrap();
+    // No midnight grace: one request per user at any time of day, so the count below
+    // holds at 01:00 as at noon.
+    let base = config_for(&sim, &dir.path().join("state"));
+    std::fs::write(&config, format!("{base}[poll]\nmidnight_grace = \"0s\"\n")).unwrap();
     let run = || {
         let mut cmd = restorewatch(&["once", "--config", config.to_str().unwrap()]);
         cmd.env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd());
@@ -184,9 +187,43 @@ async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_ex
         assert!(listed, "{user} not in a baseline: {stdout}");
     }
     assert!(stdout.contains("Poll cycle summary"));
-    // Issue 11: a grouped storm and an escalated repeat.
-    assert!(stdout.contains(" restores failed =="), "{stdout}");
-    assert!(stdout.contains("3rd failure in a row"), "{stdout}");
+    // Issue 11: a grouped storm, an escalated repeat with its report lines, and the day's
+    // digest to close. Cards are the blocks that open with a `== title ==` line.
+    let cards: Vec<&str> = stdout.split("\n== ").skip(1).collect();
+    let storm = cards.iter().position(|c| c.contains(" restores failed =="));
+    let storm = storm.unwrap_or_else(|| panic!("a grouped storm: {stdout}"));
+    assert!(
+        cards[storm].contains("`/failures` shows"),
+        "{}",
+        cards[storm]
+    );
+    let escalated = cards
+        .iter()
+        .find(|c| c.starts_with("Restore failed: ") && c.contains("3rd failure in a row"))
+        .unwrap_or_else(|| panic!("an escalated repeat: {stdout}"));
+    for part in ["\nFiles: ", "\nLast log lines:\n  [ERROR] "] {
+        assert!(escalated.contains(part), "report lines: {escalated}");
+    }
+    let digest = cards
+        .iter()
+        .position(|c| c.starts_with("Restore digest for "))
+        .unwrap_or_else(|| panic!("the day's digest: {stdout}"));
+    assert!(digest > storm, "{stdout}");
+    // After it, only the digest's own list cards (failures, by owner, ...).
+    for card in &cards[digest + 1..] {
+        let other = ["Restore ", "Poll cycle", "Roll-up", "Now watching"]
+            .iter()
+            .any(|t| card.starts_with(t))
+            || card.contains(" restores failed ==");
+        assert!(!other, "the digest is the last thing shown: {card}");
+    }
+    assert!(
+        cards[digest].contains("restore jobs on "),
+        "{}",
+        cards[digest]
+    );
+    // The console has no Discord markup: times read as times.
+    assert!(!stdout.contains("<t:"), "{stdout}");
     assert!(stdout.contains("started running"));
     let finished_line = stdout
         .lines()

@@ -71,6 +71,17 @@ async fn commands_are_registered_in_the_guild_only_with_their_options() {
     h.assert_nothing_unexpected();
 }
 
+/// A list line's times for an hour-long job started at `hour`:00 UTC on `day`: Discord's
+/// tags, the start with its date, the end as a time of day.
+fn tags(day: &str, hour: u32) -> String {
+    let start = date(day)
+        .and_hms_opt(hour, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    format!("<t:{start}:f>–<t:{}:t>", start + 3600)
+}
+
 #[tokio::test]
 async fn restores_lists_the_simulators_jobs_of_that_date() {
     let h = Harness::start().await;
@@ -111,11 +122,11 @@ async fn restores_lists_the_simulators_jobs_of_that_date() {
     let expected = h.sim.expected(SERVER, "obm", date("2024-06-20"));
     assert_eq!(lines.len(), expected.len());
     assert!(
-        lines[0].starts_with("**Set 2** · success · 11:00–12:00"),
+        lines[0].starts_with(&format!("**Set 2** · success · {}", tags("2024-06-20", 11))),
         "{lines:?}"
     );
     assert!(
-        lines[1].starts_with("**Set 1** · failure · 09:00–10:00"),
+        lines[1].starts_with(&format!("**Set 1** · failure · {}", tags("2024-06-20", 9))),
         "{lines:?}"
     );
     let followup_post = h
@@ -528,4 +539,313 @@ async fn autocomplete_offers_matching_watched_and_recent_users() {
 
 fn admin_build(command: SlashCommand) -> Value {
     admin(command).build()
+}
+
+#[tokio::test]
+async fn restores_asks_the_server_named_by_server_and_asks_for_it_when_ambiguous() {
+    let h = Harness::start_two_servers().await;
+    let second = h.second.as_ref().unwrap();
+    h.sim
+        .add_job(sim_job("obm", "1", "2024-06-20", 9, "RESTORE_STOP_SUCCESS"));
+    second.add_job(sim_job(
+        "obm",
+        "2",
+        "2024-06-20",
+        11,
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    second.add_job(sim_job(
+        "solo",
+        "5",
+        "2024-06-20",
+        8,
+        "RESTORE_STOP_SUCCESS",
+    ));
+    let running = h.start_bot().await;
+    let restores = |user: &str| {
+        SlashCommand::new("restores")
+            .option("user", user)
+            .option("date", "2024-06-20")
+    };
+
+    // obm is watched on both servers: asked to say which, at once, and nobody is asked.
+    let (callback, _) = h.invoke(restores("obm")).await;
+    assert_eq!(callback["type"], 4, "answered at once: {callback}");
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("several backup servers")
+            && content.contains(SERVER)
+            && content.contains(SECOND)
+            && content.contains("server:"),
+        "{content}"
+    );
+    assert_eq!(h.sim.requests_served() + second.requests_served(), 0);
+
+    // server: picks the one asked, live.
+    let description = |answer: &Value| {
+        answer["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (_, answer) = h
+        .invoke_deferred(restores("obm").option("server", SECOND))
+        .await;
+    assert_eq!(
+        answer["embeds"][0]["footer"]["text"],
+        format!("live from {SECOND}")
+    );
+    assert!(
+        description(&answer).contains("**Set 2** · failure"),
+        "{answer}"
+    );
+    assert!(!description(&answer).contains("Set 1"), "{answer}");
+    let (_, answer) = h
+        .invoke_deferred(restores("obm").option("server", SERVER))
+        .await;
+    assert_eq!(
+        answer["embeds"][0]["footer"]["text"],
+        format!("live from {SERVER}")
+    );
+    assert!(
+        description(&answer).contains("**Set 1** · success"),
+        "{answer}"
+    );
+    assert!(!description(&answer).contains("Set 2"), "{answer}");
+
+    // solo is on the second server only: no server: needed.
+    let (_, answer) = h.invoke_deferred(restores("solo")).await;
+    assert_eq!(
+        answer["embeds"][0]["footer"]["text"],
+        format!("live from {SECOND}")
+    );
+    assert!(description(&answer).contains("**Set 5**"), "{answer}");
+
+    // A server that is not configured gets a short answer naming the ones that are.
+    let (callback, _) = h.invoke(restores("obm").option("server", "nope")).await;
+    assert_eq!(callback["type"], 4);
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("server: `nope` is not a backup server") && content.contains(SECOND),
+        "{content}"
+    );
+    // solo is not on the first server: asking it there is refused like an unwatched user.
+    let (callback, _) = h.invoke(restores("solo").option("server", SERVER)).await;
+    assert_eq!(callback["type"], 4);
+    assert!(callback["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("neither watched nor seen"));
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+/// Checks one message of a list reply against Discord's limits and counts its job lines
+/// (`**Set 1xxx**`) into `seen`; returns the total message count from the title's `(k/N)`.
+fn tally(message: &Value, seen: &mut std::collections::BTreeMap<String, usize>) -> usize {
+    assert_eq!(flags(message), EPHEMERAL, "{message}");
+    let embeds = message["embeds"].as_array().expect("embeds");
+    assert!(!embeds.is_empty() && embeds.len() <= 10, "{message}");
+    let mut chars = 0;
+    for embed in embeds {
+        let text = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+        let description = embed["description"].as_str().unwrap_or_default();
+        assert!(text(&embed["title"]) <= 256);
+        assert!(text(&embed["description"]) <= 4096);
+        assert!(text(&embed["footer"]["text"]) <= 2048);
+        chars +=
+            text(&embed["title"]) + text(&embed["description"]) + text(&embed["footer"]["text"]);
+        assert!(
+            !description.contains("more"),
+            "nothing cut off: {description}"
+        );
+        for line in description.lines() {
+            if let Some(rest) = line.split("**Set ").nth(1) {
+                let set = rest.split("**").next().unwrap().to_owned();
+                *seen.entry(set).or_default() += 1;
+            }
+        }
+    }
+    assert!(chars <= 6000, "{chars} characters in one message");
+    let title = embeds[0]["title"].as_str().unwrap();
+    let (_, count) = title
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("numbered: {title}"));
+    count.trim_end_matches(')').parse().unwrap()
+}
+
+/// Every message of every page of a list command: page 1 as `command` asks, then
+/// `page:2`, ... while a page ends by naming the next. Each message is checked and tallied
+/// ([`tally`]); every page but the last has exactly ten messages. Returns the pages' sizes.
+async fn every_page(
+    h: &Harness,
+    command: impl Fn() -> SlashCommand,
+    deferred: bool,
+    seen: &mut std::collections::BTreeMap<String, usize>,
+) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut page = 1;
+    loop {
+        let invoked = if page == 1 {
+            command()
+        } else {
+            command().option("page", page)
+        };
+        let (callback, token) = h.invoke(invoked).await;
+        let first = if deferred {
+            assert_eq!(callback["type"], 5, "deferred first: {callback}");
+            let first = timeout(WAIT, h.fake.wait_for_followups(&token, 1)).await;
+            first.expect("the answer follows")[0].clone()
+        } else {
+            callback["data"].clone()
+        };
+        let total = tally(&first, &mut std::collections::BTreeMap::new());
+        let on_page = (total - (page - 1) * 10).min(10);
+        let needed = if deferred { on_page } else { on_page - 1 };
+        let followups = timeout(WAIT, h.fake.wait_for_followups(&token, needed))
+            .await
+            .expect("the page follows");
+        let messages: Vec<Value> = if deferred {
+            followups
+        } else {
+            std::iter::once(first).chain(followups).collect()
+        };
+        for message in &messages {
+            assert_eq!(tally(message, seen), total);
+        }
+        sizes.push(messages.len());
+        let last = messages.last().unwrap()["embeds"][0]["description"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if page * 10 >= total {
+            assert!(!last.contains("The next lines"), "{last}");
+            return sizes;
+        }
+        assert_eq!(messages.len(), 10, "a full page");
+        assert!(
+            last.ends_with(&format!(" page:{}`", page + 1)),
+            "the page names the next: {last}"
+        );
+        page += 1;
+    }
+}
+
+/// Long `/failures` and `/restores` answers continue in follow-ups, at most ten messages
+/// per reply, and `page:` shows the rest: every job line appears exactly once.
+#[tokio::test]
+async fn paging_reaches_every_line() {
+    const JOBS: usize = 700;
+    let h = Harness::start().await;
+    let day = date("2024-06-27").and_hms_opt(0, 0, 0).unwrap().and_utc();
+    for i in 0..JOBS {
+        let start = day + Duration::minutes(i as i64);
+        h.sim.add_job(restorewatch::simulator::SimJob {
+            size_bytes: 4096,
+            ..restorewatch::simulator::SimJob::new(
+                "obm",
+                &(1000 + i).to_string(),
+                start,
+                Some(start + Duration::seconds(30)),
+                "RESTORE_STOP_BY_ERROR",
+            )
+        });
+    }
+    let running = h.start_bot().await;
+    h.poller(&running.store).cycle().await.unwrap();
+    let every: Vec<String> = (1000..1000 + JOBS).map(|s| s.to_string()).collect();
+
+    let mut seen = std::collections::BTreeMap::new();
+    let pages = every_page(&h, || SlashCommand::new("failures"), false, &mut seen).await;
+    assert!(
+        pages.len() > 1,
+        "{JOBS} failures need several pages: {pages:?}"
+    );
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), every);
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "each failure once: {seen:?}"
+    );
+
+    let mut seen = std::collections::BTreeMap::new();
+    let restores = || {
+        SlashCommand::new("restores")
+            .option("user", "obm")
+            .option("date", "2024-06-27")
+    };
+    let pages = every_page(&h, restores, true, &mut seen).await;
+    assert!(pages.iter().sum::<usize>() > 1, "{pages:?}");
+    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), every);
+    assert!(seen.values().all(|n| *n == 1), "each job once: {seen:?}");
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn watch_takes_server_for_the_list_it_changes_and_shows() {
+    let h = Harness::start_two_servers().await;
+    let second = h.second.as_ref().unwrap();
+    second.add_user(restorewatch::simulator::SimUser {
+        login: "newguy".into(),
+        owner: String::new(),
+        user_id: "newguy".into(),
+    });
+    let running = h.start_bot().await;
+    let watch = |sub: &str| SlashCommand::new("watch").subcommand(sub);
+    let add = |user: &str| SlashCommand::new("watch").option("user", user);
+
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", SECOND).subcommand("add"),
+        ))
+        .await;
+    let content = callback["data"]["content"].as_str().unwrap();
+    assert!(content.starts_with("Now watching `newguy`."), "{content}");
+    let second_view = running.store.server_view(SECOND).unwrap();
+    let logins = |store: &Store| -> Vec<String> {
+        let list = store.dynamic_watches().unwrap();
+        list.into_iter().map(|w| w.login).collect()
+    };
+    assert_eq!(logins(&second_view), ["newguy"]);
+    assert!(logins(&running.store.server_view(SERVER).unwrap()).is_empty());
+
+    // The list of the second server shows its users; the default, the first's, does not.
+    let shown = |callback: &Value| callback["data"].to_string();
+    let (callback, _) = h
+        .invoke(
+            SlashCommand::new("watch")
+                .option("server", SECOND)
+                .subcommand("list"),
+        )
+        .await;
+    assert!(shown(&callback).contains("newguy"), "{callback}");
+    assert!(shown(&callback).contains("solo"), "{callback}");
+    let (callback, _) = h.invoke(watch("list")).await;
+    assert!(!shown(&callback).contains("newguy"), "{callback}");
+
+    // A server that is not configured changes nothing.
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", "nope").subcommand("remove"),
+        ))
+        .await;
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    assert!(callback["data"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("server: `nope` is not a backup server"));
+    let (callback, _) = h
+        .invoke(admin(
+            add("newguy").option("server", SECOND).subcommand("remove"),
+        ))
+        .await;
+    assert_eq!(flags(&callback["data"]), 0, "{callback}");
+    assert!(logins(&second_view).is_empty());
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
 }

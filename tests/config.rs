@@ -483,3 +483,175 @@ fn discover_and_rate_keys_are_checked() {
     assert_eq!(load(BASE).unwrap().cbs.max_requests_per_second, None);
     fails_naming(&rate("0"), "cbs.max_requests_per_second");
 }
+
+/// Two `[[cbs]]` servers, each with its password from its own variable.
+const TWO_SERVERS: &str = r#"
+[[cbs]]
+name = "eu-1"
+url = "https://eu.example.com"
+sys_user = "api"
+timezone = "Europe/Berlin"
+max_concurrency = 4
+
+[[cbs]]
+name = "us.east"
+url = "https://us.example.com"
+sys_user = "api2"
+timezone = "America/New_York"
+[cbs.discover]
+enabled = true
+exclude = ["test-*"]
+
+[[watch]]
+login = "alice"
+server = "eu-1"
+
+[[watch]]
+login = "alice"
+server = "us.east"
+"#;
+
+const TWO_PASSWORDS: [(&str, &str); 2] = [
+    ("RESTOREWATCH_CBS_EU_1_SYS_PWD", "pw-eu"),
+    ("RESTOREWATCH_CBS_US_EAST_SYS_PWD", "pw-us"),
+];
+
+#[test]
+fn several_servers_each_have_their_settings_password_and_users() {
+    let s = Settings::from_toml_str(TWO_SERVERS, &env(&TWO_PASSWORDS)).unwrap();
+    assert!(s.several_servers());
+    let servers = s.servers();
+    assert_eq!(servers.len(), 2);
+    let (eu, us) = (servers[0], servers[1]);
+    assert_eq!(eu.cbs.server_name, "eu-1");
+    assert_eq!(eu.cbs.sys_pwd.expose_secret(), "pw-eu");
+    assert_eq!(eu.cbs.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(eu.cbs.max_concurrency, 4);
+    assert!(
+        !eu.discover.enabled,
+        "the top-level [discover] (off) applies"
+    );
+    assert_eq!(us.cbs.server_name, "us.east");
+    assert_eq!(us.cbs.url.as_str(), "https://us.example.com/");
+    assert_eq!(us.cbs.sys_pwd.expose_secret(), "pw-us");
+    assert_eq!(us.cbs.timezone, chrono_tz::America::New_York);
+    assert!(us.discover.enabled, "its own discover table");
+    assert!(us.discover.exclude.is_match("test-1"));
+    let logins = |w: &[restorewatch::config::WatchEntry]| -> Vec<String> {
+        w.iter().map(|w| w.login.clone()).collect()
+    };
+    assert_eq!(logins(eu.watch), ["alice"]);
+    assert_eq!(logins(us.watch), ["alice"]);
+    // The effective config names each server's keys, the passwords redacted.
+    let described = s.describe();
+    let value = |key: &str| {
+        described
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{key} missing from {described:?}"))
+    };
+    assert_eq!(value("cbs[1].name"), "\"us.east\"");
+    assert_eq!(value("cbs[1].sys_pwd"), "\"<redacted>\"");
+    assert_eq!(value("cbs[1].discover.enabled"), "true");
+    assert_eq!(value("watch[1].server"), "\"us.east\"");
+    assert!(!format!("{described:?}").contains("pw-"), "{described:?}");
+}
+
+#[test]
+fn one_cbs_array_entry_is_a_single_server_with_the_plain_password_variable() {
+    let text = BASE.replace("[cbs]", "[[cbs]]");
+    let s = load(&text).unwrap();
+    assert!(!s.several_servers());
+    assert_eq!(s.cbs.sys_pwd.expose_secret(), "pw");
+    assert_eq!(s.cbs.server_name, "cbs.example.com");
+}
+
+#[test]
+fn several_server_mistakes_name_their_key() {
+    let load2 = |text: &str| Settings::from_toml_str(text, &env(&TWO_PASSWORDS));
+    let key_of = |text: &str| {
+        let err = load2(text).expect_err("config should be rejected");
+        assert!(!err.to_string().contains('\n'), "{err}");
+        (err.key().map(str::to_owned), err.to_string())
+    };
+    let (key, _) = key_of(&TWO_SERVERS.replace("name = \"us.east\"\n", ""));
+    assert_eq!(key.as_deref(), Some("cbs[1].name"));
+    let (key, msg) = key_of(&TWO_SERVERS.replace("name = \"us.east\"", "name = \"EU-1\""));
+    assert_eq!(key.as_deref(), Some("cbs[1].name"), "{msg}");
+    // Two names whose password variables would be the same.
+    let (key, msg) = key_of(&TWO_SERVERS.replace("name = \"us.east\"", "name = \"eu_1\""));
+    assert_eq!(key.as_deref(), Some("cbs[1].name"));
+    assert!(msg.contains("RESTOREWATCH_CBS_EU_1_SYS_PWD"), "{msg}");
+    let (key, _) = key_of(&TWO_SERVERS.replace("https://us.example.com", "ftp://x"));
+    assert_eq!(key.as_deref(), Some("cbs[1].url"));
+    let (key, _) = key_of(&TWO_SERVERS.replace("America/New_York", "Mars/Base"));
+    assert_eq!(key.as_deref(), Some("cbs[1].timezone"));
+    let (key, _) = key_of(&TWO_SERVERS.replace("exclude = [\"test-*\"]", "exclude = [\"[\"]"));
+    assert_eq!(key.as_deref(), Some("cbs[1].discover.exclude[0]"));
+    let (key, msg) = key_of(&TWO_SERVERS.replace("server = \"eu-1\"\n", ""));
+    assert_eq!(key.as_deref(), Some("watch[0].server"));
+    assert!(msg.contains("eu-1, us.east"), "{msg}");
+    let (key, _) = key_of(&TWO_SERVERS.replace("server = \"eu-1\"", "server = \"nope\""));
+    assert_eq!(key.as_deref(), Some("watch[0].server"));
+    let (key, _) = key_of(&TWO_SERVERS.replace("max_concurrency = 4", "max_concurrency = 0"));
+    assert_eq!(key.as_deref(), Some("cbs[0].max_concurrency"));
+    let (key, _) = key_of(&TWO_SERVERS.replace(
+        "[[cbs]]\nname = \"us.east\"",
+        "[[cbs]]\nbogus = 1\nname = \"us.east\"",
+    ));
+    assert_eq!(key.as_deref(), Some("cbs[1].bogus"));
+    // A missing password names the entry's key and its own variable.
+    let err = Settings::from_toml_str(TWO_SERVERS, &env(&TWO_PASSWORDS[..1])).unwrap_err();
+    assert_eq!(err.key(), Some("cbs[1].sys_pwd"));
+    assert!(
+        err.to_string().contains("RESTOREWATCH_CBS_US_EAST_SYS_PWD"),
+        "{err}"
+    );
+    // A plain RESTOREWATCH_CBS_* key cannot say which server it is for.
+    let mut vars = TWO_PASSWORDS.to_vec();
+    vars.push(("RESTOREWATCH_CBS_URL", "https://x.example.com"));
+    let err = Settings::from_toml_str(TWO_SERVERS, &env(&vars)).unwrap_err();
+    assert_eq!(err.key(), Some("cbs.url"));
+}
+
+#[test]
+fn server_password_variables_are_known_only_for_configured_servers() {
+    use restorewatch::config::{check_env_names, server_password_envs};
+    let servers = server_password_envs(TWO_SERVERS);
+    assert_eq!(
+        servers,
+        [
+            "RESTOREWATCH_CBS_EU_1_SYS_PWD",
+            "RESTOREWATCH_CBS_US_EAST_SYS_PWD"
+        ]
+    );
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert!(check_env_names(names(&["RESTOREWATCH_CBS_US_EAST_SYS_PWD"]), &servers).is_ok());
+    let err = check_env_names(names(&["RESTOREWATCH_CBS_US_WEST_SYS_PWD"]), &servers).unwrap_err();
+    assert_eq!(err.key(), Some("RESTOREWATCH_CBS_US_WEST_SYS_PWD"));
+    assert!(err.to_string().contains("US_EAST"), "{err}");
+    // A single server has no per-name variable.
+    assert!(server_password_envs(BASE).is_empty());
+}
+
+#[test]
+fn the_several_servers_example_loads_with_its_values() {
+    let vars = [
+        ("RESTOREWATCH_CBS_EU_1_SYS_PWD", "pw-eu"),
+        ("RESTOREWATCH_CBS_US_EAST_SYS_PWD", "pw-us"),
+    ];
+    let text = repo_file("config/restorewatch.multi.example.toml");
+    let s = Settings::from_toml_str(&text, &env(&vars)).unwrap();
+    let servers = s.servers();
+    let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
+    assert_eq!(names, ["eu-1", "us-east"]);
+    assert_eq!(servers[1].cbs.sys_pwd.expose_secret(), "pw-us");
+    assert_eq!(servers[1].cbs.max_concurrency, 16);
+    assert!(servers[1].discover.enabled && !servers[0].discover.enabled);
+    assert_eq!(servers[1].watch[0].owner, "reseller-a");
+    assert_eq!(
+        restorewatch::config::server_password_envs(&text),
+        vars.map(|(k, _)| k)
+    );
+}

@@ -12,6 +12,7 @@ use restorewatch::sink::{drain, Sink};
 use serde_json::{json, Value};
 use serenity::all::{ChannelId, RoleId};
 use support::fake_discord::{FakeDiscord, NonceMemory, RecordedRequest, Scripted};
+use support::logs::LogCapture;
 use support::world::{job, Harness};
 use tokio::time::timeout;
 
@@ -48,6 +49,7 @@ fn sink(fake: &FakeDiscord, poller: &Poller, role: Option<u64>) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     DiscordSink::new(&settings(fake, role), poller.store(), render).unwrap()
 }
@@ -117,7 +119,25 @@ async fn a_failed_restore_is_one_message_that_pings_only_the_role() {
     assert_eq!(failed[0]["title"], "Restore failed: obm / set 1");
     assert!(field(&failed[0], "Status").contains(FAILED));
     assert_eq!(field(&failed[0], "Owner"), "—");
-    assert_eq!(failed[0]["footer"]["text"], support::world::SERVER);
+    // Times as Discord's tags, each reader's own zone; the server's zone in the footer.
+    let tag = |text: &str, style: &str| {
+        let inner = text.strip_prefix("<t:").and_then(|t| t.strip_suffix('>'));
+        let (secs, got) = inner.and_then(|i| i.split_once(':')).unwrap_or_default();
+        secs.parse::<i64>().is_ok() && got == style
+    };
+    assert!(tag(field(&failed[0], "Started"), "f"), "{}", failed[0]);
+    let (at, ago) = field(&failed[0], "Ended").split_once(' ').unwrap();
+    assert!(
+        tag(at, "f") && tag(ago.trim_matches(['(', ')']), "R"),
+        "{ago}"
+    );
+    let footer = failed[0]["footer"]["text"].as_str().unwrap();
+    let server_zone = format!("{} · started ", support::world::SERVER);
+    assert!(footer.starts_with(&server_zone), "{footer}");
+    assert!(
+        footer.contains(" · ended ") && footer.ends_with("(UTC)"),
+        "{footer}"
+    );
     assert_eq!(messages[0]["content"], format!("<@&{ROLE}> 1 alert"));
 
     let posts = message_posts(&fake);
@@ -631,12 +651,7 @@ async fn a_404_channel_is_refused_and_logged_once() {
     let fake = FakeDiscord::start().await;
     let sink = sink(&fake, &p, None);
     let logs = LogCapture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish(),
-    );
+    let _guard = logs.install();
     for _ in 0..3 {
         fake.script(RESELLER_A, [Scripted::Status(404)]);
         let report = drain(p.store(), &sink).await.unwrap();
@@ -659,32 +674,6 @@ async fn a_404_channel_is_refused_and_logged_once() {
 }
 
 /// Log lines written to memory.
-#[derive(Clone, Default)]
-struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl LogCapture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
-    type Writer = LogCapture;
-    fn make_writer(&'a self) -> LogCapture {
-        self.clone()
-    }
-}
-
 /// A digest too long for one message is one event sent as several messages (a multi-part
 /// batch). When Discord accepted the first part and the rest failed, the next drain sends
 /// only the parts still missing; with nonce deduplication off, so the batch's record of the

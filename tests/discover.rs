@@ -164,7 +164,8 @@ async fn a_failed_listing_keeps_the_last_list_and_names_the_role() {
     );
 
     let list =
-        restorewatch::commands::watch::list(p.store(), &[], &[], &Scope::default(), false).unwrap();
+        restorewatch::commands::watch::list(p.store(), &[], &[], &Scope::default(), None, false)
+            .unwrap();
     let footer = list.embeds[0].footer.clone().unwrap();
     assert_eq!(footer, "2 watched · config file 0 · chat 0 · discovered 2");
 

@@ -249,6 +249,45 @@ async fn a_server_error_and_discords_length_limits_are_reported() {
 }
 
 #[tokio::test]
+async fn buttons_are_checked_against_discords_limits() {
+    let fake = FakeDiscord::start().await;
+    let post = |components: Value| {
+        let url = format!("{}/api/v10/channels/{ALERTS}/messages", fake.api_base());
+        async move {
+            let raw = reqwest::Client::new()
+                .post(url)
+                .header("authorization", "Bot fake-token")
+                .json(&json!({"content": "x", "components": components}))
+                .send()
+                .await
+                .expect("raw send");
+            raw.status().as_u16()
+        }
+    };
+    let button = |id: &str| json!({"type": 2, "style": 1, "label": "Go", "custom_id": id});
+    let row = |ids: &[&str]| json!({"type": 1, "components": ids.iter().map(|i| button(i)).collect::<Vec<_>>()});
+    assert_eq!(post(json!([row(&["a", "b"]), row(&["c"])])).await, 200);
+    let six: Vec<Value> = (0..6).map(|i| row(&[&i.to_string()])).collect();
+    assert_eq!(post(json!(six)).await, 400, "at most 5 rows");
+    assert_eq!(
+        post(json!([row(&["1", "2", "3", "4", "5", "6"])])).await,
+        400
+    );
+    assert_eq!(
+        post(json!([row(&["a"]), row(&["a"])])).await,
+        400,
+        "ids unique"
+    );
+    assert_eq!(post(json!([row(&[&"x".repeat(101)])])).await, 400);
+    assert_eq!(post(json!([row(&[""])])).await, 400);
+    let long_label = json!({"type": 2, "style": 1, "label": "l".repeat(81), "custom_id": "a"});
+    let long = json!([{"type": 1, "components": [long_label]}]);
+    assert_eq!(post(long).await, 400);
+    assert_eq!(post(json!([{"type": 1, "components": []}])).await, 400);
+    assert_eq!(fake.messages(ALERTS).len(), 1);
+}
+
+#[tokio::test]
 async fn a_hung_request_waits_for_release() {
     let fake = FakeDiscord::start().await;
     let http = http_for(&fake);

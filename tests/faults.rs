@@ -328,6 +328,7 @@ fn sink(fake: &FakeDiscord, p: &Poller) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     DiscordSink::new(&discord_settings(fake), p.store(), render)
         .unwrap()

@@ -114,6 +114,7 @@ fn console() -> ConsoleSink {
         restorewatch::render::RenderOptions {
             mention_role: None,
             timezone: chrono_tz::UTC,
+            servers_named: false,
         },
         Box::new(std::io::sink()),
     )
@@ -121,7 +122,9 @@ fn console() -> ConsoleSink {
 
 #[tokio::test]
 async fn healthz_and_metrics_over_loopback() {
-    let clock: SharedClock = Arc::new(restorewatch::clock::SystemClock);
+    // A fixed midday, so no midnight-grace request for yesterday changes the counts.
+    let now = Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap();
+    let clock: SharedClock = Arc::new(restorewatch::clock::ManualClock::new(now));
     let sim = simulator(clock.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let app = App::build(settings(&sim, dir.path(), ""), clock)
@@ -139,15 +142,15 @@ async fn healthz_and_metrics_over_loopback() {
     assert_eq!(body["discord_token"], "not_configured");
     assert_eq!(body["store_writable"], true);
 
-    sim.add_job(failure(Utc::now() - Duration::minutes(5)));
+    sim.add_job(failure(now - Duration::minutes(5)));
     let (report, drained) = app.cycle_and_deliver(&console()).await.unwrap();
     assert_eq!((report.summary.alerts, drained.delivered), (1, 2));
     // One more event waits, to show up in the outbox gauges.
     sim.add_job(SimJob {
         backup_set_id: "43".into(),
-        ..failure(Utc::now() - Duration::minutes(4))
+        ..failure(now - Duration::minutes(4))
     });
-    app.poller.cycle().await.unwrap();
+    app.cycle().await.unwrap();
 
     let body: Value = http
         .get(format!("{base}/healthz"))
@@ -227,7 +230,7 @@ async fn healthz_names_a_late_cycle_and_an_old_undelivered_event() {
     let shutdown = CancellationToken::new();
     let base = serve(&app, &shutdown).await;
     sim.add_job(failure(clock.now() - Duration::minutes(5)));
-    app.poller.cycle().await.unwrap();
+    app.cycle().await.unwrap();
     // Schedule: every minute. Three minutes later the cycle is late and the alert waits.
     clock.advance(Duration::minutes(3));
     let response = reqwest::get(format!("{base}/healthz")).await.unwrap();

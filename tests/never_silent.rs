@@ -266,6 +266,7 @@ fn discord_sink(
     let render = restorewatch::render::RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     restorewatch::discord::DiscordSink::new(&settings, store, render).unwrap()
 }
@@ -736,6 +737,7 @@ async fn an_outage_opens_after_down_after_cycles_and_a_per_user_error_is_no_reco
             down_since,
             recovered_at,
             caught_up,
+            ..
         }] => {
             assert_eq!((*down_since, *recovered_at), (at(28, 9, 5), at(29, 9, 0)));
             assert_eq!(caught_up, &[day(28)]);

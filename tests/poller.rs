@@ -730,6 +730,7 @@ fn rendered_fields(event: &Event) -> Vec<(String, String)> {
     let opts = restorewatch::render::RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     restorewatch::render::render_event(event, &opts)
         .into_iter()

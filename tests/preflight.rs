@@ -569,3 +569,95 @@ async fn completions_name_the_commands_and_the_check_flags() {
         "an unknown shell is a usage error"
     );
 }
+
+#[tokio::test]
+async fn check_probes_every_cbs_server_and_prints_each_redacted() {
+    let (eu, us) = (simulator().await, simulator().await);
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |name: &str, sim: &SimHandle| {
+        format!(
+            "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\n\
+             [[watch]]\nlogin = \"obm\"\nserver = \"{name}\"\n",
+            sim.url(),
+            sim.sys_user()
+        )
+    };
+    let good = format!("{}{}", entry("eu", &eu), entry("us-2", &us));
+    let path = write_config(dir.path(), &good);
+    let run = |args: &[&str], us_pwd: &str| {
+        let mut cmd = restorewatch(args);
+        cmd.env("RESTOREWATCH_CBS_EU_SYS_PWD", eu.sys_pwd())
+            .env("RESTOREWATCH_CBS_US_2_SYS_PWD", us_pwd);
+        cmd
+    };
+    let config = path.to_str().unwrap();
+    let out = run(&["check", "--config", config], us.sys_pwd())
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for server in ["CBS eu (", "CBS us-2 ("] {
+        assert!(stdout.contains(server), "{server} not probed: {stdout}");
+    }
+    assert_eq!(stdout.matches("credentials of").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("  obm: 0 job(s)").count(), 2, "{stdout}");
+    // A wrong password of one server fails the check, naming that server's probe.
+    let out = run(&["check", "--config", config], "wrong-Pq72")
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{stdout}");
+    let us_part = stdout.split("CBS us-2 (").nth(1).unwrap_or_default();
+    assert!(us_part.contains("FAILED"), "{stdout}");
+    assert!(!stdout.contains("wrong-Pq72"), "{stdout}");
+
+    let out = run(&["check", "--print-config", "--config", config], "pw-Us77")
+        .output()
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!stdout.contains("pw-Us77"), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| *l == "[[cbs]]").count(),
+        2,
+        "{stdout}"
+    );
+    for line in [
+        "name = \"us-2\"  # file",
+        "sys_pwd = \"<redacted>\"  # environment RESTOREWATCH_CBS_EU_SYS_PWD",
+        "sys_pwd = \"<redacted>\"  # environment RESTOREWATCH_CBS_US_2_SYS_PWD",
+        "server = \"us-2\"  # file",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{stdout}"
+        );
+    }
+
+    // A mistake in one entry names its key and exits 2; so does a password variable of a
+    // server the file does not have.
+    std::fs::write(&path, good.replace("name = \"us-2\"", "name = \"EU\"")).unwrap();
+    let out = run(&["check", "--offline", "--config", config], "pw")
+        .output()
+        .await
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cbs[1].name"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    std::fs::write(&path, good.replace("us-2", "us-3")).unwrap();
+    let out = run(&["check", "--offline", "--config", config], "pw")
+        .output()
+        .await
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("RESTOREWATCH_CBS_US_2_SYS_PWD")
+            && stderr.contains("did you mean RESTOREWATCH_CBS_US_3_SYS_PWD?"),
+        "{stderr}"
+    );
+}

@@ -6,7 +6,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
 use restorewatch::cbs::model::{decode_reply, decode_users, DecodeContext, ReplyError};
 use restorewatch::config::Settings;
-use restorewatch::render::escape_markdown;
+use restorewatch::render::{escape_markdown, plain_times};
 use restorewatch::schedule::CronSchedule;
 use restorewatch::store::Store;
 use serde_json::{json, Value};
@@ -192,6 +192,15 @@ proptest! {
         if let Some(why) = live(&out) {
             prop_assert!(false, "{:?} escaped to {:?}: {}", text, out, why);
         }
+    }
+
+    /// The console's reading of Discord time tags takes any text; escaped server text is
+    /// never read as a tag.
+    #[test]
+    fn time_tags_are_read_from_any_text(text in ".{0,60}|(<t:|-?[0-9]{1,22}|:[a-zA-Z]{0,2}|>|\\\\| \\(|\\)|.){0,10}") {
+        let _ = plain_times(&text, chrono_tz::Europe::Berlin);
+        let escaped = escape_markdown(&text);
+        prop_assert_eq!(plain_times(&escaped, chrono_tz::UTC), escaped);
     }
 }
 

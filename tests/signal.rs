@@ -1,6 +1,7 @@
 //! Signal over noise (issue 11), end to end: the CBS simulator → the poller → the sled
 //! store → `DiscordSink` → the fake Discord on loopback. Quiet cycles post nothing,
-//! summaries go where `summary.channel` says, and a roll-up replaces per-cycle summaries.
+//! summaries go where `summary.channel` says, a roll-up replaces per-cycle summaries, and
+//! an alert whose job report cannot be had goes out without it.
 
 mod support;
 
@@ -12,10 +13,12 @@ use restorewatch::discord::DiscordSink;
 use restorewatch::poller::Poller;
 use restorewatch::render::RenderOptions;
 use restorewatch::schedule::CronSchedule;
+use restorewatch::simulator::ReportFault;
 use restorewatch::sink::drain;
 use serde_json::Value;
 use serenity::all::{ChannelId, RoleId};
 use support::fake_discord::FakeDiscord;
+use support::logs::LogCapture;
 use support::world::{job, Harness};
 
 const ALERTS: u64 = 4_000_000_000_000_000_001;
@@ -47,6 +50,7 @@ fn sink(fake: &FakeDiscord, poller: &Poller) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
         timezone: chrono_tz::UTC,
+        servers_named: false,
     };
     DiscordSink::new(&settings(fake), poller.store(), render).unwrap()
 }
@@ -388,4 +392,60 @@ async fn a_baseline_of_1000_users_is_counts_per_owner_and_the_jobs_that_would_ha
         titles(&fake, "Restore failed").is_empty(),
         "recorded, not alerted"
     );
+}
+
+/// `GetRestoreJobReport.do` refused (a Read-Only API user): every failure alert still goes
+/// out, without the report's details, and the logs say so once, not once per job or cycle.
+#[tokio::test]
+async fn refused_reports_are_logged_once_and_every_alert_still_goes_out() {
+    let mut h = Harness::start(&[], at(9, 0)).await;
+    h.baseline_first_cycle = false;
+    for u in 0..3 {
+        h.add_user(&format!("u{u}"), "");
+    }
+    h.sim.set_report_fault(Some(ReportFault::ReadOnlyRole));
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p);
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    for (cycle, minute) in [(0, 10), (1, 20)] {
+        for u in 0..3 {
+            h.sim.add_job(job(
+                &format!("u{u}"),
+                &format!("{cycle}"),
+                at(9, minute - 5),
+                Some(at(9, minute - 1)),
+                FAILED,
+            ));
+        }
+        h.clock.set(at(9, minute));
+        let r = p.cycle().await.unwrap();
+        assert_eq!(r.summary.alerts, 3);
+        assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
+    }
+    assert_eq!(
+        h.sim.report_requests(),
+        6,
+        "each failure's report was asked for"
+    );
+    let alerts = titles(&fake, "Restore failed:");
+    assert_eq!(alerts.len(), 6, "every alert went out");
+    for alert in &alerts {
+        let fields = alert["fields"].as_array().unwrap();
+        let named = |name: &str| fields.iter().any(|f| f["name"] == name);
+        assert!(
+            named("Status") && !named("Last log lines") && !named("Files"),
+            "{alert}"
+        );
+    }
+    let text = logs.text();
+    assert_eq!(
+        text.matches("restore job reports unavailable").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("Admin or API role"), "{text}");
+    assert!(fake.unexpected().is_empty());
 }

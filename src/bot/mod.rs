@@ -7,13 +7,14 @@
 //! answers interactions until the shutdown token is cancelled.
 //!
 //! Access, in this order, at call time:
-//! 1. **The server.** Every interaction (commands and autocomplete alike; any component
-//!    handler added later must call [`commands::guild_allowed`] too) is checked by the
-//!    framework's `command_check` before anything runs: one from another server or a DM
-//!    gets a short ephemeral refusal (an autocomplete gets no choices), is logged at warn
-//!    with the guild id and counted for `/status`. Nothing is looked up or changed.
-//! 2. **The member.** State-changing commands (`/watch add|remove`, `/mute`, `/unmute`)
-//!    need Manage Server, Administrator or `discord.admin_role` ([`commands::require_admin`]).
+//! 1. **The server.** Every interaction is checked with [`commands::guild_allowed`] before
+//!    anything runs: commands and autocomplete by the framework's `command_check`, the
+//!    alert buttons (component interactions, `buttons.rs`) by their handler. One from
+//!    another server or a DM gets a short ephemeral refusal (an autocomplete gets no
+//!    choices), is logged at warn with the guild id and counted for `/status`. Nothing is
+//!    looked up or changed.
+//! 2. **The member.** State-changing commands (`/watch add|remove`, `/mute`, `/unmute`,
+//!    and the alerts' *Mute set 24h* button) need Manage Server, Administrator or `discord.admin_role` ([`commands::require_admin`]).
 //!    They are registered without `default_member_permissions`, so that Discord does not
 //!    refuse a member who holds only the admin role before the bot sees the command; the
 //!    check here is the gate.
@@ -47,6 +48,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+mod buttons;
 mod slash;
 
 /// What the commands need: shared with the rest of the program.
@@ -60,9 +62,21 @@ pub struct BotContext {
     pub started_at: DateTime<Utc>,
 }
 
+/// One backup server as the commands see it.
+struct BotServer {
+    name: String,
+    client: CbsClient,
+    /// The store as this server's poller sees it (its chat-added users).
+    store: Store,
+    /// Its users from the config file.
+    watch: Vec<crate::config::WatchEntry>,
+}
+
 /// poise's user data: the context plus what is derived from it once.
 struct Data {
     app: BotContext,
+    /// Every backup server, the first (`app.cbs`) first.
+    servers: Vec<BotServer>,
     discord: DiscordSettings,
     /// The servers the bot serves (at least one).
     guilds: Vec<serenity::GuildId>,
@@ -94,16 +108,94 @@ impl Data {
         self.discord.public_lookups
     }
 
-    /// Logins on the merged watch list (config and chat).
+    /// Logins on the merged watch lists (config and chat) of every server.
     fn watched(&self) -> Result<BTreeSet<String>, CommandError> {
-        let list = self.app.store.watch_list(&self.app.settings.watch)?;
-        Ok(list.into_iter().map(|w| w.login).collect())
+        let mut logins = BTreeSet::new();
+        for server in &self.servers {
+            let list = server.store.watch_list(&server.watch)?;
+            logins.extend(list.into_iter().map(|w| w.login));
+        }
+        Ok(logins)
     }
 
-    /// The users `scope` may look up, with their owners.
+    /// The users `scope` may look up on any server, with their owners (the first
+    /// server's owner wins).
     fn visible(&self, scope: &Scope) -> Result<BTreeMap<String, String>, CommandError> {
-        let (store, watch) = (&self.app.store, &self.app.settings.watch);
-        Ok(commands::visible_users(store, watch, self.today(), scope)?)
+        let mut users = BTreeMap::new();
+        for server in self.servers.iter().rev() {
+            users.extend(self.visible_on(server, scope)?);
+        }
+        Ok(users)
+    }
+
+    /// The users `scope` may look up on `server`, with their owners.
+    fn visible_on(
+        &self,
+        server: &BotServer,
+        scope: &Scope,
+    ) -> Result<BTreeMap<String, String>, CommandError> {
+        Ok(commands::visible_users_on(
+            &server.store,
+            &server.watch,
+            self.today(),
+            scope,
+            Some(&server.name),
+        )?)
+    }
+
+    /// The first server: the default of `/watch`'s `server:`.
+    fn first_server(&self) -> &BotServer {
+        &self.servers[0]
+    }
+
+    /// The server a `server:` argument names (none: the first).
+    fn named_server(&self, wanted: Option<&str>) -> Result<&BotServer, CommandError> {
+        let names: Vec<String> = self.servers.iter().map(|s| s.name.clone()).collect();
+        let i = commands::restores::named_server(&names, wanted)?;
+        Ok(&self.servers[i])
+    }
+
+    /// Counts and logs an interaction refused for coming from outside our servers.
+    fn note_refusal(&self, guild: Option<serenity::GuildId>, user: serenity::UserId, what: &str) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            guild = guild.map_or_else(|| "none (a DM)".to_owned(), |g| g.get().to_string()),
+            user = user.get(),
+            command = %what,
+            refused_since_start = refused,
+            "interaction from outside the configured server refused"
+        );
+    }
+
+    /// Refuses members who may not change state (see [`commands::require_admin`]);
+    /// `None`: not a guild member (a DM), who may not.
+    fn check_member(&self, member: Option<&serenity::Member>) -> Result<(), CommandError> {
+        let (permissions, roles) = match member {
+            Some(m) => (m.permissions, m.roles.as_slice()),
+            None => (None, &[][..]),
+        };
+        commands::require_admin(permissions, roles, self.discord.admin_role)
+    }
+
+    /// What `member` may see in `channel` (in a thread: `parent` is its channel):
+    /// everything for an admin; else, in a `[[route]]` channel or a thread in one, that
+    /// owner's users.
+    fn scope_of(
+        &self,
+        channel: serenity::ChannelId,
+        parent: Option<serenity::ChannelId>,
+        member: Option<&serenity::Member>,
+    ) -> Scope {
+        let owner = self
+            .discord
+            .routes
+            .iter()
+            .find(|r| r.channel == channel || Some(r.channel) == parent)
+            .map(|r| r.owner.clone());
+        Scope {
+            admin: self.check_member(member).is_ok(),
+            owner,
+        }
     }
 
     /// Writes a change to the audit trail. The change itself is done by now, so a failure
@@ -264,7 +356,22 @@ pub async fn start_with_health(
     let http = http(&discord);
     let clock = ctx.clock.clone();
     let refused = Arc::new(AtomicU64::new(0));
+    let mut servers = Vec::new();
+    for server in ctx.settings.servers() {
+        let name = &server.cbs.server_name;
+        servers.push(BotServer {
+            name: name.clone(),
+            client: if servers.is_empty() {
+                ctx.cbs.clone()
+            } else {
+                server.cbs.client()?
+            },
+            store: ctx.store.server_view(name)?,
+            watch: server.watch.to_vec(),
+        });
+    }
     let data = Data {
+        servers,
         app: ctx,
         discord,
         guilds: guilds.clone(),
@@ -297,6 +404,8 @@ pub async fn start_with_health(
             // poise's default lets replies ping users; ours never ping anyone.
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
+            // Component interactions (the alert buttons) are not commands: routed here.
+            event_handler: |framework, event| Box::pin(buttons::on_event(framework, event)),
             post_command: |ctx| {
                 Box::pin(async move { metrics::command(&ctx.command().qualified_name, "ok") })
             },
@@ -374,43 +483,27 @@ async fn in_our_server(ctx: Context<'_>) -> Result<bool, Error> {
     if commands::guild_allowed(guild, &data.guilds) {
         return Ok(true);
     }
-    let refused = data.refused.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::warn!(
-        guild = guild.map_or_else(|| "none (a DM)".to_owned(), |g| g.get().to_string()),
-        user = ctx.author().id.get(),
-        command = %ctx.command().qualified_name,
-        refused_since_start = refused,
-        "interaction from outside the configured server refused"
-    );
+    data.note_refusal(guild, ctx.author().id, &ctx.command().qualified_name);
     Ok(false)
 }
 
-/// Whether the invoking member is an admin (see [`commands::may_change_state`]).
-fn is_admin(ctx: Context<'_>) -> bool {
-    check_admin(ctx).is_ok()
+/// The invoking member, for a slash command.
+fn member(ctx: Context<'_>) -> Option<&serenity::Member> {
+    match ctx {
+        poise::Context::Application(app) => app.interaction.member.as_deref(),
+        poise::Context::Prefix(_) => None,
+    }
 }
 
-/// What the invoking member may see: everything for an admin; else, in a `[[route]]`
-/// channel or a thread in one, that owner's users.
+/// What the invoking member may see ([`Data::scope_of`]).
 fn scope(ctx: Context<'_>) -> Scope {
-    let channel = ctx.channel_id();
     let parent = match ctx {
         poise::Context::Application(app) => {
             app.interaction.channel.as_ref().and_then(|c| c.parent_id)
         }
         poise::Context::Prefix(_) => None,
     };
-    let owner = ctx
-        .data()
-        .discord
-        .routes
-        .iter()
-        .find(|r| r.channel == channel || Some(r.channel) == parent)
-        .map(|r| r.owner.clone());
-    Scope {
-        admin: is_admin(ctx),
-        owner,
-    }
+    ctx.data().scope_of(ctx.channel_id(), parent, member(ctx))
 }
 
 /// Sends a reply with mentions locked down.
@@ -456,15 +549,7 @@ async fn answer(ctx: Context<'_>, result: CommandResult) -> Result<(), Error> {
 
 /// Refuses members who may not change state (see [`commands::require_admin`]).
 fn check_admin(ctx: Context<'_>) -> Result<(), CommandError> {
-    let member = match ctx {
-        poise::Context::Application(app) => app.interaction.member.as_deref(),
-        poise::Context::Prefix(_) => None,
-    };
-    let (permissions, roles) = match member {
-        Some(m) => (m.permissions, m.roles.as_slice()),
-        None => (None, &[][..]),
-    };
-    commands::require_admin(permissions, roles, ctx.data().discord.admin_role)
+    ctx.data().check_member(member(ctx))
 }
 
 /// Answers an interaction [`in_our_server`] refused: an ephemeral refusal, or no choices

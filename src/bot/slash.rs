@@ -33,6 +33,15 @@ async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutoc
         })
 }
 
+async fn complete_server(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
+    let names = ctx.data().servers.iter().map(|s| &s.name);
+    commands::matching_users(names, partial)
+        .into_iter()
+        .fold(serenity::CreateAutocompleteResponse::new(), |r, name| {
+            r.add_string_choice(name.clone(), name)
+        })
+}
+
 /// Restore jobs of one user on one day, live from the backup server.
 #[poise::command(slash_command)]
 pub(super) async fn restores(
@@ -43,20 +52,40 @@ pub(super) async fn restores(
     #[description = "The day in the server's zone, YYYY-MM-DD (default: today)"] date: Option<
         String,
     >,
+    #[description = "The backup server to ask, when there are several"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
-    let parsed = data.visible(&scope).and_then(|visible| {
-        RestoresArgs::parse(
+    let parsed = commands::parse_login(&user).and_then(|login| {
+        let mut visible = Vec::with_capacity(data.servers.len());
+        for server in &data.servers {
+            visible.push(data.visible_on(server, &scope)?);
+        }
+        let names: Vec<String> = data.servers.iter().map(|s| s.name.clone()).collect();
+        let has_user: Vec<bool> = visible.iter().map(|v| v.contains_key(&login)).collect();
+        let i = commands::restores::pick_server(
+            &names,
+            server.as_deref(),
+            &has_user,
+            &login,
+            scope.admin,
+        )?;
+        let args = RestoresArgs::parse(
             &user,
             date.as_deref(),
             data.now(),
-            data.tz(),
-            &visible,
+            data.servers[i].client.timezone(),
+            &visible[i],
             scope.admin,
-        )
+        )?;
+        Ok((&data.servers[i], args))
     });
-    let args = match parsed {
+    let (server, args) = match parsed {
         Ok(args) => args,
         Err(error) => return answer(ctx, Err(error)).await,
     };
@@ -67,7 +96,8 @@ pub(super) async fn restores(
         ctx.defer_ephemeral().await?;
     }
     let result =
-        commands::restores::restores(&data.app.cbs, &data.app.store, &args, data.public()).await;
+        commands::restores::restores(&server.client, &server.store, &args, page, data.public())
+            .await;
     answer(ctx, result).await
 }
 
@@ -82,14 +112,20 @@ pub(super) async fn failures(
     #[description = "Only this user"]
     #[autocomplete = "complete_user"]
     user: Option<String>,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
     let result = data.visible(&scope).and_then(|visible| {
         commands::failures::failures(
             &data.app.store,
-            days,
-            user.as_deref(),
+            commands::failures::FailuresArgs {
+                days,
+                user: user.as_deref(),
+                page,
+            },
             &visible,
             &scope,
             data.today(),
@@ -118,15 +154,22 @@ async fn watch_add(
     #[autocomplete = "complete_user"]
     user: String,
     #[description = "The user's owner (reseller or sub-admin), if any"] owner: Option<String>,
+    #[description = "The backup server the user is on (default: the first)"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
 ) -> Result<(), Error> {
     if let Err(refused) = check_admin(ctx) {
         return answer(ctx, Err(refused)).await;
     }
     let data = ctx.data();
+    let target = match data.named_server(server.as_deref()) {
+        Ok(target) => target,
+        Err(error) => return answer(ctx, Err(error)).await,
+    };
     let result = commands::watch::add(
-        &data.app.store,
-        &data.app.cbs,
-        &data.app.settings.watch,
+        &target.store,
+        &target.client,
+        &target.watch,
         &user,
         owner.as_deref(),
         &author_label(ctx),
@@ -155,12 +198,17 @@ async fn watch_remove(
     #[description = "The backup user's login name"]
     #[autocomplete = "complete_user"]
     user: String,
+    #[description = "The backup server the user is on (default: the first)"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
 ) -> Result<(), Error> {
     if let Err(refused) = check_admin(ctx) {
         return answer(ctx, Err(refused)).await;
     }
     let data = ctx.data();
-    let result = commands::watch::remove(&data.app.store, &data.app.settings.watch, &user);
+    let result = data
+        .named_server(server.as_deref())
+        .and_then(|target| commands::watch::remove(&target.store, &target.watch, &user));
     if result.is_ok() {
         data.audit(ctx.author(), format!("watch remove {}", code(user.trim())));
     }
@@ -169,21 +217,27 @@ async fn watch_remove(
 
 /// Who is watched, who added them, and who muted whom.
 #[poise::command(slash_command, rename = "list")]
-async fn watch_list(ctx: Context<'_>) -> Result<(), Error> {
+async fn watch_list(
+    ctx: Context<'_>,
+    #[description = "Which page of a long list (each page is up to 10 messages; default: 1)"]
+    #[min = 1]
+    page: Option<i64>,
+    #[description = "The backup server whose users to list (default: the first)"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
+) -> Result<(), Error> {
     let data = ctx.data();
-    let result = data
-        .mutes
-        .active(data.now())
-        .map_err(CommandError::from)
-        .and_then(|mutes| {
-            commands::watch::list(
-                &data.app.store,
-                &data.app.settings.watch,
-                &mutes,
-                &scope(ctx),
-                data.public(),
-            )
-        });
+    let result = data.named_server(server.as_deref()).and_then(|target| {
+        let mutes = data.mutes.active(data.now())?;
+        commands::watch::list(
+            &target.store,
+            &target.watch,
+            &mutes,
+            &scope(ctx),
+            page,
+            data.public(),
+        )
+    });
     answer(ctx, result).await
 }
 

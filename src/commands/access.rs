@@ -98,12 +98,24 @@ pub fn known_users(
     config_watch: &[WatchEntry],
     today: NaiveDate,
 ) -> Result<BTreeMap<String, String>, StoreError> {
+    known_users_on(store, config_watch, today, None)
+}
+
+/// [`known_users`] of one backup server: its watch list (`store` is its view) and its
+/// jobs; `None`: every server's jobs.
+fn known_users_on(
+    store: &Store,
+    config_watch: &[WatchEntry],
+    today: NaiveDate,
+    server: Option<&str>,
+) -> Result<BTreeMap<String, String>, StoreError> {
     let from = today
         .checked_sub_days(Days::new(RECENT_USER_DAYS))
         .unwrap_or(today);
     let mut users: BTreeMap<String, String> = store
         .jobs_between(from, today)?
         .into_iter()
+        .filter(|r| server.is_none_or(|s| r.job.server == s))
         .map(|r| (r.job.login_name, r.job.owner))
         .collect();
     for w in store.watch_list(config_watch)? {
@@ -119,7 +131,18 @@ pub fn visible_users(
     today: NaiveDate,
     scope: &Scope,
 ) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut users = known_users(store, config_watch, today)?;
+    visible_users_on(store, config_watch, today, scope, None)
+}
+
+/// [`visible_users`] of one backup server (see [`known_users_on`]).
+pub fn visible_users_on(
+    store: &Store,
+    config_watch: &[WatchEntry],
+    today: NaiveDate,
+    scope: &Scope,
+    server: Option<&str>,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut users = known_users_on(store, config_watch, today, server)?;
     users.retain(|_, owner| scope.sees_owner(owner));
     Ok(users)
 }

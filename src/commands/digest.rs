@@ -26,17 +26,19 @@ pub fn digest(
     let date = parse_date(date, today)?;
     let mut records = store.jobs_on(date)?;
     records.retain(|r| scope.shows_job_of(&r.job.login_name, visible));
-    let digest = Digest::compute(
+    let digest = Digest::compute_with_acks(
         date,
         tz,
         &records,
         &store.day_health(date)?,
         store.outbox_len(),
         store.refused_destinations()?,
+        &crate::acks::Acks::open(store)?.on(date)?,
     );
     let options = RenderOptions {
         mention_role: None,
         timezone: tz,
+        servers_named: false,
     };
     let mut messages = pack(vec![(false, render_digest(&digest))], &options)
         .into_iter()

@@ -1,9 +1,8 @@
 //! `/failures [days] [user]`: the failed restores the store knows of (failure, partial
 //! failure, unknown), newest first; in a `[[route]]` channel, only its owner's.
 
-use super::restores::LIST_COLOUR;
-use super::{code, job_line, list_embed, not_watched, parse_days, parse_login, quote};
-use super::{CommandResult, Reply, Scope};
+use super::{code, job_line, not_watched, parse_days, parse_login, quote};
+use super::{CommandResult, ListPages, Scope};
 use crate::cbs::model::StatusClass;
 use crate::render::class_colour;
 use crate::store::Store;
@@ -17,18 +16,31 @@ pub const FAILED_CLASSES: [StatusClass; 3] = [
     StatusClass::Unknown,
 ];
 
+/// The arguments of `/failures` as Discord delivered them, unchecked.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailuresArgs<'a> {
+    /// How many dates back, today included (default 1).
+    pub days: Option<i64>,
+    /// Only this login.
+    pub user: Option<&'a str>,
+    /// Which page of a long list (default 1).
+    pub page: Option<i64>,
+}
+
 /// Failures listed on the last `days` dates up to `today` (server zone), of `user` if
 /// given, of the users `scope` sees; `visible` (see [`super::visible_users`]) tells an
-/// unknown user from a quiet one.
+/// unknown user from a quiet one. A long list continues in follow-ups; `page` picks the
+/// follow-ups past [`super::LIST_MESSAGES_MAX`] messages.
 pub fn failures(
     store: &Store,
-    days: Option<i64>,
-    user: Option<&str>,
+    args: FailuresArgs<'_>,
     visible: &BTreeMap<String, String>,
     scope: &Scope,
     today: NaiveDate,
     public: bool,
 ) -> CommandResult {
+    let FailuresArgs { days, user, page } = args;
+    let days_arg = days;
     let days = parse_days(days)?;
     let user = user.map(parse_login).transpose()?;
     if let Some(user) = &user {
@@ -67,15 +79,29 @@ pub fn failures(
         .as_ref()
         .map(|u| format!(" of {}", quote(u)))
         .unwrap_or_default();
-    let title = format!("Failed restores{whose} {span}");
-    let mut embed = list_embed(title, &lines, LIST_COLOUR, None);
-    if records.is_empty() {
-        embed.description = "None.".into();
-        embed.colour = class_colour(StatusClass::Success);
-    } else {
-        embed.colour = class_colour(StatusClass::Failure);
+    let mut command = "/failures".to_owned();
+    if let Some(days) = days_arg {
+        command.push_str(&format!(" days:{days}"));
     }
-    Ok(Reply::embed(embed, !public))
+    if let Some(user) = &user {
+        command.push_str(&format!(" user:{user}"));
+    }
+    let mut reply = ListPages {
+        title: format!("Failed restores{whose} {span}"),
+        lines: &lines,
+        colour: class_colour(StatusClass::Failure),
+        footer: None,
+        command,
+        page,
+    }
+    .reply(!public)?;
+    if records.is_empty() {
+        if let Some(embed) = reply.embeds.first_mut() {
+            embed.description = "None.".into();
+            embed.colour = class_colour(StatusClass::Success);
+        }
+    }
+    Ok(reply)
 }
 
 #[cfg(test)]
@@ -106,18 +132,48 @@ mod tests {
                 job("shop", "1", 20, 9, "RESTORE_STOP_BY_ERROR"),
             ],
         );
-        let reply = failures(&store, Some(3), None, &users(), &all(), day(26), false).unwrap();
+        let reply = failures(
+            &store,
+            FailuresArgs {
+                days: Some(3),
+                ..Default::default()
+            },
+            &users(),
+            &all(),
+            day(26),
+            false,
+        )
+        .unwrap();
         assert!(reply.ephemeral);
         let embed = &reply.embeds[0];
         assert_eq!(embed.title, "Failed restores from 2024-06-24 to 2024-06-26");
         let lines: Vec<&str> = embed.description.lines().collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines[0].starts_with("2024-06-26 · `obm` · **Set 2** · unknown · 10:00"));
+        assert!(lines[0].starts_with(&format!(
+            "2024-06-26 · `obm` · **Set 2** · unknown · <t:{}:f>–<t:{}:t>",
+            at(26, 10).timestamp(),
+            at(26, 11).timestamp()
+        )));
         assert!(lines[0].ends_with("code `SOMETHING_NEW`"), "{}", lines[0]);
-        assert!(lines[1].contains("partial failure · 08:00–09:00"));
+        assert!(lines[1].contains(&format!(
+            "partial failure · <t:{}:f>–<t:{}:t>",
+            at(26, 8).timestamp(),
+            at(26, 9).timestamp()
+        )));
         assert!(lines[2].starts_with("2024-06-24"));
 
-        let today = failures(&store, None, Some("shop"), &users(), &all(), day(26), true).unwrap();
+        let today = failures(
+            &store,
+            FailuresArgs {
+                user: Some("shop"),
+                ..Default::default()
+            },
+            &users(),
+            &all(),
+            day(26),
+            true,
+        )
+        .unwrap();
         assert!(!today.ephemeral);
         assert_eq!(
             today.embeds[0].title,
@@ -139,7 +195,15 @@ mod tests {
         };
         // What visible_users gives that channel: its owner's users only.
         let visible = [("john_doe".to_owned(), "reseller-a".to_owned())].into();
-        let reply = failures(&store, None, None, &visible, &routed, day(26), false).unwrap();
+        let reply = failures(
+            &store,
+            FailuresArgs::default(),
+            &visible,
+            &routed,
+            day(26),
+            false,
+        )
+        .unwrap();
         let text = &reply.embeds[0].description;
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.starts_with("2024-06-26 · `john_doe` · "), "{text}");
@@ -147,22 +211,43 @@ mod tests {
             admin: true,
             ..routed
         };
-        let reply = failures(&store, None, None, &users(), &admin, day(26), false).unwrap();
+        let reply = failures(
+            &store,
+            FailuresArgs::default(),
+            &users(),
+            &admin,
+            day(26),
+            false,
+        )
+        .unwrap();
         assert_eq!(reply.embeds[0].description.lines().count(), 2);
     }
 
     #[test]
     fn bad_days_and_unknown_users_are_refused() {
         let (_dir, store) = store();
-        let zero = failures(&store, Some(0), None, &users(), &all(), day(26), false).unwrap_err();
+        let zero = failures(
+            &store,
+            FailuresArgs {
+                days: Some(0),
+                ..Default::default()
+            },
+            &users(),
+            &all(),
+            day(26),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             zero.to_string(),
             "days: expected a whole number from 1 to 30."
         );
         let unknown = failures(
             &store,
-            None,
-            Some("ghost"),
+            FailuresArgs {
+                user: Some("ghost"),
+                ..Default::default()
+            },
             &users(),
             &all(),
             day(26),

@@ -25,8 +25,8 @@ pub mod status;
 pub mod watch;
 
 pub use access::{
-    guild_allowed, known_users, may_change_state, not_watched, require_admin, visible_users, Scope,
-    OUTSIDE_GUILD_REFUSAL, RECENT_USER_DAYS,
+    guild_allowed, known_users, may_change_state, not_watched, require_admin, visible_users,
+    visible_users_on, Scope, OUTSIDE_GUILD_REFUSAL, RECENT_USER_DAYS,
 };
 
 use crate::cbs::model::RestoreJob;
@@ -204,14 +204,15 @@ pub fn matching_users<'a>(
 }
 
 /// One job as a line of a list: set, class, times, size, and the raw code when the class
-/// is unknown. Backup-server text is escaped.
+/// is unknown. Backup-server text is escaped. The times are Discord's tags, which each
+/// reader sees in their own zone: the start with its date, the end as a time of day.
 pub fn job_line(job: &RestoreJob) -> String {
     use crate::cbs::model::{END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD};
-    let time = |t: Option<crate::cbs::model::ServerTime>, field| {
+    let time = |t: Option<crate::cbs::model::ServerTime>, field, style: char| {
         crate::render::value_or_raw(
             t,
             job.unreadable_field(field),
-            |t| t.format("%H:%M").to_string(),
+            |t| format!("<t:{}:{style}>", t.timestamp()),
             "…",
         )
     };
@@ -225,8 +226,8 @@ pub fn job_line(job: &RestoreJob) -> String {
         "**{}** · {} · {}–{} · {size}",
         escape_markdown(job.backup_set_label()),
         job.class.label(),
-        time(job.start_time, START_TIME_FIELD),
-        time(job.end_time, END_TIME_FIELD),
+        time(job.start_time, START_TIME_FIELD, 'f'),
+        time(job.end_time, END_TIME_FIELD, 't'),
     );
     if job.class == crate::cbs::model::StatusClass::Unknown {
         line.push_str(&format!(" · code {}", code(&job.raw_status)));
@@ -234,35 +235,124 @@ pub fn job_line(job: &RestoreJob) -> String {
     line
 }
 
-/// An embed listing `lines` in its description, as many as fit, then how many were left
-/// out.
-pub fn list_embed(title: String, lines: &[String], colour: u32, footer: Option<String>) -> Embed {
-    // Room for the "…and N more" line.
-    const MORE_LINE_CHARS: usize = 32;
-    let budget = EMBED_DESCRIPTION_MAX_CHARS - MORE_LINE_CHARS;
-    let mut description = String::new();
-    let mut shown = 0;
-    for line in lines {
-        let needed = description.chars().count() + line.chars().count() + 1;
-        if needed > budget {
-            break;
+/// Messages one list reply sends at most: the answer and its follow-ups. A longer list
+/// ends its last message saying which `page:` argument shows the next lines.
+pub const LIST_MESSAGES_MAX: usize = 10;
+/// Characters of lines in one message: the description's limit, less room for the note
+/// pointing to the next page.
+const PAGE_LINES_MAX_CHARS: usize = EMBED_DESCRIPTION_MAX_CHARS - 400;
+
+/// A list for a command reply, however long: one embed per message, every line in
+/// exactly one message (never "… and N more"), at most [`LIST_MESSAGES_MAX`] messages per
+/// reply.
+pub struct ListPages<'a> {
+    pub title: String,
+    pub lines: &'a [String],
+    pub colour: u32,
+    pub footer: Option<String>,
+    /// The command as typed, with its other arguments (e.g. `/failures days:3`), raw text:
+    /// the note that points to the next page appends `page:N` and shows it as code.
+    pub command: String,
+    /// The `page` argument; `None` is the first page.
+    pub page: Option<i64>,
+}
+
+/// The `page` argument of a list with `pages` pages: 1 to `pages`, 1 when absent.
+pub fn parse_page(arg: Option<i64>, pages: usize) -> Result<usize, CommandError> {
+    match arg {
+        None => Ok(1),
+        Some(page) if page >= 1 && page as u64 <= pages as u64 => Ok(page as usize),
+        Some(_) => Err(CommandError::Usage(format!(
+            "page: expected a whole number from 1 to {pages}; this list has {}.",
+            crate::render::plural(pages as u64, "page", "pages")
+        ))),
+    }
+}
+
+impl ListPages<'_> {
+    /// The messages of the requested page: the first for the reply itself, the rest as
+    /// its follow-ups. Titles count the messages (`(2/7)`), footers say which lines each
+    /// holds, and a page that is not the last ends with the command for the next one.
+    pub fn reply(self, ephemeral: bool) -> CommandResult {
+        let chunks = chunk_lines(self.lines);
+        let pages = chunks.len().div_ceil(LIST_MESSAGES_MAX);
+        let page = parse_page(self.page, pages)?;
+        let total = self.lines.len();
+        let messages = chunks.len();
+        let first = (page - 1) * LIST_MESSAGES_MAX;
+        let shown = &chunks[first..(first + LIST_MESSAGES_MAX).min(messages)];
+        let mut embeds: Vec<Embed> = shown
+            .iter()
+            .enumerate()
+            .map(|(i, range)| {
+                let number = first + i + 1;
+                let title = if messages > 1 {
+                    format!("{} ({number}/{messages})", self.title)
+                } else {
+                    self.title.clone()
+                };
+                let description = self.lines[range.clone()]
+                    .iter()
+                    .map(|l| crate::render::cut(l, PAGE_LINES_MAX_CHARS))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let which = (messages > 1)
+                    .then(|| format!("lines {}–{} of {total}", range.start + 1, range.end));
+                let footer = match (self.footer.clone(), which) {
+                    (Some(f), Some(w)) => Some(format!("{f} · {w}")),
+                    (f, w) => f.or(w),
+                };
+                Embed {
+                    title,
+                    description,
+                    colour: self.colour,
+                    fields: Vec::new(),
+                    footer,
+                    timestamp: None,
+                }
+            })
+            .collect();
+        if page < pages {
+            let last_shown = shown.last().map_or(0, |r| r.end);
+            let note = format!(
+                "\n\nPage {page} of {pages}: lines {}–{last_shown} of {total}. \
+                 The next lines: {}",
+                shown.first().map_or(1, |r| r.start + 1),
+                code_span(&format!("{} page:{}", self.command, page + 1)),
+            );
+            if let Some(last) = embeds.last_mut() {
+                last.description.push_str(&note);
+            }
         }
-        description.push_str(line);
-        description.push('\n');
-        shown += 1;
+        let mut embeds = embeds.into_iter().map(Embed::fit);
+        Ok(Reply {
+            content: String::new(),
+            embeds: embeds.next().into_iter().collect(),
+            followups: embeds.map(|e| vec![e]).collect(),
+            ephemeral,
+        })
     }
-    if shown < lines.len() {
-        description.push_str(&format!("…and {} more", lines.len() - shown));
+}
+
+/// Splits `lines` into runs that fit [`PAGE_LINES_MAX_CHARS`] (a line longer than that is
+/// cut and goes alone); at least one run, empty for no lines.
+fn chunk_lines(lines: &[String]) -> Vec<std::ops::Range<usize>> {
+    let mut chunks = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, line) in lines.iter().enumerate() {
+        let len = line.chars().count().min(PAGE_LINES_MAX_CHARS) + usize::from(i > start);
+        if i > start && used + len > PAGE_LINES_MAX_CHARS {
+            chunks.push(start..i);
+            start = i;
+            used = line.chars().count().min(PAGE_LINES_MAX_CHARS);
+        } else {
+            used += len;
+        }
     }
-    Embed {
-        title,
-        description: description.trim_end().to_owned(),
-        colour,
-        fields: Vec::new(),
-        footer,
-        timestamp: None,
+    if start < lines.len() || chunks.is_empty() {
+        chunks.push(start..lines.len());
     }
-    .fit()
+    chunks
 }
 
 #[cfg(test)]
@@ -468,15 +558,76 @@ mod tests {
         assert_eq!(matching_users(&users, "a"), [fits]);
     }
 
+    fn list(lines: &[String], page: Option<i64>) -> CommandResult {
+        ListPages {
+            title: "Things".into(),
+            lines,
+            colour: 0,
+            footer: Some("from here".into()),
+            command: "/things user:a_b".into(),
+            page,
+        }
+        .reply(true)
+    }
+
+    fn messages(reply: &Reply) -> Vec<&Vec<Embed>> {
+        std::iter::once(&reply.embeds)
+            .chain(&reply.followups)
+            .collect()
+    }
+
     #[test]
-    fn a_long_list_says_how_many_were_left_out() {
-        let lines: Vec<String> = (0..500)
-            .map(|i| format!("line {i:03} {}", "x".repeat(40)))
+    fn a_long_list_continues_in_followups_and_pages_reach_every_line() {
+        let lines: Vec<String> = (0..2000)
+            .map(|i| format!("line {i:04} {}", "x".repeat(60)))
             .collect();
-        let embed = list_embed("t".into(), &lines, 0, None);
-        assert!(embed.description.chars().count() <= EMBED_DESCRIPTION_MAX_CHARS);
-        assert!(embed.description.ends_with("more"), "{}", embed.description);
-        let short = list_embed("t".into(), &lines[..2], 0, None);
-        assert_eq!(short.description.lines().count(), 2);
+        let mut seen = vec![0; lines.len()];
+        let mut page = 1;
+        loop {
+            let reply = list(&lines, Some(page)).unwrap();
+            assert!(reply.ephemeral);
+            let messages = messages(&reply);
+            assert!(messages.len() <= LIST_MESSAGES_MAX);
+            for embeds in &messages {
+                assert_eq!(embeds.len(), 1);
+                let e = &embeds[0];
+                assert!(e.description.chars().count() <= EMBED_DESCRIPTION_MAX_CHARS);
+                assert!(e.char_count() <= crate::render::MESSAGE_EMBED_TOTAL_MAX_CHARS);
+                assert!(e.title.starts_with("Things ("), "{}", e.title);
+                assert!(e.footer.as_ref().unwrap().starts_with("from here · lines "));
+                assert!(!e.description.contains("more"), "{}", e.description);
+                for line in e.description.lines().filter(|l| l.starts_with("line ")) {
+                    seen[line[5..9].parse::<usize>().unwrap()] += 1;
+                }
+            }
+            let last = &messages.last().unwrap()[0].description;
+            let next = format!("`/things user:a_b page:{}`", page + 1);
+            if !last.contains(&next) {
+                break;
+            }
+            assert!(last.contains(&format!("Page {page} of ")), "{last}");
+            page += 1;
+        }
+        assert!(page > 1, "2,000 lines need more than one page");
+        assert!(seen.iter().all(|n| *n == 1), "every line exactly once");
+        let past = list(&lines, Some(page + 1)).unwrap_err();
+        assert_eq!(
+            past.to_string(),
+            format!("page: expected a whole number from 1 to {page}; this list has {page} pages.")
+        );
+    }
+
+    #[test]
+    fn a_short_list_is_one_plain_message() {
+        let lines = ["a".to_owned(), "b".to_owned()];
+        let reply = list(&lines, None).unwrap();
+        assert!(reply.followups.is_empty());
+        assert_eq!(reply.embeds[0].title, "Things");
+        assert_eq!(reply.embeds[0].description, "a\nb");
+        assert_eq!(reply.embeds[0].footer.as_deref(), Some("from here"));
+        let empty = list(&[], None).unwrap();
+        assert_eq!(empty.embeds.len(), 1);
+        assert!(list(&lines, Some(2)).is_err());
+        assert!(list(&lines, Some(0)).is_err());
     }
 }

@@ -11,8 +11,8 @@
 //! same answer ([`super::not_watched`]), so nobody can probe which logins exist, and the
 //! first two never reach the backup server.
 
-use super::{job_line, list_embed, not_watched, parse_date, parse_login, quote};
-use super::{CommandError, CommandResult, Reply};
+use super::{code, job_line, not_watched, parse_date, parse_login, quote};
+use super::{CommandError, CommandResult, ListPages};
 use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::CbsClient;
 use crate::render::{class_colour, cut};
@@ -59,12 +59,76 @@ impl RestoresArgs {
     }
 }
 
+/// Which backup server `/restores` asks, as an index into `servers` (the configured
+/// names, in order). `wanted`: the `server:` argument; `has_user[i]`: whether `login` is
+/// one the member may look up on server `i`. With one server, it is asked. With several
+/// and no `server:`, the one server the user is on; a user on several (or, for an admin
+/// who may ask for any login, on none) gets a short answer asking for `server:`. A user
+/// on none is answered as not watched, like with one server.
+pub fn pick_server(
+    servers: &[String],
+    wanted: Option<&str>,
+    has_user: &[bool],
+    login: &str,
+    admin: bool,
+) -> Result<usize, CommandError> {
+    if wanted.is_some_and(|w| !w.trim().is_empty()) || servers.len() <= 1 {
+        return named_server(servers, wanted);
+    }
+    let on: Vec<usize> = (0..servers.len())
+        .filter(|i| has_user.get(*i).copied().unwrap_or(false))
+        .collect();
+    match on[..] {
+        [one] => Ok(one),
+        [] if !admin => Err(not_watched(login)),
+        [] => Err(CommandError::Usage(format!(
+            "server: say which backup server to ask for {}: one of {}.",
+            code(login),
+            server_list(servers)
+        ))),
+        _ => {
+            let names: Vec<String> = on.iter().map(|i| code(&servers[*i])).collect();
+            Err(CommandError::Usage(format!(
+                "user: {} is on several backup servers ({}); say which with server:.",
+                code(login),
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// The backup server a `server:` argument names, as an index into `servers`; none given:
+/// the first. Names are matched without regard to case.
+pub fn named_server(servers: &[String], wanted: Option<&str>) -> Result<usize, CommandError> {
+    let Some(wanted) = wanted.map(str::trim).filter(|w| !w.is_empty()) else {
+        return Ok(0);
+    };
+    (servers.iter())
+        .position(|s| s.eq_ignore_ascii_case(wanted))
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "server: {} is not a backup server of this bot; expected one of {}.",
+                code(wanted),
+                server_list(servers)
+            ))
+        })
+}
+
+/// `` `eu-1`, `us-east` ``
+fn server_list(servers: &[String]) -> String {
+    let names: Vec<String> = servers.iter().map(|s| code(s)).collect();
+    names.join(", ")
+}
+
 /// Looks the jobs up live, falling back to the store when the CBS is unreachable.
-/// `public`: answer visibly to the channel (`discord.public_lookups`).
+/// `public`: answer visibly to the channel (`discord.public_lookups`). A long list
+/// continues in follow-ups; `page` picks the follow-ups past
+/// [`super::LIST_MESSAGES_MAX`] messages.
 pub async fn restores(
     client: &CbsClient,
     store: &Store,
     args: &RestoresArgs,
+    page: Option<i64>,
     public: bool,
 ) -> CommandResult {
     let title = format!("Restores of {} on {}", quote(&args.login), args.date);
@@ -79,7 +143,7 @@ pub async fn restores(
                 .jobs_on(args.date)?
                 .into_iter()
                 .map(|r| r.job)
-                .filter(|j| j.login_name == args.login)
+                .filter(|j| j.login_name == args.login && j.server == client.server_name())
                 .collect();
             // A footer is plain text: no escapes (Embed::fit cleans it).
             let footer = format!(
@@ -99,13 +163,26 @@ pub async fn restores(
     // Newest first: the one people ask about is usually the last.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.start_time));
     let lines: Vec<String> = jobs.iter().map(job_line).collect();
-    let mut embed = list_embed(title, &lines, LIST_COLOUR, Some(footer));
-    if jobs.is_empty() {
-        embed.description = "No restore jobs.".into();
-    } else if let Some(worst) = jobs.iter().map(|j| j.class).max_by_key(|c| severity(*c)) {
-        embed.colour = class_colour(worst);
+    let colour = jobs
+        .iter()
+        .map(|j| j.class)
+        .max_by_key(|c| severity(*c))
+        .map_or(LIST_COLOUR, class_colour);
+    let mut reply = ListPages {
+        title,
+        lines: &lines,
+        colour,
+        footer: Some(footer),
+        command: format!("/restores user:{} date:{}", args.login, args.date),
+        page,
     }
-    Ok(Reply::embed(embed, !public))
+    .reply(!public)?;
+    if jobs.is_empty() {
+        if let Some(embed) = reply.embeds.first_mut() {
+            embed.description = "No restore jobs.".into();
+        }
+    }
+    Ok(reply)
 }
 
 /// Which class colours a list: the worst outcome in it.
@@ -126,6 +203,25 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
 
+    #[test]
+    fn the_server_is_the_named_one_the_users_only_one_or_asked_for() {
+        let servers = vec!["eu".to_owned(), "us".to_owned()];
+        let pick = |wanted, on: &[bool], admin| pick_server(&servers, wanted, on, "obm", admin);
+        assert_eq!(pick(Some(" US "), &[true, true], false).unwrap(), 1);
+        assert_eq!(pick(None, &[false, true], false).unwrap(), 1);
+        let usage = |r: Result<usize, CommandError>| match r {
+            Err(CommandError::Usage(text)) => text,
+            other => panic!("{other:?}"),
+        };
+        assert!(usage(pick(Some("mars"), &[true, true], true)).starts_with("server: `mars`"));
+        assert!(usage(pick(None, &[true, true], false)).contains("several backup servers"));
+        assert!(usage(pick(None, &[false, false], false)).contains("neither watched"));
+        assert!(usage(pick(None, &[false, false], true)).starts_with("server: say which"));
+        // One server: asked whatever the lists say.
+        let one = vec!["eu".to_owned()];
+        assert_eq!(pick_server(&one, None, &[false], "obm", false).unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn live_answer_then_the_store_when_the_cbs_is_down() {
         let (sim, client) = simulator().await;
@@ -141,18 +237,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(args.date, day(25));
-        let live = restores(&client, &store, &args, false).await.unwrap();
+        let live = restores(&client, &store, &args, None, false).await.unwrap();
         assert!(live.ephemeral);
         let embed = &live.embeds[0];
         assert_eq!(embed.footer.as_deref(), Some("live from cbs"));
         assert_eq!(embed.colour, class_colour(StatusClass::Failure));
         let lines: Vec<&str> = embed.description.lines().collect();
-        assert!(lines[0].starts_with("**Set 2** · success · 11:00–12:00 · 2 KiB"));
+        let (start, end) = (at(25, 11).timestamp(), at(25, 12).timestamp());
+        let first = format!("**Set 2** · success · <t:{start}:f>–<t:{end}:t> · 2 KiB");
+        assert!(lines[0].starts_with(&first), "{}", lines[0]);
         assert!(lines[1].starts_with("**Set 1** · failure"));
 
         record(&store, &sim.expected("cbs", "obm", day(25))[..1]);
         sim.set_down(true).await.unwrap();
-        let stored = restores(&client, &store, &args, true).await.unwrap();
+        let stored = restores(&client, &store, &args, None, true).await.unwrap();
         assert!(!stored.ephemeral);
         let footer = stored.embeds[0].footer.clone().unwrap();
         assert!(footer.starts_with("cbs is unreachable"), "{footer}");
@@ -174,12 +272,16 @@ mod tests {
         // Visible (say, seen once) but unknown to the backup server now.
         let args = parse("ghost", false).unwrap();
         assert_eq!(args.date, day(26), "today by default");
-        let unknown = restores(&client, &store, &args, false).await.unwrap_err();
+        let unknown = restores(&client, &store, &args, None, false)
+            .await
+            .unwrap_err();
         assert!(matches!(unknown, CommandError::Usage(_)));
         assert_eq!(unknown.to_string(), unwatched.replace("`obm`", "`ghost`"));
         // An admin may ask for any login; an unknown one reads the same.
         let admin = parse("nobody", true).unwrap();
-        let e = restores(&client, &store, &admin, false).await.unwrap_err();
+        let e = restores(&client, &store, &admin, None, false)
+            .await
+            .unwrap_err();
         assert_eq!(e.to_string(), unwatched.replace("`obm`", "`nobody`"));
         assert!(!unwatched.contains("refused"), "{unwatched}");
     }

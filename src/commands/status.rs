@@ -37,6 +37,37 @@ pub struct StatusReport {
     pub slash_commands: Option<String>,
     /// How user discovery went; `None` when it never ran.
     pub discovery: Option<crate::discover::DiscoveryStatus>,
+    /// Each backup server's cycle, outage and discovery, when there are several (then
+    /// `last_cycle`, `outage` and `discovery` above are not shown); empty with one.
+    pub servers: Vec<ServerStatus>,
+}
+
+/// One of several backup servers, for `/status`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerStatus {
+    pub name: String,
+    pub last_cycle: Option<CycleRecord>,
+    pub outage: Option<Outage>,
+    pub discovery: Option<crate::discover::DiscoveryStatus>,
+}
+
+impl ServerStatus {
+    fn gather(store: &Store, name: &str) -> Result<ServerStatus, crate::store::StoreError> {
+        let view = store.server_view(name)?;
+        Ok(ServerStatus {
+            name: name.to_owned(),
+            last_cycle: view.last_cycle()?,
+            outage: view.outage()?,
+            discovery: discovery_of(&view)?,
+        })
+    }
+}
+
+/// The discovery status kept in `store` (a server's view); `None` when it never ran.
+fn discovery_of(
+    store: &Store,
+) -> Result<Option<crate::discover::DiscoveryStatus>, crate::store::StoreError> {
+    Ok(Some(crate::discover::status(store)?).filter(|d| d.last_attempt.is_some()))
 }
 
 /// How many audit entries `/status` shows.
@@ -65,7 +96,14 @@ impl StatusReport {
             changes: AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?,
             refused_interactions,
             slash_commands: None,
-            discovery: Some(crate::discover::status(store)?).filter(|d| d.last_attempt.is_some()),
+            discovery: discovery_of(store)?,
+            servers: match store.configured_servers()? {
+                names if names.len() > 1 => names
+                    .iter()
+                    .map(|name| ServerStatus::gather(store, name))
+                    .collect::<Result<_, _>>()?,
+                _ => Vec::new(),
+            },
         })
     }
 }
@@ -75,9 +113,9 @@ fn when(at: DateTime<Utc>) -> String {
     format!("<t:{}:f> (<t:{}:R>)", at.timestamp(), at.timestamp())
 }
 
-/// The status embed.
-pub fn status(report: &StatusReport, public: bool) -> CommandResult {
-    let last = match &report.last_cycle {
+/// The last cycle: when, how long, how much.
+fn cycle_text(last_cycle: &Option<CycleRecord>) -> String {
+    match last_cycle {
         Some(c) => format!(
             "{}\ntook {}, {} users, {} requests, {} errors{}",
             when(c.started_at),
@@ -95,16 +133,44 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
             }
         ),
         None => "none yet".to_owned(),
+    }
+}
+
+/// Whether the backup server answers.
+fn outage_text(outage: &Option<Outage>) -> String {
+    match outage {
+        Some(o) => format!("unreachable since {}: {}", when(o.since), quote(&o.error)),
+        None => "answering".to_owned(),
+    }
+}
+
+/// How the last user discovery went.
+fn discovery_text(d: &crate::discover::DiscoveryStatus) -> String {
+    let listed = match d.last_success {
+        Some(at) => format!("{} users, listed {}", d.users, when(at)),
+        None => "no list yet".to_owned(),
     };
+    match &d.last_error {
+        Some(error) => format!(
+            "failed: {}\nkeeping the last list: {listed}",
+            escape_markdown(error)
+        ),
+        None => listed,
+    }
+}
+
+/// The status embed.
+pub fn status(report: &StatusReport, public: bool) -> CommandResult {
+    let last = cycle_text(&report.last_cycle);
     let next = report
         .next_cycle
         .map_or_else(|| "never (the schedule has no next time)".to_owned(), when);
-    let (cbs, colour) = match &report.outage {
-        Some(o) => (
-            format!("unreachable since {}: {}", when(o.since), quote(&o.error)),
-            class_colour(StatusClass::Failure),
-        ),
-        None => ("answering".to_owned(), LIST_COLOUR),
+    let cbs = outage_text(&report.outage);
+    let down = report.outage.is_some() || report.servers.iter().any(|s| s.outage.is_some());
+    let colour = if down {
+        class_colour(StatusClass::Failure)
+    } else {
+        LIST_COLOUR
     };
     let uptime = format_duration((report.now - report.started_at).num_seconds());
     let changes = if report.changes.is_empty() {
@@ -121,10 +187,34 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
         });
         lines.collect::<Vec<_>>().join("\n")
     };
-    let mut fields = vec![
-        EmbedField::new("Last cycle", last, false),
-        EmbedField::new("Next cycle", next, false),
-        EmbedField::new("Backup server", cbs, false),
+    let mut fields = if report.servers.is_empty() {
+        vec![
+            EmbedField::new("Last cycle", last, false),
+            EmbedField::new("Next cycle", next, false),
+            EmbedField::new("Backup server", cbs, false),
+        ]
+    } else {
+        // Several servers: one field each, saying whether it answers, its last cycle and
+        // its discovery.
+        let mut fields = vec![EmbedField::new("Next cycle", next, false)];
+        for server in &report.servers {
+            let mut text = format!(
+                "{}\nlast cycle: {}",
+                outage_text(&server.outage),
+                cycle_text(&server.last_cycle)
+            );
+            if let Some(d) = &server.discovery {
+                text.push_str(&format!("\ndiscovery: {}", discovery_text(d)));
+            }
+            fields.push(EmbedField::new(
+                format!("Backup server {}", escape_markdown(&server.name)),
+                text,
+                false,
+            ));
+        }
+        fields
+    };
+    fields.extend([
         EmbedField::new("Outbox", format!("{} waiting", report.outbox_len), true),
         EmbedField::new(
             "Refusing channels",
@@ -159,7 +249,7 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
         ),
         EmbedField::new("Version", report.version, true),
         EmbedField::new("Uptime", uptime, true),
-    ];
+    ]);
     if let Some(outage) = &report.slash_commands {
         fields.push(EmbedField::new(
             "Slash commands",
@@ -167,19 +257,8 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
             false,
         ));
     }
-    if let Some(d) = &report.discovery {
-        let listed = match d.last_success {
-            Some(at) => format!("{} users, listed {}", d.users, when(at)),
-            None => "no list yet".to_owned(),
-        };
-        let text = match &d.last_error {
-            Some(error) => format!(
-                "failed: {}\nkeeping the last list: {listed}",
-                escape_markdown(error)
-            ),
-            None => listed,
-        };
-        fields.push(EmbedField::new("Discovery", text, false));
+    if let (Some(d), true) = (&report.discovery, report.servers.is_empty()) {
+        fields.push(EmbedField::new("Discovery", discovery_text(d), false));
     }
     let embed = Embed {
         title: "restorewatch status".into(),
@@ -232,6 +311,7 @@ mod tests {
             error: "cannot reach cbs: refused".into(),
         };
         let notice = crate::event::EventKind::CbsUnreachable {
+            server: None,
             since: outage.since,
             reason: outage.reason,
             error: outage.error.clone(),

@@ -5,7 +5,7 @@
 //! cycle as a baseline, so old failures are not re-alerted.
 
 use super::restores::LIST_COLOUR;
-use super::{code, list_embed, parse_login, quote, CommandError, CommandResult, Reply, Scope};
+use super::{code, parse_login, quote, CommandError, CommandResult, ListPages, Reply, Scope};
 use crate::cbs::CbsClient;
 use crate::config::WatchEntry;
 use crate::mutes::Mute;
@@ -127,12 +127,15 @@ pub fn remove(store: &Store, config_watch: &[WatchEntry], login: &str) -> Comman
 }
 
 /// The merged watch list as `scope` sees it: config entries marked as such, chat entries
-/// with who added them and when, and for each user the mutes in force with who set them.
+/// with who added them and when, discovered users, and for each user the mutes in force
+/// with who set them; the footer counts the users by source. A long list continues in
+/// follow-ups; `page` picks the follow-ups past [`super::LIST_MESSAGES_MAX`] messages.
 pub fn list(
     store: &Store,
     config_watch: &[WatchEntry],
     mutes: &[Mute],
     scope: &Scope,
+    page: Option<i64>,
     public: bool,
 ) -> CommandResult {
     let owner = |o: &str| {
@@ -205,17 +208,28 @@ pub fn list(
         "{} watched · config file {} · chat {} · discovered {}",
         c.total, c.config, c.chat, c.discovered
     );
-    let mut embed = list_embed("Watched users".into(), &lines, LIST_COLOUR, Some(counts));
-    if lines.is_empty() {
-        embed.description = "Nobody is watched yet; add a user with `/watch add`.".into();
+    let mut reply = ListPages {
+        title: "Watched users".into(),
+        lines: &lines,
+        colour: LIST_COLOUR,
+        footer: Some(counts),
+        command: "/watch list".into(),
+        page,
     }
-    Ok(Reply::embed(embed, !public))
+    .reply(!public)?;
+    if lines.is_empty() {
+        if let Some(embed) = reply.embeds.first_mut() {
+            embed.description = "Nobody is watched yet; add a user with `/watch add`.".into();
+        }
+    }
+    Ok(reply)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
     use super::*;
+    use crate::render::Embed;
 
     fn config() -> Vec<WatchEntry> {
         vec![WatchEntry {
@@ -292,7 +306,7 @@ mod tests {
             muted_at: at(26, 9),
         };
         let all = Scope::default();
-        let reply = list(&store, &config(), &[mute], &all, false).unwrap();
+        let reply = list(&store, &config(), &[mute], &all, None, false).unwrap();
         assert!(reply.ephemeral);
         let text = &reply.embeds[0].description;
         assert!(
@@ -310,13 +324,46 @@ mod tests {
             text.contains("`john_doe` · added by"),
             "no backslash: {text}"
         );
-        assert!(!list(&store, &[], &[], &all, true).unwrap().ephemeral);
+        assert!(!list(&store, &[], &[], &all, None, true).unwrap().ephemeral);
         let routed = Scope {
             admin: false,
             owner: Some("reseller".into()),
         };
-        let reply = list(&store, &config(), &[], &routed, false).unwrap();
+        let reply = list(&store, &config(), &[], &routed, None, false).unwrap();
         assert_eq!(reply.embeds[0].description.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_long_list_pages_through_every_user_with_counts_by_source() {
+        let (_dir, store) = store();
+        for i in 0..400 {
+            chat_watch(&store, &format!("user{i:03}"));
+        }
+        let all = Scope::default();
+        let reply = list(&store, &config(), &[], &all, None, false).unwrap();
+        let messages: Vec<&Embed> = reply
+            .embeds
+            .iter()
+            .chain(reply.followups.iter().flatten())
+            .collect();
+        assert!(messages.len() > 1, "400 users need follow-ups");
+        let text: String = messages.iter().map(|e| e.description.as_str()).collect();
+        for i in 0..400 {
+            assert_eq!(
+                text.matches(&format!("`user{i:03}`")).count(),
+                1,
+                "user{i:03}"
+            );
+        }
+        assert_eq!(text.matches("`cfg`").count(), 1);
+        for e in &messages {
+            let footer = e.footer.as_deref().unwrap();
+            assert!(
+                footer
+                    .starts_with("401 watched · config file 1 · chat 400 · discovered 0 · lines "),
+                "{footer}"
+            );
+        }
     }
 
     #[test]

@@ -36,7 +36,10 @@ use super::routing::Routes;
 use crate::config::{AlertSettings, DiscordSettings};
 use crate::escalation::pings;
 use crate::event::Event;
-use crate::render::{pack, render_event, Embed, OutMessage, RenderOptions};
+use crate::render::{
+    alert_buttons, pack_items, render_event, Embed, OutMessage, PackItem, RenderOptions,
+    ACK_FIELD_NAME,
+};
 use crate::sink::{Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
@@ -408,7 +411,7 @@ impl DiscordSink {
             // A different set under the same first event cannot have been posted whole;
             // start afresh.
         }
-        let first = pack(self.items(events), &self.render)
+        let first = pack_items(self.items(events), &self.render)
             .into_iter()
             .next()
             .map_or(events.len(), |p| p.items.end);
@@ -422,10 +425,15 @@ impl DiscordSink {
         Ok((batch, false))
     }
 
-    fn items(&self, events: &[&Event]) -> Vec<(bool, Vec<Embed>)> {
+    /// The events as packing items: embeds, ping, and a failure alert's buttons.
+    fn items(&self, events: &[&Event]) -> Vec<PackItem> {
         events
             .iter()
-            .map(|e| (pings(e, &self.alerts), render_event(e, &self.render)))
+            .map(|e| PackItem {
+                ping: pings(e, &self.alerts),
+                embeds: render_event(e, &self.render),
+                buttons: alert_buttons(e),
+            })
             .collect()
     }
 
@@ -452,7 +460,7 @@ impl DiscordSink {
             };
             if !batch.done {
                 let whole: Vec<&Event> = rest[..count].iter().copied().chain(&beyond).collect();
-                let messages = pack(self.items(&whole), &self.render);
+                let messages = pack_items(self.items(&whole), &self.render);
                 let mut rejected = None;
                 for (part, packed) in messages.iter().enumerate().skip(batch.parts_sent) {
                     // The first part of a resumed batch may already be in the channel:
@@ -785,9 +793,9 @@ fn message_request(channel: ChannelId, body: Vec<u8>) -> Request<'static> {
     .body(Some(body))
 }
 
-/// The JSON of a create-message request: content, embeds, the nonce with `enforce_nonce`,
-/// and `allowed_mentions` on every message: exactly the configured role when the message
-/// pings it, nothing at all otherwise.
+/// The JSON of a create-message request: content, embeds, the alerts' button rows, the
+/// nonce with `enforce_nonce`, and `allowed_mentions` on every message: exactly the
+/// configured role when the message pings it, nothing at all otherwise.
 fn message_body(
     message: &OutMessage,
     role: Option<RoleId>,
@@ -805,12 +813,18 @@ fn message_body(
     if !message.content.is_empty() {
         create = create.content(&message.content);
     }
+    if !message.rows.is_empty() {
+        create = create.components(message.rows.iter().map(|r| r.to_serenity()).collect());
+    }
     serde_json::to_vec(&create)
 }
 
 /// Whether `found` (a message read back from Discord) is ours and says what `wanted` (our
 /// create-message body) says: the same content and the same embed titles, descriptions
 /// and field values, in order. Discord adds to an embed (its type, say) but keeps these.
+/// Buttons are not compared, and neither is the field an acknowledgement adds to an
+/// alert (its name is [`ACK_FIELD_NAME`]): a message someone acknowledged before the
+/// read-back is still ours.
 fn same_message(found: &Value, wanted: &Value) -> bool {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let embeds = |m: &Value| -> Vec<(String, String, Vec<String>)> {
@@ -821,7 +835,12 @@ fn same_message(found: &Value, wanted: &Value) -> bool {
                     .map(|e| {
                         let fields = e["fields"]
                             .as_array()
-                            .map(|f| f.iter().map(|f| text(&f["value"])).collect())
+                            .map(|f| {
+                                f.iter()
+                                    .filter(|f| f["name"] != ACK_FIELD_NAME)
+                                    .map(|f| text(&f["value"]))
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         (text(&e["title"]), text(&e["description"]), fields)
                     })
@@ -887,6 +906,7 @@ mod tests {
                 ..Embed::default()
             }],
             mention_role,
+            rows: Vec::new(),
         }
     }
 
@@ -905,6 +925,52 @@ mod tests {
         );
         assert_eq!(b["nonce"], "rw1-1");
         assert_eq!(b["enforce_nonce"], true);
+    }
+
+    #[test]
+    fn alert_rows_are_posted_and_a_read_back_still_recognises_the_message() {
+        use crate::actions::JobRef;
+        use crate::render::ButtonRow;
+        let mut m = message(true);
+        m.embeds[0].fields = vec![crate::render::EmbedField::new("Status", "failure", true)];
+        m.rows = vec![ButtonRow {
+            embed: 0,
+            job: JobRef {
+                date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26),
+                hash: 0xabc,
+            },
+            label: None,
+        }];
+        let b = body(&m, Some(42));
+        let buttons = b["components"][0]["components"].as_array().unwrap();
+        let ids: Vec<&str> = buttons
+            .iter()
+            .map(|b| b["custom_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "alert:ack:2024-06-26:0000000000000abc:0",
+                "alert:mute:2024-06-26:0000000000000abc:0",
+                "alert:jobs:2024-06-26:0000000000000abc:0"
+            ]
+        );
+        let labels: Vec<&str> = buttons
+            .iter()
+            .map(|b| b["label"].as_str().unwrap())
+            .collect();
+        assert_eq!(labels, ["Acknowledge", "Mute set 24h", "Show jobs"]);
+        // What Discord returns: the body, its author, and later maybe an acknowledgement.
+        let mut found = b.clone();
+        found["author"] = json!({"bot": true});
+        assert!(same_message(&found, &b));
+        found["embeds"][0]["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": ACK_FIELD_NAME, "value": "by <@1> · <t:1:f>"}));
+        assert!(same_message(&found, &b), "acknowledged is still ours");
+        found["embeds"][0]["fields"][0]["value"] = json!("success");
+        assert!(!same_message(&found, &b));
     }
 
     #[test]

@@ -63,14 +63,17 @@ impl EmbedField {
     }
 }
 
-/// One message to post: the text above the embeds (where a role mention pings) and the
-/// embeds. `mention_role` says the content mentions the configured role, so the sender
-/// must allow exactly that role to be pinged (and nothing else).
+/// One message to post: the text above the embeds (where a role mention pings), the
+/// embeds, and the alerts' button rows (Discord sink only). `mention_role` says the content
+/// mentions the configured role, so the sender must allow exactly that role to be pinged
+/// (and nothing else).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutMessage {
     pub content: String,
     pub embeds: Vec<Embed>,
     pub mention_role: bool,
+    /// At most [`super::MESSAGE_ROWS_MAX`], one per alert embed that has buttons.
+    pub rows: Vec<super::ButtonRow>,
 }
 
 impl Embed {

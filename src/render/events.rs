@@ -9,6 +9,7 @@ use super::text::{
     code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
     plural, value_or_raw, DASH,
 };
+use super::times::{discord_time, discord_time_ago};
 use super::RenderOptions;
 use crate::cbs::model::{
     JobReport, RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD,
@@ -69,14 +70,39 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             since,
             reason,
             error,
+            ..
         } => cbs_unreachable(*since, *reason, error, opts),
         EventKind::CbsRecovered {
             down_since,
             recovered_at,
             caught_up,
+            ..
         } => cbs_recovered(*down_since, *recovered_at, caught_up, opts),
     };
+    let mut embed = embed;
+    if opts.servers_named {
+        if let Some(server) = event_server(&event.kind).filter(|s| !s.is_empty()) {
+            // In front, so that a long title cut to Discord's limit still names it.
+            embed.title = format!("{} · {}", escape_markdown(server), embed.title);
+        }
+    }
     vec![embed.fit()]
+}
+
+/// The backup server an event is about, when it is about one.
+pub fn event_server(kind: &EventKind) -> Option<&str> {
+    match kind {
+        EventKind::JobFinished { job, .. }
+        | EventKind::JobStuck { job, .. }
+        | EventKind::JobVanished { job, .. } => Some(&job.server),
+        EventKind::FailureStorm { jobs, .. } => jobs.first().map(|j| j.server.as_str()),
+        EventKind::Baseline { would_alert, .. } => would_alert.first().map(|j| j.server.as_str()),
+        EventKind::CycleSummary(s) => Some(&s.server),
+        EventKind::CbsUnreachable { server, .. } | EventKind::CbsRecovered { server, .. } => {
+            server.as_deref()
+        }
+        EventKind::Digest(_) => None,
+    }
 }
 
 /// Whether the event should ping the on-call role: failed, unknown and stuck jobs and an
@@ -135,9 +161,31 @@ fn user_and_set(job: &RestoreJob) -> String {
     )
 }
 
-/// A job time, or the text the server sent when it could not be read, or a dash.
-fn time_or_dash(job: &RestoreJob, at: Option<ServerTime>, field: &str) -> String {
-    value_or_raw(at, job.unreadable_field(field), |t| format_time(&t), DASH)
+/// A job time as Discord's tag, which each reader sees in their own zone (`ago`: and how
+/// long ago); else the text the server sent when it could not be read, or a dash.
+fn time_or_dash(job: &RestoreJob, at: Option<ServerTime>, field: &str, ago: bool) -> String {
+    let tag = |t: ServerTime| {
+        let t = t.with_timezone(&Utc);
+        if ago {
+            discord_time_ago(t)
+        } else {
+            discord_time(t)
+        }
+    };
+    value_or_raw(at, job.unreadable_field(field), tag, DASH)
+}
+
+/// A job card's footer: the server, and the job's times in the server's own zone (the
+/// fields show them in each reader's zone).
+fn job_footer(job: &RestoreJob) -> String {
+    let mut parts = vec![job.server.clone()];
+    if let Some(t) = job.start_time {
+        parts.push(format!("started {}", format_time(&t)));
+    }
+    if let Some(t) = job.end_time {
+        parts.push(format!("ended {}", format_time(&t)));
+    }
+    parts.join(" · ")
 }
 
 /// `failure (`RESTORE_STOP_BY_ERROR`)`: the label people read and the code to search for.
@@ -216,12 +264,12 @@ fn job_finished(
         ),
         EmbedField::new(
             "Started",
-            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            time_or_dash(job, job.start_time, START_TIME_FIELD, false),
             true,
         ),
         EmbedField::new(
             "Ended",
-            time_or_dash(job, job.end_time, END_TIME_FIELD),
+            time_or_dash(job, job.end_time, END_TIME_FIELD, true),
             true,
         ),
         EmbedField::new(
@@ -280,7 +328,7 @@ fn job_finished(
         description,
         colour: class_colour(job.class),
         fields,
-        footer: Some(job.server.clone()),
+        footer: Some(job_footer(job)),
         timestamp: Some(job.end_time.map_or(created_at, |t| t.with_timezone(&Utc))),
     }
 }
@@ -290,7 +338,7 @@ fn job_vanished(job: &RestoreJob, missing_since: DateTime<Utc>, event: &Event) -
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
         EmbedField::new(
             "Started",
-            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            time_or_dash(job, job.start_time, START_TIME_FIELD, true),
             true,
         ),
         EmbedField::new(
@@ -307,7 +355,7 @@ fn job_vanished(job: &RestoreJob, missing_since: DateTime<Utc>, event: &Event) -
             .to_owned(),
         colour: COLOUR_UNKNOWN,
         fields,
-        footer: Some(job.server.clone()),
+        footer: Some(job_footer(job)),
         timestamp: Some(event.created_at),
     }
 }
@@ -318,7 +366,7 @@ fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
         EmbedField::new(
             "Started",
-            time_or_dash(job, job.start_time, START_TIME_FIELD),
+            time_or_dash(job, job.start_time, START_TIME_FIELD, true),
             true,
         ),
         EmbedField::new("Running for", running.as_str(), true),
@@ -333,7 +381,7 @@ fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> Embed {
             .to_owned(),
         colour: COLOUR_STUCK,
         fields,
-        footer: Some(job.server.clone()),
+        footer: Some(job_footer(job)),
         timestamp: Some(event.created_at),
     }
 }
@@ -407,7 +455,8 @@ fn baseline(
                     "Now watching {}{owner}",
                     plural(few.len() as u64, "user", "users")
                 ),
-                lines_within(&lines, EMBED_DESCRIPTION_MAX_CHARS),
+                // At most BASELINE_USER_LINES_MAX lines: they always fit.
+                lines_within(&lines, EMBED_DESCRIPTION_MAX_CHARS, ""),
             )
         }
         many => {
@@ -437,7 +486,7 @@ fn baseline(
             .map(|j| {
                 format!(
                     "{} · {} · {} · {}",
-                    if j.ended.is_empty() { DASH } else { &j.ended },
+                    super::storm::ended_text(j),
                     escape_markdown(&j.login_name),
                     escape_markdown(&j.backup_set),
                     code_span(&j.raw_status)
@@ -447,7 +496,8 @@ fn baseline(
         description.push_str(&format!(
             "\n\nRecorded, not alerted; would have alerted ({}; `/failures` lists them):\n{}",
             would_alert.len(),
-            lines_within(&lines, BASELINE_WOULD_ALERT_MAX_CHARS)
+            // The heading says where to see them all.
+            lines_within(&lines, BASELINE_WOULD_ALERT_MAX_CHARS, "")
         ));
     }
     Embed {
@@ -528,7 +578,6 @@ fn cbs_unreachable(
     error: &str,
     opts: &RenderOptions,
 ) -> Embed {
-    let since_text = format_time(&since.with_timezone(&opts.timezone));
     let (title, advice) = match reason {
         OutageReason::Unreachable => (
             "Backup server unreachable",
@@ -549,14 +598,17 @@ fn cbs_unreachable(
     };
     Embed {
         title: title.to_owned(),
-        description: format!("Since {since_text}. {advice}"),
+        description: format!("Since {}. {advice}", discord_time_ago(since)),
         colour: COLOUR_FAILURE,
         fields: vec![EmbedField::new(
             "Error",
             escaped_or_dash(Some(error)),
             false,
         )],
-        footer: None,
+        footer: Some(format!(
+            "Since {}",
+            format_time(&since.with_timezone(&opts.timezone))
+        )),
         timestamp: Some(since),
     }
 }
@@ -580,25 +632,30 @@ fn cbs_recovered(
             "It was unreachable for {}, from {} to {}. {caught_up} Jobs that ended \
              meanwhile are reported as the cycles pick them up.",
             format_duration((recovered_at - down_since).num_seconds()),
-            zone(down_since),
-            zone(recovered_at),
+            discord_time(down_since),
+            discord_time(recovered_at),
         ),
         colour: COLOUR_SUCCESS,
+        footer: Some(format!(
+            "Down from {} to {}",
+            zone(down_since),
+            zone(recovered_at)
+        )),
         timestamp: Some(recovered_at),
         ..Embed::default()
     }
 }
 
-/// `• name` lines within `max_chars`; what does not fit becomes `… and N more`.
+/// `• name` lines within `max_chars`; what does not fit is counted, with where to see it.
 fn bullet_list(items: &[String], max_chars: usize) -> String {
     let lines: Vec<String> = items
         .iter()
         .map(|item| format!("• {}", cut(&escape_markdown(item), LIST_ITEM_MAX_CHARS)))
         .collect();
-    lines_within(&lines, max_chars)
+    lines_within(&lines, max_chars, MORE_IN_CBS)
 }
 
-/// `• obm, 2024-06-26: message` lines within `max_chars`.
+/// `• obm, 2024-06-26: message` lines within `max_chars`; the log has every one.
 fn error_list(errors: &[PollError], max_chars: usize) -> String {
     let lines: Vec<String> = errors
         .iter()
@@ -611,13 +668,18 @@ fn error_list(errors: &[PollError], max_chars: usize) -> String {
             )
         })
         .collect();
-    lines_within(&lines, max_chars)
+    lines_within(&lines, max_chars, MORE_IN_LOG)
 }
 
+/// Where the rest of a job's list can be seen, after `… and N more`.
+const MORE_IN_CBS: &str = " (the job in CBS lists all)";
+/// Where the rest of a cycle's errors can be read: each is logged with its user and date.
+const MORE_IN_LOG: &str = " (each is in restorewatch's log)";
+
 /// Joins whole lines while they fit in `max_chars`, keeping room for the closing
-/// `… and N more` line that says how many were left out.
-fn lines_within(lines: &[String], max_chars: usize) -> String {
-    let more = |left: usize| format!("… and {left} more");
+/// `… and N more{where_}` line that says how many were left out and where they are.
+fn lines_within(lines: &[String], max_chars: usize, where_: &str) -> String {
+    let more = |left: usize| format!("… and {left} more{where_}");
     let mut out = String::new();
     let mut used = 0;
     for (i, line) in lines.iter().enumerate() {
@@ -665,6 +727,7 @@ mod tests {
         RenderOptions {
             mention_role: Some(42),
             timezone: BERLIN,
+            servers_named: false,
         }
     }
 
@@ -765,8 +828,12 @@ mod tests {
             "failure (`RESTORE_STOP_BY_ERROR`)"
         );
         assert_eq!(field_value(&e, "Duration"), "1h 02m");
-        assert_eq!(field_value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
-        assert_eq!(field_value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
+        // Discord shows these in each reader's zone; the footer keeps the server's.
+        assert_eq!(field_value(&e, "Started"), "<t:1719397392:f>");
+        assert_eq!(
+            field_value(&e, "Ended"),
+            "<t:1719401114:f> (<t:1719401114:R>)"
+        );
         assert_eq!(field_value(&e, "Restore size"), "1.50 GiB");
         assert_eq!(field_value(&e, "Client version"), "9.11.0.0");
         assert_eq!(field_value(&e, "Destination"), "1687755083984");
@@ -776,7 +843,12 @@ mod tests {
         );
         assert_eq!(field_value(&e, "Missed databases (2)"), "• hr\n• payroll");
         assert_eq!(field_value(&e, "Restored databases (1)"), "• sales");
-        assert_eq!(e.footer.as_deref(), Some("cbs-main"));
+        assert_eq!(
+            e.footer.as_deref(),
+            Some(
+                "cbs-main · started 2024-06-26 12:23:12 (CEST) · ended 2024-06-26 13:25:14 (CEST)"
+            )
+        );
         // The job's end, 13:25:14 in Berlin summer time.
         assert_eq!(e.timestamp, Some(utc(11, 25, 14)));
         assert!(e.fields[..9].iter().all(|f| f.inline));
@@ -878,7 +950,10 @@ mod tests {
         );
         // Every field survived; the status and times are untouched.
         assert_eq!(e.fields.len(), 15);
-        assert_eq!(field_value(&e, "Ended"), "2024-06-26 13:25:14 (CEST)");
+        assert_eq!(
+            field_value(&e, "Ended"),
+            "<t:1719401114:f> (<t:1719401114:R>)"
+        );
         let missed = &e.fields[9];
         assert_eq!(missed.name, "Missed databases (2000)");
         assert!(missed.value.starts_with("• db\\_0000\n• db\\_0001\n"));
@@ -892,7 +967,7 @@ mod tests {
         let shown = list.lines().filter(|l| l.starts_with("• ")).count();
         assert_eq!(
             list.lines().last().unwrap(),
-            format!("… and {} more", 2000 - shown)
+            format!("… and {} more (the job in CBS lists all)", 2000 - shown)
         );
         assert_eq!(bullet_list(&items[..2], 1024), "• db0000\n• db0001");
     }
@@ -943,11 +1018,13 @@ mod tests {
             running_secs: 13 * 3600,
         })));
         assert!(wants_ping(&event(EventKind::CbsUnreachable {
+            server: None,
             since: utc(10, 0, 0),
             reason: OutageReason::Unreachable,
             error: "timeout".into(),
         })));
         assert!(!wants_ping(&event(EventKind::CbsRecovered {
+            server: None,
             down_since: utc(10, 0, 0),
             recovered_at: utc(11, 0, 0),
             caught_up: vec![],
@@ -975,7 +1052,14 @@ mod tests {
         assert_eq!(e.title, "Restore still running after 13h: obm / Files");
         assert_eq!(e.colour, COLOUR_STUCK);
         assert_eq!(field_value(&e, "Running for"), "13h");
-        assert_eq!(field_value(&e, "Started"), "2024-06-26 12:23:12 (CEST)");
+        assert_eq!(
+            field_value(&e, "Started"),
+            "<t:1719397392:f> (<t:1719397392:R>)"
+        );
+        assert_eq!(
+            e.footer.as_deref(),
+            Some("cbs-main · started 2024-06-26 12:23:12 (CEST)")
+        );
     }
 
     #[test]
@@ -1032,6 +1116,7 @@ mod tests {
     #[test]
     fn summary_lists_counts_and_errors() {
         let summary = CycleSummary {
+            server: String::new(),
             started_at: utc(11, 0, 0),
             finished_at: utc(11, 0, 3),
             users_polled: 5,
@@ -1095,6 +1180,7 @@ mod tests {
     #[test]
     fn expired_password_says_what_to_do() {
         let e = one(EventKind::CbsUnreachable {
+            server: None,
             since: utc(6, 0, 0),
             reason: OutageReason::PasswordExpired,
             error: "Your password has expired".into(),
@@ -1102,7 +1188,11 @@ mod tests {
         assert_eq!(e.title, "Backup server API password expired");
         assert!(e
             .description
-            .starts_with("Since 2024-06-26 08:00:00 (CEST). "));
+            .starts_with("Since <t:1719381600:f> (<t:1719381600:R>). "));
+        assert_eq!(
+            e.footer.as_deref(),
+            Some("Since 2024-06-26 08:00:00 (CEST)")
+        );
         assert!(e
             .description
             .contains("Change the API user's password in CBS"));
@@ -1114,6 +1204,7 @@ mod tests {
     fn outage_reasons_have_their_own_titles() {
         let title = |reason| {
             one(EventKind::CbsUnreachable {
+                server: None,
                 since: utc(6, 0, 0),
                 reason,
                 error: "x".into(),
@@ -1133,6 +1224,7 @@ mod tests {
     #[test]
     fn recovered_notice_tells_the_outage_length() {
         let e = one(EventKind::CbsRecovered {
+            server: None,
             down_since: utc(9, 58, 0),
             recovered_at: utc(11, 0, 0),
             caught_up: vec![
@@ -1142,9 +1234,13 @@ mod tests {
         });
         assert_eq!(e.title, "Backup server answers again");
         assert!(e.description.starts_with(
-            "It was unreachable for 1h 02m, from 2024-06-26 11:58:00 (CEST) to \
-             2024-06-26 13:00:00 (CEST). Caught up on 2024-06-24, 2024-06-25."
+            "It was unreachable for 1h 02m, from <t:1719395880:f> to <t:1719399600:f>. \
+             Caught up on 2024-06-24, 2024-06-25."
         ));
+        assert_eq!(
+            e.footer.as_deref(),
+            Some("Down from 2024-06-26 11:58:00 (CEST) to 2024-06-26 13:00:00 (CEST)")
+        );
         assert_eq!(e.colour, COLOUR_SUCCESS);
     }
 
@@ -1161,11 +1257,21 @@ mod tests {
             &opts(),
         );
         let packed = crate::render::pack(vec![(true, embeds)], &opts());
-        let text = crate::render::to_text(&packed[0].message);
+        let text = crate::render::to_text(&packed[0].message, BERLIN);
         assert!(text.starts_with("@role:42 1 alert\n\n== Restore failed: obm / Files_[2024] ==\n"));
         assert!(text.contains("\nOwner: reseller-a\n"));
         assert!(text.contains("\nMissed databases (2):\n  • hr\n  • payroll\n"));
-        assert!(text.ends_with("\n-- cbs-main"));
+        // The console has no Discord markup: times read in the configured zone.
+        assert!(
+            text.contains("\nStarted: 2024-06-26 12:23:12 (CEST)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nEnded: 2024-06-26 13:25:14 (CEST)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("<t:"), "{text}");
+        assert!(text.ends_with("\n-- cbs-main · started 2024-06-26 12:23:12 (CEST) · ended 2024-06-26 13:25:14 (CEST)"), "{text}");
         assert!(!text.contains('\\'), "{text}");
     }
 

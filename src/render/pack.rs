@@ -1,10 +1,14 @@
 //! Packing: the embeds of consecutive events go into as few messages as Discord allows,
-//! and a message that carries an alert pings the on-call role; plus the plain-text form of
+//! a message that carries an alert pings the on-call role, and an alert with buttons gets
+//! its action row (at most five per message); plus the plain-text form of
 //! a message for the console sink.
 
+use super::buttons::{AlertButtons, ButtonRow, ACK_FIELD_RESERVE_CHARS, MESSAGE_ROWS_MAX};
 use super::embed::{Embed, OutMessage, MESSAGE_EMBED_TOTAL_MAX_CHARS};
 use super::text::{cut, plural, unescape_markdown};
+use super::times::plain_times;
 use super::RenderOptions;
+use chrono_tz::Tz;
 use std::ops::Range;
 
 /// Embeds per message.
@@ -27,16 +31,38 @@ pub struct Packed {
 /// message whenever they fit in one. Each item is `(wants_ping, embeds)`; a message holding
 /// an item that wants a ping gets the role mention in its content when a role is set.
 /// Every embed is fitted ([`Embed::fit`]) on the way, so the limits hold for any input.
+/// No buttons: see [`pack_items`].
 pub fn pack(items: Vec<(bool, Vec<Embed>)>, opts: &RenderOptions) -> Vec<Packed> {
-    let pings: Vec<bool> = items.iter().map(|(ping, _)| *ping).collect();
+    let items = items.into_iter().map(|(ping, embeds)| PackItem {
+        ping,
+        embeds,
+        buttons: None,
+    });
+    pack_items(items.collect(), opts)
+}
+
+/// One item to pack: its embeds, whether it wants the role ping, and its alert buttons.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackItem {
+    pub ping: bool,
+    pub embeds: Vec<Embed>,
+    pub buttons: Option<AlertButtons>,
+}
+
+/// [`pack`], with the items' buttons: an item with buttons gets an action row under its
+/// first embed. A message holds at most [`MESSAGE_ROWS_MAX`] rows, and keeps
+/// [`ACK_FIELD_RESERVE_CHARS`] free per row for the acknowledgement added later.
+pub fn pack_items(items: Vec<PackItem>, opts: &RenderOptions) -> Vec<Packed> {
+    let pings: Vec<bool> = items.iter().map(|item| item.ping).collect();
     let mut packer = Packer::default();
-    for (index, (_, embeds)) in items.into_iter().enumerate() {
-        packer.add_item(index, embeds.into_iter().map(Embed::fit).collect());
+    for (index, item) in items.into_iter().enumerate() {
+        let embeds = item.embeds.into_iter().map(Embed::fit).collect();
+        packer.add_item(index, embeds, item.buttons);
     }
     packer
         .finish(pings.len())
         .into_iter()
-        .map(|(embeds, range)| {
+        .map(|(embeds, buttons, range)| {
             let alerts = pings[range.clone()].iter().filter(|p| **p).count();
             let content = match opts.mention_role {
                 Some(role) if alerts > 0 => cut(
@@ -45,11 +71,22 @@ pub fn pack(items: Vec<(bool, Vec<Embed>)>, opts: &RenderOptions) -> Vec<Packed>
                 ),
                 _ => String::new(),
             };
+            let several = buttons.len() > 1;
+            let rows = buttons
+                .into_iter()
+                .map(|(embed, b)| ButtonRow {
+                    // At most MESSAGE_EMBEDS_MAX (10) embeds: the index fits.
+                    embed: embed as u8,
+                    job: b.job,
+                    label: several.then_some(b.label),
+                })
+                .collect();
             Packed {
                 message: OutMessage {
                     mention_role: !content.is_empty(),
                     content,
                     embeds,
+                    rows,
                 },
                 items: range,
             }
@@ -57,21 +94,32 @@ pub fn pack(items: Vec<(bool, Vec<Embed>)>, opts: &RenderOptions) -> Vec<Packed>
         .collect()
 }
 
+/// A message's embeds, its button rows (embed index, buttons) and the items it carries.
+type Filled = (Vec<Embed>, Vec<(usize, AlertButtons)>, Range<usize>);
+
 /// The message being filled, and the ones already full.
 #[derive(Default)]
 struct Packer {
-    done: Vec<(Vec<Embed>, Range<usize>)>,
+    done: Vec<Filled>,
     embeds: Vec<Embed>,
+    rows: Vec<(usize, AlertButtons)>,
     chars: usize,
     /// The first item in the open message; `None` while it has none.
     first_item: Option<usize>,
 }
 
 impl Packer {
-    fn add_item(&mut self, index: usize, embeds: Vec<Embed>) {
-        let chars: usize = embeds.iter().map(Embed::char_count).sum();
+    fn add_item(&mut self, index: usize, embeds: Vec<Embed>, mut buttons: Option<AlertButtons>) {
+        let reserve = if buttons.is_some() {
+            ACK_FIELD_RESERVE_CHARS
+        } else {
+            0
+        };
+        let chars: usize = embeds.iter().map(Embed::char_count).sum::<usize>() + reserve;
+        let rows = usize::from(buttons.is_some());
         let fits_open = self.embeds.len() + embeds.len() <= MESSAGE_EMBEDS_MAX
-            && self.chars + chars <= MESSAGE_EMBED_TOTAL_MAX_CHARS;
+            && self.chars + chars <= MESSAGE_EMBED_TOTAL_MAX_CHARS
+            && self.rows.len() + rows <= MESSAGE_ROWS_MAX;
         let fits_alone =
             embeds.len() <= MESSAGE_EMBEDS_MAX && chars <= MESSAGE_EMBED_TOTAL_MAX_CHARS;
         if !fits_open && fits_alone {
@@ -81,14 +129,19 @@ impl Packer {
         self.first_item.get_or_insert(index);
         let mut started_here = false;
         for embed in embeds {
-            let n = embed.char_count();
+            // The first embed carries the item's row, and the room kept for it.
+            let n = embed.char_count() + if buttons.is_some() { reserve } else { 0 };
             if self.embeds.len() == MESSAGE_EMBEDS_MAX
                 || self.chars + n > MESSAGE_EMBED_TOTAL_MAX_CHARS
+                || (buttons.is_some() && self.rows.len() == MESSAGE_ROWS_MAX)
             {
                 // The item does not fit any one message: split it. The closed message
                 // carries part of it when it already holds some of its embeds.
                 self.close(if started_here { index + 1 } else { index });
                 self.first_item = Some(index);
+            }
+            if let Some(buttons) = buttons.take() {
+                self.rows.push((self.embeds.len(), buttons));
             }
             self.chars += n;
             self.embeds.push(embed);
@@ -102,16 +155,19 @@ impl Packer {
             return;
         }
         let start = self.first_item.take().unwrap_or(end);
-        self.done
-            .push((std::mem::take(&mut self.embeds), start..end));
+        self.done.push((
+            std::mem::take(&mut self.embeds),
+            std::mem::take(&mut self.rows),
+            start..end,
+        ));
         self.chars = 0;
     }
 
-    fn finish(mut self, item_count: usize) -> Vec<(Vec<Embed>, Range<usize>)> {
+    fn finish(mut self, item_count: usize) -> Vec<Filled> {
         if self.embeds.is_empty() {
             // Trailing items without embeds ride with the last message, so the delivery
             // retires them with it.
-            if let (Some(_), Some((_, last))) = (self.first_item, self.done.last_mut()) {
+            if let (Some(_), Some((_, _, last))) = (self.first_item, self.done.last_mut()) {
                 last.end = item_count;
             }
         } else {
@@ -123,8 +179,10 @@ impl Packer {
 
 /// A message as a person would read it in Discord, in plain text: the ping line, then per
 /// embed its title, description, `name: value` lines and footer. Markdown escapes are
-/// removed, so names show as the backup server sent them.
-pub fn to_text(message: &OutMessage) -> String {
+/// removed, so names show as the backup server sent them; Discord's time tags show as
+/// times in `tz` ([`plain_times`]).
+pub fn to_text(message: &OutMessage, tz: Tz) -> String {
+    let plain = |text: &str| unescape_markdown(&plain_times(text, tz));
     let mut blocks = Vec::new();
     if !message.content.is_empty() {
         blocks.push(readable_mentions(&message.content));
@@ -132,14 +190,14 @@ pub fn to_text(message: &OutMessage) -> String {
     for embed in &message.embeds {
         let mut lines = Vec::new();
         if !embed.title.is_empty() {
-            lines.push(format!("== {} ==", unescape_markdown(&embed.title)));
+            lines.push(format!("== {} ==", plain(&embed.title)));
         }
         if !embed.description.is_empty() {
-            lines.push(unescape_markdown(&embed.description));
+            lines.push(plain(&embed.description));
         }
         for field in &embed.fields {
-            let value = unescape_markdown(&field.value);
-            let name = unescape_markdown(&field.name);
+            let value = plain(&field.value);
+            let name = plain(&field.name);
             if value.contains('\n') {
                 lines.push(format!("{name}:"));
                 lines.extend(value.lines().map(|l| format!("  {l}")));
@@ -175,6 +233,7 @@ mod tests {
         RenderOptions {
             mention_role: role,
             timezone: chrono_tz::UTC,
+            servers_named: false,
         }
     }
 
@@ -329,6 +388,84 @@ mod tests {
     }
 
     #[test]
+    fn alert_buttons_get_one_row_each_and_at_most_five_per_message() {
+        use crate::actions::JobRef;
+        let alert = |i: u64| PackItem {
+            ping: true,
+            embeds: vec![embed(&format!("alert{i}"), 100)],
+            buttons: Some(AlertButtons {
+                job: JobRef {
+                    date: None,
+                    hash: i,
+                },
+                label: format!("user{i} / Files"),
+            }),
+        };
+        let plain = PackItem {
+            ping: false,
+            embeds: vec![embed("summary", 100)],
+            buttons: None,
+        };
+        let mut items = vec![plain.clone()];
+        items.extend((0..7).map(alert));
+        items.push(plain);
+        let packed = pack_items(items, &opts(None));
+        let rows: Vec<usize> = packed.iter().map(|p| p.message.rows.len()).collect();
+        assert_eq!(
+            rows,
+            [5, 2],
+            "8 embeds would fit one message, 7 rows do not"
+        );
+        for p in &packed {
+            within_message_limits(p);
+            for row in &p.message.rows {
+                let title = &p.message.embeds[usize::from(row.embed)].title;
+                assert_eq!(
+                    title,
+                    &format!("alert{}", row.job.hash),
+                    "row under its embed"
+                );
+                assert!(row
+                    .ack_label()
+                    .ends_with(&format!("user{} / Files", row.job.hash)));
+            }
+        }
+        assert_eq!(titles(&packed).len(), 9);
+        // Alone in its message, the button says just "Acknowledge".
+        let single = pack_items(vec![alert(1)], &opts(None));
+        assert_eq!(single[0].message.rows[0].ack_label(), "Acknowledge");
+        // The console's packing has no buttons.
+        assert!(pack(vec![(true, vec![embed("a", 10)])], &opts(None))[0]
+            .message
+            .rows
+            .is_empty());
+    }
+
+    #[test]
+    fn room_is_kept_for_each_acknowledgement() {
+        use crate::actions::JobRef;
+        let alert = |i: u64| PackItem {
+            ping: true,
+            embeds: vec![embed(&format!("a{i}"), 2000)],
+            buttons: Some(AlertButtons {
+                job: JobRef {
+                    date: None,
+                    hash: i,
+                },
+                label: String::new(),
+            }),
+        };
+        // Three 2,000-character embeds fill 6,000 exactly; with room for their
+        // acknowledgements only two fit a message.
+        let packed = pack_items((0..3).map(alert).collect(), &opts(None));
+        assert_eq!(packed.len(), 2);
+        for p in &packed {
+            let chars: usize = p.message.embeds.iter().map(Embed::char_count).sum();
+            assert!(chars + p.message.rows.len() * ACK_FIELD_RESERVE_CHARS <= 6000);
+        }
+    }
+
+    #[test]
     fn text_card_reads_without_escapes() {
         let message = OutMessage {
             content: "<@&42> 1 alert".into(),
@@ -344,9 +481,10 @@ mod tests {
                 timestamp: None,
             }],
             mention_role: true,
+            rows: Vec::new(),
         };
         assert_eq!(
-            to_text(&message),
+            to_text(&message, chrono_tz::UTC),
             "@role:42 1 alert\n\n\
              == Restore failed: obm / **x** @everyone ==\n\
              Status: failure (`RESTORE_STOP_BY_ERROR`)\n\

@@ -1,16 +1,28 @@
-//! The storm card: "N restores failed", one line per job (ended · user · set · code),
+//! The storm card: "N restores failed", one line per job (ended · user · set · code; the
+//! end as Discord's time tag),
 //! cut to a size that leaves room for the first few individual alerts in the same message,
 //! with the rest counted and a pointer to `/failures`. Every failure is listed or counted,
 //! exactly once.
 
 use super::embed::Embed;
-use super::text::{code_span, escape_markdown, plural};
+use super::text::{code_span, escape_markdown, plural, DASH};
+use super::times::discord_time;
 use crate::event::{Event, StormJob};
 
 /// Characters of the card's lines: the description's limit is 4,096, and the card shares a
 /// message (6,000 characters) with the first few alerts.
 pub const STORM_LINES_MAX_CHARS: usize = 3000;
 const COLOUR_STORM: u32 = 0xED4245;
+
+/// When a listed job ended: Discord's time tag (each reader's zone), else the server's
+/// text (events queued before the tag was kept), else a dash.
+pub fn ended_text(job: &StormJob) -> String {
+    match job.ended_at {
+        Some(at) => discord_time(at),
+        None if job.ended.is_empty() => DASH.to_owned(),
+        None => job.ended.clone(),
+    }
+}
 
 /// The storm card of `jobs` (already in order).
 pub fn storm_card(owner: Option<&str>, jobs: &[StormJob], event: &Event) -> Embed {
@@ -19,11 +31,7 @@ pub fn storm_card(owner: Option<&str>, jobs: &[StormJob], event: &Event) -> Embe
     for job in jobs {
         let line = format!(
             "{} · {} · {} · {}\n",
-            if job.ended.is_empty() {
-                "—"
-            } else {
-                &job.ended
-            },
+            ended_text(job),
             escape_markdown(&job.login_name),
             escape_markdown(&job.backup_set),
             code_span(&job.raw_status),
@@ -68,11 +76,13 @@ mod tests {
     fn jobs(n: usize) -> Vec<StormJob> {
         (0..n)
             .map(|i| StormJob {
+                server: "cbs".into(),
                 ended: "2024-06-26 09:02".into(),
                 login_name: format!("user{i:04}"),
                 backup_set: "Files".into(),
                 job_id: format!("job-{i}"),
                 raw_status: "RESTORE_STOP_BY_ERROR".into(),
+                ended_at: Some(Utc::now()),
             })
             .collect()
     }
@@ -103,5 +113,27 @@ mod tests {
             assert!(card.description.chars().count() <= 4096);
             assert!(card.description.contains("/failures"));
         }
+    }
+
+    #[test]
+    fn times_are_discord_tags_and_older_events_keep_their_text() {
+        let mut listed = jobs(1);
+        let at = Utc::now();
+        listed[0].ended_at = Some(at);
+        let card = storm_card(None, &listed, &event());
+        let tag = format!("<t:{}:f> · user0000 · Files · ", at.timestamp());
+        assert!(card.description.starts_with(&tag), "{}", card.description);
+        // Queued by an earlier version: no `ended_at` in the stored record.
+        let old: StormJob = serde_json::from_value(serde_json::json!({
+            "ended": "2024-06-26 09:02", "login_name": "obm", "backup_set": "Files",
+            "job_id": "j", "raw_status": "RESTORE_STOP_BY_ERROR"
+        }))
+        .unwrap();
+        assert_eq!(ended_text(&old), "2024-06-26 09:02");
+        let unsent = StormJob {
+            ended: String::new(),
+            ..old
+        };
+        assert_eq!(ended_text(&unsent), DASH);
     }
 }

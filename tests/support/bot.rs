@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 /// Upper bound on any wait; the real waits are milliseconds.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub const SERVER: &str = "cbs-test";
+/// The second backup server of [`Harness::start_two_servers`].
+pub const SECOND: &str = "cbs-two";
 /// The configured `discord.admin_role`.
 pub const ADMIN_ROLE: u64 = 5_000_000_000_000_000_001;
 /// Discord's MANAGE_GUILD bit, as registration and member permissions carry it.
@@ -52,6 +54,8 @@ pub fn sim_job(login: &str, set: &str, day: &str, hour: u32, status: &str) -> Si
 pub struct Harness {
     pub fake: FakeDiscord,
     pub sim: SimHandle,
+    /// The second backup server of [`Harness::start_two_servers`] ([`SECOND`]).
+    pub second: Option<SimHandle>,
     pub dir: TempDir,
     pub settings: Settings,
     /// The clock of the bot, the pollers and the simulator.
@@ -136,12 +140,81 @@ impl Harness {
         Harness {
             fake,
             sim,
+            second: None,
             dir,
             settings,
             clock: Arc::new(manual.clone()),
             manual,
             started: std::cell::Cell::new(0),
         }
+    }
+
+    /// Two backup servers: [`SERVER`] (the simulator `sim`, users `obm` and `newbie`) and
+    /// [`SECOND`] (`second`, users `obm` and `solo`), as `[[cbs]]` entries; `obm` is watched
+    /// on both, `solo` on the second only.
+    pub async fn start_two_servers() -> Harness {
+        let mut h = Self::start().await;
+        let second = Simulator::new(SimConfig::with_clock(h.clock.clone()))
+            .start()
+            .await
+            .expect("second simulator starts");
+        for login in ["obm", "solo"] {
+            second.add_user(SimUser {
+                login: login.into(),
+                owner: String::new(),
+                user_id: login.into(),
+            });
+        }
+        let toml = format!(
+            r#"
+            [[cbs]]
+            name = "{SERVER}"
+            url = "{url}"
+            sys_user = "{user}"
+            sys_pwd = "{pwd}"
+            request_timeout = "5s"
+
+            [[cbs]]
+            name = "{SECOND}"
+            url = "{url2}"
+            sys_user = "{user2}"
+            sys_pwd = "{pwd2}"
+            request_timeout = "5s"
+
+            [[watch]]
+            login = "obm"
+            server = "{SERVER}"
+
+            [[watch]]
+            login = "obm"
+            server = "{SECOND}"
+
+            [[watch]]
+            login = "solo"
+            server = "{SECOND}"
+
+            [state]
+            path = "{state}"
+
+            [discord]
+            token = "fake-token"
+            alert_channel = "1"
+            api_base = "{api}"
+            guild_id = "{GUILD_ID}"
+            admin_role = "{ADMIN_ROLE}"
+            "#,
+            url = h.sim.url(),
+            user = h.sim.sys_user(),
+            pwd = h.sim.sys_pwd(),
+            url2 = second.url(),
+            user2 = second.sys_user(),
+            pwd2 = second.sys_pwd(),
+            state = h.dir.path().display(),
+            api = h.fake.api_base(),
+        );
+        h.settings = Settings::from_toml_str(&toml, &|_| None).expect("two-server config");
+        h.second = Some(second);
+        h
     }
 
     pub fn cbs(&self) -> CbsClient {
@@ -172,6 +245,10 @@ impl Harness {
     }
 
     pub async fn start_bot_with(&self, store: Store) -> Running {
+        // As the program does before it starts the bot: the store learns its servers.
+        let servers = self.settings.servers();
+        let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
+        store.check_server_names(&names).expect("the store is ours");
         let shutdown = CancellationToken::new();
         let ctx = BotContext {
             store: store.clone(),

@@ -3,7 +3,9 @@
 //! [`FakeDiscord::start`] binds two servers on `127.0.0.1:0`: a REST API (axum) that answers
 //! the handful of routes the bot uses the way Discord does, and a websocket gateway
 //! (tokio-tungstenite) that says HELLO, answers IDENTIFY with READY, acknowledges heartbeats
-//! and lets a test inject dispatch events such as `INTERACTION_CREATE`. Point serenity at it
+//! and lets a test inject dispatch events such as `INTERACTION_CREATE`: slash commands, and
+//! presses on a message's buttons ([`FakeDiscord::press`]), whose `UPDATE_MESSAGE` answer
+//! edits that message as Discord does. Point serenity at it
 //! with `HttpBuilder::new(token).proxy(fake.api_base()).ratelimiter_disabled(true)`; the
 //! client then learns the gateway address from `GET /api/v10/gateway`.
 //!
@@ -74,6 +76,11 @@ const MAX_FIELD_NAME_CHARS: usize = 256;
 const MAX_FIELD_VALUE_CHARS: usize = 1024;
 const MAX_FOOTER_CHARS: usize = 2048;
 const MAX_AUTHOR_NAME_CHARS: usize = 256;
+/// Discord's limits on a message's components.
+const MAX_ACTION_ROWS: usize = 5;
+const MAX_ROW_BUTTONS: usize = 5;
+const MAX_CUSTOM_ID_CHARS: usize = 100;
+const MAX_BUTTON_LABEL_CHARS: usize = 80;
 
 /// A canned answer to the next `POST /channels/{id}/messages` of one channel, given instead
 /// of the normal handling (queue them with [`FakeDiscord::script`]).
@@ -212,6 +219,8 @@ struct InteractionRecord {
     id: u64,
     token: String,
     channel_id: u64,
+    /// For a button press: the id of the message the button is on.
+    message_id: Option<u64>,
     callback: Option<Value>,
     original: Option<Value>,
     followups: Vec<Value>,
@@ -586,10 +595,15 @@ impl FakeDiscord {
                 .and_then(Value::as_str)
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(CHANNEL_ID);
+            let message_id = payload
+                .pointer("/message/id")
+                .and_then(Value::as_str)
+                .and_then(|m| m.parse().ok());
             inner.interactions.push(InteractionRecord {
                 id,
                 token: token.clone(),
                 channel_id,
+                message_id,
                 callback: None,
                 original: None,
                 followups: Vec::new(),
@@ -606,6 +620,45 @@ impl FakeDiscord {
             .or_insert_with(|| json!(self.shared.application_id.to_string()));
         self.dispatch("INTERACTION_CREATE", payload);
         interaction
+    }
+
+    /// Presses the button `custom_id` on the message `message_id` (as it is now, after any
+    /// edits): `INTERACTION_CREATE` of a component interaction (type 3) with the message,
+    /// from the member and guild `by` says (its name and options are not used).
+    ///
+    /// # Panics
+    /// If there is no such message, or no such button on it.
+    pub fn press(
+        &self,
+        message_id: &str,
+        custom_id: &str,
+        by: SlashCommand,
+    ) -> InjectedInteraction {
+        let (channel_id, message) = {
+            let inner = self.shared.lock();
+            let found = inner.messages.iter().find(|(_, m)| m["id"] == message_id);
+            found.cloned().expect("press: no message with that id")
+        };
+        let has_button = message["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+            .any(|b| b["custom_id"] == custom_id);
+        assert!(has_button, "press: no button {custom_id} on {message}");
+        let mut payload = by.build();
+        payload["type"] = json!(3);
+        payload["channel_id"] = json!(channel_id.to_string());
+        payload["channel"]["id"] = json!(channel_id.to_string());
+        payload["data"] = json!({"custom_id": custom_id, "component_type": 2});
+        payload["message"] = message;
+        self.inject_interaction(payload)
+    }
+
+    /// The message `message_id` of `channel_id` as it is now.
+    pub fn message(&self, channel_id: u64, message_id: &str) -> Option<Value> {
+        let messages = self.messages(channel_id);
+        messages.into_iter().find(|m| m["id"] == message_id)
     }
 
     /// A slash-command interaction payload from the default member in the default guild and
@@ -1328,6 +1381,7 @@ fn validate_message(body: &Value) -> Result<(), Rejection> {
             "Must be 10 or fewer in length.",
         ));
     }
+    validate_components(body.get("components"))?;
     let mut total = 0;
     for (i, embed) in embeds.iter().enumerate() {
         let i = i.to_string();
@@ -1382,6 +1436,65 @@ fn validate_message(body: &Value) -> Result<(), Rejection> {
     if total > MAX_EMBED_TOTAL_CHARS {
         let message = "Embed size exceeds maximum size of 6000";
         return Err(invalid_form_body(&["embeds"], message));
+    }
+    Ok(())
+}
+
+/// Checks a message's `components` as Discord does for buttons: at most 5 action rows
+/// (type 1) of 1 to 5 buttons (type 2), each with a style, a label of at most 80 characters
+/// and (but for link buttons, style 5) a `custom_id` of 1 to 100 characters, unique in the
+/// message. Anything else (select menus included: the bot posts none) is a 400.
+fn validate_components(components: Option<&Value>) -> Result<(), Rejection> {
+    let Some(components) = components.filter(|c| !c.is_null()) else {
+        return Ok(());
+    };
+    let Some(rows) = components.as_array() else {
+        return Err(invalid_form_body(&["components"], "Must be an array."));
+    };
+    if rows.len() > MAX_ACTION_ROWS {
+        let message = "Must be 5 or fewer in length.";
+        return Err(invalid_form_body(&["components"], message));
+    }
+    let mut ids = HashSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        let i = i.to_string();
+        let buttons = row.get("components").and_then(Value::as_array);
+        let buttons = match (row.get("type").and_then(Value::as_u64), buttons) {
+            (Some(1), Some(b)) if !b.is_empty() && b.len() <= MAX_ROW_BUTTONS => b,
+            _ => {
+                let message = "An action row holds 1 to 5 components.";
+                return Err(invalid_form_body(&["components", &i], message));
+            }
+        };
+        for (j, button) in buttons.iter().enumerate() {
+            let j = j.to_string();
+            let path = ["components", &i, "components", &j];
+            let style = button.get("style").and_then(Value::as_u64);
+            if button.get("type").and_then(Value::as_u64) != Some(2)
+                || !matches!(style, Some(1..=5))
+            {
+                return Err(invalid_form_body(&path, "Only buttons are expected here."));
+            }
+            if chars(button.get("label")) > MAX_BUTTON_LABEL_CHARS {
+                return Err(invalid_form_body(&path, "Must be 80 or fewer in length."));
+            }
+            if style == Some(5) {
+                continue;
+            }
+            let id = button.get("custom_id").and_then(Value::as_str);
+            match id {
+                Some(id) if !id.is_empty() && id.chars().count() <= MAX_CUSTOM_ID_CHARS => {
+                    if !ids.insert(id.to_owned()) {
+                        let message = "Component custom id cannot be duplicated";
+                        return Err(invalid_form_body(&path, message));
+                    }
+                }
+                _ => {
+                    let message = "custom_id: must be 1 to 100 characters.";
+                    return Err(invalid_form_body(&path, message));
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -1447,6 +1560,43 @@ fn interaction_callback(shared: &Shared, id: &str, token: &str, body: &Value) ->
             let message = "Interaction has already been acknowledged.";
             return Err(Rejection::new(400, message, 40060));
         }
+        // 6 (DEFERRED_UPDATE_MESSAGE) and 7 (UPDATE_MESSAGE) answer a button press only.
+        let pressed = record.message_id;
+        if matches!(kind, 6 | 7) && pressed.is_none() {
+            let message = "Interaction response type is not valid for this interaction.";
+            return Err(Rejection::new(400, message, 40004));
+        }
+        if !matches!(kind, 4..=9) {
+            return Err(invalid_form_body(
+                &["type"],
+                "Value is not a valid enum value.",
+            ));
+        }
+        if kind == 7 {
+            // The pressed message, edited in place.
+            let pressed = pressed.map(|m| m.to_string());
+            let message = inner
+                .messages
+                .iter_mut()
+                .find(|(_, m)| m["id"].as_str() == pressed.as_deref());
+            let Some((_, message)) = message else {
+                return Err(Rejection::new(404, "Unknown Message", 10008));
+            };
+            let mut edited = message.clone();
+            for key in ["content", "embeds", "components", "flags"] {
+                if let Some(value) = data.get(key) {
+                    edited[key] = value.clone();
+                }
+            }
+            validate_message(&edited)?;
+            edited["edited_timestamp"] = json!(chrono::Utc::now().to_rfc3339());
+            *message = edited;
+        }
+        let record = inner
+            .interactions
+            .iter_mut()
+            .find(|i| i.id.to_string() == id && i.token == token)
+            .expect("found above");
         record.callback = Some(body.clone());
         // 4: reply now; 5: "thinking…", edited later. Both leave an original message.
         let content = match kind {

@@ -1,0 +1,523 @@
+//! Several CBS servers (`[[cbs]]`), end to end: the program built from a two-server config
+//! polls two CBS simulators on loopback, each on its own. Both servers' failures alert and
+//! name their server; one server down is an outage of that server only while the other
+//! still alerts; discovery runs on the server that has it, users appearing and
+//! disappearing, and a failing listing keeps its last list; `/status` and the digest name
+//! each server.
+
+mod support;
+
+use chrono::{DateTime, TimeZone, Utc};
+use restorewatch::app::App;
+use restorewatch::clock::{Clock, ManualClock};
+use restorewatch::commands::status::{status, StatusReport};
+use restorewatch::config::Settings;
+use restorewatch::digest::{digest_text, Digest};
+use restorewatch::event::{Event, EventKind};
+use restorewatch::render::{render_event, RenderOptions};
+use restorewatch::simulator::{SimConfig, SimHandle, SimUser, Simulator};
+use restorewatch::sink::drain;
+use std::sync::Arc;
+use support::world::{job, Recorder};
+
+const FAILED: &str = "RESTORE_STOP_BY_ERROR";
+
+fn at(h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 10, h, min, 0).unwrap()
+}
+
+/// Two simulators on one clock, `eu` and `us`, and the program built for them.
+struct World {
+    eu: SimHandle,
+    us: SimHandle,
+    clock: ManualClock,
+    app: App,
+    _dir: tempfile::TempDir,
+}
+
+async fn simulator(clock: &ManualClock, users: &[&str]) -> SimHandle {
+    let sim = Simulator::new(SimConfig::with_clock(Arc::new(clock.clone())))
+        .start()
+        .await
+        .expect("simulator starts");
+    for login in users {
+        add_user(&sim, login);
+    }
+    sim
+}
+
+fn add_user(sim: &SimHandle, login: &str) {
+    sim.add_user(SimUser {
+        login: login.into(),
+        owner: "reseller".into(),
+        user_id: login.into(),
+    });
+}
+
+/// `alice` is watched on both servers, `bob` on `eu` only; `us` also discovers its users
+/// (`us_extra` adds lines to its `[[cbs]]` entry, e.g. its own `discover` table).
+async fn world(us_discover: &str) -> World {
+    let clock = ManualClock::new(at(9, 0));
+    let eu = simulator(&clock, &["alice", "bob"]).await;
+    let us = simulator(&clock, &["alice"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        r#"
+        [[cbs]]
+        name = "eu"
+        url = "{eu_url}"
+        sys_user = "{eu_user}"
+        request_timeout = "5s"
+        down_after = 1
+
+        [[cbs]]
+        name = "us"
+        url = "{us_url}"
+        sys_user = "{us_user}"
+        request_timeout = "5s"
+        down_after = 1
+        {us_discover}
+
+        [[watch]]
+        login = "alice"
+        server = "eu"
+
+        [[watch]]
+        login = "bob"
+        server = "eu"
+
+        [[watch]]
+        login = "alice"
+        server = "us"
+
+        [state]
+        path = "{state}"
+        "#,
+        eu_url = eu.url(),
+        eu_user = eu.sys_user(),
+        us_url = us.url(),
+        us_user = us.sys_user(),
+        state = dir.path().display(),
+    );
+    let (eu_pwd, us_pwd) = (eu.sys_pwd().to_owned(), us.sys_pwd().to_owned());
+    let env = move |name: &str| match name {
+        "RESTOREWATCH_CBS_EU_SYS_PWD" => Some(eu_pwd.clone()),
+        "RESTOREWATCH_CBS_US_SYS_PWD" => Some(us_pwd.clone()),
+        _ => None,
+    };
+    let settings = Settings::from_toml_str(&toml, &env).expect("two-server config");
+    let app = App::build(settings, Arc::new(clock.clone()))
+        .await
+        .expect("the program builds");
+    World {
+        eu,
+        us,
+        clock,
+        app,
+        _dir: dir,
+    }
+}
+
+impl World {
+    /// One cycle of both servers, then what it queued.
+    async fn cycle(&self) -> Vec<Event> {
+        self.app.cycle().await.expect("a cycle");
+        let sink = Recorder::default();
+        drain(&self.app.store, &sink).await.unwrap();
+        let events = sink.events.lock().unwrap().clone();
+        events
+    }
+
+    fn status(&self) -> String {
+        let schedule = &self.app.settings.poll.schedule;
+        let report =
+            StatusReport::gather(&self.app.store, schedule, self.clock.now(), at(9, 0), 0).unwrap();
+        let reply = status(&report, false).unwrap();
+        let fields = reply.embeds[0].fields.iter();
+        fields
+            .map(|f| format!("{}: {}\n", f.name, f.value))
+            .collect()
+    }
+}
+
+fn opts() -> RenderOptions {
+    RenderOptions {
+        mention_role: None,
+        timezone: chrono_tz::UTC,
+        servers_named: true,
+    }
+}
+
+/// `(server, login)` of each failure alert.
+fn failures(events: &[Event]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::JobFinished { job, .. } => {
+                Some((job.server.clone(), job.login_name.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `(server, down)` of each outage notice: `true` unreachable, `false` recovered.
+fn outages(events: &[Event]) -> Vec<(Option<String>, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CbsUnreachable { server, .. } => Some((server.clone(), true)),
+            EventKind::CbsRecovered { server, .. } => Some((server.clone(), false)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn named(server: &str) -> Option<String> {
+    Some(server.to_owned())
+}
+
+#[tokio::test]
+async fn both_servers_failures_alert_naming_their_server() {
+    let w = world("").await;
+    assert_eq!(w.app.pollers.len(), 2);
+    w.cycle().await;
+    // The same login, set and start time on both servers: two jobs, told apart by server.
+    w.eu.add_job(job("alice", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    w.us.add_job(job("alice", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    w.eu.add_job(job("bob", "1", at(9, 3), Some(at(9, 4)), FAILED));
+    w.clock.set(at(9, 5));
+    let events = w.cycle().await;
+    assert_eq!(
+        failures(&events),
+        [
+            ("eu".into(), "alice".into()),
+            ("eu".into(), "bob".into()),
+            ("us".into(), "alice".into())
+        ]
+    );
+    let titles: Vec<String> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::JobFinished { .. }))
+        .map(|e| render_event(e, &opts())[0].title.clone())
+        .collect();
+    assert!(
+        titles.contains(&"us · Restore failed: alice / set 1".to_owned()),
+        "{titles:?}"
+    );
+    assert!(
+        titles.contains(&"eu · Restore failed: alice / set 1".to_owned()),
+        "{titles:?}"
+    );
+    // With one server the title stays as it was.
+    let single = RenderOptions {
+        servers_named: false,
+        ..opts()
+    };
+    let event = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::JobFinished { .. }));
+    assert!(render_event(event.unwrap(), &single)[0]
+        .title
+        .starts_with("Restore failed: "));
+    // Nothing twice, on either server.
+    w.clock.set(at(9, 10));
+    assert!(failures(&w.cycle().await).is_empty());
+    // The digest lists each failure with its server.
+    let digest =
+        Digest::from_store(&w.app.store, at(9, 0).date_naive(), chrono_tz::UTC, vec![]).unwrap();
+    let text = digest_text(&digest);
+    assert!(text.contains("alice / set 1 on eu"), "{text}");
+    assert!(text.contains("alice / set 1 on us"), "{text}");
+    assert!(text.contains("bob / set 1 on eu"), "{text}");
+}
+
+#[tokio::test]
+async fn one_server_down_is_an_outage_of_that_server_only() {
+    let w = world("").await;
+    w.cycle().await;
+    w.eu.set_down(true).await.unwrap();
+    w.us.add_job(job("alice", "2", at(9, 1), Some(at(9, 2)), FAILED));
+    w.clock.set(at(9, 5));
+    let events = w.cycle().await;
+    assert_eq!(outages(&events), [(named("eu"), true)]);
+    assert_eq!(
+        failures(&events),
+        [("us".into(), "alice".into())],
+        "us still alerts"
+    );
+    let notice = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::CbsUnreachable { .. }))
+        .unwrap();
+    assert!(render_event(notice, &opts())[0]
+        .title
+        .starts_with("eu · Backup server unreachable"));
+    let shown = w.status();
+    assert!(
+        shown.contains("Backup server eu") && shown.contains("unreachable since"),
+        "{shown}"
+    );
+    assert!(shown.contains("Backup server us: answering"), "{shown}");
+
+    // Still down: no second notice; us keeps alerting.
+    w.us.add_job(job("alice", "3", at(9, 6), Some(at(9, 7)), FAILED));
+    w.clock.set(at(9, 10));
+    let events = w.cycle().await;
+    assert!(outages(&events).is_empty(), "{events:?}");
+    assert_eq!(failures(&events), [("us".into(), "alice".into())]);
+
+    // eu answers again: one recovery, of eu, and what failed meanwhile on eu alerts.
+    w.eu.add_job(job("bob", "4", at(9, 11), Some(at(9, 12)), FAILED));
+    w.eu.set_down(false).await.unwrap();
+    w.clock.set(at(9, 15));
+    let events = w.cycle().await;
+    assert_eq!(outages(&events), [(named("eu"), false)]);
+    assert_eq!(failures(&events), [("eu".into(), "bob".into())]);
+    assert!(!w.status().contains("unreachable since"));
+}
+
+#[tokio::test]
+async fn discovery_on_one_server_users_appear_disappear_and_a_failed_listing_keeps_the_list() {
+    let w = world("[cbs.discover]\nenabled = true\nexclude = [\"test-*\"]\nrefresh = \"1h\"").await;
+    add_user(&w.us, "carol");
+    add_user(&w.us, "test-1");
+    // A user only the eu server has: eu does not discover, so dave is never polled there.
+    add_user(&w.eu, "dave");
+    let today = at(0, 0).date_naive();
+    let events = w.cycle().await;
+    assert!(failures(&events).is_empty(), "first cycles are a baseline");
+    assert_eq!(w.us.requests_for("carol", today), 1, "discovered on us");
+    assert_eq!(w.us.requests_for("test-1", today), 0, "excluded by glob");
+    assert_eq!(w.eu.requests_for("dave", today), 0, "eu has no discovery");
+    assert_eq!(
+        w.eu.requests_for("carol", today),
+        0,
+        "carol is not asked of eu"
+    );
+
+    // erin appears on us: found at the next refresh, baselined, not alerted.
+    add_user(&w.us, "erin");
+    w.us.add_job(job("erin", "1", at(8, 0), Some(at(8, 5)), FAILED));
+    w.clock.set(at(10, 0));
+    let events = w.cycle().await;
+    assert_eq!(w.us.requests_for("erin", today), 1);
+    assert!(failures(&events).is_empty(), "{events:?}");
+
+    // The listing fails on us: the last list is kept and its users still alert; eu is
+    // untouched; /status says which server's discovery failed.
+    w.us.set_list_users_denied(true);
+    w.us.add_job(job("carol", "2", at(10, 30), Some(at(10, 31)), FAILED));
+    w.eu.add_job(job("bob", "2", at(10, 30), Some(at(10, 31)), FAILED));
+    w.clock.set(at(11, 5));
+    let events = w.cycle().await;
+    assert_eq!(
+        failures(&events),
+        [("eu".into(), "bob".into()), ("us".into(), "carol".into())]
+    );
+    assert!(outages(&events).is_empty(), "a failed listing is no outage");
+    let shown = w.status();
+    let us_field = shown
+        .split("Backup server us")
+        .nth(1)
+        .expect("a field for us");
+    assert!(us_field.contains("discovery: failed"), "{shown}");
+    assert!(
+        !shown
+            .split("Backup server us")
+            .next()
+            .unwrap()
+            .contains("discovery"),
+        "eu has no discovery: {shown}"
+    );
+
+    // carol disappears from us once listing works again: no longer polled there.
+    w.us.set_list_users_denied(false);
+    w.us.remove_user("carol");
+    let before = w.us.requests_for("carol", today);
+    w.clock.set(at(12, 10));
+    w.cycle().await;
+    assert_eq!(w.us.requests_for("carol", today), before);
+    assert!(w.us.requests_for("erin", today) > 1, "erin still polled");
+}
+
+/// A single-server install gains a second server: the first keeps its state and its job
+/// keys (nothing re-baselined, nothing alerted twice), wherever it is listed; a config
+/// naming none of the store's servers is refused.
+#[tokio::test]
+async fn a_single_server_store_keeps_its_state_when_a_second_server_is_added() {
+    let clock = ManualClock::new(at(9, 0));
+    let old = simulator(&clock, &["alice"]).await;
+    let new = simulator(&clock, &["zoe"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().display().to_string();
+    let entry = |name: &str, sim: &SimHandle, user: &str| {
+        format!(
+            "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
+             [[watch]]\nlogin = \"{user}\"\nserver = \"{name}\"\n",
+            sim.url(),
+            sim.sys_user(),
+            sim.sys_pwd()
+        )
+    };
+    let single = format!(
+        "[cbs]\nurl = \"{}\"\nserver_name = \"old\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
+         [[watch]]\nlogin = \"alice\"\n[state]\npath = \"{state}\"\n",
+        old.url(),
+        old.sys_user(),
+        old.sys_pwd()
+    );
+    let build = |text: String| {
+        let clock = clock.clone();
+        async move {
+            let settings = Settings::from_toml_str(&text, &|_| None).expect("config");
+            App::build(settings, Arc::new(clock)).await
+        }
+    };
+    old.add_job(job("alice", "1", at(8, 0), Some(at(8, 5)), FAILED));
+    let app = build(single).await.unwrap();
+    app.cycle().await.unwrap();
+    old.add_job(job("alice", "2", at(9, 1), Some(at(9, 2)), FAILED));
+    clock.set(at(9, 5));
+    app.cycle().await.unwrap();
+    drain(&app.store, &Recorder::default()).await.unwrap();
+    drop(app);
+
+    // The old server listed second, a new one first.
+    let two = format!(
+        "{}{}[state]\npath = \"{state}\"\n",
+        entry("new", &new, "zoe"),
+        entry("old", &old, "alice")
+    );
+    let app = build(two.clone()).await.unwrap();
+    old.add_job(job("alice", "3", at(9, 6), Some(at(9, 7)), FAILED));
+    new.add_job(job("zoe", "1", at(8, 0), Some(at(8, 5)), FAILED));
+    clock.set(at(9, 10));
+    app.cycle().await.unwrap();
+    let sink = Recorder::default();
+    drain(&app.store, &sink).await.unwrap();
+    let events = sink.events.lock().unwrap().clone();
+    // alice is not new: only her new failure alerts, her two old ones stay told. zoe is
+    // new on the new server: her old failure is a baseline.
+    assert_eq!(failures(&events), [("old".into(), "alice".into())]);
+    let baselined: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Baseline { users, .. } => Some(
+                users
+                    .iter()
+                    .map(|u| u.login_name.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(baselined, ["zoe"]);
+    drop(app);
+
+    // Neither name known: refused, naming both lists.
+    let renamed = two
+        .replace("\"old\"", "\"old-2\"")
+        .replace("\"new\"", "\"new-2\"");
+    let err = build(renamed).await.err().expect("refused").to_string();
+    assert!(
+        err.contains("\"old\"") && err.contains("\"new-2\""),
+        "{err}"
+    );
+}
+
+/// The built binary: `once` with two `[[cbs]]` servers, each password from its own
+/// variable; the console shows each server's failure under its name, and one server down
+/// is a notice of that server while the other's failure still shows.
+#[tokio::test]
+async fn the_binary_polls_both_servers_and_names_them_on_the_console() {
+    let start = |users: &'static [&'static str]| async move {
+        let sim = Simulator::new(SimConfig::default()).start().await.unwrap();
+        for login in users {
+            add_user(&sim, login);
+        }
+        sim
+    };
+    let (eu, us) = (start(&["alice"]).await, start(&["alice"]).await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rw.toml");
+    let entry = |name: &str, sim: &SimHandle| {
+        format!(
+            "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\nrequest_timeout = \"3s\"\n\
+             down_after = 1\n[[watch]]\nlogin = \"alice\"\nserver = \"{name}\"\n",
+            sim.url(),
+            sim.sys_user()
+        )
+    };
+    let text = format!(
+        "{}{}[state]\npath = \"{}\"\n",
+        entry("eu", &eu),
+        entry("us", &us),
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let once = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_restorewatch"));
+        cmd.args(["once", "--config", config.to_str().unwrap()]);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("RESTOREWATCH_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("RESTOREWATCH_CBS_EU_SYS_PWD", eu.sys_pwd())
+            .env("RESTOREWATCH_CBS_US_SYS_PWD", us.sys_pwd());
+        cmd.output()
+    };
+    let out = once().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ended = Utc::now() - chrono::Duration::minutes(2);
+    let failed = |set: &str| {
+        job(
+            "alice",
+            set,
+            ended - chrono::Duration::minutes(1),
+            Some(ended),
+            FAILED,
+        )
+    };
+    eu.add_job(failed("1"));
+    us.add_job(failed("2"));
+    let out = once().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("eu · Restore failed: alice / set 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("us · Restore failed: alice / set 2"),
+        "{stdout}"
+    );
+
+    eu.set_down(true).await.unwrap();
+    us.add_job(failed("3"));
+    let out = once().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        stdout.contains("eu · Backup server unreachable"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("us · Backup server unreachable"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("us · Restore failed: alice / set 3"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(eu.sys_pwd()) && !stdout.contains(us.sys_pwd()));
+}
