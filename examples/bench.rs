@@ -464,7 +464,7 @@ async fn cpu(scale: Scale) {
     let http = reqwest::Client::new();
     let (mut ours, mut bare) = (Vec::new(), Vec::new());
     let mut requests = 0;
-    for _ in 0..scale.runs.max(3) {
+    for _ in 0..scale.runs.max(3) * 3 {
         let bodies = cycle_bodies(&store, &watch, clock.now());
         let t = process_cpu();
         floor(&http, &url, &bodies, C).await;
@@ -487,7 +487,7 @@ async fn cpu(scale: Scale) {
     println!(
         "Process CPU (getrusage, user + system) over a cycle; the simulator runs as its own \
          process. Median of {} alternating runs, {requests} requests each.\n",
-        scale.runs.max(3)
+        scale.runs.max(3) * 3
     );
     println!("| client | CPU per request | / floor |\n|---|---:|---:|");
     println!(
