@@ -265,8 +265,11 @@ impl Poller {
         }
         let users = self.watch_list()?;
 
-        let limit = Arc::new(Semaphore::new(self.config.max_concurrency.max(1)));
-        let mut requests = JoinSet::new();
+        // Every (user, date) to ask about, in order; at most `max_concurrency` of them are
+        // in flight, each a task started only when a slot frees up. Starting them all at
+        // once (each waiting for a permit) would hold a request's future per watched user
+        // in memory: tens of MiB at 10,000 users.
+        let mut to_ask: Vec<(WatchEntry, NaiveDate)> = Vec::new();
         let mut user_states = BTreeMap::new();
         let mut request_count = 0u32;
         let watched_before = self.store.watched_logins()?;
@@ -289,17 +292,7 @@ impl Poller {
             );
             for date in dates {
                 request_count += 1;
-                let client = self.client.clone();
-                let limit = Arc::clone(&limit);
-                let user = user.clone();
-                requests.spawn(async move {
-                    // The semaphore is never closed, so acquire only fails if it were.
-                    let _permit = limit.acquire_owned().await;
-                    let result = client
-                        .list_restore_jobs(&user.login, &user.owner, date)
-                        .await;
-                    (user, date, result)
-                });
+                to_ask.push((user.clone(), date));
             }
             let fresh = !state.baselined && state.baselined_dates.is_empty();
             user_states.insert(user.login.clone(), (state, ClassCounts::new(), true, fresh));
@@ -340,7 +333,28 @@ impl Poller {
             .unwrap_or(chrono::Duration::MAX);
         let vanished_after = chrono::Duration::from_std(self.config.poll.vanished_after)
             .unwrap_or(chrono::Duration::MAX);
+        let mut to_ask = to_ask.into_iter();
+        let mut requests = JoinSet::new();
+        let ask_next =
+            |requests: &mut JoinSet<_>,
+             to_ask: &mut std::vec::IntoIter<(WatchEntry, NaiveDate)>| {
+                if let Some((user, date)) = to_ask.next() {
+                    let client = self.client.clone();
+                    requests.spawn(async move {
+                        let result = client
+                            .list_restore_jobs(&user.login, &user.owner, date)
+                            .await;
+                        (user, date, result)
+                    });
+                }
+            };
+        for _ in 0..self.config.max_concurrency.max(1) {
+            ask_next(&mut requests, &mut to_ask);
+        }
         while let Some(joined) = requests.join_next().await {
+            // The next request goes out before this reply is recorded, so the slot it
+            // frees never waits for the store.
+            ask_next(&mut requests, &mut to_ask);
             let Ok((user, date, result)) = joined else {
                 tracing::error!("a CBS request task ended abnormally");
                 continue;

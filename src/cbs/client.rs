@@ -205,6 +205,9 @@ struct Inner {
     server_name: String,
     sys_user: String,
     sys_pwd: SecretString,
+    /// The forms the password may take in a reply ([`redaction_forms`]), worked out once
+    /// rather than for every reply.
+    redactions: Vec<SecretString>,
     timezone: Tz,
     request_timeout: Duration,
 }
@@ -296,6 +299,7 @@ impl CbsClient {
                 users_endpoint,
                 server_name: cfg.server_name,
                 sys_user: cfg.sys_user,
+                redactions: redaction_forms(cfg.sys_pwd.expose_secret()),
                 sys_pwd: cfg.sys_pwd,
                 timezone: cfg.timezone,
                 request_timeout: cfg.request_timeout,
@@ -494,7 +498,8 @@ impl CbsClient {
 
     /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].
     async fn read_body(&self, mut response: reqwest::Response) -> Result<String, CbsError> {
-        let mut bytes = Vec::new();
+        let expected = response.content_length().unwrap_or(0) as usize;
+        let mut bytes = Vec::with_capacity(expected.min(MAX_REPLY_BYTES));
         while let Some(chunk) = response
             .chunk()
             .await
@@ -518,13 +523,22 @@ impl CbsClient {
             bytes.extend_from_slice(&chunk);
         }
         // The CBS sends UTF-8; a stray bad byte should not hide the rest of the reply.
-        Ok(self.redact(String::from_utf8_lossy(&bytes).into_owned()))
+        // Valid UTF-8 (the usual case) is taken as it is, without a copy.
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Ok(self.redact(text))
     }
 
     /// Removes the system password from text the server sent, should a server (or a proxy
     /// in front of it) ever echo the request: snippets of replies reach logs and the chat.
-    fn redact(&self, text: String) -> String {
-        redact(text, self.inner.sys_pwd.expose_secret())
+    fn redact(&self, mut text: String) -> String {
+        for form in &self.inner.redactions {
+            let form = form.expose_secret();
+            if text.contains(form) {
+                text = text.replace(form, "[REDACTED]");
+            }
+        }
+        text
     }
 
     fn transport_error(&self, e: reqwest::Error) -> CbsError {
@@ -543,12 +557,13 @@ impl CbsClient {
     }
 }
 
-/// Replaces `pwd` in `text` with `[REDACTED]`, as written plainly and as a JSON string
-/// writes it (an echoed request body escapes `"`, `\\` and control characters, and may
-/// escape `/` as `\\/` and any non-ASCII character as `\\uXXXX`).
-fn redact(mut text: String, pwd: &str) -> String {
+/// The forms `pwd` takes in text a server may send back, longest first: as written
+/// plainly and as a JSON string writes it (an echoed request body escapes `"`, `\\` and
+/// control characters, and may escape `/` as `\\/` and any non-ASCII character as
+/// `\\uXXXX`). None for an empty password.
+fn redaction_forms(pwd: &str) -> Vec<SecretString> {
     if pwd.is_empty() {
-        return text;
+        return Vec::new();
     }
     let quoted = serde_json::to_string(pwd).unwrap_or_default();
     let json = quoted
@@ -578,12 +593,11 @@ fn redact(mut text: String, pwd: &str) -> String {
     forms.push(escape_non_ascii(true));
     let with_slashes: Vec<String> = forms[1..].iter().map(|f| f.replace('/', "\\/")).collect();
     forms.extend(with_slashes);
-    for form in forms {
-        if text.contains(&form) {
-            text = text.replace(&form, "[REDACTED]");
-        }
-    }
-    text
+    forms.sort();
+    forms.dedup();
+    // Longer forms first: a shorter form inside a longer one must not leave it half-redacted.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.into_iter().map(SecretString::from).collect()
 }
 
 /// The error and its causes, `: `-joined (reqwest's own message alone says little).
@@ -653,6 +667,13 @@ mod tests {
             endpoint(&reqwest::Url::parse("mailto:ops@example.com").unwrap()),
             Err(CbsError::Setup(_))
         ));
+    }
+
+    fn redact(mut text: String, pwd: &str) -> String {
+        for form in redaction_forms(pwd) {
+            text = text.replace(form.expose_secret(), "[REDACTED]");
+        }
+        text
     }
 
     #[test]

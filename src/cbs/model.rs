@@ -161,15 +161,26 @@ pub struct RestoreJob {
     pub start_time: Option<ServerTime>,
     #[serde(with = "server_time_opt")]
     pub end_time: Option<ServerTime>,
+    // Empty lists and absent values are left out of the stored JSON (and read back as
+    // empty): most jobs have them, and every retained job record carries them.
     /// `None`: the server sent no size, or one that is not a non-negative integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_size_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub success_databases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missed_databases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub success_virtual_machines: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missed_virtual_machines: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub success_public_folders: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missed_public_folders: Vec<String>,
     /// The status code exactly as the server sent it (empty while running).
     pub raw_status: String,
