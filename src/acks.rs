@@ -160,7 +160,7 @@ impl Acks {
 
 /// The job record a button names: among the records listed on its day and the days either
 /// side (a job listed under the day before or after it started), else, for a job without a
-/// readable start, the last [`UNDATED_LOOKUP_DAYS`] before `today`. `None` once the record
+/// readable start, the last `UNDATED_LOOKUP_DAYS` before `today`. `None` once the record
 /// is gone (past the retention horizon, or another store).
 pub fn find_job(
     store: &Store,

@@ -134,7 +134,7 @@ pub fn visible_users(
     visible_users_on(store, config_watch, today, scope, None)
 }
 
-/// [`visible_users`] of one backup server (see [`known_users_on`]).
+/// [`visible_users`] of one backup server (see `known_users_on`).
 pub fn visible_users_on(
     store: &Store,
     config_watch: &[WatchEntry],

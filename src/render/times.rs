@@ -21,7 +21,7 @@ pub fn discord_time_ago(at: DateTime<Utc>) -> String {
 }
 
 /// Discord's time tags in `text` as plain times in `tz`: `t`/`T` as the time of day, `d`
-/// as the date, any other style as [`format_time`]. A relative tag in parentheses after
+/// as the date, any other style as `format_time`. A relative tag in parentheses after
 /// another one, as [`discord_time_ago`] writes it, is dropped: the console has no "now" to
 /// be relative to, and the absolute time is already there. An escaped `\<t:` (server
 /// text) and anything not a whole tag stay as they are.
