@@ -15,10 +15,12 @@ use restorewatch::config::Settings;
 use restorewatch::digest::{digest_text, Digest};
 use restorewatch::event::{Event, EventKind};
 use restorewatch::render::{render_event, RenderOptions};
-use restorewatch::simulator::{SimConfig, SimHandle, SimUser, Simulator};
+use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimUser, Simulator};
 use restorewatch::sink::drain;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use support::world::{job, Recorder};
+use tokio::time::Instant;
 
 const FAILED: &str = "RESTORE_STOP_BY_ERROR";
 
@@ -277,6 +279,72 @@ async fn one_server_down_is_an_outage_of_that_server_only() {
     assert_eq!(outages(&events), [(named("eu"), false)]);
     assert_eq!(failures(&events), [("eu".into(), "bob".into())]);
     assert!(!w.status().contains("unreachable since"));
+}
+
+/// A server that hangs until its requests time out (`request_timeout` is 5 s) holds up
+/// none of the other server's alerts: they are delivered as soon as that server's cycle
+/// ends, while the hanging one still waits.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_server_holds_up_no_alert_of_the_other() {
+    let w = world("").await;
+    w.cycle().await;
+    w.us.set_faults(Faults {
+        latency: Duration::from_secs(3600),
+        ..Faults::default()
+    });
+    w.eu.add_job(job("bob", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    w.clock.set(at(9, 5));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&calls);
+    let sink = Recorder {
+        on_call: Some(Box::new(move |_| seen.lock().unwrap().push(Instant::now()))),
+        ..Recorder::default()
+    };
+    let started = Instant::now();
+    let (report, _) = w.app.cycle_and_deliver(&sink).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the us requests timed out"
+    );
+    let first_call = calls.lock().unwrap()[0];
+    assert!(
+        first_call - started < Duration::from_secs(5),
+        "eu's alert went out {:?} after the start, after us timed out",
+        first_call - started
+    );
+    let events = sink.events.lock().unwrap().clone();
+    assert_eq!(failures(&events), [("eu".into(), "bob".into())]);
+}
+
+/// A server that is down gets one probe request per cycle, not one per user and date;
+/// when the probe answers again, the full cycle (catch-up included) runs.
+#[tokio::test(start_paused = true)]
+async fn a_down_server_gets_one_probe_request_per_cycle() {
+    let w = world("").await;
+    w.cycle().await;
+    w.us.set_faults(Faults {
+        latency: Duration::from_secs(60),
+        ..Faults::default()
+    });
+    w.clock.set(at(9, 5));
+    assert_eq!(outages(&w.cycle().await), [(named("us"), true)]);
+    // Two days later: alice on us has three dates to read, but only the probe goes out.
+    w.clock.set(at(9, 0) + chrono::Duration::days(2));
+    w.us.reset_stats();
+    let (report, _) = w.app.cycle_and_deliver(&Recorder::default()).await.unwrap();
+    assert_eq!(w.us.requests_served(), 1, "one probe, not users × dates");
+    let today = w.clock.now().date_naive();
+    assert_eq!(w.us.requests_for("alice", today), 1);
+    let us_errors = report.summary.errors.iter().filter(|e| e.date == today);
+    assert!(us_errors.count() >= 1, "{report:?}");
+    // It answers again: the probe succeeds and the cycle reads every date.
+    w.us.set_faults(Faults::default());
+    w.clock.set(at(9, 5) + chrono::Duration::days(2));
+    w.us.reset_stats();
+    let events = w.cycle().await;
+    assert_eq!(outages(&events), [(named("us"), false)]);
+    assert!(w.us.requests_served() >= 3, "{}", w.us.requests_served());
+    assert_eq!(w.us.requests_for("alice", w.clock.now().date_naive()), 1);
 }
 
 #[tokio::test]
