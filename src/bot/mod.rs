@@ -119,13 +119,14 @@ impl Data {
     }
 
     /// The users `scope` may look up on any server, with their owners (the first
-    /// server's owner wins).
-    fn visible(&self, scope: &Scope) -> Result<BTreeMap<String, String>, CommandError> {
-        let mut users = BTreeMap::new();
-        for server in self.servers.iter().rev() {
-            users.extend(self.visible_on(server, scope)?);
+    /// server's owner wins), and which server each is visible on.
+    fn visible(&self, scope: &Scope) -> Result<commands::Visible, CommandError> {
+        let mut visible = commands::Visible::default();
+        for server in &self.servers {
+            let users = self.visible_on(server, scope)?;
+            visible.add(commands::Visible::on_server(&server.name, users));
         }
-        Ok(users)
+        Ok(visible)
     }
 
     /// The users `scope` may look up on `server`, with their owners.

@@ -7,7 +7,6 @@ use crate::commands::restores::RestoresArgs;
 use crate::commands::watch::invoker_label;
 use crate::commands::{self, code, CommandError};
 use poise::serenity_prelude as serenity;
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 fn author_label(ctx: Context<'_>) -> String {
@@ -24,9 +23,9 @@ async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutoc
     let data = ctx.data();
     let users = data.visible(&scope(ctx)).unwrap_or_else(|error| {
         tracing::warn!(%error, "autocomplete: cannot read the store");
-        BTreeMap::new()
+        commands::Visible::default()
     });
-    commands::matching_users(users.keys(), partial)
+    commands::matching_users(users.users.keys(), partial)
         .into_iter()
         .fold(serenity::CreateAutocompleteResponse::new(), |r, u| {
             r.add_string_choice(u.clone(), u)
@@ -125,6 +124,7 @@ pub(super) async fn failures(
                 days,
                 user: user.as_deref(),
                 page,
+                servers_named: data.servers.len() > 1,
             },
             &visible,
             &scope,

@@ -4,13 +4,12 @@
 //! digest longer than one message continues in follow-up messages. In a `[[route]]`
 //! channel a member sees the digest of that owner's users only.
 
-use super::{parse_date, CommandResult, Reply, Scope};
+use super::{parse_date, CommandResult, Reply, Scope, Visible};
 use crate::digest::{render_digest, Digest};
 use crate::render::{pack, RenderOptions};
 use crate::store::Store;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use std::collections::BTreeMap;
 
 /// The digest of `date` (default `today`, server zone), of the users `scope` sees
 /// (`visible`, see [`super::visible_users`]).
@@ -20,12 +19,12 @@ pub fn digest(
     today: NaiveDate,
     tz: Tz,
     scope: &Scope,
-    visible: &BTreeMap<String, String>,
+    visible: &Visible,
     public: bool,
 ) -> CommandResult {
     let date = parse_date(date, today)?;
     let mut records = store.jobs_on(date)?;
-    records.retain(|r| scope.shows_job_of(&r.job.login_name, visible));
+    records.retain(|r| scope.shows_job_of(&r.job.server, &r.job.login_name, visible));
     let digest = Digest::compute_with_acks(
         date,
         tz,
@@ -55,6 +54,7 @@ pub fn digest(
 mod tests {
     use super::super::test_support::*;
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_days_digest_with_its_failures() {
@@ -76,7 +76,7 @@ mod tests {
             day(26),
             chrono_tz::UTC,
             &Scope::default(),
-            &BTreeMap::new(),
+            &Visible::default(),
             false,
         )
         .unwrap();
@@ -116,14 +116,15 @@ mod tests {
             admin: false,
             owner: Some("reseller-a".into()),
         };
-        let visible = [("ours".to_owned(), "reseller-a".to_owned())].into();
+        let visible: BTreeMap<String, String> =
+            [("ours".to_owned(), "reseller-a".to_owned())].into();
         let reply = digest(
             &store,
             None,
             day(26),
             chrono_tz::UTC,
             &routed,
-            &visible,
+            &Visible::on_server("cbs", visible.clone()),
             false,
         );
         let reply = reply.unwrap();
@@ -145,7 +146,7 @@ mod tests {
             day(27),
             chrono_tz::UTC,
             &Scope::default(),
-            &BTreeMap::new(),
+            &Visible::default(),
             true,
         )
         .unwrap();
@@ -166,7 +167,7 @@ mod tests {
             day(26),
             chrono_tz::UTC,
             &Scope::default(),
-            &BTreeMap::new(),
+            &Visible::default(),
             false,
         )
         .unwrap_err();

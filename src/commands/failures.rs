@@ -2,12 +2,11 @@
 //! failure, unknown), newest first; in a `[[route]]` channel, only its owner's.
 
 use super::{code, job_line, not_watched, parse_days, parse_login, quote};
-use super::{CommandResult, ListPages, Scope};
+use super::{CommandResult, ListPages, Scope, Visible};
 use crate::cbs::model::StatusClass;
 use crate::render::class_colour;
 use crate::store::Store;
 use chrono::{Days, NaiveDate};
-use std::collections::BTreeMap;
 
 /// The classes `/failures` lists.
 pub const FAILED_CLASSES: [StatusClass; 3] = [
@@ -25,6 +24,8 @@ pub struct FailuresArgs<'a> {
     pub user: Option<&'a str>,
     /// Which page of a long list (default 1).
     pub page: Option<i64>,
+    /// Whether each line names its backup server (when there are several).
+    pub servers_named: bool,
 }
 
 /// Failures listed on the last `days` dates up to `today` (server zone), of `user` if
@@ -34,17 +35,22 @@ pub struct FailuresArgs<'a> {
 pub fn failures(
     store: &Store,
     args: FailuresArgs<'_>,
-    visible: &BTreeMap<String, String>,
+    visible: &Visible,
     scope: &Scope,
     today: NaiveDate,
     public: bool,
 ) -> CommandResult {
-    let FailuresArgs { days, user, page } = args;
+    let FailuresArgs {
+        days,
+        user,
+        page,
+        servers_named,
+    } = args;
     let days_arg = days;
     let days = parse_days(days)?;
     let user = user.map(parse_login).transpose()?;
     if let Some(user) = &user {
-        if !visible.contains_key(user) {
+        if !visible.users.contains_key(user) {
             return Err(not_watched(user));
         }
     }
@@ -56,14 +62,19 @@ pub fn failures(
         .into_iter()
         .filter(|r| FAILED_CLASSES.contains(&r.job.class))
         .filter(|r| user.as_ref().is_none_or(|u| &r.job.login_name == u))
-        .filter(|r| scope.shows_job_of(&r.job.login_name, visible))
+        .filter(|r| scope.shows_job_of(&r.job.server, &r.job.login_name, visible))
         .collect();
     records.sort_by_key(|r| std::cmp::Reverse((r.date, r.job.start_time)));
     let lines: Vec<String> = records
         .iter()
         .map(|r| {
+            let server = if servers_named {
+                format!("{} · ", code(&r.job.server))
+            } else {
+                String::new()
+            };
             format!(
-                "{} · {} · {}",
+                "{} · {server}{} · {}",
                 r.date,
                 code(&r.job.login_name),
                 job_line(&r.job)
@@ -108,6 +119,7 @@ pub fn failures(
 mod tests {
     use super::super::test_support::*;
     use super::*;
+    use std::collections::BTreeMap;
 
     fn users() -> BTreeMap<String, String> {
         ["obm", "shop"]
@@ -138,7 +150,7 @@ mod tests {
                 days: Some(3),
                 ..Default::default()
             },
-            &users(),
+            &Visible::on_server("cbs", users()),
             &all(),
             day(26),
             false,
@@ -168,7 +180,7 @@ mod tests {
                 user: Some("shop"),
                 ..Default::default()
             },
-            &users(),
+            &Visible::on_server("cbs", users()),
             &all(),
             day(26),
             true,
@@ -194,11 +206,12 @@ mod tests {
             owner: Some("reseller-a".into()),
         };
         // What visible_users gives that channel: its owner's users only.
-        let visible = [("john_doe".to_owned(), "reseller-a".to_owned())].into();
+        let visible: BTreeMap<String, String> =
+            [("john_doe".to_owned(), "reseller-a".to_owned())].into();
         let reply = failures(
             &store,
             FailuresArgs::default(),
-            &visible,
+            &Visible::on_server("cbs", visible.clone()),
             &routed,
             day(26),
             false,
@@ -214,7 +227,7 @@ mod tests {
         let reply = failures(
             &store,
             FailuresArgs::default(),
-            &users(),
+            &Visible::on_server("cbs", users()),
             &admin,
             day(26),
             false,
@@ -232,7 +245,7 @@ mod tests {
                 days: Some(0),
                 ..Default::default()
             },
-            &users(),
+            &Visible::on_server("cbs", users()),
             &all(),
             day(26),
             false,
@@ -248,7 +261,7 @@ mod tests {
                 user: Some("ghost"),
                 ..Default::default()
             },
-            &users(),
+            &Visible::on_server("cbs", users()),
             &all(),
             day(26),
             false,
