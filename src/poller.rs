@@ -368,7 +368,7 @@ impl Poller {
         let is_muted = |job: &RestoreJob| {
             mutes
                 .iter()
-                .any(|m| m.covers(&job.login_name, &job.backup_set_id))
+                .any(|m| m.covers(&job.server, &job.login_name, &job.backup_set_id))
         };
         let streaks = Streaks::open(&self.store)?;
         let repeat = |job: &RestoreJob| Some(streaks.next(job, started_at));

@@ -238,9 +238,16 @@ async fn mute_set(
         return Ok(Pressed::Refused(refused.to_reply()));
     }
     let job = &record.job;
+    // The job's own backup server (with one, the mute holds on every server, as before).
+    let (server, watched) = match data.mute_target(&job.login_name, Some(&job.server)) {
+        Ok(target) => target,
+        Err(CommandError::Usage(text)) => return Ok(Pressed::Refused(Reply::text(text, true))),
+        Err(other) => return Err(other),
+    };
     let reply = commands::mute::mute(
         &data.mutes,
-        &data.watched()?,
+        &watched,
+        server.as_deref(),
         &job.login_name,
         Some(&job.backup_set_id),
         MUTE_BUTTON_DURATION,
@@ -254,8 +261,9 @@ async fn mute_set(
     };
     // The same entry `/mute` writes.
     let action = format!(
-        "mute {} for {}",
+        "mute {}{} for {}",
         commands::mute::scope_text(&job.login_name, Some(&job.backup_set_id)),
+        commands::mute::on_server(server.as_deref()),
         code(MUTE_BUTTON_DURATION)
     );
     data.audit(&press.user, action);
