@@ -343,6 +343,7 @@ pub(super) async fn digest(
             data.app.settings.cbs.timezone,
             &scope,
             &visible,
+            data.servers.len() > 1,
             data.public(),
         )
     });

@@ -12,7 +12,8 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 
 /// The digest of `date` (default `today`, server zone), of the users `scope` sees
-/// (`visible`, see [`super::visible_users`]).
+/// (`visible`, see [`super::visible_users`]); `servers_named`: each job says its backup
+/// server (there are several).
 pub fn digest(
     store: &Store,
     date: Option<&str>,
@@ -20,12 +21,13 @@ pub fn digest(
     tz: Tz,
     scope: &Scope,
     visible: &Visible,
+    servers_named: bool,
     public: bool,
 ) -> CommandResult {
     let date = parse_date(date, today)?;
     let mut records = store.jobs_on(date)?;
     records.retain(|r| scope.shows_job_of(&r.job.server, &r.job.login_name, visible));
-    let digest = Digest::compute_with_acks(
+    let digest = Digest::compute_naming(
         date,
         tz,
         &records,
@@ -33,11 +35,12 @@ pub fn digest(
         store.outbox_len(),
         store.refused_destinations()?,
         &crate::acks::Acks::open(store)?.on(date)?,
+        servers_named,
     );
     let options = RenderOptions {
         mention_role: None,
         timezone: tz,
-        servers_named: false,
+        servers_named,
     };
     let mut messages = pack(vec![(false, render_digest(&digest))], &options)
         .into_iter()
@@ -77,6 +80,7 @@ mod tests {
             chrono_tz::UTC,
             &Scope::default(),
             &Visible::default(),
+            false,
             false,
         )
         .unwrap();
@@ -126,6 +130,7 @@ mod tests {
             &routed,
             &Visible::on_server("cbs", visible.clone()),
             false,
+            false,
         );
         let reply = reply.unwrap();
         let all = format!("{:?}", reply.embeds);
@@ -147,6 +152,7 @@ mod tests {
             chrono_tz::UTC,
             &Scope::default(),
             &Visible::default(),
+            false,
             true,
         )
         .unwrap();
@@ -169,8 +175,35 @@ mod tests {
             &Scope::default(),
             &Visible::default(),
             false,
+            false,
         )
         .unwrap_err();
         assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
+    }
+
+    #[test]
+    fn with_several_servers_each_job_names_its_server() {
+        let (_dir, store) = store();
+        let failed = crate::cbs::model::RestoreJob {
+            server: "eu-west".into(),
+            ..job("obm", "1", 26, 9, "RESTORE_STOP_BY_ERROR")
+        };
+        record(&store, &[failed]);
+        let shown = |servers_named: bool| {
+            let reply = digest(
+                &store,
+                Some("2024-06-26"),
+                day(27),
+                chrono_tz::UTC,
+                &Scope::default(),
+                &Visible::default(),
+                servers_named,
+                false,
+            )
+            .unwrap();
+            format!("{:?}", reply.embeds)
+        };
+        assert!(shown(true).contains("eu-west"), "{}", shown(true));
+        assert!(!shown(false).contains("eu-west"), "{}", shown(false));
     }
 }
