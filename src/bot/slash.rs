@@ -82,6 +82,10 @@ pub(super) async fn restores(
             &visible[i],
             scope.admin,
         )?;
+        let args = RestoresArgs {
+            several_servers: data.servers.len() > 1,
+            ..args
+        };
         Ok((&data.servers[i], args))
     });
     let (server, args) = match parsed {
