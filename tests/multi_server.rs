@@ -495,6 +495,31 @@ async fn a_single_server_store_keeps_its_state_when_a_second_server_is_added() {
         err.contains("\"old\"") && err.contains("\"new-2\""),
         "{err}"
     );
+
+    // The store's first server (its state unscoped) leaves the config: /status and
+    // /healthz read the servers configured now, not its stale state.
+    let only_new = format!("{}[state]\npath = \"{state}\"\n", entry("new", &new, "zoe"));
+    let app = build(only_new).await.unwrap();
+    clock.set(at(10, 0));
+    app.cycle().await.unwrap();
+    clock.set(at(10, 1));
+    let schedule = &app.settings.poll.schedule;
+    let report = StatusReport::gather(&app.store, schedule, clock.now(), at(9, 0), 0).unwrap();
+    assert_eq!(report.last_cycle.map(|c| c.finished_at), Some(at(10, 0)));
+    let mut state = restorewatch::server::ServerState::new(
+        app.store.clone(),
+        Arc::new(clock.clone()),
+        schedule.clone(),
+        false,
+        restorewatch::metrics::install(),
+    );
+    state.started_at = at(9, 0);
+    let health = restorewatch::server::check(&state);
+    assert_eq!(health.status, "ok", "{:?}", health.reasons);
+    assert_eq!(health.last_cycle.map(|c| c.finished_at), Some(at(10, 0)));
+    let names: Vec<&str> = health.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["new"]);
+    assert_eq!(health.servers[0].last_cycle_finished_at, Some(at(10, 0)));
 }
 
 /// The built binary: `once` with two `[[cbs]]` servers, each password from its own
