@@ -381,7 +381,7 @@ impl Poller {
                 tracing::error!("a CBS request task ended abnormally");
                 continue;
             };
-            crate::metrics::cbs_request(&result);
+            crate::metrics::cbs_request(&server, &result);
             let Some((state, baseline_counts, all_ok, _)) = user_states.get_mut(&user.login) else {
                 continue;
             };
@@ -575,6 +575,7 @@ impl Poller {
             caught_up.into_iter().collect(),
             now,
         )?;
+        crate::metrics::cbs_up(&server, self.store.outage()?.is_none());
         summary
             .errors
             .sort_by(|a, b| (&a.login_name, a.date).cmp(&(&b.login_name, b.date)));
