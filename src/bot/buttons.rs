@@ -280,10 +280,11 @@ async fn show_jobs(
     let scope = data.scope_of(press.channel_id, parent, press.member.as_ref());
     let date = record.date.format("%Y-%m-%d").to_string();
     // The job's own backup server (with several, the alert's job names it).
-    let server = (data.servers.iter())
-        .find(|s| s.name == record.job.server)
-        .unwrap_or_else(|| data.first_server());
-    let parsed = data.visible_on(server, &scope).and_then(|visible| {
+    let names: Vec<String> = data.servers.iter().map(|s| s.name.clone()).collect();
+    let parsed = (commands::restores::job_server(&names, &record.job.server))
+        .map(|i| &data.servers[i])
+        .and_then(|server| Ok((server, data.visible_on(server, &scope)?)));
+    let parsed = parsed.and_then(|(server, visible)| {
         RestoresArgs::parse(
             &record.job.login_name,
             Some(&date),
@@ -292,9 +293,10 @@ async fn show_jobs(
             &visible,
             scope.admin,
         )
+        .map(|args| (server, args))
     });
-    let args = match parsed {
-        Ok(args) => args,
+    let (server, args) = match parsed {
+        Ok(parsed) => parsed,
         Err(CommandError::Usage(text) | CommandError::Refused(text)) => {
             return Ok(Pressed::Refused(Reply::text(text, true)))
         }

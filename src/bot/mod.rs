@@ -170,11 +170,6 @@ impl Data {
         )?)
     }
 
-    /// The first server: the default of `/watch`'s `server:`.
-    fn first_server(&self) -> &BotServer {
-        &self.servers[0]
-    }
-
     /// The server a `server:` argument names (none: the first).
     fn named_server(&self, wanted: Option<&str>) -> Result<&BotServer, CommandError> {
         let names: Vec<String> = self.servers.iter().map(|s| s.name.clone()).collect();

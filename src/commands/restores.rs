@@ -121,6 +121,23 @@ pub fn named_server(servers: &[String], wanted: Option<&str>) -> Result<usize, C
         })
 }
 
+/// The backup server a stored job's button asks, as an index into `servers` (the
+/// configured names): the job's own (a record without one: the first). A server the config
+/// no longer names is said so; asking another server would show another server's jobs.
+pub fn job_server(servers: &[String], job_server: &str) -> Result<usize, CommandError> {
+    if job_server.is_empty() {
+        return Ok(0);
+    }
+    (servers.iter())
+        .position(|s| s == job_server)
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "This job's backup server {} is no longer configured; nothing was looked up.",
+                code(job_server)
+            ))
+        })
+}
+
 /// `` `eu-1`, `us-east` ``
 fn server_list(servers: &[String]) -> String {
     let names: Vec<String> = servers.iter().map(|s| code(s)).collect();
@@ -236,6 +253,18 @@ mod tests {
         // One server: asked whatever the lists say.
         let one = vec!["eu".to_owned()];
         assert_eq!(pick_server(&one, None, &[false], "obm", false).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_jobs_button_asks_its_own_server_or_says_it_is_gone() {
+        let servers = vec!["eu".to_owned(), "us".to_owned()];
+        assert_eq!(job_server(&servers, "us").unwrap(), 1);
+        assert_eq!(job_server(&servers, "").unwrap(), 0, "an older record");
+        let gone = job_server(&servers, "asia").unwrap_err().to_string();
+        assert_eq!(
+            gone,
+            "This job's backup server `asia` is no longer configured; nothing was looked up."
+        );
     }
 
     #[tokio::test]
