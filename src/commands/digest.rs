@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 /// The digest of `date` (default `today`, server zone), of the users `scope` sees
 /// (`visible`, see [`super::visible_users`]); `servers_named`: each job says its backup
 /// server (there are several).
+#[allow(clippy::too_many_arguments)]
 pub fn digest(
     store: &Store,
     date: Option<&str>,

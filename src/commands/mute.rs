@@ -47,6 +47,7 @@ pub fn on_server(server: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn mute(
     mutes: &Mutes,
     watched: &BTreeSet<String>,
