@@ -18,7 +18,7 @@ use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
     class_colour, code_span, counts_line, cut, escape_markdown, pack, plural, to_text,
     unreadable_value, Embed, EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK,
-    EMBED_DESCRIPTION_MAX_CHARS,
+    MESSAGE_EMBED_TOTAL_MAX_CHARS,
 };
 use crate::schedule::CronSchedule;
 use crate::store::{DayHealth, JobRecord, Store, StoreError};
@@ -374,62 +374,315 @@ pub fn previous_day(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
     today.pred_opt().unwrap_or(today)
 }
 
-/// The digest's cards: the summary first, then failures, stuck jobs, running jobs and the
-/// per-owner breakdown, each list over as many cards as it needs. Every card is within
-/// Discord's limits for one embed.
-pub fn render_digest(digest: &Digest) -> Vec<Embed> {
-    let mut embeds = vec![summary(digest)];
-    let job_lines = |jobs: &[DigestJob], line: fn(&DigestJob, NaiveDate) -> String| {
-        jobs.iter().map(|j| line(j, digest.date)).collect()
+/// Messages the scheduled digest takes at most, however busy the day.
+pub const DIGEST_MESSAGES_MAX: usize = 3;
+/// Characters of one list card's description. Cards are kept small so that messages fill
+/// well: a message is only closed for a card that does not fit the rest of it.
+const CARD_DESCRIPTION_MAX_CHARS: usize = 1900;
+/// What a card's title costs at most (`Acknowledged failures (2000), part 2 of 3`).
+const CARD_TITLE_ROOM_CHARS: usize = 100;
+/// Characters of one list line (they are short by construction; this guards the card).
+const LINE_MAX_CHARS: usize = 400;
+/// Characters of the line that tells the part of a list not shown, and of its owners.
+const REST_LINE_MAX_CHARS: usize = 500;
+const REST_OWNERS_MAX_CHARS: usize = 300;
+
+/// The digest's cards: the summary first, then failures (open, then acknowledged), stuck
+/// jobs, running jobs and the per-owner breakdown, within `messages_max` messages whatever
+/// the day. A list that does not fit shows its first lines and ends with one line counting
+/// the rest, by owner, and for failures the `/failures days:N` that lists every one
+/// (`today` is the date the reader starts from, in the digest's zone). Every job is listed
+/// or counted exactly once, and every card is within Discord's limits for one embed.
+pub fn render_digest(digest: &Digest, today: NaiveDate, messages_max: usize) -> Vec<Embed> {
+    let summary = summary(digest).fit();
+    let lists = digest_lists(digest, today);
+    let mut budget = messages_max.max(1) * MESSAGE_EMBED_TOTAL_MAX_CHARS;
+    let opts = RenderOptions {
+        mention_role: None,
+        timezone: chrono_tz::UTC,
+        servers_named: false,
     };
-    let owner_lines = digest
-        .owners
-        .iter()
-        .map(|(owner, counts)| owner_line(owner, counts))
-        .collect();
+    loop {
+        let room = budget.saturating_sub(summary.char_count());
+        let mut embeds = vec![summary.clone()];
+        embeds.extend(lay_out(&lists, room));
+        // Messages are not filled to the last character (a card that does not fit the
+        // rest of one starts the next), so the budget shrinks until the cards fit the
+        // messages. With no budget left, every list is one short card counting its items.
+        if budget == 0 || pack(vec![(false, embeds.clone())], &opts).len() <= messages_max {
+            return embeds;
+        }
+        budget = budget * 9 / 10;
+    }
+}
+
+/// The digest's lists, in order, with what each shows for its lines left out.
+fn digest_lists(digest: &Digest, today: NaiveDate) -> Vec<List<'_>> {
+    let date = digest.date;
     // Acknowledged failures are listed apart from the open ones; while none is, the one
     // list is just "Failures".
-    let (acked, open): (Vec<DigestJob>, Vec<DigestJob>) = digest
-        .failures
-        .iter()
-        .cloned()
-        .partition(|j| j.acknowledged.is_some());
+    let (acked, open): (Vec<&DigestJob>, Vec<&DigestJob>) =
+        (digest.failures.iter()).partition(|j| j.acknowledged.is_some());
     let open_name = if acked.is_empty() {
         "Failures"
     } else {
         "Open failures"
     };
-    let lists: [(&str, Vec<String>, u32); 5] = [
-        (
-            open_name,
-            job_lines(&open, failure_line),
-            class_colour(StatusClass::Failure),
-        ),
-        (
+    let pointer = Pointer::Failures(crate::render::failures_command(date, today));
+    let jobs =
+        |name, jobs, line, colour, pointer| job_list(name, jobs, line, colour, pointer, date);
+    let owners: Vec<(&String, &ClassCounts)> = digest.owners.iter().collect();
+    let failure = class_colour(StatusClass::Failure);
+    vec![
+        jobs(open_name, open, failure_line, failure, pointer.clone()),
+        jobs(
             "Acknowledged failures",
-            job_lines(&acked, failure_line),
+            acked,
+            failure_line,
             COLOUR_INFO,
+            pointer,
         ),
-        (
+        jobs(
             "Stuck",
-            job_lines(&digest.stuck, running_line),
+            digest.stuck.iter().collect(),
+            running_line,
             COLOUR_STUCK,
+            Pointer::Nothing,
         ),
-        (
+        jobs(
             "Still running",
-            job_lines(&digest.running, running_line),
+            digest.running.iter().collect(),
+            running_line,
             class_colour(StatusClass::Running),
+            Pointer::Nothing,
         ),
-        ("By owner", owner_lines, COLOUR_INFO),
-    ];
-    for (name, lines, colour) in lists {
-        embeds.extend(list_cards(name, &lines, colour));
-    }
-    embeds.into_iter().map(Embed::fit).collect()
+        List {
+            name: "By owner",
+            colour: COLOUR_INFO,
+            lines: owners.iter().map(|(o, c)| owner_line(o, c)).collect(),
+            rest: Rest::Owners(owners),
+        },
+    ]
+    .into_iter()
+    .filter(|list| !list.lines.is_empty())
+    .collect()
 }
 
-/// The digest as plain text, as `restorewatch digest --print` shows it.
-pub fn digest_text(digest: &Digest) -> String {
+fn job_list<'a>(
+    name: &'static str,
+    jobs: Vec<&'a DigestJob>,
+    line: fn(&DigestJob, NaiveDate) -> String,
+    colour: u32,
+    pointer: Pointer,
+    date: NaiveDate,
+) -> List<'a> {
+    List {
+        name,
+        colour,
+        lines: jobs.iter().map(|j| line(j, date)).collect(),
+        rest: Rest::Jobs { jobs, pointer },
+    }
+}
+
+/// Where a job list's left-out jobs can be seen.
+#[derive(Clone)]
+enum Pointer {
+    /// No command lists them all (running jobs: `/restores` per user).
+    Nothing,
+    /// `/failures days:N`; `None` when the date is older than it reaches.
+    Failures(Option<String>),
+}
+
+/// One list of the digest: a line per item, and how to tell the items left out.
+struct List<'a> {
+    name: &'static str,
+    colour: u32,
+    lines: Vec<String>,
+    rest: Rest<'a>,
+}
+
+/// The items behind a list's lines, to count those left out.
+enum Rest<'a> {
+    /// Jobs, counted by owner; `pointer` is the command that lists them all.
+    Jobs {
+        jobs: Vec<&'a DigestJob>,
+        pointer: Pointer,
+    },
+    /// Owners and their jobs, counted together.
+    Owners(Vec<(&'a String, &'a ClassCounts)>),
+}
+
+impl List<'_> {
+    /// The line for the items from `listed` on: how many, where to see them, by owner.
+    fn rest_line(&self, listed: usize) -> String {
+        let left = self.lines.len() - listed;
+        let head = if listed == 0 {
+            format!("{left} not listed here")
+        } else {
+            format!("… and {left} more")
+        };
+        let line = match &self.rest {
+            Rest::Jobs { jobs, pointer } => {
+                let mut by_owner: BTreeMap<&str, u64> = BTreeMap::new();
+                for job in &jobs[listed..] {
+                    *by_owner.entry(job.owner.as_str()).or_default() += 1;
+                }
+                let pointer = match pointer {
+                    Pointer::Failures(Some(command)) => format!(": {command} lists every one"),
+                    Pointer::Failures(None) => " (older than `/failures` reaches)".to_owned(),
+                    Pointer::Nothing => String::new(),
+                };
+                format!("{head}{pointer}. By owner: {}.", owner_counts(by_owner))
+            }
+            Rest::Owners(owners) => {
+                let mut counts = ClassCounts::new();
+                for (_, owner_counts) in &owners[listed..] {
+                    for (class, n) in owner_counts.iter() {
+                        *counts.entry(*class).or_default() += n;
+                    }
+                }
+                let total: u64 = counts.values().map(|n| u64::from(*n)).sum();
+                format!(
+                    "{head}, with {} ({}).",
+                    plural(total, "job", "jobs"),
+                    counts_line(&counts)
+                )
+            }
+        };
+        cut(&line, REST_LINE_MAX_CHARS)
+    }
+}
+
+/// `reseller-a 12, (no owner) 3, and 4 other owners 9`: most first, every job counted
+/// once however many owners there are.
+fn owner_counts(by_owner: BTreeMap<&str, u64>) -> String {
+    let mut owners: Vec<(&str, u64)> = by_owner.into_iter().collect();
+    owners.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut parts: Vec<String> = Vec::new();
+    let mut chars = 0;
+    for (i, (owner, n)) in owners.iter().enumerate() {
+        let name = if owner.is_empty() {
+            NO_OWNER_LABEL.to_owned()
+        } else {
+            cut(&escape_markdown(owner), 40)
+        };
+        let part = format!("{name} {n}");
+        if chars + part.chars().count() > REST_OWNERS_MAX_CHARS && i + 1 < owners.len() {
+            let others = &owners[i..];
+            let jobs: u64 = others.iter().map(|(_, n)| n).sum();
+            parts.push(format!(
+                "and {} {jobs}",
+                plural(others.len() as u64, "other owner", "other owners")
+            ));
+            break;
+        }
+        chars += part.chars().count() + 2;
+        parts.push(part);
+    }
+    parts.join(", ")
+}
+
+/// Each list's cards within `room` characters (all lists together): lists that need
+/// little get all they need, the rest share what is left evenly.
+fn lay_out(lists: &[List<'_>], room: usize) -> Vec<Embed> {
+    let needs: Vec<usize> = lists
+        .iter()
+        .map(|l| cost(&chunks(l.lines.iter().cloned())))
+        .collect();
+    let mut order: Vec<usize> = (0..lists.len()).collect();
+    order.sort_by_key(|i| needs[*i]);
+    let mut shares = vec![0; lists.len()];
+    let mut left = room;
+    for (k, i) in order.iter().enumerate() {
+        let share = needs[*i].min(left / (lists.len() - k));
+        shares[*i] = share;
+        left -= share;
+    }
+    (lists.iter().zip(shares))
+        .flat_map(|(list, share)| list_cards(list, share))
+        .collect()
+}
+
+/// A list's cards within `room` characters: every line when they fit, else the first lines
+/// and the line that tells the rest.
+fn list_cards(list: &List<'_>, room: usize) -> Vec<Embed> {
+    let lines = list.lines.iter().map(|l| cut(l, LINE_MAX_CHARS));
+    let all = chunks(lines.clone());
+    let descriptions = if cost(&all) <= room {
+        all
+    } else {
+        // The rest line costs at most a card of its own.
+        let keep = room.saturating_sub(CARD_TITLE_ROOM_CHARS + REST_LINE_MAX_CHARS + 1);
+        // The cost of the lines so far as `chunks` would lay them out, line by line.
+        let (mut spent, mut card) = (0, 0);
+        let mut shown = Vec::new();
+        for line in lines {
+            let len = line.chars().count();
+            let (next_card, add) = if card == 0 || card + 1 + len > CARD_DESCRIPTION_MAX_CHARS {
+                (len, len + CARD_TITLE_ROOM_CHARS)
+            } else {
+                (card + 1 + len, len + 1)
+            };
+            if spent + add > keep {
+                break;
+            }
+            (spent, card) = (spent + add, next_card);
+            shown.push(line);
+        }
+        shown.push(list.rest_line(shown.len()));
+        chunks(shown.into_iter())
+    };
+    let parts = descriptions.len();
+    let title = format!("{} ({})", list.name, list.lines.len());
+    (descriptions.into_iter().enumerate())
+        .map(|(i, description)| Embed {
+            title: if parts == 1 {
+                title.clone()
+            } else {
+                format!("{title}, part {} of {parts}", i + 1)
+            },
+            description,
+            colour: list.colour,
+            ..Embed::default()
+        })
+        .collect()
+}
+
+/// Lines joined into card descriptions of whole lines, each within
+/// [`CARD_DESCRIPTION_MAX_CHARS`].
+fn chunks(lines: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut current_chars = 0;
+    for line in lines {
+        let len = line.chars().count();
+        if !current.is_empty() && current_chars + 1 + len > CARD_DESCRIPTION_MAX_CHARS {
+            out.push(std::mem::take(&mut current));
+            current_chars = 0;
+        }
+        if !current.is_empty() {
+            current.push('\n');
+            current_chars += 1;
+        }
+        current.push_str(&line);
+        current_chars += len;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// What cards of these descriptions cost at most, titles included.
+fn cost(descriptions: &[String]) -> usize {
+    (descriptions.iter())
+        .map(|d| d.chars().count() + CARD_TITLE_ROOM_CHARS)
+        .sum()
+}
+
+/// The digest as plain text, as `restorewatch digest --print` shows it (as the scheduled
+/// digest would post it on `today`).
+pub fn digest_text(digest: &Digest, today: NaiveDate) -> String {
     let opts = RenderOptions {
         mention_role: None,
         // Packing does not read the zone; the digest's times already carry theirs.
@@ -438,7 +691,8 @@ pub fn digest_text(digest: &Digest) -> String {
     };
     // Time tags, if any, read in the digest's own zone.
     let zone = digest.timezone.parse().unwrap_or(chrono_tz::UTC);
-    pack(vec![(false, render_digest(digest))], &opts)
+    let cards = render_digest(digest, today, DIGEST_MESSAGES_MAX);
+    pack(vec![(false, cards)], &opts)
         .iter()
         .map(|p| to_text(&p.message, zone))
         .collect::<Vec<_>>()
@@ -620,57 +874,14 @@ fn owner_line(owner: &str, counts: &ClassCounts) -> String {
     )
 }
 
-/// A list as cards of whole lines, each description within Discord's limit; titled
-/// `Failures (300)` and, when it takes several, `Failures (300), part 2 of 8`.
-fn list_cards(name: &str, lines: &[String], colour: u32) -> Vec<Embed> {
-    if lines.is_empty() {
-        return Vec::new();
-    }
-    let mut chunks: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let mut current_chars = 0;
-    for line in lines {
-        // Lines are short by construction; the cut only guards the card's limit.
-        let line = cut(line, EMBED_DESCRIPTION_MAX_CHARS);
-        let len = line.chars().count();
-        if !current.is_empty() && current_chars + 1 + len > EMBED_DESCRIPTION_MAX_CHARS {
-            chunks.push(std::mem::take(&mut current));
-            current_chars = 0;
-        }
-        if !current.is_empty() {
-            current.push('\n');
-            current_chars += 1;
-        }
-        current.push_str(&line);
-        current_chars += len;
-    }
-    chunks.push(current);
-    let parts = chunks.len();
-    let title = format!("{name} ({})", lines.len());
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, description)| Embed {
-            title: if parts == 1 {
-                title.clone()
-            } else {
-                format!("{title}, part {} of {parts}", i + 1)
-            },
-            description,
-            colour,
-            ..Embed::default()
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cbs::model::RestoreJob;
     use crate::render::{
-        render_event, wants_ping, EMBED_FIELDS_MAX, EMBED_FIELD_NAME_MAX_CHARS,
-        EMBED_FIELD_VALUE_MAX_CHARS, EMBED_TITLE_MAX_CHARS, MESSAGE_EMBEDS_MAX,
-        MESSAGE_EMBED_TOTAL_MAX_CHARS,
+        render_event, wants_ping, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELDS_MAX,
+        EMBED_FIELD_NAME_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS, EMBED_TITLE_MAX_CHARS,
+        MESSAGE_EMBEDS_MAX, MESSAGE_EMBED_TOTAL_MAX_CHARS,
     };
     use crate::store::CycleRecord;
     use crate::test_data::{self, field_value};
@@ -681,6 +892,11 @@ mod tests {
 
     fn day() -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()
+    }
+
+    /// The day the test day's digest is posted.
+    fn tomorrow() -> NaiveDate {
+        day().succ_opt().unwrap()
     }
 
     /// A job of a Berlin server; times are `yyyy-MM-dd HH:mm:ss` local, `raw` its code.
@@ -732,7 +948,7 @@ mod tests {
         };
         let acks = [(acked, ack)].into();
         let d = Digest::compute_with_acks(day(), BERLIN, &recs, &health(0), 0, vec![], &acks);
-        let text = digest_text(&d);
+        let text = digest_text(&d, tomorrow());
         let open = text.split("== Open failures (2) ==").nth(1).expect(&text);
         let open = open
             .split("== Acknowledged failures (1) ==")
@@ -751,14 +967,8 @@ mod tests {
         );
         assert!(text.contains("Failures: 3 (1 acknowledged)"), "{text}");
         // Without acknowledgements the one list keeps its name.
-        let plain = digest_text(&Digest::compute(
-            day(),
-            BERLIN,
-            &recs,
-            &health(0),
-            0,
-            vec![],
-        ));
+        let plain = Digest::compute(day(), BERLIN, &recs, &health(0), 0, vec![]);
+        let plain = digest_text(&plain, tomorrow());
         assert!(plain.contains("== Failures (3) =="), "{plain}");
         assert!(!plain.contains("Open failures"));
     }
@@ -1032,7 +1242,7 @@ mod tests {
             2,
             vec!["#alerts".into()],
         );
-        let embeds = render_digest(&d);
+        let embeds = render_digest(&d, tomorrow(), DIGEST_MESSAGES_MAX);
         embeds.iter().for_each(within_embed_limits);
         let titles: Vec<&str> = embeds.iter().map(|e| e.title.as_str()).collect();
         assert_eq!(
@@ -1090,7 +1300,7 @@ mod tests {
     #[test]
     fn a_day_without_jobs_says_so() {
         let d = Digest::compute(day(), BERLIN, &[], &health(0), 0, vec![]);
-        let embeds = render_digest(&d);
+        let embeds = render_digest(&d, tomorrow(), DIGEST_MESSAGES_MAX);
         assert_eq!(embeds.len(), 1);
         assert_eq!(embeds[0].description, "No restore jobs on 2024-06-26.");
         assert_eq!(
@@ -1102,7 +1312,7 @@ mod tests {
             ["Poller", "Undelivered events"]
         );
         assert_eq!(
-            digest_text(&d),
+            digest_text(&d, tomorrow()),
             "== Restore digest for 2024-06-26 (Europe/Berlin) ==\n\
              No restore jobs on 2024-06-26.\n\
              Poller: 288 cycles, 3 request errors, no CBS outage\n\
@@ -1127,21 +1337,35 @@ mod tests {
                 servers_named: false,
             },
         );
-        assert_eq!(embeds.len(), render_digest(&d).len());
+        assert_eq!(
+            embeds.len(),
+            render_digest(&d, tomorrow(), DIGEST_MESSAGES_MAX).len()
+        );
         assert_eq!(embeds[0].timestamp, Some(at));
         assert!(!wants_ping(&event));
     }
 
-    #[test]
-    fn three_hundred_failures_continue_over_cards_and_messages() {
-        let recs: Vec<JobRecord> = (0..300)
+    /// `n` failures of the test day, each of its own user (owners `reseller_0` to `_6`,
+    /// every tenth without), one a second.
+    fn failures(n: usize) -> Vec<JobRecord> {
+        (0..n)
             .map(|i| {
-                let start = format!("2024-06-26 {:02}:{:02}:00", i / 60 % 24, i % 60);
+                let start = format!(
+                    "2024-06-26 {:02}:{:02}:{:02}",
+                    i / 3600,
+                    i / 60 % 60,
+                    i % 60
+                );
+                let owner = if i % 10 == 9 {
+                    String::new()
+                } else {
+                    format!("reseller_{}", i % 7)
+                };
                 record(
                     job(
-                        &format!("customer-login-{i:03}"),
-                        &format!("reseller_{}", i % 7),
-                        &format!("Mail & Files backup set {i:03}"),
+                        &format!("customer-login-{i:04}"),
+                        &owner,
+                        &format!("Mail & Files backup set {i:04}"),
                         &start,
                         Some(&start),
                         "RESTORE_STOP_BY_ERROR",
@@ -1149,48 +1373,172 @@ mod tests {
                     false,
                 )
             })
-            .collect();
-        let d = Digest::compute(day(), BERLIN, &recs, &health(0), 0, vec![]);
-        let embeds = render_digest(&d);
-        embeds.iter().for_each(within_embed_limits);
-        let failure_cards = embeds
-            .iter()
-            .filter(|e| e.title.starts_with("Failures (300)"))
-            .count();
-        assert!(failure_cards > 1, "300 failures need more than one card");
-        assert_eq!(
-            embeds[1].title,
-            format!("Failures (300), part 1 of {failure_cards}")
-        );
+            .collect()
+    }
 
+    /// The digest's messages as posted, each within Discord's limits.
+    fn messages(embeds: Vec<Embed>) -> Vec<Vec<Embed>> {
         let opts = RenderOptions {
             mention_role: None,
             timezone: BERLIN,
             servers_named: false,
         };
         let packed = pack(vec![(false, embeds)], &opts);
-        assert!(packed.len() > 1);
-        let mut failure_lines = Vec::new();
         for p in &packed {
             let m = &p.message;
             assert!(m.embeds.len() <= MESSAGE_EMBEDS_MAX);
             let chars: usize = m.embeds.iter().map(Embed::char_count).sum();
             assert!(chars <= MESSAGE_EMBED_TOTAL_MAX_CHARS, "{chars}");
             m.embeds.iter().for_each(within_embed_limits);
-            for e in m.embeds.iter().filter(|e| e.title.starts_with("Failures")) {
-                failure_lines.extend(e.description.lines().map(str::to_owned));
-            }
         }
-        assert_eq!(failure_lines.len(), 300);
-        for (i, line) in failure_lines.iter().enumerate() {
-            assert!(line.starts_with("• "), "{line}");
+        packed.into_iter().map(|p| p.message.embeds).collect()
+    }
+
+    /// The lines of the cards titled `name…`, in order.
+    fn lines_of(messages: &[Vec<Embed>], name: &str) -> Vec<String> {
+        (messages.iter().flatten())
+            .filter(|e| e.title.starts_with(name))
+            .flat_map(|e| e.description.lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Checks that `lines` list failures 0, 1, … in order and end with a line counting the
+    /// rest, by owner, that adds up to `total`; returns how many were listed.
+    fn listed_or_counted(lines: &[String], total: usize, pointer: &str) -> usize {
+        let (rest, listed) = lines.split_last().unwrap();
+        for (i, line) in listed.iter().enumerate() {
             assert!(
-                line.contains(&format!(
-                    "customer-login-{i:03} / Mail & Files backup set {i:03}"
-                )),
+                line.starts_with("• ")
+                    && line.contains(&format!(
+                        "customer-login-{i:04} / Mail & Files backup set {i:04}"
+                    )),
                 "failure {i} missing or out of order: {line}"
             );
         }
+        let more = total - listed.len();
+        assert!(
+            rest.starts_with(&format!(
+                "… and {more} more: {pointer} lists every one. By owner: "
+            )),
+            "{rest}"
+        );
+        let owners = rest
+            .split("By owner: ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('.');
+        let counted: usize = owners
+            .split(", ")
+            .map(|part| part.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(counted, more, "{rest}");
+        // The owners of the left-out failures, exactly.
+        let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+        for i in listed.len()..total {
+            let owner = if i % 10 == 9 {
+                NO_OWNER_LABEL.to_owned()
+            } else {
+                format!("reseller\\_{}", i % 7)
+            };
+            *expected.entry(owner).or_default() += 1;
+        }
+        for (owner, n) in expected {
+            assert!(
+                owners.contains(&format!("{owner} {n}")),
+                "{owner} {n}: {rest}"
+            );
+        }
+        listed.len()
+    }
+
+    #[test]
+    fn two_thousand_failures_fit_three_messages_each_listed_or_counted_once() {
+        let d = Digest::compute(day(), BERLIN, &failures(2000), &health(0), 0, vec![]);
+        let scheduled = messages(render_digest(&d, tomorrow(), DIGEST_MESSAGES_MAX));
+        assert!(
+            scheduled.len() <= DIGEST_MESSAGES_MAX,
+            "{}",
+            scheduled.len()
+        );
+        let lines = lines_of(&scheduled, "Failures (2000)");
+        let listed = listed_or_counted(&lines, 2000, "`/failures days:2`");
+        assert!(listed >= 40, "the first failures are listed: {listed}");
+        // The summary counts them all, and the owners list stays whole (8 owners).
+        assert_eq!(field_value(&scheduled[0][0], "Failures"), "2000");
+        assert_eq!(lines_of(&scheduled, "By owner (8)").len(), 8);
+
+        // `/digest`, three days later, within its ten messages, shows more.
+        let today = day().checked_add_days(Days::new(3)).unwrap();
+        let on_demand = messages(render_digest(&d, today, 10));
+        assert!(on_demand.len() <= 10, "{}", on_demand.len());
+        let lines = lines_of(&on_demand, "Failures (2000)");
+        let more = listed_or_counted(&lines, 2000, "`/failures days:4`");
+        assert!(more > listed * 2, "{more} vs {listed}");
+
+        // A few fit whole, in parts as before: no count line.
+        let d = Digest::compute(day(), BERLIN, &failures(30), &health(0), 0, vec![]);
+        let few = messages(render_digest(&d, tomorrow(), DIGEST_MESSAGES_MAX));
+        let lines = lines_of(&few, "Failures (30)");
+        assert_eq!(lines.len(), 30);
+        assert!(lines.iter().all(|l| l.starts_with("• ")));
+    }
+
+    #[test]
+    fn every_list_and_many_owners_stay_within_three_messages() {
+        // 2,000 failures (half acknowledged), 600 running, 300 stuck, 1,500 owners with
+        // long names.
+        let mut recs = failures(2000);
+        for (i, r) in recs.iter_mut().enumerate() {
+            r.job.owner = format!("{}-{i:04}", "owner-with-a-long-name".repeat(3));
+        }
+        for i in 0..900 {
+            let mut r = record(
+                running(&format!("running-{i:04}"), 1 + i as u32 % 20),
+                i < 300,
+            );
+            r.job.owner = format!("other-owner-{i:04}");
+            recs.push(r);
+        }
+        let acks: BTreeMap<JobKey, Ack> = (recs.iter().step_by(2).take(1000))
+            .map(|r| {
+                let ack = Ack {
+                    user_id: 7,
+                    user_name: "operator".into(),
+                    at: Utc.with_ymd_and_hms(2024, 6, 26, 16, 5, 0).unwrap(),
+                };
+                (r.job.key(), ack)
+            })
+            .collect();
+        let d = Digest::compute_with_acks(day(), BERLIN, &recs, &health(0), 0, vec![], &acks);
+        for (max, today) in [(DIGEST_MESSAGES_MAX, tomorrow()), (10, tomorrow())] {
+            let posted = messages(render_digest(&d, today, max));
+            assert!(posted.len() <= max, "{} > {max}", posted.len());
+            for (name, total) in [
+                ("Open failures (1000)", 1000),
+                ("Acknowledged failures (1000)", 1000),
+                ("Stuck (300)", 300),
+                ("Still running (600)", 600),
+                ("By owner (2900)", 2900),
+            ] {
+                let lines = lines_of(&posted, name);
+                let (rest, listed) = lines.split_last().expect(name);
+                let more: usize = rest
+                    .split(|c: char| !c.is_ascii_digit())
+                    .find(|n| !n.is_empty())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(listed.len() + more, total, "{name}: {rest}");
+                assert!(listed.iter().all(|l| l.starts_with("• ")), "{name}");
+            }
+        }
+        // A digest older than `/failures` reaches says so.
+        let late = day().checked_add_days(Days::new(40)).unwrap();
+        let text = format!("{:?}", render_digest(&d, late, DIGEST_MESSAGES_MAX));
+        assert!(
+            text.contains("more (older than `/failures` reaches)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1284,6 +1632,6 @@ mod tests {
         let EventKind::Digest(queued) = &pending[3].kind else {
             panic!("the last queued event is not the digest: {:?}", pending[3]);
         };
-        assert_eq!(digest_text(queued), digest_text(&d));
+        assert_eq!(digest_text(queued, tomorrow()), digest_text(&d, tomorrow()));
     }
 }

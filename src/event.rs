@@ -74,6 +74,10 @@ pub enum EventKind {
         /// most `BASELINE_WOULD_ALERT_MAX` of the owner's.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         would_alert: Vec<StormJob>,
+        /// How many jobs would have alerted, `would_alert` and those beyond it (0 in events
+        /// queued before it was kept: then `would_alert` holds them all, or the first 500).
+        #[serde(default)]
+        would_alert_total: usize,
     },
     /// What one poll cycle saw, queued when anything changed.
     CycleSummary(CycleSummary),
@@ -126,6 +130,11 @@ pub struct StormJob {
     /// events queued by versions before it, whose lines show `ended`.
     #[serde(default)]
     pub ended_at: Option<DateTime<Utc>>,
+    /// The date the server lists the job under (its start's, in the server's zone; its
+    /// end's when the start could not be read), so a card's pointer to `/failures` reaches
+    /// it; absent in events queued by earlier versions.
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
 }
 
 impl StormJob {
@@ -141,6 +150,7 @@ impl StormJob {
             job_id: job.job_id.clone(),
             raw_status: job.raw_status.clone(),
             ended_at: job.end_time.map(|t| t.with_timezone(&Utc)),
+            date: job.start_time.or(job.end_time).map(|t| t.date_naive()),
         }
     }
 }

@@ -274,7 +274,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let date = date.unwrap_or_else(|| previous_day(clock.now(), tz));
             if print {
                 let digest = Digest::from_store(&app.store, date, tz, Vec::new())?;
-                print!("{}", digest_text(&digest));
+                let today = clock.now().with_timezone(&tz).date_naive();
+                print!("{}", digest_text(&digest, today));
                 return Ok(ExitCode::SUCCESS);
             }
             let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;

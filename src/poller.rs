@@ -557,11 +557,13 @@ impl Poller {
         for (owner, users) in baselines {
             let mut jobs = would_alert.remove(&owner).unwrap_or_default();
             jobs.sort();
+            let would_alert_total = jobs.len();
             jobs.truncate(BASELINE_WOULD_ALERT_MAX);
             let event = EventKind::Baseline {
                 owner,
                 users,
                 would_alert: jobs,
+                would_alert_total,
             };
             self.store.push_event(event, now)?;
         }

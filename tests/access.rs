@@ -211,22 +211,23 @@ async fn a_routed_owners_channel_sees_only_its_owners_users() {
     assert_eq!(choices(&h, typing()).await, ["obm", "ours"]);
 
     // /failures and /digest.
-    let (callback, _) = h.invoke(there(SlashCommand::new("failures"))).await;
-    let listed = callback["data"]["embeds"][0]["description"]
-        .as_str()
-        .unwrap();
+    let (callback, answer) = h
+        .invoke_deferred(there(SlashCommand::new("failures")))
+        .await;
+    assert_eq!(flags(&callback["data"]), EPHEMERAL, "deferred privately");
+    let listed = answer["embeds"][0]["description"].as_str().unwrap();
     assert!(listed.contains("`ours`"), "{listed}");
     assert!(!listed.contains("obm"), "{listed}");
-    let (callback, _) = h.invoke(there(SlashCommand::new("digest"))).await;
-    let digest = callback["data"]["embeds"].to_string();
+    let (_, answer) = h.invoke_deferred(there(SlashCommand::new("digest"))).await;
+    let digest = answer["embeds"].to_string();
     assert!(digest.contains("ours"), "{digest}");
     assert!(!digest.contains("obm"), "{digest}");
 
     // An admin in the same channel sees everyone.
-    let (callback, _) = h.invoke(admin(there(SlashCommand::new("failures")))).await;
-    let listed = callback["data"]["embeds"][0]["description"]
-        .as_str()
-        .unwrap();
+    let (_, answer) = h
+        .invoke_deferred(admin(there(SlashCommand::new("failures"))))
+        .await;
+    let listed = answer["embeds"][0]["description"].as_str().unwrap();
     assert!(
         listed.contains("`ours`") && listed.contains("`obm`"),
         "{listed}"

@@ -12,12 +12,13 @@ use restorewatch::discord::DiscordSink;
 use restorewatch::event::EventKind;
 use restorewatch::mutes::Mutes;
 use restorewatch::render::RenderOptions;
+use restorewatch::simulator::{SimJob, SimUser};
 use restorewatch::sink::{drain, ConsoleSink, Sink};
 use restorewatch::store::Store;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use support::bot::*;
-use support::fake_discord::{SlashCommand, MEMBER_USER_ID};
+use support::fake_discord::{Scripted, SlashCommand, MEMBER_USER_ID};
 use tokio::time::timeout;
 
 /// The configured alert channel of the harness.
@@ -32,11 +33,18 @@ const SECOND_MEMBER: u64 = 3_000_000_000_000_000_099;
 /// `obm` polled once (an empty baseline), then sets 1 and 2 fail today; a second cycle
 /// queues their alerts.
 async fn failing_world(h: &Harness) -> Store {
+    let jobs = ["1", "2"].map(|set| sim_job("obm", set, "2024-06-27", 9, FAILED));
+    failing_world_of(h, jobs).await
+}
+
+/// The watched users polled once (an empty baseline), then `jobs` added; a second cycle
+/// queues their alerts.
+async fn failing_world_of(h: &Harness, jobs: impl IntoIterator<Item = SimJob>) -> Store {
     let store = h.open_store();
     let poller = h.poller(&store);
     poller.cycle().await.unwrap();
-    for set in ["1", "2"] {
-        h.sim.add_job(sim_job("obm", set, "2024-06-27", 9, FAILED));
+    for job in jobs {
+        h.sim.add_job(job);
     }
     poller.cycle().await.unwrap();
     store
@@ -220,8 +228,8 @@ async fn acknowledge_edits_the_message_and_still_shows_after_a_restart() {
     );
 
     // The day's digest lists them as acknowledged, not open.
-    let (digest, _) = h.invoke(SlashCommand::new("digest")).await;
-    let embeds = digest["data"]["embeds"].as_array().unwrap();
+    let (_, digest) = h.invoke_deferred(SlashCommand::new("digest")).await;
+    let embeds = digest["embeds"].as_array().unwrap();
     let titles: Vec<&str> = embeds
         .iter()
         .map(|e| e["title"].as_str().unwrap())
@@ -254,6 +262,152 @@ async fn acknowledge_edits_the_message_and_still_shows_after_a_restart() {
     h.assert_nothing_unexpected();
 }
 
+/// An e-mail login, as many MSPs use.
+const LONG_LOGIN: &str = "first.middle.lastname@a-customer-with-a-long-domain-name.example.com";
+
+#[tokio::test]
+async fn a_long_login_and_set_name_keep_the_acknowledged_label_within_the_limit() {
+    let watch = format!("[[watch]]\nlogin = \"{LONG_LOGIN}\"");
+    let h = Harness::start_with("", &watch).await;
+    h.sim.add_user(SimUser {
+        login: LONG_LOGIN.into(),
+        owner: String::new(),
+        user_id: "u1".into(),
+    });
+    let jobs = ["1", "2"].map(|set| SimJob {
+        backup_set_name: format!("Exchange mailboxes of the accounting department {set}"),
+        ..sim_job(LONG_LOGIN, set, "2024-06-27", 9, FAILED)
+    });
+    let store = failing_world_of(&h, jobs).await;
+    let message = posted_alert(&h, &store).await;
+    let posted = labels(&message)[0][0].clone();
+    assert_eq!(
+        posted.chars().count(),
+        80,
+        "cut to Discord's limit: {posted}"
+    );
+    let running = h.start_bot_with(store.clone()).await;
+    let ack = button_ids(&message)[0][0].clone();
+
+    let (callback, _) = press(&h, &message, &ack, member()).await;
+    assert_eq!(callback["type"], 7, "UPDATE_MESSAGE: {callback}");
+    let edited = h
+        .fake
+        .message(ALERTS, message["id"].as_str().unwrap())
+        .unwrap();
+    let label = &labels(&edited)[0][0];
+    assert!(label.starts_with("Acknowledged · first.middle"), "{label}");
+    assert!(label.ends_with('…'), "{label}");
+    assert_eq!(label.chars().count(), 80, "{label}");
+    assert_eq!(labels(&edited)[1], labels(&message)[1]);
+    drop(running.stop().await);
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn a_huge_alert_keeps_room_for_its_acknowledgement() {
+    let h = Harness::start().await;
+    let names = |what: &str| -> Vec<String> {
+        (0..80)
+            .map(|i| format!("{what}-{i:03}-with-a-long-descriptive-name"))
+            .collect()
+    };
+    let job = SimJob {
+        backup_set_name: format!("Hyper-V cluster {}", "x".repeat(150)),
+        missed_databases: names("missed-db"),
+        success_databases: names("db"),
+        missed_virtual_machines: names("missed-vm"),
+        success_virtual_machines: names("vm"),
+        missed_public_folders: names("missed-folder"),
+        success_public_folders: names("folder"),
+        ..sim_job("obm", "1", "2024-06-27", 9, FAILED)
+    };
+    let store = failing_world_of(&h, [job]).await;
+    let message = posted_alert(&h, &store).await;
+    let embed = &message["embeds"][0];
+    let field_names: Vec<&str> = (embed["fields"].as_array().unwrap().iter())
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(field_names.contains(&"Last log lines"), "{field_names:?}");
+    assert!(
+        field_names.contains(&"Missed databases (80)"),
+        "{field_names:?}"
+    );
+    let running = h.start_bot_with(store.clone()).await;
+
+    // The fake refuses an edit over 6,000 characters, as Discord does.
+    let (callback, _) = press(&h, &message, &button_ids(&message)[0][0], member()).await;
+    assert_eq!(callback["type"], 7, "UPDATE_MESSAGE: {callback}");
+    let edited = h
+        .fake
+        .message(ALERTS, message["id"].as_str().unwrap())
+        .unwrap();
+    let when = now().timestamp();
+    assert_eq!(
+        field(&edited, 0, "Acknowledged"),
+        Some(format!("by <@{MEMBER_USER_ID}> · <t:{when}:f>"))
+    );
+    assert_eq!(labels(&edited)[0][0], "Acknowledged");
+    drop(running.stop().await);
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn an_acknowledgement_whose_edit_was_not_taken_is_shown_by_the_next_press() {
+    let h = Harness::start().await;
+    let store = failing_world(&h).await;
+    let message = posted_alert(&h, &store).await;
+    let running = h.start_bot_with(store.clone()).await;
+    let ids = button_ids(&message);
+    let (ack, embed) = (ids[0][0].clone(), embed_of(&ids[0][0]));
+    let id = message["id"].as_str().unwrap();
+
+    // Discord fails the first press's edit: the acknowledgement is recorded, not shown.
+    h.fake.script_callbacks([Scripted::ServerError(500)]);
+    let first = h.fake.press(id, &ack, member());
+    let path = format!("/interactions/{}/", first.id);
+    timeout(WAIT, h.fake.wait_for_request(|r| r.path.contains(&path)))
+        .await
+        .expect("the bot answered the first press");
+    assert_eq!(h.fake.message(ALERTS, id).unwrap(), message, "not edited");
+
+    // The next press, by someone else, makes the edit from the first acknowledgement and
+    // tells them privately who was first.
+    let (callback, token) = press(&h, &message, &ack, member().user(SECOND_MEMBER)).await;
+    assert_eq!(callback["type"], 7, "UPDATE_MESSAGE: {callback}");
+    let edited = h.fake.message(ALERTS, id).unwrap();
+    let first_ack = format!("by <@{MEMBER_USER_ID}> · <t:{}:f>", now().timestamp());
+    assert_eq!(
+        field(&edited, embed, "Acknowledged"),
+        Some(first_ack.clone())
+    );
+    assert_eq!(labels(&edited)[0][0], "Acknowledged · obm / Set 1");
+    let told = timeout(WAIT, h.fake.wait_for_followups(&token, 1))
+        .await
+        .expect("the presser is told");
+    assert_eq!(flags(&told[0]), EPHEMERAL);
+    assert_eq!(
+        told[0]["content"],
+        format!("Already acknowledged {first_ack}.")
+    );
+    let sent = h
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with(&token));
+    assert!(is_locked_down(&sent.unwrap().body["allowed_mentions"]));
+
+    // Once shown, a press only says who was first.
+    let (callback, _) = press(&h, &edited, &ack, member().user(SECOND_MEMBER)).await;
+    assert_eq!(callback["type"], 4, "{callback}");
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    assert_eq!(h.fake.message(ALERTS, id).unwrap(), edited);
+    let audit = AuditLog::open(&store).unwrap().recent(10).unwrap();
+    assert_eq!(audit.len(), 1, "one acknowledgement: {audit:?}");
+    drop(running.stop().await);
+    h.assert_nothing_unexpected();
+}
+
 #[tokio::test]
 async fn the_digest_lists_open_failures_apart_from_acknowledged_ones() {
     let h = Harness::start().await;
@@ -261,8 +415,8 @@ async fn the_digest_lists_open_failures_apart_from_acknowledged_ones() {
     let message = posted_alert(&h, &store).await;
     let running = h.start_bot_with(store.clone()).await;
     press(&h, &message, &button_ids(&message)[0][0], member()).await;
-    let (digest, _) = h.invoke(SlashCommand::new("digest")).await;
-    let embeds = digest["data"]["embeds"].as_array().unwrap();
+    let (_, digest) = h.invoke_deferred(SlashCommand::new("digest")).await;
+    let embeds = digest["embeds"].as_array().unwrap();
     let card = |title: &str| -> String {
         let found = embeds.iter().find(|e| e["title"] == title);
         let found = found.unwrap_or_else(|| panic!("no card {title}: {embeds:?}"));
@@ -432,6 +586,34 @@ async fn a_button_whose_job_is_past_the_retention_period_says_so_and_changes_not
     );
     let id = message["id"].as_str().unwrap();
     assert_eq!(h.fake.message(ALERTS, id).unwrap(), message);
+    drop(running.stop().await);
+    h.assert_nothing_unexpected();
+}
+
+#[tokio::test]
+async fn a_button_the_bot_does_not_know_gets_a_short_private_answer() {
+    let h = Harness::start().await;
+    let store = failing_world(&h).await;
+    let message = posted_alert(&h, &store).await;
+    let running = h.start_bot_with(store.clone()).await;
+    let id = message["id"].as_str().unwrap();
+    for custom_id in ["ack:v0:obm:1", "alert:ack:not-a-job"] {
+        let pressed = h.fake.press_stale(id, custom_id, member());
+        let callback = timeout(WAIT, h.fake.wait_for_callback(pressed.id))
+            .await
+            .expect("the bot answered the press");
+        assert_eq!(callback["type"], 4, "{callback}");
+        assert_eq!(flags(&callback["data"]), EPHEMERAL);
+        assert!(
+            content(&callback).starts_with("The bot does not know this button"),
+            "{callback}"
+        );
+    }
+    assert_eq!(
+        h.fake.message(ALERTS, id).unwrap(),
+        message,
+        "nothing changed"
+    );
     drop(running.stop().await);
     h.assert_nothing_unexpected();
 }

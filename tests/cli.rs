@@ -193,7 +193,7 @@ async fn the_demo_shows_jobs_running_finishing_and_failures_alerted_once_then_ex
     let storm = cards.iter().position(|c| c.contains(" restores failed =="));
     let storm = storm.unwrap_or_else(|| panic!("a grouped storm: {stdout}"));
     assert!(
-        cards[storm].contains("`/failures` shows"),
+        cards[storm].contains("`/failures days:") && cards[storm].contains("` shows"),
         "{}",
         cards[storm]
     );

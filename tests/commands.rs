@@ -759,7 +759,7 @@ async fn paging_reaches_every_line() {
     let every: Vec<String> = (1000..1000 + JOBS).map(|s| s.to_string()).collect();
 
     let mut seen = std::collections::BTreeMap::new();
-    let pages = every_page(&h, || SlashCommand::new("failures"), false, &mut seen).await;
+    let pages = every_page(&h, || SlashCommand::new("failures"), true, &mut seen).await;
     assert!(
         pages.len() > 1,
         "{JOBS} failures need several pages: {pages:?}"
@@ -781,6 +781,59 @@ async fn paging_reaches_every_line() {
     assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), every);
     assert!(seen.values().all(|n| *n == 1), "each job once: {seen:?}");
 
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
+/// `/failures` and `/digest` read the store after acknowledging the interaction, deferred
+/// the way the answer is shown (here public, with `discord.public_lookups`); a bad argument
+/// is still answered privately at once, and an error found after a public deferral is told
+/// privately too.
+#[tokio::test]
+async fn failures_and_digest_defer_as_they_answer_and_keep_errors_private() {
+    let h = Harness::start_with("public_lookups = true", "").await;
+    h.sim.add_job(sim_job(
+        "obm",
+        "1",
+        "2024-06-27",
+        9,
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    let running = h.start_bot().await;
+    h.poller(&running.store).cycle().await.unwrap();
+
+    let (callback, _) = h
+        .invoke(SlashCommand::new("digest").option("date", "26/06/2024"))
+        .await;
+    assert_eq!(callback["type"], 4, "answered at once: {callback}");
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+
+    for command in ["failures", "digest"] {
+        let (callback, answer) = h.invoke_deferred(SlashCommand::new(command)).await;
+        assert_eq!(flags(&callback["data"]), 0, "{command}: deferred publicly");
+        assert_eq!(flags(&answer), 0, "{command}");
+        assert!(answer["embeds"].to_string().contains("obm"), "{answer}");
+    }
+
+    // One page of failures: page 2 is past the end, found only after reading the store.
+    let (callback, token) = h
+        .invoke(SlashCommand::new("failures").option("page", 2))
+        .await;
+    assert_eq!(callback["type"], 5, "deferred first: {callback}");
+    let told = timeout(WAIT, h.fake.wait_for_followups(&token, 1))
+        .await
+        .expect("the error follows");
+    assert_eq!(flags(&told[0]), EPHEMERAL, "{}", told[0]);
+    let content = told[0]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("page: expected a whole number from 1 to 1"),
+        "{content}"
+    );
+    assert_eq!(
+        h.fake.original_response(&token),
+        None,
+        "the public \"thinking…\" message is gone"
+    );
     running.stop().await;
     h.assert_nothing_unexpected();
 }

@@ -230,7 +230,7 @@ async fn both_servers_failures_alert_naming_their_server() {
     // The digest lists each failure with its server.
     let digest =
         Digest::from_store(&w.app.store, at(9, 0).date_naive(), chrono_tz::UTC, vec![]).unwrap();
-    let text = digest_text(&digest);
+    let text = digest_text(&digest, at(9, 0).date_naive());
     assert!(text.contains("alice / set 1 on eu"), "{text}");
     assert!(text.contains("alice / set 1 on us"), "{text}");
     assert!(text.contains("bob / set 1 on eu"), "{text}");

@@ -462,6 +462,7 @@ fn queue_marked(store: &restorewatch::store::Store, owner: &str, marker: &str) -
             counts: Default::default(),
         }],
         would_alert: vec![],
+        would_alert_total: 0,
     };
     store.push_event(kind, at(28, 9, 0)).unwrap().id
 }
@@ -1034,6 +1035,6 @@ async fn a_running_job_that_vanishes_gets_one_notice_and_leaves_the_poll() {
         restorewatch::digest::Digest::from_store(p.store(), day(28), chrono_tz::UTC, vec![])
             .unwrap();
     assert!(digest.failures.iter().any(|f| f.vanished));
-    let text = restorewatch::digest::digest_text(&digest);
+    let text = restorewatch::digest::digest_text(&digest, day(28));
     assert!(text.contains("vanished"), "{text}");
 }

@@ -252,7 +252,10 @@ async fn a_storm_of_2000_failures_posts_at_most_5_messages_listing_or_counting_e
         .and_then(|n| n.parse().ok())
         .expect("the rest is counted");
     assert_eq!(lines.len() + counted, 2000);
-    assert!(text.contains("/failures"), "{text}");
+    assert!(
+        text.ends_with("not listed here: `/failures days:1` shows every one."),
+        "{text}"
+    );
     // In order: the first line is the first job to end.
     assert!(lines[0].contains("u000 · set 00"), "{}", lines[0]);
     // The first few still get their own alert, after the card.
@@ -263,6 +266,53 @@ async fn a_storm_of_2000_failures_posts_at_most_5_messages_listing_or_counting_e
     assert!(messages[0]["content"]
         .as_str()
         .is_some_and(|c| c.starts_with(&format!("<@&{ROLE}>"))));
+    assert!(fake.unexpected().is_empty());
+}
+
+#[tokio::test]
+async fn the_digest_of_a_day_of_2000_failures_posts_at_most_3_messages_counting_each_once() {
+    let (_h, p, fake) = storm(100, 20).await;
+    let day = at(9, 0).date_naive();
+    let next_morning = at(8, 0) + Duration::days(1);
+    restorewatch::digest::queue_digest(p.store(), day, chrono_tz::UTC, vec![], next_morning)
+        .unwrap();
+    drain(p.store(), &sink(&fake, &p)).await.unwrap();
+    let messages = fake.messages(DIGEST);
+    assert!(
+        (1..=3).contains(&messages.len()),
+        "{} messages",
+        messages.len()
+    );
+    let cards = embeds(&fake, DIGEST);
+    assert_eq!(
+        cards[0]["title"], "Restore digest for 2024-06-26 (UTC)",
+        "{cards:?}"
+    );
+    let lines: Vec<String> = (cards.iter())
+        .filter(|c| c["title"].as_str().unwrap().starts_with("Failures (2000)"))
+        .flat_map(|c| {
+            let text = c["description"].as_str().unwrap();
+            text.lines().map(str::to_owned).collect::<Vec<_>>()
+        })
+        .collect();
+    let (rest, listed) = lines.split_last().expect("failure cards");
+    assert!(listed.iter().all(|l| l.starts_with("• ")), "{listed:?}");
+    let distinct: std::collections::BTreeSet<&String> = listed.iter().collect();
+    assert_eq!(distinct.len(), listed.len(), "no failure listed twice");
+    assert!(
+        listed[0].contains("u000 / set 00"),
+        "in order: {}",
+        listed[0]
+    );
+    let more: usize = (rest.strip_prefix("… and "))
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the rest is counted: {rest}"));
+    assert_eq!(listed.len() + more, 2000, "{rest}");
+    assert!(
+        rest.contains("more: `/failures days:2` lists every one. By owner: (no owner) "),
+        "{rest}"
+    );
     assert!(fake.unexpected().is_empty());
 }
 
@@ -392,6 +442,34 @@ async fn a_baseline_of_1000_users_is_counts_per_owner_and_the_jobs_that_would_ha
         titles(&fake, "Restore failed").is_empty(),
         "recorded, not alerted"
     );
+}
+
+#[tokio::test]
+async fn a_baseline_counts_every_job_that_would_have_alerted_beyond_the_500_kept() {
+    let mut h = Harness::start(&[], at(9, 0)).await;
+    for u in 0..600 {
+        let login = format!("u{u:04}");
+        h.add_user(&login, "");
+        h.sim
+            .add_job(job(&login, "1", at(8, 0), Some(at(8, 30)), FAILED));
+    }
+    let p = h.poller();
+    assert_eq!(p.cycle().await.unwrap().baselined, 600);
+    let fake = FakeDiscord::start().await;
+    drain(p.store(), &sink(&fake, &p)).await.unwrap();
+    let cards = titles(&fake, "Now watching");
+    let text = cards[0]["description"].as_str().unwrap();
+    assert!(
+        text.contains("would have alerted (600; `/failures days:1` lists them):"),
+        "{text}"
+    );
+    let listed = text.lines().filter(|l| l.contains(" · set 1 · ")).count();
+    let counted: usize = (text.split("… and ").nth(1))
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the rest is counted");
+    assert!(listed > 0);
+    assert_eq!(listed + counted, 600, "{text}");
 }
 
 /// `GetRestoreJobReport.do` refused (a Read-Only API user): every failure alert still goes

@@ -4,14 +4,16 @@
 //!
 //! 1. **The server** first ([`commands::guild_allowed`]): a press from another server or a
 //!    DM gets the ephemeral refusal the commands give, is logged and counted with them.
-//! 2. **Ours?** A `custom_id` that is not an alert button ([`ActionId::parse`]) is left
-//!    alone (other components answer for themselves).
+//! 2. **Ours?** A `custom_id` that is not an alert button ([`ActionId::parse`]) gets a
+//!    short ephemeral answer ([`UNKNOWN_BUTTON`]): the bot posts no other components.
 //! 3. **The job**: found in the store from the `custom_id` alone ([`acks::find_job`]), so
 //!    buttons work after a restart; a job past the retention horizon gets a short answer.
 //! 4. **The action**:
 //!    - *Acknowledge* records who and when ([`Acks::acknowledge`]) and updates the message
 //!      in place: the alert's embed gains an "Acknowledged" field (by @x · time) and its
-//!      button reads "Acknowledged". A second press changes nothing and says who was first.
+//!      button reads "Acknowledged". A later press says (ephemerally) who was first, and
+//!      makes the edit from that first acknowledgement if the message does not show it yet
+//!      (the first edit was not taken), so a failed edit is repaired by the next press.
 //!    - *Mute set 24h* is `/mute user backup_set 24h`: [`commands::require_admin`] first
 //!      (others get its ephemeral refusal and nothing changes), then
 //!      [`commands::mute::mute`] and the same audit entry.
@@ -19,6 +21,7 @@
 //!      member's scope, then [`commands::restores::restores`]), deferred first as the
 //!      command is.
 
+use super::redact::loggable;
 use super::{Data, Error};
 use crate::acks::{self, Ack, Acks};
 use crate::actions::{ActionId, AlertAction, MUTE_BUTTON_DURATION};
@@ -26,7 +29,10 @@ use crate::commands::restores::RestoresArgs;
 use crate::commands::watch::invoker_label;
 use crate::commands::{self, code, CommandError, Reply};
 use crate::metrics;
-use crate::render::{ACK_FIELD_NAME, EMBED_FIELDS_MAX};
+use crate::render::{
+    cut, Embed, EmbedField, ACK_FIELD_NAME, BUTTON_LABEL_MAX_CHARS, EMBED_FIELDS_MAX,
+    MESSAGE_EMBED_TOTAL_MAX_CHARS,
+};
 use crate::store::JobRecord;
 use poise::serenity_prelude as serenity;
 use serenity::{
@@ -38,6 +44,10 @@ use serenity::{
 /// What a press on a button whose job the store no longer holds reads.
 const JOB_GONE: &str = "This alert's job is no longer in the bot's store (it is older than \
     `state.retention_days`, or the store was reset); nothing was looked up or changed.";
+
+/// What a press on a button the bot does not know reads.
+const UNKNOWN_BUTTON: &str = "The bot does not know this button (it may be from an \
+    earlier version); nothing was looked up or changed.";
 
 /// The framework's event handler: routes component interactions to [`on_press`].
 pub(super) async fn on_event(
@@ -72,12 +82,24 @@ async fn on_press(ctx: &serenity::Context, data: &Data, press: &ComponentInterac
         metrics::command(&metric_name(id.map(|i| i.action)), "refused");
         let refusal = Reply::text(commands::OUTSIDE_GUILD_REFUSAL, true);
         if let Err(error) = respond(ctx, press, refusal).await {
-            tracing::error!(%error, "answering a refused button failed");
+            tracing::error!(
+                error = loggable(&error),
+                "answering a refused button failed"
+            );
         }
         return;
     }
     let Some(id) = id else {
-        tracing::debug!(custom_id = %press.data.custom_id, "not an alert button; left alone");
+        // The bot posts no other components: a stale button (an earlier version's) or a
+        // forged press. It is answered, so the member is not left with "interaction failed".
+        tracing::warn!(custom_id = %press.data.custom_id, "a press on a button the bot does not know");
+        metrics::command(&metric_name(None), "refused");
+        if let Err(error) = respond(ctx, press, Reply::text(UNKNOWN_BUTTON, true)).await {
+            tracing::error!(
+                error = loggable(&error),
+                "answering an unknown button failed"
+            );
+        }
         return;
     };
     let name = metric_name(Some(id.action));
@@ -94,7 +116,7 @@ async fn on_press(ctx: &serenity::Context, data: &Data, press: &ComponentInterac
     };
     metrics::command(&name, result);
     if let Err(error) = answered {
-        tracing::error!(button = %name, %error, "answering an alert button failed");
+        tracing::error!(button = %name, error = loggable(&error), "answering an alert button failed");
     }
 }
 
@@ -141,8 +163,7 @@ async fn acknowledge(
         at: data.now(),
     };
     if let Some(first) = Acks::open(&data.app.store)?.acknowledge(record, &ack)? {
-        let text = format!("Already acknowledged {}.", ack_text(&first));
-        return Ok(Pressed::Refused(Reply::text(text, true)));
+        return Ok(already_acknowledged(ctx, press, id, &first).await);
     }
     let job = &record.job;
     data.audit(
@@ -161,32 +182,60 @@ async fn acknowledge(
     Ok(Pressed::Answered(sent))
 }
 
+/// A press on an alert acknowledged before: the presser is told privately who was first.
+/// When the message does not show that yet (the edit after the first press was not taken:
+/// Discord down, the bot stopped in between), this press makes the edit, from the first
+/// acknowledgement, and tells the presser in an ephemeral follow-up.
+async fn already_acknowledged(
+    ctx: &serenity::Context,
+    press: &ComponentInteraction,
+    id: ActionId,
+    first: &Ack,
+) -> Pressed {
+    let text = format!("Already acknowledged {}.", ack_text(first));
+    let embed = press.message.embeds.get(usize::from(id.embed));
+    let shown = embed.is_some_and(|e| e.fields.iter().any(|f| f.name == ACK_FIELD_NAME));
+    if shown {
+        return Pressed::Refused(Reply::text(text, true));
+    }
+    let update = acknowledged_message(press, id, first);
+    let sent = press
+        .create_response(ctx, CreateInteractionResponse::UpdateMessage(update))
+        .await;
+    if let Err(error) = sent {
+        return Pressed::Answered(Err(error));
+    }
+    let told = press.create_followup(ctx, followup(text, Vec::new())).await;
+    Pressed::Answered(told.map(drop))
+}
+
 /// The pressed message, acknowledged: every embed as it is, the alert's embed with the
-/// "Acknowledged" field added (room for it was kept when the message was packed; with
-/// [`EMBED_FIELDS_MAX`] fields already, it replaces the last), and the rows as they are,
-/// the alert's Acknowledge button reading "Acknowledged".
+/// "Acknowledged" field added (with [`EMBED_FIELDS_MAX`] fields already, it replaces the
+/// last), and the rows as they are, the alert's Acknowledge button reading "Acknowledged".
+/// Room for the field was kept when the message was packed; should the message still be
+/// too full (posted by an older version, say), the alert's embed gives way
+/// ([`Embed::fit_within`]), so the edit is never refused for its size.
 fn acknowledged_message(
     press: &ComponentInteraction,
     id: ActionId,
     ack: &Ack,
 ) -> CreateInteractionResponseMessage {
-    let embeds = press
-        .message
-        .embeds
-        .iter()
-        .enumerate()
+    let posted = &press.message.embeds;
+    let others: usize = (posted.iter().enumerate())
+        .filter(|(i, _)| *i != usize::from(id.embed))
+        .map(|(_, embed)| Embed::from_serenity(embed).char_count())
+        .sum();
+    let embeds = (posted.iter().enumerate())
         .map(|(i, embed)| {
-            let mut embed = embed.clone();
-            if i == usize::from(id.embed) {
-                embed.fields.retain(|f| f.name != ACK_FIELD_NAME);
-                embed.fields.truncate(EMBED_FIELDS_MAX - 1);
-                embed.fields.push(serenity::EmbedField::new(
-                    ACK_FIELD_NAME,
-                    ack_text(ack),
-                    false,
-                ));
+            if i != usize::from(id.embed) {
+                return CreateEmbed::from(embed.clone());
             }
-            CreateEmbed::from(embed)
+            let mut embed = Embed::from_serenity(embed);
+            embed.fields.retain(|f| f.name != ACK_FIELD_NAME);
+            embed.fields.truncate(EMBED_FIELDS_MAX - 1);
+            (embed.fields).push(EmbedField::new(ACK_FIELD_NAME, ack_text(ack), false));
+            let room = MESSAGE_EMBED_TOTAL_MAX_CHARS.saturating_sub(others);
+            embed.fit_within(room).to_serenity()
         })
         .collect();
     let acked_id = ActionId {
@@ -208,8 +257,9 @@ fn acknowledged_message(
                 };
                 let label = button.label.clone().unwrap_or_default();
                 let (label, style) = if *custom_id == acked_id {
+                    // The posted label was cut to the limit before "Acknowledge" grew a "d".
                     let label = label.replacen(AlertAction::Acknowledge.label(), "Acknowledged", 1);
-                    (label, ButtonStyle::Secondary)
+                    (cut(&label, BUTTON_LABEL_MAX_CHARS), ButtonStyle::Secondary)
                 } else {
                     (label, *style)
                 };
@@ -329,10 +379,7 @@ async fn show_jobs(
 }
 
 /// An ephemeral follow-up with mentions locked down.
-fn followup(
-    content: String,
-    embeds: Vec<crate::render::Embed>,
-) -> CreateInteractionResponseFollowup {
+fn followup(content: String, embeds: Vec<Embed>) -> CreateInteractionResponseFollowup {
     let mut out = CreateInteractionResponseFollowup::new()
         .ephemeral(true)
         .allowed_mentions(CreateAllowedMentions::new());

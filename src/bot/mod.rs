@@ -49,6 +49,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 mod buttons;
+mod redact;
 mod slash;
 
 /// What the commands need: shared with the rest of the program.
@@ -139,7 +140,9 @@ impl Data {
             watched.push(list.into_iter().map(|w| w.login).collect::<BTreeSet<_>>());
         }
         let names: Vec<String> = self.servers.iter().map(|s| s.name.clone()).collect();
-        let has_user: Vec<bool> = watched.iter().map(|w| w.contains(&login)).collect();
+        let has_user: Vec<bool> = (watched.iter())
+            .map(|w| w.iter().any(|l| l.eq_ignore_ascii_case(&login)))
+            .collect();
         let i = commands::restores::pick_server(&names, wanted, &has_user, &login, false)?;
         Ok((Some(names[i].clone()), watched.swap_remove(i)))
     }
@@ -443,7 +446,11 @@ pub async fn start_with_health(
                 for guild in &guilds {
                     match poise::builtins::register_in_guild(ctx, commands, *guild).await {
                         Ok(()) => tracing::info!(guild = guild.get(), "slash commands registered"),
-                        Err(error) => tracing::error!(guild = guild.get(), %error, "registering the slash commands failed"),
+                        Err(error) => tracing::error!(
+                            guild = guild.get(),
+                            error = redact::loggable(&error),
+                            "registering the slash commands failed"
+                        ),
                     }
                 }
                 Ok(data)
@@ -493,7 +500,10 @@ pub async fn start_with_health(
 async fn remove_global_commands(ctx: &serenity::Context) {
     match serenity::Command::set_global_commands(ctx, Vec::new()).await {
         Ok(_) => tracing::debug!("no global slash commands left"),
-        Err(error) => tracing::error!(%error, "removing the global slash commands failed"),
+        Err(error) => tracing::error!(
+            error = redact::loggable(&error),
+            "removing the global slash commands failed"
+        ),
     }
 }
 
@@ -569,6 +579,32 @@ async fn answer(ctx: Context<'_>, result: CommandResult) -> Result<(), Error> {
     send(ctx, reply).await
 }
 
+/// Acknowledges a command whose answer takes store reads or a backup-server call (more than
+/// Discord's 3 s, at worst), the way the answer will be shown: publicly when
+/// `discord.public_lookups` is on, else privately. Arguments are checked before, so a bad
+/// one still gets its private answer at once.
+async fn defer(ctx: Context<'_>) -> Result<(), Error> {
+    if ctx.data().public() {
+        ctx.defer().await?;
+    } else {
+        ctx.defer_ephemeral().await?;
+    }
+    Ok(())
+}
+
+/// [`answer`] for a command that was deferred publicly or privately ([`defer`]). An error
+/// is told privately even after a public deferral: Discord gives the first follow-up the
+/// deferral's visibility, so the public "thinking…" message is deleted first and the error
+/// follows as an ephemeral message of its own.
+async fn answer_deferred(ctx: Context<'_>, result: CommandResult) -> Result<(), Error> {
+    if result.is_err() && ctx.data().public() {
+        if let poise::Context::Application(app) = ctx {
+            app.interaction.delete_response(ctx).await?;
+        }
+    }
+    answer(ctx, result).await
+}
+
 /// Refuses members who may not change state (see [`commands::require_admin`]).
 fn check_admin(ctx: Context<'_>) -> Result<(), CommandError> {
     ctx.data().check_member(member(ctx))
@@ -611,7 +647,7 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
         }
         poise::FrameworkError::Command { ctx, error, .. } => {
             let command = &ctx.command().qualified_name;
-            tracing::error!(%command, error = format!("{error:#}"), "slash command failed");
+            tracing::error!(%command, error = redact::loggable(&error), "slash command failed");
             let text = "The command failed; the error was logged.";
             send(ctx, Reply::text(text, true)).await
         }
@@ -619,7 +655,7 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     };
     if let Err(error) = sent {
         tracing::error!(
-            error = format!("{error:#}"),
+            error = redact::loggable(&error),
             "answering a failed command failed"
         );
     }

@@ -2,7 +2,7 @@
 //! it has slow work, calls the plain function in [`crate::commands`] and sends its answer.
 //! The `///` doc of each command is its help text in Discord.
 
-use super::{answer, check_admin, scope, Context, Error};
+use super::{answer, answer_deferred, check_admin, defer, scope, Context, Error};
 use crate::commands::restores::RestoresArgs;
 use crate::commands::watch::invoker_label;
 use crate::commands::{self, code, CommandError};
@@ -121,22 +121,30 @@ pub(super) async fn failures(
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
-    let result = data.visible(&scope).and_then(|visible| {
-        commands::failures::failures(
-            &data.app.store,
-            commands::failures::FailuresArgs {
-                days,
-                user: user.as_deref(),
-                page,
-                servers_named: data.servers.len() > 1,
-            },
-            &visible,
-            &scope,
-            data.today(),
-            data.public(),
-        )
-    });
-    answer(ctx, result).await
+    let args = commands::failures::FailuresArgs {
+        days,
+        user: user.as_deref(),
+        page,
+        servers_named: data.servers.len() > 1,
+    };
+    let visible = match data.visible(&scope) {
+        Ok(visible) => visible,
+        Err(error) => return answer(ctx, Err(error)).await,
+    };
+    if let Err(error) = args.check(&visible) {
+        return answer(ctx, Err(error)).await;
+    }
+    // Up to 30 days of records to read: acknowledge first.
+    defer(ctx).await?;
+    let result = commands::failures::failures(
+        &data.app.store,
+        args,
+        &visible,
+        &scope,
+        data.today(),
+        data.public(),
+    );
+    answer_deferred(ctx, result).await
 }
 
 /// The watch list: the backup users whose restores are polled.
@@ -339,19 +347,26 @@ pub(super) async fn digest(
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
-    let result = data.visible(&scope).and_then(|visible| {
-        commands::digest::digest(
-            &data.app.store,
-            date.as_deref(),
-            data.today(),
-            data.app.settings.cbs.timezone,
-            &scope,
-            &visible,
-            data.servers.len() > 1,
-            data.public(),
-        )
-    });
-    answer(ctx, result).await
+    if let Err(error) = commands::parse_date(date.as_deref(), data.today()) {
+        return answer(ctx, Err(error)).await;
+    }
+    let visible = match data.visible(&scope) {
+        Ok(visible) => visible,
+        Err(error) => return answer(ctx, Err(error)).await,
+    };
+    // A whole day of records to read: acknowledge first.
+    defer(ctx).await?;
+    let result = commands::digest::digest(
+        &data.app.store,
+        date.as_deref(),
+        data.today(),
+        data.app.settings.cbs.timezone,
+        &scope,
+        &visible,
+        data.servers.len() > 1,
+        data.public(),
+    );
+    answer_deferred(ctx, result).await
 }
 
 /// The bot's health: poll cycles, backup server, outbox, store, changes, version, uptime.

@@ -43,7 +43,9 @@ pub fn digest(
         timezone: tz,
         servers_named,
     };
-    let mut messages = pack(vec![(false, render_digest(&digest))], &options)
+    // On demand there is room for more than the scheduled digest shows.
+    let cards = render_digest(&digest, today, super::LIST_MESSAGES_MAX);
+    let mut messages = pack(vec![(false, cards)], &options)
         .into_iter()
         .map(|packed| packed.message.embeds);
     Ok(Reply {

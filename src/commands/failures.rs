@@ -2,7 +2,7 @@
 //! failure, unknown), newest first; in a `[[route]]` channel, only its owner's.
 
 use super::{code, job_line, not_watched, parse_days, parse_login, quote};
-use super::{CommandResult, ListPages, Scope, Visible};
+use super::{CommandError, CommandResult, ListPages, Scope, Visible};
 use crate::cbs::model::StatusClass;
 use crate::render::class_colour;
 use crate::store::Store;
@@ -28,6 +28,20 @@ pub struct FailuresArgs<'a> {
     pub servers_named: bool,
 }
 
+impl FailuresArgs<'_> {
+    /// Checks the arguments that need no store read but `visible` (see
+    /// [`super::visible_users`]), so a bad one is refused before the answer is deferred.
+    pub fn check(&self, visible: &Visible) -> Result<(), CommandError> {
+        parse_days(self.days)?;
+        if let Some(user) = self.user.map(parse_login).transpose()? {
+            if !visible.users.contains_key(&user) {
+                return Err(not_watched(&user));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Failures listed on the last `days` dates up to `today` (server zone), of `user` if
 /// given, of the users `scope` sees; `visible` (see [`super::visible_users`]) tells an
 /// unknown user from a quiet one. A long list continues in follow-ups; `page` picks the
@@ -40,6 +54,7 @@ pub fn failures(
     today: NaiveDate,
     public: bool,
 ) -> CommandResult {
+    args.check(visible)?;
     let FailuresArgs {
         days,
         user,
@@ -49,11 +64,6 @@ pub fn failures(
     let days_arg = days;
     let days = parse_days(days)?;
     let user = user.map(parse_login).transpose()?;
-    if let Some(user) = &user {
-        if !visible.users.contains_key(user) {
-            return Err(not_watched(user));
-        }
-    }
     let from = today
         .checked_sub_days(Days::new(u64::from(days) - 1))
         .unwrap_or(today);

@@ -91,8 +91,8 @@ pub type CommandResult = Result<Reply, CommandError>;
 
 /// The longest login name accepted; AhsayCBS names are far shorter.
 pub const LOGIN_MAX_CHARS: usize = 128;
-/// How far back `/failures` may look, in days.
-pub const FAILURES_MAX_DAYS: i64 = 30;
+/// How far back `/failures` may look, in days (defined beside the cards that point to it).
+pub use crate::render::FAILURES_MAX_DAYS;
 /// Discord shows at most this many autocomplete choices.
 pub const AUTOCOMPLETE_MAX_CHOICES: usize = 25;
 /// Discord's limit on an autocomplete choice's name and value; longer logins are left out

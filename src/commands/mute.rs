@@ -7,19 +7,22 @@ use crate::mutes::{Mute, Mutes};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 
-/// The scope a mute names: the user, and maybe one backup set ID.
+/// The scope a mute names: the user (in the watch list's spelling: logins are matched
+/// without regard to case, as the watch list and the CBS match them), and maybe one backup
+/// set ID.
 fn parse_scope(
     login: &str,
     backup_set: Option<&str>,
     watched: &BTreeSet<String>,
 ) -> Result<(String, Option<String>), CommandError> {
     let login = parse_login(login)?;
-    if !watched.contains(&login) {
+    let lower = login.to_lowercase();
+    let Some(login) = watched.iter().find(|w| w.to_lowercase() == lower).cloned() else {
         return Err(CommandError::Usage(format!(
             "user: {} is not watched; expected a user from `/watch list`.",
             code(&login)
         )));
-    }
+    };
     let set = backup_set.map(str::trim).filter(|s| !s.is_empty());
     if let Some(set) = set {
         if set.chars().any(char::is_control) || set.chars().count() > super::LOGIN_MAX_CHARS {
@@ -116,6 +119,36 @@ mod tests {
 
     fn watched() -> BTreeSet<String> {
         ["obm".to_owned()].into()
+    }
+
+    #[test]
+    fn a_login_in_another_case_mutes_the_watched_user_under_its_spelling() {
+        let (_dir, store) = store();
+        let mutes = Mutes::open(&store).unwrap();
+        let now = at(26, 9);
+        let reply = mute(
+            &mutes,
+            &watched(),
+            None,
+            "OBM",
+            Some("5"),
+            "24h",
+            "op (1)",
+            now,
+        )
+        .unwrap();
+        assert!(reply
+            .content
+            .starts_with("Muted alerts of `obm` (backup set `5`)"));
+        let active = mutes.active(now).unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].login, "obm");
+        assert!(
+            active[0].covers("cbs", "OBM", "5"),
+            "as the poller matches alerts"
+        );
+        unmute(&mutes, &watched(), None, "Obm", Some("5")).unwrap();
+        assert!(mutes.active(now).unwrap().is_empty());
     }
 
     #[test]

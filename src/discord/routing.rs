@@ -85,6 +85,7 @@ mod tests {
                 owner: owner.into(),
                 users: Vec::new(),
                 would_alert: Vec::new(),
+                would_alert_total: 0,
             },
         }
     }

@@ -25,7 +25,7 @@ pub const MESSAGE_EMBED_TOTAL_MAX_CHARS: usize = 6000;
 const SHRINK_FLOOR_CHARS: usize = 32;
 
 // Without fields, an embed cut to its part limits and the floor fits the total, so `fit`
-// always ends.
+// always brings an embed within it.
 const _: () = assert!(
     EMBED_TITLE_MAX_CHARS + SHRINK_FLOOR_CHARS + EMBED_FOOTER_MAX_CHARS
         <= MESSAGE_EMBED_TOTAL_MAX_CHARS
@@ -96,7 +96,16 @@ impl Embed {
     /// them), and the whole within [`MESSAGE_EMBED_TOTAL_MAX_CHARS`]. For the total, the
     /// longest text gives way first (a long list, not the status or the times); only when
     /// every text is short are trailing fields dropped.
-    pub fn fit(mut self) -> Embed {
+    pub fn fit(self) -> Embed {
+        self.fit_within(MESSAGE_EMBED_TOTAL_MAX_CHARS)
+    }
+
+    /// [`Embed::fit`] with a smaller total: `total_max` characters instead of
+    /// [`MESSAGE_EMBED_TOTAL_MAX_CHARS`] (never more), so that something added later (an
+    /// alert's acknowledgement) or the message's other embeds still fit Discord's total.
+    /// Gives up only when no field is left and the title and footer alone are longer.
+    pub fn fit_within(mut self, total_max: usize) -> Embed {
+        let total_max = total_max.min(MESSAGE_EMBED_TOTAL_MAX_CHARS);
         self.title = cut(&self.title, EMBED_TITLE_MAX_CHARS);
         self.description = cut(&self.description, EMBED_DESCRIPTION_MAX_CHARS);
         // Discord shows footers as plain text: escapes would show, so they are cleaned
@@ -111,10 +120,10 @@ impl Embed {
         }
         loop {
             let total = self.char_count();
-            if total <= MESSAGE_EMBED_TOTAL_MAX_CHARS {
+            if total <= total_max {
                 return self;
             }
-            let excess = total - MESSAGE_EMBED_TOTAL_MAX_CHARS;
+            let excess = total - total_max;
             let longest = std::iter::once(&mut self.description)
                 .chain(self.fields.iter_mut().map(|f| &mut f.value))
                 .max_by_key(|text| text.chars().count())
@@ -126,11 +135,27 @@ impl Embed {
                     .saturating_sub(excess)
                     .max(SHRINK_FLOOR_CHARS);
                 *text = cut(text, keep);
-            } else {
-                // Every text is short, so field names make the bulk: drop trailing fields.
-                // With none left the embed is within the total (asserted below).
-                self.fields.pop();
+            } else if self.fields.pop().is_none() {
+                // Every text is short, so field names make the bulk: trailing fields are
+                // dropped. With none left, only the title and footer can be over, and only
+                // over a total below Discord's own (asserted above).
+                return self;
             }
+        }
+    }
+
+    /// An embed as Discord sent it back (a posted message's, say), as plain data: the parts
+    /// this type has (we never post the others: url, images, author).
+    pub fn from_serenity(embed: &serenity::all::Embed) -> Embed {
+        Embed {
+            title: embed.title.clone().unwrap_or_default(),
+            description: embed.description.clone().unwrap_or_default(),
+            colour: embed.colour.map_or(0, |c| c.0),
+            fields: (embed.fields.iter())
+                .map(|f| EmbedField::new(f.name.clone(), f.value.clone(), f.inline))
+                .collect(),
+            footer: embed.footer.as_ref().map(|f| f.text.clone()),
+            timestamp: embed.timestamp.map(|t| *t),
         }
     }
 

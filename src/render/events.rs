@@ -15,12 +15,12 @@ use crate::cbs::model::{
     JobReport, RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD,
     START_TIME_FIELD,
 };
-use crate::digest::render_digest;
+use crate::digest::{render_digest, DIGEST_MESSAGES_MAX};
 use crate::event::{
     BaselineUser, ClassCounts, CycleSummary, Event, EventKind, OutageReason, PollError, Repeat,
     StormJob,
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// Embed colours (`0xRRGGBB`), Discord's own palette where it has one.
 pub const COLOUR_FAILURE: u32 = 0xED4245;
@@ -44,7 +44,10 @@ const POLL_ERROR_MESSAGE_MAX_CHARS: usize = 300;
 pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
     let embed = match &event.kind {
         EventKind::Digest(digest) => {
-            let mut embeds = render_digest(digest);
+            // The reader starts from the day the digest was queued, in its zone.
+            let zone: chrono_tz::Tz = digest.timezone.parse().unwrap_or(opts.timezone);
+            let today = event.created_at.with_timezone(&zone).date_naive();
+            let mut embeds = render_digest(digest, today, DIGEST_MESSAGES_MAX);
             if let Some(summary) = embeds.first_mut() {
                 summary.timestamp = Some(event.created_at);
             }
@@ -57,14 +60,24 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
         } => job_finished(job, repeat.as_ref(), report.as_ref(), event.created_at),
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
         EventKind::FailureStorm { owner, jobs } => {
-            super::storm::storm_card(owner.as_deref(), jobs, event)
+            super::storm::storm_card(owner.as_deref(), jobs, event, opts.timezone)
         }
         EventKind::JobVanished { job, missing_since } => job_vanished(job, *missing_since, event),
         EventKind::Baseline {
             owner,
             users,
             would_alert,
-        } => baseline(owner, users, would_alert, event.created_at),
+            would_alert_total,
+        } => {
+            let today = event.created_at.with_timezone(&opts.timezone).date_naive();
+            let total = (*would_alert_total).max(would_alert.len());
+            let would_alert = WouldAlert {
+                jobs: would_alert,
+                total,
+                today,
+            };
+            baseline(owner, users, &would_alert, event.created_at)
+        }
         EventKind::CycleSummary(summary) => cycle_summary(summary, opts),
         EventKind::CbsUnreachable {
             since,
@@ -405,12 +418,20 @@ const BASELINE_USER_LINES_MAX: usize = 10;
 /// Characters of the card's "would have alerted" lines.
 const BASELINE_WOULD_ALERT_MAX_CHARS: usize = 1500;
 
+/// A baseline's recorded jobs that would have alerted: the first ones kept, how many in
+/// all, and the day the card is posted (server zone), which its pointer counts back from.
+struct WouldAlert<'a> {
+    jobs: &'a [StormJob],
+    total: usize,
+    today: NaiveDate,
+}
+
 /// One embed per owner however many users: a line per user for a few, counts for the owner
 /// beyond [`BASELINE_USER_LINES_MAX`], and the recorded jobs that would have alerted.
 fn baseline(
     owner: &str,
     users: &[BaselineUser],
-    would_alert: &[StormJob],
+    would_alert: &WouldAlert<'_>,
     at: DateTime<Utc>,
 ) -> Embed {
     let owner = if owner.trim().is_empty() {
@@ -480,9 +501,8 @@ fn baseline(
             )
         }
     };
-    if !would_alert.is_empty() {
-        let lines: Vec<String> = would_alert
-            .iter()
+    if would_alert.total > 0 {
+        let lines: Vec<String> = (would_alert.jobs.iter())
             .map(|j| {
                 format!(
                     "{} · {} · {} · {}",
@@ -493,11 +513,17 @@ fn baseline(
                 )
             })
             .collect();
+        let pointer = super::storm::failures_pointer(would_alert.jobs, would_alert.today);
         description.push_str(&format!(
-            "\n\nRecorded, not alerted; would have alerted ({}; `/failures` lists them):\n{}",
-            would_alert.len(),
+            "\n\nRecorded, not alerted; would have alerted ({}; {pointer} lists them):\n{}",
+            would_alert.total,
             // The heading says where to see them all.
-            lines_within(&lines, BASELINE_WOULD_ALERT_MAX_CHARS, "")
+            lines_of_within(
+                &lines,
+                would_alert.total,
+                BASELINE_WOULD_ALERT_MAX_CHARS,
+                ""
+            )
         ));
     }
     Embed {
@@ -679,13 +705,20 @@ const MORE_IN_LOG: &str = " (each is in restorewatch's log)";
 /// Joins whole lines while they fit in `max_chars`, keeping room for the closing
 /// `… and N more{where_}` line that says how many were left out and where they are.
 fn lines_within(lines: &[String], max_chars: usize, where_: &str) -> String {
-    let more = |left: usize| format!("… and {left} more{where_}");
+    lines_of_within(lines, lines.len(), max_chars, where_)
+}
+
+/// [`lines_within`] for the first `lines` of `total` items: the count of those left out
+/// includes the items beyond `lines`.
+fn lines_of_within(lines: &[String], total: usize, max_chars: usize, where_: &str) -> String {
+    let beyond = total.saturating_sub(lines.len());
+    let more = |left: usize| format!("… and {} more{where_}", left + beyond);
     let mut out = String::new();
     let mut used = 0;
     for (i, line) in lines.iter().enumerate() {
         let sep = usize::from(i > 0);
         let left_after = lines.len() - i - 1;
-        let tail = if left_after > 0 {
+        let tail = if left_after + beyond > 0 {
             1 + more(left_after).chars().count()
         } else {
             0
@@ -705,6 +738,12 @@ fn lines_within(lines: &[String], max_chars: usize, where_: &str) -> String {
         }
         out.push_str(line);
         used += sep + len;
+    }
+    if beyond > 0 {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&more(0));
     }
     out
 }
@@ -1036,6 +1075,7 @@ mod tests {
             owner: String::new(),
             users: Vec::new(),
             would_alert: Vec::new(),
+            would_alert_total: 0,
         })));
     }
 
@@ -1068,6 +1108,7 @@ mod tests {
         let e = one(EventKind::Baseline {
             owner: String::new(),
             would_alert: Vec::new(),
+            would_alert_total: 0,
             users: vec![BaselineUser {
                 login_name: "obm".into(),
                 counts,
@@ -1081,6 +1122,7 @@ mod tests {
         let empty = one(EventKind::Baseline {
             owner: "res".into(),
             would_alert: Vec::new(),
+            would_alert_total: 0,
             users: vec![BaselineUser {
                 login_name: "new_user".into(),
                 counts: ClassCounts::new(),
@@ -1104,12 +1146,40 @@ mod tests {
             owner: "reseller-a".into(),
             users,
             would_alert: Vec::new(),
+            would_alert_total: 0,
         });
         assert_eq!(e.title, "Now watching 500 users (owner reseller-a)");
         // Counts for the owner, no line per user.
         assert_eq!(
             e.description,
             "333 users with earlier jobs; 499 earlier jobs recorded: 499 success."
+        );
+    }
+
+    #[test]
+    fn a_baseline_queued_before_the_total_was_kept_still_loads_and_counts_its_list() {
+        let old = serde_json::json!({
+            "type": "baseline", "owner": "", "users": [],
+            "would_alert": [{
+                "ended": "2024-06-26 09:02", "login_name": "obm", "backup_set": "Files",
+                "job_id": "j", "raw_status": "RESTORE_STOP_BY_ERROR"
+            }],
+        });
+        let kind: EventKind = serde_json::from_value(old).unwrap();
+        let EventKind::Baseline {
+            would_alert_total, ..
+        } = &kind
+        else {
+            panic!("{kind:?}");
+        };
+        assert_eq!(*would_alert_total, 0);
+        let e = one(kind);
+        assert!(
+            e.description.contains(
+                "would have alerted (1; `/failures` lists them):\n2024-06-26 09:02 · obm"
+            ),
+            "{}",
+            e.description
         );
     }
 

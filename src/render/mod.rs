@@ -18,6 +18,7 @@ mod buttons;
 mod embed;
 mod events;
 mod pack;
+mod pointers;
 mod storm;
 mod text;
 mod times;
@@ -35,6 +36,7 @@ pub use events::{class_colour, counts_line, render_event, wants_ping, COLOUR_INF
 pub use pack::{
     pack, pack_items, to_text, PackItem, Packed, MESSAGE_CONTENT_MAX_CHARS, MESSAGE_EMBEDS_MAX,
 };
+pub use pointers::{failures_command, FAILURES_MAX_DAYS};
 pub use text::{
     code_span, cut, escape_markdown, format_duration, format_size, is_format_char, ordinal,
     plain_text, plural, unescape_markdown, unreadable_value, value_or_raw,

@@ -56,7 +56,15 @@ pub fn pack_items(items: Vec<PackItem>, opts: &RenderOptions) -> Vec<Packed> {
     let pings: Vec<bool> = items.iter().map(|item| item.ping).collect();
     let mut packer = Packer::default();
     for (index, item) in items.into_iter().enumerate() {
-        let embeds = item.embeds.into_iter().map(Embed::fit).collect();
+        // An alert's first embed (the one its row acknowledges) keeps room for the
+        // acknowledgement even when it fills a message on its own.
+        let room = |i: usize| match &item.buttons {
+            Some(_) if i == 0 => MESSAGE_EMBED_TOTAL_MAX_CHARS - ACK_FIELD_RESERVE_CHARS,
+            _ => MESSAGE_EMBED_TOTAL_MAX_CHARS,
+        };
+        let embeds = (item.embeds.into_iter().enumerate())
+            .map(|(i, embed)| embed.fit_within(room(i)))
+            .collect();
         packer.add_item(index, embeds, item.buttons);
     }
     packer
@@ -463,6 +471,19 @@ mod tests {
             let chars: usize = p.message.embeds.iter().map(Embed::char_count).sum();
             assert!(chars + p.message.rows.len() * ACK_FIELD_RESERVE_CHARS <= 6000);
         }
+        // One alert bigger than a whole message keeps the room too.
+        let mut huge = alert(9);
+        huge.embeds = vec![Embed {
+            fields: (0..8)
+                .map(|i| {
+                    super::super::EmbedField::new(format!("list {i}"), "x".repeat(1024), false)
+                })
+                .collect(),
+            ..embed("huge", 4000)
+        }];
+        let packed = pack_items(vec![huge], &opts(None));
+        let chars = packed[0].message.embeds[0].char_count();
+        assert_eq!(chars + ACK_FIELD_RESERVE_CHARS, 6000);
     }
 
     #[test]

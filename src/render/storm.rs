@@ -5,9 +5,12 @@
 //! exactly once.
 
 use super::embed::Embed;
+use super::pointers::{failures_command, FAILURES_MAX_DAYS};
 use super::text::{code_span, escape_markdown, plural, DASH};
 use super::times::discord_time;
 use crate::event::{Event, StormJob};
+use chrono::NaiveDate;
+use chrono_tz::Tz;
 
 /// Characters of the card's lines: the description's limit is 4,096, and the card shares a
 /// message (6,000 characters) with the first few alerts.
@@ -24,8 +27,19 @@ pub fn ended_text(job: &StormJob) -> String {
     }
 }
 
-/// The storm card of `jobs` (already in order).
-pub fn storm_card(owner: Option<&str>, jobs: &[StormJob], event: &Event) -> Embed {
+/// `/failures days:N` (as code) reaching back to the oldest date of `jobs` from `today`
+/// (the backup server's zone); just `/failures` for jobs queued without their date.
+pub fn failures_pointer(jobs: &[StormJob], today: NaiveDate) -> String {
+    match jobs.iter().filter_map(|j| j.date).min() {
+        Some(oldest) => failures_command(oldest, today)
+            .unwrap_or_else(|| format!("`/failures days:{FAILURES_MAX_DAYS}`")),
+        None => "`/failures`".to_owned(),
+    }
+}
+
+/// The storm card of `jobs` (already in order); `tz` is the backup server's zone.
+pub fn storm_card(owner: Option<&str>, jobs: &[StormJob], event: &Event, tz: Tz) -> Embed {
+    let pointer = failures_pointer(jobs, event.created_at.with_timezone(&tz).date_naive());
     let mut description = String::new();
     let mut listed = 0;
     for job in jobs {
@@ -45,11 +59,11 @@ pub fn storm_card(owner: Option<&str>, jobs: &[StormJob], event: &Event) -> Embe
     let rest = jobs.len() - listed;
     if rest > 0 {
         description.push_str(&format!(
-            "… and {} not listed here: `/failures` shows every one.",
+            "… and {} not listed here: {pointer} shows every one.",
             plural(rest as u64, "more failure", "more failures")
         ));
     } else {
-        description.push_str("`/failures` shows them with their details.");
+        description.push_str(&format!("{pointer} shows them with their details."));
     }
     Embed {
         title: format!(
@@ -83,6 +97,7 @@ mod tests {
                 job_id: format!("job-{i}"),
                 raw_status: "RESTORE_STOP_BY_ERROR".into(),
                 ended_at: Some(Utc::now()),
+                date: None,
             })
             .collect()
     }
@@ -101,7 +116,7 @@ mod tests {
     #[test]
     fn every_job_is_listed_or_counted_once() {
         for n in [6, 40, 2000] {
-            let card = storm_card(None, &jobs(n), &event());
+            let card = storm_card(None, &jobs(n), &event(), chrono_tz::UTC);
             let listed = card.description.matches("user").count();
             let counted: usize = card
                 .description
@@ -116,11 +131,37 @@ mod tests {
     }
 
     #[test]
+    fn the_pointer_reaches_the_oldest_date_listed() {
+        use chrono::TimeZone;
+        let date = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let mut listed = jobs(8);
+        listed[0].date = Some(date("2024-06-26"));
+        listed[5].date = Some(date("2024-06-25"));
+        let mut at = event();
+        // 00:30 on the 27th in Berlin, still the 26th in UTC.
+        at.created_at = Utc.with_ymd_and_hms(2024, 6, 26, 22, 30, 0).unwrap();
+        let card = storm_card(None, &listed, &at, chrono_tz::Europe::Berlin);
+        assert!(
+            card.description
+                .ends_with("`/failures days:3` shows them with their details."),
+            "{}",
+            card.description
+        );
+        let card = storm_card(None, &listed, &at, chrono_tz::UTC);
+        assert!(card.description.contains("`/failures days:2`"));
+        // Queued without dates (an earlier version): the bare command.
+        let card = storm_card(None, &jobs(8), &at, chrono_tz::UTC);
+        assert!(card
+            .description
+            .ends_with("`/failures` shows them with their details."));
+    }
+
+    #[test]
     fn times_are_discord_tags_and_older_events_keep_their_text() {
         let mut listed = jobs(1);
         let at = Utc::now();
         listed[0].ended_at = Some(at);
-        let card = storm_card(None, &listed, &event());
+        let card = storm_card(None, &listed, &event(), chrono_tz::UTC);
         let tag = format!("<t:{}:f> · user0000 · Files · ", at.timestamp());
         assert!(card.description.starts_with(&tag), "{}", card.description);
         // Queued by an earlier version: no `ended_at` in the stored record.

@@ -192,6 +192,8 @@ struct Inner {
     /// Messages in creation order, with their channel.
     messages: Vec<(u64, Value)>,
     scripts: HashMap<u64, VecDeque<Scripted>>,
+    /// Canned answers for the next interaction callbacks ([`FakeDiscord::script_callbacks`]).
+    callback_scripts: VecDeque<Scripted>,
     forbidden: HashSet<u64>,
     /// `None`: a window of [`NONCE_WINDOW`], as real Discord.
     nonce_memory: Option<NonceMemory>,
@@ -348,6 +350,15 @@ impl FakeDiscord {
         self.shared.update(|inner| {
             inner.scripts.entry(channel_id).or_default().extend(replies);
         });
+    }
+
+    /// Queues canned answers for the next interaction callbacks (`POST
+    /// /interactions/{id}/{token}/callback`), one per request, of any interaction. A
+    /// callback answered so is not recorded (Discord did not take it). Only the answers
+    /// that need no connection games: statuses, bodies, [`Scripted::Accept`].
+    pub fn script_callbacks(&self, replies: impl IntoIterator<Item = Scripted>) {
+        self.shared
+            .update(|inner| inner.callback_scripts.extend(replies));
     }
 
     /// While `forbidden`, every message POST to `channel_id` gets 403 Missing Access, and so
@@ -634,11 +645,7 @@ impl FakeDiscord {
         custom_id: &str,
         by: SlashCommand,
     ) -> InjectedInteraction {
-        let (channel_id, message) = {
-            let inner = self.shared.lock();
-            let found = inner.messages.iter().find(|(_, m)| m["id"] == message_id);
-            found.cloned().expect("press: no message with that id")
-        };
+        let message = self.message_by_id(message_id);
         let has_button = message["components"]
             .as_array()
             .into_iter()
@@ -646,6 +653,22 @@ impl FakeDiscord {
             .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
             .any(|b| b["custom_id"] == custom_id);
         assert!(has_button, "press: no button {custom_id} on {message}");
+        self.press_stale(message_id, custom_id, by)
+    }
+
+    /// Like [`FakeDiscord::press`], for a `custom_id` the message need not carry: a button
+    /// of an earlier version of the message, or a forged press.
+    ///
+    /// # Panics
+    /// If there is no such message.
+    pub fn press_stale(
+        &self,
+        message_id: &str,
+        custom_id: &str,
+        by: SlashCommand,
+    ) -> InjectedInteraction {
+        let message = self.message_by_id(message_id);
+        let channel_id: u64 = message["channel_id"].as_str().unwrap().parse().unwrap();
         let mut payload = by.build();
         payload["type"] = json!(3);
         payload["channel_id"] = json!(channel_id.to_string());
@@ -653,6 +676,14 @@ impl FakeDiscord {
         payload["data"] = json!({"custom_id": custom_id, "component_type": 2});
         payload["message"] = message;
         self.inject_interaction(payload)
+    }
+
+    fn message_by_id(&self, message_id: &str) -> Value {
+        let inner = self.shared.lock();
+        let found = inner.messages.iter().find(|(_, m)| m["id"] == message_id);
+        found
+            .map(|(_, m)| m.clone())
+            .expect("press: no message with that id")
     }
 
     /// The message `message_id` of `channel_id` as it is now.
@@ -1099,6 +1130,16 @@ async fn handle_rest(
         ("PATCH", ["webhooks", a, token, "messages", "@original"]) if *a == app => {
             edit_original(&shared, token, &request.body)
         }
+        ("DELETE", ["webhooks", a, token, "messages", "@original"]) if *a == app => {
+            let deleted = shared.update(|inner| {
+                let record = inner.interactions.iter_mut().find(|i| i.token == *token)?;
+                record.original.take()
+            });
+            match deleted {
+                Some(_) => StatusCode::NO_CONTENT.into_response(),
+                None => error_response(404, "Unknown Message", 10008),
+            }
+        }
         ("GET", ["webhooks", a, token, "messages", "@original"]) if *a == app => {
             let inner = shared.lock();
             let record = inner.interactions.iter().find(|i| i.token == *token);
@@ -1540,6 +1581,11 @@ fn put_commands(shared: &Shared, guild: Option<u64>, body: &Value) -> Response {
 }
 
 fn interaction_callback(shared: &Shared, id: &str, token: &str, body: &Value) -> Response {
+    let scripted = shared.update(|inner| inner.callback_scripts.pop_front());
+    match &scripted {
+        None | Some(Scripted::Accept) => {}
+        Some(reply) => return scripted_response(reply),
+    }
     let kind = body.get("type").and_then(Value::as_u64).unwrap_or(0);
     let data = body.get("data").cloned().unwrap_or(json!({}));
     if kind == 4 {
