@@ -267,26 +267,24 @@ async fn a_route_channel_sees_a_shared_login_only_on_its_owners_server() {
     let running = h.start_bot_with(app.store.clone()).await;
     let there = |c: SlashCommand| c.in_channel(GUILD_ID, RESELLER_CHANNEL);
 
-    let (callback, _) = h.invoke(there(SlashCommand::new("failures"))).await;
-    let listed = callback["data"]["embeds"][0]["description"]
-        .as_str()
-        .unwrap();
+    let (_, answer) = h
+        .invoke_deferred(there(SlashCommand::new("failures")))
+        .await;
+    let listed = answer["embeds"][0]["description"].as_str().unwrap();
     assert!(listed.contains("111"), "{listed}");
     assert!(!listed.contains("222"), "the other owner's job: {listed}");
     assert!(
         listed.contains(&format!("`{SERVER}`")),
         "names the server: {listed}"
     );
-    let (callback, _) = h.invoke(there(SlashCommand::new("digest"))).await;
-    let digest = callback["data"]["embeds"].to_string();
+    let (_, answer) = h.invoke_deferred(there(SlashCommand::new("digest"))).await;
+    let digest = answer["embeds"].to_string();
     assert!(digest.contains("111"), "{digest}");
     assert!(!digest.contains("222"), "the other owner's job: {digest}");
 
     // Outside the route channel both servers' jobs are listed, each with its server.
-    let (callback, _) = h.invoke(SlashCommand::new("failures")).await;
-    let listed = callback["data"]["embeds"][0]["description"]
-        .as_str()
-        .unwrap();
+    let (_, answer) = h.invoke_deferred(SlashCommand::new("failures")).await;
+    let listed = answer["embeds"][0]["description"].as_str().unwrap();
     assert!(
         listed.contains(&format!("`{SECOND}`")) && listed.contains("222") && listed.contains("111"),
         "{listed}"
