@@ -20,10 +20,12 @@ use crate::heartbeat::Heartbeat;
 use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
 use crate::render::RenderOptions;
-use crate::sink::{drain, ConsoleSink, DrainReport, Sink, SinkError};
+use crate::sink::{drain, drain_except, ConsoleSink, DrainReport, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -175,19 +177,58 @@ impl App {
         Ok(combined.expect("there is at least one backup server"))
     }
 
-    /// One poll cycle followed by one delivery.
+    /// One poll cycle of every backup server, each server's alerts delivered as soon as
+    /// its own cycle ends: a server that hangs until its requests time out holds up no
+    /// other server's alerts. Returns when every server's cycle has ended (so poll ticks
+    /// never stack), with the combined report and the delivery totals.
     pub async fn cycle_and_deliver<S: Sink>(
         &self,
         sink: &S,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
         let started = std::time::Instant::now();
-        let report = self.cycle().await.context("poll cycle");
+        let mut polling: BTreeSet<String> = self
+            .pollers
+            .iter()
+            .map(|p| p.server_name().to_owned())
+            .collect();
+        let mut cycles: FuturesUnordered<_> = (self.pollers.iter())
+            .map(|p| async move { (p.server_name(), p.cycle().await) })
+            .collect();
+        let mut combined: Option<CycleReport> = None;
+        let mut failed = None;
+        let mut drained = DrainReport::default();
+        while let Some((server, report)) = cycles.next().await {
+            polling.remove(server);
+            match report {
+                Ok(report) => {
+                    combined = Some(match combined {
+                        None => report,
+                        Some(total) => total.combine(report),
+                    })
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+            // What the cycle recorded must be on disk before anything is delivered: a
+            // crash after delivery must not forget the job and alert about it again.
+            self.store.flush().context("flushing the state store")?;
+            // Events queued earlier are delivered even when this cycle failed half-way;
+            // the job alerts of servers still polling wait for their cycle's end.
+            let report = drain_except(&self.store, sink, &polling)
+                .await
+                .context("delivery")?;
+            drained = DrainReport {
+                delivered: drained.delivered + report.delivered,
+                ..report
+            };
+        }
+        let report = match (failed, combined) {
+            (Some(e), _) => Err(anyhow::Error::new(e).context("poll cycle")),
+            (None, Some(report)) => Ok(report),
+            (None, None) => Err(anyhow::anyhow!("no backup server to poll")),
+        };
         crate::metrics::cycle_finished(cycle_result(&report), started.elapsed(), self.clock.now());
-        // What the cycle recorded must be on disk before anything is delivered: a crash
-        // after delivery must not forget the job and alert about it again.
-        self.store.flush().context("flushing the state store")?;
-        // Events queued earlier are delivered even when this cycle failed half-way.
-        let drained = drain(&self.store, sink).await.context("delivery")?;
         Ok((report?, drained))
     }
 

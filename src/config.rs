@@ -676,18 +676,21 @@ pub fn env_names() -> Vec<String> {
     names
 }
 
-/// The password variables of the servers a config file's text names, when it has several
-/// `[[cbs]]` entries (see [`server_password_env`]); empty otherwise or when the text does
-/// not parse (the load reports that).
+/// The password variables of the servers a config file's text names (see
+/// [`server_password_env`]): of each `[[cbs]]` entry, or of a `[cbs]` table, that has a
+/// `name` (or its synonym `server_name`); empty when none has or the text does not parse
+/// (the load reports that).
 pub fn server_password_envs(text: &str) -> Vec<String> {
     let Ok(table) = toml::from_str::<toml::Table>(text) else {
         return Vec::new();
     };
+    let var = |entry: &toml::Value| {
+        let name = entry.get("name").or_else(|| entry.get("server_name"))?;
+        Some(server_password_env(name.as_str()?.trim()))
+    };
     match table.get("cbs") {
-        Some(toml::Value::Array(entries)) if entries.len() > 1 => entries
-            .iter()
-            .filter_map(|e| e.get("name")?.as_str().map(server_password_env))
-            .collect(),
+        Some(toml::Value::Array(entries)) => entries.iter().filter_map(var).collect(),
+        Some(entry @ toml::Value::Table(_)) => var(entry).into_iter().collect(),
         _ => Vec::new(),
     }
 }
@@ -1285,7 +1288,14 @@ impl Checker {
                     Some(own) => self.discover(own, "cbs.discover")?,
                     None => self.discover(discover, "discover")?,
                 };
-                let cbs = self.cbs(*cbs, "cbs", CBS_SYS_PWD_ENV, false, env)?;
+                // A named server reads its own variable first, then the plain one.
+                let mut vars: Vec<String> = (cbs.name.as_deref())
+                    .or(cbs.server_name.as_deref())
+                    .map(|name| server_password_env(name.trim()))
+                    .into_iter()
+                    .collect();
+                vars.push(CBS_SYS_PWD_ENV.to_owned());
+                let cbs = self.cbs(*cbs, "cbs", &vars, false, env)?;
                 return Ok(vec![CbsServer {
                     cbs,
                     watch: Vec::new(),
@@ -1297,6 +1307,21 @@ impl Checker {
             }
             RawServers::Several(entries) => entries,
         };
+        let several = entries.len() > 1;
+        if several && env(CBS_SYS_PWD_ENV).is_some() {
+            let vars: Vec<String> = (entries.iter())
+                .filter_map(|e| e.name.as_deref().or(e.server_name.as_deref()))
+                .map(|name| server_password_env(name.trim()))
+                .collect();
+            return Err(self.fail(
+                CBS_SYS_PWD_ENV,
+                format!(
+                    "is not read with several [[cbs]] servers: set each server's own \
+                     password variable instead ({})",
+                    vars.join(", ")
+                ),
+            ));
+        }
         let mut servers: Vec<CbsServer> = Vec::with_capacity(entries.len());
         for (i, mut raw) in entries.into_iter().enumerate() {
             let prefix = format!("cbs[{i}]");
@@ -1308,7 +1333,7 @@ impl Checker {
                      /status and /restores server: use for it",
                 ));
             };
-            let var = server_password_env(&name);
+            let var = server_password_env(name.trim());
             for (j, other) in servers.iter().enumerate() {
                 if other.cbs.server_name.eq_ignore_ascii_case(name.trim()) {
                     return Err(self.fail(
@@ -1331,8 +1356,13 @@ impl Checker {
                 Some(own) => self.discover(own, &format!("{prefix}.discover"))?,
                 None => self.discover(discover.clone(), "discover")?,
             };
+            // A single [[cbs]] entry also reads the plain variable, after its own.
+            let mut vars = vec![var];
+            if !several {
+                vars.push(CBS_SYS_PWD_ENV.to_owned());
+            }
             servers.push(CbsServer {
-                cbs: self.cbs(raw, &prefix, &var, true, env)?,
+                cbs: self.cbs(raw, &prefix, &vars, true, env)?,
                 watch: Vec::new(),
                 discover,
             });
@@ -1340,13 +1370,14 @@ impl Checker {
         Ok(servers)
     }
 
-    /// One server's settings; `prefix` names its table in errors (`cbs`, `cbs[1]`), `var`
-    /// is its password variable, `named`: the name comes from `name` (several servers).
+    /// One server's settings; `prefix` names its table in errors (`cbs`, `cbs[1]`), `vars`
+    /// are its password variables, the first set one read (the last is the one a missing
+    /// password names), `named`: the name comes from `name` (several servers).
     fn cbs(
         &self,
         raw: RawCbs,
         prefix: &str,
-        var: &str,
+        vars: &[String],
         named: bool,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<CbsSettings, ConfigError> {
@@ -1388,7 +1419,12 @@ impl Checker {
                 &key("sys_user"),
                 self.required(&key("sys_user"), raw.sys_user)?,
             )?,
-            sys_pwd: self.secret(&key("sys_pwd"), var, raw.sys_pwd, raw.sys_pwd_file, env)?,
+            sys_pwd: {
+                let var = (vars.iter().find(|v| env(v).is_some()))
+                    .or(vars.last())
+                    .map_or(CBS_SYS_PWD_ENV, String::as_str);
+                self.secret(&key("sys_pwd"), var, raw.sys_pwd, raw.sys_pwd_file, env)?
+            },
             request_timeout: self.positive_duration(
                 &key("request_timeout"),
                 raw.request_timeout,

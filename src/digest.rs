@@ -180,7 +180,7 @@ impl Digest {
     /// [`Digest::compute_with_acks`]; `servers_named`: each listed job says its backup
     /// server (several are watched).
     #[allow(clippy::too_many_arguments)]
-    fn compute_naming(
+    pub fn compute_naming(
         date: NaiveDate,
         tz: Tz,
         records: &[JobRecord],

@@ -17,6 +17,7 @@ use std::time::Duration;
 pub const CYCLES_TOTAL: &str = "restorewatch_cycles_total";
 pub const CYCLE_DURATION_SECONDS: &str = "restorewatch_cycle_duration_seconds";
 pub const CBS_REQUESTS_TOTAL: &str = "restorewatch_cbs_requests_total";
+pub const CBS_UP: &str = "restorewatch_cbs_up";
 pub const JOBS_OBSERVED_TOTAL: &str = "restorewatch_jobs_observed_total";
 pub const ALERTS_TOTAL: &str = "restorewatch_alerts_total";
 pub const EVENTS_DELIVERED_TOTAL: &str = "restorewatch_events_delivered_total";
@@ -77,7 +78,11 @@ fn describe() {
     );
     describe_counter!(
         CBS_REQUESTS_TOTAL,
-        "Requests to the backup server, by outcome."
+        "Requests to the backup servers, by outcome and server."
+    );
+    describe_gauge!(
+        CBS_UP,
+        "1 while the backup server answers, 0 while its outage is open, by server."
     );
     describe_counter!(
         JOBS_OBSERVED_TOTAL,
@@ -151,7 +156,7 @@ pub fn cycle_finished(result: CycleResult, took: Duration, now: chrono::DateTime
 }
 
 /// One CBS request ended.
-pub fn cbs_request<T>(result: &Result<T, CbsError>) {
+pub fn cbs_request<T>(server: &str, result: &Result<T, CbsError>) {
     let outcome = match result {
         Ok(_) => "ok",
         Err(CbsError::Connect { .. }) => "connect_error",
@@ -163,7 +168,13 @@ pub fn cbs_request<T>(result: &Result<T, CbsError>) {
         Err(CbsError::Decode { .. }) => "malformed",
         Err(CbsError::Setup(_)) => "setup_error",
     };
-    ::metrics::counter!(CBS_REQUESTS_TOTAL, "outcome" => outcome).increment(1);
+    ::metrics::counter!(CBS_REQUESTS_TOTAL, "outcome" => outcome, "server" => server.to_owned())
+        .increment(1);
+}
+
+/// Whether backup server `server` is up (no outage open) after its cycle.
+pub fn cbs_up(server: &str, up: bool) {
+    ::metrics::gauge!(CBS_UP, "server" => server.to_owned()).set(if up { 1.0 } else { 0.0 });
 }
 
 /// A job was seen in a CBS reply.

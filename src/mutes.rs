@@ -18,6 +18,10 @@ const TREE: &str = "mutes";
 /// One mute.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mute {
+    /// The backup server whose alerts it holds back; `None` (and in older records):
+    /// every server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     pub login: String,
     /// `None`: every backup set of the user.
     pub backup_set_id: Option<String>,
@@ -34,10 +38,12 @@ impl Mute {
         now < self.until
     }
 
-    /// Whether this mute applies to `login`'s backup set `backup_set_id` (a mute without a
-    /// set covers every set of the user).
-    pub fn covers(&self, login: &str, backup_set_id: &str) -> bool {
-        self.login.eq_ignore_ascii_case(login)
+    /// Whether this mute applies to `login`'s backup set `backup_set_id` on backup server
+    /// `server` (a mute without a set covers every set of the user, one without a server
+    /// every server).
+    pub fn covers(&self, server: &str, login: &str, backup_set_id: &str) -> bool {
+        self.server.as_deref().is_none_or(|s| s == server)
+            && self.login.eq_ignore_ascii_case(login)
             && self
                 .backup_set_id
                 .as_deref()
@@ -53,10 +59,16 @@ pub struct Mutes {
     store: Store,
 }
 
-/// `login \0 backup_set_id` (an empty set id for "every set"): one mute per scope, so a
-/// new `/mute` for the same scope replaces the old one.
-fn key(login: &str, backup_set_id: Option<&str>) -> Vec<u8> {
-    let mut k = login.as_bytes().to_vec();
+/// `login \0 backup_set_id` (an empty set id for "every set"), with `server \0` in front
+/// when the mute names its server: one mute per scope, so a new `/mute` for the same scope
+/// replaces the old one. Mutes of every server keep the key older records have.
+fn key(server: Option<&str>, login: &str, backup_set_id: Option<&str>) -> Vec<u8> {
+    let mut k = Vec::new();
+    if let Some(server) = server {
+        k.extend_from_slice(server.as_bytes());
+        k.push(0);
+    }
+    k.extend_from_slice(login.as_bytes());
     k.push(0);
     k.extend_from_slice(backup_set_id.unwrap_or("").as_bytes());
     k
@@ -104,15 +116,36 @@ impl Mutes {
         }
         // Our own plain data always serializes.
         let value = serde_json::to_vec(mute).expect("a mute serializes to JSON");
-        self.tree
-            .insert(key(&mute.login, mute.backup_set_id.as_deref()), value)?;
+        self.tree.insert(
+            key(
+                mute.server.as_deref(),
+                &mute.login,
+                mute.backup_set_id.as_deref(),
+            ),
+            value,
+        )?;
         self.tree.flush()?;
         Ok(())
     }
 
-    /// Removes the mute of exactly this scope; `false` when there was none.
+    /// Removes the mute of exactly this scope (on every server); `false` when there was
+    /// none.
     pub fn unmute(&self, login: &str, backup_set_id: Option<&str>) -> Result<bool, StoreError> {
-        let removed = self.tree.remove(key(login, backup_set_id))?.is_some();
+        self.unmute_on(None, login, backup_set_id)
+    }
+
+    /// Removes the mute of exactly this scope on `server` (`None`: the mute of every
+    /// server); `false` when there was none.
+    pub fn unmute_on(
+        &self,
+        server: Option<&str>,
+        login: &str,
+        backup_set_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let removed = self
+            .tree
+            .remove(key(server, login, backup_set_id))?
+            .is_some();
         self.tree.flush()?;
         Ok(removed)
     }
@@ -123,8 +156,26 @@ impl Mutes {
     /// A store failure counts as "not muted" (and is logged): posting an alert that should
     /// have waited is better than losing one.
     pub fn is_muted(&self, login: &str, backup_set_id: &str, now: DateTime<Utc>) -> bool {
-        [None, Some(backup_set_id)].into_iter().any(|set| {
-            let k = key(login, set);
+        self.is_muted_on(None, login, backup_set_id, now)
+    }
+
+    /// [`Mutes::is_muted`] on backup server `server`: by a mute of every server or of
+    /// that one (`None`: only the mutes of every server count).
+    pub fn is_muted_on(
+        &self,
+        server: Option<&str>,
+        login: &str,
+        backup_set_id: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let servers = [None, server]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>();
+        let scopes = servers
+            .into_iter()
+            .flat_map(|server| [(server, None), (server, Some(backup_set_id))]);
+        scopes.into_iter().any(|(server, set)| {
+            let k = key(server, login, set);
             match self.tree.get(&k) {
                 Ok(Some(v)) => match self.read(&k, &v) {
                     Ok(mute) => mute.is_some_and(|m| m.is_active(now)),
@@ -164,6 +215,7 @@ mod tests {
 
     fn mute(login: &str, set: Option<&str>, from: u32, until: u32) -> Mute {
         Mute {
+            server: None,
             login: login.into(),
             backup_set_id: set.map(Into::into),
             until: at(until),
@@ -210,5 +262,31 @@ mod tests {
         assert!(mutes.is_muted("obm", "1", at(11)));
         mutes.mute(&mute("new", None, 12, 13)).unwrap();
         assert_eq!(mutes.tree.len(), 2, "the expired mute of `old` is gone");
+    }
+
+    #[test]
+    fn a_server_mute_holds_on_that_server_and_an_older_record_on_every_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let mutes = Mutes::open(&Store::open(dir.path()).unwrap()).unwrap();
+        let on_eu = Mute {
+            server: Some("eu".into()),
+            ..mute("obm", None, 10, 12)
+        };
+        mutes.mute(&on_eu).unwrap();
+        assert!(mutes.is_muted_on(Some("eu"), "obm", "1", at(11)));
+        assert!(!mutes.is_muted_on(Some("us"), "obm", "1", at(11)));
+        assert!(on_eu.covers("eu", "obm", "1") && !on_eu.covers("us", "obm", "1"));
+        assert!(
+            !mutes.unmute("obm", None).unwrap(),
+            "not the mute of every server"
+        );
+        assert!(mutes.unmute_on(Some("eu"), "obm", None).unwrap());
+        // A record written before mutes named their server holds on every server.
+        let old = r#"{"login":"obm","backup_set_id":null,"until":"2024-06-26T12:00:00Z","muted_by":"op","muted_at":"2024-06-26T10:00:00Z"}"#;
+        let old: Mute = serde_json::from_str(old).unwrap();
+        assert_eq!(old.server, None);
+        mutes.mute(&old).unwrap();
+        assert!(mutes.is_muted_on(Some("us"), "obm", "1", at(11)));
+        assert!(mutes.is_muted("obm", "1", at(11)));
     }
 }

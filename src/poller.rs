@@ -246,6 +246,11 @@ impl Poller {
         Ok(())
     }
 
+    /// The backup server this poller polls.
+    pub fn server_name(&self) -> &str {
+        self.client.server_name()
+    }
+
     /// The config's users merged with those added from chat (the config's owner wins).
     pub fn watch_list(&self) -> Result<Vec<WatchEntry>, StoreError> {
         self.store.watch_list(&self.config.watch)
@@ -273,6 +278,22 @@ impl Poller {
         let mut user_states = BTreeMap::new();
         let mut request_count = 0u32;
         let watched_before = self.store.watched_logins()?;
+        // Circuit breaker: while the server is down (or going down), one probe request
+        // (the first user, today) goes first; if it too fails for a server-wide reason,
+        // it is the cycle's only request, rather than every user's every catch-up date
+        // waiting out its timeout. If it answers, the cycle goes on as usual.
+        let probe = match users.first() {
+            Some(user) if self.store.outage()?.is_some() || self.store.down_streak()?.is_some() => {
+                let date = started_at.with_timezone(&tz).date_naive();
+                let result = self
+                    .client
+                    .list_restore_jobs(&user.login, &user.owner, date)
+                    .await;
+                Some((user.clone(), date, result))
+            }
+            _ => None,
+        };
+        let server_down = matches!(&probe, Some((_, _, Err(e))) if e.outage_reason().is_some());
         for user in &users {
             // A user who was not watched in the last cycle (new, or removed and added
             // again) starts afresh: baselined again, no catch-up over the unwatched days.
@@ -291,11 +312,26 @@ impl Poller {
                 &running,
             );
             for date in dates {
+                let probed = probe
+                    .as_ref()
+                    .is_some_and(|(p, d, _)| p.login == user.login && *d == date);
+                if server_down || probed {
+                    continue;
+                }
                 request_count += 1;
                 to_ask.push((user.clone(), date));
             }
             let fresh = !state.baselined && state.baselined_dates.is_empty();
-            user_states.insert(user.login.clone(), (state, ClassCounts::new(), true, fresh));
+            // A user the breaker left unasked has not been read this cycle.
+            let all_ok = !server_down;
+            user_states.insert(
+                user.login.clone(),
+                (state, ClassCounts::new(), all_ok, fresh),
+            );
+        }
+        if let Some(probe) = probe {
+            request_count += 1;
+            requests.spawn(async move { probe });
         }
 
         let mut summary = CycleSummary {
@@ -325,7 +361,7 @@ impl Poller {
         let is_muted = |job: &RestoreJob| {
             mutes
                 .iter()
-                .any(|m| m.covers(&job.login_name, &job.backup_set_id))
+                .any(|m| m.covers(&job.server, &job.login_name, &job.backup_set_id))
         };
         let streaks = Streaks::open(&self.store)?;
         let repeat = |job: &RestoreJob| Some(streaks.next(job, started_at));
@@ -359,7 +395,7 @@ impl Poller {
                 tracing::error!("a CBS request task ended abnormally");
                 continue;
             };
-            crate::metrics::cbs_request(&result);
+            crate::metrics::cbs_request(&server, &result);
             let Some((state, baseline_counts, all_ok, _)) = user_states.get_mut(&user.login) else {
                 continue;
             };
@@ -555,6 +591,7 @@ impl Poller {
             caught_up.into_iter().collect(),
             now,
         )?;
+        crate::metrics::cbs_up(&server, self.store.outage()?.is_none());
         summary
             .errors
             .sort_by(|a, b| (&a.login_name, a.date).cmp(&(&b.login_name, b.date)));

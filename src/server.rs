@@ -92,6 +92,56 @@ pub struct Health {
     /// one); absent otherwise. Not a failing check: polling and alerts carry on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slash_commands: Option<String>,
+    /// Each configured backup server's outage and last cycle; informational, not a check
+    /// of its own (the oldest last cycle is `last_cycle`).
+    pub servers: Vec<ServerHealth>,
+}
+
+/// One backup server in `/healthz`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServerHealth {
+    pub name: String,
+    /// When its ongoing outage began; `null` while it answers.
+    pub outage_since: Option<DateTime<Utc>>,
+    pub last_cycle_finished_at: Option<DateTime<Utc>>,
+}
+
+/// Each configured backup server (none recorded yet: the store's own state, unnamed) with
+/// its last cycle and outage, read through its view of the store.
+fn server_health(
+    store: &Store,
+) -> Result<Vec<(ServerHealth, Option<crate::store::CycleRecord>)>, crate::store::StoreError> {
+    let names = store.configured_servers()?;
+    if names.is_empty() {
+        let outage = store.outage()?;
+        let health = ServerHealth {
+            name: String::new(),
+            outage_since: outage.map(|o| o.since),
+            last_cycle_finished_at: None,
+        };
+        let cycle = store.last_cycle()?;
+        return Ok(vec![(
+            ServerHealth {
+                last_cycle_finished_at: cycle.as_ref().map(|c| c.finished_at),
+                ..health
+            },
+            cycle,
+        )]);
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let view = store.server_view(&name)?;
+        let cycle = view.last_cycle()?;
+        out.push((
+            ServerHealth {
+                outage_since: view.outage()?.map(|o| o.since),
+                last_cycle_finished_at: cycle.as_ref().map(|c| c.finished_at),
+                name,
+            },
+            cycle,
+        ));
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -116,11 +166,20 @@ pub fn check(state: &ServerState) -> Health {
     let two_periods = period(&state.schedule, now) * 2;
     let mut reasons = Vec::new();
 
-    let last_cycle = match state.store.last_cycle() {
-        Ok(c) => c,
+    // The configured server that cycled longest ago speaks for all: one that hangs or
+    // stopped polling fails the check. A server that never cycled counts from the start.
+    let (servers, last_cycle) = match server_health(&state.store) {
+        Ok(servers) => {
+            let never = servers.iter().any(|(_, c)| c.is_none());
+            let oldest = (servers.iter())
+                .filter_map(|(_, c)| c.clone())
+                .min_by_key(|c| c.finished_at);
+            let servers: Vec<ServerHealth> = servers.into_iter().map(|(s, _)| s).collect();
+            (servers, if never { None } else { oldest })
+        }
         Err(e) => {
             reasons.push(format!("cannot read the last cycle: {e}"));
-            None
+            (Vec::new(), None)
         }
     };
     // A cycle from before this start (the bot was down) does not count against it: it has
@@ -198,6 +257,7 @@ pub fn check(state: &ServerState) -> Health {
         },
         store_writable,
         slash_commands: state.gateway.unavailable(),
+        servers: servers.into_iter().filter(|s| !s.name.is_empty()).collect(),
     }
 }
 

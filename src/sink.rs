@@ -6,7 +6,7 @@
 use crate::event::{Event, EventKind};
 use crate::render::{pack, render_event, to_text, RenderOptions};
 use crate::store::{Store, StoreError};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::io::Write;
 use std::sync::Mutex;
@@ -44,14 +44,31 @@ pub struct DrainReport {
 /// A sink may accept ids past the window it was offered (the rest of a message it had
 /// started before a restart); they are acknowledged like the others.
 pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, StoreError> {
+    drain_except(store, sink, &BTreeSet::new()).await
+}
+
+/// [`drain`], holding back the job alerts of the backup servers in `polling`: their cycles
+/// are still under way, and the end of a cycle may still fold its alerts into one storm
+/// message or attach their reports. Everything else goes out as usual.
+pub async fn drain_except<S: Sink>(
+    store: &Store,
+    sink: &S,
+    polling: &BTreeSet<String>,
+) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
     let mut after = None;
     loop {
-        let batch = store.pending_events_after(after, DRAIN_BATCH_EVENTS)?;
+        let mut batch = store.pending_events_after(after, DRAIN_BATCH_EVENTS)?;
         let Some(last) = batch.last() else {
             break;
         };
         after = Some(last.id);
+        if !polling.is_empty() {
+            batch.retain(|e| !job_of_server_in(e, polling));
+            if batch.is_empty() {
+                continue;
+            }
+        }
         match sink.deliver(&batch).await {
             Ok(accepted) => {
                 if !accepted.is_empty() {
@@ -81,6 +98,16 @@ pub async fn drain<S: Sink>(store: &Store, sink: &S) -> Result<DrainReport, Stor
     }
     report.pending = store.outbox_len();
     Ok(report)
+}
+
+/// Whether `event` is a job alert of one of `servers`.
+fn job_of_server_in(event: &Event, servers: &BTreeSet<String>) -> bool {
+    match &event.kind {
+        EventKind::JobFinished { job, .. }
+        | EventKind::JobStuck { job, .. }
+        | EventKind::JobVanished { job, .. } => servers.contains(&job.server),
+        _ => false,
+    }
 }
 
 /// Logs each delivered event at info, a job's with its identity, and counts them.

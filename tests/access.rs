@@ -237,6 +237,63 @@ async fn a_routed_owners_channel_sees_only_its_owners_users() {
     h.assert_nothing_unexpected();
 }
 
+/// A login on two backup servers may belong to two owners: a route channel shows the jobs
+/// of its owner's user on the server where it is theirs, not the other server's.
+#[tokio::test]
+async fn a_route_channel_sees_a_shared_login_only_on_its_owners_server() {
+    let extra = format!(
+        "[[route]]\nowner = \"reseller-a\"\nchannel = \"{RESELLER_CHANNEL}\"\n\
+         [[watch]]\nlogin = \"ours\"\nowner = \"reseller-a\"\nserver = \"{SERVER}\"\n\
+         [[watch]]\nlogin = \"ours\"\nowner = \"reseller-b\"\nserver = \"{SECOND}\"\n"
+    );
+    let h = Harness::start_two_servers_with(&extra).await;
+    let second = h.second.as_ref().unwrap();
+    let start = h.clock.now() - Duration::hours(3);
+    for (sim, set, owner) in [(&h.sim, "111", "reseller-a"), (second, "222", "reseller-b")] {
+        sim.add_user(restorewatch::simulator::SimUser {
+            login: "ours".into(),
+            owner: owner.into(),
+            user_id: "ours".into(),
+        });
+        let mut job = sim_job("ours", set, "2024-06-20", 0, "RESTORE_STOP_BY_ERROR");
+        (job.start, job.end) = (start, Some(start + Duration::minutes(5)));
+        sim.add_job(job);
+    }
+    let app = restorewatch::app::App::build(h.settings.clone(), h.clock.clone())
+        .await
+        .unwrap();
+    let report = app.cycle().await.expect("a cycle");
+    assert!(report.ok(), "{:?}", report.summary.errors);
+    let running = h.start_bot_with(app.store.clone()).await;
+    let there = |c: SlashCommand| c.in_channel(GUILD_ID, RESELLER_CHANNEL);
+
+    let (_, answer) = h
+        .invoke_deferred(there(SlashCommand::new("failures")))
+        .await;
+    let listed = answer["embeds"][0]["description"].as_str().unwrap();
+    assert!(listed.contains("111"), "{listed}");
+    assert!(!listed.contains("222"), "the other owner's job: {listed}");
+    assert!(
+        listed.contains(&format!("`{SERVER}`")),
+        "names the server: {listed}"
+    );
+    let (_, answer) = h.invoke_deferred(there(SlashCommand::new("digest"))).await;
+    let digest = answer["embeds"].to_string();
+    assert!(digest.contains("111"), "{digest}");
+    assert!(!digest.contains("222"), "the other owner's job: {digest}");
+
+    // Outside the route channel both servers' jobs are listed, each with its server.
+    let (_, answer) = h.invoke_deferred(SlashCommand::new("failures")).await;
+    let listed = answer["embeds"][0]["description"].as_str().unwrap();
+    assert!(
+        listed.contains(&format!("`{SECOND}`")) && listed.contains("222") && listed.contains("111"),
+        "{listed}"
+    );
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
 #[tokio::test]
 async fn a_member_with_only_the_admin_role_can_mute() {
     let h = Harness::start().await;

@@ -902,3 +902,86 @@ async fn watch_takes_server_for_the_list_it_changes_and_shows() {
     running.stop().await;
     h.assert_nothing_unexpected();
 }
+
+/// With several backup servers a mute holds on one server: `/mute` and `/unmute` take
+/// `server:` (the one server watching the user when left out, else a question), the mute
+/// holds back that server's alerts only, and `/watch list` names its server.
+#[tokio::test]
+async fn mute_takes_server_and_holds_on_that_server_only() {
+    let h = Harness::start_two_servers().await;
+    let running = h.start_bot().await;
+    let mutes = Mutes::open(&running.store).unwrap();
+    let mute = |user: &str| {
+        admin(
+            SlashCommand::new("mute")
+                .option("user", user)
+                .option("duration", "2h"),
+        )
+    };
+    let text = |callback: &Value| callback["data"]["content"].as_str().unwrap().to_owned();
+
+    // obm is watched on both servers: asked which.
+    let (callback, _) = h.invoke(mute("obm")).await;
+    assert!(
+        text(&callback).contains("several backup servers"),
+        "{callback}"
+    );
+    assert!(mutes.active(h.clock.now()).unwrap().is_empty());
+
+    let (callback, _) = h.invoke(mute("obm").option("server", SECOND)).await;
+    assert!(
+        text(&callback).contains(&format!("on server `{SECOND}`")),
+        "{callback}"
+    );
+    let now = h.clock.now();
+    assert!(mutes.is_muted_on(Some(SECOND), "obm", "1", now));
+    assert!(
+        !mutes.is_muted_on(Some(SERVER), "obm", "1", now),
+        "only there"
+    );
+    let active = mutes.active(now).unwrap();
+    assert!(active[0].covers(SECOND, "obm", "1") && !active[0].covers(SERVER, "obm", "1"));
+
+    // solo is watched on the second server only: no need to say it.
+    h.invoke(mute("solo")).await;
+    assert!(mutes.is_muted_on(Some(SECOND), "solo", "9", now));
+
+    // /watch list names the mute's server, on that server's list only.
+    let list = |server: &str| {
+        SlashCommand::new("watch")
+            .option("server", server)
+            .subcommand("list")
+    };
+    let (callback, _) = h.invoke(list(SECOND)).await;
+    assert!(
+        callback["data"]
+            .to_string()
+            .contains(&format!("on server `{SECOND}`")),
+        "{callback}"
+    );
+    let (callback, _) = h.invoke(list(SERVER)).await;
+    assert!(
+        !callback["data"].to_string().contains("muted"),
+        "{callback}"
+    );
+
+    // /unmute of the other server finds nothing; of this one lifts it.
+    let unmute = |server: &str| {
+        admin(
+            SlashCommand::new("unmute")
+                .option("user", "obm")
+                .option("server", server),
+        )
+    };
+    let (callback, _) = h.invoke(unmute(SERVER)).await;
+    assert!(
+        text(&callback).starts_with("There is no mute"),
+        "{callback}"
+    );
+    let (callback, _) = h.invoke(unmute(SECOND)).await;
+    assert!(text(&callback).contains("posted again"), "{callback}");
+    assert!(!mutes.is_muted_on(Some(SECOND), "obm", "1", now));
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}

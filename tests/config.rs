@@ -655,3 +655,53 @@ fn the_several_servers_example_loads_with_its_values() {
         vars.map(|(k, _)| k)
     );
 }
+
+#[test]
+fn a_server_name_entry_reads_its_password_variable_and_names_are_trimmed() {
+    use restorewatch::config::server_password_envs;
+    // `server_name` is a synonym of `name`; its variable is known and read.
+    let text = TWO_SERVERS.replace("name = \"us.east\"", "server_name = \" us.east \"");
+    assert_eq!(
+        server_password_envs(&text),
+        TWO_PASSWORDS.map(|(k, _)| k.to_owned())
+    );
+    let s = Settings::from_toml_str(&text, &env(&TWO_PASSWORDS)).unwrap();
+    assert_eq!(s.servers()[1].cbs.sys_pwd.expose_secret(), "pw-us");
+    assert_eq!(s.servers()[1].cbs.server_name, "us.east");
+}
+
+#[test]
+fn a_single_named_server_reads_its_own_password_variable_then_the_plain_one() {
+    use restorewatch::config::server_password_envs;
+    let own = "RESTOREWATCH_CBS_EU_1_SYS_PWD";
+    let one_entry =
+        "[[cbs]]\nname = \"eu-1\"\nurl = \"https://eu.example.com\"\nsys_user = \"api\"\n";
+    let one_table =
+        "[cbs]\nname = \"eu-1\"\nurl = \"https://eu.example.com\"\nsys_user = \"api\"\n";
+    for text in [one_entry, one_table] {
+        assert_eq!(server_password_envs(text), [own], "{text}");
+        let pwd = |vars: &[(&str, &str)]| {
+            let s = Settings::from_toml_str(text, &env(vars)).unwrap();
+            s.cbs.sys_pwd.expose_secret().to_owned()
+        };
+        assert_eq!(pwd(&[(own, "mine")]), "mine", "{text}");
+        assert_eq!(pwd(&[(PASSWORD_ENV, "plain")]), "plain", "{text}");
+        assert_eq!(pwd(&[(PASSWORD_ENV, "plain"), (own, "mine")]), "mine");
+        let err = Settings::from_toml_str(text, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains(PASSWORD_ENV), "{err}");
+    }
+}
+
+#[test]
+fn the_plain_password_variable_is_refused_with_several_servers() {
+    let mut vars = TWO_PASSWORDS.to_vec();
+    vars.push((PASSWORD_ENV, "which-one"));
+    let err = Settings::from_toml_str(TWO_SERVERS, &env(&vars)).unwrap_err();
+    assert_eq!(err.key(), Some(PASSWORD_ENV));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("RESTOREWATCH_CBS_EU_1_SYS_PWD")
+            && msg.contains("RESTOREWATCH_CBS_US_EAST_SYS_PWD"),
+        "{msg}"
+    );
+}

@@ -18,7 +18,7 @@ use serenity::all::ChannelId;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use support::fake_discord::{FakeDiscord, Scripted};
-use support::world::{job, Harness};
+use support::world::{job, Harness, SERVER};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ALERTS: u64 = 4_000_000_000_000_000_001;
@@ -130,8 +130,15 @@ async fn each_cbs_fault_ends_the_cycle_with_one_notice_and_one_recovery() {
             "{fault:?}: one notice, not one per cycle"
         );
         // Two failed requests of this kind so far (this test is the only poller here).
-        let line = format!("restorewatch_cbs_requests_total{{outcome=\"{outcome}\"}} 2");
+        let line = format!(
+            "restorewatch_cbs_requests_total{{outcome=\"{outcome}\",server=\"{SERVER}\"}} 2"
+        );
         assert!(metrics.render().contains(&line), "{fault:?}: no {line:?}");
+        let up = |v: u8| format!("restorewatch_cbs_up{{server=\"{SERVER}\"}} {v}\n");
+        assert!(
+            metrics.render().contains(&up(0)),
+            "{fault:?}: the server is down"
+        );
 
         h.sim.set_down(false).await.unwrap();
         h.sim.set_faults(Faults::default());
@@ -144,6 +151,10 @@ async fn each_cbs_fault_ends_the_cycle_with_one_notice_and_one_recovery() {
             .filter(|k| matches!(k, EventKind::CbsRecovered { .. }))
             .count();
         assert_eq!(recoveries, 1, "{fault:?}");
+        assert!(
+            metrics.render().contains(&up(1)),
+            "{fault:?}: the server is up"
+        );
     }
 }
 

@@ -15,10 +15,12 @@ use restorewatch::config::Settings;
 use restorewatch::digest::{digest_text, Digest};
 use restorewatch::event::{Event, EventKind};
 use restorewatch::render::{render_event, RenderOptions};
-use restorewatch::simulator::{SimConfig, SimHandle, SimUser, Simulator};
+use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimUser, Simulator};
 use restorewatch::sink::drain;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use support::world::{job, Recorder};
+use tokio::time::Instant;
 
 const FAILED: &str = "RESTORE_STOP_BY_ERROR";
 
@@ -279,6 +281,72 @@ async fn one_server_down_is_an_outage_of_that_server_only() {
     assert!(!w.status().contains("unreachable since"));
 }
 
+/// A server that hangs until its requests time out (`request_timeout` is 5 s) holds up
+/// none of the other server's alerts: they are delivered as soon as that server's cycle
+/// ends, while the hanging one still waits.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_server_holds_up_no_alert_of_the_other() {
+    let w = world("").await;
+    w.cycle().await;
+    w.us.set_faults(Faults {
+        latency: Duration::from_secs(3600),
+        ..Faults::default()
+    });
+    w.eu.add_job(job("bob", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    w.clock.set(at(9, 5));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&calls);
+    let sink = Recorder {
+        on_call: Some(Box::new(move |_| seen.lock().unwrap().push(Instant::now()))),
+        ..Recorder::default()
+    };
+    let started = Instant::now();
+    w.app.cycle_and_deliver(&sink).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the us requests timed out"
+    );
+    let first_call = calls.lock().unwrap()[0];
+    assert!(
+        first_call - started < Duration::from_secs(5),
+        "eu's alert went out {:?} after the start, after us timed out",
+        first_call - started
+    );
+    let events = sink.events.lock().unwrap().clone();
+    assert_eq!(failures(&events), [("eu".into(), "bob".into())]);
+}
+
+/// A server that is down gets one probe request per cycle, not one per user and date;
+/// when the probe answers again, the full cycle (catch-up included) runs.
+#[tokio::test(start_paused = true)]
+async fn a_down_server_gets_one_probe_request_per_cycle() {
+    let w = world("").await;
+    w.cycle().await;
+    w.us.set_faults(Faults {
+        latency: Duration::from_secs(60),
+        ..Faults::default()
+    });
+    w.clock.set(at(9, 5));
+    assert_eq!(outages(&w.cycle().await), [(named("us"), true)]);
+    // Two days later: alice on us has three dates to read, but only the probe goes out.
+    w.clock.set(at(9, 0) + chrono::Duration::days(2));
+    w.us.reset_stats();
+    let (report, _) = w.app.cycle_and_deliver(&Recorder::default()).await.unwrap();
+    assert_eq!(w.us.requests_served(), 1, "one probe, not users × dates");
+    let today = w.clock.now().date_naive();
+    assert_eq!(w.us.requests_for("alice", today), 1);
+    let us_errors = report.summary.errors.iter().filter(|e| e.date == today);
+    assert!(us_errors.count() >= 1, "{report:?}");
+    // It answers again: the probe succeeds and the cycle reads every date.
+    w.us.set_faults(Faults::default());
+    w.clock.set(at(9, 5) + chrono::Duration::days(2));
+    w.us.reset_stats();
+    let events = w.cycle().await;
+    assert_eq!(outages(&events), [(named("us"), false)]);
+    assert!(w.us.requests_served() >= 3, "{}", w.us.requests_served());
+    assert_eq!(w.us.requests_for("alice", w.clock.now().date_naive()), 1);
+}
+
 #[tokio::test]
 async fn discovery_on_one_server_users_appear_disappear_and_a_failed_listing_keeps_the_list() {
     let w = world("[cbs.discover]\nenabled = true\nexclude = [\"test-*\"]\nrefresh = \"1h\"").await;
@@ -427,6 +495,31 @@ async fn a_single_server_store_keeps_its_state_when_a_second_server_is_added() {
         err.contains("\"old\"") && err.contains("\"new-2\""),
         "{err}"
     );
+
+    // The store's first server (its state unscoped) leaves the config: /status and
+    // /healthz read the servers configured now, not its stale state.
+    let only_new = format!("{}[state]\npath = \"{state}\"\n", entry("new", &new, "zoe"));
+    let app = build(only_new).await.unwrap();
+    clock.set(at(10, 0));
+    app.cycle().await.unwrap();
+    clock.set(at(10, 1));
+    let schedule = &app.settings.poll.schedule;
+    let report = StatusReport::gather(&app.store, schedule, clock.now(), at(9, 0), 0).unwrap();
+    assert_eq!(report.last_cycle.map(|c| c.finished_at), Some(at(10, 0)));
+    let mut state = restorewatch::server::ServerState::new(
+        app.store.clone(),
+        Arc::new(clock.clone()),
+        schedule.clone(),
+        false,
+        restorewatch::metrics::install(),
+    );
+    state.started_at = at(9, 0);
+    let health = restorewatch::server::check(&state);
+    assert_eq!(health.status, "ok", "{:?}", health.reasons);
+    assert_eq!(health.last_cycle.map(|c| c.finished_at), Some(at(10, 0)));
+    let names: Vec<&str> = health.servers.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["new"]);
+    assert_eq!(health.servers[0].last_cycle_finished_at, Some(at(10, 0)));
 }
 
 /// The built binary: `once` with two `[[cbs]]` servers, each password from its own

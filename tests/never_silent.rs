@@ -356,6 +356,7 @@ async fn garbage_in_every_tree_is_quarantined_and_the_alerts_still_go_out() {
         Mutes::open(p.store())
             .unwrap()
             .mute(&Mute {
+                server: None,
                 login: "someone-else".into(),
                 backup_set_id: None,
                 until: at(29, 0, 0),
@@ -922,6 +923,7 @@ async fn a_login_spelt_in_another_case_is_one_user_with_one_key() {
     Mutes::open(p.store())
         .unwrap()
         .mute(&Mute {
+            server: None,
             login: "OBM".into(),
             backup_set_id: Some("muted".into()),
             until: at(29, 0, 0),

@@ -577,6 +577,7 @@ async fn a_muted_user_is_recorded_not_alerted_until_the_mute_ends() {
     Mutes::open(p.store())
         .unwrap()
         .mute(&Mute {
+            server: None,
             login: "obm".into(),
             backup_set_id: None,
             until: at(2024, 6, 26, 11, 0),
@@ -635,6 +636,7 @@ async fn an_unreadable_mute_mutes_nothing_and_a_valid_one_still_holds() {
     Mutes::open(p.store())
         .unwrap()
         .mute(&Mute {
+            server: None,
             login: "office".into(),
             backup_set_id: None,
             until: at(2024, 6, 26, 11, 0),

@@ -288,9 +288,16 @@ async fn mute_set(
         return Ok(Pressed::Refused(refused.to_reply()));
     }
     let job = &record.job;
+    // The job's own backup server (with one, the mute holds on every server, as before).
+    let (server, watched) = match data.mute_target(&job.login_name, Some(&job.server)) {
+        Ok(target) => target,
+        Err(CommandError::Usage(text)) => return Ok(Pressed::Refused(Reply::text(text, true))),
+        Err(other) => return Err(other),
+    };
     let reply = commands::mute::mute(
         &data.mutes,
-        &data.watched()?,
+        &watched,
+        server.as_deref(),
         &job.login_name,
         Some(&job.backup_set_id),
         MUTE_BUTTON_DURATION,
@@ -304,8 +311,9 @@ async fn mute_set(
     };
     // The same entry `/mute` writes.
     let action = format!(
-        "mute {} for {}",
+        "mute {}{} for {}",
         commands::mute::scope_text(&job.login_name, Some(&job.backup_set_id)),
+        commands::mute::on_server(server.as_deref()),
         code(MUTE_BUTTON_DURATION)
     );
     data.audit(&press.user, action);
@@ -322,10 +330,11 @@ async fn show_jobs(
     let scope = data.scope_of(press.channel_id, parent, press.member.as_ref());
     let date = record.date.format("%Y-%m-%d").to_string();
     // The job's own backup server (with several, the alert's job names it).
-    let server = (data.servers.iter())
-        .find(|s| s.name == record.job.server)
-        .unwrap_or_else(|| data.first_server());
-    let parsed = data.visible_on(server, &scope).and_then(|visible| {
+    let names: Vec<String> = data.servers.iter().map(|s| s.name.clone()).collect();
+    let parsed = (commands::restores::job_server(&names, &record.job.server))
+        .map(|i| &data.servers[i])
+        .and_then(|server| Ok((server, data.visible_on(server, &scope)?)));
+    let parsed = parsed.and_then(|(server, visible)| {
         RestoresArgs::parse(
             &record.job.login_name,
             Some(&date),
@@ -334,9 +343,10 @@ async fn show_jobs(
             &visible,
             scope.admin,
         )
+        .map(|args| (server, args))
     });
-    let args = match parsed {
-        Ok(args) => args,
+    let (server, args) = match parsed {
+        Ok(parsed) => parsed,
         Err(CommandError::Usage(text) | CommandError::Refused(text)) => {
             return Ok(Pressed::Refused(Reply::text(text, true)))
         }

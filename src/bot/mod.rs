@@ -119,14 +119,43 @@ impl Data {
         Ok(logins)
     }
 
-    /// The users `scope` may look up on any server, with their owners (the first
-    /// server's owner wins).
-    fn visible(&self, scope: &Scope) -> Result<BTreeMap<String, String>, CommandError> {
-        let mut users = BTreeMap::new();
-        for server in self.servers.iter().rev() {
-            users.extend(self.visible_on(server, scope)?);
+    /// Which backup server a `/mute` or `/unmute` of `user` is for, with the logins
+    /// watched there. With one server, `None`: the mute holds on every server, as mutes
+    /// did before there could be several. With several, picked as `/restores` picks
+    /// ([`commands::restores::pick_server`]): `server:`, else the one server watching
+    /// the user.
+    fn mute_target(
+        &self,
+        user: &str,
+        wanted: Option<&str>,
+    ) -> Result<(Option<String>, BTreeSet<String>), CommandError> {
+        if self.servers.len() <= 1 {
+            self.named_server(wanted)?;
+            return Ok((None, self.watched()?));
         }
-        Ok(users)
+        let login = commands::parse_login(user)?;
+        let mut watched = Vec::with_capacity(self.servers.len());
+        for server in &self.servers {
+            let list = server.store.watch_list(&server.watch)?;
+            watched.push(list.into_iter().map(|w| w.login).collect::<BTreeSet<_>>());
+        }
+        let names: Vec<String> = self.servers.iter().map(|s| s.name.clone()).collect();
+        let has_user: Vec<bool> = (watched.iter())
+            .map(|w| w.iter().any(|l| l.eq_ignore_ascii_case(&login)))
+            .collect();
+        let i = commands::restores::pick_server(&names, wanted, &has_user, &login, false)?;
+        Ok((Some(names[i].clone()), watched.swap_remove(i)))
+    }
+
+    /// The users `scope` may look up on any server, with their owners (the first
+    /// server's owner wins), and which server each is visible on.
+    fn visible(&self, scope: &Scope) -> Result<commands::Visible, CommandError> {
+        let mut visible = commands::Visible::default();
+        for server in &self.servers {
+            let users = self.visible_on(server, scope)?;
+            visible.add(commands::Visible::on_server(&server.name, users));
+        }
+        Ok(visible)
     }
 
     /// The users `scope` may look up on `server`, with their owners.
@@ -142,11 +171,6 @@ impl Data {
             scope,
             Some(&server.name),
         )?)
-    }
-
-    /// The first server: the default of `/watch`'s `server:`.
-    fn first_server(&self) -> &BotServer {
-        &self.servers[0]
     }
 
     /// The server a `server:` argument names (none: the first).

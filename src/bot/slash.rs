@@ -7,7 +7,6 @@ use crate::commands::restores::RestoresArgs;
 use crate::commands::watch::invoker_label;
 use crate::commands::{self, code, CommandError};
 use poise::serenity_prelude as serenity;
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 fn author_label(ctx: Context<'_>) -> String {
@@ -24,9 +23,9 @@ async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutoc
     let data = ctx.data();
     let users = data.visible(&scope(ctx)).unwrap_or_else(|error| {
         tracing::warn!(%error, "autocomplete: cannot read the store");
-        BTreeMap::new()
+        commands::Visible::default()
     });
-    commands::matching_users(users.keys(), partial)
+    commands::matching_users(users.users.keys(), partial)
         .into_iter()
         .fold(serenity::CreateAutocompleteResponse::new(), |r, u| {
             r.add_string_choice(u.clone(), u)
@@ -83,6 +82,10 @@ pub(super) async fn restores(
             &visible[i],
             scope.admin,
         )?;
+        let args = RestoresArgs {
+            several_servers: data.servers.len() > 1,
+            ..args
+        };
         Ok((&data.servers[i], args))
     });
     let (server, args) = match parsed {
@@ -122,6 +125,7 @@ pub(super) async fn failures(
         days,
         user: user.as_deref(),
         page,
+        servers_named: data.servers.len() > 1,
     };
     let visible = match data.visible(&scope) {
         Ok(visible) => visible,
@@ -236,7 +240,9 @@ async fn watch_list(
 ) -> Result<(), Error> {
     let data = ctx.data();
     let result = data.named_server(server.as_deref()).and_then(|target| {
-        let mutes = data.mutes.active(data.now())?;
+        // The mutes that hold on this server: its own and those of every server.
+        let mut mutes = data.mutes.active(data.now())?;
+        mutes.retain(|m| m.server.as_deref().is_none_or(|s| s == target.name));
         commands::watch::list(
             &target.store,
             &target.watch,
@@ -258,15 +264,21 @@ pub(super) async fn mute(
     user: String,
     #[description = "How long, e.g. 30m, 2h, 3d (at most 30d)"] duration: String,
     #[description = "Only this backup set ID (default: every set)"] backup_set: Option<String>,
+    #[description = "The backup server, when there are several"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
 ) -> Result<(), Error> {
     if let Err(refused) = check_admin(ctx) {
         return answer(ctx, Err(refused)).await;
     }
     let data = ctx.data();
-    let result = data.watched().and_then(|watched| {
+    let target = data.mute_target(&user, server.as_deref());
+    let on = target.as_ref().ok().and_then(|(s, _)| s.clone());
+    let result = target.and_then(|(server, watched)| {
         commands::mute::mute(
             &data.mutes,
             &watched,
+            server.as_deref(),
             &user,
             backup_set.as_deref(),
             &duration,
@@ -276,8 +288,9 @@ pub(super) async fn mute(
     });
     if result.is_ok() {
         let action = format!(
-            "mute {} for {}",
+            "mute {}{} for {}",
             commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref())),
+            commands::mute::on_server(on.as_deref()),
             code(duration.trim())
         );
         data.audit(ctx.author(), action);
@@ -294,18 +307,30 @@ pub(super) async fn unmute(
     user: String,
     #[description = "The backup set ID the mute named (default: the whole user)"]
     backup_set: Option<String>,
+    #[description = "The backup server the mute named, when there are several"]
+    #[autocomplete = "complete_server"]
+    server: Option<String>,
 ) -> Result<(), Error> {
     if let Err(refused) = check_admin(ctx) {
         return answer(ctx, Err(refused)).await;
     }
     let data = ctx.data();
-    let result = data.watched().and_then(|watched| {
-        commands::mute::unmute(&data.mutes, &watched, &user, backup_set.as_deref())
+    let target = data.mute_target(&user, server.as_deref());
+    let on = target.as_ref().ok().and_then(|(s, _)| s.clone());
+    let result = target.and_then(|(server, watched)| {
+        commands::mute::unmute(
+            &data.mutes,
+            &watched,
+            server.as_deref(),
+            &user,
+            backup_set.as_deref(),
+        )
     });
     if result.is_ok() {
         let action = format!(
-            "unmute {}",
-            commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref()))
+            "unmute {}{}",
+            commands::mute::scope_text(user.trim(), set_arg(backup_set.as_deref())),
+            commands::mute::on_server(on.as_deref())
         );
         data.audit(ctx.author(), action);
     }
@@ -338,6 +363,7 @@ pub(super) async fn digest(
         data.app.settings.cbs.timezone,
         &scope,
         &visible,
+        data.servers.len() > 1,
         data.public(),
     );
     answer_deferred(ctx, result).await

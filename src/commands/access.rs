@@ -8,7 +8,7 @@ use crate::config::WatchEntry;
 use crate::store::{Store, StoreError};
 use chrono::{Days, NaiveDate};
 use serenity::all::{GuildId, Permissions, RoleId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Users seen in the store within this many days are offered by autocomplete.
 pub const RECENT_USER_DAYS: u64 = 7;
@@ -40,11 +40,42 @@ impl Scope {
         self.admin || self.owner.as_deref().is_none_or(|o| o == owner)
     }
 
-    /// Whether a stored job of `login` is shown: in a route channel, only when the user is
-    /// among `visible` (from [`visible_users`], where the watch list's owner wins over the
-    /// one a job record carries); elsewhere every job the store holds.
-    pub fn shows_job_of(&self, login: &str, visible: &BTreeMap<String, String>) -> bool {
-        self.admin || self.owner.is_none() || visible.contains_key(login)
+    /// Whether a stored job of `login` on backup server `server` is shown: in a route
+    /// channel, only when that user on that server is among `visible` (from
+    /// [`visible_users_on`], where the watch list's owner wins over the one a job record
+    /// carries; the same login on another server may belong to another owner); elsewhere
+    /// every job the store holds.
+    pub fn shows_job_of(&self, server: &str, login: &str, visible: &Visible) -> bool {
+        self.admin
+            || self.owner.is_none()
+            || visible.on.contains(&(server.to_owned(), login.to_owned()))
+    }
+}
+
+/// The users a member may look up: login → owner over every backup server (the first
+/// server's owner wins), for a `user:` argument; and, per server, the `(server, login)`
+/// pairs whose stored jobs are shown in a route channel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Visible {
+    pub users: BTreeMap<String, String>,
+    pub on: BTreeSet<(String, String)>,
+}
+
+impl Visible {
+    /// The users of one backup server, `server`.
+    pub fn on_server(server: &str, users: BTreeMap<String, String>) -> Visible {
+        let on = (users.keys())
+            .map(|login| (server.to_owned(), login.clone()))
+            .collect();
+        Visible { users, on }
+    }
+
+    /// Adds another server's users; the owners already here win.
+    pub fn add(&mut self, other: Visible) {
+        for (login, owner) in other.users {
+            self.users.entry(login).or_insert(owner);
+        }
+        self.on.extend(other.on);
     }
 }
 

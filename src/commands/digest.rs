@@ -4,29 +4,31 @@
 //! digest longer than one message continues in follow-up messages. In a `[[route]]`
 //! channel a member sees the digest of that owner's users only.
 
-use super::{parse_date, CommandResult, Reply, Scope};
+use super::{parse_date, CommandResult, Reply, Scope, Visible};
 use crate::digest::{render_digest, Digest};
 use crate::render::{pack, RenderOptions};
 use crate::store::Store;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use std::collections::BTreeMap;
 
 /// The digest of `date` (default `today`, server zone), of the users `scope` sees
-/// (`visible`, see [`super::visible_users`]).
+/// (`visible`, see [`super::visible_users`]); `servers_named`: each job says its backup
+/// server (there are several).
+#[allow(clippy::too_many_arguments)]
 pub fn digest(
     store: &Store,
     date: Option<&str>,
     today: NaiveDate,
     tz: Tz,
     scope: &Scope,
-    visible: &BTreeMap<String, String>,
+    visible: &Visible,
+    servers_named: bool,
     public: bool,
 ) -> CommandResult {
     let date = parse_date(date, today)?;
     let mut records = store.jobs_on(date)?;
-    records.retain(|r| scope.shows_job_of(&r.job.login_name, visible));
-    let digest = Digest::compute_with_acks(
+    records.retain(|r| scope.shows_job_of(&r.job.server, &r.job.login_name, visible));
+    let digest = Digest::compute_naming(
         date,
         tz,
         &records,
@@ -34,11 +36,12 @@ pub fn digest(
         store.outbox_len(),
         store.refused_destinations()?,
         &crate::acks::Acks::open(store)?.on(date)?,
+        servers_named,
     );
     let options = RenderOptions {
         mention_role: None,
         timezone: tz,
-        servers_named: false,
+        servers_named,
     };
     // On demand there is room for more than the scheduled digest shows.
     let cards = render_digest(&digest, today, super::LIST_MESSAGES_MAX);
@@ -57,6 +60,7 @@ pub fn digest(
 mod tests {
     use super::super::test_support::*;
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn the_days_digest_with_its_failures() {
@@ -78,7 +82,8 @@ mod tests {
             day(26),
             chrono_tz::UTC,
             &Scope::default(),
-            &BTreeMap::new(),
+            &Visible::default(),
+            false,
             false,
         )
         .unwrap();
@@ -118,14 +123,16 @@ mod tests {
             admin: false,
             owner: Some("reseller-a".into()),
         };
-        let visible = [("ours".to_owned(), "reseller-a".to_owned())].into();
+        let visible: BTreeMap<String, String> =
+            [("ours".to_owned(), "reseller-a".to_owned())].into();
         let reply = digest(
             &store,
             None,
             day(26),
             chrono_tz::UTC,
             &routed,
-            &visible,
+            &Visible::on_server("cbs", visible.clone()),
+            false,
             false,
         );
         let reply = reply.unwrap();
@@ -147,7 +154,8 @@ mod tests {
             day(27),
             chrono_tz::UTC,
             &Scope::default(),
-            &BTreeMap::new(),
+            &Visible::default(),
+            false,
             true,
         )
         .unwrap();
@@ -168,10 +176,37 @@ mod tests {
             day(26),
             chrono_tz::UTC,
             &Scope::default(),
-            &BTreeMap::new(),
+            &Visible::default(),
+            false,
             false,
         )
         .unwrap_err();
         assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
+    }
+
+    #[test]
+    fn with_several_servers_each_job_names_its_server() {
+        let (_dir, store) = store();
+        let failed = crate::cbs::model::RestoreJob {
+            server: "eu-west".into(),
+            ..job("obm", "1", 26, 9, "RESTORE_STOP_BY_ERROR")
+        };
+        record(&store, &[failed]);
+        let shown = |servers_named: bool| {
+            let reply = digest(
+                &store,
+                Some("2024-06-26"),
+                day(27),
+                chrono_tz::UTC,
+                &Scope::default(),
+                &Visible::default(),
+                servers_named,
+                false,
+            )
+            .unwrap();
+            format!("{:?}", reply.embeds)
+        };
+        assert!(shown(true).contains("eu-west"), "{}", shown(true));
+        assert!(!shown(false).contains("eu-west"), "{}", shown(false));
     }
 }

@@ -2,12 +2,11 @@
 //! failure, unknown), newest first; in a `[[route]]` channel, only its owner's.
 
 use super::{code, job_line, not_watched, parse_days, parse_login, quote};
-use super::{CommandError, CommandResult, ListPages, Scope};
+use super::{CommandError, CommandResult, ListPages, Scope, Visible};
 use crate::cbs::model::StatusClass;
 use crate::render::class_colour;
 use crate::store::Store;
 use chrono::{Days, NaiveDate};
-use std::collections::BTreeMap;
 
 /// The classes `/failures` lists.
 pub const FAILED_CLASSES: [StatusClass; 3] = [
@@ -25,15 +24,17 @@ pub struct FailuresArgs<'a> {
     pub user: Option<&'a str>,
     /// Which page of a long list (default 1).
     pub page: Option<i64>,
+    /// Whether each line names its backup server (when there are several).
+    pub servers_named: bool,
 }
 
 impl FailuresArgs<'_> {
     /// Checks the arguments that need no store read but `visible` (see
     /// [`super::visible_users`]), so a bad one is refused before the answer is deferred.
-    pub fn check(&self, visible: &BTreeMap<String, String>) -> Result<(), CommandError> {
+    pub fn check(&self, visible: &Visible) -> Result<(), CommandError> {
         parse_days(self.days)?;
         if let Some(user) = self.user.map(parse_login).transpose()? {
-            if !visible.contains_key(&user) {
+            if !visible.users.contains_key(&user) {
                 return Err(not_watched(&user));
             }
         }
@@ -48,13 +49,18 @@ impl FailuresArgs<'_> {
 pub fn failures(
     store: &Store,
     args: FailuresArgs<'_>,
-    visible: &BTreeMap<String, String>,
+    visible: &Visible,
     scope: &Scope,
     today: NaiveDate,
     public: bool,
 ) -> CommandResult {
     args.check(visible)?;
-    let FailuresArgs { days, user, page } = args;
+    let FailuresArgs {
+        days,
+        user,
+        page,
+        servers_named,
+    } = args;
     let days_arg = days;
     let days = parse_days(days)?;
     let user = user.map(parse_login).transpose()?;
@@ -66,14 +72,19 @@ pub fn failures(
         .into_iter()
         .filter(|r| FAILED_CLASSES.contains(&r.job.class))
         .filter(|r| user.as_ref().is_none_or(|u| &r.job.login_name == u))
-        .filter(|r| scope.shows_job_of(&r.job.login_name, visible))
+        .filter(|r| scope.shows_job_of(&r.job.server, &r.job.login_name, visible))
         .collect();
     records.sort_by_key(|r| std::cmp::Reverse((r.date, r.job.start_time)));
     let lines: Vec<String> = records
         .iter()
         .map(|r| {
+            let server = if servers_named {
+                format!("{} · ", code(&r.job.server))
+            } else {
+                String::new()
+            };
             format!(
-                "{} · {} · {}",
+                "{} · {server}{} · {}",
                 r.date,
                 code(&r.job.login_name),
                 job_line(&r.job)
@@ -118,6 +129,7 @@ pub fn failures(
 mod tests {
     use super::super::test_support::*;
     use super::*;
+    use std::collections::BTreeMap;
 
     fn users() -> BTreeMap<String, String> {
         ["obm", "shop"]
@@ -148,7 +160,7 @@ mod tests {
                 days: Some(3),
                 ..Default::default()
             },
-            &users(),
+            &Visible::on_server("cbs", users()),
             &all(),
             day(26),
             false,
@@ -178,7 +190,7 @@ mod tests {
                 user: Some("shop"),
                 ..Default::default()
             },
-            &users(),
+            &Visible::on_server("cbs", users()),
             &all(),
             day(26),
             true,
@@ -204,11 +216,12 @@ mod tests {
             owner: Some("reseller-a".into()),
         };
         // What visible_users gives that channel: its owner's users only.
-        let visible = [("john_doe".to_owned(), "reseller-a".to_owned())].into();
+        let visible: BTreeMap<String, String> =
+            [("john_doe".to_owned(), "reseller-a".to_owned())].into();
         let reply = failures(
             &store,
             FailuresArgs::default(),
-            &visible,
+            &Visible::on_server("cbs", visible.clone()),
             &routed,
             day(26),
             false,
@@ -224,7 +237,7 @@ mod tests {
         let reply = failures(
             &store,
             FailuresArgs::default(),
-            &users(),
+            &Visible::on_server("cbs", users()),
             &admin,
             day(26),
             false,
@@ -242,7 +255,7 @@ mod tests {
                 days: Some(0),
                 ..Default::default()
             },
-            &users(),
+            &Visible::on_server("cbs", users()),
             &all(),
             day(26),
             false,
@@ -258,7 +271,7 @@ mod tests {
                 user: Some("ghost"),
                 ..Default::default()
             },
-            &users(),
+            &Visible::on_server("cbs", users()),
             &all(),
             day(26),
             false,

@@ -26,7 +26,7 @@ pub mod watch;
 
 pub use access::{
     guild_allowed, known_users, may_change_state, not_watched, require_admin, visible_users,
-    visible_users_on, Scope, OUTSIDE_GUILD_REFUSAL, RECENT_USER_DAYS,
+    visible_users_on, Scope, Visible, OUTSIDE_GUILD_REFUSAL, RECENT_USER_DAYS,
 };
 
 use crate::cbs::model::RestoreJob;

@@ -43,9 +43,18 @@ pub fn scope_text(login: &str, set: Option<&str>) -> String {
 }
 
 /// Mutes `login` (or one set) for `duration` from `now`; `watched` is the merged watch list.
+/// ` on server `eu`` for a mute of one backup server; nothing for one of every server.
+pub fn on_server(server: Option<&str>) -> String {
+    server
+        .map(|s| format!(" on server {}", code(s)))
+        .unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn mute(
     mutes: &Mutes,
     watched: &BTreeSet<String>,
+    server: Option<&str>,
     login: &str,
     backup_set: Option<&str>,
     duration: &str,
@@ -56,6 +65,7 @@ pub fn mute(
     let duration = parse_mute_duration(duration)?;
     let until = now + duration;
     mutes.mute(&Mute {
+        server: server.map(str::to_owned),
         login: login.clone(),
         backup_set_id: set.clone(),
         until,
@@ -64,9 +74,10 @@ pub fn mute(
     })?;
     Ok(Reply::text(
         format!(
-            "Muted alerts of {} until <t:{}:f> (<t:{}:R>). They are still recorded and shown \
-             in the digest.",
+            "Muted alerts of {}{} until <t:{}:f> (<t:{}:R>). They are still recorded and \
+             shown in the digest.",
             scope_text(&login, set.as_deref()),
+            on_server(server),
             until.timestamp(),
             until.timestamp()
         ),
@@ -78,20 +89,23 @@ pub fn mute(
 pub fn unmute(
     mutes: &Mutes,
     watched: &BTreeSet<String>,
+    server: Option<&str>,
     login: &str,
     backup_set: Option<&str>,
 ) -> CommandResult {
     let (login, set) = parse_scope(login, backup_set, watched)?;
-    if !mutes.unmute(&login, set.as_deref())? {
+    if !mutes.unmute_on(server, &login, set.as_deref())? {
         return Err(CommandError::Usage(format!(
-            "There is no mute for {}; nothing was changed.",
-            scope_text(&login, set.as_deref())
+            "There is no mute for {}{}; nothing was changed.",
+            scope_text(&login, set.as_deref()),
+            on_server(server)
         )));
     }
     Ok(Reply::text(
         format!(
-            "Alerts of {} are posted again.",
-            scope_text(&login, set.as_deref())
+            "Alerts of {}{} are posted again.",
+            scope_text(&login, set.as_deref()),
+            on_server(server)
         ),
         false,
     ))
@@ -112,15 +126,28 @@ mod tests {
         let (_dir, store) = store();
         let mutes = Mutes::open(&store).unwrap();
         let now = at(26, 9);
-        let reply = mute(&mutes, &watched(), "OBM", Some("5"), "24h", "op (1)", now).unwrap();
+        let reply = mute(
+            &mutes,
+            &watched(),
+            None,
+            "OBM",
+            Some("5"),
+            "24h",
+            "op (1)",
+            now,
+        )
+        .unwrap();
         assert!(reply
             .content
             .starts_with("Muted alerts of `obm` (backup set `5`)"));
         let active = mutes.active(now).unwrap();
         assert_eq!(active.len(), 1);
         assert_eq!(active[0].login, "obm");
-        assert!(active[0].covers("OBM", "5"), "as the poller matches alerts");
-        unmute(&mutes, &watched(), "Obm", Some("5")).unwrap();
+        assert!(
+            active[0].covers("cbs", "OBM", "5"),
+            "as the poller matches alerts"
+        );
+        unmute(&mutes, &watched(), None, "Obm", Some("5")).unwrap();
         assert!(mutes.active(now).unwrap().is_empty());
     }
 
@@ -129,7 +156,7 @@ mod tests {
         let (_dir, store) = store();
         let mutes = Mutes::open(&store).unwrap();
         let now = at(26, 9);
-        let reply = mute(&mutes, &watched(), "obm", None, "2h", "op (1)", now).unwrap();
+        let reply = mute(&mutes, &watched(), None, "obm", None, "2h", "op (1)", now).unwrap();
         assert!(!reply.ephemeral);
         let until = (now + Duration::hours(2)).timestamp();
         assert!(
@@ -140,12 +167,22 @@ mod tests {
         assert!(mutes.is_muted("obm", "5", now + Duration::minutes(119)));
         assert!(!mutes.is_muted("obm", "5", now + Duration::hours(2)));
 
-        mute(&mutes, &watched(), "obm", Some("5"), "1d", "op (1)", now).unwrap();
+        mute(
+            &mutes,
+            &watched(),
+            None,
+            "obm",
+            Some("5"),
+            "1d",
+            "op (1)",
+            now,
+        )
+        .unwrap();
         assert!(mutes.is_muted("obm", "5", now + Duration::hours(3)));
         assert!(!mutes.is_muted("obm", "6", now + Duration::hours(3)));
-        unmute(&mutes, &watched(), "obm", Some("5")).unwrap();
+        unmute(&mutes, &watched(), None, "obm", Some("5")).unwrap();
         assert!(!mutes.is_muted("obm", "5", now + Duration::hours(3)));
-        let again = unmute(&mutes, &watched(), "obm", Some("5")).unwrap_err();
+        let again = unmute(&mutes, &watched(), None, "obm", Some("5")).unwrap_err();
         assert!(again.to_string().starts_with("There is no mute"));
     }
 
@@ -154,9 +191,9 @@ mod tests {
         let (_dir, store) = store();
         let mutes = Mutes::open(&store).unwrap();
         let now = at(26, 9);
-        let bad = mute(&mutes, &watched(), "obm", None, "forever", "op", now).unwrap_err();
+        let bad = mute(&mutes, &watched(), None, "obm", None, "forever", "op", now).unwrap_err();
         assert!(bad.to_string().starts_with("duration: expected"));
-        let unknown = mute(&mutes, &watched(), "ghost", None, "2h", "op", now).unwrap_err();
+        let unknown = mute(&mutes, &watched(), None, "ghost", None, "2h", "op", now).unwrap_err();
         assert!(unknown.to_string().contains("not watched"));
         assert!(mutes.active(now).unwrap().is_empty());
     }

@@ -34,6 +34,8 @@ pub struct RestoresArgs {
     /// From the watch list or the store; empty for a user without owner or not known.
     pub owner: String,
     pub date: NaiveDate,
+    /// The bot has several backup servers: the next page's command names the one asked.
+    pub several_servers: bool,
 }
 
 impl RestoresArgs {
@@ -55,7 +57,12 @@ impl RestoresArgs {
             None if admin => String::new(),
             None => return Err(not_watched(&login)),
         };
-        Ok(RestoresArgs { login, owner, date })
+        Ok(RestoresArgs {
+            login,
+            owner,
+            date,
+            several_servers: false,
+        })
     }
 }
 
@@ -110,6 +117,23 @@ pub fn named_server(servers: &[String], wanted: Option<&str>) -> Result<usize, C
                 "server: {} is not a backup server of this bot; expected one of {}.",
                 code(wanted),
                 server_list(servers)
+            ))
+        })
+}
+
+/// The backup server a stored job's button asks, as an index into `servers` (the
+/// configured names): the job's own (a record without one: the first). A server the config
+/// no longer names is said so; asking another server would show another server's jobs.
+pub fn job_server(servers: &[String], job_server: &str) -> Result<usize, CommandError> {
+    if job_server.is_empty() {
+        return Ok(0);
+    }
+    (servers.iter())
+        .position(|s| s == job_server)
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "This job's backup server {} is no longer configured; nothing was looked up.",
+                code(job_server)
             ))
         })
 }
@@ -173,7 +197,16 @@ pub async fn restores(
         lines: &lines,
         colour,
         footer: Some(footer),
-        command: format!("/restores user:{} date:{}", args.login, args.date),
+        command: if args.several_servers {
+            format!(
+                "/restores user:{} date:{} server:{}",
+                args.login,
+                args.date,
+                client.server_name()
+            )
+        } else {
+            format!("/restores user:{} date:{}", args.login, args.date)
+        },
         page,
     }
     .reply(!public)?;
@@ -220,6 +253,18 @@ mod tests {
         // One server: asked whatever the lists say.
         let one = vec!["eu".to_owned()];
         assert_eq!(pick_server(&one, None, &[false], "obm", false).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_jobs_button_asks_its_own_server_or_says_it_is_gone() {
+        let servers = vec!["eu".to_owned(), "us".to_owned()];
+        assert_eq!(job_server(&servers, "us").unwrap(), 1);
+        assert_eq!(job_server(&servers, "").unwrap(), 0, "an older record");
+        let gone = job_server(&servers, "asia").unwrap_err().to_string();
+        assert_eq!(
+            gone,
+            "This job's backup server `asia` is no longer configured; nothing was looked up."
+        );
     }
 
     #[tokio::test]
@@ -284,5 +329,51 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.to_string(), unwatched.replace("`obm`", "`nobody`"));
         assert!(!unwatched.contains("refused"), "{unwatched}");
+    }
+
+    #[tokio::test]
+    async fn with_several_servers_the_next_page_names_the_server() {
+        let (sim, client) = simulator().await;
+        let (_dir, store) = store();
+        for i in 0..600 {
+            let start = at(25, 0) + chrono::Duration::seconds(i * 10);
+            sim.add_job(crate::simulator::SimJob::new(
+                "obm",
+                &(1000 + i).to_string(),
+                start,
+                Some(start + chrono::Duration::seconds(5)),
+                "RESTORE_STOP_SUCCESS",
+            ));
+        }
+        let visible = [("obm".to_owned(), String::new())].into();
+        let args = RestoresArgs::parse(
+            "obm",
+            Some("2024-06-25"),
+            at(26, 12),
+            chrono_tz::UTC,
+            &visible,
+            false,
+        )
+        .unwrap();
+        let last = |reply: crate::commands::Reply| {
+            reply.followups.last().expect("a long list")[0]
+                .description
+                .clone()
+        };
+        let one = last(restores(&client, &store, &args, None, false).await.unwrap());
+        assert!(one.ends_with("date:2024-06-25 page:2`"), "{one}");
+        let several = RestoresArgs {
+            several_servers: true,
+            ..args
+        };
+        let named = last(
+            restores(&client, &store, &several, None, false)
+                .await
+                .unwrap(),
+        );
+        assert!(
+            named.ends_with("date:2024-06-25 server:cbs page:2`"),
+            "{named}"
+        );
     }
 }

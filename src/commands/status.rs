@@ -82,11 +82,18 @@ impl StatusReport {
         started_at: DateTime<Utc>,
         refused_interactions: u64,
     ) -> Result<StatusReport, crate::store::StoreError> {
+        // The first configured server's view: the store's own (unscoped) state may be a
+        // server's that the config no longer names.
+        let configured = store.configured_servers()?;
+        let first = match configured.first() {
+            Some(name) => store.server_view(name)?,
+            None => store.clone(),
+        };
         Ok(StatusReport {
             now,
-            last_cycle: store.last_cycle()?,
+            last_cycle: first.last_cycle()?,
             next_cycle: schedule.next_after(now),
-            outage: store.outage()?,
+            outage: first.outage()?,
             outbox_len: store.outbox_len(),
             refused: store.refused_destinations()?,
             store_bytes: store.size_on_disk()?,
@@ -96,7 +103,7 @@ impl StatusReport {
             changes: AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?,
             refused_interactions,
             slash_commands: None,
-            discovery: discovery_of(store)?,
+            discovery: discovery_of(&first)?,
             servers: match store.configured_servers()? {
                 names if names.len() > 1 => names
                     .iter()

@@ -155,8 +155,9 @@ pub fn list(
                     .as_deref()
                     .map(|s| format!(" set {}", code(s)))
                     .unwrap_or_default();
+                let on = crate::commands::mute::on_server(m.server.as_deref());
                 format!(
-                    " · muted{set} until <t:{}:f> by {}",
+                    " · muted{set}{on} until <t:{}:f> by {}",
                     m.until.timestamp(),
                     quote(&m.muted_by)
                 )
@@ -299,6 +300,7 @@ mod tests {
         chat_watch(&store, "chat");
         chat_watch(&store, "john_doe");
         let mute = Mute {
+            server: None,
             login: "chat".into(),
             backup_set_id: None,
             until: at(27, 9),

@@ -153,6 +153,12 @@ impl Harness {
     /// [`SECOND`] (`second`, users `obm` and `solo`), as `[[cbs]]` entries; `obm` is watched
     /// on both, `solo` on the second only.
     pub async fn start_two_servers() -> Harness {
+        Self::start_two_servers_with("").await
+    }
+
+    /// [`Harness::start_two_servers`] with `extra` config lines (say, `[[route]]`s and
+    /// more `[[watch]]`es).
+    pub async fn start_two_servers_with(extra: &str) -> Harness {
         let mut h = Self::start().await;
         let second = Simulator::new(SimConfig::with_clock(h.clock.clone()))
             .start()
@@ -202,6 +208,7 @@ impl Harness {
             api_base = "{api}"
             guild_id = "{GUILD_ID}"
             admin_role = "{ADMIN_ROLE}"
+            {extra}
             "#,
             url = h.sim.url(),
             user = h.sim.sys_user(),
