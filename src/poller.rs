@@ -329,9 +329,8 @@ impl Poller {
                 (state, ClassCounts::new(), all_ok, fresh),
             );
         }
-        if let Some(probe) = probe {
+        if probe.is_some() {
             request_count += 1;
-            requests.spawn(async move { probe });
         }
 
         let mut summary = CycleSummary {
@@ -371,6 +370,10 @@ impl Poller {
             .unwrap_or(chrono::Duration::MAX);
         let mut to_ask = to_ask.into_iter();
         let mut requests = JoinSet::new();
+        // The probe's answer is in already: it is handled like any other reply.
+        if let Some(probe) = probe {
+            requests.spawn(async move { probe });
+        }
         let ask_next =
             |requests: &mut JoinSet<_>,
              to_ask: &mut std::vec::IntoIter<(WatchEntry, NaiveDate)>| {
