@@ -320,9 +320,8 @@ pub const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
 /// the choice in the store's `conf` file when it creates the store and refuses to open it
 /// with the other one, so a store made before compression keeps opening uncompressed.
 fn compresses(dir: &Path) -> bool {
-    // The file is text lines followed by a binary checksum.
-    match std::fs::read(dir.join("conf")) {
-        Ok(conf) => String::from_utf8_lossy(&conf)
+    match std::fs::read_to_string(dir.join("conf")) {
+        Ok(conf) => conf
             .lines()
             .any(|line| line.trim() == "use_compression: true"),
         // No store yet (or none sled would open either way): new stores compress.
@@ -1467,8 +1466,7 @@ mod tests {
         // New: compressed, and reopens.
         let fresh = tempfile::tempdir().unwrap();
         let id = Store::open(fresh.path()).unwrap().install_id().unwrap();
-        let conf = String::from_utf8_lossy(&std::fs::read(fresh.path().join("conf")).unwrap())
-            .into_owned();
+        let conf = std::fs::read_to_string(fresh.path().join("conf")).unwrap();
         assert!(conf.contains("use_compression: true"), "{conf}");
         assert_eq!(Store::open(fresh.path()).unwrap().install_id().unwrap(), id);
 
@@ -1486,8 +1484,7 @@ mod tests {
         let store = Store::open(old.path()).unwrap();
         let meta = store.tree("meta").unwrap();
         assert_eq!(meta.get("probe").unwrap().as_deref(), Some(&b"kept"[..]));
-        let conf =
-            String::from_utf8_lossy(&std::fs::read(old.path().join("conf")).unwrap()).into_owned();
+        let conf = std::fs::read_to_string(old.path().join("conf")).unwrap();
         assert!(conf.contains("use_compression: false"), "{conf}");
     }
 }
