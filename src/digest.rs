@@ -142,29 +142,6 @@ impl Digest {
         undelivered: usize,
         refused_channels: Vec<String>,
     ) -> Digest {
-        let none = BTreeMap::new();
-        Digest::compute_with_acks(
-            date,
-            tz,
-            records,
-            health,
-            undelivered,
-            refused_channels,
-            &none,
-        )
-    }
-
-    /// [`Digest::compute`], with the failures' acknowledgements (by job), which the digest
-    /// lists apart from the open failures.
-    pub fn compute_with_acks(
-        date: NaiveDate,
-        tz: Tz,
-        records: &[JobRecord],
-        health: &DayHealth,
-        undelivered: usize,
-        refused_channels: Vec<String>,
-        acks: &BTreeMap<JobKey, Ack>,
-    ) -> Digest {
         Digest::compute_naming(
             date,
             tz,
@@ -172,12 +149,13 @@ impl Digest {
             health,
             undelivered,
             refused_channels,
-            acks,
+            &BTreeMap::new(),
             false,
         )
     }
 
-    /// [`Digest::compute_with_acks`]; `servers_named`: each listed job says its backup
+    /// [`Digest::compute`], with the failures' acknowledgements (by job), which the digest
+    /// lists apart from the open failures; `servers_named`: each listed job says its backup
     /// server (several are watched).
     #[allow(clippy::too_many_arguments)]
     pub fn compute_naming(
@@ -947,7 +925,7 @@ mod tests {
             at: Utc.with_ymd_and_hms(2024, 6, 26, 16, 5, 0).unwrap(),
         };
         let acks = [(acked, ack)].into();
-        let d = Digest::compute_with_acks(day(), BERLIN, &recs, &health(0), 0, vec![], &acks);
+        let d = Digest::compute_naming(day(), BERLIN, &recs, &health(0), 0, vec![], &acks, false);
         let text = digest_text(&d, tomorrow());
         let open = text.split("== Open failures (2) ==").nth(1).expect(&text);
         let open = open
@@ -1509,7 +1487,7 @@ mod tests {
                 (r.job.key(), ack)
             })
             .collect();
-        let d = Digest::compute_with_acks(day(), BERLIN, &recs, &health(0), 0, vec![], &acks);
+        let d = Digest::compute_naming(day(), BERLIN, &recs, &health(0), 0, vec![], &acks, false);
         for (max, today) in [(DIGEST_MESSAGES_MAX, tomorrow()), (10, tomorrow())] {
             let posted = messages(render_digest(&d, today, max));
             assert!(posted.len() <= max, "{} > {max}", posted.len());

@@ -366,6 +366,22 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
     })
 }
 
+/// Queues an event of `kind` in `outbox` inside a transaction (a fresh id, `now`), so it is
+/// written together with whatever else the transaction writes, or not at all.
+fn queue_in(
+    outbox: &sled::transaction::TransactionalTree,
+    kind: EventKind,
+    now: DateTime<Utc>,
+) -> std::result::Result<Event, sled::transaction::UnabortableTransactionError> {
+    let event = Event {
+        id: outbox.generate_id()?,
+        created_at: now,
+        kind,
+    };
+    outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+    Ok(event)
+}
+
 fn tx_result<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {
     r.map_err(|e| match e {
         TransactionError::Abort(e) => e,
@@ -648,12 +664,7 @@ impl Store {
                     running.insert(key.as_slice(), encode(&obs.record.date))?;
                 }
                 if let Some(kind) = &obs.event {
-                    let event = Event {
-                        id: outbox.generate_id()?,
-                        created_at: policy.now,
-                        kind: kind.clone(),
-                    };
-                    outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+                    queue_in(outbox, kind.clone(), policy.now)?;
                 }
                 Ok(obs)
             },
@@ -699,13 +710,7 @@ impl Store {
             }
             let mut added = Vec::with_capacity(add.len());
             for kind in add {
-                let event = Event {
-                    id: outbox.generate_id()?,
-                    created_at: now,
-                    kind: kind.clone(),
-                };
-                outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
-                added.push(event);
+                added.push(queue_in(outbox, kind.clone(), now)?);
             }
             Ok(added)
         });
@@ -851,15 +856,11 @@ impl Store {
                 jobs.insert(key, encode(&record))?;
                 running.remove(key)?;
                 if alerted {
-                    let event = Event {
-                        id: outbox.generate_id()?,
-                        created_at: now,
-                        kind: EventKind::JobVanished {
-                            job: record.job.clone(),
-                            missing_since,
-                        },
+                    let kind = EventKind::JobVanished {
+                        job: record.job.clone(),
+                        missing_since,
                     };
-                    outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
+                    queue_in(outbox, kind, now)?;
                 }
                 Ok(())
             });
@@ -1061,13 +1062,7 @@ impl Store {
                 Some(o) => meta.insert(key.as_bytes(), encode(o))?,
                 None => meta.remove(key.as_bytes())?,
             };
-            let event = Event {
-                id: outbox.generate_id()?,
-                created_at: now,
-                kind: kind.clone(),
-            };
-            outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
-            Ok(event)
+            Ok(queue_in(outbox, kind.clone(), now)?)
         });
         let event = tx_result(result)?;
         metrics::event_queued(&event.kind);
@@ -1169,13 +1164,7 @@ impl Store {
     ) -> Result<Event> {
         let result = (&self.meta, &self.outbox).transaction(|(meta, outbox)| {
             meta.insert(META_LAST_DIGEST, encode(&day))?;
-            let event = Event {
-                id: outbox.generate_id()?,
-                created_at: now,
-                kind: kind.clone(),
-            };
-            outbox.insert(&event.id.to_be_bytes(), encode(&event))?;
-            Ok(event)
+            Ok(queue_in(outbox, kind.clone(), now)?)
         });
         tx_result(result)
     }
