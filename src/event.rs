@@ -78,6 +78,10 @@ pub enum EventKind {
         /// queued before it was kept: then `would_alert` holds them all, or the first 500).
         #[serde(default)]
         would_alert_total: usize,
+        /// The backup server these users are on (empty in events queued before it was
+        /// kept).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        server: String,
     },
     /// What one poll cycle saw, queued when anything changed.
     CycleSummary(CycleSummary),

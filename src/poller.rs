@@ -581,6 +581,7 @@ impl Poller {
                 users,
                 would_alert: jobs,
                 would_alert_total,
+                server: self.client.server_name().to_owned(),
             };
             self.store.push_event(event, now)?;
         }

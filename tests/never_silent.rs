@@ -463,6 +463,7 @@ fn queue_marked(store: &restorewatch::store::Store, owner: &str, marker: &str) -
         }],
         would_alert: vec![],
         would_alert_total: 0,
+        server: String::new(),
     };
     store.push_event(kind, at(28, 9, 0)).unwrap().id
 }

@@ -86,6 +86,7 @@ mod tests {
                 users: Vec::new(),
                 would_alert: Vec::new(),
                 would_alert_total: 0,
+                server: String::new(),
             },
         }
     }

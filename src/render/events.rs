@@ -68,6 +68,7 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             users,
             would_alert,
             would_alert_total,
+            ..
         } => {
             let today = event.created_at.with_timezone(&opts.timezone).date_naive();
             let total = (*would_alert_total).max(would_alert.len());
@@ -95,8 +96,13 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
     let mut embed = embed;
     if opts.servers_named {
         if let Some(server) = event_server(&event.kind).filter(|s| !s.is_empty()) {
-            // In front, so that a long title cut to Discord's limit still names it.
-            embed.title = format!("{} · {}", escape_markdown(server), embed.title);
+            // In front, so that a long title cut to Discord's limit still names it; a card
+            // without a title (one user's baseline) gets the server's name as its title.
+            embed.title = if embed.title.is_empty() {
+                escape_markdown(server)
+            } else {
+                format!("{} · {}", escape_markdown(server), embed.title)
+            };
         }
     }
     vec![embed.fit()]
@@ -109,7 +115,13 @@ pub fn event_server(kind: &EventKind) -> Option<&str> {
         | EventKind::JobStuck { job, .. }
         | EventKind::JobVanished { job, .. } => Some(&job.server),
         EventKind::FailureStorm { jobs, .. } => jobs.first().map(|j| j.server.as_str()),
-        EventKind::Baseline { would_alert, .. } => would_alert.first().map(|j| j.server.as_str()),
+        EventKind::Baseline {
+            server,
+            would_alert,
+            ..
+        } => Some(server.as_str())
+            .filter(|s| !s.is_empty())
+            .or_else(|| would_alert.first().map(|j| j.server.as_str())),
         EventKind::CycleSummary(s) => Some(&s.server),
         EventKind::CbsUnreachable { server, .. } | EventKind::CbsRecovered { server, .. } => {
             server.as_deref()
@@ -1076,6 +1088,7 @@ mod tests {
             users: Vec::new(),
             would_alert: Vec::new(),
             would_alert_total: 0,
+            server: String::new(),
         })));
     }
 
@@ -1109,6 +1122,7 @@ mod tests {
             owner: String::new(),
             would_alert: Vec::new(),
             would_alert_total: 0,
+            server: String::new(),
             users: vec![BaselineUser {
                 login_name: "obm".into(),
                 counts,
@@ -1123,6 +1137,7 @@ mod tests {
             owner: "res".into(),
             would_alert: Vec::new(),
             would_alert_total: 0,
+            server: String::new(),
             users: vec![BaselineUser {
                 login_name: "new_user".into(),
                 counts: ClassCounts::new(),
@@ -1147,6 +1162,7 @@ mod tests {
             users,
             would_alert: Vec::new(),
             would_alert_total: 0,
+            server: String::new(),
         });
         assert_eq!(e.title, "Now watching 500 users (owner reseller-a)");
         // Counts for the owner, no line per user.
@@ -1154,6 +1170,30 @@ mod tests {
             e.description,
             "333 users with earlier jobs; 499 earlier jobs recorded: 499 success."
         );
+    }
+
+    #[test]
+    fn with_several_servers_every_baseline_names_its_server_even_untitled() {
+        let named = RenderOptions {
+            servers_named: true,
+            ..opts()
+        };
+        let baseline = |logins: &[&str]| EventKind::Baseline {
+            owner: String::new(),
+            users: logins
+                .iter()
+                .map(|l| BaselineUser {
+                    login_name: (*l).into(),
+                    counts: ClassCounts::new(),
+                })
+                .collect(),
+            would_alert: Vec::new(),
+            would_alert_total: 0,
+            server: "eu-1".into(),
+        };
+        let title = |kind| render_event(&event(kind), &named).remove(0).title;
+        assert_eq!(title(baseline(&["obm"])), "eu-1");
+        assert_eq!(title(baseline(&["a", "b"])), "eu-1 · Now watching 2 users");
     }
 
     #[test]
