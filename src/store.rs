@@ -316,6 +316,20 @@ pub const QUARANTINE_TREE: &str = "quarantine";
 /// resident memory of 10,000 watched users within BENCHMARKS.md's bounds.
 pub const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Whether the store at `dir` is (or, new, will be) written zstd-compressed. sled records
+/// the choice in the store's `conf` file when it creates the store and refuses to open it
+/// with the other one, so a store made before compression keeps opening uncompressed.
+fn compresses(dir: &Path) -> bool {
+    // The file is text lines followed by a binary checksum.
+    match std::fs::read(dir.join("conf")) {
+        Ok(conf) => String::from_utf8_lossy(&conf)
+            .lines()
+            .any(|line| line.trim() == "use_compression: true"),
+        // No store yet (or none sled would open either way): new stores compress.
+        Err(_) => true,
+    }
+}
+
 /// How long [`Store::open`] waits for another handle to release the directory (ms).
 pub const OPEN_LOCK_WAIT_MS: u64 = 5_000;
 /// Pause between attempts to open a locked store (ms).
@@ -405,7 +419,8 @@ impl Store {
     pub fn open_waiting(dir: &Path, wait_ms: u64) -> Result<Store> {
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(CACHE_CAPACITY_BYTES);
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .use_compression(compresses(dir));
         let mut waited_ms = 0;
         let db = loop {
             match config.open() {
@@ -1434,5 +1449,34 @@ mod tests {
         assert_eq!(store.prune_before(day().succ_opt().unwrap()).unwrap(), 1);
         assert!(store.job(&j.key()).unwrap().is_none());
         assert!(store.jobs_on(day()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_new_store_compresses_and_one_made_uncompressed_keeps_opening() {
+        // New: compressed, and reopens.
+        let fresh = tempfile::tempdir().unwrap();
+        let id = Store::open(fresh.path()).unwrap().install_id().unwrap();
+        let conf = String::from_utf8_lossy(&std::fs::read(fresh.path().join("conf")).unwrap())
+            .into_owned();
+        assert!(conf.contains("use_compression: true"), "{conf}");
+        assert_eq!(Store::open(fresh.path()).unwrap().install_id().unwrap(), id);
+
+        // Made by a build without compression (sled's default): opens as it was made, data
+        // intact. sled refuses to open a store with the other setting.
+        let old = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new().path(old.path()).open().unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("probe", "kept")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(old.path()).unwrap();
+        let meta = store.tree("meta").unwrap();
+        assert_eq!(meta.get("probe").unwrap().as_deref(), Some(&b"kept"[..]));
+        let conf =
+            String::from_utf8_lossy(&std::fs::read(old.path().join("conf")).unwrap()).into_owned();
+        assert!(conf.contains("use_compression: false"), "{conf}");
     }
 }
