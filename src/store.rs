@@ -6,6 +6,11 @@
 //! them. Job records are indexed by listing date so that pruning past the retention
 //! horizon is a range scan and the database stops growing.
 //!
+//! Stores made by this version are zstd-compressed by sled and write job records compact
+//! (postcard, behind a version byte): about 0.3 KiB on disk per retained job instead of
+//! 4.7 KiB (BENCHMARKS.md, section 4). A store made before opens as it was made, and keeps
+//! writing JSON job records, which every version reads.
+//!
 //! A record that does not decode (a bug, a downgrade, a bad disk) is never allowed to stop
 //! the loop: it is moved, raw bytes kept, to the `quarantine` tree ([`Store::quarantine`]),
 //! logged once at error, counted for `/status`, and the reader carries on as if it were
@@ -281,6 +286,10 @@ pub struct Store {
     /// The backup server whose poll state this handle reads and writes (see
     /// [`Store::for_server`]); `None`: the state kept under the plain names.
     scope: Option<std::sync::Arc<str>>,
+    /// Job records are written compact ([`CompactRecord`]): in stores made compressed, which
+    /// only versions that write compact records open. A store made before keeps JSON
+    /// records, so the version that made it can still read every record after a downgrade.
+    compact: bool,
 }
 
 /// Counts of store work that the benchmark and the tests check the cost of delivery by.
@@ -605,10 +614,11 @@ impl Store {
     /// [`Store::open`], waiting at most `wait_ms` for another process's lock (0: not at
     /// all; see [`is_locked`] for telling that failure apart).
     pub fn open_waiting(dir: &Path, wait_ms: u64) -> Result<Store> {
+        let compressed = compresses(dir);
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_CAPACITY_BYTES)
-            .use_compression(compresses(dir));
+            .use_compression(compressed);
         let mut waited_ms = 0;
         let db = loop {
             match config.open() {
@@ -634,6 +644,7 @@ impl Store {
             counters: Default::default(),
             db,
             scope: None,
+            compact: compressed,
         })
     }
 
@@ -743,6 +754,15 @@ impl Store {
                 self.quarantine(&self.jobs, key, &v, &e.to_string())?;
                 Ok(None)
             }
+        }
+    }
+
+    /// A job record as this store writes them (see the `compact` field).
+    fn encode_job(&self, record: &JobRecord) -> Vec<u8> {
+        if self.compact {
+            encode_record(record)
+        } else {
+            encode(record)
         }
     }
 
@@ -862,7 +882,7 @@ impl Store {
                     // Nothing new to remember: no write, so a steady state costs only reads.
                     return Ok(obs);
                 }
-                jobs.insert(key.as_slice(), encode_record(&obs.record))?;
+                jobs.insert(key.as_slice(), self.encode_job(&obs.record))?;
                 if known.is_none() {
                     by_day.insert(day_key(obs.record.date, &key), &[])?;
                 }
@@ -1061,7 +1081,7 @@ impl Store {
         record.alerted = alerted;
         let result =
             (&self.jobs, &self.running, &self.outbox).transaction(|(jobs, running, outbox)| {
-                jobs.insert(key, encode_record(&record))?;
+                jobs.insert(key, self.encode_job(&record))?;
                 running.remove(key)?;
                 if alerted {
                     let kind = EventKind::JobVanished {
@@ -1666,6 +1686,15 @@ mod tests {
             db.flush().unwrap();
         }
         let store = Store::open(old.path()).unwrap();
+        // Its new job records are JSON too, as the version that made it reads them.
+        let j = job("2024-06-26-13-00-00", "", None);
+        let c = classes();
+        let obs = store.observe(&j, day(), &policy(&c, 14, false)).unwrap();
+        let raw = store.jobs.get(job_key_bytes(&j.key())).unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_slice::<JobRecord>(&raw).unwrap(),
+            obs.record
+        );
         let meta = store.tree("meta").unwrap();
         assert_eq!(meta.get("probe").unwrap().as_deref(), Some(&b"kept"[..]));
         let conf =
