@@ -18,7 +18,7 @@ use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
     class_colour, code_span, counts_line, cut, escape_markdown, pack, plural, to_text,
     unreadable_value, Embed, EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK,
-    MESSAGE_EMBED_TOTAL_MAX_CHARS,
+    EMBED_FIELD_VALUE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
 };
 use crate::schedule::CronSchedule;
 use crate::store::{DayHealth, JobRecord, Store, StoreError};
@@ -106,6 +106,51 @@ pub struct DigestHealth {
     /// Minutes the backup server counted as down, a started minute counted in full so a
     /// short outage does not read as none.
     pub outage_minutes: i64,
+    /// Each backup server's own day, when several are watched (the fields above are their
+    /// sums); empty with one server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerHealth>,
+}
+
+/// One backup server's poller day, when several are watched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHealth {
+    pub server: String,
+    pub cycles: u32,
+    pub request_errors: u32,
+    pub outage_minutes: i64,
+}
+
+/// A started minute counts in full, so a short outage does not read as none.
+fn outage_minutes(health: &DayHealth) -> i64 {
+    (health.outage_secs.max(0) + 59) / 60
+}
+
+/// The poller's day on every configured backup server: the sum, and (with several
+/// servers) each server's own, in the configuration's order.
+pub fn day_health(
+    store: &Store,
+    date: NaiveDate,
+) -> Result<(DayHealth, Vec<ServerHealth>), StoreError> {
+    let servers = store.configured_servers()?;
+    if servers.len() < 2 {
+        return Ok((store.day_health(date)?, Vec::new()));
+    }
+    let mut total = DayHealth::default();
+    let mut each = Vec::with_capacity(servers.len());
+    for server in servers {
+        let health = store.server_view(&server)?.day_health(date)?;
+        total.cycles = total.cycles.saturating_add(health.cycles);
+        total.request_errors = total.request_errors.saturating_add(health.request_errors);
+        total.outage_secs = total.outage_secs.saturating_add(health.outage_secs);
+        each.push(ServerHealth {
+            cycles: health.cycles,
+            request_errors: health.request_errors,
+            outage_minutes: outage_minutes(&health),
+            server,
+        });
+    }
+    Ok((total, each))
 }
 
 impl DigestJob {
@@ -215,7 +260,8 @@ impl Digest {
             health: DigestHealth {
                 cycles: health.cycles,
                 request_errors: health.request_errors,
-                outage_minutes: (health.outage_secs.max(0) + 59) / 60,
+                outage_minutes: outage_minutes(health),
+                servers: Vec::new(),
             },
             undelivered,
             refused_channels,
@@ -233,16 +279,19 @@ impl Digest {
         tz: Tz,
         refused_channels: Vec<String>,
     ) -> Result<Digest, StoreError> {
-        Ok(Digest::compute_naming(
+        let (health, servers) = day_health(store, date)?;
+        let mut digest = Digest::compute_naming(
             date,
             tz,
             &store.jobs_on(date)?,
-            &store.day_health(date)?,
+            &health,
             store.outbox_len(),
             refused_channels,
             &Acks::open(store)?.on(date)?,
-            store.configured_servers()?.len() > 1,
-        ))
+            !servers.is_empty(),
+        );
+        digest.health.servers = servers;
+        Ok(digest)
     }
 
     /// Every job of the day.
@@ -713,24 +762,26 @@ fn summary(d: &Digest) -> Embed {
             true,
         ));
     }
-    let outage = if d.health.outage_minutes == 0 {
-        "no CBS outage".to_owned()
+    let poller = if d.health.servers.is_empty() {
+        poller_day(
+            d.health.cycles,
+            d.health.request_errors,
+            d.health.outage_minutes,
+        )
     } else {
-        format!("CBS down {} min", d.health.outage_minutes)
+        // Each server on its own line, so a down server is named, not summed away.
+        let lines: Vec<String> = (d.health.servers.iter())
+            .map(|s| {
+                format!(
+                    "{}: {}",
+                    list_name(&s.server),
+                    poller_day(s.cycles, s.request_errors, s.outage_minutes)
+                )
+            })
+            .collect();
+        cut(&lines.join("\n"), EMBED_FIELD_VALUE_MAX_CHARS)
     };
-    fields.push(EmbedField::new(
-        "Poller",
-        format!(
-            "{}, {}, {outage}",
-            plural(d.health.cycles.into(), "cycle", "cycles"),
-            plural(
-                d.health.request_errors.into(),
-                "request error",
-                "request errors"
-            ),
-        ),
-        true,
-    ));
+    fields.push(EmbedField::new("Poller", poller, true));
     fields.push(EmbedField::new(
         "Undelivered events",
         d.undelivered.to_string(),
@@ -761,6 +812,20 @@ fn summary(d: &Digest) -> Embed {
         footer: None,
         timestamp: None,
     }
+}
+
+/// One poller's day: `288 cycles, 3 request errors, CBS down 10 min`.
+fn poller_day(cycles: u32, request_errors: u32, outage_minutes: i64) -> String {
+    let outage = if outage_minutes == 0 {
+        "no CBS outage".to_owned()
+    } else {
+        format!("CBS down {outage_minutes} min")
+    };
+    format!(
+        "{}, {}, {outage}",
+        plural(cycles.into(), "cycle", "cycles"),
+        plural(request_errors.into(), "request error", "request errors"),
+    )
 }
 
 /// `92.7%`, rounded down: a day with a failure must never read as 100%.
@@ -1082,6 +1147,7 @@ mod tests {
                 cycles: 288,
                 request_errors: 3,
                 outage_minutes: 2,
+                servers: Vec::new(),
             }
         );
         assert_eq!(d.undelivered, 4);
@@ -1596,6 +1662,7 @@ mod tests {
                 cycles: 2,
                 request_errors: 2,
                 outage_minutes: 2,
+                servers: Vec::new(),
             }
         );
         assert_eq!(d.undelivered, 3);
