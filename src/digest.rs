@@ -367,10 +367,23 @@ pub fn due_days(
         .collect()
 }
 
+/// Whether `day` is over at `now` in each of `zones`: a backup server whose zone is
+/// behind the digest's is still polling its `day` when the digest's tick fires.
+pub fn day_over_in(day: NaiveDate, zones: &[Tz], now: DateTime<Utc>) -> bool {
+    let Some(next) = day.succ_opt() else {
+        return false;
+    };
+    zones
+        .iter()
+        .all(|tz| local_in(*tz, next.and_time(NaiveTime::MIN)).is_some_and(|t| t <= now))
+}
+
 /// Queues the digest of every day [`due_days`] finds, oldest first, each with its day
-/// recorded as digested in the same transaction. A fresh store (no day digested yet)
-/// records the latest due day without posting: it has no history to digest. Returns the
-/// days queued.
+/// recorded as digested in the same transaction. A day is held back until it is over in
+/// every one of `other_zones` (the other backup servers' zones), so that a server behind
+/// the digest's zone has its whole day in it: its digest goes out after the first tick
+/// past that server's midnight. A fresh store (no day digested yet) records the latest due
+/// day without posting: it has no history to digest. Returns the days queued.
 pub fn catch_up(
     store: &Store,
     schedule: &CronSchedule,
@@ -378,9 +391,13 @@ pub fn catch_up(
     now: DateTime<Utc>,
     max_days: u32,
     refused_channels: &[String],
+    other_zones: &[Tz],
 ) -> Result<Vec<NaiveDate>, StoreError> {
     let last = store.last_digest_day()?;
-    let due = due_days(schedule, tz, now, max_days, last);
+    let due: Vec<NaiveDate> = due_days(schedule, tz, now, max_days, last)
+        .into_iter()
+        .take_while(|day| day_over_in(*day, other_zones, now))
+        .collect();
     if last.is_none() {
         if let Some(latest) = due.last() {
             store.set_last_digest_day(*latest)?;
@@ -1223,13 +1240,13 @@ mod tests {
         let at = |day: u32| Utc.with_ymd_and_hms(2024, 6, day, 7, 0, 0).unwrap();
         let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
         assert_eq!(
-            catch_up(&store, &eight, BERLIN, at(20), 3, &[]).unwrap(),
+            catch_up(&store, &eight, BERLIN, at(20), 3, &[], &[]).unwrap(),
             []
         );
         assert_eq!(store.last_digest_day().unwrap(), Some(d(19)));
         assert_eq!(store.outbox_len(), 0);
         // Down from the 20th to the 26th: only the 3 days before the 26th are posted.
-        let days = catch_up(&store, &eight, BERLIN, at(26), 3, &[]).unwrap();
+        let days = catch_up(&store, &eight, BERLIN, at(26), 3, &[], &[]).unwrap();
         assert_eq!(days, [d(23), d(24), d(25)]);
         let queued: Vec<NaiveDate> = store
             .pending_events(10)
@@ -1242,10 +1259,50 @@ mod tests {
             .collect();
         assert_eq!(queued, days);
         assert_eq!(
-            catch_up(&store, &eight, BERLIN, at(26), 3, &[]).unwrap(),
+            catch_up(&store, &eight, BERLIN, at(26), 3, &[], &[]).unwrap(),
             []
         );
         assert_eq!(store.outbox_len(), 3, "each day exactly once");
+    }
+
+    /// A second server eight hours behind Berlin (Los Angeles) is still in the 25th at
+    /// the 08:00 tick on the 26th: that digest waits for the first tick after its
+    /// midnight (09:00 in Berlin), and then goes out once.
+    #[test]
+    fn a_digest_waits_until_its_day_is_over_on_every_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
+        let la = [chrono_tz::America::Los_Angeles];
+        let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
+        store.set_last_digest_day(d(24)).unwrap();
+        // 08:05 and 08:55 in Berlin on the 26th: 23:05 and 23:55 on the 25th in LA.
+        for minute in [5, 55] {
+            let now = Utc.with_ymd_and_hms(2024, 6, 26, 6, minute, 0).unwrap();
+            assert_eq!(
+                catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+                []
+            );
+        }
+        assert_eq!(store.outbox_len(), 0);
+        // 09:00 in Berlin: midnight in LA.
+        let now = Utc.with_ymd_and_hms(2024, 6, 26, 7, 0, 0).unwrap();
+        assert_eq!(
+            catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+            [d(25)]
+        );
+        assert_eq!(
+            catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+            []
+        );
+        assert_eq!(store.outbox_len(), 1);
+        // A zone ahead of the digest's holds nothing back.
+        let tokyo = [chrono_tz::Asia::Tokyo];
+        assert!(day_over_in(
+            d(25),
+            &tokyo,
+            Utc.with_ymd_and_hms(2024, 6, 26, 6, 5, 0).unwrap()
+        ));
     }
 
     #[test]
