@@ -7,7 +7,7 @@
 //! horizon is a range scan and the database stops growing.
 //!
 //! Stores made by this version are zstd-compressed by sled and write job records compact
-//! (postcard, behind a version byte): about 0.36 KiB on disk per retained job instead of
+//! (postcard, behind a version byte): about 0.7 KiB on disk per retained job instead of
 //! 4.7 KiB (BENCHMARKS.md, section 4). A store made before opens as it was made, and keeps
 //! writing JSON job records, which every version reads.
 //!
