@@ -312,9 +312,10 @@ pub const QUARANTINE_TREE: &str = "quarantine";
 
 /// sled's page cache (`cache_capacity`), in bytes. sled's default is 1 GiB, which lets a
 /// large store's pages pile up in memory; a cycle reads each watched user's records once,
-/// so a small cache costs little (a miss is a read from the OS page cache) and keeps the
-/// resident memory of 10,000 watched users within BENCHMARKS.md's bounds.
-pub const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
+/// so a small cache costs little (a miss is a read from the OS page cache). 2 MiB
+/// measured no more client CPU per request than 8 MiB at 2,000 users and 7 MiB less idle
+/// memory at 10,000 (BENCHMARKS.md §3).
+pub const CACHE_CAPACITY_BYTES: u64 = 2 * 1024 * 1024;
 
 /// How long [`Store::open`] waits for another handle to release the directory (ms).
 pub const OPEN_LOCK_WAIT_MS: u64 = 5_000;
