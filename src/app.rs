@@ -257,6 +257,9 @@ impl App {
             self.clock.now(),
             self.settings.digest.max_catch_up_days,
             &self.store.refused_destinations()?,
+            &(self.settings.other_servers.iter())
+                .map(|s| s.cbs.timezone)
+                .collect::<Vec<_>>(),
         )
         .context("building the daily digest")?;
         if days.len() > 1 {

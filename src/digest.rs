@@ -18,7 +18,7 @@ use crate::event::{ClassCounts, Event, EventKind};
 use crate::render::{
     class_colour, code_span, counts_line, cut, escape_markdown, pack, plural, to_text,
     unreadable_value, Embed, EmbedField, RenderOptions, COLOUR_INFO, COLOUR_STUCK,
-    MESSAGE_EMBED_TOTAL_MAX_CHARS,
+    EMBED_FIELD_VALUE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
 };
 use crate::schedule::CronSchedule;
 use crate::store::{DayHealth, JobRecord, Store, StoreError};
@@ -106,6 +106,51 @@ pub struct DigestHealth {
     /// Minutes the backup server counted as down, a started minute counted in full so a
     /// short outage does not read as none.
     pub outage_minutes: i64,
+    /// Each backup server's own day, when several are watched (the fields above are their
+    /// sums); empty with one server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerHealth>,
+}
+
+/// One backup server's poller day, when several are watched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHealth {
+    pub server: String,
+    pub cycles: u32,
+    pub request_errors: u32,
+    pub outage_minutes: i64,
+}
+
+/// A started minute counts in full, so a short outage does not read as none.
+fn outage_minutes(health: &DayHealth) -> i64 {
+    (health.outage_secs.max(0) + 59) / 60
+}
+
+/// The poller's day on every configured backup server: the sum, and (with several
+/// servers) each server's own, in the configuration's order.
+pub fn day_health(
+    store: &Store,
+    date: NaiveDate,
+) -> Result<(DayHealth, Vec<ServerHealth>), StoreError> {
+    let servers = store.configured_servers()?;
+    if servers.len() < 2 {
+        return Ok((store.day_health(date)?, Vec::new()));
+    }
+    let mut total = DayHealth::default();
+    let mut each = Vec::with_capacity(servers.len());
+    for server in servers {
+        let health = store.server_view(&server)?.day_health(date)?;
+        total.cycles = total.cycles.saturating_add(health.cycles);
+        total.request_errors = total.request_errors.saturating_add(health.request_errors);
+        total.outage_secs = total.outage_secs.saturating_add(health.outage_secs);
+        each.push(ServerHealth {
+            cycles: health.cycles,
+            request_errors: health.request_errors,
+            outage_minutes: outage_minutes(&health),
+            server,
+        });
+    }
+    Ok((total, each))
 }
 
 impl DigestJob {
@@ -215,7 +260,8 @@ impl Digest {
             health: DigestHealth {
                 cycles: health.cycles,
                 request_errors: health.request_errors,
-                outage_minutes: (health.outage_secs.max(0) + 59) / 60,
+                outage_minutes: outage_minutes(health),
+                servers: Vec::new(),
             },
             undelivered,
             refused_channels,
@@ -233,16 +279,19 @@ impl Digest {
         tz: Tz,
         refused_channels: Vec<String>,
     ) -> Result<Digest, StoreError> {
-        Ok(Digest::compute_naming(
+        let (health, servers) = day_health(store, date)?;
+        let mut digest = Digest::compute_naming(
             date,
             tz,
             &store.jobs_on(date)?,
-            &store.day_health(date)?,
+            &health,
             store.outbox_len(),
             refused_channels,
             &Acks::open(store)?.on(date)?,
-            store.configured_servers()?.len() > 1,
-        ))
+            !servers.is_empty(),
+        );
+        digest.health.servers = servers;
+        Ok(digest)
     }
 
     /// Every job of the day.
@@ -318,10 +367,23 @@ pub fn due_days(
         .collect()
 }
 
+/// Whether `day` is over at `now` in each of `zones`: a backup server whose zone is
+/// behind the digest's is still polling its `day` when the digest's tick fires.
+pub fn day_over_in(day: NaiveDate, zones: &[Tz], now: DateTime<Utc>) -> bool {
+    let Some(next) = day.succ_opt() else {
+        return false;
+    };
+    zones
+        .iter()
+        .all(|tz| local_in(*tz, next.and_time(NaiveTime::MIN)).is_some_and(|t| t <= now))
+}
+
 /// Queues the digest of every day [`due_days`] finds, oldest first, each with its day
-/// recorded as digested in the same transaction. A fresh store (no day digested yet)
-/// records the latest due day without posting: it has no history to digest. Returns the
-/// days queued.
+/// recorded as digested in the same transaction. A day is held back until it is over in
+/// every one of `other_zones` (the other backup servers' zones), so that a server behind
+/// the digest's zone has its whole day in it: its digest goes out after the first tick
+/// past that server's midnight. A fresh store (no day digested yet) records the latest due
+/// day without posting: it has no history to digest. Returns the days queued.
 pub fn catch_up(
     store: &Store,
     schedule: &CronSchedule,
@@ -329,9 +391,13 @@ pub fn catch_up(
     now: DateTime<Utc>,
     max_days: u32,
     refused_channels: &[String],
+    other_zones: &[Tz],
 ) -> Result<Vec<NaiveDate>, StoreError> {
     let last = store.last_digest_day()?;
-    let due = due_days(schedule, tz, now, max_days, last);
+    let due: Vec<NaiveDate> = due_days(schedule, tz, now, max_days, last)
+        .into_iter()
+        .take_while(|day| day_over_in(*day, other_zones, now))
+        .collect();
     if last.is_none() {
         if let Some(latest) = due.last() {
             store.set_last_digest_day(*latest)?;
@@ -713,24 +779,26 @@ fn summary(d: &Digest) -> Embed {
             true,
         ));
     }
-    let outage = if d.health.outage_minutes == 0 {
-        "no CBS outage".to_owned()
+    let poller = if d.health.servers.is_empty() {
+        poller_day(
+            d.health.cycles,
+            d.health.request_errors,
+            d.health.outage_minutes,
+        )
     } else {
-        format!("CBS down {} min", d.health.outage_minutes)
+        // Each server on its own line, so a down server is named, not summed away.
+        let lines: Vec<String> = (d.health.servers.iter())
+            .map(|s| {
+                format!(
+                    "{}: {}",
+                    list_name(&s.server),
+                    poller_day(s.cycles, s.request_errors, s.outage_minutes)
+                )
+            })
+            .collect();
+        cut(&lines.join("\n"), EMBED_FIELD_VALUE_MAX_CHARS)
     };
-    fields.push(EmbedField::new(
-        "Poller",
-        format!(
-            "{}, {}, {outage}",
-            plural(d.health.cycles.into(), "cycle", "cycles"),
-            plural(
-                d.health.request_errors.into(),
-                "request error",
-                "request errors"
-            ),
-        ),
-        true,
-    ));
+    fields.push(EmbedField::new("Poller", poller, true));
     fields.push(EmbedField::new(
         "Undelivered events",
         d.undelivered.to_string(),
@@ -761,6 +829,20 @@ fn summary(d: &Digest) -> Embed {
         footer: None,
         timestamp: None,
     }
+}
+
+/// One poller's day: `288 cycles, 3 request errors, CBS down 10 min`.
+fn poller_day(cycles: u32, request_errors: u32, outage_minutes: i64) -> String {
+    let outage = if outage_minutes == 0 {
+        "no CBS outage".to_owned()
+    } else {
+        format!("CBS down {outage_minutes} min")
+    };
+    format!(
+        "{}, {}, {outage}",
+        plural(cycles.into(), "cycle", "cycles"),
+        plural(request_errors.into(), "request error", "request errors"),
+    )
 }
 
 /// `92.7%`, rounded down: a day with a failure must never read as 100%.
@@ -1082,6 +1164,7 @@ mod tests {
                 cycles: 288,
                 request_errors: 3,
                 outage_minutes: 2,
+                servers: Vec::new(),
             }
         );
         assert_eq!(d.undelivered, 4);
@@ -1157,13 +1240,13 @@ mod tests {
         let at = |day: u32| Utc.with_ymd_and_hms(2024, 6, day, 7, 0, 0).unwrap();
         let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
         assert_eq!(
-            catch_up(&store, &eight, BERLIN, at(20), 3, &[]).unwrap(),
+            catch_up(&store, &eight, BERLIN, at(20), 3, &[], &[]).unwrap(),
             []
         );
         assert_eq!(store.last_digest_day().unwrap(), Some(d(19)));
         assert_eq!(store.outbox_len(), 0);
         // Down from the 20th to the 26th: only the 3 days before the 26th are posted.
-        let days = catch_up(&store, &eight, BERLIN, at(26), 3, &[]).unwrap();
+        let days = catch_up(&store, &eight, BERLIN, at(26), 3, &[], &[]).unwrap();
         assert_eq!(days, [d(23), d(24), d(25)]);
         let queued: Vec<NaiveDate> = store
             .pending_events(10)
@@ -1176,10 +1259,50 @@ mod tests {
             .collect();
         assert_eq!(queued, days);
         assert_eq!(
-            catch_up(&store, &eight, BERLIN, at(26), 3, &[]).unwrap(),
+            catch_up(&store, &eight, BERLIN, at(26), 3, &[], &[]).unwrap(),
             []
         );
         assert_eq!(store.outbox_len(), 3, "each day exactly once");
+    }
+
+    /// A second server eight hours behind Berlin (Los Angeles) is still in the 25th at
+    /// the 08:00 tick on the 26th: that digest waits for the first tick after its
+    /// midnight (09:00 in Berlin), and then goes out once.
+    #[test]
+    fn a_digest_waits_until_its_day_is_over_on_every_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
+        let la = [chrono_tz::America::Los_Angeles];
+        let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
+        store.set_last_digest_day(d(24)).unwrap();
+        // 08:05 and 08:55 in Berlin on the 26th: 23:05 and 23:55 on the 25th in LA.
+        for minute in [5, 55] {
+            let now = Utc.with_ymd_and_hms(2024, 6, 26, 6, minute, 0).unwrap();
+            assert_eq!(
+                catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+                []
+            );
+        }
+        assert_eq!(store.outbox_len(), 0);
+        // 09:00 in Berlin: midnight in LA.
+        let now = Utc.with_ymd_and_hms(2024, 6, 26, 7, 0, 0).unwrap();
+        assert_eq!(
+            catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+            [d(25)]
+        );
+        assert_eq!(
+            catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+            []
+        );
+        assert_eq!(store.outbox_len(), 1);
+        // A zone ahead of the digest's holds nothing back.
+        let tokyo = [chrono_tz::Asia::Tokyo];
+        assert!(day_over_in(
+            d(25),
+            &tokyo,
+            Utc.with_ymd_and_hms(2024, 6, 26, 6, 5, 0).unwrap()
+        ));
     }
 
     #[test]
@@ -1596,6 +1719,7 @@ mod tests {
                 cycles: 2,
                 request_errors: 2,
                 outage_minutes: 2,
+                servers: Vec::new(),
             }
         );
         assert_eq!(d.undelivered, 3);

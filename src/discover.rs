@@ -106,13 +106,14 @@ impl Discovery {
     }
 
     /// Lists the users again when the last good list is older than `refresh` (or there is
-    /// none). A failure keeps the last list and is recorded; only the store can fail this.
+    /// none). A failure keeps the last list and is recorded, and answered (the caller
+    /// tells an unreachable server from a refused role); only the store can fail this.
     pub async fn refresh_if_due(
         &self,
         client: &CbsClient,
         store: &Store,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<crate::cbs::CbsError>, StoreError> {
         let mut status = status(store)?;
         let refresh =
             chrono::Duration::from_std(self.settings.refresh).unwrap_or(chrono::Duration::MAX);
@@ -120,10 +121,10 @@ impl Discovery {
             .last_success
             .is_some_and(|last| now.signed_duration_since(last) < refresh)
         {
-            return Ok(());
+            return Ok(None);
         }
         status.last_attempt = Some(now);
-        match self.list(client).await {
+        let failure = match self.list(client).await {
             Ok(users) => {
                 tracing::info!(
                     server = client.server_name(),
@@ -134,6 +135,7 @@ impl Discovery {
                 status.last_success = Some(now);
                 status.last_error = None;
                 status.users = users.len();
+                None
             }
             Err(e) => {
                 tracing::warn!(
@@ -143,9 +145,11 @@ impl Discovery {
                     "user discovery failed; keeping the last list"
                 );
                 status.last_error = Some(e.to_string());
+                Some(e)
             }
-        }
-        save_status(store, &status)
+        };
+        save_status(store, &status)?;
+        Ok(failure)
     }
 
     /// One call for every user, or one per configured owner (the `reseller` filter).

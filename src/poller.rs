@@ -261,14 +261,25 @@ impl Poller {
         let started_at = self.clock.now();
         let tz = self.client.timezone();
         let server = self.client.server_name().to_owned();
-        match &self.discovery {
+        let known_down = self.store.outage()?.is_some() || self.store.down_streak()?.is_some();
+        let discovery_failure = match &self.discovery {
+            // While the server is down, the probe below asks it (one request); the list is
+            // refreshed in the first cycle after it answers again.
+            Some(_) if known_down && !self.watch_list()?.is_empty() => None,
             Some(d) => {
                 d.refresh_if_due(&self.client, &self.store, started_at)
                     .await?
             }
-            None => crate::discover::forget(&self.store)?,
-        }
+            None => {
+                crate::discover::forget(&self.store)?;
+                None
+            }
+        };
         let users = self.watch_list()?;
+        // With nobody to ask, a listing that failed for a server-wide reason is the
+        // cycle's news about the server: a discovery-only server that is down is an outage.
+        let discovery_down =
+            discovery_failure.filter(|e| users.is_empty() && e.outage_reason().is_some());
 
         // Every (user, date) to ask about, in order; at most `max_concurrency` of them are
         // in flight, each a task started only when a slot frees up. Starting them all at
@@ -283,7 +294,7 @@ impl Poller {
         // it is the cycle's only request, rather than every user's every catch-up date
         // waiting out its timeout. If it answers, the cycle goes on as usual.
         let probe = match users.first() {
-            Some(user) if self.store.outage()?.is_some() || self.store.down_streak()?.is_some() => {
+            Some(user) if known_down => {
                 let date = started_at.with_timezone(&tz).date_naive();
                 let result = self
                     .client
@@ -344,7 +355,7 @@ impl Poller {
         let mut baselined = 0;
         let mut alerted: Vec<RestoreJob> = Vec::new();
         let mut would_alert: BTreeMap<String, Vec<StormJob>> = BTreeMap::new();
-        let mut outage_errors: Vec<CbsError> = Vec::new();
+        let mut outage_errors: Vec<CbsError> = discovery_down.into_iter().collect();
         let mut succeeded = 0u32;
         let today = started_at.with_timezone(&tz).date_naive();
         let mut caught_up = BTreeSet::new();

@@ -909,11 +909,9 @@ impl Store {
             self.by_day.remove(&k)?;
             pruned += 1;
         }
-        let day_end = format!("{META_DAY_PREFIX}{}", cutoff.format("%Y-%m-%d"));
-        for kv in self
-            .meta
-            .range(META_DAY_PREFIX.as_bytes()..day_end.as_bytes())
-        {
+        // This handle's server's day health (each server prunes its own).
+        let (day_start, day_end) = (self.meta_key(META_DAY_PREFIX), self.day_health_key(cutoff));
+        for kv in self.meta.range(day_start.as_bytes()..day_end.as_bytes()) {
             let (k, _) = kv?;
             self.meta.remove(k)?;
         }
@@ -1018,7 +1016,7 @@ impl Store {
         outage_secs: i64,
     ) -> Result<()> {
         self.meta_put(&self.meta_key(META_LAST_CYCLE), cycle)?;
-        let key = format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d"));
+        let key = self.day_health_key(day);
         let mut health: DayHealth = self.meta_get(&key)?.unwrap_or_default();
         health.cycles += 1;
         health.request_errors += cycle.errors;
@@ -1026,9 +1024,15 @@ impl Store {
         self.meta_put(&key, &health)
     }
 
+    /// This handle's server's poller health on `day` (each server keeps its own).
     pub fn day_health(&self, day: NaiveDate) -> Result<DayHealth> {
-        let key = format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d"));
-        Ok(self.meta_get(&key)?.unwrap_or_default())
+        Ok(self
+            .meta_get(&self.day_health_key(day))?
+            .unwrap_or_default())
+    }
+
+    fn day_health_key(&self, day: NaiveDate) -> String {
+        self.meta_key(&format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d")))
     }
 
     pub fn down_streak(&self) -> Result<Option<DownStreak>> {
@@ -1443,5 +1447,34 @@ mod tests {
         assert_eq!(store.prune_before(day().succ_opt().unwrap()).unwrap(), 1);
         assert!(store.job(&j.key()).unwrap().is_none());
         assert!(store.jobs_on(day()).unwrap().is_empty());
+    }
+
+    /// Each server keeps its own day health, and pruning a server's view prunes its own
+    /// (a second server's days must not pile up past retention).
+    #[test]
+    fn each_server_keeps_and_prunes_its_own_day_health() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let other = store.for_server(Some("us")).unwrap();
+        let cycle = CycleRecord {
+            started_at: Utc.with_ymd_and_hms(2024, 6, 26, 9, 0, 0).unwrap(),
+            finished_at: Utc.with_ymd_and_hms(2024, 6, 26, 9, 1, 0).unwrap(),
+            users: 1,
+            requests: 1,
+            errors: 1,
+            unreadable_items: 0,
+        };
+        store.record_cycle(&cycle, day(), 0).unwrap();
+        other.record_cycle(&cycle, day(), 120).unwrap();
+        other.record_cycle(&cycle, day(), 60).unwrap();
+        assert_eq!(store.day_health(day()).unwrap().cycles, 1);
+        let theirs = other.day_health(day()).unwrap();
+        assert_eq!((theirs.cycles, theirs.outage_secs), (2, 180));
+        let next = day().succ_opt().unwrap();
+        other.prune_before(next).unwrap();
+        assert_eq!(other.day_health(day()).unwrap(), DayHealth::default());
+        assert_eq!(store.day_health(day()).unwrap().cycles, 1, "not its day");
+        store.prune_before(next).unwrap();
+        assert_eq!(store.day_health(day()).unwrap(), DayHealth::default());
     }
 }

@@ -175,3 +175,82 @@ async fn a_failed_listing_keeps_the_last_list_and_names_the_role() {
     assert_eq!(p.cycle().await.unwrap().summary.users_polled, 3);
     assert_eq!(discover::status(p.store()).unwrap().last_error, None);
 }
+
+/// Outage notices (`true`: unreachable, `false`: recovered) a cycle queued.
+async fn outage_notices(p: &Poller) -> Vec<bool> {
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let events = sink.events.lock().unwrap();
+    events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::CbsUnreachable { .. } => Some(true),
+            EventKind::CbsRecovered { .. } => Some(false),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A server watched only through discovery that is down has no user to probe: the failed
+/// listing is the news about the server, so the outage is told like any other, and it
+/// recovers when the listing works again.
+#[tokio::test]
+async fn a_discovery_only_server_that_is_down_is_an_outage() {
+    let h = Harness::start(&[], at(12, 0)).await;
+    server_user(&h, "alice");
+    h.sim.set_down(true).await.unwrap();
+    let p = poller(&h);
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.users_polled, 0);
+    assert_eq!(outage_notices(&p).await, [true], "down from the start");
+    assert!(p.store().outage().unwrap().is_some());
+
+    h.clock.advance(Duration::minutes(5));
+    p.cycle().await.unwrap();
+    assert!(outage_notices(&p).await.is_empty(), "one notice per outage");
+
+    h.sim.set_down(false).await.unwrap();
+    h.clock.advance(Duration::minutes(5));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.users_polled, 1, "listed once it answers");
+    assert_eq!(outage_notices(&p).await, [false]);
+}
+
+/// While a server with watched users is down, its one probe request is all it is asked:
+/// the listing is not retried every cycle (each a timeout more on a hanging server), and
+/// is refreshed in the cycle after the server answers again.
+#[tokio::test]
+async fn a_down_server_is_probed_not_listed_again() {
+    let h = Harness::start(&[], at(12, 0)).await;
+    server_user(&h, "alice");
+    let p = poller(&h);
+    p.cycle().await.unwrap();
+    let _ = outage_notices(&p).await;
+
+    h.sim.set_down(true).await.unwrap();
+    h.clock.advance(Duration::hours(2));
+    p.cycle().await.unwrap();
+    assert_eq!(outage_notices(&p).await, [true]);
+    // The listing is due (two hours since the last), but the server is down.
+    h.clock.advance(Duration::hours(2));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.requests, 1, "the probe");
+    let d = discover::status(p.store()).unwrap();
+    assert_eq!(d.last_attempt, Some(at(14, 0)), "not listed while down");
+
+    server_user(&h, "bob");
+    h.sim.set_down(false).await.unwrap();
+    h.clock.advance(Duration::minutes(5));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(outage_notices(&p).await, [false]);
+    assert_eq!(
+        r.summary.users_polled, 1,
+        "the probe's cycle polls the last list"
+    );
+    h.clock.advance(Duration::minutes(5));
+    assert_eq!(
+        p.cycle().await.unwrap().summary.users_polled,
+        2,
+        "listed again"
+    );
+}

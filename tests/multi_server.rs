@@ -279,6 +279,19 @@ async fn one_server_down_is_an_outage_of_that_server_only() {
     assert_eq!(outages(&events), [(named("eu"), false)]);
     assert_eq!(failures(&events), [("eu".into(), "bob".into())]);
     assert!(!w.status().contains("unreachable since"));
+
+    // The day's digest names the server that was down, beside the one that was not.
+    let today = at(9, 0).date_naive();
+    let digest = Digest::from_store(&w.app.store, today, chrono_tz::UTC, vec![]).unwrap();
+    let text = digest_text(&digest, today);
+    assert!(
+        text.contains("eu: 4 cycles, 3 request errors, CBS down 10 min"),
+        "{text}"
+    );
+    assert!(
+        text.contains("us: 4 cycles, 0 request errors, no CBS outage"),
+        "{text}"
+    );
 }
 
 /// A server that hangs until its requests time out (`request_timeout` is 5 s) holds up

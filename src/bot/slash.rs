@@ -121,11 +121,19 @@ pub(super) async fn failures(
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
+    let now = data.now();
+    let todays: Vec<(String, chrono::NaiveDate)> = (data.servers.iter().skip(1))
+        .map(|s| {
+            let today = now.with_timezone(&s.client.timezone()).date_naive();
+            (s.client.server_name().to_owned(), today)
+        })
+        .collect();
     let args = commands::failures::FailuresArgs {
         days,
         user: user.as_deref(),
         page,
         servers_named: data.servers.len() > 1,
+        todays: &todays,
     };
     let visible = match data.visible(&scope) {
         Ok(visible) => visible,

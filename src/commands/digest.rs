@@ -28,16 +28,18 @@ pub fn digest(
     let date = parse_date(date, today)?;
     let mut records = store.jobs_on(date)?;
     records.retain(|r| scope.shows_job_of(&r.job.server, &r.job.login_name, visible));
-    let digest = Digest::compute_naming(
+    let (health, servers) = crate::digest::day_health(store, date)?;
+    let mut digest = Digest::compute_naming(
         date,
         tz,
         &records,
-        &store.day_health(date)?,
+        &health,
         store.outbox_len(),
         store.refused_destinations()?,
         &crate::acks::Acks::open(store)?.on(date)?,
         servers_named,
     );
+    digest.health.servers = servers;
     let options = RenderOptions {
         mention_role: None,
         timezone: tz,

@@ -26,6 +26,10 @@ pub struct FailuresArgs<'a> {
     pub page: Option<i64>,
     /// Whether each line names its backup server (when there are several).
     pub servers_named: bool,
+    /// Today in each backup server's own zone, for servers whose today may differ from
+    /// the `today` [`failures`] is given (empty with one server): each server's days are
+    /// its own dates (`RestoreDate`).
+    pub todays: &'a [(String, NaiveDate)],
 }
 
 impl FailuresArgs<'_> {
@@ -60,16 +64,37 @@ pub fn failures(
         user,
         page,
         servers_named,
+        todays,
     } = args;
     let days_arg = days;
     let days = parse_days(days)?;
     let user = user.map(parse_login).transpose()?;
-    let from = today
-        .checked_sub_days(Days::new(u64::from(days) - 1))
-        .unwrap_or(today);
+    let first_day = |today: NaiveDate| {
+        today
+            .checked_sub_days(Days::new(u64::from(days) - 1))
+            .unwrap_or(today)
+    };
+    let from = first_day(today);
+    // Each server's window ends on its own today.
+    let today_of = |server: &str| {
+        (todays.iter())
+            .find(|(name, _)| name == server)
+            .map_or(today, |(_, day)| *day)
+    };
+    let zones_differ = todays.iter().any(|(_, day)| *day != today);
+    let earliest = (todays.iter())
+        .map(|(_, day)| first_day(*day))
+        .fold(from, NaiveDate::min);
+    let latest = (todays.iter())
+        .map(|(_, day)| *day)
+        .fold(today, NaiveDate::max);
     let mut records: Vec<_> = store
-        .jobs_between(from, today)?
+        .jobs_between(earliest, latest)?
         .into_iter()
+        .filter(|r| {
+            let today = today_of(&r.job.server);
+            (first_day(today)..=today).contains(&r.date)
+        })
         .filter(|r| FAILED_CLASSES.contains(&r.job.class))
         .filter(|r| user.as_ref().is_none_or(|u| &r.job.login_name == u))
         .filter(|r| scope.shows_job_of(&r.job.server, &r.job.login_name, visible))
@@ -91,10 +116,11 @@ pub fn failures(
             )
         })
         .collect();
-    let span = if days == 1 {
-        format!("on {today}")
-    } else {
-        format!("from {from} to {today}")
+    let span = match (days, zones_differ) {
+        (1, false) => format!("on {today}"),
+        (_, false) => format!("from {from} to {today}"),
+        (1, true) => "today (each server's own date)".to_owned(),
+        (_, true) => format!("of the last {days} days (each server's own dates)"),
     };
     let whose = user
         .as_ref()
@@ -244,6 +270,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(reply.embeds[0].description.lines().count(), 2);
+    }
+
+    /// With a second server in a zone a day behind, "today" is each server's own today:
+    /// the second server's failure of its today (the 25th) is listed, its 24th is not,
+    /// and the first server's 25th is not either.
+    #[test]
+    fn each_server_counts_its_days_in_its_own_zone() {
+        let (_dir, store) = store();
+        let on = |server: &str, job: crate::cbs::model::RestoreJob| crate::cbs::model::RestoreJob {
+            server: server.into(),
+            ..job
+        };
+        record(
+            &store,
+            &[
+                job("obm", "1", 26, 9, "RESTORE_STOP_BY_ERROR"),
+                job("obm", "2", 25, 9, "RESTORE_STOP_BY_ERROR"),
+                on("us", job("obm", "3", 25, 9, "RESTORE_STOP_BY_ERROR")),
+                on("us", job("obm", "4", 24, 9, "RESTORE_STOP_BY_ERROR")),
+            ],
+        );
+        let mut visible = Visible::on_server("cbs", users());
+        visible.add(Visible::on_server("us", users()));
+        let todays = [("us".to_owned(), day(25))];
+        let listed = |days: i64| {
+            let reply = failures(
+                &store,
+                FailuresArgs {
+                    days: Some(days),
+                    servers_named: true,
+                    todays: &todays,
+                    ..Default::default()
+                },
+                &visible,
+                &all(),
+                day(26),
+                false,
+            )
+            .unwrap();
+            let embed = reply.embeds[0].clone();
+            let mut sets: Vec<String> = (embed.description.lines())
+                .filter_map(|l| {
+                    l.split("**Set ")
+                        .nth(1)?
+                        .split("**")
+                        .next()
+                        .map(str::to_owned)
+                })
+                .collect();
+            sets.sort();
+            (embed.title, sets)
+        };
+        assert_eq!(
+            listed(1),
+            (
+                "Failed restores today (each server's own date)".to_owned(),
+                vec!["1".to_owned(), "3".to_owned()]
+            )
+        );
+        let (_, two_days) = listed(2);
+        assert_eq!(two_days, ["1", "2", "3", "4"]);
     }
 
     #[test]

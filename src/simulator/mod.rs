@@ -162,7 +162,7 @@ fn set_workload(world: &mut World, workload: Workload) {
         .into_iter()
         .map(|u| (u.login.clone(), u))
         .collect();
-    world.jobs.clear();
+    world.edit_jobs(Vec::clear);
     for job in workload.jobs {
         world.add_job(job);
     }
@@ -232,7 +232,7 @@ impl SimHandle {
     /// Replaces every job (users stay; new logins are registered).
     pub fn set_jobs(&self, jobs: Vec<SimJob>) {
         let mut world = lock(&self.shared.world);
-        world.jobs.clear();
+        world.edit_jobs(Vec::clear);
         for job in jobs {
             world.add_job(job);
         }
@@ -240,11 +240,11 @@ impl SimHandle {
 
     /// Edits the jobs in place, e.g. to change how a running job will end.
     pub fn edit_jobs(&self, edit: impl FnOnce(&mut Vec<SimJob>)) {
-        edit(&mut lock(&self.shared.world).jobs);
+        lock(&self.shared.world).edit_jobs(edit);
     }
 
     pub fn jobs(&self) -> Vec<SimJob> {
-        lock(&self.shared.world).jobs.clone()
+        lock(&self.shared.world).jobs().to_vec()
     }
 
     pub fn users(&self) -> Vec<SimUser> {
@@ -257,7 +257,7 @@ impl SimHandle {
         let now = self.shared.clock.now();
         let tz = self.shared.tz;
         let mut jobs: Vec<SimJob> = lock(&self.shared.world)
-            .jobs
+            .jobs()
             .iter()
             .filter(|j| j.login == login && j.listed_on(tz) == date)
             .cloned()
@@ -299,7 +299,7 @@ impl SimHandle {
     pub fn remove_user(&self, login: &str) {
         let mut world = lock(&self.shared.world);
         world.users.remove(login);
-        world.jobs.retain(|j| j.login != login);
+        world.edit_jobs(|jobs| jobs.retain(|j| j.login != login));
     }
 
     /// Makes the requests for `login` and one `RestoreDate` fail this way (`None` heals it):

@@ -83,7 +83,12 @@ pub(crate) struct Shared {
 /// The simulated server's data and knobs.
 pub(crate) struct World {
     pub users: BTreeMap<String, SimUser>,
-    pub jobs: Vec<SimJob>,
+    /// Every job; read through [`World::jobs`], changed through the methods below, which
+    /// keep `by_login` in step.
+    jobs: Vec<SimJob>,
+    /// Indices into `jobs` by lowercased login: a request reads its user's jobs, not every
+    /// job of a 10,000-user server under the lock.
+    by_login: HashMap<String, Vec<usize>>,
     pub login_faults: HashMap<String, LoginFault>,
     /// Faults of one login on one `RestoreDate`.
     pub login_date_faults: HashMap<(String, NaiveDate), LoginFault>,
@@ -102,6 +107,7 @@ impl World {
         Self {
             users: BTreeMap::new(),
             jobs: Vec::new(),
+            by_login: HashMap::new(),
             login_faults: HashMap::new(),
             login_date_faults: HashMap::new(),
             dice: FaultDice::new(faults),
@@ -121,7 +127,35 @@ impl World {
                 owner: job.owner.clone(),
                 user_id: job.user_id.clone(),
             });
+        self.by_login
+            .entry(job.login.to_ascii_lowercase())
+            .or_default()
+            .push(self.jobs.len());
         self.jobs.push(job);
+    }
+
+    pub fn jobs(&self) -> &[SimJob] {
+        &self.jobs
+    }
+
+    /// The jobs of `login`, its case ignored (as AhsayCBS does).
+    pub fn jobs_of(&self, login: &str) -> impl Iterator<Item = &SimJob> {
+        (self.by_login.get(&login.to_ascii_lowercase()).into_iter())
+            .flatten()
+            .map(|&i| &self.jobs[i])
+    }
+
+    /// Changes the jobs in place (any change: the index is built again after).
+    pub fn edit_jobs(&mut self, edit: impl FnOnce(&mut Vec<SimJob>)) {
+        edit(&mut self.jobs);
+        let mut by_login: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, job) in self.jobs.iter().enumerate() {
+            by_login
+                .entry(job.login.to_ascii_lowercase())
+                .or_default()
+                .push(i);
+        }
+        self.by_login = by_login;
     }
 }
 
@@ -314,9 +348,7 @@ pub(crate) async fn list_restore_job_status(
         return not_found();
     }
     let mut listed: Vec<&SimJob> = world
-        .jobs
-        .iter()
-        .filter(|j| j.login.eq_ignore_ascii_case(&req.login_name))
+        .jobs_of(&req.login_name)
         .filter(|j| j.listed_on(shared.tz) == date)
         .filter(|j| j.phase(now) != Phase::NotStarted)
         .collect();
@@ -421,11 +453,10 @@ pub(crate) async fn get_restore_job_report(
         return api_error(INCORRECT_CREDENTIALS_MESSAGE, "com.ahsay.obs.core.dbs.c");
     }
     let world = lock(&shared.world);
-    let Some(job) = world.jobs.iter().find(|j| {
-        j.login.eq_ignore_ascii_case(&req.login_name)
-            && j.backup_set_id == req.backup_set_id
-            && j.job_id(shared.tz) == req.job_id
-    }) else {
+    let Some(job) = world
+        .jobs_of(&req.login_name)
+        .find(|j| j.backup_set_id == req.backup_set_id && j.job_id(shared.tz) == req.job_id)
+    else {
         return api_error(
             &format!("Restore job \"{}\" not found", req.job_id),
             "com.ahsay.obs.core.dbs.d",
@@ -652,5 +683,38 @@ impl AsyncWrite for SimConn {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn job(login: &str, set: &str) -> SimJob {
+        let start = Utc.with_ymd_and_hms(2024, 6, 26, 9, 0, 0).unwrap();
+        SimJob::new(login, set, start, None, "RESTORE_STOP_SUCCESS")
+    }
+
+    fn sets(world: &World, login: &str) -> Vec<String> {
+        let jobs = world.jobs_of(login);
+        jobs.map(|j| j.backup_set_id.clone()).collect()
+    }
+
+    /// The per-login index follows every change of the jobs, and ignores case.
+    #[test]
+    fn jobs_of_a_login_follow_adds_and_edits() {
+        let mut world = World::new(Faults::default());
+        world.add_job(job("Alice", "1"));
+        world.add_job(job("bob", "2"));
+        world.add_job(job("alice", "3"));
+        assert_eq!(sets(&world, "ALICE"), ["1", "3"]);
+        assert_eq!(sets(&world, "bob"), ["2"]);
+        assert!(sets(&world, "carol").is_empty());
+        world.edit_jobs(|jobs| jobs.retain(|j| j.backup_set_id != "1"));
+        assert_eq!(sets(&world, "alice"), ["3"]);
+        assert_eq!(sets(&world, "bob"), ["2"]);
+        world.edit_jobs(Vec::clear);
+        assert!(sets(&world, "bob").is_empty());
     }
 }
