@@ -341,6 +341,8 @@ impl App {
                     ),
                     Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
                 }
+                // Idle until the next tick at what the cycle still uses, not its peak.
+                crate::memory::release_free_memory();
                 if let Some(heartbeat) = &self.heartbeat {
                     heartbeat.spawn_after(done.as_ref().map(|(report, _)| report));
                 }

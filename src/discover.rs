@@ -269,4 +269,25 @@ mod tests {
         forget(&store).unwrap();
         assert_eq!(store.watch_list(&config).unwrap().len(), 1);
     }
+
+    #[test]
+    fn a_new_list_replaces_the_last_one_entry_by_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let entry = |login: &str, owner: &str| WatchEntry {
+            login: login.into(),
+            owner: owner.into(),
+        };
+        store
+            .set_discovered_users(&[entry("alice", "r1"), entry("bob", "r1")])
+            .unwrap();
+        // bob moved to another reseller, alice is gone, carol is new.
+        store
+            .set_discovered_users(&[entry("bob", "r2"), entry("carol", "")])
+            .unwrap();
+        assert_eq!(
+            store.discovered_users().unwrap(),
+            [entry("bob", "r2"), entry("carol", "")]
+        );
+    }
 }

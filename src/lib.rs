@@ -28,6 +28,7 @@
 //! - [`server`]: the `[server] listen` endpoint: `/healthz` and `/metrics`.
 //! - [`heartbeat`]: the dead-man's switch called after every cycle.
 //! - [`logging`]: log format and colour on stderr.
+//! - [`memory`]: giving freed memory back to the system between poll cycles.
 
 pub mod acks;
 pub mod actions;
@@ -48,6 +49,7 @@ pub mod event;
 pub mod gateway;
 pub mod heartbeat;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod mutes;
 pub mod poller;

@@ -321,9 +321,10 @@ pub const QUARANTINE_TREE: &str = "quarantine";
 
 /// sled's page cache (`cache_capacity`), in bytes. sled's default is 1 GiB, which lets a
 /// large store's pages pile up in memory; a cycle reads each watched user's records once,
-/// so a small cache costs little (a miss is a read from the OS page cache) and keeps the
-/// resident memory of 10,000 watched users within BENCHMARKS.md's bounds.
-pub const CACHE_CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
+/// so a small cache costs little (a miss is a read from the OS page cache). 2 MiB
+/// measured no more client CPU per request than 8 MiB at 2,000 users and 7 MiB less idle
+/// memory at 10,000 (BENCHMARKS.md §3).
+pub const CACHE_CAPACITY_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Whether the store at `dir` is (or, new, will be) written zstd-compressed. sled records
 /// the choice in the store's `conf` file when it creates the store and refuses to open it
@@ -1430,21 +1431,29 @@ impl Store {
             .collect()
     }
 
-    /// Replaces the discovered users with `users`, in one batch.
+    /// Replaces the discovered users with `users`: the new and changed entries first, then
+    /// the removals, each write on its own and unchanged entries not written at all.
+    ///
+    /// Not one batch: sled keeps every page version a batch supersedes until the batch
+    /// ends, and one batch of 10,000 new users raised the peak memory of a first cycle by
+    /// about 29 MiB (BENCHMARKS.md §3). The order keeps a list cut short by a crash safe:
+    /// it then holds every user of the old list not yet removed and some of the new ones,
+    /// so no user is dropped and listed again (which would baseline them again), and the
+    /// next refresh completes it.
     pub fn set_discovered_users(&self, users: &[WatchEntry]) -> Result<()> {
         let tree = self.server_tree(DISCOVERED_TREE)?;
-        let mut batch = sled::Batch::default();
-        let keep: BTreeSet<&str> = users.iter().map(|w| w.login.as_str()).collect();
-        for k in tree.iter().keys() {
-            let k = k?;
-            if !keep.contains(String::from_utf8_lossy(&k).as_ref()) {
-                batch.remove(k);
+        for w in users {
+            if tree.get(w.login.as_bytes())?.as_deref() != Some(w.owner.as_bytes()) {
+                tree.insert(w.login.as_bytes(), w.owner.as_bytes())?;
             }
         }
-        for w in users {
-            batch.insert(w.login.as_bytes(), w.owner.as_bytes());
+        let keep: BTreeSet<&[u8]> = users.iter().map(|w| w.login.as_bytes()).collect();
+        for k in tree.iter().keys() {
+            let k = k?;
+            if !keep.contains(k.as_ref()) {
+                tree.remove(k)?;
+            }
         }
-        tree.apply_batch(batch)?;
         Ok(())
     }
 
