@@ -337,7 +337,7 @@ impl Poller {
             let all_ok = !server_down;
             user_states.insert(
                 user.login.clone(),
-                (state, ClassCounts::new(), all_ok, fresh),
+                (state.clone(), ClassCounts::new(), all_ok, fresh, state),
             );
         }
         if probe.is_some() {
@@ -410,7 +410,8 @@ impl Poller {
                 continue;
             };
             crate::metrics::cbs_request(&server, &result);
-            let Some((state, baseline_counts, all_ok, _)) = user_states.get_mut(&user.login) else {
+            let Some((state, baseline_counts, all_ok, _, _)) = user_states.get_mut(&user.login)
+            else {
                 continue;
             };
             match result {
@@ -555,7 +556,8 @@ impl Poller {
         )?;
         let mut baselines: BTreeMap<String, Vec<BaselineUser>> = BTreeMap::new();
         for user in &users {
-            let Some((mut state, counts, all_ok, fresh)) = user_states.remove(&user.login) else {
+            let Some((mut state, counts, all_ok, fresh, loaded)) = user_states.remove(&user.login)
+            else {
                 continue;
             };
             // One "now watching" notice, from the first cycle that read any of its dates.
@@ -580,7 +582,19 @@ impl Poller {
             {
                 state.last_error = Some((now, e.message.clone()));
             }
-            self.store.set_user_state(&user.login, &state)?;
+            // Only the date of the last success is read (the catch-up starts there): a
+            // state that differs from the stored one by a later success on the same date
+            // is not written again, which saves a write per user per cycle.
+            let success_date =
+                |s: &UserState| s.last_success.map(|t| t.with_timezone(&tz).date_naive());
+            let unchanged = UserState {
+                last_success: loaded.last_success,
+                ..state.clone()
+            } == loaded
+                && success_date(&state) == success_date(&loaded);
+            if !unchanged {
+                self.store.set_user_state(&user.login, &state)?;
+            }
         }
         for (owner, users) in baselines {
             let mut jobs = would_alert.remove(&owner).unwrap_or_default();

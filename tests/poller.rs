@@ -163,6 +163,45 @@ async fn catch_up_after_downtime_finds_the_missed_dates_failure() {
     assert_eq!(h.sim.requests_for("obm", day("2024-06-24")), 2);
 }
 
+/// A user's state is written when it changes, not each cycle: a later success on the same
+/// date is not written (only the date starts a catch-up), and the catch-up after a failed
+/// day still starts at the last successful date.
+#[tokio::test]
+async fn a_users_state_is_written_once_a_day_and_the_catch_up_still_starts_right() {
+    let h = Harness::start(&["obm"], at(2024, 6, 24, 10, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let first = p.store().user_state("obm").unwrap();
+    assert_eq!(first.last_success, Some(at(2024, 6, 24, 10, 0)));
+    h.clock.set(at(2024, 6, 24, 18, 0));
+    p.cycle().await.unwrap();
+    assert_eq!(
+        p.store().user_state("obm").unwrap(),
+        first,
+        "the same date: not written again"
+    );
+    // The next day's success moves it; then a day of failures, and a catch-up.
+    h.clock.set(at(2024, 6, 25, 10, 0));
+    p.cycle().await.unwrap();
+    let second = p.store().user_state("obm").unwrap();
+    assert_eq!(second.last_success, Some(at(2024, 6, 25, 10, 0)));
+    h.sim.set_down(true).await.unwrap();
+    h.clock.set(at(2024, 6, 26, 10, 0));
+    p.cycle().await.unwrap();
+    assert_eq!(
+        p.store().user_state("obm").unwrap().last_success,
+        second.last_success
+    );
+    h.sim.set_down(false).await.unwrap();
+    h.sim.reset_stats();
+    h.clock.set(at(2024, 6, 27, 10, 0));
+    p.cycle().await.unwrap();
+    for date in ["2024-06-25", "2024-06-26", "2024-06-27"] {
+        assert_eq!(h.sim.requests_for("obm", day(date)), 1, "{date}");
+    }
+    assert_eq!(h.sim.requests_for("obm", day("2024-06-24")), 0);
+}
+
 #[tokio::test]
 async fn catch_up_is_bounded() {
     let mut h = Harness::start(&["obm"], at(2024, 6, 1, 10, 0)).await;
