@@ -570,10 +570,16 @@ impl Poller {
                         counts,
                     });
             }
+            // Only the date of the last success is read (the catch-up starts there): a
+            // later success on the same date leaves the state as it is, so it is not
+            // written again (one write per user per day, not per cycle).
+            let success_date = |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
             if all_ok {
                 state.baselined = true;
                 state.baselined_dates.clear();
-                state.last_success = Some(started_at);
+                if state.last_success.map(success_date) != Some(success_date(started_at)) {
+                    state.last_success = Some(started_at);
+                }
             } else if let Some(e) = summary
                 .errors
                 .iter()
@@ -582,17 +588,7 @@ impl Poller {
             {
                 state.last_error = Some((now, e.message.clone()));
             }
-            // Only the date of the last success is read (the catch-up starts there): a
-            // state that differs from the stored one by a later success on the same date
-            // is not written again, which saves a write per user per cycle.
-            let success_date =
-                |s: &UserState| s.last_success.map(|t| t.with_timezone(&tz).date_naive());
-            let unchanged = UserState {
-                last_success: loaded.last_success,
-                ..state.clone()
-            } == loaded
-                && success_date(&state) == success_date(&loaded);
-            if !unchanged {
+            if state != loaded {
                 self.store.set_user_state(&user.login, &state)?;
             }
         }
