@@ -192,10 +192,7 @@ struct Rig {
 /// The in-process simulator with `users` users, and a poller watching all of them.
 async fn rig(users: usize, concurrency: usize, retention_days: u32, now: DateTime<Utc>) -> Rig {
     let clock = ManualClock::new(now);
-    let sim = Simulator::new(SimConfig::with_clock(Arc::new(clock.clone())))
-        .start()
-        .await
-        .expect("simulator starts");
+    let sim = sim_on_own_runtime(SimConfig::with_clock(Arc::new(clock.clone())));
     for i in 0..users {
         sim.add_user(SimUser {
             login: login(i),
@@ -214,6 +211,29 @@ async fn rig(users: usize, concurrency: usize, retention_days: u32, now: DateTim
         _dir: dir,
         poller,
     }
+}
+
+/// Starts the simulator on a runtime of its own, one thread, as a CBS is a process of its
+/// own: its timers and replies do not wait behind the poller's work on the bench's runtime,
+/// nor the poller's behind them. It serves until the handle's last clone is dropped.
+fn sim_on_own_runtime(config: SimConfig) -> SimHandle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("simulator runtime");
+        runtime.block_on(async move {
+            let sim = Simulator::new(config)
+                .start()
+                .await
+                .expect("simulator starts");
+            let stopped = sim.shutdown_token();
+            tx.send(sim).expect("handle sent");
+            stopped.cancelled().await;
+        });
+    });
+    rx.recv().expect("simulator started")
 }
 
 /// Drops what a cycle queued, as a sink that takes everything would.
