@@ -289,6 +289,9 @@ impl Poller {
         let mut user_states = BTreeMap::new();
         let mut request_count = 0u32;
         let watched_before = self.store.watched_logins()?;
+        // The users with a job recorded as running when the cycle starts: only their
+        // replies can leave a running job out (one a reply adds is in that reply).
+        let mut with_running = BTreeSet::new();
         // Circuit breaker: while the server is down (or going down), one probe request
         // (the first user, today) goes first; if it too fails for a server-wide reason,
         // it is the cycle's only request, rather than every user's every catch-up date
@@ -314,6 +317,9 @@ impl Poller {
                 UserState::default()
             };
             let running = self.store.running_dates(&server, &user.login)?;
+            if !running.is_empty() {
+                with_running.insert(user.login.clone());
+            }
             let dates = dates_to_poll(
                 started_at,
                 tz,
@@ -496,6 +502,9 @@ impl Poller {
                         state.baselined_dates.insert(date);
                     }
                     // Running jobs this reply leaves out: vanished once missing long enough.
+                    if !with_running.contains(&user.login) {
+                        continue;
+                    }
                     let now = self.clock.now();
                     for key in self
                         .store
@@ -606,8 +615,10 @@ impl Poller {
             };
             self.store.push_event(event, now)?;
         }
-        self.store
-            .set_watched_logins(&users.iter().map(|u| u.login.clone()).collect())?;
+        let watched: BTreeSet<String> = users.iter().map(|u| u.login.clone()).collect();
+        if watched != watched_before {
+            self.store.set_watched_logins(&watched)?;
+        }
 
         let outage_secs = self.track_outage(
             &summary,

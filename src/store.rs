@@ -321,10 +321,12 @@ pub const QUARANTINE_TREE: &str = "quarantine";
 
 /// sled's page cache (`cache_capacity`), in bytes. sled's default is 1 GiB, which lets a
 /// large store's pages pile up in memory; a cycle reads each watched user's records once,
-/// so a small cache costs little (a miss is a read from the OS page cache). 2 MiB
-/// measured no more client CPU per request than 8 MiB at 2,000 users and 7 MiB less idle
-/// memory at 10,000 (BENCHMARKS.md §3).
-pub const CACHE_CAPACITY_BYTES: u64 = 2 * 1024 * 1024;
+/// so a small cache costs little (a miss is a read from the OS page cache). sled counts a
+/// page at its size on disk, which in a compressed store is a fraction of the decoded
+/// page it keeps in memory: 2 MiB held about 6 MiB of decoded pages at 10,000 users.
+/// 512 KiB measured 4 MiB less idle memory than 2 MiB there, and the same client CPU
+/// per request (BENCHMARKS.md, "Latest run").
+pub const CACHE_CAPACITY_BYTES: u64 = 512 * 1024;
 
 /// Whether the store at `dir` is (or, new, will be) written zstd-compressed. sled records
 /// the choice in the store's `conf` file when it creates the store and refuses to open it

@@ -348,7 +348,8 @@ impl CbsClient {
             sys_pwd: i.sys_pwd.expose_secret(),
             owner,
             login_name: login,
-            restore_date: date.format("%Y-%m-%d").to_string(),
+            // `NaiveDate`'s display is `%Y-%m-%d`, without parsing a format string per request.
+            restore_date: date.to_string(),
         };
         let text = self.post_json(i.endpoint.clone(), &body).await?;
         let cx = DecodeContext {
