@@ -680,9 +680,9 @@ async fn memory(scale: Scale) {
         "## Memory: the built binary, {users} discovered users, `restorewatch simulate --users {users}`\n"
     );
     println!(
-        "sled cache_capacity: {} MiB (store::CACHE_CAPACITY_BYTES); C = 32; console sink. \
+        "sled cache_capacity: {} KiB (store::CACHE_CAPACITY_BYTES); C = 32; console sink. \
          Median of {} runs, each on a fresh store (every run in MiB beside it).\n",
-        restorewatch::store::CACHE_CAPACITY_BYTES >> 20,
+        restorewatch::store::CACHE_CAPACITY_BYTES >> 10,
         runs.len()
     );
     println!("| case | wall | RSS | runs | target | RSS / target |\n|---|---:|---:|---|---:|---:|");

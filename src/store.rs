@@ -324,9 +324,10 @@ pub const QUARANTINE_TREE: &str = "quarantine";
 /// so a small cache costs little (a miss is a read from the OS page cache). sled counts a
 /// page at its size on disk, which in a compressed store is a fraction of the decoded
 /// page it keeps in memory: 2 MiB held about 6 MiB of decoded pages at 10,000 users.
-/// 512 KiB measured 4 MiB less idle memory than 2 MiB there, and the same client CPU
-/// per request (BENCHMARKS.md, "Latest run").
-pub const CACHE_CAPACITY_BYTES: u64 = 512 * 1024;
+/// 1 MiB idles 5-7 MiB lower than 2 MiB there at the same client CPU per request; 512 KiB
+/// idles a little lower again but makes draining a 10,000-event backlog 1.26-1.30 times
+/// slower per event than a 1,000-event one (1 MiB: 1.15-1.20; BENCHMARKS.md).
+pub const CACHE_CAPACITY_BYTES: u64 = 1024 * 1024;
 
 /// Whether the store at `dir` is (or, new, will be) written zstd-compressed. sled records
 /// the choice in the store's `conf` file when it creates the store and refuses to open it
