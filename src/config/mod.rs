@@ -2016,7 +2016,7 @@ mod tests {
     #[test]
     fn every_key_of_the_example_can_come_from_the_environment() {
         let example: toml::Table =
-            toml::from_str(include_str!("../config/restorewatch.example.toml")).unwrap();
+            toml::from_str(include_str!("../../config/restorewatch.example.toml")).unwrap();
         for (section, value) in &example {
             // Arrays of tables ([[watch]], [[route]]) come from the file only.
             let toml::Value::Table(keys) = value else {
