@@ -1,0 +1,147 @@
+//! The envelope every reply shares (`Status` OK or Error), and reading a field tolerantly:
+//! by any of its spellings, case-insensitively, as text, a size or a list, and cut short
+//! for logs.
+
+use super::job::RAW_FIELD_MAX_CHARS;
+use serde_json::{Map, Value};
+
+/// How long a raw snippet of a bad reply or item may be in logs and errors (characters).
+pub const SNIPPET_MAX_CHARS: usize = 200;
+
+/// Why a reply body could not be used at all.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplyError {
+    /// `Status: Error` with the server's Message and ExptType.
+    Api {
+        message: String,
+        expt_type: Option<String>,
+    },
+    /// Not the documented envelope; `snippet` is the start of the body.
+    Malformed { reason: String, snippet: String },
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut with `…`.
+pub fn snippet(text: &str, max: usize) -> String {
+    let mut chars = text.chars();
+    let cut: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// The reply's envelope, every call's: a JSON object whose `Status` is `OK`. `Status:
+/// Error` is the API's own refusal ([`ReplyError::Api`], its `Message` and `ExptType`);
+/// anything else is malformed.
+pub(super) fn open_envelope(body: &str) -> Result<serde_json::Map<String, Value>, ReplyError> {
+    let malformed = |reason: String| ReplyError::Malformed {
+        reason,
+        snippet: snippet(body, SNIPPET_MAX_CHARS),
+    };
+    let root: Value =
+        serde_json::from_str(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let Value::Object(envelope) = root else {
+        return Err(malformed("the reply is not a JSON object".into()));
+    };
+    let status = get(&envelope, &["Status"])
+        .and_then(as_text)
+        .unwrap_or_default();
+    if status.eq_ignore_ascii_case("error") {
+        return Err(ReplyError::Api {
+            message: get(&envelope, &["Message"])
+                .and_then(as_text)
+                .unwrap_or_else(|| "(no message)".into()),
+            expt_type: get(&envelope, &["ExptType"]).and_then(as_text),
+        });
+    }
+    if !status.eq_ignore_ascii_case("ok") {
+        return Err(malformed(format!(
+            "envelope Status is {status:?}, not OK or Error"
+        )));
+    }
+    Ok(envelope)
+}
+
+/// A field's value as the server sent it, for showing: strings without their quotes.
+pub(super) fn raw_text(v: &Value) -> String {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    snippet(&text, RAW_FIELD_MAX_CHARS)
+}
+
+/// Looks a field up by any of its spellings, ignoring ASCII case; earlier spellings win.
+pub(super) fn get<'v>(map: &'v Map<String, Value>, keys: &[&str]) -> Option<&'v Value> {
+    keys.iter().find_map(|want| {
+        map.get(*want).or_else(|| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(want))
+                .map(|(_, v)| v)
+        })
+    })
+}
+
+/// A scalar as text: strings as they are, numbers and booleans written out.
+pub(super) fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A byte count: a non-negative integer, as a number or a string. Anything else (`-1`,
+/// `"n/a"`, `1.5`) is unknown.
+pub(super) fn as_size(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+}
+
+/// A database/VM/folder list: a JSON list, or one string (empty means none).
+pub(super) fn as_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(as_text)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        other => as_text(other)
+            .filter(|s| !s.is_empty())
+            .into_iter()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode_reply;
+    use super::super::test_support::cx;
+    use super::*;
+
+    #[test]
+    fn error_envelope_is_an_api_error() {
+        let body = r#"{"Status":"Error","Message":"Incorrect system username/password","ExptType":"com.ahsay.obs.core.dbs.c"}"#;
+        assert_eq!(
+            decode_reply(body, &cx()),
+            Err(ReplyError::Api {
+                message: "Incorrect system username/password".into(),
+                expt_type: Some("com.ahsay.obs.core.dbs.c".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn non_json_is_malformed_with_a_snippet() {
+        let Err(ReplyError::Malformed { snippet, .. }) = decode_reply("<html>oops</html>", &cx())
+        else {
+            panic!("expected malformed");
+        };
+        assert_eq!(snippet, "<html>oops</html>");
+    }
+}
