@@ -18,9 +18,8 @@ pub(super) fn list_name(text: &str) -> String {
     cut(&escape_markdown(text), LIST_NAME_MAX_CHARS)
 }
 
-/// `13:25` on the digest's day, `2024-06-27 01:10` on another, `?` when unknown.
-/// A time of the day as `HH:MM` (with its date when another), the text the server sent
-/// when it could not be read, or `?`.
+/// A time as `13:25` on the digest's day and `2024-06-27 01:10` on another; the text the
+/// server sent when it could not be read; `?` when there is none.
 fn clock(at: Option<DateTime<FixedOffset>>, raw: Option<&str>, date: NaiveDate) -> String {
     match at {
         Some(t) if t.date_naive() == date => t.format("%H:%M").to_string(),
