@@ -31,53 +31,41 @@
 //! would fail the same way: a batch of several events is retried one event per message, and
 //! an event rejected on its own is logged with Discord's reason, counted
 //! ([`DiscordSink::rejected_events`]) and dropped, so it cannot block its channel forever.
+//!
+//! # Layout
+//! This module holds the sink, its timing and the drain's path through the channels;
+//! `batch.rs` records batches and derives their nonces, `message.rs` builds the requests
+//! and recognises our messages read back, `post.rs` sends one message and classifies
+//! Discord's answer (retrying 429s, 5xx and transport errors), and `refusal.rs` keeps
+//! the refusing channels and the rejected token.
+
+mod batch;
+mod message;
+mod post;
+mod refusal;
+
+pub use refusal::{MISSING_EMBED_LINKS, TOKEN_REJECTED};
 
 use super::routing::Routes;
 use crate::config::{AlertSettings, DiscordSettings};
-use crate::escalation::pings;
 use crate::event::Event;
-use crate::render::{
-    alert_buttons, pack_items, render_event, Embed, OutMessage, PackItem, RenderOptions,
-    ACK_FIELD_NAME,
-};
+use crate::render::{pack_items, RenderOptions};
 use crate::sink::{Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
+use batch::BATCH_TREE;
+use message::message_request;
+use post::Posted;
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Nonce, RoleId};
-use serenity::http::{Http, HttpBuilder, LightMethod, Request, Route};
+use serenity::all::{ChannelId, RoleId};
+use serenity::http::{Http, HttpBuilder};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How many of a channel's latest messages are read back to find the message of an
-/// interrupted post (one drain window's batches fit well inside).
-const RECENT_MESSAGES_CHECKED: usize = 50;
-
-/// The sled tree holding batches (see the module docs).
-const BATCH_TREE: &str = "discord_batches";
 /// A request that has not been answered after this long counts as a transport error.
 const REQUEST_TIMEOUT_SECS: u64 = 30;
-/// A 429 without a `retry_after` or `Retry-After` waits this long.
-const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
-/// The longest wait a 429 can ask for; a longer, negative or unreadable (NaN) one counts as
-/// this, so a bad value can neither panic nor stall delivery for ever.
-const MAX_RETRY_AFTER_SECS: u64 = 3600;
-/// The refusal reason of a channel where messages arrive without their embeds.
-pub const MISSING_EMBED_LINKS: &str = "missing Embed Links permission";
-
-/// What delivery says while Discord rejects the bot token: the log line, the drain's error
-/// (which `once` prints before exiting 1) and `/status`.
-pub const TOKEN_REJECTED: &str = "Discord rejected the bot token (401 Unauthorized), so nothing \
-    is posted to any channel. Set a valid token in RESTOREWATCH_DISCORD_TOKEN (or \
-    discord.token_file / discord.token); if it was reset, copy the new one from the Developer \
-    Portal (Bot → Reset Token). Events stay queued and are posted once the token works";
-
-/// How much of Discord's error body a logged reason keeps (characters).
-const REASON_MAX_CHARS: usize = 300;
 
 /// How long delivery waits, and how often it tries, when Discord does not accept a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,88 +144,6 @@ struct State {
 struct Refusal {
     reason: String,
     retry_at: Instant,
-}
-
-/// A batch: the events one packed message carries (more than one message only when a single
-/// event is too big for one, which today's rendering never makes).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Batch {
-    channel: u64,
-    ids: Vec<u64>,
-    /// Messages of the batch Discord accepted so far.
-    parts_sent: usize,
-    /// Every message accepted (or the batch dropped after a 400).
-    done: bool,
-}
-
-impl Batch {
-    /// Derived from the store's install id and the event ids only, so the same batch
-    /// always gets the same nonce: `{install}{hash of all ids}`, plus `.{part}` after the
-    /// first message. Every id counts, so two batches that share their first event and
-    /// their size (a batch split after a 400) never share a nonce. The install id keeps two
-    /// bots sharing a token (or a wiped state directory) from reusing each other's nonces;
-    /// it is shortened only as far as Discord's 25-character limit needs.
-    fn nonce(&self, install: &str, part: usize) -> String {
-        use std::hash::Hasher as _;
-        // SipHash-1-3 with fixed keys: the same ids give the same hash in every release.
-        let mut hasher = siphasher::sip::SipHasher13::new();
-        for id in &self.ids {
-            hasher.write_u64(*id);
-        }
-        let hash = hasher.finish() >> (64 - NONCE_HASH_BITS);
-        let mut tail = format!("{hash:0width$x}", width = NONCE_HASH_BITS as usize / 4);
-        if part > 0 {
-            tail.push_str(&format!(".{part}"));
-        }
-        let room = NONCE_MAX_CHARS.saturating_sub(tail.len());
-        let prefix: String = install.chars().take(room).collect();
-        format!("{prefix}{tail}")
-    }
-
-    fn key(&self) -> [u8; 16] {
-        batch_key(
-            ChannelId::new(self.channel),
-            self.ids.first().copied().unwrap_or_default(),
-        )
-    }
-}
-
-/// Discord's limit on a message nonce (characters).
-const NONCE_MAX_CHARS: usize = 25;
-/// Bits of the id hash in a nonce: 13 hex digits, leaving room for the install id and a
-/// part number.
-const NONCE_HASH_BITS: u32 = 52;
-
-/// Batches are keyed by channel and first event id.
-fn batch_key(channel: ChannelId, first_id: u64) -> [u8; 16] {
-    let mut key = [0; 16];
-    key[..8].copy_from_slice(&channel.get().to_be_bytes());
-    key[8..].copy_from_slice(&first_id.to_be_bytes());
-    key
-}
-
-/// One answer to one post.
-enum Reply {
-    Accepted,
-    RateLimited(Duration),
-    /// 400/413: this message will never be accepted.
-    Rejected(String),
-    /// 403/404, or accepted without its embeds: the channel does not let us post.
-    Refused(String),
-    /// 401: Discord rejected the token.
-    Unauthorized(String),
-    /// 5xx, another status, or no answer at all.
-    Failed(String),
-}
-
-/// How posting one message (with its retries) ended.
-enum Posted {
-    Accepted,
-    Rejected(String),
-    Refused(String),
-    Unauthorized(String),
-    /// Given up for this drain; rest this long.
-    Unavailable(String, Duration),
 }
 
 /// How a channel's part of a drain ended.
@@ -326,117 +232,9 @@ impl DiscordSink {
         // The state is plain bookkeeping; a panic elsewhere must not stop delivery.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    fn save(&self, batch: &Batch) -> Result<(), SinkError> {
-        let bytes = serde_json::to_vec(batch).map_err(|e| SinkError(e.to_string()))?;
-        self.batches
-            .insert(batch.key(), bytes)
-            .map_err(|e| SinkError(format!("saving a delivery batch: {e}")))?;
-        // On disk before the post: a crash after it must find the same batch (and nonce).
-        // Synchronous on purpose: sled's async flush waits outside tokio.
-        self.batches
-            .flush()
-            .map_err(|e| SinkError(format!("saving a delivery batch: {e}")))?;
-        Ok(())
-    }
-
-    /// A recorded batch; one that does not decode is quarantined (`None`).
-    fn read_batch(&self, key: &[u8], value: &[u8]) -> Result<Option<Batch>, SinkError> {
-        match serde_json::from_slice::<Batch>(value) {
-            Ok(batch) => Ok(Some(batch)),
-            Err(e) => {
-                self.store
-                    .quarantine(&self.batches, key, value, &e.to_string())
-                    .map_err(|e| SinkError(e.to_string()))?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// Forgets batches whose events have left the outbox. The drain offers a contiguous
-    /// slice of the outbox, so a batch id inside the offered range but not offered is gone;
-    /// and so is any id below the oldest event still queued.
-    fn forget_delivered(&self, offered: &[Event]) -> Result<(), SinkError> {
-        let oldest = self
-            .store
-            .pending_events(1)
-            .map_err(|e| SinkError(e.to_string()))?
-            .first()
-            .map(|e| e.id);
-        let (Some(low), Some(high)) = (
-            offered.iter().map(|e| e.id).min(),
-            offered.iter().map(|e| e.id).max(),
-        ) else {
-            return Ok(());
-        };
-        for kv in self.batches.iter() {
-            let (key, value) = kv.map_err(|e| SinkError(e.to_string()))?;
-            let Some(batch) = self.read_batch(&key, &value)? else {
-                continue;
-            };
-            let below_queue = oldest.is_none_or(|o| batch.ids.iter().all(|id| *id < o));
-            let gone_from_slice = batch
-                .ids
-                .iter()
-                .all(|id| (low..=high).contains(id) && !offered.iter().any(|e| e.id == *id));
-            if below_queue || gone_from_slice {
-                self.batches
-                    .remove(key)
-                    .map_err(|e| SinkError(e.to_string()))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The batch starting at `events[0]`: the recorded one, or a new one (saved). A
-    /// recorded batch may reach past `events` (the drain's window now ends inside it).
-    /// The flag says whether the batch was recorded before: a post of it may have been
-    /// cut short (a crash, a lost answer) after Discord created the message.
-    fn batch_at(&self, channel: ChannelId, events: &[&Event]) -> Result<(Batch, bool), SinkError> {
-        let key = batch_key(channel, events[0].id);
-        let recorded = match self
-            .batches
-            .get(key)
-            .map_err(|e| SinkError(e.to_string()))?
-        {
-            Some(v) => self.read_batch(&key, &v)?,
-            None => None,
-        };
-        if let Some(batch) = recorded {
-            // Offered in order as far as the window goes: the same batch.
-            let offered = events.iter().map(|e| e.id);
-            if batch.ids.iter().copied().zip(offered).all(|(a, b)| a == b) {
-                return Ok((batch, true));
-            }
-            // A different set under the same first event cannot have been posted whole;
-            // start afresh.
-        }
-        let first = pack_items(self.items(events), &self.render)
-            .into_iter()
-            .next()
-            .map_or(events.len(), |p| p.items.end);
-        let batch = Batch {
-            channel: channel.get(),
-            ids: events[..first].iter().map(|e| e.id).collect(),
-            parts_sent: 0,
-            done: false,
-        };
-        self.save(&batch)?;
-        Ok((batch, false))
-    }
-
-    /// The events as packing items: embeds, ping, and a failure alert's buttons.
-    fn items(&self, events: &[&Event]) -> Vec<PackItem> {
-        events
-            .iter()
-            .map(|e| PackItem {
-                ping: pings(e, &self.alerts),
-                embeds: render_event(e, &self.render),
-                buttons: alert_buttons(e),
-            })
-            .collect()
-    }
-
+impl DiscordSink {
     /// Posts the channel's events in order, batch by batch; accepted ids go to `accepted`.
     async fn deliver_channel(
         &self,
@@ -524,147 +322,6 @@ impl DiscordSink {
         }
         Ok(ChannelEnd::Done)
     }
-
-    /// Posts one message, retrying 429s, 5xx and transport errors as [`DeliveryTiming`]
-    /// says.
-    async fn post_message(
-        &self,
-        channel: ChannelId,
-        message: &OutMessage,
-        nonce: String,
-    ) -> Posted {
-        let body = match message_body(message, self.mention_role, nonce) {
-            Ok(body) => body,
-            Err(e) => return Posted::Rejected(format!("cannot encode the message: {e}")),
-        };
-        let (mut limited, mut failed) = (0, 0);
-        let with_embeds = !message.embeds.is_empty();
-        loop {
-            match self.post(channel, body.clone(), with_embeds).await {
-                Reply::Accepted => return Posted::Accepted,
-                Reply::Rejected(reason) => return Posted::Rejected(reason),
-                Reply::Refused(reason) => return Posted::Refused(reason),
-                Reply::Unauthorized(reason) => return Posted::Unauthorized(reason),
-                Reply::RateLimited(wait) => {
-                    limited += 1;
-                    let reason = format!("rate limited, retry after {wait:?}");
-                    if wait > self.timing.max_retry_after
-                        || limited >= self.timing.rate_limit_attempts
-                    {
-                        return Posted::Unavailable(reason, wait);
-                    }
-                    tracing::debug!(channel = channel.get(), "{reason}");
-                    tokio::time::sleep(wait).await;
-                }
-                Reply::Failed(reason) => {
-                    failed += 1;
-                    if failed >= self.timing.server_error_attempts {
-                        return Posted::Unavailable(reason, self.timing.backoff_max);
-                    }
-                    let wait = self.timing.backoff(failed);
-                    tracing::debug!(channel = channel.get(), %reason, ?wait, "retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-
-    /// Whether the channel's latest messages hold one of ours with exactly this text:
-    /// the message of a post that was cut short after Discord created it. Any failure to
-    /// read the channel (no Read Message History, say) answers no, and the post goes out
-    /// again under the same nonce.
-    async fn already_posted(&self, channel: ChannelId, message: &OutMessage) -> bool {
-        let body = message_body(message, None, String::new());
-        let Some(wanted) = body
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
-            return false;
-        };
-        let request = Request::new(
-            Route::ChannelMessages {
-                channel_id: channel,
-            },
-            LightMethod::Get,
-        )
-        .params(Some(vec![("limit", RECENT_MESSAGES_CHECKED.to_string())]));
-        let request =
-            match request.build(&self.client, self.http.token(), self.http.proxy.as_deref()) {
-                Ok(request) => request,
-                Err(_) => return false,
-            };
-        let recent: Value = match request.send().await {
-            Ok(response) if response.status().is_success() => match response.bytes().await {
-                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            },
-            Ok(response) => {
-                tracing::debug!(
-                    channel = channel.get(),
-                    status = %response.status(),
-                    "cannot read the channel back; posting again under the same nonce"
-                );
-                Value::Null
-            }
-            Err(_) => Value::Null,
-        };
-        recent
-            .as_array()
-            .is_some_and(|messages| messages.iter().any(|m| same_message(m, &wanted)))
-    }
-
-    /// One `POST /channels/{id}/messages`; `with_embeds`: the message has embeds, which
-    /// Discord's answer must show.
-    async fn post(&self, channel: ChannelId, body: Vec<u8>, with_embeds: bool) -> Reply {
-        let request = match message_request(channel, body).build(
-            &self.client,
-            self.http.token(),
-            self.http.proxy.as_deref(),
-        ) {
-            Ok(request) => request,
-            Err(e) => return Reply::Failed(format!("building the request: {e}")),
-        };
-        let response = request.send().await;
-        crate::metrics::discord_reply(response.as_ref().ok().map(|r| r.status().as_u16()));
-        let response = match response {
-            Ok(response) => response,
-            Err(e) => return Reply::Failed(format!("no answer from Discord: {e}")),
-        };
-        let status = response.status();
-        if status.is_success() {
-            // Without Embed Links, Discord creates the message but drops its embeds: the
-            // alert did not arrive. An answer that can't be read counts as accepted.
-            let created: Value = match response.bytes().await {
-                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                Err(_) => Value::Null,
-            };
-            let stripped = created["embeds"].as_array().is_some_and(Vec::is_empty);
-            if with_embeds && stripped {
-                return Reply::Refused(MISSING_EMBED_LINKS.to_owned());
-            }
-            return Reply::Accepted;
-        }
-        let header_wait = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        let body: Value = match response.bytes().await {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
-        let reason = describe(status, &body, self.http.token());
-        match status.as_u16() {
-            429 => {
-                let secs = body["retry_after"].as_f64().or(header_wait);
-                Reply::RateLimited(retry_wait(secs))
-            }
-            400 | 413 => Reply::Rejected(reason),
-            401 => Reply::Unauthorized(reason),
-            403 | 404 => Reply::Refused(reason),
-            _ => Reply::Failed(reason),
-        }
-    }
 }
 
 impl Sink for DiscordSink {
@@ -676,20 +333,6 @@ impl Sink for DiscordSink {
 }
 
 impl DiscordSink {
-    /// Writes the channels that refuse us to the store, where `/status` and the digest
-    /// read them.
-    fn publish_refusals(&self) {
-        let token = self
-            .token_rejected()
-            .then(|| format!("every channel: {TOKEN_REJECTED}"));
-        let channels = self.refused_channels().into_iter();
-        let channels = channels.map(|(channel, reason)| format!("channel {channel}: {reason}"));
-        let refused: Vec<String> = token.into_iter().chain(channels).collect();
-        if let Err(e) = self.store.set_refused_destinations(&refused) {
-            tracing::warn!(error = %e, "cannot record the refusing channels");
-        }
-    }
-
     async fn deliver_channels(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
         if self
             .state()
@@ -744,308 +387,14 @@ impl DiscordSink {
     }
 }
 
-impl DiscordSink {
-    /// Whether Discord rejects the bot token (a 401 not followed by an accepted post yet).
-    pub fn token_rejected(&self) -> bool {
-        self.state().token_rejected.is_some()
-    }
-
-    /// Stops posting until the token retry is due; logs at error only the first time, so a
-    /// bad token costs one log line, not one per cycle.
-    fn reject_token(&self, reason: &str) {
-        let retry_at = Instant::now() + self.timing.token_retry;
-        let was = self.state().token_rejected.replace(retry_at);
-        if was.is_none() {
-            tracing::error!(%reason, retry_in = ?self.timing.token_retry, "{TOKEN_REJECTED}");
-        } else {
-            tracing::debug!(%reason, "the bot token is still rejected");
-        }
-    }
-
-    /// Notes a channel's refusal; logs only when it is new or its reason changed.
-    fn refuse(&self, channel: ChannelId, reason: String) {
-        let retry_at = Instant::now() + self.timing.refused_retry;
-        let mut state = self.state();
-        let known = state
-            .refused
-            .get(&channel)
-            .is_some_and(|r| r.reason == reason);
-        if !known {
-            tracing::warn!(
-                channel = channel.get(),
-                %reason,
-                retry_in = ?self.timing.refused_retry,
-                "channel refuses our messages; its events stay queued"
-            );
-        }
-        state.refused.insert(channel, Refusal { reason, retry_at });
-    }
-}
-
-/// serenity's route for posting a message, with `body` as JSON.
-fn message_request(channel: ChannelId, body: Vec<u8>) -> Request<'static> {
-    Request::new(
-        Route::ChannelMessages {
-            channel_id: channel,
-        },
-        LightMethod::Post,
-    )
-    .body(Some(body))
-}
-
-/// The JSON of a create-message request: content, embeds, the alerts' button rows, the
-/// nonce with `enforce_nonce`, and `allowed_mentions` on every message: exactly the
-/// configured role when the message pings it, nothing at all otherwise.
-fn message_body(
-    message: &OutMessage,
-    role: Option<RoleId>,
-    nonce: String,
-) -> serde_json::Result<Vec<u8>> {
-    let mut allowed = CreateAllowedMentions::new();
-    if let (true, Some(role)) = (message.mention_role, role) {
-        allowed = allowed.roles([role]);
-    }
-    let mut create = CreateMessage::new()
-        .embeds(message.embeds.iter().map(Embed::to_serenity).collect())
-        .allowed_mentions(allowed)
-        .nonce(Nonce::String(nonce))
-        .enforce_nonce(true);
-    if !message.content.is_empty() {
-        create = create.content(&message.content);
-    }
-    if !message.rows.is_empty() {
-        create = create.components(message.rows.iter().map(|r| r.to_serenity()).collect());
-    }
-    serde_json::to_vec(&create)
-}
-
-/// Whether `found` (a message read back from Discord) is ours and says what `wanted` (our
-/// create-message body) says: the same content and the same embed titles, descriptions
-/// and field values, in order. Discord adds to an embed (its type, say) but keeps these.
-/// Buttons are not compared, and neither is the field an acknowledgement adds to an
-/// alert (its name is [`ACK_FIELD_NAME`]): a message someone acknowledged before the
-/// read-back is still ours.
-fn same_message(found: &Value, wanted: &Value) -> bool {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let embeds = |m: &Value| -> Vec<(String, String, Vec<String>)> {
-        m["embeds"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .map(|e| {
-                        let fields = e["fields"]
-                            .as_array()
-                            .map(|f| {
-                                f.iter()
-                                    .filter(|f| f["name"] != ACK_FIELD_NAME)
-                                    .map(|f| text(&f["value"]))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        (text(&e["title"]), text(&e["description"]), fields)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    found["author"]["bot"] == Value::Bool(true)
-        && text(&found["content"]) == text(&wanted["content"])
-        && embeds(found) == embeds(wanted)
-}
-
-/// A 429's wait from `retry_after` seconds: a missing value waits a second; a negative,
-/// NaN, infinite or longer one than [`MAX_RETRY_AFTER_SECS`] waits that cap.
-fn retry_wait(secs: Option<f64>) -> Duration {
-    let cap = Duration::from_secs(MAX_RETRY_AFTER_SECS);
-    match secs {
-        None => Duration::from_millis(DEFAULT_RETRY_AFTER_MS),
-        Some(s) if (0.0..=cap.as_secs_f64()).contains(&s) => Duration::from_secs_f64(s),
-        Some(_) => cap,
-    }
-}
-
-/// `403 Forbidden: Missing Access (code 50001)`, plus the field errors of a 400, cut short.
-/// The token (`authorization`, with or without its `Bot ` prefix) is blanked out first,
-/// should an error body (or a proxy's) quote the request: reasons are logged and shown.
-fn describe(status: reqwest::StatusCode, body: &Value, authorization: &str) -> String {
-    let mut reason = status.to_string();
-    if let Some(message) = body["message"].as_str() {
-        reason.push_str(&format!(": {message}"));
-    }
-    if let Some(code) = body["code"].as_u64().filter(|c| *c != 0) {
-        reason.push_str(&format!(" (code {code})"));
-    }
-    if let Some(errors) = body.get("errors") {
-        reason.push_str(&format!(" {errors}"));
-    }
-    let bare = authorization
-        .strip_prefix("Bot ")
-        .or_else(|| authorization.strip_prefix("Bearer "))
-        .unwrap_or(authorization)
-        .trim();
-    if !bare.is_empty() {
-        reason = reason.replace(bare, "[REDACTED]");
-    }
-    reason.chars().take(REASON_MAX_CHARS).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn message(mention_role: bool) -> OutMessage {
-        OutMessage {
-            content: if mention_role {
-                "<@&42> 1 alert".into()
-            } else {
-                String::new()
-            },
-            embeds: vec![Embed {
-                title: "Restore failed".into(),
-                ..Embed::default()
-            }],
-            mention_role,
-            rows: Vec::new(),
-        }
-    }
-
-    fn body(message: &OutMessage, role: Option<u64>) -> Value {
-        let bytes = message_body(message, role.map(RoleId::new), "rw1-1".into()).unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
-
-    #[test]
-    fn a_ping_allows_exactly_the_role_and_nothing_else() {
-        let b = body(&message(true), Some(42));
-        assert_eq!(b["content"], "<@&42> 1 alert");
-        assert_eq!(
-            b["allowed_mentions"],
-            json!({"parse": [], "users": [], "roles": ["42"]})
-        );
-        assert_eq!(b["nonce"], "rw1-1");
-        assert_eq!(b["enforce_nonce"], true);
-    }
-
-    #[test]
-    fn alert_rows_are_posted_and_a_read_back_still_recognises_the_message() {
-        use crate::actions::JobRef;
-        use crate::render::ButtonRow;
-        let mut m = message(true);
-        m.embeds[0].fields = vec![crate::render::EmbedField::new("Status", "failure", true)];
-        m.rows = vec![ButtonRow {
-            embed: 0,
-            job: JobRef {
-                date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26),
-                hash: 0xabc,
-            },
-            label: None,
-        }];
-        let b = body(&m, Some(42));
-        let buttons = b["components"][0]["components"].as_array().unwrap();
-        let ids: Vec<&str> = buttons
-            .iter()
-            .map(|b| b["custom_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            ids,
-            [
-                "alert:ack:2024-06-26:0000000000000abc:0",
-                "alert:mute:2024-06-26:0000000000000abc:0",
-                "alert:jobs:2024-06-26:0000000000000abc:0"
-            ]
-        );
-        let labels: Vec<&str> = buttons
-            .iter()
-            .map(|b| b["label"].as_str().unwrap())
-            .collect();
-        assert_eq!(labels, ["Acknowledge", "Mute set 24h", "Show jobs"]);
-        // What Discord returns: the body, its author, and later maybe an acknowledgement.
-        let mut found = b.clone();
-        found["author"] = json!({"bot": true});
-        assert!(same_message(&found, &b));
-        found["embeds"][0]["fields"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"name": ACK_FIELD_NAME, "value": "by <@1> · <t:1:f>"}));
-        assert!(same_message(&found, &b), "acknowledged is still ours");
-        found["embeds"][0]["fields"][0]["value"] = json!("success");
-        assert!(!same_message(&found, &b));
-    }
-
-    #[test]
-    fn without_a_ping_nothing_is_allowed() {
-        let b = body(&message(false), Some(42));
-        assert!(b.get("content").is_none());
-        assert_eq!(
-            b["allowed_mentions"],
-            json!({"parse": [], "users": [], "roles": []})
-        );
-    }
-
-    #[test]
-    fn nonces_follow_the_event_ids_and_fit_25_chars() {
-        let batch = |ids: Vec<u64>| Batch {
-            channel: 1,
-            ids,
-            parts_sent: 0,
-            done: false,
-        };
-        let first = batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0);
-        assert_eq!(first.len(), 21);
-        assert!(first.starts_with("1f2e3d4c"), "{first}");
-        assert_eq!(
-            batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0),
-            first,
-            "stable"
-        );
-        assert_eq!(
-            batch(vec![10, 11, 12]).nonce("1f2e3d4c", 1),
-            format!("{first}.1")
-        );
-        // Same first id and count, another id in the middle: another nonce.
-        assert_ne!(batch(vec![10, 13, 12]).nonce("1f2e3d4c", 0), first);
-        assert_ne!(batch(vec![10, 11]).nonce("1f2e3d4c", 0), first);
-        assert_ne!(
-            batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0),
-            batch(vec![10, 11, 12]).nonce("99999999", 0),
-            "another install never reuses the nonce"
-        );
-        let worst = batch((u64::MAX - 255..=u64::MAX).collect()).nonce("1f2e3d4c", 99);
-        assert!(worst.chars().count() <= 25, "{worst}");
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let t = DeliveryTiming::default();
         let waits: Vec<u64> = (1..=7).map(|n| t.backoff(n).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
-    }
-
-    #[test]
-    fn retry_after_is_capped_at_an_hour() {
-        let cap = Duration::from_secs(3600);
-        assert_eq!(retry_wait(Some(1.5)), Duration::from_millis(1500));
-        assert_eq!(retry_wait(Some(3600.0)), cap);
-        assert_eq!(retry_wait(None), Duration::from_secs(1));
-        for odd in [
-            1e20,
-            -1.0,
-            f64::NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            3600.5,
-        ] {
-            assert_eq!(retry_wait(Some(odd)), cap, "{odd}");
-        }
-    }
-
-    #[test]
-    fn describe_names_status_message_and_code() {
-        let body = json!({"message": "Missing Access", "code": 50001});
-        assert_eq!(
-            describe(reqwest::StatusCode::FORBIDDEN, &body, "Bot t0k"),
-            "403 Forbidden: Missing Access (code 50001)"
-        );
     }
 }
