@@ -1,0 +1,527 @@
+//! The daily digest: one day of restore jobs (a calendar day in the backup server's zone)
+//! in numbers, with every failure, the jobs still running or stuck, a per-owner breakdown,
+//! the poller's health and what still waits in the outbox.
+//!
+//! [`Digest::compute`] is a pure function over job records, unit-tested without sled;
+//! [`Digest::from_store`] feeds it from the store. The result is plain serde data because it
+//! travels through the outbox as JSON inside [`EventKind::Digest`], like any other event, so
+//! a digest is delivered exactly once and survives a Discord outage. [`render_digest`] turns
+//! it into embeds: a summary card first, then one card per list, where a long list
+//! continues over as many cards as it needs instead of being cut; the ordinary
+//! [`crate::render::pack`] spreads those cards over messages.
+//!
+//! [`EventKind::Digest`]: crate::event::EventKind::Digest
+//!
+//! # Layout
+//! - `mod.rs` (here): the digest's data, computed from job records or from the store.
+//! - `schedule`: when digests are due ([`due_days`], [`catch_up`]) and queuing them.
+//! - `render`: the summary card, the list cards within a number of messages, the plain text.
+//! - `lists`: the digest's lists and their layout in cards, a long list cut short with a
+//!   line counting the rest.
+//! - `lines`: the list lines, one failure, running job or owner each.
+
+mod lines;
+mod lists;
+mod render;
+mod schedule;
+#[cfg(test)]
+mod test_support;
+
+pub use lines::NO_OWNER_LABEL;
+pub use render::{digest_text, render_digest, DIGEST_MESSAGES_MAX};
+pub use schedule::{catch_up, day_over_in, due_days, previous_day, queue_digest};
+
+use crate::acks::{Ack, Acks};
+use crate::cbs::model::JobKey;
+use crate::cbs::model::{StatusClass, END_TIME_FIELD, START_TIME_FIELD};
+use crate::event::ClassCounts;
+use crate::store::{DayHealth, JobRecord, Store, StoreError};
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One day of restore jobs, ready to tell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Digest {
+    /// The calendar day, in the backup server's zone.
+    pub date: NaiveDate,
+    /// The backup server's zone name (`Europe/Berlin`).
+    pub timezone: String,
+    /// Jobs per class; classes without jobs are left out.
+    pub totals: ClassCounts,
+    /// Successes and warnings over finished jobs, 0.0 to 1.0; `None` without finished jobs.
+    pub success_rate: Option<f64>,
+    /// Failures, partial failures and unknown outcomes, by time (end, else start).
+    pub failures: Vec<DigestJob>,
+    /// Jobs still running, no stuck notice sent, by start time.
+    pub running: Vec<DigestJob>,
+    /// Jobs still running that were reported as stuck, by start time.
+    pub stuck: Vec<DigestJob>,
+    /// Jobs per class for each owner; the empty owner is a user without one.
+    pub owners: BTreeMap<String, ClassCounts>,
+    pub health: DigestHealth,
+    /// Events in the outbox when the digest was built (the digest itself not included).
+    pub undelivered: usize,
+    /// Channels Discord refuses to let the bot post in, as the sink names them.
+    pub refused_channels: Vec<String>,
+}
+
+/// One job as the digest lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DigestJob {
+    /// The backup server, when several are watched (else empty, and not shown).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
+    pub login_name: String,
+    pub owner: String,
+    /// The backup-set name, or its ID when the server sent no name.
+    pub backup_set: String,
+    /// The status code exactly as the server sent it.
+    pub raw_status: String,
+    pub class: StatusClass,
+    /// Wall-clock times as the server reported them (its offset kept).
+    pub start_time: Option<DateTime<FixedOffset>>,
+    pub end_time: Option<DateTime<FixedOffset>>,
+    /// The start and end times as sent, when the server sent ones that could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_raw: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_raw: Option<String>,
+    /// Was running, then left out of the server's list: its outcome is unknown.
+    #[serde(default)]
+    pub vanished: bool,
+    /// Who acknowledged the failure (the alert's **Acknowledge** button), and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<DigestAck>,
+}
+
+/// An acknowledgement as the digest shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestAck {
+    /// The Discord name of who pressed the button.
+    pub by: String,
+    /// When, in the digest's zone.
+    pub at: DateTime<FixedOffset>,
+}
+
+/// The poller's day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestHealth {
+    pub cycles: u32,
+    pub request_errors: u32,
+    /// Minutes the backup server counted as down, a started minute counted in full so a
+    /// short outage does not read as none.
+    pub outage_minutes: i64,
+    /// Each backup server's own day, when several are watched (the fields above are their
+    /// sums); empty with one server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<ServerHealth>,
+}
+
+/// One backup server's poller day, when several are watched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerHealth {
+    pub server: String,
+    pub cycles: u32,
+    pub request_errors: u32,
+    pub outage_minutes: i64,
+}
+
+/// A started minute counts in full, so a short outage does not read as none.
+fn outage_minutes(health: &DayHealth) -> i64 {
+    (health.outage_secs.max(0) + 59) / 60
+}
+
+/// The poller's day on every configured backup server: the sum, and (with several
+/// servers) each server's own, in the configuration's order.
+pub fn day_health(
+    store: &Store,
+    date: NaiveDate,
+) -> Result<(DayHealth, Vec<ServerHealth>), StoreError> {
+    let servers = store.configured_servers()?;
+    if servers.len() < 2 {
+        return Ok((store.day_health(date)?, Vec::new()));
+    }
+    let mut total = DayHealth::default();
+    let mut each = Vec::with_capacity(servers.len());
+    for server in servers {
+        let health = store.server_view(&server)?.day_health(date)?;
+        total.cycles = total.cycles.saturating_add(health.cycles);
+        total.request_errors = total.request_errors.saturating_add(health.request_errors);
+        total.outage_secs = total.outage_secs.saturating_add(health.outage_secs);
+        each.push(ServerHealth {
+            cycles: health.cycles,
+            request_errors: health.request_errors,
+            outage_minutes: outage_minutes(&health),
+            server,
+        });
+    }
+    Ok((total, each))
+}
+
+impl DigestJob {
+    fn from_record(record: &JobRecord, servers_named: bool) -> DigestJob {
+        let job = &record.job;
+        DigestJob {
+            server: if servers_named {
+                job.server.clone()
+            } else {
+                String::new()
+            },
+            login_name: job.login_name.clone(),
+            owner: job.owner.clone(),
+            backup_set: job.backup_set_label().to_owned(),
+            raw_status: job.raw_status.clone(),
+            class: job.class,
+            start_time: job.start_time.map(|t| t.fixed_offset()),
+            end_time: job.end_time.map(|t| t.fixed_offset()),
+            start_raw: job.unreadable_field(START_TIME_FIELD).map(str::to_owned),
+            end_raw: job.unreadable_field(END_TIME_FIELD).map(str::to_owned),
+            vanished: record.vanished,
+            acknowledged: None,
+        }
+    }
+}
+
+impl Digest {
+    /// Builds the digest of `date` from the job records listed under it.
+    pub fn compute(
+        date: NaiveDate,
+        tz: Tz,
+        records: &[JobRecord],
+        health: &DayHealth,
+        undelivered: usize,
+        refused_channels: Vec<String>,
+    ) -> Digest {
+        Digest::compute_naming(
+            date,
+            tz,
+            records,
+            health,
+            undelivered,
+            refused_channels,
+            &BTreeMap::new(),
+            false,
+        )
+    }
+
+    /// [`Digest::compute`], with the failures' acknowledgements (by job), which the digest
+    /// lists apart from the open failures; `servers_named`: each listed job says its backup
+    /// server (several are watched).
+    #[allow(clippy::too_many_arguments)]
+    pub fn compute_naming(
+        date: NaiveDate,
+        tz: Tz,
+        records: &[JobRecord],
+        health: &DayHealth,
+        undelivered: usize,
+        refused_channels: Vec<String>,
+        acks: &BTreeMap<JobKey, Ack>,
+        servers_named: bool,
+    ) -> Digest {
+        let mut totals = ClassCounts::new();
+        let mut owners: BTreeMap<String, ClassCounts> = BTreeMap::new();
+        let mut failures = Vec::new();
+        let mut running = Vec::new();
+        let mut stuck = Vec::new();
+        for record in records {
+            let class = record.job.class;
+            *totals.entry(class).or_default() += 1;
+            *owners
+                .entry(record.job.owner.clone())
+                .or_default()
+                .entry(class)
+                .or_default() += 1;
+            match class {
+                StatusClass::Failure | StatusClass::PartialFailure | StatusClass::Unknown => {
+                    let mut failure = DigestJob::from_record(record, servers_named);
+                    failure.acknowledged = acks.get(&record.job.key()).map(|ack| DigestAck {
+                        by: ack.user_name.clone(),
+                        at: ack.at.with_timezone(&tz).fixed_offset(),
+                    });
+                    failures.push(failure);
+                }
+                StatusClass::Running if record.stuck_alerted => {
+                    stuck.push(DigestJob::from_record(record, servers_named));
+                }
+                StatusClass::Running => running.push(DigestJob::from_record(record, servers_named)),
+                StatusClass::Success | StatusClass::Warning | StatusClass::Cancelled => {}
+            }
+        }
+        // Names and set break ties so the order does not depend on the store's key order.
+        let tie = |j: &DigestJob| (j.login_name.clone(), j.backup_set.clone());
+        failures.sort_by_key(|j| (j.end_time.or(j.start_time), tie(j)));
+        running.sort_by_key(|j| (j.start_time, tie(j)));
+        stuck.sort_by_key(|j| (j.start_time, tie(j)));
+
+        let mut digest = Digest {
+            date,
+            timezone: tz.name().to_owned(),
+            totals,
+            success_rate: None,
+            failures,
+            running,
+            stuck,
+            owners,
+            health: DigestHealth {
+                cycles: health.cycles,
+                request_errors: health.request_errors,
+                outage_minutes: outage_minutes(health),
+                servers: Vec::new(),
+            },
+            undelivered,
+            refused_channels,
+        };
+        let finished = digest.finished_jobs();
+        digest.success_rate =
+            (finished > 0).then(|| digest.succeeded_jobs() as f64 / finished as f64);
+        digest
+    }
+
+    /// Builds the digest of `date` from what the store knows now.
+    pub fn from_store(
+        store: &Store,
+        date: NaiveDate,
+        tz: Tz,
+        refused_channels: Vec<String>,
+    ) -> Result<Digest, StoreError> {
+        let (health, servers) = day_health(store, date)?;
+        let mut digest = Digest::compute_naming(
+            date,
+            tz,
+            &store.jobs_on(date)?,
+            &health,
+            store.outbox_len(),
+            refused_channels,
+            &Acks::open(store)?.on(date)?,
+            !servers.is_empty(),
+        );
+        digest.health.servers = servers;
+        Ok(digest)
+    }
+
+    /// Every job of the day.
+    pub fn total_jobs(&self) -> u64 {
+        self.totals.values().map(|n| u64::from(*n)).sum()
+    }
+
+    /// Jobs that ended in success or with warnings: the restore did its work.
+    pub fn succeeded_jobs(&self) -> u64 {
+        [StatusClass::Success, StatusClass::Warning]
+            .iter()
+            .filter_map(|class| self.totals.get(class))
+            .map(|n| u64::from(*n))
+            .sum()
+    }
+
+    /// Jobs that have ended (all but the running ones).
+    pub fn finished_jobs(&self) -> u64 {
+        self.totals
+            .iter()
+            .filter(|(class, _)| class.is_finished())
+            .map(|(_, n)| u64::from(*n))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{
+        day, ended, health, job, logins, record, records, running, tomorrow, BERLIN,
+    };
+    use super::*;
+    use crate::cbs::model::RestoreJob;
+    use crate::event::EventKind;
+    use crate::store::CycleRecord;
+    use crate::test_data;
+    use chrono::{TimeZone, Utc};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn compute_counts_every_class_and_lists_in_time_order() {
+        let d = Digest::compute(day(), BERLIN, &records(), &health(61), 4, vec![]);
+        assert_eq!(d.date, day());
+        assert_eq!(d.timezone, "Europe/Berlin");
+        assert_eq!(
+            d.totals,
+            ClassCounts::from([
+                (StatusClass::Success, 3),
+                (StatusClass::Warning, 1),
+                (StatusClass::PartialFailure, 1),
+                (StatusClass::Failure, 1),
+                (StatusClass::Cancelled, 1),
+                (StatusClass::Running, 3),
+                (StatusClass::Unknown, 1),
+            ])
+        );
+        assert_eq!(
+            (d.total_jobs(), d.finished_jobs(), d.succeeded_jobs()),
+            (11, 8, 4)
+        );
+        // 3 success + 1 warning over 8 finished: cancelled jobs count as finished.
+        assert_eq!(d.success_rate, Some(0.5));
+        assert_eq!(logins(&d.failures), ["part", "unk", "fail"]);
+        let unk = &d.failures[1];
+        assert_eq!(
+            (unk.raw_status.as_str(), unk.class, unk.backup_set.as_str()),
+            ("RESTORE_STOP_WEIRD", StatusClass::Unknown, "set-unk")
+        );
+        assert_eq!(
+            unk.end_time.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2024-06-26T12:30:00+02:00")
+        );
+        assert_eq!(logins(&d.running), ["early", "late"]);
+        assert_eq!(logins(&d.stuck), ["stuck"]);
+        assert_eq!(
+            d.owners,
+            BTreeMap::from([
+                (
+                    String::new(),
+                    ClassCounts::from([
+                        (StatusClass::Success, 1),
+                        (StatusClass::Running, 3),
+                        (StatusClass::Unknown, 1),
+                    ])
+                ),
+                (
+                    "res-a".to_owned(),
+                    ClassCounts::from([
+                        (StatusClass::Success, 2),
+                        (StatusClass::PartialFailure, 1),
+                    ])
+                ),
+                (
+                    "res-b".to_owned(),
+                    ClassCounts::from([
+                        (StatusClass::Warning, 1),
+                        (StatusClass::Failure, 1),
+                        (StatusClass::Cancelled, 1),
+                    ])
+                ),
+            ])
+        );
+        assert_eq!(
+            d.health,
+            DigestHealth {
+                cycles: 288,
+                request_errors: 3,
+                outage_minutes: 2,
+                servers: Vec::new(),
+            }
+        );
+        assert_eq!(d.undelivered, 4);
+    }
+
+    #[test]
+    fn no_finished_job_has_no_success_rate_and_outage_minutes_round_up() {
+        let only_running = [record(running("r", 8), false)];
+        let d = Digest::compute(day(), BERLIN, &only_running, &health(0), 0, vec![]);
+        assert_eq!(d.success_rate, None);
+        assert_eq!(d.health.outage_minutes, 0);
+        let empty = Digest::compute(day(), BERLIN, &[], &health(1), 0, vec![]);
+        assert_eq!((empty.total_jobs(), empty.success_rate), (0, None));
+        assert_eq!(empty.health.outage_minutes, 1);
+        assert_eq!(
+            Digest::compute(day(), BERLIN, &[], &health(120), 0, vec![])
+                .health
+                .outage_minutes,
+            2
+        );
+    }
+
+    #[test]
+    fn from_store_counts_only_the_days_jobs_across_the_zone_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let alert: BTreeSet<StatusClass> = [StatusClass::Failure].into();
+        let observe = |j: &RestoreJob, date: NaiveDate, now: DateTime<Utc>| {
+            store
+                .observe(j, date, &test_data::policy(now, &alert))
+                .unwrap();
+        };
+        let next_day = day().succ_opt().unwrap();
+        // 22:40 UTC on the 26th is 00:40 on the 27th in Berlin.
+        let now = Utc.with_ymd_and_hms(2024, 6, 26, 22, 40, 0).unwrap();
+        let late_failure = job(
+            "obm",
+            "res",
+            "Files",
+            "2024-06-26 23:30:00",
+            Some("2024-06-26 23:50:00"),
+            "RESTORE_STOP_BY_ERROR",
+        );
+        let morning = ended("ok", "", 10, "RESTORE_STOP_SUCCESS");
+        let stuck = running("slow", 8);
+        // Started 00:30 on the 27th in Berlin, still the 26th in UTC: not the 26th's job.
+        let after_midnight = job(
+            "obm",
+            "res",
+            "Files",
+            "2024-06-27 00:30:00",
+            Some("2024-06-27 00:35:00"),
+            "RESTORE_STOP_BY_ERROR",
+        );
+        observe(&morning, day(), now);
+        observe(&stuck, day(), now - chrono::Duration::hours(12));
+        observe(&stuck, day(), now);
+        observe(&late_failure, day(), now);
+        observe(&after_midnight, next_day, now);
+        let cycle = CycleRecord {
+            started_at: now,
+            finished_at: now,
+            users: 3,
+            requests: 4,
+            errors: 1,
+            unreadable_items: 0,
+        };
+        store.record_cycle(&cycle, day(), 90).unwrap();
+        store.record_cycle(&cycle, day(), 0).unwrap();
+        store.record_cycle(&cycle, next_day, 600).unwrap();
+        assert_eq!(
+            store.outbox_len(),
+            3,
+            "two failure alerts and a stuck notice"
+        );
+
+        let d = Digest::from_store(&store, day(), BERLIN, vec!["#ops".into()]).unwrap();
+        assert_eq!(d.total_jobs(), 3);
+        assert_eq!(
+            d.totals,
+            ClassCounts::from([
+                (StatusClass::Success, 1),
+                (StatusClass::Failure, 1),
+                (StatusClass::Running, 1),
+            ])
+        );
+        assert_eq!(d.failures.len(), 1);
+        assert_eq!(
+            d.failures[0].start_time.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2024-06-26T23:30:00+02:00")
+        );
+        assert_eq!(logins(&d.stuck), ["slow"]);
+        assert!(d.running.is_empty());
+        assert_eq!(
+            d.health,
+            DigestHealth {
+                cycles: 2,
+                request_errors: 2,
+                outage_minutes: 2,
+                servers: Vec::new(),
+            }
+        );
+        assert_eq!(d.undelivered, 3);
+        assert_eq!(d.refused_channels, ["#ops"]);
+        let later = Digest::from_store(&store, next_day, BERLIN, vec![]).unwrap();
+        assert_eq!((later.total_jobs(), later.failures.len()), (1, 1));
+
+        // Queued, the digest goes through the outbox as JSON and reads the same after.
+        queue_digest(&store, day(), BERLIN, vec!["#ops".into()], now).unwrap();
+        let pending = store.pending_events(10).unwrap();
+        assert_eq!(pending.len(), 4);
+        let EventKind::Digest(queued) = &pending[3].kind else {
+            panic!("the last queued event is not the digest: {:?}", pending[3]);
+        };
+        assert_eq!(digest_text(queued, tomorrow()), digest_text(&d, tomorrow()));
+    }
+}
