@@ -4,6 +4,20 @@
 //! Requests run concurrently (at most `cbs.max_concurrency` in flight); their results are
 //! applied to the store one by one in this task, so the store sees a single writer. A user
 //! whose requests fail is recorded and skipped; the cycle goes on.
+//!
+//! # Layout
+//! This module holds the [`Poller`], its [`PollerConfig`] and the cycle itself;
+//! `dates.rs` picks the dates to ask about ([`dates_to_poll`]), `report.rs` holds the
+//! [`CycleReport`] a cycle returns, `outage.rs` opens and closes outages from a cycle's
+//! requests, and `job_reports.rs` adds the restore job reports to failure alerts.
+
+mod dates;
+mod job_reports;
+mod outage;
+mod report;
+
+pub use dates::dates_to_poll;
+pub use report::CycleReport;
 
 use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::{CbsClient, CbsError};
@@ -13,18 +27,14 @@ use crate::config::{
 };
 use crate::escalation::Streaks;
 use crate::event::{
-    BaselineUser, ClassCounts, CycleSummary, EventKind, OutageReason, PollError, StormJob,
+    BaselineUser, ClassCounts, CycleSummary, EventKind, PollError, StormJob,
     BASELINE_WOULD_ALERT_MAX, UNREADABLE_LISTED_MAX,
 };
 use crate::mutes::Mutes;
-use crate::store::{Change, CycleRecord, DownStreak, Outage, Policy, Store, StoreError, UserState};
+use crate::store::{Change, CycleRecord, Policy, Store, StoreError, UserState};
 use crate::summary::Disposition;
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// What the poller needs from the settings.
@@ -48,46 +58,6 @@ pub struct PollerConfig {
     pub fetch_reports: bool,
 }
 
-/// The result of one cycle.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CycleReport {
-    pub summary: CycleSummary,
-    /// Jobs recorded as a baseline (first cycle of a user).
-    pub baselined: u32,
-    pub pruned: usize,
-}
-
-impl CycleReport {
-    /// Two servers' cycles as one, for the log, the metrics and the heartbeat: counts add
-    /// up, errors are listed together, the time span covers both.
-    pub fn combine(mut self, other: CycleReport) -> CycleReport {
-        let (a, b) = (&mut self.summary, other.summary);
-        a.started_at = a.started_at.min(b.started_at);
-        a.finished_at = a.finished_at.max(b.finished_at);
-        a.users_polled = a.users_polled.saturating_add(b.users_polled);
-        a.requests = a.requests.saturating_add(b.requests);
-        for (class, n) in b.finished {
-            let entry = a.finished.entry(class).or_default();
-            *entry = entry.saturating_add(n);
-        }
-        a.started_running = a.started_running.saturating_add(b.started_running);
-        a.alerts = a.alerts.saturating_add(b.alerts);
-        a.muted = a.muted.saturating_add(b.muted);
-        a.errors.extend(b.errors);
-        a.unreadable_items = a.unreadable_items.saturating_add(b.unreadable_items);
-        a.unreadable.extend(b.unreadable);
-        a.unreadable.truncate(UNREADABLE_LISTED_MAX);
-        self.baselined += other.baselined;
-        self.pruned += other.pruned;
-        self
-    }
-
-    /// Whether every CBS request of the cycle succeeded.
-    pub fn ok(&self) -> bool {
-        self.summary.errors.is_empty()
-    }
-}
-
 pub struct Poller {
     client: CbsClient,
     store: Store,
@@ -98,47 +68,6 @@ pub struct Poller {
     /// Set once a cycle's report calls failed and it was logged; cleared when one works
     /// again, so a lasting refusal (a Read-Only API role) is logged once, not every cycle.
     reports_failing: std::sync::atomic::AtomicBool,
-}
-
-/// The calendar dates to ask about for one user, in the server's zone.
-///
-/// Today; yesterday while inside the grace window after midnight; every date where the
-/// store still knows a running job; and after downtime the dates since the last success,
-/// at most `max_catch_up_days` back.
-pub fn dates_to_poll(
-    now: DateTime<Utc>,
-    tz: Tz,
-    midnight_grace: Duration,
-    max_catch_up_days: u32,
-    last_success: Option<DateTime<Utc>>,
-    running: &BTreeSet<NaiveDate>,
-) -> BTreeSet<NaiveDate> {
-    let local = now.with_timezone(&tz);
-    let today = local.date_naive();
-    let mut dates = BTreeSet::from([today]);
-    // Real time since the local midnight: on the days the clocks change, the wall clock
-    // shows an hour more or less than has passed. (A midnight the zone skips falls back to
-    // the wall clock's reading.)
-    let midnight = tz
-        .from_local_datetime(&today.and_time(chrono::NaiveTime::MIN))
-        .earliest();
-    let since_midnight = match midnight {
-        Some(midnight) => now.signed_duration_since(midnight),
-        None => local.time().signed_duration_since(chrono::NaiveTime::MIN),
-    };
-    let grace = chrono::Duration::from_std(midnight_grace).unwrap_or(chrono::Duration::MAX);
-    if since_midnight < grace {
-        dates.extend(today.pred_opt());
-    }
-    let oldest = today
-        .checked_sub_days(Days::new(max_catch_up_days.into()))
-        .unwrap_or(today);
-    if let Some(last) = last_success {
-        let from = last.with_timezone(&tz).date_naive().max(oldest);
-        dates.extend(from.iter_days().take_while(|d| *d < today));
-    }
-    dates.extend(running.iter().copied());
-    dates
 }
 
 impl Poller {
@@ -161,89 +90,6 @@ impl Poller {
 
     pub fn store(&self) -> &Store {
         &self.store
-    }
-
-    /// Fetches `GetRestoreJobReport.do` for this cycle's failure alerts, at most
-    /// `max_concurrency` at once and all within one `cbs.request_timeout`, and writes the
-    /// details into the queued alerts. A call that fails or is cut leaves its alert as it
-    /// is; the failure is logged once, not per job.
-    async fn attach_reports(&self, alerted: &[RestoreJob]) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering;
-        let limit = Arc::new(Semaphore::new(self.config.max_concurrency.max(1)));
-        let mut calls = JoinSet::new();
-        for job in alerted {
-            let client = self.client.clone();
-            let limit = limit.clone();
-            let job = job.clone();
-            calls.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                let result = client
-                    .restore_job_report(
-                        &job.login_name,
-                        &job.owner,
-                        &job.backup_set_id,
-                        &job.job_id,
-                    )
-                    .await;
-                (job.key(), result)
-            });
-        }
-        let deadline = tokio::time::Instant::now() + self.client.request_timeout();
-        let mut reports = BTreeMap::new();
-        let mut failed = 0usize;
-        let mut first_error: Option<String> = None;
-        loop {
-            match tokio::time::timeout_at(deadline, calls.join_next()).await {
-                Ok(None) => break,
-                Ok(Some(Ok((key, Ok(report))))) => {
-                    reports.insert(key, report);
-                }
-                Ok(Some(Ok((_, Err(e))))) => {
-                    failed += 1;
-                    first_error.get_or_insert_with(|| e.to_string());
-                }
-                Ok(Some(Err(_))) => failed += 1,
-                Err(_) => {
-                    failed += calls.len();
-                    calls.abort_all();
-                    first_error.get_or_insert_with(|| {
-                        format!(
-                            "no answer within {}s",
-                            self.client.request_timeout().as_secs_f64()
-                        )
-                    });
-                    break;
-                }
-            }
-        }
-        if let Some(error) = first_error {
-            if !self.reports_failing.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    failed,
-                    %error,
-                    "restore job reports unavailable (GetRestoreJobReport.do needs the Admin \
-                     or API role): alerts go out without their details"
-                );
-            }
-        } else {
-            self.reports_failing.store(false, Ordering::Relaxed);
-        }
-        if reports.is_empty() {
-            return Ok(());
-        }
-        for mut event in self.store.pending_events(usize::MAX)? {
-            let EventKind::JobFinished { job, report, .. } = &mut event.kind else {
-                continue;
-            };
-            if report.is_some() {
-                continue;
-            }
-            if let Some(found) = reports.remove(&job.key()) {
-                *report = Some(found);
-                self.store.update_event(&event)?;
-            }
-        }
-        Ok(())
     }
 
     /// The backup server this poller polls.
@@ -681,191 +527,5 @@ impl Poller {
             baselined,
             pruned,
         })
-    }
-
-    /// Tells the truth about outages. A cycle in which no request succeeded and one
-    /// failed for a server-wide reason is a down cycle; `cbs.down_after` of them in a row
-    /// open the outage, with one notice (and one more should the reason change). A cycle
-    /// with a successful request closes it, with one "recovered" notice naming the past
-    /// dates that cycle read (`caught_up`). A cycle of per-user errors only (an unknown
-    /// login) changes nothing either way. Returns the outage seconds this cycle adds to
-    /// the day's health.
-    fn track_outage(
-        &self,
-        summary: &CycleSummary,
-        succeeded: u32,
-        outage_errors: &[CbsError],
-        caught_up: Vec<NaiveDate>,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        let previous_start = self.store.last_cycle()?.map(|c| c.started_at);
-        // Downtime counted for this cycle: since the later of the outage start and the
-        // previous cycle, so consecutive cycles never count the same minutes twice.
-        let down_secs = |outage: &Outage| {
-            let from = previous_start.map_or(outage.since, |p| p.max(outage.since));
-            (summary.started_at - from).num_seconds().max(0)
-        };
-        let previous = self.store.outage()?;
-        if succeeded > 0 {
-            self.store.set_down_streak(None)?;
-            let Some(outage) = previous else {
-                return Ok(0);
-            };
-            tracing::info!(server = self.client.server_name(), since = %outage.since, ?caught_up, "the backup server answers again");
-            let event = EventKind::CbsRecovered {
-                server: Some(self.client.server_name().to_owned()),
-                down_since: outage.since,
-                recovered_at: summary.started_at,
-                caught_up,
-            };
-            self.store.set_outage_with_event(None, event, now)?;
-            return Ok(down_secs(&outage));
-        }
-        let Some(first) = outage_errors.first() else {
-            // Nothing asked, or only per-user errors: no news about the server.
-            return Ok(previous.as_ref().map_or(0, down_secs));
-        };
-        let streak = match self.store.down_streak()? {
-            Some(s) => DownStreak {
-                cycles: s.cycles.saturating_add(1),
-                ..s
-            },
-            None => DownStreak {
-                cycles: 1,
-                since: summary.started_at,
-            },
-        };
-        self.store.set_down_streak(Some(streak))?;
-        let reason = first.outage_reason().unwrap_or(OutageReason::Unreachable);
-        if streak.cycles < self.config.down_after.max(1) {
-            tracing::warn!(
-                server = self.client.server_name(),
-                cycles = streak.cycles,
-                down_after = self.config.down_after,
-                error = %first,
-                "no CBS request succeeded this cycle"
-            );
-            return Ok(0);
-        }
-        match previous {
-            // Down, or down for a new reason (say unreachable, then the password expired):
-            // one notice per reason, written with the outage record in one transaction.
-            Some(outage) if outage.reason == reason => Ok(down_secs(&outage)),
-            previous => {
-                let outage = Outage {
-                    since: previous.as_ref().map_or(streak.since, |o| o.since),
-                    reason,
-                    error: first.to_string(),
-                };
-                tracing::error!(server = self.client.server_name(), error = %outage.error, ?reason, "the backup server is unreachable");
-                let event = EventKind::CbsUnreachable {
-                    server: Some(self.client.server_name().to_owned()),
-                    since: outage.since,
-                    reason,
-                    error: outage.error.clone(),
-                };
-                self.store
-                    .set_outage_with_event(Some(&outage), event, now)?;
-                // The whole streak was down time, counted from its start.
-                Ok(previous.as_ref().map_or_else(
-                    || {
-                        let from = previous_start.map_or(streak.since, |p| p.max(streak.since));
-                        (summary.started_at - from).num_seconds().max(0)
-                    },
-                    &down_secs,
-                ))
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    fn d(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn today_only_in_the_afternoon() {
-        let now = Utc.with_ymd_and_hms(2024, 6, 26, 14, 0, 0).unwrap();
-        let dates = dates_to_poll(
-            now,
-            chrono_tz::UTC,
-            6 * HOUR,
-            7,
-            Some(now),
-            &BTreeSet::new(),
-        );
-        assert_eq!(dates, BTreeSet::from([d("2024-06-26")]));
-    }
-
-    #[test]
-    fn yesterday_within_grace_in_the_server_zone() {
-        // 23:30 UTC is 01:30 in Berlin: inside the grace window of the Berlin day.
-        let now = Utc.with_ymd_and_hms(2024, 6, 26, 23, 30, 0).unwrap();
-        let berlin = chrono_tz::Europe::Berlin;
-        let dates = dates_to_poll(now, berlin, 6 * HOUR, 7, Some(now), &BTreeSet::new());
-        assert_eq!(dates, BTreeSet::from([d("2024-06-26"), d("2024-06-27")]));
-        let utc = dates_to_poll(
-            now,
-            chrono_tz::UTC,
-            6 * HOUR,
-            7,
-            Some(now),
-            &BTreeSet::new(),
-        );
-        assert_eq!(utc, BTreeSet::from([d("2024-06-26")]));
-    }
-
-    /// The grace window is real time after the local midnight, also on the days the clocks
-    /// change: six hours after midnight is 07:00 on the spring day (the night is an hour
-    /// short) and 05:00 on the autumn day (an hour long).
-    #[test]
-    fn the_grace_window_counts_real_hours_on_the_days_the_clocks_change() {
-        let berlin = chrono_tz::Europe::Berlin;
-        let asks_yesterday = |y, m, d, h, min| {
-            let now = berlin
-                .with_ymd_and_hms(y, m, d, h, min, 0)
-                .single()
-                .unwrap()
-                .with_timezone(&Utc);
-            let dates = dates_to_poll(now, berlin, 6 * HOUR, 7, Some(now), &BTreeSet::new());
-            dates.len() == 2
-        };
-        // 2024-03-31: 02:00 CET jumps to 03:00 CEST.
-        assert!(asks_yesterday(2024, 3, 31, 6, 30), "5.5 h have passed");
-        assert!(!asks_yesterday(2024, 3, 31, 7, 0), "6 h have passed");
-        // 2024-10-27: 03:00 CEST falls back to 02:00 CET.
-        assert!(
-            asks_yesterday(2024, 10, 27, 4, 59),
-            "5 h 59 min have passed"
-        );
-        assert!(!asks_yesterday(2024, 10, 27, 5, 0), "6 h have passed");
-        // An ordinary day: the wall clock and real time agree.
-        assert!(asks_yesterday(2024, 6, 26, 5, 59));
-        assert!(!asks_yesterday(2024, 6, 26, 6, 0));
-    }
-
-    #[test]
-    fn catch_up_is_bounded_and_running_dates_kept() {
-        let now = Utc.with_ymd_and_hms(2024, 6, 26, 14, 0, 0).unwrap();
-        let last = Utc.with_ymd_and_hms(2024, 6, 1, 9, 0, 0).unwrap();
-        let running = BTreeSet::from([d("2024-05-30")]);
-        let dates = dates_to_poll(now, chrono_tz::UTC, 6 * HOUR, 3, Some(last), &running);
-        let want: BTreeSet<_> = [
-            "2024-05-30",
-            "2024-06-23",
-            "2024-06-24",
-            "2024-06-25",
-            "2024-06-26",
-        ]
-        .into_iter()
-        .map(d)
-        .collect();
-        assert_eq!(dates, want);
     }
 }

@@ -1,0 +1,260 @@
+//! The send path: one message posted with its retries (a 429 waits `retry_after`, 5xx and
+//! transport errors back off), Discord's answer classified by status, the read-back that
+//! finds the message of an interrupted post, and the reason text logged and shown for a
+//! failure, with the token blanked out.
+
+use super::message::{message_body, message_request, same_message};
+use super::refusal::MISSING_EMBED_LINKS;
+use super::DiscordSink;
+use crate::render::OutMessage;
+use serde_json::Value;
+use serenity::all::ChannelId;
+use serenity::http::{LightMethod, Request, Route};
+use std::time::Duration;
+
+/// How many of a channel's latest messages are read back to find the message of an
+/// interrupted post (one drain window's batches fit well inside).
+const RECENT_MESSAGES_CHECKED: usize = 50;
+/// A 429 without a `retry_after` or `Retry-After` waits this long.
+const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
+/// The longest wait a 429 can ask for; a longer, negative or unreadable (NaN) one counts as
+/// this, so a bad value can neither panic nor stall delivery for ever.
+const MAX_RETRY_AFTER_SECS: u64 = 3600;
+/// How much of Discord's error body a logged reason keeps (characters).
+const REASON_MAX_CHARS: usize = 300;
+
+/// One answer to one post.
+enum Reply {
+    Accepted,
+    RateLimited(Duration),
+    /// 400/413: this message will never be accepted.
+    Rejected(String),
+    /// 403/404, or accepted without its embeds: the channel does not let us post.
+    Refused(String),
+    /// 401: Discord rejected the token.
+    Unauthorized(String),
+    /// 5xx, another status, or no answer at all.
+    Failed(String),
+}
+
+/// How posting one message (with its retries) ended.
+pub(super) enum Posted {
+    Accepted,
+    Rejected(String),
+    Refused(String),
+    Unauthorized(String),
+    /// Given up for this drain; rest this long.
+    Unavailable(String, Duration),
+}
+
+impl DiscordSink {
+    /// Posts one message, retrying 429s, 5xx and transport errors as
+    /// [`DeliveryTiming`](super::DeliveryTiming) says.
+    pub(super) async fn post_message(
+        &self,
+        channel: ChannelId,
+        message: &OutMessage,
+        nonce: String,
+    ) -> Posted {
+        let body = match message_body(message, self.mention_role, nonce) {
+            Ok(body) => body,
+            Err(e) => return Posted::Rejected(format!("cannot encode the message: {e}")),
+        };
+        let (mut limited, mut failed) = (0, 0);
+        let with_embeds = !message.embeds.is_empty();
+        loop {
+            match self.post(channel, body.clone(), with_embeds).await {
+                Reply::Accepted => return Posted::Accepted,
+                Reply::Rejected(reason) => return Posted::Rejected(reason),
+                Reply::Refused(reason) => return Posted::Refused(reason),
+                Reply::Unauthorized(reason) => return Posted::Unauthorized(reason),
+                Reply::RateLimited(wait) => {
+                    limited += 1;
+                    let reason = format!("rate limited, retry after {wait:?}");
+                    if wait > self.timing.max_retry_after
+                        || limited >= self.timing.rate_limit_attempts
+                    {
+                        return Posted::Unavailable(reason, wait);
+                    }
+                    tracing::debug!(channel = channel.get(), "{reason}");
+                    tokio::time::sleep(wait).await;
+                }
+                Reply::Failed(reason) => {
+                    failed += 1;
+                    if failed >= self.timing.server_error_attempts {
+                        return Posted::Unavailable(reason, self.timing.backoff_max);
+                    }
+                    let wait = self.timing.backoff(failed);
+                    tracing::debug!(channel = channel.get(), %reason, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Whether the channel's latest messages hold one of ours with exactly this text:
+    /// the message of a post that was cut short after Discord created it. Any failure to
+    /// read the channel (no Read Message History, say) answers no, and the post goes out
+    /// again under the same nonce.
+    pub(super) async fn already_posted(&self, channel: ChannelId, message: &OutMessage) -> bool {
+        let body = message_body(message, None, String::new());
+        let Some(wanted) = body
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            return false;
+        };
+        let request = Request::new(
+            Route::ChannelMessages {
+                channel_id: channel,
+            },
+            LightMethod::Get,
+        )
+        .params(Some(vec![("limit", RECENT_MESSAGES_CHECKED.to_string())]));
+        let request =
+            match request.build(&self.client, self.http.token(), self.http.proxy.as_deref()) {
+                Ok(request) => request,
+                Err(_) => return false,
+            };
+        let recent: Value = match request.send().await {
+            Ok(response) if response.status().is_success() => match response.bytes().await {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            },
+            Ok(response) => {
+                tracing::debug!(
+                    channel = channel.get(),
+                    status = %response.status(),
+                    "cannot read the channel back; posting again under the same nonce"
+                );
+                Value::Null
+            }
+            Err(_) => Value::Null,
+        };
+        recent
+            .as_array()
+            .is_some_and(|messages| messages.iter().any(|m| same_message(m, &wanted)))
+    }
+
+    /// One `POST /channels/{id}/messages`; `with_embeds`: the message has embeds, which
+    /// Discord's answer must show.
+    async fn post(&self, channel: ChannelId, body: Vec<u8>, with_embeds: bool) -> Reply {
+        let request = match message_request(channel, body).build(
+            &self.client,
+            self.http.token(),
+            self.http.proxy.as_deref(),
+        ) {
+            Ok(request) => request,
+            Err(e) => return Reply::Failed(format!("building the request: {e}")),
+        };
+        let response = request.send().await;
+        crate::metrics::discord_reply(response.as_ref().ok().map(|r| r.status().as_u16()));
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => return Reply::Failed(format!("no answer from Discord: {e}")),
+        };
+        let status = response.status();
+        if status.is_success() {
+            // Without Embed Links, Discord creates the message but drops its embeds: the
+            // alert did not arrive. An answer that can't be read counts as accepted.
+            let created: Value = match response.bytes().await {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let stripped = created["embeds"].as_array().is_some_and(Vec::is_empty);
+            if with_embeds && stripped {
+                return Reply::Refused(MISSING_EMBED_LINKS.to_owned());
+            }
+            return Reply::Accepted;
+        }
+        let header_wait = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        let body: Value = match response.bytes().await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        let reason = describe(status, &body, self.http.token());
+        match status.as_u16() {
+            429 => {
+                let secs = body["retry_after"].as_f64().or(header_wait);
+                Reply::RateLimited(retry_wait(secs))
+            }
+            400 | 413 => Reply::Rejected(reason),
+            401 => Reply::Unauthorized(reason),
+            403 | 404 => Reply::Refused(reason),
+            _ => Reply::Failed(reason),
+        }
+    }
+}
+
+/// A 429's wait from `retry_after` seconds: a missing value waits a second; a negative,
+/// NaN, infinite or longer one than [`MAX_RETRY_AFTER_SECS`] waits that cap.
+fn retry_wait(secs: Option<f64>) -> Duration {
+    let cap = Duration::from_secs(MAX_RETRY_AFTER_SECS);
+    match secs {
+        None => Duration::from_millis(DEFAULT_RETRY_AFTER_MS),
+        Some(s) if (0.0..=cap.as_secs_f64()).contains(&s) => Duration::from_secs_f64(s),
+        Some(_) => cap,
+    }
+}
+
+/// `403 Forbidden: Missing Access (code 50001)`, plus the field errors of a 400, cut short.
+/// The token (`authorization`, with or without its `Bot ` prefix) is blanked out first,
+/// should an error body (or a proxy's) quote the request: reasons are logged and shown.
+fn describe(status: reqwest::StatusCode, body: &Value, authorization: &str) -> String {
+    let mut reason = status.to_string();
+    if let Some(message) = body["message"].as_str() {
+        reason.push_str(&format!(": {message}"));
+    }
+    if let Some(code) = body["code"].as_u64().filter(|c| *c != 0) {
+        reason.push_str(&format!(" (code {code})"));
+    }
+    if let Some(errors) = body.get("errors") {
+        reason.push_str(&format!(" {errors}"));
+    }
+    let bare = authorization
+        .strip_prefix("Bot ")
+        .or_else(|| authorization.strip_prefix("Bearer "))
+        .unwrap_or(authorization)
+        .trim();
+    if !bare.is_empty() {
+        reason = reason.replace(bare, "[REDACTED]");
+    }
+    reason.chars().take(REASON_MAX_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn retry_after_is_capped_at_an_hour() {
+        let cap = Duration::from_secs(3600);
+        assert_eq!(retry_wait(Some(1.5)), Duration::from_millis(1500));
+        assert_eq!(retry_wait(Some(3600.0)), cap);
+        assert_eq!(retry_wait(None), Duration::from_secs(1));
+        for odd in [
+            1e20,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            3600.5,
+        ] {
+            assert_eq!(retry_wait(Some(odd)), cap, "{odd}");
+        }
+    }
+
+    #[test]
+    fn describe_names_status_message_and_code() {
+        let body = json!({"message": "Missing Access", "code": 50001});
+        assert_eq!(
+            describe(reqwest::StatusCode::FORBIDDEN, &body, "Bot t0k"),
+            "403 Forbidden: Missing Access (code 50001)"
+        );
+    }
+}

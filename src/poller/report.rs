@@ -1,0 +1,44 @@
+//! The report of a cycle: its summary and counts, as the caller (the log, the metrics,
+//! the heartbeat) sees them, and two servers' reports combined into one.
+
+use crate::event::{CycleSummary, UNREADABLE_LISTED_MAX};
+
+/// The result of one cycle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CycleReport {
+    pub summary: CycleSummary,
+    /// Jobs recorded as a baseline (first cycle of a user).
+    pub baselined: u32,
+    pub pruned: usize,
+}
+
+impl CycleReport {
+    /// Two servers' cycles as one, for the log, the metrics and the heartbeat: counts add
+    /// up, errors are listed together, the time span covers both.
+    pub fn combine(mut self, other: CycleReport) -> CycleReport {
+        let (a, b) = (&mut self.summary, other.summary);
+        a.started_at = a.started_at.min(b.started_at);
+        a.finished_at = a.finished_at.max(b.finished_at);
+        a.users_polled = a.users_polled.saturating_add(b.users_polled);
+        a.requests = a.requests.saturating_add(b.requests);
+        for (class, n) in b.finished {
+            let entry = a.finished.entry(class).or_default();
+            *entry = entry.saturating_add(n);
+        }
+        a.started_running = a.started_running.saturating_add(b.started_running);
+        a.alerts = a.alerts.saturating_add(b.alerts);
+        a.muted = a.muted.saturating_add(b.muted);
+        a.errors.extend(b.errors);
+        a.unreadable_items = a.unreadable_items.saturating_add(b.unreadable_items);
+        a.unreadable.extend(b.unreadable);
+        a.unreadable.truncate(UNREADABLE_LISTED_MAX);
+        self.baselined += other.baselined;
+        self.pruned += other.pruned;
+        self
+    }
+
+    /// Whether every CBS request of the cycle succeeded.
+    pub fn ok(&self) -> bool {
+        self.summary.errors.is_empty()
+    }
+}
