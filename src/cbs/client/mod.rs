@@ -7,19 +7,24 @@
 //! [`model::decode_reply`]'s job. The system password lives in a [`SecretString`] and is
 //! exposed only to build the request body; no error or `Debug` output carries it.
 
-use super::model::{
-    self, DecodeContext, JobList, JobReport, ListedUser, ReplyError, SNIPPET_MAX_CHARS,
-};
-use crate::event::OutageReason;
+mod error;
+mod pace;
+mod transport;
+
+pub use error::CbsError;
+
+use super::model::{self, DecodeContext, JobList, JobReport, ListedUser, ReplyError};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use reqwest::StatusCode;
+use error::{is_credentials_refusal, is_password_expired};
+use pace::Pace;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use transport::{chain, redaction_forms};
 
 /// The call's path below the base URL.
 const LIST_RESTORE_JOB_STATUS: &str = "obs/api/json/ListRestoreJobStatus.do";
@@ -28,11 +33,6 @@ const GET_RESTORE_JOB_REPORT: &str = "GetRestoreJobReport.do";
 
 /// The user-listing call (CBS 9.7+), below the base URL.
 const LIST_USERS: &str = "obs/api/json/2/ListUsers.do";
-
-/// Replies larger than this are refused (bytes); a day of restores for one user is far less.
-const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
-/// Bytes of a refused reply its snippet is made from (a UTF-8 char is at most 4 bytes).
-const SNIPPET_MAX_BYTES: usize = 4 * SNIPPET_MAX_CHARS;
 
 /// What the client needs to know about one backup server.
 #[derive(Clone, Debug)]
@@ -51,93 +51,6 @@ pub struct CbsClientConfig {
     pub ca_cert: Option<PathBuf>,
 }
 
-/// Why a request to the backup server failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CbsError {
-    /// No connection, or it broke before a reply arrived.
-    #[error("cannot reach {server}: {detail}")]
-    Connect { server: String, detail: String },
-    /// No complete reply within the configured bound.
-    #[error("{server} did not answer within {}s", .after.as_secs_f64())]
-    Timeout { server: String, after: Duration },
-    /// A reply that is not HTTP 2xx.
-    #[error("{server} answered HTTP {status}: {snippet}")]
-    Http {
-        server: String,
-        status: StatusCode,
-        snippet: String,
-    },
-    /// The API answered `Status: Error`.
-    #[error("{server} refused the request: {message}{}", expt_suffix(.expt_type))]
-    Api {
-        server: String,
-        message: String,
-        expt_type: Option<String>,
-    },
-    /// The system user's password has expired; every call fails until it is changed.
-    #[error("the API password of {server} has expired: {message}")]
-    PasswordExpired { server: String, message: String },
-    /// A reply that is not the documented envelope.
-    #[error("{server} sent an unreadable reply ({reason}): {snippet}")]
-    Decode {
-        server: String,
-        reason: String,
-        snippet: String,
-    },
-    /// The client could not be built (CA file, URL).
-    #[error("cannot set up the CBS client: {0}")]
-    Setup(String),
-}
-
-fn expt_suffix(expt_type: &Option<String>) -> String {
-    expt_type
-        .as_deref()
-        .map(|t| format!(" ({t})"))
-        .unwrap_or_default()
-}
-
-impl CbsError {
-    /// Whether this failure means the server as a whole is in trouble, and why. `None`: a
-    /// problem of this one request (e.g. an unknown user), not an outage.
-    pub fn outage_reason(&self) -> Option<OutageReason> {
-        match self {
-            CbsError::Connect { .. } | CbsError::Timeout { .. } | CbsError::Decode { .. } => {
-                Some(OutageReason::Unreachable)
-            }
-            // 5xx, and what a proxy in front of the server answers for every request
-            // (401/403: it wants its own login; 429: it throttles us).
-            CbsError::Http { status, .. }
-                if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 429) =>
-            {
-                Some(OutageReason::Unreachable)
-            }
-            CbsError::Http { .. } => None,
-            CbsError::Api { message, .. } if is_credentials_refusal(message) => {
-                Some(OutageReason::AuthFailed)
-            }
-            CbsError::Api { .. } => None,
-            CbsError::PasswordExpired { .. } => Some(OutageReason::PasswordExpired),
-            CbsError::Setup(_) => None,
-        }
-    }
-}
-
-/// Whether an API message refuses the system user's credentials (the vendor's
-/// "Incorrect system username/password" and close variants).
-fn is_credentials_refusal(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("username/password")
-        || ((m.contains("incorrect") || m.contains("invalid")) && m.contains("password"))
-}
-
-/// Whether an API message says the system password has expired (CBS 8.3.4+).
-fn is_password_expired(message: &str) -> bool {
-    message
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("your password has expired")
-}
-
 /// A client for one backup server. Cheap to clone; clones share connections, so a poller
 /// can run many requests at once.
 #[derive(Clone)]
@@ -145,57 +58,6 @@ pub struct CbsClient {
     inner: Arc<Inner>,
     /// `cbs.max_requests_per_second`, shared by every clone.
     pace: Option<Arc<Pace>>,
-}
-
-/// Tokio's clock for governor, so that the rate limit follows tokio time (and a test's
-/// paused time) like every other wait in the program.
-#[derive(Clone, Debug)]
-struct TokioClock {
-    start: tokio::time::Instant,
-}
-
-impl governor::clock::Clock for TokioClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        self.start.elapsed()
-    }
-}
-
-/// A ceiling on the request rate: requests evenly spaced, no bursts, so that no window of
-/// one second ever holds more than the configured number.
-struct Pace {
-    limiter: governor::RateLimiter<
-        governor::state::NotKeyed,
-        governor::state::InMemoryState,
-        TokioClock,
-        governor::middleware::NoOpMiddleware<Duration>,
-    >,
-}
-
-impl Pace {
-    fn new(per_second: NonZeroU32) -> Pace {
-        // Rounded up: a period a nanosecond short would fit one request too many into a
-        // second.
-        let period_ns = 1_000_000_000u64.div_ceil(u64::from(per_second.get()));
-        let quota = governor::Quota::with_period(Duration::from_nanos(period_ns))
-            .expect("the period is at least 100 µs");
-        let clock = TokioClock {
-            start: tokio::time::Instant::now(),
-        };
-        Pace {
-            limiter: governor::RateLimiter::direct_with_clock(quota, clock),
-        }
-    }
-
-    /// Returns once the next request may go.
-    async fn wait(&self) {
-        use governor::clock::Clock;
-        while let Err(not_until) = self.limiter.check() {
-            let now = self.limiter.clock().now();
-            tokio::time::sleep(not_until.wait_time_from(now)).await;
-        }
-    }
 }
 
 struct Inner {
@@ -467,153 +329,6 @@ impl CbsClient {
             },
         })
     }
-
-    /// POSTs `body` to `url`, paced by `cbs.max_requests_per_second`, and answers the
-    /// reply's text. A status other than 2xx is [`CbsError::Http`] with a short, redacted
-    /// snippet of what came back.
-    async fn post_json<B: serde::Serialize>(
-        &self,
-        url: reqwest::Url,
-        body: &B,
-    ) -> Result<String, CbsError> {
-        let i = &self.inner;
-        self.paced().await;
-        let response = i
-            .http
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let text = self.read_body(response).await?;
-        if !status.is_success() {
-            return Err(CbsError::Http {
-                server: i.server_name.clone(),
-                status,
-                snippet: model::snippet(self.redact(text).trim(), SNIPPET_MAX_CHARS),
-            });
-        }
-        Ok(text)
-    }
-
-    /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<String, CbsError> {
-        let expected = response.content_length().unwrap_or(0) as usize;
-        let mut bytes = Vec::with_capacity(expected.min(MAX_REPLY_BYTES));
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(CbsError::Decode {
-                    server: self.inner.server_name.clone(),
-                    reason: format!("reply larger than {MAX_REPLY_BYTES} bytes"),
-                    // Only the head: copying the whole refused reply would double the
-                    // memory the bound is there to limit.
-                    snippet: model::snippet(
-                        &self.redact(
-                            String::from_utf8_lossy(&bytes[..bytes.len().min(SNIPPET_MAX_BYTES)])
-                                .into_owned(),
-                        ),
-                        SNIPPET_MAX_CHARS,
-                    ),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        // The CBS sends UTF-8; a stray bad byte should not hide the rest of the reply.
-        // Valid UTF-8 (the usual case) is taken as it is, without a copy.
-        let text = String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        Ok(self.redact(text))
-    }
-
-    /// Removes the system password from text the server sent, should a server (or a proxy
-    /// in front of it) ever echo the request: snippets of replies reach logs and the chat.
-    fn redact(&self, mut text: String) -> String {
-        for form in &self.inner.redactions {
-            let form = form.expose_secret();
-            if text.contains(form) {
-                text = text.replace(form, "[REDACTED]");
-            }
-        }
-        text
-    }
-
-    fn transport_error(&self, e: reqwest::Error) -> CbsError {
-        let server = self.inner.server_name.clone();
-        if e.is_timeout() {
-            CbsError::Timeout {
-                server,
-                after: self.inner.request_timeout,
-            }
-        } else {
-            CbsError::Connect {
-                server,
-                detail: chain(&e.without_url()),
-            }
-        }
-    }
-}
-
-/// The forms `pwd` takes in text a server may send back, longest first: as written
-/// plainly and as a JSON string writes it (an echoed request body escapes `"`, `\\` and
-/// control characters, and may escape `/` as `\\/` and any non-ASCII character as
-/// `\\uXXXX`). None for an empty password.
-fn redaction_forms(pwd: &str) -> Vec<SecretString> {
-    if pwd.is_empty() {
-        return Vec::new();
-    }
-    let quoted = serde_json::to_string(pwd).unwrap_or_default();
-    let json = quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or(&quoted);
-    // Non-ASCII characters as `\uXXXX`, in lower- or upper-case hex.
-    let escape_non_ascii = |upper: bool| -> String {
-        let mut out = String::with_capacity(json.len());
-        for c in json.chars() {
-            if c.is_ascii() {
-                out.push(c);
-            } else {
-                for unit in c.encode_utf16(&mut [0u16; 2]) {
-                    out.push_str(&if upper {
-                        format!("\\u{unit:04X}")
-                    } else {
-                        format!("\\u{unit:04x}")
-                    });
-                }
-            }
-        }
-        out
-    };
-    let mut forms = vec![pwd.to_owned(), json.to_owned()];
-    forms.push(escape_non_ascii(false));
-    forms.push(escape_non_ascii(true));
-    let with_slashes: Vec<String> = forms[1..].iter().map(|f| f.replace('/', "\\/")).collect();
-    forms.extend(with_slashes);
-    forms.sort();
-    forms.dedup();
-    // Longer forms first: a shorter form inside a longer one must not leave it half-redacted.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.into_iter().map(SecretString::from).collect()
-}
-
-/// The error and its causes, `: `-joined (reqwest's own message alone says little).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// `{base}/obs/api/json/ListRestoreJobStatus.do`, keeping a path prefix, tolerating a
@@ -668,122 +383,5 @@ mod tests {
             endpoint(&reqwest::Url::parse("mailto:ops@example.com").unwrap()),
             Err(CbsError::Setup(_))
         ));
-    }
-
-    fn redact(mut text: String, pwd: &str) -> String {
-        for form in redaction_forms(pwd) {
-            text = text.replace(form.expose_secret(), "[REDACTED]");
-        }
-        text
-    }
-
-    #[test]
-    fn redaction_covers_the_json_escaped_password() {
-        let pwd = r#"pa"ss\wörd/1"#;
-        let plain = format!("SysPwd={pwd}");
-        assert_eq!(redact(plain, pwd), "SysPwd=[REDACTED]");
-        let echoed = serde_json::json!({ "SysPwd": pwd }).to_string();
-        assert_eq!(redact(echoed, pwd), r#"{"SysPwd":"[REDACTED]"}"#);
-        for escaped in [
-            r#"pa\"ss\\w\u00f6rd\/1"#,
-            r#"pa\"ss\\w\u00F6rd/1"#,
-            r#"pa\"ss\\wörd\/1"#,
-        ] {
-            let shown = redact(format!(r#"{{"SysPwd":"{escaped}"}}"#), pwd);
-            assert_eq!(shown, r#"{"SysPwd":"[REDACTED]"}"#, "{escaped}");
-        }
-        assert_eq!(redact("nothing here".into(), pwd), "nothing here");
-        assert_eq!(redact("x".into(), ""), "x");
-    }
-
-    #[test]
-    fn credential_and_expiry_messages() {
-        assert!(is_credentials_refusal("Incorrect system username/password"));
-        assert!(is_credentials_refusal("Invalid password for system user"));
-        assert!(!is_credentials_refusal("User \"bob\" not found"));
-        assert!(!is_credentials_refusal(
-            "Your password has expired. Please change your password."
-        ));
-        assert!(is_password_expired(
-            "Your password has expired. Please change your password."
-        ));
-        assert!(!is_password_expired("Incorrect system username/password"));
-    }
-
-    #[test]
-    fn outage_reasons() {
-        let s = || "cbs1".to_owned();
-        let api = |m: &str| CbsError::Api {
-            server: s(),
-            message: m.into(),
-            expt_type: None,
-        };
-        let http = |code: u16| CbsError::Http {
-            server: s(),
-            status: StatusCode::from_u16(code).unwrap(),
-            snippet: String::new(),
-        };
-        use OutageReason::*;
-        for (err, want) in [
-            (
-                CbsError::Connect {
-                    server: s(),
-                    detail: "refused".into(),
-                },
-                Some(Unreachable),
-            ),
-            (
-                CbsError::Timeout {
-                    server: s(),
-                    after: Duration::from_secs(1),
-                },
-                Some(Unreachable),
-            ),
-            (http(500), Some(Unreachable)),
-            (http(503), Some(Unreachable)),
-            (http(404), None),
-            (http(401), Some(Unreachable)),
-            (http(403), Some(Unreachable)),
-            (http(429), Some(Unreachable)),
-            (http(400), None),
-            (
-                CbsError::Decode {
-                    server: s(),
-                    reason: "x".into(),
-                    snippet: "y".into(),
-                },
-                Some(Unreachable),
-            ),
-            (api("Incorrect system username/password"), Some(AuthFailed)),
-            (api("User \"bob\" not found"), None),
-            (
-                CbsError::PasswordExpired {
-                    server: s(),
-                    message: "Your password has expired".into(),
-                },
-                Some(PasswordExpired),
-            ),
-            (CbsError::Setup("x".into()), None),
-        ] {
-            assert_eq!(err.outage_reason(), want, "{err}");
-        }
-    }
-
-    #[test]
-    fn messages_are_short_and_name_the_server() {
-        let e = CbsError::Api {
-            server: "cbs1".into(),
-            message: "Incorrect system username/password".into(),
-            expt_type: Some("com.ahsay.obs.core.dbs.c".into()),
-        };
-        assert_eq!(
-            e.to_string(),
-            "cbs1 refused the request: Incorrect system username/password (com.ahsay.obs.core.dbs.c)"
-        );
-        let t = CbsError::Timeout {
-            server: "cbs1".into(),
-            after: Duration::from_millis(1500),
-        };
-        assert_eq!(t.to_string(), "cbs1 did not answer within 1.5s");
     }
 }
