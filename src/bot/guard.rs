@@ -1,0 +1,72 @@
+//! The framework's hooks around every command: [`in_our_server`], the check that the
+//! interaction comes from one of our servers, and [`on_error`], which answers refusals,
+//! unreadable arguments and failed commands.
+
+use super::reply::send;
+use super::{redact, Context, Data, Error};
+use crate::commands::{self, Reply};
+use crate::metrics;
+use crate::render::escape_markdown;
+use poise::serenity_prelude as serenity;
+
+/// The framework's check before every command and autocomplete: the interaction comes from
+/// one of our servers. Refusals are logged and counted here; `on_error` answers them.
+pub(super) async fn in_our_server(ctx: Context<'_>) -> Result<bool, Error> {
+    let data = ctx.data();
+    let guild = ctx.guild_id();
+    if commands::guild_allowed(guild, &data.guilds) {
+        return Ok(true);
+    }
+    data.note_refusal(guild, ctx.author().id, &ctx.command().qualified_name);
+    Ok(false)
+}
+/// Answers an interaction [`in_our_server`] refused: an ephemeral refusal, or no choices
+/// for an autocomplete (which cannot carry a message).
+async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
+    if let poise::Context::Application(app) = ctx {
+        if app.interaction_type == poise::CommandInteractionType::Autocomplete {
+            let empty = serenity::CreateAutocompleteResponse::new();
+            app.interaction
+                .create_response(
+                    ctx,
+                    serenity::CreateInteractionResponse::Autocomplete(empty),
+                )
+                .await?;
+            return Ok(());
+        }
+    }
+    send(ctx, Reply::text(commands::OUTSIDE_GUILD_REFUSAL, true)).await
+}
+
+pub(super) async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
+    if let Some(ctx) = error.ctx() {
+        let refused = matches!(error, poise::FrameworkError::CommandCheckFailed { .. });
+        let result = if refused { "refused" } else { "error" };
+        metrics::command(&ctx.command().qualified_name, result);
+    }
+    let sent = match error {
+        poise::FrameworkError::CommandCheckFailed {
+            ctx, error: None, ..
+        } => refuse_outsider(ctx).await,
+        poise::FrameworkError::ArgumentParse { ctx, error, .. } => {
+            let text = format!(
+                "An argument could not be read ({}); check the command's options.",
+                escape_markdown(&error.to_string())
+            );
+            send(ctx, Reply::text(text, true)).await
+        }
+        poise::FrameworkError::Command { ctx, error, .. } => {
+            let command = &ctx.command().qualified_name;
+            tracing::error!(%command, error = redact::loggable(&error), "slash command failed");
+            let text = "The command failed; the error was logged.";
+            send(ctx, Reply::text(text, true)).await
+        }
+        other => poise::builtins::on_error(other).await.map_err(Error::from),
+    };
+    if let Err(error) = sent {
+        tracing::error!(
+            error = redact::loggable(&error),
+            "answering a failed command failed"
+        );
+    }
+}

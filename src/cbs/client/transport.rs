@@ -1,0 +1,192 @@
+//! The request/response plumbing under every call: POSTing the JSON body (paced),
+//! reading a bounded reply, mapping transport trouble to [`CbsError`], and redacting the
+//! system password from whatever the server sends back.
+
+use super::super::model::{self, SNIPPET_MAX_CHARS};
+use super::{CbsClient, CbsError};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Replies larger than this are refused (bytes); a day of restores for one user is far less.
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of a refused reply its snippet is made from (a UTF-8 char is at most 4 bytes).
+const SNIPPET_MAX_BYTES: usize = 4 * SNIPPET_MAX_CHARS;
+
+impl CbsClient {
+    /// POSTs `body` to `url`, paced by `cbs.max_requests_per_second`, and answers the
+    /// reply's text. A status other than 2xx is [`CbsError::Http`] with a short, redacted
+    /// snippet of what came back.
+    pub(super) async fn post_json<B: serde::Serialize>(
+        &self,
+        url: reqwest::Url,
+        body: &B,
+    ) -> Result<String, CbsError> {
+        let i = &self.inner;
+        self.paced().await;
+        let response = i
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let text = self.read_body(response).await?;
+        if !status.is_success() {
+            return Err(CbsError::Http {
+                server: i.server_name.clone(),
+                status,
+                snippet: model::snippet(self.redact(text).trim(), SNIPPET_MAX_CHARS),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<String, CbsError> {
+        let expected = response.content_length().unwrap_or(0) as usize;
+        let mut bytes = Vec::with_capacity(expected.min(MAX_REPLY_BYTES));
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(CbsError::Decode {
+                    server: self.inner.server_name.clone(),
+                    reason: format!("reply larger than {MAX_REPLY_BYTES} bytes"),
+                    // Only the head: copying the whole refused reply would double the
+                    // memory the bound is there to limit.
+                    snippet: model::snippet(
+                        &self.redact(
+                            String::from_utf8_lossy(&bytes[..bytes.len().min(SNIPPET_MAX_BYTES)])
+                                .into_owned(),
+                        ),
+                        SNIPPET_MAX_CHARS,
+                    ),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        // The CBS sends UTF-8; a stray bad byte should not hide the rest of the reply.
+        // Valid UTF-8 (the usual case) is taken as it is, without a copy.
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        Ok(self.redact(text))
+    }
+
+    /// Removes the system password from text the server sent, should a server (or a proxy
+    /// in front of it) ever echo the request: snippets of replies reach logs and the chat.
+    pub(super) fn redact(&self, mut text: String) -> String {
+        for form in &self.inner.redactions {
+            let form = form.expose_secret();
+            if text.contains(form) {
+                text = text.replace(form, "[REDACTED]");
+            }
+        }
+        text
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> CbsError {
+        let server = self.inner.server_name.clone();
+        if e.is_timeout() {
+            CbsError::Timeout {
+                server,
+                after: self.inner.request_timeout,
+            }
+        } else {
+            CbsError::Connect {
+                server,
+                detail: chain(&e.without_url()),
+            }
+        }
+    }
+}
+
+/// The forms `pwd` takes in text a server may send back, longest first: as written
+/// plainly and as a JSON string writes it (an echoed request body escapes `"`, `\\` and
+/// control characters, and may escape `/` as `\\/` and any non-ASCII character as
+/// `\\uXXXX`). None for an empty password.
+pub(super) fn redaction_forms(pwd: &str) -> Vec<SecretString> {
+    if pwd.is_empty() {
+        return Vec::new();
+    }
+    let quoted = serde_json::to_string(pwd).unwrap_or_default();
+    let json = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted);
+    // Non-ASCII characters as `\uXXXX`, in lower- or upper-case hex.
+    let escape_non_ascii = |upper: bool| -> String {
+        let mut out = String::with_capacity(json.len());
+        for c in json.chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                for unit in c.encode_utf16(&mut [0u16; 2]) {
+                    out.push_str(&if upper {
+                        format!("\\u{unit:04X}")
+                    } else {
+                        format!("\\u{unit:04x}")
+                    });
+                }
+            }
+        }
+        out
+    };
+    let mut forms = vec![pwd.to_owned(), json.to_owned()];
+    forms.push(escape_non_ascii(false));
+    forms.push(escape_non_ascii(true));
+    let with_slashes: Vec<String> = forms[1..].iter().map(|f| f.replace('/', "\\/")).collect();
+    forms.extend(with_slashes);
+    forms.sort();
+    forms.dedup();
+    // Longer forms first: a shorter form inside a longer one must not leave it half-redacted.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.into_iter().map(SecretString::from).collect()
+}
+
+/// The error and its causes, `: `-joined (reqwest's own message alone says little).
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redact(mut text: String, pwd: &str) -> String {
+        for form in redaction_forms(pwd) {
+            text = text.replace(form.expose_secret(), "[REDACTED]");
+        }
+        text
+    }
+
+    #[test]
+    fn redaction_covers_the_json_escaped_password() {
+        let pwd = r#"pa"ss\wörd/1"#;
+        let plain = format!("SysPwd={pwd}");
+        assert_eq!(redact(plain, pwd), "SysPwd=[REDACTED]");
+        let echoed = serde_json::json!({ "SysPwd": pwd }).to_string();
+        assert_eq!(redact(echoed, pwd), r#"{"SysPwd":"[REDACTED]"}"#);
+        for escaped in [
+            r#"pa\"ss\\w\u00f6rd\/1"#,
+            r#"pa\"ss\\w\u00F6rd/1"#,
+            r#"pa\"ss\\wörd\/1"#,
+        ] {
+            let shown = redact(format!(r#"{{"SysPwd":"{escaped}"}}"#), pwd);
+            assert_eq!(shown, r#"{"SysPwd":"[REDACTED]"}"#, "{escaped}");
+        }
+        assert_eq!(redact("nothing here".into(), pwd), "nothing here");
+        assert_eq!(redact("x".into(), ""), "x");
+    }
+}
