@@ -1036,6 +1036,6 @@ async fn a_running_job_that_vanishes_gets_one_notice_and_leaves_the_poll() {
         restorewatch::digest::Digest::from_store(p.store(), day(28), chrono_tz::UTC, vec![])
             .unwrap();
     assert!(digest.failures.iter().any(|f| f.vanished));
-    let text = restorewatch::digest::digest_text(&digest, day(28));
+    let text = restorewatch::render::digest_text(&digest, day(28));
     assert!(text.contains("vanished"), "{text}");
 }

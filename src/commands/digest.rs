@@ -5,7 +5,8 @@
 //! channel a member sees the digest of that owner's users only.
 
 use super::{parse_date, CommandResult, Reply, Scope, Visible};
-use crate::digest::{render_digest, Digest};
+use crate::digest::Digest;
+use crate::render::render_digest;
 use crate::render::{pack, RenderOptions};
 use crate::store::Store;
 use chrono::NaiveDate;

@@ -5,30 +5,23 @@
 //! [`Digest::compute`] is a pure function over job records, unit-tested without sled;
 //! [`Digest::from_store`] feeds it from the store. The result is plain serde data because it
 //! travels through the outbox as JSON inside [`EventKind::Digest`], like any other event, so
-//! a digest is delivered exactly once and survives a Discord outage. [`render_digest`] turns
-//! it into embeds: a summary card first, then one card per list, where a long list
-//! continues over as many cards as it needs instead of being cut; the ordinary
-//! [`crate::render::pack`] spreads those cards over messages.
+//! a digest is delivered exactly once and survives a Discord outage.
+//! [`crate::render::render_digest`] turns it into embeds: a summary card first, then one card
+//! per list, where a long list continues over as many cards as it needs instead of being
+//! cut; the ordinary [`crate::render::pack`] spreads those cards over messages.
 //!
 //! [`EventKind::Digest`]: crate::event::EventKind::Digest
 //!
 //! # Layout
 //! - `mod.rs` (here): the digest's data, computed from job records or from the store.
 //! - `schedule`: when digests are due ([`due_days`], [`catch_up`]) and queuing them.
-//! - `render`: the summary card, the list cards within a number of messages, the plain text.
-//! - `lists`: the digest's lists and their layout in cards, a long list cut short with a
-//!   line counting the rest.
-//! - `lines`: the list lines, one failure, running job or owner each.
+//!
+//! Rendering lives above, in `crate::render` (the digest's cards and text).
 
-mod lines;
-mod lists;
-mod render;
 mod schedule;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
-pub use lines::NO_OWNER_LABEL;
-pub use render::{digest_text, render_digest, DIGEST_MESSAGES_MAX};
 pub use schedule::{catch_up, day_over_in, due_days, previous_day, queue_digest};
 
 use crate::acks::{Ack, Acks};
@@ -333,6 +326,8 @@ mod tests {
     use super::*;
     use crate::cbs::model::RestoreJob;
     use crate::event::EventKind;
+    // The digest's text tells whether the queued one reads back the same.
+    use crate::render::digest_text;
     use crate::store::CycleRecord;
     use crate::test_data;
     use chrono::{TimeZone, Utc};

@@ -12,19 +12,19 @@ use crate::test_data;
 use chrono::{NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
-pub(super) const BERLIN: Tz = chrono_tz::Europe::Berlin;
+pub(crate) const BERLIN: Tz = chrono_tz::Europe::Berlin;
 
-pub(super) fn day() -> NaiveDate {
+pub(crate) fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()
 }
 
 /// The day the test day's digest is posted.
-pub(super) fn tomorrow() -> NaiveDate {
+pub(crate) fn tomorrow() -> NaiveDate {
     day().succ_opt().unwrap()
 }
 
 /// A job of a Berlin server; times are `yyyy-MM-dd HH:mm:ss` local, `raw` its code.
-pub(super) fn job(
+pub(crate) fn job(
     login: &str,
     owner: &str,
     set: &str,
@@ -40,7 +40,7 @@ pub(super) fn job(
 }
 
 /// A job that ended on the test day: started `hh:00`, ended half an hour later.
-pub(super) fn ended(login: &str, owner: &str, hour: u32, raw: &str) -> RestoreJob {
+pub(crate) fn ended(login: &str, owner: &str, hour: u32, raw: &str) -> RestoreJob {
     job(
         login,
         owner,
@@ -51,12 +51,12 @@ pub(super) fn ended(login: &str, owner: &str, hour: u32, raw: &str) -> RestoreJo
     )
 }
 
-pub(super) fn running(login: &str, hour: u32) -> RestoreJob {
+pub(crate) fn running(login: &str, hour: u32) -> RestoreJob {
     let start = format!("2024-06-26 {hour:02}:00:00");
     job(login, "", &format!("set-{login}"), &start, None, "")
 }
 
-pub(super) fn record(job: RestoreJob, stuck_alerted: bool) -> JobRecord {
+pub(crate) fn record(job: RestoreJob, stuck_alerted: bool) -> JobRecord {
     let seen = Utc.with_ymd_and_hms(2024, 6, 26, 22, 0, 0).unwrap();
     JobRecord {
         job,
@@ -72,7 +72,7 @@ pub(super) fn record(job: RestoreJob, stuck_alerted: bool) -> JobRecord {
 
 /// A varied day: 3 success, 1 warning, 1 cancelled, one failure of each failing kind
 /// (out of time order), two running and one stuck job.
-pub(super) fn records() -> Vec<JobRecord> {
+pub(crate) fn records() -> Vec<JobRecord> {
     vec![
         record(ended("s1", "res-a", 1, "RESTORE_STOP_SUCCESS"), false),
         record(ended("fail", "res-b", 15, "RESTORE_STOP_BY_ERROR"), false),
@@ -94,7 +94,7 @@ pub(super) fn records() -> Vec<JobRecord> {
     ]
 }
 
-pub(super) fn health(outage_secs: i64) -> DayHealth {
+pub(crate) fn health(outage_secs: i64) -> DayHealth {
     DayHealth {
         cycles: 288,
         request_errors: 3,
@@ -102,11 +102,11 @@ pub(super) fn health(outage_secs: i64) -> DayHealth {
     }
 }
 
-pub(super) fn logins(jobs: &[DigestJob]) -> Vec<&str> {
+pub(crate) fn logins(jobs: &[DigestJob]) -> Vec<&str> {
     jobs.iter().map(|j| j.login_name.as_str()).collect()
 }
 
-pub(super) fn within_embed_limits(e: &Embed) {
+pub(crate) fn within_embed_limits(e: &Embed) {
     assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
     assert!(e.description.chars().count() <= EMBED_DESCRIPTION_MAX_CHARS);
     assert!(e.fields.len() <= EMBED_FIELDS_MAX);

@@ -15,6 +15,7 @@
 //! into `content`, the one place where a mention pings.
 
 mod buttons;
+mod digest;
 mod embed;
 mod events;
 mod pack;
@@ -27,6 +28,7 @@ pub use buttons::{
     alert_buttons, AlertButtons, ButtonRow, ACK_FIELD_NAME, ACK_FIELD_RESERVE_CHARS,
     BUTTON_LABEL_MAX_CHARS, MESSAGE_ROWS_MAX,
 };
+pub use digest::{digest_text, render_digest, DIGEST_MESSAGES_MAX, NO_OWNER_LABEL};
 pub use embed::{
     Embed, EmbedField, OutMessage, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELDS_MAX,
     EMBED_FIELD_NAME_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS, EMBED_FOOTER_MAX_CHARS,

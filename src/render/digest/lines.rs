@@ -1,7 +1,7 @@
 //! The digest's list lines: one failure, running job or owner per line, with the names
 //! from the backup server escaped and kept short.
 
-use super::DigestJob;
+use crate::digest::DigestJob;
 use crate::event::ClassCounts;
 use crate::render::{code_span, counts_line, cut, escape_markdown, plural, unreadable_value};
 use chrono::{DateTime, FixedOffset, NaiveDate};

@@ -4,8 +4,8 @@
 //! left out, by owner.
 
 use super::lines::{failure_line, owner_line, running_line, NO_OWNER_LABEL};
-use super::{Digest, DigestJob};
 use crate::cbs::model::StatusClass;
+use crate::digest::{Digest, DigestJob};
 use crate::event::ClassCounts;
 use crate::render::{
     class_colour, counts_line, cut, escape_markdown, plural, Embed, COLOUR_INFO, COLOUR_STUCK,
@@ -296,8 +296,8 @@ mod tests {
     use crate::digest::test_support::{
         day, health, job, record, running, tomorrow, within_embed_limits, BERLIN,
     };
-    use crate::digest::{render_digest, DIGEST_MESSAGES_MAX};
     use crate::render::{pack, RenderOptions, MESSAGE_EMBEDS_MAX, MESSAGE_EMBED_TOTAL_MAX_CHARS};
+    use crate::render::{render_digest, DIGEST_MESSAGES_MAX};
     use crate::store::JobRecord;
     use crate::test_data::field_value;
     use chrono::{Days, TimeZone, Utc};

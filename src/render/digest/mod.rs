@@ -1,15 +1,25 @@
 //! The digest as the chat sees it: the summary card, then the list cards within a number
-//! of messages, and the same as plain text for `restorewatch digest --print`.
+//! of messages, and the same as plain text for `restorewatch digest --print`. The digest
+//! itself is computed in [`crate::digest`]; this side only reads it.
+//!
+//! - `lists`: the digest's lists and their layout in cards, a long list cut short with a
+//!   line counting the rest.
+//! - `lines`: the list lines, one failure, running job or owner each.
 
-use super::lines::list_name;
-use super::lists::{digest_lists, lay_out};
-use super::Digest;
+mod lines;
+mod lists;
+
+pub use lines::NO_OWNER_LABEL;
+
 use crate::cbs::model::StatusClass;
+use crate::digest::Digest;
 use crate::render::{
     class_colour, counts_line, cut, pack, plural, to_text, Embed, EmbedField, RenderOptions,
     COLOUR_INFO, COLOUR_STUCK, EMBED_FIELD_VALUE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
 };
 use chrono::NaiveDate;
+use lines::list_name;
+use lists::{digest_lists, lay_out};
 
 /// Messages the scheduled digest takes at most, however busy the day.
 pub const DIGEST_MESSAGES_MAX: usize = 3;
