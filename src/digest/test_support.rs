@@ -1,12 +1,8 @@
-//! Test data shared by the digest's unit tests: a varied day of Berlin restore jobs, as
-//! job records, and the check that an embed is within Discord's limits.
+//! Test data shared by the digest's unit tests (and the digest cards' in
+//! `crate::render`): a varied day of Berlin restore jobs, as job records.
 
 use super::DigestJob;
 use crate::cbs::model::RestoreJob;
-use crate::render::{
-    Embed, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELDS_MAX, EMBED_FIELD_NAME_MAX_CHARS,
-    EMBED_FIELD_VALUE_MAX_CHARS, EMBED_TITLE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
-};
 use crate::store::{DayHealth, JobRecord};
 use crate::test_data;
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -104,16 +100,4 @@ pub(crate) fn health(outage_secs: i64) -> DayHealth {
 
 pub(crate) fn logins(jobs: &[DigestJob]) -> Vec<&str> {
     jobs.iter().map(|j| j.login_name.as_str()).collect()
-}
-
-pub(crate) fn within_embed_limits(e: &Embed) {
-    assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
-    assert!(e.description.chars().count() <= EMBED_DESCRIPTION_MAX_CHARS);
-    assert!(e.fields.len() <= EMBED_FIELDS_MAX);
-    for f in &e.fields {
-        assert!(f.name.chars().count() <= EMBED_FIELD_NAME_MAX_CHARS);
-        assert!(f.value.chars().count() <= EMBED_FIELD_VALUE_MAX_CHARS);
-    }
-    assert!(e.char_count() <= MESSAGE_EMBED_TOTAL_MAX_CHARS);
-    assert_eq!(e, &e.clone().fit(), "fitting must not have to cut anything");
 }

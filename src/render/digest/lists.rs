@@ -290,12 +290,11 @@ fn cost(descriptions: &[String]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::within_embed_limits;
     use super::*;
     use crate::acks::Ack;
     use crate::cbs::model::JobKey;
-    use crate::digest::test_support::{
-        day, health, job, record, running, tomorrow, within_embed_limits, BERLIN,
-    };
+    use crate::digest::test_support::{day, health, job, record, running, tomorrow, BERLIN};
     use crate::render::{pack, RenderOptions, MESSAGE_EMBEDS_MAX, MESSAGE_EMBED_TOTAL_MAX_CHARS};
     use crate::render::{render_digest, DIGEST_MESSAGES_MAX};
     use crate::store::JobRecord;
