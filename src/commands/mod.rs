@@ -238,6 +238,11 @@ pub fn job_line(job: &RestoreJob) -> String {
 /// Messages one list reply sends at most: the answer and its follow-ups. A longer list
 /// ends its last message saying which `page:` argument shows the next lines.
 pub const LIST_MESSAGES_MAX: usize = 10;
+
+/// Neutral blue for lists that are not about one outcome (`/restores`, `/watch list`,
+/// `/status`).
+pub const LIST_COLOUR: u32 = 0x5865F2;
+
 /// Characters of lines in one message: the description's limit, less room for the note
 /// pointing to the next page.
 const PAGE_LINES_MAX_CHARS: usize = EMBED_DESCRIPTION_MAX_CHARS - 400;

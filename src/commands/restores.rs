@@ -11,7 +11,7 @@
 //! same answer ([`super::not_watched`]), so nobody can probe which logins exist, and the
 //! first two never reach the backup server.
 
-use super::{code, job_line, not_watched, parse_date, parse_login, quote};
+use super::{code, job_line, not_watched, parse_date, parse_login, quote, LIST_COLOUR};
 use super::{CommandError, CommandResult, ListPages};
 use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::CbsClient;
@@ -23,9 +23,6 @@ use std::collections::BTreeMap;
 
 /// How much of the backup server's error a footer quotes.
 const ERROR_MAX_CHARS: usize = 200;
-
-/// Neutral blue for lists that are not about one outcome.
-pub const LIST_COLOUR: u32 = 0x5865F2;
 
 /// The checked arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,8 +3,7 @@
 //! changes made from chat and who made them, the interactions refused for coming from
 //! outside the team's server, the store's size, the version and the uptime.
 
-use super::restores::LIST_COLOUR;
-use super::{quote, CommandResult, Reply};
+use super::{quote, CommandResult, Reply, LIST_COLOUR};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::cbs::model::StatusClass;
 use crate::render::{

@@ -4,8 +4,9 @@
 //! A user added here is polled from the next cycle on; the poller records their first
 //! cycle as a baseline, so old failures are not re-alerted.
 
-use super::restores::LIST_COLOUR;
-use super::{code, parse_login, quote, CommandError, CommandResult, ListPages, Reply, Scope};
+use super::{
+    code, parse_login, quote, CommandError, CommandResult, ListPages, Reply, Scope, LIST_COLOUR,
+};
 use crate::cbs::CbsClient;
 use crate::config::WatchEntry;
 use crate::mutes::Mute;

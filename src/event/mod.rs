@@ -4,8 +4,11 @@
 //! caused it, and leaves the outbox only after a sink accepted it. Events are plain data;
 //! sinks decide how they look.
 
+mod digest;
+
+pub use digest::{Digest, DigestAck, DigestHealth, DigestJob, ServerHealth};
+
 use crate::cbs::model::{RestoreJob, StatusClass};
-use crate::digest::Digest;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

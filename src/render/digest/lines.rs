@@ -1,8 +1,8 @@
 //! The digest's list lines: one failure, running job or owner per line, with the names
 //! from the backup server escaped and kept short.
 
-use crate::digest::DigestJob;
 use crate::event::ClassCounts;
+use crate::event::DigestJob;
 use crate::render::{code_span, counts_line, cut, escape_markdown, plural, unreadable_value};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 
@@ -101,7 +101,7 @@ mod tests {
     use super::*;
     use crate::cbs::model::END_TIME_FIELD;
     use crate::digest::test_support::{day, ended, health, logins, record, BERLIN};
-    use crate::digest::Digest;
+    use crate::event::Digest;
 
     #[test]
     fn a_failure_with_an_unreadable_end_is_listed_with_the_text_sent() {

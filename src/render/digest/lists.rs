@@ -5,8 +5,8 @@
 
 use super::lines::{failure_line, owner_line, running_line, NO_OWNER_LABEL};
 use crate::cbs::model::StatusClass;
-use crate::digest::{Digest, DigestJob};
 use crate::event::ClassCounts;
+use crate::event::{Digest, DigestJob};
 use crate::render::{
     class_colour, counts_line, cut, escape_markdown, plural, Embed, COLOUR_INFO, COLOUR_STUCK,
 };

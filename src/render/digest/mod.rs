@@ -12,7 +12,7 @@ mod lists;
 pub use lines::NO_OWNER_LABEL;
 
 use crate::cbs::model::StatusClass;
-use crate::digest::Digest;
+use crate::event::Digest;
 use crate::render::{
     class_colour, counts_line, cut, pack, plural, to_text, Embed, EmbedField, RenderOptions,
     COLOUR_INFO, COLOUR_STUCK, EMBED_FIELD_VALUE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
