@@ -11,38 +11,12 @@
 
 use crate::cbs::model::ListedUser;
 use crate::cbs::CbsClient;
+pub use crate::config::DiscoverSettings;
 use crate::config::WatchEntry;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// `[discover]`, checked.
-#[derive(Clone, Debug)]
-pub struct DiscoverSettings {
-    pub enabled: bool,
-    /// Resellers whose users are discovered; empty: every user.
-    pub owners: Vec<String>,
-    /// Logins matching any of these globs are left out.
-    pub exclude: globset::GlobSet,
-    /// `exclude` as written, to show the effective config.
-    pub exclude_patterns: Vec<String>,
-    /// How old the last good list may get before it is asked for again.
-    pub refresh: Duration,
-}
-
-impl Default for DiscoverSettings {
-    fn default() -> Self {
-        DiscoverSettings {
-            enabled: false,
-            owners: Vec::new(),
-            exclude: globset::GlobSet::empty(),
-            exclude_patterns: Vec::new(),
-            refresh: Duration::from_secs(3600),
-        }
-    }
-}
 
 /// How discovery went, kept in the store for `/status`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -214,7 +188,7 @@ mod tests {
             owners: owners.iter().map(|o| o.to_string()).collect(),
             exclude: b.build().unwrap(),
             exclude_patterns: exclude.iter().map(|o| o.to_string()).collect(),
-            refresh: Duration::from_secs(3600),
+            refresh: std::time::Duration::from_secs(3600),
         }
     }
 

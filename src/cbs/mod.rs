@@ -4,4 +4,4 @@
 pub mod client;
 pub mod model;
 
-pub use client::{CbsClient, CbsClientConfig, CbsError};
+pub use client::{CbsClient, CbsClientConfig, CbsError, OutageReason};

@@ -48,9 +48,9 @@ mod settings;
 pub use check::{min_retention_days, DEFAULT_ALERT_CLASSES, VANISHED_MIN_CYCLES};
 pub use env::{check_env_names, env_names, server_password_env, server_password_envs};
 pub use settings::{
-    AlertSettings, CbsServer, CbsSettings, DigestSettings, DiscordSettings, HeartbeatSettings,
-    PingWhen, PollSettings, Route, ServerRef, ServerSettings, Settings, StateSettings,
-    SummarySettings, SummaryWhen, WatchEntry,
+    AlertSettings, CbsServer, CbsSettings, DigestSettings, DiscordSettings, DiscoverSettings,
+    HeartbeatSettings, PingWhen, PollSettings, Route, ServerRef, ServerSettings, Settings,
+    StateSettings, SummarySettings, SummaryWhen, WatchEntry,
 };
 
 use check::Checker;

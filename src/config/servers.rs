@@ -273,7 +273,7 @@ impl Checker {
         &self,
         raw: RawDiscover,
         prefix: &str,
-    ) -> Result<crate::discover::DiscoverSettings, ConfigError> {
+    ) -> Result<crate::config::DiscoverSettings, ConfigError> {
         let mut exclude = globset::GlobSetBuilder::new();
         let patterns = raw.exclude.unwrap_or_default();
         for (i, pattern) in patterns.iter().enumerate() {
@@ -292,7 +292,7 @@ impl Checker {
         for (i, owner) in raw.owners.unwrap_or_default().into_iter().enumerate() {
             owners.push(self.non_empty(&format!("{prefix}.owners[{i}]"), owner)?);
         }
-        Ok(crate::discover::DiscoverSettings {
+        Ok(crate::config::DiscoverSettings {
             enabled: raw.enabled.unwrap_or(false),
             owners,
             exclude,

@@ -24,7 +24,7 @@ pub struct Settings {
     /// Users of that server from the config file (the store adds those added from chat).
     pub watch: Vec<WatchEntry>,
     /// `[discover]` (or the server's own `discover`): users listed by the server itself.
-    pub discover: crate::discover::DiscoverSettings,
+    pub discover: DiscoverSettings,
     /// The other `[[cbs]]` entries, in the file's order; empty with one server.
     pub other_servers: Vec<CbsServer>,
     pub poll: PollSettings,
@@ -68,7 +68,7 @@ pub struct CbsServer {
     /// `[[watch]]` entries with `server` naming this server.
     pub watch: Vec<WatchEntry>,
     /// The server's own `discover` table, else the top-level `[discover]`.
-    pub discover: crate::discover::DiscoverSettings,
+    pub discover: DiscoverSettings,
 }
 
 /// A backup server of [`Settings::servers`], borrowed.
@@ -76,7 +76,7 @@ pub struct CbsServer {
 pub struct ServerRef<'a> {
     pub cbs: &'a CbsSettings,
     pub watch: &'a [WatchEntry],
-    pub discover: &'a crate::discover::DiscoverSettings,
+    pub discover: &'a DiscoverSettings,
 }
 
 impl Settings {
@@ -123,6 +123,32 @@ pub struct WatchEntry {
     pub login: String,
     /// Empty when the user has no owner (sub-admin).
     pub owner: String,
+}
+
+/// `[discover]`, checked.
+#[derive(Clone, Debug)]
+pub struct DiscoverSettings {
+    pub enabled: bool,
+    /// Resellers whose users are discovered; empty: every user.
+    pub owners: Vec<String>,
+    /// Logins matching any of these globs are left out.
+    pub exclude: globset::GlobSet,
+    /// `exclude` as written, to show the effective config.
+    pub exclude_patterns: Vec<String>,
+    /// How old the last good list may get before it is asked for again.
+    pub refresh: Duration,
+}
+
+impl Default for DiscoverSettings {
+    fn default() -> Self {
+        DiscoverSettings {
+            enabled: false,
+            owners: Vec::new(),
+            exclude: globset::GlobSet::empty(),
+            exclude_patterns: Vec::new(),
+            refresh: Duration::from_secs(3600),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@
 
 mod digest;
 
+pub use crate::cbs::OutageReason;
 pub use digest::{Digest, DigestAck, DigestHealth, DigestJob, ServerHealth};
 
 use crate::cbs::model::{RestoreJob, StatusClass};
@@ -170,18 +171,6 @@ pub const BASELINE_WOULD_ALERT_MAX: usize = 500;
 pub struct BaselineUser {
     pub login_name: String,
     pub counts: ClassCounts,
-}
-
-/// Why the backup server counts as down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutageReason {
-    /// Connection, timeout, HTTP 5xx or an unreadable reply.
-    Unreachable,
-    /// The API refuses the system user's password.
-    AuthFailed,
-    /// The system user's password has expired (since CBS 8.3.4).
-    PasswordExpired,
 }
 
 /// A poll cycle in numbers.

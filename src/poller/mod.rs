@@ -83,7 +83,7 @@ impl Poller {
     }
 
     /// Watches the users the server lists too (`[discover]`), when enabled.
-    pub fn with_discovery(mut self, settings: crate::discover::DiscoverSettings) -> Self {
+    pub fn with_discovery(mut self, settings: crate::config::DiscoverSettings) -> Self {
         self.discovery = crate::discover::Discovery::from_settings(settings);
         self
     }

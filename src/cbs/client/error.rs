@@ -1,10 +1,24 @@
 //! [`CbsError`], the one error every failed request to the backup server becomes, and
 //! how the poller reads it: [`CbsError::outage_reason`] tells a whole-server outage
-//! (unreachable, refused credentials, expired password) from one request's own failure.
+//! (unreachable, refused credentials, expired password) from one request's own failure, as
+//! an [`OutageReason`].
 
-use crate::event::OutageReason;
 use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// Why the backup server counts as down: what a whole-server failure reads as (carried
+/// by the outage events, hence plain serde data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageReason {
+    /// Connection, timeout, HTTP 5xx or an unreadable reply.
+    Unreachable,
+    /// The API refuses the system user's password.
+    AuthFailed,
+    /// The system user's password has expired (since CBS 8.3.4).
+    PasswordExpired,
+}
 
 /// Why a request to the backup server failed.
 #[derive(Debug, thiserror::Error)]

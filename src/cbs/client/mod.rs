@@ -11,7 +11,7 @@ mod error;
 mod pace;
 mod transport;
 
-pub use error::CbsError;
+pub use error::{CbsError, OutageReason};
 
 use super::model::{self, DecodeContext, JobList, JobReport, ListedUser, ReplyError};
 use chrono::NaiveDate;
