@@ -406,6 +406,24 @@ fn bad_environment_values_name_key_and_variable() {
 }
 
 #[test]
+fn a_bad_log_format_stops_the_start_naming_the_variable() {
+    let err = Settings::from_toml_str(
+        BASE,
+        &env(&[SECRETS[0], SECRETS[1], ("RESTOREWATCH_LOG_FORMAT", "xml")]),
+    )
+    .unwrap_err();
+    assert_eq!(err.key(), Some("RESTOREWATCH_LOG_FORMAT"), "{err}");
+    assert!(
+        err.to_string().contains("\"xml\" is not a log format"),
+        "{err}"
+    );
+    for fine in ["json", "TEXT", " text "] {
+        let vars = [SECRETS[0], SECRETS[1], ("RESTOREWATCH_LOG_FORMAT", fine)];
+        assert!(Settings::from_toml_str(BASE, &env(&vars)).is_ok(), "{fine}");
+    }
+}
+
+#[test]
 fn secrets_come_from_files_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let pwd = dir.path().join("pwd");
