@@ -204,7 +204,8 @@ pub fn matching_users<'a>(
 }
 
 /// One job as a line of a list: set, class, times, size, and the raw code when the class
-/// is unknown. Backup-server text is escaped. The times are Discord's tags, which each
+/// is unknown. Backup-server text is escaped, and the set's name cut short, so a long one
+/// leaves the rest of the line (and the page) readable. The times are Discord's tags, which each
 /// reader sees in their own zone: the start with its date, the end as a time of day.
 pub fn job_line(job: &RestoreJob) -> String {
     use crate::cbs::model::{END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD};
@@ -224,7 +225,7 @@ pub fn job_line(job: &RestoreJob) -> String {
     );
     let mut line = format!(
         "**{}** · {} · {}–{} · {size}",
-        escape_markdown(job.backup_set_label()),
+        crate::render::list_name(job.backup_set_label()),
         job.class.label(),
         time(job.start_time, START_TIME_FIELD, 'f'),
         time(job.end_time, END_TIME_FIELD, 't'),
@@ -484,6 +485,21 @@ mod tests {
             e.to_string().contains("\\*\\*@\u{200B}everyone\\*\\*"),
             "{e}"
         );
+    }
+
+    /// A 5,000-character set name is cut short: the line keeps its class, times and size,
+    /// and a page of such lines still lists many jobs, not one cut line each.
+    #[test]
+    fn a_long_set_name_is_cut_in_a_job_line() {
+        let mut long = job("obm", "1", 26, 9, "RESTORE_STOP_BY_ERROR");
+        long.backup_set_name = "x".repeat(5000);
+        let line = job_line(&long);
+        assert!(
+            line.starts_with("**xxx") && line.contains("…** · failure · <t:"),
+            "{line}"
+        );
+        assert!(line.ends_with("2 KiB"), "{line}");
+        assert!(line.chars().count() < 200, "{line}");
     }
 
     #[test]

@@ -14,11 +14,11 @@ pub use lines::NO_OWNER_LABEL;
 use crate::cbs::model::StatusClass;
 use crate::event::Digest;
 use crate::render::{
-    class_colour, counts_line, cut, pack, plural, to_text, Embed, EmbedField, RenderOptions,
-    COLOUR_INFO, COLOUR_STUCK, EMBED_FIELD_VALUE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
+    class_colour, counts_line, cut, list_name, pack, plural, to_text, Embed, EmbedField,
+    RenderOptions, COLOUR_INFO, COLOUR_STUCK, EMBED_FIELD_VALUE_MAX_CHARS,
+    MESSAGE_EMBED_TOTAL_MAX_CHARS,
 };
 use chrono::NaiveDate;
-use lines::list_name;
 use lists::{digest_lists, lay_out};
 
 /// Messages the scheduled digest takes at most, however busy the day.
