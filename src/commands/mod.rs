@@ -30,7 +30,9 @@ pub use access::{
 };
 
 use crate::cbs::model::RestoreJob;
-use crate::render::{code_span, escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS};
+use crate::render::{
+    code_span, cut, escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS,
+};
 use crate::store::StoreError;
 use chrono::NaiveDate;
 
@@ -100,12 +102,20 @@ pub const AUTOCOMPLETE_MAX_CHOICES: usize = 25;
 pub const AUTOCOMPLETE_CHOICE_MAX_CHARS: usize = 100;
 /// How much of a user's text is quoted back.
 const QUOTE_MAX_CHARS: usize = 64;
+/// How much of an error's text is quoted back: the server's name and its whole message
+/// (a CBS message such as `User "x" not found` names the user before it says why).
+const ERROR_QUOTE_MAX_CHARS: usize = 300;
 
-/// User text quoted back in a message: escaped and cut, so it can neither format nor
-/// flood the reply.
+/// User text quoted back in a message: escaped and cut (with `…`), so it can neither
+/// format nor flood the reply.
 fn quote(text: &str) -> String {
-    let short: String = text.chars().take(QUOTE_MAX_CHARS).collect();
-    escape_markdown(&short)
+    escape_markdown(&cut(text, QUOTE_MAX_CHARS))
+}
+
+/// An error's text quoted back, as [`quote`] but long enough for a whole CBS message:
+/// cutting it at a user's text's length lost the words that say what went wrong.
+fn quote_error(text: &str) -> String {
+    escape_markdown(&cut(text, ERROR_QUOTE_MAX_CHARS))
 }
 
 /// A login (or other name) in a code span: shown as typed, without escapes, and cut.
