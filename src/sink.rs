@@ -201,6 +201,7 @@ mod tests {
                 down_since: now,
                 recovered_at: now,
                 caught_up: vec![],
+                reason: None,
             };
             store.push_event(kind, now).unwrap();
         }

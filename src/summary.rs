@@ -28,18 +28,15 @@ pub enum Disposition {
     Skip,
 }
 
-/// Decides what happens to `summary`; `errors_changed`: the set of users whose requests
-/// failed differs from the previous cycle's.
-pub fn disposition(
-    settings: &SummarySettings,
-    summary: &CycleSummary,
-    errors_changed: bool,
-) -> Disposition {
+/// Decides what happens to `summary`; `news`: the set of users whose requests failed
+/// differs from the previous cycle's, or a reply item that could not be read was seen for
+/// the first time. The same error or unreadable item in every cycle posts once, not every
+/// cycle (the summary of a cycle posted for another reason still counts it).
+pub fn disposition(settings: &SummarySettings, summary: &CycleSummary, news: bool) -> Disposition {
     if settings.schedule.is_some() {
         return Disposition::RollUp;
     }
-    // Reply items that could not be read are never silent: they post like an error.
-    let alerted = summary.alerts > 0 || errors_changed || summary.unreadable_items > 0;
+    let alerted = summary.alerts > 0 || news;
     let changed = alerted
         || summary.started_running > 0
         || summary.muted > 0
@@ -180,6 +177,26 @@ mod tests {
         assert_eq!(disposition(&default, &quiet, true), Disposition::Post);
         let never = settings(SummaryWhen::Never);
         assert_eq!(disposition(&never, &alerted, true), Disposition::Skip);
+    }
+
+    /// An unreadable item seen in every cycle is news once (the poller says when), not a
+    /// summary every cycle.
+    #[test]
+    fn unreadable_items_post_only_when_new() {
+        let repeat = CycleSummary {
+            unreadable_items: 1,
+            ..CycleSummary::default()
+        };
+        for when in [SummaryWhen::Alerts, SummaryWhen::Changes] {
+            assert_eq!(
+                disposition(&settings(when), &repeat, false),
+                Disposition::Skip
+            );
+            assert_eq!(
+                disposition(&settings(when), &repeat, true),
+                Disposition::Post
+            );
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@ mod support;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use restorewatch::cbs::model::{StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD};
 use restorewatch::event::EventKind;
-use restorewatch::simulator::{Quirks, SimJob};
+use restorewatch::poller::Poller;
+use restorewatch::simulator::{LoginFault, Quirks, SimJob};
 use restorewatch::sink::drain;
+use support::logs::LogCapture;
 use support::world::{job, Harness, Recorder};
 
 fn at(d: u32, h: u32, min: u32) -> DateTime<Utc> {
@@ -123,6 +125,85 @@ async fn odd_fields_still_alert_and_reach_the_digest_and_a_nameless_item_is_coun
     h.clock.set(at(28, 11, 5));
     let again = p.cycle().await.unwrap();
     assert_eq!(again.summary.alerts, 0);
+}
+
+/// One cycle at 11:`min` on the 28th, delivered to `sink`; returns the items it skipped,
+/// checked against the cycle's record (`/status`).
+async fn cycle_at(h: &Harness, p: &Poller, sink: &Recorder, min: u32) -> u32 {
+    h.clock.set(at(28, 11, min));
+    let items = p.cycle().await.unwrap().summary.unreadable_items;
+    drain(p.store(), sink).await.unwrap();
+    let recorded = p.store().last_cycle().unwrap().unwrap().unreadable_items;
+    assert_eq!(recorded, items, "/status counts every cycle's items");
+    items
+}
+
+/// The same item without an identity in every reply is told once (one summary, one WARN
+/// line), like a user whose requests keep failing the same way; it stays counted in every
+/// cycle's record (`/status`). A new item is told once again. A failed request in between
+/// and a restart do not make a known item new.
+#[tokio::test]
+async fn an_unreadable_item_seen_every_cycle_is_told_once() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start(&["obm"], at(28, 9, 0)).await;
+    let mut p = h.poller();
+    p.cycle().await.unwrap(); // the baseline: nothing yet
+    h.sim.add_job(odd_failure("obm", "1", 0, &["no_identity"]));
+    let sink = Recorder::default();
+    let summaries = || {
+        sink.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::CycleSummary(_)))
+            .count()
+    };
+    let warnings = || {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("skipped a reply item"))
+            .count()
+    };
+    let items = cycle_at(&h, &p, &sink, 0).await;
+    assert_eq!(
+        (items, summaries(), warnings()),
+        (1, 1, 1),
+        "first seen: told"
+    );
+    for min in [5, 10, 15] {
+        let items = cycle_at(&h, &p, &sink, min).await;
+        assert_eq!(
+            (items, summaries(), warnings()),
+            (1, 1, 1),
+            "seen again: quiet"
+        );
+    }
+
+    // A failed request and the recovery post for the errors, but the item is not new.
+    h.sim.set_login_fault("obm", Some(LoginFault::NotFound));
+    cycle_at(&h, &p, &sink, 20).await;
+    h.sim.set_login_fault("obm", None);
+    cycle_at(&h, &p, &sink, 25).await;
+    assert_eq!(warnings(), 1, "the item is known across a failed request");
+    let posted = summaries();
+
+    // A restart remembers it.
+    drop(p);
+    p = h.poller();
+    cycle_at(&h, &p, &sink, 30).await;
+    assert_eq!(
+        (summaries(), warnings()),
+        (posted, 1),
+        "known across a restart"
+    );
+
+    // A different item is news, once.
+    h.sim.add_job(odd_failure("obm", "2", 1, &["no_identity"]));
+    let items = cycle_at(&h, &p, &sink, 35).await;
+    assert_eq!((items, summaries(), warnings()), (2, posted + 1, 2));
+    let items = cycle_at(&h, &p, &sink, 40).await;
+    assert_eq!((items, summaries(), warnings()), (2, posted + 1, 2));
 }
 
 /// The built binary, with no RESTOREWATCH_* of the caller's environment.

@@ -602,18 +602,22 @@ async fn a_new_outage_reason_gets_its_own_notice() {
             EventKind::CbsUnreachable { reason, since, .. } => {
                 Some(format!("down {reason:?} since {}", since.format("%H:%M")))
             }
-            EventKind::CbsRecovered { down_since, .. } => {
-                Some(format!("up, down since {}", down_since.format("%H:%M")))
-            }
+            EventKind::CbsRecovered {
+                down_since, reason, ..
+            } => Some(format!(
+                "up, down {reason:?} since {}",
+                down_since.format("%H:%M")
+            )),
             _ => None,
         })
         .collect();
+    // The recovery names the reason the outage ended with (its card words it so).
     assert_eq!(
         notices,
         [
             "down Unreachable since 09:05",
             "down PasswordExpired since 09:05",
-            "up, down since 09:05"
+            "up, down Some(PasswordExpired) since 09:05"
         ]
     );
 }

@@ -30,7 +30,9 @@ pub use access::{
 };
 
 use crate::cbs::model::RestoreJob;
-use crate::render::{code_span, escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS};
+use crate::render::{
+    code_span, cut, escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS,
+};
 use crate::store::StoreError;
 use chrono::NaiveDate;
 
@@ -100,12 +102,20 @@ pub const AUTOCOMPLETE_MAX_CHOICES: usize = 25;
 pub const AUTOCOMPLETE_CHOICE_MAX_CHARS: usize = 100;
 /// How much of a user's text is quoted back.
 const QUOTE_MAX_CHARS: usize = 64;
+/// How much of an error's text is quoted back: the server's name and its whole message
+/// (a CBS message such as `User "x" not found` names the user before it says why).
+const ERROR_QUOTE_MAX_CHARS: usize = 300;
 
-/// User text quoted back in a message: escaped and cut, so it can neither format nor
-/// flood the reply.
+/// User text quoted back in a message: escaped and cut (with `…`), so it can neither
+/// format nor flood the reply.
 fn quote(text: &str) -> String {
-    let short: String = text.chars().take(QUOTE_MAX_CHARS).collect();
-    escape_markdown(&short)
+    escape_markdown(&cut(text, QUOTE_MAX_CHARS))
+}
+
+/// An error's text quoted back, as [`quote`] but long enough for a whole CBS message:
+/// cutting it at a user's text's length lost the words that say what went wrong.
+fn quote_error(text: &str) -> String {
+    escape_markdown(&cut(text, ERROR_QUOTE_MAX_CHARS))
 }
 
 /// A login (or other name) in a code span: shown as typed, without escapes, and cut.
@@ -204,7 +214,8 @@ pub fn matching_users<'a>(
 }
 
 /// One job as a line of a list: set, class, times, size, and the raw code when the class
-/// is unknown. Backup-server text is escaped. The times are Discord's tags, which each
+/// is unknown. Backup-server text is escaped, and the set's name cut short, so a long one
+/// leaves the rest of the line (and the page) readable. The times are Discord's tags, which each
 /// reader sees in their own zone: the start with its date, the end as a time of day.
 pub fn job_line(job: &RestoreJob) -> String {
     use crate::cbs::model::{END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD};
@@ -224,7 +235,7 @@ pub fn job_line(job: &RestoreJob) -> String {
     );
     let mut line = format!(
         "**{}** · {} · {}–{} · {size}",
-        escape_markdown(job.backup_set_label()),
+        crate::render::list_name(job.backup_set_label()),
         job.class.label(),
         time(job.start_time, START_TIME_FIELD, 'f'),
         time(job.end_time, END_TIME_FIELD, 't'),
@@ -484,6 +495,21 @@ mod tests {
             e.to_string().contains("\\*\\*@\u{200B}everyone\\*\\*"),
             "{e}"
         );
+    }
+
+    /// A 5,000-character set name is cut short: the line keeps its class, times and size,
+    /// and a page of such lines still lists many jobs, not one cut line each.
+    #[test]
+    fn a_long_set_name_is_cut_in_a_job_line() {
+        let mut long = job("obm", "1", 26, 9, "RESTORE_STOP_BY_ERROR");
+        long.backup_set_name = "x".repeat(5000);
+        let line = job_line(&long);
+        assert!(
+            line.starts_with("**xxx") && line.contains("…** · failure · <t:"),
+            "{line}"
+        );
+        assert!(line.ends_with("2 KiB"), "{line}");
+        assert!(line.chars().count() < 200, "{line}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! changes made from chat and who made them, the interactions refused for coming from
 //! outside the team's server, the store's size, the version and the uptime.
 
-use super::{quote, CommandResult, Reply, LIST_COLOUR};
+use super::{quote, quote_error, CommandResult, Reply, LIST_COLOUR};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::cbs::model::StatusClass;
 use crate::render::{
@@ -145,7 +145,11 @@ fn cycle_text(last_cycle: &Option<CycleRecord>) -> String {
 /// Whether the backup server answers.
 fn outage_text(outage: &Option<Outage>) -> String {
     match outage {
-        Some(o) => format!("unreachable since {}: {}", when(o.since), quote(&o.error)),
+        Some(o) => format!(
+            "unreachable since {}: {}",
+            when(o.since),
+            quote_error(&o.error)
+        ),
         None => "answering".to_owned(),
     }
 }

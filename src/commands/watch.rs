@@ -5,7 +5,8 @@
 //! cycle as a baseline, so old failures are not re-alerted.
 
 use super::{
-    code, parse_login, quote, CommandError, CommandResult, ListPages, Reply, Scope, LIST_COLOUR,
+    code, parse_login, quote, quote_error, CommandError, CommandResult, ListPages, Reply, Scope,
+    LIST_COLOUR,
 };
 use crate::cbs::CbsClient;
 use crate::config::WatchEntry;
@@ -73,7 +74,7 @@ pub async fn add(
                 "user: the backup server does not accept {}: {}. Expected a login name \
                  (and owner) it knows; nothing was changed.",
                 code(&login),
-                quote(&error.to_string())
+                quote_error(&error.to_string())
             )))
         }
         Ok(Err(_)) | Err(_) => " (the backup server did not answer, so the name is unchecked)",
@@ -266,6 +267,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not accept `ghost`"));
+        // The server's whole message is quoted, however long the login (it used to be cut
+        // at 64 characters: "…' not .").
+        const LONG: &str = "customer-with-a-rather-long-login-name";
+        let long = add(&store, &client, &config(), LONG, None, "op (1)", now).await;
+        let text = long.unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("User \"{LONG}\" not found")),
+            "{text}"
+        );
         assert_eq!(store.dynamic_watches().unwrap().len(), 1);
 
         sim.set_down(true).await.unwrap();

@@ -108,6 +108,10 @@ pub enum EventKind {
         /// Past dates the recovering cycle read again (the catch-up), oldest first.
         #[serde(default)]
         caught_up: Vec<NaiveDate>,
+        /// Why it counted as down when it recovered (absent in older records): an
+        /// outage for a rejected password was no outage of the network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<OutageReason>,
     },
     /// One day of restore jobs, built on the digest schedule.
     Digest(Digest),

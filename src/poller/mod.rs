@@ -9,12 +9,14 @@
 //! This module holds the [`Poller`], its [`PollerConfig`] and the cycle itself;
 //! `dates.rs` picks the dates to ask about ([`dates_to_poll`]), `report.rs` holds the
 //! [`CycleReport`] a cycle returns, `outage.rs` opens and closes outages from a cycle's
-//! requests, and `job_reports.rs` adds the restore job reports to failure alerts.
+//! requests, `job_reports.rs` adds the restore job reports to failure alerts, and
+//! `unreadable.rs` remembers the reply items that could not be read, so each is told once.
 
 mod dates;
 mod job_reports;
 mod outage;
 mod report;
+mod unreadable;
 
 pub use dates::dates_to_poll;
 pub use report::CycleReport;
@@ -265,6 +267,7 @@ impl Poller {
                 .any(|m| m.covers(&job.server, &job.login_name, &job.backup_set_id))
         };
         let streaks = Streaks::open(&self.store)?;
+        let mut unreadable = unreadable::Unreadable::load(&self.store)?;
         let repeat = |job: &RestoreJob| Some(streaks.next(job, started_at));
         let stuck_after = chrono::Duration::from_std(self.config.poll.stuck_after)
             .unwrap_or(chrono::Duration::MAX);
@@ -311,11 +314,20 @@ impl Poller {
                     if date < today {
                         caught_up.insert(date);
                     }
+                    unreadable.read(&user.login, date);
                     for skipped in &list.skipped {
-                        tracing::warn!(
-                            user = %user.login, %date, reason = %skipped.reason, raw = %skipped.raw,
-                            "skipped a reply item without a job identity"
-                        );
+                        // Told once; the same item in later replies only at debug level.
+                        if unreadable.note(&user.login, date, skipped) {
+                            tracing::warn!(
+                                user = %user.login, %date, reason = %skipped.reason, raw = %skipped.raw,
+                                "skipped a reply item without a job identity"
+                            );
+                        } else {
+                            tracing::debug!(
+                                user = %user.login, %date, reason = %skipped.reason, raw = %skipped.raw,
+                                "skipped a reply item without a job identity (seen before)"
+                            );
+                        }
                         summary.unreadable_items += 1;
                         if summary.unreadable.len() < UNREADABLE_LISTED_MAX {
                             summary.unreadable.push(PollError {
@@ -522,8 +534,10 @@ impl Poller {
             .iter()
             .map(|e| e.login_name.clone())
             .collect();
-        let errors_changed = error_logins != self.store.error_logins()?;
-        match crate::summary::disposition(&self.config.summary, &summary, errors_changed) {
+        // News worth a summary: the set of erroring users changed, or an unreadable reply
+        // item not seen before (one that comes back every cycle is told once).
+        let news = error_logins != self.store.error_logins()? || unreadable.any_new();
+        match crate::summary::disposition(&self.config.summary, &summary, news) {
             Disposition::Post => {
                 self.store
                     .push_event(EventKind::CycleSummary(summary.clone()), now)?;
@@ -551,6 +565,7 @@ impl Poller {
         let cutoff = today
             .checked_sub_days(Days::new(self.keep_days().into()))
             .unwrap_or(NaiveDate::MIN);
+        unreadable.save(&self.store, cutoff)?;
         let pruned = self.store.prune_before(cutoff)?;
         // Acknowledgements end with their jobs' records.
         crate::acks::Acks::open(&self.store)?.prune_before(cutoff)?;

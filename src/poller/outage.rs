@@ -43,6 +43,7 @@ impl Poller {
                 down_since: outage.since,
                 recovered_at: summary.started_at,
                 caught_up,
+                reason: Some(outage.reason),
             };
             self.store.set_outage_with_event(None, event, now)?;
             return Ok(down_secs(&outage));

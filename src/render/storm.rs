@@ -6,7 +6,7 @@
 
 use super::embed::Embed;
 use super::pointers::{failures_command, FAILURES_MAX_DAYS};
-use super::text::{code_span, escape_markdown, plural, DASH};
+use super::text::{code_span, cut, list_name, plural, DASH};
 use super::times::discord_time;
 use crate::event::{Event, StormJob};
 use chrono::NaiveDate;
@@ -27,6 +27,18 @@ pub fn ended_text(job: &StormJob) -> String {
     }
 }
 
+/// One job's line (`ended · user · set · code`): its names cut short (with `…`), so no one
+/// job's line can push the others out of a card.
+pub fn job_line(job: &StormJob) -> String {
+    format!(
+        "{} · {} · {} · {}",
+        ended_text(job),
+        list_name(&job.login_name),
+        list_name(&job.backup_set),
+        code_span(&job.raw_status),
+    )
+}
+
 /// `/failures days:N` (as code) reaching back to the oldest date of `jobs` from `today`
 /// (the backup server's zone); just `/failures` for jobs queued without their date.
 pub fn failures_pointer(jobs: &[StormJob], today: NaiveDate) -> String {
@@ -43,13 +55,13 @@ pub fn storm_card(owner: Option<&str>, jobs: &[StormJob], event: &Event, tz: Tz)
     let mut description = String::new();
     let mut listed = 0;
     for job in jobs {
-        let line = format!(
-            "{} · {} · {} · {}\n",
-            ended_text(job),
-            escape_markdown(&job.login_name),
-            escape_markdown(&job.backup_set),
-            code_span(&job.raw_status),
-        );
+        let mut line = job_line(job);
+        if listed == 0 {
+            // Short by construction; should a first line still not fit, it is cut rather
+            // than leaving the card with no line at all.
+            line = cut(&line, STORM_LINES_MAX_CHARS - 1);
+        }
+        line.push('\n');
         if description.chars().count() + line.chars().count() > STORM_LINES_MAX_CHARS {
             break;
         }
@@ -128,6 +140,26 @@ mod tests {
             assert!(card.description.chars().count() <= 4096);
             assert!(card.description.contains("/failures"));
         }
+    }
+
+    /// One absurdly long name (5,000 characters) is cut with `…`; it does not empty the
+    /// card, and the other jobs are listed as usual.
+    #[test]
+    fn a_long_name_is_cut_and_every_other_job_still_listed() {
+        let mut listed = jobs(7);
+        listed[0].backup_set = "x".repeat(5000);
+        listed[3].login_name = format!("user0003{}", "y".repeat(5000));
+        let card = storm_card(None, &listed, &event(), chrono_tz::UTC);
+        let lines: Vec<&str> = card.description.lines().collect();
+        assert_eq!(lines.len(), 8, "{}", card.description);
+        assert!(!card.description.contains("more failure"));
+        for (i, line) in lines[..7].iter().enumerate() {
+            assert!(line.contains(&format!("user{i:04}")), "{line}");
+            assert!(line.ends_with("`RESTORE_STOP_BY_ERROR`"), "{line}");
+            assert!(line.chars().count() < 250, "{line}");
+        }
+        assert!(lines[0].contains("xxx…"));
+        assert!(lines[3].contains("yyy…"));
     }
 
     #[test]

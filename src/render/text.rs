@@ -31,6 +31,10 @@ const ZERO_WIDTH_SPACE: char = '\u{200B}';
 /// How many characters of a code shown in backticks are kept (a status code is ~35).
 const CODE_SPAN_MAX_CHARS: usize = 200;
 
+/// A login, owner or backup-set name in a list line, after escaping (characters): one
+/// absurdly long name must not push the rest of the list out of a card.
+const LIST_NAME_MAX_CHARS: usize = 80;
+
 /// Unicode's format characters (general category Cf): bidi overrides and isolates, zero
 /// width joiners and spaces, soft hyphens, tags. Invisible, and able to make text read
 /// other than it is, so server text loses them. (Unicode 15.1; the list is short and
@@ -180,6 +184,11 @@ pub fn cut(text: &str, max_chars: usize) -> String {
     }
     kept.push(ELLIPSIS);
     kept
+}
+
+/// A name from the backup server in a list line: escaped and kept short (cut with `…`).
+pub fn list_name(text: &str) -> String {
+    cut(&escape_markdown(text), LIST_NAME_MAX_CHARS)
 }
 
 /// An escaped value, or [`DASH`] when the server sent nothing.

@@ -1,6 +1,6 @@
 //! Single values in the `meta` tree: the last cycle and each day's poller health, the down
-//! streak and the outage, the digest day, the install id, and the watched, erroring and
-//! refused names. Per-server values sit under the handle's server (see
+//! streak and the outage, the digest day, the install id, the watched, erroring and
+//! refused names, and the unreadable reply items already reported. Per-server values sit under the handle's server (see
 //! [`Store::for_server`]).
 
 use super::outbox::queue_in;
@@ -52,6 +52,15 @@ pub struct Outage {
     pub error: String,
 }
 
+/// The reply items of one (user, date) that could not be read, as the poller last saw
+/// them: stable hashes of their raw text, so one that comes back every cycle is told once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableSeen {
+    pub login: String,
+    pub date: NaiveDate,
+    pub items: BTreeSet<u64>,
+}
+
 const META_LAST_CYCLE: &str = "last_cycle";
 const META_OUTAGE: &str = "outage";
 const META_ERROR_LOGINS: &str = "error_logins";
@@ -60,6 +69,7 @@ const META_WATCHED: &str = "watched_logins";
 const META_INSTALL_ID: &str = "install_id";
 const META_LAST_DIGEST: &str = "last_digest_day";
 const META_DOWN_STREAK: &str = "down_streak";
+const META_UNREADABLE_SEEN: &str = "unreadable_seen";
 pub(super) const META_DAY_PREFIX: &str = "day:";
 
 impl Store {
@@ -225,6 +235,17 @@ impl Store {
 
     pub fn set_error_logins(&self, logins: &BTreeSet<String>) -> Result<()> {
         self.meta_put(&self.meta_key(META_ERROR_LOGINS), logins)
+    }
+
+    /// The unreadable reply items already reported, per (user, date).
+    pub fn unreadable_seen(&self) -> Result<Vec<UnreadableSeen>> {
+        Ok(self
+            .meta_get(&self.meta_key(META_UNREADABLE_SEEN))?
+            .unwrap_or_default())
+    }
+
+    pub fn set_unreadable_seen(&self, seen: &[UnreadableSeen]) -> Result<()> {
+        self.meta_put(&self.meta_key(META_UNREADABLE_SEEN), &seen)
     }
 }
 

@@ -45,7 +45,7 @@ mod users;
 
 pub use decide::{decide, Change, Observation, Policy};
 pub use jobs::Missing;
-pub use meta::{CycleRecord, DayHealth, DownStreak, Outage};
+pub use meta::{CycleRecord, DayHealth, DownStreak, Outage, UnreadableSeen};
 pub use open::{CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS};
 pub use quarantine::{Quarantined, QUARANTINE_TREE};
 pub use record::JobRecord;

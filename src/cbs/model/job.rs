@@ -192,12 +192,18 @@ impl RestoreJob {
         }
     }
 
-    /// Seconds between start and end, when both are known.
+    /// Seconds between start and end, when both are known and the end is not before the
+    /// start (a server clock set back would otherwise read as a job that took no time).
     pub fn duration_secs(&self) -> Option<i64> {
         match (self.start_time, self.end_time) {
-            (Some(s), Some(e)) => Some((e - s).num_seconds().max(0)),
+            (Some(s), Some(e)) if e >= s => Some((e - s).num_seconds()),
             _ => None,
         }
+    }
+
+    /// Whether the server sent an end time before the start time.
+    pub fn ends_before_start(&self) -> bool {
+        matches!((self.start_time, self.end_time), (Some(s), Some(e)) if e < s)
     }
 }
 

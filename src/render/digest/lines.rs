@@ -3,20 +3,11 @@
 
 use crate::event::ClassCounts;
 use crate::event::DigestJob;
-use crate::render::{code_span, counts_line, cut, escape_markdown, plural, unreadable_value};
+use crate::render::{code_span, counts_line, list_name, plural, unreadable_value};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 
 /// How the job list shows a job whose owner field is empty (a sub-admin's own user).
 pub const NO_OWNER_LABEL: &str = "(no owner)";
-
-/// A login, owner or backup-set name in a list line, after escaping (characters): one
-/// absurdly long name must not push the rest of the list out of a card.
-const LIST_NAME_MAX_CHARS: usize = 80;
-
-/// A name from the backup server, escaped and kept short.
-pub(super) fn list_name(text: &str) -> String {
-    cut(&escape_markdown(text), LIST_NAME_MAX_CHARS)
-}
 
 /// A time as `13:25` on the digest's day and `2024-06-27 01:10` on another; the text the
 /// server sent when it could not be read; `?` when there is none.

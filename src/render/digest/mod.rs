@@ -14,11 +14,11 @@ pub use lines::NO_OWNER_LABEL;
 use crate::cbs::model::StatusClass;
 use crate::event::Digest;
 use crate::render::{
-    class_colour, counts_line, cut, pack, plural, to_text, Embed, EmbedField, RenderOptions,
-    COLOUR_INFO, COLOUR_STUCK, EMBED_FIELD_VALUE_MAX_CHARS, MESSAGE_EMBED_TOTAL_MAX_CHARS,
+    class_colour, counts_line, cut, list_name, pack, plural, to_text, Embed, EmbedField,
+    RenderOptions, COLOUR_INFO, COLOUR_STUCK, EMBED_FIELD_VALUE_MAX_CHARS,
+    MESSAGE_EMBED_TOTAL_MAX_CHARS,
 };
 use chrono::NaiveDate;
-use lines::list_name;
 use lists::{digest_lists, lay_out};
 
 /// Messages the scheduled digest takes at most, however busy the day.
@@ -174,9 +174,17 @@ fn poller_day(cycles: u32, request_errors: u32, outage_minutes: i64) -> String {
     )
 }
 
-/// `92.7%`, rounded down: a day with a failure must never read as 100%.
+/// `92.7%`, rounded to the nearest tenth, except that a day with a failure never reads as
+/// 100% and a day with a success never as 0%.
 fn percent(rate: f64) -> String {
-    format!("{:.1}%", (rate * 1000.0).floor() / 10.0)
+    let mut tenths = (rate * 1000.0).round();
+    if rate < 1.0 {
+        tenths = tenths.min(999.0);
+    }
+    if rate > 0.0 {
+        tenths = tenths.max(1.0);
+    }
+    format!("{:.1}%", tenths / 10.0)
 }
 
 /// Asserts that a digest card keeps within Discord's limits and that fitting it would cut
@@ -250,8 +258,12 @@ mod tests {
     }
 
     #[test]
-    fn success_rate_rounds_down() {
+    fn success_rate_rounds_to_nearest_but_never_to_all_or_nothing() {
+        assert_eq!(percent(1.0 / 18.0), "5.6%");
+        assert_eq!(percent(17.0 / 18.0), "94.4%");
+        assert_eq!(percent(2.0 / 3.0), "66.7%");
         assert_eq!(percent(0.9996), "99.9%");
+        assert_eq!(percent(0.0001), "0.1%");
         assert_eq!(percent(1.0), "100.0%");
         assert_eq!(percent(0.5), "50.0%");
         assert_eq!(percent(0.0), "0.0%");

@@ -125,6 +125,16 @@ fn report_fields(report: &JobReport) -> Vec<EmbedField> {
     fields
 }
 
+/// How long the job took; a dash when a time is missing, and no made-up `0s` when the
+/// server's end is before its start.
+fn duration_value(job: &RestoreJob) -> String {
+    match job.duration_secs() {
+        Some(secs) => format_duration(secs),
+        None if job.ends_before_start() => format!("{DASH} (ended before it started)"),
+        None => DASH.to_owned(),
+    }
+}
+
 pub(super) fn job_finished(
     job: &RestoreJob,
     repeat: Option<&Repeat>,
@@ -134,12 +144,7 @@ pub(super) fn job_finished(
     let mut fields = vec![
         EmbedField::new("Owner", escaped_or_dash(Some(&job.owner)), true),
         EmbedField::new("Status", status_value(job), true),
-        EmbedField::new(
-            "Duration",
-            job.duration_secs()
-                .map_or_else(|| DASH.to_owned(), format_duration),
-            true,
-        ),
+        EmbedField::new("Duration", duration_value(job), true),
         EmbedField::new(
             "Started",
             time_or_dash(job, job.start_time, START_TIME_FIELD, false),
@@ -299,6 +304,24 @@ mod tests {
         );
         assert_eq!(field_value(&e, "Restore size"), "`n/a` (unreadable)");
         assert_eq!(field_value(&e, "Duration"), DASH);
+    }
+
+    /// An end before the start (a server clock set back) shows no duration, not `0s`.
+    #[test]
+    fn an_end_before_the_start_shows_no_duration() {
+        let mut job = failed_job();
+        let start = job.start_time.unwrap();
+        job.end_time = Some(start - chrono::Duration::minutes(5));
+        assert_eq!(job.duration_secs(), None);
+        let e = one(EventKind::JobFinished {
+            job,
+            repeat: None,
+            report: None,
+        });
+        assert_eq!(
+            field_value(&e, "Duration"),
+            format!("{DASH} (ended before it started)")
+        );
     }
 
     #[test]

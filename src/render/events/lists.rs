@@ -38,8 +38,15 @@ const MORE_IN_CBS: &str = " (the job in CBS lists all)";
 /// Where the rest of a cycle's errors can be read: each is logged with its user and date.
 const MORE_IN_LOG: &str = " (each is in restorewatch's log)";
 
+/// One line takes at most this share of a list's room (`1/4`): a longer one is cut.
+const LINE_SHARE_DIVISOR: usize = 4;
+/// Lines are not cut shorter than this (characters): a list too small for that shows
+/// whole lines while they fit, else only the `… and N more` line.
+const LINE_CUT_MIN_CHARS: usize = 40;
+
 /// Joins whole lines while they fit in `max_chars`, keeping room for the closing
-/// `… and N more{where_}` line that says how many were left out and where they are.
+/// `… and N more{where_}` line that says how many were left out and where they are. A
+/// line longer than a quarter of `max_chars` is cut to that.
 pub(super) fn lines_within(lines: &[String], max_chars: usize, where_: &str) -> String {
     lines_of_within(lines, lines.len(), max_chars, where_)
 }
@@ -56,6 +63,10 @@ pub(super) fn lines_of_within(
     let more = |left: usize| format!("… and {} more{where_}", left + beyond);
     let mut out = String::new();
     let mut used = 0;
+    let line_max = match max_chars / LINE_SHARE_DIVISOR {
+        share if share >= LINE_CUT_MIN_CHARS => share,
+        _ => usize::MAX,
+    };
     for (i, line) in lines.iter().enumerate() {
         let sep = usize::from(i > 0);
         let left_after = lines.len() - i - 1;
@@ -64,6 +75,9 @@ pub(super) fn lines_of_within(
         } else {
             0
         };
+        // An over-long line is cut (with `…`) rather than leaving the list with no line
+        // at all, or the rest of it out; the rest is listed as usual.
+        let line = &cut(line, line_max);
         let len = line.chars().count();
         if used + sep + len + tail > max_chars {
             let tail = more(lines.len() - i);
@@ -105,5 +119,25 @@ mod tests {
             format!("… and {} more (the job in CBS lists all)", 2000 - shown)
         );
         assert_eq!(bullet_list(&items[..2], 1024), "• db0000\n• db0001");
+    }
+
+    /// A line too long is cut, and the rest listed as usual (a first line too long to fit
+    /// used to leave only `… and N more`).
+    #[test]
+    fn a_first_line_too_long_is_cut_and_the_rest_listed() {
+        let mut lines = vec!["x".repeat(5000)];
+        lines.extend((1..7).map(|i| format!("line {i}")));
+        lines[3] = "y".repeat(1000);
+        let list = lines_of_within(&lines, 9, 1500, "");
+        assert!(list.chars().count() <= 1500);
+        let shown: Vec<&str> = list.lines().collect();
+        assert_eq!(shown[0], format!("{}…", "x".repeat(374)));
+        assert_eq!(shown[3], format!("{}…", "y".repeat(374)));
+        for i in [1, 2, 4, 5, 6] {
+            assert_eq!(shown[i], lines[i]);
+        }
+        assert_eq!(shown[7], "… and 2 more");
+        // Too little room to be worth a cut: the count alone, as before.
+        assert_eq!(lines_within(&lines[..1], 20, ""), "… and 1 more");
     }
 }

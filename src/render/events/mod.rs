@@ -89,8 +89,9 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             down_since,
             recovered_at,
             caught_up,
+            reason,
             ..
-        } => cbs_recovered(*down_since, *recovered_at, caught_up, opts),
+        } => cbs_recovered(*down_since, *recovered_at, caught_up, *reason, opts),
     };
     let mut embed = embed;
     if opts.servers_named {
@@ -225,6 +226,7 @@ mod tests {
             down_since: utc(10, 0, 0),
             recovered_at: utc(11, 0, 0),
             caught_up: vec![],
+            reason: Some(OutageReason::Unreachable),
         })));
         assert!(!wants_ping(&event(EventKind::CycleSummary(
             CycleSummary::default()

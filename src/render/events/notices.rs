@@ -8,7 +8,7 @@ use crate::render::embed::{
     Embed, EmbedField, EMBED_DESCRIPTION_MAX_CHARS, EMBED_FIELD_VALUE_MAX_CHARS,
 };
 use crate::render::storm;
-use crate::render::text::{code_span, escape_markdown, format_duration, format_time, plural};
+use crate::render::text::{format_duration, format_time, list_name, plural};
 use crate::render::RenderOptions;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -50,7 +50,7 @@ pub(super) fn baseline(
     let owner = if owner.trim().is_empty() {
         String::new()
     } else {
-        format!(" (owner {})", escape_markdown(owner))
+        format!(" (owner {})", list_name(owner))
     };
     let recorded = |counts: &ClassCounts| {
         let total: u64 = counts.values().map(|n| u64::from(*n)).sum();
@@ -69,20 +69,14 @@ pub(super) fn baseline(
             String::new(),
             format!(
                 "Now watching {}{owner}: {}",
-                escape_markdown(&one.login_name),
+                list_name(&one.login_name),
                 recorded(&one.counts)
             ),
         ),
         few if few.len() <= BASELINE_USER_LINES_MAX => {
             let lines: Vec<String> = few
                 .iter()
-                .map(|u| {
-                    format!(
-                        "{}: {}",
-                        escape_markdown(&u.login_name),
-                        recorded(&u.counts)
-                    )
-                })
+                .map(|u| format!("{}: {}", list_name(&u.login_name), recorded(&u.counts)))
                 .collect();
             (
                 format!(
@@ -115,17 +109,7 @@ pub(super) fn baseline(
         }
     };
     if would_alert.total > 0 {
-        let lines: Vec<String> = (would_alert.jobs.iter())
-            .map(|j| {
-                format!(
-                    "{} · {} · {} · {}",
-                    storm::ended_text(j),
-                    escape_markdown(&j.login_name),
-                    escape_markdown(&j.backup_set),
-                    code_span(&j.raw_status)
-                )
-            })
-            .collect();
+        let lines: Vec<String> = would_alert.jobs.iter().map(storm::job_line).collect();
         let pointer = storm::failures_pointer(would_alert.jobs, would_alert.today);
         description.push_str(&format!(
             "\n\nRecorded, not alerted; would have alerted ({}; {pointer} lists them):\n{}",
@@ -275,6 +259,43 @@ mod tests {
             "333 users with earlier jobs; 499 earlier jobs recorded: 499 success."
         );
     }
+    /// A recorded job with a 5,000-character set name is cut short; it does not empty the
+    /// "would have alerted" list, and a long login does not swamp the user lines.
+    #[test]
+    fn a_long_name_in_a_baseline_is_cut_and_the_rest_listed() {
+        let job = |i: usize, set: String| StormJob {
+            server: String::new(),
+            ended: "2024-06-26 09:02".into(),
+            login_name: format!("user{i}"),
+            backup_set: set,
+            job_id: format!("j{i}"),
+            raw_status: "RESTORE_STOP_BY_ERROR".into(),
+            ended_at: None,
+            date: None,
+        };
+        let mut jobs = vec![job(0, "x".repeat(5000))];
+        jobs.extend((1..7).map(|i| job(i, format!("Set{i}"))));
+        let users = ["obm".to_owned(), "z".repeat(5000)].map(|login_name| BaselineUser {
+            login_name,
+            counts: ClassCounts::from([(StatusClass::Failure, 7)]),
+        });
+        let e = one(EventKind::Baseline {
+            owner: String::new(),
+            users: users.to_vec(),
+            would_alert: jobs,
+            would_alert_total: 7,
+            server: String::new(),
+        });
+        assert!(!e.description.contains("more"), "{}", e.description);
+        let listed: Vec<&str> = (e.description.lines())
+            .filter(|l| l.contains(" · user"))
+            .collect();
+        assert_eq!(listed.len(), 7, "{}", e.description);
+        assert!(listed[0].contains("xxx…") && listed[0].ends_with("`RESTORE_STOP_BY_ERROR`"));
+        assert!(e.description.contains("zzz…: 7 earlier jobs"));
+        assert!(e.description.chars().count() < 2000, "{}", e.description);
+    }
+
     #[test]
     fn a_baseline_queued_before_the_total_was_kept_still_loads_and_counts_its_list() {
         let old = serde_json::json!({

@@ -50,10 +50,14 @@ pub(super) fn cbs_unreachable(
     }
 }
 
+/// The answering-again card, worded by why the server counted as down: a rejected or
+/// expired password is no network outage (`None`: an event queued before the reason was
+/// kept).
 pub(super) fn cbs_recovered(
     down_since: DateTime<Utc>,
     recovered_at: DateTime<Utc>,
     caught_up: &[chrono::NaiveDate],
+    reason: Option<OutageReason>,
     opts: &RenderOptions,
 ) -> Embed {
     let zone = |at: DateTime<Utc>| format_time(&at.with_timezone(&opts.timezone));
@@ -63,10 +67,16 @@ pub(super) fn cbs_recovered(
         let dates: Vec<String> = caught_up.iter().map(|d| d.to_string()).collect();
         format!("Caught up on {}.", dates.join(", "))
     };
+    let was = match reason {
+        Some(OutageReason::Unreachable) => "It was unreachable",
+        Some(OutageReason::AuthFailed) => "It rejected the API password",
+        Some(OutageReason::PasswordExpired) => "Its API password was expired",
+        None => "It was down",
+    };
     Embed {
         title: "Backup server answers again".to_owned(),
         description: format!(
-            "It was unreachable for {}, from {} to {}. {caught_up} Jobs that ended \
+            "{was} for {}, from {} to {}. {caught_up} Jobs that ended \
              meanwhile are reported as the cycles pick them up.",
             format_duration((recovered_at - down_since).num_seconds()),
             discord_time(down_since),
@@ -145,6 +155,7 @@ mod tests {
                 NaiveDate::from_ymd_opt(2024, 6, 24).unwrap(),
                 NaiveDate::from_ymd_opt(2024, 6, 25).unwrap(),
             ],
+            reason: Some(OutageReason::Unreachable),
         });
         assert_eq!(e.title, "Backup server answers again");
         assert!(e.description.starts_with(
@@ -156,5 +167,45 @@ mod tests {
             Some("Down from 2024-06-26 11:58:00 (CEST) to 2024-06-26 13:00:00 (CEST)")
         );
         assert_eq!(e.colour, COLOUR_SUCCESS);
+    }
+
+    /// A rejected or expired password is no network outage, and the card says which it
+    /// was; an event queued before the reason was kept says "down".
+    #[test]
+    fn recovered_notice_words_the_outage_by_its_reason() {
+        let description = |reason| {
+            one(EventKind::CbsRecovered {
+                server: None,
+                down_since: utc(10, 59, 35),
+                recovered_at: utc(11, 0, 0),
+                caught_up: vec![],
+                reason,
+            })
+            .description
+        };
+        for (reason, start) in [
+            (
+                Some(OutageReason::AuthFailed),
+                "It rejected the API password for 25s,",
+            ),
+            (
+                Some(OutageReason::PasswordExpired),
+                "Its API password was expired for 25s,",
+            ),
+            (
+                Some(OutageReason::Unreachable),
+                "It was unreachable for 25s,",
+            ),
+            (None, "It was down for 25s,"),
+        ] {
+            let text = description(reason);
+            assert!(text.starts_with(start), "{reason:?}: {text}");
+        }
+        let old: EventKind = serde_json::from_value(serde_json::json!({
+            "type": "cbs_recovered", "down_since": "2024-06-26T08:59:35Z",
+            "recovered_at": "2024-06-26T09:00:00Z"
+        }))
+        .unwrap();
+        assert!(matches!(old, EventKind::CbsRecovered { reason: None, .. }));
     }
 }
