@@ -20,7 +20,7 @@ use crate::heartbeat::Heartbeat;
 use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
 use crate::render::RenderOptions;
-use crate::sink::{drain, drain_except, ConsoleSink, DrainReport, Sink, SinkError};
+use crate::sink::{drain, drain_except, ConsoleSink, Delivered, DrainReport, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -220,6 +220,7 @@ impl App {
                 .context("delivery")?;
             drained = DrainReport {
                 delivered: drained.delivered + report.delivered,
+                dropped: drained.dropped + report.dropped,
                 ..report
             };
         }
@@ -336,6 +337,7 @@ impl App {
                         errors = report.summary.errors.len(),
                         alerts = report.summary.alerts,
                         delivered = drained.delivered,
+                        dropped = drained.dropped,
                         pending = drained.pending,
                         "poll cycle done"
                     ),
@@ -459,7 +461,7 @@ impl ConfiguredSink {
 }
 
 impl Sink for ConfiguredSink {
-    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+    async fn deliver(&self, events: &[Event]) -> Result<Delivered, SinkError> {
         match self {
             ConfiguredSink::Console(sink) => sink.deliver(events).await,
             ConfiguredSink::Discord(sink) => sink.deliver(events).await,

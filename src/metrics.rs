@@ -21,6 +21,7 @@ pub const CBS_UP: &str = "restorewatch_cbs_up";
 pub const JOBS_OBSERVED_TOTAL: &str = "restorewatch_jobs_observed_total";
 pub const ALERTS_TOTAL: &str = "restorewatch_alerts_total";
 pub const EVENTS_DELIVERED_TOTAL: &str = "restorewatch_events_delivered_total";
+pub const EVENTS_DROPPED_TOTAL: &str = "restorewatch_events_dropped_total";
 pub const DELIVERY_FAILURES_TOTAL: &str = "restorewatch_delivery_failures_total";
 pub const OUTBOX_EVENTS: &str = "restorewatch_outbox_events";
 pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "restorewatch_outbox_oldest_age_seconds";
@@ -60,6 +61,7 @@ pub fn install() -> PrometheusHandle {
             ::metrics::counter!(QUARANTINED_TOTAL).absolute(0);
             ::metrics::counter!(TICKS_SKIPPED_TOTAL).absolute(0);
             ::metrics::counter!(EVENTS_DELIVERED_TOTAL).absolute(0);
+            ::metrics::counter!(EVENTS_DROPPED_TOTAL).absolute(0);
             handle
         })
         .clone()
@@ -90,6 +92,10 @@ fn describe() {
     );
     describe_counter!(ALERTS_TOTAL, "Events queued for the chat, by kind.");
     describe_counter!(EVENTS_DELIVERED_TOTAL, "Events the chat accepted.");
+    describe_counter!(
+        EVENTS_DROPPED_TOTAL,
+        "Events dropped undelivered because the chat rejects their message (HTTP 400)."
+    );
     describe_counter!(
         DELIVERY_FAILURES_TOTAL,
         "Posts the chat did not accept, by reason."
@@ -207,6 +213,11 @@ pub fn events_delivered(n: usize) {
     ::metrics::counter!(EVENTS_DELIVERED_TOTAL).increment(n as u64);
 }
 
+/// `n` events were dropped undelivered: the chat rejects their message for good.
+pub fn events_dropped(n: usize) {
+    ::metrics::counter!(EVENTS_DROPPED_TOTAL).increment(n as u64);
+}
+
 /// Discord answered a post with `status` (`None`: no answer at all); counts failures by
 /// reason.
 pub fn discord_reply(status: Option<u16>) {
@@ -265,6 +276,7 @@ mod tests {
             JOBS_OBSERVED_TOTAL,
             ALERTS_TOTAL,
             EVENTS_DELIVERED_TOTAL,
+            EVENTS_DROPPED_TOTAL,
             DELIVERY_FAILURES_TOTAL,
             QUARANTINED_TOTAL,
             COMMANDS_TOTAL,
