@@ -62,6 +62,9 @@ pub fn install() -> PrometheusHandle {
             ::metrics::counter!(TICKS_SKIPPED_TOTAL).absolute(0);
             ::metrics::counter!(EVENTS_DELIVERED_TOTAL).absolute(0);
             ::metrics::counter!(EVENTS_DROPPED_TOTAL).absolute(0);
+            // 0 ("never") until the first good cycle, so an alert on `time() - x` fires
+            // when the bot starts during an outage instead of finding no series at all.
+            ::metrics::gauge!(LAST_SUCCESS_TIMESTAMP_SECONDS).set(0.0);
             handle
         })
         .clone()
@@ -71,7 +74,8 @@ fn describe() {
     use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         CYCLES_TOTAL,
-        "Poll cycles run, by result (success, partial, error)."
+        "Poll cycles run, by result: success (every CBS request succeeded), partial (some \
+         failed), error (none succeeded, or the cycle itself failed)."
     );
     describe_histogram!(
         CYCLE_DURATION_SECONDS,
@@ -110,7 +114,7 @@ fn describe() {
     describe_gauge!(
         LAST_SUCCESS_TIMESTAMP_SECONDS,
         Unit::Seconds,
-        "When the last poll cycle without a CBS error ended (Unix time)."
+        "When the last poll cycle without a CBS error ended (Unix time; 0 until the first)."
     );
     describe_counter!(
         QUARANTINED_TOTAL,
@@ -136,9 +140,10 @@ fn describe() {
 pub enum CycleResult {
     /// Every CBS request succeeded.
     Success,
-    /// The cycle ran, but some CBS requests failed.
+    /// The cycle ran, some CBS requests failed and at least one succeeded.
     Partial,
-    /// The cycle itself failed (the store).
+    /// No CBS request succeeded (every backup server unreachable or refusing), or the
+    /// cycle itself failed (the store).
     Error,
 }
 
@@ -267,6 +272,24 @@ pub fn store_gauges(outbox_events: usize, oldest_age: Option<Duration>, store_by
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No lib test runs a poll cycle, so what a scrape shows here is what it shows
+    /// before the first cycle: series an alert needs exist from the start.
+    #[test]
+    fn a_scrape_before_any_cycle_shows_last_success_at_0_and_no_drops() {
+        let text = install().render();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            value(LAST_SUCCESS_TIMESTAMP_SECONDS).as_deref(),
+            Some("0"),
+            "{text}"
+        );
+        assert_eq!(value(EVENTS_DROPPED_TOTAL).as_deref(), Some("0"), "{text}");
+    }
 
     #[test]
     fn names_follow_prometheus_conventions() {
