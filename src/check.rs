@@ -45,7 +45,15 @@ pub fn print_config(loaded: &Loaded, out: &mut dyn Write) -> std::io::Result<()>
             }
             section = this.to_owned();
         }
-        writeln!(out, "{name} = {value}  # {}", loaded.origin(&key))?;
+        // `discord.guild_id` and `guild_ids` are printed as the one list they amount to,
+        // which came from wherever either was set.
+        let origin = match key.as_str() {
+            "discord.guild_ids" if !loaded.origins.contains_key(&key) => {
+                loaded.origin("discord.guild_id")
+            }
+            _ => loaded.origin(&key),
+        };
+        writeln!(out, "{name} = {value}  # {origin}")?;
     }
     Ok(())
 }

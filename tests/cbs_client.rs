@@ -617,3 +617,50 @@ async fn tls_with_a_custom_ca_works_end_to_end_and_only_with_that_ca() {
     );
     assert_eq!(sim.requests_served(), 1);
 }
+
+/// A server (or a proxy in front of it) that redirects the API elsewhere: the call fails
+/// naming where it pointed, and the other address never sees the request (a 307 or 308
+/// would otherwise carry the body, password and all).
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_password_goes_nowhere_else() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+    let hits = elsewhere_hits.clone();
+    let elsewhere = axum::Router::new().fallback(move || {
+        hits.fetch_add(1, Ordering::SeqCst);
+        async { "{}" }
+    });
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_url = format!("http://{}/steal", other.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(other, elsewhere).await });
+    for code in [301u16, 302, 307, 308] {
+        let to = other_url.clone();
+        let redirecting = axum::Router::new().fallback(move || async move {
+            (
+                axum::http::StatusCode::from_u16(code).unwrap(),
+                [(axum::http::header::LOCATION, to)],
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, redirecting).await });
+        let client = CbsClient::new(config(url.parse().unwrap(), PASSWORD)).unwrap();
+        let err = client
+            .list_restore_jobs("obm", "", date())
+            .await
+            .unwrap_err();
+        let CbsError::Http {
+            status, snippet, ..
+        } = &err
+        else {
+            panic!("{code}: expected Http, got {err:?}");
+        };
+        assert_eq!(status.as_u16(), code);
+        assert!(snippet.contains(&other_url), "{code}: {snippet}");
+        assert!(snippet.contains("not followed"), "{code}: {snippet}");
+        assert!(!err.to_string().contains(PASSWORD), "{err}");
+        // Every request would be sent the same way: the server as a whole is unreachable.
+        assert_eq!(err.outage_reason(), Some(OutageReason::Unreachable));
+    }
+    assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 0);
+}

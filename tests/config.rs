@@ -245,6 +245,21 @@ fn bad_durations_are_named() {
         &BASE.replace("[cbs]\n", "[cbs]\nrequest_timeout = \"0s\"\n"),
         "cbs.request_timeout",
     );
+    // Bounded: a typo of a unit is refused, not slept on.
+    let message = fails_naming(
+        &BASE.replace("[cbs]\n", "[cbs]\nrequest_timeout = \"1000000000d\"\n"),
+        "cbs.request_timeout",
+    );
+    assert!(message.contains("longer than a year"), "{message}");
+    fails_naming(
+        &BASE.replace("[cbs]\n", "[cbs]\nrequest_timeout = \"2h\"\n"),
+        "cbs.request_timeout",
+    );
+    fails_naming(
+        &BASE.replace("[poll]\n", "[poll]\nstuck_after = \"400d\"\n"),
+        "poll.stuck_after",
+    );
+    assert!(load(&BASE.replace("[cbs]\n", "[cbs]\nrequest_timeout = \"1h\"\n")).is_ok());
 }
 
 #[test]
@@ -262,6 +277,11 @@ fn out_of_range_numbers_are_named() {
         &format!("{BASE}[state]\nretention_days = 1\n"),
         "state.retention_days",
     );
+    fails_naming(
+        &format!("{BASE}[state]\nretention_days = 100000000\n"),
+        "state.retention_days",
+    );
+    assert!(load(&format!("{BASE}[state]\nretention_days = 3650\n")).is_ok());
     fails_naming(
         &BASE.replace("[cbs]\n", "[cbs]\nmax_concurrency = \"8\"\n"),
         "cbs.max_concurrency",
@@ -290,6 +310,22 @@ fn other_bad_values_are_named() {
     fails_naming(
         &BASE.replace("[cbs]\n", "[cbs]\nca_cert = \"/nonexistent/ca.pem\"\n"),
         "cbs.ca_cert",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let message = fails_naming(
+        &BASE.replace("[cbs]\n", &format!("[cbs]\nca_cert = {not_pem:?}\n")),
+        "cbs.ca_cert",
+    );
+    assert!(message.contains("holds no PEM certificate"), "{message}");
+    // An empty path would put the store in the working directory itself.
+    fails_naming(&format!("{BASE}[state]\npath = \"\"\n"), "state.path");
+    fails_naming(&format!("{BASE}[state]\npath = \"  \"\n"), "state.path");
+    // A padded login is the same login: listed twice.
+    fails_naming(
+        &format!("{BASE}[[watch]]\nlogin = \"alice\"\n[[watch]]\nlogin = \" alice \"\n"),
+        "watch[1].login",
     );
     let no_discord = BASE.replace("[discord]\nalert_channel = \"123456789012345678\"\n", "");
     fails_naming(
@@ -370,6 +406,24 @@ fn bad_environment_values_name_key_and_variable() {
 }
 
 #[test]
+fn a_bad_log_format_stops_the_start_naming_the_variable() {
+    let err = Settings::from_toml_str(
+        BASE,
+        &env(&[SECRETS[0], SECRETS[1], ("RESTOREWATCH_LOG_FORMAT", "xml")]),
+    )
+    .unwrap_err();
+    assert_eq!(err.key(), Some("RESTOREWATCH_LOG_FORMAT"), "{err}");
+    assert!(
+        err.to_string().contains("\"xml\" is not a log format"),
+        "{err}"
+    );
+    for fine in ["json", "TEXT", " text "] {
+        let vars = [SECRETS[0], SECRETS[1], ("RESTOREWATCH_LOG_FORMAT", fine)];
+        assert!(Settings::from_toml_str(BASE, &env(&vars)).is_ok(), "{fine}");
+    }
+}
+
+#[test]
 fn secrets_come_from_files_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let pwd = dir.path().join("pwd");
@@ -392,9 +446,13 @@ fn secrets_come_from_files_trimmed() {
         "the file beats the key"
     );
     assert_eq!(s.discord.unwrap().token.expose_secret(), "token-from-file");
-    // The environment beats the file.
-    let s = Settings::from_toml_str(&text, &env(&[(PASSWORD_ENV, "from-env")])).unwrap();
+    // The environment beats the file, trimmed the same way (a `.env` line's `\r`).
+    let s = Settings::from_toml_str(&text, &env(&[(PASSWORD_ENV, "from-env\r")])).unwrap();
     assert_eq!(s.cbs.sys_pwd.expose_secret(), "from-env");
+    // A blank variable is a mistake, named, not an empty password sent to the server.
+    let err = Settings::from_toml_str(&text, &env(&[(PASSWORD_ENV, "  ")])).unwrap_err();
+    assert_eq!(err.key(), Some("cbs.sys_pwd"), "{err}");
+    assert!(err.to_string().contains("set but empty"), "{err}");
 }
 
 #[test]

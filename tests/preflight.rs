@@ -506,6 +506,94 @@ async fn check_print_config_redacts_secrets_and_names_origins() {
     }
 }
 
+/// Every section and key a config can set is in the effective configuration, with where
+/// it came from; the heartbeat's push URL (it carries a token) is redacted like a password.
+#[tokio::test]
+async fn check_print_config_shows_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["cbs.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            r#"[cbs]
+url = "http://127.0.0.1:9"
+sys_user = "api"
+down_after = 4
+max_requests_per_second = 50
+ca_cert = "{ca}"
+[poll]
+vanished_after = "45m"
+[digest]
+max_catch_up_days = 5
+[server]
+listen = "127.0.0.1:9187"
+[heartbeat]
+url = "https://hc.example/ping/secret-uuid-77"
+[summary]
+when = "changes"
+channel = "333"
+schedule = "0 */2 * * *"
+[alerts]
+group_after = 9
+escalate_after = 4
+ping = "every"
+[discord]
+alert_channel = "111"
+guild_id = "999"
+[[route]]
+owner = "resellerA"
+channel = "222"
+"#,
+            ca = ca.display()
+        ),
+    );
+    let out = restorewatch(&[
+        "check",
+        "--print-config",
+        "--config",
+        path.to_str().unwrap(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!stdout.contains("secret-uuid-77"), "{stdout}");
+    for line in [
+        "down_after = 4  # file",
+        "max_requests_per_second = 50  # file",
+        "vanished_after = \"45m\"  # file",
+        "max_catch_up_days = 5  # file",
+        "[server]",
+        "listen = \"127.0.0.1:9187\"  # file",
+        "[heartbeat]",
+        "url = \"<redacted>\"  # file",
+        "[summary]",
+        "when = \"changes\"  # file",
+        "channel = \"333\"  # file",
+        "schedule = \"0 */2 * * *\"  # file",
+        "[alerts]",
+        "group_after = 9  # file",
+        "escalate_after = 4  # file",
+        "ping = \"every\"  # file",
+        "guild_ids = [\"999\"]  # file",
+        "[[route]]",
+        "owner = \"resellerA\"  # file",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("ca_cert = "), "{stdout}");
+}
+
 #[tokio::test]
 async fn digest_print_beside_a_running_instance_says_so_in_one_line() {
     let fake = FakeDiscord::start().await;

@@ -36,8 +36,9 @@ pub const DEFAULT_ALERT_CLASSES: [StatusClass; 3] = [
 ];
 const DEFAULT_STATE_PATH: &str = "state";
 const DEFAULT_RETENTION_DAYS: i64 = 35;
-/// Yesterday's jobs are still looked at after midnight, so fewer days would prune them.
-const RETENTION_DAYS_RANGE: RangeInclusive<i64> = 2..=u32::MAX as i64;
+/// Yesterday's jobs are still looked at after midnight, so fewer days would prune them;
+/// more than ten years is a typo.
+const RETENTION_DAYS_RANGE: RangeInclusive<i64> = 2..=3650;
 const DEFAULT_DIGEST_SCHEDULE: &str = "0 8 * * *";
 pub(super) const DEFAULT_GROUP_AFTER: i64 = 5;
 /// At least one individual alert; a grouped card lists the rest.
@@ -47,6 +48,9 @@ pub(super) const DEFAULT_ESCALATE_AFTER: i64 = 3;
 const ESCALATE_AFTER_RANGE: RangeInclusive<i64> = 2..=1000;
 const DEFAULT_DIGEST_CATCH_UP_DAYS: i64 = 3;
 const DIGEST_CATCH_UP_DAYS_RANGE: RangeInclusive<i64> = 1..=31;
+/// The longest duration any key takes: longer is a typo, and would overflow the clock
+/// arithmetic it feeds.
+const DURATION_MAX: Duration = Duration::from_secs(366 * 24 * 3600);
 /// The midnight grace is a part of the day after midnight.
 const MIDNIGHT_GRACE_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -281,10 +285,15 @@ impl Checker {
     }
 
     fn state(&self, raw: RawState) -> Result<StateSettings, ConfigError> {
+        let path = raw
+            .path
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH));
+        if path.as_os_str().to_string_lossy().trim().is_empty() {
+            // sled would take the working directory itself for the store.
+            return Err(self.fail("state.path", "must name a directory, not be empty"));
+        }
         Ok(StateSettings {
-            path: raw
-                .path
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
+            path,
             retention_days: self.int_in(
                 "state.retention_days",
                 raw.retention_days,
@@ -389,12 +398,16 @@ impl Checker {
         default: &str,
     ) -> Result<Duration, ConfigError> {
         let text = text.as_deref().unwrap_or(default);
-        humantime::parse_duration(text.trim()).map_err(|e| {
+        let duration = humantime::parse_duration(text.trim()).map_err(|e| {
             self.fail(
                 key,
                 format!("{text:?} is not a duration (like \"30s\", \"6h\" or \"3d\"): {e}"),
             )
-        })
+        })?;
+        if duration > DURATION_MAX {
+            return Err(self.fail(key, format!("{text:?} is longer than a year")));
+        }
+        Ok(duration)
     }
 
     pub(super) fn positive_duration(

@@ -240,8 +240,15 @@ impl Checker {
                 .insert(key.to_owned(), origin);
         };
         if let Some(value) = env(&var) {
+            // Trimmed like a secret file: a `.env` line's stray `\r` or space is not part
+            // of the password, and a blank one is a mistake, not a password.
+            let trimmed = value.trim();
+            if trimmed.is_empty() {
+                return Err(self.fail(key, format!("{var} is set but empty")));
+            }
+            let secret = SecretString::from(trimmed.to_owned());
             origin(Origin::Env(var));
-            return Ok(SecretString::from(value));
+            return Ok(secret);
         }
         if self.offline {
             origin(match (file, inline) {

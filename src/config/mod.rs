@@ -215,6 +215,18 @@ impl Settings {
         offline: bool,
     ) -> Result<(Settings, std::collections::BTreeMap<String, Origin>), ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        // Read (and warned about) before any config, when logging starts; refused here
+        // like every other bad variable.
+        let log_format = crate::logging::LOG_FORMAT_ENV;
+        if crate::logging::LogFormat::parse_env(env(log_format).as_deref()).is_err() {
+            return Err(ConfigError::Key {
+                key: log_format.to_owned(),
+                message: format!(
+                    "{:?} is not a log format (text or json)",
+                    env(log_format).unwrap_or_default()
+                ),
+            });
+        }
         let mut table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         // One [[cbs]] entry is a single server: its keys are `cbs.*`, as in a [cbs] table.
         if let Some(toml::Value::Array(entries)) = table.get_mut("cbs") {

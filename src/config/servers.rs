@@ -21,6 +21,8 @@ const MAX_REQUESTS_PER_SECOND_RANGE: RangeInclusive<i64> = 1..=10_000;
 const DEFAULT_DISCOVER_REFRESH: &str = "1h";
 const DEFAULT_DOWN_AFTER: i64 = 2;
 const DOWN_AFTER_RANGE: RangeInclusive<i64> = 1..=1000;
+/// The longest `cbs.request_timeout`: a reply slower than this is no reply.
+const REQUEST_TIMEOUT_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Checker {
     /// The backup servers, each with its discovery settings (its watch list empty yet).
@@ -161,6 +163,20 @@ impl Checker {
                     format!("{} is not a file", ca_cert.display()),
                 ));
             }
+            // Read here, not only when the client is built, so that `check --offline`
+            // refuses a file that is not a certificate (it is not a secret).
+            let pem = std::fs::read(ca_cert).map_err(|e| {
+                self.fail(
+                    &key("ca_cert"),
+                    format!("cannot read {}: {e}", ca_cert.display()),
+                )
+            })?;
+            if reqwest::Certificate::from_pem_bundle(&pem).map_or(true, |certs| certs.is_empty()) {
+                return Err(self.fail(
+                    &key("ca_cert"),
+                    format!("{} holds no PEM certificate", ca_cert.display()),
+                ));
+            }
         }
         Ok(CbsSettings {
             sys_user: self.non_empty(
@@ -173,11 +189,15 @@ impl Checker {
                     .map_or(CBS_SYS_PWD_ENV, String::as_str);
                 self.secret(&key("sys_pwd"), var, raw.sys_pwd, raw.sys_pwd_file, env)?
             },
-            request_timeout: self.positive_duration(
-                &key("request_timeout"),
-                raw.request_timeout,
-                DEFAULT_REQUEST_TIMEOUT,
-            )?,
+            request_timeout: {
+                let k = key("request_timeout");
+                let timeout =
+                    self.positive_duration(&k, raw.request_timeout, DEFAULT_REQUEST_TIMEOUT)?;
+                if timeout > REQUEST_TIMEOUT_MAX {
+                    return Err(self.fail(&k, "must be at most 1h"));
+                }
+                timeout
+            },
             max_concurrency: self.int_in(
                 &key("max_concurrency"),
                 raw.max_concurrency,
@@ -233,7 +253,11 @@ impl Checker {
         let mut seen = BTreeSet::new();
         for (i, item) in raw.into_iter().enumerate() {
             let key = format!("watch[{i}].login");
-            let login = self.non_empty(&key, self.required(&key, item.login)?)?;
+            // Trimmed as `/watch add` trims: a login never starts or ends with a space, and
+            // " alice " is alice listed twice.
+            let login = (self.non_empty(&key, self.required(&key, item.login)?)?)
+                .trim()
+                .to_owned();
             let server_key = format!("watch[{i}].server");
             let target = match item.server {
                 Some(name) => (servers.iter())
@@ -263,7 +287,7 @@ impl Checker {
             }
             servers[target].watch.push(WatchEntry {
                 login,
-                owner: item.owner.unwrap_or_default(),
+                owner: item.owner.unwrap_or_default().trim().to_owned(),
             });
         }
         Ok(())

@@ -357,6 +357,7 @@ impl Settings {
                 (key("request_timeout"), duration(&c.request_timeout)),
                 (key("max_concurrency"), c.max_concurrency.to_string()),
                 (key("fetch_reports"), c.fetch_reports.to_string()),
+                (key("down_after"), c.down_after.to_string()),
             ]);
             if let Some(ca) = &c.ca_cert {
                 out.push((key("ca_cert"), text(&ca.display().to_string())));
@@ -379,6 +380,7 @@ impl Settings {
             ("poll.midnight_grace", duration(&p.midnight_grace)),
             ("poll.max_catch_up_days", p.max_catch_up_days.to_string()),
             ("poll.stuck_after", duration(&p.stuck_after)),
+            ("poll.vanished_after", duration(&p.vanished_after)),
             ("poll.alert_classes", format!("[{}]", classes.join(", "))),
             (
                 "poll.baseline_first_cycle",
@@ -390,8 +392,43 @@ impl Settings {
                 self.state.retention_days.to_string(),
             ),
             ("digest.schedule", text(&self.digest.schedule.to_string())),
+            (
+                "digest.max_catch_up_days",
+                self.digest.max_catch_up_days.to_string(),
+            ),
         ];
         out.extend(rest.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        if let Some(listen) = &self.server.listen {
+            out.push(("server.listen".into(), text(&listen.to_string())));
+        }
+        if self.heartbeat.url.is_some() {
+            // A push URL carries the check's token: whoever has it can report for us.
+            out.push(("heartbeat.url".into(), text("<redacted>")));
+        }
+        let summary = &self.summary;
+        let when = match summary.when {
+            SummaryWhen::Alerts => "alerts",
+            SummaryWhen::Changes => "changes",
+            SummaryWhen::Never => "never",
+        };
+        out.push(("summary.when".into(), text(when)));
+        if let Some(channel) = summary.channel {
+            out.push(("summary.channel".into(), text(&channel.get().to_string())));
+        }
+        if let Some(schedule) = &summary.schedule {
+            out.push(("summary.schedule".into(), text(&schedule.to_string())));
+        }
+        let a = &self.alerts;
+        let ping = match a.ping {
+            PingWhen::Thresholds => "thresholds",
+            PingWhen::Every => "every",
+            PingWhen::Never => "never",
+        };
+        out.extend([
+            ("alerts.group_after".into(), a.group_after.to_string()),
+            ("alerts.escalate_after".into(), a.escalate_after.to_string()),
+            ("alerts.ping".into(), text(ping)),
+        ]);
         let watched = self
             .servers()
             .into_iter()

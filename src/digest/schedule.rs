@@ -147,6 +147,14 @@ mod tests {
         let mondays = CronSchedule::parse("0 8 * * 1", BERLIN).unwrap();
         let monday = Utc.with_ymd_and_hms(2024, 6, 24, 7, 0, 0).unwrap();
         assert_eq!(due_days(&mondays, BERLIN, monday, 7, Some(d(1))), [d(23)]);
+        // Mondays at midnight: the tick that opens Monday is Sunday's, not Saturday's too
+        // (the next day's first instant belongs to the next day).
+        let midnights = CronSchedule::parse("0 0 * * 1", BERLIN).unwrap();
+        let just_after = Utc.with_ymd_and_hms(2024, 6, 23, 22, 0, 1).unwrap();
+        assert_eq!(
+            due_days(&midnights, BERLIN, just_after, 7, Some(d(1))),
+            [d(23)]
+        );
     }
 
     #[test]

@@ -74,9 +74,12 @@ impl CbsError {
                 Some(OutageReason::Unreachable)
             }
             // 5xx, and what a proxy in front of the server answers for every request
-            // (401/403: it wants its own login; 429: it throttles us).
+            // (401/403: it wants its own login; 429: it throttles us; 3xx: it sends us
+            // elsewhere, which is about the address, not one user).
             CbsError::Http { status, .. }
-                if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 429) =>
+                if status.is_server_error()
+                    || status.is_redirection()
+                    || matches!(status.as_u16(), 401 | 403 | 429) =>
             {
                 Some(OutageReason::Unreachable)
             }

@@ -14,7 +14,8 @@ const SNIPPET_MAX_BYTES: usize = 4 * SNIPPET_MAX_CHARS;
 impl CbsClient {
     /// POSTs `body` to `url`, paced by `cbs.max_requests_per_second`, and answers the
     /// reply's text. A status other than 2xx is [`CbsError::Http`] with a short, redacted
-    /// snippet of what came back.
+    /// snippet of what came back; a redirect is not followed, and its snippet names where
+    /// it pointed.
     pub(super) async fn post_json<B: serde::Serialize>(
         &self,
         url: reqwest::Url,
@@ -30,6 +31,23 @@ impl CbsClient {
             .await
             .map_err(|e| self.transport_error(e))?;
         let status = response.status();
+        if status.is_redirection() {
+            // Not followed: a 307 or 308 would send the body, password and all, wherever
+            // the Location points, and a 301 or 302 would turn the POST into a GET.
+            let to = (response.headers().get(reqwest::header::LOCATION))
+                .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                .unwrap_or_else(|| "nowhere (no Location)".to_owned());
+            return Err(CbsError::Http {
+                server: i.server_name.clone(),
+                status,
+                snippet: model::snippet(
+                    &self.redact(format!(
+                        "redirects to {to}, not followed: set `cbs.url` to the address it gives"
+                    )),
+                    SNIPPET_MAX_CHARS,
+                ),
+            });
+        }
         let text = self.read_body(response).await?;
         if !status.is_success() {
             return Err(CbsError::Http {
