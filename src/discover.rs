@@ -6,8 +6,11 @@
 //! `discover.owners` and `discover.exclude` and kept in the store, where
 //! [`Store::watch_list`] merges it with the config's and the chat's users. A new user is
 //! then baselined like any user not watched before; a user who is no longer listed stops
-//! being polled (their records stay until retention). A failed listing keeps the last list,
-//! is logged, retried at the next cycle and shown in `/status` (see [`status`]).
+//! being polled (their records stay until retention), and one listed again resumes where
+//! they left off, without a second baseline (see the poller). A failed listing keeps the
+//! last list, is logged, retried at the next cycle and shown in `/status` (see [`status`]);
+//! so is a listing of nobody while the last list had users. Filters that keep nobody of a
+//! non-empty listing are the config's choice and taken as they are.
 
 use crate::cbs::model::ListedUser;
 use crate::cbs::CbsClient;
@@ -28,6 +31,10 @@ pub struct DiscoveryStatus {
     /// Users in the kept list.
     pub users: usize,
 }
+
+/// The error recorded (and shown in `/status`) when a server that had users lists none.
+pub const EMPTY_LISTING: &str =
+    "2/ListUsers.do listed no users; taken for a fault, as the last list had users";
 
 /// The store tree and key of [`DiscoveryStatus`].
 const STATUS_TREE: &str = "discover";
@@ -99,7 +106,19 @@ impl Discovery {
         }
         status.last_attempt = Some(now);
         let failure = match self.list(client).await {
-            Ok(users) => {
+            // A server that had users and lists nobody is far likelier a fault (a reply
+            // cut short, a system user that sees no one) than a server emptied at once:
+            // dropping every user would stop polling them all, silently.
+            Ok((0, _)) if !store.discovered_users()?.is_empty() => {
+                tracing::warn!(
+                    server = client.server_name(),
+                    kept = status.users,
+                    "user discovery listed no users; keeping the last list"
+                );
+                status.last_error = Some(EMPTY_LISTING.to_owned());
+                None
+            }
+            Ok((_, users)) => {
                 tracing::info!(
                     server = client.server_name(),
                     users = users.len(),
@@ -126,8 +145,12 @@ impl Discovery {
         Ok(failure)
     }
 
-    /// One call for every user, or one per configured owner (the `reseller` filter).
-    async fn list(&self, client: &CbsClient) -> Result<Vec<WatchEntry>, crate::cbs::CbsError> {
+    /// One call for every user, or one per configured owner (the `reseller` filter): how
+    /// many users the server listed, and those the settings keep.
+    async fn list(
+        &self,
+        client: &CbsClient,
+    ) -> Result<(usize, Vec<WatchEntry>), crate::cbs::CbsError> {
         let mut listed = Vec::new();
         if self.settings.owners.is_empty() {
             listed = client.list_users("").await?;
@@ -136,7 +159,7 @@ impl Discovery {
                 listed.extend(client.list_users(owner).await?);
             }
         }
-        Ok(select(&self.settings, listed))
+        Ok((listed.len(), select(&self.settings, listed)))
     }
 }
 

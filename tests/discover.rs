@@ -1,6 +1,6 @@
 //! `[discover]` against the CBS simulator over loopback: users the server lists are watched,
-//! new ones are baselined, vanished ones stop being polled, and a failed listing keeps the
-//! last list and says which role is missing.
+//! new ones are baselined, vanished ones stop being polled and resume (not baselined again)
+//! when listed again, and a failed or empty listing keeps the last list and says why.
 
 mod support;
 
@@ -13,10 +13,18 @@ use restorewatch::poller::Poller;
 use restorewatch::schedule::CronSchedule;
 use restorewatch::simulator::SimUser;
 use restorewatch::sink::drain;
+use support::logs::LogCapture;
 use support::world::{job, Harness, Recorder};
 
+const FAILED: &str = "RESTORE_STOP_BY_ERROR";
+
 fn at(h: u32, min: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 10, h, min, 0).unwrap()
+    on(10, h, min)
+}
+
+/// A time in March 2026.
+fn on(day: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, day, h, min, 0).unwrap()
 }
 
 fn settings(exclude: &[&str]) -> DiscoverSettings {
@@ -253,4 +261,235 @@ async fn a_down_server_is_probed_not_listed_again() {
         2,
         "listed again"
     );
+}
+
+/// The events the cycles so far queued, delivered to a fresh recorder.
+async fn delivered(p: &Poller) -> Recorder {
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    sink
+}
+
+/// The logins of the "Now watching" cards among `sink`'s events.
+fn baselined_logins(sink: &Recorder) -> Vec<String> {
+    sink.events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Baseline { users, .. } => Some(users.clone()),
+            _ => None,
+        })
+        .flatten()
+        .map(|u| u.login_name)
+        .collect()
+}
+
+/// The login of each of `sink`'s job alerts.
+fn alerted(sink: &Recorder) -> Vec<String> {
+    sink.alerts()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::JobFinished { job, .. } => Some(job.login_name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A listing that leaves a user out (a CBS hiccup) and the next one that lists them again:
+/// the user was baselined already and the store still knows them, so their failure that
+/// ended in between is alerted, not recorded as a second baseline.
+#[tokio::test]
+async fn a_user_left_out_of_one_listing_and_listed_again_is_not_baselined_again() {
+    let h = Harness::start(&[], at(12, 0)).await;
+    for login in ["alice", "bob"] {
+        server_user(&h, login);
+    }
+    let p = poller(&h);
+    p.cycle().await.unwrap();
+    assert_eq!(baselined_logins(&delivered(&p).await), ["alice", "bob"]);
+
+    h.sim.remove_user("alice");
+    h.clock.advance(Duration::hours(1));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 1);
+
+    server_user(&h, "alice");
+    h.sim
+        .add_job(job("alice", "1", at(13, 10), Some(at(13, 20)), FAILED));
+    h.clock.advance(Duration::hours(1));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.users_polled, 2);
+    assert_eq!(r.baselined, 0, "alice is not baselined a second time");
+    let sink = delivered(&p).await;
+    assert_eq!(alerted(&sink), ["alice"], "one alert");
+    assert!(
+        baselined_logins(&sink).is_empty(),
+        "no second \"Now watching\" line"
+    );
+}
+
+/// Back after days, a user's missed dates are caught up like after downtime; one gone
+/// longer than the store keeps records (`state.retention_days`) is new again.
+#[tokio::test]
+async fn a_user_listed_again_days_later_is_caught_up_and_past_the_retention_is_new() {
+    let h = Harness::start(&[], on(10, 12, 0)).await;
+    for login in ["alice", "bob"] {
+        server_user(&h, login);
+    }
+    let p = poller(&h);
+    p.cycle().await.unwrap();
+    h.sim.remove_user("alice");
+    h.clock.set(on(10, 13, 0));
+    p.cycle().await.unwrap();
+    let _ = delivered(&p).await;
+
+    // Two days later alice is listed again; her restores failed on both missed days, and
+    // bob is no longer listed.
+    server_user(&h, "alice");
+    h.sim.remove_user("bob");
+    for day in [10, 11] {
+        h.sim.add_job(job(
+            "alice",
+            "1",
+            on(day, 15, 0),
+            Some(on(day, 15, 5)),
+            FAILED,
+        ));
+    }
+    h.clock.set(on(12, 12, 0));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(h.sim.requests_for("alice", on(11, 0, 0).date_naive()), 1);
+    assert_eq!((r.baselined, r.summary.alerts), (0, 2));
+    let sink = delivered(&p).await;
+    assert_eq!(alerted(&sink), ["alice", "alice"], "both missed failures");
+    assert!(baselined_logins(&sink).is_empty());
+
+    // bob comes back 40 days later: his records are pruned (35 days), so he is new.
+    server_user(&h, "bob");
+    let start = on(12, 12, 0) + Duration::days(40);
+    h.sim.add_job(job(
+        "bob",
+        "1",
+        start - Duration::hours(2),
+        Some(start - Duration::hours(1)),
+        FAILED,
+    ));
+    h.clock.set(start);
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.baselined, r.summary.alerts), (1, 0));
+    assert_eq!(baselined_logins(&delivered(&p).await), ["bob"]);
+}
+
+/// `/watch remove` then `/watch add` (or the same in the config file) is an admin's
+/// choice, and `/watch add` promises a baseline: with discovery on, a user added again
+/// from chat whom discovery does not list is baselined again.
+#[tokio::test]
+async fn a_user_added_again_from_chat_is_baselined_again() {
+    use restorewatch::store::DynamicWatch;
+    let h = Harness::start(&[], at(9, 0)).await;
+    server_user(&h, "alice");
+    server_user(&h, "test-9");
+    let watch = DynamicWatch {
+        login: "test-9".into(),
+        owner: "reseller".into(),
+        added_by: "op (1)".into(),
+        added_at: at(9, 0),
+    };
+    let p = poller(&h);
+    p.store().add_watch(&watch).unwrap();
+    p.cycle().await.unwrap();
+    assert_eq!(baselined_logins(&delivered(&p).await), ["alice", "test-9"]);
+    p.store().remove_watch("test-9").unwrap();
+    h.clock.set(at(10, 0));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 1);
+    h.sim
+        .add_job(job("test-9", "1", at(10, 10), Some(at(10, 20)), FAILED));
+    p.store().add_watch(&watch).unwrap();
+    h.clock.set(at(11, 0));
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.baselined, r.summary.alerts), (1, 0));
+    assert_eq!(baselined_logins(&delivered(&p).await), ["test-9"]);
+}
+
+/// A server that had users and lists nobody is taken for a fault: the last list is kept,
+/// a warning names the server, `/status` says so, and the next cycle lists again.
+#[tokio::test]
+async fn an_empty_listing_keeps_the_last_list_and_shows_in_status() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start(&[], at(12, 0)).await;
+    for login in ["alice", "bob"] {
+        server_user(&h, login);
+    }
+    let p = poller(&h);
+    p.cycle().await.unwrap();
+
+    for login in ["alice", "bob"] {
+        h.sim.remove_user(login);
+    }
+    h.clock.advance(Duration::hours(2));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.users_polled, 2, "the last list is kept");
+    let d = discover::status(p.store()).unwrap();
+    assert_eq!(d.users, 2);
+    assert_eq!(d.last_success, Some(at(12, 0)));
+    let error = d.last_error.expect("recorded as a failed listing");
+    assert!(error.contains("listed no users"), "{error}");
+    let warning = logs
+        .text()
+        .lines()
+        .find(|l| l.contains("listed no users"))
+        .map(str::to_owned)
+        .expect("a warning");
+    assert!(
+        warning.contains("WARN") && warning.contains("server=\"cbs-test\""),
+        "{warning}"
+    );
+
+    let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+    let report = StatusReport::gather(p.store(), &schedule, at(14, 1), at(12, 0), 0).unwrap();
+    let reply = status(&report, false).unwrap();
+    let field = reply.embeds[0]
+        .fields
+        .iter()
+        .find(|f| f.name == "Discovery")
+        .expect("/status shows discovery");
+    assert!(
+        field
+            .value
+            .contains("failed: 2/ListUsers.do listed no users")
+            && field.value.contains("keeping the last list: 2 users"),
+        "{}",
+        field.value
+    );
+
+    // The next cycle lists again (a failure is retried at once) and takes what it finds.
+    server_user(&h, "alice");
+    h.clock.advance(Duration::minutes(5));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 1);
+    let d = discover::status(p.store()).unwrap();
+    assert_eq!((d.users, d.last_error), (1, None));
+}
+
+/// `discover.exclude` (or `owners`) keeping nobody of a listing with users is the config's
+/// choice, and a server that never listed anyone has no list to keep: both are taken.
+#[tokio::test]
+async fn filters_that_keep_nobody_and_an_empty_server_are_taken_as_listed() {
+    let h = Harness::start(&[], at(12, 0)).await;
+    server_user(&h, "alice");
+    server_user(&h, "test-1");
+    let p = poller(&h);
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 1);
+
+    h.sim.remove_user("alice");
+    h.clock.advance(Duration::hours(2));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 0);
+    let d = discover::status(p.store()).unwrap();
+    assert_eq!((d.users, d.last_error), (0, None), "only test-1, excluded");
+
+    h.sim.remove_user("test-1");
+    h.clock.advance(Duration::hours(2));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 0);
+    let d = discover::status(p.store()).unwrap();
+    assert_eq!((d.last_success, d.last_error), (Some(at(16, 0)), None));
 }

@@ -203,7 +203,7 @@ fn settings_without_discord(sim: &SimHandle, state: &std::path::Path) -> Setting
         url = "{url}"
         server_name = "sim"
         sys_user = "{user}"
-        request_timeout = "2h"
+        request_timeout = "1h"
         [[watch]]
         login = "obm"
         [poll]
@@ -274,7 +274,7 @@ async fn shutdown_does_not_wait_for_a_slow_cycle() {
     ));
     let sim = simulator_on(clock.clone()).await;
     sim.set_faults(Faults {
-        latency: std::time::Duration::from_secs(3600),
+        latency: std::time::Duration::from_secs(1800),
         ..Faults::default()
     });
     let dir = tempfile::tempdir().unwrap();

@@ -154,12 +154,43 @@ impl Poller {
             _ => None,
         };
         let server_down = matches!(&probe, Some((_, _, Err(e))) if e.outage_reason().is_some());
+        // Users discovery lists now, by lower-case login: read only when someone is back.
+        let listed: BTreeSet<String> = match &self.discovery {
+            Some(_) if users.iter().any(|u| !watched_before.contains(&u.login)) => self
+                .store
+                .discovered_users()?
+                .into_iter()
+                .map(|w| w.login.to_lowercase())
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+        // A returning user whose last read is before this date has no records left.
+        let kept_since = started_at
+            .with_timezone(&tz)
+            .date_naive()
+            .checked_sub_days(Days::new(self.keep_days().into()))
+            .unwrap_or(NaiveDate::MIN);
+        let mut resumed = 0usize;
         for user in &users {
-            // A user who was not watched in the last cycle (new, or removed and added
-            // again) starts afresh: baselined again, no catch-up over the unwatched days.
             let state = if watched_before.contains(&user.login) {
                 self.store.user_state(&user.login)?
+            } else if listed.contains(&user.login.to_lowercase()) {
+                // A user discovery lists again: their leaving was not anyone's choice (a
+                // listing left them out), and the store still knows them, so their
+                // polling resumes as after downtime (the missed dates are caught up,
+                // bounded) rather than a second baseline that would record the failures
+                // of the gap without alerting them. A user gone past the retention has
+                // no records left and is new again.
+                let known = self.store.user_state(&user.login)?;
+                if known.read_since(tz, kept_since) {
+                    resumed += 1;
+                    known
+                } else {
+                    UserState::default()
+                }
             } else {
+                // Added again from chat or the config file: the admin's choice, and
+                // `/watch add` promises a baseline: no catch-up over the unwatched days.
                 UserState::default()
             };
             let running = self.store.running_dates(&server, &user.login)?;
@@ -194,6 +225,14 @@ impl Poller {
         }
         if probe.is_some() {
             request_count += 1;
+        }
+        if resumed > 0 {
+            tracing::info!(
+                %server,
+                users = resumed,
+                "users listed again by discovery resume polling where they left off \
+                 (missed dates caught up, no new baseline)"
+            );
         }
 
         let mut summary = CycleSummary {
@@ -509,15 +548,8 @@ impl Poller {
         // A retention reaching before the calendar's start keeps everything. Whatever the
         // retention, a date a later cycle may still ask for (a catch-up, the midnight
         // grace) keeps its records, so a catch-up never alerts a failure twice.
-        let keep_days = self
-            .config
-            .retention_days
-            .max(crate::config::min_retention_days(
-                self.config.poll.max_catch_up_days,
-                self.config.poll.midnight_grace,
-            ));
         let cutoff = today
-            .checked_sub_days(Days::new(keep_days.into()))
+            .checked_sub_days(Days::new(self.keep_days().into()))
             .unwrap_or(NaiveDate::MIN);
         let pruned = self.store.prune_before(cutoff)?;
         // Acknowledgements end with their jobs' records.
@@ -527,5 +559,16 @@ impl Poller {
             baselined,
             pruned,
         })
+    }
+
+    /// How many days of job records a cycle keeps: `state.retention_days`, or more when a
+    /// later cycle may still ask for older dates (a catch-up, the midnight grace).
+    fn keep_days(&self) -> u32 {
+        self.config
+            .retention_days
+            .max(crate::config::min_retention_days(
+                self.config.poll.max_catch_up_days,
+                self.config.poll.midnight_grace,
+            ))
     }
 }

@@ -26,6 +26,26 @@ pub struct UserState {
     pub last_error: Option<(DateTime<Utc>, String)>,
 }
 
+impl UserState {
+    /// Whether the user was last read on or after `date` (a calendar date in the server's
+    /// zone `tz`): the date of the last success, else of the last baseline date read. A
+    /// state without either counts as read when it is baselined (a state that did not
+    /// decode stands in as baselined, see [`Store::user_state`]).
+    ///
+    /// The poller asks it of a user discovery lists again: one read since the retention
+    /// cutoff still has its records in the store, so it resumes instead of a new baseline.
+    pub fn read_since(&self, tz: chrono_tz::Tz, date: NaiveDate) -> bool {
+        let last_read = self
+            .last_success
+            .map(|t| t.with_timezone(&tz).date_naive())
+            .or_else(|| self.baselined_dates.last().copied());
+        match last_read {
+            Some(read) => read >= date,
+            None => self.baselined,
+        }
+    }
+}
+
 /// A user added to the watch list from chat.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DynamicWatch {
@@ -130,8 +150,8 @@ impl Store {
     /// ends, and one batch of 10,000 new users raised the peak memory of a first cycle by
     /// about 29 MiB (BENCHMARKS.md §3). The order keeps a list cut short by a crash safe:
     /// it then holds every user of the old list not yet removed and some of the new ones,
-    /// so no user is dropped and listed again (which would baseline them again), and the
-    /// next refresh completes it.
+    /// so no user is dropped and listed again (a cycle of theirs left for the catch-up),
+    /// and the next refresh completes it.
     pub fn set_discovered_users(&self, users: &[WatchEntry]) -> Result<()> {
         let tree = self.server_tree(DISCOVERED_TREE)?;
         for w in users {
@@ -147,5 +167,37 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn read_since_takes_the_last_success_else_the_last_baseline_date() {
+        let tz = chrono_tz::Europe::Berlin;
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        // 23:30 UTC on the 9th is already the 10th in Berlin.
+        let success = UserState {
+            baselined: true,
+            last_success: Some(Utc.with_ymd_and_hms(2026, 3, 9, 23, 30, 0).unwrap()),
+            ..UserState::default()
+        };
+        assert!(success.read_since(tz, d("2026-03-10")));
+        assert!(!success.read_since(tz, d("2026-03-11")));
+        let partial = UserState {
+            baselined_dates: BTreeSet::from([d("2026-03-01"), d("2026-03-04")]),
+            ..UserState::default()
+        };
+        assert!(partial.read_since(tz, d("2026-03-04")));
+        assert!(!partial.read_since(tz, d("2026-03-05")));
+        assert!(!UserState::default().read_since(tz, NaiveDate::MIN));
+        let quarantined = UserState {
+            baselined: true,
+            ..UserState::default()
+        };
+        assert!(quarantined.read_since(tz, d("2026-03-10")));
     }
 }
