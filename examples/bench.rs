@@ -34,7 +34,7 @@ use restorewatch::poller::{dates_to_poll, Poller, PollerConfig};
 use restorewatch::render::RenderOptions;
 use restorewatch::schedule::CronSchedule;
 use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimJob, SimUser, Simulator};
-use restorewatch::sink::{drain, ConsoleSink, Sink, SinkError, DRAIN_BATCH_EVENTS};
+use restorewatch::sink::{drain, ConsoleSink, Delivered, Sink, SinkError, DRAIN_BATCH_EVENTS};
 use restorewatch::store::Store;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -881,12 +881,13 @@ struct CountingSink {
 }
 
 impl Sink for CountingSink {
-    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+    async fn deliver(&self, events: &[Event]) -> Result<Delivered, SinkError> {
         Ok(if self.accept {
-            events.iter().map(|e| e.id).collect()
+            events.iter().map(|e| e.id).collect::<Vec<_>>()
         } else {
             Vec::new()
-        })
+        }
+        .into())
     }
 }
 

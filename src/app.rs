@@ -20,7 +20,7 @@ use crate::heartbeat::Heartbeat;
 use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
 use crate::render::RenderOptions;
-use crate::sink::{drain, drain_except, ConsoleSink, DrainReport, Sink, SinkError};
+use crate::sink::{drain, drain_except, ConsoleSink, Delivered, DrainReport, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -220,6 +220,7 @@ impl App {
                 .context("delivery")?;
             drained = DrainReport {
                 delivered: drained.delivered + report.delivered,
+                dropped: drained.dropped + report.dropped,
                 ..report
             };
         }
@@ -336,6 +337,7 @@ impl App {
                         errors = report.summary.errors.len(),
                         alerts = report.summary.alerts,
                         delivered = drained.delivered,
+                        dropped = drained.dropped,
                         pending = drained.pending,
                         "poll cycle done"
                     ),
@@ -406,12 +408,13 @@ fn writable_state_dir(dir: &std::path::Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// How a cycle ended, for the metrics.
+/// How a cycle ended, for the metrics: a cycle that reached no backup server at all (every
+/// request failed) is an error like one the store broke, not a partial success.
 fn cycle_result<E>(report: &Result<CycleReport, E>) -> CycleResult {
     match report {
         Ok(r) if r.ok() => CycleResult::Success,
-        Ok(_) => CycleResult::Partial,
-        Err(_) => CycleResult::Error,
+        Ok(r) if crate::heartbeat::reached_cbs(r) => CycleResult::Partial,
+        Ok(_) | Err(_) => CycleResult::Error,
     }
 }
 
@@ -459,7 +462,7 @@ impl ConfiguredSink {
 }
 
 impl Sink for ConfiguredSink {
-    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+    async fn deliver(&self, events: &[Event]) -> Result<Delivered, SinkError> {
         match self {
             ConfiguredSink::Console(sink) => sink.deliver(events).await,
             ConfiguredSink::Discord(sink) => sink.deliver(events).await,
@@ -551,6 +554,35 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cycle_in_which_every_request_failed_is_an_error_not_partial() {
+        use crate::event::{CycleSummary, PollError};
+        let report = |requests: u32, errors: usize| -> Result<CycleReport, ()> {
+            let error = PollError {
+                login_name: "obm".into(),
+                date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
+                message: "cannot reach cbs".into(),
+            };
+            Ok(CycleReport {
+                summary: CycleSummary {
+                    requests,
+                    errors: vec![error; errors],
+                    ..CycleSummary::default()
+                },
+                baselined: 0,
+                pruned: 0,
+            })
+        };
+        assert_eq!(cycle_result(&report(2, 0)), CycleResult::Success);
+        assert_eq!(cycle_result(&report(0, 0)), CycleResult::Success);
+        assert_eq!(cycle_result(&report(2, 1)), CycleResult::Partial);
+        assert_eq!(cycle_result(&report(2, 2)), CycleResult::Error);
+        assert_eq!(
+            cycle_result(&Err::<CycleReport, ()>(())),
+            CycleResult::Error
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn work_in_flight_gets_its_grace_and_no_more() {

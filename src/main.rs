@@ -216,20 +216,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             app.store.flush()?;
             let s = &cycle.summary;
             eprintln!(
-                "cycle done: {} users, {} requests, {} errors, {} alerts; {} events delivered, {} pending",
-                s.users_polled, s.requests, s.errors.len(), s.alerts, drained.delivered, drained.pending
+                "cycle done: {} users, {} requests, {} errors, {} alerts; {} events delivered, {} dropped, {} pending",
+                s.users_polled,
+                s.requests,
+                s.errors.len(),
+                s.alerts,
+                drained.delivered,
+                drained.dropped,
+                drained.pending
             );
             if let Some(e) = &drained.error {
                 eprintln!("error: delivery failed: {e}");
             }
+            if drained.dropped > 0 {
+                eprintln!(
+                    "error: Discord rejected {} event(s) as malformed (HTTP 400); they were \
+                     dropped undelivered (see the error lines above for each event and Discord's reason)",
+                    drained.dropped
+                );
+            }
             for e in &s.errors {
                 eprintln!("error: {} on {}: {}", e.login_name, e.date, e.message);
             }
-            Ok(if cycle.ok() && drained.error.is_none() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(
+                if cycle.ok() && drained.error.is_none() && drained.dropped == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
         }
         Command::Check {
             offline,
@@ -284,7 +299,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let drained = drain(&app.store, &sink).await?;
             app.store.flush()?;
             Ok(match drained.error {
-                None => ExitCode::SUCCESS,
+                None if drained.dropped == 0 => ExitCode::SUCCESS,
+                None => {
+                    eprintln!(
+                        "error: Discord rejected the digest as malformed (HTTP 400); it was \
+                         dropped undelivered (see the error lines above for Discord's reason)"
+                    );
+                    ExitCode::FAILURE
+                }
                 Some(e) => {
                     eprintln!("error: delivery failed: {e}");
                     ExitCode::FAILURE

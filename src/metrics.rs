@@ -21,6 +21,7 @@ pub const CBS_UP: &str = "restorewatch_cbs_up";
 pub const JOBS_OBSERVED_TOTAL: &str = "restorewatch_jobs_observed_total";
 pub const ALERTS_TOTAL: &str = "restorewatch_alerts_total";
 pub const EVENTS_DELIVERED_TOTAL: &str = "restorewatch_events_delivered_total";
+pub const EVENTS_DROPPED_TOTAL: &str = "restorewatch_events_dropped_total";
 pub const DELIVERY_FAILURES_TOTAL: &str = "restorewatch_delivery_failures_total";
 pub const OUTBOX_EVENTS: &str = "restorewatch_outbox_events";
 pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "restorewatch_outbox_oldest_age_seconds";
@@ -60,6 +61,10 @@ pub fn install() -> PrometheusHandle {
             ::metrics::counter!(QUARANTINED_TOTAL).absolute(0);
             ::metrics::counter!(TICKS_SKIPPED_TOTAL).absolute(0);
             ::metrics::counter!(EVENTS_DELIVERED_TOTAL).absolute(0);
+            ::metrics::counter!(EVENTS_DROPPED_TOTAL).absolute(0);
+            // 0 ("never") until the first good cycle, so an alert on `time() - x` fires
+            // when the bot starts during an outage instead of finding no series at all.
+            ::metrics::gauge!(LAST_SUCCESS_TIMESTAMP_SECONDS).set(0.0);
             handle
         })
         .clone()
@@ -69,7 +74,8 @@ fn describe() {
     use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         CYCLES_TOTAL,
-        "Poll cycles run, by result (success, partial, error)."
+        "Poll cycles run, by result: success (every CBS request succeeded), partial (some \
+         failed), error (none succeeded, or the cycle itself failed)."
     );
     describe_histogram!(
         CYCLE_DURATION_SECONDS,
@@ -91,6 +97,10 @@ fn describe() {
     describe_counter!(ALERTS_TOTAL, "Events queued for the chat, by kind.");
     describe_counter!(EVENTS_DELIVERED_TOTAL, "Events the chat accepted.");
     describe_counter!(
+        EVENTS_DROPPED_TOTAL,
+        "Events dropped undelivered because the chat rejects their message (HTTP 400)."
+    );
+    describe_counter!(
         DELIVERY_FAILURES_TOTAL,
         "Posts the chat did not accept, by reason."
     );
@@ -104,7 +114,7 @@ fn describe() {
     describe_gauge!(
         LAST_SUCCESS_TIMESTAMP_SECONDS,
         Unit::Seconds,
-        "When the last poll cycle without a CBS error ended (Unix time)."
+        "When the last poll cycle without a CBS error ended (Unix time; 0 until the first)."
     );
     describe_counter!(
         QUARANTINED_TOTAL,
@@ -130,9 +140,10 @@ fn describe() {
 pub enum CycleResult {
     /// Every CBS request succeeded.
     Success,
-    /// The cycle ran, but some CBS requests failed.
+    /// The cycle ran, some CBS requests failed and at least one succeeded.
     Partial,
-    /// The cycle itself failed (the store).
+    /// No CBS request succeeded (every backup server unreachable or refusing), or the
+    /// cycle itself failed (the store).
     Error,
 }
 
@@ -207,6 +218,11 @@ pub fn events_delivered(n: usize) {
     ::metrics::counter!(EVENTS_DELIVERED_TOTAL).increment(n as u64);
 }
 
+/// `n` events were dropped undelivered: the chat rejects their message for good.
+pub fn events_dropped(n: usize) {
+    ::metrics::counter!(EVENTS_DROPPED_TOTAL).increment(n as u64);
+}
+
 /// Discord answered a post with `status` (`None`: no answer at all); counts failures by
 /// reason.
 pub fn discord_reply(status: Option<u16>) {
@@ -257,6 +273,24 @@ pub fn store_gauges(outbox_events: usize, oldest_age: Option<Duration>, store_by
 mod tests {
     use super::*;
 
+    /// No lib test runs a poll cycle, so what a scrape shows here is what it shows
+    /// before the first cycle: series an alert needs exist from the start.
+    #[test]
+    fn a_scrape_before_any_cycle_shows_last_success_at_0_and_no_drops() {
+        let text = install().render();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            value(LAST_SUCCESS_TIMESTAMP_SECONDS).as_deref(),
+            Some("0"),
+            "{text}"
+        );
+        assert_eq!(value(EVENTS_DROPPED_TOTAL).as_deref(), Some("0"), "{text}");
+    }
+
     #[test]
     fn names_follow_prometheus_conventions() {
         let counters = [
@@ -265,6 +299,7 @@ mod tests {
             JOBS_OBSERVED_TOTAL,
             ALERTS_TOTAL,
             EVENTS_DELIVERED_TOTAL,
+            EVENTS_DROPPED_TOTAL,
             DELIVERY_FAILURES_TOTAL,
             QUARANTINED_TOTAL,
             COMMANDS_TOTAL,

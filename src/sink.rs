@@ -21,16 +21,41 @@ pub struct SinkError(pub String);
 
 /// Something that shows events to people.
 pub trait Sink: Send + Sync {
-    /// Delivers `events` (oldest first) and returns the ids it accepted. Events it did not
-    /// accept stay queued; an `Err` means it accepted none of them.
-    fn deliver(&self, events: &[Event])
-        -> impl Future<Output = Result<Vec<u64>, SinkError>> + Send;
+    /// Delivers `events` (oldest first) and says which it accepted and which it dropped.
+    /// Events it did neither with stay queued; an `Err` means it took none of them.
+    fn deliver(
+        &self,
+        events: &[Event],
+    ) -> impl Future<Output = Result<Delivered, SinkError>> + Send;
+}
+
+/// What a sink did with the events it was offered. Both lists leave the outbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Shown to people.
+    pub accepted: Vec<u64>,
+    /// Refused for good (Discord rejects the message itself, so a resend would fail the
+    /// same way): removed so they cannot block the queue, but shown to nobody.
+    pub dropped: Vec<u64>,
+}
+
+impl From<Vec<u64>> for Delivered {
+    fn from(accepted: Vec<u64>) -> Self {
+        Delivered {
+            accepted,
+            dropped: Vec::new(),
+        }
+    }
 }
 
 /// What one drain did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DrainReport {
+    /// Events the sink accepted (shown to people).
     pub delivered: usize,
+    /// Events the sink dropped for good (see [`Delivered::dropped`]); they left the outbox
+    /// but nobody saw them.
+    pub dropped: usize,
     /// Events still queued after the drain.
     pub pending: usize,
     /// The sink's last error, if it refused something.
@@ -70,18 +95,21 @@ pub async fn drain_except<S: Sink>(
             }
         }
         match sink.deliver(&batch).await {
-            Ok(accepted) => {
-                if !accepted.is_empty() {
-                    store.ack(&accepted)?;
+            Ok(Delivered { accepted, dropped }) => {
+                if !accepted.is_empty() || !dropped.is_empty() {
+                    store.ack(&[accepted.as_slice(), &dropped].concat())?;
                     // On disk before the next batch is offered: a crash during it must not
                     // offer these (already delivered) events again. Once per window, not
                     // per event; a window nobody took has nothing to write.
                     store.flush()?;
                 }
                 report.delivered += accepted.len();
+                report.dropped += dropped.len();
+                crate::metrics::events_dropped(dropped.len());
                 let accepted: HashSet<u64> = accepted.into_iter().collect();
                 log_delivered(&batch, &accepted);
-                if batch.iter().any(|e| !accepted.contains(&e.id)) {
+                let taken = |id: &u64| accepted.contains(id) || dropped.contains(id);
+                if batch.iter().any(|e| !taken(&e.id)) {
                     // Some events wait (say, a channel that refuses us): leave them queued
                     // and look at the events behind them, which may go elsewhere.
                     report
@@ -154,7 +182,7 @@ impl ConsoleSink {
 }
 
 impl Sink for ConsoleSink {
-    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+    async fn deliver(&self, events: &[Event]) -> Result<Delivered, SinkError> {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let mut accepted = Vec::with_capacity(events.len());
         for event in events {
@@ -167,7 +195,7 @@ impl Sink for ConsoleSink {
         }
         out.flush()
             .map_err(|e| SinkError(format!("writing to the console: {e}")))?;
-        Ok(accepted)
+        Ok(accepted.into())
     }
 }
 
@@ -184,10 +212,10 @@ mod tests {
     }
 
     impl Sink for Counting {
-        async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+        async fn deliver(&self, events: &[Event]) -> Result<Delivered, SinkError> {
             let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
             self.offered.lock().unwrap().push(ids.clone());
-            Ok(if self.accept { ids } else { Vec::new() })
+            Ok(if self.accept { ids } else { Vec::new() }.into())
         }
     }
 

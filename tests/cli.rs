@@ -363,3 +363,47 @@ async fn digest_delivers_to_the_digest_channel() {
     );
     assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
 }
+
+/// Discord refuses every message as malformed (400): `once` drops the events (they must not
+/// block the outbox) but counts them as dropped, not delivered, and exits 1.
+#[tokio::test]
+async fn once_counts_messages_discord_rejects_as_dropped_and_exits_1() {
+    use support::fake_discord::{FakeDiscord, Scripted};
+    const ALERTS: u64 = 4_000_000_000_000_000_001;
+    let sim = simulator_with(&["alice", "bob"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeDiscord::start().await;
+    fake.script(ALERTS, std::iter::repeat_n(Scripted::Status(400), 20));
+    let config = dir.path().join("rw.toml");
+    let discord = format!(
+        "[discord]\nalert_channel = \"{ALERTS}\"\napi_base = \"{}\"\n",
+        fake.api_base()
+    );
+    std::fs::write(
+        &config,
+        config_for(&sim, &dir.path().join("state")) + &discord,
+    )
+    .unwrap();
+    let out = restorewatch(&["once", "--config", config.to_str().unwrap()])
+        .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+        .env("RESTOREWATCH_DISCORD_TOKEN", "fake-token")
+        .output()
+        .await
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(fake.messages(ALERTS).is_empty(), "Discord accepted nothing");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The baseline "Now watching" event: dropped, not delivered, and nothing left queued.
+    assert!(
+        stderr.contains("0 events delivered, 1 dropped, 0 pending"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: Discord rejected 1 event(s) as malformed"),
+        "{stderr}"
+    );
+    let logged: Vec<&str> = (stderr.lines())
+        .filter(|l| l.contains("ERROR") && l.contains("dropping the event"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{stderr}");
+}

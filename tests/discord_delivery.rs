@@ -386,11 +386,36 @@ async fn a_message_discord_rejects_is_dropped_and_does_not_block_the_channel() {
     h.clock.set(at(9, 30));
     p.cycle().await.unwrap();
     // The packed message is rejected, then its first event alone: that one is dropped.
-    fake.script(ALERTS, [Scripted::Status(400), Scripted::Status(400)]);
+    let invalid = json!({"message": "Invalid Form Body", "code": 50035});
+    fake.script(
+        ALERTS,
+        [Scripted::Status(400), Scripted::Body(400, invalid)],
+    );
 
-    let report = drain(p.store(), &sink).await.unwrap();
+    let first = p.store().pending_events(1).unwrap()[0].id;
+    let queued = p.store().outbox_len();
+    let logs = LogCapture::default();
+    let report = {
+        let _guard = logs.install();
+        drain(p.store(), &sink).await.unwrap()
+    };
     assert_eq!(report.pending, 0);
+    // The dropped event is not counted as delivered: Discord showed nobody.
+    assert_eq!(
+        (report.delivered, report.dropped),
+        (queued - 1, 1),
+        "{report:?}"
+    );
     assert_eq!(sink.rejected_events(), 1);
+    let text = logs.text();
+    let dropped: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("dropping the event"))
+        .collect();
+    assert_eq!(dropped.len(), 1, "{text}");
+    // Which event, and what Discord said.
+    assert!(dropped[0].contains(&format!("event={first}")), "{text}");
+    assert!(dropped[0].contains("Invalid Form Body"), "{text}");
     let titles: Vec<Value> = embeds_titled(&fake, ALERTS, "Restore failed")
         .iter()
         .map(|e| e["title"].clone())
@@ -546,7 +571,7 @@ async fn a_crash_between_discords_answer_and_the_ack_posts_nothing_twice() {
     fake.set_nonce_memory(NonceMemory::Off);
     let events = p.store().pending_events(256).unwrap();
     let accepted = sink(&fake, &p, Some(ROLE)).deliver(&events).await.unwrap();
-    assert_eq!(accepted.len(), events.len());
+    assert_eq!(accepted.accepted.len(), events.len());
     h.crash();
     drop(p);
     assert_eq!(fake.messages(ALERTS).len(), 1);

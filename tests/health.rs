@@ -462,3 +462,79 @@ async fn quarantined_records_are_counted_in_metrics() {
     assert_eq!(store.quarantined(), 2);
     assert_eq!(count(&handle.render()) - before, 2.0);
 }
+
+/// The gateway dies after a successful connect and serenity keeps reconnecting: once it has
+/// been down for the grace, slash commands show as unavailable (what `/healthz` and
+/// `/status` read) with one error line; when it is back, that clears with one info line.
+#[tokio::test(start_paused = true)]
+async fn a_gateway_lost_after_the_connect_is_reported_after_the_grace_and_cleared() {
+    use restorewatch::bot::GATEWAY_LOST_GRACE;
+    use restorewatch::gateway::GatewayState;
+    let logs = support::logs::LogCapture::default();
+    let _guard = logs.install();
+    let h = support::bot::Harness::start().await;
+    let running = h.start_bot().await;
+    let gateway = running.bot.gateway();
+    // Wait (virtual time) until `check` holds, for at most `within`.
+    async fn until(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+        let waited = tokio::time::timeout(within, async {
+            while !check() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+        waited.await.is_ok()
+    }
+    assert!(
+        until(WAIT, || gateway.get() == GatewayState::Connected).await,
+        "connected"
+    );
+    assert_eq!(gateway.unavailable(), None);
+
+    h.fake.set_gateway_down(true);
+    let lost_at = tokio::time::Instant::now();
+    assert!(
+        until(WAIT, || gateway.unavailable().is_some()).await,
+        "the loss is never reported: {}",
+        logs.text()
+    );
+    assert!(
+        lost_at.elapsed() >= GATEWAY_LOST_GRACE,
+        "reported after {:?}, within the grace",
+        lost_at.elapsed()
+    );
+    let shown = gateway.unavailable().unwrap();
+    assert!(
+        shown.starts_with("slash commands unavailable since ")
+            && shown.ends_with(": gateway disconnected (reconnecting)"),
+        "{shown}"
+    );
+    // Said once, however long serenity keeps retrying.
+    tokio::time::sleep(GATEWAY_LOST_GRACE * 4).await;
+    let lost_lines = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("ERROR") && l.contains("gateway connection was lost"))
+            .count()
+    };
+    assert_eq!(lost_lines(&logs.text()), 1, "{}", logs.text());
+
+    h.fake.set_gateway_down(false);
+    assert!(
+        until(WAIT, || gateway.get() == GatewayState::Connected).await,
+        "never reconnected: {}",
+        logs.text()
+    );
+    let shown = gateway.unavailable().unwrap();
+    assert!(
+        shown.starts_with("slash commands were unavailable from "),
+        "{shown}"
+    );
+    tokio::time::sleep(GATEWAY_LOST_GRACE).await;
+    let text = logs.text();
+    let back = text
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("gateway is connected again"))
+        .count();
+    assert_eq!(back, 1, "{text}");
+    assert_eq!(lost_lines(&text), 1, "{text}");
+    running.stop().await;
+}

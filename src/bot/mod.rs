@@ -4,7 +4,8 @@
 //! [`start`] connects to the gateway, removes global commands an earlier version may have
 //! left, registers the commands in the configured servers (`discord.guild_id` /
 //! `discord.guild_ids`) as guild-only commands (no DM or user-install contexts), and
-//! answers interactions until the shutdown token is cancelled.
+//! answers interactions until the shutdown token is cancelled. A gateway that cannot be
+//! reached at start is reported by `probe.rs`, one lost later by `shard_watch.rs`.
 //!
 //! Access, in this order, at call time:
 //! 1. **The server.** Every interaction is checked with
@@ -56,7 +57,10 @@ mod guard;
 mod probe;
 mod redact;
 mod reply;
+mod shard_watch;
 mod slash;
+
+pub use shard_watch::GATEWAY_LOST_GRACE;
 
 /// What the commands need: shared with the rest of the program.
 #[derive(Clone)]
@@ -224,8 +228,11 @@ pub async fn start_with_health(
         if !await_gateway(&url, &health, &clock, &shutdown).await {
             return Ok(());
         }
+        let watch = shard_watch::watch_shards(shard_manager.clone(), health.clone(), clock.clone());
         let mut gateway = std::pin::pin!(client.start());
         tokio::select! {
+            // Reports a gateway lost after the connect; serenity reconnects it by itself.
+            never = watch => match never {},
             ended = &mut gateway => {
                 // Not a shutdown: slash commands are gone until a restart, so say so now
                 // rather than when the process stops.

@@ -180,6 +180,8 @@ struct Shared {
     gateway_url: String,
     /// Cancelled by [`FakeDiscord::release_hangs`].
     release: Mutex<CancellationToken>,
+    /// Cancelled by [`FakeDiscord::set_gateway_down`]: every open gateway session drops.
+    kick: Mutex<CancellationToken>,
     shutdown: CancellationToken,
 }
 
@@ -205,6 +207,8 @@ struct Inner {
     strip_embeds: HashSet<u64>,
     /// Every request that needs the bot token gets 401, as after a token reset.
     token_rejected: bool,
+    /// The gateway is gone: new websocket connections are dropped unanswered.
+    gateway_down: bool,
     /// Waited before a message POST is handled (see [`FakeDiscord::set_post_delay`]).
     post_delay: std::time::Duration,
     /// Registered commands by guild (`None`: global).
@@ -305,6 +309,7 @@ impl FakeDiscord {
             application_id,
             gateway_url: gateway_url.unwrap_or_else(|| format!("ws://{ws_addr}")),
             release: Mutex::new(CancellationToken::new()),
+            kick: Mutex::new(CancellationToken::new()),
             shutdown: shutdown.clone(),
         });
 
@@ -432,6 +437,19 @@ impl FakeDiscord {
             .unwrap_or_else(|e| e.into_inner());
         release.cancel();
         *release = CancellationToken::new();
+    }
+
+    /// Takes the gateway away (`true`), as when Discord's gateway or the network between
+    /// fails: every open session's connection is dropped without a close frame, and new
+    /// connections are dropped before the websocket handshake. `false` lets them in again.
+    /// REST keeps working either way.
+    pub fn set_gateway_down(&self, down: bool) {
+        self.shared.update(|inner| inner.gateway_down = down);
+        if down {
+            let mut kick = self.shared.kick.lock().unwrap_or_else(|e| e.into_inner());
+            kick.cancel();
+            *kick = CancellationToken::new();
+        }
     }
 
     // ----- what was recorded -----------------------------------------------------------
@@ -1713,6 +1731,10 @@ async fn serve_gateway(listener: TcpListener, shared: Arc<Shared>) {
             _ = shared.shutdown.cancelled() => return,
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
+                    if shared.lock().gateway_down {
+                        drop(stream);
+                        continue;
+                    }
                     tokio::spawn(gateway_session(stream, Arc::clone(&shared)));
                 }
             }
@@ -1723,6 +1745,11 @@ async fn serve_gateway(listener: TcpListener, shared: Arc<Shared>) {
 /// One websocket connection: HELLO, then READY on IDENTIFY, RESUMED on RESUME, heartbeat
 /// acks, and the dispatch events a test injects.
 async fn gateway_session(stream: TcpStream, shared: Arc<Shared>) {
+    let kick = shared
+        .kick
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
@@ -1739,6 +1766,8 @@ async fn gateway_session(stream: TcpStream, shared: Arc<Shared>) {
                 let _ = sink.send(WsMessage::Close(None)).await;
                 return;
             }
+            // Gone without a word: the connection just drops.
+            _ = kick.cancelled() => return,
             Some(dispatch) = rx.recv() => {
                 seq += 1;
                 json!({"op": 0, "s": seq, "t": dispatch.event, "d": dispatch.data})

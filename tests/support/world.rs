@@ -13,7 +13,7 @@ use restorewatch::event::{Event, EventKind};
 use restorewatch::poller::{Poller, PollerConfig};
 use restorewatch::schedule::CronSchedule;
 use restorewatch::simulator::{SimConfig, SimHandle, SimJob, SimUser, Simulator};
-use restorewatch::sink::{Sink, SinkError};
+use restorewatch::sink::{Delivered, Sink, SinkError};
 use restorewatch::store::Store;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -234,7 +234,7 @@ pub struct Recorder {
 }
 
 impl Sink for Recorder {
-    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+    async fn deliver(&self, events: &[Event]) -> Result<Delivered, SinkError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(on_call) = &self.on_call {
             on_call(call);
@@ -246,12 +246,12 @@ impl Sink for Recorder {
                 if accepted.is_empty() {
                     return Err(SinkError("sink is down".into()));
                 }
-                return Ok(accepted);
+                return Ok(accepted.into());
             }
             got.push(e.clone());
             accepted.push(e.id);
         }
-        Ok(accepted)
+        Ok(accepted.into())
     }
 }
 

@@ -24,6 +24,10 @@ pub(super) struct Batch {
     pub(super) parts_sent: usize,
     /// Every message accepted (or the batch dropped after a 400).
     pub(super) done: bool,
+    /// Dropped after a 400: its events leave the outbox undelivered. (Absent in batches
+    /// recorded by earlier versions, which never kept a dropped batch apart.)
+    #[serde(default)]
+    pub(super) dropped: bool,
 }
 
 impl Batch {
@@ -170,6 +174,7 @@ impl DiscordSink {
             ids: events[..first].iter().map(|e| e.id).collect(),
             parts_sent: 0,
             done: false,
+            dropped: false,
         };
         self.save(&batch)?;
         Ok((batch, false))
@@ -187,6 +192,7 @@ mod tests {
             ids,
             parts_sent: 0,
             done: false,
+            dropped: false,
         };
         let first = batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0);
         assert_eq!(first.len(), 21);

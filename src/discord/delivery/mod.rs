@@ -29,8 +29,9 @@
 //! stops for every channel, the error is logged once, `/status` shows it, and one post is
 //! tried every [`DeliveryTiming::token_retry`] until the token works; nothing is dropped. A 400 means Discord rejects the message itself, and resending it
 //! would fail the same way: a batch of several events is retried one event per message, and
-//! an event rejected on its own is logged with Discord's reason, counted
-//! ([`DiscordSink::rejected_events`]) and dropped, so it cannot block its channel forever.
+//! an event rejected on its own is logged at error level with its id and Discord's reason,
+//! counted ([`DiscordSink::rejected_events`]) and reported to the drain as dropped (not
+//! delivered), so it cannot block its channel forever and nobody mistakes it for sent.
 //!
 //! # Layout
 //! This module holds the sink, its timing and the drain's path through the channels;
@@ -50,7 +51,7 @@ use super::routing::Routes;
 use crate::config::{AlertSettings, DiscordSettings};
 use crate::event::Event;
 use crate::render::{pack_items, RenderOptions};
-use crate::sink::{Sink, SinkError};
+use crate::sink::{Delivered, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
 use batch::BATCH_TREE;
@@ -235,12 +236,13 @@ impl DiscordSink {
 }
 
 impl DiscordSink {
-    /// Posts the channel's events in order, batch by batch; accepted ids go to `accepted`.
+    /// Posts the channel's events in order, batch by batch; the ids Discord accepted, and
+    /// those it rejects for good, go to `taken`.
     async fn deliver_channel(
         &self,
         channel: ChannelId,
         events: &[&Event],
-        accepted: &mut Vec<u64>,
+        taken: &mut Delivered,
     ) -> Result<ChannelEnd, SinkError> {
         let mut rest = events;
         while !rest.is_empty() {
@@ -305,19 +307,27 @@ impl DiscordSink {
                         self.save(&batch)?;
                         continue;
                     }
-                    tracing::error!(
-                        channel = channel.get(),
-                        events = ?batch.ids,
-                        %reason,
-                        "Discord rejects this message; dropping it, a resend would fail the same way"
-                    );
+                    for event in &batch.ids {
+                        tracing::error!(
+                            channel = channel.get(),
+                            event,
+                            %reason,
+                            "Discord rejects this event's message (HTTP 400); dropping the \
+                             event undelivered, a resend would fail the same way"
+                        );
+                    }
                     self.state().rejected += batch.ids.len() as u64;
+                    batch.dropped = true;
                 }
                 batch.done = true;
                 self.save(&batch)?;
             }
-            // The ids past the window are accepted too: the drain acknowledges them.
-            accepted.extend_from_slice(&batch.ids);
+            // The ids past the window are taken too: the drain acknowledges them.
+            if batch.dropped {
+                taken.dropped.extend_from_slice(&batch.ids);
+            } else {
+                taken.accepted.extend_from_slice(&batch.ids);
+            }
             rest = &rest[count..];
         }
         Ok(ChannelEnd::Done)
@@ -325,7 +335,7 @@ impl DiscordSink {
 }
 
 impl Sink for DiscordSink {
-    async fn deliver(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+    async fn deliver(&self, events: &[Event]) -> Result<Delivered, SinkError> {
         let result = self.deliver_channels(events).await;
         self.publish_refusals();
         result
@@ -333,7 +343,7 @@ impl Sink for DiscordSink {
 }
 
 impl DiscordSink {
-    async fn deliver_channels(&self, events: &[Event]) -> Result<Vec<u64>, SinkError> {
+    async fn deliver_channels(&self, events: &[Event]) -> Result<Delivered, SinkError> {
         if self
             .state()
             .token_rejected
@@ -347,13 +357,13 @@ impl DiscordSink {
             }
         }
         self.forget_delivered(events)?;
-        let mut accepted = Vec::with_capacity(events.len());
+        let mut taken = Delivered::default();
         for (channel, list) in self.routes.split(events) {
             let resting = self.state().refused.get(&channel).map(|r| r.retry_at);
             if resting.is_some_and(|at| Instant::now() < at) {
                 continue;
             }
-            let end = self.deliver_channel(channel, &list, &mut accepted).await?;
+            let end = self.deliver_channel(channel, &list, &mut taken).await?;
             // Only an answer Discord gave to an authenticated post proves the token.
             let token_works = matches!(end, ChannelEnd::Done | ChannelEnd::Refused(_));
             if token_works && self.state().token_rejected.take().is_some() {
@@ -368,7 +378,7 @@ impl DiscordSink {
                 ChannelEnd::Refused(reason) => self.refuse(channel, reason),
                 ChannelEnd::Unauthorized(reason) => {
                     self.reject_token(&reason);
-                    if accepted.is_empty() {
+                    if taken == Delivered::default() {
                         return Err(SinkError(TOKEN_REJECTED.to_owned()));
                     }
                     break;
@@ -376,14 +386,14 @@ impl DiscordSink {
                 ChannelEnd::Unavailable(reason, rest_for) => {
                     tracing::warn!(%reason, ?rest_for, "Discord unavailable; events stay queued");
                     self.state().resting_until = Some((Instant::now() + rest_for, reason.clone()));
-                    if accepted.is_empty() {
+                    if taken == Delivered::default() {
                         return Err(SinkError(format!("Discord unavailable: {reason}")));
                     }
                     break;
                 }
             }
         }
-        Ok(accepted)
+        Ok(taken)
     }
 }
 
