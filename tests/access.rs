@@ -434,7 +434,7 @@ mod delivery {
     use restorewatch::render::RenderOptions;
     use restorewatch::schedule::CronSchedule;
     use restorewatch::sink::drain;
-    use serenity::all::ChannelId;
+    use serenity::all::{ChannelId, RoleId};
     use std::time::Duration;
 
     const ALERTS: u64 = 4_000_000_000_000_000_001;
@@ -447,11 +447,15 @@ mod delivery {
     }
 
     fn sink(fake: &FakeDiscord, poller: &Poller) -> DiscordSink {
+        sink_pinging(fake, poller, None)
+    }
+
+    fn sink_pinging(fake: &FakeDiscord, poller: &Poller, role: Option<RoleId>) -> DiscordSink {
         let settings = DiscordSettings {
             token: "fake-token".to_owned().into(),
             alert_channel: ChannelId::new(ALERTS),
             digest_channel: ChannelId::new(ALERTS),
-            mention_role: None,
+            mention_role: role,
             api_base: Some(fake.api_base().parse().unwrap()),
             guilds: Vec::new(),
             admin_role: None,
@@ -462,7 +466,7 @@ mod delivery {
             }],
         };
         let render = RenderOptions {
-            mention_role: None,
+            mention_role: role.map(RoleId::get),
             timezone: chrono_tz::UTC,
             servers_named: false,
         };
@@ -564,6 +568,45 @@ mod delivery {
         assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
         assert_eq!(failures_shown(&fake, RESELLER_A), 1);
         assert!(sink.refused_channels().is_empty());
+    }
+
+    /// Without Embed Links, Discord still creates the message's text, role mention and all:
+    /// the role is pinged by the first try, and the tries after it (every ten minutes
+    /// until the permission is granted, the delivering one included) do not ping again.
+    #[tokio::test(start_paused = true)]
+    async fn a_channel_without_embed_links_pings_the_role_once_not_at_every_retry() {
+        let (_h, p) = World::with_a_reseller_failing().await;
+        let fake = FakeDiscord::start().await;
+        fake.set_embed_links_missing(RESELLER_A, true);
+        let role = RoleId::new(555);
+        let sink = sink_pinging(&fake, &p, Some(role));
+        let pinged = |fake: &FakeDiscord| -> Vec<bool> {
+            posts(fake)
+                .into_iter()
+                .filter(|r| r.path.contains(&RESELLER_A.to_string()))
+                .map(|r| {
+                    let roles = &r.body["allowed_mentions"]["roles"];
+                    roles.as_array().is_some_and(|a| !a.is_empty())
+                })
+                .collect()
+        };
+        assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 2);
+        assert_eq!(pinged(&fake), [true], "the first try pings");
+        tokio::time::advance(TEN_MINUTES).await;
+        assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 2);
+        fake.set_embed_links_missing(RESELLER_A, false);
+        tokio::time::advance(TEN_MINUTES).await;
+        assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
+        let tries = pinged(&fake);
+        assert!(tries[0], "the first try pings");
+        assert!(tries.len() >= 3, "{tries:?}");
+        assert!(
+            tries[1..].iter().all(|p| !p),
+            "no ping after the first: {tries:?}"
+        );
+        assert_eq!(failures_shown(&fake, RESELLER_A), 1);
+        assert!(sink.refused_channels().is_empty());
+        assert!(fake.unexpected().is_empty(), "{:?}", fake.unexpected());
     }
 
     #[tokio::test]

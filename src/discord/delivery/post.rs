@@ -56,7 +56,14 @@ impl DiscordSink {
         message: &OutMessage,
         nonce: String,
     ) -> Posted {
-        let body = match message_body(message, self.mention_role, nonce) {
+        // A channel that dropped our embeds got the message's text, its ping included: the
+        // retries (one every `refused_retry` until Embed Links is granted) do not ping again.
+        let role = if self.refused_for(channel, MISSING_EMBED_LINKS) {
+            None
+        } else {
+            self.mention_role
+        };
+        let body = match message_body(message, role, nonce) {
             Ok(body) => body,
             Err(e) => return Posted::Rejected(format!("cannot encode the message: {e}")),
         };

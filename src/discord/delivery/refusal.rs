@@ -48,6 +48,11 @@ impl DiscordSink {
         }
     }
 
+    /// Whether `channel` is resting after refusing us for `reason`.
+    pub(super) fn refused_for(&self, channel: ChannelId, reason: &str) -> bool {
+        (self.state().refused.get(&channel)).is_some_and(|r| r.reason == reason)
+    }
+
     /// Notes a channel's refusal; logs only when it is new or its reason changed.
     pub(super) fn refuse(&self, channel: ChannelId, reason: String) {
         let retry_at = Instant::now() + self.timing.refused_retry;
