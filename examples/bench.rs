@@ -361,6 +361,7 @@ impl SimProcess {
     fn start(users: usize, zone: &str) -> SimProcess {
         let port = free_port();
         let child = Command::new(binary())
+            .env_remove("RESTOREWATCH_BIN")
             .args([
                 "simulate",
                 "--users",
@@ -602,6 +603,8 @@ path = "{state}"
 
 fn restorewatch(config: &Path, command: &str) -> Command {
     let mut cmd = Command::new(binary());
+    // The bench's own knob: restorewatch refuses a `RESTOREWATCH_*` variable it does not read.
+    cmd.env_remove("RESTOREWATCH_BIN");
     cmd.arg("--config")
         .arg(config)
         .arg(command)
