@@ -781,6 +781,36 @@ fn outage_notices(events: &[EventKind]) -> Vec<&EventKind> {
         .collect()
 }
 
+/// A short outage inside the midnight grace: yesterday is read by every cycle then, so the
+/// recovery does not call it caught up.
+#[tokio::test]
+async fn a_recovery_in_the_midnight_grace_lists_no_routine_date_as_caught_up() {
+    use restorewatch::simulator::LoginFault;
+    let mut h = Harness::start(&["obm"], at(28, 1, 0)).await;
+    h.down_after = 1;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    take_events(&p).await;
+    h.sim.set_login_fault("obm", Some(LoginFault::Http500));
+    h.clock.set(at(28, 1, 5));
+    p.cycle().await.unwrap();
+    take_events(&p).await;
+    h.sim.set_login_fault("obm", None);
+    h.clock.set(at(28, 1, 10));
+    p.cycle().await.unwrap();
+    let events = take_events(&p).await;
+    match outage_notices(&events)[..] {
+        [EventKind::CbsRecovered { caught_up, .. }] => {
+            assert_eq!(
+                caught_up,
+                &[] as &[chrono::NaiveDate],
+                "27th is routine at 01:10"
+            )
+        }
+        ref other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn an_outage_opens_after_down_after_cycles_and_a_per_user_error_is_no_recovery() {
     use restorewatch::simulator::LoginFault;

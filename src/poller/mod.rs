@@ -252,6 +252,16 @@ impl Poller {
         let mut succeeded = 0u32;
         let today = started_at.with_timezone(&tz).date_naive();
         let mut caught_up = BTreeSet::new();
+        // What every cycle asks anyway (today, and yesterday in the midnight grace): a
+        // recovery's "caught up on" lists only the dates read beyond these.
+        let routine = dates_to_poll(
+            started_at,
+            tz,
+            self.config.poll.midnight_grace,
+            0,
+            None,
+            &BTreeSet::new(),
+        );
         // Mutes fail open: an unreadable mute list posts alerts rather than losing them.
         // Read once per cycle, not per job: the check then costs no store reads on the
         // hot path (and none inside the store's transaction).
@@ -311,7 +321,7 @@ impl Poller {
             match result {
                 Ok(list) => {
                     succeeded += 1;
-                    if date < today {
+                    if !routine.contains(&date) {
                         caught_up.insert(date);
                     }
                     unreadable.read(&user.login, date);
