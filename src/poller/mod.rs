@@ -250,7 +250,6 @@ impl Poller {
         let mut would_alert: BTreeMap<String, Vec<StormJob>> = BTreeMap::new();
         let mut outage_errors: Vec<CbsError> = discovery_down.into_iter().collect();
         let mut succeeded = 0u32;
-        let today = started_at.with_timezone(&tz).date_naive();
         let mut caught_up = BTreeSet::new();
         // What every cycle asks anyway (today, and yesterday in the midnight grace): a
         // recovery's "caught up on" lists only the dates read beyond these.
