@@ -90,7 +90,7 @@ proptest! {
             json!({"Status": status, "User": users}).to_string(),
         ] {
             match decode_users(&body) {
-                Ok(listed) => prop_assert!(listed.iter().all(|u| !u.login.trim().is_empty())),
+                Ok(listed) => prop_assert!(listed.users.iter().all(|u| !u.login.trim().is_empty())),
                 Err(ReplyError::Malformed { reason, .. }) => prop_assert!(!reason.trim().is_empty()),
                 Err(ReplyError::Api { .. }) => {}
             }

@@ -257,7 +257,7 @@ impl CbsClient {
             reseller,
         };
         let text = self.post_json(i.users_endpoint.clone(), &body).await?;
-        model::decode_users(&text).map_err(|e| match e {
+        let list = model::decode_users(&text).map_err(|e| match e {
             ReplyError::Api { message, expt_type } => {
                 match self.api_error(self.redact(message), expt_type) {
                     CbsError::Api {
@@ -280,7 +280,16 @@ impl CbsClient {
                 reason,
                 snippet,
             },
-        })
+        })?;
+        if list.skipped > 0 {
+            tracing::warn!(
+                server = %i.server_name,
+                skipped = list.skipped,
+                listed = list.users.len(),
+                "2/ListUsers.do listed items without a LoginName; they are not watched"
+            );
+        }
+        Ok(list.users)
     }
 
     /// The error for a `Status: Error` reply (an expired password is its own).

@@ -11,10 +11,18 @@ pub struct ListedUser {
     pub owner: String,
 }
 
+/// A decoded `2/ListUsers.do` reply.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserList {
+    pub users: Vec<ListedUser>,
+    /// Items without a readable `LoginName`, left out.
+    pub skipped: usize,
+}
+
 /// Decodes a `2/ListUsers.do` reply: the list is under `User` (not `Data`). Items without a
-/// readable `LoginName` are skipped (there is nothing to poll for them); unknown fields are
-/// ignored.
-pub fn decode_users(body: &str) -> Result<Vec<ListedUser>, ReplyError> {
+/// readable `LoginName` are skipped and counted (there is nothing to poll for them);
+/// unknown fields are ignored.
+pub fn decode_users(body: &str) -> Result<UserList, ReplyError> {
     let malformed = |reason: String| ReplyError::Malformed {
         reason,
         snippet: snippet(body, SNIPPET_MAX_CHARS),
@@ -26,7 +34,8 @@ pub fn decode_users(body: &str) -> Result<Vec<ListedUser>, ReplyError> {
         Some(one @ Value::Object(_)) => vec![one],
         Some(_) => return Err(malformed("User is not a list".into())),
     };
-    Ok(items
+    let listed = items.len();
+    let users: Vec<ListedUser> = items
         .into_iter()
         .filter_map(|item| {
             let Value::Object(item) = item else {
@@ -39,7 +48,11 @@ pub fn decode_users(body: &str) -> Result<Vec<ListedUser>, ReplyError> {
                 owner: get(item, &["Owner"]).and_then(as_text).unwrap_or_default(),
             })
         })
-        .collect())
+        .collect();
+    Ok(UserList {
+        skipped: listed - users.len(),
+        users,
+    })
 }
 
 #[cfg(test)]
@@ -50,9 +63,10 @@ mod tests {
     fn users_are_read_from_the_user_key() {
         let body = r#"{"Status":"OK","User":[{"ID":"1","LoginName":"alice","Owner":"res1","X":1},
             {"ID":"2","LoginName":"bob"},{"ID":"3"},{"LoginName":"  "},7]}"#;
-        let users = decode_users(body).unwrap();
+        let list = decode_users(body).unwrap();
+        assert_eq!(list.skipped, 3, "no login, a blank one, not an object");
         assert_eq!(
-            users,
+            list.users,
             vec![
                 ListedUser {
                     login: "alice".into(),
@@ -72,6 +86,9 @@ mod tests {
             decode_users(r#"{"Status":"OK","User":"x"}"#),
             Err(ReplyError::Malformed { .. })
         ));
-        assert_eq!(decode_users(r#"{"Status":"OK"}"#).unwrap(), vec![]);
+        assert_eq!(
+            decode_users(r#"{"Status":"OK"}"#).unwrap(),
+            UserList::default()
+        );
     }
 }
