@@ -178,6 +178,7 @@ pub fn list(
             )
         })
         .collect();
+    let from_config = lines.len();
     for w in store.dynamic_watches()? {
         if config_watch.iter().any(|c| c.login == w.login) || !scope.sees_owner(&w.owner) {
             continue;
@@ -191,6 +192,7 @@ pub fn list(
             muted(&w.login)
         ));
     }
+    let from_chat = lines.len() - from_config;
     let listed: std::collections::BTreeSet<String> = config_watch
         .iter()
         .map(|w| w.login.clone())
@@ -206,11 +208,22 @@ pub fn list(
             ));
         }
     }
-    let c = crate::discover::source_counts(store, config_watch)?;
-    let counts = format!(
-        "{} watched · config file {} · chat {} · discovered {}",
-        c.total, c.config, c.chat, c.discovered
-    );
+    // In a route channel, a member who is not an admin sees one owner's users: the counts
+    // are of those too, not of every owner's (which they may not see).
+    let counts = match (&scope.owner, scope.admin) {
+        (Some(_), false) => format!(
+            "{} watched here · config file {from_config} · chat {from_chat} · discovered {}",
+            lines.len(),
+            lines.len() - from_config - from_chat
+        ),
+        _ => {
+            let c = crate::discover::source_counts(store, config_watch)?;
+            format!(
+                "{} watched · config file {} · chat {} · discovered {}",
+                c.total, c.config, c.chat, c.discovered
+            )
+        }
+    };
     let mut reply = ListPages {
         title: "Watched users".into(),
         lines: &lines,
@@ -222,7 +235,13 @@ pub fn list(
     .reply(!public)?;
     if lines.is_empty() {
         if let Some(embed) = reply.embeds.first_mut() {
-            embed.description = "Nobody is watched yet; add a user with `/watch add`.".into();
+            embed.description = match (&scope.owner, scope.admin) {
+                (Some(owner), false) => format!(
+                    "No watched user of owner {} (this channel's route).",
+                    code(owner)
+                ),
+                _ => "Nobody is watched yet; add a user with `/watch add`.".into(),
+            };
         }
     }
     Ok(reply)
@@ -344,6 +363,27 @@ mod tests {
         };
         let reply = list(&store, &config(), &[], &routed, None, false).unwrap();
         assert_eq!(reply.embeds[0].description.lines().count(), 1);
+        // The counts are of what the channel's owner sees, not of every owner's users.
+        let footer = reply.embeds[0].footer.as_deref().unwrap();
+        assert!(
+            footer.starts_with("1 watched here · config file 1 · chat 0 · discovered 0"),
+            "{footer}"
+        );
+        let elsewhere = Scope {
+            admin: false,
+            owner: Some("nobody-here".into()),
+        };
+        let reply = list(&store, &config(), &[], &elsewhere, None, false).unwrap();
+        let embed = &reply.embeds[0];
+        assert!(
+            embed
+                .description
+                .contains("No watched user of owner `nobody-here`"),
+            "{}",
+            embed.description
+        );
+        let footer = embed.footer.as_deref().unwrap();
+        assert!(footer.starts_with("0 watched here"), "{footer}");
     }
 
     #[test]
