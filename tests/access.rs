@@ -122,6 +122,30 @@ async fn restores_from_a_dm_is_refused_and_shows_no_job() {
     h.assert_nothing_unexpected();
 }
 
+/// Discord updates command registrations with a delay: a member may still invoke a
+/// command this version does not have, or send an option of another type. They get a
+/// short private answer, not Discord's "the application did not respond".
+#[tokio::test]
+async fn a_stale_command_or_option_gets_a_short_private_answer() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+    for stale in [
+        SlashCommand::new("nosuch"),
+        SlashCommand::new("failures").option("days", "seven"),
+    ] {
+        let (callback, _) = h.invoke(stale).await;
+        assert_eq!(callback["type"], 4, "{callback}");
+        assert_eq!(flags(&callback["data"]), EPHEMERAL, "{callback}");
+        assert!(
+            content(&callback).contains("does not match this version of restorewatch"),
+            "{callback}"
+        );
+    }
+    assert_eq!(h.sim.requests_served(), 0, "no CBS request");
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
 #[tokio::test]
 async fn a_members_lookup_of_an_unwatched_login_is_refused_without_a_cbs_call() {
     let h = Harness::start().await;

@@ -38,6 +38,12 @@ async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
     send(ctx, Reply::text(commands::OUTSIDE_GUILD_REFUSAL, true)).await
 }
 
+/// The answer to a command or option this version does not have: Discord still shows an
+/// older registration of the commands.
+pub const STALE_COMMAND: &str = "This command does not match this version of restorewatch \
+    (Discord may still show its old commands for a few minutes). Try again shortly, or \
+    reload Discord (Ctrl+R).";
+
 pub(super) async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     if let Some(ctx) = error.ctx() {
         let refused = matches!(error, poise::FrameworkError::CommandCheckFailed { .. });
@@ -60,6 +66,44 @@ pub(super) async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
             tracing::error!(%command, error = redact::loggable(&error), "slash command failed");
             let text = "The command failed; the error was logged.";
             send(ctx, Reply::text(text, true)).await
+        }
+        // Discord still shows an older version of our commands (it updates registrations
+        // with a delay): the member gets a short answer, not "did not respond".
+        poise::FrameworkError::CommandStructureMismatch {
+            ctx, description, ..
+        } => {
+            let command = &ctx.command().qualified_name;
+            tracing::warn!(%command, description, "a command's options do not match this version");
+            send(
+                poise::Context::Application(ctx),
+                Reply::text(STALE_COMMAND, true),
+            )
+            .await
+        }
+        poise::FrameworkError::UnknownInteraction {
+            framework,
+            interaction,
+            ..
+        } => {
+            let name = &interaction.data.name;
+            tracing::warn!(command = %name, "an interaction for a command this version does not have");
+            // An autocomplete carries a focused option, and takes no message.
+            let response = if interaction.data.autocomplete().is_some() {
+                serenity::CreateInteractionResponse::Autocomplete(
+                    serenity::CreateAutocompleteResponse::new(),
+                )
+            } else {
+                serenity::CreateInteractionResponse::Message(
+                    serenity::CreateInteractionResponseMessage::new()
+                        .content(STALE_COMMAND)
+                        .ephemeral(true)
+                        .allowed_mentions(serenity::CreateAllowedMentions::new()),
+                )
+            };
+            (interaction
+                .create_response(framework.serenity_context, response)
+                .await)
+                .map_err(Error::from)
         }
         other => poise::builtins::on_error(other).await.map_err(Error::from),
     };
