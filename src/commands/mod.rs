@@ -129,13 +129,20 @@ pub fn parse_login(arg: &str) -> Result<String, CommandError> {
     let login = arg.trim();
     if login.is_empty()
         || login.chars().count() > LOGIN_MAX_CHARS
-        || login.chars().any(char::is_control)
+        || login.chars().any(|c| c.is_control() || is_invisible(c))
     {
         return Err(CommandError::Usage(format!(
-            "user: expected a backup user's login name (1 to {LOGIN_MAX_CHARS} characters)."
+            "user: expected a backup user's login name (1 to {LOGIN_MAX_CHARS} characters, \
+             no control or invisible characters)."
         )));
     }
     Ok(login.to_owned())
+}
+
+/// Characters that change how text reads without showing (direction marks and overrides,
+/// zero-width ones): a login with one would be shown as another login.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A `YYYY-MM-DD` argument, `today` (in the server zone) when absent; not in the future.
@@ -525,7 +532,15 @@ mod tests {
     #[test]
     fn logins_are_trimmed_and_checked() {
         assert_eq!(parse_login("  obm ").unwrap(), "obm");
-        for bad in ["", "   ", "a\nb", &"x".repeat(LOGIN_MAX_CHARS + 1)] {
+        // A right-to-left override or a zero-width space would show as another login.
+        for bad in [
+            "",
+            "   ",
+            "a\nb",
+            "bob\u{202E}",
+            "b\u{200B}ob",
+            &"x".repeat(LOGIN_MAX_CHARS + 1),
+        ] {
             assert!(matches!(parse_login(bad), Err(CommandError::Usage(_))));
         }
     }
