@@ -270,7 +270,7 @@ pub(super) async fn mute(
     #[description = "The backup user's login name"]
     #[autocomplete = "complete_user"]
     user: String,
-    #[description = "How long, e.g. 30m, 2h, 3d (at most 30d)"] duration: String,
+    #[description = "How long, e.g. 30m, 2h, 3d (1m to 30d)"] duration: String,
     #[description = "Only this backup set ID (default: every set)"] backup_set: Option<String>,
     #[description = "The backup server, when there are several"]
     #[autocomplete = "complete_server"]

@@ -178,17 +178,21 @@ pub fn parse_days(arg: Option<i64>) -> Result<u32, CommandError> {
 /// The longest mute accepted: longer than this and it is forgotten, not muted.
 pub const MUTE_MAX: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
-/// A mute duration such as `2h`, `3d` or `1h 30m`: more than zero, at most [`MUTE_MAX`].
+/// The shortest mute: a shorter one would end before anyone read its confirmation (and
+/// most likely meant minutes, not seconds).
+pub const MUTE_MIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A mute duration such as `2h`, `3d` or `1h 30m`: from [`MUTE_MIN`] to [`MUTE_MAX`].
 pub fn parse_mute_duration(arg: &str) -> Result<chrono::Duration, CommandError> {
     let usage = || {
         CommandError::Usage(format!(
-            "duration: expected a time span such as 30m, 2h or 3d (at most {}d); got `{}`.",
+            "duration: expected a time span such as 30m, 2h or 3d (1m to {}d); got `{}`.",
             MUTE_MAX.as_secs() / 86_400,
             quote(arg.trim())
         ))
     };
     let duration = humantime::parse_duration(arg.trim()).map_err(|_| usage())?;
-    if duration.is_zero() || duration > MUTE_MAX {
+    if duration < MUTE_MIN || duration > MUTE_MAX {
         return Err(usage());
     }
     chrono::Duration::from_std(duration).map_err(|_| usage())
@@ -559,7 +563,12 @@ mod tests {
             parse_mute_duration("3d").unwrap(),
             chrono::Duration::days(3)
         );
-        for bad in ["", "0s", "soon", "31d", "-2h"] {
+        assert_eq!(
+            parse_mute_duration("1m").unwrap(),
+            chrono::Duration::minutes(1)
+        );
+        // Over before anyone read the confirmation.
+        for bad in ["", "0s", "1s", "59s", "soon", "31d", "-2h"] {
             let e = parse_mute_duration(bad).unwrap_err();
             assert!(
                 e.to_string().starts_with("duration: expected a time span"),
