@@ -251,6 +251,9 @@ pub fn job_line(job: &RestoreJob) -> String {
         time(job.start_time, START_TIME_FIELD, 'f'),
         time(job.end_time, END_TIME_FIELD, 't'),
     );
+    if job.ends_before_start() {
+        line.push_str(" · ended before it started");
+    }
     if job.class == crate::cbs::model::StatusClass::Unknown {
         line.push_str(&format!(" · code {}", code(&job.raw_status)));
     }
@@ -521,6 +524,15 @@ mod tests {
         );
         assert!(line.ends_with("2 KiB"), "{line}");
         assert!(line.chars().count() < 200, "{line}");
+    }
+
+    #[test]
+    fn a_job_that_ends_before_it_starts_says_so() {
+        let mut back = job("obm", "1", 26, 9, "RESTORE_STOP_BY_ERROR");
+        back.end_time = back.start_time.map(|t| t - chrono::Duration::hours(2));
+        assert!(job_line(&back).contains(" · ended before it started"));
+        let fine = job("obm", "1", 26, 9, "RESTORE_STOP_BY_ERROR");
+        assert!(!job_line(&fine).contains("ended before"));
     }
 
     #[test]

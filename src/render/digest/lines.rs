@@ -58,8 +58,13 @@ pub(super) fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
             clock(Some(ack.at), None, date)
         )
     });
+    // The server's clock set back: said, rather than a range that runs backwards.
+    let backwards = match (job.start_time, job.end_time) {
+        (Some(start), Some(end)) if end < start => " (ended before it started)",
+        _ => "",
+    };
     format!(
-        "• {}–{} {class}{code}: {}{acked}",
+        "• {}–{}{backwards} {class}{code}: {}{acked}",
         clock(job.start_time, job.start_raw.as_deref(), date),
         clock(job.end_time, job.end_raw.as_deref(), date),
         who(job)
@@ -104,6 +109,23 @@ mod tests {
         assert_eq!(
             failure_line(&d.failures[0], day()),
             "• 07:00–`-0001-06-26 07:30:00` (unreadable) failure `RESTORE_STOP_BY_ERROR`: odd / set-odd"
+        );
+    }
+
+    #[test]
+    fn a_failure_that_ends_before_it_starts_says_so() {
+        let back = crate::digest::test_support::job(
+            "back",
+            "",
+            "set-back",
+            "2024-06-26 07:00:00",
+            Some("2024-06-26 05:00:00"),
+            "RESTORE_STOP_BY_ERROR",
+        );
+        let d = Digest::compute(day(), BERLIN, &[record(back, false)], &health(0), 0, vec![]);
+        assert_eq!(
+            failure_line(&d.failures[0], day()),
+            "• 07:00–05:00 (ended before it started) failure `RESTORE_STOP_BY_ERROR`: back / set-back"
         );
     }
 }
