@@ -557,22 +557,8 @@ mod tests {
 
     #[test]
     fn a_cycle_in_which_every_request_failed_is_an_error_not_partial() {
-        use crate::event::{CycleSummary, PollError};
         let report = |requests: u32, errors: usize| -> Result<CycleReport, ()> {
-            let error = PollError {
-                login_name: "obm".into(),
-                date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
-                message: "cannot reach cbs".into(),
-            };
-            Ok(CycleReport {
-                summary: CycleSummary {
-                    requests,
-                    errors: vec![error; errors],
-                    ..CycleSummary::default()
-                },
-                baselined: 0,
-                pruned: 0,
-            })
+            Ok(CycleReport::with_errors(requests, errors))
         };
         assert_eq!(cycle_result(&report(2, 0)), CycleResult::Success);
         assert_eq!(cycle_result(&report(0, 0)), CycleResult::Success);

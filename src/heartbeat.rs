@@ -87,23 +87,9 @@ pub fn reached_cbs(report: &CycleReport) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{CycleSummary, PollError};
 
     fn report(requests: u32, errors: usize) -> CycleReport {
-        let error = PollError {
-            login_name: "obm".into(),
-            date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
-            message: "cannot reach cbs".into(),
-        };
-        CycleReport {
-            summary: CycleSummary {
-                requests,
-                errors: vec![error; errors],
-                ..CycleSummary::default()
-            },
-            baselined: 0,
-            pruned: 0,
-        }
+        CycleReport::with_errors(requests, errors)
     }
 
     #[test]

@@ -12,6 +12,27 @@ pub struct CycleReport {
     pub pruned: usize,
 }
 
+#[cfg(test)]
+impl CycleReport {
+    /// Test data: a cycle of `requests` requests, `errors` of which failed.
+    pub(crate) fn with_errors(requests: u32, errors: usize) -> CycleReport {
+        let error = crate::event::PollError {
+            login_name: "obm".into(),
+            date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
+            message: "cannot reach cbs".into(),
+        };
+        CycleReport {
+            summary: CycleSummary {
+                requests,
+                errors: vec![error; errors],
+                ..CycleSummary::default()
+            },
+            baselined: 0,
+            pruned: 0,
+        }
+    }
+}
+
 impl CycleReport {
     /// Two servers' cycles as one, for the log, the metrics and the heartbeat: counts add
     /// up, errors are listed together, the time span covers both.
