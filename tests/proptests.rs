@@ -17,6 +17,7 @@ fn cx() -> DecodeContext<'static> {
         tz: chrono_tz::Europe::Berlin,
         login_name: "obm",
         owner: "",
+        date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
     }
 }
 

@@ -151,6 +151,7 @@ mod tests {
             tz: chrono_tz::UTC,
             login_name: "u",
             owner: "",
+            date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
         };
         for body in MALFORMED_BODIES {
             assert!(

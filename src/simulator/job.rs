@@ -451,6 +451,7 @@ mod tests {
             tz: BERLIN,
             login_name: "obm",
             owner: "",
+            date: j.listed_on(BERLIN),
         };
         let mut list = decode_reply(&body, &cx).expect("decodes");
         assert!(list.skipped.is_empty(), "{:?}", list.skipped);
@@ -565,6 +566,7 @@ mod tests {
             tz: BERLIN,
             login_name: "obm",
             owner: "",
+            date: j.listed_on(BERLIN),
         };
         let list = decode_reply(&body, &cx).unwrap();
         assert!(list.jobs.is_empty());

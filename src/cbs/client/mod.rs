@@ -222,6 +222,7 @@ impl CbsClient {
             tz: i.timezone,
             login_name: login,
             owner,
+            date,
         };
         model::decode_reply(&text, &cx).map_err(|e| match e {
             // Decoding can turn an escape the body's redaction missed (`\u0022`) into the

@@ -9,6 +9,7 @@ use super::job::{
     RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
 };
 use super::time::{parse_server_time, parse_time_value};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -37,6 +38,29 @@ pub struct DecodeContext<'a> {
     pub login_name: &'a str,
     /// The Owner asked for: used when an item omits it.
     pub owner: &'a str,
+    /// The `RestoreDate` asked for: a job listed under it started that day, so a start or
+    /// end far from it is not a time to compute with (see [`plausible`]).
+    pub date: NaiveDate,
+}
+
+/// Days a job's start may lie from the date it is listed under (zones, a clock a little
+/// off); its end may lie up to [`END_AFTER_DATE_DAYS_MAX`] after (a restore may run long).
+pub const START_FROM_DATE_DAYS_MAX: i64 = 2;
+/// Days after its listing date a job's end may lie.
+pub const END_AFTER_DATE_DAYS_MAX: i64 = 31;
+
+/// Whether `t`, the start (or, `end`, the end) of a job listed under `date`, is a time to
+/// take as sent: 2099 or 1970 on today's job would read as a restore of 73 years, or one
+/// stuck for 56. Outside the window it is kept as text, marked unreadable, like a time
+/// that does not parse.
+fn plausible(t: &ServerTime, date: NaiveDate, end: bool) -> bool {
+    let days = (t.date_naive() - date).num_days();
+    let after = if end {
+        END_AFTER_DATE_DAYS_MAX
+    } else {
+        START_FROM_DATE_DAYS_MAX
+    };
+    (-START_FROM_DATE_DAYS_MAX..=after).contains(&days)
 }
 
 /// Decodes a whole reply body.
@@ -87,7 +111,8 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
             None | Some(Value::Null) => (None, false),
             Some(Value::String(s)) if s.trim().is_empty() => (None, false),
             Some(v) => {
-                let parsed = parse_time_value(v, cx.tz);
+                let end = field == END_TIME_FIELD;
+                let parsed = parse_time_value(v, cx.tz).filter(|t| plausible(t, cx.date, end));
                 if parsed.is_none() {
                     unreadable.insert(field.to_owned(), raw_text(v));
                 }
@@ -102,6 +127,7 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
         (!start_sent)
             .then(|| parse_server_time(&job_id, cx.tz))
             .flatten()
+            .filter(|t| plausible(t, cx.date, false))
     });
     let restore_size_bytes = match get(map, &[RESTORE_SIZE_FIELD]) {
         None | Some(Value::Null) => None,
@@ -409,6 +435,41 @@ mod tests {
         // A documented final code stands even without an end time.
         let failed = one(&format!(r#"{{{BASE},"Status":"RESTORE_STOP_BY_ERROR"}}"#));
         assert_eq!(failed.class, StatusClass::Failure);
+    }
+
+    /// A job listed under 2024-06-26 (the test context's date) with times far from it:
+    /// kept as text and marked unreadable, never computed with (a 73-year restore, a job
+    /// stuck since 1970). A restore that runs a few days is taken as sent.
+    #[test]
+    fn times_far_from_the_listing_date_are_kept_as_text_not_computed_with() {
+        let job = |start: &str, end: &str| {
+            one(&format!(
+                r#"{{{BASE},"Status":"RESTORE_STOP_BY_ERROR","StartTime":"{start}","EndTime":"{end}"}}"#
+            ))
+        };
+        let future_end = job("2024-06-26 13:25:14", "2099-12-31 23:59:00");
+        assert!(future_end.start_time.is_some());
+        assert_eq!(future_end.end_time, None);
+        assert_eq!(
+            future_end.unreadable_field(END_TIME_FIELD),
+            Some("2099-12-31 23:59:00")
+        );
+        assert_eq!(future_end.class, StatusClass::Failure, "still alerted");
+        let epoch_start = job("1970-01-01 00:00:00", "2024-06-26 14:00:00");
+        assert_eq!(epoch_start.start_time, None);
+        assert_eq!(
+            epoch_start.unreadable_field(START_TIME_FIELD),
+            Some("1970-01-01 00:00:00")
+        );
+        let long = job("2024-06-26 23:00:00", "2024-06-29 02:00:00");
+        assert!(long.start_time.is_some() && long.end_time.is_some());
+        let late_start = job("2024-06-29 13:00:00", "2024-06-29 14:00:00");
+        assert_eq!(
+            late_start.start_time, None,
+            "three days after its listing date"
+        );
+        let too_long = job("2024-06-26 13:00:00", "2024-07-28 14:00:00");
+        assert_eq!(too_long.end_time, None, "32 days after");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub(super) fn cx() -> DecodeContext<'static> {
         tz: BERLIN,
         login_name: "obm",
         owner: "",
+        date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
     }
 }
 
