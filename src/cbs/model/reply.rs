@@ -39,7 +39,7 @@ pub struct DecodeContext<'a> {
     /// The Owner asked for: used when an item omits it.
     pub owner: &'a str,
     /// The `RestoreDate` asked for: a job listed under it started that day, so a start or
-    /// end far from it is not a time to compute with (see [`START_FROM_DATE_DAYS_MAX`]).
+    /// end far from it is not a time to compute with (it is kept as text, unreadable).
     pub date: NaiveDate,
 }
 
