@@ -31,7 +31,8 @@ pub use access::{
 
 use crate::cbs::model::RestoreJob;
 use crate::render::{
-    code_span, cut, escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS,
+    code_span, cut, escape_markdown, format_size, is_format_char, Embed,
+    EMBED_DESCRIPTION_MAX_CHARS, ENDED_BEFORE_START,
 };
 use crate::store::StoreError;
 use chrono::NaiveDate;
@@ -129,7 +130,9 @@ pub fn parse_login(arg: &str) -> Result<String, CommandError> {
     let login = arg.trim();
     if login.is_empty()
         || login.chars().count() > LOGIN_MAX_CHARS
-        || login.chars().any(|c| c.is_control() || is_invisible(c))
+        // A format character (a direction override, a zero-width space) would show as
+        // another login.
+        || login.chars().any(|c| c.is_control() || is_format_char(c))
     {
         return Err(CommandError::Usage(format!(
             "user: expected a backup user's login name (1 to {LOGIN_MAX_CHARS} characters, \
@@ -137,12 +140,6 @@ pub fn parse_login(arg: &str) -> Result<String, CommandError> {
         )));
     }
     Ok(login.to_owned())
-}
-
-/// Characters that change how text reads without showing (direction marks and overrides,
-/// zero-width ones): a login with one would be shown as another login.
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A `YYYY-MM-DD` argument, `today` (in the server zone) when absent; not in the future.
@@ -252,7 +249,7 @@ pub fn job_line(job: &RestoreJob) -> String {
         time(job.end_time, END_TIME_FIELD, 't'),
     );
     if job.ends_before_start() {
-        line.push_str(" · ended before it started");
+        line.push_str(&format!(" · {ENDED_BEFORE_START}"));
     }
     if job.class == crate::cbs::model::StatusClass::Unknown {
         line.push_str(&format!(" · code {}", code(&job.raw_status)));

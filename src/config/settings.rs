@@ -236,6 +236,10 @@ pub enum SummaryWhen {
 impl SummaryWhen {
     pub const NAMES: [&'static str; 3] = ["alerts", "changes", "never"];
 
+    /// The name the config uses for it (one of [`Self::NAMES`], in declaration order).
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
     pub fn parse_name(name: &str) -> Option<SummaryWhen> {
         match name.trim().to_ascii_lowercase().as_str() {
             "alerts" => Some(SummaryWhen::Alerts),
@@ -272,6 +276,10 @@ pub enum PingWhen {
 impl PingWhen {
     pub const NAMES: [&'static str; 3] = ["thresholds", "every", "never"];
 
+    /// The name the config uses for it (one of [`Self::NAMES`], in declaration order).
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
     pub fn parse_name(name: &str) -> Option<PingWhen> {
         match name.trim().to_ascii_lowercase().as_str() {
             "thresholds" => Some(PingWhen::Thresholds),
@@ -406,12 +414,7 @@ impl Settings {
             out.push(("heartbeat.url".into(), text("<redacted>")));
         }
         let summary = &self.summary;
-        let when = match summary.when {
-            SummaryWhen::Alerts => "alerts",
-            SummaryWhen::Changes => "changes",
-            SummaryWhen::Never => "never",
-        };
-        out.push(("summary.when".into(), text(when)));
+        out.push(("summary.when".into(), text(summary.when.name())));
         if let Some(channel) = summary.channel {
             out.push(("summary.channel".into(), text(&channel.get().to_string())));
         }
@@ -419,15 +422,10 @@ impl Settings {
             out.push(("summary.schedule".into(), text(&schedule.to_string())));
         }
         let a = &self.alerts;
-        let ping = match a.ping {
-            PingWhen::Thresholds => "thresholds",
-            PingWhen::Every => "every",
-            PingWhen::Never => "never",
-        };
         out.extend([
             ("alerts.group_after".into(), a.group_after.to_string()),
             ("alerts.escalate_after".into(), a.escalate_after.to_string()),
-            ("alerts.ping".into(), text(ping)),
+            ("alerts.ping".into(), text(a.ping.name())),
         ]);
         let watched = self
             .servers()

@@ -42,6 +42,7 @@ pub use pointers::{failures_command, FAILURES_MAX_DAYS};
 pub use text::{
     code_span, cut, escape_markdown, format_duration, format_size, is_format_char, list_name,
     ordinal, plain_text, plural, unescape_markdown, unreadable_value, value_or_raw,
+    ENDED_BEFORE_START,
 };
 pub use times::{discord_time, discord_time_ago, plain_times};
 

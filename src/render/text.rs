@@ -17,6 +17,8 @@ pub const ELLIPSIS: char = '…';
 
 /// Shown where a value is missing (Discord rejects empty field values).
 pub const DASH: &str = "—";
+/// What a job whose end the server gives before its start says instead of a duration.
+pub const ENDED_BEFORE_START: &str = "ended before it started";
 
 /// Characters Discord markdown gives a meaning to, escaped with a backslash. Brackets and
 /// parentheses are here so a masked link `[a](http://evil)` stays plain text; `<` so

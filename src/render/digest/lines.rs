@@ -3,7 +3,9 @@
 
 use crate::event::ClassCounts;
 use crate::event::DigestJob;
-use crate::render::{code_span, counts_line, list_name, plural, unreadable_value};
+use crate::render::{
+    code_span, counts_line, list_name, plural, unreadable_value, ENDED_BEFORE_START,
+};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 
 /// How the job list shows a job whose owner field is empty (a sub-admin's own user).
@@ -60,8 +62,8 @@ pub(super) fn failure_line(job: &DigestJob, date: NaiveDate) -> String {
     });
     // The server's clock set back: said, rather than a range that runs backwards.
     let backwards = match (job.start_time, job.end_time) {
-        (Some(start), Some(end)) if end < start => " (ended before it started)",
-        _ => "",
+        (Some(start), Some(end)) if end < start => format!(" ({ENDED_BEFORE_START})"),
+        _ => String::new(),
     };
     format!(
         "• {}–{}{backwards} {class}{code}: {}{acked}",

@@ -12,7 +12,7 @@ use crate::event::{Event, Repeat};
 use crate::render::embed::{Embed, EmbedField, EMBED_FIELD_VALUE_MAX_CHARS};
 use crate::render::text::{
     code_span, cut, escape_markdown, escaped_or_dash, format_duration, format_size, format_time,
-    ordinal, value_or_raw, DASH,
+    ordinal, value_or_raw, DASH, ENDED_BEFORE_START,
 };
 use crate::render::times::{discord_time, discord_time_ago};
 use chrono::{DateTime, Utc};
@@ -130,7 +130,7 @@ fn report_fields(report: &JobReport) -> Vec<EmbedField> {
 fn duration_value(job: &RestoreJob) -> String {
     match job.duration_secs() {
         Some(secs) => format_duration(secs),
-        None if job.ends_before_start() => format!("{DASH} (ended before it started)"),
+        None if job.ends_before_start() => format!("{DASH} ({ENDED_BEFORE_START})"),
         None => DASH.to_owned(),
     }
 }
