@@ -2,10 +2,13 @@
 //! doing its job, `GET /metrics` shows the Prometheus metrics of [`crate::metrics`].
 //!
 //! Health is judged from the store and the schedule, not from "the process answers": the
-//! last cycle ended within two schedule periods, the store takes a write, the oldest
-//! undelivered event is younger than two periods plus the delivery backoff, and Discord has
-//! not refused the token (a 401 recorded by delivery among the refusing channels). Each
-//! failing check is named in the 503 answer. The `healthcheck` subcommand ([`healthcheck`])
+//! last cycle ended within two schedule periods plus the time a cycle may take (the longer
+//! of the last cycle's length and `cbs.request_timeout`: ticks that pass during a cycle are
+//! skipped, so a cycle longer than the period is no sign of trouble), at least one backup
+//! server is not in an outage, the store takes a write, the oldest undelivered event is
+//! younger than two periods plus the delivery backoff, and Discord has not refused the token
+//! (a 401 recorded by delivery among the refusing channels). Each failing check is named in
+//! the 503 answer. The `healthcheck` subcommand ([`healthcheck`])
 //! asks this endpoint, for container health checks in an image without curl.
 
 use crate::clock::SharedClock;
@@ -48,6 +51,9 @@ pub struct ServerState {
     pub discord: bool,
     /// How long delivery may rest after Discord failures, on top of two periods.
     pub backoff: Duration,
+    /// The least time a cycle is allowed on top of two periods: the longest
+    /// `cbs.request_timeout` (a server that stops answering makes its cycle this long).
+    pub cycle_allowance: Duration,
     pub metrics: PrometheusHandle,
     /// Whether slash commands are available (the bot sets it).
     pub gateway: GatewayHealth,
@@ -69,8 +75,32 @@ impl ServerState {
             schedule,
             discord,
             backoff: DeliveryTiming::default().backoff_max,
+            cycle_allowance: Duration::ZERO,
             metrics,
             gateway: GatewayHealth::default(),
+        }
+    }
+
+    /// The state for the program the settings describe.
+    pub fn from_settings(
+        settings: &Settings,
+        store: Store,
+        clock: SharedClock,
+        metrics: PrometheusHandle,
+    ) -> Self {
+        let longest_timeout = (settings.servers().iter())
+            .map(|s| s.cbs.request_timeout)
+            .max()
+            .unwrap_or_default();
+        ServerState {
+            cycle_allowance: longest_timeout,
+            ..ServerState::new(
+                store,
+                clock,
+                settings.poll.schedule.clone(),
+                settings.discord.is_some(),
+                metrics,
+            )
         }
     }
 }
@@ -166,40 +196,71 @@ pub fn check(state: &ServerState) -> Health {
     let two_periods = period(&state.schedule, now) * 2;
     let mut reasons = Vec::new();
 
-    // The configured server that cycled longest ago speaks for all: one that hangs or
-    // stopped polling fails the check. A server that never cycled counts from the start.
-    let (servers, last_cycle) = match server_health(&state.store) {
+    // The configured server that cycled longest ago speaks for all: one that stopped
+    // polling fails the check. A server that never cycled counts from the start.
+    let (servers, last_cycle, longest) = match server_health(&state.store) {
         Ok(servers) => {
             let never = servers.iter().any(|(_, c)| c.is_none());
-            let oldest = (servers.iter())
-                .filter_map(|(_, c)| c.clone())
-                .min_by_key(|c| c.finished_at);
+            let cycles = servers.iter().filter_map(|(_, c)| c.as_ref());
+            let oldest = cycles.clone().min_by_key(|c| c.finished_at).cloned();
+            let longest = cycles
+                .map(|c| c.finished_at - c.started_at)
+                .max()
+                .unwrap_or_default();
             let servers: Vec<ServerHealth> = servers.into_iter().map(|(s, _)| s).collect();
-            (servers, if never { None } else { oldest })
+            (servers, if never { None } else { oldest }, longest)
         }
         Err(e) => {
             reasons.push(format!("cannot read the last cycle: {e}"));
-            (Vec::new(), None)
+            (Vec::new(), None, chrono::Duration::zero())
         }
     };
+    // Ticks that pass during a cycle are skipped, so the next cycle ends at most a period
+    // plus its own length after the last: a cycle is allowed as long as the last one took,
+    // and at least the request timeout (what a server that stops answering adds).
+    let allowance = chrono::Duration::from_std(state.cycle_allowance)
+        .unwrap_or(chrono::Duration::MAX)
+        .max(longest);
+    let limit = two_periods
+        .checked_add(&allowance)
+        .unwrap_or(chrono::Duration::MAX);
     // A cycle from before this start (the bot was down) does not count against it: it has
-    // two periods from its start to finish a cycle of its own.
+    // the same time from its start to finish a cycle of its own.
     let this_run = last_cycle
         .as_ref()
         .filter(|c| c.finished_at >= state.started_at);
     let last_end = this_run.map_or(state.started_at, |c| c.finished_at);
-    if now - last_end > two_periods {
+    if now - last_end > limit {
         reasons.push(match this_run {
             Some(c) => format!(
-                "the last poll cycle ended {}s ago, more than two schedule periods ({}s)",
+                "the last poll cycle ended {}s ago, more than two schedule periods and the \
+                 time a cycle may take ({}s)",
                 (now - c.finished_at).num_seconds(),
-                two_periods.num_seconds()
+                limit.num_seconds()
             ),
             None => format!(
-                "no poll cycle has ended in the {}s since start, more than two schedule periods",
-                (now - state.started_at).num_seconds()
+                "no poll cycle has ended in the {}s since start, more than two schedule \
+                 periods and the time a cycle may take ({}s)",
+                (now - state.started_at).num_seconds(),
+                limit.num_seconds()
             ),
         });
+    }
+    // Polling goes on while servers are down, but with every one of them in an outage the
+    // bot can tell nobody anything.
+    let down: Vec<String> = (servers.iter())
+        .filter_map(|s| {
+            s.outage_since.map(|since| match s.name.as_str() {
+                "" => format!("since {}", since.format("%Y-%m-%d %H:%M:%S UTC")),
+                name => format!("{name} since {}", since.format("%Y-%m-%d %H:%M:%S UTC")),
+            })
+        })
+        .collect();
+    if !servers.is_empty() && down.len() == servers.len() {
+        reasons.push(format!(
+            "every backup server is unreachable ({})",
+            down.join(", ")
+        ));
     }
 
     let store_writable = match probe(&state.store, now) {
@@ -219,10 +280,12 @@ pub fn check(state: &ServerState) -> Health {
             None
         }
     };
-    let allowed = two_periods + chrono::Duration::from_std(state.backoff).unwrap_or_default();
+    // An event waits for the end of its server's cycle, and then for the backoff.
+    let allowed = limit + chrono::Duration::from_std(state.backoff).unwrap_or_default();
     if let Some(age) = oldest.filter(|age| *age > allowed) {
         reasons.push(format!(
-            "the oldest undelivered event is {}s old, more than two periods plus the backoff ({}s)",
+            "the oldest undelivered event is {}s old, more than two periods, the time a cycle \
+             may take and the backoff ({}s)",
             age.num_seconds(),
             allowed.num_seconds()
         ));
@@ -361,13 +424,7 @@ pub async fn start(
         .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
     let state = ServerState {
         gateway,
-        ..ServerState::new(
-            store.clone(),
-            clock,
-            settings.poll.schedule.clone(),
-            settings.discord.is_some(),
-            handle,
-        )
+        ..ServerState::from_settings(settings, store.clone(), clock, handle)
     };
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
     Ok(Some(tokio::spawn(serve(listener, state, shutdown))))
@@ -432,7 +489,7 @@ mod tests {
         assert_eq!(h.status, "failing");
         assert!(h.reasons[0].starts_with("no poll cycle has ended"), "{h:?}");
         let cycle = CycleRecord {
-            started_at: t0,
+            started_at: t0 + chrono::Duration::minutes(10),
             finished_at: t0 + chrono::Duration::minutes(10),
             users: 1,
             requests: 1,
@@ -442,7 +499,9 @@ mod tests {
         store.record_cycle(&cycle, t0.date_naive(), 0).unwrap();
         assert!(check(&s).reasons.is_empty());
         clock.advance(chrono::Duration::minutes(10));
-        assert!(check(&s).reasons[0].contains("more than two schedule periods (600s)"));
+        assert!(check(&s).reasons[0].contains(
+            "ended 660s ago, more than two schedule periods and the time a cycle may take (600s)"
+        ));
         // Restarted after a long stop: the old cycle does not make the new start unhealthy.
         clock.advance(chrono::Duration::hours(5));
         let restarted = state(&clock, &store);
@@ -453,6 +512,96 @@ mod tests {
         );
         clock.advance(chrono::Duration::minutes(11));
         assert!(check(&restarted).reasons[0].starts_with("no poll cycle has ended in the 660s"));
+    }
+
+    fn cycle(started_at: DateTime<Utc>, took_secs: i64, errors: u32) -> CycleRecord {
+        CycleRecord {
+            started_at,
+            finished_at: started_at + chrono::Duration::seconds(took_secs),
+            users: 1,
+            requests: 1,
+            errors,
+            unreadable_items: 0,
+        }
+    }
+
+    /// Ticks that pass during a cycle are skipped: a cycle longer than the period (a
+    /// five-second schedule, a server that takes its 30 s timeout) reads healthy while the
+    /// next cycle is no later than it may be.
+    #[test]
+    fn a_cycle_may_take_its_last_length_and_at_least_the_request_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap();
+        let clock = ManualClock::new(t0);
+        let s = ServerState {
+            schedule: CronSchedule::parse("*/5 * * * * *", chrono_tz::UTC).unwrap(),
+            cycle_allowance: Duration::from_secs(30),
+            ..state(&clock, &store)
+        };
+        // Nothing ended yet: 10 s for two periods and 30 s for the first cycle.
+        clock.advance(chrono::Duration::seconds(40));
+        assert!(check(&s).reasons.is_empty(), "{:?}", check(&s));
+        clock.advance(chrono::Duration::seconds(1));
+        assert!(check(&s).reasons[0].contains("in the 41s since start"));
+        // A cycle of 90 s (more requests than run at once, each timing out) allows 90 s.
+        store
+            .record_cycle(&cycle(t0, 90, 1), t0.date_naive(), 0)
+            .unwrap();
+        clock.set(t0 + chrono::Duration::seconds(90 + 100));
+        assert!(check(&s).reasons.is_empty(), "{:?}", check(&s));
+        clock.advance(chrono::Duration::seconds(1));
+        assert!(
+            check(&s).reasons[0].contains("ended 101s ago"),
+            "{:?}",
+            check(&s)
+        );
+    }
+
+    #[test]
+    fn every_server_in_an_outage_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap();
+        let clock = ManualClock::new(t0);
+        store.check_server_names(&["eu", "us"]).unwrap();
+        let s = state(&clock, &store);
+        let (eu, us) = (
+            store.server_view("eu").unwrap(),
+            store.server_view("us").unwrap(),
+        );
+        for view in [&eu, &us] {
+            view.record_cycle(&cycle(t0, 1, 1), t0.date_naive(), 0)
+                .unwrap();
+        }
+        let open_outage = |view: &Store| {
+            let outage = crate::store::Outage {
+                since: t0,
+                reason: crate::cbs::OutageReason::Unreachable,
+                error: "refused".into(),
+            };
+            let notice = crate::event::EventKind::CbsUnreachable {
+                server: None,
+                since: t0,
+                reason: outage.reason,
+                error: outage.error.clone(),
+            };
+            view.set_outage_with_event(Some(&outage), notice, t0)
+                .unwrap();
+        };
+        let reason = "every backup server is unreachable";
+        open_outage(&eu);
+        let health = check(&s);
+        assert!(health.reasons.is_empty(), "one server answers: {health:?}");
+        open_outage(&us);
+        let health = check(&s);
+        assert_eq!(health.status, "failing");
+        assert_eq!(
+            health.reasons,
+            [format!(
+                "{reason} (eu since 2024-06-26 12:00:00 UTC, us since 2024-06-26 12:00:00 UTC)"
+            )]
+        );
     }
 
     #[test]

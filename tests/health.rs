@@ -538,3 +538,113 @@ async fn a_gateway_lost_after_the_connect_is_reported_after_the_grace_and_cleare
     assert_eq!(lost_lines(&text), 1, "{text}");
     running.stop().await;
 }
+
+/// Two `[[cbs]]` servers, `eu` and `us`, each watching `obm`, on a five-second schedule
+/// with the default 30 s request timeout.
+fn two_servers(eu: &SimHandle, us: &SimHandle, state: &std::path::Path) -> Settings {
+    let entry = |name: &str, sim: &SimHandle| {
+        format!(
+            "[[cbs]]\nname = \"{name}\"\nurl = \"{url}\"\nsys_user = \"{user}\"\nsys_pwd = \"{pwd}\"\n\
+             [[watch]]\nlogin = \"obm\"\nserver = \"{name}\"\n",
+            url = sim.url(),
+            user = sim.sys_user(),
+            pwd = sim.sys_pwd(),
+        )
+    };
+    let text = format!(
+        "{}{}[poll]\nschedule = \"*/5 * * * * *\"\n[state]\npath = \"{}\"\n",
+        entry("eu", eu),
+        entry("us", us),
+        state.display(),
+    );
+    Settings::from_toml_str(&text, &|_| None).unwrap()
+}
+
+/// Samples `/healthz` once a (virtual) second for `secs` seconds; the failing answers'
+/// reasons.
+async fn failing_samples(state: &ServerState, secs: u64) -> Vec<Vec<String>> {
+    let mut failing = Vec::new();
+    for _ in 0..secs {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let health = server::check(state);
+        if health.status != "ok" {
+            failing.push(health.reasons);
+        }
+    }
+    failing
+}
+
+/// A five-second schedule with one backup server answering only after 45 s (its requests
+/// time out at 30 s, so every cycle overruns several ticks): the bot still polls the other
+/// server and reads healthy; once both servers are down it reads failing, saying why.
+#[tokio::test(start_paused = true)]
+async fn a_short_schedule_and_a_slow_server_keep_a_polling_bot_healthy() {
+    let clock = tokio_clock();
+    let eu = simulator(clock.clone()).await;
+    let us = simulator(clock.clone()).await;
+    us.set_faults(Faults {
+        latency: std::time::Duration::from_secs(45),
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let settings = two_servers(&eu, &us, dir.path());
+    let app = App::build(settings, clock.clone()).await.unwrap();
+    let state = ServerState::from_settings(
+        &app.settings,
+        app.store.clone(),
+        clock.clone(),
+        restorewatch::metrics::install(),
+    );
+    let shutdown = CancellationToken::new();
+    let sampling = async {
+        let failing = failing_samples(&state, 180).await;
+        assert_eq!(failing, Vec::<Vec<String>>::new(), "one server answers");
+        assert!(eu.requests_served() >= 5, "eu was polled");
+        let health = server::check(&state);
+        let us_health = health.servers.iter().find(|s| s.name == "us").unwrap();
+        assert!(us_health.outage_since.is_some(), "{health:?}");
+        // Now eu hangs too: once its outage opens, the bot reads failing.
+        eu.set_faults(Faults {
+            latency: std::time::Duration::from_secs(45),
+            ..Faults::default()
+        });
+        let failing = failing_samples(&state, 300).await;
+        let last = failing.last().expect("failing with every server down");
+        assert!(
+            last.iter()
+                .any(|r| r.contains("every backup server is unreachable")),
+            "{last:?}"
+        );
+        shutdown.cancel();
+    };
+    let sink = console();
+    let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), sampling);
+    ran.unwrap();
+}
+
+/// A five-second schedule with one healthy server never reads failing between cycles.
+#[tokio::test(start_paused = true)]
+async fn a_five_second_schedule_reads_healthy() {
+    let clock = tokio_clock();
+    let sim = simulator(clock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(&sim, dir.path(), "");
+    settings.poll.schedule =
+        restorewatch::schedule::CronSchedule::parse("*/5 * * * * *", chrono_tz::UTC).unwrap();
+    let app = App::build(settings, clock.clone()).await.unwrap();
+    let state = ServerState::from_settings(
+        &app.settings,
+        app.store.clone(),
+        clock.clone(),
+        restorewatch::metrics::install(),
+    );
+    let shutdown = CancellationToken::new();
+    let sampling = async {
+        let failing = failing_samples(&state, 120).await;
+        assert_eq!(failing, Vec::<Vec<String>>::new());
+        shutdown.cancel();
+    };
+    let sink = console();
+    let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), sampling);
+    ran.unwrap();
+}
