@@ -20,12 +20,13 @@ use crate::heartbeat::Heartbeat;
 use crate::metrics::CycleResult;
 use crate::poller::{CycleReport, Poller, PollerConfig};
 use crate::render::RenderOptions;
+use crate::schedule::CronSchedule;
 use crate::sink::{drain, drain_except, ConsoleSink, Delivered, DrainReport, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -185,26 +186,60 @@ impl App {
         &self,
         sink: &S,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
+        self.poll_round(sink, None).await
+    }
+
+    /// [`App::cycle_and_deliver`], and while a server's first cycle of the round runs past
+    /// ticks of `schedule`, the servers whose cycles have ended poll again at each of them:
+    /// a slow server holds up neither the others' alerts nor their next cycles. A server's
+    /// cycles never overlap; the round ends when no cycle is running (at most one more
+    /// cycle after the slowest server's), and its report combines each server's last cycle.
+    async fn poll_round<S: Sink>(
+        &self,
+        sink: &S,
+        schedule: Option<&CronSchedule>,
+    ) -> anyhow::Result<(CycleReport, DrainReport)> {
         let started = std::time::Instant::now();
         let mut polling: BTreeSet<String> = self
             .pollers
             .iter()
             .map(|p| p.server_name().to_owned())
             .collect();
-        let mut cycles: FuturesUnordered<_> = (self.pollers.iter())
-            .map(|p| async move { (p.server_name(), p.cycle().await) })
-            .collect();
-        let mut combined: Option<CycleReport> = None;
+        let mut cycles: FuturesUnordered<_> = self.pollers.iter().map(cycle_of).collect();
+        let mut next_tick = schedule.and_then(|s| s.next_after(self.clock.now()));
+        // The servers whose first cycle of the round is still running: while one is, a
+        // tick polls the servers that are done again; after that, the round only waits
+        // for the cycles under way.
+        let mut overrunning = polling.clone();
+        let mut last: BTreeMap<&str, CycleReport> = BTreeMap::new();
         let mut failed = None;
         let mut drained = DrainReport::default();
-        while let Some((server, report)) = cycles.next().await {
+        loop {
+            let repoll = (schedule.zip(next_tick)).filter(|_| !overrunning.is_empty());
+            let wait = repoll.map_or(Duration::ZERO, |(_, tick)| until(self.clock.now(), tick));
+            let ended = tokio::select! {
+                biased;
+                ended = cycles.next() => ended,
+                _ = tokio::time::sleep(wait), if repoll.is_some() => {
+                    for poller in &self.pollers {
+                        if polling.insert(poller.server_name().to_owned()) {
+                            cycles.push(cycle_of(poller));
+                        }
+                    }
+                    next_tick = repoll.and_then(|(schedule, tick)| {
+                        schedule.next_after(tick.max(self.clock.now()))
+                    });
+                    continue;
+                }
+            };
+            let Some((server, report)) = ended else {
+                break;
+            };
             polling.remove(server);
+            overrunning.remove(server);
             match report {
                 Ok(report) => {
-                    combined = Some(match combined {
-                        None => report,
-                        Some(total) => total.combine(report),
-                    })
+                    last.insert(server, report);
                 }
                 Err(e) => {
                     failed.get_or_insert(e);
@@ -224,6 +259,7 @@ impl App {
                 ..report
             };
         }
+        let combined = last.into_values().reduce(CycleReport::combine);
         let report = match (failed, combined) {
             (Some(e), _) => Err(anyhow::Error::new(e).context("poll cycle")),
             (None, Some(report)) => Ok(report),
@@ -324,7 +360,7 @@ impl App {
                 // Shutdown waits a bounded while for a slow cycle or a long delivery retry:
                 // both are safe to drop between steps (records and their events are written
                 // together; a message is recorded before it is sent).
-                let work = self.cycle_and_deliver(sink);
+                let work = self.poll_round(sink, Some(&self.settings.poll.schedule));
                 let Some(done) =
                     finish_within_grace(work, &shutdown, "poll cycle and delivery").await
                 else {
@@ -416,6 +452,13 @@ fn cycle_result<E>(report: &Result<CycleReport, E>) -> CycleResult {
         Ok(r) if crate::heartbeat::reached_cbs(r) => CycleResult::Partial,
         Ok(_) | Err(_) => CycleResult::Error,
     }
+}
+
+/// One poller's cycle, with the name of its server.
+fn cycle_of(
+    poller: &Poller,
+) -> impl Future<Output = (&str, Result<CycleReport, crate::store::StoreError>)> + '_ {
+    async move { (poller.server_name(), poller.cycle().await) }
 }
 
 /// Real time to wait from `now` until `next` (zero if it has passed).

@@ -20,7 +20,7 @@ use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimUser, Simulator};
 use restorewatch::sink::drain;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::world::{job, Recorder};
+use support::world::{job, Recorder, TokioClock};
 use tokio::time::Instant;
 
 const FAILED: &str = "RESTORE_STOP_BY_ERROR";
@@ -328,6 +328,85 @@ async fn a_hanging_server_holds_up_no_alert_of_the_other() {
     );
     let events = sink.events.lock().unwrap().clone();
     assert_eq!(failures(&events), [("eu".into(), "bob".into())]);
+}
+
+/// The run loop on a five-second schedule with `us` answering only after 45 s (its requests
+/// time out at 30 s, so each of its cycles runs past six ticks): `eu` still polls at every
+/// tick and its failure is posted within one tick of ending, not after `us` timed out.
+#[tokio::test(start_paused = true)]
+async fn a_slow_server_holds_up_neither_the_others_alerts_nor_their_next_cycles() {
+    let clock: restorewatch::clock::SharedClock = Arc::new(TokioClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 10, 12, 0, 2).unwrap(),
+    ));
+    let start = |users: &'static [&'static str]| {
+        let clock = clock.clone();
+        async move {
+            let sim = Simulator::new(SimConfig::with_clock(clock))
+                .start()
+                .await
+                .expect("simulator starts");
+            for login in users {
+                add_user(&sim, login);
+            }
+            sim
+        }
+    };
+    let (eu, us) = (start(&["bob"]).await, start(&["alice"]).await);
+    us.set_faults(Faults {
+        latency: Duration::from_secs(45),
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |name: &str, sim: &SimHandle, login: &str| {
+        format!(
+            "[[cbs]]\nname = \"{name}\"\nurl = \"{url}\"\nsys_user = \"{user}\"\n\
+             sys_pwd = \"{pwd}\"\nrequest_timeout = \"30s\"\n\
+             [[watch]]\nlogin = \"{login}\"\nserver = \"{name}\"\n",
+            url = sim.url(),
+            user = sim.sys_user(),
+            pwd = sim.sys_pwd(),
+        )
+    };
+    let toml = format!(
+        "{}{}[poll]\nschedule = \"*/5 * * * * *\"\n[state]\npath = \"{}\"\n",
+        entry("eu", &eu, "bob"),
+        entry("us", &us, "alice"),
+        dir.path().display(),
+    );
+    let settings = Settings::from_toml_str(&toml, &|_| None).expect("two-server config");
+    let app = App::build(settings, clock.clone()).await.unwrap();
+    let sink = Recorder::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let test = async {
+        // 12:00:41: us's first cycle (12:00:05) timed out at 12:00:35, its second began at
+        // 12:00:40 and waits until 12:01:10; eu was polled at 12:00:40.
+        tokio::time::sleep(Duration::from_secs(39)).await;
+        let ended = clock.now();
+        let began = ended - chrono::Duration::seconds(1);
+        eu.add_job(job("bob", "1", began, Some(ended), FAILED));
+        let posted = tokio::time::timeout(Duration::from_secs(300), async {
+            while failures(&sink.events.lock().unwrap()).is_empty() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            clock.now()
+        })
+        .await
+        .expect("eu's failure is posted");
+        assert!(
+            posted - ended <= chrono::Duration::seconds(6),
+            "eu's failure ended at {ended} and was posted at {posted}"
+        );
+        let polled = eu.requests_for("bob", ended.date_naive());
+        assert!(polled >= 9, "eu polled at every tick: {polled}");
+        assert_eq!(us.max_in_flight(), 1, "us's cycles overlapped");
+        shutdown.cancel();
+    };
+    let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), test);
+    ran.unwrap();
+    assert_eq!(
+        failures(&sink.events.lock().unwrap()),
+        [("eu".into(), "bob".into())]
+    );
 }
 
 /// A server that is down gets one probe request per cycle, not one per user and date;
