@@ -455,10 +455,8 @@ fn cycle_result<E>(report: &Result<CycleReport, E>) -> CycleResult {
 }
 
 /// One poller's cycle, with the name of its server.
-fn cycle_of(
-    poller: &Poller,
-) -> impl Future<Output = (&str, Result<CycleReport, crate::store::StoreError>)> + '_ {
-    async move { (poller.server_name(), poller.cycle().await) }
+async fn cycle_of(poller: &Poller) -> (&str, Result<CycleReport, crate::store::StoreError>) {
+    (poller.server_name(), poller.cycle().await)
 }
 
 /// Real time to wait from `now` until `next` (zero if it has passed).
