@@ -1,7 +1,8 @@
 //! `restorewatch check`: a pre-flight, in the spirit of `promtool check config`.
 //!
 //! The config (file and environment) has been checked by the time this runs; a bad one
-//! never gets here (exit 2). Offline, that is all. Online, [`check`] then asks the parts
+//! never gets here (exit 2). Offline, that is all, but for a warning when a server's
+//! `cbs.request_timeout` is longer than the poll period. Online, [`check`] then asks the parts
 //! the program depends on, as the program itself would:
 //! - the CBS: are the system user's credentials accepted (asked even with no watched
 //!   users), and what does each watched user have today;
@@ -91,6 +92,30 @@ pub fn offline(loaded: &Loaded, clock: &SharedClock, out: &mut dyn Write) -> std
             "off (console)"
         }
     )?;
+    // Not an error: the program copes (the server skips the ticks its cycle runs past, the
+    // others poll at them), but the schedule then says more than happens.
+    let period = s.poll.schedule.period_after(now);
+    let several = s.several_servers();
+    for (i, server) in s.servers().iter().enumerate() {
+        let timeout = server.cbs.request_timeout;
+        let longer = period
+            .and_then(|p| p.to_std().ok())
+            .filter(|p| timeout > *p);
+        if let Some(period) = longer {
+            let key = if several {
+                format!("cbs[{i}].request_timeout")
+            } else {
+                "cbs.request_timeout".to_owned()
+            };
+            writeln!(
+                out,
+                "  warning: {key} ({}) is longer than the poll.schedule period ({}): a cycle \
+                 that waits out the timeout runs past poll ticks, and that server skips them",
+                humantime::format_duration(timeout),
+                humantime::format_duration(period),
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -354,5 +379,59 @@ fn discord_error(e: &serenity::Error) -> String {
             r.error.code
         ),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn offline_text(toml: &str) -> String {
+        let settings = Settings::from_toml_str(toml, &|_| None).unwrap();
+        let loaded = Loaded {
+            settings,
+            path: "restorewatch.toml".into(),
+            origins: Default::default(),
+        };
+        let clock: SharedClock = std::sync::Arc::new(crate::clock::ManualClock::new(
+            Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap(),
+        ));
+        let mut out = Vec::new();
+        offline(&loaded, &clock, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn offline_warns_of_a_request_timeout_longer_than_the_poll_period() {
+        let one = "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd = \"pw\"\n";
+        // The defaults: a 30 s timeout, a poll every 5 minutes.
+        assert!(
+            !offline_text(one).contains("warning"),
+            "{}",
+            offline_text(one)
+        );
+        let fast = format!("{one}[poll]\nschedule = \"*/5 * * * * *\"\n");
+        let text = offline_text(&fast);
+        assert!(text.contains("config OK"), "{text}");
+        assert!(
+            text.contains(
+                "  warning: cbs.request_timeout (30s) is longer than the poll.schedule period \
+                 (5s): a cycle that waits out the timeout runs past poll ticks"
+            ),
+            "{text}"
+        );
+        let two = "[[cbs]]\nname = \"eu\"\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd = \"pw\"\n\
+                   request_timeout = \"1m\"\n\
+                   [[cbs]]\nname = \"us\"\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd = \"pw\"\n\
+                   request_timeout = \"6m\"\n";
+        let text = offline_text(two);
+        assert_eq!(text.matches("warning").count(), 1, "{text}");
+        assert!(
+            text.contains(
+                "warning: cbs[1].request_timeout (6m) is longer than the poll.schedule period (5m)"
+            ),
+            "{text}"
+        );
     }
 }

@@ -99,6 +99,13 @@ impl CronSchedule {
             .find(|&fire| fire > t)
     }
 
+    /// The gap between the first two fire times after `t` (the schedule's period around
+    /// `t`); `None` when it does not fire twice more.
+    pub fn period_after(&self, t: DateTime<Utc>) -> Option<chrono::Duration> {
+        let first = self.next_after(t)?;
+        Some(self.next_after(first)? - first)
+    }
+
     /// How many fire times lie in `(after, until]`, counting at most `cap`: the poll
     /// ticks that passed while a cycle was running, which the loop skips.
     pub fn fires_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, cap: u64) -> u64 {

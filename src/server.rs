@@ -185,8 +185,7 @@ pub struct LastCycle {
 /// The schedule's period around `now`: the gap between its next two fire times.
 fn period(schedule: &CronSchedule, now: DateTime<Utc>) -> chrono::Duration {
     schedule
-        .next_after(now)
-        .and_then(|a| Some(schedule.next_after(a)? - a))
+        .period_after(now)
         .unwrap_or(chrono::Duration::seconds(FALLBACK_PERIOD_SECS))
 }
 
