@@ -537,6 +537,43 @@ async fn autocomplete_offers_matching_watched_and_recent_users() {
     h.assert_nothing_unexpected();
 }
 
+#[tokio::test]
+async fn server_autocomplete_offers_the_servers_of_the_user_already_given() {
+    let h = Harness::start_two_servers().await;
+    let running = h.start_bot().await;
+    let fake = &h.fake;
+    let offered = |command: SlashCommand| {
+        let interaction = fake.inject_interaction(command.build());
+        async move {
+            let choices = timeout(WAIT, fake.wait_for_callback(interaction.id))
+                .await
+                .expect("autocomplete answered");
+            (choices["data"]["choices"].as_array().unwrap().iter())
+                .map(|c| c["value"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let only_second = SlashCommand::new("restores")
+        .option("user", "SOLO")
+        .autocomplete("server", "");
+    assert_eq!(offered(only_second).await, [SECOND]);
+    let both = SlashCommand::new("restores")
+        .option("user", "obm")
+        .autocomplete("server", "");
+    assert_eq!(offered(both).await, [SERVER, SECOND]);
+    // No user yet, or one still being typed: every server.
+    let none = SlashCommand::new("restores").autocomplete("server", "cbs");
+    assert_eq!(offered(none).await, [SERVER, SECOND]);
+    let typing = SlashCommand::new("restores")
+        .option("user", "so")
+        .autocomplete("server", "");
+    assert_eq!(offered(typing).await, [SERVER, SECOND]);
+
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}
+
 fn admin_build(command: SlashCommand) -> Value {
     admin(command).build()
 }

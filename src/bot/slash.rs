@@ -32,8 +32,40 @@ async fn complete_user(ctx: Context<'_>, partial: &str) -> serenity::CreateAutoc
         })
 }
 
+/// The text of the string option `name` already given in this command (not the one being
+/// completed).
+fn given_option<'a>(ctx: Context<'a>, name: &str) -> Option<&'a str> {
+    let poise::Context::Application(app) = ctx else {
+        return None;
+    };
+    app.args.iter().find_map(|o| match o.value {
+        serenity::ResolvedValue::String(text) if o.name == name => Some(text),
+        _ => None,
+    })
+}
+
+/// Server names; once a `user:` this member may see is given, only the servers that
+/// user is on.
 async fn complete_server(ctx: Context<'_>, partial: &str) -> serenity::CreateAutocompleteResponse {
-    let names = ctx.data().servers.iter().map(|s| &s.name);
+    let data = ctx.data();
+    let user = given_option(ctx, "user").map(str::trim);
+    let on: Vec<String> = match user.filter(|u| !u.is_empty()) {
+        Some(user) => {
+            let visible = data.visible(&scope(ctx)).unwrap_or_else(|error| {
+                tracing::warn!(%error, "autocomplete: cannot read the store");
+                commands::Visible::default()
+            });
+            (visible.on.into_iter())
+                .filter(|(_, login)| login.eq_ignore_ascii_case(user))
+                .map(|(server, _)| server)
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    // A user nobody here watches (or still being typed) narrows nothing.
+    let names = (data.servers.iter())
+        .map(|s| &s.name)
+        .filter(|name| on.is_empty() || on.contains(name));
     commands::matching_users(names, partial)
         .into_iter()
         .fold(serenity::CreateAutocompleteResponse::new(), |r, name| {
