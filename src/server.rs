@@ -6,10 +6,10 @@
 //! of the last cycle's length and `cbs.request_timeout`: ticks that pass during a cycle are
 //! skipped, so a cycle longer than the period is no sign of trouble), at least one backup
 //! server is not in an outage, the store takes a write, the oldest undelivered event is
-//! younger than two periods plus the delivery backoff, and Discord has not refused the token
+//! younger than that limit plus the delivery backoff, and Discord has not refused the token
 //! (a 401 recorded by delivery among the refusing channels). Each failing check is named in
-//! the 503 answer. The `healthcheck` subcommand ([`healthcheck`])
-//! asks this endpoint, for container health checks in an image without curl.
+//! the 503 answer. The `healthcheck` subcommand ([`healthcheck`]) asks this endpoint, for
+//! container health checks in an image without curl.
 
 use crate::clock::SharedClock;
 use crate::config::Settings;
@@ -49,7 +49,7 @@ pub struct ServerState {
     pub started_at: DateTime<Utc>,
     /// Whether a `[discord]` section is configured (else the token is not checked).
     pub discord: bool,
-    /// How long delivery may rest after Discord failures, on top of two periods.
+    /// How long delivery may rest after Discord failures, on top of the cycle's limit.
     pub backoff: Duration,
     /// The least time a cycle is allowed on top of two periods: the longest
     /// `cbs.request_timeout` (a server that stops answering makes its cycle this long).
@@ -245,8 +245,8 @@ pub fn check(state: &ServerState) -> Health {
             ),
         });
     }
-    // Polling goes on while servers are down, but with every one of them in an outage the
-    // bot can tell nobody anything.
+    // Cycles still end while servers are down, but with every one of them in an outage the
+    // bot sees no restore job at all.
     let down: Vec<String> = (servers.iter())
         .filter_map(|s| {
             s.outage_since.map(|since| match s.name.as_str() {
@@ -280,7 +280,9 @@ pub fn check(state: &ServerState) -> Health {
         }
     };
     // An event waits for the end of its server's cycle, and then for the backoff.
-    let allowed = limit + chrono::Duration::from_std(state.backoff).unwrap_or_default();
+    let allowed = (chrono::Duration::from_std(state.backoff).ok())
+        .and_then(|backoff| limit.checked_add(&backoff))
+        .unwrap_or(chrono::Duration::MAX);
     if let Some(age) = oldest.filter(|age| *age > allowed) {
         reasons.push(format!(
             "the oldest undelivered event is {}s old, more than two periods, the time a cycle \
