@@ -210,12 +210,12 @@ impl App {
         // The servers whose first cycle of the round is still running: while one is, a
         // tick polls the servers that are done again; after that, the round only waits
         // for the cycles under way.
-        let mut overrunning = polling.clone();
+        let mut first_running = polling.clone();
         let mut last: BTreeMap<&str, CycleReport> = BTreeMap::new();
         let mut failed = None;
         let mut drained = DrainReport::default();
         loop {
-            let repoll = (schedule.zip(next_tick)).filter(|_| !overrunning.is_empty());
+            let repoll = (schedule.zip(next_tick)).filter(|_| !first_running.is_empty());
             let wait = repoll.map_or(Duration::ZERO, |(_, tick)| until(self.clock.now(), tick));
             let ended = tokio::select! {
                 biased;
@@ -236,7 +236,7 @@ impl App {
                 break;
             };
             polling.remove(server);
-            overrunning.remove(server);
+            first_running.remove(server);
             match report {
                 Ok(report) => {
                     last.insert(server, report);
