@@ -4,8 +4,7 @@
 //! Health is judged from the store and the schedule, not from "the process answers": the
 //! last cycle ended within two schedule periods plus the time a cycle may take (the longer
 //! of the last cycle's length and `cbs.request_timeout`: ticks that pass during a cycle are
-//! skipped, so a cycle longer than the period is no sign of trouble), at least one backup
-//! server is not in an outage, the store takes a write, the oldest undelivered event is
+//! skipped, so a cycle longer than the period is no sign of trouble), the store takes a write, the oldest undelivered event is
 //! younger than that limit plus the delivery backoff, and Discord has not refused the token
 //! (a 401 recorded by delivery among the refusing channels). Each failing check is named in
 //! the 503 answer. The `healthcheck` subcommand ([`healthcheck`]) asks this endpoint, for
@@ -245,23 +244,6 @@ pub fn check(state: &ServerState) -> Health {
             ),
         });
     }
-    // Cycles still end while servers are down, but with every one of them in an outage the
-    // bot sees no restore job at all.
-    let down: Vec<String> = (servers.iter())
-        .filter_map(|s| {
-            s.outage_since.map(|since| match s.name.as_str() {
-                "" => format!("since {}", since.format("%Y-%m-%d %H:%M:%S UTC")),
-                name => format!("{name} since {}", since.format("%Y-%m-%d %H:%M:%S UTC")),
-            })
-        })
-        .collect();
-    if !servers.is_empty() && down.len() == servers.len() {
-        reasons.push(format!(
-            "every backup server is unreachable ({})",
-            down.join(", ")
-        ));
-    }
-
     let store_writable = match probe(&state.store, now) {
         Ok(()) => true,
         Err(e) => {
@@ -556,52 +538,6 @@ mod tests {
             check(&s).reasons[0].contains("ended 101s ago"),
             "{:?}",
             check(&s)
-        );
-    }
-
-    #[test]
-    fn every_server_in_an_outage_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let t0 = Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap();
-        let clock = ManualClock::new(t0);
-        store.check_server_names(&["eu", "us"]).unwrap();
-        let s = state(&clock, &store);
-        let (eu, us) = (
-            store.server_view("eu").unwrap(),
-            store.server_view("us").unwrap(),
-        );
-        for view in [&eu, &us] {
-            view.record_cycle(&cycle(t0, 1, 1), t0.date_naive(), 0)
-                .unwrap();
-        }
-        let open_outage = |view: &Store| {
-            let outage = crate::store::Outage {
-                since: t0,
-                reason: crate::cbs::OutageReason::Unreachable,
-                error: "refused".into(),
-            };
-            let notice = crate::event::EventKind::CbsUnreachable {
-                server: None,
-                since: t0,
-                reason: outage.reason,
-                error: outage.error.clone(),
-            };
-            view.set_outage_with_event(Some(&outage), notice, t0)
-                .unwrap();
-        };
-        let reason = "every backup server is unreachable";
-        open_outage(&eu);
-        let health = check(&s);
-        assert!(health.reasons.is_empty(), "one server answers: {health:?}");
-        open_outage(&us);
-        let health = check(&s);
-        assert_eq!(health.status, "failing");
-        assert_eq!(
-            health.reasons,
-            [format!(
-                "{reason} (eu since 2024-06-26 12:00:00 UTC, us since 2024-06-26 12:00:00 UTC)"
-            )]
         );
     }
 
