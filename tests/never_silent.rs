@@ -690,10 +690,11 @@ impl RunningBinary {
         RunningBinary { child, output }
     }
 
-    /// Waits (bounded) until stderr contains `needle`; returns (stdout, stderr).
-    async fn wait_for_log(&mut self, needle: &str) -> (String, String) {
+    /// Waits (bounded) until stderr contains `needle` `times` times; returns (stdout,
+    /// stderr).
+    async fn wait_for_logs(&mut self, needle: &str, times: usize) -> (String, String) {
         let mut output = self.output.clone();
-        let wait = output.wait_for(|(_, err)| err.contains(needle));
+        let wait = output.wait_for(|(_, err)| err.matches(needle).count() >= times);
         let seen = match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
             Ok(seen) => seen.unwrap().clone(),
             Err(_) => panic!("no {needle:?} in: {:?}", self.output.borrow()),
@@ -720,8 +721,8 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = dir.path().join("rw.toml");
-    // Poll every second, so "poll cycle done" in the log says the start-up is over; the
-    // digest at midnight UTC.
+    // Poll every second, so a second "poll cycle done" in the log says the start-up is
+    // over (a missed digest goes out after the first cycle); the digest at midnight UTC.
     let toml = binary_config(&sim, &state)
         .replace("schedule = \"*/5 * * * *\"", "schedule = \"* * * * * *\"")
         + "\n[digest]\nschedule = \"0 0 * * *\"\nmax_catch_up_days = 3\n";
@@ -731,7 +732,7 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
 
     // A fresh store starts quietly: no digest of days it never watched.
     let mut first = RunningBinary::start(&sim, &config);
-    let (out, _) = first.wait_for_log("poll cycle done").await;
+    let (out, _) = first.wait_for_logs("poll cycle done", 2).await;
     assert_eq!(first.stop().await, Some(0));
     assert!(!out.contains("Restore digest"), "{out}");
 
@@ -743,7 +744,7 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
         store.flush().unwrap();
     }
     let mut second = RunningBinary::start(&sim, &config);
-    let (out, _) = second.wait_for_log("poll cycle done").await;
+    let (out, _) = second.wait_for_logs("poll cycle done", 2).await;
     assert_eq!(second.stop().await, Some(0));
     let two = out
         .find(&format!("Restore digest for {}", ago(2)))
@@ -756,7 +757,7 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
 
     // Another restart posts none of them again.
     let mut third = RunningBinary::start(&sim, &config);
-    let (out, _) = third.wait_for_log("poll cycle done").await;
+    let (out, _) = third.wait_for_logs("poll cycle done", 2).await;
     assert_eq!(third.stop().await, Some(0));
     assert!(!out.contains("Restore digest"), "{out}");
 }
