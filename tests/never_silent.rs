@@ -1193,11 +1193,16 @@ async fn a_vanished_job_listed_again_gets_its_real_end_and_one_alert() {
     let failed: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            EventKind::JobFinished { job, .. } => Some(job),
+            EventKind::JobFinished {
+                job,
+                was_vanished,
+                listed_on,
+                ..
+            } => Some(job).filter(|_| *was_vanished && *listed_on == Some(day(28))),
             _ => None,
         })
         .collect();
-    assert_eq!(failed.len(), 1, "{events:?}");
+    assert_eq!(failed.len(), 1, "said to have vanished before: {events:?}");
     assert_eq!(failed[0].backup_set_id, "failed");
     assert_eq!(failed[0].class, StatusClass::Failure);
     assert_eq!(failed[0].end_time.map(|t| t.to_utc()), Some(at(28, 9, 40)));

@@ -96,6 +96,8 @@ pub fn decide(
                 job: job.clone(),
                 repeat: (policy.repeat)(job),
                 report: None,
+                listed_on: Some(record.date),
+                was_vanished: reappeared,
             };
             (Some(event), Change::Finished(job.class))
         } else {
