@@ -93,6 +93,27 @@ pub(super) fn as_text(v: &Value) -> Option<String> {
     }
 }
 
+/// The largest integer a JSON number read as a float still holds exactly (2^53).
+const EXACT_FLOAT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// An identity field (job ID, backup set ID) as text: strings as they are, a number as
+/// the integer it is, so `1687755057644`, `1687755057644.0` and `"1687755057644"` are one
+/// backup set. A number read only approximately (beyond 2^53, or with a fraction) is no
+/// identity: two different ones could read alike.
+pub(super) fn as_id(v: &Value) -> Result<Option<String>, String> {
+    match v {
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Ok(Some(u.to_string())),
+            (None, Some(i), _) => Ok(Some(i.to_string())),
+            (None, None, Some(f)) if f.fract() == 0.0 && f.abs() <= EXACT_FLOAT_INT => {
+                Ok(Some(format!("{f:.0}")))
+            }
+            _ => Err(format!("the number {n} cannot be read exactly")),
+        },
+        other => Ok(as_text(other)),
+    }
+}
+
 /// A byte count: a non-negative integer, as a number or a string. Anything else (`-1`,
 /// `"n/a"`, `1.5`) is unknown.
 pub(super) fn as_size(v: &Value) -> Option<u64> {

@@ -3,7 +3,8 @@
 //! and skipping only an item without an identity.
 
 use super::envelope::{
-    as_list, as_size, as_text, get, open_envelope, raw_text, snippet, ReplyError, SNIPPET_MAX_CHARS,
+    as_id, as_list, as_size, as_text, get, open_envelope, raw_text, snippet, ReplyError,
+    SNIPPET_MAX_CHARS,
 };
 use super::job::{
     RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
@@ -99,10 +100,15 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
         return Err("the item is not a JSON object".into());
     };
     let text = |keys: &[&str]| get(map, keys).and_then(as_text);
-    let job_id = text(&["ID"]).filter(|s| !s.is_empty()).ok_or("no job ID")?;
-    let backup_set_id = text(&["BackupSetID", "BackupSetId"])
-        .filter(|s| !s.is_empty())
-        .ok_or("no BackupSetID")?;
+    let id = |keys: &[&str], name: &str| -> Result<String, String> {
+        let value = get(map, keys).map(as_id).transpose();
+        match value.map_err(|e| format!("{name}: {e}"))?.flatten() {
+            Some(id) if !id.is_empty() => Ok(id),
+            _ => Err(format!("no {name}")),
+        }
+    };
+    let job_id = id(&["ID"], "job ID")?;
+    let backup_set_id = id(&["BackupSetID", "BackupSetId"], "BackupSetID")?;
     let raw_status = text(&["RestoreJobStatus", "Status"]).unwrap_or_default();
     let mut unreadable = BTreeMap::new();
     // A time: `None` when absent or empty; unreadable text is kept in `unreadable`.
@@ -385,6 +391,32 @@ mod tests {
         ));
         assert_eq!(job.class, StatusClass::Failure);
         assert_eq!(job.restore_size_bytes, Some(5));
+    }
+
+    #[test]
+    fn an_identity_number_is_one_identity_however_written_and_never_approximate() {
+        let body = r#"{"Status":"OK","Data":[
+            {"ID":"2024-06-26-13-25-13","BackupSetID":1687755057644},
+            {"ID":"2024-06-26-13-25-13","BackupSetID":1687755057644.0},
+            {"ID":"2024-06-26-13-25-13","BackupSetID":"1687755057644"},
+            {"ID":2024,"BackupSetID":-7},
+            {"ID":"2024-06-26-13-25-13","BackupSetID":123456789012345678901234567890},
+            {"ID":1.5,"BackupSetID":"1"}]}"#;
+        let list = decode_reply(body, &cx()).unwrap();
+        let sets: Vec<&str> = list.jobs.iter().map(|j| j.backup_set_id.as_str()).collect();
+        assert_eq!(
+            sets,
+            ["1687755057644", "1687755057644", "1687755057644", "-7"]
+        );
+        assert_eq!(list.jobs[3].job_id, "2024");
+        let reasons: Vec<&str> = list.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "BackupSetID: the number 1.2345678901234568e+29 cannot be read exactly",
+                "job ID: the number 1.5 cannot be read exactly",
+            ]
+        );
     }
 
     #[test]
