@@ -28,6 +28,14 @@ pub(super) struct Batch {
     /// recorded by earlier versions, which never kept a dropped batch apart.)
     #[serde(default)]
     pub(super) dropped: bool,
+    /// A snowflake the message of the next part to post must be newer than: when the
+    /// batch was recorded, the last message Discord accepted from us in the channel or
+    /// the time less a clock allowance (see [`DiscordSink::read_back_after`]), then the
+    /// id of each part Discord accepts. A read-back looks only past it, so an identical
+    /// earlier message cannot pass for this one. (0 in batches recorded by earlier
+    /// versions: no bound.)
+    #[serde(default)]
+    pub(super) after: u64,
 }
 
 impl Batch {
@@ -62,6 +70,10 @@ impl Batch {
     }
 }
 
+/// The sled tree holding, per channel, the id of the last message Discord accepted from
+/// us there (8 bytes of channel id, big-endian, to 8 bytes of message id).
+pub(super) const LAST_POSTED_TREE: &str = "discord_last_posted";
+
 /// Discord's limit on a message nonce (characters).
 const NONCE_MAX_CHARS: usize = 25;
 /// Bits of the id hash in a nonce: 13 hex digits, leaving room for the install id and a
@@ -77,6 +89,29 @@ fn batch_key(channel: ChannelId, first_id: u64) -> [u8; 16] {
 }
 
 impl DiscordSink {
+    /// The id of the last message Discord accepted from us in `channel` (0: none known).
+    pub(super) fn last_posted(&self, channel: ChannelId) -> u64 {
+        let stored = self.last_posted.get(channel.get().to_be_bytes());
+        let bytes = stored
+            .ok()
+            .flatten()
+            .and_then(|v| <[u8; 8]>::try_from(&*v).ok());
+        bytes.map_or(0, u64::from_be_bytes)
+    }
+
+    /// Remembers `message` as the last one Discord accepted from us in `channel`. Not
+    /// flushed here: the batch saved next is, and a lost record only widens the read-back
+    /// to the clock's bound.
+    pub(super) fn note_posted(&self, channel: ChannelId, message: u64) -> Result<(), SinkError> {
+        if message <= self.last_posted(channel) {
+            return Ok(());
+        }
+        self.last_posted
+            .insert(channel.get().to_be_bytes(), &message.to_be_bytes())
+            .map_err(|e| SinkError(format!("saving the last message id: {e}")))?;
+        Ok(())
+    }
+
     pub(super) fn save(&self, batch: &Batch) -> Result<(), SinkError> {
         let bytes = serde_json::to_vec(batch).map_err(|e| SinkError(e.to_string()))?;
         self.batches
@@ -175,6 +210,7 @@ impl DiscordSink {
             parts_sent: 0,
             done: false,
             dropped: false,
+            after: self.read_back_after(channel),
         };
         self.save(&batch)?;
         Ok((batch, false))
@@ -193,6 +229,7 @@ mod tests {
             parts_sent: 0,
             done: false,
             dropped: false,
+            after: 0,
         };
         let first = batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0);
         assert_eq!(first.len(), 21);

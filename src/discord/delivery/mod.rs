@@ -54,7 +54,7 @@ use crate::render::{pack_items, RenderOptions};
 use crate::sink::{Delivered, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
-use batch::BATCH_TREE;
+use batch::{BATCH_TREE, LAST_POSTED_TREE};
 use message::message_request;
 use post::Posted;
 use secrecy::ExposeSecret;
@@ -125,6 +125,8 @@ pub struct DiscordSink {
     mention_role: Option<RoleId>,
     store: Store,
     batches: sled::Tree,
+    /// Per channel, the id of the last message Discord accepted from us there.
+    last_posted: sled::Tree,
     timing: DeliveryTiming,
     state: Mutex<State>,
     /// This store's random id, part of every nonce.
@@ -190,6 +192,9 @@ impl DiscordSink {
             store: store.clone(),
             batches: store
                 .tree(BATCH_TREE)
+                .context("opening the delivery tree")?,
+            last_posted: store
+                .tree(LAST_POSTED_TREE)
                 .context("opening the delivery tree")?,
             timing: DeliveryTiming::default(),
             state: Mutex::new(State::default()),
@@ -265,26 +270,36 @@ impl DiscordSink {
                 for (part, packed) in messages.iter().enumerate().skip(batch.parts_sent) {
                     // The first part of a resumed batch may already be in the channel:
                     // Discord's nonce check covers only a few minutes, so look first.
-                    let posted = if resumed
-                        && part == batch.parts_sent
-                        && self.already_posted(channel, &packed.message).await
-                    {
+                    let found = if resumed && part == batch.parts_sent {
+                        self.already_posted(channel, &packed.message, batch.after)
+                            .await
+                    } else {
+                        None
+                    };
+                    let posted = if let Some(id) = found {
                         tracing::info!(
                             channel = channel.get(),
                             events = ?batch.ids,
                             "found the message of an interrupted post in the channel; not posting it again"
                         );
-                        Posted::Accepted
+                        Posted::Accepted(Some(id))
                     } else {
                         self.post_message(
                             channel,
                             &packed.message,
                             batch.nonce(&self.install, part),
+                            batch.after,
                         )
                         .await
                     };
                     match posted {
-                        Posted::Accepted => batch.parts_sent = part + 1,
+                        Posted::Accepted(id) => {
+                            batch.parts_sent = part + 1;
+                            if let Some(id) = id {
+                                batch.after = batch.after.max(id);
+                                self.note_posted(channel, id)?;
+                            }
+                        }
                         Posted::Rejected(reason) => {
                             rejected = Some(reason);
                             break;
