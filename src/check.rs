@@ -333,11 +333,26 @@ async fn channel_permissions(
     channel: ChannelId,
     me: serenity::UserId,
 ) -> Result<(GuildId, Permissions, serenity::ChannelType), String> {
-    let channel = match http.get_channel(channel).await {
-        Ok(serenity::Channel::Guild(channel)) => channel,
-        Ok(_) => return Err("not a server channel".to_owned()),
+    // Read as JSON first: serenity's `Channel` does not know every channel type (a media
+    // channel, 16, fails to decode), and the type is what this check must report.
+    let request = ::serenity::http::Request::new(
+        ::serenity::http::Route::Channel {
+            channel_id: channel,
+        },
+        ::serenity::http::LightMethod::Get,
+    );
+    let found: serde_json::Value = match http.request(request).await {
+        Ok(response) => response
+            .json()
+            .await
+            .map_err(|e| format!("cannot read it: {e}"))?,
         Err(e) => return Err(format!("cannot see it: {}", discord_error(&e))),
     };
+    if found.get("guild_id").is_none_or(serde_json::Value::is_null) {
+        return Err("not a server channel".to_owned());
+    }
+    let channel: serenity::GuildChannel =
+        serde_json::from_value(found).map_err(|e| format!("cannot read it: {e}"))?;
     let guild = http
         .get_guild(channel.guild_id)
         .await
