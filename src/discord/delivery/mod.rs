@@ -14,11 +14,19 @@
 //! a crash between Discord's answer and the drain's acknowledgement then re-offers events
 //! the sink knows were posted, and it accepts them without posting again. Should the
 //! restarted drain's window end inside a recorded batch, the batch's remaining events are
-//! read from the outbox, so the resend is the same message under the same nonce.
+//! read from the outbox, so the resend is the same message under the same nonce. Because
+//! Discord forgets a nonce after minutes, a batch resumed after a restart, and a post retried
+//! after a 5xx or a lost answer, is first looked for in the channel (a read-back). Only a
+//! message newer than the batch's `after` snowflake can be it: the last message Discord
+//! accepted from us in the channel (kept per channel in a tree of its own) or the time the
+//! batch was recorded less a clock allowance, whichever is later; so an identical earlier
+//! message (two summaries with the same counts) is never taken for the interrupted post.
 //!
 //! Failures: a 429 waits `retry_after` and retries; 5xx and transport errors back off
 //! exponentially; either, when it persists, ends the drain with the events queued and rests
-//! the sink for a while. 403/404 mean the channel refuses us: its events stay queued,
+//! the sink for a while. 403/404, and a 400 whose JSON code is about the channel (a forum
+//! or category where no message can be posted, an archived or locked thread), mean the
+//! channel refuses us: its events stay queued,
 //! the reason is logged once and kept for `/status` ([`DiscordSink::refused_channels`]),
 //! and the channel is tried again only after [`DeliveryTiming::refused_retry`]; other
 //! channels carry on. So does a message Discord accepts but returns without its embeds:
@@ -27,7 +35,8 @@
 //! A 401 is about the token, not the channel: Discord rejected it (reset, revoked, mistyped)
 //! and would reject every request, and a storm of invalid requests earns a ban. So posting
 //! stops for every channel, the error is logged once, `/status` shows it, and one post is
-//! tried every [`DeliveryTiming::token_retry`] until the token works; nothing is dropped. A 400 means Discord rejects the message itself, and resending it
+//! tried every [`DeliveryTiming::token_retry`] until the token works; nothing is dropped.
+//! Any other 400 means Discord rejects the message itself, and resending it
 //! would fail the same way: a batch of several events is retried one event per message, and
 //! an event rejected on its own is logged at error level with its id and Discord's reason,
 //! counted ([`DiscordSink::rejected_events`]) and reported to the drain as dropped (not
