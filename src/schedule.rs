@@ -18,9 +18,10 @@
 //! Across DST changes every matching wall-clock time fires once: a time that occurs twice
 //! (the repeated hour in autumn) fires at its first occurrence, so a `*/5` poll pauses for
 //! the repeated hour; a time that does not occur (the skipped hour in spring, e.g. 02:30 in
-//! Europe/Berlin) does not fire that day.
+//! Europe/Berlin) fires when the skip ends (03:00 there), as cron does, so a daily digest
+//! set in that hour still goes out that day.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -87,15 +88,14 @@ impl CronSchedule {
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // The `cron` crate walks wall-clock times; it is given them as if they were UTC so
         // that it sees every wall-clock time once, and the zone maps each to its instant
-        // here. That mapping (first occurrence, nothing for a skipped time) never goes
-        // backwards, so the first instant after `t` is the answer. Wall-clock times after
-        // `t`'s own can still map to instants before `t` when `t` lies in a repeated hour:
-        // those are skipped, at most one hour's worth.
+        // here. That mapping (first occurrence; a skipped time to the end of the skip)
+        // never goes backwards, so the first instant after `t` is the answer. Wall-clock
+        // times after `t`'s own can still map to instants before `t` when `t` lies in a
+        // repeated hour: those are skipped, at most one hour's worth.
         let wall_now = t.with_timezone(&self.tz).naive_local();
         self.schedule
             .after(&Utc.from_utc_datetime(&wall_now))
-            .filter_map(|wall| self.tz.from_local_datetime(&wall.naive_utc()).earliest())
-            .map(|local| local.with_timezone(&Utc))
+            .filter_map(|wall| instant_of(self.tz, wall.naive_utc()))
             .find(|&fire| fire > t)
     }
 
@@ -122,6 +122,23 @@ impl CronSchedule {
         }
         count
     }
+}
+
+/// The longest run of wall-clock time a zone has skipped: a whole day (Samoa, 2011).
+const MAX_SKIP_MINUTES: i64 = 24 * 60;
+
+/// The instant a wall-clock time in `tz` stands for: its first occurrence, and for a time
+/// the zone skips (the hour lost in spring), the instant the skip ends.
+fn instant_of(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let at = |wall: NaiveDateTime| tz.from_local_datetime(&wall).earliest();
+    if let Some(t) = at(wall) {
+        return Some(t.to_utc());
+    }
+    // Zones change their offset on whole minutes: the first minute that exists again.
+    let minute = wall.with_second(0)?.with_nanosecond(0)?;
+    (1..=MAX_SKIP_MINUTES)
+        .find_map(|m| at(minute + chrono::Duration::minutes(m)))
+        .map(|t| t.to_utc())
 }
 
 impl fmt::Display for CronSchedule {
@@ -271,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn skipped_hour_does_not_fire_and_the_poll_goes_on() {
+    fn skipped_hour_fires_when_the_skip_ends_and_the_poll_goes_on() {
         // 01:55 CET, then the clock jumps from 02:00 to 03:00.
         let polls = fires("*/5 * * * *", Tz::Europe__Berlin, "2024-03-31T00:50:00Z", 3);
         assert_eq!(
@@ -282,10 +299,23 @@ mod tests {
                 utc("2024-03-31T01:05:00Z"),
             ]
         );
-        // 02:30 does not exist on that day in Berlin: the next one is the day after.
+        // 02:30 does not exist on that day in Berlin: it fires when the skip ends, at
+        // 03:00 CEST, as cron does, then at 02:30 again.
+        let daily = fires("30 2 * * *", Tz::Europe__Berlin, "2024-03-30T12:00:00Z", 2);
         assert_eq!(
-            next("30 2 * * *", Tz::Europe__Berlin, "2024-03-30T12:00:00Z"),
-            utc("2024-04-01T00:30:00Z")
+            daily,
+            [utc("2024-03-31T01:00:00Z"), utc("2024-04-01T00:30:00Z")]
+        );
+        // A time in the skip and one after it: each fires once, in order, none lost.
+        let both = fires(
+            "0 10 2,3 * * *",
+            Tz::Europe__Berlin,
+            "2024-03-30T12:00:00Z",
+            2,
+        );
+        assert_eq!(
+            both,
+            [utc("2024-03-31T01:00:00Z"), utc("2024-03-31T01:10:00Z")]
         );
     }
 

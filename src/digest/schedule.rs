@@ -118,6 +118,23 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
+    fn a_digest_set_in_the_hour_spring_skips_still_goes_out_that_day() {
+        // 2024-03-31 in Berlin has no 02:30: the tick fires at 03:00 CEST (01:00 UTC).
+        let half_two = CronSchedule::parse("30 2 * * *", BERLIN).unwrap();
+        let d = |n: u32| NaiveDate::from_ymd_opt(2024, 3, n).unwrap();
+        let before = Utc.with_ymd_and_hms(2024, 3, 31, 0, 59, 0).unwrap();
+        let after = Utc.with_ymd_and_hms(2024, 3, 31, 1, 0, 0).unwrap();
+        assert_eq!(due_days(&half_two, BERLIN, before, 3, Some(d(29))), []);
+        assert_eq!(due_days(&half_two, BERLIN, after, 3, Some(d(29))), [d(30)]);
+        // And the day after, the 31st is due too: no day is left behind.
+        let next_day = Utc.with_ymd_and_hms(2024, 4, 1, 1, 0, 0).unwrap();
+        assert_eq!(
+            due_days(&half_two, BERLIN, next_day, 3, Some(d(29))),
+            [d(30), d(31)]
+        );
+    }
+
+    #[test]
     fn due_days_follow_the_schedule_the_last_digested_day_and_the_bound() {
         let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
         let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
