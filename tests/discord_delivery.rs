@@ -920,3 +920,33 @@ async fn an_identical_message_from_before_the_post_began_is_not_taken_for_it() {
     );
     assert_eq!(message_posts(&fake).len(), 2, "the cut post and its resend");
 }
+
+/// A Discord whose ids are not snowflakes (they count 1001, 1002, ...: some test doubles)
+/// says nothing about when a message was created. The read-back then goes by Discord's
+/// order alone and still finds the message of an interrupted post: nothing twice, with
+/// nonce deduplication off.
+#[tokio::test(start_paused = true)]
+async fn the_read_back_finds_the_interrupted_post_where_ids_are_not_snowflakes() {
+    let (mut h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    fake.set_plain_ids();
+    fake.set_nonce_memory(NonceMemory::Off);
+    fake.script(ALERTS, [Scripted::AcceptThenHang]);
+    let delivering = {
+        let (store, sink) = (p.store().clone(), sink(&fake, &p, None));
+        tokio::spawn(async move { drain(&store, &sink).await })
+    };
+    let created = timeout(WAIT, fake.wait_for_messages(ALERTS, 1))
+        .await
+        .expect("Discord got the message");
+    assert_eq!(created[0]["id"], "1001");
+    h.crash();
+    delivering.abort();
+    drop(p);
+
+    let p = h.poller();
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 0);
+    assert_eq!(failure_titles(&fake), ["Restore failed: obm / set 1"]);
+    assert_eq!(message_posts(&fake).len(), 1, "found, not posted again");
+}

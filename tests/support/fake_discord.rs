@@ -197,6 +197,8 @@ struct Inner {
     next_snowflake: u64,
     /// The last snowflake handed out for "now": later ones are always above it.
     last_snowflake: u64,
+    /// Ids count 1001, 1002, ... instead of being snowflakes ([`FakeDiscord::set_plain_ids`]).
+    plain_ids: bool,
     requests: Vec<RecordedRequest>,
     unexpected: Vec<RecordedRequest>,
     /// Messages in creation order, with their channel.
@@ -277,6 +279,10 @@ impl Inner {
     /// A new id, as Discord makes them: the wall-clock time now, and above every id
     /// handed out before.
     fn snowflake(&mut self) -> u64 {
+        if self.plain_ids {
+            self.next_snowflake += 1;
+            return 1000 + self.next_snowflake;
+        }
         let id = self
             .snowflake_at(std::time::SystemTime::now())
             .max(self.last_snowflake + 1);
@@ -412,15 +418,25 @@ impl FakeDiscord {
         });
     }
 
+    /// Hands out ids that count up from 1001 instead of time-based snowflakes, as some
+    /// other Discord implementations (test doubles) do: ids still sort by creation, but
+    /// say nothing about when. Call before anything is created.
+    pub fn set_plain_ids(&self) {
+        self.shared.update(|inner| inner.plain_ids = true);
+    }
+
     /// Puts a message in `channel_id` as if the bot had posted `body` (a create-message
-    /// body) `age` ago, say before its state directory was wiped: its snowflake says so.
+    /// body) `age` ago, say before its state directory was wiped: its snowflake and its
+    /// `timestamp` say so.
     /// No request is recorded. Seed before the channel's other messages: read-backs list
     /// messages in the order they were added.
     pub fn seed_message(&self, channel_id: u64, body: &Value, age: std::time::Duration) {
         let shared = &self.shared;
         shared.update(|inner| {
-            let id = inner.snowflake_at(std::time::SystemTime::now() - age);
-            let message = message_object(shared, id, channel_id, body);
+            let at = std::time::SystemTime::now() - age;
+            let id = inner.snowflake_at(at);
+            let mut message = message_object(shared, id, channel_id, body);
+            message["timestamp"] = json!(chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339());
             inner.messages.push((channel_id, message));
             inner.created_at.push(Instant::now());
         });

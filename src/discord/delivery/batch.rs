@@ -4,6 +4,7 @@
 //! a batch is forgotten once its events have left the outbox, and one that does not decode
 //! is quarantined.
 
+use super::message::Newer;
 use super::DiscordSink;
 use crate::event::Event;
 use crate::render::pack_items;
@@ -28,14 +29,11 @@ pub(super) struct Batch {
     /// recorded by earlier versions, which never kept a dropped batch apart.)
     #[serde(default)]
     pub(super) dropped: bool,
-    /// A snowflake the message of the next part to post must be newer than: when the
-    /// batch was recorded, the last message Discord accepted from us in the channel or
-    /// the time less a clock allowance (see [`DiscordSink::read_back_after`]), then the
-    /// id of each part Discord accepts. A read-back looks only past it, so an identical
-    /// earlier message cannot pass for this one. (0 in batches recorded by earlier
-    /// versions: no bound.)
+    /// What the message of the next part to post must be newer than to be found by a
+    /// read-back: recorded before the first post, then moved past each part Discord
+    /// accepts. (Absent in batches recorded by earlier versions: no bound.)
     #[serde(default)]
-    pub(super) after: u64,
+    pub(super) newer: Newer,
 }
 
 impl Batch {
@@ -210,7 +208,7 @@ impl DiscordSink {
             parts_sent: 0,
             done: false,
             dropped: false,
-            after: self.read_back_after(channel),
+            newer: Newer::now(self.last_posted(channel)),
         };
         self.save(&batch)?;
         Ok((batch, false))
@@ -229,7 +227,7 @@ mod tests {
             parts_sent: 0,
             done: false,
             dropped: false,
-            after: 0,
+            newer: Newer::default(),
         };
         let first = batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0);
         assert_eq!(first.len(), 21);

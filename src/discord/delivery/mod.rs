@@ -17,10 +17,11 @@
 //! read from the outbox, so the resend is the same message under the same nonce. Because
 //! Discord forgets a nonce after minutes, a batch resumed after a restart, and a post retried
 //! after a 5xx or a lost answer, is first looked for in the channel (a read-back). Only a
-//! message newer than the batch's `after` snowflake can be it: the last message Discord
-//! accepted from us in the channel (kept per channel in a tree of its own) or the time the
-//! batch was recorded less a clock allowance, whichever is later; so an identical earlier
-//! message (two summaries with the same counts) is never taken for the interrupted post.
+//! message newer than the batch's bounds can be it: later in Discord's order than the last
+//! message Discord accepted from us in the channel (kept per channel in a tree of its own),
+//! and created no earlier than the batch was recorded, less a clock allowance; so an
+//! identical earlier message (two summaries with the same counts) is never taken for the
+//! interrupted post.
 //!
 //! Failures: a 429 waits `retry_after` and retries; 5xx and transport errors back off
 //! exponentially; either, when it persists, ends the drain with the events queued and rests
@@ -280,7 +281,7 @@ impl DiscordSink {
                     // The first part of a resumed batch may already be in the channel:
                     // Discord's nonce check covers only a few minutes, so look first.
                     let found = if resumed && part == batch.parts_sent {
-                        self.already_posted(channel, &packed.message, batch.after)
+                        self.already_posted(channel, &packed.message, batch.newer)
                             .await
                     } else {
                         None
@@ -297,7 +298,7 @@ impl DiscordSink {
                             channel,
                             &packed.message,
                             batch.nonce(&self.install, part),
-                            batch.after,
+                            batch.newer,
                         )
                         .await
                     };
@@ -305,7 +306,7 @@ impl DiscordSink {
                         Posted::Accepted(id) => {
                             batch.parts_sent = part + 1;
                             if let Some(id) = id {
-                                batch.after = batch.after.max(id);
+                                batch.newer.than_id = batch.newer.than_id.max(id);
                                 self.note_posted(channel, id)?;
                             }
                         }

@@ -3,34 +3,18 @@
 //! finds the message of an interrupted post, and the reason text logged and shown for a
 //! failure, with the token blanked out.
 
-use super::message::{message_body, message_request, same_message};
+use super::message::{message_body, message_request, same_message, Newer};
 use super::refusal::MISSING_EMBED_LINKS;
 use super::DiscordSink;
 use crate::render::OutMessage;
 use serde_json::Value;
 use serenity::all::ChannelId;
 use serenity::http::{LightMethod, Request, Route};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How many of a channel's latest messages are read back to find the message of an
 /// interrupted post (one drain window's batches fit well inside).
 const RECENT_MESSAGES_CHECKED: usize = 50;
-/// How far our clock may run ahead of Discord's before the read-back misses the message
-/// of an interrupted post. The read-back looks only at messages created after the batch
-/// was recorded (before its first post), less this allowance: an identical message from
-/// earlier (the last cycle's summary, with the same counts) must not pass for it. Our
-/// own accepted messages are excluded exactly, by their ids (see
-/// [`DiscordSink::read_back_after`]), so this bound only guards against messages this
-/// store never saw (a wiped state directory, another install). Too small, and a clock
-/// running ahead of Discord's makes the read-back miss the message: it is posted again
-/// under its nonce, which Discord deduplicates for a few minutes, so at worst a
-/// duplicate after that; too large, and an unknown identical message just before the
-/// post passes for it (a loss). A minute covers a clock that is not NTP-synced for a
-/// long while, and keeps that window short.
-const READBACK_CLOCK_SKEW_SECS: u64 = 60;
-/// Discord's epoch: a snowflake's top 42 bits count milliseconds since
-/// 2015-01-01T00:00:00Z.
-const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 /// A 429 without a `retry_after` or `Retry-After` waits this long.
 const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
 /// The longest wait a 429 can ask for; a longer, negative or unreadable (NaN) one counts as
@@ -81,14 +65,14 @@ impl DiscordSink {
     /// Posts one message, retrying 429s, 5xx and transport errors as
     /// [`DeliveryTiming`](super::DeliveryTiming) says. Discord may have created the
     /// message despite a 5xx or a lost answer, so before each retry after one the channel
-    /// is read back for it (messages newer than the snowflake `after`); the nonce alone
+    /// is read back for it (messages `newer` than the post's start); the nonce alone
     /// would be enough only where Discord deduplicates it.
     pub(super) async fn post_message(
         &self,
         channel: ChannelId,
         message: &OutMessage,
         nonce: String,
-        after: u64,
+        newer: Newer,
     ) -> Posted {
         // A channel that dropped our embeds got the message's text, its ping included: the
         // retries (one every `refused_retry` until Embed Links is granted) do not ping again.
@@ -128,7 +112,7 @@ impl DiscordSink {
                     let wait = self.timing.backoff(failed);
                     tracing::debug!(channel = channel.get(), %reason, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
-                    if let Some(id) = self.already_posted(channel, message, after).await {
+                    if let Some(id) = self.already_posted(channel, message, newer).await {
                         tracing::info!(
                             channel = channel.get(),
                             %reason,
@@ -142,15 +126,15 @@ impl DiscordSink {
     }
 
     /// The id of a message of ours with exactly this text among the channel's latest
-    /// messages newer than the snowflake `after`: the message of a post that was cut short
-    /// after Discord created it. An identical message from before the post began is older
-    /// than `after` and does not count. Any failure to read the channel (no Read Message
+    /// messages, created since the post began (see [`Newer`]): the message of a post that
+    /// was cut short after Discord created it. An identical message from before the post
+    /// began does not count. Any failure to read the channel (no Read Message
     /// History, say) answers none, and the post goes out again under the same nonce.
     pub(super) async fn already_posted(
         &self,
         channel: ChannelId,
         message: &OutMessage,
-        after: u64,
+        newer: Newer,
     ) -> Option<u64> {
         let body = message_body(message, None, String::new());
         let wanted = body
@@ -183,19 +167,9 @@ impl DiscordSink {
             }
             Err(_) => Value::Null,
         };
-        let messages = recent.as_array()?.iter();
-        messages
-            .filter(|m| same_message(m, &wanted))
-            .filter_map(|m| m["id"].as_str()?.parse::<u64>().ok())
-            .find(|id| *id > after)
-    }
-
-    /// The snowflake the message of a batch recorded now must be newer than: the last
-    /// message Discord accepted from us in `channel` (exact, on Discord's clock), or the
-    /// time now less [`READBACK_CLOCK_SKEW_SECS`], whichever is later.
-    pub(super) fn read_back_after(&self, channel: ChannelId) -> u64 {
-        let skewed = SystemTime::now() - Duration::from_secs(READBACK_CLOCK_SKEW_SECS);
-        self.last_posted(channel).max(snowflake_at(skewed))
+        let mut messages = recent.as_array()?.iter();
+        let found = messages.find(|m| newer.admits(m) && same_message(m, &wanted))?;
+        found["id"].as_str()?.parse().ok()
     }
 
     /// One `POST /channels/{id}/messages`; `with_embeds`: the message has embeds, which
@@ -256,14 +230,6 @@ impl DiscordSink {
     }
 }
 
-/// The lowest snowflake Discord could give an object created at `at`.
-fn snowflake_at(at: SystemTime) -> u64 {
-    let unix_ms = at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    unix_ms.saturating_sub(DISCORD_EPOCH_MS) << 22
-}
-
 /// A 429's wait from `retry_after` seconds: a missing value waits a second; a negative,
 /// NaN, infinite or longer one than [`MAX_RETRY_AFTER_SECS`] waits that cap.
 fn retry_wait(secs: Option<f64>) -> Duration {
@@ -321,16 +287,6 @@ mod tests {
         ] {
             assert_eq!(retry_wait(Some(odd)), cap, "{odd}");
         }
-    }
-
-    #[test]
-    fn a_snowflake_from_a_time_is_what_discord_makes_then() {
-        let at = UNIX_EPOCH + Duration::from_millis(1_720_000_000_123);
-        let id = serenity::all::MessageId::new(snowflake_at(at));
-        assert_eq!(id.created_at().unix_timestamp(), 1_720_000_000);
-        // One more millisecond is a larger id; a time before Discord's epoch is 0.
-        assert!(snowflake_at(at + Duration::from_millis(1)) > id.get());
-        assert_eq!(snowflake_at(UNIX_EPOCH), 0);
     }
 
     #[test]
