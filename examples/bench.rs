@@ -908,6 +908,8 @@ async fn sample_alert() -> EventKind {
         job,
         repeat: None,
         report: None,
+        listed_on: None,
+        was_vanished: false,
     }
 }
 

@@ -159,30 +159,42 @@ impl Acks {
 }
 
 /// The job record a button names: among the records listed on its day and the days either
-/// side (a job listed under the day before or after it started), else, for a job without a
-/// readable start, the last `UNDATED_LOOKUP_DAYS` before `today`. `None` once the record
-/// is gone (past the retention horizon, or another store).
+/// side; else, since buttons posted by earlier versions name the day the job started, on
+/// the later days up to `today` (at most `UNDATED_LOOKUP_DAYS`: a restore that ran for
+/// days is listed under a later one); for a job without a readable start, the last
+/// `UNDATED_LOOKUP_DAYS` before `today`. `None` once the record is gone (past the
+/// retention horizon, or another store).
 pub fn find_job(
     store: &Store,
     job: JobRef,
     today: NaiveDate,
 ) -> Result<Option<JobRecord>, StoreError> {
-    let (from, to) = match job.date {
-        Some(date) => (
-            date.pred_opt().unwrap_or(date),
-            date.succ_opt().unwrap_or(date),
-        ),
-        None => (
-            today
-                .checked_sub_days(Days::new(UNDATED_LOOKUP_DAYS))
-                .unwrap_or(today),
-            today,
-        ),
+    let find = |from: NaiveDate, to: NaiveDate| -> Result<Option<JobRecord>, StoreError> {
+        Ok(store
+            .jobs_between(from, to)?
+            .into_iter()
+            .find(|r| job_hash(&r.job.key()) == job.hash))
     };
-    Ok(store
-        .jobs_between(from, to)?
-        .into_iter()
-        .find(|r| job_hash(&r.job.key()) == job.hash))
+    let lookback = |to: NaiveDate| {
+        to.checked_sub_days(Days::new(UNDATED_LOOKUP_DAYS))
+            .unwrap_or(to)
+    };
+    let Some(date) = job.date else {
+        return find(lookback(today), today);
+    };
+    let after = date.succ_opt().unwrap_or(date);
+    if let Some(found) = find(date.pred_opt().unwrap_or(date), after)? {
+        return Ok(Some(found));
+    }
+    let later = after.succ_opt().unwrap_or(after);
+    let until = today.min(
+        date.checked_add_days(Days::new(UNDATED_LOOKUP_DAYS))
+            .unwrap_or(today),
+    );
+    if later > until {
+        return Ok(None);
+    }
+    find(later.max(lookback(until)), until)
 }
 
 #[cfg(test)]
@@ -203,7 +215,7 @@ mod tests {
         let (dir, store) = store();
         let failed = job("obm", "1", 25, 9, "RESTORE_STOP_BY_ERROR");
         record(&store, std::slice::from_ref(&failed));
-        let found = find_job(&store, JobRef::of(&failed), day(26))
+        let found = find_job(&store, JobRef::of(&failed, None), day(26))
             .unwrap()
             .expect("found by its day and hash");
         assert_eq!(found.job.key(), failed.key());
@@ -230,13 +242,15 @@ mod tests {
         record(&store, &[old.clone(), new.clone()]);
         let acks = Acks::open(&store).unwrap();
         for j in [&old, &new] {
-            let r = find_job(&store, JobRef::of(j), day(26)).unwrap().unwrap();
+            let r = find_job(&store, JobRef::of(j, None), day(26))
+                .unwrap()
+                .unwrap();
             acks.acknowledge(&r, &ack("op")).unwrap();
         }
         assert_eq!(acks.prune_before(day(21)).unwrap(), 1);
         assert_eq!(acks.tree.len(), 1);
         store.prune_before(day(21)).unwrap();
-        assert!(find_job(&store, JobRef::of(&old), day(26))
+        assert!(find_job(&store, JobRef::of(&old, None), day(26))
             .unwrap()
             .is_none());
     }
@@ -247,13 +261,13 @@ mod tests {
         let j = job("obm", "1", 25, 9, "RESTORE_STOP_BY_ERROR");
         record(&store, std::slice::from_ref(&j));
         let other = JobRef {
-            hash: JobRef::of(&j).hash ^ 1,
-            ..JobRef::of(&j)
+            hash: JobRef::of(&j, None).hash ^ 1,
+            ..JobRef::of(&j, None)
         };
         assert!(find_job(&store, other, day(26)).unwrap().is_none());
         let undated = JobRef {
             date: None,
-            ..JobRef::of(&j)
+            ..JobRef::of(&j, None)
         };
         assert!(find_job(&store, undated, day(26)).unwrap().is_some());
     }

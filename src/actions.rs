@@ -8,10 +8,12 @@
 //! `alert:<action>:<date>:<job hash>:<embed>`, e.g. `alert:ack:2024-06-26:0f1e2d3c4b5a6978:0`
 //!
 //! - `action`: `ack` (Acknowledge), `mute` (Mute set 24h) or `jobs` (Show jobs).
-//! - `date`: the day the job started in the backup server's zone (`-` when the server sent
-//!   no readable start); the store looks the job up among that day's records (and the days
-//!   either side, in case the server listed it under another), so no extra index is kept
-//!   and the lookup ends with the job records' retention.
+//! - `date`: the `RestoreDate` the job was listed under, by which the store keeps it.
+//!   Buttons posted before it was kept name the day the job started in the backup
+//!   server's zone (`-` when the server sent no readable start). The store looks the job
+//!   up among that day's records and the days either side, then (for an old button of a
+//!   restore that ran for days) the later days up to today, so no extra index is kept and
+//!   the lookup ends with the job records' retention.
 //! - `job hash`: 64 bits of SipHash-1-3 (fixed keys, stable across releases) over the job's
 //!   identity (server, login, backup set, job id): compact and the same after a restart.
 //! - `embed`: which embed of the message the row belongs to, so an acknowledgement edits
@@ -71,18 +73,20 @@ impl AlertAction {
     }
 }
 
-/// A job as a button names it: its start day and the hash of its identity.
+/// A job as a button names it: a day to look it up by and the hash of its identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct JobRef {
+    /// The day the job was listed under; in buttons posted before it was known, the day
+    /// it started.
     pub date: Option<NaiveDate>,
     pub hash: u64,
 }
 
 impl JobRef {
-    /// The reference of `job`.
-    pub fn of(job: &RestoreJob) -> JobRef {
+    /// The reference of `job`, listed under `listed_on` (when not known: its start day).
+    pub fn of(job: &RestoreJob, listed_on: Option<NaiveDate>) -> JobRef {
         JobRef {
-            date: job.start_time.map(|t| t.date_naive()),
+            date: listed_on.or_else(|| job.start_time.map(|t| t.date_naive())),
             hash: job_hash(&job.key()),
         }
     }

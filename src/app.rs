@@ -294,15 +294,33 @@ impl App {
             self.clock.now(),
             self.settings.digest.max_catch_up_days,
             &self.store.refused_destinations()?,
-            &(self.settings.other_servers.iter())
-                .map(|s| s.cbs.timezone)
-                .collect::<Vec<_>>(),
+            &self.other_zones(),
         )
         .context("building the daily digest")?;
         if days.len() > 1 {
             tracing::info!(?days, "posting missed digests late");
         }
         Ok(days)
+    }
+
+    /// The other backup servers' zones, which a digest waits for (see [`digest::catch_up`]).
+    fn other_zones(&self) -> Vec<chrono_tz::Tz> {
+        (self.settings.other_servers.iter())
+            .map(|s| s.cbs.timezone)
+            .collect()
+    }
+
+    /// Whether [`App::catch_up_digests`] would queue a digest now.
+    fn digest_due(&self) -> anyhow::Result<bool> {
+        digest::digest_due(
+            &self.store,
+            &self.settings.digest.schedule,
+            self.settings.cbs.timezone,
+            self.clock.now(),
+            self.settings.digest.max_catch_up_days,
+            &self.other_zones(),
+        )
+        .context("reading the digest schedule's state")
     }
 
     /// Queues due digests and delivers them; errors are logged, never fatal.
@@ -320,25 +338,43 @@ impl App {
 
     /// Polls on `poll.schedule` and sends the digest of the previous day on
     /// `digest.schedule`, delivering after each, until `shutdown`. Digests missed while the
-    /// program was down or busy are posted at start and after every tick.
+    /// program was down or busy are posted after every tick, and at start after a poll
+    /// cycle run at once.
     pub async fn run_loop<S: Sink>(
         &self,
         sink: &S,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        // Deliver whatever an earlier run left queued, and the digests it missed, before
-        // waiting for the first tick.
-        if let Err(e) = self.catch_up_digests() {
-            tracing::error!(error = format!("{e:#}"), "daily digest failed");
-        }
+        // Deliver whatever an earlier run left queued before waiting for the first tick.
         match finish_within_grace(drain(&self.store, sink), &shutdown, "delivery").await {
             Some(Err(e)) => tracing::error!(error = %e, "delivery of queued events failed"),
             Some(Ok(_)) => {}
             None => return self.store.flush().context("flushing the state store"),
         }
+        // A digest missed while the program was down is about days the store may not have
+        // read to their end: a cycle first (it catches up the days missed), then the
+        // digest, instead of a late digest without the failures alerted right after it.
+        let due = self.digest_due().and_then(|due| {
+            if !due {
+                // Nothing to post; a fresh store notes the days it never watched as done.
+                self.catch_up_digests()?;
+            }
+            Ok(due)
+        });
+        let mut poll_now = due.unwrap_or_else(|e| {
+            tracing::error!(error = format!("{e:#}"), "daily digest failed");
+            false
+        });
+        if poll_now {
+            tracing::info!("a digest was missed while stopped: polling now, then posting it");
+        }
         loop {
             let now = self.clock.now();
-            let next_poll = self.settings.poll.schedule.next_after(now);
+            let next_poll = if std::mem::take(&mut poll_now) {
+                Some(now)
+            } else {
+                self.settings.poll.schedule.next_after(now)
+            };
             let next_digest = self.settings.digest.schedule.next_after(now);
             let next_rollup =
                 (self.settings.summary.schedule.as_ref()).and_then(|s| s.next_after(now));

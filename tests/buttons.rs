@@ -121,6 +121,26 @@ async fn press(h: &Harness, message: &Value, custom_id: &str, by: SlashCommand) 
     (callback, interaction.token)
 }
 
+/// [`press`], or with `stale` a press on a `custom_id` the message no longer carries
+/// (a button as an earlier version posted it).
+async fn press_as(
+    h: &Harness,
+    message: &Value,
+    custom_id: &str,
+    by: SlashCommand,
+    stale: bool,
+) -> (Value, String) {
+    if !stale {
+        return press(h, message, custom_id, by).await;
+    }
+    let id = message["id"].as_str().unwrap();
+    let interaction = h.fake.press_stale(id, custom_id, by);
+    let callback = timeout(WAIT, h.fake.wait_for_callback(interaction.id))
+        .await
+        .expect("the bot answered the press");
+    (callback, interaction.token)
+}
+
 fn member() -> SlashCommand {
     SlashCommand::new("")
 }
@@ -655,4 +675,54 @@ async fn the_console_shows_the_alerts_without_buttons() {
     for button in ["Acknowledge", "Mute set 24h", "Show jobs", "alert:"] {
         assert!(!text.contains(button), "{button} in {text}");
     }
+}
+
+#[tokio::test]
+async fn the_buttons_of_a_restore_listed_days_after_its_start_find_it() {
+    let h = Harness::start().await;
+    // Started two days ago, listed under today, when it ended.
+    let start = date("2024-06-25").and_hms_opt(23, 0, 0).unwrap().and_utc();
+    let end = date("2024-06-27").and_hms_opt(0, 20, 0).unwrap().and_utc();
+    let long = SimJob {
+        listed_under: Some(date("2024-06-27")),
+        ..SimJob::new("obm", "1", start, Some(end), FAILED)
+    };
+    let store = failing_world_of(&h, [long]).await;
+    let message = posted_alert(&h, &store).await;
+    let ids = button_ids(&message).remove(0);
+    for id in &ids {
+        assert!(id.contains(":2024-06-27:"), "the listing date: {id}");
+    }
+    let running = h.start_bot_with(store.clone()).await;
+    let gone = "This alert's job is no longer in the bot's store";
+
+    // A button posted by an earlier version names the start day: it still finds the job.
+    let old_jobs = ids[2].replace(":2024-06-27:", ":2024-06-25:");
+    for (jobs, stale) in [(&ids[2], false), (&old_jobs, true)] {
+        let (callback, token) = press_as(&h, &message, jobs, member(), stale).await;
+        assert_eq!(callback["type"], 5, "deferred, not refused: {callback}");
+        let followups = timeout(WAIT, h.fake.wait_for_followups(&token, 1))
+            .await
+            .expect("the jobs follow");
+        let embed = &followups[0]["embeds"][0];
+        assert_eq!(embed["title"], "Restores of obm on 2024-06-27", "{jobs}");
+    }
+    let (callback, _) = press(&h, &message, &ids[1], member().roles(&[ADMIN_ROLE])).await;
+    assert!(!content(&callback).starts_with(gone), "{callback}");
+    assert!(Mutes::open(&store)
+        .unwrap()
+        .is_muted("obm", "1", now() + Duration::hours(1)));
+    let old_ack = ids[0].replace(":2024-06-27:", ":2024-06-25:");
+    let (callback, _) = press_as(&h, &message, &old_ack, member(), true).await;
+    assert_eq!(callback["type"], 7, "UPDATE_MESSAGE: {callback}");
+    let edited = h
+        .fake
+        .message(ALERTS, message["id"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        field(&edited, embed_of(&ids[0]), "Acknowledged").is_some(),
+        "{edited}"
+    );
+    drop(running.stop().await);
+    h.assert_nothing_unexpected();
 }

@@ -664,3 +664,59 @@ async fn a_redirect_is_not_followed_and_the_password_goes_nowhere_else() {
     }
     assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_job_across_the_fall_back_hour_ends_after_it_started() {
+    // 2024-10-27 in Berlin: 02:00–03:00 happens twice (CEST, then CET). The job runs
+    // 02:50 CEST → 02:10 CET; the simulator writes both as wall times without an offset.
+    let start = Utc.with_ymd_and_hms(2024, 10, 27, 0, 50, 0).unwrap();
+    let end = Utc.with_ymd_and_hms(2024, 10, 27, 1, 10, 0).unwrap();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 10, 27, 9, 0, 0).unwrap());
+    let config = SimConfig {
+        sys_pwd: PASSWORD.to_owned(),
+        timezone: BERLIN,
+        ..SimConfig::with_clock(Arc::new(clock))
+    };
+    let sim = Simulator::new(config).start().await.unwrap();
+    // And one that runs wholly in the second 02:xx: read as the first, its times stay in
+    // order, so they are kept as read.
+    let second = (
+        Utc.with_ymd_and_hms(2024, 10, 27, 1, 5, 0).unwrap(),
+        Utc.with_ymd_and_hms(2024, 10, 27, 1, 25, 0).unwrap(),
+    );
+    sim.add_job(SimJob::new(
+        "obm",
+        "1",
+        start,
+        Some(end),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    sim.add_job(SimJob::new(
+        "obm",
+        "2",
+        second.0,
+        Some(second.1),
+        "RESTORE_STOP_SUCCESS",
+    ));
+    let day = NaiveDate::from_ymd_opt(2024, 10, 27).unwrap();
+    let list = client(&sim)
+        .list_restore_jobs("obm", "", day)
+        .await
+        .expect("request succeeds");
+    let across = list.jobs.iter().find(|j| j.backup_set_id == "1").unwrap();
+    assert_eq!(across.start_time.unwrap().to_utc(), start);
+    assert_eq!(across.end_time.unwrap().to_utc(), end, "the second 02:10");
+    assert_eq!(
+        across.end_time.unwrap().to_rfc3339(),
+        "2024-10-27T02:10:00+01:00"
+    );
+    assert_eq!(across.duration_secs(), Some(20 * 60));
+    assert!(!across.ends_before_start());
+    let within = list.jobs.iter().find(|j| j.backup_set_id == "2").unwrap();
+    assert_eq!(within.duration_secs(), Some(20 * 60));
+    assert_eq!(
+        within.end_time.unwrap().to_rfc3339(),
+        "2024-10-27T02:25:00+02:00",
+        "in order as read: the first reading stays"
+    );
+}

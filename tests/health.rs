@@ -422,10 +422,20 @@ async fn slash_commands_are_counted_by_name_and_result() {
         .option("user", "obm")
         .in_channel(9_000_000_000_000_000_001, 9_000_000_000_000_000_002);
     h.invoke(elsewhere).await;
+    // In our server, by a member who may not change state: refused too, though answered.
+    let member_mutes = support::fake_discord::SlashCommand::new("mute")
+        .option("user", "obm")
+        .option("duration", "2h");
+    let (callback, _) = h.invoke(member_mutes).await;
+    assert_eq!(
+        callback["data"]["flags"], 64,
+        "a private refusal: {callback}"
+    );
     // poise counts after the command returns, just after its answer went out.
     for line in [
         "restorewatch_commands_total{command=\"status\",result=\"ok\"}",
         "restorewatch_commands_total{command=\"restores\",result=\"refused\"}",
+        "restorewatch_commands_total{command=\"mute\",result=\"refused\"}",
     ] {
         tokio::time::timeout(support::bot::WAIT, async {
             while !metrics.render().contains(line) {

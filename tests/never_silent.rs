@@ -690,10 +690,11 @@ impl RunningBinary {
         RunningBinary { child, output }
     }
 
-    /// Waits (bounded) until stderr contains `needle`; returns (stdout, stderr).
-    async fn wait_for_log(&mut self, needle: &str) -> (String, String) {
+    /// Waits (bounded) until stderr contains `needle` `times` times; returns (stdout,
+    /// stderr).
+    async fn wait_for_logs(&mut self, needle: &str, times: usize) -> (String, String) {
         let mut output = self.output.clone();
-        let wait = output.wait_for(|(_, err)| err.contains(needle));
+        let wait = output.wait_for(|(_, err)| err.matches(needle).count() >= times);
         let seen = match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
             Ok(seen) => seen.unwrap().clone(),
             Err(_) => panic!("no {needle:?} in: {:?}", self.output.borrow()),
@@ -720,8 +721,8 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let config = dir.path().join("rw.toml");
-    // Poll every second, so "poll cycle done" in the log says the start-up is over; the
-    // digest at midnight UTC.
+    // Poll every second, so a second "poll cycle done" in the log says the start-up is
+    // over (a missed digest goes out after the first cycle); the digest at midnight UTC.
     let toml = binary_config(&sim, &state)
         .replace("schedule = \"*/5 * * * *\"", "schedule = \"* * * * * *\"")
         + "\n[digest]\nschedule = \"0 0 * * *\"\nmax_catch_up_days = 3\n";
@@ -731,7 +732,7 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
 
     // A fresh store starts quietly: no digest of days it never watched.
     let mut first = RunningBinary::start(&sim, &config);
-    let (out, _) = first.wait_for_log("poll cycle done").await;
+    let (out, _) = first.wait_for_logs("poll cycle done", 2).await;
     assert_eq!(first.stop().await, Some(0));
     assert!(!out.contains("Restore digest"), "{out}");
 
@@ -743,7 +744,7 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
         store.flush().unwrap();
     }
     let mut second = RunningBinary::start(&sim, &config);
-    let (out, _) = second.wait_for_log("poll cycle done").await;
+    let (out, _) = second.wait_for_logs("poll cycle done", 2).await;
     assert_eq!(second.stop().await, Some(0));
     let two = out
         .find(&format!("Restore digest for {}", ago(2)))
@@ -756,7 +757,7 @@ async fn the_binary_posts_the_digests_it_missed_while_down_oldest_first_once() {
 
     // Another restart posts none of them again.
     let mut third = RunningBinary::start(&sim, &config);
-    let (out, _) = third.wait_for_log("poll cycle done").await;
+    let (out, _) = third.wait_for_logs("poll cycle done", 2).await;
     assert_eq!(third.stop().await, Some(0));
     assert!(!out.contains("Restore digest"), "{out}");
 }
@@ -1149,4 +1150,98 @@ async fn a_running_job_that_vanishes_gets_one_notice_and_leaves_the_poll() {
     assert!(digest.failures.iter().any(|f| f.vanished));
     let text = restorewatch::render::digest_text(&digest, day(28));
     assert!(text.contains("vanished"), "{text}");
+}
+
+#[tokio::test]
+async fn a_vanished_job_listed_again_gets_its_real_end_and_one_alert() {
+    let mut h = Harness::start(&["obm"], at(28, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let running = |set| job("obm", set, at(28, 9, 1), None, "");
+    h.sim.set_jobs(vec![running("failed"), running("back")]);
+    h.clock.set(at(28, 9, 5));
+    assert_eq!(p.cycle().await.unwrap().summary.started_running, 2);
+    // Both vanish: two notices.
+    h.sim.set_jobs(Vec::new());
+    for minute in [10, 15, 20, 45] {
+        h.clock.set(at(28, 9, minute));
+        p.cycle().await.unwrap();
+    }
+    let events = take_events(&p).await;
+    let vanished = |e: &&EventKind| matches!(e, EventKind::JobVanished { .. });
+    assert_eq!(events.iter().filter(vanished).count(), 2, "{events:?}");
+    // The server lists them again: one ended in failure, the other still runs.
+    h.sim.set_jobs(vec![
+        job(
+            "obm",
+            "failed",
+            at(28, 9, 1),
+            Some(at(28, 9, 40)),
+            "RESTORE_STOP_BY_ERROR",
+        ),
+        job(
+            "obm",
+            "back",
+            at(28, 9, 1),
+            Some(at(28, 11, 0)),
+            "RESTORE_STOP_BY_ERROR",
+        ),
+    ]);
+    h.clock.set(at(28, 9, 50));
+    let report = p.cycle().await.unwrap();
+    assert_eq!(report.summary.alerts, 1);
+    let events = take_events(&p).await;
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::JobFinished {
+                job,
+                was_vanished,
+                listed_on,
+                ..
+            } => Some(job).filter(|_| *was_vanished && *listed_on == Some(day(28))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "said to have vanished before: {events:?}");
+    assert_eq!(failed[0].backup_set_id, "failed");
+    assert_eq!(failed[0].class, StatusClass::Failure);
+    assert_eq!(failed[0].end_time.map(|t| t.to_utc()), Some(at(28, 9, 40)));
+    // Listed running again, the other is polled for again and alerts when it ends.
+    assert_eq!(
+        p.store()
+            .running_dates(support::world::SERVER, "obm")
+            .unwrap(),
+        [day(28)].into()
+    );
+    h.clock.set(at(28, 11, 5));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 1);
+    assert_eq!(
+        take_events(&p)
+            .await
+            .iter()
+            .filter(|e| matches!(e, EventKind::JobFinished { .. }))
+            .count(),
+        1
+    );
+    // Told once: not again, not after a restart.
+    h.clock.set(at(28, 11, 10));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 0);
+    drop(p);
+    h.crash();
+    let p = h.poller();
+    h.clock.set(at(28, 11, 15));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 0);
+    assert!(take_events(&p).await.iter().all(|e| !matches!(
+        e,
+        EventKind::JobFinished { .. } | EventKind::JobVanished { .. }
+    )));
+    // The digest shows their real outcome, not "vanished".
+    let digest =
+        restorewatch::digest::Digest::from_store(p.store(), day(28), chrono_tz::UTC, vec![])
+            .unwrap();
+    assert_eq!(digest.failures.len(), 2, "{:?}", digest.failures);
+    assert!(digest.failures.iter().all(|f| !f.vanished));
+    let text = restorewatch::render::digest_text(&digest, day(28));
+    assert!(!text.contains("vanished"), "{text}");
 }

@@ -363,3 +363,75 @@ async fn a_digest_tick_inside_a_long_cycle_is_posted_after_it() {
         .collect();
     assert_eq!(digests, ["2024-06-25"]);
 }
+
+/// Stopped in the evening, started again after the next morning's digest tick: the late
+/// digest of the evening's day is built after a cycle has caught that day up, so it lists
+/// the failure of 22:00 that the stop hid, rather than "no failures" followed a moment
+/// later by that failure's alert. (Paused tokio time: the hours are virtual.)
+#[tokio::test(start_paused = true)]
+async fn a_digest_missed_while_stopped_is_built_after_the_catch_up_cycle() {
+    let clock: SharedClock = Arc::new(TokioClock::new(
+        Utc.with_ymd_and_hms(2024, 6, 26, 19, 58, 0).unwrap(),
+    ));
+    let sim = simulator_on(clock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run_until = |app: App, secs: u64| async move {
+        let sink = Recorder::default();
+        let shutdown = CancellationToken::new();
+        let stop = async {
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            shutdown.cancel();
+        };
+        let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), stop);
+        ran.unwrap();
+        let events = sink.events.lock().unwrap().clone();
+        events
+    };
+
+    // The evening: one cycle at 20:00, with the 25th digested already; then stopped.
+    let app = App::build(settings_without_discord(&sim, dir.path()), clock.clone())
+        .await
+        .unwrap();
+    app.store
+        .set_last_digest_day(chrono::NaiveDate::from_ymd_opt(2024, 6, 25).unwrap())
+        .unwrap();
+    run_until(app, 3 * 60).await;
+
+    // 22:00, while stopped: a restore fails. The bot starts again at 08:30 the next day,
+    // past the 08:00 digest tick.
+    sim.add_job(SimJob {
+        backup_set_name: "Accounts".into(),
+        ..SimJob::new(
+            "obm",
+            "42",
+            Utc.with_ymd_and_hms(2024, 6, 26, 22, 0, 0).unwrap(),
+            Some(Utc.with_ymd_and_hms(2024, 6, 26, 22, 30, 0).unwrap()),
+            "RESTORE_STOP_BY_ERROR",
+        )
+    });
+    tokio::time::advance(std::time::Duration::from_secs(12 * 3600 + 29 * 60)).await;
+    assert_eq!(
+        clock.now(),
+        Utc.with_ymd_and_hms(2024, 6, 27, 8, 30, 0).unwrap()
+    );
+    let app = App::build(settings_without_discord(&sim, dir.path()), clock.clone())
+        .await
+        .unwrap();
+    // A minute: before the next poll tick (08:35).
+    let events = run_until(app, 60).await;
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Digest(d) => {
+                format!("digest {} with {} failure(s)", d.date, d.failures.len())
+            }
+            EventKind::JobFinished { job, .. } => format!("alert {}", job.backup_set_name),
+            other => format!("{other:?}").chars().take(40).collect(),
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"digest 2024-06-26 with 1 failure(s)".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"alert Accounts".to_owned()), "{kinds:?}");
+}

@@ -191,7 +191,10 @@ pub async fn start_with_health(
             // Component interactions (the alert buttons) are not commands: routed here.
             event_handler: |framework, event| Box::pin(buttons::on_event(framework, event)),
             post_command: |ctx| {
-                Box::pin(async move { metrics::command(&ctx.command().qualified_name, "ok") })
+                Box::pin(async move {
+                    let result = reply::outcome(ctx).await;
+                    metrics::command(&ctx.command().qualified_name, result)
+                })
             },
             ..Default::default()
         })

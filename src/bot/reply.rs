@@ -55,14 +55,28 @@ pub(super) async fn answer(ctx: Context<'_>, result: CommandResult) -> Result<()
     let reply = match result {
         Ok(reply) => reply,
         Err(error) => {
-            if let CommandError::Store(inner) = &error {
-                let command = &ctx.command().qualified_name;
-                tracing::error!(%command, error = %inner, "slash command failed in the store");
+            match &error {
+                CommandError::Store(inner) => {
+                    let command = &ctx.command().qualified_name;
+                    tracing::error!(%command, error = %inner, "slash command failed in the store");
+                    ctx.set_invocation_data(Outcome("error")).await;
+                }
+                CommandError::Refused(_) => ctx.set_invocation_data(Outcome("refused")).await,
+                CommandError::Usage(_) => {}
             }
             error.to_reply()
         }
     };
     send(ctx, reply).await
+}
+
+/// How a command that answered ended, for `restorewatch_commands_total`'s `result`, when
+/// not `ok`: kept in the invocation's data for the framework's `post_command`.
+pub(super) struct Outcome(pub &'static str);
+
+/// The `result` label of a command that answered (see [`Outcome`]).
+pub(super) async fn outcome(ctx: Context<'_>) -> &'static str {
+    ctx.invocation_data::<Outcome>().await.map_or("ok", |o| o.0)
 }
 
 /// Acknowledges a command whose answer takes store reads or a backup-server call (more than

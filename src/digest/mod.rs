@@ -24,7 +24,7 @@ mod schedule;
 pub(crate) mod test_support;
 
 pub use crate::event::{Digest, DigestAck, DigestHealth, DigestJob, ServerHealth};
-pub use schedule::{catch_up, day_over_in, due_days, previous_day, queue_digest};
+pub use schedule::{catch_up, day_over_in, digest_due, due_days, previous_day, queue_digest};
 
 use crate::acks::{Ack, Acks};
 use crate::cbs::model::JobKey;

@@ -86,11 +86,7 @@ pub fn catch_up(
     refused_channels: &[String],
     other_zones: &[Tz],
 ) -> Result<Vec<NaiveDate>, StoreError> {
-    let last = store.last_digest_day()?;
-    let due: Vec<NaiveDate> = due_days(schedule, tz, now, max_days, last)
-        .into_iter()
-        .take_while(|day| day_over_in(*day, other_zones, now))
-        .collect();
+    let (last, due) = due_now(store, schedule, tz, now, max_days, other_zones)?;
     if last.is_none() {
         if let Some(latest) = due.last() {
             store.set_last_digest_day(*latest)?;
@@ -102,6 +98,36 @@ pub fn catch_up(
         store.push_digest(*day, EventKind::Digest(digest), now)?;
     }
     Ok(due)
+}
+
+/// The last day digested, and the days [`catch_up`] finds due at `now`.
+fn due_now(
+    store: &Store,
+    schedule: &CronSchedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+    max_days: u32,
+    other_zones: &[Tz],
+) -> Result<(Option<NaiveDate>, Vec<NaiveDate>), StoreError> {
+    let last = store.last_digest_day()?;
+    let due = due_days(schedule, tz, now, max_days, last)
+        .into_iter()
+        .take_while(|day| day_over_in(*day, other_zones, now))
+        .collect();
+    Ok((last, due))
+}
+
+/// Whether [`catch_up`] would queue a digest at `now` (a fresh store queues none).
+pub fn digest_due(
+    store: &Store,
+    schedule: &CronSchedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+    max_days: u32,
+    other_zones: &[Tz],
+) -> Result<bool, StoreError> {
+    let (last, due) = due_now(store, schedule, tz, now, max_days, other_zones)?;
+    Ok(last.is_some() && !due.is_empty())
 }
 
 /// The day before today in the backup server's zone: the day a digest sent now is about.

@@ -52,6 +52,14 @@ pub enum EventKind {
         /// Details from `GetRestoreJobReport.do` (absent when not fetched or refused).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         report: Option<crate::cbs::model::JobReport>,
+        /// The `RestoreDate` the job was listed under, by which the store keeps it: its
+        /// buttons name it (absent in older records, whose buttons name the start day).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listed_on: Option<NaiveDate>,
+        /// The job had been reported vanished (outcome unknown) before the server listed
+        /// its end.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        was_vanished: bool,
     },
     /// More failures than `alerts.group_after` in one cycle for one channel: one card
     /// listing them all, instead of an alert each (the first few still get their own).

@@ -392,7 +392,7 @@ impl Poller {
                                         .push(StormJob::from_job(job));
                                 }
                             }
-                            Change::Stuck | Change::Unchanged => {}
+                            Change::Stuck | Change::Reappeared | Change::Unchanged => {}
                         }
                         if let Some(event) = &obs.event {
                             summary.alerts += 1;

@@ -32,8 +32,8 @@ pub struct AlertButtons {
 /// buttons); summaries, digests, notices neither.
 pub fn alert_buttons(event: &Event) -> Option<AlertButtons> {
     match &event.kind {
-        EventKind::JobFinished { job, .. } => Some(AlertButtons {
-            job: JobRef::of(job),
+        EventKind::JobFinished { job, listed_on, .. } => Some(AlertButtons {
+            job: JobRef::of(job, *listed_on),
             label: format!("{} / {}", job.login_name, job.backup_set_label()),
         }),
         _ => None,

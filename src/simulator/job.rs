@@ -48,6 +48,9 @@ pub struct SimJob {
     pub success_public_folders: Vec<String>,
     pub missed_public_folders: Vec<String>,
     pub quirks: Quirks,
+    /// The `RestoreDate` that lists the job when not its start day (`None`): a restore
+    /// that ran over days, listed under a later one.
+    pub listed_under: Option<NaiveDate>,
 }
 
 /// Which spelling a rendered item uses for each field that real replies spell differently.
@@ -184,6 +187,7 @@ impl SimJob {
             success_public_folders: Vec::new(),
             missed_public_folders: Vec::new(),
             quirks: Quirks::default(),
+            listed_under: None,
         }
     }
 
@@ -195,9 +199,11 @@ impl SimJob {
             .to_string()
     }
 
-    /// The `RestoreDate` that lists this job: the date of its start in the server zone.
+    /// The `RestoreDate` that lists this job: the date of its start in the server zone,
+    /// unless [`SimJob::listed_under`] says otherwise.
     pub fn listed_on(&self, tz: Tz) -> NaiveDate {
-        self.start.with_timezone(&tz).date_naive()
+        self.listed_under
+            .unwrap_or_else(|| self.start.with_timezone(&tz).date_naive())
     }
 
     /// Where the job stands at `now`. Times are compared in whole seconds, as rendered.

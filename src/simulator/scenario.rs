@@ -276,6 +276,7 @@ fn build_job(
         success_public_folders: e.success_public_folders.clone(),
         missed_public_folders: e.missed_public_folders.clone(),
         quirks,
+        listed_under: None,
     })
 }
 

@@ -264,6 +264,7 @@ fn job(
         success_public_folders: spf,
         missed_public_folders: mpf,
         quirks: random_quirks(rng),
+        listed_under: None,
     }
 }
 

@@ -30,6 +30,8 @@ pub enum Change {
     Baseline(StatusClass),
     /// Running past the stuck threshold: one notice.
     Stuck,
+    /// Recorded as vanished, and listed again still running: polled for again.
+    Reappeared,
     Unchanged,
 }
 
@@ -74,7 +76,12 @@ pub fn decide(
             vanished: false,
         },
     };
-    let was_finished = known.is_some_and(|k| k.job.class.is_finished());
+    // A vanished job's "unknown" was never its outcome, only the lack of one: when the
+    // server lists the job again, what it says now is the job's real state, and its end
+    // is decided (and alerted) like any other.
+    let reappeared = known.is_some_and(|k| k.vanished);
+    record.vanished = false;
+    let was_finished = known.is_some_and(|k| k.job.class.is_finished()) && !reappeared;
     let (event, change) = if was_finished {
         // Once ended, a job's outcome is settled; later sightings change nothing.
         record.job = known.map(|k| k.job.clone()).unwrap_or_else(|| job.clone());
@@ -89,6 +96,8 @@ pub fn decide(
                 job: job.clone(),
                 repeat: (policy.repeat)(job),
                 report: None,
+                listed_on: Some(record.date),
+                was_vanished: reappeared,
             };
             (Some(event), Change::Finished(job.class))
         } else {
@@ -109,6 +118,8 @@ pub fn decide(
             (Some(event), Change::Stuck)
         } else if known.is_none() {
             (None, Change::NewRunning)
+        } else if reappeared {
+            (None, Change::Reappeared)
         } else {
             (None, Change::Unchanged)
         }
@@ -251,6 +262,30 @@ mod tests {
             })
         ));
         let later = decide(Some(&stuck.record), &j, day(), &policy(&c, 15, false));
+        assert_eq!((later.change, later.event), (Change::Unchanged, None));
+    }
+
+    #[test]
+    fn a_vanished_job_listed_again_is_decided_anew() {
+        let c = classes();
+        let running = job("2024-06-26-13-00-00", "", None);
+        let first = decide(None, &running, day(), &policy(&c, 14, false));
+        let mut vanished = first.record;
+        vanished.job.class = StatusClass::Unknown;
+        vanished.vanished = true;
+        let again = decide(Some(&vanished), &running, day(), &policy(&c, 15, false));
+        assert_eq!(again.change, Change::Reappeared);
+        assert!(!again.record.vanished && again.record.job.class == StatusClass::Running);
+        let failed = job(
+            "2024-06-26-13-00-00",
+            "RESTORE_STOP_BY_ERROR",
+            Some("2024-06-26 15:00:00"),
+        );
+        let ended = decide(Some(&vanished), &failed, day(), &policy(&c, 16, false));
+        assert_eq!(ended.change, Change::Finished(StatusClass::Failure));
+        assert!(matches!(ended.event, Some(EventKind::JobFinished { .. })));
+        assert!(!ended.record.vanished);
+        let later = decide(Some(&ended.record), &failed, day(), &policy(&c, 17, false));
         assert_eq!((later.change, later.event), (Change::Unchanged, None));
     }
 }

@@ -8,7 +8,7 @@ use super::envelope::{
 use super::job::{
     RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
 };
-use super::time::{parse_server_time, parse_time_value};
+use super::time::{parse_server_time, parse_time_value, second_fold_reading};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -129,6 +129,16 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
             .flatten()
             .filter(|t| plausible(t, cx.date, false))
     });
+    // A wall time in the hour a fall-back repeats is read as its first instance; an end
+    // that then comes before its start (02:50 CEST → 02:10 CET) meant the second.
+    let end_time = match (start_time, end_time) {
+        (Some(start), Some(end)) if end < start => get(map, &[END_TIME_FIELD])
+            .and_then(Value::as_str)
+            .and_then(|s| second_fold_reading(s, cx.tz))
+            .filter(|t| *t >= start && plausible(t, cx.date, true))
+            .or(end_time),
+        _ => end_time,
+    };
     let restore_size_bytes = match get(map, &[RESTORE_SIZE_FIELD]) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,

@@ -14,6 +14,13 @@ pub const MAX_YEAR: i32 = 2200;
 /// a smaller one is seconds. 10^11 seconds is far past [`MAX_YEAR`], and 10^11 ms is 1973.
 const EPOCH_MILLIS_FROM: i64 = 100_000_000_000;
 
+/// The formats of a job time without an offset: local in the server's zone.
+const LOCAL_FORMATS: [&str; 3] = [
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d-%H-%M-%S",
+    "%Y-%m-%dT%H:%M:%S%.f",
+];
+
 /// Reads a job time from a reply value: a string in any format [`parse_server_time`]
 /// reads, or epoch seconds or milliseconds as a JSON integer.
 pub fn parse_time_value(v: &Value, tz: Tz) -> Option<ServerTime> {
@@ -28,19 +35,14 @@ pub fn parse_time_value(v: &Value, tz: Tz) -> Option<ServerTime> {
 /// `yyyy-MM-dd HH:mm:ss`, `yyyy-MM-dd-HH-mm-ss`, ISO 8601 with `T` (optional fraction and
 /// offset), or epoch seconds or milliseconds. A time without an offset is local in `tz`
 /// (a time in a daylight-saving gap is read an hour later, an ambiguous one as its earlier
-/// instance). A year outside [`MIN_YEAR`]..=[`MAX_YEAR`] is unreadable.
+/// instance: see [`second_fold_reading`] for an end). A year outside [`MIN_YEAR`]..=[`MAX_YEAR`] is unreadable.
 pub fn parse_server_time(s: &str, tz: Tz) -> Option<ServerTime> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return from_epoch(s.parse().ok()?, tz);
     }
-    const LOCAL: [&str; 3] = [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%d-%H-%M-%S",
-        "%Y-%m-%dT%H:%M:%S%.f",
-    ];
     const WITH_OFFSET: [&str; 2] = ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"];
-    let t = if let Some(naive) = LOCAL
+    let t = if let Some(naive) = LOCAL_FORMATS
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
     {
@@ -69,6 +71,21 @@ fn from_epoch(n: i64, tz: Tz) -> Option<ServerTime> {
 
 fn in_bounds(t: ServerTime) -> Option<ServerTime> {
     (MIN_YEAR..=MAX_YEAR).contains(&t.year()).then_some(t)
+}
+
+/// The second reading of `s` when it is a local wall-clock time (no offset, no epoch) that
+/// happens twice in `tz`, in the hour a daylight-saving fall-back repeats; `None` for any
+/// other text. [`parse_server_time`] reads such a time as its first instance; an end that
+/// then comes before its start meant the second (02:50 CEST → 02:10 CET).
+pub fn second_fold_reading(s: &str, tz: Tz) -> Option<ServerTime> {
+    let s = s.trim();
+    let naive = LOCAL_FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())?;
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Ambiguous(_, late) => in_bounds(late),
+        _ => None,
+    }
 }
 
 /// Places a local wall-clock time in `tz` (gap: an hour later; fold: the earlier one).
@@ -147,6 +164,16 @@ mod tests {
         let fold = parse_server_time("2024-10-27-02-30-00", BERLIN).unwrap();
         assert_eq!(fold.to_rfc3339(), "2024-10-27T02:30:00+02:00");
         assert_eq!(fold.day(), 27);
+        let second = second_fold_reading("2024-10-27-02-30-00", BERLIN).unwrap();
+        assert_eq!(second.to_rfc3339(), "2024-10-27T02:30:00+01:00");
+        for once in [
+            "2024-10-27 03:30:00",
+            "2024-03-31 02:30:00",
+            "2024-10-27T02:30:00+02:00",
+            "1729989000",
+        ] {
+            assert_eq!(second_fold_reading(once, BERLIN), None, "{once}");
+        }
     }
 }
 

@@ -139,6 +139,7 @@ pub(super) fn job_finished(
     job: &RestoreJob,
     repeat: Option<&Repeat>,
     report: Option<&JobReport>,
+    was_vanished: bool,
     created_at: DateTime<Utc>,
 ) -> Embed {
     let mut fields = vec![
@@ -196,6 +197,15 @@ pub(super) fn job_finished(
     } else {
         String::new()
     };
+    if was_vanished {
+        if !description.is_empty() {
+            description.push('\n');
+        }
+        description.push_str(
+            "restorewatch reported this job vanished earlier (outcome unknown); \
+             the backup server now lists its end.",
+        );
+    }
     if let Some(r) = repeat.filter(|r| r.count > 1) {
         if !description.is_empty() {
             description.push('\n');
@@ -296,6 +306,8 @@ mod tests {
             job,
             repeat: None,
             report: None,
+            listed_on: None,
+            was_vanished: false,
         });
         assert_eq!(e.title, "Restore failed: obm / Files");
         assert_eq!(
@@ -317,6 +329,8 @@ mod tests {
             job,
             repeat: None,
             report: None,
+            listed_on: None,
+            was_vanished: false,
         });
         assert_eq!(
             field_value(&e, "Duration"),
@@ -330,6 +344,8 @@ mod tests {
             job: failed_job(),
             repeat: None,
             report: None,
+            listed_on: None,
+            was_vanished: false,
         });
         assert_eq!(e.title, "Restore failed: obm / Files");
         assert_eq!(e.colour, COLOUR_FAILURE);
@@ -396,6 +412,8 @@ mod tests {
             job,
             repeat: None,
             report: None,
+            listed_on: None,
+            was_vanished: false,
         });
         for name in [
             "Owner",
@@ -427,6 +445,8 @@ mod tests {
             job,
             repeat: None,
             report: None,
+            listed_on: None,
+            was_vanished: false,
         });
         let texts = std::iter::once(e.title.as_str()).chain(
             e.fields
@@ -464,6 +484,8 @@ mod tests {
             job,
             repeat: None,
             report: None,
+            listed_on: None,
+            was_vanished: false,
         });
         assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
         assert!(e.fields.len() <= EMBED_FIELDS_MAX);
@@ -518,6 +540,8 @@ mod tests {
                 job,
                 repeat: None,
                 report: None,
+                listed_on: None,
+                was_vanished: false,
             }),
             &opts(),
         );
@@ -554,6 +578,8 @@ mod tests {
             job: failed_job(),
             repeat: None,
             report: Some(report),
+            listed_on: None,
+            was_vanished: false,
         });
         let field = |name: &str| {
             e.fields
@@ -575,10 +601,27 @@ mod tests {
             job: failed_job(),
             repeat: None,
             report: None,
+            listed_on: None,
+            was_vanished: false,
         });
         assert!(plain
             .fields
             .iter()
             .all(|f| f.name != "Last log lines" && f.name != "Files"));
+    }
+
+    #[test]
+    fn a_job_reported_vanished_before_says_so() {
+        let e = one(EventKind::JobFinished {
+            job: failed_job(),
+            repeat: None,
+            report: None,
+            listed_on: None,
+            was_vanished: true,
+        });
+        assert!(
+            e.description.contains("reported this job vanished earlier"),
+            "{e:?}"
+        );
     }
 }

@@ -56,7 +56,15 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             job,
             repeat,
             report,
-        } => job_finished(job, repeat.as_ref(), report.as_ref(), event.created_at),
+            was_vanished,
+            ..
+        } => job_finished(
+            job,
+            repeat.as_ref(),
+            report.as_ref(),
+            *was_vanished,
+            event.created_at,
+        ),
         EventKind::JobStuck { job, running_secs } => job_stuck(job, *running_secs, event),
         EventKind::FailureStorm { owner, jobs } => {
             super::storm::storm_card(owner.as_deref(), jobs, event, opts.timezone)
@@ -186,7 +194,9 @@ mod tests {
                 one(EventKind::JobFinished {
                     job,
                     repeat: None,
-                    report: None
+                    report: None,
+                    listed_on: None,
+                    was_vanished: false
                 })
                 .colour,
                 colour,
@@ -204,6 +214,8 @@ mod tests {
                 job,
                 repeat: None,
                 report: None,
+                listed_on: None,
+                was_vanished: false,
             })
         };
         assert!(wants_ping(&finished(StatusClass::Failure)));
