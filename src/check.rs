@@ -7,8 +7,8 @@
 //! - the CBS: are the system user's credentials accepted (asked even with no watched
 //!   users), and what does each watched user have today;
 //! - Discord (with a `[discord]` section): whose token is this, and for each configured
-//!   channel, can the bot see it, send messages and embed links there; is the mention role
-//!   mentionable.
+//!   channel, is it a channel messages can be posted in (not a category or forum), can the
+//!   bot see it, send messages and embed links there; is the mention role mentionable.
 //!
 //! Each finding is one line; the result says whether everything answered as needed.
 
@@ -251,7 +251,7 @@ async fn check_discord(discord: &DiscordSettings, out: &mut dyn Write) -> anyhow
     let mut guilds = Vec::new();
     for (channel, what) in &channels {
         match channel_permissions(&http, *channel, me.id).await {
-            Ok((guild, permissions)) => {
+            Ok((guild, permissions, kind)) => {
                 if !discord.guilds.is_empty() && !discord.guilds.contains(&guild) {
                     all_ok = false;
                     writeln!(
@@ -262,6 +262,16 @@ async fn check_discord(discord: &DiscordSettings, out: &mut dyn Write) -> anyhow
                     continue;
                 }
                 guilds.push(guild);
+                if let Some(name) = no_messages_in(kind) {
+                    all_ok = false;
+                    writeln!(
+                        out,
+                        "  {what} {channel}: FAILED: it is a {name} (channel type {}), where no \
+                         message can be posted; use a text or announcement channel or a thread",
+                        u8::from(kind)
+                    )?;
+                    continue;
+                }
                 let missing: Vec<&str> = NEEDED
                     .iter()
                     .filter(|(p, _)| !permissions.contains(*p))
@@ -303,18 +313,46 @@ async fn check_discord(discord: &DiscordSettings, out: &mut dyn Write) -> anyhow
     Ok(all_ok)
 }
 
+/// What a channel of this type is called, when it is one where messages cannot be posted
+/// (Discord answers such a post 400, code 50008): a category, a forum, a media or a
+/// directory channel. Text, announcement, voice and stage channels and threads take them.
+fn no_messages_in(kind: serenity::ChannelType) -> Option<&'static str> {
+    match u8::from(kind) {
+        4 => Some("category"),
+        14 => Some("directory channel"),
+        15 => Some("forum channel"),
+        16 => Some("media channel"),
+        _ => None,
+    }
+}
+
 /// The bot's permissions in `channel`, computed the way Discord does from the server's
-/// roles, the bot's roles and the channel's overwrites.
+/// roles, the bot's roles and the channel's overwrites, and the channel's type.
 async fn channel_permissions(
     http: &serenity::Http,
     channel: ChannelId,
     me: serenity::UserId,
-) -> Result<(GuildId, Permissions), String> {
-    let channel = match http.get_channel(channel).await {
-        Ok(serenity::Channel::Guild(channel)) => channel,
-        Ok(_) => return Err("not a server channel".to_owned()),
+) -> Result<(GuildId, Permissions, serenity::ChannelType), String> {
+    // Read as JSON first: serenity's `Channel` does not know every channel type (a media
+    // channel, 16, fails to decode), and the type is what this check must report.
+    let request = ::serenity::http::Request::new(
+        ::serenity::http::Route::Channel {
+            channel_id: channel,
+        },
+        ::serenity::http::LightMethod::Get,
+    );
+    let found: serde_json::Value = match http.request(request).await {
+        Ok(response) => response
+            .json()
+            .await
+            .map_err(|e| format!("cannot read it: {e}"))?,
         Err(e) => return Err(format!("cannot see it: {}", discord_error(&e))),
     };
+    if found.get("guild_id").is_none_or(serde_json::Value::is_null) {
+        return Err("not a server channel".to_owned());
+    }
+    let channel: serenity::GuildChannel =
+        serde_json::from_value(found).map_err(|e| format!("cannot read it: {e}"))?;
     let guild = http
         .get_guild(channel.guild_id)
         .await
@@ -325,7 +363,8 @@ async fn channel_permissions(
             discord_error(&e)
         )
     })?;
-    Ok((guild.id, guild.user_permissions_in(&channel, &member)))
+    let permissions = guild.user_permissions_in(&channel, &member);
+    Ok((guild.id, permissions, channel.kind))
 }
 
 async fn check_role(

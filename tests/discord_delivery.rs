@@ -764,3 +764,189 @@ async fn a_multi_part_digest_resumes_after_the_parts_discord_accepted() {
         .count();
     assert_eq!(titles, 1, "the digest's heading once");
 }
+
+/// A channel no message can be posted in (a forum or a category: Discord answers 400 with
+/// code 50008) refuses us like a 403: its events wait, it is listed as refusing for
+/// `/status` and `/healthz`, and it is tried again after the rest. Nothing is dropped as
+/// a malformed message.
+#[tokio::test(start_paused = true)]
+async fn a_forum_channel_keeps_its_events_like_a_forbidden_one() {
+    let (_h, p) = Harness::with_a_reseller_failing().await;
+    let fake = FakeDiscord::start().await;
+    fake.set_channel_type(RESELLER_A, 15);
+    let sink = sink(&fake, &p, None);
+
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!((report.pending, report.dropped), (2, 0), "{report:?}");
+    assert_eq!(sink.rejected_events(), 0);
+    assert_eq!(embeds_titled(&fake, ALERTS, "Restore failed").len(), 1);
+    let refused = sink.refused_channels();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].0, ChannelId::new(RESELLER_A));
+    assert!(refused[0].1.contains("code 50008"), "{}", refused[0].1);
+    let shown = p.store().refused_destinations().unwrap();
+    assert!(
+        shown.len() == 1 && shown[0].contains(&RESELLER_A.to_string()),
+        "{shown:?}"
+    );
+
+    // Made a text channel again: delivered at the next try after the rest.
+    fake.set_channel_type(RESELLER_A, 0);
+    tokio::time::advance(DeliveryTiming::default().refused_retry).await;
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
+    assert_eq!(embeds_titled(&fake, RESELLER_A, "Restore failed").len(), 1);
+    assert!(sink.refused_channels().is_empty());
+}
+
+/// The thread errors are about the channel too: an archived thread (400, code 50083) and
+/// a locked one (code 160005) keep their events.
+#[tokio::test(start_paused = true)]
+async fn an_archived_or_locked_thread_keeps_its_events() {
+    for (status, message, code) in [
+        (400, "Cannot execute action on an archived thread", 50083),
+        (400, "Thread is locked", 160005),
+        (403, "Thread is locked", 160005),
+    ] {
+        let (_h, p) = Harness::with_a_reseller_failing().await;
+        let fake = FakeDiscord::start().await;
+        let body = json!({"message": message, "code": code});
+        fake.script(RESELLER_A, [Scripted::Body(status, body)]);
+        let sink = sink(&fake, &p, None);
+        let report = drain(p.store(), &sink).await.unwrap();
+        assert_eq!(
+            (report.pending, report.dropped),
+            (2, 0),
+            "{code}: {report:?}"
+        );
+        let refused = sink.refused_channels();
+        assert!(
+            refused.len() == 1 && refused[0].1.contains(&format!("code {code}")),
+            "{refused:?}"
+        );
+    }
+}
+
+/// Two cycles with the same counts queue two identical summaries (only their footers,
+/// which the read-back does not compare, differ). Discord accepted the first; the post of
+/// the second never got an answer (Discord did not create it), and the program died.
+/// After the restart the read-back must not take the first summary for the second: it is
+/// posted. Nonce deduplication is off, so the read-back decides.
+#[tokio::test(start_paused = true)]
+async fn an_identical_earlier_message_is_not_taken_for_the_interrupted_post() {
+    const SUCCESS: &str = "RESTORE_STOP_SUCCESS";
+    let mut h = Harness::start(&["obm"], at(9, 0)).await;
+    h.summary = SummarySettings {
+        when: SummaryWhen::Changes,
+        ..SummarySettings::default()
+    };
+    let fake = FakeDiscord::start().await;
+    fake.set_nonce_memory(NonceMemory::Off);
+    let p = h.poller();
+    // The baseline, then a cycle in which job 1 ends: each drained on its own.
+    for (set, minute) in [(None, 0), (Some("1"), 30)] {
+        if let Some(set) = set {
+            let (start, end) = (at(9, minute - 10), at(9, minute - 5));
+            h.sim.add_job(job("obm", set, start, Some(end), SUCCESS));
+        }
+        h.clock.set(at(9, minute));
+        p.cycle().await.unwrap();
+        let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+        assert_eq!(report.pending, 0);
+    }
+    assert_eq!(embeds_titled(&fake, ALERTS, "Poll cycle").len(), 1);
+
+    h.sim
+        .add_job(job("obm", "2", at(10, 1), Some(at(10, 2)), SUCCESS));
+    h.clock.set(at(10, 30));
+    p.cycle().await.unwrap();
+    fake.script(ALERTS, [Scripted::Hang]);
+    let delivering = {
+        let (store, sink) = (p.store().clone(), sink(&fake, &p, None));
+        tokio::spawn(async move { drain(&store, &sink).await })
+    };
+    let post = |r: &RecordedRequest| r.method == "POST" && r.path.ends_with("/messages");
+    timeout(WAIT, fake.wait_for_requests(3, post))
+        .await
+        .expect("the second summary is posted");
+    h.crash();
+    delivering.abort();
+    drop(p);
+
+    let p = h.poller();
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 0);
+    let summaries = embeds_titled(&fake, ALERTS, "Poll cycle");
+    assert_eq!(summaries.len(), 2, "{summaries:#?}");
+    for part in ["title", "description", "fields"] {
+        assert_eq!(summaries[0][part], summaries[1][part], "the same {part}");
+    }
+    assert_eq!(
+        message_posts(&fake).len(),
+        4,
+        "two, the cut post, its resend"
+    );
+}
+
+/// The same without the store's help: a fresh state directory, and an identical message
+/// of ours in the channel from an hour ago (say, before the state was wiped). The read-back
+/// after the interrupted post looks only at messages created since the post began (less a
+/// minute for clock skew), so the old one cannot pass for it.
+#[tokio::test(start_paused = true)]
+async fn an_identical_message_from_before_the_post_began_is_not_taken_for_it() {
+    let (mut h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    fake.set_nonce_memory(NonceMemory::Off);
+    fake.script(ALERTS, [Scripted::Hang]);
+    let delivering = {
+        let (store, sink) = (p.store().clone(), sink(&fake, &p, None));
+        tokio::spawn(async move { drain(&store, &sink).await })
+    };
+    let post = |r: &RecordedRequest| r.method == "POST" && r.path.ends_with("/messages");
+    let cut = timeout(WAIT, fake.wait_for_request(post))
+        .await
+        .expect("the alert is posted");
+    h.crash();
+    delivering.abort();
+    drop(p);
+    fake.seed_message(ALERTS, &cut.body, std::time::Duration::from_secs(60 * 60));
+
+    let p = h.poller();
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 0);
+    assert_eq!(
+        failure_titles(&fake),
+        ["Restore failed: obm / set 1", "Restore failed: obm / set 1"],
+        "the old message and the new one"
+    );
+    assert_eq!(message_posts(&fake).len(), 2, "the cut post and its resend");
+}
+
+/// A Discord whose ids are not snowflakes (they count 1001, 1002, ...: some test doubles)
+/// says nothing about when a message was created. The read-back then goes by Discord's
+/// order alone and still finds the message of an interrupted post: nothing twice, with
+/// nonce deduplication off.
+#[tokio::test(start_paused = true)]
+async fn the_read_back_finds_the_interrupted_post_where_ids_are_not_snowflakes() {
+    let (mut h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    fake.set_plain_ids();
+    fake.set_nonce_memory(NonceMemory::Off);
+    fake.script(ALERTS, [Scripted::AcceptThenHang]);
+    let delivering = {
+        let (store, sink) = (p.store().clone(), sink(&fake, &p, None));
+        tokio::spawn(async move { drain(&store, &sink).await })
+    };
+    let created = timeout(WAIT, fake.wait_for_messages(ALERTS, 1))
+        .await
+        .expect("Discord got the message");
+    assert_eq!(created[0]["id"], "1001");
+    h.crash();
+    delivering.abort();
+    drop(p);
+
+    let p = h.poller();
+    let report = drain(p.store(), &sink(&fake, &p, None)).await.unwrap();
+    assert_eq!(report.pending, 0);
+    assert_eq!(failure_titles(&fake), ["Restore failed: obm / set 1"]);
+    assert_eq!(message_posts(&fake).len(), 1, "found, not posted again");
+}

@@ -470,6 +470,60 @@ async fn check_reports_a_channel_discord_refuses_and_the_mention_role() {
     assert!(!stdout.contains("cannot see it"), "{stdout}");
 }
 
+/// A configured channel where no message can be posted (a forum, a category) fails the
+/// check, by name and type, whichever role it has: Discord would refuse every post there.
+#[tokio::test]
+async fn check_fails_a_forum_or_category_channel() {
+    let fake = FakeDiscord::start().await;
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(&sim, &fake, &dir.path().join("state"), "*/5 * * * *");
+    let text_config = format!(
+        "{base}digest_channel = \"{DIGESTS}\"\n[[route]]\nowner = \"acme\"\nchannel = \"{REFUSED}\"\n"
+    );
+    let path = write_config(dir.path(), &text_config);
+    let check = || {
+        restorewatch(&["check", "--config", path.to_str().unwrap()])
+            .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+            .env("RESTOREWATCH_DISCORD_TOKEN", TOKEN)
+            .output()
+    };
+    let out = check().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    for (channel, what, kind, name) in [
+        (ALERTS, "alert channel".to_owned(), 15, "forum channel"),
+        (DIGESTS, "digest channel".to_owned(), 4, "category"),
+        (
+            REFUSED,
+            "channel of owner \"acme\"".to_owned(),
+            16,
+            "media channel",
+        ),
+    ] {
+        fake.set_channel_type(channel, kind);
+        let out = check().await.unwrap();
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+        let failed: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED")).collect();
+        assert_eq!(
+            failed,
+            [format!(
+                "  {what} {channel}: FAILED: it is a {name} (channel type {kind}), where no \
+                 message can be posted; use a text or announcement channel or a thread"
+            )],
+            "{stdout}"
+        );
+        fake.set_channel_type(channel, 0);
+    }
+    // Announcement channels and threads take messages.
+    for kind in [5, 11] {
+        fake.set_channel_type(ALERTS, kind);
+        let out = check().await.unwrap();
+        assert_eq!(out.status.code(), Some(0), "{kind}: {}", text(&out.stdout));
+    }
+}
+
 #[tokio::test]
 async fn check_print_config_redacts_secrets_and_names_origins() {
     let dir = tempfile::tempdir().unwrap();

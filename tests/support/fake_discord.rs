@@ -60,8 +60,13 @@ const EVERYONE_PERMISSIONS: u64 = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16);
 
 /// The heartbeat interval HELLO announces; long, so no heartbeat falls inside a test.
 const HEARTBEAT_INTERVAL_MS: u64 = 45_000;
-/// First snowflake handed out; later ones count up from it, so ids sort by creation.
+/// The command id of an injected slash command.
 const FIRST_SNOWFLAKE: u64 = 1_300_000_000_000_000_000;
+/// Discord's epoch: a snowflake's top 42 bits count milliseconds since
+/// 2015-01-01T00:00:00Z, so ids sort by creation and tell when their object was created.
+const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+/// Channel types where no message can be posted: category, directory, forum, media.
+const NO_MESSAGE_CHANNEL_TYPES: [u64; 4] = [4, 14, 15, 16];
 /// How long Discord remembers a message nonce for `enforce_nonce` ("the past few
 /// minutes" in its docs).
 const NONCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
@@ -188,7 +193,12 @@ struct Shared {
 /// Everything recorded, behind one lock that is never held across an await.
 #[derive(Default)]
 struct Inner {
+    /// The increment of the snowflakes handed out.
     next_snowflake: u64,
+    /// The last snowflake handed out for "now": later ones are always above it.
+    last_snowflake: u64,
+    /// Ids count 1001, 1002, ... instead of being snowflakes ([`FakeDiscord::set_plain_ids`]).
+    plain_ids: bool,
     requests: Vec<RecordedRequest>,
     unexpected: Vec<RecordedRequest>,
     /// Messages in creation order, with their channel.
@@ -197,6 +207,8 @@ struct Inner {
     /// Canned answers for the next interaction callbacks ([`FakeDiscord::script_callbacks`]).
     callback_scripts: VecDeque<Scripted>,
     forbidden: HashSet<u64>,
+    /// Channels of another type than text (0), by id ([`FakeDiscord::set_channel_type`]).
+    channel_types: HashMap<u64, u64>,
     /// `None`: a window of [`NONCE_WINDOW`], as real Discord.
     nonce_memory: Option<NonceMemory>,
     /// When each message of `messages` was created (same index).
@@ -264,10 +276,28 @@ impl Shared {
 }
 
 impl Inner {
+    /// A new id, as Discord makes them: the wall-clock time now, and above every id
+    /// handed out before.
     fn snowflake(&mut self) -> u64 {
-        let id = FIRST_SNOWFLAKE + self.next_snowflake;
-        self.next_snowflake += 1;
+        if self.plain_ids {
+            self.next_snowflake += 1;
+            return 1000 + self.next_snowflake;
+        }
+        let id = self
+            .snowflake_at(std::time::SystemTime::now())
+            .max(self.last_snowflake + 1);
+        self.last_snowflake = id;
         id
+    }
+
+    /// A new id whose time part says `at`.
+    fn snowflake_at(&mut self, at: std::time::SystemTime) -> u64 {
+        let unix_ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let increment = self.next_snowflake & 0xfff;
+        self.next_snowflake += 1;
+        (unix_ms.saturating_sub(DISCORD_EPOCH_MS) << 22) | increment
     }
 }
 
@@ -375,6 +405,40 @@ impl FakeDiscord {
             } else {
                 inner.forbidden.remove(&channel_id);
             }
+        });
+    }
+
+    /// Makes `channel_id` a channel of Discord type `kind` (0 text, 4 category, 15 forum,
+    /// ...), as `GET /channels/{id}` shows. In a category, directory, forum or media channel
+    /// every message POST gets Discord's 400 `Cannot send messages in a non-text channel`
+    /// (code 50008).
+    pub fn set_channel_type(&self, channel_id: u64, kind: u64) {
+        self.shared.update(|inner| {
+            inner.channel_types.insert(channel_id, kind);
+        });
+    }
+
+    /// Hands out ids that count up from 1001 instead of time-based snowflakes, as some
+    /// other Discord implementations (test doubles) do: ids still sort by creation, but
+    /// say nothing about when. Call before anything is created.
+    pub fn set_plain_ids(&self) {
+        self.shared.update(|inner| inner.plain_ids = true);
+    }
+
+    /// Puts a message in `channel_id` as if the bot had posted `body` (a create-message
+    /// body) `age` ago, say before its state directory was wiped: its snowflake and its
+    /// `timestamp` say so.
+    /// No request is recorded. Seed before the channel's other messages: read-backs list
+    /// messages in the order they were added.
+    pub fn seed_message(&self, channel_id: u64, body: &Value, age: std::time::Duration) {
+        let shared = &self.shared;
+        shared.update(|inner| {
+            let at = std::time::SystemTime::now() - age;
+            let id = inner.snowflake_at(at);
+            let mut message = message_object(shared, id, channel_id, body);
+            message["timestamp"] = json!(chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339());
+            inner.messages.push((channel_id, message));
+            inner.created_at.push(Instant::now());
         });
     }
 
@@ -1065,7 +1129,10 @@ async fn handle_rest(
         // Every channel is a text channel of GUILD_ID without overwrites, unless forbidden.
         ("GET", ["channels", channel]) => match channel.parse::<u64>() {
             Ok(id) if shared.lock().forbidden.contains(&id) => json_response(403, error_body(403)),
-            Ok(id) => json_response(200, guild_channel(id)),
+            Ok(id) => {
+                let kind = shared.lock().channel_types.get(&id).copied();
+                json_response(200, guild_channel(id, kind.unwrap_or(0)))
+            }
             Err(_) => json_response(404, error_body(404)),
         },
         // A channel's latest messages, newest first (`?limit=`, 50 by default, as Discord).
@@ -1175,10 +1242,10 @@ fn unexpected(shared: &Shared, request: RecordedRequest) -> Response {
     json_response(404, json!({"message": "404: Not Found", "code": 0}))
 }
 
-fn guild_channel(id: u64) -> Value {
+fn guild_channel(id: u64, kind: u64) -> Value {
     json!({
         "id": id.to_string(),
-        "type": 0,
+        "type": kind,
         "guild_id": GUILD_ID.to_string(),
         "position": 0,
         "permission_overwrites": [],
@@ -1283,13 +1350,14 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let (scripted, forbidden) = {
+    let (scripted, forbidden, kind) = {
         let mut inner = shared.lock();
         let scripted = inner
             .scripts
             .get_mut(&channel_id)
             .and_then(VecDeque::pop_front);
-        (scripted, inner.forbidden.contains(&channel_id))
+        let kind = inner.channel_types.get(&channel_id).copied();
+        (scripted, inner.forbidden.contains(&channel_id), kind)
     };
     let hang_after = scripted == Some(Scripted::AcceptThenHang);
     match &scripted {
@@ -1303,6 +1371,9 @@ async fn post_message(shared: &Shared, channel_id: u64, body: &Value) -> Respons
     }
     if forbidden {
         return json_response(403, error_body(403));
+    }
+    if kind.is_some_and(|k| NO_MESSAGE_CHANNEL_TYPES.contains(&k)) {
+        return error_response(400, "Cannot send messages in a non-text channel", 50008);
     }
     if let Err(error) = validate_message(body) {
         return error.into_response();

@@ -4,6 +4,7 @@
 //! a batch is forgotten once its events have left the outbox, and one that does not decode
 //! is quarantined.
 
+use super::message::Newer;
 use super::DiscordSink;
 use crate::event::Event;
 use crate::render::pack_items;
@@ -28,6 +29,11 @@ pub(super) struct Batch {
     /// recorded by earlier versions, which never kept a dropped batch apart.)
     #[serde(default)]
     pub(super) dropped: bool,
+    /// What the message of the next part to post must be newer than to be found by a
+    /// read-back: recorded before the first post, then moved past each part Discord
+    /// accepts. (Absent in batches recorded by earlier versions: no bound.)
+    #[serde(default)]
+    pub(super) newer: Newer,
 }
 
 impl Batch {
@@ -62,6 +68,10 @@ impl Batch {
     }
 }
 
+/// The sled tree holding, per channel, the id of the last message Discord accepted from
+/// us there (8 bytes of channel id, big-endian, to 8 bytes of message id).
+pub(super) const LAST_POSTED_TREE: &str = "discord_last_posted";
+
 /// Discord's limit on a message nonce (characters).
 const NONCE_MAX_CHARS: usize = 25;
 /// Bits of the id hash in a nonce: 13 hex digits, leaving room for the install id and a
@@ -77,6 +87,29 @@ fn batch_key(channel: ChannelId, first_id: u64) -> [u8; 16] {
 }
 
 impl DiscordSink {
+    /// The id of the last message Discord accepted from us in `channel` (0: none known).
+    pub(super) fn last_posted(&self, channel: ChannelId) -> u64 {
+        let stored = self.last_posted.get(channel.get().to_be_bytes());
+        let bytes = stored
+            .ok()
+            .flatten()
+            .and_then(|v| <[u8; 8]>::try_from(&*v).ok());
+        bytes.map_or(0, u64::from_be_bytes)
+    }
+
+    /// Remembers `message` as the last one Discord accepted from us in `channel`. Not
+    /// flushed here: the batch saved next is, and a lost record only widens the read-back
+    /// to the clock's bound.
+    pub(super) fn note_posted(&self, channel: ChannelId, message: u64) -> Result<(), SinkError> {
+        if message <= self.last_posted(channel) {
+            return Ok(());
+        }
+        self.last_posted
+            .insert(channel.get().to_be_bytes(), &message.to_be_bytes())
+            .map_err(|e| SinkError(format!("saving the last message id: {e}")))?;
+        Ok(())
+    }
+
     pub(super) fn save(&self, batch: &Batch) -> Result<(), SinkError> {
         let bytes = serde_json::to_vec(batch).map_err(|e| SinkError(e.to_string()))?;
         self.batches
@@ -175,6 +208,7 @@ impl DiscordSink {
             parts_sent: 0,
             done: false,
             dropped: false,
+            newer: Newer::now(self.last_posted(channel)),
         };
         self.save(&batch)?;
         Ok((batch, false))
@@ -193,6 +227,7 @@ mod tests {
             parts_sent: 0,
             done: false,
             dropped: false,
+            newer: Newer::default(),
         };
         let first = batch(vec![10, 11, 12]).nonce("1f2e3d4c", 0);
         assert_eq!(first.len(), 21);

@@ -1,11 +1,13 @@
 //! Message building: the packing items of a channel's events, the create-message request
 //! and its JSON body (content, embeds, buttons, nonce, allowed mentions), and the check
-//! that a message read back from Discord is one we posted.
+//! that a message read back from Discord is one we posted, and created since the post
+//! began ([`Newer`]).
 
 use super::DiscordSink;
 use crate::escalation::pings;
 use crate::event::Event;
 use crate::render::{alert_buttons, render_event, Embed, OutMessage, PackItem, ACK_FIELD_NAME};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serenity::all::{ChannelId, CreateAllowedMentions, CreateMessage, Nonce, RoleId};
 use serenity::http::{LightMethod, Request, Route};
@@ -59,6 +61,74 @@ pub(super) fn message_body(
         create = create.components(message.rows.iter().map(|r| r.to_serenity()).collect());
     }
     serde_json::to_vec(&create)
+}
+
+/// How far our clock may run ahead of Discord's before a read-back misses the message of
+/// an interrupted post. Too small, and such a clock makes the read-back miss the message:
+/// it is posted again under its nonce, which Discord deduplicates for a few minutes, so at
+/// worst a duplicate after that. Too large, and an identical message the store never saw
+/// (from before a wiped state directory, another install) posted just before the post
+/// began passes for it: a loss. Our own earlier messages are excluded exactly, by
+/// Discord's order ([`Newer::than_id`]), whatever this says. A minute covers a clock left
+/// without NTP for a long while and keeps that window short.
+const READBACK_CLOCK_SKEW_MS: u64 = 60_000;
+/// Discord's epoch: a snowflake's top 42 bits count milliseconds since
+/// 2015-01-01T00:00:00Z.
+const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+/// How far a message's `timestamp` may be from its id's time for the two to agree.
+const TIMESTAMP_AGREES_MS: u64 = 1000;
+
+/// What a message read back must be newer than to be taken for the message of an
+/// interrupted post: recorded with its batch before the first attempt, so an identical
+/// earlier message (two cycle summaries with the same counts) never passes for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Newer {
+    /// Discord's order: the id of the last message Discord accepted from us in the
+    /// channel, then of the batch's last accepted part (0: none known).
+    pub(super) than_id: u64,
+    /// Our clock: when the batch was recorded, in Unix milliseconds (0: not known, in
+    /// batches recorded by earlier versions).
+    pub(super) than_unix_ms: u64,
+}
+
+impl Newer {
+    /// The bounds for a post beginning now in a channel whose last message accepted
+    /// from us is `last_posted`.
+    pub(super) fn now(last_posted: u64) -> Newer {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        Newer {
+            than_id: last_posted,
+            than_unix_ms: since_epoch.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+        }
+    }
+
+    /// Whether `found` (a message read back) may be the one posted since: its id comes
+    /// after [`than_id`](Self::than_id), and it was created no earlier than
+    /// [`than_unix_ms`](Self::than_unix_ms) less [`READBACK_CLOCK_SKEW_MS`]. Its creation
+    /// time counts only when its id (a snowflake) and its `timestamp` agree, as they do on
+    /// Discord: a server whose ids are not snowflakes (a test double counting 1, 2, 3)
+    /// tells nothing by them, and then Discord's order alone decides.
+    pub(super) fn admits(&self, found: &Value) -> bool {
+        let Some(id) = found["id"].as_str().and_then(|id| id.parse::<u64>().ok()) else {
+            return false;
+        };
+        if id <= self.than_id {
+            return false;
+        }
+        match created_unix_ms(id, found) {
+            Some(created) => created + READBACK_CLOCK_SKEW_MS >= self.than_unix_ms,
+            None => true,
+        }
+    }
+}
+
+/// When the message with this id was created (Unix milliseconds), if its id and its
+/// `timestamp` agree on it.
+fn created_unix_ms(id: u64, found: &Value) -> Option<u64> {
+    let from_id = (id >> 22) + DISCORD_EPOCH_MS;
+    let stamp = chrono::DateTime::parse_from_rfc3339(found["timestamp"].as_str()?).ok()?;
+    let stamp = u64::try_from(stamp.timestamp_millis()).ok()?;
+    (from_id.abs_diff(stamp) <= TIMESTAMP_AGREES_MS).then_some(from_id)
 }
 
 /// Whether `found` (a message read back from Discord) is ours and says what `wanted` (our
@@ -177,6 +247,45 @@ mod tests {
         assert!(same_message(&found, &b), "acknowledged is still ours");
         found["embeds"][0]["fields"][0]["value"] = json!("success");
         assert!(!same_message(&found, &b));
+    }
+
+    #[test]
+    fn a_read_back_admits_only_messages_newer_than_the_post() {
+        // 2024-07-03T09:46:40.123Z, as a snowflake (increment 5) and as a timestamp.
+        let ms: u64 = 1_720_000_000_123;
+        let id = ((ms - DISCORD_EPOCH_MS) << 22) | 5;
+        let created = serenity::all::MessageId::new(id).created_at();
+        assert_eq!(
+            created.unix_timestamp(),
+            1_720_000_000,
+            "what serenity reads"
+        );
+        let found = |id: u64, stamp: &str| json!({"id": id.to_string(), "timestamp": stamp});
+        let at = |ms: u64| {
+            let t = chrono::DateTime::from_timestamp_millis(ms as i64).unwrap();
+            t.to_rfc3339()
+        };
+        let newer = |than_id, than_unix_ms| Newer {
+            than_id,
+            than_unix_ms,
+        };
+        let m = found(id, &at(ms));
+        assert!(newer(id - 1, ms).admits(&m));
+        assert!(
+            !newer(id, ms).admits(&m),
+            "our last accepted message itself"
+        );
+        // A minute of skew is allowed; more is an earlier message.
+        assert!(newer(0, ms + READBACK_CLOCK_SKEW_MS).admits(&m));
+        assert!(!newer(0, ms + READBACK_CLOCK_SKEW_MS + 1).admits(&m));
+        // Ids that are not snowflakes (a counter) say nothing about the time: only the
+        // order counts.
+        let counted = found(1001, &at(ms));
+        assert!(newer(1000, ms + 3_600_000).admits(&counted));
+        assert!(!newer(1001, 0).admits(&counted));
+        // No id, or one that is not a number: not ours to take.
+        assert!(!newer(0, 0).admits(&json!({"timestamp": at(ms)})));
+        assert!(!newer(0, 0).admits(&json!({"id": "x"})));
     }
 
     #[test]

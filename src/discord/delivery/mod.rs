@@ -14,11 +14,20 @@
 //! a crash between Discord's answer and the drain's acknowledgement then re-offers events
 //! the sink knows were posted, and it accepts them without posting again. Should the
 //! restarted drain's window end inside a recorded batch, the batch's remaining events are
-//! read from the outbox, so the resend is the same message under the same nonce.
+//! read from the outbox, so the resend is the same message under the same nonce. Because
+//! Discord forgets a nonce after minutes, a batch resumed after a restart, and a post retried
+//! after a 5xx or a lost answer, is first looked for in the channel (a read-back). Only a
+//! message newer than the batch's bounds can be it: later in Discord's order than the last
+//! message Discord accepted from us in the channel (kept per channel in a tree of its own),
+//! and created no earlier than the batch was recorded, less a clock allowance; so an
+//! identical earlier message (two summaries with the same counts) is never taken for the
+//! interrupted post.
 //!
 //! Failures: a 429 waits `retry_after` and retries; 5xx and transport errors back off
 //! exponentially; either, when it persists, ends the drain with the events queued and rests
-//! the sink for a while. 403/404 mean the channel refuses us: its events stay queued,
+//! the sink for a while. 403/404, and a 400 whose JSON code is about the channel (a forum
+//! or category where no message can be posted, an archived or locked thread), mean the
+//! channel refuses us: its events stay queued,
 //! the reason is logged once and kept for `/status` ([`DiscordSink::refused_channels`]),
 //! and the channel is tried again only after [`DeliveryTiming::refused_retry`]; other
 //! channels carry on. So does a message Discord accepts but returns without its embeds:
@@ -27,7 +36,8 @@
 //! A 401 is about the token, not the channel: Discord rejected it (reset, revoked, mistyped)
 //! and would reject every request, and a storm of invalid requests earns a ban. So posting
 //! stops for every channel, the error is logged once, `/status` shows it, and one post is
-//! tried every [`DeliveryTiming::token_retry`] until the token works; nothing is dropped. A 400 means Discord rejects the message itself, and resending it
+//! tried every [`DeliveryTiming::token_retry`] until the token works; nothing is dropped.
+//! Any other 400 means Discord rejects the message itself, and resending it
 //! would fail the same way: a batch of several events is retried one event per message, and
 //! an event rejected on its own is logged at error level with its id and Discord's reason,
 //! counted ([`DiscordSink::rejected_events`]) and reported to the drain as dropped (not
@@ -54,7 +64,7 @@ use crate::render::{pack_items, RenderOptions};
 use crate::sink::{Delivered, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
-use batch::BATCH_TREE;
+use batch::{BATCH_TREE, LAST_POSTED_TREE};
 use message::message_request;
 use post::Posted;
 use secrecy::ExposeSecret;
@@ -125,6 +135,8 @@ pub struct DiscordSink {
     mention_role: Option<RoleId>,
     store: Store,
     batches: sled::Tree,
+    /// Per channel, the id of the last message Discord accepted from us there.
+    last_posted: sled::Tree,
     timing: DeliveryTiming,
     state: Mutex<State>,
     /// This store's random id, part of every nonce.
@@ -190,6 +202,9 @@ impl DiscordSink {
             store: store.clone(),
             batches: store
                 .tree(BATCH_TREE)
+                .context("opening the delivery tree")?,
+            last_posted: store
+                .tree(LAST_POSTED_TREE)
                 .context("opening the delivery tree")?,
             timing: DeliveryTiming::default(),
             state: Mutex::new(State::default()),
@@ -265,26 +280,36 @@ impl DiscordSink {
                 for (part, packed) in messages.iter().enumerate().skip(batch.parts_sent) {
                     // The first part of a resumed batch may already be in the channel:
                     // Discord's nonce check covers only a few minutes, so look first.
-                    let posted = if resumed
-                        && part == batch.parts_sent
-                        && self.already_posted(channel, &packed.message).await
-                    {
+                    let found = if resumed && part == batch.parts_sent {
+                        self.already_posted(channel, &packed.message, batch.newer)
+                            .await
+                    } else {
+                        None
+                    };
+                    let posted = if let Some(id) = found {
                         tracing::info!(
                             channel = channel.get(),
                             events = ?batch.ids,
                             "found the message of an interrupted post in the channel; not posting it again"
                         );
-                        Posted::Accepted
+                        Posted::Accepted(Some(id))
                     } else {
                         self.post_message(
                             channel,
                             &packed.message,
                             batch.nonce(&self.install, part),
+                            batch.newer,
                         )
                         .await
                     };
                     match posted {
-                        Posted::Accepted => batch.parts_sent = part + 1,
+                        Posted::Accepted(id) => {
+                            batch.parts_sent = part + 1;
+                            if let Some(id) = id {
+                                batch.newer.than_id = batch.newer.than_id.max(id);
+                                self.note_posted(channel, id)?;
+                            }
+                        }
                         Posted::Rejected(reason) => {
                             rejected = Some(reason);
                             break;

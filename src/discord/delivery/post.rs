@@ -3,7 +3,7 @@
 //! finds the message of an interrupted post, and the reason text logged and shown for a
 //! failure, with the token blanked out.
 
-use super::message::{message_body, message_request, same_message};
+use super::message::{message_body, message_request, same_message, Newer};
 use super::refusal::MISSING_EMBED_LINKS;
 use super::DiscordSink;
 use crate::render::OutMessage;
@@ -22,14 +22,27 @@ const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
 const MAX_RETRY_AFTER_SECS: u64 = 3600;
 /// How much of Discord's error body a logged reason keeps (characters).
 const REASON_MAX_CHARS: usize = 300;
+/// Discord's JSON error codes that are about the channel, not the message: a 400 (or any
+/// status) carrying one means the channel refuses us, like a 403, and a resend of the same
+/// message succeeds once someone fixes the channel. Unknown Channel (10003), Missing
+/// Access (50001), Missing Permissions (50013), channel verification level too high
+/// (50009), Cannot send messages in a non-text channel (50008: a category, forum, media or
+/// directory channel), Cannot execute action on this channel type (50024), Cannot send
+/// messages in a forum channel (40058), Operation on an archived thread (50083), Thread
+/// is locked (160005).
+const CHANNEL_ERROR_CODES: [u64; 9] = [
+    10003, 50001, 50013, 50009, 50008, 50024, 40058, 50083, 160005,
+];
 
 /// One answer to one post.
 enum Reply {
-    Accepted,
+    /// With the created message's id, when the answer shows it.
+    Accepted(Option<u64>),
     RateLimited(Duration),
     /// 400/413: this message will never be accepted.
     Rejected(String),
-    /// 403/404, or accepted without its embeds: the channel does not let us post.
+    /// 403/404, a 400 whose code is about the channel ([`CHANNEL_ERROR_CODES`]), or
+    /// accepted without its embeds: the channel does not let us post.
     Refused(String),
     /// 401: Discord rejected the token.
     Unauthorized(String),
@@ -39,7 +52,8 @@ enum Reply {
 
 /// How posting one message (with its retries) ended.
 pub(super) enum Posted {
-    Accepted,
+    /// With the message's id, when known.
+    Accepted(Option<u64>),
     Rejected(String),
     Refused(String),
     Unauthorized(String),
@@ -49,12 +63,16 @@ pub(super) enum Posted {
 
 impl DiscordSink {
     /// Posts one message, retrying 429s, 5xx and transport errors as
-    /// [`DeliveryTiming`](super::DeliveryTiming) says.
+    /// [`DeliveryTiming`](super::DeliveryTiming) says. Discord may have created the
+    /// message despite a 5xx or a lost answer, so before each retry after one the channel
+    /// is read back for it (messages `newer` than the post's start); the nonce alone
+    /// would be enough only where Discord deduplicates it.
     pub(super) async fn post_message(
         &self,
         channel: ChannelId,
         message: &OutMessage,
         nonce: String,
+        newer: Newer,
     ) -> Posted {
         // A channel that dropped our embeds got the message's text, its ping included: the
         // retries (one every `refused_retry` until Embed Links is granted) do not ping again.
@@ -71,7 +89,7 @@ impl DiscordSink {
         let with_embeds = !message.embeds.is_empty();
         loop {
             match self.post(channel, body.clone(), with_embeds).await {
-                Reply::Accepted => return Posted::Accepted,
+                Reply::Accepted(id) => return Posted::Accepted(id),
                 Reply::Rejected(reason) => return Posted::Rejected(reason),
                 Reply::Refused(reason) => return Posted::Refused(reason),
                 Reply::Unauthorized(reason) => return Posted::Unauthorized(reason),
@@ -94,23 +112,34 @@ impl DiscordSink {
                     let wait = self.timing.backoff(failed);
                     tracing::debug!(channel = channel.get(), %reason, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
+                    if let Some(id) = self.already_posted(channel, message, newer).await {
+                        tracing::info!(
+                            channel = channel.get(),
+                            %reason,
+                            "Discord created the message despite the failed post; not posting it again"
+                        );
+                        return Posted::Accepted(Some(id));
+                    }
                 }
             }
         }
     }
 
-    /// Whether the channel's latest messages hold one of ours with exactly this text:
-    /// the message of a post that was cut short after Discord created it. Any failure to
-    /// read the channel (no Read Message History, say) answers no, and the post goes out
-    /// again under the same nonce.
-    pub(super) async fn already_posted(&self, channel: ChannelId, message: &OutMessage) -> bool {
+    /// The id of a message of ours with exactly this text among the channel's latest
+    /// messages, created since the post began (see [`Newer`]): the message of a post that
+    /// was cut short after Discord created it. An identical message from before the post
+    /// began does not count. Any failure to read the channel (no Read Message
+    /// History, say) answers none, and the post goes out again under the same nonce.
+    pub(super) async fn already_posted(
+        &self,
+        channel: ChannelId,
+        message: &OutMessage,
+        newer: Newer,
+    ) -> Option<u64> {
         let body = message_body(message, None, String::new());
-        let Some(wanted) = body
+        let wanted = body
             .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
-            return false;
-        };
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())?;
         let request = Request::new(
             Route::ChannelMessages {
                 channel_id: channel,
@@ -121,7 +150,7 @@ impl DiscordSink {
         let request =
             match request.build(&self.client, self.http.token(), self.http.proxy.as_deref()) {
                 Ok(request) => request,
-                Err(_) => return false,
+                Err(_) => return None,
             };
         let recent: Value = match request.send().await {
             Ok(response) if response.status().is_success() => match response.bytes().await {
@@ -138,9 +167,9 @@ impl DiscordSink {
             }
             Err(_) => Value::Null,
         };
-        recent
-            .as_array()
-            .is_some_and(|messages| messages.iter().any(|m| same_message(m, &wanted)))
+        let mut messages = recent.as_array()?.iter();
+        let found = messages.find(|m| newer.admits(m) && same_message(m, &wanted))?;
+        found["id"].as_str()?.parse().ok()
     }
 
     /// One `POST /channels/{id}/messages`; `with_embeds`: the message has embeds, which
@@ -172,7 +201,7 @@ impl DiscordSink {
             if with_embeds && stripped {
                 return Reply::Refused(MISSING_EMBED_LINKS.to_owned());
             }
-            return Reply::Accepted;
+            return Reply::Accepted(created["id"].as_str().and_then(|id| id.parse().ok()));
         }
         let header_wait = response
             .headers()
@@ -184,11 +213,15 @@ impl DiscordSink {
             Err(_) => Value::Null,
         };
         let reason = describe(status, &body, self.http.token());
+        let about_channel = body["code"]
+            .as_u64()
+            .is_some_and(|code| CHANNEL_ERROR_CODES.contains(&code));
         match status.as_u16() {
             429 => {
                 let secs = body["retry_after"].as_f64().or(header_wait);
                 Reply::RateLimited(retry_wait(secs))
             }
+            400 | 413 if about_channel => Reply::Refused(reason),
             400 | 413 => Reply::Rejected(reason),
             401 => Reply::Unauthorized(reason),
             403 | 404 => Reply::Refused(reason),
