@@ -157,11 +157,20 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
         }
     };
     let list = |keys: &[&str]| get(map, keys).map(as_list).unwrap_or_default();
+    // The reply is the asked user's: an item naming another user (in another case it is
+    // the same one) is not recorded, alerted or routed under a user nobody asked about.
+    let login_name = match text(&["LoginName"]).filter(|s| !s.is_empty()) {
+        Some(login) if !login.eq_ignore_ascii_case(cx.login_name) => {
+            return Err(format!(
+                "LoginName {:?} is not the user asked for",
+                snippet(&login, SNIPPET_MAX_CHARS)
+            ))
+        }
+        login => login.unwrap_or_else(|| cx.login_name.to_owned()),
+    };
     Ok(RestoreJob {
         server: cx.server.to_owned(),
-        login_name: text(&["LoginName"])
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| cx.login_name.to_owned()),
+        login_name,
         owner: text(&["Owner"]).unwrap_or_else(|| cx.owner.to_owned()),
         user_id: text(&["UserID", "UserId"]).unwrap_or_default(),
         backup_set_id,
@@ -416,6 +425,23 @@ mod tests {
                 "BackupSetID: the number 1.2345678901234568e+29 cannot be read exactly",
                 "job ID: the number 1.5 cannot be read exactly",
             ]
+        );
+    }
+
+    #[test]
+    fn an_item_of_another_user_is_skipped() {
+        // Asked for `obm` (see `cx`): `OBM` is the same user, `mallory` is not.
+        let body = format!(
+            r#"{{"Status":"OK","Data":[{{{BASE},"LoginName":"OBM"}},
+                {{"ID":"m1","BackupSetID":"1","LoginName":"mallory","Owner":"resB",
+                  "Status":"RESTORE_STOP_BY_ERROR"}}]}}"#
+        );
+        let list = decode_reply(&body, &cx()).unwrap();
+        assert_eq!(list.jobs.len(), 1);
+        assert_eq!(list.jobs[0].login_name, "OBM");
+        assert_eq!(
+            list.skipped[0].reason,
+            r#"LoginName "mallory" is not the user asked for"#
         );
     }
 
