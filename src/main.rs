@@ -288,9 +288,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = App::build_now(settings, clock.clone()).await?;
             let tz = app.settings.cbs.timezone;
             let date = date.unwrap_or_else(|| previous_day(clock.now(), tz));
+            let today = clock.now().with_timezone(&tz).date_naive();
+            if date > today {
+                eprintln!(
+                    "error: --date {date} is in the future (today is {today} in {}); no \
+                     digest was built",
+                    tz.name()
+                );
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
             if print {
                 let digest = Digest::from_store(&app.store, date, tz, Vec::new())?;
-                let today = clock.now().with_timezone(&tz).date_naive();
                 print!("{}", digest_text(&digest, today));
                 return Ok(ExitCode::SUCCESS);
             }

@@ -293,6 +293,24 @@ async fn digest_print_shows_the_days_failures_from_the_store() {
     assert!(stdout.contains("alice"), "{stdout}");
     assert!(stdout.contains("Ledger DB"), "{stdout}");
     assert!(stdout.contains("RESTORE_STOP_BY_ERROR"), "{stdout}");
+
+    // A day that has not come yet has no digest, printed or posted.
+    for print in [true, false] {
+        let mut args = vec!["digest", "--config", config, "--date", "2099-01-01"];
+        args.extend(print.then_some("--print"));
+        let out = restorewatch(&args)
+            .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("--date 2099-01-01 is in the future"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    }
 }
 
 /// `digest` without `--print` delivers the digest to the digest channel (and nothing else).
