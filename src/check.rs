@@ -81,6 +81,14 @@ pub fn offline(loaded: &Loaded, clock: &SharedClock, out: &mut dyn Write) -> std
         s.digest.schedule.to_string(),
         next(&s.digest.schedule)
     )?;
+    if let Some(rollup) = &s.summary.schedule {
+        writeln!(
+            out,
+            "  summary.schedule {:?}: next {}",
+            rollup.to_string(),
+            next(rollup)
+        )?;
+    }
     writeln!(
         out,
         "  {} backup server(s), {} watched user(s) in the file; Discord {}",
@@ -439,6 +447,27 @@ mod tests {
         let mut out = Vec::new();
         offline(&loaded, &clock, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn offline_prints_when_each_schedule_fires_next() {
+        let one = "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd = \"pw\"\n";
+        let text = offline_text(one);
+        assert!(
+            text.contains("  poll.schedule \"*/5 * * * *\": next 2024-06-26T12:05:00+00:00"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  digest.schedule \"0 8 * * *\": next 2024-06-27T08:00:00+00:00"),
+            "{text}"
+        );
+        assert!(!text.contains("summary.schedule"), "none set: {text}");
+        let rollup = format!("{one}[summary]\nschedule = \"0 17 * * *\"\n");
+        let text = offline_text(&rollup);
+        assert!(
+            text.contains("  summary.schedule \"0 17 * * *\": next 2024-06-26T17:00:00+00:00"),
+            "{text}"
+        );
     }
 
     #[test]
