@@ -91,6 +91,24 @@ impl DigestJob {
     }
 }
 
+/// Events waiting in the outbox that are not digests (see [`Digest::undelivered`]), read a
+/// window at a time.
+fn undelivered_besides_digests(store: &Store) -> Result<usize, StoreError> {
+    const WINDOW: usize = 256;
+    let mut count = 0;
+    let mut after = None;
+    loop {
+        let window = store.pending_events_after(after, WINDOW)?;
+        count += (window.iter())
+            .filter(|e| !matches!(e.kind, crate::event::EventKind::Digest(_)))
+            .count();
+        match window.last() {
+            Some(last) if window.len() == WINDOW => after = Some(last.id),
+            _ => return Ok(count),
+        }
+    }
+}
+
 impl Digest {
     /// Builds the digest of `date` from the job records listed under it.
     pub fn compute(
@@ -199,7 +217,7 @@ impl Digest {
             tz,
             &store.jobs_on(date)?,
             &health,
-            store.outbox_len(),
+            undelivered_besides_digests(store)?,
             refused_channels,
             &Acks::open(store)?.on(date)?,
             !servers.is_empty(),

@@ -31,7 +31,8 @@ pub struct Digest {
     /// Jobs per class for each owner; the empty owner is a user without one.
     pub owners: BTreeMap<String, ClassCounts>,
     pub health: DigestHealth,
-    /// Events in the outbox when the digest was built (the digest itself not included).
+    /// Events in the outbox when the digest was built, other digests (and this one) not
+    /// included: a late digest queued beside it is no sign of trouble.
     pub undelivered: usize,
     /// Channels Discord refuses to let the bot post in, as the sink names them.
     pub refused_channels: Vec<String>,
