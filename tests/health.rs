@@ -584,6 +584,30 @@ async fn failing_samples(state: &ServerState, secs: u64) -> Vec<Vec<String>> {
     failing
 }
 
+/// Runs `settings`' run loop beside `sampling`, which is given the `/healthz` state, until
+/// `sampling` ends.
+async fn run_while<F: std::future::Future<Output = ()>>(
+    settings: Settings,
+    clock: SharedClock,
+    sampling: impl FnOnce(ServerState) -> F,
+) {
+    let app = App::build(settings, clock.clone()).await.unwrap();
+    let state = ServerState::from_settings(
+        &app.settings,
+        app.store.clone(),
+        clock,
+        restorewatch::metrics::install(),
+    );
+    let shutdown = CancellationToken::new();
+    let sampling = async {
+        sampling(state).await;
+        shutdown.cancel();
+    };
+    let sink = console();
+    let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), sampling);
+    ran.unwrap();
+}
+
 /// A five-second schedule with one backup server answering only after 45 s (its requests
 /// time out at 30 s, so every cycle overruns several ticks): the bot still polls the other
 /// server and reads healthy, and so it does once both servers are down (an outage of the
@@ -599,15 +623,7 @@ async fn a_short_schedule_and_a_slow_server_keep_a_polling_bot_healthy() {
     });
     let dir = tempfile::tempdir().unwrap();
     let settings = two_servers(&eu, &us, dir.path());
-    let app = App::build(settings, clock.clone()).await.unwrap();
-    let state = ServerState::from_settings(
-        &app.settings,
-        app.store.clone(),
-        clock.clone(),
-        restorewatch::metrics::install(),
-    );
-    let shutdown = CancellationToken::new();
-    let sampling = async {
+    run_while(settings, clock, |state| async move {
         let failing = failing_samples(&state, 180).await;
         assert_eq!(failing, Vec::<Vec<String>>::new(), "one server answers");
         assert!(eu.requests_served() >= 5, "eu was polled");
@@ -628,11 +644,8 @@ async fn a_short_schedule_and_a_slow_server_keep_a_polling_bot_healthy() {
             health.servers.iter().all(|s| s.outage_since.is_some()),
             "{health:?}"
         );
-        shutdown.cancel();
-    };
-    let sink = console();
-    let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), sampling);
-    ran.unwrap();
+    })
+    .await;
 }
 
 /// A five-second schedule with one healthy server never reads failing between cycles.
@@ -644,20 +657,9 @@ async fn a_five_second_schedule_reads_healthy() {
     let mut settings = settings(&sim, dir.path(), "");
     settings.poll.schedule =
         restorewatch::schedule::CronSchedule::parse("*/5 * * * * *", chrono_tz::UTC).unwrap();
-    let app = App::build(settings, clock.clone()).await.unwrap();
-    let state = ServerState::from_settings(
-        &app.settings,
-        app.store.clone(),
-        clock.clone(),
-        restorewatch::metrics::install(),
-    );
-    let shutdown = CancellationToken::new();
-    let sampling = async {
+    run_while(settings, clock, |state| async move {
         let failing = failing_samples(&state, 120).await;
         assert_eq!(failing, Vec::<Vec<String>>::new());
-        shutdown.cancel();
-    };
-    let sink = console();
-    let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), sampling);
-    ran.unwrap();
+    })
+    .await;
 }
