@@ -194,6 +194,8 @@ impl App {
     /// a slow server holds up neither the others' alerts nor their next cycles. A server's
     /// cycles never overlap; the round ends when no cycle is running (at most one more
     /// cycle after the slowest server's), and its report combines each server's last cycle.
+    /// Each such tick also counts as a cycle in the metrics and calls the heartbeat, from
+    /// the servers' cycles that have ended, so a slow server stops neither.
     async fn poll_round<S: Sink>(
         &self,
         sink: &S,
@@ -214,6 +216,8 @@ impl App {
         let mut last: BTreeMap<&str, CycleReport> = BTreeMap::new();
         let mut failed = None;
         let mut drained = DrainReport::default();
+        // Since the last tick counted (see `cycles_ended`).
+        let mut since = started;
         loop {
             let repoll = (schedule.zip(next_tick)).filter(|_| !first_running.is_empty());
             let wait = repoll.map_or(Duration::ZERO, |(_, tick)| until(self.clock.now(), tick));
@@ -221,6 +225,10 @@ impl App {
                 biased;
                 ended = cycles.next() => ended,
                 _ = tokio::time::sleep(wait), if repoll.is_some() => {
+                    if let Some(report) = last.values().cloned().reduce(CycleReport::combine) {
+                        self.cycles_ended(&Ok(report), since.elapsed(), schedule.is_some());
+                        since = std::time::Instant::now();
+                    }
                     for poller in &self.pollers {
                         if polling.insert(poller.server_name().to_owned()) {
                             cycles.push(cycle_of(poller));
@@ -265,8 +273,17 @@ impl App {
             (None, Some(report)) => Ok(report),
             (None, None) => Err(anyhow::anyhow!("no backup server to poll")),
         };
-        crate::metrics::cycle_finished(cycle_result(&report), started.elapsed(), self.clock.now());
+        self.cycles_ended(&report, since.elapsed(), schedule.is_some());
         Ok((report?, drained))
+    }
+
+    /// Counts a cycle (the last cycles of the servers, combined) in the metrics and, in the
+    /// run loop (`heartbeat`), calls the heartbeat.
+    fn cycles_ended(&self, report: &anyhow::Result<CycleReport>, took: Duration, heartbeat: bool) {
+        crate::metrics::cycle_finished(cycle_result(report), took, self.clock.now());
+        if let Some(beat) = self.heartbeat.as_ref().filter(|_| heartbeat) {
+            beat.spawn_after(report.as_ref());
+        }
     }
 
     /// Builds the digest of `date` and queues it for delivery.
@@ -415,11 +432,13 @@ impl App {
                     ),
                     Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
                 }
+                // A store failure ends the round before its cycles are counted: the
+                // monitor hears of it all the same.
+                if let (Err(_), Some(beat)) = (&done, &self.heartbeat) {
+                    beat.spawn_after(Err::<&CycleReport, ()>(()));
+                }
                 // Idle until the next tick at what the cycle still uses, not its peak.
                 crate::memory::release_free_memory();
-                if let Some(heartbeat) = &self.heartbeat {
-                    heartbeat.spawn_after(done.as_ref().map(|(report, _)| report));
-                }
                 self.skip_missed_ticks(next);
             }
             if next_rollup.is_some_and(|t| t <= next) {

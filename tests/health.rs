@@ -551,7 +551,7 @@ async fn a_gateway_lost_after_the_connect_is_reported_after_the_grace_and_cleare
 
 /// Two `[[cbs]]` servers, `eu` and `us`, each watching `obm`, on a five-second schedule
 /// with the default 30 s request timeout.
-fn two_servers(eu: &SimHandle, us: &SimHandle, state: &std::path::Path) -> Settings {
+fn two_servers(eu: &SimHandle, us: &SimHandle, state: &std::path::Path, extra: &str) -> Settings {
     let entry = |name: &str, sim: &SimHandle| {
         format!(
             "[[cbs]]\nname = \"{name}\"\nurl = \"{url}\"\nsys_user = \"{user}\"\nsys_pwd = \"{pwd}\"\n\
@@ -562,7 +562,7 @@ fn two_servers(eu: &SimHandle, us: &SimHandle, state: &std::path::Path) -> Setti
         )
     };
     let text = format!(
-        "{}{}[poll]\nschedule = \"*/5 * * * * *\"\n[state]\npath = \"{}\"\n",
+        "{}{}[poll]\nschedule = \"*/5 * * * * *\"\n[state]\npath = \"{}\"\n{extra}",
         entry("eu", eu),
         entry("us", us),
         state.display(),
@@ -611,7 +611,7 @@ async fn run_while<F: std::future::Future<Output = ()>>(
 /// A five-second schedule with one backup server answering only after 45 s (its requests
 /// time out at 30 s, so every cycle overruns several ticks): the bot still polls the other
 /// server and reads healthy, and so it does once both servers are down (an outage of the
-/// backup servers is not the bot's).
+/// backup servers is not the bot's). The heartbeat follows the server that answers.
 #[tokio::test(start_paused = true)]
 async fn a_short_schedule_and_a_slow_server_keep_a_polling_bot_healthy() {
     let clock = tokio_clock();
@@ -622,11 +622,19 @@ async fn a_short_schedule_and_a_slow_server_keep_a_polling_bot_healthy() {
         ..Faults::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let settings = two_servers(&eu, &us, dir.path());
+    let receiver = Receiver::default();
+    let url = receiver.clone().start().await;
+    let heartbeat = format!("[heartbeat]\nurl = \"{url}\"\n");
+    let settings = two_servers(&eu, &us, dir.path(), &heartbeat);
     run_while(settings, clock, |state| async move {
         let failing = failing_samples(&state, 180).await;
         assert_eq!(failing, Vec::<Vec<String>>::new(), "one server answers");
         assert!(eu.requests_served() >= 5, "eu was polled");
+        // The heartbeat follows eu's cycles, one a tick, not us's 30 s timeouts; and it
+        // says alive, as eu answers.
+        let beats = receiver.paths.lock().unwrap().clone();
+        assert!(beats.len() >= 30, "{} heartbeats in 180 s", beats.len());
+        assert!(beats.iter().all(|p| p == "/ping/abc"), "{beats:?}");
         let health = server::check(&state);
         let us_health = health.servers.iter().find(|s| s.name == "us").unwrap();
         assert!(us_health.outage_since.is_some(), "{health:?}");
@@ -639,6 +647,8 @@ async fn a_short_schedule_and_a_slow_server_keep_a_polling_bot_healthy() {
         });
         let failing = failing_samples(&state, 300).await;
         assert_eq!(failing, Vec::<Vec<String>>::new(), "every server down");
+        let beats = receiver.paths.lock().unwrap().clone();
+        assert_eq!(beats.last().map(String::as_str), Some("/ping/abc/fail"));
         let health = server::check(&state);
         assert!(
             health.servers.iter().all(|s| s.outage_since.is_some()),
