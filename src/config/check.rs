@@ -117,6 +117,32 @@ impl Checker {
                 ),
             ));
         }
+        let digest = DigestSettings {
+            schedule: self.schedule(
+                "digest.schedule",
+                raw.digest.schedule,
+                DEFAULT_DIGEST_SCHEDULE,
+                cbs.timezone,
+            )?,
+            max_catch_up_days: self.int_in(
+                "digest.max_catch_up_days",
+                raw.digest.max_catch_up_days,
+                DEFAULT_DIGEST_CATCH_UP_DAYS,
+                DIGEST_CATCH_UP_DAYS_RANGE,
+            )? as u32,
+        };
+        // A late digest is built from the records of its day, which must still be kept.
+        if state.retention_days <= digest.max_catch_up_days + 1 {
+            return Err(self.fail(
+                "state.retention_days",
+                format!(
+                    "is {} but must be greater than digest.max_catch_up_days ({}) plus a \
+                     day: a late digest would be built after its day's records were pruned \
+                     and say there were no restore jobs",
+                    state.retention_days, digest.max_catch_up_days
+                ),
+            ));
+        }
         Ok(Settings {
             watch: first.watch,
             discover: first.discover,
@@ -124,20 +150,7 @@ impl Checker {
             poll,
             state,
             discord,
-            digest: DigestSettings {
-                schedule: self.schedule(
-                    "digest.schedule",
-                    raw.digest.schedule,
-                    DEFAULT_DIGEST_SCHEDULE,
-                    cbs.timezone,
-                )?,
-                max_catch_up_days: self.int_in(
-                    "digest.max_catch_up_days",
-                    raw.digest.max_catch_up_days,
-                    DEFAULT_DIGEST_CATCH_UP_DAYS,
-                    DIGEST_CATCH_UP_DAYS_RANGE,
-                )? as u32,
-            },
+            digest,
             server: ServerSettings {
                 listen: match raw.server.listen {
                     Some(text) => Some(self.socket_addr("server.listen", &text)?),
@@ -549,6 +562,22 @@ mod tests {
         assert_eq!(err.key(), Some("state.retention_days"));
         let text = text.replace("retention_days = 11", "retention_days = 12");
         assert!(Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")])).is_ok());
+        // A late digest needs its day's records too.
+        let digest = |days: u32| {
+            let text = format!(
+                "{MINIMAL}[poll]\nmax_catch_up_days = 0\n[state]\nretention_days = 3\n\
+                 [digest]\nmax_catch_up_days = {days}\n"
+            );
+            Settings::from_toml_str(&text, &with_env(&[(CBS_SYS_PWD_ENV, "pw")]))
+        };
+        let err = digest(5).unwrap_err();
+        assert_eq!(err.key(), Some("state.retention_days"));
+        assert!(
+            err.to_string().contains("digest.max_catch_up_days (5)"),
+            "{err}"
+        );
+        assert!(digest(2).is_err(), "two days back and the day itself");
+        assert!(digest(1).is_ok());
     }
 
     #[test]
