@@ -254,6 +254,12 @@ impl Store {
                 continue;
             };
             let job_key = &k[sep + 1..];
+            // A job still running is still polled for (its date stays asked for): its
+            // record stays until its end is recorded, else that end would be news to
+            // nobody (no alert, no vanished notice). Vanished jobs leave `running`.
+            if self.running.contains_key(job_key)? {
+                continue;
+            }
             self.jobs.remove(job_key)?;
             self.running.remove(job_key)?;
             self.vanishing.remove(job_key)?;
@@ -295,5 +301,32 @@ mod tests {
         assert_eq!(store.prune_before(day().succ_opt().unwrap()).unwrap(), 1);
         assert!(store.job(&j.key()).unwrap().is_none());
         assert!(store.jobs_on(day()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_job_still_running_outlasts_the_retention_until_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = classes();
+        let running = job("2024-06-26-13-00-00", "", None);
+        store.observe(&running, day(), &policy(&c, 14, false)).unwrap();
+        let later = day().succ_opt().unwrap();
+        assert_eq!(store.prune_before(later).unwrap(), 0);
+        assert!(store.job(&running.key()).unwrap().is_some());
+        assert_eq!(
+            store.running_dates("cbs", "obm").unwrap(),
+            BTreeSet::from([day()]),
+            "still asked for"
+        );
+        // It ends long after: alerted as any end, then pruned.
+        let failed = job(
+            "2024-06-26-13-00-00",
+            "RESTORE_STOP_BY_ERROR",
+            Some("2024-06-26 23:00:00"),
+        );
+        let obs = store.observe(&failed, day(), &policy(&c, 23, false)).unwrap();
+        assert!(obs.event.is_some(), "its end is alerted");
+        assert_eq!(store.prune_before(later).unwrap(), 1);
+        assert!(store.job(&running.key()).unwrap().is_none());
     }
 }
