@@ -309,7 +309,9 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let c = classes();
         let running = job("2024-06-26-13-00-00", "", None);
-        store.observe(&running, day(), &policy(&c, 14, false)).unwrap();
+        store
+            .observe(&running, day(), &policy(&c, 14, false))
+            .unwrap();
         let later = day().succ_opt().unwrap();
         assert_eq!(store.prune_before(later).unwrap(), 0);
         assert!(store.job(&running.key()).unwrap().is_some());
@@ -324,7 +326,9 @@ mod tests {
             "RESTORE_STOP_BY_ERROR",
             Some("2024-06-26 23:00:00"),
         );
-        let obs = store.observe(&failed, day(), &policy(&c, 23, false)).unwrap();
+        let obs = store
+            .observe(&failed, day(), &policy(&c, 23, false))
+            .unwrap();
         assert!(obs.event.is_some(), "its end is alerted");
         assert_eq!(store.prune_before(later).unwrap(), 1);
         assert!(store.job(&running.key()).unwrap().is_none());

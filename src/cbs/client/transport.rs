@@ -123,7 +123,8 @@ impl CbsClient {
 /// The forms `pwd` takes in text a server may send back, longest first: as written
 /// plainly and as a JSON string writes it (an echoed request body escapes `"`, `\\` and
 /// control characters, and may escape `/` as `\\/` and any non-ASCII character as
-/// `\\uXXXX`). None for an empty password.
+/// `\\uXXXX`), URL-encoded as a form or query writes it (`+` or `%20` for a space, upper-
+/// or lower-case hex), and in base64. None for an empty password.
 pub(super) fn redaction_forms(pwd: &str) -> Vec<SecretString> {
     if pwd.is_empty() {
         return Vec::new();
@@ -156,6 +157,36 @@ pub(super) fn redaction_forms(pwd: &str) -> Vec<SecretString> {
     forms.push(escape_non_ascii(true));
     let with_slashes: Vec<String> = forms[1..].iter().map(|f| f.replace('/', "\\/")).collect();
     forms.extend(with_slashes);
+    // An echoed form body or query string (a proxy's error page showing the request).
+    let form: String = form_urlencoded::byte_serialize(pwd.as_bytes()).collect();
+    let spaces = form.replace('+', "%20");
+    let lower_hex = |s: &str| -> String {
+        let mut hex_left = 0;
+        (s.chars())
+            .map(|c| match c {
+                '%' => {
+                    hex_left = 2;
+                    c
+                }
+                _ if hex_left > 0 => {
+                    hex_left -= 1;
+                    c.to_ascii_lowercase()
+                }
+                _ => c,
+            })
+            .collect()
+    };
+    forms.extend([lower_hex(&form), lower_hex(&spaces), form, spaces]);
+    {
+        use base64::Engine as _;
+        let engines = [
+            base64::engine::general_purpose::STANDARD,
+            base64::engine::general_purpose::STANDARD_NO_PAD,
+            base64::engine::general_purpose::URL_SAFE,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        forms.extend(engines.iter().map(|e| e.encode(pwd)));
+    }
     forms.sort();
     forms.dedup();
     // Longer forms first: a shorter form inside a longer one must not leave it half-redacted.
@@ -206,5 +237,26 @@ mod tests {
         }
         assert_eq!(redact("nothing here".into(), pwd), "nothing here");
         assert_eq!(redact("x".into(), ""), "x");
+    }
+
+    #[test]
+    fn redaction_covers_the_url_encoded_and_base64_password() {
+        let pwd = r#"Pa"55\w0rd/x y"#;
+        for echoed in [
+            "SysUser=api&SysPwd=Pa%2255%5Cw0rd%2Fx+y",
+            "SysUser=api&SysPwd=Pa%2255%5Cw0rd%2Fx%20y",
+            "SysUser=api&SysPwd=Pa%2255%5cw0rd%2fx+y",
+        ] {
+            assert_eq!(
+                redact(echoed.into(), pwd),
+                "SysUser=api&SysPwd=[REDACTED]",
+                "{echoed}"
+            );
+        }
+        let pwd = "Pa55-w0rd-XYZ";
+        assert_eq!(
+            redact("Authorization: UGE1NS13MHJkLVhZWg==".into(), pwd),
+            "Authorization: [REDACTED]"
+        );
     }
 }
