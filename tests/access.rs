@@ -247,6 +247,30 @@ async fn a_routed_owners_channel_sees_only_its_owners_users() {
     assert!(digest.contains("ours"), "{digest}");
     assert!(!digest.contains("obm"), "{digest}");
 
+    // /status: its recent changes name users of every owner, so an owner's channel
+    // shows none to a member; an admin there sees them.
+    restorewatch::audit::AuditLog::open(&running.store)
+        .unwrap()
+        .record(&restorewatch::audit::AuditEntry {
+            at: h.clock.now(),
+            user_id: 42,
+            user_name: "ops_lead".into(),
+            action: "mute `obm` (every backup set) for 2h".into(),
+        })
+        .unwrap();
+    let recent = |callback: &serde_json::Value| {
+        let fields = callback["data"]["embeds"][0]["fields"].as_array().unwrap();
+        let field = fields.iter().find(|f| f["name"] == "Recent changes");
+        field.unwrap()["value"].as_str().unwrap().to_owned()
+    };
+    let (callback, _) = h.invoke(there(SlashCommand::new("status"))).await;
+    assert_eq!(
+        recent(&callback),
+        "shown to admins only in an owner's channel"
+    );
+    let (callback, _) = h.invoke(admin(there(SlashCommand::new("status")))).await;
+    assert!(recent(&callback).contains("mute `obm`"), "{callback}");
+
     // An admin in the same channel sees everyone.
     let (_, answer) = h
         .invoke_deferred(admin(there(SlashCommand::new("failures"))))

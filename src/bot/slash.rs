@@ -422,7 +422,7 @@ pub(super) async fn status(ctx: Context<'_>) -> Result<(), Error> {
     )
     .map(|mut report| {
         report.slash_commands = data.gateway.unavailable();
-        report
+        report.for_scope(&scope(ctx))
     });
     let result = report
         .map_err(CommandError::from)

@@ -28,8 +28,9 @@ pub struct StatusReport {
     pub quarantined: usize,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
-    /// The last changes made from chat, newest first.
-    pub changes: Vec<AuditEntry>,
+    /// The last changes made from chat, newest first; `None`: not shown here (they name
+    /// users of every owner, and this is an owner's channel).
+    pub changes: Option<Vec<AuditEntry>>,
     /// Interactions refused since start for coming from another server or a DM.
     pub refused_interactions: u64,
     /// A slash-command outage, current or the last one (see [`crate::gateway`]).
@@ -99,7 +100,7 @@ impl StatusReport {
             quarantined: store.quarantined(),
             version: env!("CARGO_PKG_VERSION"),
             started_at,
-            changes: AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?,
+            changes: Some(AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?),
             refused_interactions,
             slash_commands: None,
             discovery: discovery_of(&first)?,
@@ -111,6 +112,18 @@ impl StatusReport {
                 _ => Vec::new(),
             },
         })
+    }
+}
+
+impl StatusReport {
+    /// The report as `scope` may read it: in an owner's channel, a member who is not an
+    /// admin sees no recent changes (they name other owners' users).
+    pub fn for_scope(self, scope: &super::Scope) -> StatusReport {
+        let hide = !scope.admin && scope.owner.is_some();
+        StatusReport {
+            changes: self.changes.filter(|_| !hide),
+            ..self
+        }
     }
 }
 
@@ -183,19 +196,21 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
         LIST_COLOUR
     };
     let uptime = format_duration((report.now - report.started_at).num_seconds());
-    let changes = if report.changes.is_empty() {
-        "none yet".to_owned()
-    } else {
-        let lines = report.changes.iter().map(|c| {
-            format!(
-                "<t:{}:f> {} ({}): {}",
-                c.at.timestamp(),
-                quote(&c.user_name),
-                c.user_id,
-                c.action
-            )
-        });
-        lines.collect::<Vec<_>>().join("\n")
+    let changes = match &report.changes {
+        None => "shown to admins only in an owner's channel".to_owned(),
+        Some(changes) if changes.is_empty() => "none yet".to_owned(),
+        Some(changes) => {
+            let lines = changes.iter().map(|c| {
+                format!(
+                    "<t:{}:f> {} ({}): {}",
+                    c.at.timestamp(),
+                    quote(&c.user_name),
+                    c.user_id,
+                    c.action
+                )
+            });
+            lines.collect::<Vec<_>>().join("\n")
+        }
     };
     let mut fields = if report.servers.is_empty() {
         vec![
