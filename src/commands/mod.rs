@@ -119,10 +119,11 @@ fn quote_error(text: &str) -> String {
     escape_markdown(&cut(text, ERROR_QUOTE_MAX_CHARS))
 }
 
-/// A login (or other name) in a code span: shown as typed, without escapes, and cut.
+/// A login (or other name) in a code span: shown as typed, without escapes; whole up to
+/// the longest login a command takes, else cut with `…` (two long logins that differ only
+/// at the end must not read alike).
 pub fn code(text: &str) -> String {
-    let short: String = text.chars().take(QUOTE_MAX_CHARS).collect();
-    code_span(&short)
+    code_span(&cut(text, LOGIN_MAX_CHARS))
 }
 
 /// A login name argument: trimmed, not empty, no control characters, not absurdly long.
@@ -584,6 +585,16 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn a_login_in_a_code_span_is_whole_up_to_the_longest_login_then_cut_visibly() {
+        let long = format!("{}_01", "a".repeat(89));
+        assert_eq!(code(&long), format!("`{long}`"));
+        let longer = "b".repeat(LOGIN_MAX_CHARS + 10);
+        let shown = code(&longer);
+        assert!(shown.ends_with("…`"), "{shown}");
+        assert_eq!(shown.chars().count(), LOGIN_MAX_CHARS + 2);
     }
 
     #[test]
