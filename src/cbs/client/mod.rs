@@ -24,7 +24,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use transport::{chain, redaction_forms};
+use transport::{chain, Redactor};
 
 /// The call's path below the base URL.
 const LIST_RESTORE_JOB_STATUS: &str = "obs/api/json/ListRestoreJobStatus.do";
@@ -67,9 +67,9 @@ struct Inner {
     server_name: String,
     sys_user: String,
     sys_pwd: SecretString,
-    /// The forms the password may take in a reply ([`redaction_forms`]), worked out once
+    /// The forms the password may take in a reply ([`Redactor`]), worked out once
     /// rather than for every reply.
-    redactions: Vec<SecretString>,
+    redactions: Redactor,
     timezone: Tz,
     request_timeout: Duration,
 }
@@ -164,7 +164,7 @@ impl CbsClient {
                 users_endpoint,
                 server_name: cfg.server_name,
                 sys_user: cfg.sys_user,
-                redactions: redaction_forms(cfg.sys_pwd.expose_secret()),
+                redactions: Redactor::new(cfg.sys_pwd.expose_secret()),
                 sys_pwd: cfg.sys_pwd,
                 timezone: cfg.timezone,
                 request_timeout: cfg.request_timeout,

@@ -94,14 +94,8 @@ impl CbsClient {
 
     /// Removes the system password from text the server sent, should a server (or a proxy
     /// in front of it) ever echo the request: snippets of replies reach logs and the chat.
-    pub(super) fn redact(&self, mut text: String) -> String {
-        for form in &self.inner.redactions {
-            let form = form.expose_secret();
-            if text.contains(form) {
-                text = text.replace(form, "[REDACTED]");
-            }
-        }
-        text
+    pub(super) fn redact(&self, text: String) -> String {
+        self.inner.redactions.redact(text)
     }
 
     fn transport_error(&self, e: reqwest::Error) -> CbsError {
@@ -116,6 +110,30 @@ impl CbsClient {
                 server,
                 detail: chain(&e.without_url()),
             }
+        }
+    }
+}
+
+/// Finds every form of the password ([`redaction_forms`]) in one pass over a reply, the
+/// longest where forms overlap, and blanks it.
+pub(super) struct Redactor(Option<aho_corasick::AhoCorasick>);
+
+impl Redactor {
+    pub(super) fn new(pwd: &str) -> Redactor {
+        let forms = redaction_forms(pwd);
+        let finder = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(forms.iter().map(|f| f.expose_secret()));
+        // A handful of short patterns is far below any of the automaton's limits.
+        Redactor(finder.ok().filter(|_| !forms.is_empty()))
+    }
+
+    pub(super) fn redact(&self, text: String) -> String {
+        match &self.0 {
+            Some(finder) if finder.is_match(&text) => {
+                finder.replace_all(&text, &vec!["[REDACTED]"; finder.patterns_len()])
+            }
+            _ => text,
         }
     }
 }
@@ -213,11 +231,8 @@ pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
-    fn redact(mut text: String, pwd: &str) -> String {
-        for form in redaction_forms(pwd) {
-            text = text.replace(form.expose_secret(), "[REDACTED]");
-        }
-        text
+    fn redact(text: String, pwd: &str) -> String {
+        Redactor::new(pwd).redact(text)
     }
 
     #[test]
