@@ -35,7 +35,7 @@ pub fn parse_time_value(v: &Value, tz: Tz) -> Option<ServerTime> {
 /// `yyyy-MM-dd HH:mm:ss`, `yyyy-MM-dd-HH-mm-ss`, ISO 8601 with `T` (optional fraction and
 /// offset), or epoch seconds or milliseconds. A time without an offset is local in `tz`
 /// (a time in a daylight-saving gap is read an hour later, an ambiguous one as its earlier
-/// instance: see [`second_fold_reading`] for an end). A year outside [`MIN_YEAR`]..=[`MAX_YEAR`] is unreadable.
+/// instance, but see `second_fold_reading` for an end). A year outside [`MIN_YEAR`]..=[`MAX_YEAR`] is unreadable.
 pub fn parse_server_time(s: &str, tz: Tz) -> Option<ServerTime> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
