@@ -281,7 +281,7 @@ pub(super) fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> E
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{event, failed_job, one, opts, utc, BERLIN};
+    use super::super::test_support::{event, failed_job, finished, one, opts, utc, BERLIN};
     use super::super::{render_event, COLOUR_FAILURE};
     use super::*;
     use crate::event::EventKind;
@@ -302,13 +302,7 @@ mod tests {
             (RESTORE_SIZE_FIELD.to_owned(), "n/a".to_owned()),
         ]
         .into();
-        let e = one(EventKind::JobFinished {
-            job,
-            repeat: None,
-            report: None,
-            listed_on: None,
-            was_vanished: false,
-        });
+        let e = one(finished(job));
         assert_eq!(e.title, "Restore failed: obm / Files");
         assert_eq!(
             field_value(&e, "Ended"),
@@ -325,13 +319,7 @@ mod tests {
         let start = job.start_time.unwrap();
         job.end_time = Some(start - chrono::Duration::minutes(5));
         assert_eq!(job.duration_secs(), None);
-        let e = one(EventKind::JobFinished {
-            job,
-            repeat: None,
-            report: None,
-            listed_on: None,
-            was_vanished: false,
-        });
+        let e = one(finished(job));
         assert_eq!(
             field_value(&e, "Duration"),
             format!("{DASH} (ended before it started)")
@@ -340,13 +328,7 @@ mod tests {
 
     #[test]
     fn failure_embed_has_every_field() {
-        let e = one(EventKind::JobFinished {
-            job: failed_job(),
-            repeat: None,
-            report: None,
-            listed_on: None,
-            was_vanished: false,
-        });
+        let e = one(finished(failed_job()));
         assert_eq!(e.title, "Restore failed: obm / Files");
         assert_eq!(e.colour, COLOUR_FAILURE);
         assert_eq!(e.description, "");
@@ -408,13 +390,7 @@ mod tests {
         job.end_time = None;
         job.missed_databases.clear();
         job.success_databases.clear();
-        let e = one(EventKind::JobFinished {
-            job,
-            repeat: None,
-            report: None,
-            listed_on: None,
-            was_vanished: false,
-        });
+        let e = one(finished(job));
         for name in [
             "Owner",
             "Client version",
@@ -441,13 +417,7 @@ mod tests {
         job.class = StatusClass::Unknown;
         job.job_id = HOSTILE.into();
         job.missed_virtual_machines = vec![HOSTILE.into()];
-        let e = one(EventKind::JobFinished {
-            job,
-            repeat: None,
-            report: None,
-            listed_on: None,
-            was_vanished: false,
-        });
+        let e = one(finished(job));
         let texts = std::iter::once(e.title.as_str()).chain(
             e.fields
                 .iter()
@@ -480,13 +450,7 @@ mod tests {
         job.success_databases = job.missed_databases.clone();
         job.success_virtual_machines = job.missed_databases.clone();
         job.success_public_folders = job.missed_databases.clone();
-        let e = one(EventKind::JobFinished {
-            job,
-            repeat: None,
-            report: None,
-            listed_on: None,
-            was_vanished: false,
-        });
+        let e = one(finished(job));
         assert!(e.title.chars().count() <= EMBED_TITLE_MAX_CHARS);
         assert!(e.fields.len() <= EMBED_FIELDS_MAX);
         for f in &e.fields {
@@ -535,16 +499,7 @@ mod tests {
     fn a_rendered_failure_reads_well_as_text() {
         let mut job = failed_job();
         job.backup_set_name = "Files_[2024]".into();
-        let embeds = render_event(
-            &event(EventKind::JobFinished {
-                job,
-                repeat: None,
-                report: None,
-                listed_on: None,
-                was_vanished: false,
-            }),
-            &opts(),
-        );
+        let embeds = render_event(&event(finished(job)), &opts());
         let packed = crate::render::pack(vec![(true, embeds)], &opts());
         let text = crate::render::to_text(&packed[0].message, BERLIN);
         assert!(text.starts_with("@role:42 1 alert\n\n== Restore failed: obm / Files_[2024] ==\n"));
@@ -597,13 +552,7 @@ mod tests {
             "{}",
             logs.len()
         );
-        let plain = one(EventKind::JobFinished {
-            job: failed_job(),
-            repeat: None,
-            report: None,
-            listed_on: None,
-            was_vanished: false,
-        });
+        let plain = one(finished(failed_job()));
         assert!(plain
             .fields
             .iter()

@@ -174,7 +174,7 @@ pub fn class_colour(class: StatusClass) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{event, failed_job, one, opts, utc};
+    use super::test_support::{event, failed_job, finished, one, opts, utc};
     use super::*;
     use crate::event::{BaselineUser, ClassCounts, CycleSummary, OutageReason};
 
@@ -190,39 +190,22 @@ mod tests {
         ] {
             let mut job = failed_job();
             job.class = class;
-            assert_eq!(
-                one(EventKind::JobFinished {
-                    job,
-                    repeat: None,
-                    report: None,
-                    listed_on: None,
-                    was_vanished: false
-                })
-                .colour,
-                colour,
-                "{class}"
-            );
+            assert_eq!(one(finished(job)).colour, colour, "{class}");
         }
     }
 
     #[test]
     fn pings_only_for_what_needs_a_person() {
-        let finished = |class| {
+        let alert = |class| {
             let mut job = failed_job();
             job.class = class;
-            event(EventKind::JobFinished {
-                job,
-                repeat: None,
-                report: None,
-                listed_on: None,
-                was_vanished: false,
-            })
+            event(finished(job))
         };
-        assert!(wants_ping(&finished(StatusClass::Failure)));
-        assert!(wants_ping(&finished(StatusClass::PartialFailure)));
-        assert!(wants_ping(&finished(StatusClass::Unknown)));
-        assert!(!wants_ping(&finished(StatusClass::Warning)));
-        assert!(!wants_ping(&finished(StatusClass::Success)));
+        assert!(wants_ping(&alert(StatusClass::Failure)));
+        assert!(wants_ping(&alert(StatusClass::PartialFailure)));
+        assert!(wants_ping(&alert(StatusClass::Unknown)));
+        assert!(!wants_ping(&alert(StatusClass::Warning)));
+        assert!(!wants_ping(&alert(StatusClass::Success)));
         assert!(wants_ping(&event(EventKind::JobStuck {
             job: failed_job(),
             running_secs: 13 * 3600,

@@ -46,6 +46,17 @@ pub(super) fn failed_job() -> RestoreJob {
     }
 }
 
+/// The failure alert of `job`, with nothing more known (no repeat, report or listing day).
+pub(super) fn finished(job: RestoreJob) -> EventKind {
+    EventKind::JobFinished {
+        job,
+        repeat: None,
+        report: None,
+        listed_on: None,
+        was_vanished: false,
+    }
+}
+
 pub(super) fn event(kind: EventKind) -> Event {
     Event {
         id: 7,
