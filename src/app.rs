@@ -18,7 +18,7 @@ use crate::event::Event;
 use crate::gateway::GatewayHealth;
 use crate::heartbeat::Heartbeat;
 use crate::metrics::CycleResult;
-use crate::poller::{CycleReport, Poller, PollerConfig};
+use crate::poller::{CycleReport, Poller, PollerConfig, Progress};
 use crate::render::RenderOptions;
 use crate::schedule::CronSchedule;
 use crate::sink::{drain, drain_except, ConsoleSink, Delivered, DrainReport, Sink, SinkError};
@@ -81,6 +81,8 @@ pub struct App {
     pub clock: SharedClock,
     /// `[heartbeat] url`, called after every cycle of the run loop.
     pub heartbeat: Option<Heartbeat>,
+    /// The pollers' cycles under way, which `/healthz` reads.
+    pub progress: Progress,
 }
 
 /// The most skipped poll ticks counted after one cycle.
@@ -126,6 +128,7 @@ impl App {
             .check_server_names(&names)
             .map_err(anyhow::Error::msg)?;
         let mut pollers = Vec::with_capacity(servers.len());
+        let progress = Progress::default();
         for server in servers {
             let poller = Poller::new(
                 cbs_client_for(server.cbs)?,
@@ -145,7 +148,8 @@ impl App {
                 },
                 clock.clone(),
             )
-            .with_discovery(server.discover.clone());
+            .with_discovery(server.discover.clone())
+            .with_progress(progress.clone());
             pollers.push(poller);
         }
         let heartbeat = settings
@@ -160,6 +164,7 @@ impl App {
             store,
             clock,
             heartbeat,
+            progress,
         })
     }
 
@@ -588,6 +593,7 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
         &app.settings,
         &app.store,
         clock.clone(),
+        app.progress.clone(),
         gateway.clone(),
         shutdown.clone(),
     )

@@ -4,9 +4,11 @@
 //! Health is judged from the store and the schedule, not from "the process answers": the
 //! last cycle ended within two schedule periods plus the time a cycle may take (the longer
 //! of the last cycle's length and `cbs.request_timeout`: ticks that pass during a cycle are
-//! skipped, so a cycle longer than the period is no sign of trouble), the store takes a write, the oldest undelivered event is
-//! younger than that limit plus the delivery backoff, and Discord has not refused the token
-//! (a 401 recorded by delivery among the refusing channels). Each failing check is named in
+//! skipped, so a cycle longer than the period is no sign of trouble) or, during a long
+//! cycle, the backup server's last answer came within that limit; the store takes a write;
+//! the oldest undelivered event is younger than that limit plus the delivery backoff and
+//! the time the cycle under way has run; and Discord has not refused the token (a 401
+//! recorded by delivery among the refusing channels). Each failing check is named in
 //! the 503 answer. The `healthcheck` subcommand ([`healthcheck`]) asks this endpoint, for
 //! container health checks in an image without curl.
 
@@ -15,8 +17,9 @@ use crate::config::Settings;
 use crate::discord::DeliveryTiming;
 use crate::gateway::GatewayHealth;
 use crate::metrics;
+use crate::poller::Progress;
 use crate::schedule::CronSchedule;
-use crate::store::Store;
+use crate::store::{CycleRecord, Store};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -54,6 +57,8 @@ pub struct ServerState {
     /// `cbs.request_timeout` (a server that stops answering makes its cycle this long).
     pub cycle_allowance: Duration,
     pub metrics: PrometheusHandle,
+    /// The pollers' cycles under way: a long cycle whose answers keep coming is healthy.
+    pub progress: Progress,
     /// Whether slash commands are available (the bot sets it).
     pub gateway: GatewayHealth,
 }
@@ -76,6 +81,7 @@ impl ServerState {
             backoff: DeliveryTiming::default().backoff_max,
             cycle_allowance: Duration::ZERO,
             metrics,
+            progress: Progress::default(),
             gateway: GatewayHealth::default(),
         }
     }
@@ -133,6 +139,8 @@ pub struct ServerHealth {
     /// When its ongoing outage began; `null` while it answers.
     pub outage_since: Option<DateTime<Utc>>,
     pub last_cycle_finished_at: Option<DateTime<Utc>>,
+    /// When its cycle under way began; `null` between cycles.
+    pub cycle_started_at: Option<DateTime<Utc>>,
 }
 
 /// Each configured backup server (none recorded yet: the store's own state, unnamed) with
@@ -147,6 +155,7 @@ fn server_health(
             name: String::new(),
             outage_since: outage.map(|o| o.since),
             last_cycle_finished_at: None,
+            cycle_started_at: None,
         };
         let cycle = store.last_cycle()?;
         return Ok(vec![(
@@ -165,6 +174,7 @@ fn server_health(
             ServerHealth {
                 outage_since: view.outage()?.map(|o| o.since),
                 last_cycle_finished_at: cycle.as_ref().map(|c| c.finished_at),
+                cycle_started_at: None,
                 name,
             },
             cycle,
@@ -188,15 +198,43 @@ fn period(schedule: &CronSchedule, now: DateTime<Utc>) -> chrono::Duration {
         .unwrap_or(chrono::Duration::seconds(FALLBACK_PERIOD_SECS))
 }
 
+/// When a backup server last showed its polling goes on, in this run.
+struct Quiet {
+    /// The later of `cycle_ended` and `answered`; the start when neither.
+    since: DateTime<Utc>,
+    /// Its last cycle's end, when that was in this run.
+    cycle_ended: Option<DateTime<Utc>>,
+    /// Its last answer after that, from the cycle under way.
+    answered: Option<DateTime<Utc>>,
+}
+
+impl Quiet {
+    fn of(state: &ServerState, server: &ServerHealth, cycle: Option<&CycleRecord>) -> Quiet {
+        let name = Some(server.name.as_str()).filter(|n| !n.is_empty());
+        let cycle_ended = cycle
+            .map(|c| c.finished_at)
+            .filter(|t| *t >= state.started_at);
+        let answered = (state.progress.of(name).last_answer)
+            .filter(|t| *t >= state.started_at && Some(*t) > cycle_ended);
+        Quiet {
+            since: answered.or(cycle_ended).unwrap_or(state.started_at),
+            cycle_ended,
+            answered,
+        }
+    }
+}
+
 /// Runs every check (blocking: sled calls).
 pub fn check(state: &ServerState) -> Health {
     let now = state.clock.now();
     let two_periods = period(&state.schedule, now) * 2;
     let mut reasons = Vec::new();
 
-    // The configured server that cycled longest ago speaks for all: one that stopped
-    // polling fails the check. A server that never cycled counts from the start.
-    let (servers, last_cycle, longest) = match server_health(&state.store) {
+    // Each configured server shows it is polling by ending a cycle or, while a cycle runs
+    // (a first cycle over thousands of users on a slow server can take longer than the
+    // limit below), by the server's answers coming in. The server quiet longest speaks for
+    // all; one that never did since the start counts from the start.
+    let (servers, last_cycle, longest, quiet) = match server_health(&state.store) {
         Ok(servers) => {
             let never = servers.iter().any(|(_, c)| c.is_none());
             let cycles = servers.iter().filter_map(|(_, c)| c.as_ref());
@@ -205,12 +243,23 @@ pub fn check(state: &ServerState) -> Health {
                 .map(|c| c.finished_at - c.started_at)
                 .max()
                 .unwrap_or_default();
-            let servers: Vec<ServerHealth> = servers.into_iter().map(|(s, _)| s).collect();
-            (servers, if never { None } else { oldest }, longest)
+            let quiet = servers
+                .iter()
+                .map(|(s, c)| Quiet::of(state, s, c.as_ref()))
+                .min_by_key(|q| q.since);
+            let servers: Vec<ServerHealth> = (servers.into_iter())
+                .map(|(s, _)| ServerHealth {
+                    cycle_started_at: (state.progress)
+                        .of(Some(s.name.as_str()).filter(|n| !n.is_empty()))
+                        .cycle_started,
+                    ..s
+                })
+                .collect();
+            (servers, if never { None } else { oldest }, longest, quiet)
         }
         Err(e) => {
             reasons.push(format!("cannot read the last cycle: {e}"));
-            (Vec::new(), None, chrono::Duration::zero())
+            (Vec::new(), None, chrono::Duration::zero(), None)
         }
     };
     // Ticks that pass during a cycle are skipped, so the next cycle ends at most a period
@@ -222,23 +271,28 @@ pub fn check(state: &ServerState) -> Health {
     let limit = two_periods
         .checked_add(&allowance)
         .unwrap_or(chrono::Duration::MAX);
-    // A cycle from before this start (the bot was down) does not count against it: it has
-    // the same time from its start to finish a cycle of its own.
-    let this_run = last_cycle
-        .as_ref()
-        .filter(|c| c.finished_at >= state.started_at);
-    let last_end = this_run.map_or(state.started_at, |c| c.finished_at);
-    if now - last_end > limit {
-        reasons.push(match this_run {
-            Some(c) => format!(
-                "the last poll cycle ended {}s ago, more than two schedule periods and the \
-                 time a cycle may take ({}s)",
-                (now - c.finished_at).num_seconds(),
+    let quiet = quiet.unwrap_or(Quiet {
+        since: state.started_at,
+        cycle_ended: None,
+        answered: None,
+    });
+    if now - quiet.since > limit {
+        let answered = quiet.answered.map_or(String::new(), |at| {
+            format!(
+                " and the cycle under way last had an answer {}s ago",
+                (now - at).num_seconds()
+            )
+        });
+        reasons.push(match quiet.cycle_ended {
+            Some(ended) => format!(
+                "the last poll cycle ended {}s ago{answered}, more than two schedule periods \
+                 and the time a cycle may take ({}s)",
+                (now - ended).num_seconds(),
                 limit.num_seconds()
             ),
             None => format!(
-                "no poll cycle has ended in the {}s since start, more than two schedule \
-                 periods and the time a cycle may take ({}s)",
+                "no poll cycle has ended in the {}s since start{answered}, more than two \
+                 schedule periods and the time a cycle may take ({}s)",
                 (now - state.started_at).num_seconds(),
                 limit.num_seconds()
             ),
@@ -261,9 +315,14 @@ pub fn check(state: &ServerState) -> Health {
             None
         }
     };
-    // An event waits for the end of its server's cycle, and then for the backoff.
+    // An event waits for the end of its server's cycle, and then for the backoff; one
+    // queued by a cycle still under way waits for that cycle too.
+    let under_way = (state.progress.oldest_running()).map_or(chrono::Duration::zero(), |t| {
+        (now - t).max(chrono::Duration::zero())
+    });
     let allowed = (chrono::Duration::from_std(state.backoff).ok())
         .and_then(|backoff| limit.checked_add(&backoff))
+        .and_then(|allowed| allowed.checked_add(&under_way))
         .unwrap_or(chrono::Duration::MAX);
     if let Some(age) = oldest.filter(|age| *age > allowed) {
         reasons.push(format!(
@@ -394,6 +453,7 @@ pub async fn start(
     settings: &Settings,
     store: &Store,
     clock: SharedClock,
+    progress: Progress,
     gateway: GatewayHealth,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
@@ -407,6 +467,7 @@ pub async fn start(
         .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
     let state = ServerState {
         gateway,
+        progress,
         ..ServerState::from_settings(settings, store.clone(), clock, handle)
     };
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
@@ -442,7 +503,6 @@ pub async fn healthcheck(listen: SocketAddr) -> anyhow::Result<(bool, String)> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::store::CycleRecord;
     use chrono::TimeZone;
 
     fn state(clock: &ManualClock, store: &Store) -> ServerState {
@@ -539,6 +599,29 @@ mod tests {
             "{:?}",
             check(&s)
         );
+    }
+
+    /// A cycle longer than the limit is healthy while the server's answers keep coming,
+    /// and fails once they stop for longer than the limit.
+    #[test]
+    fn a_cycle_under_way_counts_while_its_answers_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap();
+        let clock = ManualClock::new(t0);
+        let s = state(&clock, &store);
+        let running = s.progress.cycle_running("sim", t0);
+        s.progress
+            .answered("sim", t0 + chrono::Duration::minutes(9));
+        clock.advance(chrono::Duration::minutes(11));
+        assert!(check(&s).reasons.is_empty(), "{:?}", check(&s));
+        clock.advance(chrono::Duration::minutes(9));
+        assert!(check(&s).reasons[0].starts_with(
+            "no poll cycle has ended in the 1200s since start and the cycle under way last \
+             had an answer 660s ago"
+        ));
+        drop(running);
+        assert_eq!(s.progress.oldest_running(), None);
     }
 
     #[test]

@@ -592,12 +592,15 @@ async fn run_while<F: std::future::Future<Output = ()>>(
     sampling: impl FnOnce(ServerState) -> F,
 ) {
     let app = App::build(settings, clock.clone()).await.unwrap();
-    let state = ServerState::from_settings(
-        &app.settings,
-        app.store.clone(),
-        clock,
-        restorewatch::metrics::install(),
-    );
+    let state = ServerState {
+        progress: app.progress.clone(),
+        ..ServerState::from_settings(
+            &app.settings,
+            app.store.clone(),
+            clock,
+            restorewatch::metrics::install(),
+        )
+    };
     let shutdown = CancellationToken::new();
     let sampling = async {
         sampling(state).await;
@@ -670,6 +673,55 @@ async fn a_five_second_schedule_reads_healthy() {
     run_while(settings, clock, |state| async move {
         let failing = failing_samples(&state, 120).await;
         assert_eq!(failing, Vec::<Vec<String>>::new());
+    })
+    .await;
+}
+
+/// A first cycle longer than two periods and the request timeout together (thirteen users
+/// asked one at a time, each answer taking 10 s, on a five-second schedule with a 30 s
+/// timeout: 130 s against a 40 s limit) reads healthy while its answers keep coming, and
+/// so does the failure it queued on its first answer, which waits for the cycle's end.
+#[tokio::test(start_paused = true)]
+async fn a_long_first_cycle_whose_answers_keep_coming_reads_healthy() {
+    let clock = tokio_clock();
+    let sim = simulator(clock.clone()).await;
+    sim.add_job(failure(clock.now() - Duration::hours(1)));
+    let mut watch = String::from("[[watch]]\nlogin = \"obm\"\n");
+    for i in 0..12 {
+        let login = format!("user{i:02}");
+        sim.add_user(SimUser {
+            login: login.clone(),
+            owner: String::new(),
+            user_id: login.clone(),
+        });
+        watch.push_str(&format!("[[watch]]\nlogin = \"{login}\"\n"));
+    }
+    sim.set_faults(Faults {
+        latency: std::time::Duration::from_secs(10),
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[cbs]\nurl = \"{url}\"\nsys_user = \"{user}\"\nsys_pwd = \"{pwd}\"\n\
+         max_concurrency = 1\nrequest_timeout = \"30s\"\n{watch}\
+         [poll]\nschedule = \"*/5 * * * * *\"\nbaseline_first_cycle = false\n\
+         [state]\npath = \"{state}\"\n",
+        url = sim.url(),
+        user = sim.sys_user(),
+        pwd = sim.sys_pwd(),
+        state = dir.path().display(),
+    );
+    let settings = Settings::from_toml_str(&text, &|_| None).unwrap();
+    run_while(settings, clock, |state| async move {
+        tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+        let health = server::check(&state);
+        assert_eq!(health.outbox_events, 1, "the failure is queued: {health:?}");
+        assert!(health.servers[0].cycle_started_at.is_some(), "{health:?}");
+        let failing = failing_samples(&state, 120).await;
+        assert_eq!(failing, Vec::<Vec<String>>::new(), "answers keep coming");
+        assert!(sim.requests_served() >= 13, "the first cycle ended");
+        let health = server::check(&state);
+        assert_eq!(health.outbox_events, 0, "delivered at its end: {health:?}");
     })
     .await;
 }

@@ -15,10 +15,12 @@
 mod dates;
 mod job_reports;
 mod outage;
+mod progress;
 mod report;
 mod unreadable;
 
 pub use dates::dates_to_poll;
+pub use progress::{Progress, ServerProgress};
 pub use report::CycleReport;
 
 use crate::cbs::model::{RestoreJob, StatusClass};
@@ -70,6 +72,8 @@ pub struct Poller {
     /// Set once a cycle's report calls failed and it was logged; cleared when one works
     /// again, so a lasting refusal (a Read-Only API role) is logged once, not every cycle.
     reports_failing: std::sync::atomic::AtomicBool,
+    /// Its cycles under way, for `/healthz`.
+    progress: Progress,
 }
 
 impl Poller {
@@ -81,7 +85,14 @@ impl Poller {
             clock,
             discovery: None,
             reports_failing: Default::default(),
+            progress: Progress::default(),
         }
+    }
+
+    /// Notes its cycles under way in `progress` (shared with `/healthz`).
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Watches the users the server lists too (`[discover]`), when enabled.
@@ -109,6 +120,7 @@ impl Poller {
         let started_at = self.clock.now();
         let tz = self.client.timezone();
         let server = self.client.server_name().to_owned();
+        let _running = self.progress.cycle_running(&server, started_at);
         let known_down = self.store.outage()?.is_some() || self.store.down_streak()?.is_some();
         let discovery_failure = match &self.discovery {
             // While the server is down, the probe below asks it (one request); the list is
@@ -313,6 +325,7 @@ impl Poller {
                 continue;
             };
             crate::metrics::cbs_request(&server, &result);
+            self.progress.answered(&server, self.clock.now());
             let Some((state, baseline_counts, all_ok, _, _)) = user_states.get_mut(&user.login)
             else {
                 continue;
