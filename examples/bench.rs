@@ -696,6 +696,7 @@ async fn memory(scale: Scale) {
     let lead = std::time::Duration::from_secs(if scale.smoke { 3 } else { 10 });
     // Each run on a fresh store: (first peak, its wall, steady peak, its wall, idle, run peak).
     let mut runs = Vec::new();
+    let mut last_store = None;
     for _ in 0..scale.runs {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = memory_config(dir.path(), &sim.url, &zone, lead);
@@ -712,6 +713,7 @@ async fn memory(scale: Scale) {
             idle as f64 / 1024.0,
             run_peak as f64 / 1024.0,
         ]);
+        last_store = Some(dir);
     }
     let med = |i: usize| median(runs.iter().map(|r| r[i]).collect());
     let all = |i: usize| {
@@ -758,6 +760,65 @@ async fn memory(scale: Scale) {
         med(5),
         all(5)
     );
+    let store = last_store.expect("at least one run");
+    let state = store.path().join("state");
+    println!(
+        "What sled keeps after one read of every key of that store (the last run's), by \
+         `cache_capacity`: anonymous memory of a process of its own (`bench store-probe`), \
+         after the read and a trim.\n"
+    );
+    println!("| cache_capacity | keys | after open | after the read | kept by the read |\n|---:|---:|---:|---:|---:|");
+    for cache in [64 << 10, restorewatch::store::CACHE_CAPACITY_BYTES, 8 << 20] {
+        let out = Command::new(std::env::current_exe().expect("bench path"))
+            .arg("store-probe")
+            .arg(&state)
+            .arg(cache.to_string())
+            .output()
+            .expect("store-probe runs");
+        assert!(out.status.success(), "store-probe: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n: Vec<u64> = text
+            .split_whitespace()
+            .map(|w| w.parse().expect("a number"))
+            .collect();
+        let [keys, opened, read] = n[..] else {
+            panic!("store-probe printed {text:?}")
+        };
+        println!(
+            "| {} KiB | {keys} | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+            cache >> 10,
+            opened as f64 / 1024.0,
+            read as f64 / 1024.0,
+            read.saturating_sub(opened) as f64 / 1024.0
+        );
+    }
+    println!();
+}
+
+/// `bench store-probe DIR CACHE_BYTES`: opens the store in DIR as restorewatch does, with
+/// sled's `cache_capacity` at CACHE_BYTES, reads every key of every tree once, and prints
+/// the key count and the process's anonymous memory (KiB) after the open and after the
+/// read (each after a trim). Its own process: what the read leaves is all it holds.
+fn store_probe(dir: &Path, cache: u64) {
+    let anon = || {
+        restorewatch::memory::release_free_memory();
+        proc_status_kib(std::process::id(), "RssAnon:")
+    };
+    let db = sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache)
+        .use_compression(true)
+        .open()
+        .expect("the store opens");
+    let opened = anon();
+    let mut keys = 0u64;
+    for name in db.tree_names() {
+        for kv in db.open_tree(name).expect("tree").iter() {
+            kv.expect("read");
+            keys += 1;
+        }
+    }
+    println!("{keys} {opened} {}", anon());
 }
 
 /// Bytes of keys and values in the store's trees: the live data, uncompressed.
@@ -1106,6 +1167,15 @@ const SECTIONS: [&str; 7] = [
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [probe, dir, cache] = &args[..] {
+        if probe == "store-probe" {
+            store_probe(
+                Path::new(dir),
+                cache.parse().expect("a cache size in bytes"),
+            );
+            return;
+        }
+    }
     let mut scale = FULL;
     let mut only = None;
     let mut args = args.iter();
@@ -1136,7 +1206,7 @@ async fn main() {
             name if SECTIONS.contains(&name) => only = Some(name.to_owned()),
             other => {
                 eprintln!(
-                    "usage: bench [all|smoke|{}] [--runs N] [--year-users N] [--year-days N]; unknown {other:?}",
+                    "usage: bench [all|smoke|{}] [--runs N] [--year-users N] [--year-days N] (or bench store-probe DIR CACHE_BYTES); unknown {other:?}",
                     SECTIONS.join("|")
                 );
                 std::process::exit(2);
