@@ -12,7 +12,10 @@ use std::path::Path;
 /// page it keeps in memory: 2 MiB held about 6 MiB of decoded pages at 10,000 users.
 /// 1 MiB idles 5-7 MiB lower than 2 MiB there at the same client CPU per request; 512 KiB
 /// idles a little lower again but makes draining a 10,000-event backlog 1.26-1.30 times
-/// slower per event than a 1,000-event one (1 MiB: 1.15-1.20; BENCHMARKS.md).
+/// slower per event than a 1,000-event one (1 MiB: 1.15-1.20; BENCHMARKS.md). The cache
+/// size does not bound what stays in memory, though: sled's LRU evicts only when 64
+/// accesses have queued up in one of its 256 shards, so a store of fewer than about 16,000
+/// pages keeps every page a cycle read decoded whatever the capacity (`bench store-probe`).
 pub const CACHE_CAPACITY_BYTES: u64 = 1024 * 1024;
 
 /// Whether the store at `dir` is (or, new, will be) written zstd-compressed. sled records
