@@ -297,6 +297,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
+            let kept = restorewatch::config::kept_days(
+                app.settings.state.retention_days,
+                &app.settings.poll,
+            );
+            if today.checked_sub_days(chrono::Days::new(kept.into())) > Some(date) {
+                eprintln!(
+                    "error: --date {date} is past the store's retention (state.retention_days, \
+                     {kept} days): its records were pruned; no digest was built"
+                );
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
             if print {
                 let digest = Digest::from_store(&app.store, date, tz, Vec::new())?;
                 print!("{}", digest_text(&digest, today));

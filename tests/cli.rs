@@ -294,9 +294,21 @@ async fn digest_print_shows_the_days_failures_from_the_store() {
     assert!(stdout.contains("Ledger DB"), "{stdout}");
     assert!(stdout.contains("RESTORE_STOP_BY_ERROR"), "{stdout}");
 
-    // A day that has not come yet has no digest, printed or posted.
-    for print in [true, false] {
-        let mut args = vec!["digest", "--config", config, "--date", "2099-01-01"];
+    // A day that has not come yet has no digest, printed or posted; nor has a day whose
+    // records the retention has pruned.
+    let refused = [
+        ("2099-01-01", "--date 2099-01-01 is in the future"),
+        (
+            "2000-01-01",
+            "--date 2000-01-01 is past the store's retention",
+        ),
+    ];
+    for (print, (date, says)) in [true, false]
+        .into_iter()
+        .zip(refused)
+        .chain([false, true].into_iter().zip(refused))
+    {
+        let mut args = vec!["digest", "--config", config, "--date", date];
         args.extend(print.then_some("--print"));
         let out = restorewatch(&args)
             .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
@@ -304,11 +316,7 @@ async fn digest_print_shows_the_days_failures_from_the_store() {
             .await
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-        assert!(
-            text(&out.stderr).contains("--date 2099-01-01 is in the future"),
-            "{}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
         assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
     }
 }

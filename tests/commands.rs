@@ -844,6 +844,18 @@ async fn failures_and_digest_defer_as_they_answer_and_keep_errors_private() {
         .await;
     assert_eq!(callback["type"], 4, "answered at once: {callback}");
     assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    // A day whose records the retention (35 days) has pruned: said so, not "no jobs".
+    let (callback, _) = h
+        .invoke(SlashCommand::new("digest").option("date", "2024-05-01"))
+        .await;
+    assert_eq!(callback["type"], 4, "answered at once: {callback}");
+    assert_eq!(flags(&callback["data"]), EPHEMERAL);
+    assert!(
+        callback["data"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("2024-05-01 is past the store's retention")),
+        "{callback}"
+    );
 
     for command in ["failures", "digest"] {
         let (callback, answer) = h.invoke_deferred(SlashCommand::new(command)).await;

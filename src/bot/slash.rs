@@ -387,7 +387,11 @@ pub(super) async fn digest(
 ) -> Result<(), Error> {
     let data = ctx.data();
     let scope = scope(ctx);
-    if let Err(error) = commands::parse_date(date.as_deref(), data.today()) {
+    let kept = crate::config::kept_days(
+        data.app.settings.state.retention_days,
+        &data.app.settings.poll,
+    );
+    if let Err(error) = commands::parse_kept_date(date.as_deref(), data.today(), kept) {
         return answer(ctx, Err(error)).await;
     }
     let visible = match data.visible(&scope) {

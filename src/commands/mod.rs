@@ -162,6 +162,27 @@ pub fn parse_date(arg: Option<&str>, today: NaiveDate) -> Result<NaiveDate, Comm
     Ok(date)
 }
 
+/// [`parse_date`] for a lookup in the store, which keeps `kept_days` days of records
+/// (`state.retention_days`): an older date is refused, saying its records were pruned,
+/// rather than answered "no restore jobs".
+pub fn parse_kept_date(
+    arg: Option<&str>,
+    today: NaiveDate,
+    kept_days: u32,
+) -> Result<NaiveDate, CommandError> {
+    let date = parse_date(arg, today)?;
+    let earliest = today
+        .checked_sub_days(chrono::Days::new(kept_days.into()))
+        .unwrap_or(NaiveDate::MIN);
+    if date < earliest {
+        return Err(CommandError::Usage(format!(
+            "date: {date} is past the store's retention (`state.retention_days`, {kept_days} \
+             days): its records were pruned. Expected {earliest} or later."
+        )));
+    }
+    Ok(date)
+}
+
 /// The `days` argument of `/failures`: 1 to [`FAILURES_MAX_DAYS`], 1 when absent.
 pub fn parse_days(arg: Option<i64>) -> Result<u32, CommandError> {
     match arg.unwrap_or(1) {
@@ -498,6 +519,22 @@ mod tests {
             parse_date(Some("2024-02-30"), day(26)),
             Err(CommandError::Usage(_))
         ));
+    }
+
+    #[test]
+    fn a_date_past_the_retention_is_refused_as_pruned() {
+        assert_eq!(
+            parse_kept_date(Some("2024-06-16"), day(26), 10).unwrap(),
+            day(16)
+        );
+        let pruned = parse_kept_date(Some("2024-06-15"), day(26), 10).unwrap_err();
+        assert_eq!(
+            pruned.to_string(),
+            "date: 2024-06-15 is past the store's retention (`state.retention_days`, 10 days): \
+             its records were pruned. Expected 2024-06-16 or later."
+        );
+        assert!(parse_kept_date(Some("2024-06-27"), day(26), 10).is_err());
+        assert_eq!(parse_kept_date(None, day(26), 10).unwrap(), day(26));
     }
 
     #[test]

@@ -62,6 +62,15 @@ pub fn min_retention_days(max_catch_up_days: u32, midnight_grace: Duration) -> u
     max_catch_up_days + grace_days + 1
 }
 
+/// How many days of job records a cycle keeps: `state.retention_days`, or more when a
+/// later cycle may still ask for older dates (a catch-up, the midnight grace).
+pub fn kept_days(retention_days: u32, poll: &super::PollSettings) -> u32 {
+    retention_days.max(min_retention_days(
+        poll.max_catch_up_days,
+        poll.midnight_grace,
+    ))
+}
+
 /// Turns the raw file into [`Settings`], one key at a time.
 pub(super) struct Checker {
     /// Keys whose value came from the environment, to say so in errors.

@@ -598,14 +598,8 @@ impl Poller {
         })
     }
 
-    /// How many days of job records a cycle keeps: `state.retention_days`, or more when a
-    /// later cycle may still ask for older dates (a catch-up, the midnight grace).
+    /// How many days of job records a cycle keeps (see [`crate::config::kept_days`]).
     fn keep_days(&self) -> u32 {
-        self.config
-            .retention_days
-            .max(crate::config::min_retention_days(
-                self.config.poll.max_catch_up_days,
-                self.config.poll.midnight_grace,
-            ))
+        crate::config::kept_days(self.config.retention_days, &self.config.poll)
     }
 }
