@@ -25,11 +25,21 @@ pub fn owner_of(
     config_watch: &[WatchEntry],
     login: &str,
 ) -> Result<Option<String>, StoreError> {
+    Ok(watched_as(store, config_watch, login)?.map(|w| w.owner))
+}
+
+/// The watch list's entry for `login`, matched without regard to case as the CBS and the
+/// watch list do ("OBM" is the configured "obm").
+fn watched_as(
+    store: &Store,
+    config_watch: &[WatchEntry],
+    login: &str,
+) -> Result<Option<WatchEntry>, StoreError> {
+    let login = login.to_lowercase();
     let watched = store.watch_list(config_watch)?;
     Ok(watched
         .into_iter()
-        .find(|w| w.login == login)
-        .map(|w| w.owner))
+        .find(|w| w.login.to_lowercase() == login))
 }
 
 /// Who ran a command, for the record: `name (id)`.
@@ -55,9 +65,17 @@ pub async fn add(
         })?,
         None => String::new(),
     };
-    if owner_of(store, config_watch, &login)?.is_some() {
+    if let Some(watched) = watched_as(store, config_watch, &login)? {
+        let spelled = if watched.login == login {
+            String::new()
+        } else {
+            format!(
+                " (as {}: logins are matched without regard to case)",
+                code(&watched.login)
+            )
+        };
         return Err(CommandError::Usage(format!(
-            "user: {} is already watched; expected a user not on the watch list.",
+            "user: {} is already watched{spelled}; expected a user not on the watch list.",
             code(&login)
         )));
     }
@@ -109,21 +127,32 @@ pub async fn add(
 /// Removes `login` from the chat watch list; config entries stay and say so.
 pub fn remove(store: &Store, config_watch: &[WatchEntry], login: &str) -> CommandResult {
     let login = parse_login(login)?;
-    if config_watch.iter().any(|w| w.login == login) {
+    // Matched without regard to case, as the watch list and the CBS match logins.
+    let lower = login.to_lowercase();
+    if let Some(w) = config_watch
+        .iter()
+        .find(|w| w.login.to_lowercase() == lower)
+    {
         return Err(CommandError::Usage(format!(
             "user: {} is watched by the config file and can only be removed there; \
              nothing was changed.",
-            code(&login)
+            code(&w.login)
         )));
     }
-    if !store.remove_watch(&login)? {
+    let mut removed = None;
+    for w in store.dynamic_watches()? {
+        if w.login.to_lowercase() == lower && store.remove_watch(&w.login)? {
+            removed.get_or_insert(w.login);
+        }
+    }
+    let Some(removed) = removed else {
         return Err(CommandError::Usage(format!(
             "user: {} is not on the watch list; expected one of `/watch list`.",
             code(&login)
         )));
-    }
+    };
     Ok(Reply::text(
-        format!("Stopped watching {}.", code(&login)),
+        format!("Stopped watching {}.", code(&removed)),
         false,
     ))
 }
@@ -281,6 +310,15 @@ mod tests {
         assert!(again.unwrap_err().to_string().contains("already watched"));
         let cfg = add(&store, &client, &config(), "cfg", None, "op (1)", now).await;
         assert!(cfg.unwrap_err().to_string().contains("already watched"));
+        // Another spelling of a watched login is the same user at the CBS.
+        let shout = add(&store, &client, &config(), "CFG", None, "op (1)", now).await;
+        assert_eq!(
+            shout.unwrap_err().to_string(),
+            "user: `CFG` is already watched (as `cfg`: logins are matched without regard to \
+             case); expected a user not on the watch list."
+        );
+        let shout = add(&store, &client, &config(), "Obm", None, "op (1)", now).await;
+        assert!(shout.unwrap_err().to_string().contains("(as `obm`"));
         let ghost = add(&store, &client, &config(), "ghost", None, "op (1)", now).await;
         assert!(ghost
             .unwrap_err()
@@ -321,6 +359,17 @@ mod tests {
         let done = remove(&store, &config(), " chat ").unwrap();
         assert_eq!(done.content, "Stopped watching `chat`.");
         assert!(!done.ephemeral, "the team sees changes");
+        assert!(store.dynamic_watches().unwrap().is_empty());
+        // Another spelling names the same user, in the config file or the chat list.
+        let cfg = remove(&store, &config(), "CFG").unwrap_err();
+        assert!(
+            cfg.to_string()
+                .contains("`cfg` is watched by the config file"),
+            "{cfg}"
+        );
+        chat_watch(&store, "Shop");
+        let done = remove(&store, &config(), "shop").unwrap();
+        assert_eq!(done.content, "Stopped watching `Shop`.");
         assert!(store.dynamic_watches().unwrap().is_empty());
     }
 
