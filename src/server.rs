@@ -86,12 +86,14 @@ impl ServerState {
         }
     }
 
-    /// The state for the program the settings describe.
+    /// The state for the program the settings describe, whose pollers note their cycles
+    /// under way in `progress`.
     pub fn from_settings(
         settings: &Settings,
         store: Store,
         clock: SharedClock,
         metrics: PrometheusHandle,
+        progress: Progress,
     ) -> Self {
         let longest_timeout = (settings.servers().iter())
             .map(|s| s.cbs.request_timeout)
@@ -99,6 +101,7 @@ impl ServerState {
             .unwrap_or_default();
         ServerState {
             cycle_allowance: longest_timeout,
+            progress,
             ..ServerState::new(
                 store,
                 clock,
@@ -467,8 +470,7 @@ pub async fn start(
         .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
     let state = ServerState {
         gateway,
-        progress,
-        ..ServerState::from_settings(settings, store.clone(), clock, handle)
+        ..ServerState::from_settings(settings, store.clone(), clock, handle, progress)
     };
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
     Ok(Some(tokio::spawn(serve(listener, state, shutdown))))

@@ -592,15 +592,13 @@ async fn run_while<F: std::future::Future<Output = ()>>(
     sampling: impl FnOnce(ServerState) -> F,
 ) {
     let app = App::build(settings, clock.clone()).await.unwrap();
-    let state = ServerState {
-        progress: app.progress.clone(),
-        ..ServerState::from_settings(
-            &app.settings,
-            app.store.clone(),
-            clock,
-            restorewatch::metrics::install(),
-        )
-    };
+    let state = ServerState::from_settings(
+        &app.settings,
+        app.store.clone(),
+        clock,
+        restorewatch::metrics::install(),
+        app.progress.clone(),
+    );
     let shutdown = CancellationToken::new();
     let sampling = async {
         sampling(state).await;
