@@ -213,12 +213,12 @@ struct Quiet {
 
 impl Quiet {
     fn of(state: &ServerState, server: &ServerHealth, cycle: Option<&CycleRecord>) -> Quiet {
-        let name = Some(server.name.as_str()).filter(|n| !n.is_empty());
         let cycle_ended = cycle
             .map(|c| c.finished_at)
             .filter(|t| *t >= state.started_at);
-        let answered = (state.progress.of(name).last_answer)
-            .filter(|t| *t >= state.started_at && Some(*t) > cycle_ended);
+        // Progress is this run's alone: only its cycle's end may be newer.
+        let answered =
+            (state.progress.of(&server.name).last_answer).filter(|t| Some(*t) > cycle_ended);
         Quiet {
             since: answered.or(cycle_ended).unwrap_or(state.started_at),
             cycle_ended,
@@ -252,9 +252,7 @@ pub fn check(state: &ServerState) -> Health {
                 .min_by_key(|q| q.since);
             let servers: Vec<ServerHealth> = (servers.into_iter())
                 .map(|(s, _)| ServerHealth {
-                    cycle_started_at: (state.progress)
-                        .of(Some(s.name.as_str()).filter(|n| !n.is_empty()))
-                        .cycle_started,
+                    cycle_started_at: (state.progress).of(&s.name).cycle_started,
                     ..s
                 })
                 .collect();

@@ -45,18 +45,18 @@ impl Progress {
         self.update(server, |p| p.last_answer = Some(at));
     }
 
-    /// `server`'s progress; with `None`, the latest of every server's (a store that names
-    /// no server has one poller).
-    pub fn of(&self, server: Option<&str>) -> ServerProgress {
+    /// `server`'s progress; for `""` (`/healthz`'s name for the server of a store that
+    /// names none, which has one poller), the latest of every server's.
+    pub fn of(&self, server: &str) -> ServerProgress {
         let servers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match server {
-            Some(name) => servers.get(name).copied().unwrap_or_default(),
-            None => servers
+            "" => servers
                 .values()
                 .fold(ServerProgress::default(), |a, b| ServerProgress {
                     cycle_started: a.cycle_started.max(b.cycle_started),
                     last_answer: a.last_answer.max(b.last_answer),
                 }),
+            name => servers.get(name).copied().unwrap_or_default(),
         }
     }
 
@@ -95,27 +95,27 @@ mod tests {
         progress.answered("eu", at(5));
         progress.answered("us", at(7));
         assert_eq!(
-            progress.of(Some("eu")),
+            progress.of("eu"),
             ServerProgress {
                 cycle_started: Some(at(0)),
                 last_answer: Some(at(5)),
             }
         );
-        assert_eq!(progress.of(Some("us")).cycle_started, None);
+        assert_eq!(progress.of("us").cycle_started, None);
         let other = progress.cycle_running("ap", at(3));
         assert_eq!(progress.oldest_running(), Some(at(0)));
         drop(other);
-        assert_eq!(progress.of(Some("ap")), ServerProgress::default());
+        assert_eq!(progress.of("ap"), ServerProgress::default());
         assert_eq!(
-            progress.of(None),
+            progress.of(""),
             ServerProgress {
                 cycle_started: Some(at(0)),
                 last_answer: Some(at(7)),
             }
         );
         drop(running);
-        assert_eq!(progress.of(Some("eu")).cycle_started, None);
+        assert_eq!(progress.of("eu").cycle_started, None);
         assert_eq!(progress.oldest_running(), None);
-        assert_eq!(progress.of(Some("eu")).last_answer, Some(at(5)));
+        assert_eq!(progress.of("eu").last_answer, Some(at(5)));
     }
 }
