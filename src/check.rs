@@ -491,7 +491,7 @@ mod tests {
         );
         let two = "[[cbs]]\nname = \"eu\"\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd = \"pw\"\n\
                    request_timeout = \"1m\"\n\
-                   [[cbs]]\nname = \"us\"\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd = \"pw\"\n\
+                   [[cbs]]\nname = \"us\"\nurl = \"http://127.0.0.2:9\"\nsys_user = \"api\"\nsys_pwd = \"pw\"\n\
                    request_timeout = \"6m\"\n";
         let text = offline_text(two);
         assert_eq!(text.matches("warning").count(), 1, "{text}");
