@@ -639,7 +639,7 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
                 BotContext {
                     store: app.store.clone(),
                     settings: app.settings.clone(),
-                    cbs: cbs_client(&app.settings)?,
+                    clients: app.pollers.iter().map(|p| p.client().clone()).collect(),
                     clock,
                     started_at,
                 },

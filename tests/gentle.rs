@@ -84,3 +84,27 @@ async fn a_fast_server_is_paced_too() {
     assert!(h.sim.max_in_flight() <= 32);
     assert_eq!(busiest_second(&h.sim.arrivals()), 20);
 }
+
+/// Lookups from chat share the poller's bound: the bot's `/restores` go through the
+/// poller's own client, so a member firing 20 of them during a cycle adds no request in
+/// flight beyond `cbs.max_concurrency`.
+#[tokio::test(start_paused = true)]
+async fn lookups_from_chat_share_the_pollers_concurrency_bound() {
+    let h = harness(4, 400).await;
+    let poller = h.poller();
+    let client = poller.client().clone();
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 3, 10).unwrap();
+    let lookups = (0..20).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .list_restore_jobs(&format!("user{i:02}"), "", date)
+                .await
+        }
+    });
+    let (cycle, answers) = tokio::join!(poller.cycle(), futures_util::future::join_all(lookups));
+    assert!(cycle.unwrap().ok());
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(h.sim.requests_served(), USERS as u64 + 20);
+    assert_eq!(h.sim.max_in_flight(), 4, "the bound is shared, and used");
+}

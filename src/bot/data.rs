@@ -31,7 +31,7 @@ pub(super) struct BotServer {
 /// poise's user data: the context plus what is derived from it once.
 pub(super) struct Data {
     pub(super) app: BotContext,
-    /// Every backup server, the first (`app.cbs`) first.
+    /// Every backup server, the first (`app.settings.cbs`) first.
     pub(super) servers: Vec<BotServer>,
     pub(super) discord: DiscordSettings,
     /// The servers the bot serves (at least one).
@@ -49,7 +49,7 @@ impl Data {
     }
 
     fn tz(&self) -> Tz {
-        self.app.cbs.timezone()
+        self.app.settings.cbs.timezone
     }
 
     /// Today in the backup server's zone, the zone job dates are in.

@@ -67,7 +67,10 @@ pub use shard_watch::GATEWAY_LOST_GRACE;
 pub struct BotContext {
     pub store: Store,
     pub settings: Settings,
-    pub cbs: CbsClient,
+    /// The backup servers' clients, in `settings.servers()` order: the pollers' own, so
+    /// that lookups share their `cbs.max_concurrency` and `cbs.max_requests_per_second`.
+    /// A server without one here gets a client of its own.
+    pub clients: Vec<CbsClient>,
     pub clock: SharedClock,
     /// When the program started, for `/status`'s uptime.
     pub started_at: DateTime<Utc>,
@@ -143,13 +146,13 @@ pub async fn start_with_health(
     let mut servers = Vec::new();
     for server in ctx.settings.servers() {
         let name = &server.cbs.server_name;
+        let client = match ctx.clients.get(servers.len()) {
+            Some(shared) => shared.clone(),
+            None => server.cbs.client()?,
+        };
         servers.push(BotServer {
             name: name.clone(),
-            client: if servers.is_empty() {
-                ctx.cbs.clone()
-            } else {
-                server.cbs.client()?
-            },
+            client,
             store: ctx.store.server_view(name)?,
             watch: server.watch.to_vec(),
         });

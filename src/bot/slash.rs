@@ -174,16 +174,22 @@ pub(super) async fn failures(
     if let Err(error) = args.check(&visible) {
         return answer(ctx, Err(error)).await;
     }
-    // Up to 30 days of records to read: acknowledge first.
+    // Up to 30 days of records to read: acknowledge first, and read them off the async
+    // workers, which the poll loop, the gateway and other commands need meanwhile.
     defer(ctx).await?;
-    let result = commands::failures::failures(
-        &data.app.store,
-        args,
-        &visible,
-        &scope,
-        data.today(),
-        data.public(),
-    );
+    let (store, today, public) = (data.app.store.clone(), data.today(), data.public());
+    let (days, servers_named) = (args.days, args.servers_named);
+    let result = off_the_runtime(move || {
+        let args = commands::failures::FailuresArgs {
+            days,
+            user: user.as_deref(),
+            page,
+            servers_named,
+            todays: &todays,
+        };
+        commands::failures::failures(&store, args, &visible, &scope, today, public)
+    })
+    .await;
     answer_deferred(ctx, result).await
 }
 
@@ -398,18 +404,25 @@ pub(super) async fn digest(
         Ok(visible) => visible,
         Err(error) => return answer(ctx, Err(error)).await,
     };
-    // A whole day of records to read: acknowledge first.
+    // A whole day of records to read: acknowledge first, and read them off the async
+    // workers (see `failures`).
     defer(ctx).await?;
-    let result = commands::digest::digest(
-        &data.app.store,
-        date.as_deref(),
-        data.today(),
-        data.app.settings.cbs.timezone,
-        &scope,
-        &visible,
-        data.servers.len() > 1,
-        data.public(),
-    );
+    let store = data.app.store.clone();
+    let (today, tz, public) = (data.today(), data.app.settings.cbs.timezone, data.public());
+    let servers_named = data.servers.len() > 1;
+    let result = off_the_runtime(move || {
+        commands::digest::digest(
+            &store,
+            date.as_deref(),
+            today,
+            tz,
+            &scope,
+            &visible,
+            servers_named,
+            public,
+        )
+    })
+    .await;
     answer_deferred(ctx, result).await
 }
 
@@ -432,4 +445,21 @@ pub(super) async fn status(ctx: Context<'_>) -> Result<(), Error> {
         .map_err(CommandError::from)
         .and_then(|r| commands::status::status(&r, data.public()));
     answer(ctx, result).await
+}
+
+/// Runs a lookup that reads many records on tokio's blocking pool: sled's reads block, and
+/// twenty `/digest`s of a 50,000-job day on the async workers froze the poll loop, the
+/// gateway and every other command for over a minute.
+async fn off_the_runtime(
+    lookup: impl FnOnce() -> commands::CommandResult + Send + 'static,
+) -> commands::CommandResult {
+    match tokio::task::spawn_blocking(lookup).await {
+        Ok(result) => result,
+        // As if it had run here.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(commands::CommandError::Usage(
+            "The bot is stopping; ask again once it is back.".into(),
+        )),
+    }
 }

@@ -114,7 +114,11 @@ impl CbsSettings {
             request_timeout: self.request_timeout,
             ca_cert: self.ca_cert.clone(),
         })
-        .map(|client| client.with_max_requests_per_second(self.max_requests_per_second))
+        .map(|client| {
+            client
+                .with_max_requests_per_second(self.max_requests_per_second)
+                .with_max_concurrency(Some(self.max_concurrency))
+        })
     }
 }
 

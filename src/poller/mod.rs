@@ -109,6 +109,12 @@ impl Poller {
         &self.store
     }
 
+    /// Its client: clones share its limits (`cbs.max_concurrency`,
+    /// `cbs.max_requests_per_second`).
+    pub fn client(&self) -> &CbsClient {
+        &self.client
+    }
+
     /// The backup server this poller polls.
     pub fn server_name(&self) -> &str {
         self.client.server_name()

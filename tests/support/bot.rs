@@ -260,7 +260,7 @@ impl Harness {
         let ctx = BotContext {
             store: store.clone(),
             settings: self.settings.clone(),
-            cbs: self.cbs(),
+            clients: vec![self.cbs()],
             clock: self.clock.clone(),
             started_at: self.clock.now(),
         };

@@ -174,7 +174,8 @@ impl Harness {
             ca_cert: None,
         })
         .unwrap()
-        .with_max_requests_per_second(self.max_requests_per_second);
+        .with_max_requests_per_second(self.max_requests_per_second)
+        .with_max_concurrency(Some(self.max_concurrency));
         // Store::open waits for a previous handle's lock itself.
         let store = Store::open(self.dir.path()).unwrap();
         let config = PollerConfig {

@@ -58,6 +58,9 @@ pub struct CbsClient {
     inner: Arc<Inner>,
     /// `cbs.max_requests_per_second`, shared by every clone.
     pace: Option<Arc<Pace>>,
+    /// `cbs.max_concurrency`: requests in flight at once from this client and its clones
+    /// (the poller and the slash commands share it).
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 struct Inner {
@@ -158,6 +161,7 @@ impl CbsClient {
             .map_err(|e| CbsError::Setup(format!("cannot build the HTTP client: {}", chain(&e))))?;
         Ok(CbsClient {
             pace: None,
+            in_flight: None,
             inner: Arc::new(Inner {
                 http,
                 endpoint,
@@ -179,11 +183,25 @@ impl CbsClient {
         self
     }
 
-    /// Waits for the rate limit, if there is one.
-    async fn paced(&self) {
+    /// At most `max` requests in flight at once from this client and its clones (`None`:
+    /// no bound beyond the callers').
+    pub fn with_max_concurrency(mut self, max: Option<usize>) -> Self {
+        self.in_flight = max.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
+    }
+
+    /// Waits for a free slot under the concurrency bound, then for the rate limit; the
+    /// slot is held until the returned permit drops (the request has ended).
+    async fn paced(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let slot = match &self.in_flight {
+            // The semaphore is never closed.
+            Some(limit) => limit.acquire().await.ok(),
+            None => None,
+        };
         if let Some(pace) = &self.pace {
             pace.wait().await;
         }
+        slot
     }
 
     pub fn server_name(&self) -> &str {

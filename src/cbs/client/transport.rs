@@ -12,7 +12,8 @@ const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 const SNIPPET_MAX_BYTES: usize = 4 * SNIPPET_MAX_CHARS;
 
 impl CbsClient {
-    /// POSTs `body` to `url`, paced by `cbs.max_requests_per_second`, and answers the
+    /// POSTs `body` to `url`, within `cbs.max_concurrency` and paced by
+    /// `cbs.max_requests_per_second`, and answers the
     /// reply's text. A status other than 2xx is [`CbsError::Http`] with a short, redacted
     /// snippet of what came back; a redirect is not followed, and its snippet names where
     /// it pointed.
@@ -22,7 +23,7 @@ impl CbsClient {
         body: &B,
     ) -> Result<String, CbsError> {
         let i = &self.inner;
-        self.paced().await;
+        let _slot = self.paced().await;
         let response = i
             .http
             .post(url)
