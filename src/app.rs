@@ -85,6 +85,10 @@ pub struct App {
     pub progress: Progress,
 }
 
+/// Poll rounds in a row that fail with the store's I/O error before `run` gives up (see
+/// [`store_cannot_write`]).
+pub const STORE_BROKEN_ROUNDS: u32 = 2;
+
 /// The most skipped poll ticks counted after one cycle.
 const MAX_SKIPPED_TICKS: u64 = 10_000;
 
@@ -390,6 +394,8 @@ impl App {
         if poll_now {
             tracing::info!("a digest was missed while stopped: polling now, then posting it");
         }
+        // Poll rounds in a row that failed with the store's I/O error.
+        let mut broken_rounds = 0;
         loop {
             let now = self.clock.now();
             let next_poll = if std::mem::take(&mut poll_now) {
@@ -436,6 +442,24 @@ impl App {
                         "poll cycle done"
                     ),
                     Err(e) => tracing::error!(error = format!("{e:#}"), "poll cycle failed"),
+                }
+                broken_rounds = match &done {
+                    Err(e) if store_cannot_write(e) => broken_rounds + 1,
+                    _ => 0,
+                };
+                if broken_rounds >= STORE_BROKEN_ROUNDS {
+                    let cause = done.err().map(|e| format!("{e:#}")).unwrap_or_default();
+                    tracing::error!(
+                        rounds = broken_rounds,
+                        error = %cause,
+                        "the state store cannot write any more (sled keeps an I/O error, such \
+                         as a full disk, until it is reopened): stopping with exit status 1 so \
+                         that a restart policy reopens it; queued events stay in the outbox"
+                    );
+                    anyhow::bail!(
+                        "the state store cannot write any more ({cause}); free space in \
+                         state.path or fix the disk, then start again: queued events are kept"
+                    );
                 }
                 // A store failure ends the round before its cycles are counted: the
                 // monitor hears of it all the same.
@@ -502,6 +526,17 @@ fn writable_state_dir(dir: &std::path::Path) -> Result<(), ConfigError> {
     std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the state directory", e))?;
     tempfile::tempfile_in(dir).map_err(|e| fail("cannot write in the state directory", e))?;
     Ok(())
+}
+
+/// Whether a poll round failed because the store cannot write: sled's I/O error, which
+/// sled keeps returning from every later operation (even once disk space is freed) until
+/// the store is reopened. After [`STORE_BROKEN_ROUNDS`] such rounds in a row `run` ends
+/// with an error, so that a restart policy reopens the store instead of the bot failing
+/// every cycle for good.
+fn store_cannot_write(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        (cause.downcast_ref::<crate::store::StoreError>()).is_some_and(crate::store::is_io)
+    })
 }
 
 /// How a cycle ended, for the metrics: a cycle that reached no backup server at all (every
@@ -670,6 +705,78 @@ mod tests {
             cycle_result(&Err::<CycleReport, ()>(())),
             CycleResult::Error
         );
+    }
+
+    /// "Now" that follows tokio's (paused) clock from a fixed start.
+    struct TokioClock {
+        base: DateTime<Utc>,
+        start: Instant,
+    }
+
+    impl crate::clock::Clock for TokioClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.base + chrono::Duration::from_std(self.start.elapsed()).unwrap()
+        }
+    }
+
+    /// The state file system fills: sled fails the write and keeps failing every later
+    /// one, even once space is freed. The loop, which carries on after other failed
+    /// cycles, ends with an error after two such rounds in a row, so that the container's
+    /// restart policy reopens the store.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_cannot_write_any_more_ends_the_run_loop() {
+        use crate::simulator::{SimConfig, SimUser, Simulator};
+        use chrono::TimeZone as _;
+        let clock: SharedClock = std::sync::Arc::new(TokioClock {
+            base: Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 30).unwrap(),
+            start: Instant::now(),
+        });
+        let sim = Simulator::new(SimConfig::with_clock(clock.clone()));
+        let sim = sim.start().await.unwrap();
+        sim.add_user(SimUser {
+            login: "obm".into(),
+            owner: String::new(),
+            user_id: "obm".into(),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[cbs]\nurl = \"{}\"\nsys_user = \"{}\"\n[[watch]]\nlogin = \"obm\"\n\
+             [poll]\nschedule = \"0 * * * * *\"\n[state]\npath = \"{}\"\n",
+            sim.url(),
+            sim.sys_user(),
+            dir.path().display()
+        );
+        let pwd = sim.sys_pwd().to_owned();
+        let env = move |name: &str| (name == "RESTOREWATCH_CBS_SYS_PWD").then(|| pwd.clone());
+        let settings = Settings::from_toml_str(&text, &env).unwrap();
+        let app = App::build(settings, clock.clone()).await.unwrap();
+        let store = app.store.clone();
+        let render = RenderOptions {
+            mention_role: None,
+            timezone: chrono_tz::UTC,
+            servers_named: false,
+        };
+        let sink = ConsoleSink::new(render, Box::new(std::io::sink()));
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(async move { app.run_loop(&sink, shutdown).await });
+        // A good round first (at 12:01), then the disk fills.
+        while store.last_cycle().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        store.break_writes();
+        let broke = Instant::now();
+
+        let ended = tokio::time::timeout(Duration::from_secs(3600), running)
+            .await
+            .expect("the run loop ends by itself")
+            .unwrap();
+        let error = format!("{:#}", ended.unwrap_err());
+        assert!(error.contains("cannot write any more"), "{error}");
+        assert!(error.contains("No space left on device"), "{error}");
+        // The rounds at 12:02 and 12:03: not the first failure, the second in a row.
+        let took = broke.elapsed();
+        assert!(took > Duration::from_secs(60), "{took:?}");
+        assert!(took <= Duration::from_secs(120), "{took:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -636,6 +636,84 @@ async fn server_errors_that_persist_end_the_drain_and_rest_the_sink() {
     assert_eq!(failure_titles(&fake), ["Restore failed: obm / set 1"]);
 }
 
+/// Discord's REST API stops answering: every post and every read of the channel hangs
+/// until the client's 30 s timeout. The drain gives up after the one post that timed out,
+/// saying so at warn level, instead of retrying timeout after timeout (post, read-back,
+/// post ...) for minutes while the poll round waits for it. The sink rests as after 5xx;
+/// the next drain's read-back times out too and ends it at once. Once Discord answers
+/// again the alert goes out once: nothing lost, nothing twice.
+#[tokio::test(start_paused = true)]
+async fn a_discord_that_does_not_answer_ends_the_drain_after_one_timeout() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let (_h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    fake.set_nonce_memory(NonceMemory::Off);
+    fake.set_messages_hanging(true);
+    let timing = DeliveryTiming::default();
+    let sink = sink(&fake, &p, None);
+    let queued = p.store().outbox_len();
+    let timeout_secs = std::time::Duration::from_secs(30);
+    let reads = |fake: &FakeDiscord| {
+        let requests = fake.requests().into_iter();
+        requests
+            .filter(|r| r.method == "GET" && r.path.ends_with("/messages"))
+            .count()
+    };
+
+    let started = tokio::time::Instant::now();
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert_eq!(started.elapsed(), timeout_secs, "one timeout, no more");
+    assert_eq!(report.pending, queued, "nothing lost, nothing sent");
+    assert!(
+        report
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("timed out")),
+        "{report:?}"
+    );
+    assert_eq!(message_posts(&fake).len(), 1, "no retry into the hang");
+    let text = logs.text();
+    let warned = text
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("timed out"));
+    assert!(warned.count() >= 1, "{text}");
+    assert!(!text.contains("fake-token"), "{text}");
+
+    // After the rest, the recorded batch is read back first; that read times out too.
+    tokio::time::advance(timing.backoff_max).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, queued);
+    assert_eq!(started.elapsed(), timeout_secs);
+    assert_eq!((message_posts(&fake).len(), reads(&fake)), (1, 1));
+
+    // Discord answers again (the hung requests stay hung: the client gave up on them).
+    fake.set_messages_hanging(false);
+    tokio::time::advance(timing.backoff_max).await;
+    assert_eq!(drain(p.store(), &sink).await.unwrap().pending, 0);
+    assert_eq!(failure_titles(&fake), ["Restore failed: obm / set 1"]);
+    assert_eq!(message_posts(&fake).len(), 2);
+}
+
+/// Discord answers, but with 5xx each only after 20 s (an overloaded proxy): the retries
+/// stop once the drain has run [`DeliveryTiming::drain_limit`], not after all six attempts.
+#[tokio::test(start_paused = true)]
+async fn slow_server_errors_end_the_drain_at_its_time_limit() {
+    let (_h, p) = world_with(&[("1", FAILED)]).await;
+    let fake = FakeDiscord::start().await;
+    fake.set_post_delay(std::time::Duration::from_secs(20));
+    let timing = DeliveryTiming::default();
+    fake.script(ALERTS, vec![Scripted::ServerError(503); 6]);
+    let sink = sink(&fake, &p, None);
+
+    let started = tokio::time::Instant::now();
+    let report = drain(p.store(), &sink).await.unwrap();
+    assert!(report.pending > 0 && report.error.is_some(), "{report:?}");
+    // 20 s, 1 s backoff, 20 s, 2 s, 20 s: the next wait would pass the limit.
+    assert_eq!(message_posts(&fake).len(), 3);
+    assert!(started.elapsed() <= timing.drain_limit + std::time::Duration::from_secs(30));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_long_retry_after_ends_the_drain_and_rests_that_long() {
     let (_h, p) = world_with(&[("1", FAILED)]).await;

@@ -723,3 +723,69 @@ async fn a_long_first_cycle_whose_answers_keep_coming_reads_healthy() {
     })
     .await;
 }
+
+/// Discord's REST API stops answering (every post and read of a channel hangs) while a
+/// failure waits to be posted. Each poll round's delivery gives up after one 30 s timeout,
+/// so the backup server is still polled at every minute tick, instead of not at all while
+/// the delivery retried timeout after timeout; once Discord answers again the alert goes
+/// out, once.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_discord_does_not_stop_polling() {
+    const ALERTS: u64 = 4_000_000_000_000_000_001;
+    let clock = tokio_clock();
+    let sim = simulator(clock.clone()).await;
+    sim.add_job(failure(clock.now() - Duration::minutes(5)));
+    let fake = support::fake_discord::FakeDiscord::start().await;
+    fake.set_messages_hanging(true);
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(settings(&sim, dir.path(), ""), clock.clone())
+        .await
+        .unwrap();
+    let discord = restorewatch::config::DiscordSettings {
+        token: "fake-token".to_owned().into(),
+        alert_channel: serenity::all::ChannelId::new(ALERTS),
+        digest_channel: serenity::all::ChannelId::new(ALERTS),
+        mention_role: None,
+        api_base: Some(fake.api_base().parse().unwrap()),
+        guilds: Vec::new(),
+        admin_role: None,
+        public_lookups: false,
+        routes: Vec::new(),
+    };
+    let render = restorewatch::render::RenderOptions {
+        mention_role: None,
+        timezone: chrono_tz::UTC,
+        servers_named: false,
+    };
+    let sink = restorewatch::discord::DiscordSink::new(&discord, &app.store, render).unwrap();
+    let shutdown = CancellationToken::new();
+    let running = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { app.run_loop(&sink, shutdown).await })
+    };
+
+    // Eight minute ticks: a poll at each of them, though no delivery got an answer.
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(8 * 60 + 30)).await;
+    let polls = sim.requests_served();
+    assert!(
+        polls >= 8,
+        "{polls} CBS requests in {:?}",
+        started.elapsed()
+    );
+    assert!(fake.messages(ALERTS).is_empty());
+
+    fake.set_messages_hanging(false);
+    let posted = tokio::time::timeout(WAIT, fake.wait_for_messages(ALERTS, 1))
+        .await
+        .expect("the alert goes out once Discord answers");
+    tokio::time::sleep(std::time::Duration::from_secs(3 * 60)).await;
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    let alerts = fake.messages(ALERTS);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert!(
+        posted[0].to_string().contains("Restore failed"),
+        "{posted:?}"
+    );
+}

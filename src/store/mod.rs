@@ -64,6 +64,13 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Whether `error` is sled's I/O error: a write (or the flush of one) the file system
+/// refused, say on a full disk. sled keeps that error and returns it from every later
+/// operation, even once space is freed, so the store is unusable until it is reopened.
+pub fn is_io(error: &StoreError) -> bool {
+    matches!(error, StoreError::Sled(sled::Error::Io(_)))
+}
+
 /// Whether opening the store failed because another process (a running instance) holds it.
 pub fn is_locked(error: &StoreError) -> bool {
     matches!(error, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
@@ -107,6 +114,9 @@ pub struct Store {
 struct Counters {
     outbox_reads: std::sync::atomic::AtomicU64,
     flushes: std::sync::atomic::AtomicU64,
+    /// Unit tests only: every flush fails as after a full disk ([`Store::break_writes`]).
+    #[cfg(test)]
+    broken: std::sync::atomic::AtomicBool,
 }
 
 /// What a store handle (and its clones) has done so far: see [`Store::work`].

@@ -105,8 +105,21 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        if self.counters.broken.load(Ordering::Relaxed) {
+            const ENOSPC: i32 = 28;
+            let full = std::io::Error::from_raw_os_error(ENOSPC);
+            return Err(StoreError::Sled(sled::Error::Io(full)));
+        }
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Unit tests only: from now on every flush of this store (and its clones) fails with
+    /// sled's I/O error for a full disk, as a store does once a write hit one.
+    #[cfg(test)]
+    pub(crate) fn break_writes(&self) {
+        (self.counters.broken).store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The outbox reads and flushes of this handle and its clones so far.

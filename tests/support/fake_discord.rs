@@ -223,6 +223,8 @@ struct Inner {
     gateway_down: bool,
     /// Waited before a message POST is handled (see [`FakeDiscord::set_post_delay`]).
     post_delay: std::time::Duration,
+    /// Every message POST and history GET hangs ([`FakeDiscord::set_messages_hanging`]).
+    messages_hanging: bool,
     /// Registered commands by guild (`None`: global).
     commands: HashMap<Option<u64>, Vec<Value>>,
     interactions: Vec<InteractionRecord>,
@@ -483,6 +485,13 @@ impl FakeDiscord {
     /// until then), so a test can interrupt the bot while a post is in flight.
     pub fn set_post_delay(&self, delay: std::time::Duration) {
         self.shared.update(|inner| inner.post_delay = delay);
+    }
+
+    /// While `hanging`, every message POST and every read of a channel's messages gets no
+    /// answer until [`FakeDiscord::release_hangs`] (then it is handled normally) or the
+    /// fake is dropped: Discord's REST API browning out, so the client times out.
+    pub fn set_messages_hanging(&self, hanging: bool) {
+        self.shared.update(|inner| inner.messages_hanging = hanging);
     }
 
     /// How long `enforce_nonce` deduplicates (see [`NonceMemory`]).
@@ -1107,6 +1116,13 @@ async fn handle_rest(
     let token_rejected = shared.lock().token_rejected;
     if needs_bot_token && (!has_bot_token || token_rejected) {
         return json_response(401, error_body(401));
+    }
+
+    let about_messages = matches!(segments.as_slice(), ["channels", _, "messages"]);
+    if about_messages && shared.lock().messages_hanging {
+        if let Err(gone) = hang(&shared).await {
+            return gone;
+        }
     }
 
     let app = shared.application_id.to_string();

@@ -24,8 +24,12 @@
 //! interrupted post.
 //!
 //! Failures: a 429 waits `retry_after` and retries; 5xx and transport errors back off
-//! exponentially; either, when it persists, ends the drain with the events queued and rests
-//! the sink for a while. 403/404, and a 400 whose JSON code is about the channel (a forum
+//! exponentially, each failed attempt logged; either, when it persists, ends the drain with
+//! the events queued and rests the sink for a while. A request Discord does not answer
+//! within [`REQUEST_TIMEOUT_SECS`] (a post, or the read-back before a retry) ends the drain
+//! at once, and so does any failure after [`DeliveryTiming::drain_limit`]: the poll round
+//! waits for its drain, so a hanging Discord costs it at most about a minute, not the
+//! minutes a full retry sequence of timeouts would. 403/404, and a 400 whose JSON code is about the channel (a forum
 //! or category where no message can be posted, an archived or locked thread), mean the
 //! channel refuses us: its events stay queued,
 //! the reason is logged once and kept for `/status` ([`DiscordSink::refused_channels`]),
@@ -66,7 +70,7 @@ use crate::store::Store;
 use anyhow::Context as _;
 use batch::{BATCH_TREE, LAST_POSTED_TREE};
 use message::message_request;
-use post::Posted;
+use post::{Posted, ReadBack};
 use secrecy::ExposeSecret;
 use serenity::all::{ChannelId, RoleId};
 use serenity::http::{Http, HttpBuilder};
@@ -75,7 +79,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A request that has not been answered after this long counts as a transport error.
+/// A request that has not been answered after this long is given up: it ends the drain
+/// (see [`DiscordSink::post_message`]).
 const REQUEST_TIMEOUT_SECS: u64 = 30;
 
 /// How long delivery waits, and how often it tries, when Discord does not accept a message.
@@ -97,6 +102,10 @@ pub struct DeliveryTiming {
     pub refused_retry: Duration,
     /// After Discord rejected the token (401): how long until the next post tries it again.
     pub token_retry: Duration,
+    /// Once a drain has run this long, a failed or rate-limited post ends it (events stay
+    /// queued, the sink rests) instead of waiting to retry: the poll round waits for the
+    /// drain, so a struggling Discord must not hold up polling for long.
+    pub drain_limit: Duration,
 }
 
 impl Default for DeliveryTiming {
@@ -109,6 +118,7 @@ impl Default for DeliveryTiming {
             backoff_max: Duration::from_secs(30),
             refused_retry: Duration::from_secs(10 * 60),
             token_retry: Duration::from_secs(10 * 60),
+            drain_limit: Duration::from_secs(60),
         }
     }
 }
@@ -258,6 +268,7 @@ impl DiscordSink {
         channel: ChannelId,
         events: &[&Event],
         taken: &mut Delivered,
+        deadline: Instant,
     ) -> Result<ChannelEnd, SinkError> {
         let mut rest = events;
         while !rest.is_empty() {
@@ -281,8 +292,17 @@ impl DiscordSink {
                     // The first part of a resumed batch may already be in the channel:
                     // Discord's nonce check covers only a few minutes, so look first.
                     let found = if resumed && part == batch.parts_sent {
-                        self.already_posted(channel, &packed.message, batch.newer)
+                        match self
+                            .already_posted(channel, &packed.message, batch.newer)
                             .await
+                        {
+                            ReadBack::Found(id) => Some(id),
+                            ReadBack::NotFound => None,
+                            ReadBack::NoAnswer(reason) => {
+                                let rest_for = self.timing.backoff_max;
+                                return Ok(ChannelEnd::Unavailable(reason, rest_for));
+                            }
+                        }
                     } else {
                         None
                     };
@@ -299,6 +319,7 @@ impl DiscordSink {
                             &packed.message,
                             batch.nonce(&self.install, part),
                             batch.newer,
+                            deadline,
                         )
                         .await
                     };
@@ -382,13 +403,14 @@ impl DiscordSink {
             }
         }
         self.forget_delivered(events)?;
+        let deadline = Instant::now() + self.timing.drain_limit;
         let mut taken = Delivered::default();
         for (channel, list) in self.routes.split(events) {
             let resting = self.state().refused.get(&channel).map(|r| r.retry_at);
             if resting.is_some_and(|at| Instant::now() < at) {
                 continue;
             }
-            let end = self.deliver_channel(channel, &list, &mut taken).await?;
+            let end = (self.deliver_channel(channel, &list, &mut taken, deadline)).await?;
             // Only an answer Discord gave to an authenticated post proves the token.
             let token_works = matches!(end, ChannelEnd::Done | ChannelEnd::Refused(_));
             if token_works && self.state().token_rejected.take().is_some() {

@@ -1,20 +1,23 @@
 //! The send path: one message posted with its retries (a 429 waits `retry_after`, 5xx and
-//! transport errors back off), Discord's answer classified by status, the read-back that
+//! transport errors back off, a timeout gives up at once), Discord's answer classified by status, the read-back that
 //! finds the message of an interrupted post, and the reason text logged and shown for a
 //! failure, with the token blanked out.
 
 use super::message::{message_body, message_request, same_message, Newer};
 use super::refusal::MISSING_EMBED_LINKS;
-use super::DiscordSink;
+use super::{DiscordSink, REQUEST_TIMEOUT_SECS};
 use crate::render::OutMessage;
 use serde_json::Value;
 use serenity::all::ChannelId;
 use serenity::http::{LightMethod, Request, Route};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// How many of a channel's latest messages are read back to find the message of an
 /// interrupted post (one drain window's batches fit well inside).
 const RECENT_MESSAGES_CHECKED: usize = 50;
+/// What [`timed_out`] says a read-back was doing.
+const READING_BACK: &str = "reading the channel back";
 /// A 429 without a `retry_after` or `Retry-After` waits this long.
 const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
 /// The longest wait a 429 can ask for; a longer, negative or unreadable (NaN) one counts as
@@ -46,8 +49,20 @@ enum Reply {
     Refused(String),
     /// 401: Discord rejected the token.
     Unauthorized(String),
-    /// 5xx, another status, or no answer at all.
+    /// 5xx or another status.
     Failed(String),
+    /// No answer in time: the request timed out.
+    NoAnswer(String),
+}
+
+/// What reading a channel back found.
+pub(super) enum ReadBack {
+    /// The message of the interrupted post, by id.
+    Found(u64),
+    /// Not there (or the channel cannot be read): post it again, under the same nonce.
+    NotFound,
+    /// Discord did not answer the read in time.
+    NoAnswer(String),
 }
 
 /// How posting one message (with its retries) ended.
@@ -67,12 +82,19 @@ impl DiscordSink {
     /// message despite a 5xx or a lost answer, so before each retry after one the channel
     /// is read back for it (messages `newer` than the post's start); the nonce alone
     /// would be enough only where Discord deduplicates it.
+    ///
+    /// A request Discord does not answer in time (the post or that read-back timing out)
+    /// ends the attempts at once: a Discord that hangs would otherwise hold the drain, and
+    /// the poll round waiting on it, for minutes. So does a failure once the drain has run
+    /// past `deadline`. The batch stays recorded, so the next drain reads the channel back
+    /// before it posts again. Every failed attempt is logged at warn level.
     pub(super) async fn post_message(
         &self,
         channel: ChannelId,
         message: &OutMessage,
         nonce: String,
         newer: Newer,
+        deadline: Instant,
     ) -> Posted {
         // A channel that dropped our embeds got the message's text, its ping included: the
         // retries (one every `refused_retry` until Embed Links is granted) do not ping again.
@@ -87,8 +109,9 @@ impl DiscordSink {
         };
         let (mut limited, mut failed) = (0, 0);
         let with_embeds = !message.embeds.is_empty();
+        let attempts = self.timing.server_error_attempts;
         loop {
-            match self.post(channel, body.clone(), with_embeds).await {
+            let (reason, answered) = match self.post(channel, body.clone(), with_embeds).await {
                 Reply::Accepted(id) => return Posted::Accepted(id),
                 Reply::Rejected(reason) => return Posted::Rejected(reason),
                 Reply::Refused(reason) => return Posted::Refused(reason),
@@ -98,48 +121,73 @@ impl DiscordSink {
                     let reason = format!("rate limited, retry after {wait:?}");
                     if wait > self.timing.max_retry_after
                         || limited >= self.timing.rate_limit_attempts
+                        || Instant::now() + wait > deadline
                     {
                         return Posted::Unavailable(reason, wait);
                     }
                     tracing::debug!(channel = channel.get(), "{reason}");
                     tokio::time::sleep(wait).await;
+                    continue;
                 }
-                Reply::Failed(reason) => {
-                    failed += 1;
-                    if failed >= self.timing.server_error_attempts {
-                        return Posted::Unavailable(reason, self.timing.backoff_max);
-                    }
-                    let wait = self.timing.backoff(failed);
-                    tracing::debug!(channel = channel.get(), %reason, ?wait, "retrying");
-                    tokio::time::sleep(wait).await;
-                    if let Some(id) = self.already_posted(channel, message, newer).await {
-                        tracing::info!(
-                            channel = channel.get(),
-                            %reason,
-                            "Discord created the message despite the failed post; not posting it again"
-                        );
-                        return Posted::Accepted(Some(id));
-                    }
+                Reply::Failed(reason) => (reason, true),
+                Reply::NoAnswer(reason) => (reason, false),
+            };
+            failed += 1;
+            let wait = self.timing.backoff(failed);
+            let give_up = !answered || failed >= attempts || Instant::now() + wait > deadline;
+            tracing::warn!(
+                channel = channel.get(),
+                attempt = failed,
+                %reason,
+                "Discord did not take the message{}",
+                if give_up { "; giving up for now" } else { "; retrying" }
+            );
+            if give_up {
+                return Posted::Unavailable(reason, self.timing.backoff_max);
+            }
+            tokio::time::sleep(wait).await;
+            match self.already_posted(channel, message, newer).await {
+                ReadBack::Found(id) => {
+                    tracing::info!(
+                        channel = channel.get(),
+                        %reason,
+                        "Discord created the message despite the failed post; not posting it again"
+                    );
+                    return Posted::Accepted(Some(id));
+                }
+                ReadBack::NotFound => {}
+                ReadBack::NoAnswer(reason) => {
+                    tracing::warn!(
+                        channel = channel.get(),
+                        %reason,
+                        "cannot read the channel back before a retry; giving up for now"
+                    );
+                    return Posted::Unavailable(reason, self.timing.backoff_max);
                 }
             }
         }
     }
 
-    /// The id of a message of ours with exactly this text among the channel's latest
+    /// Looks for a message of ours with exactly this text among the channel's latest
     /// messages, created since the post began (see [`Newer`]): the message of a post that
     /// was cut short after Discord created it. An identical message from before the post
-    /// began does not count. Any failure to read the channel (no Read Message
-    /// History, say) answers none, and the post goes out again under the same nonce.
+    /// began does not count. A channel that cannot be read (no Read Message History, say)
+    /// answers [`ReadBack::NotFound`], and the post goes out again under the same nonce;
+    /// a read that times out is [`ReadBack::NoAnswer`]: Discord is not answering, and a
+    /// post would hang as long.
     pub(super) async fn already_posted(
         &self,
         channel: ChannelId,
         message: &OutMessage,
         newer: Newer,
-    ) -> Option<u64> {
+    ) -> ReadBack {
         let body = message_body(message, None, String::new());
-        let wanted = body
+        let Some(wanted) = body
             .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())?;
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            return ReadBack::NotFound;
+        };
         let request = Request::new(
             Route::ChannelMessages {
                 channel_id: channel,
@@ -150,11 +198,12 @@ impl DiscordSink {
         let request =
             match request.build(&self.client, self.http.token(), self.http.proxy.as_deref()) {
                 Ok(request) => request,
-                Err(_) => return None,
+                Err(_) => return ReadBack::NotFound,
             };
         let recent: Value = match request.send().await {
             Ok(response) if response.status().is_success() => match response.bytes().await {
                 Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                Err(e) if e.is_timeout() => return ReadBack::NoAnswer(timed_out(READING_BACK)),
                 Err(_) => Value::Null,
             },
             Ok(response) => {
@@ -165,11 +214,13 @@ impl DiscordSink {
                 );
                 Value::Null
             }
+            Err(e) if e.is_timeout() => return ReadBack::NoAnswer(timed_out(READING_BACK)),
             Err(_) => Value::Null,
         };
-        let mut messages = recent.as_array()?.iter();
-        let found = messages.find(|m| newer.admits(m) && same_message(m, &wanted))?;
-        found["id"].as_str()?.parse().ok()
+        let found = (recent.as_array().into_iter().flatten())
+            .find(|m| newer.admits(m) && same_message(m, &wanted))
+            .and_then(|m| m["id"].as_str()?.parse().ok());
+        found.map_or(ReadBack::NotFound, ReadBack::Found)
     }
 
     /// One `POST /channels/{id}/messages`; `with_embeds`: the message has embeds, which
@@ -187,6 +238,7 @@ impl DiscordSink {
         crate::metrics::discord_reply(response.as_ref().ok().map(|r| r.status().as_u16()));
         let response = match response {
             Ok(response) => response,
+            Err(e) if e.is_timeout() => return Reply::NoAnswer(timed_out("posting")),
             Err(e) => return Reply::Failed(format!("no answer from Discord: {e}")),
         };
         let status = response.status();
@@ -228,6 +280,11 @@ impl DiscordSink {
             _ => Reply::Failed(reason),
         }
     }
+}
+
+/// The reason logged for a request Discord did not answer in time.
+fn timed_out(doing: &str) -> String {
+    format!("Discord did not answer within {REQUEST_TIMEOUT_SECS} s while {doing} (timed out)")
 }
 
 /// A 429's wait from `retry_after` seconds: a missing value waits a second; a negative,
