@@ -6,7 +6,8 @@
 //! `discover.owners` and `discover.exclude` and kept in the store, where
 //! [`Store::watch_list`] merges it with the config's and the chat's users. A new user is
 //! then baselined like any user not watched before; a user who is no longer listed stops
-//! being polled (their records stay until retention), and one listed again resumes where
+//! being polled (their records stay until retention; only their jobs recorded as running
+//! are still polled for, until their end), and one listed again resumes where
 //! they left off, without a second baseline (see the poller). A failed listing keeps the
 //! last list, is logged, retried at the next cycle and shown in `/status` (see [`status`]);
 //! so is a listing of nobody while the last list had users. Filters that keep nobody of a

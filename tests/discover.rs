@@ -493,3 +493,73 @@ async fn filters_that_keep_nobody_and_an_empty_server_are_taken_as_listed() {
     let d = discover::status(p.store()).unwrap();
     assert_eq!((d.last_success, d.last_error), (Some(at(16, 0)), None));
 }
+
+/// A user who leaves the watch list (discovery no longer lists them, or an admin removes
+/// them from chat) while a restore of theirs is running: that job's date is still polled for
+/// until its end is recorded, and its failure alerts; then they are polled no more.
+#[tokio::test]
+async fn a_running_job_of_a_user_no_longer_listed_is_polled_until_it_ends() {
+    use restorewatch::store::DynamicWatch;
+    let h = Harness::start(&[], at(12, 0)).await;
+    for login in ["alice", "bob", "test-9"] {
+        server_user(&h, login);
+    }
+    h.sim
+        .add_job(job("bob", "1", at(11, 0), Some(at(13, 30)), FAILED));
+    // test-9, added from chat (discovery leaves it out), has a restore running too.
+    h.sim
+        .add_job(job("test-9", "1", at(11, 0), Some(at(13, 30)), FAILED));
+    let p = poller(&h);
+    p.store()
+        .add_watch(&DynamicWatch {
+            login: "test-9".into(),
+            owner: "reseller".into(),
+            added_by: "op (1)".into(),
+            added_at: at(9, 0),
+        })
+        .unwrap();
+    p.cycle().await.unwrap();
+    let today = at(0, 0).date_naive();
+    assert_eq!(p.store().running_dates("cbs-test", "bob").unwrap().len(), 1);
+    assert_eq!(
+        p.store().running_dates("cbs-test", "test-9").unwrap().len(),
+        1
+    );
+
+    // A new exclude glob (a restart with a changed config) leaves bob out of the next
+    // listing, and test-9 is removed from chat.
+    drop(p);
+    let p = h.poller().with_discovery(settings(&["test-*", "b*"]));
+    p.store().remove_watch("test-9").unwrap();
+    h.clock.set(at(13, 0));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.users_polled, 1, "alice is the one watched user");
+    assert_eq!(
+        polled(&h, "bob"),
+        2,
+        "bob's running job's date is still asked"
+    );
+    assert_eq!(polled(&h, "test-9"), 2);
+    assert!(alerted(&delivered(&p).await).is_empty(), "still running");
+
+    // Both jobs fail: the next cycle polls their date and alerts each once.
+    h.clock.set(at(14, 0));
+    let r = p.cycle().await.unwrap();
+    assert!(r.ok(), "{:?}", r.summary.errors);
+    assert_eq!((polled(&h, "bob"), polled(&h, "test-9")), (3, 3));
+    let sink = delivered(&p).await;
+    let mut told = alerted(&sink);
+    told.sort();
+    assert_eq!(told, ["bob", "test-9"], "each failure alerted once");
+    assert!(p
+        .store()
+        .running_dates("cbs-test", "bob")
+        .unwrap()
+        .is_empty());
+
+    // Their ends are recorded: they are polled no more.
+    h.clock.set(at(15, 0));
+    p.cycle().await.unwrap();
+    assert_eq!((polled(&h, "bob"), polled(&h, "test-9")), (3, 3));
+    assert_eq!(h.sim.requests_for("bob", today), 3);
+}
