@@ -563,3 +563,85 @@ async fn a_running_job_of_a_user_no_longer_listed_is_polled_until_it_ends() {
     assert_eq!((polled(&h, "bob"), polled(&h, "test-9")), (3, 3));
     assert_eq!(h.sim.requests_for("bob", today), 3);
 }
+
+/// With `discover.owners`, an owner whose call fails (a reseller since deleted or renamed)
+/// keeps its last known users and is named in the log and `/status`; the owners that
+/// listed are taken, new users and all; an unknown reseller is not blamed on the role.
+#[tokio::test]
+async fn an_owner_whose_listing_fails_keeps_its_users_and_the_others_are_taken() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start(&[], at(12, 0)).await;
+    for (login, owner) in [("alice", "r1"), ("bob", "r2"), ("carol", "gone")] {
+        h.sim.add_user(SimUser {
+            login: login.into(),
+            owner: owner.into(),
+            user_id: login.into(),
+        });
+    }
+    let mut s = settings(&[]);
+    s.owners = ["r1", "r2", "gone"].map(String::from).to_vec();
+    let p = h.poller().with_discovery(s);
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 3);
+
+    // "gone" is deleted on the server; r2 gets a new user.
+    h.sim.set_reseller_missing("gone", true);
+    h.sim.add_user(SimUser {
+        login: "dave".into(),
+        owner: "r2".into(),
+        user_id: "dave".into(),
+    });
+    h.clock.advance(Duration::hours(2));
+    let r = p.cycle().await.unwrap();
+    let logins = |p: &Poller| -> Vec<String> {
+        p.watch_list()
+            .unwrap()
+            .into_iter()
+            .map(|w| w.login)
+            .collect()
+    };
+    assert_eq!(logins(&p), ["alice", "bob", "carol", "dave"]);
+    assert_eq!(r.summary.users_polled, 4, "dave is found, carol kept");
+    let d = discover::status(p.store()).unwrap();
+    let error = d.last_error.clone().expect("the failure is recorded");
+    assert!(
+        error.contains("owner \"gone\"") && error.contains("Reseller 'gone' not found"),
+        "{error}"
+    );
+    assert!(!error.contains("role"), "not a role refusal: {error}");
+    assert_eq!((d.users, d.last_success), (4, Some(at(14, 0))));
+    let warning = logs
+        .text()
+        .lines()
+        .find(|l| l.contains("failed for this owner"))
+        .map(str::to_owned)
+        .expect("a warning");
+    assert!(
+        warning.contains("WARN") && warning.contains("owner=gone"),
+        "{warning}"
+    );
+
+    let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+    let report = StatusReport::gather(p.store(), &schedule, at(14, 1), at(12, 0), 0).unwrap();
+    let reply = status(&report, false).unwrap();
+    let field = reply.embeds[0]
+        .fields
+        .iter()
+        .find(|f| f.name == "Discovery")
+        .expect("/status shows discovery");
+    assert!(
+        field.value.contains("owner \"gone\"") && field.value.contains("not found"),
+        "{}",
+        field.value
+    );
+
+    // Every owner failing keeps the whole last list, each owner named.
+    h.sim.set_list_users_denied(true);
+    h.clock.advance(Duration::hours(2));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 4);
+    let error = discover::status(p.store()).unwrap().last_error.unwrap();
+    assert!(
+        error.contains("owner \"r1\"") && error.contains("Admin or API role"),
+        "a role refusal names the role: {error}"
+    );
+}

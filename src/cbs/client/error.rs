@@ -102,6 +102,26 @@ pub(super) fn is_credentials_refusal(message: &str) -> bool {
         || ((m.contains("incorrect") || m.contains("invalid")) && m.contains("password"))
 }
 
+/// Whether an API message refuses the call to the system user's role or permissions (a
+/// Read-Only API user calling `2/ListUsers.do`), rather than, say, naming an unknown
+/// reseller: only such a refusal is told the role the call needs.
+pub(super) fn is_role_refusal(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "permission",
+        "role",
+        "not allowed",
+        "not authorized",
+        "not authorised",
+        "unauthorized",
+        "access denied",
+        "privilege",
+        "forbidden",
+    ]
+    .iter()
+    .any(|word| m.contains(word))
+}
+
 /// Whether an API message says the system password has expired (CBS 8.3.4+).
 pub(super) fn is_password_expired(message: &str) -> bool {
     message
@@ -113,6 +133,24 @@ pub(super) fn is_password_expired(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_refusals_are_told_from_other_refusals() {
+        for refusal in [
+            "Permission denied: this call is not allowed for a Read-Only API user",
+            "Access denied for role READ_ONLY_API",
+            "User is not authorized to call ListUsers",
+        ] {
+            assert!(is_role_refusal(refusal), "{refusal}");
+        }
+        for other in [
+            "Reseller 'gone' not found",
+            "Incorrect system username/password",
+            "Invalid parameter",
+        ] {
+            assert!(!is_role_refusal(other), "{other}");
+        }
+    }
 
     #[test]
     fn credential_and_expiry_messages() {

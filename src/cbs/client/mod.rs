@@ -16,7 +16,7 @@ pub use error::{CbsError, OutageReason};
 use super::model::{self, DecodeContext, JobList, JobReport, ListedUser, ReplyError};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use error::{is_credentials_refusal, is_password_expired};
+use error::{is_password_expired, is_role_refusal};
 use pace::Pace;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
@@ -239,8 +239,8 @@ impl CbsClient {
     }
 
     /// Every backup user the system user may see (`2/ListUsers.do`), of one reseller when
-    /// `reseller` is not empty. The call needs the Admin or API role: a refusal other than
-    /// bad credentials or an expired password says so.
+    /// `reseller` is not empty. The call needs the Admin or API role: a refusal of the
+    /// role or permission says so (other refusals, such as an unknown reseller, do not).
     pub async fn list_users(&self, reseller: &str) -> Result<Vec<ListedUser>, CbsError> {
         #[derive(serde::Serialize)]
         struct Request<'a> {
@@ -265,7 +265,7 @@ impl CbsClient {
                         server,
                         message,
                         expt_type,
-                    } if !is_credentials_refusal(&message) => CbsError::Api {
+                    } if is_role_refusal(&message) => CbsError::Api {
                         server,
                         message: format!(
                             "{message} (listing users with 2/ListUsers.do needs a system \

@@ -177,11 +177,24 @@ pub(crate) async fn list_users(State(shared): State<Arc<Shared>>, body: Bytes) -
     if world.list_users_denied {
         return api_error(ROLE_DENIED_MESSAGE, "com.ahsay.obs.core.dbs.r");
     }
+    if world.missing_resellers.contains(&req.reseller) {
+        return api_error(
+            &format!("Reseller '{}' not found", req.reseller),
+            "com.ahsay.obs.core.dbs.d",
+        );
+    }
+    let filler = "x".repeat(world.list_users_padding);
     let users: Vec<Value> = world
         .users
         .values()
         .filter(|u| req.reseller.is_empty() || u.owner == req.reseller)
-        .map(|u| json!({"ID": u.user_id, "LoginName": u.login, "Owner": u.owner}))
+        .map(|u| {
+            let mut item = json!({"ID": u.user_id, "LoginName": u.login, "Owner": u.owner});
+            if !filler.is_empty() {
+                item["Settings"] = json!({"Notes": filler, "Quota": [1, 2, {"x": null}]});
+            }
+            item
+        })
         .collect();
     json_response(json!({"Status": "OK", "User": users}).to_string())
 }
