@@ -645,3 +645,29 @@ async fn an_owner_whose_listing_fails_keeps_its_users_and_the_others_are_taken()
         "a role refusal names the role: {error}"
     );
 }
+
+/// A listing larger than the client reads (past 64 MiB) comes from a server that answered:
+/// with discovery the only source of users, it is no outage (no "unreachable" notice);
+/// the error, in `/status`, is about the listing and says what to do.
+#[tokio::test]
+async fn a_listing_too_large_is_no_outage_and_says_what_to_do() {
+    let h = Harness::start(&[], at(12, 0)).await;
+    for i in 0..100 {
+        server_user(&h, &format!("user{i}"));
+    }
+    h.sim.set_list_users_padding(700_000);
+    let p = poller(&h);
+    for _ in 0..2 {
+        let r = p.cycle().await.unwrap();
+        assert_eq!(r.summary.users_polled, 0);
+        h.clock.advance(Duration::minutes(5));
+    }
+    assert!(outage_notices(&p).await.is_empty(), "the server answered");
+    assert!(p.store().outage().unwrap().is_none());
+    let error = discover::status(p.store()).unwrap().last_error.unwrap();
+    assert!(
+        error.contains("the user listing is larger than 64 MiB")
+            && error.contains("discover.owners"),
+        "{error}"
+    );
+}

@@ -53,6 +53,16 @@ pub enum CbsError {
         reason: String,
         snippet: String,
     },
+    /// A 2xx reply larger than the client reads: the server answered, so this is no
+    /// outage; `advice` says what to do about it (may be empty).
+    #[error("{server}: {what} is larger than {} MiB, more than restorewatch reads{advice}", .limit_bytes / (1024 * 1024))]
+    TooLarge {
+        server: String,
+        /// "the reply", "the user listing".
+        what: &'static str,
+        limit_bytes: usize,
+        advice: &'static str,
+    },
     /// The client could not be built (CA file, URL).
     #[error("cannot set up the CBS client: {0}")]
     Setup(String),
@@ -89,7 +99,8 @@ impl CbsError {
             }
             CbsError::Api { .. } => None,
             CbsError::PasswordExpired { .. } => Some(OutageReason::PasswordExpired),
-            CbsError::Setup(_) => None,
+            // The server answered: too much, but it is up.
+            CbsError::TooLarge { .. } | CbsError::Setup(_) => None,
         }
     }
 }
