@@ -645,6 +645,19 @@ fn several_server_mistakes_name_their_key() {
     assert!(msg.contains("RESTOREWATCH_CBS_EU_1_SYS_PWD"), "{msg}");
     let (key, _) = key_of(&TWO_SERVERS.replace("https://us.example.com", "ftp://x"));
     assert_eq!(key.as_deref(), Some("cbs[1].url"));
+    // One server and account twice (another spelling of its URL): every alert twice.
+    let twice = TWO_SERVERS
+        .replace("https://us.example.com", "https://EU.example.com:443/")
+        .replace("\"api2\"", "\"API\"");
+    let (key, msg) = key_of(&twice);
+    assert_eq!(key.as_deref(), Some("cbs[1].url"), "{msg}");
+    assert!(
+        msg.contains("is cbs[0]'s server and account already"),
+        "{msg}"
+    );
+    // The same server with another system user is another account: allowed.
+    let other_user = TWO_SERVERS.replace("https://us.example.com", "https://eu.example.com/");
+    assert!(load2(&other_user).is_ok());
     let (key, _) = key_of(&TWO_SERVERS.replace("America/New_York", "Mars/Base"));
     assert_eq!(key.as_deref(), Some("cbs[1].timezone"));
     let (key, _) = key_of(&TWO_SERVERS.replace("exclude = [\"test-*\"]", "exclude = [\"[\"]"));

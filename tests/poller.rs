@@ -513,6 +513,64 @@ async fn a_crash_during_delivery_loses_nothing_and_repeats_nothing() {
     assert_eq!(ids.len(), FAILURES, "every alert exactly once");
 }
 
+/// Hundreds of resellers at a first start post a handful of "now watching" cards, not
+/// one each: past five, the owners without a channel of their own share one card (a
+/// routed owner keeps its own, in its channel), with every user and every job that would
+/// have alerted.
+#[tokio::test]
+async fn past_a_handful_of_owners_the_unrouted_ones_share_one_baseline_card() {
+    let mut h = Harness::start(&[], at(2024, 6, 26, 18, 0)).await;
+    for i in 0..8 {
+        let login = format!("user{i}");
+        h.add_user(&login, &format!("reseller-{i}"));
+        let start = at(2024, 6, 26, 8, 0);
+        let mut failed = job(
+            &login,
+            "1",
+            start,
+            Some(start + Duration::minutes(5)),
+            "RESTORE_STOP_BY_ERROR",
+        );
+        failed.owner = format!("reseller-{i}");
+        h.sim.add_job(failed);
+    }
+    h.routed_owners = ["reseller-3".to_owned()].into();
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let mut cards: Vec<(String, usize, usize)> = (sink.events.lock().unwrap().iter())
+        .filter_map(|e| match &e.kind {
+            EventKind::Baseline {
+                owner,
+                users,
+                would_alert_total,
+                ..
+            } => Some((owner.clone(), users.len(), *would_alert_total)),
+            _ => None,
+        })
+        .collect();
+    cards.sort();
+    assert_eq!(
+        cards,
+        [(String::new(), 7, 7), ("reseller-3".to_owned(), 1, 1)],
+        "one shared card and the routed owner's own"
+    );
+    // Five owners or fewer: one card each, as before.
+    let mut h = Harness::start(&[], at(2024, 6, 26, 18, 0)).await;
+    for i in 0..5 {
+        h.add_user(&format!("user{i}"), &format!("reseller-{i}"));
+    }
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let owners = (sink.events.lock().unwrap().iter())
+        .filter(|e| matches!(&e.kind, EventKind::Baseline { owner, .. } if !owner.is_empty()))
+        .count();
+    assert_eq!(owners, 5);
+}
+
 #[tokio::test]
 async fn without_the_baseline_the_first_cycle_alerts_every_failure() {
     let mut h = Harness::start(&["obm"], at(2024, 6, 26, 18, 0)).await;

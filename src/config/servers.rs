@@ -111,8 +111,21 @@ impl Checker {
             if !several {
                 vars.push(CBS_SYS_PWD_ENV.to_owned());
             }
+            let cbs = self.cbs(raw, &prefix, &vars, true, env)?;
+            // One server twice (a copy-paste, a trailing slash, another spelling of its
+            // host) would poll every user twice and post every alert twice.
+            if let Some(j) = (servers.iter()).position(|other| same_account(&other.cbs, &cbs)) {
+                return Err(self.fail(
+                    &format!("{prefix}.url"),
+                    format!(
+                        "{} with sys_user {:?} is cbs[{j}]'s server and account already: every \
+                         alert would be posted twice; keep one entry",
+                        cbs.url, cbs.sys_user
+                    ),
+                ));
+            }
             servers.push(CbsServer {
-                cbs: self.cbs(raw, &prefix, &vars, true, env)?,
+                cbs,
                 watch: Vec::new(),
                 discover,
             });
@@ -332,4 +345,18 @@ impl Checker {
             )?,
         })
     }
+}
+
+/// Whether two servers' entries reach the same API with the same system user: the same
+/// scheme, host and port, the same path but for a trailing `/`, and the same login.
+fn same_account(a: &CbsSettings, b: &CbsSettings) -> bool {
+    let endpoint = |url: &reqwest::Url| {
+        (
+            url.scheme().to_owned(),
+            url.host_str().map(str::to_ascii_lowercase),
+            url.port_or_known_default(),
+            url.path().trim_end_matches('/').to_owned(),
+        )
+    };
+    endpoint(&a.url) == endpoint(&b.url) && a.sys_user.eq_ignore_ascii_case(&b.sys_user)
 }

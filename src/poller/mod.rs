@@ -41,6 +41,10 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::task::JoinSet;
 
+/// The most "now watching" notices one cycle posts to the alert channel, one per owner;
+/// beyond it, the owners without a `[[route]]` of their own share one.
+pub const BASELINE_OWNER_NOTICES_MAX: usize = 5;
+
 /// What the poller needs from the settings.
 #[derive(Clone, Debug)]
 pub struct PollerConfig {
@@ -570,6 +574,26 @@ impl Poller {
             if state != loaded {
                 self.store.set_user_state(&user.login, &state)?;
             }
+        }
+        // Hundreds of resellers at a first start must not post hundreds of cards: past a
+        // handful, the owners without a channel of their own share one notice.
+        let unrouted: Vec<String> = (baselines.keys())
+            .filter(|owner| !self.config.routed_owners.contains(*owner))
+            .cloned()
+            .collect();
+        if unrouted.len() > BASELINE_OWNER_NOTICES_MAX {
+            let mut shared = (Vec::new(), Vec::new());
+            for owner in unrouted {
+                shared
+                    .0
+                    .extend(baselines.remove(&owner).unwrap_or_default());
+                shared
+                    .1
+                    .extend(would_alert.remove(&owner).unwrap_or_default());
+            }
+            shared.0.sort_by(|a, b| a.login_name.cmp(&b.login_name));
+            baselines.insert(String::new(), shared.0);
+            would_alert.insert(String::new(), shared.1);
         }
         for (owner, users) in baselines {
             let mut jobs = would_alert.remove(&owner).unwrap_or_default();

@@ -86,6 +86,8 @@ pub struct Harness {
     pub down_after: u32,
     /// `cbs.fetch_reports` of every poller (default: true, as in the config).
     pub fetch_reports: bool,
+    /// Owners with a `[[route]]` channel of their own (default: none).
+    pub routed_owners: std::collections::BTreeSet<String>,
 }
 
 impl Harness {
@@ -131,6 +133,7 @@ impl Harness {
             alerts: AlertSettings::default(),
             down_after: 1,
             fetch_reports: true,
+            routed_owners: Default::default(),
         };
         for login in users {
             harness.add_user(login, "");
@@ -193,7 +196,7 @@ impl Harness {
             max_concurrency: self.max_concurrency,
             retention_days: self.retention_days,
             alerts: self.alerts,
-            routed_owners: Default::default(),
+            routed_owners: self.routed_owners.clone(),
             summary: self.summary.clone(),
             down_after: self.down_after,
             fetch_reports: self.fetch_reports,

@@ -117,88 +117,36 @@ impl CbsClient {
     }
 }
 
-/// Finds every form of the password ([`redaction_forms`]) in one pass over a reply, the
-/// longest where forms overlap, and blanks it.
-pub(super) struct Redactor(Option<aho_corasick::AhoCorasick>);
+/// Finds the password in a reply in every form a server or proxy may echo it
+/// ([`password_pattern`]) in one pass, and blanks it.
+pub(super) struct Redactor(Option<regex::Regex>);
 
 impl Redactor {
     pub(super) fn new(pwd: &str) -> Redactor {
-        let forms = redaction_forms(pwd);
-        let finder = aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-            .build(forms.iter().map(|f| f.expose_secret()));
-        // A handful of short patterns is far below any of the automaton's limits.
-        Redactor(finder.ok().filter(|_| !forms.is_empty()))
+        // The pattern of any password is far below the regex size limit.
+        Redactor(password_pattern(pwd).and_then(|p| regex::Regex::new(p.expose_secret()).ok()))
     }
 
     pub(super) fn redact(&self, text: String) -> String {
         match &self.0 {
             Some(finder) if finder.is_match(&text) => {
-                finder.replace_all(&text, &vec!["[REDACTED]"; finder.patterns_len()])
+                finder.replace_all(&text, "[REDACTED]").into_owned()
             }
             _ => text,
         }
     }
 }
 
-/// The forms `pwd` takes in text a server may send back, longest first: as written
-/// plainly and as a JSON string writes it (an echoed request body escapes `"`, `\\` and
-/// control characters, and may escape `/` as `\\/` and any non-ASCII character as
-/// `\\uXXXX`), URL-encoded as a form or query writes it (`+` or `%20` for a space, upper-
-/// or lower-case hex), and in base64. None for an empty password.
-pub(super) fn redaction_forms(pwd: &str) -> Vec<SecretString> {
+/// A pattern matching `pwd` as a server may send it back: in base64, or with each
+/// character as written or encoded the way an echoed request shows it, in any mix: a
+/// JSON string (`\"`, `\\`, `\/`, `\uXXXX` in either hex case), a form or query (`%XX` of
+/// each UTF-8 byte in either hex case, `+` for a space) and an HTML page (`&quot;`, `&amp;`,
+/// `&lt;`, `&gt;`, `&#39;`, `&#NNN;`, `&#xHH;`). None for an empty password.
+pub(super) fn password_pattern(pwd: &str) -> Option<SecretString> {
     if pwd.is_empty() {
-        return Vec::new();
+        return None;
     }
-    let quoted = serde_json::to_string(pwd).unwrap_or_default();
-    let json = quoted
-        .strip_prefix('"')
-        .and_then(|q| q.strip_suffix('"'))
-        .unwrap_or(&quoted);
-    // Non-ASCII characters as `\uXXXX`, in lower- or upper-case hex.
-    let escape_non_ascii = |upper: bool| -> String {
-        let mut out = String::with_capacity(json.len());
-        for c in json.chars() {
-            if c.is_ascii() {
-                out.push(c);
-            } else {
-                for unit in c.encode_utf16(&mut [0u16; 2]) {
-                    out.push_str(&if upper {
-                        format!("\\u{unit:04X}")
-                    } else {
-                        format!("\\u{unit:04x}")
-                    });
-                }
-            }
-        }
-        out
-    };
-    let mut forms = vec![pwd.to_owned(), json.to_owned()];
-    forms.push(escape_non_ascii(false));
-    forms.push(escape_non_ascii(true));
-    let with_slashes: Vec<String> = forms[1..].iter().map(|f| f.replace('/', "\\/")).collect();
-    forms.extend(with_slashes);
-    // An echoed form body or query string (a proxy's error page showing the request).
-    let form: String = form_urlencoded::byte_serialize(pwd.as_bytes()).collect();
-    let spaces = form.replace('+', "%20");
-    let lower_hex = |s: &str| -> String {
-        let mut hex_left = 0;
-        (s.chars())
-            .map(|c| match c {
-                '%' => {
-                    hex_left = 2;
-                    c
-                }
-                _ if hex_left > 0 => {
-                    hex_left -= 1;
-                    c.to_ascii_lowercase()
-                }
-                _ => c,
-            })
-            .collect()
-    };
-    forms.extend([lower_hex(&form), lower_hex(&spaces), form, spaces]);
-    {
+    let mut alternatives: Vec<String> = {
         use base64::Engine as _;
         let engines = [
             base64::engine::general_purpose::STANDARD,
@@ -206,13 +154,63 @@ pub(super) fn redaction_forms(pwd: &str) -> Vec<SecretString> {
             base64::engine::general_purpose::URL_SAFE,
             base64::engine::general_purpose::URL_SAFE_NO_PAD,
         ];
-        forms.extend(engines.iter().map(|e| e.encode(pwd)));
+        engines
+            .iter()
+            .map(|e| regex::escape(&e.encode(pwd)))
+            .collect()
+    };
+    // Longer base64 forms first: the padded one must win over its unpadded prefix.
+    alternatives.sort_by_key(|a| std::cmp::Reverse(a.len()));
+    alternatives.dedup();
+    alternatives.push(pwd.chars().map(char_pattern).collect());
+    Some(SecretString::from(alternatives.join("|")))
+}
+
+/// The ways one character of the password may be written in an echoed reply.
+fn char_pattern(c: char) -> String {
+    let code = u32::from(c);
+    let mut forms = Vec::new();
+    // URL-encoded: each UTF-8 byte as %XX.
+    forms.push(
+        (c.encode_utf8(&mut [0; 4]).bytes())
+            .map(|b| format!("%(?i:{b:02x})"))
+            .collect(),
+    );
+    // JSON: \uXXXX (a surrogate pair beyond the BMP), and the short escapes.
+    forms.push(
+        (c.encode_utf16(&mut [0; 2]).iter())
+            .map(|unit| format!(r"\\u(?i:{unit:04x})"))
+            .collect(),
+    );
+    let short = match c {
+        '"' => Some(r#"\\""#),
+        '\\' => Some(r"\\\\"),
+        '/' => Some(r"\\/"),
+        '\n' => Some(r"\\n"),
+        '\r' => Some(r"\\r"),
+        '\t' => Some(r"\\t"),
+        _ => None,
+    };
+    forms.extend(short.map(str::to_owned));
+    // HTML: numeric references, and the named ones an escaping page uses.
+    forms.push(format!("&#0*{code};"));
+    forms.push(format!("&#(?i:x)0*(?i:{code:x});"));
+    let named = match c {
+        '"' => Some("&quot;"),
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '\'' => Some("&apos;"),
+        _ => None,
+    };
+    forms.extend(named.map(str::to_owned));
+    if c == ' ' {
+        forms.push(r"\+".to_owned());
     }
-    forms.sort();
-    forms.dedup();
-    // Longer forms first: a shorter form inside a longer one must not leave it half-redacted.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.into_iter().map(SecretString::from).collect()
+    // As written, last: the regex takes the first alternative that matches, and the
+    // password's last character written `\u005c` must be taken whole, not as its `\`.
+    forms.push(regex::escape(c.encode_utf8(&mut [0; 4])));
+    format!("(?:{})", forms.join("|"))
 }
 
 /// The error and its causes, `: `-joined (reqwest's own message alone says little).
@@ -276,5 +274,58 @@ mod tests {
             redact("Authorization: UGE1NS13MHJkLVhZWg==".into(), pwd),
             "Authorization: [REDACTED]"
         );
+    }
+
+    /// A proxy's error page shows the request it failed on: HTML-escaped, or %-encoded by
+    /// an encoder that leaves other characters as they are, in either hex case.
+    #[test]
+    fn redaction_covers_the_html_escaped_and_mixed_encoded_password() {
+        let pwd = r#"Pä/ss"w<rd&1 x'"#;
+        for echoed in [
+            "Pä/ss&quot;w&lt;rd&amp;1 x&#39;",
+            "Pä/ss&#34;w&#x3C;rd&#038;1+x&apos;",
+            "Pä%2fss%22w%3crd%261%20x%27",
+            "P%C3%A4%2Fss%22w%3Crd%261+x'",
+            r#"P\u00e4\/ss\"w<rd&1 x'"#,
+        ] {
+            let page = format!("<pre>SysPwd={echoed}</pre>");
+            assert_eq!(
+                redact(page, pwd),
+                "<pre>SysPwd=[REDACTED]</pre>",
+                "{echoed}"
+            );
+        }
+        // Only the password: its characters elsewhere stay.
+        assert_eq!(redact("a &amp; b".into(), pwd), "a &amp; b");
+    }
+
+    /// One character written in one of the ways an echo may write it.
+    fn encoded(c: char, way: u8) -> String {
+        let bytes = c.encode_utf8(&mut [0; 4]).bytes().collect::<Vec<u8>>();
+        match way % 6 {
+            0 => c.to_string(),
+            1 => bytes.iter().map(|b| format!("%{b:02x}")).collect(),
+            2 => bytes.iter().map(|b| format!("%{b:02X}")).collect(),
+            3 => (c.encode_utf16(&mut [0; 2]).iter())
+                .map(|u| format!("\\u{u:04x}"))
+                .collect(),
+            4 => format!("&#{};", u32::from(c)),
+            _ => format!("&#x{:X};", u32::from(c)),
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the password and however each of its characters is echoed, the echo
+        /// is blanked whole and the text around it kept.
+        #[test]
+        fn any_mix_of_encodings_is_redacted(
+            pwd in "\\PC{1,24}",
+            ways in proptest::collection::vec(0u8..6, 24),
+        ) {
+            let echo: String = pwd.chars().zip(&ways).map(|(c, w)| encoded(c, *w)).collect();
+            // Around it, characters no password (no control character) and no encoding has.
+            let shown = redact(format!("\u{1}{echo}\u{2}"), &pwd);
+            proptest::prop_assert_eq!(shown, "\u{1}[REDACTED]\u{2}");
+        }
     }
 }

@@ -20,15 +20,33 @@ pub enum ReplyError {
     Malformed { reason: String, snippet: String },
 }
 
-/// Cuts `text` to at most `max` characters, marking the cut with `…`.
+/// Cuts `text` to at most `max` characters, marking the cut with `…`, with its control
+/// characters escaped ([`printable`]).
 pub fn snippet(text: &str, max: usize) -> String {
     let mut chars = text.chars();
     let cut: String = chars.by_ref().take(max).collect();
     if chars.next().is_some() {
-        format!("{cut}…")
+        format!("{}…", printable(&cut))
     } else {
-        cut
+        printable(&cut)
     }
+}
+
+/// `text` with its control characters written as escapes (`\n`, `\u{1b}`): what a server
+/// sends is logged as one line, and cannot forge log lines or drive a terminal.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The reply's envelope, every call's: a JSON object whose `Status` is `OK`. `Status:
@@ -51,8 +69,8 @@ pub(super) fn open_envelope(body: &str) -> Result<serde_json::Map<String, Value>
         return Err(ReplyError::Api {
             message: get(&envelope, &["Message"])
                 .and_then(as_text)
-                .unwrap_or_else(|| "(no message)".into()),
-            expt_type: get(&envelope, &["ExptType"]).and_then(as_text),
+                .map_or_else(|| "(no message)".into(), |m| printable(&m)),
+            expt_type: (get(&envelope, &["ExptType"]).and_then(as_text)).map(|t| printable(&t)),
         });
     }
     if !status.eq_ignore_ascii_case("ok") {
@@ -144,6 +162,29 @@ mod tests {
     use super::super::decode_reply;
     use super::super::test_support::cx;
     use super::*;
+
+    /// A server's text goes to the log as one line: its newlines and terminal escapes are
+    /// written as escapes, in a malformed reply's snippet and in an API error's message.
+    #[test]
+    fn control_characters_from_the_server_are_escaped() {
+        let forged = "<html>Bad gateway\n2026-11-29T00:00:00Z INFO poll cycle done\u{1b}[2J";
+        let Err(ReplyError::Malformed { snippet, .. }) = decode_reply(forged, &cx()) else {
+            panic!("malformed");
+        };
+        assert!(!snippet.chars().any(char::is_control), "{snippet:?}");
+        assert!(
+            snippet.ends_with(r"Bad gateway\n2026-11-29T00:00:00Z INFO poll cycle done\u{1b}[2J"),
+            "{snippet}"
+        );
+        let body = r#"{"Status":"Error","Message":"No such user\nINFO forged","ExptType":"x\r"}"#;
+        assert_eq!(
+            decode_reply(body, &cx()),
+            Err(ReplyError::Api {
+                message: r"No such user\nINFO forged".into(),
+                expt_type: Some(r"x\r".into()),
+            })
+        );
+    }
 
     #[test]
     fn error_envelope_is_an_api_error() {
