@@ -6,10 +6,13 @@
 //! `discover.owners` and `discover.exclude` and kept in the store, where
 //! [`Store::watch_list`] merges it with the config's and the chat's users. A new user is
 //! then baselined like any user not watched before; a user who is no longer listed stops
-//! being polled (their records stay until retention), and one listed again resumes where
+//! being polled (their records stay until retention; only their jobs recorded as running
+//! are still polled for, until their end), and one listed again resumes where
 //! they left off, without a second baseline (see the poller). A failed listing keeps the
 //! last list, is logged, retried at the next cycle and shown in `/status` (see [`status`]);
-//! so is a listing of nobody while the last list had users. Filters that keep nobody of a
+//! so is a listing of nobody while the last list had users. With `discover.owners`, each
+//! owner is one call: one whose call fails keeps its last known users and is named, and
+//! the owners that answered are taken. Filters that keep nobody of a
 //! non-empty listing are the config's choice and taken as they are.
 
 use crate::cbs::model::ListedUser;
@@ -19,7 +22,7 @@ use crate::config::WatchEntry;
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How discovery went, kept in the store for `/status`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -105,62 +108,114 @@ impl Discovery {
             return Ok(None);
         }
         status.last_attempt = Some(now);
-        let failure = match self.list(client).await {
-            // A server that had users and lists nobody is far likelier a fault (a reply
-            // cut short, a system user that sees no one) than a server emptied at once:
-            // dropping every user would stop polling them all, silently.
-            Ok((0, _)) if !store.discovered_users()?.is_empty() => {
-                tracing::warn!(
-                    server = client.server_name(),
-                    kept = status.users,
-                    "user discovery listed no users; keeping the last list"
-                );
-                status.last_error = Some(EMPTY_LISTING.to_owned());
-                None
-            }
-            Ok((_, users)) => {
-                tracing::info!(
-                    server = client.server_name(),
-                    users = users.len(),
-                    "discovered the backup users"
-                );
-                store.set_discovered_users(&users)?;
-                status.last_success = Some(now);
-                status.last_error = None;
-                status.users = users.len();
-                None
-            }
-            Err(e) => {
-                tracing::warn!(
-                    server = client.server_name(),
-                    error = %e,
-                    kept = status.users,
-                    "user discovery failed; keeping the last list"
-                );
-                status.last_error = Some(e.to_string());
-                Some(e)
-            }
-        };
+        let listing = self.list(client).await;
+        // Every call failed: the last list is kept as it is.
+        if listing.answered == 0 {
+            let text = failures_text(&listing.failed);
+            tracing::warn!(
+                server = client.server_name(),
+                error = %text,
+                kept = status.users,
+                "user discovery failed; keeping the last list"
+            );
+            status.last_error = Some(text);
+            save_status(store, &status)?;
+            return Ok(listing.failed.into_iter().next().map(|(_, e)| e));
+        }
+        let discovered = store.discovered_users()?;
+        // A server that had users and lists nobody is far likelier a fault (a reply cut
+        // short, a system user that sees no one) than a server emptied at once: dropping
+        // every user would stop polling them all, silently.
+        if listing.listed == 0 && !discovered.is_empty() {
+            tracing::warn!(
+                server = client.server_name(),
+                kept = status.users,
+                "user discovery listed no users; keeping the last list"
+            );
+            status.last_error = Some(EMPTY_LISTING.to_owned());
+            save_status(store, &status)?;
+            return Ok(None);
+        }
+        // An owner whose call failed (a reseller deleted or renamed, a passing error)
+        // keeps its last known users; the owners that answered are taken as listed.
+        let failed: BTreeSet<&str> = listing.failed.iter().map(|(o, _)| o.as_str()).collect();
+        let mut users: BTreeMap<String, WatchEntry> = discovered
+            .into_iter()
+            .filter(|w| failed.contains(w.owner.as_str()))
+            .map(|w| (w.login.clone(), w))
+            .collect();
+        users.extend(listing.kept.into_iter().map(|w| (w.login.clone(), w)));
+        let users: Vec<WatchEntry> = users.into_values().collect();
+        for (owner, e) in &listing.failed {
+            tracing::warn!(
+                server = client.server_name(),
+                %owner,
+                error = %e,
+                "user discovery failed for this owner; keeping its last known users"
+            );
+        }
+        tracing::info!(
+            server = client.server_name(),
+            users = users.len(),
+            "discovered the backup users"
+        );
+        store.set_discovered_users(&users)?;
+        status.last_success = Some(now);
+        status.last_error = (!listing.failed.is_empty()).then(|| failures_text(&listing.failed));
+        status.users = users.len();
         save_status(store, &status)?;
-        Ok(failure)
+        Ok(None)
     }
 
-    /// One call for every user, or one per configured owner (the `reseller` filter): how
-    /// many users the server listed, and those the settings keep.
-    async fn list(
-        &self,
-        client: &CbsClient,
-    ) -> Result<(usize, Vec<WatchEntry>), crate::cbs::CbsError> {
+    /// One call for every user, or one per configured owner (the `reseller` filter), each
+    /// owner's failure apart from the others'.
+    async fn list(&self, client: &CbsClient) -> Listing {
         let mut listed = Vec::new();
-        if self.settings.owners.is_empty() {
-            listed = client.list_users("").await?;
+        let mut listing = Listing::default();
+        let owners: Vec<&str> = if self.settings.owners.is_empty() {
+            vec![""]
         } else {
-            for owner in &self.settings.owners {
-                listed.extend(client.list_users(owner).await?);
+            self.settings.owners.iter().map(String::as_str).collect()
+        };
+        for owner in owners {
+            match client.list_users(owner).await {
+                Ok(users) => {
+                    listing.answered += 1;
+                    listed.extend(users);
+                }
+                Err(e) => listing.failed.push((owner.to_owned(), e)),
             }
         }
-        Ok((listed.len(), select(&self.settings, listed)))
+        listing.listed = listed.len();
+        listing.kept = select(&self.settings, listed);
+        listing
     }
+}
+
+/// What the listing calls of one refresh brought.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Calls that answered.
+    answered: usize,
+    /// Users those calls listed, before the filters.
+    listed: usize,
+    /// Of those, the users the settings keep.
+    kept: Vec<WatchEntry>,
+    /// The owners whose call failed (`""` for the one call of every user), and why.
+    failed: Vec<(String, crate::cbs::CbsError)>,
+}
+
+/// The failed calls of a listing, for the log and `/status`: the error of the call of every
+/// user, or each failed owner named with its error.
+fn failures_text(failed: &[(String, crate::cbs::CbsError)]) -> String {
+    failed
+        .iter()
+        .map(|(owner, e)| match owner.as_str() {
+            "" => e.to_string(),
+            owner => format!("owner {owner:?} (its last known users kept): {e}"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Forgets the discovered users (discovery turned off), so they are no longer watched.

@@ -177,6 +177,7 @@ pub fn cbs_request<T>(server: &str, result: &Result<T, CbsError>) {
         Err(CbsError::Api { .. }) => "api_error",
         Err(CbsError::PasswordExpired { .. }) => "password_expired",
         Err(CbsError::Decode { .. }) => "malformed",
+        Err(CbsError::TooLarge { .. }) => "too_large",
         Err(CbsError::Setup(_)) => "setup_error",
     };
     ::metrics::counter!(CBS_REQUESTS_TOTAL, "outcome" => outcome, "server" => server.to_owned())

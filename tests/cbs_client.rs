@@ -453,6 +453,7 @@ async fn the_password_never_shows_in_debug_or_display() {
             CbsError::Api { .. } => "api",
             CbsError::PasswordExpired { .. } => "expired",
             CbsError::Decode { .. } => "decode",
+            CbsError::TooLarge { .. } => "too large",
             CbsError::Setup(_) => "setup",
         })
         .collect();

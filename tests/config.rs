@@ -509,6 +509,8 @@ fn discover_and_rate_keys_are_checked() {
     assert!(s.discover.enabled);
     assert_eq!(s.discover.owners, ["r1"]);
     assert!(s.discover.exclude.is_match("test-9") && !s.discover.exclude.is_match("prod"));
+    // CBS logins are case-insensitive, and so are the globs.
+    assert!(s.discover.exclude.is_match("TEST-2") && s.discover.exclude.is_match("Test-3"));
     assert_eq!(s.discover.refresh, std::time::Duration::from_secs(7200));
     assert!(!load(BASE).unwrap().discover.enabled, "off by default");
     let message = fails_naming(

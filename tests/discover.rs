@@ -493,3 +493,181 @@ async fn filters_that_keep_nobody_and_an_empty_server_are_taken_as_listed() {
     let d = discover::status(p.store()).unwrap();
     assert_eq!((d.last_success, d.last_error), (Some(at(16, 0)), None));
 }
+
+/// A user who leaves the watch list (discovery no longer lists them, or an admin removes
+/// them from chat) while a restore of theirs is running: that job's date is still polled for
+/// until its end is recorded, and its failure alerts; then they are polled no more.
+#[tokio::test]
+async fn a_running_job_of_a_user_no_longer_listed_is_polled_until_it_ends() {
+    use restorewatch::store::DynamicWatch;
+    let h = Harness::start(&[], at(12, 0)).await;
+    for login in ["alice", "bob", "test-9"] {
+        server_user(&h, login);
+    }
+    h.sim
+        .add_job(job("bob", "1", at(11, 0), Some(at(13, 30)), FAILED));
+    // test-9, added from chat (discovery leaves it out), has a restore running too.
+    h.sim
+        .add_job(job("test-9", "1", at(11, 0), Some(at(13, 30)), FAILED));
+    let p = poller(&h);
+    p.store()
+        .add_watch(&DynamicWatch {
+            login: "test-9".into(),
+            owner: "reseller".into(),
+            added_by: "op (1)".into(),
+            added_at: at(9, 0),
+        })
+        .unwrap();
+    p.cycle().await.unwrap();
+    let today = at(0, 0).date_naive();
+    assert_eq!(p.store().running_dates("cbs-test", "bob").unwrap().len(), 1);
+    assert_eq!(
+        p.store().running_dates("cbs-test", "test-9").unwrap().len(),
+        1
+    );
+
+    // A new exclude glob (a restart with a changed config) leaves bob out of the next
+    // listing, and test-9 is removed from chat.
+    drop(p);
+    let p = h.poller().with_discovery(settings(&["test-*", "b*"]));
+    p.store().remove_watch("test-9").unwrap();
+    h.clock.set(at(13, 0));
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.users_polled, 1, "alice is the one watched user");
+    assert_eq!(
+        polled(&h, "bob"),
+        2,
+        "bob's running job's date is still asked"
+    );
+    assert_eq!(polled(&h, "test-9"), 2);
+    assert!(alerted(&delivered(&p).await).is_empty(), "still running");
+
+    // Both jobs fail: the next cycle polls their date and alerts each once.
+    h.clock.set(at(14, 0));
+    let r = p.cycle().await.unwrap();
+    assert!(r.ok(), "{:?}", r.summary.errors);
+    assert_eq!((polled(&h, "bob"), polled(&h, "test-9")), (3, 3));
+    let sink = delivered(&p).await;
+    let mut told = alerted(&sink);
+    told.sort();
+    assert_eq!(told, ["bob", "test-9"], "each failure alerted once");
+    assert!(p
+        .store()
+        .running_dates("cbs-test", "bob")
+        .unwrap()
+        .is_empty());
+
+    // Their ends are recorded: they are polled no more.
+    h.clock.set(at(15, 0));
+    p.cycle().await.unwrap();
+    assert_eq!((polled(&h, "bob"), polled(&h, "test-9")), (3, 3));
+    assert_eq!(h.sim.requests_for("bob", today), 3);
+}
+
+/// With `discover.owners`, an owner whose call fails (a reseller since deleted or renamed)
+/// keeps its last known users and is named in the log and `/status`; the owners that
+/// listed are taken, new users and all; an unknown reseller is not blamed on the role.
+#[tokio::test]
+async fn an_owner_whose_listing_fails_keeps_its_users_and_the_others_are_taken() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start(&[], at(12, 0)).await;
+    for (login, owner) in [("alice", "r1"), ("bob", "r2"), ("carol", "gone")] {
+        h.sim.add_user(SimUser {
+            login: login.into(),
+            owner: owner.into(),
+            user_id: login.into(),
+        });
+    }
+    let mut s = settings(&[]);
+    s.owners = ["r1", "r2", "gone"].map(String::from).to_vec();
+    let p = h.poller().with_discovery(s);
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 3);
+
+    // "gone" is deleted on the server; r2 gets a new user.
+    h.sim.set_reseller_missing("gone", true);
+    h.sim.add_user(SimUser {
+        login: "dave".into(),
+        owner: "r2".into(),
+        user_id: "dave".into(),
+    });
+    h.clock.advance(Duration::hours(2));
+    let r = p.cycle().await.unwrap();
+    let logins = |p: &Poller| -> Vec<String> {
+        p.watch_list()
+            .unwrap()
+            .into_iter()
+            .map(|w| w.login)
+            .collect()
+    };
+    assert_eq!(logins(&p), ["alice", "bob", "carol", "dave"]);
+    assert_eq!(r.summary.users_polled, 4, "dave is found, carol kept");
+    let d = discover::status(p.store()).unwrap();
+    let error = d.last_error.clone().expect("the failure is recorded");
+    assert!(
+        error.contains("owner \"gone\"") && error.contains("Reseller 'gone' not found"),
+        "{error}"
+    );
+    assert!(!error.contains("role"), "not a role refusal: {error}");
+    assert_eq!((d.users, d.last_success), (4, Some(at(14, 0))));
+    let warning = logs
+        .text()
+        .lines()
+        .find(|l| l.contains("failed for this owner"))
+        .map(str::to_owned)
+        .expect("a warning");
+    assert!(
+        warning.contains("WARN") && warning.contains("owner=gone"),
+        "{warning}"
+    );
+
+    let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+    let report = StatusReport::gather(p.store(), &schedule, at(14, 1), at(12, 0), 0).unwrap();
+    let reply = status(&report, false).unwrap();
+    let field = reply.embeds[0]
+        .fields
+        .iter()
+        .find(|f| f.name == "Discovery")
+        .expect("/status shows discovery");
+    assert!(
+        field.value.contains("owner \"gone\"") && field.value.contains("not found"),
+        "{}",
+        field.value
+    );
+
+    // Every owner failing keeps the whole last list, each owner named.
+    h.sim.set_list_users_denied(true);
+    h.clock.advance(Duration::hours(2));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 4);
+    let error = discover::status(p.store()).unwrap().last_error.unwrap();
+    assert!(
+        error.contains("owner \"r1\"") && error.contains("Admin or API role"),
+        "a role refusal names the role: {error}"
+    );
+}
+
+/// A listing larger than the client reads (past 64 MiB) comes from a server that answered:
+/// with discovery the only source of users, it is no outage (no "unreachable" notice);
+/// the error, in `/status`, is about the listing and says what to do.
+#[tokio::test]
+async fn a_listing_too_large_is_no_outage_and_says_what_to_do() {
+    let h = Harness::start(&[], at(12, 0)).await;
+    for i in 0..100 {
+        server_user(&h, &format!("user{i}"));
+    }
+    h.sim.set_list_users_padding(700_000);
+    let p = poller(&h);
+    for _ in 0..2 {
+        let r = p.cycle().await.unwrap();
+        assert_eq!(r.summary.users_polled, 0);
+        h.clock.advance(Duration::minutes(5));
+    }
+    assert!(outage_notices(&p).await.is_empty(), "the server answered");
+    assert!(p.store().outage().unwrap().is_none());
+    let error = discover::status(p.store()).unwrap().last_error.unwrap();
+    assert!(
+        error.contains("the user listing is larger than 64 MiB")
+            && error.contains("discover.owners"),
+        "{error}"
+    );
+}

@@ -261,8 +261,9 @@ async fn a_50_mb_reply_is_refused_by_the_size_bound_with_memory_bounded() {
         .list_restore_jobs("obm", "", at(9, 0).date_naive())
         .await;
     match result {
-        Err(CbsError::Decode { reason, .. }) => {
-            assert!(reason.contains("larger than"), "{reason}")
+        Err(e @ CbsError::TooLarge { .. }) => {
+            assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
+            assert_eq!(e.outage_reason(), None, "the server answered");
         }
         other => panic!("expected the size bound, got {other:?}"),
     }

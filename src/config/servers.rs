@@ -314,12 +314,16 @@ impl Checker {
         let mut exclude = globset::GlobSetBuilder::new();
         let patterns = raw.exclude.unwrap_or_default();
         for (i, pattern) in patterns.iter().enumerate() {
-            let glob = globset::Glob::new(pattern.trim()).map_err(|e| {
-                self.fail(
-                    &format!("{prefix}.exclude[{i}]"),
-                    format!("{pattern:?}: {e}"),
-                )
-            })?;
+            // CBS logins are case-insensitive, so are the globs: "test-*" leaves out "TEST-2".
+            let glob = globset::GlobBuilder::new(pattern.trim())
+                .case_insensitive(true)
+                .build()
+                .map_err(|e| {
+                    self.fail(
+                        &format!("{prefix}.exclude[{i}]"),
+                        format!("{pattern:?}: {e}"),
+                    )
+                })?;
             exclude.add(glob);
         }
         let exclude = exclude

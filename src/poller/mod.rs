@@ -247,8 +247,59 @@ impl Poller {
                 (state.clone(), ClassCounts::new(), all_ok, fresh, state),
             );
         }
+        // Users who left the watch list (no longer listed by discovery, removed from the
+        // config or from chat) with jobs recorded as running: a job still running is polled
+        // for until its end is recorded, so those jobs' dates are still asked about (and
+        // nothing else of theirs), within the retention window. Their end alerts as any
+        // other; then they are polled no more. Their poll state is left as it was.
+        let watched_lower: BTreeSet<String> =
+            users.iter().map(|u| u.login.to_lowercase()).collect();
+        let mut leavers = 0usize;
+        for (login, (owner, dates)) in self.store.running_users(&server)? {
+            if watched_lower.contains(&login.to_lowercase()) {
+                continue;
+            }
+            let dates: Vec<NaiveDate> = dates.into_iter().filter(|d| *d >= kept_since).collect();
+            if dates.is_empty() {
+                continue;
+            }
+            leavers += 1;
+            with_running.insert(login.clone());
+            let entry = WatchEntry {
+                login: login.clone(),
+                owner,
+            };
+            if !server_down {
+                for date in dates {
+                    request_count += 1;
+                    to_ask.push((entry.clone(), date));
+                }
+            }
+            // Baselined: the end of a job seen running alerts, it is no baseline.
+            let state = UserState {
+                baselined: true,
+                ..UserState::default()
+            };
+            user_states.insert(
+                login,
+                (
+                    state.clone(),
+                    ClassCounts::new(),
+                    !server_down,
+                    false,
+                    state,
+                ),
+            );
+        }
         if probe.is_some() {
             request_count += 1;
+        }
+        if leavers > 0 {
+            tracing::info!(
+                %server,
+                users = leavers,
+                "users no longer watched are polled for their running jobs until these end"
+            );
         }
         if resumed > 0 {
             tracing::info!(

@@ -295,6 +295,23 @@ impl SimHandle {
         lock(&self.shared.world).list_users_denied = denied;
     }
 
+    /// `true`: `2/ListUsers.do` answers `Status: Error` "Reseller '<reseller>' not found"
+    /// for that reseller, as for one deleted or renamed.
+    pub fn set_reseller_missing(&self, reseller: &str, missing: bool) {
+        let mut world = lock(&self.shared.world);
+        if missing {
+            world.missing_resellers.insert(reseller.to_owned());
+        } else {
+            world.missing_resellers.remove(reseller);
+        }
+    }
+
+    /// Pads every `2/ListUsers.do` item with `chars` characters of filler (a real listing
+    /// carries many fields per user; 0: only `ID`, `LoginName` and `Owner`).
+    pub fn set_list_users_padding(&self, chars: usize) {
+        lock(&self.shared.world).list_users_padding = chars;
+    }
+
     /// Removes a user and their jobs.
     pub fn remove_user(&self, login: &str) {
         let mut world = lock(&self.shared.world);

@@ -142,6 +142,31 @@ impl Store {
         Ok(dates)
     }
 
+    /// Every user of `server` with a job last seen running: login → (the owner the job
+    /// was listed with, its listing dates). The poller asks it for the users who left the
+    /// watch list, whose running jobs are still polled for until their end is recorded.
+    pub fn running_users(
+        &self,
+        server: &str,
+    ) -> Result<std::collections::BTreeMap<String, (String, BTreeSet<NaiveDate>)>> {
+        let prefix = format!("{server}\0");
+        let mut users = std::collections::BTreeMap::new();
+        for kv in self.running.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv?;
+            let Some(date) = self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)? else {
+                continue;
+            };
+            let Some(record) = self.job_at(&k)? else {
+                continue;
+            };
+            let (_, dates) = users
+                .entry(record.job.login_name.clone())
+                .or_insert_with(|| (record.job.owner.clone(), BTreeSet::new()));
+            dates.insert(date);
+        }
+        Ok(users)
+    }
+
     /// The jobs of `login` recorded as running under `date` that `seen` (a successful
     /// reply for that date) does not list, as store keys.
     pub fn missing_running(

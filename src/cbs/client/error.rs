@@ -53,6 +53,16 @@ pub enum CbsError {
         reason: String,
         snippet: String,
     },
+    /// A 2xx reply larger than the client reads: the server answered, so this is no
+    /// outage; `advice` says what to do about it (may be empty).
+    #[error("{server}: {what} is larger than {} MiB, more than restorewatch reads{advice}", .limit_bytes / (1024 * 1024))]
+    TooLarge {
+        server: String,
+        /// "the reply", "the user listing".
+        what: &'static str,
+        limit_bytes: usize,
+        advice: &'static str,
+    },
     /// The client could not be built (CA file, URL).
     #[error("cannot set up the CBS client: {0}")]
     Setup(String),
@@ -89,7 +99,8 @@ impl CbsError {
             }
             CbsError::Api { .. } => None,
             CbsError::PasswordExpired { .. } => Some(OutageReason::PasswordExpired),
-            CbsError::Setup(_) => None,
+            // The server answered: too much, but it is up.
+            CbsError::TooLarge { .. } | CbsError::Setup(_) => None,
         }
     }
 }
@@ -100,6 +111,26 @@ pub(super) fn is_credentials_refusal(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("username/password")
         || ((m.contains("incorrect") || m.contains("invalid")) && m.contains("password"))
+}
+
+/// Whether an API message refuses the call to the system user's role or permissions (a
+/// Read-Only API user calling `2/ListUsers.do`), rather than, say, naming an unknown
+/// reseller: only such a refusal is told the role the call needs.
+pub(super) fn is_role_refusal(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "permission",
+        "role",
+        "not allowed",
+        "not authorized",
+        "not authorised",
+        "unauthorized",
+        "access denied",
+        "privilege",
+        "forbidden",
+    ]
+    .iter()
+    .any(|word| m.contains(word))
 }
 
 /// Whether an API message says the system password has expired (CBS 8.3.4+).
@@ -113,6 +144,24 @@ pub(super) fn is_password_expired(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_refusals_are_told_from_other_refusals() {
+        for refusal in [
+            "Permission denied: this call is not allowed for a Read-Only API user",
+            "Access denied for role READ_ONLY_API",
+            "User is not authorized to call ListUsers",
+        ] {
+            assert!(is_role_refusal(refusal), "{refusal}");
+        }
+        for other in [
+            "Reseller 'gone' not found",
+            "Incorrect system username/password",
+            "Invalid parameter",
+        ] {
+            assert!(!is_role_refusal(other), "{other}");
+        }
+    }
 
     #[test]
     fn credential_and_expiry_messages() {

@@ -9,6 +9,7 @@
 
 mod error;
 mod pace;
+mod stream;
 mod transport;
 
 pub use error::{CbsError, OutageReason};
@@ -16,7 +17,7 @@ pub use error::{CbsError, OutageReason};
 use super::model::{self, DecodeContext, JobList, JobReport, ListedUser, ReplyError};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use error::{is_credentials_refusal, is_password_expired};
+use error::{is_password_expired, is_role_refusal};
 use pace::Pace;
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
@@ -33,6 +34,13 @@ const GET_RESTORE_JOB_REPORT: &str = "GetRestoreJobReport.do";
 
 /// The user-listing call (CBS 9.7+), below the base URL.
 const LIST_USERS: &str = "obs/api/json/2/ListUsers.do";
+
+/// The largest user listing read (bytes): 10,000 users of a real listing (about 2 KB of
+/// fields each) make about 22 MB; it is read as it arrives, never held whole.
+const LIST_USERS_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// What to do about a listing larger than that.
+const LIST_USERS_ADVICE: &str =
+    "; set `discover.owners` to list the users of each reseller in a call of its own";
 
 /// What the client needs to know about one backup server.
 #[derive(Clone, Debug)]
@@ -257,8 +265,8 @@ impl CbsClient {
     }
 
     /// Every backup user the system user may see (`2/ListUsers.do`), of one reseller when
-    /// `reseller` is not empty. The call needs the Admin or API role: a refusal other than
-    /// bad credentials or an expired password says so.
+    /// `reseller` is not empty. The call needs the Admin or API role: a refusal of the
+    /// role or permission says so (other refusals, such as an unknown reseller, do not).
     pub async fn list_users(&self, reseller: &str) -> Result<Vec<ListedUser>, CbsError> {
         #[derive(serde::Serialize)]
         struct Request<'a> {
@@ -275,15 +283,23 @@ impl CbsClient {
             sys_pwd: i.sys_pwd.expose_secret(),
             reseller,
         };
-        let text = self.post_json(i.users_endpoint.clone(), &body).await?;
-        let list = model::decode_users(&text).map_err(|e| match e {
+        // Read as it arrives: a real listing of thousands of users is tens of MiB.
+        let reply = self
+            .post_json_streamed(
+                i.users_endpoint.clone(),
+                &body,
+                (LIST_USERS_MAX_BYTES, "the user listing", LIST_USERS_ADVICE),
+                |reader| model::decode_users_from(reader),
+            )
+            .await?;
+        let list = reply.decoded.map_err(|e| match e {
             ReplyError::Api { message, expt_type } => {
                 match self.api_error(self.redact(message), expt_type) {
                     CbsError::Api {
                         server,
                         message,
                         expt_type,
-                    } if !is_credentials_refusal(&message) => CbsError::Api {
+                    } if is_role_refusal(&message) => CbsError::Api {
                         server,
                         message: format!(
                             "{message} (listing users with 2/ListUsers.do needs a system \
@@ -294,10 +310,10 @@ impl CbsClient {
                     other => other,
                 }
             }
-            ReplyError::Malformed { reason, snippet } => CbsError::Decode {
+            ReplyError::Malformed { reason, .. } => CbsError::Decode {
                 server: i.server_name.clone(),
                 reason,
-                snippet,
+                snippet: reply.head,
             },
         })?;
         if list.skipped > 0 {

@@ -8,8 +8,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Replies larger than this are refused (bytes); a day of restores for one user is far less.
 const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
-/// Bytes of a refused reply its snippet is made from (a UTF-8 char is at most 4 bytes).
-const SNIPPET_MAX_BYTES: usize = 4 * SNIPPET_MAX_CHARS;
 
 impl CbsClient {
     /// POSTs `body` to `url`, within `cbs.max_concurrency` and paced by
@@ -22,6 +20,17 @@ impl CbsClient {
         url: reqwest::Url,
         body: &B,
     ) -> Result<String, CbsError> {
+        let response = self.send_json(url, body).await?;
+        self.read_body(response).await
+    }
+
+    /// [`CbsClient::post_json`] up to the reply's body: answers a 2xx response, its body
+    /// unread, for a caller that reads it as it comes (see `stream.rs`).
+    pub(super) async fn send_json<B: serde::Serialize>(
+        &self,
+        url: reqwest::Url,
+        body: &B,
+    ) -> Result<reqwest::Response, CbsError> {
         let i = &self.inner;
         let _slot = self.paced().await;
         let response = i
@@ -49,15 +58,15 @@ impl CbsClient {
                 ),
             });
         }
-        let text = self.read_body(response).await?;
         if !status.is_success() {
+            let text = self.read_body(response).await?;
             return Err(CbsError::Http {
                 server: i.server_name.clone(),
                 status,
                 snippet: model::snippet(self.redact(text).trim(), SNIPPET_MAX_CHARS),
             });
         }
-        Ok(text)
+        Ok(response)
     }
 
     /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].
@@ -70,18 +79,12 @@ impl CbsClient {
             .map_err(|e| self.transport_error(e))?
         {
             if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(CbsError::Decode {
+                // The server answered: too much, not an outage.
+                return Err(CbsError::TooLarge {
                     server: self.inner.server_name.clone(),
-                    reason: format!("reply larger than {MAX_REPLY_BYTES} bytes"),
-                    // Only the head: copying the whole refused reply would double the
-                    // memory the bound is there to limit.
-                    snippet: model::snippet(
-                        &self.redact(
-                            String::from_utf8_lossy(&bytes[..bytes.len().min(SNIPPET_MAX_BYTES)])
-                                .into_owned(),
-                        ),
-                        SNIPPET_MAX_CHARS,
-                    ),
+                    what: "the reply",
+                    limit_bytes: MAX_REPLY_BYTES,
+                    advice: "",
                 });
             }
             bytes.extend_from_slice(&chunk);
@@ -99,7 +102,7 @@ impl CbsClient {
         self.inner.redactions.redact(text)
     }
 
-    fn transport_error(&self, e: reqwest::Error) -> CbsError {
+    pub(super) fn transport_error(&self, e: reqwest::Error) -> CbsError {
         let server = self.inner.server_name.clone();
         if e.is_timeout() {
             CbsError::Timeout {

@@ -36,4 +36,4 @@ pub use job::{
 pub use reply::{decode_reply, DecodeContext, JobList, SkippedItem};
 pub use report::{decode_report, JobReport, REPORT_LINES_MAX, REPORT_LINE_MAX_CHARS};
 pub use time::{local_in, parse_server_time, parse_time_value, MAX_YEAR, MIN_YEAR};
-pub use users::{decode_users, ListedUser, UserList};
+pub use users::{decode_users, decode_users_from, ListedUser, UserList};

@@ -1,6 +1,7 @@
 //! Decoding a `2/ListUsers.do` reply: the backup users to poll, with their owners.
 
-use super::envelope::{as_text, get, open_envelope, snippet, ReplyError, SNIPPET_MAX_CHARS};
+use super::envelope::{as_text, snippet, ReplyError, SNIPPET_MAX_CHARS};
+use serde::de::{self, Deserialize};
 use serde_json::Value;
 
 /// One backup user as `2/ListUsers.do` lists it.
@@ -23,36 +24,239 @@ pub struct UserList {
 /// readable `LoginName` are skipped and counted (there is nothing to poll for them);
 /// unknown fields are ignored.
 pub fn decode_users(body: &str) -> Result<UserList, ReplyError> {
+    decode_users_from(body.as_bytes()).map_err(|e| match e {
+        ReplyError::Malformed { reason, .. } => ReplyError::Malformed {
+            reason,
+            snippet: snippet(body, SNIPPET_MAX_CHARS),
+        },
+        api => api,
+    })
+}
+
+/// [`decode_users`] reading the reply as it arrives, keeping only each user's `LoginName`
+/// and `Owner`: a real listing carries many more fields per user (kilobytes), and ten
+/// thousand users make a reply of tens of MiB that is never held whole, nor as a
+/// `serde_json::Value`. A malformed reply's snippet is left empty for the caller to fill
+/// in from the head of the reply it read.
+pub fn decode_users_from(reader: impl std::io::Read) -> Result<UserList, ReplyError> {
     let malformed = |reason: String| ReplyError::Malformed {
         reason,
-        snippet: snippet(body, SNIPPET_MAX_CHARS),
+        snippet: String::new(),
     };
-    let envelope = open_envelope(body)?;
-    let items: Vec<&Value> = match get(&envelope, &["User"]) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(one @ Value::Object(_)) => vec![one],
-        Some(_) => return Err(malformed("User is not a list".into())),
-    };
-    let listed = items.len();
-    let users: Vec<ListedUser> = items
-        .into_iter()
-        .filter_map(|item| {
-            let Value::Object(item) = item else {
-                return None;
-            };
-            let login = get(item, &["LoginName"]).and_then(as_text)?;
-            let login = login.trim();
-            (!login.is_empty()).then(|| ListedUser {
-                login: login.to_owned(),
-                owner: get(item, &["Owner"]).and_then(as_text).unwrap_or_default(),
-            })
-        })
-        .collect();
-    Ok(UserList {
-        skipped: listed - users.len(),
-        users,
-    })
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let envelope = de::Deserializer::deserialize_any(&mut de, EnvelopeVisitor)
+        .and_then(|envelope| de.end().map(|()| envelope))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => malformed(e.to_string()),
+            _ => malformed(format!("not JSON: {e}")),
+        })?;
+    let status = envelope.status.unwrap_or_default();
+    if status.eq_ignore_ascii_case("error") {
+        return Err(ReplyError::Api {
+            message: envelope.message.unwrap_or_else(|| "(no message)".into()),
+            expt_type: envelope.expt_type,
+        });
+    }
+    if !status.eq_ignore_ascii_case("ok") {
+        return Err(malformed(format!(
+            "envelope Status is {status:?}, not OK or Error"
+        )));
+    }
+    envelope
+        .users
+        .unwrap_or_else(|| Ok(UserList::default()))
+        .map_err(|reason| malformed(reason.into()))
+}
+
+/// The envelope's fields that matter, read in one pass; `users` is `Err` when `User` is
+/// neither a list, an object nor null.
+#[derive(Default)]
+struct Envelope {
+    status: Option<String>,
+    message: Option<String>,
+    expt_type: Option<String>,
+    users: Option<Result<UserList, &'static str>>,
+}
+
+/// Keeps the first spelling of a field seen, unless the exact one comes later.
+fn take(slot: &mut Option<(bool, Option<String>)>, exact: bool, value: Option<String>) {
+    if slot
+        .as_ref()
+        .is_none_or(|(was_exact, _)| exact && !was_exact)
+    {
+        *slot = Some((exact, value));
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> de::Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the reply as a JSON object")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+        let (mut status, mut message, mut expt_type) = (None, None, None);
+        let mut envelope = Envelope::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let text = |v: Value| as_text(&v);
+            match key.to_ascii_lowercase().as_str() {
+                "status" => take(&mut status, key == "Status", text(map.next_value()?)),
+                "message" => take(&mut message, key == "Message", text(map.next_value()?)),
+                "expttype" => take(&mut expt_type, key == "ExptType", text(map.next_value()?)),
+                "user" if envelope.users.is_none() || key == "User" => {
+                    envelope.users = Some(map.next_value_seed(UsersSeed)?);
+                }
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        envelope.status = status.and_then(|(_, v)| v);
+        envelope.message = message.and_then(|(_, v)| v);
+        envelope.expt_type = expt_type.and_then(|(_, v)| v);
+        Ok(envelope)
+    }
+}
+
+/// The `User` value: a list of items, one item, or null.
+struct UsersSeed;
+
+impl<'de> de::DeserializeSeed<'de> for UsersSeed {
+    type Value = Result<UserList, &'static str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+const NOT_A_LIST: &str = "User is not a list";
+
+impl<'de> de::Visitor<'de> for UsersSeed {
+    type Value = Result<UserList, &'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of users")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Ok(UserList::default()))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(NOT_A_LIST))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(NOT_A_LIST))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(NOT_A_LIST))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(NOT_A_LIST))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(NOT_A_LIST))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut list = UserList::default();
+        while let Some(item) = seq.next_element::<Item>()? {
+            match item.0 {
+                Some(user) => list.users.push(user),
+                None => list.skipped += 1,
+            }
+        }
+        Ok(Ok(list))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let item = ItemVisitor.visit_map(map)?;
+        Ok(Ok(UserList {
+            skipped: usize::from(item.0.is_none()),
+            users: item.0.into_iter().collect(),
+        }))
+    }
+}
+
+/// One item of the list: the user, or `None` for an item without a readable `LoginName`
+/// (or one that is not an object). Every other field is skipped unread.
+struct Item(Option<ListedUser>);
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
+        d.deserialize_any(ItemVisitor)
+    }
+}
+
+struct ItemVisitor;
+
+impl<'de> de::Visitor<'de> for ItemVisitor {
+    type Value = Item;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a user")
+    }
+
+    fn visit_unit<E>(self) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Item(None))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+        let (mut login, mut owner) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.to_ascii_lowercase().as_str() {
+                "loginname" => {
+                    let v: Value = map.next_value()?;
+                    take(&mut login, key == "LoginName", as_text(&v));
+                }
+                "owner" => {
+                    let v: Value = map.next_value()?;
+                    take(&mut owner, key == "Owner", as_text(&v));
+                }
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let login = login.and_then(|(_, v)| v).unwrap_or_default();
+        let login = login.trim();
+        Ok(Item((!login.is_empty()).then(|| ListedUser {
+            login: login.to_owned(),
+            owner: owner.and_then(|(_, v)| v).unwrap_or_default(),
+        })))
+    }
 }
 
 #[cfg(test)]

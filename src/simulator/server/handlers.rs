@@ -177,13 +177,34 @@ pub(crate) async fn list_users(State(shared): State<Arc<Shared>>, body: Bytes) -
     if world.list_users_denied {
         return api_error(ROLE_DENIED_MESSAGE, "com.ahsay.obs.core.dbs.r");
     }
-    let users: Vec<Value> = world
-        .users
-        .values()
+    if world.missing_resellers.contains(&req.reseller) {
+        return api_error(
+            &format!("Reseller '{}' not found", req.reseller),
+            "com.ahsay.obs.core.dbs.d",
+        );
+    }
+    // Written out directly rather than as one `Value`: a padded listing is tens of MB.
+    let filler = "x".repeat(world.list_users_padding);
+    let mut body = String::from(r#"{"Status":"OK","User":["#);
+    for (i, u) in (world.users.values())
         .filter(|u| req.reseller.is_empty() || u.owner == req.reseller)
-        .map(|u| json!({"ID": u.user_id, "LoginName": u.login, "Owner": u.owner}))
-        .collect();
-    json_response(json!({"Status": "OK", "User": users}).to_string())
+        .enumerate()
+    {
+        if i > 0 {
+            body.push(',');
+        }
+        let item = json!({"ID": u.user_id, "LoginName": u.login, "Owner": u.owner}).to_string();
+        if filler.is_empty() {
+            body.push_str(&item);
+        } else {
+            body.push_str(&item[..item.len() - 1]);
+            body.push_str(r#","Settings":{"Notes":""#);
+            body.push_str(&filler);
+            body.push_str(r#"","Quota":[1,2,{"x":null}]}}"#);
+        }
+    }
+    body.push_str("]}");
+    json_response(body)
 }
 
 #[derive(serde::Deserialize)]

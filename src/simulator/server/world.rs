@@ -23,6 +23,11 @@ pub(crate) struct World {
     pub password_expired: bool,
     /// `2/ListUsers.do` answers as to a Read-Only API system user.
     pub list_users_denied: bool,
+    /// Resellers `2/ListUsers.do` answers "not found" for (deleted or renamed).
+    pub missing_resellers: std::collections::BTreeSet<String>,
+    /// Characters of filler each `2/ListUsers.do` item carries, standing in for the many
+    /// fields a real listing has per user.
+    pub list_users_padding: usize,
     /// Set: `GetRestoreJobReport.do` fails this way.
     pub report_fault: Option<ReportFault>,
     /// `GetRestoreJobReport.do` requests received.
@@ -40,6 +45,8 @@ impl World {
             dice: FaultDice::new(faults),
             password_expired: false,
             list_users_denied: false,
+            missing_resellers: Default::default(),
+            list_users_padding: 0,
             report_fault: None,
             report_requests: 0,
         }
