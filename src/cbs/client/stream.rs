@@ -38,7 +38,7 @@ impl CbsClient {
         T: Send + 'static,
     {
         let (max_bytes, what, advice) = limit;
-        let mut response = self.send_json(url, body).await?;
+        let (mut response, _slot) = self.send_json(url, body).await?;
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let decoder = tokio::task::spawn_blocking(move || {
             let mut reader = std::io::BufReader::new(ChunkReader {

@@ -20,19 +20,20 @@ impl CbsClient {
         url: reqwest::Url,
         body: &B,
     ) -> Result<String, CbsError> {
-        let response = self.send_json(url, body).await?;
+        let (response, _slot) = self.send_json(url, body).await?;
         self.read_body(response).await
     }
 
     /// [`CbsClient::post_json`] up to the reply's body: answers a 2xx response, its body
-    /// unread, for a caller that reads it as it comes (see `stream.rs`).
+    /// unread, for a caller that reads it as it comes (see `stream.rs`), and the request's
+    /// slot under `cbs.max_concurrency`, to hold until the body is read.
     pub(super) async fn send_json<B: serde::Serialize>(
         &self,
         url: reqwest::Url,
         body: &B,
-    ) -> Result<reqwest::Response, CbsError> {
+    ) -> Result<(reqwest::Response, Option<tokio::sync::SemaphorePermit<'_>>), CbsError> {
         let i = &self.inner;
-        let _slot = self.paced().await;
+        let slot = self.paced().await;
         let response = i
             .http
             .post(url)
@@ -66,7 +67,7 @@ impl CbsClient {
                 snippet: model::snippet(self.redact(text).trim(), SNIPPET_MAX_CHARS),
             });
         }
-        Ok(response)
+        Ok((response, slot))
     }
 
     /// Reads the body chunk by chunk, refusing one larger than [`MAX_REPLY_BYTES`].
