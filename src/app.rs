@@ -86,7 +86,7 @@ pub struct App {
 }
 
 /// Poll rounds in a row that fail with the store's I/O error before `run` gives up (see
-/// [`store_cannot_write`]).
+/// `store_cannot_write`).
 pub const STORE_BROKEN_ROUNDS: u32 = 2;
 
 /// The most skipped poll ticks counted after one cycle.

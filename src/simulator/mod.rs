@@ -295,7 +295,7 @@ impl SimHandle {
         lock(&self.shared.world).list_users_denied = denied;
     }
 
-    /// `true`: `2/ListUsers.do` answers `Status: Error` "Reseller '<reseller>' not found"
+    /// `true`: `2/ListUsers.do` answers `Status: Error` `"Reseller '<reseller>' not found"`
     /// for that reseller, as for one deleted or renamed.
     pub fn set_reseller_missing(&self, reseller: &str, missing: bool) {
         let mut world = lock(&self.shared.world);

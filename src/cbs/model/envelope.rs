@@ -21,7 +21,7 @@ pub enum ReplyError {
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut with `…`, with its control
-/// characters escaped ([`printable`]).
+/// characters escaped (see `printable`).
 pub fn snippet(text: &str, max: usize) -> String {
     let mut chars = text.chars();
     let cut: String = chars.by_ref().take(max).collect();

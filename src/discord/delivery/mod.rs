@@ -26,7 +26,7 @@
 //! Failures: a 429 waits `retry_after` and retries; 5xx and transport errors back off
 //! exponentially, each failed attempt logged; either, when it persists, ends the drain with
 //! the events queued and rests the sink for a while. A request Discord does not answer
-//! within [`REQUEST_TIMEOUT_SECS`] (a post, or the read-back before a retry) ends the drain
+//! within `REQUEST_TIMEOUT_SECS` (a post, or the read-back before a retry) ends the drain
 //! at once, and so does any failure after [`DeliveryTiming::drain_limit`]: the poll round
 //! waits for its drain, so a hanging Discord costs it at most about a minute, not the
 //! minutes a full retry sequence of timeouts would. 403/404, and a 400 whose JSON code is about the channel (a forum
