@@ -435,32 +435,16 @@ async fn an_empty_listing_keeps_the_last_list_and_shows_in_status() {
     assert_eq!(d.last_success, Some(at(12, 0)));
     let error = d.last_error.expect("recorded as a failed listing");
     assert!(error.contains("listed no users"), "{error}");
-    let warning = logs
-        .text()
-        .lines()
-        .find(|l| l.contains("listed no users"))
-        .map(str::to_owned)
-        .expect("a warning");
+    let warning = log_line(&logs, "listed no users");
     assert!(
         warning.contains("WARN") && warning.contains("server=\"cbs-test\""),
         "{warning}"
     );
-
-    let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
-    let report = StatusReport::gather(p.store(), &schedule, at(14, 1), at(12, 0), 0).unwrap();
-    let reply = status(&report, false).unwrap();
-    let field = reply.embeds[0]
-        .fields
-        .iter()
-        .find(|f| f.name == "Discovery")
-        .expect("/status shows discovery");
+    let field = discovery_field(&p);
     assert!(
-        field
-            .value
-            .contains("failed: 2/ListUsers.do listed no users")
-            && field.value.contains("keeping the last list: 2 users"),
-        "{}",
-        field.value
+        field.contains("failed: 2/ListUsers.do listed no users")
+            && field.contains("keeping the last list: 2 users"),
+        "{field}"
     );
 
     // The next cycle lists again (a failure is retried at once) and takes what it finds.
@@ -610,29 +594,15 @@ async fn an_owner_whose_listing_fails_keeps_its_users_and_the_others_are_taken()
     );
     assert!(!error.contains("role"), "not a role refusal: {error}");
     assert_eq!((d.users, d.last_success), (4, Some(at(14, 0))));
-    let warning = logs
-        .text()
-        .lines()
-        .find(|l| l.contains("failed for this owner"))
-        .map(str::to_owned)
-        .expect("a warning");
+    let warning = log_line(&logs, "failed for this owner");
     assert!(
         warning.contains("WARN") && warning.contains("owner=gone"),
         "{warning}"
     );
-
-    let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
-    let report = StatusReport::gather(p.store(), &schedule, at(14, 1), at(12, 0), 0).unwrap();
-    let reply = status(&report, false).unwrap();
-    let field = reply.embeds[0]
-        .fields
-        .iter()
-        .find(|f| f.name == "Discovery")
-        .expect("/status shows discovery");
+    let field = discovery_field(&p);
     assert!(
-        field.value.contains("owner \"gone\"") && field.value.contains("not found"),
-        "{}",
-        field.value
+        field.contains("owner \"gone\"") && field.contains("not found"),
+        "{field}"
     );
 
     // Every owner failing keeps the whole last list, each owner named.
@@ -670,4 +640,23 @@ async fn a_listing_too_large_is_no_outage_and_says_what_to_do() {
             && error.contains("discover.owners"),
         "{error}"
     );
+}
+
+/// The first log line holding `needle`.
+fn log_line(logs: &LogCapture, needle: &str) -> String {
+    (logs.text().lines())
+        .find(|l| l.contains(needle))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no log line with {needle:?}"))
+}
+
+/// `/status`'s Discovery field at 14:01, the bot started at 12:00.
+fn discovery_field(p: &Poller) -> String {
+    let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+    let report = StatusReport::gather(p.store(), &schedule, at(14, 1), at(12, 0), 0).unwrap();
+    let reply = status(&report, false).unwrap();
+    (reply.embeds[0].fields.iter())
+        .find(|f| f.name == "Discovery")
+        .map(|f| f.value.clone())
+        .expect("/status shows discovery")
 }
