@@ -301,7 +301,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 app.settings.state.retention_days,
                 &app.settings.poll,
             );
-            if today.checked_sub_days(chrono::Days::new(kept.into())) > Some(date) {
+            if date < restorewatch::config::earliest_kept(today, kept) {
                 eprintln!(
                     "error: --date {date} is past the store's retention (state.retention_days, \
                      {kept} days): its records were pruned; no digest was built"

@@ -171,9 +171,7 @@ pub fn parse_kept_date(
     kept_days: u32,
 ) -> Result<NaiveDate, CommandError> {
     let date = parse_date(arg, today)?;
-    let earliest = today
-        .checked_sub_days(chrono::Days::new(kept_days.into()))
-        .unwrap_or(NaiveDate::MIN);
+    let earliest = crate::config::earliest_kept(today, kept_days);
     if date < earliest {
         return Err(CommandError::Usage(format!(
             "date: {date} is past the store's retention (`state.retention_days`, {kept_days} \

@@ -71,6 +71,14 @@ pub fn kept_days(retention_days: u32, poll: &super::PollSettings) -> u32 {
     ))
 }
 
+/// The oldest date whose records the store keeps on `today`, [`kept_days`] back (the
+/// calendar's start when that reaches past it): older records are pruned.
+pub fn earliest_kept(today: chrono::NaiveDate, kept_days: u32) -> chrono::NaiveDate {
+    today
+        .checked_sub_days(chrono::Days::new(kept_days.into()))
+        .unwrap_or(chrono::NaiveDate::MIN)
+}
+
 /// Turns the raw file into [`Settings`], one key at a time.
 pub(super) struct Checker {
     /// Keys whose value came from the environment, to say so in errors.

@@ -45,7 +45,9 @@ mod raw;
 mod servers;
 mod settings;
 
-pub use check::{kept_days, min_retention_days, DEFAULT_ALERT_CLASSES, VANISHED_MIN_CYCLES};
+pub use check::{
+    earliest_kept, kept_days, min_retention_days, DEFAULT_ALERT_CLASSES, VANISHED_MIN_CYCLES,
+};
 pub use env::{check_env_names, env_names, server_password_env, server_password_envs};
 pub use settings::{
     AlertSettings, CbsServer, CbsSettings, DigestSettings, DiscordSettings, DiscoverSettings,

@@ -37,7 +37,7 @@ use crate::event::{
 use crate::mutes::Mutes;
 use crate::store::{Change, CycleRecord, Policy, Store, StoreError, UserState};
 use crate::summary::Disposition;
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::task::JoinSet;
 
@@ -189,11 +189,10 @@ impl Poller {
             _ => BTreeSet::new(),
         };
         // A returning user whose last read is before this date has no records left.
-        let kept_since = started_at
-            .with_timezone(&tz)
-            .date_naive()
-            .checked_sub_days(Days::new(self.keep_days().into()))
-            .unwrap_or(NaiveDate::MIN);
+        let kept_since = crate::config::earliest_kept(
+            started_at.with_timezone(&tz).date_naive(),
+            self.keep_days(),
+        );
         let mut resumed = 0usize;
         for user in &users {
             let state = if watched_before.contains(&user.login) {
@@ -255,10 +254,8 @@ impl Poller {
         let watched_lower: BTreeSet<String> =
             users.iter().map(|u| u.login.to_lowercase()).collect();
         let mut leavers = 0usize;
-        for (login, (owner, dates)) in self.store.running_users(&server)? {
-            if watched_lower.contains(&login.to_lowercase()) {
-                continue;
-            }
+        let watched = |login: &str| watched_lower.contains(&login.to_lowercase());
+        for (login, (owner, dates)) in self.store.running_users(&server, watched)? {
             let dates: Vec<NaiveDate> = dates.into_iter().filter(|d| *d >= kept_since).collect();
             if dates.is_empty() {
                 continue;
@@ -665,9 +662,7 @@ impl Poller {
         // A retention reaching before the calendar's start keeps everything. Whatever the
         // retention, a date a later cycle may still ask for (a catch-up, the midnight
         // grace) keeps its records, so a catch-up never alerts a failure twice.
-        let cutoff = today
-            .checked_sub_days(Days::new(self.keep_days().into()))
-            .unwrap_or(NaiveDate::MIN);
+        let cutoff = crate::config::earliest_kept(today, self.keep_days());
         unreadable.save(&self.store, cutoff)?;
         let pruned = self.store.prune_before(cutoff)?;
         // Acknowledgements end with their jobs' records.

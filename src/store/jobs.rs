@@ -142,17 +142,28 @@ impl Store {
         Ok(dates)
     }
 
-    /// Every user of `server` with a job last seen running: login → (the owner the job
-    /// was listed with, its listing dates). The poller asks it for the users who left the
-    /// watch list, whose running jobs are still polled for until their end is recorded.
+    /// Every user of `server` with a job last seen running, but those `skip` names: login
+    /// → (the owner the job was listed with, its listing dates). The poller asks it for
+    /// the users who left the watch list (skipping the watched ones, whose job records are
+    /// then never read), whose running jobs are still polled for until their end is
+    /// recorded.
     pub fn running_users(
         &self,
         server: &str,
+        skip: impl Fn(&str) -> bool,
     ) -> Result<std::collections::BTreeMap<String, (String, BTreeSet<NaiveDate>)>> {
         let prefix = format!("{server}\0");
         let mut users = std::collections::BTreeMap::new();
         for kv in self.running.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv?;
+            // The key is the job's: `server \0 login \0 …`.
+            let login = k[prefix.len()..]
+                .split(|b| *b == 0)
+                .next()
+                .unwrap_or_default();
+            if skip(&String::from_utf8_lossy(login)) {
+                continue;
+            }
             let Some(date) = self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)? else {
                 continue;
             };
