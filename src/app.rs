@@ -126,6 +126,19 @@ impl App {
                     .with_context(|| format!("opening the state store in {}", dir.display()))
             }
         };
+        // sled opens a damaged or replaced store without an error: say so, loudly.
+        if let Some(rollback) = store
+            .check_mark(dir, clock.now())
+            .context("reading the state store's mark")?
+        {
+            tracing::error!(
+                store = %dir.display(),
+                store_flushes = rollback.store_flushes,
+                mark_flushes = rollback.mark_flushes,
+                "{rollback}: users may be baselined again, and alerts queued or posted before \
+                 may be lost or posted again; check the disk and the log since the last start"
+            );
+        }
         let servers = settings.servers();
         let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
         store

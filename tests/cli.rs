@@ -433,3 +433,43 @@ async fn once_counts_messages_discord_rejects_as_dropped_and_exits_1() {
         .collect();
     assert_eq!(logged.len(), 1, "{stderr}");
 }
+
+/// sled opens a store whose log lost its last writes (or whose files were replaced) as if
+/// nothing happened. The store's mark makes that an error at the start: the store rolled
+/// back to an older copy is named, with what it means, and the start after it is quiet.
+#[tokio::test]
+async fn a_store_rolled_back_under_its_mark_is_an_error_at_the_start() {
+    let sim = simulator_with(&["alice", "bob"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("rw.toml");
+    std::fs::write(&config, config_for(&sim, &state)).unwrap();
+    let run = || {
+        let mut cmd = restorewatch(&["once", "--config", config.to_str().unwrap()]);
+        cmd.env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd());
+        cmd.output()
+    };
+    let rolled_back = |stderr: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains("ERROR") && l.contains("the state store lost its last"))
+            .count()
+    };
+    let out = run().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let old = std::fs::read(state.join("db")).unwrap();
+    let out = run().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(rolled_back(&text(&out.stderr)), 0, "{}", text(&out.stderr));
+
+    // The store's log goes back to the first run's end; its mark stays.
+    std::fs::write(state.join("db"), old).unwrap();
+    let out = run().await.unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(rolled_back(&stderr), 1, "{stderr}");
+    assert!(stderr.contains("may be lost or posted again"), "{stderr}");
+
+    let out = run().await.unwrap();
+    assert_eq!(rolled_back(&text(&out.stderr)), 0, "said once");
+}

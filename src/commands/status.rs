@@ -26,6 +26,8 @@ pub struct StatusReport {
     pub store_bytes: u64,
     /// Stored records that did not decode and were moved to the quarantine tree.
     pub quarantined: usize,
+    /// The last start that found the store older than its mark (see `store::Rollback`).
+    pub rollback: Option<crate::store::Rollback>,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
     /// The last changes made from chat, newest first; `None`: not shown here (they name
@@ -98,6 +100,7 @@ impl StatusReport {
             refused: store.refused_destinations()?,
             store_bytes: store.size_on_disk()?,
             quarantined: store.quarantined(),
+            rollback: store.last_rollback()?,
             version: env!("CARGO_PKG_VERSION"),
             started_at,
             changes: Some(AuditLog::open(store)?.recent(STATUS_CHANGES_SHOWN)?),
@@ -156,6 +159,27 @@ fn cycle_text(last_cycle: &Option<CycleRecord>) -> String {
 }
 
 /// Whether the backup server answers.
+/// How long `/status` shows a rollback found at a start.
+const ROLLBACK_SHOWN_DAYS: i64 = 7;
+
+/// The store's size, its quarantined records and a rollback found in the last days.
+fn store_text(report: &StatusReport) -> String {
+    let mut text = format_size(report.store_bytes);
+    if report.quarantined > 0 {
+        text.push_str(&format!(
+            ", {} quarantined (unreadable; see the log)",
+            crate::render::plural(report.quarantined as u64, "record", "records")
+        ));
+    }
+    let recent = |r: &&crate::store::Rollback| {
+        report.now.signed_duration_since(r.found_at) < chrono::Duration::days(ROLLBACK_SHOWN_DAYS)
+    };
+    if let Some(rollback) = report.rollback.as_ref().filter(recent) {
+        text.push_str(&format!("; {rollback}"));
+    }
+    text
+}
+
 fn outage_text(outage: &Option<Outage>) -> String {
     match outage {
         Some(o) => format!(
@@ -259,19 +283,7 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
             ),
             true,
         ),
-        EmbedField::new(
-            "Store",
-            if report.quarantined > 0 {
-                format!(
-                    "{}, {} quarantined (unreadable; see the log)",
-                    format_size(report.store_bytes),
-                    crate::render::plural(report.quarantined as u64, "record", "records")
-                )
-            } else {
-                format_size(report.store_bytes)
-            },
-            true,
-        ),
+        EmbedField::new("Store", store_text(report), true),
         EmbedField::new("Version", report.version, true),
         EmbedField::new("Uptime", uptime, true),
     ]);
@@ -303,6 +315,26 @@ mod tests {
     use super::*;
     use crate::event::OutageReason;
     use crate::test_data::field_value;
+
+    #[test]
+    fn a_store_found_rolled_back_at_the_start_shows_for_a_week() {
+        let (dir, store) = store();
+        let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+        let found = at(20, 9);
+        let mark = r#"{"install_id":"0badc0de","flushes":40}"#;
+        std::fs::write(dir.path().join(crate::store::MARK_FILE), mark).unwrap();
+        assert!(store.check_mark(dir.path(), found).unwrap().is_some());
+        let shown = |now| {
+            let report = StatusReport::gather(&store, &schedule, now, found, 0).unwrap();
+            field_value(&status(&report, false).unwrap().embeds[0], "Store").to_owned()
+        };
+        let week = shown(found + chrono::Duration::days(6));
+        assert!(
+            week.contains("; the state store was replaced or emptied (found at the start at"),
+            "{week}"
+        );
+        assert!(!shown(found + chrono::Duration::days(8)).contains("replaced"));
+    }
 
     #[test]
     fn shows_cycles_health_and_uptime() {

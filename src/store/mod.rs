@@ -27,12 +27,14 @@
 //! - `quarantine`: where records that do not decode go.
 //! - `jobs`: job records: observe, running and vanishing jobs, the by-day index, pruning.
 //! - `outbox`: the queue of events to deliver.
+//! - `mark`: the store's high-water mark, a file that finds a store rolled back at a start.
 //! - `meta`: single values: the last cycle, day health, outage, digest day, install id,
 //!   watched, erroring and refused names.
 //! - `users`: per-user poll state, the chat-added watches and the discovered users.
 
 mod decide;
 mod jobs;
+mod mark;
 mod meta;
 mod open;
 mod outbox;
@@ -45,6 +47,7 @@ mod users;
 
 pub use decide::{decide, Change, Observation, Policy};
 pub use jobs::Missing;
+pub use mark::{Rollback, MARK_FILE};
 pub use meta::{CycleRecord, DayHealth, DownStreak, Outage, UnreadableSeen};
 pub use open::{CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS};
 pub use quarantine::{Quarantined, QUARANTINE_TREE};
@@ -97,6 +100,8 @@ pub struct Store {
     quarantine: sled::Tree,
     /// jobkey → Missing: running jobs their date's reply left out.
     vanishing: sled::Tree,
+    /// The store's directory, where its mark is kept.
+    dir: std::sync::Arc<std::path::Path>,
     /// Work counters, shared by the clones of this handle.
     counters: std::sync::Arc<Counters>,
     /// The backup server whose poll state this handle reads and writes (see

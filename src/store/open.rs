@@ -79,6 +79,7 @@ impl Store {
             quarantine: db.open_tree(QUARANTINE_TREE)?,
             vanishing: db.open_tree("vanishing")?,
             counters: Default::default(),
+            dir: dir.into(),
             db,
             scope: None,
             compact: compressed,
@@ -101,7 +102,7 @@ impl Store {
         Ok(self.db.open_tree(name)?)
     }
 
-    /// Writes everything to disk.
+    /// Writes everything to disk, then the store's mark (see `mark`).
     pub fn flush(&self) -> Result<()> {
         use std::sync::atomic::Ordering;
         self.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -111,8 +112,10 @@ impl Store {
             let full = std::io::Error::from_raw_os_error(ENOSPC);
             return Err(StoreError::Sled(sled::Error::Io(full)));
         }
+        let flushes = self.count_flush()?;
         self.db.flush()?;
-        Ok(())
+        // After the flush: the mark never claims more than the disk holds.
+        self.write_mark(&self.dir, flushes)
     }
 
     /// Unit tests only: from now on every flush of this store (and its clones) fails with
