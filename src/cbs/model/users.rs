@@ -1,8 +1,24 @@
 //! Decoding a `2/ListUsers.do` reply: the backup users to poll, with their owners.
 
-use super::envelope::{as_text, snippet, ReplyError, SNIPPET_MAX_CHARS};
+use super::envelope::{as_text, snippet, ReplyError, BYTE_ORDER_MARK, SNIPPET_MAX_CHARS};
 use serde::de::{self, Deserialize};
 use serde_json::Value;
+use std::io::Read;
+
+/// `reader` from its first byte, or from its fourth when the first three are a UTF-8
+/// [`BYTE_ORDER_MARK`].
+fn skip_byte_order_mark(mut reader: impl Read) -> std::io::Result<impl Read> {
+    let mut buf = [0u8; 4];
+    let mark = BYTE_ORDER_MARK.encode_utf8(&mut buf).as_bytes();
+    let mut head = Vec::with_capacity(mark.len());
+    (&mut reader)
+        .take(mark.len() as u64)
+        .read_to_end(&mut head)?;
+    if head == mark {
+        head.clear();
+    }
+    Ok(std::io::Cursor::new(head).chain(reader))
+}
 
 /// One backup user as `2/ListUsers.do` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,11 +54,13 @@ pub fn decode_users(body: &str) -> Result<UserList, ReplyError> {
 /// thousand users make a reply of tens of MiB that is never held whole, nor as a
 /// `serde_json::Value`. A malformed reply's snippet is left empty for the caller to fill
 /// in from the head of the reply it read.
-pub fn decode_users_from(reader: impl std::io::Read) -> Result<UserList, ReplyError> {
+pub fn decode_users_from(reader: impl Read) -> Result<UserList, ReplyError> {
     let malformed = |reason: String| ReplyError::Malformed {
         reason,
         snippet: String::new(),
     };
+    let reader = skip_byte_order_mark(reader)
+        .map_err(|e| malformed(format!("reading the reply failed: {e}")))?;
     let mut de = serde_json::Deserializer::from_reader(reader);
     let envelope = de::Deserializer::deserialize_any(&mut de, EnvelopeVisitor)
         .and_then(|envelope| de.end().map(|()| envelope))
