@@ -660,3 +660,36 @@ fn discovery_field(p: &Poller) -> String {
         .map(|f| f.value.clone())
         .expect("/status shows discovery")
 }
+
+/// A login no slash command would take (longer than 128 characters, a NUL, a direction
+/// override) is no user to watch: it is left out of the list, the listing's other users are
+/// kept, and one warning names the server and counts what was left out.
+#[tokio::test]
+async fn logins_past_the_bounds_are_left_out_and_counted_once() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start(&[], at(12, 0)).await;
+    let long = "x".repeat(restorewatch::cbs::model::LOGIN_MAX_CHARS + 1);
+    let odd = [long.as_str(), "nul\u{0}login", "rtl\u{202E}nimda"];
+    for login in ["alice", "bob"].iter().chain(&odd) {
+        server_user(&h, login);
+    }
+    let p = poller(&h);
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.users_polled, 2, "alice and bob");
+    for login in odd {
+        assert_eq!(polled(&h, login), 0, "{login:?} is not polled");
+    }
+    assert_eq!(discover::status(p.store()).unwrap().users, 2);
+    let warning = log_line(&logs, "they are not watched");
+    assert!(
+        warning.contains("WARN")
+            && warning.contains("server=cbs-test")
+            && warning.contains("refused=3")
+            // The first one shown escaped, so it cannot forge a log line.
+            && warning.contains(r#"first="nul\0login" (9 characters)"#),
+        "{warning}"
+    );
+    let warnings = logs.text().matches("they are not watched").count();
+    assert_eq!(warnings, 1, "one line for the listing");
+}

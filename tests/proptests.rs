@@ -4,7 +4,9 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
-use restorewatch::cbs::model::{decode_reply, decode_users, DecodeContext, ReplyError};
+use restorewatch::cbs::model::{
+    checked_login, decode_reply, decode_users, DecodeContext, ReplyError,
+};
 use restorewatch::config::Settings;
 use restorewatch::render::{escape_markdown, plain_times};
 use restorewatch::schedule::CronSchedule;
@@ -92,7 +94,11 @@ proptest! {
         ] {
             match decode_users(&body) {
                 Ok(listed) => {
-                    prop_assert!(listed.users.iter().all(|u| !u.login.trim().is_empty()));
+                    // Every login listed is one a slash command would take.
+                    prop_assert!(listed
+                        .users
+                        .iter()
+                        .all(|u| checked_login(&u.login) == Some(u.login.as_str())));
                     // A byte order mark before the reply changes nothing (RFC 8259).
                     prop_assert_eq!(decode_users(&format!("\u{feff}{body}")), Ok(listed));
                 }
