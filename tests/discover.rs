@@ -144,13 +144,17 @@ async fn a_failed_listing_keeps_the_last_list_and_names_the_role() {
         server_user(&h, login);
     }
     let p = poller(&h);
-    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 2);
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.users_polled, r.discovery_errors), (2, 0));
 
     h.sim.set_list_users_denied(true);
     server_user(&h, "carol");
     h.clock.advance(Duration::hours(2));
     let r = p.cycle().await.unwrap();
     assert_eq!(r.summary.users_polled, 2, "the last list is kept");
+    // The polls went well; the cycle's report (and its log line) still counts the listing.
+    assert!(r.ok(), "{:?}", r.summary.errors);
+    assert_eq!(r.discovery_errors, 1, "the failed listing is counted");
     let d = discover::status(p.store()).unwrap();
     let error = d.last_error.clone().expect("the failure is recorded");
     assert!(error.contains("Admin or API role"), "{error}");
@@ -180,7 +184,8 @@ async fn a_failed_listing_keeps_the_last_list_and_names_the_role() {
     // Healed: the next cycle lists again (a failure is retried at once) and finds carol.
     h.sim.set_list_users_denied(false);
     h.clock.advance(Duration::minutes(5));
-    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 3);
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.users_polled, r.discovery_errors), (3, 0));
     assert_eq!(discover::status(p.store()).unwrap().last_error, None);
 }
 
