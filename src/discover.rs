@@ -10,7 +10,9 @@
 //! are still polled for, until their end), and one listed again resumes where
 //! they left off, without a second baseline (see the poller). A failed listing keeps the
 //! last list, is logged, retried at the next cycle and shown in `/status` (see [`status`]);
-//! so is a listing of nobody while the last list had users. With `discover.owners`, each
+//! so is a listing of nobody while the last list had users. A listing that drops more than
+//! half of the last listing's users at once is refused once the same way, and taken when
+//! the next listing is as short (a real departure costs one refresh). With `discover.owners`, each
 //! owner is one call: one whose call fails keeps its last known users and is named, and
 //! the owners that answered are taken. Filters that keep nobody of a
 //! non-empty listing are the config's choice and taken as they are.
@@ -33,11 +35,32 @@ pub struct DiscoveryStatus {
     pub last_error: Option<String>,
     /// Users in the kept list.
     pub users: usize,
+    /// Users the last listing taken listed, before the filters (0: not known yet, a store
+    /// from before it was kept).
+    #[serde(default)]
+    pub listed: usize,
+    /// A listing that dropped more than half of the last one's users, refused once as a
+    /// likely fault: how many it listed. The next listing as short is taken.
+    #[serde(default)]
+    pub refused_drop: Option<usize>,
 }
 
 /// The error recorded (and shown in `/status`) when a server that had users lists none.
 pub const EMPTY_LISTING: &str =
     "2/ListUsers.do listed no users; taken for a fault, as the last list had users";
+
+/// Whether a listing of `now` users, after one of `before`, drops more than half of them.
+fn drops_most(before: usize, now: usize) -> bool {
+    now.saturating_mul(2) < before
+}
+
+/// The error recorded (and shown in `/status`) when a listing drops most users at once.
+fn drop_text(before: usize, now: usize) -> String {
+    format!(
+        "2/ListUsers.do listed {now} users where the last listing had {before}; taken for a \
+         fault and the last list kept, the next listing as short is taken"
+    )
+}
 
 /// The store tree and key of [`DiscoveryStatus`].
 const STATUS_TREE: &str = "discover";
@@ -136,6 +159,36 @@ impl Discovery {
             save_status(store, &status)?;
             return Ok(None);
         }
+        // A listing that drops most users at once is likelier a fault (a reply cut short
+        // that still decodes, a system user losing sight of a reseller) than a mass
+        // departure: it is refused once, and taken when the next listing is as short, so
+        // a real departure costs one refresh. Not with a failed owner, whose users stay.
+        if listing.failed.is_empty()
+            && !discovered.is_empty()
+            && drops_most(status.listed, listing.listed)
+        {
+            if status.refused_drop.is_none() {
+                let text = drop_text(status.listed, listing.listed);
+                tracing::warn!(
+                    server = client.server_name(),
+                    listed = listing.listed,
+                    before = status.listed,
+                    kept = status.users,
+                    "user discovery listed far fewer users than before; keeping the last list \
+                     until the next listing confirms it"
+                );
+                status.refused_drop = Some(listing.listed);
+                status.last_error = Some(text);
+                save_status(store, &status)?;
+                return Ok(None);
+            }
+            tracing::warn!(
+                server = client.server_name(),
+                listed = listing.listed,
+                before = status.listed,
+                "user discovery listed far fewer users again; taking the new list"
+            );
+        }
         // An owner whose call failed (a reseller deleted or renamed, a passing error)
         // keeps its last known users; the owners that answered are taken as listed.
         let failed: BTreeSet<&str> = listing.failed.iter().map(|(o, _)| o.as_str()).collect();
@@ -163,6 +216,10 @@ impl Discovery {
         status.last_success = Some(now);
         status.last_error = (!listing.failed.is_empty()).then(|| failures_text(&listing.failed));
         status.users = users.len();
+        status.refused_drop = None;
+        if listing.failed.is_empty() {
+            status.listed = listing.listed;
+        }
         save_status(store, &status)?;
         Ok(None)
     }

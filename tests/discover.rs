@@ -460,6 +460,59 @@ async fn an_empty_listing_keeps_the_last_list_and_shows_in_status() {
     assert_eq!((d.users, d.last_error), (1, None));
 }
 
+/// A listing that drops more than half of the last one's users at once (a reply cut short
+/// that still decodes) is refused once: the last list is kept, a warning and `/status` say
+/// so. A listing as short at the next refresh is taken; one back to normal clears it.
+#[tokio::test]
+async fn a_listing_that_drops_most_users_is_refused_once_then_taken() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start(&[], at(12, 0)).await;
+    let logins: Vec<String> = (0..10).map(|i| format!("user-{i}")).collect();
+    logins.iter().for_each(|l| server_user(&h, l));
+    let p = poller(&h);
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 10);
+
+    // Six of ten gone: refused once, all ten still polled.
+    logins[4..].iter().for_each(|l| h.sim.remove_user(l));
+    h.clock.advance(Duration::hours(2));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 10);
+    let d = discover::status(p.store()).unwrap();
+    assert_eq!((d.users, d.last_success), (10, Some(at(12, 0))));
+    let error = d.last_error.expect("recorded as a failed listing");
+    assert!(
+        error.contains("listed 4 users where the last listing had 10"),
+        "{error}"
+    );
+    let warning = log_line(&logs, "far fewer users than before");
+    assert!(
+        warning.contains("WARN") && warning.contains("server=\"cbs-test\""),
+        "{warning}"
+    );
+    assert!(discovery_field(&p).contains("listed 4 users"));
+
+    // Back to normal at the next refresh: taken, and the refusal forgotten.
+    logins[4..].iter().for_each(|l| server_user(&h, l));
+    h.clock.advance(Duration::minutes(5));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 10);
+    let d = discover::status(p.store()).unwrap();
+    assert_eq!((d.listed, d.last_error, d.refused_drop), (10, None, None));
+
+    // Half gone is not "most": taken at once.
+    logins[5..].iter().for_each(|l| h.sim.remove_user(l));
+    h.clock.advance(Duration::hours(2));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 5);
+
+    // Four of five gone: refused, then taken when the next listing is as short.
+    logins[1..5].iter().for_each(|l| h.sim.remove_user(l));
+    h.clock.advance(Duration::hours(2));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 5);
+    h.clock.advance(Duration::minutes(5));
+    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 1);
+    let d = discover::status(p.store()).unwrap();
+    assert_eq!((d.users, d.listed, d.last_error), (1, 1, None));
+}
+
 /// `discover.exclude` (or `owners`) keeping nobody of a listing with users is the config's
 /// choice, and a server that never listed anyone has no list to keep: both are taken.
 #[tokio::test]
