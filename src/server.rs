@@ -473,7 +473,7 @@ impl Default for Limits {
 }
 
 /// Serves the routes on `listener` until `shutdown`, then waits for the connections under
-/// way to finish (at most [`CLOSE_GRACE_SECS`]).
+/// way to finish (at most 5 s).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ServerState,

@@ -39,12 +39,12 @@ pub struct UserList {
     /// control or invisible characters), left out.
     pub refused: usize,
     /// The first of those, for the log: quoted with its escapes, cut to
-    /// [`REFUSED_EXAMPLE_MAX_CHARS`], with its length.
+    /// 64 characters, with its length.
     pub refused_example: Option<String>,
 }
 
 /// How much of a refused login the log shows.
-pub const REFUSED_EXAMPLE_MAX_CHARS: usize = 64;
+const REFUSED_EXAMPLE_MAX_CHARS: usize = 64;
 
 impl UserList {
     fn add(&mut self, item: Item) {
