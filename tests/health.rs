@@ -549,6 +549,70 @@ async fn a_gateway_lost_after_the_connect_is_reported_after_the_grace_and_cleare
     running.stop().await;
 }
 
+/// Discord ends the session for good (4014: an intent the bot may not use): slash
+/// commands show as unavailable with the reason and one error line, and a new client
+/// connects after a wait, without a restart, once Discord lets it in.
+#[tokio::test(start_paused = true)]
+async fn a_session_discord_ends_for_good_is_tried_again_after_a_wait() {
+    use restorewatch::gateway::GatewayState;
+    let logs = support::logs::LogCapture::default();
+    let _guard = logs.install();
+    let h = support::bot::Harness::start().await;
+    h.fake.set_identify_close(Some(4014));
+    let running = h.start_bot_unwaited(h.open_store()).await;
+    let gateway = running.bot.gateway();
+    async fn until(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+        let waited = tokio::time::timeout(within, async {
+            while !check() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        });
+        waited.await.is_ok()
+    }
+    let refused_at = tokio::time::Instant::now();
+    assert!(
+        until(WAIT, || gateway.unavailable().is_some()).await,
+        "never reported: {}",
+        logs.text()
+    );
+    let retry_lines = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("ERROR") && l.contains("connecting again after a wait"))
+            .count()
+    };
+    let shown = gateway.unavailable().unwrap();
+    assert!(shown.contains("Disallowed gateway intents"), "{shown}");
+    assert_eq!(retry_lines(&logs.text()), 1, "{}", logs.text());
+    assert_eq!(h.fake.identify_attempts(), 1);
+
+    // Not tried again at once: the first wait is a minute.
+    tokio::time::sleep(std::time::Duration::from_secs(50)).await;
+    assert_eq!(h.fake.identify_attempts(), 1, "{}", logs.text());
+
+    // Still refused at the next try, then let in: connected, commands registered.
+    assert!(until(WAIT, || h.fake.identify_attempts() == 2).await);
+    assert!(refused_at.elapsed() >= std::time::Duration::from_secs(60));
+    assert_eq!(retry_lines(&logs.text()), 2, "{}", logs.text());
+    h.fake.set_identify_close(None);
+    assert!(
+        until(WAIT, || gateway.get() == GatewayState::Connected).await,
+        "never connected again: {}",
+        logs.text()
+    );
+    assert!(
+        refused_at.elapsed() >= std::time::Duration::from_secs(60 + 120),
+        "the wait doubles"
+    );
+    let registered = h.fake.wait_for_requests(1, |r| {
+        r.method == "PUT" && r.path.ends_with("/commands") && r.path.contains("/guilds/")
+    });
+    tokio::time::timeout(WAIT, registered)
+        .await
+        .expect("commands registered by the new client");
+    // The stop is a clean one (not the session's old failure).
+    running.stop().await;
+}
+
 /// Two `[[cbs]]` servers, `eu` and `us`, each watching `obm`, on a five-second schedule
 /// with the default 30 s request timeout.
 fn two_servers(eu: &SimHandle, us: &SimHandle, state: &std::path::Path, extra: &str) -> Settings {

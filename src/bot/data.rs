@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// One backup server as the commands see it.
+#[derive(Clone)]
 pub(super) struct BotServer {
     pub(super) name: String,
     pub(super) client: CbsClient,
@@ -28,7 +29,9 @@ pub(super) struct BotServer {
     pub(super) watch: Vec<crate::config::WatchEntry>,
 }
 
-/// poise's user data: the context plus what is derived from it once.
+/// poise's user data: the context plus what is derived from it once (for each client: a
+/// session Discord ended for good is served again by a new client).
+#[derive(Clone)]
 pub(super) struct Data {
     pub(super) app: BotContext,
     /// Every backup server, the first (`app.settings.cbs`) first.

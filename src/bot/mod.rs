@@ -5,7 +5,9 @@
 //! left, registers the commands in the configured servers (`discord.guild_id` /
 //! `discord.guild_ids`) as guild-only commands (no DM or user-install contexts), and
 //! answers interactions until the shutdown token is cancelled. A gateway that cannot be
-//! reached at start is reported by `probe.rs`, one lost later by `shard_watch.rs`.
+//! reached at start is reported by `probe.rs`, one lost later by `shard_watch.rs`; a session
+//! Discord ends for good (a fatal close code) is said once and served again by a new client
+//! after a wait (`serve`).
 //!
 //! Access, in this order, at call time:
 //! 1. **The server.** Every interaction is checked with
@@ -144,7 +146,6 @@ pub async fn start_with_health(
     let guilds = discord.require_guilds()?.to_vec();
     let mutes = Mutes::open(&ctx.store).context("opening the mutes")?;
     let audit = AuditLog::open(&ctx.store).context("opening the audit trail")?;
-    let http = http(&discord);
     let clock = ctx.clock.clone();
     let refused = Arc::new(AtomicU64::new(0));
     let mut servers = Vec::new();
@@ -171,6 +172,32 @@ pub async fn start_with_health(
         audit,
         refused: Arc::clone(&refused),
     };
+    let client = client(data.clone(), &gateway, &clock).await?;
+    let running = tokio::spawn(serve(client, data, gateway.clone(), clock, shutdown));
+    Ok(Bot {
+        running,
+        gateway,
+        refused,
+    })
+}
+
+/// First wait before connecting again after Discord ended the session for good (a fatal
+/// close code); it doubles up to the maximum. A reset token (4004) needs a restart with the
+/// new one, but an intent enabled in the developer portal (4014) or a passing fault on
+/// Discord's side heals without one; the waits keep the IDENTIFYs far below Discord's
+/// daily limit.
+const FATAL_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(60);
+const FATAL_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Builds serenity's client with the commands over `data`. serenity's client cannot be
+/// started again once its session has ended, so a new one is built for each try.
+async fn client(
+    data: Data,
+    gateway: &GatewayHealth,
+    clock: &SharedClock,
+) -> anyhow::Result<serenity::Client> {
+    let http = http(&data.discord);
+    let guilds = data.guilds.clone();
     let on_ready = gateway.clone();
     let ready_clock = clock.clone();
     let mut commands = vec![
@@ -227,44 +254,90 @@ pub async fn start_with_health(
         })
         .build();
     // Interactions arrive without any intent; GUILDS keeps serenity's cache useful.
-    let mut client = serenity::ClientBuilder::new_with_http(http, serenity::GatewayIntents::GUILDS)
+    serenity::ClientBuilder::new_with_http(http, serenity::GatewayIntents::GUILDS)
         // A replayed interaction (same id, after a resume) is dropped before poise sees it.
+        // Each client has its own memory: a new client starts a new session, which
+        // Discord never replays into.
         .framework(replay::Dedup::new(framework))
         .await
-        .context("building the Discord client")?;
+        .context("building the Discord client")
+}
+
+/// How one client's session ended.
+enum Ended {
+    /// The shutdown token: the close's own outcome.
+    Shutdown(anyhow::Result<()>),
+    /// Discord (or serenity) ended it: slash commands are gone until the next client.
+    Failed(anyhow::Error),
+}
+
+/// Serves slash commands until `shutdown`: runs `client`, and when Discord ends its session
+/// for good, says so, waits (backing off) and connects again with a new client.
+async fn serve(
+    mut client: serenity::Client,
+    data: Data,
+    health: GatewayHealth,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut wait = FATAL_RETRY_FIRST;
+    loop {
+        match run_session(&mut client, &health, &clock, &shutdown).await {
+            Ended::Shutdown(closed) => return closed,
+            Ended::Failed(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    retry_in = %humantime::format_duration(wait),
+                    "slash commands unavailable; alerts still go out; connecting again after a wait"
+                );
+                health.set_unavailable(clock.now(), format!("{e:#}"));
+            }
+        }
+        client = loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+            wait = (wait * 2).min(FATAL_RETRY_MAX);
+            match self::client(data.clone(), &health, &clock).await {
+                Ok(client) => break client,
+                Err(e) => tracing::warn!(
+                    error = redact::loggable(&e),
+                    retry_in = %humantime::format_duration(wait),
+                    "slash commands still unavailable"
+                ),
+            }
+        };
+    }
+}
+
+/// One client's session: waits for the gateway to be reachable, then runs until Discord
+/// ends it or `shutdown`.
+async fn run_session(
+    client: &mut serenity::Client,
+    health: &GatewayHealth,
+    clock: &SharedClock,
+    shutdown: &CancellationToken,
+) -> Ended {
+    let url = client.ws_url.lock().await.clone();
+    if !await_gateway(&url, health, clock, shutdown).await {
+        return Ended::Shutdown(Ok(()));
+    }
     let shard_manager = client.shard_manager.clone();
-    let health = gateway.clone();
-    let running = tokio::spawn(async move {
-        let url = client.ws_url.lock().await.clone();
-        if !await_gateway(&url, &health, &clock, &shutdown).await {
-            return Ok(());
+    let watch = shard_watch::watch_shards(shard_manager.clone(), health.clone(), clock.clone());
+    let mut gateway = std::pin::pin!(client.start());
+    tokio::select! {
+        // Reports a gateway lost after the connect; serenity reconnects it by itself.
+        never = watch => match never {},
+        ended = &mut gateway => Ended::Failed(match ended {
+            Err(e) => anyhow::Error::new(e).context("the Discord gateway connection failed"),
+            Ok(()) => anyhow::anyhow!("the Discord gateway connection ended"),
+        }),
+        _ = shutdown.cancelled() => {
+            shard_manager.shutdown_all().await;
+            Ended::Shutdown(gateway.await.context("closing the Discord gateway connection"))
         }
-        let watch = shard_watch::watch_shards(shard_manager.clone(), health.clone(), clock.clone());
-        let mut gateway = std::pin::pin!(client.start());
-        tokio::select! {
-            // Reports a gateway lost after the connect; serenity reconnects it by itself.
-            never = watch => match never {},
-            ended = &mut gateway => {
-                // Not a shutdown: slash commands are gone until a restart, so say so now
-                // rather than when the process stops.
-                let ended = ended.context("the Discord gateway connection failed");
-                if let Err(e) = &ended {
-                    tracing::error!(error = format!("{e:#}"), "slash commands unavailable");
-                    health.set_unavailable(clock.now(), format!("{e:#}"));
-                }
-                ended
-            }
-            _ = shutdown.cancelled() => {
-                shard_manager.shutdown_all().await;
-                gateway.await.context("closing the Discord gateway connection")
-            }
-        }
-    });
-    Ok(Bot {
-        running,
-        gateway,
-        refused,
-    })
+    }
 }
 
 /// Global commands (registered by an earlier version without `guild_id`) would reach every

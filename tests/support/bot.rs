@@ -252,6 +252,21 @@ impl Harness {
     }
 
     pub async fn start_bot_with(&self, store: Store) -> Running {
+        let running = self.start_bot_unwaited(store).await;
+        // Registration follows READY, so once this bot's registration is in, its gateway
+        // session is the one interactions go to (after a restart too).
+        let registrations = self.fake.wait_for_requests(self.started.get(), |r| {
+            r.method == "PUT" && r.path.ends_with(&format!("/guilds/{GUILD_ID}/commands"))
+        });
+        timeout(WAIT, registrations)
+            .await
+            .expect("commands registered");
+        running
+    }
+
+    /// Starts the bot on `store` without waiting for its gateway session (one the fake
+    /// refuses, say).
+    pub async fn start_bot_unwaited(&self, store: Store) -> Running {
         // As the program does before it starts the bot: the store learns its servers.
         let servers = self.settings.servers();
         let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
@@ -265,15 +280,7 @@ impl Harness {
             started_at: self.clock.now(),
         };
         let bot = bot::start(ctx, shutdown.clone()).await.expect("bot starts");
-        // Registration follows READY, so once this bot's registration is in, its gateway
-        // session is the one interactions go to (after a restart too).
         self.started.set(self.started.get() + 1);
-        let registrations = self.fake.wait_for_requests(self.started.get(), |r| {
-            r.method == "PUT" && r.path.ends_with(&format!("/guilds/{GUILD_ID}/commands"))
-        });
-        timeout(WAIT, registrations)
-            .await
-            .expect("commands registered");
         Running {
             bot,
             shutdown,

@@ -34,6 +34,8 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
@@ -221,6 +223,8 @@ struct Inner {
     token_rejected: bool,
     /// The gateway is gone: new websocket connections are dropped unanswered.
     gateway_down: bool,
+    /// Every IDENTIFY is answered by closing with this code ([`FakeDiscord::set_identify_close`]).
+    identify_close: Option<u16>,
     /// Waited before a message POST is handled (see [`FakeDiscord::set_post_delay`]).
     post_delay: std::time::Duration,
     /// Every message POST and history GET hangs ([`FakeDiscord::set_messages_hanging`]).
@@ -510,6 +514,20 @@ impl FakeDiscord {
             .unwrap_or_else(|e| e.into_inner());
         release.cancel();
         *release = CancellationToken::new();
+    }
+
+    /// Closes every session at its IDENTIFY with `code` (Discord's fatal 4004 for a reset
+    /// token, 4014 for an intent not enabled for the bot), as Discord does; `None` answers
+    /// READY again.
+    pub fn set_identify_close(&self, code: Option<u16>) {
+        self.shared.update(|inner| inner.identify_close = code);
+    }
+
+    /// How many IDENTIFYs the gateway has received (answered or closed).
+    pub fn identify_attempts(&self) -> usize {
+        let inner = self.shared.lock();
+        let identify = |p: &&Value| p.get("op").and_then(Value::as_u64) == Some(2);
+        inner.gateway_received.iter().filter(identify).count()
     }
 
     /// Takes the gateway away (`true`), as when Discord's gateway or the network between
@@ -1866,6 +1884,15 @@ async fn gateway_session(stream: TcpStream, shared: Arc<Shared>) {
                     match payload.get("op").and_then(Value::as_u64) {
                         Some(1) => json!({"op": 11}),
                         Some(2) => {
+                            let close = shared.lock().identify_close;
+                            if let Some(code) = close {
+                                let frame = CloseFrame {
+                                    code: CloseCode::from(code),
+                                    reason: "closed by the fake at IDENTIFY".into(),
+                                };
+                                let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                                return;
+                            }
                             seq += 1;
                             let ready = ready_payload(&shared, &payload, seq);
                             shared.update(|inner| {
