@@ -448,6 +448,7 @@ impl App {
                         users = report.summary.users_polled,
                         requests = report.summary.requests,
                         errors = report.summary.errors.len(),
+                        discovery_errors = report.discovery_errors,
                         alerts = report.summary.alerts,
                         delivered = drained.delivered,
                         dropped = drained.dropped,

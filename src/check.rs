@@ -5,7 +5,8 @@
 //! `cbs.request_timeout` is longer than the poll period. Online, [`check`] then asks the parts
 //! the program depends on, as the program itself would:
 //! - the CBS: are the system user's credentials accepted (asked even with no watched
-//!   users), and what does each watched user have today;
+//!   users), with `[discover]` on how many users `2/ListUsers.do` lists (or why it
+//!   refuses), and what does each watched user have today;
 //! - Discord (with a `[discord]` section): whose token is this, and for each configured
 //!   channel, is it a channel messages can be posted in (not a category or forum), can the
 //!   bot see it, send messages and embed links there; is the mention role mentionable.
@@ -172,7 +173,9 @@ async fn check_cbs(
     if all_ok {
         writeln!(out, "  credentials of {}: accepted", cbs.sys_user)?;
     }
-    if server.watch.is_empty() {
+    if server.discover.enabled {
+        all_ok &= check_discovery(&client, server.discover, out).await?;
+    } else if server.watch.is_empty() {
         writeln!(
             out,
             "  no [[watch]] users in the config (users added from chat live in the store)"
@@ -211,6 +214,53 @@ async fn check_cbs(
                 writeln!(out, "  {}: FAILED: {e}", user.login)?;
             }
         }
+    }
+    Ok(all_ok)
+}
+
+/// `[discover]`: lists the users as discovery will (`2/ListUsers.do`, one call per
+/// `discover.owners` entry, else one for every user) and says how many each call listed and
+/// the filters keep, or why it failed (a role refusal names the role it needs).
+async fn check_discovery(
+    client: &crate::cbs::CbsClient,
+    discover: &crate::config::DiscoverSettings,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let owners: Vec<&str> = if discover.owners.is_empty() {
+        vec![""]
+    } else {
+        discover.owners.iter().map(String::as_str).collect()
+    };
+    let mut all_ok = true;
+    let mut kept = 0;
+    for owner in owners {
+        let what = match owner {
+            "" => "discovery (2/ListUsers.do)".to_owned(),
+            owner => format!("discovery (2/ListUsers.do) of owner {owner:?}"),
+        };
+        match client.list_users(owner).await {
+            Ok(users) => {
+                let listed = users.len();
+                let taken = crate::discover::select(discover, users).len();
+                kept += taken;
+                writeln!(
+                    out,
+                    "  {what}: {listed} user(s) listed, {taken} kept by discover.owners and \
+                     discover.exclude"
+                )?;
+            }
+            Err(e) => {
+                all_ok = false;
+                writeln!(out, "  {what}: FAILED: {e}")?;
+            }
+        }
+    }
+    if all_ok && kept == 0 {
+        writeln!(
+            out,
+            "  warning: discovery keeps no user: nobody but the [[watch]] users and those \
+             added from chat would be watched"
+        )?;
     }
     Ok(all_ok)
 }

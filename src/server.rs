@@ -437,15 +437,119 @@ async fn metrics_text(State(state): State<Arc<ServerState>>) -> Response {
     }
 }
 
-/// Serves the routes on `listener` until `shutdown`.
+/// What one client may hold of the listener. An outsider who opens connections and never
+/// finishes a request (slowloris) would otherwise hold a file descriptor each, forever,
+/// until the process runs out of them.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    max_connections: usize,
+    /// How long a request's head may take to arrive, counted from when the connection
+    /// waits for it (also bounds an idle keep-alive connection).
+    header_read_timeout: Duration,
+    /// How long a connection may live; then it is asked to close after the request under
+    /// way, and dropped [`CLOSE_GRACE_SECS`] later (a client that never reads its answer).
+    connection_lifetime: Duration,
+}
+
+/// Connections the listener serves at once (health checks and a scraper need a handful).
+const MAX_CONNECTIONS: usize = 64;
+/// How long a request's head may take to arrive.
+const HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// How long one connection may live.
+const CONNECTION_LIFETIME_SECS: u64 = 60;
+/// How long a connection asked to close (its lifetime is up, or the program stops) may
+/// take to finish the request under way.
+const CLOSE_GRACE_SECS: u64 = 5;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: Duration::from_secs(HEADER_READ_TIMEOUT_SECS),
+            connection_lifetime: Duration::from_secs(CONNECTION_LIFETIME_SECS),
+        }
+    }
+}
+
+/// Serves the routes on `listener` until `shutdown`, then waits for the connections under
+/// way to finish (at most 5 s).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ServerState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve_with(listener, state, shutdown, Limits::default()).await
+}
+
+async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: ServerState,
+    shutdown: CancellationToken,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let router = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors or a connection reset before it was taken: the
+                // listener itself is fine, so wait a moment rather than spin.
+                Err(e) => {
+                    tracing::debug!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(
+                max = limits.max_connections,
+                "too many connections to the listener: closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            serve_connection(stream, service, shutdown, limits).await;
+            drop(slot);
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Serves one connection within `limits` until it closes, its lifetime is up or `shutdown`.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let lifetime = tokio::time::sleep(limits.connection_lifetime);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "listener connection ended");
+            }
+            return;
+        }
+        () = lifetime => {}
+        () = shutdown.cancelled() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(CLOSE_GRACE_SECS), conn).await;
 }
 
 /// Binds `[server] listen` (if set) and serves there on a task of its own until
@@ -622,6 +726,76 @@ mod tests {
         ));
         drop(running);
         assert_eq!(s.progress.oldest_running(), None);
+    }
+
+    /// An outsider's half-sent requests (slowloris) hold no slot for long and never more
+    /// than the cap: one connection past the cap is closed at once, the idle ones after
+    /// the header timeout, and then a fresh client is answered.
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_are_capped_and_timed_out() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpStream;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let header_read_timeout = Duration::from_secs(10);
+        let limits = Limits {
+            max_connections: 4,
+            header_read_timeout,
+            connection_lifetime: Duration::from_secs(600),
+        };
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_with(
+            listener,
+            state(&clock, &store),
+            shutdown.clone(),
+            limits,
+        ));
+        let started = tokio::time::Instant::now();
+        let mut idle = Vec::new();
+        for _ in 0..limits.max_connections {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            idle.push(s);
+        }
+        // Closed (end of stream or reset) without an answer.
+        async fn closed(s: &mut TcpStream, within: Duration) -> bool {
+            let mut buf = Vec::new();
+            match tokio::time::timeout(within, s.read_to_end(&mut buf)).await {
+                Ok(Ok(_)) => buf.is_empty(),
+                Ok(Err(_)) => true,
+                Err(_) => false,
+            }
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed(&mut extra, Duration::from_secs(1)).await,
+            "a connection past the cap is closed at once"
+        );
+        for s in &mut idle {
+            assert!(
+                closed(s, header_read_timeout * 2).await,
+                "idle one kept open"
+            );
+        }
+        assert!(
+            started.elapsed() >= header_read_timeout,
+            "closed by the timeout"
+        );
+        let mut fresh = TcpStream::connect(addr).await.unwrap();
+        fresh
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        fresh.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
     }
 
     #[test]

@@ -124,6 +124,32 @@ async fn success_decodes_every_field() {
     assert!(other.jobs.is_empty());
 }
 
+/// A server (or a proxy) that starts every reply with a UTF-8 byte order mark: each call
+/// reads its reply as without one (RFC 8259 lets a parser ignore it).
+#[tokio::test]
+async fn replies_that_start_with_a_byte_order_mark_are_read() {
+    let sim = sim().await;
+    sim.add_job(job());
+    let client = client(&sim);
+    let plain = client.list_restore_jobs("obm", "", date()).await.unwrap();
+    let users = client.list_users("").await.unwrap();
+    let job = &plain.jobs[0];
+    let report = (client.restore_job_report("obm", "", &job.backup_set_id, &job.job_id))
+        .await
+        .unwrap();
+    sim.set_byte_order_mark(true);
+    let marked = client.list_restore_jobs("obm", "", date()).await;
+    assert_eq!(marked.unwrap(), plain);
+    assert_eq!(client.list_users("").await.unwrap(), users);
+    let marked_report = (client.restore_job_report("obm", "", &job.backup_set_id, &job.job_id))
+        .await
+        .unwrap();
+    assert_eq!(marked_report, report);
+    // The error replies too: still the API's own refusal, not an unreadable reply.
+    let unknown = client.list_restore_jobs("nobody", "", date()).await;
+    assert!(matches!(unknown, Err(CbsError::Api { .. })), "{unknown:?}");
+}
+
 /// The client's class of every documented code, and of an undocumented one, agrees with the
 /// simulator's own table (which does not use the client's classifier).
 #[tokio::test]

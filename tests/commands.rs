@@ -1034,3 +1034,54 @@ async fn mute_takes_server_and_holds_on_that_server_only() {
     running.stop().await;
     h.assert_nothing_unexpected();
 }
+
+/// The gateway may deliver an interaction again (a replay after a resume): the same id
+/// runs once, so a `/mute` changes the state once and is answered once.
+#[tokio::test]
+async fn a_replayed_interaction_runs_once() {
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+    let mute = admin(
+        SlashCommand::new("mute")
+            .option("user", "obm")
+            .option("duration", "2h"),
+    )
+    .build();
+    let first = h.fake.inject_interaction(mute.clone());
+    let mut replay = mute;
+    replay["id"] = json!(first.id.to_string());
+    replay["token"] = json!(first.token);
+    h.fake.inject_interaction(replay);
+    let callback = timeout(WAIT, h.fake.wait_for_callback(first.id))
+        .await
+        .expect("the bot answered");
+    assert!(
+        callback["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("obm"),
+        "{callback}"
+    );
+    // An interaction delivered after both: answered once the replay has been seen.
+    h.invoke(SlashCommand::new("status")).await;
+
+    let callback_path = format!(
+        "/api/v10/interactions/{}/{}/callback",
+        first.id, first.token
+    );
+    let answers = (h.fake.requests().into_iter())
+        .filter(|r| r.method == "POST" && r.path == callback_path)
+        .count();
+    assert_eq!(answers, 1, "one answer");
+    let audit = restorewatch::audit::AuditLog::open(&running.store)
+        .unwrap()
+        .recent(10)
+        .unwrap();
+    let mutes = audit
+        .iter()
+        .filter(|e| e.action.starts_with("mute"))
+        .count();
+    assert_eq!(mutes, 1, "one change: {audit:?}");
+    running.stop().await;
+    h.assert_nothing_unexpected();
+}

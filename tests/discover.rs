@@ -144,13 +144,17 @@ async fn a_failed_listing_keeps_the_last_list_and_names_the_role() {
         server_user(&h, login);
     }
     let p = poller(&h);
-    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 2);
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.users_polled, r.discovery_errors), (2, 0));
 
     h.sim.set_list_users_denied(true);
     server_user(&h, "carol");
     h.clock.advance(Duration::hours(2));
     let r = p.cycle().await.unwrap();
     assert_eq!(r.summary.users_polled, 2, "the last list is kept");
+    // The polls went well; the cycle's report (and its log line) still counts the listing.
+    assert!(r.ok(), "{:?}", r.summary.errors);
+    assert_eq!(r.discovery_errors, 1, "the failed listing is counted");
     let d = discover::status(p.store()).unwrap();
     let error = d.last_error.clone().expect("the failure is recorded");
     assert!(error.contains("Admin or API role"), "{error}");
@@ -180,7 +184,8 @@ async fn a_failed_listing_keeps_the_last_list_and_names_the_role() {
     // Healed: the next cycle lists again (a failure is retried at once) and finds carol.
     h.sim.set_list_users_denied(false);
     h.clock.advance(Duration::minutes(5));
-    assert_eq!(p.cycle().await.unwrap().summary.users_polled, 3);
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.users_polled, r.discovery_errors), (3, 0));
     assert_eq!(discover::status(p.store()).unwrap().last_error, None);
 }
 
@@ -712,4 +717,37 @@ fn discovery_field(p: &Poller) -> String {
         .find(|f| f.name == "Discovery")
         .map(|f| f.value.clone())
         .expect("/status shows discovery")
+}
+
+/// A login no slash command would take (longer than 128 characters, a NUL, a direction
+/// override) is no user to watch: it is left out of the list, the listing's other users are
+/// kept, and one warning names the server and counts what was left out.
+#[tokio::test]
+async fn logins_past_the_bounds_are_left_out_and_counted_once() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start(&[], at(12, 0)).await;
+    let long = "x".repeat(restorewatch::cbs::model::LOGIN_MAX_CHARS + 1);
+    let odd = [long.as_str(), "nul\u{0}login", "rtl\u{202E}nimda"];
+    for login in ["alice", "bob"].iter().chain(&odd) {
+        server_user(&h, login);
+    }
+    let p = poller(&h);
+    let r = p.cycle().await.unwrap();
+    assert_eq!(r.summary.users_polled, 2, "alice and bob");
+    for login in odd {
+        assert_eq!(polled(&h, login), 0, "{login:?} is not polled");
+    }
+    assert_eq!(discover::status(p.store()).unwrap().users, 2);
+    let warning = log_line(&logs, "they are not watched");
+    assert!(
+        warning.contains("WARN")
+            && warning.contains("server=cbs-test")
+            && warning.contains("refused=3")
+            // The first one shown escaped, so it cannot forge a log line.
+            && warning.contains(r#"first="nul\0login" (9 characters)"#),
+        "{warning}"
+    );
+    let warnings = logs.text().matches("they are not watched").count();
+    assert_eq!(warnings, 1, "one line for the listing");
 }

@@ -403,6 +403,72 @@ async fn check_probes_the_credentials_without_watched_users() {
     assert!(!stdout.contains("wrong-password-7Hq"));
 }
 
+/// With `[discover]` on, `check` lists the users as discovery will: how many each call
+/// lists and the filters keep, or why it fails (a role refusal names the role; an unknown
+/// owner is named, without the role hint), and a failure fails the check.
+#[tokio::test]
+async fn check_lists_the_users_discovery_would_watch() {
+    let sim = simulator().await;
+    for (login, owner) in [("alice", "r1"), ("test-1", "r1"), ("bob", "r2")] {
+        sim.add_user(SimUser {
+            login: login.into(),
+            owner: owner.into(),
+            user_id: login.into(),
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let write = |discover: &str| {
+        write_config(
+            dir.path(),
+            &format!(
+                "[cbs]\nurl = \"{}\"\nsys_user = \"{}\"\n[discover]\nenabled = true\n{discover}",
+                sim.url(),
+                sim.sys_user()
+            ),
+        )
+    };
+    let check = |path: PathBuf| {
+        restorewatch(&["check", "--config", path.to_str().unwrap()])
+            .env("RESTOREWATCH_CBS_SYS_PWD", sim.sys_pwd())
+            .output()
+    };
+    let out = check(write("exclude = [\"test-*\"]\n")).await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("  discovery (2/ListUsers.do): 4 user(s) listed, 3 kept"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("no [[watch]] users"), "{stdout}");
+
+    sim.set_reseller_missing("gone", true);
+    let out = check(write("owners = [\"r2\", \"gone\"]\n")).await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("of owner \"r2\": 1 user(s) listed, 1 kept"),
+        "{stdout}"
+    );
+    let gone = (stdout.lines())
+        .find(|l| l.contains("of owner \"gone\""))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        gone.contains("FAILED") && gone.contains("Reseller 'gone' not found"),
+        "{gone}"
+    );
+    assert!(!gone.contains("role"), "not a role refusal: {gone}");
+
+    sim.set_list_users_denied(true);
+    let out = check(write("")).await.unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let refused = (stdout.lines())
+        .find(|l| l.contains("discovery (2/ListUsers.do): FAILED"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(refused.contains("Admin or API role"), "{refused}");
+    assert!(!stdout.contains(sim.sys_pwd()), "{stdout}");
+}
+
 const REFUSED: u64 = 4_000_000_000_000_000_009;
 const DIGESTS: u64 = 4_000_000_000_000_000_002;
 

@@ -4,7 +4,9 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
-use restorewatch::cbs::model::{decode_reply, decode_users, DecodeContext, ReplyError};
+use restorewatch::cbs::model::{
+    checked_login, decode_reply, decode_users, DecodeContext, ReplyError,
+};
 use restorewatch::config::Settings;
 use restorewatch::render::{escape_markdown, plain_times};
 use restorewatch::schedule::CronSchedule;
@@ -91,7 +93,15 @@ proptest! {
             json!({"Status": status, "User": users}).to_string(),
         ] {
             match decode_users(&body) {
-                Ok(listed) => prop_assert!(listed.users.iter().all(|u| !u.login.trim().is_empty())),
+                Ok(listed) => {
+                    // Every login listed is one a slash command would take.
+                    prop_assert!(listed
+                        .users
+                        .iter()
+                        .all(|u| checked_login(&u.login) == Some(u.login.as_str())));
+                    // A byte order mark before the reply changes nothing (RFC 8259).
+                    prop_assert_eq!(decode_users(&format!("\u{feff}{body}")), Ok(listed));
+                }
                 Err(ReplyError::Malformed { reason, .. }) => prop_assert!(!reason.trim().is_empty()),
                 Err(ReplyError::Api { .. }) => {}
             }
@@ -120,6 +130,8 @@ proptest! {
         if let Ok(list) = result {
             // Nothing with an identity is dropped: each item is a job or a skipped item.
             prop_assert_eq!(list.jobs.len() + list.skipped.len(), items.len());
+            // A byte order mark before the reply changes nothing (RFC 8259).
+            prop_assert_eq!(decode_reply(&format!("\u{feff}{body}"), &cx()), Ok(list));
         }
     }
 

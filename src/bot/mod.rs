@@ -26,6 +26,9 @@
 //!    ([`commands::Scope`](crate::commands::Scope)); in a `[[route]]` channel (or a thread
 //!    in one) a member sees only that owner's users.
 //!
+//! An interaction the gateway delivers a second time (a replay after a resume) is dropped
+//! by its id before any of this (`replay.rs`): it changes nothing and gets no answer.
+//!
 //! Each command (`slash.rs`) parses its arguments through the plain functions, defers when
 //! it has slow work to do (Discord wants an answer within 3 s), and sends the
 //! [`Reply`](crate::commands::Reply) it gets back. Every reply goes out with mentions
@@ -58,6 +61,7 @@ mod data;
 mod guard;
 mod probe;
 mod redact;
+mod replay;
 mod reply;
 mod shard_watch;
 mod slash;
@@ -251,7 +255,10 @@ async fn client(
         .build();
     // Interactions arrive without any intent; GUILDS keeps serenity's cache useful.
     serenity::ClientBuilder::new_with_http(http, serenity::GatewayIntents::GUILDS)
-        .framework(framework)
+        // A replayed interaction (same id, after a resume) is dropped before poise sees it.
+        // Each client has its own memory: a new client starts a new session, which
+        // Discord never replays into.
+        .framework(replay::Dedup::new(framework))
         .await
         .context("building the Discord client")
 }

@@ -31,8 +31,8 @@ pub use access::{
 
 use crate::cbs::model::RestoreJob;
 use crate::render::{
-    code_span, cut, escape_markdown, format_size, is_format_char, Embed,
-    EMBED_DESCRIPTION_MAX_CHARS, ENDED_BEFORE_START,
+    code_span, cut, escape_markdown, format_size, Embed, EMBED_DESCRIPTION_MAX_CHARS,
+    ENDED_BEFORE_START,
 };
 use crate::store::StoreError;
 use chrono::NaiveDate;
@@ -92,8 +92,8 @@ impl CommandError {
 
 pub type CommandResult = Result<Reply, CommandError>;
 
-/// The longest login name accepted; AhsayCBS names are far shorter.
-pub const LOGIN_MAX_CHARS: usize = 128;
+/// The longest login name accepted.
+pub use crate::cbs::model::LOGIN_MAX_CHARS;
 /// How far back `/failures` may look, in days (defined beside the cards that point to it).
 pub use crate::render::FAILURES_MAX_DAYS;
 /// Discord shows at most this many autocomplete choices.
@@ -128,19 +128,14 @@ pub fn code(text: &str) -> String {
 
 /// A login name argument: trimmed, not empty, no control characters, not absurdly long.
 pub fn parse_login(arg: &str) -> Result<String, CommandError> {
-    let login = arg.trim();
-    if login.is_empty()
-        || login.chars().count() > LOGIN_MAX_CHARS
-        // A format character (a direction override, a zero-width space) would show as
-        // another login.
-        || login.chars().any(|c| c.is_control() || is_format_char(c))
-    {
-        return Err(CommandError::Usage(format!(
-            "user: expected a backup user's login name (1 to {LOGIN_MAX_CHARS} characters, \
-             no control or invisible characters)."
-        )));
-    }
-    Ok(login.to_owned())
+    crate::cbs::model::checked_login(arg)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "user: expected a backup user's login name (1 to {LOGIN_MAX_CHARS} characters, \
+                 no control or invisible characters)."
+            ))
+        })
 }
 
 /// A `YYYY-MM-DD` argument, `today` (in the server zone) when absent; not in the future.

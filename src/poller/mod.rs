@@ -145,6 +145,15 @@ impl Poller {
                 None
             }
         };
+        // A listing attempted now that failed, in any way `/status` shows (every call, an
+        // owner's, or nobody listed): for the cycle's log line.
+        let discovery_errors = match &self.discovery {
+            Some(_) => {
+                let d = crate::discover::status(&self.store)?;
+                u32::from(d.last_attempt == Some(started_at) && d.last_error.is_some())
+            }
+            None => 0,
+        };
         let users = self.watch_list()?;
         // With nobody to ask, a listing that failed for a server-wide reason is the
         // cycle's news about the server: a discovery-only server that is down is an outage.
@@ -671,6 +680,7 @@ impl Poller {
             summary,
             baselined,
             pruned,
+            discovery_errors,
         })
     }
 

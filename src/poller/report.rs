@@ -10,6 +10,10 @@ pub struct CycleReport {
     /// Jobs recorded as a baseline (first cycle of a user).
     pub baselined: u32,
     pub pruned: usize,
+    /// Servers whose user listing (`[discover]`) was attempted in the cycle and failed,
+    /// wholly or for an owner, or listed nobody. Not among `summary.errors`, which are the
+    /// polls' (a listing that fails keeps the last list, and polling goes on).
+    pub discovery_errors: u32,
 }
 
 #[cfg(test)]
@@ -29,6 +33,7 @@ impl CycleReport {
             },
             baselined: 0,
             pruned: 0,
+            discovery_errors: 0,
         }
     }
 }
@@ -55,6 +60,7 @@ impl CycleReport {
         a.unreadable.truncate(UNREADABLE_LISTED_MAX);
         self.baselined += other.baselined;
         self.pruned += other.pruned;
+        self.discovery_errors += other.discovery_errors;
         self
     }
 

@@ -37,36 +37,7 @@ const CODE_SPAN_MAX_CHARS: usize = 200;
 /// absurdly long name must not push the rest of the list out of a card.
 const LIST_NAME_MAX_CHARS: usize = 80;
 
-/// Unicode's format characters (general category Cf): bidi overrides and isolates, zero
-/// width joiners and spaces, soft hyphens, tags. Invisible, and able to make text read
-/// other than it is, so server text loses them. (Unicode 15.1; the list is short and
-/// stable, which is why no table crate is pulled in for it.)
-pub fn is_format_char(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{0600}'..='\u{0605}'
-            | '\u{061C}'
-            | '\u{06DD}'
-            | '\u{070F}'
-            | '\u{0890}'..='\u{0891}'
-            | '\u{08E2}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
-            | '\u{110BD}'
-            | '\u{110CD}'
-            | '\u{13430}'..='\u{1343F}'
-            | '\u{1BCA0}'..='\u{1BCA3}'
-            | '\u{1D173}'..='\u{1D17A}'
-            | '\u{E0001}'
-            | '\u{E0020}'..='\u{E007F}'
-    )
-}
+pub use crate::cbs::model::is_format_char;
 
 /// Server text as plain text, for places Discord shows without markdown (footers): format
 /// characters dropped, control characters (newlines included) made spaces. No escapes,

@@ -130,6 +130,10 @@ impl Simulator {
                 axum::routing::post(server::get_restore_job_report),
             )
             .fallback(server::not_found_page)
+            .layer(axum::middleware::map_response_with_state(
+                shared.clone(),
+                server::byte_order_mark,
+            ))
             .with_state(shared.clone());
         let stop = shared.shutdown.clone();
         let task = tokio::spawn(async move {
@@ -310,6 +314,11 @@ impl SimHandle {
     /// carries many fields per user; 0: only `ID`, `LoginName` and `Owner`).
     pub fn set_list_users_padding(&self, chars: usize) {
         lock(&self.shared.world).list_users_padding = chars;
+    }
+
+    /// `true`: every JSON reply (each call's) starts with a UTF-8 byte order mark.
+    pub fn set_byte_order_mark(&self, on: bool) {
+        lock(&self.shared.world).byte_order_mark = on;
     }
 
     /// Removes a user and their jobs.

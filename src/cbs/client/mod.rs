@@ -324,6 +324,17 @@ impl CbsClient {
                 "2/ListUsers.do listed items without a LoginName; they are not watched"
             );
         }
+        if let Some(first) = &list.refused_example {
+            tracing::warn!(
+                server = %i.server_name,
+                refused = list.refused,
+                %first,
+                listed = list.users.len(),
+                "2/ListUsers.do listed login names longer than {} characters or with control \
+                 or invisible characters; they are not watched",
+                model::LOGIN_MAX_CHARS
+            );
+        }
         Ok(list.users)
     }
 

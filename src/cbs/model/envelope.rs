@@ -49,6 +49,15 @@ pub fn printable(text: &str) -> String {
         .collect()
 }
 
+/// The UTF-8 byte order mark some servers (and the proxies in front of them) put before a
+/// reply: RFC 8259 lets a parser ignore it, serde_json does not.
+pub(super) const BYTE_ORDER_MARK: char = '\u{feff}';
+
+/// `body` without a leading [`BYTE_ORDER_MARK`].
+pub(super) fn without_byte_order_mark(body: &str) -> &str {
+    body.strip_prefix(BYTE_ORDER_MARK).unwrap_or(body)
+}
+
 /// The reply's envelope, every call's: a JSON object whose `Status` is `OK`. `Status:
 /// Error` is the API's own refusal ([`ReplyError::Api`], its `Message` and `ExptType`);
 /// anything else is malformed.
@@ -57,8 +66,8 @@ pub(super) fn open_envelope(body: &str) -> Result<serde_json::Map<String, Value>
         reason,
         snippet: snippet(body, SNIPPET_MAX_CHARS),
     };
-    let root: Value =
-        serde_json::from_str(body).map_err(|e| malformed(format!("not JSON: {e}")))?;
+    let root: Value = serde_json::from_str(without_byte_order_mark(body))
+        .map_err(|e| malformed(format!("not JSON: {e}")))?;
     let Value::Object(envelope) = root else {
         return Err(malformed("the reply is not a JSON object".into()));
     };

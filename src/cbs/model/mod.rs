@@ -17,10 +17,12 @@
 //! The model lives by seam: `job` (the job, its key and status classes, as stored),
 //! `envelope` (the reply envelope and reading a field by any spelling), `reply` (decoding a
 //! `ListRestoreJobStatus` reply into jobs), `time` (job times in every spelling),
-//! `report` (`GetRestoreJobReport`) and `users` (`ListUsers`).
+//! `report` (`GetRestoreJobReport`), `users` (`ListUsers`) and `login` (what a login name
+//! may be).
 
 mod envelope;
 mod job;
+mod login;
 mod reply;
 mod report;
 #[cfg(test)]
@@ -33,6 +35,7 @@ pub use job::{
     JobKey, RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RAW_FIELD_MAX_CHARS,
     RESTORE_SIZE_FIELD, START_TIME_FIELD,
 };
+pub use login::{checked_login, is_format_char, LOGIN_MAX_CHARS};
 pub use reply::{decode_reply, DecodeContext, JobList, SkippedItem};
 pub use report::{decode_report, JobReport, REPORT_LINES_MAX, REPORT_LINE_MAX_CHARS};
 pub use time::{local_in, parse_server_time, parse_time_value, MAX_YEAR, MIN_YEAR};

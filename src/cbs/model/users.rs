@@ -1,8 +1,25 @@
 //! Decoding a `2/ListUsers.do` reply: the backup users to poll, with their owners.
 
-use super::envelope::{as_text, snippet, ReplyError, SNIPPET_MAX_CHARS};
+use super::envelope::{as_text, snippet, ReplyError, BYTE_ORDER_MARK, SNIPPET_MAX_CHARS};
+use super::login::checked_login;
 use serde::de::{self, Deserialize};
 use serde_json::Value;
+use std::io::Read;
+
+/// `reader` from its first byte, or from its fourth when the first three are a UTF-8
+/// [`BYTE_ORDER_MARK`].
+fn skip_byte_order_mark(mut reader: impl Read) -> std::io::Result<impl Read> {
+    let mut buf = [0u8; 4];
+    let mark = BYTE_ORDER_MARK.encode_utf8(&mut buf).as_bytes();
+    let mut head = Vec::with_capacity(mark.len());
+    (&mut reader)
+        .take(mark.len() as u64)
+        .read_to_end(&mut head)?;
+    if head == mark {
+        head.clear();
+    }
+    Ok(std::io::Cursor::new(head).chain(reader))
+}
 
 /// One backup user as `2/ListUsers.do` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -18,6 +35,28 @@ pub struct UserList {
     pub users: Vec<ListedUser>,
     /// Items without a readable `LoginName`, left out.
     pub skipped: usize,
+    /// Items whose `LoginName` is no login the bot takes ([`checked_login`]: too long,
+    /// control or invisible characters), left out.
+    pub refused: usize,
+    /// The first of those, for the log: quoted with its escapes, cut to
+    /// 64 characters, with its length.
+    pub refused_example: Option<String>,
+}
+
+/// How much of a refused login the log shows.
+const REFUSED_EXAMPLE_MAX_CHARS: usize = 64;
+
+impl UserList {
+    fn add(&mut self, item: Item) {
+        match item {
+            Item::User(user) => self.users.push(user),
+            Item::NoLogin => self.skipped += 1,
+            Item::Refused(example) => {
+                self.refused += 1;
+                self.refused_example.get_or_insert(example);
+            }
+        }
+    }
 }
 
 /// Decodes a `2/ListUsers.do` reply: the list is under `User` (not `Data`). Items without a
@@ -38,11 +77,13 @@ pub fn decode_users(body: &str) -> Result<UserList, ReplyError> {
 /// thousand users make a reply of tens of MiB that is never held whole, nor as a
 /// `serde_json::Value`. A malformed reply's snippet is left empty for the caller to fill
 /// in from the head of the reply it read.
-pub fn decode_users_from(reader: impl std::io::Read) -> Result<UserList, ReplyError> {
+pub fn decode_users_from(reader: impl Read) -> Result<UserList, ReplyError> {
     let malformed = |reason: String| ReplyError::Malformed {
         reason,
         snippet: String::new(),
     };
+    let reader = skip_byte_order_mark(reader)
+        .map_err(|e| malformed(format!("reading the reply failed: {e}")))?;
     let mut de = serde_json::Deserializer::from_reader(reader);
     let envelope = de::Deserializer::deserialize_any(&mut de, EnvelopeVisitor)
         .and_then(|envelope| de.end().map(|()| envelope))
@@ -168,26 +209,26 @@ impl<'de> de::Visitor<'de> for UsersSeed {
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut list = UserList::default();
         while let Some(item) = seq.next_element::<Item>()? {
-            match item.0 {
-                Some(user) => list.users.push(user),
-                None => list.skipped += 1,
-            }
+            list.add(item);
         }
         Ok(Ok(list))
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let item = ItemVisitor.visit_map(map)?;
-        Ok(Ok(UserList {
-            skipped: usize::from(item.0.is_none()),
-            users: item.0.into_iter().collect(),
-        }))
+        let mut list = UserList::default();
+        list.add(ItemVisitor.visit_map(map)?);
+        Ok(Ok(list))
     }
 }
 
-/// One item of the list: the user, or `None` for an item without a readable `LoginName`
-/// (or one that is not an object). Every other field is skipped unread.
-struct Item(Option<ListedUser>);
+/// One item of the list. Every field but `LoginName` and `Owner` is skipped unread.
+enum Item {
+    User(ListedUser),
+    /// No readable `LoginName`, or not an object.
+    NoLogin,
+    /// A `LoginName` [`checked_login`] refuses, as the log shows it.
+    Refused(String),
+}
 
 impl<'de> Deserialize<'de> for Item {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
@@ -205,32 +246,32 @@ impl<'de> de::Visitor<'de> for ItemVisitor {
     }
 
     fn visit_unit<E>(self) -> Result<Item, E> {
-        Ok(Item(None))
+        Ok(Item::NoLogin)
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Item, E> {
-        Ok(Item(None))
+        Ok(Item::NoLogin)
     }
 
     fn visit_i64<E>(self, _: i64) -> Result<Item, E> {
-        Ok(Item(None))
+        Ok(Item::NoLogin)
     }
 
     fn visit_u64<E>(self, _: u64) -> Result<Item, E> {
-        Ok(Item(None))
+        Ok(Item::NoLogin)
     }
 
     fn visit_f64<E>(self, _: f64) -> Result<Item, E> {
-        Ok(Item(None))
+        Ok(Item::NoLogin)
     }
 
     fn visit_str<E>(self, _: &str) -> Result<Item, E> {
-        Ok(Item(None))
+        Ok(Item::NoLogin)
     }
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
         while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(Item(None))
+        Ok(Item::NoLogin)
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
@@ -252,10 +293,18 @@ impl<'de> de::Visitor<'de> for ItemVisitor {
         }
         let login = login.and_then(|(_, v)| v).unwrap_or_default();
         let login = login.trim();
-        Ok(Item((!login.is_empty()).then(|| ListedUser {
+        if login.is_empty() {
+            return Ok(Item::NoLogin);
+        }
+        let Some(login) = checked_login(login) else {
+            let cut: String = login.chars().take(REFUSED_EXAMPLE_MAX_CHARS).collect();
+            let length = login.chars().count();
+            return Ok(Item::Refused(format!("{cut:?} ({length} characters)")));
+        };
+        Ok(Item::User(ListedUser {
             login: login.to_owned(),
             owner: owner.and_then(|(_, v)| v).unwrap_or_default(),
-        })))
+        }))
     }
 }
 

@@ -302,6 +302,27 @@ pub(crate) async fn not_found_page() -> Response {
         .into_response()
 }
 
+/// Puts a UTF-8 byte order mark before every JSON reply while the world says so.
+pub(crate) async fn byte_order_mark(
+    State(shared): State<Arc<Shared>>,
+    response: Response,
+) -> Response {
+    let json = (response.headers().get(header::CONTENT_TYPE))
+        .and_then(|t| t.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !json || !lock(&shared.world).byte_order_mark {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return http_500();
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut marked = "\u{feff}".as_bytes().to_vec();
+    marked.extend_from_slice(&body);
+    Response::from_parts(parts, axum::body::Body::from(marked))
+}
+
 fn json_response(body: String) -> Response {
     (
         StatusCode::OK,

@@ -14,7 +14,7 @@ mod stats;
 mod world;
 
 pub(crate) use handlers::{
-    get_restore_job_report, list_restore_job_status, list_users, not_found_page,
+    byte_order_mark, get_restore_job_report, list_restore_job_status, list_users, not_found_page,
 };
 pub(crate) use listener::{ListenCmd, SimListener};
 pub(crate) use world::World;

@@ -28,6 +28,9 @@ pub(crate) struct World {
     /// Characters of filler each `2/ListUsers.do` item carries, standing in for the many
     /// fields a real listing has per user.
     pub list_users_padding: usize,
+    /// Every JSON reply starts with a UTF-8 byte order mark (as some servers and proxies
+    /// send it).
+    pub byte_order_mark: bool,
     /// Set: `GetRestoreJobReport.do` fails this way.
     pub report_fault: Option<ReportFault>,
     /// `GetRestoreJobReport.do` requests received.
@@ -47,6 +50,7 @@ impl World {
             list_users_denied: false,
             missing_resellers: Default::default(),
             list_users_padding: 0,
+            byte_order_mark: false,
             report_fault: None,
             report_requests: 0,
         }
