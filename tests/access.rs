@@ -742,3 +742,50 @@ async fn run_without_a_guild_id_stops_with_exit_2_naming_the_key() {
         "{stderr}"
     );
 }
+
+/// A Discord server the bot was added to but does not serve (Public Bot left on) is named
+/// in a warning when Discord announces it at the connect; the bot's own server is not.
+#[tokio::test]
+async fn a_server_the_bot_was_added_to_but_does_not_serve_is_warned_about() {
+    let logs = support::logs::LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start().await;
+    let running = h.start_bot().await;
+    let guild = |id: u64| {
+        json!({
+            "id": id.to_string(), "name": "a server", "icon": null, "splash": null,
+            "discovery_splash": null, "owner_id": "77", "afk_channel_id": null,
+            "afk_timeout": 300, "verification_level": 0, "default_message_notifications": 0,
+            "explicit_content_filter": 0, "roles": [{
+                "id": id.to_string(), "name": "@everyone", "permissions": "0", "position": 0,
+                "color": 0, "hoist": false, "managed": false, "mentionable": false, "flags": 0,
+                "colors": {"primary_color": 0, "secondary_color": null, "tertiary_color": null}
+            }],
+            "emojis": [], "features": [], "mfa_level": 0, "application_id": null,
+            "system_channel_id": null, "system_channel_flags": 0, "rules_channel_id": null,
+            "vanity_url_code": null, "description": null, "banner": null, "premium_tier": 0,
+            "preferred_locale": "en-US", "public_updates_channel_id": null, "nsfw_level": 0,
+            "premium_progress_bar_enabled": false, "stickers": [],
+            "joined_at": "2024-01-01T00:00:00+00:00", "large": false, "unavailable": false,
+            "member_count": 2, "voice_states": [], "members": [], "channels": [],
+            "threads": [], "presences": [], "stage_instances": [], "guild_scheduled_events": []
+        })
+    };
+    let warnings = |text: &str, id: u64| {
+        text.lines()
+            .filter(|l| l.contains("WARN") && l.contains("not configured"))
+            .filter(|l| l.contains(&format!("guild={id}")))
+            .count()
+    };
+    h.fake.dispatch("GUILD_CREATE", guild(GUILD_ID));
+    h.fake.dispatch("GUILD_CREATE", guild(OTHER_GUILD));
+    let warned = timeout(WAIT, async {
+        while warnings(&logs.text(), OTHER_GUILD) == 0 {
+            tokio::task::yield_now().await;
+        }
+    });
+    assert!(warned.await.is_ok(), "not warned about: {}", logs.text());
+    assert_eq!(warnings(&logs.text(), GUILD_ID), 0, "{}", logs.text());
+    assert!(h.fake.unexpected().is_empty(), "{:?}", h.fake.unexpected());
+    running.stop().await;
+}

@@ -49,16 +49,20 @@ const JOB_GONE: &str = "This alert's job is no longer in the bot's store (it is 
 const UNKNOWN_BUTTON: &str = "The bot does not know this button (it may be from an \
     earlier version); nothing was looked up or changed.";
 
-/// The framework's event handler: routes component interactions to [`on_press`].
+/// The framework's event handler: routes component interactions to [`on_press`], and
+/// each server Discord announces to the check that it is ours.
 pub(super) async fn on_event(
     framework: poise::FrameworkContext<'_, Data, Error>,
     event: &serenity::FullEvent,
 ) -> Result<(), Error> {
-    if let serenity::FullEvent::InteractionCreate {
-        interaction: serenity::Interaction::Component(press),
-    } = event
-    {
-        on_press(framework.serenity_context, framework.user_data, press).await;
+    match event {
+        serenity::FullEvent::InteractionCreate {
+            interaction: serenity::Interaction::Component(press),
+        } => on_press(framework.serenity_context, framework.user_data, press).await,
+        serenity::FullEvent::GuildCreate { guild, .. } => {
+            super::guard::note_guild(framework.user_data, guild.id);
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -20,6 +20,21 @@ pub(super) async fn in_our_server(ctx: Context<'_>) -> Result<bool, Error> {
     data.note_refusal(guild, ctx.author().id, &ctx.command().qualified_name);
     Ok(false)
 }
+/// A server the bot is in (Discord sends each at every connect): one that is not ours
+/// (someone added the bot while *Public Bot* was on) is logged at warn, once per connect,
+/// so the team learns of it before an outsider's interactions are refused. The bot stays:
+/// leaving is the owner's choice, and interactions from there are refused anyway.
+pub(super) fn note_guild(data: &Data, guild: serenity::GuildId) {
+    if !data.guilds.contains(&guild) {
+        tracing::warn!(
+            guild = guild.get(),
+            "the bot is a member of a Discord server that is not configured; its commands \
+             and buttons are refused there. Remove the bot from it (Server Settings, \
+             Integrations) and turn Public Bot off in the developer portal"
+        );
+    }
+}
+
 /// Answers an interaction [`in_our_server`] refused: an ephemeral refusal, or no choices
 /// for an autocomplete (which cannot carry a message).
 async fn refuse_outsider(ctx: Context<'_>) -> Result<(), Error> {
