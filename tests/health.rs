@@ -473,6 +473,16 @@ async fn quarantined_records_are_counted_in_metrics() {
     assert_eq!(count(&handle.render()) - before, 2.0);
 }
 
+/// Waits (in virtual time) until `check` holds, for at most `within`; whether it did.
+async fn until(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let waited = tokio::time::timeout(within, async {
+        while !check() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    waited.await.is_ok()
+}
+
 /// The gateway dies after a successful connect and serenity keeps reconnecting: once it has
 /// been down for the grace, slash commands show as unavailable (what `/healthz` and
 /// `/status` read) with one error line; when it is back, that clears with one info line.
@@ -485,15 +495,6 @@ async fn a_gateway_lost_after_the_connect_is_reported_after_the_grace_and_cleare
     let h = support::bot::Harness::start().await;
     let running = h.start_bot().await;
     let gateway = running.bot.gateway();
-    // Wait (virtual time) until `check` holds, for at most `within`.
-    async fn until(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
-        let waited = tokio::time::timeout(within, async {
-            while !check() {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        });
-        waited.await.is_ok()
-    }
     assert!(
         until(WAIT, || gateway.get() == GatewayState::Connected).await,
         "connected"
@@ -561,14 +562,6 @@ async fn a_session_discord_ends_for_good_is_tried_again_after_a_wait() {
     h.fake.set_identify_close(Some(4014));
     let running = h.start_bot_unwaited(h.open_store()).await;
     let gateway = running.bot.gateway();
-    async fn until(within: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
-        let waited = tokio::time::timeout(within, async {
-            while !check() {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        });
-        waited.await.is_ok()
-    }
     let refused_at = tokio::time::Instant::now();
     assert!(
         until(WAIT, || gateway.unavailable().is_some()).await,

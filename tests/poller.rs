@@ -680,23 +680,26 @@ async fn a_new_outage_reason_gets_its_own_notice() {
     );
 }
 
+/// Mutes every set of `obm` from 09:00 until `until`.
+fn mute_obm(p: &restorewatch::poller::Poller, until: chrono::DateTime<chrono::Utc>) {
+    use restorewatch::mutes::{Mute, Mutes};
+    let mute = Mute {
+        server: None,
+        login: "obm".into(),
+        backup_set_id: None,
+        until,
+        muted_by: "ops".into(),
+        muted_at: at(2024, 6, 26, 9, 0),
+    };
+    Mutes::open(p.store()).unwrap().mute(&mute).unwrap();
+}
+
 #[tokio::test]
 async fn a_muted_user_is_recorded_not_alerted_until_the_mute_ends() {
-    use restorewatch::mutes::{Mute, Mutes};
     let h = Harness::start(&["obm", "alice"], at(2024, 6, 26, 9, 0)).await;
     let p = h.poller();
     p.cycle().await.unwrap();
-    Mutes::open(p.store())
-        .unwrap()
-        .mute(&Mute {
-            server: None,
-            login: "obm".into(),
-            backup_set_id: None,
-            until: at(2024, 6, 26, 11, 0),
-            muted_by: "ops".into(),
-            muted_at: at(2024, 6, 26, 9, 0),
-        })
-        .unwrap();
+    mute_obm(&p, at(2024, 6, 26, 11, 0));
     for login in ["obm", "alice"] {
         h.sim.add_job(job(
             login,
@@ -741,21 +744,10 @@ async fn a_muted_user_is_recorded_not_alerted_until_the_mute_ends() {
 /// through the maintenance window), is muted as it would have been had the bot been up.
 #[tokio::test]
 async fn a_failure_that_ended_while_muted_stays_muted_when_seen_later() {
-    use restorewatch::mutes::{Mute, Mutes};
     let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
     let p = h.poller();
     p.cycle().await.unwrap();
-    Mutes::open(p.store())
-        .unwrap()
-        .mute(&Mute {
-            server: None,
-            login: "obm".into(),
-            backup_set_id: None,
-            until: at(2024, 6, 26, 10, 0),
-            muted_by: "ops".into(),
-            muted_at: at(2024, 6, 26, 9, 0),
-        })
-        .unwrap();
+    mute_obm(&p, at(2024, 6, 26, 10, 0));
     let failed = |set: &str, start, end| job("obm", set, start, Some(end), "RESTORE_STOP_BY_ERROR");
     // One ended at 09:50, in the mute; one started at 09:55 and ended at 10:02, after it.
     h.sim
