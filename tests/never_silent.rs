@@ -1286,3 +1286,46 @@ async fn a_vanished_job_listed_again_gets_its_real_end_and_one_alert() {
     let text = restorewatch::render::digest_text(&digest, day(28));
     assert!(!text.contains("vanished"), "{text}");
 }
+
+/// A host clock 40 days ahead for a cycle (past `state.retention_days`) would prune
+/// today's records, and once it is right again the failure the CBS still lists would be
+/// new and alerted twice. A clock that jumps (or goes back) holds pruning for a day of
+/// cycles, saying so; a day later pruning resumes.
+#[tokio::test]
+async fn a_clock_that_jumps_ahead_and_back_prunes_nothing_and_alerts_nothing_twice() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let h = Harness::start(&["obm"], at(28, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.add_job(job(
+        "obm",
+        "1",
+        at(28, 9, 1),
+        Some(at(28, 9, 2)),
+        "RESTORE_STOP_BY_ERROR",
+    ));
+    h.clock.set(at(28, 9, 5));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts, 1);
+
+    h.clock.set(at(28, 9, 10) + chrono::Duration::days(40));
+    assert_eq!(
+        p.cycle().await.unwrap().pruned,
+        0,
+        "a jump holds the pruning"
+    );
+    assert!(logs
+        .text()
+        .contains("the clock moved ahead by 40d since the last cycle"));
+    h.clock.set(at(28, 9, 15));
+    let back = p.cycle().await.unwrap();
+    assert_eq!((back.pruned, back.summary.alerts), (0, 0), "nothing twice");
+    assert!(logs
+        .text()
+        .contains("the clock moved back by 39d 23h since the last cycle"));
+
+    // Real time goes on: a day later pruning resumes (nothing is old enough yet).
+    h.clock.set(at(29, 9, 20));
+    p.cycle().await.unwrap();
+    assert_eq!(p.store().prune_held_since().unwrap(), None);
+}

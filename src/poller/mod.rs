@@ -80,6 +80,11 @@ pub struct Poller {
     progress: Progress,
 }
 
+/// A clock moving more than this many days between two cycles holds pruning for a day.
+const CLOCK_JUMP_DAYS: i64 = 2;
+/// A clock going back by more than this between two cycles holds pruning too.
+const CLOCK_BACK_TOLERANCE: chrono::Duration = chrono::Duration::minutes(5);
+
 impl Poller {
     pub fn new(client: CbsClient, store: Store, config: PollerConfig, clock: SharedClock) -> Self {
         Poller {
@@ -663,6 +668,7 @@ impl Poller {
             Disposition::Skip => {}
         }
         self.store.set_error_logins(&error_logins)?;
+        let previous_start = self.store.last_cycle()?.map(|c| c.started_at);
         self.store.record_cycle(
             &CycleRecord {
                 started_at,
@@ -681,15 +687,67 @@ impl Poller {
         // grace) keeps its records, so a catch-up never alerts a failure twice.
         let cutoff = crate::config::earliest_kept(today, self.keep_days());
         unreadable.save(&self.store, cutoff)?;
-        let pruned = self.store.prune_before(cutoff)?;
-        // Acknowledgements end with their jobs' records.
-        crate::acks::Acks::open(&self.store)?.prune_before(cutoff)?;
+        let pruned = if self.prune_waits(previous_start, started_at)? {
+            0
+        } else {
+            let pruned = self.store.prune_before(cutoff)?;
+            // Acknowledgements end with their jobs' records.
+            crate::acks::Acks::open(&self.store)?.prune_before(cutoff)?;
+            pruned
+        };
         Ok(CycleReport {
             summary,
             baselined,
             pruned,
             discovery_errors,
         })
+    }
+
+    /// Whether this cycle's pruning waits because the clock jumped. A clock days ahead
+    /// (a bad NTP or hypervisor clock) would prune today's records, and once corrected the
+    /// jobs still listed would be new and alerted again. So after a jump of more than
+    /// [`CLOCK_JUMP_DAYS`] between two cycles (or a clock gone back) pruning waits a day of
+    /// cycles; a restart after real downtime only prunes a day later.
+    fn prune_waits(
+        &self,
+        previous_start: Option<DateTime<Utc>>,
+        started_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let server = self.client.server_name();
+        let held = self.store.prune_held_since()?;
+        let Some(previous) = previous_start else {
+            return Ok(held.is_some());
+        };
+        let moved = started_at - previous;
+        if moved > chrono::Duration::days(CLOCK_JUMP_DAYS) || moved < -CLOCK_BACK_TOLERANCE {
+            let (way, by) = if moved < chrono::Duration::zero() {
+                ("back", -moved)
+            } else {
+                ("ahead", moved)
+            };
+            tracing::warn!(
+                server,
+                last_cycle = %previous,
+                this_cycle = %started_at,
+                "the clock moved {way} by {} since the last cycle (downtime, or a wrong \
+                 clock): pruning waits a day",
+                crate::render::format_duration(by.num_seconds())
+            );
+            self.store.set_prune_held_since(Some(started_at))?;
+            return Ok(true);
+        }
+        match held {
+            Some(since)
+                if started_at >= since && started_at - since < chrono::Duration::days(1) =>
+            {
+                Ok(true)
+            }
+            Some(_) => {
+                self.store.set_prune_held_since(None)?;
+                Ok(false)
+            }
+            None => Ok(false),
+        }
     }
 
     /// How many days of job records a cycle keeps (see [`crate::config::kept_days`]).

@@ -70,6 +70,7 @@ pub(super) const META_INSTALL_ID: &str = "install_id";
 const META_LAST_DIGEST: &str = "last_digest_day";
 const META_DOWN_STREAK: &str = "down_streak";
 const META_LAST_RECOVERY: &str = "last_recovery";
+const META_PRUNE_HELD: &str = "prune_held_since";
 const META_UNREADABLE_SEEN: &str = "unreadable_seen";
 pub(super) const META_DAY_PREFIX: &str = "day:";
 
@@ -116,6 +117,22 @@ impl Store {
 
     pub(super) fn day_health_key(&self, day: NaiveDate) -> String {
         self.meta_key(&format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d")))
+    }
+
+    /// Since when pruning waits, after the clock jumped between two cycles (see the
+    /// poller).
+    pub fn prune_held_since(&self) -> Result<Option<DateTime<Utc>>> {
+        self.meta_get(&self.meta_key(META_PRUNE_HELD))
+    }
+
+    pub fn set_prune_held_since(&self, since: Option<DateTime<Utc>>) -> Result<()> {
+        match since {
+            Some(at) => self.meta_put(&self.meta_key(META_PRUNE_HELD), &at),
+            None => {
+                self.meta.remove(self.meta_key(META_PRUNE_HELD))?;
+                Ok(())
+            }
+        }
     }
 
     /// When this handle's server last answered again after an outage.
