@@ -302,7 +302,12 @@ impl App {
     /// Counts a cycle (the last cycles of the servers, combined) in the metrics and, in the
     /// run loop (`heartbeat`), calls the heartbeat.
     fn cycles_ended(&self, report: &anyhow::Result<CycleReport>, took: Duration, heartbeat: bool) {
-        crate::metrics::cycle_finished(cycle_result(report), took, self.clock.now());
+        crate::metrics::cycle_finished(
+            cycle_result(report),
+            servers_answered(report),
+            took,
+            self.clock.now(),
+        );
         if let Some(beat) = self.heartbeat.as_ref().filter(|_| heartbeat) {
             beat.spawn_after(report.as_ref());
         }
@@ -563,6 +568,14 @@ fn cycle_result<E>(report: &Result<CycleReport, E>) -> CycleResult {
     }
 }
 
+/// Whether a cycle ran and every backup server answered it, for
+/// `restorewatch_last_success_timestamp_seconds`: the same rule as outages, so a login
+/// deleted on the server (refused for that user alone) does not read as a broken poller
+/// while a server that cannot be reached, times out or refuses the system user does.
+fn servers_answered<E>(report: &Result<CycleReport, E>) -> bool {
+    report.as_ref().is_ok_and(CycleReport::servers_answered)
+}
+
 /// One poller's cycle, with the name of its server.
 async fn cycle_of(poller: &Poller) -> (&str, Result<CycleReport, crate::store::StoreError>) {
     (poller.server_name(), poller.cycle().await)
@@ -718,6 +731,35 @@ mod tests {
         assert_eq!(
             cycle_result(&Err::<CycleReport, ()>(())),
             CycleResult::Error
+        );
+    }
+
+    #[test]
+    fn a_login_refused_alone_does_not_hold_back_last_success_but_a_server_error_does() {
+        let per_user = |requests: u32, errors: usize| CycleReport {
+            server_errors: 0,
+            ..CycleReport::with_errors(requests, errors)
+        };
+        let ok = |r: CycleReport| servers_answered(&Ok::<CycleReport, ()>(r));
+        assert!(ok(per_user(2, 0)));
+        assert!(ok(per_user(2, 1)), "an unknown login beside a good one");
+        assert!(
+            ok(per_user(1, 1)),
+            "the only login unknown: the server answered"
+        );
+        assert!(
+            !ok(CycleReport::with_errors(2, 1)),
+            "a timeout beside a success"
+        );
+        assert!(
+            !ok(per_user(2, 1).combine(CycleReport::with_errors(1, 1))),
+            "a second server down"
+        );
+        assert!(!servers_answered(&Err::<CycleReport, ()>(())));
+        // The cycle's result still says a request failed.
+        assert_eq!(
+            cycle_result(&Ok::<CycleReport, ()>(per_user(2, 1))),
+            CycleResult::Partial
         );
     }
 

@@ -681,6 +681,7 @@ impl Poller {
             baselined,
             pruned,
             discovery_errors,
+            server_errors: outage_errors.len() as u32,
         })
     }
 
