@@ -141,9 +141,7 @@ impl App {
         }
         let servers = settings.servers();
         let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
-        store
-            .check_server_names(&names)
-            .map_err(anyhow::Error::msg)?;
+        check_servers(&store, &names)?;
         let mut pollers = Vec::with_capacity(servers.len());
         let progress = Progress::default();
         for server in servers {
@@ -532,6 +530,40 @@ impl App {
             crate::metrics::ticks_skipped(skipped);
         }
     }
+}
+
+/// Checks that the store belongs to the configured backup servers `names` (see
+/// [`Store::check_server_names`]): a refusal is a config error (exit 2) naming the key. A
+/// server the store has records of that the config leaves out is warned about, with what
+/// it means for its jobs recorded as running.
+fn check_servers(store: &Store, names: &[&str]) -> anyhow::Result<()> {
+    store
+        .check_server_names(names)
+        .map_err(|message| ConfigError::Key {
+            key: if names.len() > 1 {
+                "cbs.name"
+            } else {
+                "cbs.server_name"
+            }
+            .into(),
+            message,
+        })?;
+    for server in store
+        .unconfigured_servers(names)
+        .context("reading the state store's backup servers")?
+    {
+        tracing::warn!(
+            server = %server.name,
+            running = server.running,
+            "backup server {:?} has records in the state store but is not in the \
+             configuration; {}. If it was renamed, put the old name back; its records stay \
+             until the retention ends (those recorded as running, until it is configured \
+             again)",
+            server.name,
+            server.running_text(),
+        );
+    }
+    Ok(())
 }
 
 /// Creates the state directory and checks that a file can be written in it, so a read-only
