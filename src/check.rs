@@ -104,6 +104,17 @@ pub fn offline(loaded: &Loaded, clock: &SharedClock, out: &mut dyn Write) -> std
     // Not an error: the program copes (the server skips the ticks its cycle runs past, the
     // others poll at them), but the schedule then says more than happens.
     let period = s.poll.schedule.period_after(now);
+    // Polls further apart than the catch-up reaches back miss the dates in between.
+    let reach = chrono::Duration::days(i64::from(s.poll.max_catch_up_days));
+    if let Some(gap) = period.filter(|p| *p > reach) {
+        writeln!(
+            out,
+            "  warning: poll.schedule fires every {}, further apart than poll.max_catch_up_days \
+             ({} days) reaches back: the restores of the dates in between are never read",
+            humantime::format_duration(gap.to_std().unwrap_or_default()),
+            s.poll.max_catch_up_days,
+        )?;
+    }
     let several = s.several_servers();
     for (i, server) in s.servers().iter().enumerate() {
         let timeout = server.cbs.request_timeout;
@@ -518,6 +529,22 @@ mod tests {
             text.contains("  summary.schedule \"0 17 * * *\": next 2024-06-26T17:00:00+00:00"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn offline_warns_of_polls_further_apart_than_the_catch_up_reaches() {
+        let one = "[cbs]\nurl = \"http://127.0.0.1:9\"\nsys_user = \"api\"\nsys_pwd = \"pw\"\n";
+        for yearly in ["0 0 1 1 *", "0 0 29 2 *"] {
+            let text = offline_text(&format!("{one}[poll]\nschedule = \"{yearly}\"\n"));
+            assert!(
+                text.contains("warning: poll.schedule fires every ")
+                    && text.contains("further apart than poll.max_catch_up_days"),
+                "{text}"
+            );
+        }
+        // A weekly poll is within the default catch-up of 7 days.
+        let weekly = offline_text(&format!("{one}[poll]\nschedule = \"0 0 * * 0\"\n"));
+        assert!(!weekly.contains("max_catch_up_days"), "{weekly}");
     }
 
     #[test]

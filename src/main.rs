@@ -89,11 +89,11 @@ enum Command {
     },
     /// Show restorewatch at work against a built-in simulator, no CBS or Discord needed.
     Demo {
-        /// Stop after this long at the latest (e.g. 90s, 2m).
-        #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+        /// Stop after this long at the latest (e.g. 90s, 2m; at most 1h).
+        #[arg(long, default_value = "90s", value_parser = demo_duration)]
         duration: std::time::Duration,
-        /// Simulated backup users.
-        #[arg(long, default_value_t = 6)]
+        /// Simulated backup users (1 to 1000).
+        #[arg(long, default_value_t = 6, value_parser = demo_users)]
         users: usize,
         /// Seed of the simulated workload.
         #[arg(long, default_value_t = 7)]
@@ -106,6 +106,27 @@ enum Command {
 const DEFAULT_LOG_FILTER: &str = "info,serenity=warn";
 /// The commit the binary was built from (see build.rs).
 const GIT_REVISION: &str = env!("BUILD_GIT_REVISION");
+
+/// The demo's longest run: it shows the bot at work, it is no soak test.
+const DEMO_DURATION_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The demo's most users: a few show it, a thousand its grouping; more is a benchmark's job
+/// (`simulate --users N` and the bench).
+const DEMO_USERS_MAX: usize = 1000;
+
+fn demo_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration > DEMO_DURATION_MAX {
+        return Err("at most 1h".to_owned());
+    }
+    Ok(duration)
+}
+
+fn demo_users(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=DEMO_USERS_MAX).contains(&n) => Ok(n),
+        _ => Err(format!("a number from 1 to {DEMO_USERS_MAX}")),
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -15,13 +15,16 @@
 //!   (crontab fires when either matches).
 //!
 //! Times are wall-clock times in the configured zone ("0 8 * * *" is 08:00 local all year).
-//! Across DST changes every matching wall-clock time fires once: a time that occurs twice
-//! (the repeated hour in autumn) fires at its first occurrence, so a `*/5` poll pauses for
-//! the repeated hour; a time that does not occur (the skipped hour in spring, e.g. 02:30 in
-//! Europe/Berlin) fires when the skip ends (03:00 there), as cron does, so a daily digest
-//! set in that hour still goes out that day.
+//! Across DST changes, as cron does:
+//! - A time that does not occur (the skipped hour in spring, e.g. 02:30 in Europe/Berlin)
+//!   fires when the skip ends (03:00 there), so a daily digest set in that hour still goes
+//!   out that day.
+//! - A time that occurs twice (the repeated hour in autumn) fires once, at its first
+//!   occurrence, when the schedule names its hours ("30 2 * * *": one digest); a schedule
+//!   whose hour field is a wildcard (`*`, `*/2`: every hour, such as a `*/5` poll) fires in
+//!   both passes of the repeated hour, so polling does not pause for an hour.
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -35,6 +38,8 @@ pub struct CronSchedule {
     tz: Tz,
     /// Always 6 fields, day-of-week already in the `cron` crate's numbering.
     schedule: cron::Schedule,
+    /// The hour field is a wildcard (`*`, `*/n`): it fires in both passes of a repeated hour.
+    every_hour: bool,
 }
 
 /// An expression that is not a schedule; says which and why.
@@ -59,6 +64,7 @@ impl CronSchedule {
             6 => {}
             n => return Err(error(format!("found {n} fields"))),
         }
+        let every_hour = fields[2].starts_with('*');
         let day_of_week = translate_day_of_week(fields[5]).map_err(error)?;
         fields[5] = &day_of_week;
         let schedule = cron::Schedule::from_str(&fields.join(" ")).map_err(|e| {
@@ -80,12 +86,26 @@ impl CronSchedule {
             expr: expr.to_owned(),
             tz,
             schedule,
+            every_hour,
         })
     }
 
     /// The first fire time strictly after `t`, or `None` when the schedule never fires
     /// again (a day that does not exist, such as 31 February).
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let first = self.first_occurrence_after(t)?;
+        if !self.every_hour {
+            return Some(first);
+        }
+        // The passes of a repeated hour that the first occurrences leave out: the rest of
+        // the one `t` is in, and the one after the clock goes back before `first`.
+        let again = [self.at_offset_of(t), self.after_clock_goes_back(t, first)];
+        let earlier = again.into_iter().flatten().filter(|&f| f > t && f < first);
+        Some(earlier.min().unwrap_or(first))
+    }
+
+    /// The first fire after `t` counting each wall-clock time at its first occurrence.
+    fn first_occurrence_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // The `cron` crate walks wall-clock times; it is given them as if they were UTC so
         // that it sees every wall-clock time once, and the zone maps each to its instant
         // here. That mapping (first occurrence; a skipped time to the end of the skip)
@@ -97,6 +117,61 @@ impl CronSchedule {
             .after(&Utc.from_utc_datetime(&wall_now))
             .filter_map(|wall| instant_of(self.tz, wall.naive_utc()))
             .find(|&fire| fire > t)
+    }
+
+    /// The zone's offset from UTC at `t`, in seconds.
+    fn offset_at(&self, t: DateTime<Utc>) -> i64 {
+        let offset = self.tz.offset_from_utc_datetime(&t.naive_utc());
+        i64::from(offset.fix().local_minus_utc())
+    }
+
+    /// The first fire after `t` while the zone keeps `t`'s offset, when there is one.
+    fn at_offset_of(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.first_at_offset(t.naive_utc(), self.offset_at(t), false)
+    }
+
+    /// The first fire at or after the UTC time `from` (strictly after, unless `inclusive`)
+    /// counted at `offset`, when the zone is still at that offset then.
+    fn first_at_offset(
+        &self,
+        from: NaiveDateTime,
+        offset: i64,
+        inclusive: bool,
+    ) -> Option<DateTime<Utc>> {
+        let mut wall = from + chrono::Duration::seconds(offset);
+        if inclusive {
+            // The `cron` crate finds times strictly after the one given; fires are on
+            // whole seconds.
+            wall -= chrono::Duration::seconds(1);
+        }
+        let next = self.schedule.after(&Utc.from_utc_datetime(&wall)).next()?;
+        let fire = Utc.from_utc_datetime(&(next.naive_utc() - chrono::Duration::seconds(offset)));
+        (self.offset_at(fire) == offset).then_some(fire)
+    }
+
+    /// When the zone's clock goes back between `t` and `until`, the first fire of the
+    /// pass that follows (its wall-clock times were seen once already, before it).
+    fn after_clock_goes_back(
+        &self,
+        t: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let before = self.offset_at(t);
+        let after = self.offset_at(until);
+        if after >= before {
+            return None;
+        }
+        // The change, to the second: the zone is at `before` at `lo`, not at `hi`.
+        let (mut lo, mut hi) = (t, until);
+        while hi - lo > chrono::Duration::seconds(1) {
+            let mid = lo + (hi - lo) / 2;
+            if self.offset_at(mid) == before {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        self.first_at_offset(hi.naive_utc(), self.offset_at(hi), true)
     }
 
     /// The gap between the first two fire times after `t` (the schedule's period around
@@ -320,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn repeated_hour_fires_once_and_never_goes_back() {
+    fn a_daily_time_in_the_repeated_hour_fires_once() {
         // 2024-10-27: 03:00 CEST becomes 02:00 CET at 01:00 UTC, so 02:xx occurs twice.
         let daily = fires("30 2 * * *", Tz::Europe__Berlin, "2024-10-26T12:00:00Z", 2);
         assert_eq!(
@@ -328,11 +403,81 @@ mod tests {
             [utc("2024-10-27T00:30:00Z"), utc("2024-10-28T01:30:00Z")],
             "once, at the first 02:30"
         );
-        // From inside the repeated hour: nothing earlier than now, no hot loop.
+        // A schedule naming its hours fires once in the repeated hour, from either pass.
+        assert_eq!(
+            next("*/5 2 * * *", Tz::Europe__Berlin, "2024-10-27T01:10:00Z"),
+            utc("2024-10-28T01:00:00Z"),
+            "the next day's 02:00 CET"
+        );
+    }
+
+    #[test]
+    fn an_every_hour_schedule_fires_in_both_passes_of_the_repeated_hour() {
+        // 02:55 CEST, then the clock goes back from 03:00 CEST to 02:00 CET (01:00 UTC).
+        let polls = fires("*/5 * * * *", Tz::Europe__Berlin, "2024-10-27T00:50:00Z", 4);
+        assert_eq!(
+            polls,
+            [
+                utc("2024-10-27T00:55:00Z"), // 02:55 CEST
+                utc("2024-10-27T01:00:00Z"), // 02:00 CET
+                utc("2024-10-27T01:05:00Z"),
+                utc("2024-10-27T01:10:00Z"),
+            ]
+        );
+        // From inside the second pass: on in five minutes, not at 03:00 CET.
         assert_eq!(
             next("*/5 * * * *", Tz::Europe__Berlin, "2024-10-27T01:10:00Z"),
-            utc("2024-10-27T02:00:00Z"),
-            "03:00 CET"
+            utc("2024-10-27T01:15:00Z")
+        );
+        // To the end of it and on.
+        let end = fires("*/5 * * * *", Tz::Europe__Berlin, "2024-10-27T01:50:00Z", 3);
+        assert_eq!(
+            end,
+            [
+                utc("2024-10-27T01:55:00Z"),
+                utc("2024-10-27T02:00:00Z"), // 03:00 CET
+                utc("2024-10-27T02:05:00Z"),
+            ]
+        );
+        // Hourly: 02:00 CEST, 02:00 CET, 03:00 CET.
+        let hourly = fires("0 * * * *", Tz::Europe__Berlin, "2024-10-26T23:30:00Z", 3);
+        assert_eq!(
+            hourly,
+            [
+                utc("2024-10-27T00:00:00Z"),
+                utc("2024-10-27T01:00:00Z"),
+                utc("2024-10-27T02:00:00Z"),
+            ]
+        );
+        // Seconds, and a zone going back half an hour (Lord Howe, 2024-04-07 02:00 ->
+        // 01:30, at 15:00 UTC the day before).
+        let seconds = fires(
+            "*/20 * * * * *",
+            Tz::Europe__Berlin,
+            "2024-10-27T00:59:30Z",
+            3,
+        );
+        assert_eq!(
+            seconds,
+            [
+                utc("2024-10-27T00:59:40Z"),
+                utc("2024-10-27T01:00:00Z"),
+                utc("2024-10-27T01:00:20Z"),
+            ]
+        );
+        let howe = fires(
+            "*/15 * * * *",
+            Tz::Australia__Lord_Howe,
+            "2024-04-06T14:40:00Z",
+            3,
+        );
+        assert_eq!(
+            howe,
+            [
+                utc("2024-04-06T14:45:00Z"), // 01:45 +11
+                utc("2024-04-06T15:00:00Z"), // 01:30 +10:30
+                utc("2024-04-06T15:15:00Z"),
+            ]
         );
     }
 

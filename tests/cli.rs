@@ -473,3 +473,22 @@ async fn a_store_rolled_back_under_its_mark_is_an_error_at_the_start() {
     let out = run().await.unwrap();
     assert_eq!(rolled_back(&text(&out.stderr)), 0, "said once");
 }
+
+/// The demo's numbers are bounded: a huge user count or a run of years is refused with the
+/// bound, before anything starts.
+#[tokio::test]
+async fn demo_bounds_its_users_and_duration() {
+    for (args, said) in [
+        (["demo", "--users", "100000"], "a number from 1 to 1000"),
+        (["demo", "--users", "0"], "a number from 1 to 1000"),
+        (["demo", "--duration", "2y"], "at most 1h"),
+    ] {
+        let out = restorewatch(&args).output().await.unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(said) && stderr.contains(args[1]),
+            "{stderr}"
+        );
+    }
+}

@@ -812,6 +812,47 @@ async fn a_recovery_in_the_midnight_grace_lists_no_routine_date_as_caught_up() {
     }
 }
 
+/// A flapping server (down, back, down again within the hour) gets a notice each time,
+/// but only its first outage pings: the next ones say when it had answered again (and do
+/// not ping: `render::wants_ping`'s test). An outage more than an hour after the last
+/// recovery is news again.
+#[tokio::test]
+async fn a_flapping_server_pings_once_an_hour_at_most() {
+    let mut h = Harness::start(&["obm"], at(28, 9, 0)).await;
+    h.down_after = 1;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    take_events(&p).await;
+    // Each cycle's outage notices, by when the server had last answered again (`None`:
+    // a first outage, which pings; `Some`: a flap, which does not).
+    let step = |minute: i64, down: bool| {
+        h.sim
+            .set_login_fault("obm", down.then_some(LoginFault::Http500));
+        h.clock
+            .set(at(28, 9, 0) + chrono::Duration::minutes(minute));
+        async {
+            p.cycle().await.unwrap();
+            let events = take_events(&p).await;
+            let notices: Vec<Option<DateTime<Utc>>> = events
+                .iter()
+                .filter_map(|e| match e {
+                    EventKind::CbsUnreachable { again_after, .. } => Some(*again_after),
+                    _ => None,
+                })
+                .collect();
+            notices
+        }
+    };
+    assert_eq!(step(5, true).await, [None]);
+    assert_eq!(step(10, false).await, []);
+    assert_eq!(step(15, true).await, [Some(at(28, 9, 10))]);
+    assert_eq!(step(20, false).await, []);
+    assert_eq!(step(50, true).await, [Some(at(28, 9, 20))]);
+    assert_eq!(step(55, false).await, []);
+    // More than an hour after the last recovery: news again.
+    assert_eq!(step(120, true).await, [None]);
+}
+
 #[tokio::test]
 async fn an_outage_opens_after_down_after_cycles_and_a_per_user_error_is_no_recovery() {
     use restorewatch::simulator::LoginFault;

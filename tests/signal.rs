@@ -392,6 +392,70 @@ async fn repeats_escalate_and_ping_only_at_the_first_and_the_threshold() {
     assert_eq!(text(5), "", "the success reset the count");
 }
 
+/// Jobs of one set that end in one cycle count in the order they ended, not in the
+/// reply's (the simulator lists by start, as CBS replies are not ordered by end): a failure
+/// that ended before a success in the same reply extends the row, the success resets it,
+/// and the next failure is the first of a new row (and pings).
+#[tokio::test]
+async fn a_row_counts_the_jobs_in_the_order_they_ended() {
+    let h = Harness::start(&["obm"], at(9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    let fake = FakeDiscord::start().await;
+    let sink = sink(&fake, &p).with_alerts(AlertSettings::default());
+    drain(p.store(), &sink).await.unwrap();
+    let cycle = |jobs: Vec<restorewatch::simulator::SimJob>, now| {
+        jobs.into_iter().for_each(|j| h.sim.add_job(j));
+        h.clock.set(now);
+        async {
+            p.cycle().await.unwrap();
+            drain(p.store(), &sink).await.unwrap();
+        }
+    };
+    cycle(
+        vec![job("obm", "1", at(9, 10), Some(at(9, 15)), FAILED)],
+        at(9, 30),
+    )
+    .await;
+    // A long restore started first and succeeded last; a short one failed in between.
+    let both = vec![
+        job("obm", "1", at(10, 0), Some(at(11, 20)), SUCCESS),
+        job("obm", "1", at(10, 10), Some(at(10, 20)), FAILED),
+    ];
+    cycle(both, at(11, 30)).await;
+    cycle(
+        vec![job("obm", "1", at(12, 0), Some(at(12, 5)), FAILED)],
+        at(12, 30),
+    )
+    .await;
+
+    let alerts: Vec<(String, bool)> = fake
+        .messages(ALERTS)
+        .iter()
+        .flat_map(|m| {
+            let pinged = m["content"]
+                .as_str()
+                .is_some_and(|c| c.contains(&format!("<@&{ROLE}>")));
+            let embeds = m["embeds"].as_array().cloned().unwrap_or_default();
+            embeds
+                .into_iter()
+                .filter(|e| e["title"] == "Restore failed: obm / set 1")
+                .map(move |e| (e["description"].as_str().unwrap_or("").to_owned(), pinged))
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            (String::new(), true),
+            (
+                "**2nd failure in a row** since 2024-06-26.".to_owned(),
+                false
+            ),
+            (String::new(), true),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn alerts_ping_every_pings_each_repeat_and_never_pings_none() {
     let every = AlertSettings {

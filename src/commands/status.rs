@@ -397,6 +397,7 @@ mod tests {
             since: outage.since,
             reason: outage.reason,
             error: outage.error.clone(),
+            again_after: None,
         };
         store
             .set_outage_with_event(Some(&outage), notice, outage.since)

@@ -105,6 +105,11 @@ pub enum EventKind {
         /// Which backup server (absent in older records).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         server: Option<String>,
+        /// When the server had last answered again, if that was less than
+        /// [`FLAP_WINDOW_MINUTES`] before this outage: a flapping server, whose notice does
+        /// not ping again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        again_after: Option<DateTime<Utc>>,
     },
     /// The backup server answers again.
     CbsRecovered {
@@ -124,6 +129,10 @@ pub enum EventKind {
     /// One day of restore jobs, built on the digest schedule.
     Digest(Digest),
 }
+
+/// An outage that opens within this many minutes of the last recovery is a flapping
+/// server's: its notice says so and does not ping.
+pub const FLAP_WINDOW_MINUTES: i64 = 60;
 
 /// A failed restore's place in its set's row of failures.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -438,7 +438,11 @@ impl Poller {
                         repeat: &repeat,
                     };
                     let mut seen = Vec::with_capacity(list.jobs.len());
-                    for job in &list.jobs {
+                    // In the order the jobs ended (those still running last), not the
+                    // reply's: a set's row of failures counts its jobs as they happened.
+                    let mut jobs: Vec<&RestoreJob> = list.jobs.iter().collect();
+                    jobs.sort_by_key(|j| (j.end_time.is_none(), j.end_time.map(|e| e.to_utc())));
+                    for job in jobs {
                         // One canonical login: the reply may spell the watched login in
                         // another case, and job keys, running dates and mutes use ours.
                         let canonical;

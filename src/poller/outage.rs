@@ -4,7 +4,7 @@
 
 use super::Poller;
 use crate::cbs::CbsError;
-use crate::event::{CycleSummary, EventKind, OutageReason};
+use crate::event::{CycleSummary, EventKind, OutageReason, FLAP_WINDOW_MINUTES};
 use crate::store::{DownStreak, Outage, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -46,6 +46,7 @@ impl Poller {
                 reason: Some(outage.reason),
             };
             self.store.set_outage_with_event(None, event, now)?;
+            self.store.set_last_recovery(summary.started_at)?;
             return Ok(down_secs(&outage));
         }
         let Some(first) = outage_errors.first() else {
@@ -85,11 +86,22 @@ impl Poller {
                     error: first.to_string(),
                 };
                 tracing::error!(server = self.client.server_name(), error = %outage.error, ?reason, "the backup server is unreachable");
+                // Down again soon after it came back: a flapping server, told without a
+                // ping (its first outage pinged). A new reason while down is no flap.
+                let window = chrono::Duration::minutes(FLAP_WINDOW_MINUTES);
+                let again_after = match previous {
+                    Some(_) => None,
+                    None => self
+                        .store
+                        .last_recovery()?
+                        .filter(|&answered| outage.since - answered < window),
+                };
                 let event = EventKind::CbsUnreachable {
                     server: Some(self.client.server_name().to_owned()),
                     since: outage.since,
                     reason,
                     error: outage.error.clone(),
+                    again_after,
                 };
                 self.store
                     .set_outage_with_event(Some(&outage), event, now)?;

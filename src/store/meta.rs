@@ -69,6 +69,7 @@ const META_WATCHED: &str = "watched_logins";
 pub(super) const META_INSTALL_ID: &str = "install_id";
 const META_LAST_DIGEST: &str = "last_digest_day";
 const META_DOWN_STREAK: &str = "down_streak";
+const META_LAST_RECOVERY: &str = "last_recovery";
 const META_UNREADABLE_SEEN: &str = "unreadable_seen";
 pub(super) const META_DAY_PREFIX: &str = "day:";
 
@@ -115,6 +116,15 @@ impl Store {
 
     pub(super) fn day_health_key(&self, day: NaiveDate) -> String {
         self.meta_key(&format!("{META_DAY_PREFIX}{}", day.format("%Y-%m-%d")))
+    }
+
+    /// When this handle's server last answered again after an outage.
+    pub fn last_recovery(&self) -> Result<Option<DateTime<Utc>>> {
+        self.meta_get(&self.meta_key(META_LAST_RECOVERY))
+    }
+
+    pub fn set_last_recovery(&self, at: DateTime<Utc>) -> Result<()> {
+        self.meta_put(&self.meta_key(META_LAST_RECOVERY), &at)
     }
 
     pub fn down_streak(&self) -> Result<Option<DownStreak>> {

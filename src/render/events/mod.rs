@@ -91,8 +91,9 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
             since,
             reason,
             error,
+            again_after,
             ..
-        } => cbs_unreachable(*since, *reason, error, opts),
+        } => cbs_unreachable(*since, *reason, error, *again_after, opts),
         EventKind::CbsRecovered {
             down_since,
             recovered_at,
@@ -151,7 +152,11 @@ pub fn wants_ping(event: &Event) -> bool {
         EventKind::JobStuck { .. }
         | EventKind::FailureStorm { .. }
         | EventKind::JobVanished { .. }
-        | EventKind::CbsUnreachable { .. } => true,
+        | EventKind::CbsUnreachable {
+            again_after: None, ..
+        } => true,
+        // A flapping server pinged at its first outage; not again within the hour.
+        EventKind::CbsUnreachable { .. } => false,
         EventKind::Baseline { .. }
         | EventKind::CycleSummary(_)
         | EventKind::CbsRecovered { .. }
@@ -215,6 +220,14 @@ mod tests {
             since: utc(10, 0, 0),
             reason: OutageReason::Unreachable,
             error: "timeout".into(),
+            again_after: None,
+        })));
+        assert!(!wants_ping(&event(EventKind::CbsUnreachable {
+            server: None,
+            since: utc(10, 0, 0),
+            reason: OutageReason::Unreachable,
+            error: "timeout".into(),
+            again_after: Some(utc(9, 30, 0)),
         })));
         assert!(!wants_ping(&event(EventKind::CbsRecovered {
             server: None,

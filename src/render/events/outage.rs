@@ -13,6 +13,7 @@ pub(super) fn cbs_unreachable(
     since: DateTime<Utc>,
     reason: OutageReason,
     error: &str,
+    again_after: Option<DateTime<Utc>>,
     opts: &RenderOptions,
 ) -> Embed {
     let (title, advice) = match reason {
@@ -35,7 +36,15 @@ pub(super) fn cbs_unreachable(
     };
     Embed {
         title: title.to_owned(),
-        description: format!("Since {}. {advice}", discord_time_ago(since)),
+        description: match again_after {
+            None => format!("Since {}. {advice}", discord_time_ago(since)),
+            Some(answered) => format!(
+                "Since {}, again: it had answered again {} (it keeps going down and back; \
+                 no ping for this one). {advice}",
+                discord_time_ago(since),
+                discord_time_ago(answered)
+            ),
+        },
         colour: COLOUR_FAILURE,
         fields: vec![EmbedField::new(
             "Error",
@@ -108,6 +117,7 @@ mod tests {
             since: utc(6, 0, 0),
             reason: OutageReason::PasswordExpired,
             error: "Your password has expired".into(),
+            again_after: None,
         });
         assert_eq!(e.title, "Backup server API password expired");
         assert!(e
@@ -125,6 +135,23 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_soon_after_the_last_says_so() {
+        let e = one(EventKind::CbsUnreachable {
+            server: None,
+            since: utc(6, 0, 0),
+            reason: OutageReason::Unreachable,
+            error: "HTTP 502".into(),
+            again_after: Some(utc(5, 50, 0)),
+        });
+        assert!(
+            e.description.contains(", again: it had answered again <t:")
+                && e.description.contains("no ping for this one"),
+            "{}",
+            e.description
+        );
+    }
+
+    #[test]
     fn outage_reasons_have_their_own_titles() {
         let title = |reason| {
             one(EventKind::CbsUnreachable {
@@ -132,6 +159,7 @@ mod tests {
                 since: utc(6, 0, 0),
                 reason,
                 error: "x".into(),
+                again_after: None,
             })
             .title
         };
