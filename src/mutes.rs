@@ -38,6 +38,12 @@ impl Mute {
         now < self.until
     }
 
+    /// Whether the mute held at `at`: a job that ended then was muted, even when it is
+    /// first seen after the mute (the bot down through a maintenance window).
+    pub fn held_at(&self, at: DateTime<Utc>) -> bool {
+        self.muted_at <= at && at < self.until
+    }
+
     /// Whether this mute applies to `login`'s backup set `backup_set_id` on backup server
     /// `server` (a mute without a set covers every set of the user, one without a server
     /// every server).
@@ -195,10 +201,20 @@ impl Mutes {
 
     /// The mutes holding at `now`, by login and set.
     pub fn active(&self, now: DateTime<Utc>) -> Result<Vec<Mute>, StoreError> {
+        Ok(self
+            .all()?
+            .into_iter()
+            .filter(|m| m.is_active(now))
+            .collect())
+    }
+
+    /// Every mute kept, ended ones too (until the next `/mute` drops them), by login and
+    /// set.
+    pub fn all(&self) -> Result<Vec<Mute>, StoreError> {
         let mut out = Vec::new();
         for kv in self.tree.iter() {
             let (k, v) = kv?;
-            out.extend(self.read(&k, &v)?.filter(|m| m.is_active(now)));
+            out.extend(self.read(&k, &v)?);
         }
         Ok(out)
     }

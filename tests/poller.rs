@@ -737,6 +737,36 @@ async fn a_muted_user_is_recorded_not_alerted_until_the_mute_ends() {
     assert_eq!((r.summary.alerts, r.summary.muted), (1, 0));
 }
 
+/// A failure that ended inside a mute, first seen after the mute ended (the bot was down
+/// through the maintenance window), is muted as it would have been had the bot been up.
+#[tokio::test]
+async fn a_failure_that_ended_while_muted_stays_muted_when_seen_later() {
+    use restorewatch::mutes::{Mute, Mutes};
+    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    Mutes::open(p.store())
+        .unwrap()
+        .mute(&Mute {
+            server: None,
+            login: "obm".into(),
+            backup_set_id: None,
+            until: at(2024, 6, 26, 10, 0),
+            muted_by: "ops".into(),
+            muted_at: at(2024, 6, 26, 9, 0),
+        })
+        .unwrap();
+    let failed = |set: &str, start, end| job("obm", set, start, Some(end), "RESTORE_STOP_BY_ERROR");
+    // One ended at 09:50, in the mute; one started at 09:55 and ended at 10:02, after it.
+    h.sim
+        .add_job(failed("1", at(2024, 6, 26, 9, 40), at(2024, 6, 26, 9, 50)));
+    h.sim
+        .add_job(failed("2", at(2024, 6, 26, 9, 55), at(2024, 6, 26, 10, 2)));
+    h.clock.set(at(2024, 6, 26, 10, 30));
+    let r = p.cycle().await.unwrap();
+    assert_eq!((r.summary.alerts, r.summary.muted), (1, 1));
+}
+
 /// Mutes fail open: a mute record that does not decode is quarantined and mutes nothing,
 /// while a valid mute beside it still holds.
 #[tokio::test]

@@ -344,15 +344,19 @@ impl Poller {
         // Read once per cycle, not per job: the check then costs no store reads on the
         // hot path (and none inside the store's transaction).
         let mutes = Mutes::open(&self.store)
-            .and_then(|m| m.active(started_at))
+            .and_then(|m| m.all())
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot read the mutes; alerting as if none");
                 Vec::new()
             });
+        // Muted now, or when the job ended: a failure inside a maintenance window stays
+        // muted when the bot first sees it after the window.
         let is_muted = |job: &RestoreJob| {
-            mutes
-                .iter()
-                .any(|m| m.covers(&job.server, &job.login_name, &job.backup_set_id))
+            let ended = job.end_time.map(|e| e.to_utc());
+            mutes.iter().any(|m| {
+                m.covers(&job.server, &job.login_name, &job.backup_set_id)
+                    && (m.is_active(started_at) || ended.is_some_and(|e| m.held_at(e)))
+            })
         };
         let streaks = Streaks::open(&self.store)?;
         let mut unreadable = unreadable::Unreadable::load(&self.store)?;
