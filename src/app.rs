@@ -141,9 +141,7 @@ impl App {
         }
         let servers = settings.servers();
         let names: Vec<&str> = servers.iter().map(|s| s.cbs.server_name.as_str()).collect();
-        store
-            .check_server_names(&names)
-            .map_err(anyhow::Error::msg)?;
+        check_servers(&store, &names)?;
         let mut pollers = Vec::with_capacity(servers.len());
         let progress = Progress::default();
         for server in servers {
@@ -302,7 +300,12 @@ impl App {
     /// Counts a cycle (the last cycles of the servers, combined) in the metrics and, in the
     /// run loop (`heartbeat`), calls the heartbeat.
     fn cycles_ended(&self, report: &anyhow::Result<CycleReport>, took: Duration, heartbeat: bool) {
-        crate::metrics::cycle_finished(cycle_result(report), took, self.clock.now());
+        crate::metrics::cycle_finished(
+            cycle_result(report),
+            servers_answered(report),
+            took,
+            self.clock.now(),
+        );
         if let Some(beat) = self.heartbeat.as_ref().filter(|_| heartbeat) {
             beat.spawn_after(report.as_ref());
         }
@@ -529,6 +532,40 @@ impl App {
     }
 }
 
+/// Checks that the store belongs to the configured backup servers `names` (see
+/// [`Store::check_server_names`]): a refusal is a config error (exit 2) naming the key. A
+/// server the store has records of that the config leaves out is warned about, with what
+/// it means for its jobs recorded as running.
+fn check_servers(store: &Store, names: &[&str]) -> anyhow::Result<()> {
+    store
+        .check_server_names(names)
+        .map_err(|message| ConfigError::Key {
+            key: if names.len() > 1 {
+                "cbs.name"
+            } else {
+                "cbs.server_name"
+            }
+            .into(),
+            message,
+        })?;
+    for server in store
+        .unconfigured_servers(names)
+        .context("reading the state store's backup servers")?
+    {
+        tracing::warn!(
+            server = %server.name,
+            running = server.running,
+            "backup server {:?} has records in the state store but is not in the \
+             configuration; {}. If it was renamed, put the old name back; its records stay \
+             until the retention ends (those recorded as running, until it is configured \
+             again)",
+            server.name,
+            server.running_text(),
+        );
+    }
+    Ok(())
+}
+
 /// Creates the state directory and checks that a file can be written in it, so a read-only
 /// or foreign-owned directory stops the start with a config error naming `state.path`
 /// (exit 2) before the store is touched.
@@ -561,6 +598,14 @@ fn cycle_result<E>(report: &Result<CycleReport, E>) -> CycleResult {
         Ok(r) if crate::heartbeat::reached_cbs(r) => CycleResult::Partial,
         Ok(_) | Err(_) => CycleResult::Error,
     }
+}
+
+/// Whether a cycle ran and every backup server answered it, for
+/// `restorewatch_last_success_timestamp_seconds`: the same rule as outages, so a login
+/// deleted on the server (refused for that user alone) does not read as a broken poller
+/// while a server that cannot be reached, times out or refuses the system user does.
+fn servers_answered<E>(report: &Result<CycleReport, E>) -> bool {
+    report.as_ref().is_ok_and(CycleReport::servers_answered)
 }
 
 /// One poller's cycle, with the name of its server.
@@ -718,6 +763,35 @@ mod tests {
         assert_eq!(
             cycle_result(&Err::<CycleReport, ()>(())),
             CycleResult::Error
+        );
+    }
+
+    #[test]
+    fn a_login_refused_alone_does_not_hold_back_last_success_but_a_server_error_does() {
+        let per_user = |requests: u32, errors: usize| CycleReport {
+            server_errors: 0,
+            ..CycleReport::with_errors(requests, errors)
+        };
+        let ok = |r: CycleReport| servers_answered(&Ok::<CycleReport, ()>(r));
+        assert!(ok(per_user(2, 0)));
+        assert!(ok(per_user(2, 1)), "an unknown login beside a good one");
+        assert!(
+            ok(per_user(1, 1)),
+            "the only login unknown: the server answered"
+        );
+        assert!(
+            !ok(CycleReport::with_errors(2, 1)),
+            "a timeout beside a success"
+        );
+        assert!(
+            !ok(per_user(2, 1).combine(CycleReport::with_errors(1, 1))),
+            "a second server down"
+        );
+        assert!(!servers_answered(&Err::<CycleReport, ()>(())));
+        // The cycle's result still says a request failed.
+        assert_eq!(
+            cycle_result(&Ok::<CycleReport, ()>(per_user(2, 1))),
+            CycleResult::Partial
         );
     }
 

@@ -62,7 +62,7 @@ pub fn install() -> PrometheusHandle {
             ::metrics::counter!(TICKS_SKIPPED_TOTAL).absolute(0);
             ::metrics::counter!(EVENTS_DELIVERED_TOTAL).absolute(0);
             ::metrics::counter!(EVENTS_DROPPED_TOTAL).absolute(0);
-            // 0 ("never") until the first good cycle, so an alert on `time() - x` fires
+            // 0 ("never") until the first cycle the servers answered, so an alert on `time() - x` fires
             // when the bot starts during an outage instead of finding no series at all.
             ::metrics::gauge!(LAST_SUCCESS_TIMESTAMP_SECONDS).set(0.0);
             handle
@@ -114,7 +114,9 @@ fn describe() {
     describe_gauge!(
         LAST_SUCCESS_TIMESTAMP_SECONDS,
         Unit::Seconds,
-        "When the last poll cycle without a CBS error ended (Unix time; 0 until the first)."
+        "When the last poll cycle in which every backup server answered ended: no \
+         connection, timeout, 5xx or credentials error; a request refused for one user (an \
+         unknown login) still counts as answered (Unix time; 0 until the first)."
     );
     describe_counter!(
         QUARANTINED_TOTAL,
@@ -157,11 +159,19 @@ impl CycleResult {
     }
 }
 
-/// A poll cycle ended after `took`; `now` is when.
-pub fn cycle_finished(result: CycleResult, took: Duration, now: chrono::DateTime<chrono::Utc>) {
+/// A poll cycle ended after `took`; `now` is when. `servers_answered`: the cycle ran and
+/// every backup server answered (a request refused for one user, such as an unknown
+/// login, still counts as an answer), which is what moves
+/// `restorewatch_last_success_timestamp_seconds`.
+pub fn cycle_finished(
+    result: CycleResult,
+    servers_answered: bool,
+    took: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     ::metrics::counter!(CYCLES_TOTAL, "result" => result.as_str()).increment(1);
     ::metrics::histogram!(CYCLE_DURATION_SECONDS).record(took.as_secs_f64());
-    if result == CycleResult::Success {
+    if servers_answered {
         ::metrics::gauge!(LAST_SUCCESS_TIMESTAMP_SECONDS).set(now.timestamp() as f64);
     }
 }

@@ -707,3 +707,99 @@ async fn the_binary_polls_both_servers_and_names_them_on_the_console() {
     );
     assert!(!stdout.contains(eu.sys_pwd()) && !stdout.contains(us.sys_pwd()));
 }
+
+/// Two servers, `a` and `b`; bob's restore on `b` is recorded as running. `b` renamed `b2`
+/// in one go (the same server) would start `b2` with a baseline that records bob's failure
+/// without an alert, so it is refused, a config error naming both names. `b` removed on
+/// its own starts with a warning naming it and its running restore, and `/status` shows
+/// it; a start that then adds `b2` is taken (another server, after the operator saw it).
+#[tokio::test]
+async fn a_server_renamed_while_it_has_a_running_restore_is_refused_naming_both() {
+    let clock = ManualClock::new(at(9, 0));
+    let a = simulator(&clock, &["alice"]).await;
+    let b = simulator(&clock, &["bob"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().display().to_string();
+    let entry = |name: &str, sim: &SimHandle, user: &str| {
+        format!(
+            "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
+             [[watch]]\nlogin = \"{user}\"\nserver = \"{name}\"\n",
+            sim.url(),
+            sim.sys_user(),
+            sim.sys_pwd()
+        )
+    };
+    let config = |second: Option<&str>| {
+        let b_entry = second.map_or_else(String::new, |name| entry(name, &b, "bob"));
+        format!(
+            "{}{b_entry}[state]\npath = \"{state}\"\n",
+            entry("a", &a, "alice")
+        )
+    };
+    let build = |text: String| {
+        let clock = clock.clone();
+        async move {
+            let settings = Settings::from_toml_str(&text, &|_| None).expect("config");
+            App::build(settings, Arc::new(clock)).await
+        }
+    };
+    b.add_job(job("bob", "1", at(8, 50), None, "RESTORE_RUNNING"));
+    let app = build(config(Some("b"))).await.unwrap();
+    let report = app.cycle().await.unwrap();
+    assert_eq!(report.summary.errors, []);
+    assert_eq!(app.store.running_dates("b", "bob").unwrap().len(), 1);
+    drop(app);
+    b.set_jobs(vec![job("bob", "1", at(8, 50), Some(at(9, 6)), FAILED)]);
+    clock.set(at(9, 10));
+
+    let err = build(config(Some("b2"))).await.err().expect("refused");
+    let config_error = err
+        .downcast_ref::<restorewatch::config::ConfigError>()
+        .unwrap_or_else(|| panic!("not a config error (exit 2): {err:#}"));
+    assert_eq!(config_error.key(), Some("cbs.name"));
+    let text = err.to_string();
+    assert!(
+        text.contains("\"b\" (1 restore recorded as running)")
+            && text.contains("and \"b2\" joined"),
+        "{text}"
+    );
+
+    // b removed on its own: a warning and a /status line, then b2 is taken.
+    let logs = support::logs::LogCapture::default();
+    let guard = logs.install();
+    let app = build(config(None)).await.unwrap();
+    drop(guard);
+    let warned = logs.text();
+    assert!(
+        warned.contains("WARN")
+            && warned.contains("backup server \"b\" has records in the state store but is not in the configuration; its 1 restore recorded as running is no longer followed"),
+        "{warned}"
+    );
+    let report = StatusReport::gather(
+        &app.store,
+        &app.settings.poll.schedule,
+        at(9, 10),
+        at(9, 0),
+        0,
+    )
+    .unwrap();
+    let names: Vec<(&str, usize)> = (report.unconfigured.iter())
+        .map(|s| (s.name.as_str(), s.running))
+        .collect();
+    assert_eq!(names, [("b", 1)]);
+    let reply = status(&report, false).unwrap();
+    let field = (reply.embeds[0].fields.iter())
+        .find(|f| f.name == "Backup servers not configured")
+        .expect("a /status field");
+    assert!(
+        field
+            .value
+            .starts_with("b: its 1 restore recorded as running"),
+        "{}",
+        field.value
+    );
+    drop(app);
+    build(config(Some("b2")))
+        .await
+        .expect("b2 after b was removed");
+}

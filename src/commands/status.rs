@@ -42,6 +42,9 @@ pub struct StatusReport {
     /// Each backup server's cycle, outage and discovery, when there are several (then
     /// `last_cycle`, `outage` and `discovery` above are not shown); empty with one.
     pub servers: Vec<ServerStatus>,
+    /// Backup servers the store has records of that the configuration leaves out
+    /// (removed, or renamed), with their jobs recorded as running.
+    pub unconfigured: Vec<crate::store::UnconfiguredServer>,
 }
 
 /// One of several backup servers, for `/status`.
@@ -113,6 +116,14 @@ impl StatusReport {
                     .map(|name| ServerStatus::gather(store, name))
                     .collect::<Result<_, _>>()?,
                 _ => Vec::new(),
+            },
+            // Before the start's check (no configured list yet), nobody is left out.
+            unconfigured: match configured.as_slice() {
+                [] => Vec::new(),
+                names => {
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    store.unconfigured_servers(&names)?
+                }
             },
         })
     }
@@ -291,6 +302,20 @@ pub fn status(report: &StatusReport, public: bool) -> CommandResult {
         fields.push(EmbedField::new(
             "Slash commands",
             escape_markdown(outage),
+            false,
+        ));
+    }
+    if !report.unconfigured.is_empty() {
+        let lines = report.unconfigured.iter().map(|s| {
+            format!(
+                "{}: {}; if it was renamed, put the old name back",
+                quote(&s.name),
+                s.running_text()
+            )
+        });
+        fields.push(EmbedField::new(
+            "Backup servers not configured",
+            lines.collect::<Vec<_>>().join("\n"),
             false,
         ));
     }

@@ -700,6 +700,7 @@ impl Poller {
             baselined,
             pruned,
             discovery_errors,
+            server_errors: outage_errors.len() as u32,
         })
     }
 

@@ -14,11 +14,18 @@ pub struct CycleReport {
     /// wholly or for an owner, or listed nobody. Not among `summary.errors`, which are the
     /// polls' (a listing that fails keeps the last list, and polling goes on).
     pub discovery_errors: u32,
+    /// Failures that tell about the server rather than one user: those an outage counts
+    /// (no connection, a timeout, a 5xx, the system user's credentials refused; see
+    /// [`crate::cbs::CbsError::outage_reason`]), including a failed user listing of a
+    /// server with nobody else to ask. A per-user refusal (an unknown login) is among
+    /// `summary.errors` but not here: the server answered it.
+    pub server_errors: u32,
 }
 
 #[cfg(test)]
 impl CycleReport {
-    /// Test data: a cycle of `requests` requests, `errors` of which failed.
+    /// Test data: a cycle of `requests` requests, `errors` of which failed for a
+    /// server-wide reason (the server could not be reached).
     pub(crate) fn with_errors(requests: u32, errors: usize) -> CycleReport {
         let error = crate::event::PollError {
             login_name: "obm".into(),
@@ -34,6 +41,7 @@ impl CycleReport {
             baselined: 0,
             pruned: 0,
             discovery_errors: 0,
+            server_errors: errors as u32,
         }
     }
 }
@@ -61,11 +69,18 @@ impl CycleReport {
         self.baselined += other.baselined;
         self.pruned += other.pruned;
         self.discovery_errors += other.discovery_errors;
+        self.server_errors = self.server_errors.saturating_add(other.server_errors);
         self
     }
 
     /// Whether every CBS request of the cycle succeeded.
     pub fn ok(&self) -> bool {
         self.summary.errors.is_empty()
+    }
+
+    /// Whether every backup server of the cycle answered: no failure for a server-wide
+    /// reason, though some requests may have been refused for one user (an unknown login).
+    pub fn servers_answered(&self) -> bool {
+        self.server_errors == 0
     }
 }

@@ -52,6 +52,7 @@ pub use meta::{CycleRecord, DayHealth, DownStreak, Outage, UnreadableSeen};
 pub use open::{CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS};
 pub use quarantine::{Quarantined, QUARANTINE_TREE};
 pub use record::JobRecord;
+pub use servers::UnconfiguredServer;
 pub use users::{DynamicWatch, UserState};
 
 use sled::transaction::TransactionError;
