@@ -13,9 +13,9 @@ use restorewatch::clock::{Clock, SharedClock};
 use restorewatch::config::Settings;
 use restorewatch::server::{self, ServerState};
 use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimJob, SimUser, Simulator};
-use restorewatch::sink::ConsoleSink;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
+use support::world::console;
 use tokio_util::sync::CancellationToken;
 
 /// Bound on waits in paused-time tests (virtual time: an hour of minute ticks).
@@ -107,17 +107,6 @@ async fn serve(app: &App, shutdown: &CancellationToken) -> String {
     );
     tokio::spawn(server::serve(listener, state, shutdown.clone()));
     format!("http://{addr}")
-}
-
-fn console() -> ConsoleSink {
-    ConsoleSink::new(
-        restorewatch::render::RenderOptions {
-            mention_role: None,
-            timezone: chrono_tz::UTC,
-            servers_named: false,
-        },
-        Box::new(std::io::sink()),
-    )
 }
 
 #[tokio::test]

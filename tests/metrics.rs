@@ -7,19 +7,10 @@ use restorewatch::app::App;
 use restorewatch::clock::{ManualClock, SharedClock};
 use restorewatch::config::Settings;
 use restorewatch::simulator::{LoginFault, SimConfig, SimUser, Simulator};
-use restorewatch::sink::ConsoleSink;
 use std::sync::Arc;
+use support::world::console;
 
-fn console() -> ConsoleSink {
-    ConsoleSink::new(
-        restorewatch::render::RenderOptions {
-            mention_role: None,
-            timezone: chrono_tz::UTC,
-            servers_named: false,
-        },
-        Box::new(std::io::sink()),
-    )
-}
+mod support;
 
 /// The value of the sample `name` (no labels) in the process's metrics.
 fn sample(name: &str) -> f64 {

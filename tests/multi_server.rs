@@ -504,6 +504,17 @@ async fn discovery_on_one_server_users_appear_disappear_and_a_failed_listing_kee
     assert!(w.us.requests_for("erin", today) > 1, "erin still polled");
 }
 
+/// A `[[cbs]]` table named `name` for `sim`, watching `user` there.
+fn entry(name: &str, sim: &SimHandle, user: &str) -> String {
+    format!(
+        "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
+         [[watch]]\nlogin = \"{user}\"\nserver = \"{name}\"\n",
+        sim.url(),
+        sim.sys_user(),
+        sim.sys_pwd()
+    )
+}
+
 /// A single-server install gains a second server: the first keeps its state and its job
 /// keys (nothing re-baselined, nothing alerted twice), wherever it is listed; a config
 /// naming none of the store's servers is refused.
@@ -514,15 +525,6 @@ async fn a_single_server_store_keeps_its_state_when_a_second_server_is_added() {
     let new = simulator(&clock, &["zoe"]).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().display().to_string();
-    let entry = |name: &str, sim: &SimHandle, user: &str| {
-        format!(
-            "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
-             [[watch]]\nlogin = \"{user}\"\nserver = \"{name}\"\n",
-            sim.url(),
-            sim.sys_user(),
-            sim.sys_pwd()
-        )
-    };
     let single = format!(
         "[cbs]\nurl = \"{}\"\nserver_name = \"old\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
          [[watch]]\nlogin = \"alice\"\n[state]\npath = \"{state}\"\n",
@@ -720,15 +722,6 @@ async fn a_server_renamed_while_it_has_a_running_restore_is_refused_naming_both(
     let b = simulator(&clock, &["bob"]).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().display().to_string();
-    let entry = |name: &str, sim: &SimHandle, user: &str| {
-        format!(
-            "[[cbs]]\nname = \"{name}\"\nurl = \"{}\"\nsys_user = \"{}\"\nsys_pwd = \"{}\"\n\
-             [[watch]]\nlogin = \"{user}\"\nserver = \"{name}\"\n",
-            sim.url(),
-            sim.sys_user(),
-            sim.sys_pwd()
-        )
-    };
     let config = |second: Option<&str>| {
         let b_entry = second.map_or_else(String::new, |name| entry(name, &b, "bob"));
         format!(

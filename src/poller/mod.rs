@@ -639,8 +639,12 @@ impl Poller {
             self.store.set_watched_logins(&watched)?;
         }
 
+        // The last cycle's start, before this one's record replaces it: the outage's
+        // downtime and the clock check below count from it.
+        let previous_start = self.store.last_cycle()?.map(|c| c.started_at);
         let outage_secs = self.track_outage(
             &summary,
+            previous_start,
             succeeded,
             &outage_errors,
             caught_up.into_iter().collect(),
@@ -668,7 +672,6 @@ impl Poller {
             Disposition::Skip => {}
         }
         self.store.set_error_logins(&error_logins)?;
-        let previous_start = self.store.last_cycle()?.map(|c| c.started_at);
         self.store.record_cycle(
             &CycleRecord {
                 started_at,

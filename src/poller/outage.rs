@@ -19,12 +19,12 @@ impl Poller {
     pub(super) fn track_outage(
         &self,
         summary: &CycleSummary,
+        previous_start: Option<DateTime<Utc>>,
         succeeded: u32,
         outage_errors: &[CbsError],
         caught_up: Vec<NaiveDate>,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let previous_start = self.store.last_cycle()?.map(|c| c.started_at);
         // Downtime counted for this cycle: since the later of the outage start and the
         // previous cycle, so consecutive cycles never count the same minutes twice.
         let down_secs = |outage: &Outage| {

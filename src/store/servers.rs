@@ -36,11 +36,6 @@ impl UnconfiguredServer {
     }
 }
 
-/// "1 restore", "2 restores".
-fn restores(n: usize) -> String {
-    format!("{n} {}", if n == 1 { "restore" } else { "restores" })
-}
-
 impl Store {
     /// A handle on the same database whose per-server poll state (user states, chat-added
     /// users, discovered users, the last cycle, the outage, the watched and erroring logins)
@@ -204,7 +199,13 @@ impl Store {
         };
         let left_text: Vec<String> = left
             .iter()
-            .map(|s| format!("{:?} ({} recorded as running)", s.name, restores(s.running)))
+            .map(|s| {
+                format!(
+                    "{:?} ({} recorded as running)",
+                    s.name,
+                    crate::render::plural(s.running as u64, "restore", "restores")
+                )
+            })
             .collect();
         let old = quoted(&mut left.iter().map(|s| s.name.as_str()));
         let new = quoted(&mut appeared.iter().copied());

@@ -276,3 +276,16 @@ impl Recorder {
             .collect()
     }
 }
+
+/// A console sink that writes nowhere (UTC, no role, servers unnamed): for tests that run
+/// cycles and deliver but read only what the store or the metrics say.
+pub fn console() -> restorewatch::sink::ConsoleSink {
+    restorewatch::sink::ConsoleSink::new(
+        restorewatch::render::RenderOptions {
+            mention_role: None,
+            timezone: chrono_tz::UTC,
+            servers_named: false,
+        },
+        Box::new(std::io::sink()),
+    )
+}
