@@ -327,6 +327,20 @@ fn other_bad_values_are_named() {
         &format!("{BASE}[[watch]]\nlogin = \"alice\"\n[[watch]]\nlogin = \" alice \"\n"),
         "watch[1].login",
     );
+    // The login rule of `/watch add` and discovery: bounded, nothing invisible.
+    let message = fails_naming(
+        &format!("{BASE}[[watch]]\nlogin = \"{}\"\n", "a".repeat(129)),
+        "watch[0].login",
+    );
+    assert!(message.contains("at most 128 characters"), "{message}");
+    fails_naming(
+        &format!("{BASE}[[watch]]\nlogin = \"ok\"\n[[watch]]\nlogin = \"al\\u202Eice\"\n"),
+        "watch[1].login",
+    );
+    fails_naming(
+        &format!("{BASE}[[watch]]\nlogin = \"a\\u0000b\"\n"),
+        "watch[0].login",
+    );
     let no_discord = BASE.replace("[discord]\nalert_channel = \"123456789012345678\"\n", "");
     fails_naming(
         &format!("{no_discord}[[route]]\nowner = \"r\"\nchannel = \"1\"\n"),

@@ -271,6 +271,18 @@ impl Checker {
             let login = (self.non_empty(&key, self.required(&key, item.login)?)?)
                 .trim()
                 .to_owned();
+            // The rule `/watch add` and discovery apply: the login is sent in every poll
+            // request and shown in the chat.
+            if crate::cbs::model::checked_login(&login).is_none() {
+                return Err(self.fail(
+                    &key,
+                    format!(
+                        "must be at most {} characters, with no control or invisible \
+                         characters",
+                        crate::cbs::model::LOGIN_MAX_CHARS
+                    ),
+                ));
+            }
             let server_key = format!("watch[{i}].server");
             let target = match item.server {
                 Some(name) => (servers.iter())
