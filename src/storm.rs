@@ -3,8 +3,10 @@
 //! listing them all, followed by the individual alerts of the first few.
 //!
 //! The poller calls [`collapse`] after a cycle's sightings are recorded and before anything
-//! is delivered. The replacement is one store transaction; a crash before it leaves the
-//! individual alerts queued, so nothing is lost, the storm is only louder.
+//! is delivered. The card goes in with the list of the alerts it replaces, in one store
+//! transaction; the alerts then leave in small batches (see [`Store::replace_events`]). A
+//! crash before the card leaves the individual alerts queued, so nothing is lost, the
+//! storm is only louder; a crash after it is finished when the store next opens.
 
 use crate::cbs::model::RestoreJob;
 use crate::event::{EventKind, StormJob};
@@ -14,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Individual alerts that still follow a storm card: the first few, in the card's order.
 pub const STORM_INDIVIDUAL_ALERTS: usize = 3;
+/// Queued events read at a time while a storm's alerts are looked for.
+const SCAN_PAGE: usize = 1024;
 
 /// Replaces this cycle's failure alerts (`alerted`) by storm cards where a channel got more
 /// than `group_after`. `routed_owners`: owners with their own channel (`[[route]]`); the
@@ -37,26 +41,39 @@ pub fn collapse(
     if by_channel.is_empty() {
         return Ok(0);
     }
-    let pending = store.pending_events(usize::MAX)?;
+    // The queued failures of those channels, found a page at a time: the outbox is never
+    // read whole (50,000 queued alerts are about 40 MiB decoded).
+    let mut found: BTreeMap<Option<&str>, Vec<(StormJob, u64)>> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.pending_events_after(after, SCAN_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for event in &page {
+            let EventKind::JobFinished { job, .. } = &event.kind else {
+                continue;
+            };
+            let key = job.key();
+            if let Some((channel, _)) = by_channel.iter().find(|(_, keys)| keys.contains(&key)) {
+                (found.entry(*channel).or_default()).push((StormJob::from_job(job), event.id));
+            }
+        }
+    }
     let mut folded = 0;
-    for (owner, keys) in by_channel {
-        let mut events: Vec<(StormJob, u64, EventKind)> = pending
-            .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::JobFinished { job, .. } if keys.contains(&job.key()) => {
-                    Some((StormJob::from_job(job), e.id, e.kind.clone()))
-                }
-                _ => None,
-            })
-            .collect();
-        events.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        let remove: Vec<u64> = events.iter().map(|(_, id, _)| *id).collect();
+    for (owner, mut events) in found {
+        events.sort();
+        let remove: Vec<u64> = events.iter().map(|(_, id)| *id).collect();
         let few = STORM_INDIVIDUAL_ALERTS.min(group_after as usize);
         let mut add = vec![EventKind::FailureStorm {
             owner: owner.map(str::to_owned),
-            jobs: events.iter().map(|(line, _, _)| line.clone()).collect(),
+            jobs: events.into_iter().map(|(line, _)| line).collect(),
         }];
-        add.extend(events.into_iter().take(few).map(|(_, _, kind)| kind));
+        add.extend(
+            store
+                .events_by_id(&remove[..few.min(remove.len())])?
+                .into_iter()
+                .map(|e| e.kind),
+        );
         tracing::info!(
             failures = remove.len(),
             owner = owner.unwrap_or(""),

@@ -68,7 +68,7 @@ impl Store {
                 other => break other?,
             }
         };
-        Ok(Store {
+        let store = Store {
             jobs: db.open_tree("jobs")?,
             by_day: db.open_tree("by_day")?,
             running: db.open_tree("running")?,
@@ -83,7 +83,15 @@ impl Store {
             db,
             scope: None,
             compact: compressed,
-        })
+        };
+        let folds = store.finish_folds()?;
+        if folds > 0 {
+            tracing::info!(
+                folds,
+                "finished replacing a storm's alerts by its card after a stop"
+            );
+        }
+        Ok(store)
     }
 
     /// [`Store::open_waiting`] for async code: the open runs on tokio's blocking pool, so its wait
