@@ -929,6 +929,35 @@ async fn a_hanging_report_holds_the_alert_at_most_one_timeout() {
     assert!(took < std::time::Duration::from_secs(11), "{took:?}");
 }
 
+/// A storm card lists its failures without their details: only the alerts that still
+/// go out one by one after it are worth a `GetRestoreJobReport.do`.
+#[tokio::test]
+async fn a_storm_asks_only_for_the_reports_of_the_alerts_that_follow_its_card() {
+    const FAILURES: usize = 12;
+    let mut h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
+    h.alerts.group_after = 5;
+    let p = h.poller();
+    p.cycle().await.unwrap();
+    h.sim.set_jobs(
+        (0..FAILURES)
+            .map(|i| {
+                let start = at(2024, 6, 26, 9, 1) + Duration::minutes(i as i64);
+                let end = Some(start + Duration::seconds(30));
+                job("obm", &format!("{i}"), start, end, "RESTORE_STOP_BY_ERROR")
+            })
+            .collect(),
+    );
+    h.clock.set(at(2024, 6, 26, 9, 30));
+    assert_eq!(p.cycle().await.unwrap().summary.alerts as usize, FAILURES);
+    let individual = restorewatch::storm::STORM_INDIVIDUAL_ALERTS;
+    assert_eq!(h.sim.report_requests() as usize, individual);
+    let sink = Recorder::default();
+    drain(p.store(), &sink).await.unwrap();
+    let alerts = sink.alerts();
+    assert_eq!(alerts.len(), individual, "the card and the first few");
+    assert!(alerts.iter().all(|a| report_of(a).is_some()), "{alerts:?}");
+}
+
 #[tokio::test]
 async fn fetch_reports_false_asks_for_no_report() {
     let mut h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;

@@ -551,17 +551,20 @@ impl Poller {
             }
         }
 
-        if self.config.fetch_reports && !alerted.is_empty() {
-            self.attach_reports(&alerted).await?;
-        }
-        let now = self.clock.now();
-        crate::storm::collapse(
+        // Storms first: a job whose alert lives only in a card shows no details, so its
+        // report is not asked for (a storm of 2,000 failures asks for a handful, not 2,000).
+        let card_only = crate::storm::collapse(
             &self.store,
             &alerted,
             self.config.alerts.group_after,
             &self.config.routed_owners,
-            now,
+            self.clock.now(),
         )?;
+        alerted.retain(|job| !card_only.contains(&job.key()));
+        if self.config.fetch_reports && !alerted.is_empty() {
+            self.attach_reports(&alerted).await?;
+        }
+        let now = self.clock.now();
         let mut baselines: BTreeMap<String, Vec<BaselineUser>> = BTreeMap::new();
         for user in &users {
             let Some((mut state, counts, all_ok, fresh, loaded)) = user_states.remove(&user.login)

@@ -28,6 +28,9 @@ pub(super) fn queue_in(
 /// Where a fold (the queued events a storm card replaces, 8 bytes of id each) waits in
 /// `meta` until they are removed, under the card's id.
 const FOLD_PREFIX: &[u8] = b"fold\0";
+/// Events read at a time by a scan of the whole outbox (a storm's, the reports'), so a
+/// backlog is never decoded whole: 50,000 queued alerts are about 40 MiB decoded.
+pub const OUTBOX_PAGE: usize = 1024;
 /// Events removed from the outbox in one batch while a fold completes.
 const FOLD_BATCH: usize = 512;
 
