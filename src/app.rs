@@ -23,6 +23,7 @@ use crate::render::RenderOptions;
 use crate::schedule::CronSchedule;
 use crate::sink::{drain, drain_except, ConsoleSink, Delivered, DrainReport, Sink, SinkError};
 use crate::store::Store;
+use crate::storm;
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
@@ -155,9 +156,7 @@ impl App {
                     retention_days: settings.state.retention_days,
                     summary: settings.summary.clone(),
                     alerts: settings.alerts,
-                    routed_owners: (settings.discord.iter())
-                        .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
-                        .collect(),
+                    routed_owners: routed_owners(&settings),
                     down_after: server.cbs.down_after,
                     fetch_reports: server.cbs.fetch_reports,
                 },
@@ -222,6 +221,15 @@ impl App {
         schedule: Option<&CronSchedule>,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
         let started = std::time::Instant::now();
+        // Failure alerts queued but never folded into a card (a stop in the middle of a
+        // storm, a backlog Discord refused) are folded now, before any cycle queues more.
+        // A failure here leaves them as they are: louder, nothing lost.
+        let group_after = self.settings.alerts.group_after;
+        let routed = routed_owners(&self.settings);
+        if let Err(e) = storm::collapse_backlog(&self.store, group_after, &routed, self.clock.now())
+        {
+            tracing::warn!(error = %e, "cannot fold the queued failure alerts into a card");
+        }
         let mut polling: BTreeSet<String> = self
             .pollers
             .iter()
@@ -745,6 +753,13 @@ pub async fn serve(app: App, shutdown: CancellationToken) -> anyhow::Result<()> 
         }
     }
     polled
+}
+
+/// The owners with a channel of their own (`[[route]]`): their failures are grouped apart.
+fn routed_owners(settings: &Settings) -> BTreeSet<String> {
+    (settings.discord.iter())
+        .flat_map(|d| d.routes.iter().map(|r| r.owner.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub fn collapse(
     }
     // The queued failures of those channels, found a page at a time: the outbox is never
     // read whole (50,000 queued alerts are about 40 MiB decoded).
-    let mut found: BTreeMap<Option<&str>, Vec<(StormJob, u64, JobKey)>> = BTreeMap::new();
+    let mut found: BTreeMap<Option<&str>, Queued> = BTreeMap::new();
     let mut after = None;
     loop {
         let page = store.pending_events_after(after, OUTBOX_PAGE)?;
@@ -59,27 +59,155 @@ pub fn collapse(
         }
     }
     let mut card_only = BTreeSet::new();
-    for (owner, mut events) in found {
-        events.sort();
-        let remove: Vec<u64> = events.iter().map(|(_, id, _)| *id).collect();
-        let few = STORM_INDIVIDUAL_ALERTS.min(group_after as usize);
-        card_only.extend(events.iter().skip(few).map(|(_, _, key)| key.clone()));
-        let mut add = vec![EventKind::FailureStorm {
-            owner: owner.map(str::to_owned),
-            jobs: events.into_iter().map(|(line, _, _)| line).collect(),
-        }];
-        add.extend(
-            store
-                .events_by_id(&remove[..few.min(remove.len())])?
-                .into_iter()
-                .map(|e| e.kind),
-        );
-        tracing::info!(
-            failures = remove.len(),
-            owner = owner.unwrap_or(""),
-            "failure storm: one card instead of an alert each"
-        );
-        store.replace_events(&remove, &add, now)?;
+    for (owner, events) in found {
+        card_only.extend(fold(store, owner, events, group_after, now)?);
     }
     Ok(card_only)
+}
+
+/// Folds the failure alerts waiting in the outbox into cards where more than
+/// `group_after` of one channel wait at once, whichever cycles queued them. That is what a
+/// stop between a storm's sightings and its card leaves (the sightings are recorded, so no
+/// later cycle sees them as new and folds them), or a backlog Discord refused for hours.
+/// An alert whose job a queued card already lists (one of the few that follow a card) is
+/// left as it is. Called before a round's cycles start, when no cycle is queueing alerts.
+/// Returns the alerts folded.
+pub fn collapse_backlog(
+    store: &Store,
+    group_after: u32,
+    routed_owners: &BTreeSet<String>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut carded: BTreeSet<StormJob> = BTreeSet::new();
+    let mut found: BTreeMap<Option<String>, Queued> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.pending_events_after(after, OUTBOX_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for event in page {
+            match event.kind {
+                EventKind::FailureStorm { jobs, .. } => carded.extend(jobs),
+                EventKind::JobFinished { job, .. } => {
+                    let channel = routed_owners
+                        .contains(&job.owner)
+                        .then(|| job.owner.clone());
+                    let line = StormJob::from_job(&job);
+                    (found.entry(channel).or_default()).push((line, event.id, job.key()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut folded = 0;
+    for (owner, mut events) in found {
+        events.retain(|(line, _, _)| !carded.contains(line));
+        if events.len() <= group_after as usize {
+            continue;
+        }
+        tracing::info!(
+            failures = events.len(),
+            owner = owner.as_deref().unwrap_or(""),
+            "failure alerts left queued by a stop or a delivery outage are folded into a card"
+        );
+        folded += events.len();
+        fold(store, owner.as_deref(), events, group_after, now)?;
+    }
+    Ok(folded)
+}
+
+/// A channel's queued failure alerts: the line each shows on a card, its event's id, its job.
+type Queued = Vec<(StormJob, u64, JobKey)>;
+
+/// Replaces `events` (one channel's, `owner`'s when routed) by one card listing them all
+/// and the alerts of the first few, in the card's order. Returns the jobs now only on the
+/// card.
+fn fold(
+    store: &Store,
+    owner: Option<&str>,
+    mut events: Queued,
+    group_after: u32,
+    now: DateTime<Utc>,
+) -> Result<Vec<JobKey>, StoreError> {
+    events.sort();
+    let remove: Vec<u64> = events.iter().map(|(_, id, _)| *id).collect();
+    let few = STORM_INDIVIDUAL_ALERTS.min(group_after as usize);
+    let card_only = events
+        .iter()
+        .skip(few)
+        .map(|(_, _, key)| key.clone())
+        .collect();
+    let mut add = vec![EventKind::FailureStorm {
+        owner: owner.map(str::to_owned),
+        jobs: events.into_iter().map(|(line, _, _)| line).collect(),
+    }];
+    add.extend(
+        store
+            .events_by_id(&remove[..few.min(remove.len())])?
+            .into_iter()
+            .map(|e| e.kind),
+    );
+    tracing::info!(
+        failures = remove.len(),
+        owner = owner.unwrap_or(""),
+        "failure storm: one card instead of an alert each"
+    );
+    store.replace_events(&remove, &add, now)?;
+    Ok(card_only)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn failure(set: &str) -> EventKind {
+        EventKind::JobFinished {
+            job: crate::test_data::job(
+                "obm",
+                set,
+                chrono_tz::UTC,
+                "2024-06-26 09:00:00",
+                Some("2024-06-26 09:10:00"),
+                "RESTORE_STOP_BY_ERROR",
+            ),
+            repeat: None,
+            report: None,
+            listed_on: None,
+            was_vanished: false,
+        }
+    }
+
+    fn queued(store: &Store) -> Vec<Event> {
+        store.pending_events(usize::MAX).unwrap()
+    }
+
+    #[test]
+    fn a_backlog_over_the_threshold_becomes_a_card_and_the_alerts_after_a_card_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let none = BTreeSet::new();
+        for set in ["1", "2", "3"] {
+            store.push_event(failure(set), now).unwrap();
+        }
+        assert_eq!(
+            collapse_backlog(&store, 3, &none, now).unwrap(),
+            0,
+            "not over"
+        );
+        store.push_event(failure("4"), now).unwrap();
+        assert_eq!(collapse_backlog(&store, 3, &none, now).unwrap(), 4);
+        let events = queued(&store);
+        assert!(
+            matches!(&events[0].kind, EventKind::FailureStorm { jobs, .. } if jobs.len() == 4),
+            "{events:?}"
+        );
+        assert_eq!(events.len(), 1 + STORM_INDIVIDUAL_ALERTS);
+        // The alerts that follow the card are on it: with one more failure they are not
+        // counted again, so the backlog (one alert) is under the threshold.
+        store.push_event(failure("5"), now).unwrap();
+        assert_eq!(collapse_backlog(&store, 3, &none, now).unwrap(), 0);
+        assert_eq!(queued(&store).len(), 2 + STORM_INDIVIDUAL_ALERTS);
+    }
 }

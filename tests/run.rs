@@ -264,6 +264,55 @@ async fn a_cycle_is_on_disk_before_its_delivery_starts() {
     assert_eq!(alerts, 1, "and its alert is queued");
 }
 
+/// Failure alerts left queued one by one, as a stop between a storm's sightings and its
+/// card leaves them (the sightings are recorded, so no later cycle sees them as new and
+/// folds them), or as a Discord that refused them for a while: the next round folds them
+/// into one card before anything is delivered, rather than posting each.
+#[tokio::test]
+async fn failure_alerts_left_queued_go_out_as_one_card() {
+    const FAILURES: usize = 12;
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
+    let sim = simulator_on(Arc::new(clock.clone())).await;
+    for i in 0..FAILURES {
+        let mut job = failure_at(clock.now(), -3600 + 60 * i as i64);
+        job.backup_set_id = format!("{i}");
+        sim.add_job(job);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_without_discord(&sim, dir.path());
+    // Queued one by one and not delivered: grouping off in this cycle, the sink refusing.
+    let mut ungrouped = settings.clone();
+    ungrouped.alerts.group_after = 100;
+    let app = App::build(ungrouped, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let refusing = Recorder {
+        fail_after: Some(0),
+        ..Recorder::default()
+    };
+    let (report, _) = app.cycle_and_deliver(&refusing).await.unwrap();
+    assert_eq!(report.summary.alerts as usize, FAILURES);
+    drop(app);
+
+    let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
+    let sink = Recorder::default();
+    clock.set(clock.now() + Duration::minutes(5));
+    app.cycle_and_deliver(&sink).await.unwrap();
+    let got = sink.events.lock().unwrap().clone();
+    let cards: Vec<usize> = (got.iter())
+        .filter_map(|e| match &e.kind {
+            EventKind::FailureStorm { jobs, .. } => Some(jobs.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cards, vec![FAILURES], "one card listing every failure");
+    assert_eq!(
+        sink.alerts().len(),
+        restorewatch::storm::STORM_INDIVIDUAL_ALERTS,
+        "and the alerts of the first few only"
+    );
+}
+
 /// Shutdown does not wait for a slow cycle: with the CBS taking an hour to answer, `run`
 /// gives the cycle its grace ([`IN_FLIGHT_GRACE`]) and returns then. (Paused tokio time:
 /// the hour is virtual, and waiting for it would show as an hour passed.)
