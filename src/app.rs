@@ -221,15 +221,8 @@ impl App {
         schedule: Option<&CronSchedule>,
     ) -> anyhow::Result<(CycleReport, DrainReport)> {
         let started = std::time::Instant::now();
-        // Failure alerts queued but never folded into a card (a stop in the middle of a
-        // storm, a backlog Discord refused) are folded now, before any cycle queues more.
-        // A failure here leaves them as they are: louder, nothing lost.
-        let group_after = self.settings.alerts.group_after;
-        let routed = routed_owners(&self.settings);
-        if let Err(e) = storm::collapse_backlog(&self.store, group_after, &routed, self.clock.now())
-        {
-            tracing::warn!(error = %e, "cannot fold the queued failure alerts into a card");
-        }
+        // Before any cycle queues more alerts.
+        self.fold_backlog();
         let mut polling: BTreeSet<String> = self
             .pollers
             .iter()
@@ -373,11 +366,26 @@ impl App {
         .context("reading the digest schedule's state")
     }
 
+    /// Folds the failure alerts waiting in the outbox into cards where more than
+    /// `alerts.group_after` of one channel wait (a stop in the middle of a storm, a
+    /// backlog Discord refused): called before each delivery made while no cycle runs, so
+    /// such a backlog is never posted alert by alert. A failure leaves them as they are:
+    /// louder, nothing lost.
+    pub fn fold_backlog(&self) {
+        let group_after = self.settings.alerts.group_after;
+        let routed = routed_owners(&self.settings);
+        if let Err(e) = storm::collapse_backlog(&self.store, group_after, &routed, self.clock.now())
+        {
+            tracing::warn!(error = %e, "cannot fold the queued failure alerts into a card");
+        }
+    }
+
     /// Queues due digests and delivers them; errors are logged, never fatal.
     async fn digests_due<S: Sink>(&self, sink: &S) {
         match self.catch_up_digests() {
             Ok(days) if days.is_empty() => {}
             Ok(_) => {
+                self.fold_backlog();
                 if let Err(e) = drain(&self.store, sink).await {
                     tracing::error!(error = %e, "delivery of the digest failed");
                 }
@@ -396,6 +404,7 @@ impl App {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         // Deliver whatever an earlier run left queued before waiting for the first tick.
+        self.fold_backlog();
         match finish_within_grace(drain(&self.store, sink), &shutdown, "delivery").await {
             Some(Err(e)) => tracing::error!(error = %e, "delivery of queued events failed"),
             Some(Ok(_)) => {}
@@ -498,6 +507,7 @@ impl App {
             if next_rollup.is_some_and(|t| t <= next) {
                 match crate::summary::queue_rollup(&self.store, self.clock.now()) {
                     Ok(true) => {
+                        self.fold_backlog();
                         let drained = tokio::select! {
                             drained = drain(&self.store, sink) => drained,
                             _ = shutdown.cancelled() => break,

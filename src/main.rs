@@ -336,6 +336,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let sink = ConfiguredSink::from_settings(&app.settings, &app.store)?;
             app.queue_digest(date)?;
+            app.fold_backlog();
             let drained = drain(&app.store, &sink).await?;
             app.store.flush()?;
             Ok(match drained.error {

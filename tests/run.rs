@@ -264,23 +264,22 @@ async fn a_cycle_is_on_disk_before_its_delivery_starts() {
     assert_eq!(alerts, 1, "and its alert is queued");
 }
 
+const LEFT_QUEUED: usize = 12;
+
 /// Failure alerts left queued one by one, as a stop between a storm's sightings and its
 /// card leaves them (the sightings are recorded, so no later cycle sees them as new and
-/// folds them), or as a Discord that refused them for a while: the next round folds them
-/// into one card before anything is delivered, rather than posting each.
-#[tokio::test]
-async fn failure_alerts_left_queued_go_out_as_one_card() {
-    const FAILURES: usize = 12;
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
+/// folds them), or a Discord that refused them for a while: a cycle with grouping off
+/// and a sink refusing everything. Returns the store's directory and the settings (with
+/// grouping on) to start again with.
+async fn left_queued(clock: &ManualClock) -> (SimHandle, tempfile::TempDir, Settings) {
     let sim = simulator_on(Arc::new(clock.clone())).await;
-    for i in 0..FAILURES {
+    for i in 0..LEFT_QUEUED {
         let mut job = failure_at(clock.now(), -3600 + 60 * i as i64);
         job.backup_set_id = format!("{i}");
         sim.add_job(job);
     }
     let dir = tempfile::tempdir().unwrap();
     let settings = settings_without_discord(&sim, dir.path());
-    // Queued one by one and not delivered: grouping off in this cycle, the sink refusing.
     let mut ungrouped = settings.clone();
     ungrouped.alerts.group_after = 100;
     let app = App::build(ungrouped, Arc::new(clock.clone()))
@@ -291,13 +290,13 @@ async fn failure_alerts_left_queued_go_out_as_one_card() {
         ..Recorder::default()
     };
     let (report, _) = app.cycle_and_deliver(&refusing).await.unwrap();
-    assert_eq!(report.summary.alerts as usize, FAILURES);
-    drop(app);
+    assert_eq!(report.summary.alerts as usize, LEFT_QUEUED);
+    (sim, dir, settings)
+}
 
-    let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
-    let sink = Recorder::default();
-    clock.set(clock.now() + Duration::minutes(5));
-    app.cycle_and_deliver(&sink).await.unwrap();
+/// What `sink` got holds one card listing every failure left queued and the alerts of
+/// the first few only.
+fn one_card_and_a_few(sink: &Recorder) {
     let got = sink.events.lock().unwrap().clone();
     let cards: Vec<usize> = (got.iter())
         .filter_map(|e| match &e.kind {
@@ -305,12 +304,45 @@ async fn failure_alerts_left_queued_go_out_as_one_card() {
             _ => None,
         })
         .collect();
-    assert_eq!(cards, vec![FAILURES], "one card listing every failure");
+    assert_eq!(cards, vec![LEFT_QUEUED], "one card listing every failure");
     assert_eq!(
         sink.alerts().len(),
         restorewatch::storm::STORM_INDIVIDUAL_ALERTS,
         "and the alerts of the first few only"
     );
+}
+
+/// A poll round folds the failure alerts left queued into one card before anything is
+/// delivered, rather than posting each.
+#[tokio::test]
+async fn failure_alerts_left_queued_go_out_as_one_card_after_a_round() {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
+    let (_sim, _dir, settings) = left_queued(&clock).await;
+    let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
+    let sink = Recorder::default();
+    clock.set(clock.now() + Duration::minutes(5));
+    app.cycle_and_deliver(&sink).await.unwrap();
+    one_card_and_a_few(&sink);
+}
+
+/// `run` delivers what an earlier run left queued before its first tick: folded too.
+#[tokio::test]
+async fn failure_alerts_left_queued_go_out_as_one_card_when_run_starts() {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
+    let (_sim, _dir, settings) = left_queued(&clock).await;
+    let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
+    let shutdown = CancellationToken::new();
+    // Stops the loop once the first delivery has begun: before any round.
+    let sink = Recorder {
+        on_call: Some(Box::new({
+            let shutdown = shutdown.clone();
+            move |_| shutdown.cancel()
+        })),
+        ..Recorder::default()
+    };
+    app.run_loop(&sink, shutdown).await.unwrap();
+    assert_eq!(sink.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    one_card_and_a_few(&sink);
 }
 
 /// Shutdown does not wait for a slow cycle: with the CBS taking an hour to answer, `run`
