@@ -10,7 +10,7 @@
 
 use crate::cbs::model::{JobKey, RestoreJob};
 use crate::event::{EventKind, StormJob};
-use crate::store::{Store, StoreError, OUTBOX_PAGE};
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,21 +43,15 @@ pub fn collapse(
     // The queued failures of those channels, found a page at a time: the outbox is never
     // read whole (50,000 queued alerts are about 40 MiB decoded).
     let mut found: BTreeMap<Option<&str>, Queued> = BTreeMap::new();
-    let mut after = None;
-    loop {
-        let page = store.pending_events_after(after, OUTBOX_PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        for event in &page {
-            let EventKind::JobFinished { job, .. } = &event.kind else {
-                continue;
-            };
+    store.each_pending(|event| {
+        if let EventKind::JobFinished { job, .. } = &event.kind {
             let key = job.key();
             if let Some((channel, _)) = by_channel.iter().find(|(_, keys)| keys.contains(&key)) {
                 (found.entry(*channel).or_default()).push((StormJob::from_job(job), event.id, key));
             }
         }
-    }
+        Ok(true)
+    })?;
     let mut card_only = BTreeSet::new();
     for (owner, events) in found {
         card_only.extend(fold(store, owner, events, group_after, now)?);
@@ -80,25 +74,20 @@ pub fn collapse_backlog(
 ) -> Result<usize, StoreError> {
     let mut carded: BTreeSet<StormJob> = BTreeSet::new();
     let mut found: BTreeMap<Option<String>, Queued> = BTreeMap::new();
-    let mut after = None;
-    loop {
-        let page = store.pending_events_after(after, OUTBOX_PAGE)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        for event in page {
-            match event.kind {
-                EventKind::FailureStorm { jobs, .. } => carded.extend(jobs),
-                EventKind::JobFinished { job, .. } => {
-                    let channel = routed_owners
-                        .contains(&job.owner)
-                        .then(|| job.owner.clone());
-                    let line = StormJob::from_job(&job);
-                    (found.entry(channel).or_default()).push((line, event.id, job.key()));
-                }
-                _ => {}
+    store.each_pending(|event| {
+        match event.kind {
+            EventKind::FailureStorm { jobs, .. } => carded.extend(jobs),
+            EventKind::JobFinished { job, .. } => {
+                let channel = routed_owners
+                    .contains(&job.owner)
+                    .then(|| job.owner.clone());
+                let line = StormJob::from_job(&job);
+                (found.entry(channel).or_default()).push((line, event.id, job.key()));
             }
+            _ => {}
         }
-    }
+        Ok(true)
+    })?;
     let mut folded = 0;
     for (owner, mut events) in found {
         events.retain(|(line, _, _)| !carded.contains(line));

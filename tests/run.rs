@@ -269,9 +269,10 @@ const LEFT_QUEUED: usize = 12;
 /// Failure alerts left queued one by one, as a stop between a storm's sightings and its
 /// card leaves them (the sightings are recorded, so no later cycle sees them as new and
 /// folds them), or a Discord that refused them for a while: a cycle with grouping off
-/// and a sink refusing everything. Returns the store's directory and the settings (with
-/// grouping on) to start again with.
-async fn left_queued(clock: &ManualClock) -> (SimHandle, tempfile::TempDir, Settings) {
+/// and a sink refusing everything. Returns the app started again (grouping on) on that
+/// store, at 09:30, with the simulator and the store's directory it needs.
+async fn left_queued() -> (App, ManualClock, SimHandle, tempfile::TempDir) {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
     let sim = simulator_on(Arc::new(clock.clone())).await;
     for i in 0..LEFT_QUEUED {
         let mut job = failure_at(clock.now(), -3600 + 60 * i as i64);
@@ -291,7 +292,9 @@ async fn left_queued(clock: &ManualClock) -> (SimHandle, tempfile::TempDir, Sett
     };
     let (report, _) = app.cycle_and_deliver(&refusing).await.unwrap();
     assert_eq!(report.summary.alerts as usize, LEFT_QUEUED);
-    (sim, dir, settings)
+    drop(app);
+    let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
+    (app, clock, sim, dir)
 }
 
 /// What `sink` got holds one card listing every failure left queued and the alerts of
@@ -316,9 +319,7 @@ fn one_card_and_a_few(sink: &Recorder) {
 /// delivered, rather than posting each.
 #[tokio::test]
 async fn failure_alerts_left_queued_go_out_as_one_card_after_a_round() {
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
-    let (_sim, _dir, settings) = left_queued(&clock).await;
-    let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
+    let (app, clock, _sim, _dir) = left_queued().await;
     let sink = Recorder::default();
     clock.set(clock.now() + Duration::minutes(5));
     app.cycle_and_deliver(&sink).await.unwrap();
@@ -328,9 +329,7 @@ async fn failure_alerts_left_queued_go_out_as_one_card_after_a_round() {
 /// `run` delivers what an earlier run left queued before its first tick: folded too.
 #[tokio::test]
 async fn failure_alerts_left_queued_go_out_as_one_card_when_run_starts() {
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 6, 26, 9, 30, 0).unwrap());
-    let (_sim, _dir, settings) = left_queued(&clock).await;
-    let app = App::build(settings, Arc::new(clock.clone())).await.unwrap();
+    let (app, _clock, _sim, _dir) = left_queued().await;
     let shutdown = CancellationToken::new();
     // Stops the loop once the first delivery has begun: before any round.
     let sink = Recorder {

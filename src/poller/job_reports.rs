@@ -5,7 +5,7 @@
 use super::Poller;
 use crate::cbs::model::RestoreJob;
 use crate::event::EventKind;
-use crate::store::{StoreError, OUTBOX_PAGE};
+use crate::store::StoreError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -82,24 +82,17 @@ impl Poller {
         }
         // The outbox a page at a time: a backlog (Discord down for hours) is never read
         // whole.
-        let mut after = None;
-        while !reports.is_empty() {
-            let page = self.store.pending_events_after(after, OUTBOX_PAGE)?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            for mut event in page {
-                let EventKind::JobFinished { job, report, .. } = &mut event.kind else {
-                    continue;
-                };
-                if report.is_some() {
-                    continue;
-                }
-                if let Some(found) = reports.remove(&job.key()) {
-                    *report = Some(found);
-                    self.store.update_event(&event)?;
+        self.store.each_pending(|mut event| {
+            if let EventKind::JobFinished { job, report, .. } = &mut event.kind {
+                if report.is_none() {
+                    if let Some(found) = reports.remove(&job.key()) {
+                        *report = Some(found);
+                        self.store.update_event(&event)?;
+                    }
                 }
             }
-        }
+            Ok(!reports.is_empty())
+        })?;
         Ok(())
     }
 }

@@ -50,7 +50,6 @@ pub use jobs::Missing;
 pub use mark::{Rollback, MARK_FILE};
 pub use meta::{CycleRecord, DayHealth, DownStreak, Outage, UnreadableSeen};
 pub use open::{CACHE_CAPACITY_BYTES, OPEN_LOCK_WAIT_MS};
-pub use outbox::OUTBOX_PAGE;
 pub use quarantine::{Quarantined, QUARANTINE_TREE};
 pub use record::JobRecord;
 pub use servers::UnconfiguredServer;

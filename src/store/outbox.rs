@@ -28,9 +28,9 @@ pub(super) fn queue_in(
 /// Where a fold (the queued events a storm card replaces, 8 bytes of id each) waits in
 /// `meta` until they are removed, under the card's id.
 const FOLD_PREFIX: &[u8] = b"fold\0";
-/// Events read at a time by a scan of the whole outbox (a storm's, the reports'), so a
-/// backlog is never decoded whole: 50,000 queued alerts are about 40 MiB decoded.
-pub const OUTBOX_PAGE: usize = 1024;
+/// Events read at a time by [`Store::each_pending`], so a backlog is never decoded
+/// whole: 50,000 queued alerts are about 40 MiB decoded.
+const OUTBOX_PAGE: usize = 1024;
 /// Events removed from the outbox in one batch while a fold completes.
 const FOLD_BATCH: usize = 512;
 
@@ -63,9 +63,9 @@ impl Store {
 
     /// Replaces queued events by others (a storm's alerts by its card): both or neither,
     /// as delivery sees them. One transaction queues `add` and records `remove` as a
-    /// fold in `meta`; the removals then go in batches of [`FOLD_BATCH`], and the fold is
-    /// cleared. A crash in between leaves the fold, which [`Store::finish_folds`] completes
-    /// when the store opens, before anything is delivered. (One transaction for it all
+    /// fold in `meta`; the removals then go in batches of 512 (`FOLD_BATCH`), and the
+    /// fold is cleared. A crash in between leaves the fold, which `Store::finish_folds`
+    /// completes when the store opens, before anything is delivered. (One transaction for it all
     /// held over 300 MiB for a storm of 50,000 alerts: sled keeps every page version a
     /// transaction replaces until it ends.) Returns the events added, in order.
     pub fn replace_events(
@@ -135,6 +135,24 @@ impl Store {
     /// quarantined and the rest are still offered.
     pub fn pending_events(&self, limit: usize) -> Result<Vec<Event>> {
         self.pending_events_after(None, limit)
+    }
+
+    /// Calls `f` with every queued event, oldest first, reading 1,024 of them at a time
+    /// (`OUTBOX_PAGE`). `f` returning `false` ends the scan.
+    pub fn each_pending(&self, mut f: impl FnMut(Event) -> Result<bool>) -> Result<()> {
+        let mut after = None;
+        loop {
+            let page = self.pending_events_after(after, OUTBOX_PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.id);
+            for event in page {
+                if !f(event)? {
+                    return Ok(());
+                }
+            }
+        }
     }
 
     /// Like [`Store::pending_events`], starting after the event `after`.
