@@ -83,16 +83,18 @@ impl Poller {
         // The outbox a page at a time: a backlog (Discord down for hours) is never read
         // whole.
         self.store.each_pending(|mut event| {
-            if let EventKind::JobFinished { job, report, .. } = &mut event.kind {
-                if report.is_none() {
-                    if let Some(found) = reports.remove(&job.key()) {
-                        *report = Some(found);
-                        self.store.update_event(&event)?;
-                    }
+            if let EventKind::JobFinished {
+                job,
+                report: report @ None,
+                ..
+            } = &mut event.kind
+            {
+                if let Some(found) = reports.remove(&job.key()) {
+                    *report = Some(found);
+                    self.store.update_event(&event)?;
                 }
             }
             Ok(!reports.is_empty())
-        })?;
-        Ok(())
+        })
     }
 }
