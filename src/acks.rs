@@ -34,7 +34,6 @@ pub struct Ack {
 /// The acknowledgement store.
 #[derive(Clone)]
 pub struct Acks {
-    tree: sled::Tree,
     /// For quarantining a record that does not decode.
     store: Store,
 }
@@ -74,16 +73,20 @@ impl Acks {
     /// Opens the acknowledgements of `store` (their own tree in the same database).
     pub fn open(store: &Store) -> Result<Acks, StoreError> {
         Ok(Acks {
-            tree: store.tree(TREE)?,
             store: store.clone(),
         })
+    }
+
+    /// Its tree, taken for each use (see [`Store::tree`]).
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        self.store.tree(TREE)
     }
 
     fn decode(&self, k: &[u8], v: &[u8]) -> Result<Option<Ack>, StoreError> {
         match serde_json::from_slice(v) {
             Ok(ack) => Ok(Some(ack)),
             Err(e) => {
-                self.store.quarantine(&self.tree, k, v, &e.to_string())?;
+                self.store.quarantine(&self.tree()?, k, v, &e.to_string())?;
                 Ok(None)
             }
         }
@@ -95,13 +98,11 @@ impl Acks {
         let k = key(record.date, &record.job.key());
         // Our own plain data always serializes.
         let value = serde_json::to_vec(ack).expect("an acknowledgement serializes to JSON");
+        let tree = self.tree()?;
         loop {
-            match self
-                .tree
-                .compare_and_swap(&k, None::<&[u8]>, Some(value.clone()))?
-            {
+            match tree.compare_and_swap(&k, None::<&[u8]>, Some(value.clone()))? {
                 Ok(()) => {
-                    self.tree.flush()?;
+                    tree.flush()?;
                     return Ok(None);
                 }
                 Err(existing) => {
@@ -121,7 +122,7 @@ impl Acks {
     /// The acknowledgement of `record`'s job, if any.
     pub fn get(&self, record: &JobRecord) -> Result<Option<Ack>, StoreError> {
         let k = key(record.date, &record.job.key());
-        match self.tree.get(&k)? {
+        match self.tree()?.get(&k)? {
             Some(v) => self.decode(&k, &v),
             None => Ok(None),
         }
@@ -131,11 +132,11 @@ impl Acks {
     pub fn on(&self, date: NaiveDate) -> Result<BTreeMap<JobKey, Ack>, StoreError> {
         let prefix = date_prefix(date);
         let mut out = BTreeMap::new();
-        for kv in self.tree.scan_prefix(&prefix) {
+        for kv in self.tree()?.scan_prefix(&prefix) {
             let (k, v) = kv?;
             let Some(job) = job_key_of(&k[prefix.len()..]) else {
                 self.store
-                    .quarantine(&self.tree, &k, &v, "not a `date \\0 job` key")?;
+                    .quarantine(&self.tree()?, &k, &v, "not a `date \\0 job` key")?;
                 continue;
             };
             if let Some(ack) = self.decode(&k, &v)? {
@@ -150,8 +151,8 @@ impl Acks {
     pub fn prune_before(&self, cutoff: NaiveDate) -> Result<usize, StoreError> {
         let end = cutoff.format("%Y-%m-%d").to_string().into_bytes();
         let mut pruned = 0;
-        for k in self.tree.range(..end).keys() {
-            self.tree.remove(k?)?;
+        for k in self.tree()?.range(..end).keys() {
+            self.tree()?.remove(k?)?;
             pruned += 1;
         }
         Ok(pruned)
@@ -248,7 +249,7 @@ mod tests {
             acks.acknowledge(&r, &ack("op")).unwrap();
         }
         assert_eq!(acks.prune_before(day(21)).unwrap(), 1);
-        assert_eq!(acks.tree.len(), 1);
+        assert_eq!(acks.tree().unwrap().len(), 1);
         store.prune_before(day(21)).unwrap();
         assert!(find_job(&store, JobRef::of(&old, None), day(26))
             .unwrap()

@@ -380,6 +380,20 @@ impl App {
         }
     }
 
+    /// Closes the store and opens it again after a round ([`Store::reopen`]): what sled
+    /// keeps of the pages the round read goes back to the allocator, so `run` idles at
+    /// about half what it would (BENCHMARKS.md, session 10). Errors are logged: the next
+    /// use of the store opens it again.
+    async fn reopen_store(&self) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.reopen()).await {
+            Ok(Ok(true)) => tracing::debug!("state store reopened after the round"),
+            Ok(Ok(false)) => tracing::debug!("state store busy after the round; kept open"),
+            Ok(Err(e)) => tracing::error!(error = %e, "reopening the state store failed"),
+            Err(e) => tracing::error!(error = %e, "reopening the state store failed"),
+        }
+    }
+
     /// Queues due digests and delivers them; errors are logged, never fatal.
     async fn digests_due<S: Sink>(&self, sink: &S) {
         match self.catch_up_digests() {
@@ -500,7 +514,9 @@ impl App {
                 if let (Err(_), Some(beat)) = (&done, &self.heartbeat) {
                     beat.spawn_after(Err::<&CycleReport, ()>(()));
                 }
-                // Idle until the next tick at what the cycle still uses, not its peak.
+                // Idle until the next tick at what the cycle still uses, not its peak:
+                // sled keeps every page the cycle read decoded until it is closed.
+                self.reopen_store().await;
                 crate::memory::release_free_memory();
                 self.skip_missed_ticks(next);
             }

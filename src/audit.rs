@@ -33,7 +33,7 @@ pub struct AuditEntry {
 /// The trail.
 #[derive(Clone)]
 pub struct AuditLog {
-    tree: sled::Tree,
+    store: Store,
 }
 
 fn entry_key(seq: u64) -> [u8; 9] {
@@ -47,8 +47,13 @@ impl AuditLog {
     /// Opens the trail of `store` (its own tree in the same database).
     pub fn open(store: &Store) -> Result<AuditLog, StoreError> {
         Ok(AuditLog {
-            tree: store.tree(TREE)?,
+            store: store.clone(),
         })
+    }
+
+    /// Its tree, taken for each use (see [`Store::tree`]).
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        self.store.tree(TREE)
     }
 
     /// Appends `entry` and drops what falls out of the last [`AUDIT_KEEP`].
@@ -58,7 +63,7 @@ impl AuditLog {
             reason: e.to_string(),
         })?;
         // The counter and the entry: a crash in between only skips a number.
-        let next = self.tree.update_and_fetch(SEQ_KEY, |old| {
+        let next = self.tree()?.update_and_fetch(SEQ_KEY, |old| {
             let old = old
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
                 .map_or(0, u64::from_be_bytes);
@@ -67,13 +72,13 @@ impl AuditLog {
         let seq = next
             .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
             .map_or(1, u64::from_be_bytes);
-        self.tree.insert(entry_key(seq), bytes)?;
+        self.tree()?.insert(entry_key(seq), bytes)?;
         if let Some(cutoff) = seq.checked_sub(AUDIT_KEEP) {
-            for old in self.tree.range(entry_key(0)..=entry_key(cutoff)).keys() {
-                self.tree.remove(old?)?;
+            for old in self.tree()?.range(entry_key(0)..=entry_key(cutoff)).keys() {
+                self.tree()?.remove(old?)?;
             }
         }
-        self.tree.flush()?;
+        self.tree()?.flush()?;
         Ok(())
     }
 
@@ -81,7 +86,7 @@ impl AuditLog {
     /// (and logged): the trail is for reading, it must not stop a command.
     pub fn recent(&self, n: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut out = Vec::with_capacity(n.min(64));
-        for kv in self.tree.scan_prefix([ENTRY_PREFIX]).rev() {
+        for kv in self.tree()?.scan_prefix([ENTRY_PREFIX]).rev() {
             if out.len() >= n {
                 break;
             }

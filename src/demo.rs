@@ -206,7 +206,7 @@ pub async fn run_demo(
             .context("showing the digest")?;
         report.events_delivered += drained.delivered;
     }
-    report.jobs_recorded = app.store.job_count();
+    report.jobs_recorded = app.store.job_count()?;
     app.store.flush()?;
     sim.shutdown().await;
     Ok(report)

@@ -20,7 +20,7 @@ const STREAK_TREE: &str = "failure_streaks";
 /// The consecutive failure counts in the store.
 #[derive(Clone)]
 pub struct Streaks {
-    tree: sled::Tree,
+    store: Store,
 }
 
 fn key(job: &RestoreJob) -> Vec<u8> {
@@ -38,12 +38,17 @@ fn day_of(job: &RestoreJob, now: DateTime<Utc>) -> NaiveDate {
 impl Streaks {
     pub fn open(store: &Store) -> Result<Streaks, StoreError> {
         Ok(Streaks {
-            tree: store.tree(STREAK_TREE)?,
+            store: store.clone(),
         })
     }
 
+    /// Its tree, taken for each use (see [`Store::tree`]).
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        self.store.tree(STREAK_TREE)
+    }
+
     fn current(&self, job: &RestoreJob) -> Option<Repeat> {
-        let bytes = self.tree.get(key(job)).ok()??;
+        let bytes = self.tree().ok()?.get(key(job)).ok()??;
         // An unreadable count starts a new row rather than stopping an alert.
         serde_json::from_slice(&bytes).ok()
     }
@@ -73,9 +78,9 @@ impl Streaks {
         if alert_classes.contains(&job.class) {
             let next = self.next(job, now);
             let bytes = serde_json::to_vec(&next).expect("a count serializes");
-            self.tree.insert(key(job), bytes)?;
+            self.tree()?.insert(key(job), bytes)?;
         } else if matches!(job.class, StatusClass::Success | StatusClass::Warning) {
-            self.tree.remove(key(job))?;
+            self.tree()?.remove(key(job))?;
         }
         Ok(())
     }

@@ -60,7 +60,6 @@ impl Mute {
 /// The mute store.
 #[derive(Clone)]
 pub struct Mutes {
-    tree: sled::Tree,
     /// For quarantining a mute that does not decode.
     store: Store,
 }
@@ -91,9 +90,13 @@ impl Mutes {
     /// Opens the mutes of `store` (its own tree in the same database).
     pub fn open(store: &Store) -> Result<Mutes, StoreError> {
         Ok(Mutes {
-            tree: store.tree(TREE)?,
             store: store.clone(),
         })
+    }
+
+    /// Its tree, taken for each use (see [`Store::tree`]).
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        self.store.tree(TREE)
     }
 
     /// The mute stored under `k`; one that does not decode is quarantined (`None`): it can
@@ -102,7 +105,7 @@ impl Mutes {
         match decode(k, v) {
             Ok(mute) => Ok(Some(mute)),
             Err(e) => {
-                self.store.quarantine(&self.tree, k, v, &e.to_string())?;
+                self.store.quarantine(&self.tree()?, k, v, &e.to_string())?;
                 Ok(None)
             }
         }
@@ -111,18 +114,18 @@ impl Mutes {
     /// Sets (or replaces) the mute for its scope. Expired mutes are dropped on the way, so
     /// the tree never grows past the mutes that matter.
     pub fn mute(&self, mute: &Mute) -> Result<(), StoreError> {
-        for kv in self.tree.iter() {
+        for kv in self.tree()?.iter() {
             let (k, v) = kv?;
             if self
                 .read(&k, &v)?
                 .is_some_and(|old| !old.is_active(mute.muted_at))
             {
-                self.tree.remove(k)?;
+                self.tree()?.remove(k)?;
             }
         }
         // Our own plain data always serializes.
         let value = serde_json::to_vec(mute).expect("a mute serializes to JSON");
-        self.tree.insert(
+        self.tree()?.insert(
             key(
                 mute.server.as_deref(),
                 &mute.login,
@@ -130,7 +133,7 @@ impl Mutes {
             ),
             value,
         )?;
-        self.tree.flush()?;
+        self.tree()?.flush()?;
         Ok(())
     }
 
@@ -148,11 +151,9 @@ impl Mutes {
         login: &str,
         backup_set_id: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let removed = self
-            .tree
-            .remove(key(server, login, backup_set_id))?
-            .is_some();
-        self.tree.flush()?;
+        let tree = self.tree()?;
+        let removed = tree.remove(key(server, login, backup_set_id))?.is_some();
+        tree.flush()?;
         Ok(removed)
     }
 
@@ -182,7 +183,7 @@ impl Mutes {
             .flat_map(|server| [(server, None), (server, Some(backup_set_id))]);
         scopes.into_iter().any(|(server, set)| {
             let k = key(server, login, set);
-            match self.tree.get(&k) {
+            match self.tree().and_then(|tree| Ok(tree.get(&k)?)) {
                 Ok(Some(v)) => match self.read(&k, &v) {
                     Ok(mute) => mute.is_some_and(|m| m.is_active(now)),
                     Err(error) => {
@@ -212,7 +213,7 @@ impl Mutes {
     /// set.
     pub fn all(&self) -> Result<Vec<Mute>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree.iter() {
+        for kv in self.tree()?.iter() {
             let (k, v) = kv?;
             out.extend(self.read(&k, &v)?);
         }
@@ -277,7 +278,11 @@ mod tests {
         let mutes = Mutes::open(&Store::open(dir.path()).unwrap()).unwrap();
         assert!(mutes.is_muted("obm", "1", at(11)));
         mutes.mute(&mute("new", None, 12, 13)).unwrap();
-        assert_eq!(mutes.tree.len(), 2, "the expired mute of `old` is gone");
+        assert_eq!(
+            mutes.tree().unwrap().len(),
+            2,
+            "the expired mute of `old` is gone"
+        );
     }
 
     #[test]

@@ -354,7 +354,7 @@ pub fn check(state: &ServerState) -> Health {
             requests: c.requests,
             errors: c.errors,
         }),
-        outbox_events: state.store.outbox_len(),
+        outbox_events: state.store.outbox_len().unwrap_or_default(),
         oldest_undelivered_age_seconds: oldest.map(|a| a.num_seconds()),
         discord_token: match (state.discord, token_refused.is_empty()) {
             (false, _) => "not_configured",
@@ -385,7 +385,7 @@ pub fn render_metrics(state: &ServerState) -> String {
         .and_then(|e| e.first().map(|e| e.created_at))
         .map(|t| (now - t).to_std().unwrap_or_default());
     metrics::store_gauges(
-        state.store.outbox_len(),
+        state.store.outbox_len().unwrap_or_default(),
         oldest,
         state.store.size_on_disk().unwrap_or_default(),
     );

@@ -124,7 +124,7 @@ pub async fn drain_except<S: Sink>(
             }
         }
     }
-    report.pending = store.outbox_len();
+    report.pending = store.outbox_len()?;
     Ok(report)
 }
 

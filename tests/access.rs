@@ -542,7 +542,7 @@ mod delivery {
     #[tokio::test(start_paused = true)]
     async fn a_401_stops_all_posting_is_shown_and_retried_every_ten_minutes_losing_nothing() {
         let (_h, p) = World::with_a_reseller_failing().await;
-        let queued = p.store().outbox_len();
+        let queued = p.store().outbox_len().unwrap();
         let fake = FakeDiscord::start().await;
         fake.set_token_rejected(true);
         let sink = sink(&fake, &p);

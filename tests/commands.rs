@@ -336,7 +336,7 @@ async fn a_mute_records_without_posting_until_it_ends_and_does_not_hold_alerts()
     (failed.start, failed.end) = (now(), Some(now() + Duration::minutes(1)));
     h.sim.add_job(failed);
     h.manual.set(now() + Duration::minutes(5));
-    let queued = running.store.outbox_len();
+    let queued = running.store.outbox_len().unwrap();
     let report = poller.cycle().await.unwrap();
     assert_eq!((report.summary.alerts, report.summary.muted), (0, 1));
     assert!(finished_alerts(&running.store, queued).is_empty(), "muted");

@@ -167,14 +167,18 @@ async fn a_success_posts_no_alert_and_a_message_without_a_ping_allows_nothing() 
         ..SummarySettings::default()
     };
     let (_h, p) = world_with_summary(&[("1", "RESTORE_STOP_SUCCESS")], changes).await;
-    let queued = p.store().outbox_len();
+    let queued = p.store().outbox_len().unwrap();
     assert!(queued > 0, "the cycle queued its summary");
     let fake = FakeDiscord::start().await;
     let sink = sink(&fake, &p, Some(ROLE));
 
     let report = drain(p.store(), &sink).await.unwrap();
     assert_eq!((report.delivered, report.pending), (queued, 0));
-    assert_eq!(p.store().outbox_len(), 0, "everything left the outbox");
+    assert_eq!(
+        p.store().outbox_len().unwrap(),
+        0,
+        "everything left the outbox"
+    );
     // The cycle's summary is posted, and counts the success; no alert is.
     let summaries = embeds_titled(&fake, ALERTS, "Poll cycle");
     assert_eq!(summaries.len(), 1, "{:#?}", fake.all_messages());
@@ -393,7 +397,7 @@ async fn a_message_discord_rejects_is_dropped_and_does_not_block_the_channel() {
     );
 
     let first = p.store().pending_events(1).unwrap()[0].id;
-    let queued = p.store().outbox_len();
+    let queued = p.store().outbox_len().unwrap();
     let logs = LogCapture::default();
     let report = {
         let _guard = logs.install();
@@ -470,7 +474,7 @@ async fn crash_while_discord_answers(
         .await
         .unwrap();
     assert_eq!(report.pending, 0);
-    assert_eq!(p.store().outbox_len(), 0);
+    assert_eq!(p.store().outbox_len().unwrap(), 0);
     fake
 }
 
@@ -578,7 +582,7 @@ async fn a_crash_between_discords_answer_and_the_ack_posts_nothing_twice() {
 
     let p = h.poller();
     assert_eq!(
-        p.store().outbox_len(),
+        p.store().outbox_len().unwrap(),
         events.len(),
         "nothing was acknowledged"
     );
@@ -609,7 +613,7 @@ async fn server_errors_that_persist_end_the_drain_and_rest_the_sink() {
     let attempts = timing.server_error_attempts as usize;
     fake.script(ALERTS, vec![Scripted::ServerError(502); attempts]);
     let sink = sink(&fake, &p, None);
-    let queued = p.store().outbox_len();
+    let queued = p.store().outbox_len().unwrap();
 
     let report = drain(p.store(), &sink).await.unwrap();
     assert_eq!(report.pending, queued, "nothing lost, nothing sent");
@@ -652,7 +656,7 @@ async fn a_discord_that_does_not_answer_ends_the_drain_after_one_timeout() {
     fake.set_messages_hanging(true);
     let timing = DeliveryTiming::default();
     let sink = sink(&fake, &p, None);
-    let queued = p.store().outbox_len();
+    let queued = p.store().outbox_len().unwrap();
     let timeout_secs = std::time::Duration::from_secs(30);
     let reads = |fake: &FakeDiscord| {
         let requests = fake.requests().into_iter();
@@ -727,7 +731,7 @@ async fn a_long_retry_after_ends_the_drain_and_rests_that_long() {
         }],
     );
     let sink = sink(&fake, &p, None);
-    let queued = p.store().outbox_len();
+    let queued = p.store().outbox_len().unwrap();
 
     let started = tokio::time::Instant::now();
     let report = drain(p.store(), &sink).await.unwrap();
@@ -807,7 +811,7 @@ async fn a_multi_part_digest_resumes_after_the_parts_discord_accepted() {
     p.store().ack(&ids).unwrap();
     let day = at(9, 0).date_naive();
     restorewatch::digest::queue_digest(p.store(), day, chrono_tz::UTC, vec![], at(11, 0)).unwrap();
-    assert_eq!(p.store().outbox_len(), 1, "one digest event");
+    assert_eq!(p.store().outbox_len().unwrap(), 1, "one digest event");
 
     let fake = FakeDiscord::start().await;
     fake.set_nonce_memory(NonceMemory::Off);

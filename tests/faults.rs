@@ -387,7 +387,7 @@ async fn a_429_storm_keeps_events_queued_then_delivers_each_once() {
     });
     fake.script(ALERTS, storm);
     let sink = sink(&fake, &p);
-    let pending_before = p.store().outbox_len();
+    let pending_before = p.store().outbox_len().unwrap();
 
     let report = drain(p.store(), &sink).await.unwrap();
     assert!(report.error.is_some(), "the storm is reported");
@@ -400,7 +400,7 @@ async fn a_429_storm_keeps_events_queued_then_delivers_each_once() {
             break;
         }
     }
-    assert_eq!(p.store().outbox_len(), 0);
+    assert_eq!(p.store().outbox_len().unwrap(), 0);
     assert_eq!(failures_in(&fake, ALERTS), ["Restore failed: obm / set 1"]);
     assert_eq!(
         failures_in(&fake, RESELLER_A),
@@ -489,7 +489,7 @@ async fn a_401_keeps_every_event_and_healthz_names_the_token() {
     // A 401 is about the token, so it holds for every channel alike.
     fake.set_token_rejected(true);
     let sink = sink(&fake, &p);
-    let queued = p.store().outbox_len();
+    let queued = p.store().outbox_len().unwrap();
     let report = drain(p.store(), &sink).await.unwrap();
     assert_eq!(
         report.pending, queued,

@@ -458,7 +458,7 @@ async fn quarantined_records_are_counted_in_metrics() {
         .active(chrono::Utc::now())
         .unwrap();
     assert!(active.is_empty());
-    assert_eq!(store.quarantined(), 2);
+    assert_eq!(store.quarantined().unwrap(), 2);
     assert_eq!(count(&handle.render()) - before, 2.0);
 }
 

@@ -287,15 +287,15 @@ async fn sigterm_stops_within_5s_and_flushes() {
 
     // What it did is on disk: the job is known and its alert acknowledged.
     let store = Store::open(&dir.path().join("state")).unwrap();
-    assert_eq!(store.outbox_len(), 0);
-    assert!(store.job_count() >= 1);
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    assert!(store.job_count().unwrap() >= 1);
     assert_eq!(fake.messages(ALERTS).len(), 1);
 }
 
 /// Opens the store a test prepared and returns (jobs, outbox) to compare later.
 fn store_counts(state: &Path) -> (usize, usize) {
     let store = Store::open(state).unwrap();
-    (store.job_count(), store.outbox_len())
+    (store.job_count().unwrap(), store.outbox_len().unwrap())
 }
 
 /// A store with one job recorded and its alert delivered (to the console).
@@ -441,7 +441,7 @@ async fn soak_sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
         bot.child.start_kill().unwrap();
         bot.wait().await;
         // What the kill interrupted: events it left queued for the next run.
-        let queued = Store::open(&dir.path().join("state")).map_or(0, |s| s.outbox_len());
+        let queued = Store::open(&dir.path().join("state")).map_or(0, |s| s.outbox_len().unwrap());
         if queued > 0 {
             killed_with_work += 1;
         }
@@ -495,7 +495,7 @@ async fn soak_sigkill_at_random_moments_loses_nothing_and_repeats_nothing() {
         );
     }
     let store = Store::open(&dir.path().join("state")).unwrap();
-    assert_eq!(store.outbox_len(), 0);
+    assert_eq!(store.outbox_len().unwrap(), 0);
     eprintln!(
         "soak: {rounds} SIGKILL rounds ({killed_with_work} with events still queued), {} failures, \
          {} messages, every failure posted exactly once without Discord's nonce check; {:?}",

@@ -202,7 +202,7 @@ async fn storm(users: usize, per_user: usize) -> (Harness, Poller, FakeDiscord) 
     }
     let p = h.poller();
     p.cycle().await.unwrap();
-    assert_eq!(p.store().outbox_len(), 0);
+    assert_eq!(p.store().outbox_len().unwrap(), 0);
     let fake = FakeDiscord::start().await;
     let sink = sink(&fake, &p);
     for u in 0..users {
@@ -222,7 +222,7 @@ async fn storm(users: usize, per_user: usize) -> (Harness, Poller, FakeDiscord) 
     assert_eq!(r.summary.alerts as usize, users * per_user);
     let report = drain(p.store(), &sink).await.unwrap();
     assert_eq!(report.pending, 0);
-    assert_eq!(p.store().outbox_len(), 0);
+    assert_eq!(p.store().outbox_len().unwrap(), 0);
     (h, p, fake)
 }
 

@@ -35,7 +35,7 @@ pub fn digest(
         tz,
         &records,
         &health,
-        store.outbox_len(),
+        store.outbox_len()?,
         store.refused_destinations()?,
         &crate::acks::Acks::open(store)?.on(date)?,
         servers_named,

@@ -406,7 +406,7 @@ mod tests {
         store.record_cycle(&cycle, day(), 0).unwrap();
         store.record_cycle(&cycle, next_day, 600).unwrap();
         assert_eq!(
-            store.outbox_len(),
+            store.outbox_len().unwrap(),
             3,
             "two failure alerts and a stuck notice"
         );

@@ -46,20 +46,21 @@ impl Store {
 
     /// The job record under `key`; one that does not decode is quarantined (`None`).
     fn job_at(&self, key: &[u8]) -> Result<Option<JobRecord>> {
-        let Some(v) = self.jobs.get(key)? else {
+        let t = self.t()?;
+        let Some(v) = t.jobs.get(key)? else {
             return Ok(None);
         };
         match decode_record(key, &v) {
             Ok(record) => Ok(Some(record)),
             Err(e) => {
-                self.quarantine(&self.jobs, key, &v, &e.to_string())?;
+                self.quarantine(&t.jobs, key, &v, &e.to_string())?;
                 Ok(None)
             }
         }
     }
 
-    pub fn job_count(&self) -> usize {
-        self.jobs.len()
+    pub fn job_count(&self) -> Result<usize> {
+        Ok(self.t()?.jobs.len())
     }
 
     /// Applies the policy to a sighting and records the outcome, with its event, atomically.
@@ -101,7 +102,8 @@ impl Store {
             repeat: &repeat_now,
             ..*policy
         };
-        let result = (&self.jobs, &self.by_day, &self.running, &self.outbox).transaction(
+        let t = self.t()?;
+        let result = (&t.jobs, &t.by_day, &t.running, &t.outbox).transaction(
             |(jobs, by_day, running, outbox)| {
                 // Undecodable here only if it changed since the check above: take it as new.
                 let known: Option<JobRecord> =
@@ -133,11 +135,12 @@ impl Store {
 
     /// The listing dates of `login`'s jobs last seen running.
     pub fn running_dates(&self, server: &str, login: &str) -> Result<BTreeSet<NaiveDate>> {
+        let t = self.t()?;
         let prefix = format!("{server}\0{login}\0");
         let mut dates = BTreeSet::new();
-        for kv in self.running.scan_prefix(prefix.as_bytes()) {
+        for kv in t.running.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv?;
-            dates.extend(self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)?);
+            dates.extend(self.decode_or_quarantine::<NaiveDate>(&t.running, &k, &v)?);
         }
         Ok(dates)
     }
@@ -152,9 +155,10 @@ impl Store {
         server: &str,
         skip: impl Fn(&str) -> bool,
     ) -> Result<std::collections::BTreeMap<String, (String, BTreeSet<NaiveDate>)>> {
+        let t = self.t()?;
         let prefix = format!("{server}\0");
         let mut users = std::collections::BTreeMap::new();
-        for kv in self.running.scan_prefix(prefix.as_bytes()) {
+        for kv in t.running.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv?;
             // The key is the job's: `server \0 login \0 …`.
             let login = k[prefix.len()..]
@@ -164,7 +168,7 @@ impl Store {
             if skip(&String::from_utf8_lossy(login)) {
                 continue;
             }
-            let Some(date) = self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)? else {
+            let Some(date) = self.decode_or_quarantine::<NaiveDate>(&t.running, &k, &v)? else {
                 continue;
             };
             let Some(record) = self.job_at(&k)? else {
@@ -187,17 +191,18 @@ impl Store {
         date: NaiveDate,
         seen: &[JobKey],
     ) -> Result<Vec<Vec<u8>>> {
+        let t = self.t()?;
         let seen: BTreeSet<Vec<u8>> = seen.iter().map(job_key_bytes).collect();
         let prefix = format!("{server}\0{login}\0");
         let mut out = Vec::new();
-        for kv in self.running.scan_prefix(prefix.as_bytes()) {
+        for kv in t.running.scan_prefix(prefix.as_bytes()) {
             let (k, v) = kv?;
             if seen.contains(k.as_ref()) {
                 // Listed again: no longer missing.
-                self.vanishing.remove(&k)?;
+                t.vanishing.remove(&k)?;
                 continue;
             }
-            if self.decode_or_quarantine::<NaiveDate>(&self.running, &k, &v)? == Some(date) {
+            if self.decode_or_quarantine::<NaiveDate>(&t.running, &k, &v)? == Some(date) {
                 out.push(k.to_vec());
             }
         }
@@ -206,8 +211,9 @@ impl Store {
 
     /// Counts one more read that left the running job `key` out; returns the count so far.
     pub fn note_missing(&self, key: &[u8], now: DateTime<Utc>) -> Result<Missing> {
-        let mut missing = match self.vanishing.get(key)? {
-            Some(v) => self.decode_or_quarantine(&self.vanishing, key, &v)?,
+        let t = self.t()?;
+        let mut missing = match t.vanishing.get(key)? {
+            Some(v) => self.decode_or_quarantine(&t.vanishing, key, &v)?,
             None => None,
         }
         .unwrap_or(Missing {
@@ -215,7 +221,7 @@ impl Store {
             reads: 0,
         });
         missing.reads = missing.reads.saturating_add(1);
-        self.vanishing.insert(key, encode(&missing))?;
+        t.vanishing.insert(key, encode(&missing))?;
         Ok(missing)
     }
 
@@ -229,9 +235,10 @@ impl Store {
         now: DateTime<Utc>,
         alert: &dyn Fn(&RestoreJob) -> bool,
     ) -> Result<Option<(RestoreJob, bool)>> {
+        let t = self.t()?;
         let Some(mut record) = self.job_at(key)? else {
-            self.running.remove(key)?;
-            self.vanishing.remove(key)?;
+            t.running.remove(key)?;
+            t.vanishing.remove(key)?;
             return Ok(None);
         };
         record.job.class = StatusClass::Unknown;
@@ -239,21 +246,20 @@ impl Store {
         record.last_seen = now;
         let alerted = alert(&record.job);
         record.alerted = alerted;
-        let result =
-            (&self.jobs, &self.running, &self.outbox).transaction(|(jobs, running, outbox)| {
-                jobs.insert(key, self.encode_job(&record))?;
-                running.remove(key)?;
-                if alerted {
-                    let kind = EventKind::JobVanished {
-                        job: record.job.clone(),
-                        missing_since,
-                    };
-                    queue_in(outbox, kind, now)?;
-                }
-                Ok(())
-            });
+        let result = (&t.jobs, &t.running, &t.outbox).transaction(|(jobs, running, outbox)| {
+            jobs.insert(key, self.encode_job(&record))?;
+            running.remove(key)?;
+            if alerted {
+                let kind = EventKind::JobVanished {
+                    job: record.job.clone(),
+                    missing_since,
+                };
+                queue_in(outbox, kind, now)?;
+            }
+            Ok(())
+        });
         tx_result(result)?;
-        self.vanishing.remove(key)?;
+        t.vanishing.remove(key)?;
         Ok(Some((record.job, alerted)))
     }
 
@@ -262,7 +268,7 @@ impl Store {
         let mut prefix = date.format("%Y-%m-%d").to_string().into_bytes();
         prefix.push(0);
         let mut out = Vec::new();
-        for kv in self.by_day.scan_prefix(&prefix) {
+        for kv in self.t()?.by_day.scan_prefix(&prefix) {
             let (k, _) = kv?;
             out.extend(self.job_at(&k[prefix.len()..])?);
         }
@@ -281,32 +287,37 @@ impl Store {
 
     /// Removes job records (and day health) listed before `cutoff`; returns how many jobs.
     pub fn prune_before(&self, cutoff: NaiveDate) -> Result<usize> {
+        let t = self.t()?;
         let end = cutoff.format("%Y-%m-%d").to_string().into_bytes();
         let mut pruned = 0;
-        for kv in self.by_day.range(..end) {
+        for kv in t.by_day.range(..end) {
             let (k, v) = kv?;
             let Some(sep) = k.iter().position(|b| *b == 0) else {
-                self.quarantine(&self.by_day, &k, &v, "not a `date \\0 job` key")?;
+                self.quarantine(&t.by_day, &k, &v, "not a `date \\0 job` key")?;
                 continue;
             };
             let job_key = &k[sep + 1..];
             // A job still running is still polled for (its date stays asked for): its
             // record stays until its end is recorded, else that end would be news to
             // nobody (no alert, no vanished notice). Vanished jobs leave `running`.
-            if self.running.contains_key(job_key)? {
+            if t.running.contains_key(job_key)? {
                 continue;
             }
-            self.jobs.remove(job_key)?;
-            self.running.remove(job_key)?;
-            self.vanishing.remove(job_key)?;
-            self.by_day.remove(&k)?;
+            t.jobs.remove(job_key)?;
+            t.running.remove(job_key)?;
+            t.vanishing.remove(job_key)?;
+            t.by_day.remove(&k)?;
             pruned += 1;
         }
         // This handle's server's day health (each server prunes its own).
         let (day_start, day_end) = (self.meta_key(META_DAY_PREFIX), self.day_health_key(cutoff));
-        for kv in self.meta.range(day_start.as_bytes()..day_end.as_bytes()) {
+        for kv in self
+            .t()?
+            .meta
+            .range(day_start.as_bytes()..day_end.as_bytes())
+        {
             let (k, _) = kv?;
-            self.meta.remove(k)?;
+            t.meta.remove(k)?;
         }
         Ok(pruned)
     }
@@ -328,10 +339,14 @@ mod tests {
             Some("2024-06-26 13:10:00"),
         );
         store.observe(&j, day(), &policy(&c, 14, false)).unwrap();
-        assert_eq!(store.outbox_len(), 1);
+        assert_eq!(store.outbox_len().unwrap(), 1);
         assert!(store.job(&j.key()).unwrap().is_some());
         store.observe(&j, day(), &policy(&c, 15, false)).unwrap();
-        assert_eq!(store.outbox_len(), 1, "a job seen again queues nothing");
+        assert_eq!(
+            store.outbox_len().unwrap(),
+            1,
+            "a job seen again queues nothing"
+        );
         assert_eq!(store.jobs_on(day()).unwrap().len(), 1);
         assert_eq!(store.prune_before(day()).unwrap(), 0);
         assert_eq!(store.prune_before(day().succ_opt().unwrap()).unwrap(), 1);

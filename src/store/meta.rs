@@ -77,14 +77,15 @@ pub(super) const META_DAY_PREFIX: &str = "day:";
 impl Store {
     /// A single value; one that does not decode is quarantined (`None`).
     pub(super) fn meta_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        match self.meta.get(key)? {
-            Some(v) => self.decode_or_quarantine(&self.meta, key.as_bytes(), &v),
+        let t = self.t()?;
+        match t.meta.get(key)? {
+            Some(v) => self.decode_or_quarantine(&t.meta, key.as_bytes(), &v),
             None => Ok(None),
         }
     }
 
     pub(super) fn meta_put<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        self.meta.insert(key, encode(value))?;
+        self.t()?.meta.insert(key, encode(value))?;
         Ok(())
     }
 
@@ -129,7 +130,7 @@ impl Store {
         match since {
             Some(at) => self.meta_put(&self.meta_key(META_PRUNE_HELD), &at),
             None => {
-                self.meta.remove(self.meta_key(META_PRUNE_HELD))?;
+                self.t()?.meta.remove(self.meta_key(META_PRUNE_HELD))?;
                 Ok(())
             }
         }
@@ -152,7 +153,7 @@ impl Store {
         match streak {
             Some(s) => self.meta_put(&self.meta_key(META_DOWN_STREAK), &s),
             None => {
-                self.meta.remove(self.meta_key(META_DOWN_STREAK))?;
+                self.t()?.meta.remove(self.meta_key(META_DOWN_STREAK))?;
                 Ok(())
             }
         }
@@ -171,7 +172,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Event> {
         let key = self.meta_key(META_OUTAGE);
-        let result = (&self.meta, &self.outbox).transaction(|(meta, outbox)| {
+        let t = self.t()?;
+        let result = (&t.meta, &t.outbox).transaction(|(meta, outbox)| {
             match outage {
                 Some(o) => meta.insert(key.as_bytes(), encode(o))?,
                 None => meta.remove(key.as_bytes())?,
@@ -201,7 +203,8 @@ impl Store {
         kind: EventKind,
         now: DateTime<Utc>,
     ) -> Result<Event> {
-        let result = (&self.meta, &self.outbox).transaction(|(meta, outbox)| {
+        let t = self.t()?;
+        let result = (&t.meta, &t.outbox).transaction(|(meta, outbox)| {
             meta.insert(META_LAST_DIGEST, encode(&day))?;
             Ok(queue_in(outbox, kind.clone(), now)?)
         });
@@ -215,7 +218,7 @@ impl Store {
         }
         let fresh = format!("{:08x}", rand::random::<u32>());
         // Two handles racing here must agree: the first write wins.
-        let _ = self.meta.compare_and_swap(
+        let _ = self.t()?.meta.compare_and_swap(
             META_INSTALL_ID,
             None as Option<&[u8]>,
             Some(encode(&fresh)),
@@ -226,11 +229,11 @@ impl Store {
     /// The logins the last cycle polled. Should that record be lost, the users with a
     /// poll state stand in for it, so nobody is baselined (silenced) again.
     pub fn watched_logins(&self) -> Result<BTreeSet<String>> {
-        let stored = self.meta.contains_key(self.meta_key(META_WATCHED))?;
+        let stored = self.t()?.meta.contains_key(self.meta_key(META_WATCHED))?;
         match self.meta_get(&self.meta_key(META_WATCHED))? {
             Some(logins) => Ok(logins),
             None if stored => self
-                .users
+                .users_tree()?
                 .iter()
                 .keys()
                 .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))

@@ -18,7 +18,8 @@
 //!
 //! # Layout
 //!
-//! - `open`: opening the database (compression, page cache, the lock wait) and the
+//! - `open`: opening the database (compression, page cache, the lock file and the lock
+//!   wait), closing and opening it again under every handle ([`Store::reopen`]), and the
 //!   handle's own work: flush, counters, size.
 //! - `servers`: a handle per backup server and the check that a store belongs to the
 //!   configured servers.
@@ -64,6 +65,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("state store: record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("state store: could not acquire lock on {0}: another process has the store open")]
+    Locked(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -77,12 +80,45 @@ pub fn is_io(error: &StoreError) -> bool {
 
 /// Whether opening the store failed because another process (a running instance) holds it.
 pub fn is_locked(error: &StoreError) -> bool {
-    matches!(error, StoreError::Sled(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock"))
+    match error {
+        StoreError::Locked(_) => true,
+        StoreError::Sled(sled::Error::Io(e)) => e.to_string().contains("could not acquire lock"),
+        _ => false,
+    }
 }
 
-/// The sled database and its trees.
+/// A handle on the state store. Clones share one open database ([`Store::reopen`] closes
+/// and opens it again under all of them) and the work counters.
 #[derive(Clone)]
 pub struct Store {
+    shared: std::sync::Arc<Shared>,
+    /// The backup server whose poll state this handle reads and writes (see
+    /// [`Store::for_server`]); `None`: the state kept under the plain names.
+    scope: Option<std::sync::Arc<str>>,
+}
+
+/// What the clones of a store handle share.
+struct Shared {
+    /// The open database; `None` after a reopen failed (the next use tries again).
+    /// Declared before the lock file, so it is closed before the lock is let go.
+    open: std::sync::RwLock<Option<std::sync::Arc<Trees>>>,
+    /// The store's directory, where its mark and its lock file are kept.
+    dir: std::sync::Arc<std::path::Path>,
+    /// The lock file, held while any handle lives, so no other process opens the store
+    /// while this one has sled closed (see [`Store::reopen`]).
+    _lock: std::fs::File,
+    /// Whether sled compresses the store; fixed when the store is made. Job records are
+    /// written compact ([`CompactRecord`](record::CompactRecord)) in stores made
+    /// compressed, which only versions that write compact records open. A store made
+    /// before keeps JSON records, so the version that made it can still read every record
+    /// after a downgrade.
+    compressed: bool,
+    /// Work counters, shared by the clones of this handle.
+    counters: Counters,
+}
+
+/// The sled database and its trees, as one open of the store has them.
+struct Trees {
     db: sled::Db,
     jobs: sled::Tree,
     /// `date \0 jobkey` → (): job records by listing date, for pruning and the digest.
@@ -91,9 +127,9 @@ pub struct Store {
     running: sled::Tree,
     /// event id (u64 big-endian) → Event.
     outbox: sled::Tree,
-    /// login → UserState.
+    /// login → UserState (the plain names; another server's are `users@server`).
     users: sled::Tree,
-    /// login → DynamicWatch.
+    /// login → DynamicWatch (the plain names; another server's are `watch@server`).
     watch: sled::Tree,
     /// date → DayHealth, and single values under fixed names.
     meta: sled::Tree,
@@ -101,18 +137,6 @@ pub struct Store {
     quarantine: sled::Tree,
     /// jobkey → Missing: running jobs their date's reply left out.
     vanishing: sled::Tree,
-    /// The store's directory, where its mark is kept.
-    dir: std::sync::Arc<std::path::Path>,
-    /// Work counters, shared by the clones of this handle.
-    counters: std::sync::Arc<Counters>,
-    /// The backup server whose poll state this handle reads and writes (see
-    /// [`Store::for_server`]); `None`: the state kept under the plain names.
-    scope: Option<std::sync::Arc<str>>,
-    /// Job records are written compact ([`CompactRecord`](record::CompactRecord)): in stores
-    /// made compressed, which only versions that write compact records open. A store made
-    /// before keeps JSON records, so the version that made it can still read every record
-    /// after a downgrade.
-    compact: bool,
 }
 
 /// Counts of store work that the benchmark and the tests check the cost of delivery by.
@@ -120,6 +144,7 @@ pub struct Store {
 struct Counters {
     outbox_reads: std::sync::atomic::AtomicU64,
     flushes: std::sync::atomic::AtomicU64,
+    reopens: std::sync::atomic::AtomicU64,
     /// Unit tests only: every flush fails as after a full disk ([`Store::break_writes`]).
     #[cfg(test)]
     broken: std::sync::atomic::AtomicBool,
@@ -132,6 +157,8 @@ pub struct StoreWork {
     pub outbox_reads: u64,
     /// Calls of [`Store::flush`].
     pub flushes: u64,
+    /// Times [`Store::reopen`] closed the database and opened it again.
+    pub reopens: u64,
 }
 
 fn tx_result<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {

@@ -41,12 +41,13 @@ fn fold_key(card: u64) -> Vec<u8> {
 impl Store {
     /// Queues an event that no job record goes with (summaries, notices).
     pub fn push_event(&self, kind: EventKind, now: DateTime<Utc>) -> Result<Event> {
+        let t = self.t()?;
         let event = Event {
-            id: self.db.generate_id()?,
+            id: t.db.generate_id()?,
             created_at: now,
             kind,
         };
-        self.outbox.insert(event.id.to_be_bytes(), encode(&event))?;
+        t.outbox.insert(event.id.to_be_bytes(), encode(&event))?;
         metrics::event_queued(&event.kind);
         Ok(event)
     }
@@ -55,8 +56,7 @@ impl Store {
     /// longer queued (delivered meanwhile) is left alone. Returns whether it was rewritten.
     pub fn update_event(&self, event: &Event) -> Result<bool> {
         let bytes = encode(event);
-        let old = self
-            .outbox
+        let old = (self.t()?.outbox)
             .fetch_and_update(event.id.to_be_bytes(), |old| old.map(|_| bytes.clone()))?;
         Ok(old.is_some())
     }
@@ -90,7 +90,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Event>> {
         let ids: Vec<u8> = remove.iter().flat_map(|id| id.to_be_bytes()).collect();
-        let result = (&self.outbox, &self.meta).transaction(|(outbox, meta)| {
+        let t = self.t()?;
+        let result = (&t.outbox, &t.meta).transaction(|(outbox, meta)| {
             let mut added = Vec::with_capacity(add.len());
             for kind in add {
                 added.push(queue_in(outbox, kind.clone(), now)?);
@@ -107,8 +108,8 @@ impl Store {
     /// Completes the folds a stop left unfinished (see [`Store::replace_events`]).
     /// Returns how many there were.
     pub(super) fn finish_folds(&self) -> Result<usize> {
-        let keys: Vec<sled::IVec> =
-            (self.meta.scan_prefix(FOLD_PREFIX).keys()).collect::<std::result::Result<_, _>>()?;
+        let keys: Vec<sled::IVec> = (self.t()?.meta.scan_prefix(FOLD_PREFIX).keys())
+            .collect::<std::result::Result<_, _>>()?;
         for key in &keys {
             self.finish_fold(key)?;
         }
@@ -116,7 +117,8 @@ impl Store {
     }
 
     fn finish_fold(&self, key: &[u8]) -> Result<()> {
-        let Some(ids) = self.meta.get(key)? else {
+        let t = self.t()?;
+        let Some(ids) = t.meta.get(key)? else {
             return Ok(());
         };
         for chunk in ids.chunks(8 * FOLD_BATCH) {
@@ -124,9 +126,9 @@ impl Store {
             for id in chunk.chunks_exact(8) {
                 batch.remove(id);
             }
-            self.outbox.apply_batch(batch)?;
+            t.outbox.apply_batch(batch)?;
         }
-        self.meta.remove(key)?;
+        t.meta.remove(key)?;
         Ok(())
     }
 
@@ -157,24 +159,26 @@ impl Store {
 
     /// Like [`Store::pending_events`], starting after the event `after`.
     pub fn pending_events_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Event>> {
+        let t = self.t()?;
         let mut out = Vec::with_capacity(limit.min(1024));
         let start = match after {
             Some(id) => std::ops::Bound::Excluded(id.to_be_bytes().to_vec()),
             None => std::ops::Bound::Unbounded,
         };
-        for kv in self.outbox.range((start, std::ops::Bound::Unbounded)) {
+        for kv in t.outbox.range((start, std::ops::Bound::Unbounded)) {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = kv?;
-            self.counters
+            self.shared
+                .counters
                 .outbox_reads
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(event) = self.decode_or_quarantine::<Event>(&self.outbox, &k, &v)? else {
+            let Some(event) = self.decode_or_quarantine::<Event>(&t.outbox, &k, &v)? else {
                 continue;
             };
             if k.as_ref() != event.id.to_be_bytes() {
-                self.quarantine(&self.outbox, &k, &v, "the key is not the event's id")?;
+                self.quarantine(&t.outbox, &k, &v, "the key is not the event's id")?;
                 continue;
             }
             out.push(event);
@@ -185,18 +189,19 @@ impl Store {
     /// The queued events with these ids, in the order given; ids no longer queued are
     /// left out.
     pub fn events_by_id(&self, ids: &[u64]) -> Result<Vec<Event>> {
+        let t = self.t()?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let key = id.to_be_bytes();
-            if let Some(v) = self.outbox.get(key)? {
-                out.extend(self.decode_or_quarantine::<Event>(&self.outbox, &key, &v)?);
+            if let Some(v) = t.outbox.get(key)? {
+                out.extend(self.decode_or_quarantine::<Event>(&t.outbox, &key, &v)?);
             }
         }
         Ok(out)
     }
 
-    pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
+    pub fn outbox_len(&self) -> Result<usize> {
+        Ok(self.t()?.outbox.len())
     }
 
     /// Removes delivered events from the outbox.
@@ -205,7 +210,7 @@ impl Store {
         for id in ids {
             batch.remove(&id.to_be_bytes());
         }
-        self.outbox.apply_batch(batch)?;
+        self.t()?.outbox.apply_batch(batch)?;
         Ok(())
     }
 }
@@ -254,7 +259,7 @@ mod tests {
         let added = store.replace_events(&ids, &[card()], now).unwrap();
         assert_eq!(added.len(), 1);
         assert_eq!(queued(&store), vec![kept.kind, card()]);
-        assert_eq!(store.meta.scan_prefix(FOLD_PREFIX).count(), 0);
+        assert_eq!(store.t().unwrap().meta.scan_prefix(FOLD_PREFIX).count(), 0);
     }
 
     #[test]
@@ -269,11 +274,11 @@ mod tests {
             // The card is in, the alerts it replaces not yet removed: what a stop between
             // the two steps leaves.
             store.begin_fold(&ids, &[card()], now).unwrap();
-            assert_eq!(store.outbox_len(), FOLD_BATCH + 4);
+            assert_eq!(store.outbox_len().unwrap(), FOLD_BATCH + 4);
             store.flush().unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(queued(&store), vec![card()]);
-        assert_eq!(store.meta.scan_prefix(FOLD_PREFIX).count(), 0);
+        assert_eq!(store.t().unwrap().meta.scan_prefix(FOLD_PREFIX).count(), 0);
     }
 }

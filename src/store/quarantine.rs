@@ -46,7 +46,7 @@ impl Store {
         let mut qkey = tree.name().to_vec();
         qkey.push(0);
         qkey.extend_from_slice(key);
-        self.quarantine.insert(qkey, bytes)?;
+        self.t()?.quarantine.insert(qkey, bytes)?;
         tree.remove(key)?;
         crate::metrics::quarantined();
         tracing::error!(
@@ -60,13 +60,14 @@ impl Store {
     }
 
     /// How many records have been quarantined (see [`Store::quarantine`]).
-    pub fn quarantined(&self) -> usize {
-        self.quarantine.len()
+    pub fn quarantined(&self) -> Result<usize> {
+        Ok(self.t()?.quarantine.len())
     }
 
     /// The quarantined records.
     pub fn quarantined_records(&self) -> Result<Vec<Quarantined>> {
-        self.quarantine
+        self.t()?
+            .quarantine
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;

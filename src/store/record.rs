@@ -240,7 +240,7 @@ pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T>
 impl Store {
     /// A job record as this store writes them (see the `compact` field).
     pub(super) fn encode_job(&self, record: &JobRecord) -> Vec<u8> {
-        if self.compact {
+        if self.shared.compressed {
             encode_record(record)
         } else {
             encode(record)
@@ -335,15 +335,26 @@ mod tests {
         // As the JSON-writing version stored it: JSON under the job key, its day entry.
         let key = job_key_bytes(&j.key());
         let json = serde_json::to_vec(&record).unwrap();
-        store.jobs.insert(&key, json.clone()).unwrap();
-        store.by_day.insert(day_key(day(), &key), &[]).unwrap();
+        store.t().unwrap().jobs.insert(&key, json.clone()).unwrap();
+        store
+            .t()
+            .unwrap()
+            .by_day
+            .insert(day_key(day(), &key), &[])
+            .unwrap();
         assert_eq!(store.job(&j.key()).unwrap(), Some(record.clone()));
         assert_eq!(store.jobs_on(day()).unwrap(), vec![record]);
         // Seen again: known (nothing queued) and left as it was.
         let obs = store.observe(&j, day(), &policy(&c, 15, false)).unwrap();
-        assert_eq!((obs.change, store.outbox_len()), (Change::Unchanged, 0));
-        assert_eq!(store.jobs.get(&key).unwrap().unwrap().as_ref(), &json[..]);
-        assert_eq!(store.quarantined(), 0);
+        assert_eq!(
+            (obs.change, store.outbox_len().unwrap()),
+            (Change::Unchanged, 0)
+        );
+        assert_eq!(
+            store.t().unwrap().jobs.get(&key).unwrap().unwrap().as_ref(),
+            &json[..]
+        );
+        assert_eq!(store.quarantined().unwrap(), 0);
     }
 
     #[test]
@@ -353,7 +364,13 @@ mod tests {
         let c = classes();
         let j = job("2024-06-26-13-00-00", "", None);
         store.observe(&j, day(), &policy(&c, 14, false)).unwrap();
-        let raw = store.jobs.get(job_key_bytes(&j.key())).unwrap().unwrap();
+        let raw = store
+            .t()
+            .unwrap()
+            .jobs
+            .get(job_key_bytes(&j.key()))
+            .unwrap()
+            .unwrap();
         assert_eq!(raw[0], RECORD_COMPACT_V1);
         // Rewritten when it ends, still compact, and read back.
         let done = job(
@@ -374,11 +391,11 @@ mod tests {
         let key = job_key_bytes(&j.key());
         let mut bad = encode_record(&full_record());
         bad.truncate(bad.len() / 2);
-        store.jobs.insert(&key, bad.clone()).unwrap();
+        store.t().unwrap().jobs.insert(&key, bad.clone()).unwrap();
         assert_eq!(store.job(&j.key()).unwrap(), None);
         let q = store.quarantined_records().unwrap();
         assert_eq!((q.len(), &q[0].raw), (1, &bad));
-        assert!(store.jobs.get(&key).unwrap().is_none());
+        assert!(store.t().unwrap().jobs.get(&key).unwrap().is_none());
     }
 
     proptest::proptest! {

@@ -44,19 +44,20 @@ impl Store {
     /// owns the plain names, see [`Store::check_server_names`]) keeps the plain names, so a
     /// single-server store is never re-keyed.
     pub fn for_server(&self, name: Option<&str>) -> Result<Store> {
-        let Some(name) = name else {
-            return Ok(Store {
-                scope: None,
-                users: self.db.open_tree("users")?,
-                watch: self.db.open_tree("watch")?,
-                ..self.clone()
-            });
-        };
         Ok(Store {
-            scope: Some(name.into()),
-            users: self.db.open_tree(format!("users@{name}"))?,
-            watch: self.db.open_tree(format!("watch@{name}"))?,
-            ..self.clone()
+            scope: name.map(Into::into),
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// The tree of this handle's server under the plain name `name`: `name` itself, or
+    /// `name@server` for another server's poll state.
+    pub(super) fn scoped_tree(&self, trees: &super::Trees, name: &str) -> Result<sled::Tree> {
+        Ok(match &self.scope {
+            Some(server) => trees.db.open_tree(format!("{name}@{server}"))?,
+            None if name == "users" => trees.users.clone(),
+            None if name == "watch" => trees.watch.clone(),
+            None => trees.db.open_tree(name)?,
         })
     }
 
@@ -112,13 +113,14 @@ impl Store {
             // A store from before the stamp (or whose stamp was unreadable): its job keys
             // say whose it is. Any record of ours will do; else the first other server's.
             None => {
+                let jobs = self.t().map_err(err)?.jobs.clone();
                 let ours = names.iter().find(|name| {
                     let prefix = format!("{name}\0");
-                    self.jobs.scan_prefix(prefix.as_bytes()).next().is_some()
+                    jobs.scan_prefix(prefix.as_bytes()).next().is_some()
                 });
                 match ours {
                     Some(name) => Some(name.to_string()),
-                    None => self.jobs.iter().keys().find_map(|k| {
+                    None => jobs.iter().keys().find_map(|k| {
                         let k = k.ok()?;
                         let sep = k.iter().position(|b| *b == 0)?;
                         Some(String::from_utf8_lossy(&k[..sep]).into_owned())
@@ -238,10 +240,16 @@ impl Store {
         let mut left = Vec::new();
         for name in known.iter().filter(|k| !names.contains(&k.as_str())) {
             let prefix = format!("{name}\0");
-            if self.jobs.scan_prefix(prefix.as_bytes()).next().is_none() {
+            if self
+                .t()?
+                .jobs
+                .scan_prefix(prefix.as_bytes())
+                .next()
+                .is_none()
+            {
                 continue;
             }
-            let running = self.running.scan_prefix(prefix.as_bytes()).count();
+            let running = self.t()?.running.scan_prefix(prefix.as_bytes()).count();
             left.push(UnconfiguredServer {
                 name: name.clone(),
                 running,

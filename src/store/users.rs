@@ -56,14 +56,25 @@ pub struct DynamicWatch {
 }
 
 impl Store {
+    /// This handle's server's user states: login → [`UserState`].
+    pub(super) fn users_tree(&self) -> Result<sled::Tree> {
+        self.scoped_tree(&*self.t()?, "users")
+    }
+
+    /// This handle's server's chat-added users: login → [`DynamicWatch`].
+    fn watch_tree(&self) -> Result<sled::Tree> {
+        self.scoped_tree(&*self.t()?, "watch")
+    }
+
     /// The poll state of `login`. A state that does not decode is quarantined and the user
     /// counts as baselined: a lost state must not silence the user's next failures.
     pub fn user_state(&self, login: &str) -> Result<UserState> {
-        let Some(v) = self.users.get(login)? else {
+        let users = self.users_tree()?;
+        let Some(v) = users.get(login)? else {
             return Ok(UserState::default());
         };
         Ok(self
-            .decode_or_quarantine(&self.users, login.as_bytes(), &v)?
+            .decode_or_quarantine(&users, login.as_bytes(), &v)?
             .unwrap_or(UserState {
                 baselined: true,
                 ..UserState::default()
@@ -71,16 +82,16 @@ impl Store {
     }
 
     pub fn set_user_state(&self, login: &str, state: &UserState) -> Result<()> {
-        self.users.insert(login, encode(state))?;
+        self.users_tree()?.insert(login, encode(state))?;
         Ok(())
     }
 
     /// Users added from chat, by login.
     pub fn dynamic_watches(&self) -> Result<Vec<DynamicWatch>> {
         let mut out = Vec::new();
-        for kv in self.watch.iter() {
+        for kv in self.watch_tree()?.iter() {
             let (k, v) = kv?;
-            out.extend(self.decode_or_quarantine(&self.watch, &k, &v)?);
+            out.extend(self.decode_or_quarantine(&self.watch_tree()?, &k, &v)?);
         }
         Ok(out)
     }
@@ -113,19 +124,19 @@ impl Store {
 
     /// Adds a user to the dynamic watch list; `false` when it was already there.
     pub fn add_watch(&self, watch: &DynamicWatch) -> Result<bool> {
-        let old = self.watch.compare_and_swap(
+        let old = self.watch_tree()?.compare_and_swap(
             &watch.login,
             None as Option<&[u8]>,
             Some(encode(watch)),
         )?;
-        self.watch.flush()?;
+        self.watch_tree()?.flush()?;
         Ok(old.is_ok())
     }
 
     /// Removes a user from the dynamic watch list; `false` when it was not there.
     pub fn remove_watch(&self, login: &str) -> Result<bool> {
-        let removed = self.watch.remove(login)?.is_some();
-        self.watch.flush()?;
+        let removed = self.watch_tree()?.remove(login)?.is_some();
+        self.watch_tree()?.flush()?;
         Ok(removed)
     }
 

@@ -87,13 +87,23 @@ fn batch_key(channel: ChannelId, first_id: u64) -> [u8; 16] {
 }
 
 impl DiscordSink {
+    /// The batch tree (see [`Store::tree`](crate::store::Store::tree)).
+    fn batches(&self) -> Result<sled::Tree, SinkError> {
+        (self.store.tree(BATCH_TREE))
+            .map_err(|e| SinkError(format!("opening the delivery tree: {e}")))
+    }
+
+    /// Per channel, the id of the last message Discord accepted from us there.
+    fn last_posted_tree(&self) -> Result<sled::Tree, SinkError> {
+        (self.store.tree(LAST_POSTED_TREE))
+            .map_err(|e| SinkError(format!("opening the delivery tree: {e}")))
+    }
+
     /// The id of the last message Discord accepted from us in `channel` (0: none known).
     pub(super) fn last_posted(&self, channel: ChannelId) -> u64 {
-        let stored = self.last_posted.get(channel.get().to_be_bytes());
-        let bytes = stored
-            .ok()
-            .flatten()
-            .and_then(|v| <[u8; 8]>::try_from(&*v).ok());
+        let stored = (self.last_posted_tree().ok())
+            .and_then(|tree| tree.get(channel.get().to_be_bytes()).ok());
+        let bytes = stored.flatten().and_then(|v| <[u8; 8]>::try_from(&*v).ok());
         bytes.map_or(0, u64::from_be_bytes)
     }
 
@@ -104,7 +114,7 @@ impl DiscordSink {
         if message <= self.last_posted(channel) {
             return Ok(());
         }
-        self.last_posted
+        self.last_posted_tree()?
             .insert(channel.get().to_be_bytes(), &message.to_be_bytes())
             .map_err(|e| SinkError(format!("saving the last message id: {e}")))?;
         Ok(())
@@ -112,12 +122,13 @@ impl DiscordSink {
 
     pub(super) fn save(&self, batch: &Batch) -> Result<(), SinkError> {
         let bytes = serde_json::to_vec(batch).map_err(|e| SinkError(e.to_string()))?;
-        self.batches
+        let batches = self.batches()?;
+        batches
             .insert(batch.key(), bytes)
             .map_err(|e| SinkError(format!("saving a delivery batch: {e}")))?;
         // On disk before the post: a crash after it must find the same batch (and nonce).
         // Synchronous on purpose: sled's async flush waits outside tokio.
-        self.batches
+        batches
             .flush()
             .map_err(|e| SinkError(format!("saving a delivery batch: {e}")))?;
         Ok(())
@@ -129,7 +140,7 @@ impl DiscordSink {
             Ok(batch) => Ok(Some(batch)),
             Err(e) => {
                 self.store
-                    .quarantine(&self.batches, key, value, &e.to_string())
+                    .quarantine(&self.batches()?, key, value, &e.to_string())
                     .map_err(|e| SinkError(e.to_string()))?;
                 Ok(None)
             }
@@ -152,7 +163,8 @@ impl DiscordSink {
         ) else {
             return Ok(());
         };
-        for kv in self.batches.iter() {
+        let batches = self.batches()?;
+        for kv in batches.iter() {
             let (key, value) = kv.map_err(|e| SinkError(e.to_string()))?;
             let Some(batch) = self.read_batch(&key, &value)? else {
                 continue;
@@ -163,9 +175,7 @@ impl DiscordSink {
                 .iter()
                 .all(|id| (low..=high).contains(id) && !offered.iter().any(|e| e.id == *id));
             if below_queue || gone_from_slice {
-                self.batches
-                    .remove(key)
-                    .map_err(|e| SinkError(e.to_string()))?;
+                batches.remove(key).map_err(|e| SinkError(e.to_string()))?;
             }
         }
         Ok(())
@@ -182,7 +192,7 @@ impl DiscordSink {
     ) -> Result<(Batch, bool), SinkError> {
         let key = batch_key(channel, events[0].id);
         let recorded = match self
-            .batches
+            .batches()?
             .get(key)
             .map_err(|e| SinkError(e.to_string()))?
         {

@@ -68,7 +68,6 @@ use crate::render::{pack_items, RenderOptions};
 use crate::sink::{Delivered, Sink, SinkError};
 use crate::store::Store;
 use anyhow::Context as _;
-use batch::{BATCH_TREE, LAST_POSTED_TREE};
 use message::message_request;
 use post::{Posted, ReadBack};
 use secrecy::ExposeSecret;
@@ -144,9 +143,6 @@ pub struct DiscordSink {
     alerts: AlertSettings,
     mention_role: Option<RoleId>,
     store: Store,
-    batches: sled::Tree,
-    /// Per channel, the id of the last message Discord accepted from us there.
-    last_posted: sled::Tree,
     timing: DeliveryTiming,
     state: Mutex<State>,
     /// This store's random id, part of every nonce.
@@ -210,12 +206,6 @@ impl DiscordSink {
             alerts: AlertSettings::default(),
             mention_role: settings.mention_role,
             store: store.clone(),
-            batches: store
-                .tree(BATCH_TREE)
-                .context("opening the delivery tree")?,
-            last_posted: store
-                .tree(LAST_POSTED_TREE)
-                .context("opening the delivery tree")?,
             timing: DeliveryTiming::default(),
             state: Mutex::new(State::default()),
             install: store.install_id().context("reading the install id")?,
