@@ -117,7 +117,7 @@ impl Store {
     }
 
     /// [`Store::open`], waiting at most `wait_ms` for another process's lock (0: not at
-    /// all; see [`is_locked`](super::is_locked) for telling that failure apart).
+    /// all; see [`is_locked`] for telling that failure apart).
     pub fn open_waiting(dir: &Path, wait_ms: u64) -> Result<Store> {
         let lock = retry_locked(wait_ms, || lock(dir))?;
         let compressed = compresses(dir);
