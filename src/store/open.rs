@@ -256,8 +256,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::jobs::job_key_bytes;
-    use super::super::test_support::{classes, day, job, policy};
+    use super::super::test_support::{classes, day, job, policy, raw_record};
     use super::super::{JobRecord, UserState};
     use super::*;
 
@@ -353,13 +352,7 @@ mod tests {
         let j = job("2024-06-26-13-00-00", "", None);
         let c = classes();
         let obs = store.observe(&j, day(), &policy(&c, 14, false)).unwrap();
-        let raw = store
-            .t()
-            .unwrap()
-            .jobs
-            .get(job_key_bytes(&j.key()))
-            .unwrap()
-            .unwrap();
+        let raw = raw_record(&store, &j);
         assert_eq!(
             serde_json::from_slice::<JobRecord>(&raw).unwrap(),
             obs.record

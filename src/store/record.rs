@@ -251,7 +251,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::super::jobs::{day_key, job_key_bytes};
-    use super::super::test_support::{classes, day, job, policy};
+    use super::super::test_support::{classes, day, job, policy, raw_record};
     use super::super::Change;
     use super::*;
     use crate::test_data;
@@ -364,13 +364,7 @@ mod tests {
         let c = classes();
         let j = job("2024-06-26-13-00-00", "", None);
         store.observe(&j, day(), &policy(&c, 14, false)).unwrap();
-        let raw = store
-            .t()
-            .unwrap()
-            .jobs
-            .get(job_key_bytes(&j.key()))
-            .unwrap()
-            .unwrap();
+        let raw = raw_record(&store, &j);
         assert_eq!(raw[0], RECORD_COMPACT_V1);
         // Rewritten when it ends, still compact, and read back.
         let done = job(

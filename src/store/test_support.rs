@@ -1,7 +1,7 @@
 //! Test data shared by the store's tests: a job of user `obm`, the alerting classes and a
 //! policy at an hour of 2024-06-26.
 
-use super::Policy;
+use super::{Policy, Store};
 use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::test_data;
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -33,4 +33,10 @@ pub(super) fn policy(classes: &BTreeSet<StatusClass>, hour: u32, baseline: bool)
 
 pub(super) fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()
+}
+
+/// The bytes stored for `job`'s record.
+pub(super) fn raw_record(store: &Store, job: &RestoreJob) -> sled::IVec {
+    let key = super::jobs::job_key_bytes(&job.key());
+    store.t().unwrap().jobs.get(key).unwrap().expect("a record")
 }
