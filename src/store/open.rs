@@ -1,6 +1,7 @@
 //! Opening the store: the database directory, its compression (decided once, when the store
-//! is made), sled's page cache and the wait for another process's lock; and the handle's
-//! own work: flushing, the work counters, the size on disk, other parts' trees.
+//! is made), sled's page cache, the lock file and the wait for another process's lock;
+//! closing and opening the database again under every handle ([`Store::reopen`]); and the
+//! handle's own work: flushing, the work counters, the size on disk, other parts' trees.
 
 use super::{is_locked, Result, Shared, Store, StoreError, StoreWork, Trees, QUARANTINE_TREE};
 use std::path::Path;
@@ -209,6 +210,7 @@ impl Store {
 
     /// Another tree in the same database, for parts that keep state of their own
     /// (Discord delivery, mutes).
+    ///
     /// Take it for each use and let it go after: a tree kept would keep the database
     /// open through a [`Store::reopen`].
     pub fn tree(&self, name: &str) -> Result<sled::Tree> {
@@ -238,7 +240,7 @@ impl Store {
         (self.shared.counters.broken).store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The outbox reads and flushes of this handle and its clones so far.
+    /// The outbox reads, flushes and reopens of this handle and its clones so far.
     pub fn work(&self) -> StoreWork {
         use std::sync::atomic::Ordering;
         StoreWork {
@@ -312,6 +314,14 @@ mod tests {
         assert!(!store.reopen_within(20).unwrap());
         drop(under_way);
         assert_eq!(store.outbox_len().unwrap(), 1);
+        // One that ends within the wait is waited for (the sleep stands for its work).
+        let under_way = store.t().unwrap();
+        let ends = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(under_way);
+        });
+        assert!(store.reopen_within(60_000).unwrap());
+        ends.join().unwrap();
 
         // A tree kept past its use holds sled's lock, so the open after the close fails.
         let kept = store.tree("kept").unwrap();
