@@ -114,18 +114,19 @@ impl Mutes {
     /// Sets (or replaces) the mute for its scope. Expired mutes are dropped on the way, so
     /// the tree never grows past the mutes that matter.
     pub fn mute(&self, mute: &Mute) -> Result<(), StoreError> {
-        for kv in self.tree()?.iter() {
+        let tree = self.tree()?;
+        for kv in tree.iter() {
             let (k, v) = kv?;
             if self
                 .read(&k, &v)?
                 .is_some_and(|old| !old.is_active(mute.muted_at))
             {
-                self.tree()?.remove(k)?;
+                tree.remove(k)?;
             }
         }
         // Our own plain data always serializes.
         let value = serde_json::to_vec(mute).expect("a mute serializes to JSON");
-        self.tree()?.insert(
+        tree.insert(
             key(
                 mute.server.as_deref(),
                 &mute.login,
@@ -133,7 +134,7 @@ impl Mutes {
             ),
             value,
         )?;
-        self.tree()?.flush()?;
+        tree.flush()?;
         Ok(())
     }
 

@@ -127,10 +127,6 @@ struct Trees {
     running: sled::Tree,
     /// event id (u64 big-endian) → Event.
     outbox: sled::Tree,
-    /// login → UserState (the plain names; another server's are `users@server`).
-    users: sled::Tree,
-    /// login → DynamicWatch (the plain names; another server's are `watch@server`).
-    watch: sled::Tree,
     /// date → DayHealth, and single values under fixed names.
     meta: sled::Tree,
     /// `tree \0 key` → raw bytes of records that did not decode.

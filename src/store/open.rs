@@ -96,8 +96,6 @@ impl Trees {
             by_day: db.open_tree("by_day")?,
             running: db.open_tree("running")?,
             outbox: db.open_tree("outbox")?,
-            users: db.open_tree("users")?,
-            watch: db.open_tree("watch")?,
             meta: db.open_tree("meta")?,
             quarantine: db.open_tree(QUARANTINE_TREE)?,
             vanishing: db.open_tree("vanishing")?,

@@ -50,17 +50,6 @@ impl Store {
         })
     }
 
-    /// The tree of this handle's server under the plain name `name`: `name` itself, or
-    /// `name@server` for another server's poll state.
-    pub(super) fn scoped_tree(&self, trees: &super::Trees, name: &str) -> Result<sled::Tree> {
-        Ok(match &self.scope {
-            Some(server) => trees.db.open_tree(format!("{name}@{server}"))?,
-            None if name == "users" => trees.users.clone(),
-            None if name == "watch" => trees.watch.clone(),
-            None => trees.db.open_tree(name)?,
-        })
-    }
-
     /// [`Store::for_server`] for the backup server `name`: the plain names when it owns
     /// them (it is the store's first server, see [`Store::check_server_names`]). Call it
     /// after that check: before it, the store has no owner and every name gets the plain
@@ -83,7 +72,7 @@ impl Store {
     }
 
     /// A tree of this handle's server: `name` itself for the plain names, `name@server`
-    /// for another server (discovery's list and status).
+    /// for another server (user states, chat-added users, discovery's list and status).
     pub fn server_tree(&self, name: &str) -> Result<sled::Tree> {
         match &self.scope {
             Some(server) => self.tree(&format!("{name}@{server}")),
@@ -238,18 +227,13 @@ impl Store {
         names: &[&str],
     ) -> Result<Vec<UnconfiguredServer>> {
         let mut left = Vec::new();
+        let t = self.t()?;
         for name in known.iter().filter(|k| !names.contains(&k.as_str())) {
             let prefix = format!("{name}\0");
-            if self
-                .t()?
-                .jobs
-                .scan_prefix(prefix.as_bytes())
-                .next()
-                .is_none()
-            {
+            if t.jobs.scan_prefix(prefix.as_bytes()).next().is_none() {
                 continue;
             }
-            let running = self.t()?.running.scan_prefix(prefix.as_bytes()).count();
+            let running = t.running.scan_prefix(prefix.as_bytes()).count();
             left.push(UnconfiguredServer {
                 name: name.clone(),
                 running,

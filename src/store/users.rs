@@ -58,12 +58,12 @@ pub struct DynamicWatch {
 impl Store {
     /// This handle's server's user states: login → [`UserState`].
     pub(super) fn users_tree(&self) -> Result<sled::Tree> {
-        self.scoped_tree(&*self.t()?, "users")
+        self.server_tree("users")
     }
 
     /// This handle's server's chat-added users: login → [`DynamicWatch`].
     fn watch_tree(&self) -> Result<sled::Tree> {
-        self.scoped_tree(&*self.t()?, "watch")
+        self.server_tree("watch")
     }
 
     /// The poll state of `login`. A state that does not decode is quarantined and the user
