@@ -677,10 +677,24 @@ fn run_idle_kib(config: &Path, users: usize) -> (u64, u64) {
         .recv_timeout(std::time::Duration::from_secs(180))
         .expect("a poll cycle within 3 minutes");
     assert!(line.contains(&format!("users={users}")), "{line}");
-    // Idle: the cycle and its delivery are done, the next tick is a day away.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Idle: the cycle and its delivery are done, the next tick is a day away. sled's
+    // clean-up and the reopen once the store settles take some seconds more: the figure
+    // is read once RSS has held within 256 KiB for 10 s (at most 2 minutes).
     let pid = child.id();
-    let idle = proc_status_kib(pid, "VmRSS:");
+    let mut seen = std::collections::VecDeque::new();
+    let started = Instant::now();
+    let idle = loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        seen.push_back(proc_status_kib(pid, "VmRSS:"));
+        if seen.len() > 10 {
+            seen.pop_front();
+        }
+        let (low, high) = (seen.iter().min(), seen.iter().max());
+        let steady = seen.len() == 10 && high.zip(low).is_some_and(|(h, l)| h - l <= 256);
+        if steady || started.elapsed() > std::time::Duration::from_secs(120) {
+            break *seen.back().expect("a sample");
+        }
+    };
     let peak = proc_status_kib(pid, "VmHWM:");
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };

@@ -92,6 +92,16 @@ pub const STORE_BROKEN_ROUNDS: u32 = 2;
 
 /// The most skipped poll ticks counted after one cycle.
 const MAX_SKIPPED_TICKS: u64 = 10_000;
+/// How often an idle wait first looks at the store's log file; the store is reopened once
+/// the file has gone unwritten for a whole interval. Each look that finds nothing written
+/// since the last reopen doubles the interval, up to [`SETTLE_CHECK_MAX`].
+const SETTLE_CHECK: Duration = Duration::from_secs(2);
+/// The longest interval between two looks at the store's log file.
+const SETTLE_CHECK_MAX: Duration = Duration::from_secs(60);
+/// At most this many reopens in one wait between ticks: each reopen lets sled clean its
+/// segments again, which writes; the bound keeps a store that never settles from being
+/// reopened every few seconds.
+const SETTLE_REOPENS: u32 = 3;
 
 impl App {
     /// Opens the store (waiting a moment for a previous instance that is still stopping)
@@ -380,17 +390,48 @@ impl App {
         }
     }
 
-    /// Closes the store and opens it again after a round ([`Store::reopen`]): what sled
-    /// keeps of the pages the round read goes back to the allocator, so `run` idles at
-    /// about half what it would (BENCHMARKS.md, session 10). Errors are logged: the next
-    /// use of the store opens it again.
+    /// Closes the store and opens it again ([`Store::reopen`]): what sled keeps of the
+    /// pages read or rewritten since it opened goes back to the allocator. Errors are
+    /// logged: the next use of the store opens it again.
     async fn reopen_store(&self) {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.reopen()).await {
-            Ok(Ok(true)) => tracing::debug!("state store reopened after the round"),
-            Ok(Ok(false)) => tracing::debug!("state store busy after the round; kept open"),
+            Ok(Ok(true)) => tracing::debug!("state store reopened: its writes have settled"),
+            Ok(Ok(false)) => tracing::debug!("state store busy; kept open until it settles again"),
             Ok(Err(e)) => tracing::error!(error = %e, "reopening the state store failed"),
             Err(e) => tracing::error!(error = %e, "reopening the state store failed"),
+        }
+    }
+
+    /// Reopens the store once its log file has settled after being written since the last
+    /// reopen, and gives the freed memory back: sled keeps every page it read or rewrote
+    /// decoded until it is closed, and after the store is opened (and after each round)
+    /// its background clean-up rewrites the live pages of half-empty segments for some
+    /// seconds (about 10 s and 12 MiB at 10,000 users; BENCHMARKS.md). Reopened once
+    /// that is over, the store idles at what a fresh open holds. Runs for as long as the
+    /// wait for the next tick, which drops it; at most [`SETTLE_REOPENS`] reopens.
+    async fn settle_store(
+        &self,
+        reopened_at: &mut Option<crate::store::WriteStamp>,
+    ) -> std::convert::Infallible {
+        let mut seen = self.store.write_stamp();
+        let mut every = SETTLE_CHECK;
+        let mut reopens = 0;
+        loop {
+            tokio::time::sleep(every).await;
+            let written = self.store.write_stamp();
+            if written != seen {
+                // Still being written: look again soon.
+                (seen, every) = (written, SETTLE_CHECK);
+            } else if Some(written) == *reopened_at || reopens == SETTLE_REOPENS {
+                every = (every * 2).min(SETTLE_CHECK_MAX);
+            } else {
+                self.reopen_store().await;
+                crate::memory::release_free_memory();
+                reopens += 1;
+                seen = self.store.write_stamp();
+                (*reopened_at, every) = (Some(seen), SETTLE_CHECK);
+            }
         }
     }
 
@@ -443,6 +484,8 @@ impl App {
         }
         // Poll rounds in a row that failed with the store's I/O error.
         let mut broken_rounds = 0;
+        // The store's write mark as of the last reopen.
+        let mut reopened_at = None;
         loop {
             let now = self.clock.now();
             let next_poll = if std::mem::take(&mut poll_now) {
@@ -466,6 +509,7 @@ impl App {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(until(now, next)) => {}
+                never = self.settle_store(&mut reopened_at) => match never {},
             }
             if next_poll.is_some_and(|t| t <= next) {
                 // Shutdown waits a bounded while for a slow cycle or a long delivery retry:
@@ -514,9 +558,8 @@ impl App {
                 if let (Err(_), Some(beat)) = (&done, &self.heartbeat) {
                     beat.spawn_after(Err::<&CycleReport, ()>(()));
                 }
-                // Idle until the next tick at what the cycle still uses, not its peak:
-                // sled keeps every page the cycle read decoded until it is closed.
-                self.reopen_store().await;
+                // What the cycle freed goes back now; what sled keeps of the pages it
+                // read goes once the store has settled (`settle_store`).
                 crate::memory::release_free_memory();
                 self.skip_missed_ticks(next);
             }

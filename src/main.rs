@@ -134,6 +134,8 @@ fn main() -> ExitCode {
         tracing_subscriber::EnvFilter::try_from_env(config::LOG_ENV)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
     );
+    // Before the runtime's threads take arenas of their own.
+    restorewatch::memory::tune_allocator();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,10 +1,51 @@
-//! Giving memory back to the system between poll cycles.
+//! Keeping the process small between poll cycles.
 //!
 //! A cycle of 10,000 users allocates and frees tens of MiB (replies, sled's page versions,
 //! the cycle's per-user state). glibc's malloc keeps what was freed for reuse, so without
 //! help the bot would idle until the next tick at the cycle's high-water mark. The run
 //! loop calls [`release_free_memory`] after each cycle and its delivery; the freed pages
 //! then go back to the system, and the next cycle takes them again.
+//!
+//! [`tune_allocator`], called first thing by the binary, keeps two glibc defaults from
+//! undoing that (BENCHMARKS.md, session 11).
+
+/// Allocations of this size and more get pages of their own (`mmap`), given back to the
+/// system when freed. glibc's default starts here too, but raises it to the size of each
+/// such block freed: after the first reopen of the store, sled's multi-MiB buffers came
+/// from pages the cycle had already touched (and `calloc` zeroes those by hand), so each
+/// reopen made them resident, about 6 MiB more idle memory per cycle at 10,000 users.
+/// Setting it fixes it.
+pub const MMAP_THRESHOLD_BYTES: usize = 128 * 1024;
+
+/// At most this many malloc arenas. glibc's default is 8 per core: each runtime, blocking
+/// and sled thread that allocates gets its own, and each arena keeps its own partly used
+/// pages. Two arenas for two runtime workers kept the 10,000-user cycle's peak 13 MiB
+/// lower and its idle 1.5 MiB lower, at the same client CPU per request.
+pub const ARENAS: usize = 2;
+
+/// Sets [`MMAP_THRESHOLD_BYTES`] and [`ARENAS`] in glibc's malloc, unless the environment
+/// already sets them (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_ARENA_MAX`: the operator's choice
+/// wins). Call it before the runtime starts its threads. Elsewhere (musl, other
+/// systems) it does nothing.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    for (env, param, value) in [
+        (
+            "MALLOC_MMAP_THRESHOLD_",
+            libc::M_MMAP_THRESHOLD,
+            MMAP_THRESHOLD_BYTES,
+        ),
+        ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, ARENAS),
+    ] {
+        if std::env::var_os(env).is_none() {
+            let value = libc::c_int::try_from(value).expect("a setting that fits a C int");
+            // SAFETY: `mallopt` only sets the allocator's parameters, under its own lock.
+            if unsafe { libc::mallopt(param, value) } != 1 {
+                tracing::warn!(setting = env, value, "glibc refused a malloc setting");
+            }
+        }
+    }
+}
 
 /// Returns the free pages of every malloc arena to the system (glibc's `malloc_trim`).
 /// Elsewhere (musl, other systems) it does nothing.

@@ -444,11 +444,13 @@ async fn a_digest_tick_inside_a_long_cycle_is_posted_after_it() {
     assert_eq!(digests, ["2024-06-25"]);
 }
 
-/// After each round `run` closes the store and opens it again, so what sled keeps of the
-/// pages the round read is let go while it idles (BENCHMARKS.md), and the store works on
-/// after it. (Paused tokio time: the minutes are virtual.)
+/// While it waits for the next tick, `run` closes the store and opens it again once the
+/// store has settled after being written (by the start, a round, or sled's own clean-up),
+/// so what sled keeps of the pages read or rewritten is let go while it idles
+/// (BENCHMARKS.md), and the store works on after it. (Paused tokio time: the minutes are
+/// virtual.)
 #[tokio::test(start_paused = true)]
-async fn the_store_is_reopened_after_each_round_and_works_on() {
+async fn the_store_is_reopened_once_settled_after_each_round_and_works_on() {
     let clock: SharedClock = Arc::new(TokioClock::new(
         Utc.with_ymd_and_hms(2024, 6, 26, 7, 58, 0).unwrap(),
     ));
@@ -460,14 +462,26 @@ async fn the_store_is_reopened_after_each_round_and_works_on() {
         .unwrap();
     let sink = Recorder::default();
     let shutdown = CancellationToken::new();
+    let reopens = || app.store.work().reopens;
     let stop = async {
-        // 08:07: the rounds of 08:00 and 08:05 are over.
-        tokio::time::sleep(std::time::Duration::from_secs(9 * 60)).await;
+        // 07:59: the store the build wrote has settled; no round yet.
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        let at_start = reopens();
+        // 08:03: the round of 08:00 is over and has settled.
+        tokio::time::sleep(std::time::Duration::from_secs(4 * 60)).await;
+        let after_first = reopens();
+        // 08:04:59, nothing written since: no reopen however long the wait.
+        tokio::time::sleep(std::time::Duration::from_secs(119)).await;
+        let before_second = reopens();
+        // 08:07: the round of 08:05 is over and has settled.
+        tokio::time::sleep(std::time::Duration::from_secs(121)).await;
+        let after_second = reopens();
         shutdown.cancel();
+        [at_start, after_first, before_second, after_second]
     };
-    let (ran, ()) = tokio::join!(app.run_loop(&sink, shutdown.clone()), stop);
+    let (ran, seen) = tokio::join!(app.run_loop(&sink, shutdown.clone()), stop);
     ran.unwrap();
-    assert_eq!(app.store.work().reopens, 2, "one reopen after each round");
+    assert_eq!(seen, [1, 2, 2, 3], "one reopen once each write settled");
     let cycle = app.store.last_cycle().unwrap().expect("the cycles ran");
     assert_eq!(
         cycle.finished_at.format("%H:%M").to_string(),

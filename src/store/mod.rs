@@ -146,6 +146,14 @@ struct Counters {
     broken: std::sync::atomic::AtomicBool,
 }
 
+/// A stamp that changes whenever the store is written: see [`Store::write_stamp`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteStamp {
+    flushes: u64,
+    /// `None` where the file system keeps no modification time.
+    modified: Option<std::time::SystemTime>,
+}
+
 /// What a store handle (and its clones) has done so far: see [`Store::work`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreWork {

@@ -3,7 +3,9 @@
 //! closing and opening the database again under every handle ([`Store::reopen`]); and the
 //! handle's own work: flushing, the work counters, the size on disk, other parts' trees.
 
-use super::{is_locked, Result, Shared, Store, StoreError, StoreWork, Trees, QUARANTINE_TREE};
+use super::{
+    is_locked, Result, Shared, Store, StoreError, StoreWork, Trees, WriteStamp, QUARANTINE_TREE,
+};
 use std::path::Path;
 
 /// sled's page cache (`cache_capacity`), in bytes. sled's default is 1 GiB, which lets a
@@ -39,6 +41,8 @@ pub const OPEN_LOCK_WAIT_MS: u64 = 5_000;
 const OPEN_LOCK_RETRY_MS: u64 = 20;
 /// The file in the store's directory that a process holds locked while it has the store.
 pub const LOCK_FILE: &str = "restorewatch.lock";
+/// sled's log, in the store's directory: every write lands in it.
+const LOG_FILE: &str = "db";
 /// How long [`Store::reopen`] waits for the operations under way to finish (ms).
 const REOPEN_WAIT_MS: u64 = 2_000;
 
@@ -251,6 +255,18 @@ impl Store {
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.t()?.db.size_on_disk()?)
+    }
+
+    /// What changes whenever the store is written: by this process ([`Store::flush`]) or
+    /// by sled's own clean-up, which rewrites the live pages of half-empty segments in the
+    /// background after an open (and keeps them decoded), seen in its log file's time.
+    pub fn write_stamp(&self) -> WriteStamp {
+        WriteStamp {
+            flushes: self.work().flushes,
+            modified: std::fs::metadata(self.shared.dir.join(LOG_FILE))
+                .and_then(|m| m.modified())
+                .ok(),
+        }
     }
 }
 
