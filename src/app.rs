@@ -92,11 +92,11 @@ pub const STORE_BROKEN_ROUNDS: u32 = 2;
 
 /// The most skipped poll ticks counted after one cycle.
 const MAX_SKIPPED_TICKS: u64 = 10_000;
-/// How often an idle wait first looks at the store's log file; the store is reopened once
-/// the file has gone unwritten for a whole interval. Each look that finds nothing written
-/// since the last reopen doubles the interval, up to [`SETTLE_CHECK_MAX`].
+/// How often an idle wait first looks at the store's write stamp; the store is reopened
+/// once it has held for a whole interval. Each look that finds nothing written since the
+/// last reopen doubles the interval, up to [`SETTLE_CHECK_MAX`].
 const SETTLE_CHECK: Duration = Duration::from_secs(2);
-/// The longest interval between two looks at the store's log file.
+/// The longest interval between two looks at the store's write stamp.
 const SETTLE_CHECK_MAX: Duration = Duration::from_secs(60);
 /// At most this many reopens in one wait between ticks: each reopen lets sled clean its
 /// segments again, which writes; the bound keeps a store that never settles from being
@@ -403,7 +403,7 @@ impl App {
         }
     }
 
-    /// Reopens the store once its log file has settled after being written since the last
+    /// Reopens the store once its write stamp has settled after a change since the last
     /// reopen, and gives the freed memory back: sled keeps every page it read or rewrote
     /// decoded until it is closed, and after the store is opened (and after each round)
     /// its background clean-up rewrites the live pages of half-empty segments for some
@@ -484,7 +484,7 @@ impl App {
         }
         // Poll rounds in a row that failed with the store's I/O error.
         let mut broken_rounds = 0;
-        // The store's write mark as of the last reopen.
+        // The store's write stamp as of the last reopen.
         let mut reopened_at = None;
         loop {
             let now = self.clock.now();

@@ -13,8 +13,8 @@
 /// system when freed. glibc's default starts here too, but raises it to the size of each
 /// such block freed: after the first reopen of the store, sled's multi-MiB buffers came
 /// from pages the cycle had already touched (and `calloc` zeroes those by hand), so each
-/// reopen made them resident, about 6 MiB more idle memory per cycle at 10,000 users.
-/// Setting it fixes it.
+/// reopen made them resident: at 10,000 users the idle grew by about 6 MiB over the first
+/// three cycles. Setting the threshold stops glibc from moving it.
 pub const MMAP_THRESHOLD_BYTES: usize = 128 * 1024;
 
 /// Free memory at the top of the heap is given back only past this size. Fixing the mmap
@@ -26,8 +26,9 @@ pub const TRIM_THRESHOLD_BYTES: usize = 32 * 1024 * 1024;
 
 /// At most this many malloc arenas. glibc's default is 8 per core: each runtime, blocking
 /// and sled thread that allocates gets its own, and each arena keeps its own partly used
-/// pages. Two arenas for two runtime workers kept the 10,000-user cycle's peak 13 MiB
-/// lower and its idle 1.5 MiB lower, at the same client CPU per request.
+/// pages. Two arenas for two runtime workers kept the 10,000-user cycle's peak about
+/// 13 MiB lower and its idle about 1.5 MiB lower, with client CPU per request within the
+/// noise of `bench cpu`.
 pub const ARENAS: usize = 2;
 
 /// Sets [`MMAP_THRESHOLD_BYTES`], [`TRIM_THRESHOLD_BYTES`] and [`ARENAS`] in glibc's

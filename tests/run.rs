@@ -476,12 +476,29 @@ async fn the_store_is_reopened_once_settled_after_each_round_and_works_on() {
         // 08:07: the round of 08:05 is over and has settled.
         tokio::time::sleep(std::time::Duration::from_secs(121)).await;
         let after_second = reopens();
+        // Until 08:09, a write every 10 s, each settling before the next: still the wait
+        // that began after the round of 08:05, which reopens at most 3 times.
+        for _ in 0..12 {
+            app.store.flush().unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        }
+        let writes_later = reopens();
         shutdown.cancel();
-        [at_start, after_first, before_second, after_second]
+        [
+            at_start,
+            after_first,
+            before_second,
+            after_second,
+            writes_later,
+        ]
     };
     let (ran, seen) = tokio::join!(app.run_loop(&sink, shutdown.clone()), stop);
     ran.unwrap();
-    assert_eq!(seen, [1, 2, 2, 3], "one reopen once each write settled");
+    assert_eq!(
+        seen,
+        [1, 2, 2, 3, 5],
+        "one reopen once each write settled, at most 3 per wait"
+    );
     let cycle = app.store.last_cycle().unwrap().expect("the cycles ran");
     assert_eq!(
         cycle.finished_at.format("%H:%M").to_string(),
