@@ -6,7 +6,7 @@
 //! loop calls [`release_free_memory`] after each cycle and its delivery; the freed pages
 //! then go back to the system, and the next cycle takes them again.
 //!
-//! [`tune_allocator`], called first thing by the binary, keeps glibc's defaults from
+//! [`tune_allocator`], called by the binary before its runtime starts, keeps glibc's defaults from
 //! undoing that (BENCHMARKS.md, session 11).
 
 /// Allocations of this size and more get pages of their own (`mmap`), given back to the
@@ -33,8 +33,9 @@ pub const ARENAS: usize = 2;
 
 /// Sets [`MMAP_THRESHOLD_BYTES`], [`TRIM_THRESHOLD_BYTES`] and [`ARENAS`] in glibc's
 /// malloc, unless the environment already sets them (`MALLOC_MMAP_THRESHOLD_`,
-/// `MALLOC_TRIM_THRESHOLD_`, `MALLOC_ARENA_MAX`: the operator's choice wins). Call it before the runtime starts its threads. Elsewhere (musl, other
-/// systems) it does nothing.
+/// `MALLOC_TRIM_THRESHOLD_`, `MALLOC_ARENA_MAX`: the operator's choice wins). Call it
+/// before the runtime starts its threads. Elsewhere (musl, other systems) it does
+/// nothing.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     for (env, param, value) in [
