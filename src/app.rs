@@ -409,7 +409,8 @@ impl App {
     /// its background clean-up rewrites the live pages of half-empty segments for some
     /// seconds (about 10 s and 12 MiB at 10,000 users; BENCHMARKS.md). Reopened once
     /// that is over, the store idles at what a fresh open holds. Runs for as long as the
-    /// wait for the next tick, which drops it; at most [`SETTLE_REOPENS`] reopens.
+    /// wait for the next tick, which drops it; at most [`SETTLE_REOPENS`] reopens. A look
+    /// that finds nothing to reopen still gives back what was freed since.
     async fn settle_store(
         &self,
         reopened_at: &mut Option<crate::store::WriteStamp>,
@@ -424,6 +425,9 @@ impl App {
                 // Still being written: look again soon.
                 (seen, every) = (written, SETTLE_CHECK);
             } else if Some(written) == *reopened_at || reopens == SETTLE_REOPENS {
+                // Nothing to reopen; what was freed since (the CBS connections closed
+                // once idle, a command's reply) still goes back.
+                crate::memory::release_free_memory();
                 every = (every * 2).min(SETTLE_CHECK_MAX);
             } else {
                 self.reopen_store().await;

@@ -3,8 +3,11 @@
 //! A cycle of 10,000 users allocates and frees tens of MiB (replies, sled's page versions,
 //! the cycle's per-user state). glibc's malloc keeps what was freed for reuse, so without
 //! help the bot would idle until the next tick at the cycle's high-water mark. The run
-//! loop calls [`release_free_memory`] after each cycle and its delivery; the freed pages
-//! then go back to the system, and the next cycle takes them again.
+//! loop calls [`release_free_memory`] after each cycle and its delivery, and at each look
+//! at the store during the wait for the next tick (after a reopen, or when there is
+//! nothing to reopen: what was freed meanwhile, such as the CBS connections closed once
+//! idle, goes back too); the freed pages then go back to the system, and the next cycle
+//! takes them again.
 //!
 //! [`tune_allocator`], called by the binary before its runtime starts, keeps glibc's defaults from
 //! undoing that (BENCHMARKS.md, session 11).

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+use restorewatch::cbs::client::POOL_IDLE_TIMEOUT;
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::{CbsClient, CbsClientConfig, CbsError};
 use restorewatch::clock::ManualClock;
@@ -12,6 +13,7 @@ use restorewatch::simulator::{
     Faults, LoginFault, Quirks, SimConfig, SimHandle, SimJob, Simulator,
     INCORRECT_CREDENTIALS_MESSAGE, PASSWORD_EXPIRED_MESSAGE,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -650,7 +652,6 @@ async fn tls_with_a_custom_ca_works_end_to_end_and_only_with_that_ca() {
 /// would otherwise carry the body, password and all).
 #[tokio::test]
 async fn a_redirect_is_not_followed_and_the_password_goes_nowhere_else() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let elsewhere_hits = Arc::new(AtomicUsize::new(0));
     let hits = elsewhere_hits.clone();
     let elsewhere = axum::Router::new().fallback(move || {
@@ -690,6 +691,62 @@ async fn a_redirect_is_not_followed_and_the_password_goes_nowhere_else() {
         assert_eq!(err.outage_reason(), Some(OutageReason::Unreachable));
     }
     assert_eq!(elsewhere_hits.load(Ordering::SeqCst), 0);
+}
+
+/// A TCP relay to the simulator that counts the connections made through it and those
+/// still open: answers its URL and (made, open).
+async fn counting_relay(sim: &SimHandle) -> (reqwest::Url, Arc<(AtomicUsize, AtomicUsize)>) {
+    let target = sim.url().socket_addrs(|| None).unwrap()[0];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let seen = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            seen.0.fetch_add(1, Ordering::SeqCst);
+            seen.1.fetch_add(1, Ordering::SeqCst);
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                seen.1.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (url.parse().unwrap(), counts)
+}
+
+/// Within a cycle a kept-alive connection is taken again; idle for
+/// [`POOL_IDLE_TIMEOUT`] (between cycles) it is closed, with the memory it holds.
+#[tokio::test(start_paused = true)]
+async fn a_connection_is_reused_at_once_and_closed_once_idle() {
+    let sim = sim().await;
+    sim.add_job(job());
+    let (url, counts) = counting_relay(&sim).await;
+    let client = CbsClient::new(config(url, PASSWORD)).unwrap();
+    client.list_restore_jobs("obm", "", date()).await.unwrap();
+    tokio::time::sleep(POOL_IDLE_TIMEOUT / 2).await;
+    client.list_restore_jobs("obm", "", date()).await.unwrap();
+    let last_used = Instant::now();
+    assert_eq!(
+        counts.0.load(Ordering::SeqCst),
+        1,
+        "one connection for both"
+    );
+    assert_eq!(counts.1.load(Ordering::SeqCst), 1, "kept open after use");
+    while counts.1.load(Ordering::SeqCst) > 0 {
+        assert!(
+            last_used.elapsed() <= POOL_IDLE_TIMEOUT * 2,
+            "still open {:?} after its last use",
+            last_used.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        last_used.elapsed() >= POOL_IDLE_TIMEOUT,
+        "closed while in use"
+    );
+    sim.shutdown().await;
 }
 
 #[tokio::test]

@@ -492,3 +492,47 @@ async fn demo_bounds_its_users_and_duration() {
         );
     }
 }
+
+/// The sizes of the binary's sections named `names` (ELF64, little-endian), by reading
+/// its section headers.
+fn section_sizes(elf: &[u8], names: &[&str]) -> Vec<Option<u64>> {
+    let u16_at = |at: usize| u64::from(u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()));
+    let u32_at = |at: usize| u64::from(u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()));
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "a 64-bit ELF file");
+    let (table, entry, count) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c));
+    let header = |i: u64| usize::try_from(table + i * entry).unwrap();
+    let strings = usize::try_from(u64_at(header(u16_at(0x3e)) + 0x18)).unwrap();
+    let name_of = |i: u64| {
+        let start = strings + usize::try_from(u32_at(header(i))).unwrap();
+        let len = elf[start..].iter().position(|&b| b == 0).unwrap();
+        std::str::from_utf8(&elf[start..start + len])
+            .unwrap()
+            .to_owned()
+    };
+    names
+        .iter()
+        .map(|name| {
+            (0..count)
+                .find(|&i| name_of(i) == *name)
+                .map(|i| u64_at(header(i) + 0x20))
+        })
+        .collect()
+}
+
+/// Where the build host's glibc allows it (build.rs), the binary's relative relocations
+/// are packed: as RELA entries they took 1.4 MB that each start reads and keeps resident.
+#[test]
+fn the_binary_packs_its_relative_relocations_where_glibc_allows() {
+    if option_env!("BUILD_PACKED_RELOCS") != Some("1") {
+        return;
+    }
+    let elf = std::fs::read(BIN).unwrap();
+    let [rela, relr] = section_sizes(&elf, &[".rela.dyn", ".relr.dyn"])[..] else {
+        unreachable!()
+    };
+    let relr = relr.expect("a .relr.dyn section");
+    assert!(relr > 0 && relr < 64 * 1024, "packed: {relr} bytes");
+    let rela = rela.unwrap_or(0);
+    assert!(rela < 64 * 1024, "what is left as RELA: {rela} bytes");
+}
