@@ -315,7 +315,7 @@ async fn a_hanging_server_holds_up_no_alert_of_the_other() {
         ..Recorder::default()
     };
     let started = Instant::now();
-    w.app.cycle_and_deliver(&sink).await.unwrap();
+    let (_, drained) = w.app.cycle_and_deliver(&sink).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(5),
         "the us requests timed out"
@@ -328,6 +328,8 @@ async fn a_hanging_server_holds_up_no_alert_of_the_other() {
     );
     let events = sink.events.lock().unwrap().clone();
     assert_eq!(failures(&events), [("eu".into(), "bob".into())]);
+    // The totals count every server's delivery of the round, not only the last one.
+    assert_eq!(drained.delivered, events.len(), "{events:?}");
 }
 
 /// The run loop on a five-second schedule with `us` answering only after 45 s (its requests
