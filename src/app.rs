@@ -90,6 +90,64 @@ pub struct App {
 /// `store_cannot_write`).
 pub const STORE_BROKEN_ROUNDS: u32 = 2;
 
+/// What one look at the store's write stamp in [`App::settle_store`] finds.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    /// Written since the last look: look again soon.
+    Written,
+    /// Nothing to reopen: nothing written since the last reopen, or the wait's reopens
+    /// are used up.
+    Quiet,
+    /// Settled after a write: reopen the store now.
+    Reopen,
+}
+
+/// The bookkeeping of one wait's looks at the store, over write stamps `S`: when to
+/// look next and whether to reopen.
+struct Settle<S> {
+    /// The stamp at the last look.
+    seen: S,
+    /// Until the next look.
+    every: Duration,
+    /// Reopens tried in this wait (busy ones too), at most [`SETTLE_REOPENS`].
+    reopens: u32,
+}
+
+impl<S: Copy + PartialEq> Settle<S> {
+    fn new(seen: S) -> Settle<S> {
+        Settle {
+            seen,
+            every: SETTLE_CHECK,
+            reopens: 0,
+        }
+    }
+
+    /// A look: `written` is the store's stamp now, `reopened_at` its stamp after the
+    /// last reopen.
+    fn look(&mut self, written: S, reopened_at: Option<S>) -> Look {
+        if written != self.seen {
+            (self.seen, self.every) = (written, SETTLE_CHECK);
+            Look::Written
+        } else if Some(written) == reopened_at || self.reopens == SETTLE_REOPENS {
+            self.every = (self.every * 2).min(SETTLE_CHECK_MAX);
+            Look::Quiet
+        } else {
+            Look::Reopen
+        }
+    }
+
+    /// After the reopen [`Settle::look`] asked for: `done` when it happened (not when
+    /// the store was busy), `now` the stamp after it. One that did not happen is tried
+    /// again at the next look, within the wait's bound.
+    fn reopened(&mut self, done: bool, now: S, reopened_at: &mut Option<S>) {
+        self.reopens += 1;
+        (self.seen, self.every) = (now, SETTLE_CHECK);
+        if done {
+            *reopened_at = Some(now);
+        }
+    }
+}
+
 /// The most skipped poll ticks counted after one cycle.
 const MAX_SKIPPED_TICKS: u64 = 10_000;
 /// How often an idle wait first looks at the store's write stamp; the store is reopened
@@ -391,16 +449,21 @@ impl App {
     }
 
     /// Closes the store and opens it again ([`Store::reopen`]): what sled keeps of the
-    /// pages read or rewritten since it opened goes back to the allocator. Errors are
-    /// logged: the next use of the store opens it again.
-    async fn reopen_store(&self) {
+    /// pages read or rewritten since it opened goes back to the allocator. Answers whether
+    /// it did: not while operations kept the store busy, nor on an error (logged; the
+    /// next use of the store opens it again).
+    async fn reopen_store(&self) -> bool {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.reopen()).await {
-            Ok(Ok(true)) => tracing::debug!("state store reopened: its writes have settled"),
-            Ok(Ok(false)) => tracing::debug!("state store busy; kept open until it settles again"),
+            Ok(Ok(true)) => {
+                tracing::debug!("state store reopened: its writes have settled");
+                return true;
+            }
+            Ok(Ok(false)) => tracing::debug!("state store busy; tried again at the next look"),
             Ok(Err(e)) => tracing::error!(error = %e, "reopening the state store failed"),
             Err(e) => tracing::error!(error = %e, "reopening the state store failed"),
         }
+        false
     }
 
     /// Reopens the store once its write stamp has settled after a change since the last
@@ -415,26 +478,19 @@ impl App {
         &self,
         reopened_at: &mut Option<crate::store::WriteStamp>,
     ) -> std::convert::Infallible {
-        let mut seen = self.store.write_stamp();
-        let mut every = SETTLE_CHECK;
-        let mut reopens = 0;
+        let mut settle = Settle::new(self.store.write_stamp());
         loop {
-            tokio::time::sleep(every).await;
-            let written = self.store.write_stamp();
-            if written != seen {
-                // Still being written: look again soon.
-                (seen, every) = (written, SETTLE_CHECK);
-            } else if Some(written) == *reopened_at || reopens == SETTLE_REOPENS {
-                // Nothing to reopen; what was freed since (the CBS connections closed
-                // once idle, a command's reply) still goes back.
-                crate::memory::release_free_memory();
-                every = (every * 2).min(SETTLE_CHECK_MAX);
-            } else {
-                self.reopen_store().await;
-                crate::memory::release_free_memory();
-                reopens += 1;
-                seen = self.store.write_stamp();
-                (*reopened_at, every) = (Some(seen), SETTLE_CHECK);
+            tokio::time::sleep(settle.every).await;
+            match settle.look(self.store.write_stamp(), *reopened_at) {
+                Look::Written => {}
+                // Nothing to reopen; what was freed since (the CBS connections closed once
+                // idle, a command's reply) still goes back.
+                Look::Quiet => crate::memory::release_free_memory(),
+                Look::Reopen => {
+                    let done = self.reopen_store().await;
+                    crate::memory::release_free_memory();
+                    settle.reopened(done, self.store.write_stamp(), reopened_at);
+                }
             }
         }
     }
@@ -838,6 +894,50 @@ fn routed_owners(settings: &Settings) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One wait's looks, with stamps as numbers: a write, its settling, the reopen, then
+    /// quiet looks further and further apart.
+    #[test]
+    fn a_settled_write_is_reopened_once_then_the_looks_back_off() {
+        let mut reopened_at = None;
+        let mut settle = Settle::new(1);
+        assert_eq!(settle.look(2, reopened_at), Look::Written);
+        assert_eq!(settle.every, SETTLE_CHECK);
+        assert_eq!(settle.look(2, reopened_at), Look::Reopen);
+        settle.reopened(true, 3, &mut reopened_at);
+        assert_eq!(reopened_at, Some(3));
+        let mut intervals = Vec::new();
+        for _ in 0..7 {
+            assert_eq!(settle.look(3, reopened_at), Look::Quiet);
+            intervals.push(settle.every.as_secs());
+        }
+        assert_eq!(intervals, [4, 8, 16, 32, 60, 60, 60]);
+        // A write after the reopen: reopened again once it settles.
+        assert_eq!(settle.look(4, reopened_at), Look::Written);
+        assert_eq!(settle.every, SETTLE_CHECK);
+        assert_eq!(settle.look(4, reopened_at), Look::Reopen);
+    }
+
+    /// A reopen the store was too busy for is tried again at the next look, not left
+    /// until something writes; busy or not, at most `SETTLE_REOPENS` in one wait.
+    #[test]
+    fn a_busy_reopen_is_tried_again_within_the_bound() {
+        let mut reopened_at = None;
+        let mut settle = Settle::new(1);
+        let mut tried = 0;
+        while settle.look(1, reopened_at) == Look::Reopen {
+            settle.reopened(false, 1, &mut reopened_at);
+            tried += 1;
+        }
+        assert_eq!(tried, SETTLE_REOPENS);
+        assert_eq!(reopened_at, None, "never reopened");
+        assert_eq!(settle.look(1, reopened_at), Look::Quiet);
+        // The next wait starts a new count: the store, still not reopened, is tried again.
+        let mut next = Settle::new(1);
+        assert_eq!(next.look(1, reopened_at), Look::Reopen);
+        next.reopened(true, 1, &mut reopened_at);
+        assert_eq!(next.look(1, reopened_at), Look::Quiet);
+    }
 
     #[test]
     fn a_cycle_in_which_every_request_failed_is_an_error_not_partial() {
