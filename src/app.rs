@@ -90,6 +90,19 @@ pub struct App {
 /// `store_cannot_write`).
 pub const STORE_BROKEN_ROUNDS: u32 = 2;
 
+/// The most skipped poll ticks counted after one cycle.
+const MAX_SKIPPED_TICKS: u64 = 10_000;
+/// How often an idle wait first looks at the store's write stamp; the store is reopened
+/// once it has held for a whole interval. Each look that finds nothing written since the
+/// last reopen doubles the interval, up to [`SETTLE_CHECK_MAX`].
+const SETTLE_CHECK: Duration = Duration::from_secs(2);
+/// The longest interval between two looks at the store's write stamp.
+const SETTLE_CHECK_MAX: Duration = Duration::from_secs(60);
+/// At most this many reopens in one wait between ticks: each reopen lets sled clean its
+/// segments again, which writes; the bound keeps a store that never settles from being
+/// reopened every few seconds.
+const SETTLE_REOPENS: u32 = 3;
+
 /// What one look at the store's write stamp in [`App::settle_store`] finds.
 #[derive(Debug, PartialEq, Eq)]
 enum Look {
@@ -147,19 +160,6 @@ impl<S: Copy + PartialEq> Settle<S> {
         }
     }
 }
-
-/// The most skipped poll ticks counted after one cycle.
-const MAX_SKIPPED_TICKS: u64 = 10_000;
-/// How often an idle wait first looks at the store's write stamp; the store is reopened
-/// once it has held for a whole interval. Each look that finds nothing written since the
-/// last reopen doubles the interval, up to [`SETTLE_CHECK_MAX`].
-const SETTLE_CHECK: Duration = Duration::from_secs(2);
-/// The longest interval between two looks at the store's write stamp.
-const SETTLE_CHECK_MAX: Duration = Duration::from_secs(60);
-/// At most this many reopens in one wait between ticks: each reopen lets sled clean its
-/// segments again, which writes; the bound keeps a store that never settles from being
-/// reopened every few seconds.
-const SETTLE_REOPENS: u32 = 3;
 
 impl App {
     /// Opens the store (waiting a moment for a previous instance that is still stopping)
