@@ -9,8 +9,8 @@
 //! idle, goes back too); the freed pages then go back to the system, and the next cycle
 //! takes them again.
 //!
-//! [`tune_allocator`], called by the binary before its runtime starts, keeps glibc's defaults from
-//! undoing that (BENCHMARKS.md, session 11).
+//! [`tune_allocator`], called by the binary before its runtime starts, keeps glibc's
+//! defaults from undoing that (BENCHMARKS.md, session 11).
 
 /// Allocations of this size and more get pages of their own (`mmap`), given back to the
 /// system when freed. glibc's default starts here too, but raises it to the size of each

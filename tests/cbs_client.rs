@@ -696,7 +696,7 @@ async fn a_redirect_is_not_followed_and_the_password_goes_nowhere_else() {
 /// A TCP relay to the simulator that counts the connections made through it and those
 /// still open: answers its URL and (made, open).
 async fn counting_relay(sim: &SimHandle) -> (reqwest::Url, Arc<(AtomicUsize, AtomicUsize)>) {
-    let target = sim.url().socket_addrs(|| None).unwrap()[0];
+    let target = sim.addr();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
