@@ -141,7 +141,7 @@ fn client_for(url: reqwest::Url, sys_user: &str, sys_pwd: &str) -> CbsClient {
         server_name: "bench".into(),
         sys_user: sys_user.into(),
         sys_pwd: sys_pwd.to_owned().into(),
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         request_timeout: std::time::Duration::from_secs(60),
         ca_cert: None,
     })
@@ -151,7 +151,8 @@ fn client_for(url: reqwest::Url, sys_user: &str, sys_pwd: &str) -> CbsClient {
 fn poller_config(watch: Vec<WatchEntry>, concurrency: usize, retention_days: u32) -> PollerConfig {
     PollerConfig {
         poll: PollSettings {
-            schedule: CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).expect("schedule"),
+            schedule: CronSchedule::parse("*/5 * * * *", restorewatch::tz::Tz::UTC)
+                .expect("schedule"),
             // No grace window: a cycle asks for today only, so the minimum is one request
             // per user.
             midnight_grace: std::time::Duration::ZERO,
@@ -406,7 +407,7 @@ fn cycle_bodies(store: &Store, users: &[WatchEntry], now: DateTime<Utc>) -> Vec<
         let running = store.running_dates("bench", &user.login).expect("running");
         let dates = dates_to_poll(
             now,
-            chrono_tz::UTC,
+            restorewatch::tz::Tz::UTC,
             std::time::Duration::ZERO,
             3,
             state.last_success,
@@ -1011,7 +1012,7 @@ async fn delivery(scale: Scale) {
     let console = ConsoleSink::new(
         RenderOptions {
             mention_role: None,
-            timezone: chrono_tz::UTC,
+            timezone: restorewatch::tz::Tz::UTC,
             servers_named: false,
         },
         Box::new(std::io::sink()),

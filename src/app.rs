@@ -415,7 +415,7 @@ impl App {
     }
 
     /// The other backup servers' zones, which a digest waits for (see [`digest::catch_up`]).
-    fn other_zones(&self) -> Vec<chrono_tz::Tz> {
+    fn other_zones(&self) -> Vec<crate::tz::Tz> {
         (self.settings.other_servers.iter())
             .map(|s| s.cbs.timezone)
             .collect()
@@ -1030,7 +1030,7 @@ mod tests {
         let store = app.store.clone();
         let render = RenderOptions {
             mention_role: None,
-            timezone: chrono_tz::UTC,
+            timezone: crate::tz::Tz::UTC,
             servers_named: false,
         };
         let sink = ConsoleSink::new(render, Box::new(std::io::sink()));

@@ -81,7 +81,7 @@ pub async fn run_demo(
     shutdown: CancellationToken,
 ) -> anyhow::Result<DemoReport> {
     let clock: SharedClock = Arc::new(SystemClock);
-    let tz = chrono_tz::UTC;
+    let tz = crate::tz::Tz::UTC;
     let anchor = clock.now();
     let mut workload = generate(&GenParams {
         users: options.users,

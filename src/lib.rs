@@ -63,3 +63,4 @@ pub mod storm;
 pub mod summary;
 #[cfg(test)]
 mod test_data;
+pub mod tz;

@@ -80,7 +80,7 @@ enum Command {
         seed: u64,
         /// The simulated server's time zone.
         #[arg(long, default_value = "UTC")]
-        timezone: chrono_tz::Tz,
+        timezone: restorewatch::tz::Tz,
     },
     /// Print a shell completion script (e.g. `restorewatch completions bash > /etc/bash_completion.d/restorewatch`).
     Completions {

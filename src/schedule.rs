@@ -24,8 +24,8 @@
 //!   whose hour field is a wildcard (`*`, `*/2`: every hour, such as a `*/5` poll) fires in
 //!   both passes of the repeated hour, so polling does not pause for an hour.
 
+use crate::tz::Tz;
 use chrono::{DateTime, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
-use chrono_tz::Tz;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
@@ -340,9 +340,17 @@ mod tests {
 
     #[test]
     fn times_are_in_the_configured_zone() {
-        let berlin = next("0 8 * * *", Tz::Europe__Berlin, "2024-05-01T00:00:00Z");
+        let berlin = next(
+            "0 8 * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-05-01T00:00:00Z",
+        );
         assert_eq!(berlin, utc("2024-05-01T06:00:00Z"), "08:00 CEST");
-        let winter = next("0 8 * * *", Tz::Europe__Berlin, "2024-01-10T00:00:00Z");
+        let winter = next(
+            "0 8 * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-01-10T00:00:00Z",
+        );
         assert_eq!(winter, utc("2024-01-10T07:00:00Z"), "08:00 CET");
         let plain = next("0 8 * * *", Tz::UTC, "2024-05-01T00:00:00Z");
         assert_eq!(plain, utc("2024-05-01T08:00:00Z"));
@@ -351,7 +359,12 @@ mod tests {
     #[test]
     fn daily_time_stays_local_across_spring_forward() {
         // Europe/Berlin goes from CET to CEST at 01:00 UTC on 2024-03-31.
-        let days = fires("0 8 * * *", Tz::Europe__Berlin, "2024-03-30T00:00:00Z", 3);
+        let days = fires(
+            "0 8 * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-03-30T00:00:00Z",
+            3,
+        );
         assert_eq!(
             days,
             [
@@ -365,7 +378,12 @@ mod tests {
     #[test]
     fn skipped_hour_fires_when_the_skip_ends_and_the_poll_goes_on() {
         // 01:55 CET, then the clock jumps from 02:00 to 03:00.
-        let polls = fires("*/5 * * * *", Tz::Europe__Berlin, "2024-03-31T00:50:00Z", 3);
+        let polls = fires(
+            "*/5 * * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-03-31T00:50:00Z",
+            3,
+        );
         assert_eq!(
             polls,
             [
@@ -376,7 +394,12 @@ mod tests {
         );
         // 02:30 does not exist on that day in Berlin: it fires when the skip ends, at
         // 03:00 CEST, as cron does, then at 02:30 again.
-        let daily = fires("30 2 * * *", Tz::Europe__Berlin, "2024-03-30T12:00:00Z", 2);
+        let daily = fires(
+            "30 2 * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-03-30T12:00:00Z",
+            2,
+        );
         assert_eq!(
             daily,
             [utc("2024-03-31T01:00:00Z"), utc("2024-04-01T00:30:00Z")]
@@ -384,7 +407,7 @@ mod tests {
         // A time in the skip and one after it: each fires once, in order, none lost.
         let both = fires(
             "0 10 2,3 * * *",
-            Tz::Europe__Berlin,
+            "Europe/Berlin".parse::<Tz>().unwrap(),
             "2024-03-30T12:00:00Z",
             2,
         );
@@ -397,7 +420,12 @@ mod tests {
     #[test]
     fn a_daily_time_in_the_repeated_hour_fires_once() {
         // 2024-10-27: 03:00 CEST becomes 02:00 CET at 01:00 UTC, so 02:xx occurs twice.
-        let daily = fires("30 2 * * *", Tz::Europe__Berlin, "2024-10-26T12:00:00Z", 2);
+        let daily = fires(
+            "30 2 * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-10-26T12:00:00Z",
+            2,
+        );
         assert_eq!(
             daily,
             [utc("2024-10-27T00:30:00Z"), utc("2024-10-28T01:30:00Z")],
@@ -405,7 +433,11 @@ mod tests {
         );
         // A schedule naming its hours fires once in the repeated hour, from either pass.
         assert_eq!(
-            next("*/5 2 * * *", Tz::Europe__Berlin, "2024-10-27T01:10:00Z"),
+            next(
+                "*/5 2 * * *",
+                "Europe/Berlin".parse::<Tz>().unwrap(),
+                "2024-10-27T01:10:00Z"
+            ),
             utc("2024-10-28T01:00:00Z"),
             "the next day's 02:00 CET"
         );
@@ -414,7 +446,12 @@ mod tests {
     #[test]
     fn an_every_hour_schedule_fires_in_both_passes_of_the_repeated_hour() {
         // 02:55 CEST, then the clock goes back from 03:00 CEST to 02:00 CET (01:00 UTC).
-        let polls = fires("*/5 * * * *", Tz::Europe__Berlin, "2024-10-27T00:50:00Z", 4);
+        let polls = fires(
+            "*/5 * * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-10-27T00:50:00Z",
+            4,
+        );
         assert_eq!(
             polls,
             [
@@ -426,11 +463,20 @@ mod tests {
         );
         // From inside the second pass: on in five minutes, not at 03:00 CET.
         assert_eq!(
-            next("*/5 * * * *", Tz::Europe__Berlin, "2024-10-27T01:10:00Z"),
+            next(
+                "*/5 * * * *",
+                "Europe/Berlin".parse::<Tz>().unwrap(),
+                "2024-10-27T01:10:00Z"
+            ),
             utc("2024-10-27T01:15:00Z")
         );
         // To the end of it and on.
-        let end = fires("*/5 * * * *", Tz::Europe__Berlin, "2024-10-27T01:50:00Z", 3);
+        let end = fires(
+            "*/5 * * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-10-27T01:50:00Z",
+            3,
+        );
         assert_eq!(
             end,
             [
@@ -440,7 +486,12 @@ mod tests {
             ]
         );
         // Hourly: 02:00 CEST, 02:00 CET, 03:00 CET.
-        let hourly = fires("0 * * * *", Tz::Europe__Berlin, "2024-10-26T23:30:00Z", 3);
+        let hourly = fires(
+            "0 * * * *",
+            "Europe/Berlin".parse::<Tz>().unwrap(),
+            "2024-10-26T23:30:00Z",
+            3,
+        );
         assert_eq!(
             hourly,
             [
@@ -453,7 +504,7 @@ mod tests {
         // 01:30, at 15:00 UTC the day before).
         let seconds = fires(
             "*/20 * * * * *",
-            Tz::Europe__Berlin,
+            "Europe/Berlin".parse::<Tz>().unwrap(),
             "2024-10-27T00:59:30Z",
             3,
         );
@@ -467,7 +518,7 @@ mod tests {
         );
         let howe = fires(
             "*/15 * * * *",
-            Tz::Australia__Lord_Howe,
+            "Australia/Lord_Howe".parse::<Tz>().unwrap(),
             "2024-04-06T14:40:00Z",
             3,
         );
@@ -522,7 +573,7 @@ mod tests {
 
     #[test]
     fn keeps_the_expression_for_display() {
-        let s = CronSchedule::parse("0 9 * * 1-5", Tz::Europe__Berlin).unwrap();
+        let s = CronSchedule::parse("0 9 * * 1-5", "Europe/Berlin".parse::<Tz>().unwrap()).unwrap();
         assert_eq!(s.to_string(), "0 9 * * 1-5");
         assert_eq!(
             format!("{s:?}"),

@@ -613,7 +613,7 @@ mod tests {
         ServerState::new(
             store.clone(),
             Arc::new(clock.clone()),
-            CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
+            CronSchedule::parse("*/5 * * * *", crate::tz::Tz::UTC).unwrap(),
             false,
             metrics::install(),
         )
@@ -682,7 +682,7 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap();
         let clock = ManualClock::new(t0);
         let s = ServerState {
-            schedule: CronSchedule::parse("*/5 * * * * *", chrono_tz::UTC).unwrap(),
+            schedule: CronSchedule::parse("*/5 * * * * *", crate::tz::Tz::UTC).unwrap(),
             cycle_allowance: Duration::from_secs(30),
             ..state(&clock, &store)
         };
@@ -801,9 +801,9 @@ mod tests {
     #[test]
     fn the_period_is_the_gap_between_fire_times() {
         let t = Utc.with_ymd_and_hms(2024, 6, 26, 12, 1, 0).unwrap();
-        let every_5 = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+        let every_5 = CronSchedule::parse("*/5 * * * *", crate::tz::Tz::UTC).unwrap();
         assert_eq!(period(&every_5, t), chrono::Duration::minutes(5));
-        let never = CronSchedule::parse("0 0 31 2 *", chrono_tz::UTC).unwrap();
+        let never = CronSchedule::parse("0 0 31 2 *", crate::tz::Tz::UTC).unwrap();
         assert_eq!(period(&never, t), chrono::Duration::days(1));
     }
 }

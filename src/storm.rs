@@ -155,7 +155,7 @@ mod tests {
             job: crate::test_data::job(
                 "obm",
                 set,
-                chrono_tz::UTC,
+                crate::tz::Tz::UTC,
                 "2024-06-26 09:00:00",
                 Some("2024-06-26 09:10:00"),
                 "RESTORE_STOP_BY_ERROR",

@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn a_schedule_rolls_every_cycle_up() {
         let rollup = SummarySettings {
-            schedule: Some(CronSchedule::parse("0 * * * *", chrono_tz::UTC).unwrap()),
+            schedule: Some(CronSchedule::parse("0 * * * *", crate::tz::Tz::UTC).unwrap()),
             ..SummarySettings::default()
         };
         let quiet = CycleSummary::default();

@@ -6,8 +6,8 @@
 use crate::cbs::model::{parse_server_time, RestoreJob, StatusClass};
 use crate::render::Embed;
 use crate::store::Policy;
+use crate::tz::Tz;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use std::collections::BTreeSet;
 
 /// A job of `login` (also its user ID, no owner) on server `cbs`, in backup set `set_id`

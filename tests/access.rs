@@ -515,7 +515,7 @@ mod delivery {
         };
         let render = RenderOptions {
             mention_role: role.map(RoleId::get),
-            timezone: chrono_tz::UTC,
+            timezone: restorewatch::tz::Tz::UTC,
             servers_named: false,
         };
         DiscordSink::new(&settings, poller.store(), render).unwrap()
@@ -555,7 +555,7 @@ mod delivery {
         assert_eq!(posts(&fake).len(), 1, "one request, not one per channel");
         assert!(sink.token_rejected());
         // `/status` shows it.
-        let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+        let schedule = CronSchedule::parse("*/5 * * * *", restorewatch::tz::Tz::UTC).unwrap();
         let report = StatusReport::gather(p.store(), &schedule, at(9, 31), at(9, 0), 0).unwrap();
         let shown = format!("{:?}", status(&report, false).unwrap().embeds[0].fields);
         assert!(shown.contains("rejected the bot token"), "{shown}");

@@ -53,7 +53,7 @@ async fn failing_world_of(h: &Harness, jobs: impl IntoIterator<Item = SimJob>) -
 fn sink(h: &Harness, store: &Store) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: false,
     };
     DiscordSink::new(h.settings.discord.as_ref().unwrap(), store, render).unwrap()
@@ -665,7 +665,7 @@ async fn the_console_shows_the_alerts_without_buttons() {
     let out = Shared::default();
     let options = RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: false,
     };
     let console = ConsoleSink::new(options, Box::new(out.clone()));

@@ -2,7 +2,6 @@
 //! timeout bound, and that the system password never leaks into messages.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
 use restorewatch::cbs::client::POOL_IDLE_TIMEOUT;
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::{CbsClient, CbsClientConfig, CbsError};
@@ -13,13 +12,16 @@ use restorewatch::simulator::{
     Faults, LoginFault, Quirks, SimConfig, SimHandle, SimJob, Simulator,
     INCORRECT_CREDENTIALS_MESSAGE, PASSWORD_EXPIRED_MESSAGE,
 };
+use restorewatch::tz::Tz;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;
 
 /// Distinctive, so a leak anywhere in a message is found by a substring search.
 const PASSWORD: &str = "Pw-q7Zx3-NEVER-PRINT-ME-81kd";
-const BERLIN: Tz = chrono_tz::Europe::Berlin;
+fn berlin() -> Tz {
+    "Europe/Berlin".parse().unwrap()
+}
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn now() -> DateTime<Utc> {
@@ -34,7 +36,7 @@ fn date() -> NaiveDate {
 async fn sim() -> SimHandle {
     let config = SimConfig {
         sys_pwd: PASSWORD.to_owned(),
-        timezone: BERLIN,
+        timezone: berlin(),
         ..SimConfig::with_clock(Arc::new(ManualClock::new(now())))
     };
     Simulator::new(config)
@@ -49,7 +51,7 @@ fn config(url: reqwest::Url, pwd: &str) -> CbsClientConfig {
         server_name: "cbs-test".to_owned(),
         sys_user: "api".to_owned(),
         sys_pwd: pwd.to_owned().into(),
-        timezone: BERLIN,
+        timezone: berlin(),
         request_timeout: TIMEOUT,
         ca_cert: None,
     }
@@ -758,7 +760,7 @@ async fn a_job_across_the_fall_back_hour_ends_after_it_started() {
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 10, 27, 9, 0, 0).unwrap());
     let config = SimConfig {
         sys_pwd: PASSWORD.to_owned(),
-        timezone: BERLIN,
+        timezone: berlin(),
         ..SimConfig::with_clock(Arc::new(clock))
     };
     let sim = Simulator::new(config).start().await.unwrap();

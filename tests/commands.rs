@@ -340,7 +340,12 @@ async fn a_mute_records_without_posting_until_it_ends_and_does_not_hold_alerts()
     let report = poller.cycle().await.unwrap();
     assert_eq!((report.summary.alerts, report.summary.muted), (0, 1));
     assert!(finished_alerts(&running.store, queued).is_empty(), "muted");
-    let digest = Digest::from_store(&running.store, now().date_naive(), chrono_tz::UTC, vec![]);
+    let digest = Digest::from_store(
+        &running.store,
+        now().date_naive(),
+        restorewatch::tz::Tz::UTC,
+        vec![],
+    );
     assert!(digest
         .unwrap()
         .failures

@@ -69,7 +69,10 @@ fn the_example_loads_with_its_values() {
     assert_eq!(s.cbs.server_name, "cbs1");
     assert_eq!(s.cbs.sys_user, "api-user");
     assert_eq!(s.cbs.sys_pwd.expose_secret(), "pw");
-    assert_eq!(s.cbs.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(
+        s.cbs.timezone,
+        "Europe/Berlin".parse::<restorewatch::tz::Tz>().unwrap()
+    );
     assert_eq!(s.cbs.request_timeout, Duration::from_secs(30));
     assert_eq!(s.cbs.max_concurrency, 8);
     assert_eq!(s.cbs.ca_cert, None);
@@ -365,7 +368,10 @@ fn environment_beats_the_file() {
     let s = Settings::from_toml_str(BASE, &env(&vars)).unwrap();
     assert_eq!(s.cbs.url.as_str(), "http://10.0.0.9:8080/");
     assert_eq!(s.cbs.server_name, "10.0.0.9");
-    assert_eq!(s.cbs.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(
+        s.cbs.timezone,
+        "Europe/Berlin".parse::<restorewatch::tz::Tz>().unwrap()
+    );
     assert_eq!(s.cbs.max_concurrency, 3);
     assert_eq!(s.poll.schedule.to_string(), "0 * * * *");
     assert_eq!(
@@ -599,7 +605,10 @@ fn several_servers_each_have_their_settings_password_and_users() {
     let (eu, us) = (servers[0], servers[1]);
     assert_eq!(eu.cbs.server_name, "eu-1");
     assert_eq!(eu.cbs.sys_pwd.expose_secret(), "pw-eu");
-    assert_eq!(eu.cbs.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(
+        eu.cbs.timezone,
+        "Europe/Berlin".parse::<restorewatch::tz::Tz>().unwrap()
+    );
     assert_eq!(eu.cbs.max_concurrency, 4);
     assert!(
         !eu.discover.enabled,
@@ -608,7 +617,10 @@ fn several_servers_each_have_their_settings_password_and_users() {
     assert_eq!(us.cbs.server_name, "us.east");
     assert_eq!(us.cbs.url.as_str(), "https://us.example.com/");
     assert_eq!(us.cbs.sys_pwd.expose_secret(), "pw-us");
-    assert_eq!(us.cbs.timezone, chrono_tz::America::New_York);
+    assert_eq!(
+        us.cbs.timezone,
+        "America/New_York".parse::<restorewatch::tz::Tz>().unwrap()
+    );
     assert!(us.discover.enabled, "its own discover table");
     assert!(us.discover.exclude.is_match("test-1"));
     let logins = |w: &[restorewatch::config::WatchEntry]| -> Vec<String> {

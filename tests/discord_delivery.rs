@@ -48,7 +48,7 @@ fn settings(fake: &FakeDiscord, role: Option<u64>) -> DiscordSettings {
 fn sink(fake: &FakeDiscord, poller: &Poller, role: Option<u64>) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: false,
     };
     DiscordSink::new(&settings(fake, role), poller.store(), render).unwrap()
@@ -810,7 +810,14 @@ async fn a_multi_part_digest_resumes_after_the_parts_discord_accepted() {
         .collect();
     p.store().ack(&ids).unwrap();
     let day = at(9, 0).date_naive();
-    restorewatch::digest::queue_digest(p.store(), day, chrono_tz::UTC, vec![], at(11, 0)).unwrap();
+    restorewatch::digest::queue_digest(
+        p.store(),
+        day,
+        restorewatch::tz::Tz::UTC,
+        vec![],
+        at(11, 0),
+    )
+    .unwrap();
     assert_eq!(p.store().outbox_len().unwrap(), 1, "one digest event");
 
     let fake = FakeDiscord::start().await;

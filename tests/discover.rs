@@ -160,7 +160,7 @@ async fn a_failed_listing_keeps_the_last_list_and_names_the_role() {
     assert!(error.contains("Admin or API role"), "{error}");
     assert_eq!(d.users, 2);
 
-    let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+    let schedule = CronSchedule::parse("*/5 * * * *", restorewatch::tz::Tz::UTC).unwrap();
     let report = StatusReport::gather(p.store(), &schedule, at(14, 1), at(12, 0), 0).unwrap();
     let reply = status(&report, false).unwrap();
     let field = reply.embeds[0]
@@ -710,7 +710,7 @@ fn log_line(logs: &LogCapture, needle: &str) -> String {
 
 /// `/status`'s Discovery field at 14:01, the bot started at 12:00.
 fn discovery_field(p: &Poller) -> String {
-    let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+    let schedule = CronSchedule::parse("*/5 * * * *", restorewatch::tz::Tz::UTC).unwrap();
     let report = StatusReport::gather(p.store(), &schedule, at(14, 1), at(12, 0), 0).unwrap();
     let reply = status(&report, false).unwrap();
     (reply.embeds[0].fields.iter())

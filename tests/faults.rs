@@ -174,7 +174,7 @@ fn client(url: &str, timeout: std::time::Duration) -> CbsClient {
         server_name: "raw".into(),
         sys_user: "api".into(),
         sys_pwd: "pw".to_owned().into(),
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         request_timeout: timeout,
         ca_cert: None,
     })
@@ -339,7 +339,7 @@ fn discord_settings(fake: &FakeDiscord) -> DiscordSettings {
 fn sink(fake: &FakeDiscord, p: &Poller) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: false,
     };
     DiscordSink::new(&discord_settings(fake), p.store(), render)
@@ -500,7 +500,8 @@ async fn a_401_keeps_every_event_and_healthz_names_the_token() {
     let state = restorewatch::server::ServerState::new(
         p.store().clone(),
         std::sync::Arc::new(restorewatch::clock::ManualClock::new(at(9, 30))),
-        restorewatch::schedule::CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
+        restorewatch::schedule::CronSchedule::parse("*/5 * * * *", restorewatch::tz::Tz::UTC)
+            .unwrap(),
         true,
         restorewatch::metrics::install(),
     );

@@ -332,7 +332,8 @@ async fn a_hanging_heartbeat_never_delays_a_cycle() {
     // Poll every second: well inside the heartbeat's own 10 s timeout.
     let mut settings = settings(&sim, dir.path(), &format!("[heartbeat]\nurl = \"{url}\""));
     settings.poll.schedule =
-        restorewatch::schedule::CronSchedule::parse("* * * * * *", chrono_tz::UTC).unwrap();
+        restorewatch::schedule::CronSchedule::parse("* * * * * *", restorewatch::tz::Tz::UTC)
+            .unwrap();
     let app = App::build(settings, clock.clone()).await.unwrap();
     let store = app.store.clone();
     let shutdown = CancellationToken::new();
@@ -711,7 +712,8 @@ async fn a_five_second_schedule_reads_healthy() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(&sim, dir.path(), "");
     settings.poll.schedule =
-        restorewatch::schedule::CronSchedule::parse("*/5 * * * * *", chrono_tz::UTC).unwrap();
+        restorewatch::schedule::CronSchedule::parse("*/5 * * * * *", restorewatch::tz::Tz::UTC)
+            .unwrap();
     run_while(settings, clock, |state| async move {
         let failing = failing_samples(&state, 120).await;
         assert_eq!(failing, Vec::<Vec<String>>::new());
@@ -798,7 +800,7 @@ async fn a_hanging_discord_does_not_stop_polling() {
     };
     let render = restorewatch::render::RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: false,
     };
     let sink = restorewatch::discord::DiscordSink::new(&discord, &app.store, render).unwrap();

@@ -48,7 +48,7 @@ fn client(url: &str) -> CbsClient {
         server_name: "raw".into(),
         sys_user: "api".into(),
         sys_pwd: "pw".to_owned().into(),
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         request_timeout: std::time::Duration::from_secs(60),
         ca_cert: None,
     })

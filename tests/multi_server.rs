@@ -146,7 +146,7 @@ impl World {
 fn opts() -> RenderOptions {
     RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: true,
     }
 }
@@ -229,8 +229,13 @@ async fn both_servers_failures_alert_naming_their_server() {
     w.clock.set(at(9, 10));
     assert!(failures(&w.cycle().await).is_empty());
     // The digest lists each failure with its server.
-    let digest =
-        Digest::from_store(&w.app.store, at(9, 0).date_naive(), chrono_tz::UTC, vec![]).unwrap();
+    let digest = Digest::from_store(
+        &w.app.store,
+        at(9, 0).date_naive(),
+        restorewatch::tz::Tz::UTC,
+        vec![],
+    )
+    .unwrap();
     let text = digest_text(&digest, at(9, 0).date_naive());
     assert!(text.contains("alice / set 1 on eu"), "{text}");
     assert!(text.contains("alice / set 1 on us"), "{text}");
@@ -283,7 +288,8 @@ async fn one_server_down_is_an_outage_of_that_server_only() {
 
     // The day's digest names the server that was down, beside the one that was not.
     let today = at(9, 0).date_naive();
-    let digest = Digest::from_store(&w.app.store, today, chrono_tz::UTC, vec![]).unwrap();
+    let digest =
+        Digest::from_store(&w.app.store, today, restorewatch::tz::Tz::UTC, vec![]).unwrap();
     let text = digest_text(&digest, today);
     assert!(
         text.contains("eu: 4 cycles, 3 request errors, CBS down 10 min"),

@@ -112,9 +112,13 @@ async fn odd_fields_still_alert_and_reach_the_digest_and_a_nameless_item_is_coun
     assert_eq!(summary.unreadable_items, 1);
 
     // The digest of the day lists all five failures.
-    let digest =
-        restorewatch::digest::Digest::from_store(p.store(), day(28), chrono_tz::UTC, vec![])
-            .unwrap();
+    let digest = restorewatch::digest::Digest::from_store(
+        p.store(),
+        day(28),
+        restorewatch::tz::Tz::UTC,
+        vec![],
+    )
+    .unwrap();
     assert_eq!(digest.failures.len(), 5);
     assert!(digest
         .failures
@@ -346,7 +350,7 @@ fn discord_sink(
     };
     let render = restorewatch::render::RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: false,
     };
     restorewatch::discord::DiscordSink::new(&settings, store, render).unwrap()
@@ -1185,9 +1189,13 @@ async fn a_running_job_that_vanishes_gets_one_notice_and_leaves_the_poll() {
     h.clock.set(at(28, 9, 50));
     assert_eq!(p.cycle().await.unwrap().summary.alerts, 0);
     // The digest lists it as vanished.
-    let digest =
-        restorewatch::digest::Digest::from_store(p.store(), day(28), chrono_tz::UTC, vec![])
-            .unwrap();
+    let digest = restorewatch::digest::Digest::from_store(
+        p.store(),
+        day(28),
+        restorewatch::tz::Tz::UTC,
+        vec![],
+    )
+    .unwrap();
     assert!(digest.failures.iter().any(|f| f.vanished));
     let text = restorewatch::render::digest_text(&digest, day(28));
     assert!(text.contains("vanished"), "{text}");
@@ -1278,9 +1286,13 @@ async fn a_vanished_job_listed_again_gets_its_real_end_and_one_alert() {
         EventKind::JobFinished { .. } | EventKind::JobVanished { .. }
     )));
     // The digest shows their real outcome, not "vanished".
-    let digest =
-        restorewatch::digest::Digest::from_store(p.store(), day(28), chrono_tz::UTC, vec![])
-            .unwrap();
+    let digest = restorewatch::digest::Digest::from_store(
+        p.store(),
+        day(28),
+        restorewatch::tz::Tz::UTC,
+        vec![],
+    )
+    .unwrap();
     assert_eq!(digest.failures.len(), 2, "{:?}", digest.failures);
     assert!(digest.failures.iter().all(|f| !f.vanished));
     let text = restorewatch::render::digest_text(&digest, day(28));

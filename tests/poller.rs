@@ -723,7 +723,7 @@ async fn a_muted_user_is_recorded_not_alerted_until_the_mute_ends() {
     let digest = restorewatch::digest::Digest::from_store(
         p.store(),
         day("2024-06-26"),
-        chrono_tz::UTC,
+        restorewatch::tz::Tz::UTC,
         vec![],
     )
     .unwrap();
@@ -920,7 +920,7 @@ fn report_of(event: &Event) -> Option<restorewatch::cbs::model::JobReport> {
 fn rendered_fields(event: &Event) -> Vec<(String, String)> {
     let opts = restorewatch::render::RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: false,
     };
     restorewatch::render::render_event(event, &opts)

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 fn cx() -> DecodeContext<'static> {
     DecodeContext {
         server: "cbs",
-        tz: chrono_tz::Europe::Berlin,
+        tz: "Europe/Berlin".parse::<restorewatch::tz::Tz>().unwrap(),
         login_name: "obm",
         owner: "",
         date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),
@@ -191,7 +191,7 @@ proptest! {
         secs in 0i64..4_000_000_000,
     ) {
         let line = fields.join(" ");
-        if let Ok(schedule) = CronSchedule::parse(&line, chrono_tz::Europe::Berlin) {
+        if let Ok(schedule) = CronSchedule::parse(&line, "Europe/Berlin".parse::<restorewatch::tz::Tz>().unwrap()) {
             let t = Utc.timestamp_opt(secs, 0).unwrap();
             if let Some(next) = schedule.next_after(t) {
                 prop_assert!(next > t);
@@ -211,9 +211,9 @@ proptest! {
     /// never read as a tag.
     #[test]
     fn time_tags_are_read_from_any_text(text in ".{0,60}|(<t:|-?[0-9]{1,22}|:[a-zA-Z]{0,2}|>|\\\\| \\(|\\)|.){0,10}") {
-        let _ = plain_times(&text, chrono_tz::Europe::Berlin);
+        let _ = plain_times(&text, "Europe/Berlin".parse::<restorewatch::tz::Tz>().unwrap());
         let escaped = escape_markdown(&text);
-        prop_assert_eq!(plain_times(&escaped, chrono_tz::UTC), escaped);
+        prop_assert_eq!(plain_times(&escaped, restorewatch::tz::Tz::UTC), escaped);
     }
 }
 

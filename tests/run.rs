@@ -418,7 +418,8 @@ async fn a_digest_tick_inside_a_long_cycle_is_posted_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings_without_discord(&sim, dir.path());
     settings.digest.schedule =
-        restorewatch::schedule::CronSchedule::parse("2 8 * * *", chrono_tz::UTC).unwrap();
+        restorewatch::schedule::CronSchedule::parse("2 8 * * *", restorewatch::tz::Tz::UTC)
+            .unwrap();
     let app = App::build(settings, clock.clone()).await.unwrap();
     let sink = Recorder::default();
     let shutdown = CancellationToken::new();

@@ -49,7 +49,7 @@ fn settings(fake: &FakeDiscord) -> DiscordSettings {
 fn sink(fake: &FakeDiscord, poller: &Poller) -> DiscordSink {
     let render = RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: restorewatch::tz::Tz::UTC,
         servers_named: false,
     };
     DiscordSink::new(&settings(fake), poller.store(), render).unwrap()
@@ -139,7 +139,7 @@ async fn a_failure_posts_its_summary_to_summary_channel_and_the_alert_to_the_ale
 #[tokio::test]
 async fn a_summary_schedule_posts_one_roll_up_of_all_cycles_since_the_last() {
     let rollup = SummarySettings {
-        schedule: Some(CronSchedule::parse("0 * * * *", chrono_tz::UTC).unwrap()),
+        schedule: Some(CronSchedule::parse("0 * * * *", restorewatch::tz::Tz::UTC).unwrap()),
         ..SummarySettings::default()
     };
     let mut h = Harness::start(&["obm"], at(9, 0)).await;
@@ -274,8 +274,14 @@ async fn the_digest_of_a_day_of_2000_failures_posts_at_most_3_messages_counting_
     let (_h, p, fake) = storm(100, 20).await;
     let day = at(9, 0).date_naive();
     let next_morning = at(8, 0) + Duration::days(1);
-    restorewatch::digest::queue_digest(p.store(), day, chrono_tz::UTC, vec![], next_morning)
-        .unwrap();
+    restorewatch::digest::queue_digest(
+        p.store(),
+        day,
+        restorewatch::tz::Tz::UTC,
+        vec![],
+        next_morning,
+    )
+    .unwrap();
     drain(p.store(), &sink(&fake, &p)).await.unwrap();
     let messages = fake.messages(DIGEST);
     assert!(

@@ -3,7 +3,6 @@
 //! statistics, faults and down switch behave as the poller's tests rely on.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
 use restorewatch::cbs::model::StatusClass;
 use restorewatch::cbs::{CbsClient, CbsClientConfig, CbsError};
 use restorewatch::clock::ManualClock;
@@ -11,10 +10,13 @@ use restorewatch::simulator::{
     generate, serve_on, Faults, GenParams, LoginFault, Pace, Scenario, SimConfig, SimHandle,
     SimJob, SimulateArgs, Simulator, WorkloadSource,
 };
+use restorewatch::tz::Tz;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-const BERLIN: Tz = chrono_tz::Europe::Berlin;
+fn berlin() -> Tz {
+    "Europe/Berlin".parse().unwrap()
+}
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 6, 26, 12, 0, 0).unwrap()
@@ -26,7 +28,7 @@ fn d(y: i32, m: u32, day: u32) -> NaiveDate {
 
 async fn sim_with(clock: &ManualClock) -> SimHandle {
     let config = SimConfig {
-        timezone: BERLIN,
+        timezone: berlin(),
         ..SimConfig::with_clock(Arc::new(clock.clone()))
     };
     Simulator::new(config)
@@ -95,7 +97,7 @@ async fn jobs_go_from_running_to_finished_as_the_clock_moves() {
     clock.advance(Duration::minutes(10));
     let third = client.list_restore_jobs("alice", "", today).await.unwrap();
     assert_eq!(third.jobs.len(), 2);
-    assert_eq!(third.jobs[1].job_id, later.job_id(BERLIN));
+    assert_eq!(third.jobs[1].job_id, later.job_id(berlin()));
     assert_eq!(third.jobs[1].class, StatusClass::Running);
     assert_eq!(third.jobs, sim.expected("sim", "alice", today));
 }
@@ -142,7 +144,7 @@ async fn generated_workload_is_deterministic_and_served_as_generated() {
         seed: 42,
         anchor: t0(),
         pace: Pace::Realistic,
-        timezone: BERLIN,
+        timezone: berlin(),
     };
     let workload = generate(&params);
     assert_eq!(workload, generate(&params));
@@ -327,8 +329,9 @@ async fn the_example_scenario_loads_and_is_served() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scenario.example.toml");
     let now = t0();
-    let scenario = Scenario::load(&path, chrono_tz::UTC, now).expect("example scenario loads");
-    assert_eq!(scenario.timezone, BERLIN);
+    let scenario =
+        Scenario::load(&path, restorewatch::tz::Tz::UTC, now).expect("example scenario loads");
+    assert_eq!(scenario.timezone, berlin());
     let logins: Vec<_> = scenario
         .workload
         .users

@@ -9,8 +9,8 @@ use crate::digest::Digest;
 use crate::render::render_digest;
 use crate::render::{pack, RenderOptions};
 use crate::store::Store;
+use crate::tz::Tz;
 use chrono::NaiveDate;
-use chrono_tz::Tz;
 
 /// The digest of `date` (default `today`, server zone), of the users `scope` sees
 /// (`visible`, see [`super::visible_users`]); `servers_named`: each job says its backup
@@ -83,7 +83,7 @@ mod tests {
             &store,
             None,
             day(26),
-            chrono_tz::UTC,
+            crate::tz::Tz::UTC,
             &Scope::default(),
             &Visible::default(),
             false,
@@ -132,7 +132,7 @@ mod tests {
             &store,
             None,
             day(26),
-            chrono_tz::UTC,
+            crate::tz::Tz::UTC,
             &routed,
             &Visible::on_server("cbs", visible.clone()),
             false,
@@ -155,7 +155,7 @@ mod tests {
             &store,
             Some("2024-06-26"),
             day(27),
-            chrono_tz::UTC,
+            crate::tz::Tz::UTC,
             &Scope::default(),
             &Visible::default(),
             false,
@@ -177,7 +177,7 @@ mod tests {
             &store,
             Some("26/06/2024"),
             day(26),
-            chrono_tz::UTC,
+            crate::tz::Tz::UTC,
             &Scope::default(),
             &Visible::default(),
             false,
@@ -200,7 +200,7 @@ mod tests {
                 &store,
                 Some("2024-06-26"),
                 day(27),
-                chrono_tz::UTC,
+                crate::tz::Tz::UTC,
                 &Scope::default(),
                 &Visible::default(),
                 servers_named,

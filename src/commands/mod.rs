@@ -425,7 +425,7 @@ pub(crate) mod test_support {
         let end = (!raw.is_empty()).then_some(end.as_str());
         RestoreJob {
             restore_size_bytes: Some(2048),
-            ..test_data::job(login, set, chrono_tz::UTC, &start, end, raw)
+            ..test_data::job(login, set, crate::tz::Tz::UTC, &start, end, raw)
         }
     }
 

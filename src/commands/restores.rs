@@ -17,8 +17,8 @@ use crate::cbs::model::{RestoreJob, StatusClass};
 use crate::cbs::CbsClient;
 use crate::render::{class_colour, cut};
 use crate::store::Store;
+use crate::tz::Tz;
 use chrono::{DateTime, NaiveDate, Utc};
-use chrono_tz::Tz;
 use std::collections::BTreeMap;
 
 /// How much of the backup server's error a footer quotes.
@@ -273,7 +273,7 @@ mod tests {
             " obm",
             Some("2024-06-25"),
             at(26, 12),
-            chrono_tz::UTC,
+            crate::tz::Tz::UTC,
             &visible,
             false,
         )
@@ -305,7 +305,7 @@ mod tests {
         let (_dir, store) = store();
         let visible: BTreeMap<String, String> = [("ghost".to_owned(), String::new())].into();
         let parse = |login: &str, admin: bool| {
-            RestoresArgs::parse(login, None, at(26, 12), chrono_tz::UTC, &visible, admin)
+            RestoresArgs::parse(login, None, at(26, 12), crate::tz::Tz::UTC, &visible, admin)
         };
         // Not visible to a member: refused before any backup-server call.
         let before = sim.requests_for("obm", day(26));
@@ -347,7 +347,7 @@ mod tests {
             "obm",
             Some("2024-06-25"),
             at(26, 12),
-            chrono_tz::UTC,
+            crate::tz::Tz::UTC,
             &visible,
             false,
         )

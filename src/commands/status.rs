@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn a_store_found_rolled_back_at_the_start_shows_for_a_week() {
         let (dir, store) = store();
-        let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+        let schedule = CronSchedule::parse("*/5 * * * *", crate::tz::Tz::UTC).unwrap();
         let found = at(20, 9);
         let mark = r#"{"install_id":"0badc0de","flushes":40}"#;
         std::fs::write(dir.path().join(crate::store::MARK_FILE), mark).unwrap();
@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn shows_cycles_health_and_uptime() {
         let (_dir, store) = store();
-        let schedule = CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap();
+        let schedule = CronSchedule::parse("*/5 * * * *", crate::tz::Tz::UTC).unwrap();
         let now = at(26, 12) + chrono::Duration::minutes(2);
         let started = at(26, 9);
         let fresh = StatusReport::gather(&store, &schedule, now, started, 0).unwrap();

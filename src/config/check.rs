@@ -12,7 +12,7 @@ use super::settings::{
 use super::{ConfigError, Origin, DISCORD_TOKEN_ENV};
 use crate::cbs::model::StatusClass;
 use crate::schedule::CronSchedule;
-use chrono_tz::Tz;
+use crate::tz::Tz;
 use serenity::all::{ChannelId, GuildId, RoleId};
 use std::collections::BTreeSet;
 use std::fmt;

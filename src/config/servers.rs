@@ -7,7 +7,7 @@ use super::env::server_password_env;
 use super::raw::{RawCbs, RawDiscover, RawServers, RawWatch};
 use super::settings::{CbsServer, CbsSettings, WatchEntry};
 use super::{ConfigError, CBS_SYS_PWD_ENV};
-use chrono_tz::Tz;
+use crate::tz::Tz;
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 

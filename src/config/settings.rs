@@ -8,7 +8,7 @@ use super::ConfigError;
 use super::VANISHED_MIN_CYCLES;
 use crate::cbs::model::StatusClass;
 use crate::schedule::CronSchedule;
-use chrono_tz::Tz;
+use crate::tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 use serenity::all::{ChannelId, GuildId, RoleId};
 use std::collections::BTreeSet;

@@ -31,8 +31,8 @@ use crate::cbs::model::JobKey;
 use crate::cbs::model::{StatusClass, END_TIME_FIELD, START_TIME_FIELD};
 use crate::event::ClassCounts;
 use crate::store::{DayHealth, JobRecord, Store, StoreError};
+use crate::tz::Tz;
 use chrono::NaiveDate;
-use chrono_tz::Tz;
 use std::collections::BTreeMap;
 
 /// A started minute counts in full, so a short outage does not read as none.
@@ -253,7 +253,7 @@ impl Digest {
 #[cfg(test)]
 mod tests {
     use super::test_support::{
-        day, ended, health, job, logins, record, records, running, tomorrow, BERLIN,
+        berlin, day, ended, health, job, logins, record, records, running, tomorrow,
     };
     use super::*;
     use crate::cbs::model::RestoreJob;
@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn compute_counts_every_class_and_lists_in_time_order() {
-        let d = Digest::compute(day(), BERLIN, &records(), &health(61), 4, vec![]);
+        let d = Digest::compute(day(), berlin(), &records(), &health(61), 4, vec![]);
         assert_eq!(d.date, day());
         assert_eq!(d.timezone, "Europe/Berlin");
         assert_eq!(
@@ -343,14 +343,14 @@ mod tests {
     #[test]
     fn no_finished_job_has_no_success_rate_and_outage_minutes_round_up() {
         let only_running = [record(running("r", 8), false)];
-        let d = Digest::compute(day(), BERLIN, &only_running, &health(0), 0, vec![]);
+        let d = Digest::compute(day(), berlin(), &only_running, &health(0), 0, vec![]);
         assert_eq!(d.success_rate, None);
         assert_eq!(d.health.outage_minutes, 0);
-        let empty = Digest::compute(day(), BERLIN, &[], &health(1), 0, vec![]);
+        let empty = Digest::compute(day(), berlin(), &[], &health(1), 0, vec![]);
         assert_eq!((empty.total_jobs(), empty.success_rate), (0, None));
         assert_eq!(empty.health.outage_minutes, 1);
         assert_eq!(
-            Digest::compute(day(), BERLIN, &[], &health(120), 0, vec![])
+            Digest::compute(day(), berlin(), &[], &health(120), 0, vec![])
                 .health
                 .outage_minutes,
             2
@@ -411,7 +411,7 @@ mod tests {
             "two failure alerts and a stuck notice"
         );
 
-        let d = Digest::from_store(&store, day(), BERLIN, vec!["#ops".into()]).unwrap();
+        let d = Digest::from_store(&store, day(), berlin(), vec!["#ops".into()]).unwrap();
         assert_eq!(d.total_jobs(), 3);
         assert_eq!(
             d.totals,
@@ -439,11 +439,11 @@ mod tests {
         );
         assert_eq!(d.undelivered, 3);
         assert_eq!(d.refused_channels, ["#ops"]);
-        let later = Digest::from_store(&store, next_day, BERLIN, vec![]).unwrap();
+        let later = Digest::from_store(&store, next_day, berlin(), vec![]).unwrap();
         assert_eq!((later.total_jobs(), later.failures.len()), (1, 1));
 
         // Queued, the digest goes through the outbox as JSON and reads the same after.
-        queue_digest(&store, day(), BERLIN, vec!["#ops".into()], now).unwrap();
+        queue_digest(&store, day(), berlin(), vec!["#ops".into()], now).unwrap();
         let pending = store.pending_events(10).unwrap();
         assert_eq!(pending.len(), 4);
         let EventKind::Digest(queued) = &pending[3].kind else {

@@ -8,8 +8,8 @@ use crate::cbs::model::local_in;
 use crate::event::{Event, EventKind};
 use crate::schedule::CronSchedule;
 use crate::store::{Store, StoreError};
+use crate::tz::Tz;
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
-use chrono_tz::Tz;
 
 /// Builds the digest of `date` and queues it in the outbox, so it is delivered like any
 /// other event (and not lost while Discord is down).
@@ -140,62 +140,65 @@ pub fn previous_day(now: DateTime<Utc>, tz: Tz) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::test_support::{day, BERLIN};
+    use crate::digest::test_support::{berlin, day};
     use chrono::TimeZone;
 
     #[test]
     fn a_digest_set_in_the_hour_spring_skips_still_goes_out_that_day() {
         // 2024-03-31 in Berlin has no 02:30: the tick fires at 03:00 CEST (01:00 UTC).
-        let half_two = CronSchedule::parse("30 2 * * *", BERLIN).unwrap();
+        let half_two = CronSchedule::parse("30 2 * * *", berlin()).unwrap();
         let d = |n: u32| NaiveDate::from_ymd_opt(2024, 3, n).unwrap();
         let before = Utc.with_ymd_and_hms(2024, 3, 31, 0, 59, 0).unwrap();
         let after = Utc.with_ymd_and_hms(2024, 3, 31, 1, 0, 0).unwrap();
-        assert_eq!(due_days(&half_two, BERLIN, before, 3, Some(d(29))), []);
-        assert_eq!(due_days(&half_two, BERLIN, after, 3, Some(d(29))), [d(30)]);
+        assert_eq!(due_days(&half_two, berlin(), before, 3, Some(d(29))), []);
+        assert_eq!(
+            due_days(&half_two, berlin(), after, 3, Some(d(29))),
+            [d(30)]
+        );
         // And the day after, the 31st is due too: no day is left behind.
         let next_day = Utc.with_ymd_and_hms(2024, 4, 1, 1, 0, 0).unwrap();
         assert_eq!(
-            due_days(&half_two, BERLIN, next_day, 3, Some(d(29))),
+            due_days(&half_two, berlin(), next_day, 3, Some(d(29))),
             [d(30), d(31)]
         );
     }
 
     #[test]
     fn due_days_follow_the_schedule_the_last_digested_day_and_the_bound() {
-        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
+        let eight = CronSchedule::parse("0 8 * * *", berlin()).unwrap();
         let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
         // 09:00 and 07:00 in Berlin on the 26th.
         let after_tick = Utc.with_ymd_and_hms(2024, 6, 26, 7, 0, 0).unwrap();
         let before_tick = Utc.with_ymd_and_hms(2024, 6, 26, 5, 0, 0).unwrap();
         assert_eq!(
-            due_days(&eight, BERLIN, after_tick, 3, Some(d(24))),
+            due_days(&eight, berlin(), after_tick, 3, Some(d(24))),
             [d(25)]
         );
-        assert_eq!(due_days(&eight, BERLIN, after_tick, 3, Some(d(25))), []);
+        assert_eq!(due_days(&eight, berlin(), after_tick, 3, Some(d(25))), []);
         assert_eq!(
-            due_days(&eight, BERLIN, before_tick, 3, Some(d(23))),
+            due_days(&eight, berlin(), before_tick, 3, Some(d(23))),
             [d(24)]
         );
         assert_eq!(
-            due_days(&eight, BERLIN, after_tick, 3, Some(d(1))),
+            due_days(&eight, berlin(), after_tick, 3, Some(d(1))),
             [d(23), d(24), d(25)],
             "at most 3 days back, oldest first"
         );
         assert_eq!(
-            due_days(&eight, BERLIN, after_tick, 1, None),
+            due_days(&eight, berlin(), after_tick, 1, None),
             [d(25)],
             "a fresh store"
         );
         // Mondays only: the days before other weekdays were never scheduled.
-        let mondays = CronSchedule::parse("0 8 * * 1", BERLIN).unwrap();
+        let mondays = CronSchedule::parse("0 8 * * 1", berlin()).unwrap();
         let monday = Utc.with_ymd_and_hms(2024, 6, 24, 7, 0, 0).unwrap();
-        assert_eq!(due_days(&mondays, BERLIN, monday, 7, Some(d(1))), [d(23)]);
+        assert_eq!(due_days(&mondays, berlin(), monday, 7, Some(d(1))), [d(23)]);
         // Mondays at midnight: the tick that opens Monday is Sunday's, not Saturday's too
         // (the next day's first instant belongs to the next day).
-        let midnights = CronSchedule::parse("0 0 * * 1", BERLIN).unwrap();
+        let midnights = CronSchedule::parse("0 0 * * 1", berlin()).unwrap();
         let just_after = Utc.with_ymd_and_hms(2024, 6, 23, 22, 0, 1).unwrap();
         assert_eq!(
-            due_days(&midnights, BERLIN, just_after, 7, Some(d(1))),
+            due_days(&midnights, berlin(), just_after, 7, Some(d(1))),
             [d(23)]
         );
     }
@@ -204,17 +207,17 @@ mod tests {
     fn catch_up_queues_each_missed_day_once_and_a_fresh_store_starts_quietly() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
+        let eight = CronSchedule::parse("0 8 * * *", berlin()).unwrap();
         let at = |day: u32| Utc.with_ymd_and_hms(2024, 6, day, 7, 0, 0).unwrap();
         let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
         assert_eq!(
-            catch_up(&store, &eight, BERLIN, at(20), 3, &[], &[]).unwrap(),
+            catch_up(&store, &eight, berlin(), at(20), 3, &[], &[]).unwrap(),
             []
         );
         assert_eq!(store.last_digest_day().unwrap(), Some(d(19)));
         assert_eq!(store.outbox_len().unwrap(), 0);
         // Down from the 20th to the 26th: only the 3 days before the 26th are posted.
-        let days = catch_up(&store, &eight, BERLIN, at(26), 3, &[], &[]).unwrap();
+        let days = catch_up(&store, &eight, berlin(), at(26), 3, &[], &[]).unwrap();
         assert_eq!(days, [d(23), d(24), d(25)]);
         let queued: Vec<(NaiveDate, usize)> = store
             .pending_events(10)
@@ -228,7 +231,7 @@ mod tests {
         // The digests queued before each are not counted as undelivered events.
         assert_eq!(queued, days.iter().map(|d| (*d, 0)).collect::<Vec<_>>());
         assert_eq!(
-            catch_up(&store, &eight, BERLIN, at(26), 3, &[], &[]).unwrap(),
+            catch_up(&store, &eight, berlin(), at(26), 3, &[], &[]).unwrap(),
             []
         );
         assert_eq!(store.outbox_len().unwrap(), 3, "each day exactly once");
@@ -241,15 +244,15 @@ mod tests {
     fn a_digest_waits_until_its_day_is_over_on_every_server() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let eight = CronSchedule::parse("0 8 * * *", BERLIN).unwrap();
-        let la = [chrono_tz::America::Los_Angeles];
+        let eight = CronSchedule::parse("0 8 * * *", berlin()).unwrap();
+        let la = ["America/Los_Angeles".parse::<crate::tz::Tz>().unwrap()];
         let d = |n: u32| NaiveDate::from_ymd_opt(2024, 6, n).unwrap();
         store.set_last_digest_day(d(24)).unwrap();
         // 08:05 and 08:55 in Berlin on the 26th: 23:05 and 23:55 on the 25th in LA.
         for minute in [5, 55] {
             let now = Utc.with_ymd_and_hms(2024, 6, 26, 6, minute, 0).unwrap();
             assert_eq!(
-                catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+                catch_up(&store, &eight, berlin(), now, 3, &[], &la).unwrap(),
                 []
             );
         }
@@ -257,16 +260,16 @@ mod tests {
         // 09:00 in Berlin: midnight in LA.
         let now = Utc.with_ymd_and_hms(2024, 6, 26, 7, 0, 0).unwrap();
         assert_eq!(
-            catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+            catch_up(&store, &eight, berlin(), now, 3, &[], &la).unwrap(),
             [d(25)]
         );
         assert_eq!(
-            catch_up(&store, &eight, BERLIN, now, 3, &[], &la).unwrap(),
+            catch_up(&store, &eight, berlin(), now, 3, &[], &la).unwrap(),
             []
         );
         assert_eq!(store.outbox_len().unwrap(), 1);
         // A zone ahead of the digest's holds nothing back.
-        let tokyo = [chrono_tz::Asia::Tokyo];
+        let tokyo = ["Asia/Tokyo".parse::<crate::tz::Tz>().unwrap()];
         assert!(day_over_in(
             d(25),
             &tokyo,
@@ -278,7 +281,10 @@ mod tests {
     fn previous_day_is_taken_in_the_server_zone() {
         let now = Utc.with_ymd_and_hms(2024, 6, 26, 23, 30, 0).unwrap();
         // 01:30 on the 27th in Berlin already: yesterday there is the 26th.
-        assert_eq!(previous_day(now, BERLIN), day());
-        assert_eq!(previous_day(now, chrono_tz::UTC), day().pred_opt().unwrap());
+        assert_eq!(previous_day(now, berlin()), day());
+        assert_eq!(
+            previous_day(now, crate::tz::Tz::UTC),
+            day().pred_opt().unwrap()
+        );
     }
 }

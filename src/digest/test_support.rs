@@ -5,10 +5,12 @@ use super::DigestJob;
 use crate::cbs::model::RestoreJob;
 use crate::store::{DayHealth, JobRecord};
 use crate::test_data;
+use crate::tz::Tz;
 use chrono::{NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
 
-pub(crate) const BERLIN: Tz = chrono_tz::Europe::Berlin;
+pub(crate) fn berlin() -> Tz {
+    "Europe/Berlin".parse().unwrap()
+}
 
 pub(crate) fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()
@@ -31,7 +33,7 @@ pub(crate) fn job(
     RestoreJob {
         owner: owner.into(),
         backup_set_name: set.into(),
-        ..test_data::job(login, &format!("id-{set}"), BERLIN, start, end, raw)
+        ..test_data::job(login, &format!("id-{set}"), berlin(), start, end, raw)
     }
 }
 

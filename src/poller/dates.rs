@@ -2,8 +2,8 @@
 //! to ask about: today, yesterday within the midnight grace, the catch-up after downtime
 //! and every date that still has a running job.
 
+use crate::tz::Tz;
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -63,7 +63,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2024, 6, 26, 14, 0, 0).unwrap();
         let dates = dates_to_poll(
             now,
-            chrono_tz::UTC,
+            crate::tz::Tz::UTC,
             6 * HOUR,
             7,
             Some(now),
@@ -76,12 +76,12 @@ mod tests {
     fn yesterday_within_grace_in_the_server_zone() {
         // 23:30 UTC is 01:30 in Berlin: inside the grace window of the Berlin day.
         let now = Utc.with_ymd_and_hms(2024, 6, 26, 23, 30, 0).unwrap();
-        let berlin = chrono_tz::Europe::Berlin;
+        let berlin = "Europe/Berlin".parse::<crate::tz::Tz>().unwrap();
         let dates = dates_to_poll(now, berlin, 6 * HOUR, 7, Some(now), &BTreeSet::new());
         assert_eq!(dates, BTreeSet::from([d("2024-06-26"), d("2024-06-27")]));
         let utc = dates_to_poll(
             now,
-            chrono_tz::UTC,
+            crate::tz::Tz::UTC,
             6 * HOUR,
             7,
             Some(now),
@@ -95,7 +95,7 @@ mod tests {
     /// short) and 05:00 on the autumn day (an hour long).
     #[test]
     fn the_grace_window_counts_real_hours_on_the_days_the_clocks_change() {
-        let berlin = chrono_tz::Europe::Berlin;
+        let berlin = "Europe/Berlin".parse::<crate::tz::Tz>().unwrap();
         let asks_yesterday = |y, m, d, h, min| {
             let now = berlin
                 .with_ymd_and_hms(y, m, d, h, min, 0)
@@ -124,7 +124,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2024, 6, 26, 14, 0, 0).unwrap();
         let last = Utc.with_ymd_and_hms(2024, 6, 1, 9, 0, 0).unwrap();
         let running = BTreeSet::from([d("2024-05-30")]);
-        let dates = dates_to_poll(now, chrono_tz::UTC, 6 * HOUR, 3, Some(last), &running);
+        let dates = dates_to_poll(now, crate::tz::Tz::UTC, 6 * HOUR, 3, Some(last), &running);
         let want: BTreeSet<_> = [
             "2024-05-30",
             "2024-06-23",

@@ -46,7 +46,7 @@ pub use text::{
 };
 pub use times::{discord_time, discord_time_ago, plain_times};
 
-use chrono_tz::Tz;
+use crate::tz::Tz;
 
 /// What rendering needs to know from the configuration.
 #[derive(Clone, Debug, PartialEq)]

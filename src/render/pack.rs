@@ -8,7 +8,7 @@ use super::embed::{Embed, OutMessage, MESSAGE_EMBED_TOTAL_MAX_CHARS};
 use super::text::{cut, plural, unescape_markdown};
 use super::times::plain_times;
 use super::RenderOptions;
-use chrono_tz::Tz;
+use crate::tz::Tz;
 use std::ops::Range;
 
 /// Embeds per message.
@@ -240,7 +240,7 @@ mod tests {
     fn opts(role: Option<u64>) -> RenderOptions {
         RenderOptions {
             mention_role: role,
-            timezone: chrono_tz::UTC,
+            timezone: crate::tz::Tz::UTC,
             servers_named: false,
         }
     }
@@ -505,7 +505,7 @@ mod tests {
             rows: Vec::new(),
         };
         assert_eq!(
-            to_text(&message, chrono_tz::UTC),
+            to_text(&message, crate::tz::Tz::UTC),
             "@role:42 1 alert\n\n\
              == Restore failed: obm / **x** @everyone ==\n\
              Status: failure (`RESTORE_STOP_BY_ERROR`)\n\

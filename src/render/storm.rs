@@ -9,8 +9,8 @@ use super::pointers::{failures_command, FAILURES_MAX_DAYS};
 use super::text::{code_span, cut, list_name, plural, DASH};
 use super::times::discord_time;
 use crate::event::{Event, StormJob};
+use crate::tz::Tz;
 use chrono::NaiveDate;
-use chrono_tz::Tz;
 
 /// Characters of the card's lines: the description's limit is 4,096, and the card shares a
 /// message (6,000 characters) with the first few alerts.
@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn every_job_is_listed_or_counted_once() {
         for n in [6, 40, 2000] {
-            let card = storm_card(None, &jobs(n), &event(), chrono_tz::UTC);
+            let card = storm_card(None, &jobs(n), &event(), crate::tz::Tz::UTC);
             let listed = card.description.matches("user").count();
             let counted: usize = card
                 .description
@@ -149,7 +149,7 @@ mod tests {
         let mut listed = jobs(7);
         listed[0].backup_set = "x".repeat(5000);
         listed[3].login_name = format!("user0003{}", "y".repeat(5000));
-        let card = storm_card(None, &listed, &event(), chrono_tz::UTC);
+        let card = storm_card(None, &listed, &event(), crate::tz::Tz::UTC);
         let lines: Vec<&str> = card.description.lines().collect();
         assert_eq!(lines.len(), 8, "{}", card.description);
         assert!(!card.description.contains("more failure"));
@@ -172,17 +172,22 @@ mod tests {
         let mut at = event();
         // 00:30 on the 27th in Berlin, still the 26th in UTC.
         at.created_at = Utc.with_ymd_and_hms(2024, 6, 26, 22, 30, 0).unwrap();
-        let card = storm_card(None, &listed, &at, chrono_tz::Europe::Berlin);
+        let card = storm_card(
+            None,
+            &listed,
+            &at,
+            "Europe/Berlin".parse::<crate::tz::Tz>().unwrap(),
+        );
         assert!(
             card.description
                 .ends_with("`/failures days:3` shows them with their details."),
             "{}",
             card.description
         );
-        let card = storm_card(None, &listed, &at, chrono_tz::UTC);
+        let card = storm_card(None, &listed, &at, crate::tz::Tz::UTC);
         assert!(card.description.contains("`/failures days:2`"));
         // Queued without dates (an earlier version): the bare command.
-        let card = storm_card(None, &jobs(8), &at, chrono_tz::UTC);
+        let card = storm_card(None, &jobs(8), &at, crate::tz::Tz::UTC);
         assert!(card
             .description
             .ends_with("`/failures` shows them with their details."));
@@ -193,7 +198,7 @@ mod tests {
         let mut listed = jobs(1);
         let at = Utc::now();
         listed[0].ended_at = Some(at);
-        let card = storm_card(None, &listed, &event(), chrono_tz::UTC);
+        let card = storm_card(None, &listed, &event(), crate::tz::Tz::UTC);
         let tag = format!("<t:{}:f> · user0000 · Files · ", at.timestamp());
         assert!(card.description.starts_with(&tag), "{}", card.description);
         // Queued by an earlier version: no `ended_at` in the stored record.

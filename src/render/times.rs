@@ -6,8 +6,8 @@
 //! (`\<t:…` never forms a tag), and [`plain_times`] leaves such escaped text alone.
 
 use super::text::format_time;
+use crate::tz::Tz;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
 /// `<t:1719401114:f>`: the date and time, in each reader's zone.
 pub fn discord_time(at: DateTime<Utc>) -> String {
@@ -93,7 +93,9 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    const BERLIN: Tz = chrono_tz::Europe::Berlin;
+    fn berlin() -> Tz {
+        "Europe/Berlin".parse().unwrap()
+    }
 
     fn at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 14).unwrap()
@@ -116,13 +118,13 @@ mod tests {
             discord_time(at())
         );
         assert_eq!(
-            plain_times(&text, BERLIN),
+            plain_times(&text, berlin()),
             "Since 2024-06-26 13:25:14 (CEST). Ended 2024-06-26 13:25:14 (CEST)"
         );
         assert_eq!(
             plain_times(
                 "<t:1719401114:t>–<t:1719401114:d> <t:1719401114:R> <t:1719401114>",
-                chrono_tz::UTC
+                crate::tz::Tz::UTC
             ),
             "11:25–2024-06-26 2024-06-26 11:25:14 (UTC) 2024-06-26 11:25:14 (UTC)"
         );
@@ -139,7 +141,7 @@ mod tests {
             "<t:99999999999999999999:f>",
             "a <t: b",
         ] {
-            assert_eq!(plain_times(text, BERLIN), text);
+            assert_eq!(plain_times(text, berlin()), text);
         }
     }
 }

@@ -148,7 +148,7 @@ mod tests {
         use crate::cbs::model::{decode_reply, DecodeContext, ReplyError};
         let cx = DecodeContext {
             server: "sim",
-            tz: chrono_tz::UTC,
+            tz: crate::tz::Tz::UTC,
             login_name: "u",
             owner: "",
             date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),

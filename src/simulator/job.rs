@@ -10,8 +10,8 @@
 use crate::cbs::model::{
     snippet, RestoreJob, StatusClass, END_TIME_FIELD, RAW_FIELD_MAX_CHARS, RESTORE_SIZE_FIELD,
 };
+use crate::tz::Tz;
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -428,7 +428,9 @@ mod tests {
     use crate::cbs::model::{decode_reply, DecodeContext};
     use chrono::{Duration, TimeZone};
 
-    const BERLIN: Tz = chrono_tz::Europe::Berlin;
+    fn berlin() -> Tz {
+        "Europe/Berlin".parse().unwrap()
+    }
 
     fn job() -> SimJob {
         SimJob {
@@ -450,14 +452,14 @@ mod tests {
     fn decode(j: &SimJob, now: DateTime<Utc>) -> RestoreJob {
         let body = format!(
             r#"{{"Status":"OK","Data":[{}]}}"#,
-            write_object(&j.render(BERLIN, now))
+            write_object(&j.render(berlin(), now))
         );
         let cx = DecodeContext {
             server: "sim",
-            tz: BERLIN,
+            tz: berlin(),
             login_name: "obm",
             owner: "",
-            date: j.listed_on(BERLIN),
+            date: j.listed_on(berlin()),
         };
         let mut list = decode_reply(&body, &cx).expect("decodes");
         assert!(list.skipped.is_empty(), "{:?}", list.skipped);
@@ -467,7 +469,7 @@ mod tests {
     #[test]
     fn default_rendering_is_the_vendor_example_shape() {
         let j = job();
-        let item = write_object(&j.render(BERLIN, j.end.unwrap()));
+        let item = write_object(&j.render(berlin(), j.end.unwrap()));
         assert!(item.starts_with(r#"{"Status":"RESTORE_STOP_SUCCESS","BackupSetName":"default-backup-set-name-1","LoginName":"obm","Owner":"","EndTime":"2024-06-26 13:25:21","UserId":"obm","RunVersion":"9.11.0.0","StartTime":"2024-06-26 13:25:13","ID":"2024-06-26-13-25-13""#), "{item}");
         assert!(item.contains(r#""RestoreSize":0"#));
     }
@@ -494,7 +496,7 @@ mod tests {
         assert_eq!(got.end_time, None);
         assert_eq!(
             Some(got),
-            j.expected("sim", BERLIN, j.start + Duration::seconds(2))
+            j.expected("sim", berlin(), j.start + Duration::seconds(2))
         );
     }
 
@@ -513,7 +515,7 @@ mod tests {
             for now in [j.start, j.end.unwrap()] {
                 assert_eq!(
                     Some(decode(&j, now)),
-                    j.expected("sim", BERLIN, now),
+                    j.expected("sim", berlin(), now),
                     "quirks {:?}",
                     j.quirks
                 );
@@ -565,19 +567,19 @@ mod tests {
         let end = j.end.unwrap();
         let body = format!(
             r#"{{"Status":"OK","Data":[{}]}}"#,
-            write_object(&j.render(BERLIN, end))
+            write_object(&j.render(berlin(), end))
         );
         let cx = DecodeContext {
             server: "sim",
-            tz: BERLIN,
+            tz: berlin(),
             login_name: "obm",
             owner: "",
-            date: j.listed_on(BERLIN),
+            date: j.listed_on(berlin()),
         };
         let list = decode_reply(&body, &cx).unwrap();
         assert!(list.jobs.is_empty());
         assert_eq!(list.skipped.len(), 1);
-        assert_eq!(j.expected("sim", BERLIN, end), None);
+        assert_eq!(j.expected("sim", berlin(), end), None);
     }
 
     #[test]
@@ -598,9 +600,9 @@ mod tests {
             ..job()
         };
         assert_eq!(
-            j.listed_on(BERLIN),
+            j.listed_on(berlin()),
             NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()
         );
-        assert_eq!(j.job_id(BERLIN), "2024-06-26-01-30-00");
+        assert_eq!(j.job_id(berlin()), "2024-06-26-01-30-00");
     }
 }

@@ -29,8 +29,8 @@ pub use workload::{generate, GenParams, Pace, Workload};
 
 use crate::cbs::model::RestoreJob;
 use crate::clock::{SharedClock, SystemClock};
+use crate::tz::Tz;
 use chrono::NaiveDate;
-use chrono_tz::Tz;
 use server::{lock, ListenCmd, Shared, SimListener, World};
 use std::io;
 use std::net::SocketAddr;
@@ -63,7 +63,7 @@ impl SimConfig {
         Self {
             sys_user: DEFAULT_SYS_USER.to_owned(),
             sys_pwd: DEFAULT_SYS_PWD.to_owned(),
-            timezone: chrono_tz::UTC,
+            timezone: crate::tz::Tz::UTC,
             clock,
         }
     }

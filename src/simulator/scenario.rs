@@ -9,8 +9,8 @@
 use super::job::{Quirks, SimJob, SimUser};
 use super::workload::Workload;
 use crate::cbs::model::local_in;
+use crate::tz::Tz;
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
-use chrono_tz::Tz;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -304,7 +304,9 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    const BERLIN: Tz = chrono_tz::Europe::Berlin;
+    fn berlin() -> Tz {
+        "Europe/Berlin".parse().unwrap()
+    }
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 3, 14, 10, 0, 0).unwrap()
@@ -321,7 +323,7 @@ mod tests {
     "#;
 
     fn parse(days: &str) -> Result<Scenario, ScenarioError> {
-        Scenario::parse(&format!("{BASE}{days}"), chrono_tz::UTC, now())
+        Scenario::parse(&format!("{BASE}{days}"), crate::tz::Tz::UTC, now())
     }
 
     fn error(days: &str) -> String {
@@ -364,9 +366,9 @@ mod tests {
             quirks = ["dashed_times", "user_id_upper"]"#,
         )
         .unwrap();
-        assert_eq!(s.timezone, BERLIN);
+        assert_eq!(s.timezone, berlin());
         let j = &s.workload.jobs[0];
-        assert_eq!(j.job_id(BERLIN), "2025-03-13-23-30-05");
+        assert_eq!(j.job_id(berlin()), "2025-03-13-23-30-05");
         assert_eq!(j.user_id, "alice");
         assert_eq!(j.final_status, "RESTORE_STOP_BY_ERROR");
         assert!(j.quirks.dashed_times && j.quirks.user_id_upper);
@@ -411,10 +413,10 @@ mod tests {
             let message = error(&days);
             assert!(message.contains(wanted), "{message:?} lacks {wanted:?}");
         }
-        let bad_zone = Scenario::parse("timezone = \"Mars/Olympus\"", BERLIN, now());
+        let bad_zone = Scenario::parse("timezone = \"Mars/Olympus\"", berlin(), now());
         assert!(bad_zone.unwrap_err().to_string().contains("timezone"));
         let stray_user = "[[backup_sets]]\nlogin = \"bob\"\nid = \"1\"\nname = \"x\"";
-        let e = Scenario::parse(stray_user, BERLIN, now()).unwrap_err();
+        let e = Scenario::parse(stray_user, berlin(), now()).unwrap_err();
         assert!(
             e.to_string().contains("backup_sets[0]: login \"bob\""),
             "{e}"

@@ -5,8 +5,8 @@ use super::scenario::Scenario;
 use super::workload::{generate, GenParams, Pace, Workload};
 use super::{SimConfig, Simulator, DEFAULT_SYS_PWD, DEFAULT_SYS_USER};
 use crate::clock::{SharedClock, SystemClock};
+use crate::tz::Tz;
 use anyhow::Context as _;
-use chrono_tz::Tz;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ impl SimulateArgs {
             source,
             sys_user: DEFAULT_SYS_USER.to_owned(),
             sys_pwd: DEFAULT_SYS_PWD.to_owned(),
-            timezone: chrono_tz::UTC,
+            timezone: crate::tz::Tz::UTC,
         }
     }
 }

@@ -9,8 +9,8 @@
 
 use super::job::{Quirks, SimJob, SimUser};
 use crate::cbs::model::local_in;
+use crate::tz::Tz;
 use chrono::{DateTime, Duration, NaiveTime, SubsecRound, Utc};
-use chrono_tz::Tz;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
@@ -297,7 +297,7 @@ mod tests {
             seed: 1,
             anchor: Utc.with_ymd_and_hms(2025, 3, 14, 10, 30, 0).unwrap(),
             pace,
-            timezone: chrono_tz::Europe::Berlin,
+            timezone: "Europe/Berlin".parse::<crate::tz::Tz>().unwrap(),
         }
     }
 

@@ -233,7 +233,7 @@ mod tests {
             jobs: vec![StormJob::from_job(&crate::test_data::job(
                 "obm",
                 "1",
-                chrono_tz::UTC,
+                crate::tz::Tz::UTC,
                 "2024-06-26 09:00:00",
                 Some("2024-06-26 10:00:00"),
                 "RESTORE_STOP_BY_ERROR",

@@ -176,7 +176,7 @@ fn decode_compact(bytes: &[u8]) -> std::result::Result<JobRecord, String> {
     };
     let server_time = |t: Option<(Instant, String)>| {
         t.map(|(t, zone)| {
-            let tz: chrono_tz::Tz = zone
+            let tz: crate::tz::Tz = zone
                 .parse()
                 .map_err(|e| format!("time zone {zone:?}: {e}"))?;
             Ok::<_, String>(at(t)?.with_timezone(&tz))
@@ -262,7 +262,7 @@ mod tests {
         let mut job = test_data::job(
             "obm",
             "7",
-            chrono_tz::Asia::Kolkata,
+            "Asia/Kolkata".parse::<crate::tz::Tz>().unwrap(),
             "2024-06-26 13:00:00",
             Some("2024-06-26 13:10:00"),
             "RESTORE_STOP_WITH_MISSED_FILES",

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 pub(super) fn job(id: &str, raw: &str, end: Option<&str>) -> RestoreJob {
     RestoreJob {
         backup_set_name: "Files".into(),
-        ..test_data::job("obm", "1", chrono_tz::UTC, id, end, raw)
+        ..test_data::job("obm", "1", crate::tz::Tz::UTC, id, end, raw)
     }
 }
 

@@ -40,7 +40,7 @@ impl UserState {
     ///
     /// The poller asks it of a user discovery lists again: one read since the retention
     /// cutoff still has its records in the store, so it resumes instead of a new baseline.
-    pub fn read_since(&self, tz: chrono_tz::Tz, date: NaiveDate) -> bool {
+    pub fn read_since(&self, tz: crate::tz::Tz, date: NaiveDate) -> bool {
         let last_read = self
             .last_success
             .map(|t| t.with_timezone(&tz).date_naive())
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn read_since_takes_the_last_success_else_the_last_baseline_date() {
-        let tz = chrono_tz::Europe::Berlin;
+        let tz = "Europe/Berlin".parse::<crate::tz::Tz>().unwrap();
         let d = |s: &str| s.parse::<NaiveDate>().unwrap();
         // 23:30 UTC on the 9th is already the 10th in Berlin.
         let success = UserState {

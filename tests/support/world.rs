@@ -180,7 +180,7 @@ impl Harness {
         let store = Store::open(self.dir.path()).unwrap();
         let config = PollerConfig {
             poll: PollSettings {
-                schedule: CronSchedule::parse("*/5 * * * *", chrono_tz::UTC).unwrap(),
+                schedule: CronSchedule::parse("*/5 * * * *", restorewatch::tz::Tz::UTC).unwrap(),
                 midnight_grace: std::time::Duration::from_secs(6 * 3600),
                 max_catch_up_days: self.max_catch_up_days,
                 stuck_after: std::time::Duration::from_secs(12 * 3600),
@@ -283,7 +283,7 @@ pub fn console() -> restorewatch::sink::ConsoleSink {
     restorewatch::sink::ConsoleSink::new(
         restorewatch::render::RenderOptions {
             mention_role: None,
-            timezone: chrono_tz::UTC,
+            timezone: restorewatch::tz::Tz::UTC,
             servers_named: false,
         },
         Box::new(std::io::sink()),

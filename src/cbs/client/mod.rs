@@ -15,8 +15,8 @@ mod transport;
 pub use error::{CbsError, OutageReason};
 
 use super::model::{self, DecodeContext, JobList, JobReport, ListedUser, ReplyError};
+use crate::tz::Tz;
 use chrono::NaiveDate;
-use chrono_tz::Tz;
 use error::{is_password_expired, is_role_refusal};
 use pace::Pace;
 use secrecy::{ExposeSecret, SecretString};

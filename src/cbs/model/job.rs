@@ -1,8 +1,8 @@
 //! The restore job as the model keeps it: its key, the status classes its codes fall into,
 //! and the job itself with its server-zone times, stored as JSON in the job's own zone.
 
+use crate::tz::Tz;
 use chrono::DateTime;
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -211,8 +211,8 @@ impl RestoreJob {
 /// read back is in the same zone it was written in.
 mod server_time_opt {
     use super::ServerTime;
+    use crate::tz::Tz;
     use chrono::DateTime;
-    use chrono_tz::Tz;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     #[derive(Serialize, Deserialize)]
@@ -241,7 +241,7 @@ mod server_time_opt {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{one, BASE, BERLIN};
+    use super::super::test_support::{berlin, one, BASE};
     use super::*;
 
     #[test]
@@ -266,7 +266,7 @@ mod tests {
         let job = one(&format!(r#"{{{BASE},"EndTime":"2024-06-26 14:00:00"}}"#));
         let back: RestoreJob = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
         assert_eq!(back, job);
-        assert_eq!(back.end_time.unwrap().timezone(), BERLIN);
+        assert_eq!(back.end_time.unwrap().timezone(), berlin());
     }
 
     /// A job as the poller stores it, with an unreadable field: it reads back the same.

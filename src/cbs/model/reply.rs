@@ -10,8 +10,8 @@ use super::job::{
     RestoreJob, ServerTime, StatusClass, END_TIME_FIELD, RESTORE_SIZE_FIELD, START_TIME_FIELD,
 };
 use super::time::{parse_server_time, parse_time_value, second_fold_reading};
+use crate::tz::Tz;
 use chrono::NaiveDate;
-use chrono_tz::Tz;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -214,7 +214,7 @@ fn decode_item(item: &Value, cx: &DecodeContext<'_>) -> Result<RestoreJob, Strin
 #[cfg(test)]
 mod tests {
     use super::super::job::RAW_FIELD_MAX_CHARS;
-    use super::super::test_support::{cx, one, BASE, BERLIN};
+    use super::super::test_support::{berlin, cx, one, BASE};
     use super::*;
 
     /// The vendor's OUTPUT example, byte for byte.
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(job.backup_set_name, "default-backup-set-name-1");
         assert_eq!(job.job_id, "2024-06-26-13-25-13");
         let start = job.start_time.unwrap();
-        assert_eq!(start.timezone(), BERLIN);
+        assert_eq!(start.timezone(), berlin());
         assert_eq!(start.naive_local().to_string(), "2024-06-26 13:25:14");
         assert_eq!(start.to_rfc3339(), "2024-06-26T13:25:14+02:00");
         assert_eq!(

@@ -2,14 +2,16 @@
 //! decoded from its JSON.
 
 use super::{decode_reply, DecodeContext, RestoreJob};
-use chrono_tz::Tz;
+use crate::tz::Tz;
 
-pub(super) const BERLIN: Tz = chrono_tz::Europe::Berlin;
+pub(super) fn berlin() -> Tz {
+    "Europe/Berlin".parse().unwrap()
+}
 
 pub(super) fn cx() -> DecodeContext<'static> {
     DecodeContext {
         server: "cbs1",
-        tz: BERLIN,
+        tz: berlin(),
         login_name: "obm",
         owner: "",
         date: chrono::NaiveDate::from_ymd_opt(2024, 6, 26).unwrap(),

@@ -2,8 +2,8 @@
 //! or milliseconds), placed in the server's zone and kept within [`MIN_YEAR`]..=[`MAX_YEAR`].
 
 use super::job::ServerTime;
+use crate::tz::Tz;
 use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 use serde_json::Value;
 
 /// The earliest year a job time may have; earlier ones count as unreadable.
@@ -101,7 +101,7 @@ pub fn local_in(tz: Tz, naive: NaiveDateTime) -> Option<ServerTime> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{one, BASE, BERLIN};
+    use super::super::test_support::{berlin, one, BASE};
     use super::*;
     use chrono::{SubsecRound, Timelike};
 
@@ -127,7 +127,7 @@ mod tests {
                 r#"{{{BASE},"EndTime":{sent},"Status":"RESTORE_STOP_BY_ERROR"}}"#
             ));
             let end = job.end_time.unwrap_or_else(|| panic!("{sent} unread"));
-            assert_eq!(end.timezone(), BERLIN, "{sent}");
+            assert_eq!(end.timezone(), berlin(), "{sent}");
             assert_eq!(end.trunc_subsecs(0).to_rfc3339(), want, "{sent}");
             assert!(job.unreadable.is_empty(), "{sent}");
         }
@@ -141,7 +141,7 @@ mod tests {
             ("2201-01-01 12:00:00", false),
             ("1969-12-31 12:00:00", false),
         ] {
-            assert_eq!(parse_server_time(s, BERLIN).is_some(), ok, "{s}");
+            assert_eq!(parse_server_time(s, berlin()).is_some(), ok, "{s}");
         }
     }
 
@@ -159,12 +159,12 @@ mod tests {
     #[test]
     fn dst_gap_and_fold_times_parse() {
         // 2024-03-31 02:30 does not exist in Berlin; 2024-10-27 02:30 happens twice.
-        let gap = parse_server_time("2024-03-31 02:30:00", BERLIN).unwrap();
+        let gap = parse_server_time("2024-03-31 02:30:00", berlin()).unwrap();
         assert_eq!(gap.hour(), 3);
-        let fold = parse_server_time("2024-10-27-02-30-00", BERLIN).unwrap();
+        let fold = parse_server_time("2024-10-27-02-30-00", berlin()).unwrap();
         assert_eq!(fold.to_rfc3339(), "2024-10-27T02:30:00+02:00");
         assert_eq!(fold.day(), 27);
-        let second = second_fold_reading("2024-10-27-02-30-00", BERLIN).unwrap();
+        let second = second_fold_reading("2024-10-27-02-30-00", berlin()).unwrap();
         assert_eq!(second.to_rfc3339(), "2024-10-27T02:30:00+01:00");
         for once in [
             "2024-10-27 03:30:00",
@@ -172,7 +172,7 @@ mod tests {
             "2024-10-27T02:30:00+02:00",
             "1729989000",
         ] {
-            assert_eq!(second_fold_reading(once, BERLIN), None, "{once}");
+            assert_eq!(second_fold_reading(once, berlin()), None, "{once}");
         }
     }
 }
@@ -186,7 +186,7 @@ mod proptests {
         /// Any text as a time: no panic, and a time read is within the bounds.
         #[test]
         fn any_text_parses_or_not_without_panic(s in ".{0,60}") {
-            if let Some(t) = parse_server_time(&s, chrono_tz::Europe::Berlin) {
+            if let Some(t) = parse_server_time(&s, "Europe/Berlin".parse::<crate::tz::Tz>().unwrap()) {
                 prop_assert!((MIN_YEAR..=MAX_YEAR).contains(&t.year()));
             }
         }
@@ -194,7 +194,7 @@ mod proptests {
         /// Every instant in the bounds, written in each listed format, reads back.
         #[test]
         fn every_format_reads_back(secs in 0i64..7_258_118_400) {
-            let tz = chrono_tz::Europe::Berlin;
+            let tz = "Europe/Berlin".parse::<crate::tz::Tz>().unwrap();
             let t = DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
             let local = t.with_timezone(&tz);
             // Milliseconds before 1973-03-03 look like seconds: they are read as seconds.
@@ -208,7 +208,7 @@ mod proptests {
                 prop_assert_eq!(parse_server_time(&s, tz).map(|p| p.to_utc()), Some(t), "{}", s);
             }
             // Local wall-clock formats are ambiguous in a fold; UTC has none.
-            let u = chrono_tz::UTC;
+            let u = crate::tz::Tz::UTC;
             for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d-%H-%M-%S", "%Y-%m-%dT%H:%M:%S"] {
                 let s = t.format(f).to_string();
                 prop_assert_eq!(parse_server_time(&s, u).map(|p| p.to_utc()), Some(t), "{}", s);

@@ -98,7 +98,7 @@ pub(super) fn owner_line(owner: &str, counts: &ClassCounts) -> String {
 mod tests {
     use super::*;
     use crate::cbs::model::END_TIME_FIELD;
-    use crate::digest::test_support::{day, ended, health, logins, record, BERLIN};
+    use crate::digest::test_support::{berlin, day, ended, health, logins, record};
     use crate::event::Digest;
 
     #[test]
@@ -106,7 +106,14 @@ mod tests {
         let mut odd = ended("odd", "", 7, "RESTORE_STOP_BY_ERROR");
         odd.end_time = None;
         odd.unreadable = [(END_TIME_FIELD.to_owned(), "-0001-06-26 07:30:00".to_owned())].into();
-        let d = Digest::compute(day(), BERLIN, &[record(odd, false)], &health(0), 0, vec![]);
+        let d = Digest::compute(
+            day(),
+            berlin(),
+            &[record(odd, false)],
+            &health(0),
+            0,
+            vec![],
+        );
         assert_eq!(logins(&d.failures), ["odd"]);
         assert_eq!(
             failure_line(&d.failures[0], day()),
@@ -124,7 +131,14 @@ mod tests {
             Some("2024-06-26 05:00:00"),
             "RESTORE_STOP_BY_ERROR",
         );
-        let d = Digest::compute(day(), BERLIN, &[record(back, false)], &health(0), 0, vec![]);
+        let d = Digest::compute(
+            day(),
+            berlin(),
+            &[record(back, false)],
+            &health(0),
+            0,
+            vec![],
+        );
         assert_eq!(
             failure_line(&d.failures[0], day()),
             "• 07:00–05:00 (ended before it started) failure `RESTORE_STOP_BY_ERROR`: back / set-back"

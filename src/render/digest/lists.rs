@@ -294,7 +294,7 @@ mod tests {
     use super::*;
     use crate::acks::Ack;
     use crate::cbs::model::JobKey;
-    use crate::digest::test_support::{day, health, job, record, running, tomorrow, BERLIN};
+    use crate::digest::test_support::{berlin, day, health, job, record, running, tomorrow};
     use crate::render::{pack, RenderOptions, MESSAGE_EMBEDS_MAX, MESSAGE_EMBED_TOTAL_MAX_CHARS};
     use crate::render::{render_digest, DIGEST_MESSAGES_MAX};
     use crate::store::JobRecord;
@@ -336,7 +336,7 @@ mod tests {
     fn messages(embeds: Vec<Embed>) -> Vec<Vec<Embed>> {
         let opts = RenderOptions {
             mention_role: None,
-            timezone: BERLIN,
+            timezone: berlin(),
             servers_named: false,
         };
         let packed = pack(vec![(false, embeds)], &opts);
@@ -409,7 +409,7 @@ mod tests {
 
     #[test]
     fn two_thousand_failures_fit_three_messages_each_listed_or_counted_once() {
-        let d = Digest::compute(day(), BERLIN, &failures(2000), &health(0), 0, vec![]);
+        let d = Digest::compute(day(), berlin(), &failures(2000), &health(0), 0, vec![]);
         let scheduled = messages(render_digest(&d, tomorrow(), DIGEST_MESSAGES_MAX));
         assert!(
             scheduled.len() <= DIGEST_MESSAGES_MAX,
@@ -432,7 +432,7 @@ mod tests {
         assert!(more > listed * 2, "{more} vs {listed}");
 
         // A few fit whole, in parts as before: no count line.
-        let d = Digest::compute(day(), BERLIN, &failures(30), &health(0), 0, vec![]);
+        let d = Digest::compute(day(), berlin(), &failures(30), &health(0), 0, vec![]);
         let few = messages(render_digest(&d, tomorrow(), DIGEST_MESSAGES_MAX));
         let lines = lines_of(&few, "Failures (30)");
         assert_eq!(lines.len(), 30);
@@ -465,7 +465,7 @@ mod tests {
                 (r.job.key(), ack)
             })
             .collect();
-        let d = Digest::compute_naming(day(), BERLIN, &recs, &health(0), 0, vec![], &acks, false);
+        let d = Digest::compute_naming(day(), berlin(), &recs, &health(0), 0, vec![], &acks, false);
         for (max, today) in [(DIGEST_MESSAGES_MAX, tomorrow()), (10, tomorrow())] {
             let posted = messages(render_digest(&d, today, max));
             assert!(posted.len() <= max, "{} > {max}", posted.len());

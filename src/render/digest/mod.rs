@@ -36,7 +36,7 @@ pub fn render_digest(digest: &Digest, today: NaiveDate, messages_max: usize) -> 
     let mut budget = messages_max.max(1) * MESSAGE_EMBED_TOTAL_MAX_CHARS;
     let opts = RenderOptions {
         mention_role: None,
-        timezone: chrono_tz::UTC,
+        timezone: crate::tz::Tz::UTC,
         servers_named: false,
     };
     loop {
@@ -59,11 +59,11 @@ pub fn digest_text(digest: &Digest, today: NaiveDate) -> String {
     let opts = RenderOptions {
         mention_role: None,
         // Packing does not read the zone; the digest's times already carry theirs.
-        timezone: chrono_tz::UTC,
+        timezone: crate::tz::Tz::UTC,
         servers_named: false,
     };
     // Time tags, if any, read in the digest's own zone.
-    let zone = digest.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let zone = digest.timezone.parse().unwrap_or(crate::tz::Tz::UTC);
     let cards = render_digest(digest, today, DIGEST_MESSAGES_MAX);
     pack(vec![(false, cards)], &opts)
         .iter()
@@ -210,7 +210,7 @@ fn within_embed_limits(e: &Embed) {
 mod tests {
     use super::*;
     use crate::acks::Ack;
-    use crate::digest::test_support::{day, health, job, record, records, tomorrow, BERLIN};
+    use crate::digest::test_support::{berlin, day, health, job, record, records, tomorrow};
     use crate::event::{Event, EventKind};
     use crate::render::{render_event, wants_ping};
     use crate::test_data::field_value;
@@ -231,7 +231,7 @@ mod tests {
             at: Utc.with_ymd_and_hms(2024, 6, 26, 16, 5, 0).unwrap(),
         };
         let acks = [(acked, ack)].into();
-        let d = Digest::compute_naming(day(), BERLIN, &recs, &health(0), 0, vec![], &acks, false);
+        let d = Digest::compute_naming(day(), berlin(), &recs, &health(0), 0, vec![], &acks, false);
         let text = digest_text(&d, tomorrow());
         let open = text.split("== Open failures (2) ==").nth(1).expect(&text);
         let open = open
@@ -251,7 +251,7 @@ mod tests {
         );
         assert!(text.contains("Failures: 3 (1 acknowledged)"), "{text}");
         // Without acknowledgements the one list keeps its name.
-        let plain = Digest::compute(day(), BERLIN, &recs, &health(0), 0, vec![]);
+        let plain = Digest::compute(day(), berlin(), &recs, &health(0), 0, vec![]);
         let plain = digest_text(&plain, tomorrow());
         assert!(plain.contains("== Failures (3) =="), "{plain}");
         assert!(!plain.contains("Open failures"));
@@ -285,7 +285,7 @@ mod tests {
         ));
         let d = Digest::compute(
             day(),
-            BERLIN,
+            berlin(),
             &recs,
             &health(600),
             2,
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_day_without_jobs_says_so() {
-        let d = Digest::compute(day(), BERLIN, &[], &health(0), 0, vec![]);
+        let d = Digest::compute(day(), berlin(), &[], &health(0), 0, vec![]);
         let embeds = render_digest(&d, tomorrow(), DIGEST_MESSAGES_MAX);
         assert_eq!(embeds.len(), 1);
         assert_eq!(embeds[0].description, "No restore jobs on 2024-06-26.");
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn the_digest_event_renders_through_render_event_without_a_ping() {
-        let d = Digest::compute(day(), BERLIN, &records(), &health(0), 0, vec![]);
+        let d = Digest::compute(day(), berlin(), &records(), &health(0), 0, vec![]);
         let at = Utc.with_ymd_and_hms(2024, 6, 27, 6, 0, 0).unwrap();
         let event = Event {
             id: 1,
@@ -382,7 +382,7 @@ mod tests {
             &event,
             &RenderOptions {
                 mention_role: Some(42),
-                timezone: BERLIN,
+                timezone: berlin(),
                 servers_named: false,
             },
         );

@@ -281,7 +281,7 @@ pub(super) fn job_stuck(job: &RestoreJob, running_secs: i64, event: &Event) -> E
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{event, failed_job, finished, one, opts, utc, BERLIN};
+    use super::super::test_support::{berlin, event, failed_job, finished, one, opts, utc};
     use super::super::{render_event, COLOUR_FAILURE};
     use super::*;
     use crate::event::EventKind;
@@ -501,7 +501,7 @@ mod tests {
         job.backup_set_name = "Files_[2024]".into();
         let embeds = render_event(&event(finished(job)), &opts());
         let packed = crate::render::pack(vec![(true, embeds)], &opts());
-        let text = crate::render::to_text(&packed[0].message, BERLIN);
+        let text = crate::render::to_text(&packed[0].message, berlin());
         assert!(text.starts_with("@role:42 1 alert\n\n== Restore failed: obm / Files_[2024] ==\n"));
         assert!(text.contains("\nOwner: reseller-a\n"));
         assert!(text.contains("\nMissed databases (2):\n  • hr\n  • payroll\n"));

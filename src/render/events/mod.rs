@@ -44,7 +44,7 @@ pub fn render_event(event: &Event, opts: &RenderOptions) -> Vec<Embed> {
     let embed = match &event.kind {
         EventKind::Digest(digest) => {
             // The reader starts from the day the digest was queued, in its zone.
-            let zone: chrono_tz::Tz = digest.timezone.parse().unwrap_or(opts.timezone);
+            let zone: crate::tz::Tz = digest.timezone.parse().unwrap_or(opts.timezone);
             let today = event.created_at.with_timezone(&zone).date_naive();
             let mut embeds = render_digest(digest, today, DIGEST_MESSAGES_MAX);
             if let Some(summary) = embeds.first_mut() {

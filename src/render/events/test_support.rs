@@ -7,15 +7,17 @@ use crate::event::{Event, EventKind};
 use crate::render::embed::Embed;
 use crate::render::RenderOptions;
 use crate::test_data;
+use crate::tz::Tz;
 use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 
-pub(super) const BERLIN: Tz = chrono_tz::Europe::Berlin;
+pub(super) fn berlin() -> Tz {
+    "Europe/Berlin".parse().unwrap()
+}
 
 pub(super) fn opts() -> RenderOptions {
     RenderOptions {
         mention_role: Some(42),
-        timezone: BERLIN,
+        timezone: berlin(),
         servers_named: false,
     }
 }
@@ -38,7 +40,7 @@ pub(super) fn failed_job() -> RestoreJob {
         ..test_data::job(
             "obm",
             "1687755057644",
-            BERLIN,
+            berlin(),
             "2024-06-26 12:23:12",
             Some("2024-06-26 13:25:14"),
             "RESTORE_STOP_BY_ERROR",

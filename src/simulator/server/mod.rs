@@ -20,7 +20,7 @@ pub(crate) use listener::{ListenCmd, SimListener};
 pub(crate) use world::World;
 
 use crate::clock::SharedClock;
-use chrono_tz::Tz;
+use crate::tz::Tz;
 use stats::Stats;
 use std::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
