@@ -81,7 +81,8 @@ pub struct Poller {
 }
 
 /// The most ended jobs of one user and date whose fingerprints are kept (see
-/// `Store::ended_jobs`); a reply listing more has all its jobs read every cycle.
+/// `UserState::ended`); a reply listing more has all its jobs read every cycle, and a
+/// user's state stays small (8 bytes a job).
 pub const ENDED_FINGERPRINTS_MAX: usize = 1_000;
 
 /// A clock moving more than this many days between two cycles holds pruning for a day.
@@ -407,7 +408,8 @@ impl Poller {
             };
             crate::metrics::cbs_request(&server, &result);
             self.progress.answered(&server, self.clock.now());
-            let Some((state, baseline_counts, all_ok, _, _)) = user_states.get_mut(&user.login)
+            let Some((state, baseline_counts, all_ok, _, loaded)) =
+                user_states.get_mut(&user.login)
             else {
                 continue;
             };
@@ -451,15 +453,8 @@ impl Poller {
                         muted: &is_muted,
                         repeat: &repeat,
                     };
-                    // The ended jobs the last reading of this date saw, by fingerprint:
-                    // kept for the dates every cycle asks (a catch-up date is asked once).
-                    let routine_date = routine.contains(&date);
-                    let seen_ended =
-                        if routine_date && list.jobs.iter().any(|j| j.class.is_finished()) {
-                            self.store.ended_jobs(&user.login, date)?
-                        } else {
-                            Vec::new()
-                        };
+                    // The ended jobs the last reading of this date saw, by fingerprint.
+                    let seen_ended = loaded.ended.get(&date);
                     let mut ended = Vec::new();
                     let mut seen = Vec::with_capacity(list.jobs.len());
                     // In the order the jobs ended (those still running last), not the
@@ -493,7 +488,7 @@ impl Poller {
                         if job.class.is_finished() {
                             let fingerprint = job.fingerprint();
                             ended.push(fingerprint);
-                            if seen_ended.binary_search(&fingerprint).is_ok() {
+                            if seen_ended.is_some_and(|e| e.binary_search(&fingerprint).is_ok()) {
                                 unchanged_jobs += 1;
                                 continue;
                             }
@@ -530,15 +525,12 @@ impl Poller {
                     if !state.baselined {
                         state.baselined_dates.insert(date);
                     }
-                    // After the records: a crash before this line leaves the last
-                    // fingerprints, and the jobs are read again.
                     ended.sort_unstable();
                     ended.dedup();
-                    if ended.len() > ENDED_FINGERPRINTS_MAX {
-                        ended.clear();
-                    }
-                    if routine_date && ended != seen_ended {
-                        self.store.set_ended_jobs(&user.login, date, &ended)?;
+                    if ended.is_empty() || ended.len() > ENDED_FINGERPRINTS_MAX {
+                        state.ended.remove(&date);
+                    } else {
+                        state.ended.insert(date, ended);
                     }
                     // Running jobs this reply leaves out: vanished once missing long enough.
                     if !with_running.contains(&user.login) {
@@ -639,6 +631,9 @@ impl Poller {
             {
                 state.last_error = Some((now, e.message.clone()));
             }
+            // Only the dates every cycle asks keep their fingerprints: a catch-up date is
+            // asked once.
+            state.ended.retain(|date, _| routine.contains(date));
             if state != loaded {
                 self.store.set_user_state(&user.login, &state)?;
             }
@@ -741,10 +736,6 @@ impl Poller {
             crate::acks::Acks::open(&self.store)?.prune_before(cutoff)?;
             pruned
         };
-        // Fingerprints are kept for the dates every cycle asks, and only for those.
-        if let Some(first) = routine.iter().min() {
-            self.store.prune_ended_before(*first)?;
-        }
         Ok(CycleReport {
             summary,
             baselined,

@@ -32,10 +32,8 @@
 //! - `meta`: single values: the last cycle, day health, outage, digest day, install id,
 //!   watched, erroring and refused names.
 //! - `users`: per-user poll state, the chat-added watches and the discovered users.
-//! - `ended`: the fingerprints of the ended jobs each user's last reading of a date listed.
 
 mod decide;
-mod ended;
 mod jobs;
 mod mark;
 mod meta;

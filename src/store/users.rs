@@ -7,7 +7,7 @@ use super::{Result, Store};
 use crate::config::WatchEntry;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// login → owner: the users discovery last listed.
 const DISCOVERED_TREE: &str = "discovered";
@@ -24,6 +24,13 @@ pub struct UserState {
     /// The start of the last cycle in which every request for this user succeeded.
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<(DateTime<Utc>, String)>,
+    /// For each routine date (today, and yesterday in the midnight grace), the
+    /// fingerprints ([`crate::cbs::model::RestoreJob::fingerprint`]) of the ended jobs the
+    /// last reading listed, sorted: such a job listed again unchanged changes nothing, so
+    /// its record is not read (see the poller). At most
+    /// [`crate::poller::ENDED_FINGERPRINTS_MAX`] a date.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ended: BTreeMap<NaiveDate, Vec<u64>>,
 }
 
 impl UserState {
