@@ -80,11 +80,6 @@ pub struct Poller {
     progress: Progress,
 }
 
-/// The most ended jobs of one user and date whose fingerprints are kept (see
-/// `UserState::ended`); a reply listing more has all its jobs read every cycle, and a
-/// user's state stays small (8 bytes a job).
-pub const ENDED_FINGERPRINTS_MAX: usize = 1_000;
-
 /// A clock moving more than this many days between two cycles holds pruning for a day.
 const CLOCK_JUMP_DAYS: i64 = 2;
 /// A clock going back by more than this between two cycles holds pruning too.
@@ -339,7 +334,7 @@ impl Poller {
         let mut would_alert: BTreeMap<String, Vec<StormJob>> = BTreeMap::new();
         let mut outage_errors: Vec<CbsError> = discovery_down.into_iter().collect();
         let mut succeeded = 0u32;
-        let mut unchanged_jobs = 0u32;
+        let mut unchanged_replies = 0u32;
         let mut caught_up = BTreeSet::new();
         // What every cycle asks anyway (today, and yesterday in the midnight grace): a
         // recovery's "caught up on" lists only the dates read beyond these.
@@ -453,9 +448,24 @@ impl Poller {
                         muted: &is_muted,
                         repeat: &repeat,
                     };
-                    // The ended jobs the last reading of this date saw, by fingerprint.
-                    let seen_ended = loaded.ended.get(&date);
-                    let mut ended = Vec::new();
+                    // The same reply as the last one read in full for this date: each of
+                    // its jobs was then recorded, and a record that has ended is never
+                    // changed by a later sighting (`store::decide`), so the jobs' records
+                    // are not read again. In a steady cycle that is nearly every reply: the
+                    // store then reads one record per user, not one per job (BENCHMARKS.md,
+                    // session 13). Only running jobs have news without a change in the
+                    // reply (stuck, vanished), and a user with one recorded as running is
+                    // always read in full (a job seen running is recorded as such).
+                    let fingerprint = list.fingerprint();
+                    if !with_running.contains(&user.login)
+                        && loaded.replies.get(&date) == Some(&fingerprint)
+                    {
+                        unchanged_replies += 1;
+                        for job in &list.jobs {
+                            crate::metrics::job_observed(job.class);
+                        }
+                        continue;
+                    }
                     let mut seen = Vec::with_capacity(list.jobs.len());
                     // In the order the jobs ended (those still running last), not the
                     // reply's: a set's row of failures counts its jobs as they happened.
@@ -478,21 +488,6 @@ impl Poller {
                         };
                         seen.push(job.key());
                         crate::metrics::job_observed(job.class);
-                        // An ended job that the last reading saw just as it is now: its
-                        // record was then made or found ended, and an ended record never
-                        // changes on a later sighting (`store::decide`), so it is not read
-                        // again. In a steady cycle that is nearly every job, and the store
-                        // then reads one record per user, not one per job (BENCHMARKS.md,
-                        // session 13). A running job is always read: it has news without
-                        // a change in the reply (stuck).
-                        if job.class.is_finished() {
-                            let fingerprint = job.fingerprint();
-                            ended.push(fingerprint);
-                            if seen_ended.is_some_and(|e| e.binary_search(&fingerprint).is_ok()) {
-                                unchanged_jobs += 1;
-                                continue;
-                            }
-                        }
                         let obs = self.store.observe(job, date, &policy)?;
                         match obs.change {
                             Change::NewRunning => summary.started_running += 1,
@@ -525,13 +520,7 @@ impl Poller {
                     if !state.baselined {
                         state.baselined_dates.insert(date);
                     }
-                    ended.sort_unstable();
-                    ended.dedup();
-                    if ended.is_empty() || ended.len() > ENDED_FINGERPRINTS_MAX {
-                        state.ended.remove(&date);
-                    } else {
-                        state.ended.insert(date, ended);
-                    }
+                    state.replies.insert(date, fingerprint);
                     // Running jobs this reply leaves out: vanished once missing long enough.
                     if !with_running.contains(&user.login) {
                         continue;
@@ -631,9 +620,9 @@ impl Poller {
             {
                 state.last_error = Some((now, e.message.clone()));
             }
-            // Only the dates every cycle asks keep their fingerprints: a catch-up date is
+            // Only the dates every cycle asks keep their fingerprint: a catch-up date is
             // asked once.
-            state.ended.retain(|date, _| routine.contains(date));
+            state.replies.retain(|date, _| routine.contains(date));
             if state != loaded {
                 self.store.set_user_state(&user.login, &state)?;
             }
@@ -742,7 +731,7 @@ impl Poller {
             pruned,
             discovery_errors,
             server_errors: outage_errors.len() as u32,
-            unchanged_jobs,
+            unchanged_replies,
         })
     }
 

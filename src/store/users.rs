@@ -24,13 +24,12 @@ pub struct UserState {
     /// The start of the last cycle in which every request for this user succeeded.
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<(DateTime<Utc>, String)>,
-    /// For each routine date (today, and yesterday in the midnight grace), the
-    /// fingerprints ([`crate::cbs::model::RestoreJob::fingerprint`]) of the ended jobs the
-    /// last reading listed, sorted: such a job listed again unchanged changes nothing, so
-    /// its record is not read (see the poller). At most
-    /// [`crate::poller::ENDED_FINGERPRINTS_MAX`] a date.
+    /// The fingerprint ([`crate::cbs::model::JobList::fingerprint`]) of the last reply
+    /// read in full for each routine date (today, and yesterday in the midnight grace):
+    /// the same reply again changes nothing, so its jobs' records are not read (see the
+    /// poller).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub ended: BTreeMap<NaiveDate, Vec<u64>>,
+    pub replies: BTreeMap<NaiveDate, u64>,
 }
 
 impl UserState {

@@ -169,17 +169,6 @@ pub struct RestoreJob {
 }
 
 impl RestoreJob {
-    /// A fingerprint of every field: equal for the same job listed again unchanged. It is
-    /// stored, so it uses the standard library's SipHash with its fixed keys, which a
-    /// newer Rust may change: a fingerprint that no longer matches costs one reading of
-    /// the job's record, nothing else.
-    pub fn fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        self.hash(&mut hasher);
-        hasher.finish()
-    }
-
     /// The text the server sent for `field` when it could not be read.
     pub fn unreadable_field(&self, field: &str) -> Option<&str> {
         self.unreadable.get(field).map(String::as_str)
