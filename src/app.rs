@@ -588,7 +588,6 @@ impl App {
                         errors = report.summary.errors.len(),
                         discovery_errors = report.discovery_errors,
                         alerts = report.summary.alerts,
-                        unchanged = report.unchanged_replies,
                         delivered = drained.delivered,
                         dropped = drained.dropped,
                         pending = drained.pending,

@@ -9,7 +9,6 @@ use restorewatch::cbs::model::StatusClass;
 use restorewatch::event::{Event, EventKind};
 use restorewatch::simulator::{Faults, LoginFault, ReportFault};
 use restorewatch::sink::{drain, DRAIN_BATCH_EVENTS};
-use restorewatch::store::QUARANTINE_TREE;
 use std::sync::{Arc, Mutex};
 use support::world::{crash_image, job, Harness, Recorder};
 
@@ -834,56 +833,6 @@ async fn an_unchanged_job_writes_nothing() {
         let write = watch.next_timeout(std::time::Duration::ZERO);
         assert!(write.is_err(), "{name} was written: {write:?}");
     }
-}
-
-/// A reply the same as the last one read, every job in it ended, reads none of its jobs'
-/// records: one made unreadable meanwhile stays where it is (reading it would quarantine
-/// it). A reply that changes is read in full again.
-#[tokio::test]
-async fn a_reply_seen_before_reads_no_job_record_until_it_changes() {
-    let h = Harness::start(&["obm"], at(2024, 6, 26, 9, 0)).await;
-    let p = h.poller();
-    assert_eq!(
-        p.cycle().await.unwrap().unchanged_replies,
-        0,
-        "the baseline"
-    );
-    let failure = |set: &str| {
-        job(
-            "obm",
-            set,
-            at(2024, 6, 26, 9, 1),
-            Some(at(2024, 6, 26, 9, 2)),
-            "RESTORE_STOP_BY_ERROR",
-        )
-    };
-    h.sim.add_job(failure("1"));
-    h.sim.add_job(failure("2"));
-    h.clock.set(at(2024, 6, 26, 9, 5));
-    let r = p.cycle().await.unwrap();
-    assert_eq!((r.summary.alerts, r.unchanged_replies), (2, 0));
-    h.clock.set(at(2024, 6, 26, 9, 10));
-    let r = p.cycle().await.unwrap();
-    assert_eq!((r.summary.alerts, r.unchanged_replies), (0, 1));
-
-    let jobs = p.store().tree("jobs").unwrap();
-    let (key, _) = jobs.iter().next().unwrap().unwrap();
-    jobs.insert(&key, b"not a record".as_slice()).unwrap();
-    let quarantined = || p.store().tree(QUARANTINE_TREE).unwrap().len();
-    h.clock.set(at(2024, 6, 26, 9, 15));
-    let r = p.cycle().await.unwrap();
-    assert_eq!((r.summary.alerts, r.unchanged_replies), (0, 1));
-    assert_eq!(quarantined(), 0, "a job record was read");
-
-    // A new job: every job of the reply is read, the unreadable record quarantined and
-    // its job taken as new (as any unreadable record is).
-    h.sim.add_job(failure("3"));
-    h.clock.set(at(2024, 6, 26, 9, 20));
-    let r = p.cycle().await.unwrap();
-    assert_eq!((r.summary.alerts, r.unchanged_replies), (2, 0));
-    assert_eq!(quarantined(), 1);
-    h.clock.set(at(2024, 6, 26, 9, 25));
-    assert_eq!(p.cycle().await.unwrap().unchanged_replies, 1);
 }
 
 /// A failure found after the baseline: one cycle that queues its alert, run under `h`.

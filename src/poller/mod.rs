@@ -334,7 +334,6 @@ impl Poller {
         let mut would_alert: BTreeMap<String, Vec<StormJob>> = BTreeMap::new();
         let mut outage_errors: Vec<CbsError> = discovery_down.into_iter().collect();
         let mut succeeded = 0u32;
-        let mut unchanged_replies = 0u32;
         let mut caught_up = BTreeSet::new();
         // What every cycle asks anyway (today, and yesterday in the midnight grace): a
         // recovery's "caught up on" lists only the dates read beyond these.
@@ -403,8 +402,7 @@ impl Poller {
             };
             crate::metrics::cbs_request(&server, &result);
             self.progress.answered(&server, self.clock.now());
-            let Some((state, baseline_counts, all_ok, _, loaded)) =
-                user_states.get_mut(&user.login)
+            let Some((state, baseline_counts, all_ok, _, _)) = user_states.get_mut(&user.login)
             else {
                 continue;
             };
@@ -448,24 +446,6 @@ impl Poller {
                         muted: &is_muted,
                         repeat: &repeat,
                     };
-                    // The same reply as the last one read in full for this date: each of
-                    // its jobs was then recorded, and a record that has ended is never
-                    // changed by a later sighting (`store::decide`), so the jobs' records
-                    // are not read again. In a steady cycle that is nearly every reply: the
-                    // store then reads one record per user, not one per job (BENCHMARKS.md,
-                    // session 13). Only running jobs have news without a change in the
-                    // reply (stuck, vanished), and a user with one recorded as running is
-                    // always read in full (a job seen running is recorded as such).
-                    let fingerprint = list.fingerprint();
-                    if !with_running.contains(&user.login)
-                        && loaded.replies.get(&date) == Some(&fingerprint)
-                    {
-                        unchanged_replies += 1;
-                        for job in &list.jobs {
-                            crate::metrics::job_observed(job.class);
-                        }
-                        continue;
-                    }
                     let mut seen = Vec::with_capacity(list.jobs.len());
                     // In the order the jobs ended (those still running last), not the
                     // reply's: a set's row of failures counts its jobs as they happened.
@@ -520,7 +500,6 @@ impl Poller {
                     if !state.baselined {
                         state.baselined_dates.insert(date);
                     }
-                    state.replies.insert(date, fingerprint);
                     // Running jobs this reply leaves out: vanished once missing long enough.
                     if !with_running.contains(&user.login) {
                         continue;
@@ -620,9 +599,6 @@ impl Poller {
             {
                 state.last_error = Some((now, e.message.clone()));
             }
-            // Only the dates every cycle asks keep their fingerprint: a catch-up date is
-            // asked once.
-            state.replies.retain(|date, _| routine.contains(date));
             if state != loaded {
                 self.store.set_user_state(&user.login, &state)?;
             }
@@ -731,7 +707,6 @@ impl Poller {
             pruned,
             discovery_errors,
             server_errors: outage_errors.len() as u32,
-            unchanged_replies,
         })
     }
 

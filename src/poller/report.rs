@@ -20,9 +20,6 @@ pub struct CycleReport {
     /// server with nobody else to ask. A per-user refusal (an unknown login) is among
     /// `summary.errors` but not here: the server answered it.
     pub server_errors: u32,
-    /// Replies the same as the last one read for their user and date, all of whose jobs
-    /// had ended: their jobs' records were not read (see `Poller::cycle`).
-    pub unchanged_replies: u32,
 }
 
 #[cfg(test)]
@@ -45,7 +42,6 @@ impl CycleReport {
             pruned: 0,
             discovery_errors: 0,
             server_errors: errors as u32,
-            unchanged_replies: 0,
         }
     }
 }
@@ -74,9 +70,6 @@ impl CycleReport {
         self.pruned += other.pruned;
         self.discovery_errors += other.discovery_errors;
         self.server_errors = self.server_errors.saturating_add(other.server_errors);
-        self.unchanged_replies = self
-            .unchanged_replies
-            .saturating_add(other.unchanged_replies);
         self
     }
 

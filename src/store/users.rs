@@ -7,7 +7,7 @@ use super::{Result, Store};
 use crate::config::WatchEntry;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// login → owner: the users discovery last listed.
 const DISCOVERED_TREE: &str = "discovered";
@@ -24,12 +24,6 @@ pub struct UserState {
     /// The start of the last cycle in which every request for this user succeeded.
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<(DateTime<Utc>, String)>,
-    /// The fingerprint ([`crate::cbs::model::JobList::fingerprint`]) of the last reply
-    /// read in full for each routine date (today, and yesterday in the midnight grace):
-    /// the same reply again changes nothing, so its jobs' records are not read (see the
-    /// poller).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub replies: BTreeMap<NaiveDate, u64>,
 }
 
 impl UserState {

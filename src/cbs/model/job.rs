@@ -123,7 +123,7 @@ impl fmt::Display for StatusClass {
 pub type ServerTime = DateTime<Tz>;
 
 /// One restore job as the backup server reported it.
-#[derive(Clone, Debug, PartialEq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RestoreJob {
     /// The configured name of the backup server (not sent by the CBS).
     pub server: String,

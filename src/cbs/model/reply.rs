@@ -30,19 +30,6 @@ pub struct JobList {
     pub skipped: Vec<SkippedItem>,
 }
 
-impl JobList {
-    /// A fingerprint of the jobs, every field of each, in the reply's order: equal for
-    /// the same jobs again. It is stored, so it uses the standard library's SipHash with
-    /// its fixed keys, which a newer Rust may change: a fingerprint that no longer matches
-    /// costs one full reading of the reply, nothing else.
-    pub fn fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        self.jobs.hash(&mut hasher);
-        hasher.finish()
-    }
-}
-
 /// What the decoder needs to know that the reply does not say.
 #[derive(Clone, Debug)]
 pub struct DecodeContext<'a> {
