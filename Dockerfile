@@ -1,6 +1,6 @@
 # restorewatch: one small binary. The build stage compiles it, the runtime stage is Debian
 # slim with that binary and nothing installed: TLS uses rustls with the Mozilla roots built
-# into the binary (webpki-roots), and chrono-tz carries its own time-zone data, so neither
+# into the binary (webpki-roots), and jiff carries its own time-zone data, so neither
 # ca-certificates nor tzdata is read. A private CA for the CBS comes from `cbs.ca_cert`.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -22,11 +22,11 @@ fn host_glibc() -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-/// Packed relative relocations: a position-independent binary holds about 60,000
-/// pointers to fix at load time (most of them in chrono-tz's tables). As RELA entries they
-/// take 1.4 MB that the loader reads at every start and that then stays resident; packed,
-/// 24 KB (BENCHMARKS.md, session 12). Such a binary needs glibc 2.36 or later, so only
-/// when building for the host itself, a Linux glibc of that age.
+/// Packed relative relocations: a position-independent binary holds about 32,000
+/// pointers to fix at load time (57,000 while chrono-tz's tables were in it). As RELA
+/// entries they take 0.8 MB that the loader reads at every start and that then stays
+/// resident; packed, 9 KB (BENCHMARKS.md, sessions 12 and 13). Such a binary needs glibc
+/// 2.36 or later, so only when building for the host itself, a Linux glibc of that age.
 fn pack_relative_relocations() {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let native = var("HOST") == var("TARGET");
