@@ -17,7 +17,7 @@ use restorewatch::event::{Event, EventKind};
 use restorewatch::render::digest_text;
 use restorewatch::render::{render_event, RenderOptions};
 use restorewatch::simulator::{Faults, SimConfig, SimHandle, SimUser, Simulator};
-use restorewatch::sink::drain;
+use restorewatch::sink::{drain, Delivered, Sink, SinkError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::world::{job, Recorder, TokioClock};
@@ -336,6 +336,42 @@ async fn a_hanging_server_holds_up_no_alert_of_the_other() {
     assert_eq!(failures(&events), [("eu".into(), "bob".into())]);
     // The totals count every server's delivery of the round, not only the last one.
     assert_eq!(drained.delivered, events.len(), "{events:?}");
+}
+
+/// A sink that refuses every event for good (as Discord refuses a message it cannot
+/// take): each leaves the outbox as dropped.
+#[derive(Default)]
+struct Refuser {
+    refused: Mutex<Vec<Event>>,
+}
+
+impl Sink for Refuser {
+    async fn deliver(&self, events: &[Event]) -> Result<Delivered, SinkError> {
+        self.refused.lock().unwrap().extend_from_slice(events);
+        Ok(Delivered {
+            accepted: Vec::new(),
+            dropped: events.iter().map(|e| e.id).collect(),
+        })
+    }
+}
+
+/// The round's `dropped` total counts every server's delivery too: `eu`'s alert, dropped
+/// while `us` still hangs, is in it after `us`'s cycle ends with nothing to deliver.
+#[tokio::test(start_paused = true)]
+async fn a_rounds_dropped_total_counts_the_drain_of_every_server() {
+    let w = world("").await;
+    w.cycle().await;
+    w.us.set_faults(Faults {
+        latency: Duration::from_secs(3600),
+        ..Faults::default()
+    });
+    w.eu.add_job(job("bob", "1", at(9, 1), Some(at(9, 2)), FAILED));
+    w.clock.set(at(9, 5));
+    let sink = Refuser::default();
+    let (_, drained) = w.app.cycle_and_deliver(&sink).await.unwrap();
+    let refused = sink.refused.lock().unwrap().clone();
+    assert_eq!(failures(&refused), [("eu".into(), "bob".into())]);
+    assert_eq!((drained.delivered, drained.dropped), (0, refused.len()));
 }
 
 /// The run loop on a five-second schedule with `us` answering only after 45 s (its requests
