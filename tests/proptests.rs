@@ -215,6 +215,38 @@ proptest! {
         let escaped = escape_markdown(&text);
         prop_assert_eq!(plain_times(&escaped, restorewatch::tz::Tz::UTC), escaped);
     }
+
+    /// A zone name (from the config, the simulator's arguments or a stored job time) is a
+    /// zone or a clear error, never a panic; a zone's own name names it again, and every
+    /// local time in it has an answer (a gap none, a fold two).
+    #[test]
+    fn zone_names_parse_or_fail_and_every_local_time_has_an_answer(
+        name in "[A-Za-z_/+0-9-]{0,30}|(Europe|America|Asia|Etc|Australia)/[A-Za-z_+0-9-]{0,14}",
+        known in prop::sample::select(vec![
+            "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata",
+            "Pacific/Chatham", "America/St_Johns", "Etc/GMT+5", "UTC",
+        ]),
+        upper in any::<u64>(),
+        secs in -10_000_000_000_000i64..10_000_000_000_000,
+    ) {
+        use restorewatch::tz::Tz;
+        let _ = name.parse::<Tz>();
+        // A zone of the database, in any case.
+        let spelled: String = known
+            .chars()
+            .enumerate()
+            .map(|(i, c)| if upper >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+            .collect();
+        let zone = spelled.parse::<Tz>().unwrap();
+        prop_assert_eq!(zone.name(), known);
+        prop_assert_eq!(zone.name().parse::<Tz>().unwrap(), zone);
+        let Some(at) = chrono::DateTime::from_timestamp(secs, 0) else {
+            return Ok(());
+        };
+        let local = at.with_timezone(&zone);
+        let _ = local.format("%Y-%m-%d %H:%M %Z").to_string();
+        let _ = zone.from_local_datetime(&at.naive_utc());
+    }
 }
 
 /// Why `text` would render a mention or a link in Discord, if it would.
