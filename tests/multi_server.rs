@@ -301,11 +301,9 @@ async fn one_server_down_is_an_outage_of_that_server_only() {
     );
 }
 
-/// A server that hangs until its requests time out (`request_timeout` is 5 s) holds up
-/// none of the other server's alerts: they are delivered as soon as that server's cycle
-/// ends, while the hanging one still waits.
-#[tokio::test(start_paused = true)]
-async fn a_hanging_server_holds_up_no_alert_of_the_other() {
+/// After a first cycle, `us` hangs until its requests time out (`request_timeout` is 5 s)
+/// and `eu` has a failure to alert.
+async fn eu_fails_while_us_hangs() -> World {
     let w = world("").await;
     w.cycle().await;
     w.us.set_faults(Faults {
@@ -314,6 +312,15 @@ async fn a_hanging_server_holds_up_no_alert_of_the_other() {
     });
     w.eu.add_job(job("bob", "1", at(9, 1), Some(at(9, 2)), FAILED));
     w.clock.set(at(9, 5));
+    w
+}
+
+/// A server that hangs until its requests time out holds up
+/// none of the other server's alerts: they are delivered as soon as that server's cycle
+/// ends, while the hanging one still waits.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_server_holds_up_no_alert_of_the_other() {
+    let w = eu_fails_while_us_hangs().await;
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&calls);
     let sink = Recorder {
@@ -359,14 +366,7 @@ impl Sink for Refuser {
 /// while `us` still hangs, is in it after `us`'s cycle ends with nothing to deliver.
 #[tokio::test(start_paused = true)]
 async fn a_rounds_dropped_total_counts_the_drain_of_every_server() {
-    let w = world("").await;
-    w.cycle().await;
-    w.us.set_faults(Faults {
-        latency: Duration::from_secs(3600),
-        ..Faults::default()
-    });
-    w.eu.add_job(job("bob", "1", at(9, 1), Some(at(9, 2)), FAILED));
-    w.clock.set(at(9, 5));
+    let w = eu_fails_while_us_hangs().await;
     let sink = Refuser::default();
     let (_, drained) = w.app.cycle_and_deliver(&sink).await.unwrap();
     let refused = sink.refused.lock().unwrap().clone();
