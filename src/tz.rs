@@ -105,12 +105,6 @@ impl PartialEq for Tz {
 
 impl Eq for Tz {}
 
-impl std::hash::Hash for Tz {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name().hash(state);
-    }
-}
-
 impl fmt::Debug for Tz {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -264,6 +258,12 @@ mod tests {
     fn names_are_the_databases_in_any_case_and_equal_zones_are_one() {
         assert_eq!(tz("europe/berlin").name(), "Europe/Berlin");
         assert_eq!(tz("Europe/Berlin"), tz("EUROPE/BERLIN"));
+        assert_eq!(
+            format!("{} {:?}", tz("asia/kolkata"), Tz::UTC),
+            "Asia/Kolkata UTC"
+        );
+        // Parsed once: every handle on a zone shares it.
+        assert!(std::ptr::eq(tz("Europe/Berlin").0, tz("europe/berlin").0));
         assert_ne!(tz("Europe/Berlin"), tz("Europe/Paris"));
         assert_eq!(tz("UTC"), Tz::UTC);
         assert_eq!(tz("Etc/GMT+5").name(), "Etc/GMT+5");
@@ -283,6 +283,7 @@ mod tests {
             winter.format("%H:%M %Z %:z").to_string(),
             "13:00 CET +01:00"
         );
+        assert_eq!(format!("{winter:?}"), "2024-01-15T13:00:00CET");
         let summer = berlin.from_utc_datetime(&local("2024-07-15 12:00"));
         assert_eq!(
             summer.format("%H:%M %Z %:z").to_string(),
@@ -348,7 +349,9 @@ mod tests {
         let before = NaiveDate::from_ymd_opt(-200_000, 1, 1)
             .unwrap()
             .and_time(NaiveTime::MIN);
-        let _ = berlin.offset_from_utc_datetime(&before);
+        // Berlin's first offset, its local mean time (+0:53:28).
+        let first = berlin.offset_from_utc_datetime(&before);
+        assert_eq!(first.fix().local_minus_utc(), 3208);
         assert!(matches!(
             berlin.from_local_datetime(&before),
             LocalResult::Single(_)
