@@ -184,26 +184,19 @@ impl fmt::Display for TzOffset {
     }
 }
 
-/// `local` as jiff's civil time; beyond jiff's years (±9999), its first or last second.
-fn civil(local: &NaiveDateTime) -> jiff::civil::DateTime {
+/// `local` as jiff's civil time; `None` beyond jiff's years (±9999).
+fn civil(local: &NaiveDateTime) -> Option<jiff::civil::DateTime> {
     use chrono::{Datelike, Timelike};
-    let date = i16::try_from(local.year()).ok().and_then(|year| {
-        jiff::civil::DateTime::new(
-            year,
-            local.month() as i8,
-            local.day() as i8,
-            local.hour() as i8,
-            local.minute() as i8,
-            local.second().min(59) as i8,
-            0,
-        )
-        .ok()
-    });
-    date.unwrap_or(if local.year() < 0 {
-        jiff::civil::DateTime::MIN
-    } else {
-        jiff::civil::DateTime::MAX
-    })
+    jiff::civil::DateTime::new(
+        i16::try_from(local.year()).ok()?,
+        local.month() as i8,
+        local.day() as i8,
+        local.hour() as i8,
+        local.minute() as i8,
+        local.second().min(59) as i8,
+        0,
+    )
+    .ok()
 }
 
 impl TimeZone for Tz {
@@ -223,7 +216,12 @@ impl TimeZone for Tz {
             let shift = chrono::Duration::seconds(i64::from(offset.seconds()));
             self.offset_at(&local.checked_sub_signed(shift).unwrap_or(*local))
         };
-        match self.0.zone.to_ambiguous_timestamp(civil(local)).offset() {
+        // Beyond jiff's years the zone's first or last offset holds, with no gap or fold:
+        // the one at that time read as UTC.
+        let Some(civil) = civil(local) else {
+            return LocalResult::Single(self.offset_at(local));
+        };
+        match self.0.zone.to_ambiguous_timestamp(civil).offset() {
             AmbiguousOffset::Unambiguous { offset } => LocalResult::Single(at(offset)),
             AmbiguousOffset::Gap { .. } => LocalResult::None,
             AmbiguousOffset::Fold { before, after } => {
