@@ -342,13 +342,13 @@ mod tests {
     fn times_are_in_the_configured_zone() {
         let berlin = next(
             "0 8 * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-05-01T00:00:00Z",
         );
         assert_eq!(berlin, utc("2024-05-01T06:00:00Z"), "08:00 CEST");
         let winter = next(
             "0 8 * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-01-10T00:00:00Z",
         );
         assert_eq!(winter, utc("2024-01-10T07:00:00Z"), "08:00 CET");
@@ -361,7 +361,7 @@ mod tests {
         // Europe/Berlin goes from CET to CEST at 01:00 UTC on 2024-03-31.
         let days = fires(
             "0 8 * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-03-30T00:00:00Z",
             3,
         );
@@ -380,7 +380,7 @@ mod tests {
         // 01:55 CET, then the clock jumps from 02:00 to 03:00.
         let polls = fires(
             "*/5 * * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-03-31T00:50:00Z",
             3,
         );
@@ -396,7 +396,7 @@ mod tests {
         // 03:00 CEST, as cron does, then at 02:30 again.
         let daily = fires(
             "30 2 * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-03-30T12:00:00Z",
             2,
         );
@@ -407,7 +407,7 @@ mod tests {
         // A time in the skip and one after it: each fires once, in order, none lost.
         let both = fires(
             "0 10 2,3 * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-03-30T12:00:00Z",
             2,
         );
@@ -422,7 +422,7 @@ mod tests {
         // 2024-10-27: 03:00 CEST becomes 02:00 CET at 01:00 UTC, so 02:xx occurs twice.
         let daily = fires(
             "30 2 * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-10-26T12:00:00Z",
             2,
         );
@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(
             next(
                 "*/5 2 * * *",
-                "Europe/Berlin".parse::<Tz>().unwrap(),
+                crate::test_data::berlin(),
                 "2024-10-27T01:10:00Z"
             ),
             utc("2024-10-28T01:00:00Z"),
@@ -448,7 +448,7 @@ mod tests {
         // 02:55 CEST, then the clock goes back from 03:00 CEST to 02:00 CET (01:00 UTC).
         let polls = fires(
             "*/5 * * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-10-27T00:50:00Z",
             4,
         );
@@ -465,7 +465,7 @@ mod tests {
         assert_eq!(
             next(
                 "*/5 * * * *",
-                "Europe/Berlin".parse::<Tz>().unwrap(),
+                crate::test_data::berlin(),
                 "2024-10-27T01:10:00Z"
             ),
             utc("2024-10-27T01:15:00Z")
@@ -473,7 +473,7 @@ mod tests {
         // To the end of it and on.
         let end = fires(
             "*/5 * * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-10-27T01:50:00Z",
             3,
         );
@@ -488,7 +488,7 @@ mod tests {
         // Hourly: 02:00 CEST, 02:00 CET, 03:00 CET.
         let hourly = fires(
             "0 * * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-10-26T23:30:00Z",
             3,
         );
@@ -504,7 +504,7 @@ mod tests {
         // 01:30, at 15:00 UTC the day before).
         let seconds = fires(
             "*/20 * * * * *",
-            "Europe/Berlin".parse::<Tz>().unwrap(),
+            crate::test_data::berlin(),
             "2024-10-27T00:59:30Z",
             3,
         );
@@ -573,7 +573,7 @@ mod tests {
 
     #[test]
     fn keeps_the_expression_for_display() {
-        let s = CronSchedule::parse("0 9 * * 1-5", "Europe/Berlin".parse::<Tz>().unwrap()).unwrap();
+        let s = CronSchedule::parse("0 9 * * 1-5", crate::test_data::berlin()).unwrap();
         assert_eq!(s.to_string(), "0 9 * * 1-5");
         assert_eq!(
             format!("{s:?}"),

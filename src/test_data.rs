@@ -10,6 +10,11 @@ use crate::tz::Tz;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeSet;
 
+/// Europe/Berlin (CET, CEST), the zone of most tests.
+pub(crate) fn berlin() -> Tz {
+    "Europe/Berlin".parse().unwrap()
+}
+
 /// A job of `login` (also its user ID, no owner) on server `cbs`, in backup set `set_id`
 /// named `Set <id>`. `start` and `end` (`None`: still running) are local times in `tz` as
 /// the CBS writes them, `yyyy-MM-dd HH:mm:ss` or dashed; the job ID is the dashed start.

@@ -121,7 +121,7 @@ fn fixed(offset: jiff::tz::Offset) -> FixedOffset {
     // jiff's offsets are within ±25:59:59, chrono's within ±24h: anything beyond (no zone
     // has one) is cut to the largest chrono takes.
     let secs = offset.seconds().clamp(-86_399, 86_399);
-    FixedOffset::east_opt(secs).unwrap_or(FixedOffset::east_opt(0).expect("UTC"))
+    FixedOffset::east_opt(secs).expect("within a day")
 }
 
 /// A zone's abbreviation (`CET`, `+0530`), kept inline so that offsets stay `Copy`. TZif

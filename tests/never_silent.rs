@@ -21,6 +21,12 @@ fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
 }
 
+/// The digest of 2026-11-28, in UTC.
+fn digest_of_the_28th(store: &restorewatch::store::Store) -> restorewatch::digest::Digest {
+    restorewatch::digest::Digest::from_store(store, day(28), restorewatch::tz::Tz::UTC, vec![])
+        .unwrap()
+}
+
 /// A failed job of `login` in set `set` with the quirks named.
 fn odd_failure(login: &str, set: &str, start_min: u32, quirks: &[&str]) -> SimJob {
     let mut q = Quirks::default();
@@ -112,13 +118,7 @@ async fn odd_fields_still_alert_and_reach_the_digest_and_a_nameless_item_is_coun
     assert_eq!(summary.unreadable_items, 1);
 
     // The digest of the day lists all five failures.
-    let digest = restorewatch::digest::Digest::from_store(
-        p.store(),
-        day(28),
-        restorewatch::tz::Tz::UTC,
-        vec![],
-    )
-    .unwrap();
+    let digest = digest_of_the_28th(p.store());
     assert_eq!(digest.failures.len(), 5);
     assert!(digest
         .failures
@@ -1189,13 +1189,7 @@ async fn a_running_job_that_vanishes_gets_one_notice_and_leaves_the_poll() {
     h.clock.set(at(28, 9, 50));
     assert_eq!(p.cycle().await.unwrap().summary.alerts, 0);
     // The digest lists it as vanished.
-    let digest = restorewatch::digest::Digest::from_store(
-        p.store(),
-        day(28),
-        restorewatch::tz::Tz::UTC,
-        vec![],
-    )
-    .unwrap();
+    let digest = digest_of_the_28th(p.store());
     assert!(digest.failures.iter().any(|f| f.vanished));
     let text = restorewatch::render::digest_text(&digest, day(28));
     assert!(text.contains("vanished"), "{text}");
@@ -1286,13 +1280,7 @@ async fn a_vanished_job_listed_again_gets_its_real_end_and_one_alert() {
         EventKind::JobFinished { .. } | EventKind::JobVanished { .. }
     )));
     // The digest shows their real outcome, not "vanished".
-    let digest = restorewatch::digest::Digest::from_store(
-        p.store(),
-        day(28),
-        restorewatch::tz::Tz::UTC,
-        vec![],
-    )
-    .unwrap();
+    let digest = digest_of_the_28th(p.store());
     assert_eq!(digest.failures.len(), 2, "{:?}", digest.failures);
     assert!(digest.failures.iter().all(|f| !f.vanished));
     let text = restorewatch::render::digest_text(&digest, day(28));

@@ -5,12 +5,9 @@ use super::DigestJob;
 use crate::cbs::model::RestoreJob;
 use crate::store::{DayHealth, JobRecord};
 use crate::test_data;
-use crate::tz::Tz;
 use chrono::{NaiveDate, TimeZone, Utc};
 
-pub(crate) fn berlin() -> Tz {
-    "Europe/Berlin".parse().unwrap()
-}
+pub(crate) use crate::test_data::berlin;
 
 pub(crate) fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 6, 26).unwrap()

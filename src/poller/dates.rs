@@ -76,7 +76,7 @@ mod tests {
     fn yesterday_within_grace_in_the_server_zone() {
         // 23:30 UTC is 01:30 in Berlin: inside the grace window of the Berlin day.
         let now = Utc.with_ymd_and_hms(2024, 6, 26, 23, 30, 0).unwrap();
-        let berlin = "Europe/Berlin".parse::<crate::tz::Tz>().unwrap();
+        let berlin = crate::test_data::berlin();
         let dates = dates_to_poll(now, berlin, 6 * HOUR, 7, Some(now), &BTreeSet::new());
         assert_eq!(dates, BTreeSet::from([d("2024-06-26"), d("2024-06-27")]));
         let utc = dates_to_poll(
@@ -95,7 +95,7 @@ mod tests {
     /// short) and 05:00 on the autumn day (an hour long).
     #[test]
     fn the_grace_window_counts_real_hours_on_the_days_the_clocks_change() {
-        let berlin = "Europe/Berlin".parse::<crate::tz::Tz>().unwrap();
+        let berlin = crate::test_data::berlin();
         let asks_yesterday = |y, m, d, h, min| {
             let now = berlin
                 .with_ymd_and_hms(y, m, d, h, min, 0)

@@ -172,12 +172,7 @@ mod tests {
         let mut at = event();
         // 00:30 on the 27th in Berlin, still the 26th in UTC.
         at.created_at = Utc.with_ymd_and_hms(2024, 6, 26, 22, 30, 0).unwrap();
-        let card = storm_card(
-            None,
-            &listed,
-            &at,
-            "Europe/Berlin".parse::<crate::tz::Tz>().unwrap(),
-        );
+        let card = storm_card(None, &listed, &at, crate::test_data::berlin());
         assert!(
             card.description
                 .ends_with("`/failures days:3` shows them with their details."),

@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn times_show_their_zone() {
-        let berlin: Tz = "Europe/Berlin".parse::<crate::tz::Tz>().unwrap();
+        let berlin: Tz = crate::test_data::berlin();
         let t = berlin.with_ymd_and_hms(2024, 6, 26, 13, 25, 14).unwrap();
         assert_eq!(format_time(&t), "2024-06-26 13:25:14 (CEST)");
         let utc = chrono::Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap();

@@ -93,9 +93,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn berlin() -> Tz {
-        "Europe/Berlin".parse().unwrap()
-    }
+    use crate::test_data::berlin;
 
     fn at() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 6, 26, 11, 25, 14).unwrap()

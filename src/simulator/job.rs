@@ -428,9 +428,7 @@ mod tests {
     use crate::cbs::model::{decode_reply, DecodeContext};
     use chrono::{Duration, TimeZone};
 
-    fn berlin() -> Tz {
-        "Europe/Berlin".parse().unwrap()
-    }
+    use crate::test_data::berlin;
 
     fn job() -> SimJob {
         SimJob {

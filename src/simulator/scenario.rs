@@ -304,9 +304,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn berlin() -> Tz {
-        "Europe/Berlin".parse().unwrap()
-    }
+    use crate::test_data::berlin;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 3, 14, 10, 0, 0).unwrap()

@@ -297,7 +297,7 @@ mod tests {
             seed: 1,
             anchor: Utc.with_ymd_and_hms(2025, 3, 14, 10, 30, 0).unwrap(),
             pace,
-            timezone: "Europe/Berlin".parse::<crate::tz::Tz>().unwrap(),
+            timezone: crate::test_data::berlin(),
         }
     }
 

@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn read_since_takes_the_last_success_else_the_last_baseline_date() {
-        let tz = "Europe/Berlin".parse::<crate::tz::Tz>().unwrap();
+        let tz = crate::test_data::berlin();
         let d = |s: &str| s.parse::<NaiveDate>().unwrap();
         // 23:30 UTC on the 9th is already the 10th in Berlin.
         let success = UserState {

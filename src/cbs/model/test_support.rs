@@ -2,11 +2,8 @@
 //! decoded from its JSON.
 
 use super::{decode_reply, DecodeContext, RestoreJob};
-use crate::tz::Tz;
 
-pub(super) fn berlin() -> Tz {
-    "Europe/Berlin".parse().unwrap()
-}
+pub(super) use crate::test_data::berlin;
 
 pub(super) fn cx() -> DecodeContext<'static> {
     DecodeContext {

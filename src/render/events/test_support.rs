@@ -7,12 +7,9 @@ use crate::event::{Event, EventKind};
 use crate::render::embed::Embed;
 use crate::render::RenderOptions;
 use crate::test_data;
-use crate::tz::Tz;
 use chrono::{DateTime, TimeZone, Utc};
 
-pub(super) fn berlin() -> Tz {
-    "Europe/Berlin".parse().unwrap()
-}
+pub(super) use crate::test_data::berlin;
 
 pub(super) fn opts() -> RenderOptions {
     RenderOptions {
