@@ -130,10 +130,21 @@ fn demo_users(text: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `run` idles for hours between bursts of work: without glibc's per-thread cache its
+    // freed pages go back to the system. Returns only if it did not restart.
+    let not_restarted = matches!(cli.command, None | Some(Command::Run))
+        .then(restorewatch::memory::restart_without_thread_cache)
+        .flatten();
     restorewatch::logging::init(
         tracing_subscriber::EnvFilter::try_from_env(config::LOG_ENV)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
     );
+    if let Some(e) = not_restarted {
+        tracing::warn!(
+            error = %e,
+            "could not restart without glibc's thread cache; idle memory stays higher"
+        );
+    }
     // Before the runtime's threads take arenas of their own.
     restorewatch::memory::tune_allocator();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -195,6 +206,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 poll = %s.poll.schedule,
                 digest = %s.digest.schedule,
                 timezone = %s.cbs.timezone,
+                // The allocator's settings this process started with (glibc's copy: the
+                // kernel's view in /proc/PID/environ is cut after the first value).
+                glibc_tunables = std::env::var(restorewatch::memory::TUNABLES_ENV).ok(),
                 "restorewatch starting"
             );
             let app = App::build(loaded.settings, clock).await?;

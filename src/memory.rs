@@ -10,7 +10,9 @@
 //! takes them again.
 //!
 //! [`tune_allocator`], called by the binary before its runtime starts, keeps glibc's
-//! defaults from undoing that (BENCHMARKS.md, session 11).
+//! defaults from undoing that (BENCHMARKS.md, session 11). `run` also starts itself again
+//! with glibc's per-thread cache off ([`restart_without_thread_cache`]): the trim cannot
+//! give back a page that a block in that cache lies on (session 14).
 
 /// Allocations of this size and more get pages of their own (`mmap`), given back to the
 /// system when freed. glibc's default starts here too, but raises it to the size of each
@@ -72,5 +74,109 @@ pub fn release_free_memory() {
     // takes the arenas' locks itself and touches no memory that is in use.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// glibc reads its tunables from this variable once, as the process starts.
+pub const TUNABLES_ENV: &str = "GLIBC_TUNABLES";
+
+/// The tunable that sizes glibc's per-thread cache of freed blocks (tcache), and its value
+/// for no cache. Each thread keeps up to 7 freed blocks of each of 64 sizes for itself,
+/// outside the arenas: `malloc_trim` cannot give back a page such a block lies on. After a
+/// 10,000-user cycle the runtime's threads kept about 4 MiB resident that way: without the
+/// cache `run` idled at 19.1 instead of 22.6 MiB, with the cycle's CPU per request within
+/// the noise (BENCHMARKS.md, session 14).
+pub const THREAD_CACHE: (&str, &str) = ("glibc.malloc.tcache_count", "0");
+
+/// The value [`TUNABLES_ENV`] needs for a process without glibc's thread cache: `current`
+/// with [`THREAD_CACHE`] added, or `None` when `current` already sizes the cache (the
+/// operator's choice wins) or is not text.
+pub fn tunables_without_thread_cache(current: Option<&std::ffi::OsStr>) -> Option<String> {
+    let (name, value) = THREAD_CACHE;
+    let setting = format!("{name}={value}");
+    let Some(current) = current else {
+        return Some(setting);
+    };
+    let current = current.to_str()?;
+    if current
+        .split(':')
+        .any(|tunable| tunable.split('=').next() == Some(name))
+    {
+        return None;
+    }
+    Some(if current.is_empty() {
+        setting
+    } else {
+        format!("{current}:{setting}")
+    })
+}
+
+/// Starts this program again in this process (same pid, arguments and environment) with
+/// glibc's thread cache off, unless [`TUNABLES_ENV`] already sizes it. For a process that
+/// idles long between bursts of work (`run`); call it before anything else starts. Returns
+/// only when it did not restart: `Some` error when the restart failed (the process goes on
+/// with the cache). Elsewhere (musl, other systems) it does nothing.
+pub fn restart_without_thread_cache() -> Option<std::io::Error> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        let tunables = tunables_without_thread_cache(std::env::var_os(TUNABLES_ENV).as_deref())?;
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new("/proc/self/exe");
+        if let Some(arg0) = args.next() {
+            command.arg0(arg0);
+        }
+        Some(command.args(args).env(TUNABLES_ENV, tunables).exec())
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn the_thread_cache_is_turned_off_beside_the_operators_tunables() {
+        assert_eq!(
+            tunables_without_thread_cache(None).as_deref(),
+            Some("glibc.malloc.tcache_count=0")
+        );
+        assert_eq!(
+            tunables_without_thread_cache(Some(OsStr::new(""))).as_deref(),
+            Some("glibc.malloc.tcache_count=0")
+        );
+        assert_eq!(
+            tunables_without_thread_cache(Some(OsStr::new("glibc.malloc.arena_max=1"))).as_deref(),
+            Some("glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0")
+        );
+    }
+
+    #[test]
+    fn an_operators_thread_cache_size_is_kept() {
+        for set in [
+            "glibc.malloc.tcache_count=7",
+            "glibc.malloc.arena_max=1:glibc.malloc.tcache_count=3",
+            "glibc.malloc.tcache_count",
+        ] {
+            assert_eq!(tunables_without_thread_cache(Some(OsStr::new(set))), None);
+        }
+        // A longer name that only starts like it is another tunable.
+        assert_eq!(
+            tunables_without_thread_cache(Some(OsStr::new("glibc.malloc.tcache_count_x=1")))
+                .as_deref(),
+            Some("glibc.malloc.tcache_count_x=1:glibc.malloc.tcache_count=0")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn tunables_that_are_not_text_are_left_alone() {
+        use std::os::unix::ffi::OsStrExt as _;
+        assert_eq!(
+            tunables_without_thread_cache(Some(OsStr::from_bytes(b"glibc.\xff=1"))),
+            None
+        );
     }
 }

@@ -219,6 +219,71 @@ async fn healthcheck_exits_0_while_healthy_and_1_once_the_bot_is_gone() {
     assert!(err.contains("no answer from"), "{err}");
 }
 
+/// `NAME=value` entries of a running process's environment as the kernel shows it: as it
+/// was at its last `execve` (glibc cuts `GLIBC_TUNABLES` there after its first value).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn environment(bot: &Running) -> Vec<String> {
+    let pid = bot.child.id().expect("still running");
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|&b| b == 0)
+        .map(|entry| String::from_utf8_lossy(entry).into_owned())
+        .collect()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn run_restarts_itself_in_its_process_without_glibcs_thread_cache_unless_told_otherwise() {
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &sim, "");
+    for (given, expected) in [
+        (None, "glibc.malloc.tcache_count=0"),
+        (
+            Some("glibc.malloc.arena_max=2"),
+            "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0",
+        ),
+        // The operator's size of the cache is kept.
+        (
+            Some("glibc.malloc.tcache_count=3"),
+            "glibc.malloc.tcache_count=3",
+        ),
+    ] {
+        let mut cmd = restorewatch(&config, &sim);
+        match given {
+            Some(tunables) => cmd.env("GLIBC_TUNABLES", tunables),
+            None => cmd.env_remove("GLIBC_TUNABLES"),
+        };
+        let mut bot = Running::spawn(cmd);
+        let started = bot.wait_for_line("restorewatch starting").await;
+        assert!(
+            started.contains(&format!("glibc_tunables=\"{expected}\"")),
+            "given {given:?}: {started}"
+        );
+        bot.wait_for_line("poll cycle done").await;
+        // The child's own pid was started again: in place, not beside.
+        let first = expected.split(':').next().unwrap();
+        let shown: Vec<_> = environment(&bot)
+            .into_iter()
+            .filter(|e| e.starts_with("GLIBC_TUNABLES="))
+            .collect();
+        assert_eq!(
+            shown,
+            [format!("GLIBC_TUNABLES={first}")],
+            "given {given:?}"
+        );
+        assert_eq!(
+            bot.stderr().matches("restorewatch starting").count(),
+            1,
+            "{}",
+            bot.stderr()
+        );
+        assert!(!bot.stderr().contains("thread cache"), "{}", bot.stderr());
+        bot.signal(libc::SIGTERM);
+        assert!(bot.wait().await.success());
+    }
+}
+
 #[tokio::test]
 async fn json_logs_and_each_delivered_alert_logged_with_its_job_identity() {
     let sim = simulator().await;
