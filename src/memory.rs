@@ -84,7 +84,7 @@ pub const TUNABLES_ENV: &str = "GLIBC_TUNABLES";
 /// for no cache. Each thread keeps up to 7 freed blocks of each of 64 sizes for itself,
 /// outside the arenas: `malloc_trim` cannot give back a page such a block lies on. After a
 /// 10,000-user cycle the runtime's threads kept about 4 MiB resident that way: without the
-/// cache `run` idled at 19.1 instead of 22.6 MiB, with the cycle's CPU per request within
+/// cache `run` idled at 19.5 instead of 22.6 MiB, with the cycle's CPU per request within
 /// the noise (BENCHMARKS.md, session 14).
 pub const THREAD_CACHE: (&str, &str) = ("glibc.malloc.tcache_count", "0");
 
