@@ -101,19 +101,24 @@ mod tests {
     use crate::digest::test_support::{berlin, day, ended, health, logins, record};
     use crate::event::Digest;
 
+    /// The day's digest of `job` alone, in Berlin, with no outage.
+    fn digest_of(job: crate::cbs::model::RestoreJob) -> Digest {
+        Digest::compute(
+            day(),
+            berlin(),
+            &[record(job, false)],
+            &health(0),
+            0,
+            vec![],
+        )
+    }
+
     #[test]
     fn a_failure_with_an_unreadable_end_is_listed_with_the_text_sent() {
         let mut odd = ended("odd", "", 7, "RESTORE_STOP_BY_ERROR");
         odd.end_time = None;
         odd.unreadable = [(END_TIME_FIELD.to_owned(), "-0001-06-26 07:30:00".to_owned())].into();
-        let d = Digest::compute(
-            day(),
-            berlin(),
-            &[record(odd, false)],
-            &health(0),
-            0,
-            vec![],
-        );
+        let d = digest_of(odd);
         assert_eq!(logins(&d.failures), ["odd"]);
         assert_eq!(
             failure_line(&d.failures[0], day()),
@@ -131,14 +136,7 @@ mod tests {
             Some("2024-06-26 05:00:00"),
             "RESTORE_STOP_BY_ERROR",
         );
-        let d = Digest::compute(
-            day(),
-            berlin(),
-            &[record(back, false)],
-            &health(0),
-            0,
-            vec![],
-        );
+        let d = digest_of(back);
         assert_eq!(
             failure_line(&d.failures[0], day()),
             "• 07:00–05:00 (ended before it started) failure `RESTORE_STOP_BY_ERROR`: back / set-back"
